@@ -1,0 +1,198 @@
+//! The HTTP surface, one router per audience, and the one place where a
+//! request's audit event is appended before its answer leaves.
+
+pub mod ops;
+pub mod query;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use crate::audit::{EventBody, EventKind, Outcome};
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+
+/// What the TLS accept loop learned about the connection a request came on.
+#[derive(Debug, Clone, Default)]
+pub struct ConnInfo {
+    /// The peer's address.
+    pub peer: Option<SocketAddr>,
+    /// SHA-256 of the verified client certificate, if one was presented.
+    pub cert_fingerprint: Option<[u8; 32]>,
+}
+
+/// Builds the whole router over the gateway state.
+pub fn build_app(gw: Arc<Gateway>) -> Router {
+    Router::new()
+        .merge(ops::router())
+        .merge(query::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(gw)
+}
+
+/// Per-request facts gathered before any stage runs.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    /// Random id, returned in `X-Request-Id` and recorded in the audit event.
+    pub request_id: String,
+    /// When the request arrived (monotonic).
+    pub started: Instant,
+    /// When the request arrived, ms since the epoch.
+    pub time_ms: i64,
+    /// The connection it came on.
+    pub conn: ConnInfo,
+}
+
+impl FromRequestParts<Arc<Gateway>> for RequestContext {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        gw: &Arc<Gateway>,
+    ) -> Result<Self, Self::Rejection> {
+        let mut id = [0u8; 12];
+        // The system RNG does not fail on Linux; an all-zero id would still be unique by seq.
+        let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut id);
+        Ok(Self {
+            request_id: crate::policy::load::hex(&id),
+            started: Instant::now(),
+            time_ms: gw.clock.unix_millis(),
+            conn: parts
+                .extensions
+                .get::<ConnInfo>()
+                .cloned()
+                .unwrap_or_default(),
+        })
+    }
+}
+
+impl RequestContext {
+    /// A fresh audit event for this request.
+    pub fn event(&self, kind: EventKind, operation: &str) -> EventBody {
+        EventBody {
+            time_ms: self.time_ms,
+            request_id: self.request_id.clone(),
+            kind,
+            operation: operation.to_owned(),
+            dept: None,
+            subject: None,
+            roles: Vec::new(),
+            cert_fingerprint: self.conn.cert_fingerprint,
+            source: self.conn.peer.map(|p| p.to_string()).unwrap_or_default(),
+            dataset: None,
+            resident: None,
+            purpose: None,
+            case_ref: None,
+            fields: Vec::new(),
+            outcome: Outcome::Deny,
+            reason: None,
+            grant: None,
+            policy_version: None,
+            status: 0,
+            latency_us: 0,
+        }
+    }
+}
+
+/// A successful answer, before its audit sequence number is known.
+#[derive(Debug)]
+pub struct Answer {
+    /// HTTP status.
+    pub status: StatusCode,
+    /// JSON members; `audit` is added when the event is durable.
+    pub body: Map<String, Value>,
+}
+
+impl Answer {
+    /// 200 with `body`.
+    pub fn ok(body: Map<String, Value>) -> Self {
+        Self {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+}
+
+/// Appends the request's audit event, waits until it is durable, then builds
+/// the response. If the event cannot be made durable, the answer is dropped
+/// and the caller gets 503: no data leaves unaudited.
+pub async fn finish(
+    gw: &Gateway,
+    ctx: &RequestContext,
+    mut event: EventBody,
+    result: Result<Answer, ApiError>,
+) -> Response {
+    match &result {
+        Ok(answer) => {
+            event.status = answer.status.as_u16();
+            event.outcome = Outcome::Allow;
+            event.reason = None;
+        }
+        Err(e) => {
+            event.status = e.status.as_u16();
+            event.outcome = e.outcome();
+            event.reason = Some(e.slug.to_owned());
+            event.fields.clear();
+        }
+    }
+    event.latency_us = u32::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u32::MAX);
+    let mut response = match gw.audit.append(event).await {
+        Err(e) => {
+            tracing::error!(request_id = %ctx.request_id, error = %e, "audit append failed; answering 503");
+            ApiError::audit_unavailable().to_response(Some(&ctx.request_id), None)
+        }
+        Ok(seq) => {
+            let mut response = match result {
+                Ok(mut answer) => {
+                    answer.body.insert(
+                        "audit".into(),
+                        json!({"seq": seq, "request_id": ctx.request_id}),
+                    );
+                    (answer.status, axum::Json(Value::Object(answer.body))).into_response()
+                }
+                Err(e) => e.to_response(Some(&ctx.request_id), Some(seq)),
+            };
+            response
+                .headers_mut()
+                .insert("x-audit-seq", HeaderValue::from(seq));
+            response
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+        .headers_mut()
+        .insert("cache-control", HeaderValue::from_static("no-store"));
+    response
+}
+
+async fn no_route(
+    axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+    ctx: RequestContext,
+) -> Response {
+    let event = ctx.event(EventKind::Other, "no-route");
+    finish(&gw, &ctx, event, Err(ApiError::no_route())).await
+}
+
+async fn method_not_allowed(
+    axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+    ctx: RequestContext,
+) -> Response {
+    let event = ctx.event(EventKind::Other, "method-not-allowed");
+    let e = ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        "this resource does not answer that method",
+    );
+    finish(&gw, &ctx, event, Err(e)).await
+}

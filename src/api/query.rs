@@ -1,0 +1,341 @@
+//! Routes for department systems: the catalog and record lookups.
+//!
+//! Each handler runs the request path in order (authenticate, validate, rate
+//! limit, decide, fetch, minimize) and hands the result to [`super::finish`],
+//! which audits before answering.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::{Answer, RequestContext, finish};
+use crate::audit::{EventBody, EventKind};
+use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::pipeline::authn::Principal;
+use crate::pipeline::minimize::minimize;
+use crate::policy::model::Operation;
+use crate::policy::{CompiledPolicy, Decision, DecisionRequest};
+
+pub(crate) fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/v1/catalog", get(catalog))
+        .route("/v1/datasets/{dataset}/records/{resident_id}", get(lookup))
+}
+
+/// Query parameters of a lookup.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LookupParams {
+    /// Comma-separated subset of fields to return (minimum necessary).
+    fields: Option<String>,
+}
+
+/// `GET /v1/datasets/{dataset}/records/{resident_id}`.
+async fn lookup(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<Query<LookupParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::Query, Operation::Lookup.as_str());
+    let result = run_lookup(&gw, &mut event, path, params, &headers).await;
+    finish(&gw, &ctx, event, result).await
+}
+
+async fn run_lookup(
+    gw: &Gateway,
+    event: &mut EventBody,
+    path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<Query<LookupParams>, QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<Answer, ApiError> {
+    let policy = gw.policy.snapshot();
+    event.policy_version = Some(policy.version().to_owned());
+    let principal = authenticate(gw, &policy, headers, event)?;
+
+    let Path((dataset, resident)) = path.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            "The path is not valid",
+            e.body_text(),
+        )
+    })?;
+    let dataset = DatasetId::parse(&dataset).map_err(|e| {
+        ApiError::invalid_input("invalid-dataset-id", "The dataset id is not valid", &e)
+    })?;
+    event.dataset = Some(dataset.to_string());
+    let resident = ResidentId::parse(&resident).map_err(|e| {
+        ApiError::invalid_input(
+            "invalid-resident-id",
+            "The resident ID number is not valid",
+            &e,
+        )
+    })?;
+    event.resident = Some(gw.pseudonyms.pseudonym(&resident));
+    let (purpose, case_ref) = purpose_and_case(headers, event)?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "The query string is not valid",
+            e.body_text(),
+        )
+    })?;
+    let requested = params.fields.as_deref().map(parse_fields).transpose()?;
+
+    check_department_limit(&policy, &principal)?;
+    let decision = policy.decide(&DecisionRequest {
+        consumer: &principal.dept,
+        roles: &principal.roles,
+        dataset: &dataset,
+        operation: Operation::Lookup,
+        purpose: &purpose,
+        case_ref: case_ref.as_ref(),
+        requested: requested.as_deref(),
+        today: gw.today(),
+    });
+    let allowance = match decision {
+        Decision::Allow(a) => a,
+        Decision::Deny(d) => return Err(ApiError::from(&d)),
+    };
+    let grant = &allowance.grant;
+    event.grant = Some((grant.id().to_string(), grant.version()));
+    if let Some(limit) = &grant.limit {
+        limit.check().map_err(|wait| {
+            ApiError::rate_limited(
+                format!(
+                    "the quota of grant {} ({}) is used up",
+                    grant.id(),
+                    limit.spec
+                ),
+                wait,
+            )
+        })?;
+    }
+
+    let record = gw
+        .providers
+        .for_dataset(&dataset)
+        .fetch(&dataset, &resident)
+        .await
+        .map_err(|e| {
+            tracing::error!(dataset = %dataset, error = %e, "provider failed");
+            ApiError::provider_failed(dataset.as_str())
+        })?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "resident-not-found",
+                "No record of this resident",
+                format!("dataset {dataset} holds no record for this resident ID"),
+            )
+        })?;
+    let disclosed = minimize(&record, &allowance.fields);
+    event.fields = disclosed.keys().cloned().collect();
+
+    let mut body = Map::new();
+    body.insert("dataset".into(), json!(dataset));
+    body.insert("resident".into(), json!(resident.masked()));
+    body.insert("purpose".into(), json!(purpose));
+    body.insert("case_ref".into(), json!(case_ref));
+    body.insert(
+        "grant".into(),
+        json!({"id": grant.id(), "version": grant.version()}),
+    );
+    body.insert("policy_version".into(), json!(policy.version()));
+    body.insert("record".into(), Value::Object(disclosed));
+    Ok(Answer::ok(body))
+}
+
+/// `GET /v1/catalog`: the datasets and fields the caller may use, and for what.
+async fn catalog(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::Query, "catalog");
+    let result = run_catalog(&gw, &mut event, &headers);
+    finish(&gw, &ctx, event, result).await
+}
+
+fn run_catalog(
+    gw: &Gateway,
+    event: &mut EventBody,
+    headers: &HeaderMap,
+) -> Result<Answer, ApiError> {
+    let policy = gw.policy.snapshot();
+    event.policy_version = Some(policy.version().to_owned());
+    let principal = authenticate(gw, &policy, headers, event)?;
+    check_department_limit(&policy, &principal)?;
+    let today = gw.today();
+    let mut entries = Vec::new();
+    let mut grants: Vec<_> = policy
+        .grants_of(&principal.dept)
+        .filter(|g| {
+            g.grant
+                .spec
+                .roles
+                .iter()
+                .any(|r| principal.roles.contains(r))
+        })
+        .collect();
+    grants.sort_by(|a, b| a.id().cmp(b.id()));
+    for g in grants {
+        let spec = &g.grant.spec;
+        let in_force = g.grant.valid_from.is_none_or(|d| today >= d)
+            && g.grant.valid_until.is_none_or(|d| today <= d);
+        for access in &spec.access {
+            let Some(dataset) = policy.set.datasets.get(&access.dataset) else {
+                continue;
+            };
+            let fields: Vec<Value> = dataset
+                .spec
+                .fields
+                .iter()
+                .filter_map(|f| {
+                    let disclosure = if access.fields.contains(&f.name) {
+                        "plain".to_owned()
+                    } else if let Some(mask) = access.masked.get(&f.name) {
+                        format!("masked:{}", serde_json::to_value(mask).ok()?.as_str()?)
+                    } else if access.verify_only.contains(&f.name) {
+                        "verify_only".to_owned()
+                    } else {
+                        return None;
+                    };
+                    Some(json!({
+                        "name": f.name, "title": f.title, "type": f.kind,
+                        "sensitivity": f.sensitivity, "disclosure": disclosure,
+                    }))
+                })
+                .collect();
+            entries.push(json!({
+                "dataset": dataset.spec.id,
+                "title": dataset.spec.title,
+                "owner": dataset.spec.owner,
+                "class": dataset.spec.class,
+                "grant": {"id": spec.id, "version": spec.version, "title": spec.title, "basis": spec.basis},
+                "purposes": spec.purposes,
+                "operations": spec.operations,
+                "roles": spec.roles,
+                "conditions": spec.conditions,
+                "in_force": in_force,
+                "fields": fields,
+            }));
+        }
+    }
+    let mut body = Map::new();
+    body.insert("department".into(), json!(principal.dept));
+    body.insert("policy_version".into(), json!(policy.version()));
+    body.insert("datasets".into(), Value::Array(entries));
+    Ok(Answer::ok(body))
+}
+
+/// Authenticates and records the caller in the event.
+fn authenticate(
+    gw: &Gateway,
+    policy: &CompiledPolicy,
+    headers: &HeaderMap,
+    event: &mut EventBody,
+) -> Result<Arc<Principal>, ApiError> {
+    let principal = gw
+        .auth
+        .authenticate(
+            headers
+                .get_all(header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+            |d| policy.knows_department(d),
+        )
+        .map_err(|e| ApiError::from(&e))?;
+    event.dept = Some(principal.dept.to_string());
+    event.subject = Some(principal.subject.clone());
+    event.roles = principal.roles.iter().map(ToString::to_string).collect();
+    Ok(principal)
+}
+
+fn check_department_limit(policy: &CompiledPolicy, principal: &Principal) -> Result<(), ApiError> {
+    if let Some(limit) = policy.department_limit(&principal.dept) {
+        limit.check().map_err(|wait| {
+            ApiError::rate_limited(
+                format!(
+                    "department {} is over its rate limit ({})",
+                    principal.dept, limit.spec
+                ),
+                wait,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// A header that must appear at most once, as text.
+fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let Some(first) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(ApiError::bad_header(name, "appears more than once"));
+    }
+    std::str::from_utf8(first.as_bytes())
+        .map(|s| Some(s.trim()))
+        .map_err(|_| ApiError::bad_header(name, "is not UTF-8 text"))
+}
+
+/// `X-Purpose` (required) and `X-Case-Ref` (optional here; grants may require it).
+fn purpose_and_case(
+    headers: &HeaderMap,
+    event: &mut EventBody,
+) -> Result<(Purpose, Option<CaseRef>), ApiError> {
+    let purpose = single_header(headers, "x-purpose")?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "purpose-required",
+            "A purpose is required",
+            "name the purpose of this query (用途) in the X-Purpose header, e.g. X-Purpose: dibao_review",
+        )
+    })?;
+    let purpose = Purpose::parse(purpose).map_err(|e| {
+        ApiError::invalid_input("invalid-purpose", "The purpose code is not valid", &e)
+    })?;
+    event.purpose = Some(purpose.to_string());
+    let case_ref = single_header(headers, "x-case-ref")?
+        .map(|c| {
+            CaseRef::parse(c).map_err(|e| {
+                ApiError::invalid_input("invalid-case-ref", "The case reference is not valid", &e)
+            })
+        })
+        .transpose()?;
+    event.case_ref = case_ref.as_ref().map(ToString::to_string);
+    Ok((purpose, case_ref))
+}
+
+fn parse_fields(list: &str) -> Result<Vec<FieldName>, ApiError> {
+    let fields: Vec<FieldName> = list
+        .split(',')
+        .map(|f| FieldName::parse(f.trim()))
+        .collect::<Result<_, _>>()
+        .map_err(|e| {
+            ApiError::invalid_input("invalid-field-list", "The field list is not valid", &e)
+        })?;
+    if fields.len() > 64 {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-field-list",
+            "The field list is not valid",
+            "at most 64 fields may be named",
+        ));
+    }
+    Ok(fields)
+}

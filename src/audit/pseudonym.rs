@@ -1,0 +1,90 @@
+//! Resident pseudonyms: a keyed HMAC-SHA256 of the ID number, cut to 16 bytes.
+//!
+//! The audit log alone does not say who was looked up; an officer who knows an
+//! ID can still find every event about it, because the gateway derives the
+//! same pseudonym from it. The key lives in the data directory
+//! (`pseudonym.key`, mode 0600) and never leaves it.
+
+use std::io::Write;
+use std::path::Path;
+
+use aws_lc_rs::hmac;
+use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+
+use crate::domain::ResidentId;
+
+/// Derives pseudonyms with the data directory's key.
+#[derive(Debug)]
+pub struct Pseudonymizer {
+    key: hmac::Key,
+}
+
+impl Pseudonymizer {
+    /// Loads `dir/pseudonym.key`, creating a random one if there is none.
+    pub fn open(dir: &Path) -> std::io::Result<Self> {
+        let path = dir.join("pseudonym.key");
+        let secret = match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() == 32 => bytes,
+            Ok(_) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not a 32-byte key", path.display()),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut secret = vec![0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut secret)
+                    .map_err(|_| std::io::Error::other("no system randomness"))?;
+                write_private(&path, &secret)?;
+                secret
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Self::from_secret(&secret))
+    }
+
+    /// A pseudonymizer over a given secret.
+    pub fn from_secret(secret: &[u8]) -> Self {
+        Self {
+            key: hmac::Key::new(hmac::HMAC_SHA256, secret),
+        }
+    }
+
+    /// The pseudonym of one resident.
+    pub fn pseudonym(&self, id: &ResidentId) -> [u8; 16] {
+        let tag = hmac::sign(&self.key, id.as_str().as_bytes());
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&tag.as_ref()[..16]);
+        out
+    }
+}
+
+/// Writes a file readable by its owner only, atomically (temporary file, fsync, rename).
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_same_id_gives_the_same_pseudonym_and_keys_differ() {
+        let id = ResidentId::parse("11010519491231002X").unwrap();
+        let a = Pseudonymizer::from_secret(b"k1");
+        let b = Pseudonymizer::from_secret(b"k2");
+        assert_eq!(a.pseudonym(&id), a.pseudonym(&id));
+        assert_ne!(a.pseudonym(&id), b.pseudonym(&id));
+    }
+}

@@ -1,0 +1,330 @@
+//! The gateway's configuration: one TOML file (`tongban.toml`), every key
+//! documented here with its default. Relative paths are relative to the
+//! directory of the file. Secrets are never in the file itself: an HS256
+//! secret is named by the environment variable that holds it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This gateway node's id, recorded in every audit event. Default `node-1`.
+    #[serde(default = "default_node_id")]
+    pub node_id: String,
+    /// Where to listen for HTTPS. Default `127.0.0.1:8443`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The sled database directory (audit log, embedded department data). Default `data`.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The policy directory (`departments.toml`, `datasets/`, `grants/`). Default `policies`.
+    #[serde(default = "default_policies_dir")]
+    pub policies_dir: PathBuf,
+    /// sled page cache size in MiB; memory use is bounded by this plus a constant. Default 256.
+    #[serde(default = "default_cache_mb")]
+    pub cache_mb: u64,
+    /// UTC offset of the gateway's calendar, for grant validity windows. Default `+08:00`.
+    #[serde(default = "default_utc_offset")]
+    pub utc_offset: String,
+    /// TLS settings.
+    pub tls: TlsConfig,
+    /// Trusted token issuers; a token from any other issuer is refused.
+    #[serde(rename = "issuer")]
+    pub issuers: Vec<IssuerConfig>,
+    /// Rate limits.
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Request limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// TLS settings (TLS 1.2 and 1.3 only, AEAD cipher suites only).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Server certificate chain, PEM.
+    pub cert: PathBuf,
+    /// Server private key, PEM (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// Client certificates: `off`, `optional` or `required`. Default `optional`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// CA certificates (PEM) that client certificates must chain to; needed unless `client_auth = "off"`.
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Whether callers present a client certificate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// Not asked for.
+    Off,
+    /// Asked for, verified if presented; its fingerprint joins the caller's identity.
+    #[default]
+    Optional,
+    /// A verified client certificate is required to connect.
+    Required,
+}
+
+/// A trusted token issuer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerConfig {
+    /// The `iss` claim its tokens carry.
+    pub issuer: String,
+    /// The `aud` claim its tokens must carry for this gateway.
+    pub audience: String,
+    /// Algorithms accepted from this issuer: `ES256`, `RS256`, `EdDSA`, `HS256`.
+    pub algorithms: Vec<String>,
+    /// Public key (PEM) for the asymmetric algorithms.
+    #[serde(default)]
+    pub public_key: Option<PathBuf>,
+    /// Name of the environment variable holding the HS256 secret (never the secret itself).
+    #[serde(default)]
+    pub hs256_secret_env: Option<String>,
+    /// Clock skew tolerated on `exp`/`nbf`, in seconds. Default 30.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+/// Rate limits per consumer department (grant quotas live in the grants).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// Default limit for every department. Default `6000/min`.
+    #[serde(default = "default_dept_rate")]
+    pub per_department: String,
+    /// Limits for named departments, overriding the default.
+    #[serde(default)]
+    pub departments: BTreeMap<String, String>,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self {
+            per_department: default_dept_rate(),
+            departments: BTreeMap::new(),
+        }
+    }
+}
+
+/// The audit log's durability and batching.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// `fdatasync` (default): each group commit is synced to the device and
+    /// survives a power cut. `flush`: written to the OS (survives `kill -9`,
+    /// not a power cut), as sled's own flush does.
+    #[serde(default)]
+    pub durability: Durability,
+    /// Most events written in one group commit. Default 512.
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::default(),
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
+/// How far an acknowledged audit event has been pushed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// sled flush plus fdatasync of the log file.
+    #[default]
+    Fdatasync,
+    /// sled flush only.
+    Flush,
+}
+
+/// Limits on what a request may carry.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Largest request body, in bytes. Default 65536.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Longest bearer token, in bytes. Default 8192.
+    #[serde(default = "default_max_token")]
+    pub max_token_bytes: usize,
+    /// Longest a client may take to send its request headers, in seconds. Default 10.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_max_body(),
+            max_token_bytes: default_max_token(),
+            header_timeout_secs: default_header_timeout(),
+        }
+    }
+}
+
+/// Logging.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+fn default_node_id() -> String {
+    "node-1".to_owned()
+}
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8443))
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_policies_dir() -> PathBuf {
+    PathBuf::from("policies")
+}
+fn default_cache_mb() -> u64 {
+    256
+}
+fn default_utc_offset() -> String {
+    "+08:00".to_owned()
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_dept_rate() -> String {
+    "6000/min".to_owned()
+}
+fn default_max_batch() -> usize {
+    512
+}
+fn default_max_body() -> usize {
+    64 * 1024
+}
+fn default_max_token() -> usize {
+    8192
+}
+fn default_header_timeout() -> u64 {
+    10
+}
+
+/// A configuration that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{path}: cannot be read: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Config {
+    /// Reads a configuration file and resolves its relative paths against the file's directory.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        let base = path.parent().unwrap_or_else(|| Path::new("."));
+        config.resolve_paths(base);
+        config.check().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// Makes every relative path absolute against `base`.
+    pub fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        fix(&mut self.data_dir);
+        fix(&mut self.policies_dir);
+        fix(&mut self.tls.cert);
+        fix(&mut self.tls.key);
+        if let Some(ca) = &mut self.tls.client_ca {
+            fix(ca);
+        }
+        for issuer in &mut self.issuers {
+            if let Some(key) = &mut issuer.public_key {
+                fix(key);
+            }
+        }
+    }
+
+    /// Checks what serde cannot: cross-field rules.
+    pub fn check(&self) -> Result<(), String> {
+        if self.issuers.is_empty() {
+            return Err("no [[issuer]] is configured: no token could be accepted".into());
+        }
+        if self.tls.client_auth != ClientAuth::Off && self.tls.client_ca.is_none() {
+            return Err("tls.client_ca is needed unless tls.client_auth = \"off\"".into());
+        }
+        if self.audit.max_batch == 0 {
+            return Err("audit.max_batch must be at least 1".into());
+        }
+        self.utc_offset()?;
+        Ok(())
+    }
+
+    /// The configured calendar offset.
+    pub fn utc_offset(&self) -> Result<time::UtcOffset, String> {
+        time::UtcOffset::parse(
+            &self.utc_offset,
+            time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]"),
+        )
+        .map_err(|_| {
+            format!(
+                "utc_offset \"{}\" is not of the form +08:00",
+                self.utc_offset
+            )
+        })
+    }
+}

@@ -1,0 +1,228 @@
+//! `tongban demo`: a working gateway home in one step. Writes, where missing,
+//! a configuration, a development PKI, a token issuer key, the sample policies
+//! and deterministic sample data (also as JSON Lines under `samples/`). A
+//! second run on the same home reuses what is there.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::devpki;
+use crate::domain::DatasetId;
+use crate::policy::load::load_dir;
+use crate::provider::EmbeddedStore;
+use crate::sample;
+
+/// The demo issuer's `iss`.
+pub const DEMO_ISSUER: &str = "tongban-demo-issuer";
+/// The demo audience.
+pub const DEMO_AUDIENCE: &str = "tongban";
+
+/// The sample policy files, embedded so the binary alone can set up a home.
+pub const SAMPLE_POLICIES: &[(&str, &str)] = &[
+    (
+        "departments.toml",
+        include_str!("../policies/departments.toml"),
+    ),
+    (
+        "datasets/gongan.hukou.toml",
+        include_str!("../policies/datasets/gongan.hukou.toml"),
+    ),
+    (
+        "datasets/renshe.shebao.toml",
+        include_str!("../policies/datasets/renshe.shebao.toml"),
+    ),
+    (
+        "datasets/minzheng.hunyin.toml",
+        include_str!("../policies/datasets/minzheng.hunyin.toml"),
+    ),
+    (
+        "datasets/minzheng.dibao.toml",
+        include_str!("../policies/datasets/minzheng.dibao.toml"),
+    ),
+    (
+        "datasets/ziranziyuan.budongchan.toml",
+        include_str!("../policies/datasets/ziranziyuan.budongchan.toml"),
+    ),
+    (
+        "datasets/weijian.bingli.toml",
+        include_str!("../policies/datasets/weijian.bingli.toml"),
+    ),
+    (
+        "grants/minzheng-dibao.toml",
+        include_str!("../policies/grants/minzheng-dibao.toml"),
+    ),
+    (
+        "grants/renshe-pension.toml",
+        include_str!("../policies/grants/renshe-pension.toml"),
+    ),
+    (
+        "grants/renshe-survivor.toml",
+        include_str!("../policies/grants/renshe-survivor.toml"),
+    ),
+    (
+        "grants/yibao-enroll.toml",
+        include_str!("../policies/grants/yibao-enroll.toml"),
+    ),
+    (
+        "grants/jiaoyu-admission.toml",
+        include_str!("../policies/grants/jiaoyu-admission.toml"),
+    ),
+];
+
+/// Departments that get a demo client certificate.
+pub const DEMO_DEPARTMENTS: &[&str] = &[
+    "gongan",
+    "minzheng",
+    "renshe",
+    "weijian",
+    "yibao",
+    "ziranziyuan",
+    "jiaoyu",
+    "shujuju",
+];
+
+/// How to set up a demo home.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// The address written into a new `tongban.toml`.
+    pub listen: std::net::SocketAddr,
+    /// How many sample residents to generate.
+    pub residents: usize,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8443)),
+            residents: 3000,
+        }
+    }
+}
+
+/// The demo home could not be prepared.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    /// A file could not be written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The PKI could not be written.
+    #[error("{0}")]
+    Pki(#[from] devpki::DevPkiError),
+    /// The written configuration does not load.
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigError),
+    /// The policies in the home are not valid.
+    #[error("policies: {0}")]
+    Policy(String),
+    /// The sample data could not be stored.
+    #[error("sample data: {0}")]
+    Store(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
+    move |source| DemoError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The configuration file a demo home starts with.
+pub fn demo_config_text(listen: std::net::SocketAddr) -> String {
+    format!(
+        r#"# tongban configuration written by `tongban demo`: for development only.
+# Every key is described in the README ("Configuration reference").
+node_id = "demo-1"
+listen = "{listen}"
+data_dir = "data"
+policies_dir = "policies"
+
+[tls]
+cert = "certs/server.pem"
+key = "certs/server-key.pem"
+client_auth = "optional"
+client_ca = "certs/ca.pem"
+
+[[issuer]]
+issuer = "{DEMO_ISSUER}"
+audience = "{DEMO_AUDIENCE}"
+algorithms = ["ES256"]
+public_key = "keys/issuer.pub.pem"
+
+[rate_limit]
+per_department = "6000/min"
+
+[audit]
+durability = "fdatasync"
+"#
+    )
+}
+
+/// Writes whatever is missing under `home` and returns its configuration.
+pub fn prepare_home(home: &Path, options: &DemoOptions) -> Result<Config, DemoError> {
+    std::fs::create_dir_all(home).map_err(io_err(home))?;
+    let config_path = home.join("tongban.toml");
+    if !config_path.exists() {
+        let text = demo_config_text(options.listen);
+        std::fs::write(&config_path, text).map_err(io_err(&config_path))?;
+    }
+    devpki::ensure(home, DEMO_DEPARTMENTS)?;
+
+    let policies = home.join("policies");
+    if !policies.join("departments.toml").exists() {
+        for (rel, text) in SAMPLE_POLICIES {
+            let path = policies.join(rel);
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+            }
+            std::fs::write(&path, text).map_err(io_err(&path))?;
+        }
+    }
+    let config = Config::load(&config_path)?;
+
+    let samples = home.join("samples");
+    if !samples.join("gongan.hukou.jsonl").exists() {
+        let set = load_dir(&config.policies_dir).map_err(|errs| {
+            DemoError::Policy(
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        let data = sample::generate(options.residents, sample::DEMO_SEED);
+        std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+        let db = sled::open(&config.data_dir).map_err(|e| DemoError::Store(e.to_string()))?;
+        let store = EmbeddedStore::new(db);
+        std::fs::create_dir_all(&samples).map_err(io_err(&samples))?;
+        for (dataset, records) in &data.datasets {
+            let Ok(id) = DatasetId::parse(dataset) else {
+                continue;
+            };
+            if !set.datasets.contains_key(&id) {
+                continue;
+            }
+            store
+                .insert_all(&id, records)
+                .map_err(|e| DemoError::Store(e.to_string()))?;
+            let path = samples.join(format!("{dataset}.jsonl"));
+            let mut out =
+                std::io::BufWriter::new(std::fs::File::create(&path).map_err(io_err(&path))?);
+            for (rid, record) in records {
+                let mut line = serde_json::Map::new();
+                line.insert("id_number".into(), rid.as_str().into());
+                line.extend(record.iter().map(|(k, v)| (k.clone(), v.clone())));
+                serde_json::to_writer(&mut out, &line)
+                    .map_err(|e| DemoError::Store(e.to_string()))?;
+                out.write_all(b"\n").map_err(io_err(&path))?;
+            }
+            out.flush().map_err(io_err(&path))?;
+        }
+    }
+    Ok(config)
+}

@@ -1,0 +1,23 @@
+//! tongban (通办): a TLS gateway through which government departments query
+//! each other's resident records under sharing policies.
+//!
+//! The request path, in order: [`server`] (TLS, client certificates) →
+//! [`pipeline::authn`] (JWT) → [`pipeline::rate_limit`] → [`policy`] (decide)
+//! → [`provider`] (fetch) → [`pipeline::minimize`] → [`audit`] (durable before
+//! the answer) → [`api`] (JSON or problem+json). See `ARCHITECTURE.md`.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod audit;
+pub mod clock;
+pub mod config;
+pub mod demo;
+pub mod devpki;
+pub mod domain;
+pub mod error;
+pub mod gateway;
+pub mod pipeline;
+pub mod policy;
+pub mod provider;
+pub mod sample;
+pub mod server;

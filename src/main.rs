@@ -1,0 +1,404 @@
+//! The `tongban` command: serve, demo, token, policy, audit, import.
+#![forbid(unsafe_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+
+use tongban::audit::AuditStore;
+use tongban::clock::Clock;
+use tongban::config::{Config, LogFormat};
+use tongban::demo::{self, DemoOptions};
+use tongban::domain::DatasetId;
+use tongban::gateway::Gateway;
+use tongban::policy::load::load_dir;
+use tongban::provider::EmbeddedStore;
+use tongban::provider::import;
+
+#[derive(Parser)]
+#[command(
+    name = "tongban",
+    version,
+    about = "通办 — a gateway for sharing resident records between departments, under policy, with a tamper-evident audit log"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve HTTPS with a configuration file.
+    Serve {
+        /// The configuration file (tongban.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Set up a development home (certificates, keys, policies, sample data) and serve it.
+    Demo {
+        /// The home directory; created if missing, reused if present.
+        #[arg(long, default_value = "demo-home")]
+        home: PathBuf,
+        /// Listen address (overrides the home's tongban.toml).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Sample residents to generate on first run.
+        #[arg(long, default_value_t = 3000)]
+        residents: usize,
+        /// Set up the home and exit without serving.
+        #[arg(long)]
+        no_serve: bool,
+    },
+    /// Print a development token signed by the home's issuer key.
+    Token {
+        /// The demo home.
+        #[arg(long, default_value = "demo-home")]
+        home: PathBuf,
+        /// Department id (`dept` claim).
+        #[arg(long)]
+        dept: String,
+        /// Subject (`sub` claim): the person or system.
+        #[arg(long)]
+        sub: String,
+        /// Roles, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// Lifetime: e.g. 90s, 30m, 1h, 2d.
+        #[arg(long, default_value = "1h")]
+        ttl: String,
+    },
+    /// Policy files.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// The audit log (run while the gateway is stopped: the data directory is single-process).
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+    /// Load a department's records from CSV or JSON Lines into the embedded store, all or nothing.
+    Import {
+        #[command(flatten)]
+        target: Target,
+        /// The dataset the records belong to.
+        #[arg(long)]
+        dataset: String,
+        /// Replace the dataset's records instead of adding to them.
+        #[arg(long)]
+        replace: bool,
+        /// The file (.csv, or .jsonl / .ndjson).
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate a policy directory; exits non-zero with every error found.
+    Check {
+        /// The directory holding departments.toml, datasets/ and grants/.
+        dir: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Recompute the hash chain and report the first broken link.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which gateway's files: a home (with tongban.toml) or a configuration file.
+#[derive(Args)]
+struct Target {
+    /// A home directory holding tongban.toml.
+    #[arg(long, conflicts_with = "config")]
+    home: Option<PathBuf>,
+    /// A configuration file.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
+
+impl Target {
+    fn load(&self) -> Result<Config> {
+        let path = match (&self.home, &self.config) {
+            (_, Some(c)) => c.clone(),
+            (Some(h), None) => h.join("tongban.toml"),
+            (None, None) => bail!("name the gateway with --home DIR or --config FILE"),
+        };
+        Ok(Config::load(&path)?)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("tongban: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Serve { config } => {
+            let config = Config::load(&config)?;
+            init_logging(config.log.format);
+            serve(config, None)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo {
+            home,
+            listen,
+            residents,
+            no_serve,
+        } => {
+            let options = DemoOptions {
+                listen: listen.unwrap_or(DemoOptions::default().listen),
+                residents,
+            };
+            let config = demo::prepare_home(&home, &options)?;
+            if no_serve {
+                println!("demo home ready in {}", home.display());
+                return Ok(ExitCode::SUCCESS);
+            }
+            init_logging(config.log.format);
+            print_walkthrough(&home, listen.unwrap_or(config.listen))?;
+            serve(config, listen)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Token {
+            home,
+            dept,
+            sub,
+            roles,
+            ttl,
+        } => {
+            let ttl = parse_ttl(&ttl)?;
+            println!("{}", mint(&home, &dept, &sub, &roles, ttl)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command: PolicyCommand::Check { dir },
+        } => match load_dir(&dir) {
+            Ok(set) => {
+                println!(
+                    "{}: valid: {} departments, {} datasets, {} grants (version {})",
+                    dir.display(),
+                    set.departments.len(),
+                    set.datasets.len(),
+                    set.grants.len(),
+                    set.version
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!("{}: {} error(s)", dir.display(), errors.len());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        Command::Audit {
+            command: AuditCommand::Verify { target },
+        } => {
+            let config = target.load()?;
+            let db = open_db(&config.data_dir)?;
+            let store = AuditStore::open(&db)?;
+            let report = store.verify()?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.ok() {
+                eprintln!(
+                    "audit chain intact: {} events, head {} ({})",
+                    report.checked, report.head_seq, report.head_hash
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                if let Some(b) = &report.broken {
+                    eprintln!("audit chain BROKEN at event {}: {}", b.seq, b.problem);
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Import {
+            target,
+            dataset,
+            replace,
+            file,
+        } => {
+            let config = target.load()?;
+            import_file(&config, &dataset, replace, &file)
+        }
+    }
+}
+
+fn serve(config: Config, listen: Option<SocketAddr>) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let addr = listen.unwrap_or(config.listen);
+        let gw = Gateway::open(config, Clock::system())?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on {addr}"))?;
+        tracing::info!(addr = %addr, policy = gw.policy.snapshot().version(), "tongban serving HTTPS");
+        tongban::server::serve(gw, listener, tongban::server::termination_signal()).await?;
+        Ok(())
+    })
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TONGBAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+fn open_db(dir: &Path) -> Result<sled::Db> {
+    if !dir.join("db").exists() && !dir.join("conf").exists() {
+        bail!("{} holds no gateway data", dir.display());
+    }
+    sled::open(dir).with_context(|| {
+        format!(
+            "cannot open {} (is the gateway still running? stop it first)",
+            dir.display()
+        )
+    })
+}
+
+fn parse_ttl(s: &str) -> Result<i64> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("--ttl {s}: expected e.g. 90s, 30m, 1h, 2d"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => bail!("--ttl {s}: expected e.g. 90s, 30m, 1h, 2d"),
+    };
+    if secs <= 0 || secs > 30 * 86_400 {
+        bail!("--ttl {s}: must be between 1 second and 30 days");
+    }
+    Ok(secs)
+}
+
+fn mint(home: &Path, dept: &str, sub: &str, roles: &[String], ttl: i64) -> Result<String> {
+    let config = Config::load(&home.join("tongban.toml"))?;
+    let issuer = config
+        .issuers
+        .first()
+        .context("the home's configuration names no issuer")?;
+    let key_path = home.join("keys/issuer.pem");
+    let key =
+        std::fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(tongban::devpki::mint_token(
+        &key,
+        &issuer.issuer,
+        &issuer.audience,
+        dept,
+        sub,
+        roles,
+        now,
+        ttl,
+    )?)
+}
+
+fn print_walkthrough(home: &Path, addr: SocketAddr) -> Result<()> {
+    let token = mint(
+        home,
+        "minzheng",
+        "clerk-007",
+        &["dibao_reviewer".to_owned()],
+        8 * 3600,
+    )?;
+    let sample = std::fs::read_to_string(home.join("samples/gongan.hukou.jsonl"))?;
+    let id = sample
+        .lines()
+        .next()
+        .and_then(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .and_then(|v| v["id_number"].as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let home = home.display();
+    println!(
+        "\ntongban demo: serving https://{addr} (Ctrl-C to stop)\n\n\
+         A token for 民政局 clerk-007 (role dibao_reviewer), valid 8 hours:\n\n  TOKEN={token}\n\n\
+         Look up a resident for a 低保 review case:\n\n  \
+         curl --cacert {home}/certs/ca.pem -H \"Authorization: Bearer $TOKEN\" \\\n    \
+         -H 'X-Purpose: dibao_review' -H 'X-Case-Ref: MZ-2026-000123' \\\n    \
+         https://{addr}/v1/datasets/gongan.hukou/records/{id}\n\n\
+         More tokens: tongban token --home {home} --dept renshe --sub clerk-1 --roles pension_clerk\n"
+    );
+    Ok(())
+}
+
+fn import_file(config: &Config, dataset: &str, replace: bool, file: &Path) -> Result<ExitCode> {
+    let set = load_dir(&config.policies_dir).map_err(|errs| {
+        anyhow::anyhow!(
+            errs.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let id = DatasetId::parse(dataset)?;
+    let spec = set
+        .datasets
+        .get(&id)
+        .with_context(|| format!("dataset {id} is not in the catalog"))?;
+    let reader =
+        std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let is_csv = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let rows = if is_csv {
+        import::read_csv(reader, spec)
+    } else {
+        import::read_jsonl(std::io::BufReader::new(reader), spec)
+    };
+    let rows = match rows {
+        Ok(rows) => rows,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", file.display());
+            }
+            eprintln!(
+                "{}: {} bad row(s); nothing was imported",
+                file.display(),
+                errors.len()
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db = sled::open(&config.data_dir).with_context(|| {
+        format!(
+            "cannot open {} (is the gateway running?)",
+            config.data_dir.display()
+        )
+    })?;
+    let store = EmbeddedStore::new(db);
+    store.import(&id, &rows, replace)?;
+    println!(
+        "imported {} record(s) into {id} ({} now held)",
+        rows.len(),
+        store.count(&id)?
+    );
+    Ok(ExitCode::SUCCESS)
+}

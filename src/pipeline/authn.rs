@@ -1,0 +1,378 @@
+//! Authentication: `Authorization: Bearer <JWT>` → [`Principal`].
+//!
+//! The token's issuer selects the key; the algorithm must be one configured
+//! for that issuer (so `alg: none` and HS256-signed-with-the-public-key both
+//! fail); `iss`, `aud`, `sub`, `exp`, `dept` and `roles` are required. Expiry
+//! is checked against the gateway's clock on every use, including for tokens
+//! served from the verified-token cache.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::Deserialize;
+
+use crate::clock::Clock;
+use crate::config::IssuerConfig;
+use crate::domain::{DeptId, Role};
+
+/// Who is calling: established from a verified token and the TLS connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The caller's department (`dept` claim).
+    pub dept: DeptId,
+    /// The person or system (`sub` claim).
+    pub subject: String,
+    /// The caller's roles (`roles` claim).
+    pub roles: Vec<Role>,
+    /// The issuer that vouched for it.
+    pub issuer: String,
+    /// Token expiry, seconds since the epoch.
+    pub expires: i64,
+    /// Token id, if the issuer sets one.
+    pub token_id: Option<String>,
+}
+
+impl Principal {
+    /// Whether the caller holds `role`.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r.as_str() == role)
+    }
+}
+
+/// Why a token was refused. Each maps to `401` with `WWW-Authenticate: Bearer`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// No `Authorization` header.
+    #[error("no bearer token: send Authorization: Bearer <JWT>")]
+    Missing,
+    /// The header is not a bearer token, or appears twice.
+    #[error("the Authorization header must be a single 'Bearer <JWT>'")]
+    NotBearer,
+    /// The token is longer than the configured limit.
+    #[error("the token is longer than {0} bytes")]
+    TooLarge(usize),
+    /// Not a well-formed JWT.
+    #[error("the token is not a well-formed JWT")]
+    Malformed,
+    /// The `iss` claim names no configured issuer.
+    #[error("the token's issuer is not trusted")]
+    UnknownIssuer,
+    /// The algorithm is not configured for the issuer.
+    #[error("algorithm {0} is not accepted from this issuer")]
+    AlgorithmNotAllowed(String),
+    /// The signature does not verify.
+    #[error("the token's signature does not verify")]
+    BadSignature,
+    /// `aud` does not name this gateway.
+    #[error("the token's audience is not this gateway")]
+    WrongAudience,
+    /// `exp` has passed.
+    #[error("the token has expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    /// A required claim is missing or of the wrong type.
+    #[error("claim {0}")]
+    BadClaim(String),
+    /// `dept` names no registered department.
+    #[error("the token's department is not registered")]
+    UnknownDepartment,
+}
+
+impl AuthError {
+    /// The RFC 6750 error code for `WWW-Authenticate`; none when no token was sent.
+    pub fn bearer_error(&self) -> Option<&'static str> {
+        match self {
+            Self::Missing => None,
+            Self::NotBearer => Some("invalid_request"),
+            _ => Some("invalid_token"),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct Claims {
+    sub: String,
+    exp: i64,
+    #[serde(default)]
+    nbf: Option<i64>,
+    dept: String,
+    roles: Vec<String>,
+    #[serde(default)]
+    jti: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct IssuerOnly {
+    #[serde(default)]
+    iss: Option<String>,
+}
+
+struct TrustedIssuer {
+    validation: Validation,
+    keys: Vec<(Algorithm, DecodingKey)>,
+    leeway: i64,
+}
+
+/// Verifies bearer tokens against the configured issuers, with a cache of
+/// verified tokens (an ES256 verification costs ~35 µs; a cache hit, well under 1).
+pub struct Authenticator {
+    issuers: HashMap<String, TrustedIssuer>,
+    cache: Vec<Mutex<HashMap<[u8; 32], Arc<Principal>>>>,
+    max_token_bytes: usize,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("issuers", &self.issuers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+const CACHE_SHARDS: usize = 16;
+const CACHE_PER_SHARD: usize = 4096;
+
+/// An issuer configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("issuer {issuer}: {message}")]
+pub struct IssuerError {
+    issuer: String,
+    message: String,
+}
+
+impl Authenticator {
+    /// Builds the verifier from the configured issuers, reading their keys.
+    pub fn new(
+        configs: &[IssuerConfig],
+        max_token_bytes: usize,
+        clock: Clock,
+    ) -> Result<Self, IssuerError> {
+        let mut issuers = HashMap::new();
+        for c in configs {
+            let fail = |message: String| IssuerError {
+                issuer: c.issuer.clone(),
+                message,
+            };
+            let mut keys = Vec::new();
+            let pem = match &c.public_key {
+                Some(path) => Some(std::fs::read(path).map_err(|e| {
+                    fail(format!("public key {} cannot be read: {e}", path.display()))
+                })?),
+                None => None,
+            };
+            for name in &c.algorithms {
+                let alg: Algorithm = name
+                    .parse()
+                    .map_err(|_| fail(format!("unknown algorithm {name}")))?;
+                let key = match alg {
+                    Algorithm::HS256 => {
+                        let var = c.hs256_secret_env.as_deref().ok_or_else(|| {
+                            fail("HS256 needs hs256_secret_env naming the secret's variable".into())
+                        })?;
+                        let secret = std::env::var(var)
+                            .map_err(|_| fail(format!("environment variable {var} is not set")))?;
+                        if secret.len() < 32 {
+                            return Err(fail(format!(
+                                "the HS256 secret in {var} is shorter than 32 bytes"
+                            )));
+                        }
+                        DecodingKey::from_secret(secret.as_bytes())
+                    }
+                    Algorithm::ES256 | Algorithm::RS256 | Algorithm::EdDSA => {
+                        let pem = pem
+                            .as_deref()
+                            .ok_or_else(|| fail(format!("{name} needs public_key")))?;
+                        let key = match alg {
+                            Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
+                            Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+                            _ => DecodingKey::from_ed_pem(pem),
+                        };
+                        key.map_err(|e| fail(format!("public key is not a {name} key: {e}")))?
+                    }
+                    _ => {
+                        return Err(fail(format!(
+                            "algorithm {name} is not supported; use ES256, RS256, EdDSA or HS256"
+                        )));
+                    }
+                };
+                keys.push((alg, key));
+            }
+            if keys.is_empty() {
+                return Err(fail("algorithms is empty".into()));
+            }
+            let mut validation = Validation::new(keys[0].0);
+            validation.algorithms = keys.iter().map(|(a, _)| *a).collect();
+            validation.set_issuer(&[&c.issuer]);
+            validation.set_audience(&[&c.audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            // Time is checked against the gateway's clock, on every use.
+            validation.validate_exp = false;
+            validation.validate_nbf = false;
+            issuers.insert(
+                c.issuer.clone(),
+                TrustedIssuer {
+                    validation,
+                    keys,
+                    leeway: i64::try_from(c.leeway_secs).unwrap_or(i64::MAX),
+                },
+            );
+        }
+        Ok(Self {
+            issuers,
+            cache: (0..CACHE_SHARDS)
+                .map(|_| Mutex::new(HashMap::new()))
+                .collect(),
+            max_token_bytes,
+            clock,
+        })
+    }
+
+    /// Authenticates the value(s) of the `Authorization` header.
+    /// `known_department` says whether a `dept` is registered in the policy in force.
+    pub fn authenticate<'a>(
+        &self,
+        mut headers: impl Iterator<Item = &'a [u8]>,
+        known_department: impl Fn(&str) -> bool,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let value = headers.next().ok_or(AuthError::Missing)?;
+        if headers.next().is_some() {
+            return Err(AuthError::NotBearer);
+        }
+        let token = strip_bearer(value).ok_or(AuthError::NotBearer)?;
+        if token.len() > self.max_token_bytes {
+            return Err(AuthError::TooLarge(self.max_token_bytes));
+        }
+        let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
+        let mut key = [0u8; 32];
+        key.copy_from_slice(digest.as_ref());
+        let shard = &self.cache[usize::from(key[0]) % CACHE_SHARDS];
+
+        let cached = shard.lock().ok().and_then(|m| m.get(&key).cloned());
+        let principal = match cached {
+            Some(p) => p,
+            None => {
+                let (p, nbf) = self.verify(token)?;
+                if let Some(nbf) = nbf {
+                    // Not cached until valid: the cache only holds usable tokens.
+                    if nbf > self.clock.unix_secs() + self.leeway(&p) {
+                        return Err(AuthError::NotYetValid);
+                    }
+                }
+                let p = Arc::new(p);
+                if let Ok(mut m) = shard.lock() {
+                    if m.len() >= CACHE_PER_SHARD {
+                        let now = self.clock.unix_secs();
+                        m.retain(|_, v| v.expires > now);
+                        if m.len() >= CACHE_PER_SHARD {
+                            m.clear();
+                        }
+                    }
+                    m.insert(key, p.clone());
+                }
+                p
+            }
+        };
+        if principal.expires + self.leeway(&principal) <= self.clock.unix_secs() {
+            return Err(AuthError::Expired);
+        }
+        if !known_department(principal.dept.as_str()) {
+            return Err(AuthError::UnknownDepartment);
+        }
+        Ok(principal)
+    }
+
+    fn leeway(&self, p: &Principal) -> i64 {
+        self.issuers.get(&p.issuer).map_or(0, |i| i.leeway)
+    }
+
+    fn verify(&self, token: &[u8]) -> Result<(Principal, Option<i64>), AuthError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| AuthError::Malformed)?;
+        // The issuer is read before verification only to choose the key; the
+        // verified claims are checked against it again by jsonwebtoken.
+        let iss = peek_issuer(token).ok_or(AuthError::Malformed)?;
+        let issuer = self.issuers.get(&iss).ok_or(AuthError::UnknownIssuer)?;
+        let key = issuer
+            .keys
+            .iter()
+            .find(|(alg, _)| *alg == header.alg)
+            .map(|(_, key)| key)
+            .ok_or_else(|| AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)))?;
+        let data = jsonwebtoken::decode::<Claims>(token, key, &issuer.validation).map_err(|e| {
+            use jsonwebtoken::errors::ErrorKind as K;
+            match e.kind() {
+                K::InvalidSignature
+                | K::InvalidEcdsaKey
+                | K::InvalidEddsaKey
+                | K::InvalidRsaKey(_) => AuthError::BadSignature,
+                K::InvalidAudience => AuthError::WrongAudience,
+                K::InvalidIssuer => AuthError::UnknownIssuer,
+                K::InvalidAlgorithm | K::MissingAlgorithm => {
+                    AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg))
+                }
+                K::MissingRequiredClaim(c) => AuthError::BadClaim(format!("{c} is required")),
+                K::Json(err) => AuthError::BadClaim(claim_message(&err.to_string())),
+                _ => AuthError::Malformed,
+            }
+        })?;
+        let c = data.claims;
+        let dept = DeptId::parse(&c.dept).map_err(|_| AuthError::UnknownDepartment)?;
+        let roles = c
+            .roles
+            .iter()
+            .map(|r| Role::parse(r))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| {
+                AuthError::BadClaim("roles holds a value that is not a role code".into())
+            })?;
+        if c.sub.is_empty() || c.sub.len() > 128 || c.sub.chars().any(char::is_control) {
+            return Err(AuthError::BadClaim(
+                "sub must be 1 to 128 printable characters".into(),
+            ));
+        }
+        Ok((
+            Principal {
+                dept,
+                subject: c.sub,
+                roles,
+                issuer: iss,
+                expires: c.exp,
+                token_id: c.jti,
+            },
+            c.nbf,
+        ))
+    }
+}
+
+fn strip_bearer(value: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = value.split_at_checked(7)?;
+    if !scheme.eq_ignore_ascii_case(b"bearer ") {
+        return None;
+    }
+    let token = rest.trim_ascii();
+    (!token.is_empty()).then_some(token)
+}
+
+fn peek_issuer(token: &[u8]) -> Option<String> {
+    let mut parts = token.split(|b| *b == b'.');
+    let _header = parts.next()?;
+    let payload = parts.next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .ok()?;
+    serde_json::from_slice::<IssuerOnly>(&bytes).ok()?.iss
+}
+
+/// serde's message names the claim; keep only the part a caller can act on.
+fn claim_message(serde_msg: &str) -> String {
+    let msg = serde_msg.split(" at line").next().unwrap_or(serde_msg);
+    if msg.contains("roles") || msg.contains("sequence") {
+        "roles must be an array of role codes".to_owned()
+    } else {
+        msg.replace('`', "")
+    }
+}

@@ -1,0 +1,119 @@
+//! Rate limits: per consumer department and per grant quota (governor, GCRA).
+//!
+//! A limit is written `"120/min"`: a burst of 120 that refills evenly over a
+//! minute. Limiters outlive policy reloads as long as their rate is unchanged.
+
+use std::num::NonZeroU32;
+use std::str::FromStr;
+use std::time::Duration;
+
+use governor::clock::Clock as _;
+use governor::middleware::NoOpMiddleware;
+use governor::nanos::Nanos;
+use governor::state::{InMemoryState, NotKeyed};
+use governor::{Quota, RateLimiter};
+
+use crate::clock::Clock;
+
+/// A rate such as `120/min`: `count` requests per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateSpec {
+    /// Requests allowed in one period (also the burst).
+    pub count: NonZeroU32,
+    /// The period.
+    pub per: Duration,
+}
+
+impl FromStr for RateSpec {
+    type Err = &'static str;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const HINT: &str = "expected <count>/<s|min|h|day>, e.g. \"120/min\"";
+        let (count, unit) = s.split_once('/').ok_or(HINT)?;
+        let count = count.trim().parse::<NonZeroU32>().map_err(|_| HINT)?;
+        let per = match unit.trim() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            "d" | "day" => Duration::from_secs(86_400),
+            _ => return Err(HINT),
+        };
+        Ok(Self { count, per })
+    }
+}
+
+impl std::fmt::Display for RateSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unit = match self.per.as_secs() {
+            1 => "s",
+            60 => "min",
+            3600 => "h",
+            _ => "day",
+        };
+        write!(f, "{}/{unit}", self.count)
+    }
+}
+
+/// One rate limiter on the gateway's clock.
+pub type Limiter = RateLimiter<NotKeyed, InMemoryState, Clock, NoOpMiddleware<Nanos>>;
+
+/// A limiter with the rate it enforces, so a reload can keep it when the rate is unchanged.
+#[derive(Debug)]
+pub struct RateLimit {
+    /// The configured rate.
+    pub spec: RateSpec,
+    limiter: Limiter,
+    clock: Clock,
+}
+
+impl RateLimit {
+    /// A fresh limiter for `spec`.
+    pub fn new(spec: RateSpec, clock: &Clock) -> Self {
+        let period = spec.per / spec.count.get();
+        let quota = Quota::with_period(period.max(Duration::from_nanos(1)))
+            .unwrap_or_else(|| Quota::per_second(spec.count))
+            .allow_burst(spec.count);
+        Self {
+            spec,
+            limiter: RateLimiter::direct_with_clock(quota, clock.clone()),
+            clock: clock.clone(),
+        }
+    }
+
+    /// Takes one request from the budget, or says how long to wait.
+    pub fn check(&self) -> Result<(), Duration> {
+        self.limiter
+            .check()
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_rates_and_refuses_nonsense() {
+        let r: RateSpec = "120/min".parse().unwrap();
+        assert_eq!((r.count.get(), r.per), (120, Duration::from_secs(60)));
+        assert_eq!(r.to_string(), "120/min");
+        for bad in ["0/min", "10", "ten/min", "10/week", "-1/s"] {
+            assert!(bad.parse::<RateSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_past_the_burst_and_refills_with_time() {
+        let clock = Clock::manual(time::OffsetDateTime::UNIX_EPOCH);
+        let limit = RateLimit::new("2/min".parse().unwrap(), &clock);
+        assert!(limit.check().is_ok());
+        assert!(limit.check().is_ok());
+        let wait = limit.check().unwrap_err();
+        assert!(
+            wait > Duration::from_secs(25) && wait <= Duration::from_secs(30),
+            "{wait:?}"
+        );
+        clock.advance(Duration::from_secs(30));
+        assert!(limit.check().is_ok());
+    }
+}

@@ -1,0 +1,453 @@
+//! The compiled policy: an index from (consumer, dataset) to the few grants
+//! that can apply, and the decision function over it.
+//!
+//! Deny by default: a query is allowed only when one grant matches on every
+//! point (purpose, role, operation, validity, fields, case reference).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use time::Date;
+
+use super::load::{Grant, PolicySet};
+use super::model::{Mask, Operation, SharingClass};
+use crate::clock::Clock;
+use crate::domain::{CaseRef, DatasetId, DeptId, FieldName, GrantId, Purpose, Role};
+use crate::pipeline::rate_limit::{RateLimit, RateSpec};
+
+/// A grant ready to decide with: the validated grant and its quota limiter.
+#[derive(Debug)]
+pub struct CompiledGrant {
+    /// The grant.
+    pub grant: Grant,
+    /// Its grant-wide quota, shared by every request it allows.
+    pub limit: Option<Arc<RateLimit>>,
+}
+
+impl CompiledGrant {
+    /// The grant id.
+    pub fn id(&self) -> &GrantId {
+        &self.grant.spec.id
+    }
+
+    /// The grant version.
+    pub fn version(&self) -> u32 {
+        self.grant.spec.version
+    }
+}
+
+/// A policy set compiled for decisions. Swapped whole on reload, never edited.
+#[derive(Debug)]
+pub struct CompiledPolicy {
+    /// The validated set it was compiled from.
+    pub set: PolicySet,
+    by_consumer: HashMap<DeptId, HashMap<DatasetId, Vec<Candidate>>>,
+    grants: HashMap<GrantId, Arc<CompiledGrant>>,
+    dept_limits: HashMap<DeptId, Arc<RateLimit>>,
+}
+
+type CandidateFilter<'a> = dyn Fn(&Candidate) -> bool + 'a;
+
+#[derive(Debug, Clone)]
+struct Candidate {
+    grant: Arc<CompiledGrant>,
+    access: usize,
+}
+
+/// What is being asked, by whom.
+#[derive(Debug, Clone)]
+pub struct DecisionRequest<'a> {
+    /// The caller's department.
+    pub consumer: &'a DeptId,
+    /// The caller's roles.
+    pub roles: &'a [Role],
+    /// The dataset asked for.
+    pub dataset: &'a DatasetId,
+    /// The operation.
+    pub operation: Operation,
+    /// The stated purpose.
+    pub purpose: &'a Purpose,
+    /// The stated case reference, if any.
+    pub case_ref: Option<&'a CaseRef>,
+    /// The fields asked for; `None` means every field the grant discloses.
+    pub requested: Option<&'a [FieldName]>,
+    /// Today, in the gateway's time zone, for validity windows.
+    pub today: Date,
+}
+
+/// The outcome of a decision.
+#[derive(Debug, Clone)]
+pub enum Decision {
+    /// Allowed by one grant, for these fields.
+    Allow(Allowance),
+    /// Denied, with the reason.
+    Deny(Denial),
+}
+
+/// What an allowing grant lets out.
+#[derive(Debug, Clone)]
+pub struct Allowance {
+    /// The grant that allowed it.
+    pub grant: Arc<CompiledGrant>,
+    /// The fields to disclose, in catalog order, each with its mask.
+    pub fields: Vec<Disclosed>,
+}
+
+/// One field that may leave, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disclosed {
+    /// The field.
+    pub name: FieldName,
+    /// The mask to apply, if any.
+    pub mask: Option<Mask>,
+}
+
+/// Why a query was denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// The dataset is not in the catalog.
+    UnknownDataset,
+    /// The dataset is of class `none`.
+    DatasetNotShared,
+    /// A requested field is not in the dataset.
+    UnknownField,
+    /// No grant gives the department this dataset.
+    NoGrant,
+    /// Grants exist, but not for this purpose.
+    PurposeNotGranted,
+    /// Grants exist for the purpose, but not for the caller's roles.
+    RoleNotGranted,
+    /// The operation is not granted.
+    OperationNotGranted,
+    /// The grant is not in force today.
+    GrantNotInForce,
+    /// A requested field is verify-only.
+    FieldVerifyOnly,
+    /// A requested field is not granted.
+    FieldNotGranted,
+    /// The grant names no field this operation may disclose.
+    NoFieldsGranted,
+    /// The grant needs a case reference and none was given.
+    CaseRefRequired,
+}
+
+impl DenyReason {
+    /// The stable problem slug.
+    pub fn slug(self) -> &'static str {
+        match self {
+            Self::UnknownDataset => "unknown-dataset",
+            Self::DatasetNotShared => "dataset-not-shared",
+            Self::UnknownField => "unknown-field",
+            Self::NoGrant => "no-grant",
+            Self::PurposeNotGranted => "purpose-not-granted",
+            Self::RoleNotGranted => "role-not-granted",
+            Self::OperationNotGranted => "operation-not-granted",
+            Self::GrantNotInForce => "grant-not-in-force",
+            Self::FieldVerifyOnly => "field-verify-only",
+            Self::FieldNotGranted => "field-not-granted",
+            Self::NoFieldsGranted => "no-fields-granted",
+            Self::CaseRefRequired => "case-ref-required",
+        }
+    }
+}
+
+/// A denial and a message that tells the caller what to fix.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    /// The reason.
+    pub reason: DenyReason,
+    /// For the caller; never holds resident data.
+    pub detail: String,
+    /// The grant that came nearest, where one did.
+    pub nearest: Option<GrantId>,
+}
+
+impl CompiledPolicy {
+    /// Compiles a validated set. Limiters of `previous` whose rate is unchanged
+    /// are kept, so a reload does not hand out a fresh burst.
+    pub fn compile(
+        set: PolicySet,
+        dept_rate: impl Fn(&DeptId) -> RateSpec,
+        previous: Option<&CompiledPolicy>,
+        clock: &Clock,
+    ) -> Self {
+        let mut grants = HashMap::new();
+        let mut by_consumer: HashMap<DeptId, HashMap<DatasetId, Vec<Candidate>>> = HashMap::new();
+        for grant in set.grants.values() {
+            let limit = grant.quota.map(|spec| {
+                previous
+                    .and_then(|p| p.grants.get(&grant.spec.id))
+                    .and_then(|g| g.limit.clone())
+                    .filter(|l| l.spec == spec)
+                    .unwrap_or_else(|| Arc::new(RateLimit::new(spec, clock)))
+            });
+            let compiled = Arc::new(CompiledGrant {
+                grant: grant.clone(),
+                limit,
+            });
+            for (access, a) in grant.spec.access.iter().enumerate() {
+                by_consumer
+                    .entry(grant.spec.consumer.clone())
+                    .or_default()
+                    .entry(a.dataset.clone())
+                    .or_default()
+                    .push(Candidate {
+                        grant: compiled.clone(),
+                        access,
+                    });
+            }
+            grants.insert(grant.spec.id.clone(), compiled);
+        }
+        let dept_limits = set
+            .departments
+            .keys()
+            .map(|dept| {
+                let spec = dept_rate(dept);
+                let limit = previous
+                    .and_then(|p| p.dept_limits.get(dept))
+                    .filter(|l| l.spec == spec)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(RateLimit::new(spec, clock)));
+                (dept.clone(), limit)
+            })
+            .collect();
+        Self {
+            set,
+            by_consumer,
+            grants,
+            dept_limits,
+        }
+    }
+
+    /// The policy version in force.
+    pub fn version(&self) -> &str {
+        &self.set.version
+    }
+
+    /// Whether the department is registered.
+    pub fn knows_department(&self, dept: &str) -> bool {
+        self.set.departments.contains_key(dept)
+    }
+
+    /// The department's rate limiter.
+    pub fn department_limit(&self, dept: &DeptId) -> Option<&RateLimit> {
+        self.dept_limits.get(dept).map(AsRef::as_ref)
+    }
+
+    /// The grants a department holds, for the catalog view.
+    pub fn grants_of(&self, dept: &DeptId) -> impl Iterator<Item = &Arc<CompiledGrant>> {
+        self.grants
+            .values()
+            .filter(move |g| g.grant.spec.consumer == *dept)
+    }
+
+    /// Decides a query. Pure: no I/O, no clock reads beyond `req.today`.
+    pub fn decide(&self, req: &DecisionRequest<'_>) -> Decision {
+        let deny = |reason, detail: String, nearest: Option<&Candidate>| {
+            Decision::Deny(Denial {
+                reason,
+                detail,
+                nearest: nearest.map(|c| c.grant.id().clone()),
+            })
+        };
+        let Some(dataset) = self.set.datasets.get(req.dataset) else {
+            return deny(
+                DenyReason::UnknownDataset,
+                format!(
+                    "dataset {} is not in the catalog; GET /v1/catalog lists the datasets you may use",
+                    req.dataset
+                ),
+                None,
+            );
+        };
+        if dataset.spec.class == SharingClass::None {
+            return deny(
+                DenyReason::DatasetNotShared,
+                format!("dataset {} is not shared (不予共享)", req.dataset),
+                None,
+            );
+        }
+        if let Some(unknown) = req
+            .requested
+            .into_iter()
+            .flatten()
+            .find(|f| !dataset.fields.contains_key(*f))
+        {
+            return deny(
+                DenyReason::UnknownField,
+                format!(
+                    "field \"{unknown}\" is not a field of dataset {}",
+                    req.dataset
+                ),
+                None,
+            );
+        }
+        let Some(all) = self
+            .by_consumer
+            .get(req.consumer.as_str())
+            .and_then(|m| m.get(req.dataset.as_str()))
+        else {
+            return deny(
+                DenyReason::NoGrant,
+                format!(
+                    "no grant gives department {} access to dataset {}",
+                    req.consumer, req.dataset
+                ),
+                None,
+            );
+        };
+
+        let stages: [(DenyReason, &CandidateFilter<'_>); 4] = [
+            (DenyReason::PurposeNotGranted, &|c| {
+                c.grant.grant.spec.purposes.contains(req.purpose)
+            }),
+            (DenyReason::RoleNotGranted, &|c| {
+                c.grant
+                    .grant
+                    .spec
+                    .roles
+                    .iter()
+                    .any(|r| req.roles.contains(r))
+            }),
+            (DenyReason::OperationNotGranted, &|c| {
+                c.grant.grant.spec.operations.contains(&req.operation)
+            }),
+            (DenyReason::GrantNotInForce, &|c| {
+                in_force(&c.grant.grant, req.today)
+            }),
+        ];
+        let mut candidates: Vec<&Candidate> = all.iter().collect();
+        for (reason, keep) in stages {
+            let nearest = candidates.first().copied();
+            candidates.retain(|c| keep(c));
+            if candidates.is_empty() {
+                let detail = match reason {
+                    DenyReason::PurposeNotGranted => format!(
+                        "purpose \"{}\" is not granted to department {} for dataset {}",
+                        req.purpose, req.consumer, req.dataset
+                    ),
+                    DenyReason::RoleNotGranted => format!(
+                        "none of your roles may use dataset {} for purpose \"{}\"",
+                        req.dataset, req.purpose
+                    ),
+                    DenyReason::OperationNotGranted => format!(
+                        "operation {} is not granted on dataset {} for purpose \"{}\"",
+                        req.operation.as_str(),
+                        req.dataset,
+                        req.purpose
+                    ),
+                    _ => not_in_force_detail(nearest.map(|c| &c.grant.grant), req.today),
+                };
+                return deny(reason, detail, nearest);
+            }
+        }
+
+        let mut field_denial = None;
+        for c in &candidates {
+            let access = &c.grant.grant.spec.access[c.access];
+            let disclosable = |f: &FieldName| {
+                if access.fields.contains(f) {
+                    Some(None)
+                } else {
+                    access.masked.get(f).map(|m| Some(*m))
+                }
+            };
+            let fields: Vec<Disclosed> = match req.requested {
+                Some(requested) => {
+                    if let Some(missing) = requested.iter().find(|f| disclosable(f).is_none()) {
+                        let reason = if access.verify_only.contains(missing) {
+                            DenyReason::FieldVerifyOnly
+                        } else {
+                            DenyReason::FieldNotGranted
+                        };
+                        field_denial.get_or_insert((reason, Some(missing.clone()), *c));
+                        continue;
+                    }
+                    dataset
+                        .spec
+                        .fields
+                        .iter()
+                        .filter(|f| requested.contains(&f.name))
+                        .filter_map(|f| {
+                            disclosable(&f.name).map(|mask| Disclosed {
+                                name: f.name.clone(),
+                                mask,
+                            })
+                        })
+                        .collect()
+                }
+                None => dataset
+                    .spec
+                    .fields
+                    .iter()
+                    .filter_map(|f| {
+                        disclosable(&f.name).map(|mask| Disclosed {
+                            name: f.name.clone(),
+                            mask,
+                        })
+                    })
+                    .collect(),
+            };
+            if fields.is_empty() && req.operation != Operation::Verify {
+                field_denial.get_or_insert((DenyReason::NoFieldsGranted, None, *c));
+                continue;
+            }
+            if c.grant.grant.spec.conditions.case_ref_required && req.case_ref.is_none() {
+                return deny(
+                    DenyReason::CaseRefRequired,
+                    format!(
+                        "grant {} requires a case reference (办件编号): send it in the X-Case-Ref header",
+                        c.grant.id()
+                    ),
+                    Some(c),
+                );
+            }
+            return Decision::Allow(Allowance {
+                grant: c.grant.clone(),
+                fields,
+            });
+        }
+        // Every candidate fell through on its fields: `field_denial` is set,
+        // since `candidates` is not empty here.
+        let Some((reason, field, nearest)) = field_denial else {
+            return deny(DenyReason::NoGrant, "no grant applies".to_owned(), None);
+        };
+        let detail = match (reason, field) {
+            (DenyReason::FieldVerifyOnly, Some(f)) => {
+                format!("field \"{f}\" may only be checked with verify, not disclosed")
+            }
+            (DenyReason::FieldNotGranted, Some(f)) => format!(
+                "field \"{f}\" of dataset {} is not granted for purpose \"{}\"",
+                req.dataset, req.purpose
+            ),
+            _ => format!(
+                "grant {} discloses no field of dataset {} by {}",
+                nearest.grant.id(),
+                req.dataset,
+                req.operation.as_str()
+            ),
+        };
+        deny(reason, detail, Some(nearest))
+    }
+}
+
+fn in_force(grant: &Grant, today: Date) -> bool {
+    grant.valid_from.is_none_or(|from| today >= from)
+        && grant.valid_until.is_none_or(|until| today <= until)
+}
+
+fn not_in_force_detail(grant: Option<&Grant>, today: Date) -> String {
+    match grant {
+        Some(g) if g.valid_from.is_some_and(|from| today < from) => format!(
+            "grant {} is not in force until {}",
+            g.spec.id,
+            g.valid_from.map(|d| d.to_string()).unwrap_or_default()
+        ),
+        Some(g) => format!(
+            "grant {} expired after {}",
+            g.spec.id,
+            g.valid_until.map(|d| d.to_string()).unwrap_or_default()
+        ),
+        None => "no grant is in force".to_owned(),
+    }
+}

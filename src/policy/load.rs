@@ -1,0 +1,540 @@
+//! Reading a policy directory and checking it as a whole.
+//!
+//! Every error names its file and entry, and all errors are reported at once,
+//! so an administrator can fix a directory in one pass:
+//! `grants/minzheng-dibao.toml: grant "minzheng-dibao-hukou": field "ethnicty" is not in dataset gongan.hukou`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use time::Date;
+use time::macros::format_description;
+
+use super::model::{
+    DatasetSpec, Department, DepartmentsFile, FieldSpec, GrantSpec, GrantsFile, Operation,
+    Sensitivity, SharingClass,
+};
+use crate::domain::{DatasetId, DeptId, FieldName, GrantId};
+use crate::pipeline::rate_limit::RateSpec;
+
+/// Roles of the data bureau that must never be able to read resident records.
+pub const STAFF_ROLES: &[&str] = &["privacy_officer", "policy_admin"];
+
+/// One problem found in a policy directory, with its place.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct PolicyError {
+    /// The file, relative to the policy directory.
+    pub file: String,
+    /// The entry in the file (`grant "id"`, `field "name"`), where there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.entry {
+            Some(entry) => write!(f, "{}: {}: {}", self.file, entry, self.message),
+            None => write!(f, "{}: {}", self.file, self.message),
+        }
+    }
+}
+
+/// The text of every policy file, keyed by path relative to the policy directory.
+///
+/// Loading from disk and validating a proposed edit both go through this form,
+/// so they give the same messages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PolicySources {
+    /// `departments.toml`, `datasets/<id>.toml`, `grants/<name>.toml` → file text.
+    pub files: BTreeMap<String, String>,
+}
+
+impl PolicySources {
+    /// Reads `departments.toml`, `datasets/*.toml` and `grants/*.toml` under `dir`.
+    pub fn read_dir(dir: &Path) -> Result<Self, PolicyError> {
+        let io_err = |file: &str, e: std::io::Error| PolicyError {
+            file: file.to_owned(),
+            entry: None,
+            message: format!("cannot be read: {e}"),
+        };
+        let mut files = BTreeMap::new();
+        let departments = dir.join("departments.toml");
+        let text = std::fs::read_to_string(&departments)
+            .map_err(|e| io_err(&departments.display().to_string(), e))?;
+        files.insert("departments.toml".to_owned(), text);
+        for sub in ["datasets", "grants"] {
+            let folder = dir.join(sub);
+            let entries =
+                std::fs::read_dir(&folder).map_err(|e| io_err(&folder.display().to_string(), e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| io_err(sub, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if !name.ends_with(".toml") || name.starts_with('.') {
+                    continue;
+                }
+                let rel = format!("{sub}/{name}");
+                let text = std::fs::read_to_string(entry.path()).map_err(|e| io_err(&rel, e))?;
+                files.insert(rel, text);
+            }
+        }
+        Ok(Self { files })
+    }
+
+    /// A short content hash: the version of this policy set.
+    pub fn version(&self) -> String {
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        for (path, text) in &self.files {
+            for part in [path.as_bytes(), &[0], text.as_bytes(), &[0]] {
+                ctx.update(part);
+            }
+        }
+        hex(&ctx.finish().as_ref()[..6])
+    }
+}
+
+/// A dataset of the catalog, with its fields indexed by name.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// The catalog entry as written.
+    pub spec: DatasetSpec,
+    /// The file it came from.
+    pub file: String,
+    /// Its fields by name.
+    pub fields: BTreeMap<FieldName, FieldSpec>,
+}
+
+/// A grant that passed validation, with its conditions parsed.
+#[derive(Debug, Clone)]
+pub struct Grant {
+    /// The grant as written.
+    pub spec: GrantSpec,
+    /// The file it came from.
+    pub file: String,
+    /// First day in force.
+    pub valid_from: Option<Date>,
+    /// Last day in force.
+    pub valid_until: Option<Date>,
+    /// The grant-wide rate quota.
+    pub quota: Option<RateSpec>,
+}
+
+/// A whole, consistent policy set.
+#[derive(Debug, Clone)]
+pub struct PolicySet {
+    /// Content hash of the sources.
+    pub version: String,
+    /// Known departments.
+    pub departments: BTreeMap<DeptId, Department>,
+    /// The catalog.
+    pub datasets: BTreeMap<DatasetId, Dataset>,
+    /// The grants.
+    pub grants: BTreeMap<GrantId, Grant>,
+    /// The sources it was built from.
+    pub sources: PolicySources,
+}
+
+/// Parses and validates a set of policy sources, reporting every error found.
+pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
+    let mut errors = Vec::new();
+    let mut err = |file: &str, entry: Option<String>, message: String| {
+        errors.push(PolicyError {
+            file: file.to_owned(),
+            entry,
+            message,
+        });
+    };
+
+    let mut departments = BTreeMap::new();
+    let mut datasets = BTreeMap::new();
+    let mut grant_specs = Vec::new();
+    for (file, text) in &sources.files {
+        if file == "departments.toml" {
+            match toml::from_str::<DepartmentsFile>(text) {
+                Ok(parsed) => {
+                    for d in parsed.departments {
+                        let entry = Some(format!("department \"{}\"", d.id));
+                        if departments.insert(d.id.clone(), d).is_some() {
+                            err(file, entry, "duplicate department id".into());
+                        }
+                    }
+                }
+                Err(e) => err(file, None, syntax(&e)),
+            }
+        } else if file.starts_with("datasets/") {
+            match toml::from_str::<DatasetSpec>(text) {
+                Ok(spec) => {
+                    let entry = Some(format!("dataset \"{}\"", spec.id));
+                    let expected = format!("datasets/{}.toml", spec.id);
+                    if *file != expected {
+                        err(file, entry.clone(), format!("must be stored as {expected}"));
+                    }
+                    let fields = dataset_fields(&spec, &mut |m| err(file, entry.clone(), m));
+                    let dataset = Dataset {
+                        spec,
+                        file: file.clone(),
+                        fields,
+                    };
+                    if datasets.insert(dataset.spec.id.clone(), dataset).is_some() {
+                        err(file, entry, "duplicate dataset id".into());
+                    }
+                }
+                Err(e) => err(file, None, syntax(&e)),
+            }
+        } else if file.starts_with("grants/") {
+            match toml::from_str::<GrantsFile>(text) {
+                Ok(parsed) if parsed.grants.is_empty() => {
+                    err(file, None, "holds no [[grant]] entry".into());
+                }
+                Ok(parsed) => grant_specs.extend(parsed.grants.into_iter().map(|g| (file, g))),
+                Err(e) => err(file, None, syntax(&e)),
+            }
+        }
+    }
+    if departments.is_empty() && !sources.files.contains_key("departments.toml") {
+        err("departments.toml", None, "is missing".into());
+    }
+
+    for dataset in datasets.values() {
+        let entry = Some(format!("dataset \"{}\"", dataset.spec.id));
+        if dataset.spec.owner.as_str() != dataset.spec.id.owner() {
+            err(
+                &dataset.file,
+                entry.clone(),
+                format!(
+                    "owner \"{}\" does not match the id's prefix \"{}\"",
+                    dataset.spec.owner,
+                    dataset.spec.id.owner()
+                ),
+            );
+        }
+        if !departments.contains_key(&dataset.spec.owner) {
+            err(
+                &dataset.file,
+                entry,
+                format!(
+                    "owner \"{}\" is not in departments.toml",
+                    dataset.spec.owner
+                ),
+            );
+        }
+    }
+
+    let mut grants = BTreeMap::new();
+    for (file, spec) in grant_specs {
+        let entry = format!("grant \"{}\"", spec.id);
+        let mut problems = Vec::new();
+        let grant = check_grant(spec, file, &departments, &datasets, &mut problems);
+        for m in problems {
+            err(file, Some(entry.clone()), m);
+        }
+        if let Some(grant) = grant {
+            if let Some(previous) = grants.insert(grant.spec.id.clone(), grant) {
+                err(
+                    file,
+                    Some(entry),
+                    format!("duplicate grant id (also in {})", previous.file),
+                );
+            }
+        }
+    }
+
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(PolicySet {
+        version: sources.version(),
+        departments,
+        datasets,
+        grants,
+        sources,
+    })
+}
+
+/// Reads and validates a policy directory.
+pub fn load_dir(dir: &Path) -> Result<PolicySet, Vec<PolicyError>> {
+    validate(PolicySources::read_dir(dir).map_err(|e| vec![e])?)
+}
+
+fn syntax(e: &toml::de::Error) -> String {
+    // toml's message already carries the line and column and a caret excerpt.
+    format!("is not valid: {}", e.to_string().trim_end())
+}
+
+fn dataset_fields(
+    spec: &DatasetSpec,
+    err: &mut dyn FnMut(String),
+) -> BTreeMap<FieldName, FieldSpec> {
+    let mut fields = BTreeMap::new();
+    if spec.fields.is_empty() {
+        err("declares no fields".into());
+    }
+    for f in &spec.fields {
+        if fields.insert(f.name.clone(), f.clone()).is_some() {
+            err(format!("field \"{}\" is declared twice", f.name));
+        }
+    }
+    fields
+}
+
+fn check_grant(
+    spec: GrantSpec,
+    file: &str,
+    departments: &BTreeMap<DeptId, Department>,
+    datasets: &BTreeMap<DatasetId, Dataset>,
+    problems: &mut Vec<String>,
+) -> Option<Grant> {
+    if !departments.contains_key(&spec.consumer) {
+        problems.push(format!(
+            "consumer \"{}\" is not in departments.toml",
+            spec.consumer
+        ));
+    }
+    if spec.roles.is_empty() {
+        problems.push("roles is empty: name at least one role".into());
+    }
+    for role in &spec.roles {
+        if STAFF_ROLES.contains(&role.as_str()) {
+            problems.push(format!(
+                "role \"{role}\" is a data bureau staff role and may not read resident records"
+            ));
+        }
+    }
+    if spec.purposes.is_empty() {
+        problems.push("purposes is empty: name at least one purpose".into());
+    }
+    if spec.operations.is_empty() {
+        problems.push("operations is empty: name at least one of lookup, verify, batch".into());
+    }
+    if spec.basis.trim().is_empty() {
+        problems.push("basis is empty: name the statutory duty this sharing serves".into());
+    }
+    if spec.access.is_empty() {
+        problems.push("access is empty: name at least one dataset".into());
+    }
+    let c = &spec.conditions;
+    let valid_from = c
+        .valid_from
+        .as_deref()
+        .and_then(|s| parse_day(s, "valid_from", problems));
+    let valid_until = c
+        .valid_until
+        .as_deref()
+        .and_then(|s| parse_day(s, "valid_until", problems));
+    if let (Some(from), Some(until)) = (valid_from, valid_until) {
+        if from > until {
+            problems.push(format!("valid_from {from} is after valid_until {until}"));
+        }
+    }
+    let quota = c
+        .quota
+        .as_deref()
+        .and_then(|q| match q.parse::<RateSpec>() {
+            Ok(q) => Some(q),
+            Err(e) => {
+                problems.push(format!("quota \"{q}\": {e}"));
+                None
+            }
+        });
+    if spec.operations.contains(&Operation::Batch) && c.batch_limit.is_none_or(|n| n == 0) {
+        problems.push("batch is granted but conditions.batch_limit is not set (1 or more)".into());
+    }
+
+    let mut seen_datasets = BTreeSet::new();
+    for access in &spec.access {
+        if !seen_datasets.insert(&access.dataset) {
+            problems.push(format!(
+                "dataset {} is listed twice in access",
+                access.dataset
+            ));
+        }
+        let Some(dataset) = datasets.get(&access.dataset) else {
+            problems.push(format!("dataset {} is not in the catalog", access.dataset));
+            continue;
+        };
+        if dataset.spec.class == SharingClass::None {
+            problems.push(format!(
+                "dataset {} is of class none (不予共享) and cannot be granted",
+                access.dataset
+            ));
+        }
+        let mut named = BTreeSet::new();
+        let all = access
+            .fields
+            .iter()
+            .chain(access.masked.keys())
+            .chain(&access.verify_only);
+        for field in all {
+            if !named.insert(field) {
+                problems.push(format!(
+                    "field \"{field}\" is listed more than once among fields, masked and verify_only"
+                ));
+            }
+            match dataset.fields.get(field) {
+                None => problems.push(format!(
+                    "field \"{field}\" is not in dataset {}",
+                    access.dataset
+                )),
+                Some(f) if f.sensitivity == Sensitivity::Sensitive && !c.case_ref_required => {
+                    problems.push(format!(
+                        "field \"{field}\" is sensitive personal information: conditions.case_ref_required must be true"
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for (field, mask) in &access.masked {
+            if let Some(f) = dataset.fields.get(field) {
+                if !mask.applies_to(f.kind) {
+                    problems.push(format!(
+                        "mask {mask:?} cannot be applied to field \"{field}\" of type {:?}",
+                        f.kind
+                    ));
+                }
+            }
+        }
+        if named.is_empty() {
+            problems.push(format!("grants no field of dataset {}", access.dataset));
+        }
+        if !access.verify_only.is_empty() && !spec.operations.contains(&Operation::Verify) {
+            problems.push(format!(
+                "verify_only fields of {} need the verify operation",
+                access.dataset
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Some(Grant {
+            spec,
+            file: file.to_owned(),
+            valid_from,
+            valid_until,
+            quota,
+        })
+    } else {
+        None
+    }
+}
+
+fn parse_day(s: &str, what: &str, problems: &mut Vec<String>) -> Option<Date> {
+    match Date::parse(s, format_description!("[year]-[month]-[day]")) {
+        Ok(d) => Some(d),
+        Err(_) => {
+            problems.push(format!("{what} \"{s}\" is not a date (YYYY-MM-DD)"));
+            None
+        }
+    }
+}
+
+/// Lower-case hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> PolicySources {
+        PolicySources::read_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()
+    }
+
+    #[test]
+    fn the_shipped_sample_policies_are_valid() {
+        let set = validate(sample()).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(set.grants.len() >= 7);
+        assert!(set.datasets.contains_key("gongan.hukou"));
+    }
+
+    fn with_edit(file: &str, from: &str, to: &str) -> Vec<String> {
+        let mut s = sample();
+        let text = s.files.get_mut(file).unwrap();
+        assert!(text.contains(from), "{file} has no {from:?}");
+        *text = text.replacen(from, to, 1);
+        match validate(s) {
+            Ok(_) => panic!("the edit of {file} was accepted"),
+            Err(errs) => errs.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn an_unknown_field_is_reported_with_file_and_grant() {
+        let errs = with_edit("grants/minzheng-dibao.toml", "\"gender\"", "\"gendre\"");
+        assert_eq!(
+            errs,
+            [
+                "grants/minzheng-dibao.toml: grant \"minzheng-dibao-hukou\": field \"gendre\" is not in dataset gongan.hukou"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_grant_on_a_dataset_that_is_not_shared_is_refused() {
+        let errs = with_edit(
+            "grants/yibao-enroll.toml",
+            "\"gongan.hukou\"",
+            "\"weijian.bingli\"",
+        );
+        assert!(errs.iter().any(|e| e.contains("class none")), "{errs:?}");
+    }
+
+    #[test]
+    fn unknown_masks_empty_purposes_and_duplicates_are_refused() {
+        let errs = with_edit(
+            "grants/minzheng-dibao.toml",
+            "\"id_number\"",
+            "\"id_numbr\"",
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("unknown variant `id_numbr`")),
+            "{errs:?}"
+        );
+        let errs = with_edit(
+            "grants/yibao-enroll.toml",
+            "purposes = [\"medical_insurance_enrollment\"]",
+            "purposes = []",
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("purposes is empty")),
+            "{errs:?}"
+        );
+        let errs = with_edit(
+            "grants/yibao-enroll.toml",
+            "id = \"yibao-enroll-hukou\"",
+            "id = \"minzheng-dibao-hukou\"",
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("duplicate grant id")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn sensitive_fields_need_a_case_reference() {
+        let errs = with_edit(
+            "grants/minzheng-dibao.toml",
+            "case_ref_required = true\n\n[[grant.access]]\ndataset = \"renshe.shebao\"",
+            "case_ref_required = false\n\n[[grant.access]]\ndataset = \"renshe.shebao\"",
+        );
+        assert!(errs.iter().any(|e| e.contains("sensitive")), "{errs:?}");
+    }
+
+    #[test]
+    fn staff_roles_cannot_be_granted_records() {
+        let errs = with_edit(
+            "grants/yibao-enroll.toml",
+            "\"enrollment_clerk\"",
+            "\"privacy_officer\"",
+        );
+        assert!(errs.iter().any(|e| e.contains("staff role")), "{errs:?}");
+    }
+}

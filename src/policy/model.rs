@@ -1,0 +1,246 @@
+//! The policy files as they are written: the catalog (`policies/datasets/*.toml`),
+//! the grants (`policies/grants/*.toml`) and the department register
+//! (`policies/departments.toml`).
+//!
+//! These are plain serde types with `deny_unknown_fields`, so a misspelt key is
+//! an error rather than a silently ignored condition. They hold what the file
+//! says; [`super::load`] checks that it makes sense as a whole.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{DatasetId, DeptId, FieldName, GrantId, Purpose, Role};
+
+/// `policies/departments.toml`: every department that may own or consume data.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepartmentsFile {
+    /// The departments, in any order.
+    #[serde(rename = "department", default)]
+    pub departments: Vec<Department>,
+}
+
+/// A department: an owner and/or consumer of data.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Department {
+    /// Its id, as tokens carry it in the `dept` claim.
+    pub id: DeptId,
+    /// Its name, for people.
+    pub name: String,
+}
+
+/// One file under `policies/datasets/`: a catalog entry (政务信息资源目录).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetSpec {
+    /// `<owner>.<name>`.
+    pub id: DatasetId,
+    /// The department that owns and provides the data (谁主管谁提供).
+    pub owner: DeptId,
+    /// Its title, for people.
+    pub title: String,
+    /// Its sharing class.
+    pub class: SharingClass,
+    /// Optional free text.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub description: String,
+    /// The fields of a record; the resident ID is the key, not a field, unless listed.
+    #[serde(rename = "field")]
+    pub fields: Vec<FieldSpec>,
+}
+
+/// 共享类型: how a dataset may be shared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SharingClass {
+    /// 无条件共享: any department with a grant, no case reference needed by class.
+    Unconditional,
+    /// 有条件共享: shared under grants with conditions.
+    Conditional,
+    /// 不予共享: never shared; a grant on it is an error.
+    None,
+}
+
+/// One field of a dataset.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldSpec {
+    /// Its name in records.
+    pub name: FieldName,
+    /// Its value type; records are checked against it.
+    #[serde(rename = "type")]
+    pub kind: FieldType,
+    /// How sensitive it is.
+    pub sensitivity: Sensitivity,
+    /// Its title, for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+}
+
+/// The value type of a field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    /// A JSON string.
+    String,
+    /// A JSON integer.
+    Integer,
+    /// A JSON number.
+    Number,
+    /// `true` or `false`.
+    Boolean,
+    /// A `YYYY-MM-DD` string.
+    Date,
+    /// An array of strings.
+    StringList,
+    /// An array of objects (e.g. the properties of 不动产登记).
+    ObjectList,
+}
+
+/// Field sensitivity, from least to most protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sensitivity {
+    /// Public information.
+    Public,
+    /// Internal to government.
+    Internal,
+    /// Personal information (个人信息).
+    Personal,
+    /// Sensitive personal information (敏感个人信息, PIPL Art. 28): needs a case reference.
+    Sensitive,
+}
+
+/// One file under `policies/grants/`: the grants of one consumer and purpose.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantsFile {
+    /// The grants in this file.
+    #[serde(rename = "grant", default)]
+    pub grants: Vec<GrantSpec>,
+}
+
+/// A sharing policy: who may use which fields of which datasets, for what.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct GrantSpec {
+    /// Unique across all grant files.
+    pub id: GrantId,
+    /// Raised on every change; recorded in each audit event the grant decides.
+    #[serde(default = "one")]
+    pub version: u32,
+    /// A title for people.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// The consuming department.
+    pub consumer: DeptId,
+    /// The caller must hold at least one of these roles.
+    pub roles: Vec<Role>,
+    /// The purposes the data may be used for.
+    pub purposes: Vec<Purpose>,
+    /// The operations allowed.
+    pub operations: Vec<Operation>,
+    /// The statutory duty this sharing serves (PIPL Art. 34).
+    pub basis: String,
+    /// Conditions on every use.
+    #[serde(default)]
+    pub conditions: Conditions,
+    /// What may be used of which dataset.
+    pub access: Vec<AccessSpec>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Conditions attached to a grant.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Conditions {
+    /// A case reference (办件编号) must be named on every query.
+    #[serde(default)]
+    pub case_ref_required: bool,
+    /// First day the grant is in force (inclusive, gateway time zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_from: Option<String>,
+    /// Last day the grant is in force (inclusive, gateway time zone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_until: Option<String>,
+    /// A rate quota for the grant as a whole, e.g. `"120/min"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<String>,
+    /// The largest batch allowed, where `batch` is granted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_limit: Option<u32>,
+}
+
+/// What a grant allows of one dataset.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessSpec {
+    /// The dataset.
+    pub dataset: DatasetId,
+    /// Fields disclosed as they are.
+    #[serde(default)]
+    pub fields: Vec<FieldName>,
+    /// Fields disclosed only in masked form, with the mask to apply.
+    #[serde(default)]
+    pub masked: BTreeMap<FieldName, Mask>,
+    /// Fields that may only be checked with `verify`, never disclosed.
+    #[serde(default)]
+    pub verify_only: Vec<FieldName>,
+}
+
+/// An operation on a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// Read one resident's record.
+    Lookup,
+    /// Answer yes/no to conditions on fields without disclosing them (数据核验).
+    Verify,
+    /// Read many residents' records at once.
+    Batch,
+}
+
+impl Operation {
+    /// The name used in files, events and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Lookup => "lookup",
+            Self::Verify => "verify",
+            Self::Batch => "batch",
+        }
+    }
+}
+
+/// A mask applied to a field before it leaves (GB/T 35273 practice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mask {
+    /// `110101********1234`: first 6 and last 4 characters of an ID number.
+    IdNumber,
+    /// `138****5678`: first 3 and last 4 digits of a mobile number.
+    Mobile,
+    /// `张*`, `欧阳*`: the surname only.
+    Name,
+    /// The address cut to the district (区/县).
+    Address,
+    /// A date cut to its year.
+    Year,
+    /// The value replaced by `***`.
+    Redact,
+}
+
+impl Mask {
+    /// Whether the mask can be applied to a field of this type.
+    pub fn applies_to(self, kind: FieldType) -> bool {
+        match self {
+            Self::IdNumber | Self::Mobile | Self::Name | Self::Address => kind == FieldType::String,
+            Self::Year => kind == FieldType::Date,
+            Self::Redact => true,
+        }
+    }
+}
