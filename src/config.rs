@@ -241,12 +241,12 @@ fn default_header_timeout() -> u64 {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// The file could not be read.
-    #[error("{path}: cannot be read: {source}")]
+    #[error("{path}: cannot be read: {reason}")]
     Read {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The file is not a valid configuration.
     #[error("{path}: {message}")]
@@ -261,9 +261,9 @@ pub enum ConfigError {
 impl Config {
     /// Reads a configuration file and resolves its relative paths against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            reason,
         })?;
         let mut config: Self = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
             path: path.to_owned(),

@@ -104,12 +104,12 @@ impl Default for DemoOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
     /// A file could not be written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {reason}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// The PKI could not be written.
     #[error("{0}")]
@@ -126,9 +126,9 @@ pub enum DemoError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
-    move |source| DemoError::Io {
+    move |reason| DemoError::Io {
         path: path.to_owned(),
-        source,
+        reason,
     }
 }
 

@@ -20,12 +20,12 @@ pub enum DevPkiError {
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
     /// A file could not be written.
-    #[error("{path}: {source}")]
+    #[error("{path}: {reason}")]
     Io {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        reason: std::io::Error,
     },
 }
 
@@ -66,9 +66,9 @@ impl DevPkiPaths {
 }
 
 fn write(path: &Path, text: &str, private: bool) -> Result<(), DevPkiError> {
-    let io = |source| DevPkiError::Io {
+    let io = |reason| DevPkiError::Io {
         path: path.to_owned(),
-        source,
+        reason,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(io)?;

@@ -1,0 +1,205 @@
+//! The audit log: one event per request, durable before the answer, chained,
+//! pseudonymous, free of field values; fail closed when it cannot be written.
+
+use hyper::StatusCode;
+
+use crate::helpers::TestGateway;
+use tongban::audit::Outcome;
+use tongban::domain::ResidentId;
+
+#[tokio::test]
+async fn every_request_leaves_exactly_one_event_with_its_decision() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let path = format!("/v1/datasets/gongan.hukou/records/{id}");
+    let requests = [
+        (
+            Some(tok.as_str()),
+            Some("dibao_review"),
+            Some("MZ-2026-1"),
+            200,
+            Outcome::Allow,
+        ),
+        (
+            None,
+            Some("dibao_review"),
+            Some("MZ-2026-1"),
+            401,
+            Outcome::Deny,
+        ),
+        (
+            Some(tok.as_str()),
+            Some("school_admission"),
+            Some("MZ-2026-1"),
+            403,
+            Outcome::Deny,
+        ),
+        (
+            Some(tok.as_str()),
+            None,
+            Some("MZ-2026-1"),
+            400,
+            Outcome::Deny,
+        ),
+        (
+            Some(tok.as_str()),
+            Some("dibao_review"),
+            None,
+            400,
+            Outcome::Deny,
+        ),
+    ];
+    let mut seqs = Vec::new();
+    for (token, purpose, case, status, outcome) in requests {
+        let r = gw.get(&path, token, purpose, case).await;
+        assert_eq!(r.status.as_u16(), status, "{}", r.text);
+        let event = gw
+            .gw
+            .audit_store
+            .get(r.audit_seq())
+            .unwrap()
+            .expect("event is durable before the answer");
+        assert_eq!(event.body.request_id, r.request_id());
+        assert_eq!(event.body.outcome, outcome);
+        assert_eq!(event.body.status, status);
+        seqs.push(r.audit_seq());
+    }
+    assert_eq!(seqs, (1..=5).collect::<Vec<u64>>());
+    assert_eq!(gw.gw.audit_store.len(), 5);
+    let report = gw.gw.audit_store.verify().unwrap();
+    assert!(report.ok(), "{report:?}");
+    assert_eq!(report.checked, 5);
+}
+
+#[tokio::test]
+async fn an_allowed_lookup_records_who_what_why_but_no_values() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let record = gw.sample_record("gongan.hukou", &id);
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw
+        .get(
+            &format!("/v1/datasets/gongan.hukou/records/{id}"),
+            Some(&tok),
+            Some("dibao_review"),
+            Some("MZ-2026-000123"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let e = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    assert_eq!(e.dept.as_deref(), Some("minzheng"));
+    assert_eq!(e.subject.as_deref(), Some("clerk-007"));
+    assert_eq!(e.roles, ["dibao_reviewer"]);
+    assert_eq!(e.dataset.as_deref(), Some("gongan.hukou"));
+    assert_eq!(e.purpose.as_deref(), Some("dibao_review"));
+    assert_eq!(e.case_ref.as_deref(), Some("MZ-2026-000123"));
+    assert_eq!(e.grant, Some(("minzheng-dibao-hukou".to_owned(), 1)));
+    assert!(
+        e.fields.contains(&"hukou_address".to_owned()) && !e.fields.contains(&"phone".to_owned())
+    );
+    assert_eq!(
+        e.resident,
+        Some(gw.gw.pseudonyms.pseudonym(&ResidentId::parse(&id).unwrap()))
+    );
+    assert!(e.source.starts_with("127.0.0.1:"));
+
+    // The stored bytes hold neither the ID nor any value of the record.
+    let tree = gw.gw.audit_store.events_tree();
+    for item in tree.iter() {
+        let (_, value) = item.unwrap();
+        let bytes = value.as_ref();
+        let contains = |needle: &str| bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+        assert!(!contains(&id), "the resident ID is in the audit log");
+        for field in ["name", "hukou_address", "household_id", "birth_date"] {
+            let v = record[field].as_str().unwrap();
+            assert!(!contains(v), "the value of {field} is in the audit log");
+        }
+    }
+}
+
+#[tokio::test]
+async fn when_the_audit_log_cannot_be_written_no_data_leaves() {
+    let mut gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let path = format!("/v1/datasets/gongan.hukou/records/{id}");
+    assert_eq!(
+        gw.get(&path, Some(&tok), Some("dibao_review"), Some("MZ-1"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+
+    gw.gw.audit.close().await;
+    let r = gw
+        .get(&path, Some(&tok), Some("dibao_review"), Some("MZ-1"))
+        .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.problem_type(), Some("/problems/audit-unavailable"));
+    assert!(
+        !r.text.contains("hukou_address"),
+        "no record data without an audit event"
+    );
+    assert!(r.headers.get("x-audit-seq").is_none());
+    let ready = gw.client().request("GET", "/readyz", &[]).await.unwrap();
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn audit_verify_cli_finds_an_altered_event() {
+    let mut gw = TestGateway::start().await;
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    for id in gw.sample_ids("gongan.hukou", 4) {
+        let r = gw
+            .get(
+                &format!("/v1/datasets/gongan.hukou/records/{id}"),
+                Some(&tok),
+                Some("dibao_review"),
+                Some("MZ-1"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    gw.stop().await;
+    let home_dir = gw.take_home();
+    let home = home_dir.path().to_owned();
+    let data_dir = gw.gw.config.data_dir.clone();
+    drop(gw);
+    let verify = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tongban"))
+            .args(["audit", "verify", "--home"])
+            .arg(&home)
+            .output()
+            .unwrap()
+    };
+    // The gateway in this process may still hold the database briefly after stopping.
+    let mut out = verify();
+    for _ in 0..50 {
+        if out.status.success() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        out = verify();
+    }
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    {
+        let db = sled::open(&data_dir).unwrap();
+        let events = db.open_tree("audit/events").unwrap();
+        let key = 3u64.to_be_bytes();
+        let mut value = events.get(key).unwrap().unwrap().to_vec();
+        let at = value.iter().position(|b| *b == b'm').unwrap();
+        value[at] = b'M';
+        events.insert(key, value).unwrap();
+        db.flush().unwrap();
+    }
+    let out = verify();
+    assert!(!out.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["broken"]["seq"], 3, "{report}");
+}

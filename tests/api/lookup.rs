@@ -1,0 +1,447 @@
+//! Lookups: exactly the granted fields, masks, and every refusal as problem+json.
+
+use std::collections::BTreeSet;
+
+use hyper::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::TestGateway;
+
+const HUKOU: &str = "/v1/datasets/gongan.hukou/records";
+
+fn keys(v: &Value) -> BTreeSet<String> {
+    v.as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn allowed_lookup_returns_exactly_the_granted_fields_with_masks() {
+    let gw = TestGateway::start().await;
+    let id = &gw.sample_ids("gongan.hukou", 1)[0];
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw
+        .get(
+            &format!("{HUKOU}/{id}"),
+            Some(&tok),
+            Some("dibao_review"),
+            Some("MZ-2026-000123"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let record = &r.body["record"];
+    let expected: BTreeSet<String> = [
+        "name",
+        "gender",
+        "birth_date",
+        "hukou_address",
+        "household_id",
+        "relation_to_head",
+        "hukou_status",
+        "id_number",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    assert_eq!(keys(record), expected);
+    let source = gw.sample_record("gongan.hukou", id);
+    assert_eq!(record["name"], source["name"]);
+    assert_eq!(
+        record["id_number"],
+        format!("{}********{}", &id[..6], &id[14..])
+    );
+    assert!(
+        !r.text.contains(id.as_str()),
+        "the full ID left the gateway"
+    );
+    assert!(!r.text.contains("ethnicity") && !r.text.contains(source["phone"].as_str().unwrap()));
+    assert_eq!(r.body["grant"]["id"], "minzheng-dibao-hukou");
+    assert_eq!(r.body["audit"]["seq"].as_u64(), Some(r.audit_seq()));
+}
+
+#[tokio::test]
+async fn a_field_subset_can_be_asked_for_and_others_are_refused() {
+    let gw = TestGateway::start().await;
+    let id = &gw.sample_ids("gongan.hukou", 1)[0];
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw
+        .get(
+            &format!("{HUKOU}/{id}?fields=name,hukou_status"),
+            Some(&tok),
+            Some("dibao_review"),
+            Some("MZ-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        keys(&r.body["record"]),
+        ["hukou_status", "name"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    );
+
+    let r = gw
+        .get(
+            &format!("{HUKOU}/{id}?fields=name,phone"),
+            Some(&tok),
+            Some("dibao_review"),
+            Some("MZ-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.problem_type(), Some("/problems/field-not-granted"));
+}
+
+#[tokio::test]
+async fn refusals_are_problem_json_with_stable_types() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let bad_check = format!("{}{}", &id[..17], if id.ends_with('0') { "1" } else { "0" });
+    let cases: Vec<(String, Option<&str>, Option<&str>, StatusCode, &str)> = vec![
+        (
+            format!("{HUKOU}/{id}"),
+            None,
+            Some("MZ-1"),
+            StatusCode::BAD_REQUEST,
+            "purpose-required",
+        ),
+        (
+            format!("{HUKOU}/{id}"),
+            Some("school_admission"),
+            Some("MZ-1"),
+            StatusCode::FORBIDDEN,
+            "purpose-not-granted",
+        ),
+        (
+            format!("{HUKOU}/{id}"),
+            Some("dibao_review"),
+            None,
+            StatusCode::BAD_REQUEST,
+            "case-ref-required",
+        ),
+        (
+            format!("{HUKOU}/{id}?fields=marital_status"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::BAD_REQUEST,
+            "unknown-field",
+        ),
+        (
+            format!("/v1/datasets/weijian.bingli/records/{id}"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::FORBIDDEN,
+            "dataset-not-shared",
+        ),
+        (
+            format!("/v1/datasets/minzheng.hunyin/records/{id}"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::FORBIDDEN,
+            "no-grant",
+        ),
+        (
+            format!("/v1/datasets/gongan.nosuch/records/{id}"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::NOT_FOUND,
+            "unknown-dataset",
+        ),
+        (
+            format!("{HUKOU}/{bad_check}"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::BAD_REQUEST,
+            "invalid-resident-id",
+        ),
+        (
+            format!("{HUKOU}/11010519491231002X"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::NOT_FOUND,
+            "resident-not-found",
+        ),
+        (
+            format!("{HUKOU}/{id}"),
+            Some("Dibao Review"),
+            Some("MZ-1"),
+            StatusCode::BAD_REQUEST,
+            "invalid-purpose",
+        ),
+        (
+            format!("{HUKOU}/{id}"),
+            Some("dibao-review"),
+            Some("MZ-1"),
+            StatusCode::BAD_REQUEST,
+            "invalid-purpose",
+        ),
+        (
+            format!("{HUKOU}/{id}"),
+            Some("dibao_review"),
+            Some("MZ 1"),
+            StatusCode::BAD_REQUEST,
+            "invalid-case-ref",
+        ),
+        (
+            format!("{HUKOU}/..%2F..%2Fetc%2Fpasswd"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::BAD_REQUEST,
+            "invalid-resident-id",
+        ),
+        (
+            format!("/v1/datasets/..%2Fgongan.hukou/records/{id}"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::BAD_REQUEST,
+            "invalid-dataset-id",
+        ),
+        (
+            format!("{HUKOU}/{id}%00"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::BAD_REQUEST,
+            "invalid-resident-id",
+        ),
+        (
+            format!("{HUKOU}/{id}?colour=red"),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+        ),
+        (
+            "/v1/nothing/here".to_owned(),
+            Some("dibao_review"),
+            Some("MZ-1"),
+            StatusCode::NOT_FOUND,
+            "no-such-route",
+        ),
+    ];
+    for (path, purpose, case, status, slug) in cases {
+        let r = gw.get(&path, Some(&tok), purpose, case).await;
+        assert_eq!(r.status, status, "{path} {purpose:?}: {}", r.text);
+        assert_eq!(
+            r.problem_type(),
+            Some(format!("/problems/{slug}").as_str()),
+            "{path}: {}",
+            r.text
+        );
+        assert!(r.body["detail"].as_str().is_some_and(|d| !d.is_empty()));
+        assert!(
+            !r.text.contains("hukou_address\":"),
+            "no record data in a refusal"
+        );
+    }
+}
+
+#[tokio::test]
+async fn dataset_of_class_none_is_refused_even_with_its_owner_token() {
+    let gw = TestGateway::start().await;
+    let id = &gw.sample_ids("gongan.hukou", 1)[0];
+    let tok = gw.token("weijian", "doctor-1", &["clinician"]);
+    let r = gw
+        .get(
+            &format!("/v1/datasets/weijian.bingli/records/{id}"),
+            Some(&tok),
+            Some("treatment"),
+            Some("C-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.problem_type(), Some("/problems/dataset-not-shared"));
+}
+
+#[tokio::test]
+async fn validity_windows_are_enforced_by_the_gateway_calendar() {
+    let id_for = |gw: &TestGateway| gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let in_season = time::macros::datetime!(2026-05-01 10:00 +08:00);
+    let gw = TestGateway::start_at(|_, _| {}, tongban::clock::Clock::manual(in_season)).await;
+    let id = id_for(&gw);
+    let tok = gw.token("jiaoyu", "clerk-9", &["admissions_clerk"]);
+    let r = gw
+        .get(
+            &format!("{HUKOU}/{id}"),
+            Some(&tok),
+            Some("school_admission"),
+            Some("JY-2026-0001"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(keys(&r.body["record"]).len(), 3);
+
+    let after = time::macros::datetime!(2026-10-01 00:00:01 +08:00);
+    let gw = TestGateway::start_at(|_, _| {}, tongban::clock::Clock::manual(after)).await;
+    let id = id_for(&gw);
+    let tok = gw.token("jiaoyu", "clerk-9", &["admissions_clerk"]);
+    let r = gw
+        .get(
+            &format!("{HUKOU}/{id}"),
+            Some(&tok),
+            Some("school_admission"),
+            Some("JY-2026-0001"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/grant-not-in-force"));
+}
+
+#[tokio::test]
+async fn verify_only_fields_cannot_be_looked_up() {
+    let gw = TestGateway::start().await;
+    let id = &gw.sample_ids("renshe.shebao", 1)[0];
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw
+        .get(
+            &format!("/v1/datasets/renshe.shebao/records/{id}?fields=contribution_base"),
+            Some(&tok),
+            Some("dibao_review"),
+            Some("MZ-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.problem_type(), Some("/problems/field-verify-only"));
+    let r = gw
+        .get(
+            &format!("/v1/datasets/renshe.shebao/records/{id}"),
+            Some(&tok),
+            Some("dibao_review"),
+            Some("MZ-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(r.body["record"].get("contribution_base").is_none());
+    assert!(r.body["record"].get("employer").is_none());
+}
+
+#[tokio::test]
+async fn department_rate_limit_gives_429_with_retry_after() {
+    let gw = TestGateway::start_with(|config, _| {
+        config
+            .rate_limit
+            .departments
+            .insert("yibao".into(), "3/min".into());
+    })
+    .await;
+    let id = &gw.sample_ids("gongan.hukou", 1)[0];
+    let tok = gw.token("yibao", "clerk-2", &["enrollment_clerk"]);
+    let path = format!("{HUKOU}/{id}");
+    for _ in 0..3 {
+        let r = gw
+            .get(
+                &path,
+                Some(&tok),
+                Some("medical_insurance_enrollment"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let r = gw
+        .get(
+            &path,
+            Some(&tok),
+            Some("medical_insurance_enrollment"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.problem_type(), Some("/problems/rate-limited"));
+    let wait: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=20).contains(&wait), "{wait}");
+    // Another department is not affected; time heals the first.
+    let other = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    assert_eq!(
+        gw.get(&path, Some(&other), Some("dibao_review"), Some("MZ-1"))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    gw.clock.advance(std::time::Duration::from_secs(wait));
+    assert_eq!(
+        gw.get(
+            &path,
+            Some(&tok),
+            Some("medical_insurance_enrollment"),
+            None
+        )
+        .await
+        .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn grant_quota_gives_429() {
+    let gw = TestGateway::start_with(|config, _| {
+        let file = config.policies_dir.join("grants/yibao-enroll.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let text = text.replace(
+            "[[grant.access]]",
+            "[grant.conditions]\nquota = \"2/min\"\n\n[[grant.access]]",
+        );
+        std::fs::write(file, text).unwrap();
+    })
+    .await;
+    let id = &gw.sample_ids("gongan.hukou", 1)[0];
+    let tok = gw.token("yibao", "clerk-2", &["enrollment_clerk"]);
+    let path = format!("{HUKOU}/{id}");
+    for _ in 0..2 {
+        assert_eq!(
+            gw.get(
+                &path,
+                Some(&tok),
+                Some("medical_insurance_enrollment"),
+                None
+            )
+            .await
+            .status,
+            StatusCode::OK
+        );
+    }
+    let r = gw
+        .get(
+            &path,
+            Some(&tok),
+            Some("medical_insurance_enrollment"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("yibao-enroll-hukou")
+    );
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn the_catalog_lists_only_what_the_caller_may_use() {
+    let gw = TestGateway::start().await;
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw.get("/v1/catalog", Some(&tok), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let datasets: BTreeSet<String> = r.body["datasets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["dataset"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        datasets,
+        ["gongan.hukou", "renshe.shebao", "ziranziyuan.budongchan"]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    );
+    assert!(!r.text.contains("weijian.bingli"));
+    assert!(r.text.contains("masked:id_number") && r.text.contains("verify_only"));
+
+    let other_role = gw.token("minzheng", "clerk-8", &["archivist"]);
+    let r = gw.get("/v1/catalog", Some(&other_role), None, None).await;
+    assert_eq!(r.body["datasets"].as_array().unwrap().len(), 0);
+}
