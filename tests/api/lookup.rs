@@ -99,7 +99,15 @@ async fn refusals_are_problem_json_with_stable_types() {
     let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
     let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
     let bad_check = format!("{}{}", &id[..17], if id.ends_with('0') { "1" } else { "0" });
-    let cases: Vec<(String, Option<&str>, Option<&str>, StatusCode, &str)> = vec![
+    // (path, purpose, case reference, status, problem slug)
+    type Case<'a> = (
+        String,
+        Option<&'a str>,
+        Option<&'a str>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             format!("{HUKOU}/{id}"),
             None,
