@@ -86,10 +86,10 @@ async fn sigkill_mid_load_loses_no_acknowledged_event() {
                 i += 8;
                 match client.request("GET", &path, &headers).await {
                     Ok(r) if r.status == StatusCode::OK => {
-                        acked.lock().await.push((r.audit_seq(), r.request_id()))
+                        acked.lock().await.push((r.audit_seq(), r.request_id()));
                     }
                     Ok(r) if r.status == StatusCode::TOO_MANY_REQUESTS => {
-                        tokio::time::sleep(Duration::from_millis(20)).await
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
                     Ok(r) => panic!("unexpected {}: {}", r.status, r.text),
                     Err(_) => break, // the gateway is gone
