@@ -451,3 +451,126 @@ fn not_in_force_detail(grant: Option<&Grant>, today: Date) -> String {
         None => "no grant is in force".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::minimize::{Record, minimize};
+    use crate::policy::load::{PolicySources, validate};
+    use crate::policy::model::{FieldType, Mask};
+    use proptest::prelude::*;
+    use serde_json::{Value, json};
+
+    const HUKOU: &str = include_str!("../../policies/datasets/gongan.hukou.toml");
+    const DEPARTMENTS: &str = include_str!("../../policies/departments.toml");
+    const FIELDS: [(&str, FieldType); 10] = [
+        ("id_number", FieldType::String),
+        ("name", FieldType::String),
+        ("gender", FieldType::String),
+        ("ethnicity", FieldType::String),
+        ("birth_date", FieldType::Date),
+        ("hukou_address", FieldType::String),
+        ("household_id", FieldType::String),
+        ("relation_to_head", FieldType::String),
+        ("hukou_status", FieldType::String),
+        ("phone", FieldType::String),
+    ];
+    const MASKS: [Mask; 6] = [
+        Mask::IdNumber,
+        Mask::Mobile,
+        Mask::Name,
+        Mask::Address,
+        Mask::Year,
+        Mask::Redact,
+    ];
+
+    fn policy(grant_toml: &str) -> Option<CompiledPolicy> {
+        let mut sources = PolicySources::default();
+        sources
+            .files
+            .insert("departments.toml".into(), DEPARTMENTS.into());
+        sources
+            .files
+            .insert("datasets/gongan.hukou.toml".into(), HUKOU.into());
+        sources
+            .files
+            .insert("grants/test.toml".into(), grant_toml.into());
+        let set = validate(sources).ok()?;
+        let clock = Clock::manual(time::OffsetDateTime::UNIX_EPOCH);
+        Some(CompiledPolicy::compile(
+            set,
+            |_| "10/s".parse().unwrap(),
+            None,
+            &clock,
+        ))
+    }
+
+    proptest! {
+        /// For any grant and any record, a lookup answer holds only fields the
+        /// grant discloses, masked fields never in clear, and only what was asked.
+        #[test]
+        fn answers_never_hold_a_field_the_grant_does_not_allow(
+            disposition in proptest::collection::vec((0u8..4, 0usize..6), FIELDS.len()),
+            values in proptest::collection::vec("[a-z0-9]{6,14}", FIELDS.len()),
+            extra in proptest::collection::btree_map("[a-z_]{1,10}", "[a-z0-9]{1,10}", 0..5),
+            ask in proptest::option::of(proptest::collection::vec(0usize..FIELDS.len(), 1..4)),
+        ) {
+            let mut plain = Vec::new();
+            let mut masked = Vec::new();
+            let mut verify = Vec::new();
+            for ((d, m), (name, kind)) in disposition.iter().zip(FIELDS) {
+                match d {
+                    1 => plain.push(name),
+                    2 if MASKS[*m].applies_to(kind) => masked.push((name, MASKS[*m])),
+                    3 => verify.push(name),
+                    _ => {}
+                }
+            }
+            let masked_toml: Vec<String> = masked
+                .iter()
+                .map(|(f, m)| format!("{f} = \"{}\"", serde_json::to_value(m).unwrap().as_str().unwrap()))
+                .collect();
+            let grant = format!(
+                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\", \"verify\"]\nbasis = \"b\"\n\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = {:?}\nmasked = {{ {} }}\nverify_only = {:?}\n",
+                plain, masked_toml.join(", "), verify,
+            );
+            let Some(policy) = policy(&grant) else {
+                prop_assume!(false);
+                unreachable!();
+            };
+            let mut record = Record::new();
+            for ((name, kind), v) in FIELDS.iter().zip(&values) {
+                let v = if *kind == FieldType::Date { json!("1990-01-31") } else { json!(v) };
+                record.insert((*name).to_owned(), v);
+            }
+            for (k, v) in &extra {
+                record.insert(k.clone(), json!(v));
+            }
+            let requested: Option<Vec<FieldName>> = ask.map(|ix| ix.iter().map(|i| FieldName::parse(FIELDS[*i].0).unwrap()).collect());
+            let dept = DeptId::parse("minzheng").unwrap();
+            let roles = [Role::parse("r").unwrap()];
+            let dataset = DatasetId::parse("gongan.hukou").unwrap();
+            let purpose = Purpose::parse("p").unwrap();
+            let decision = policy.decide(&DecisionRequest {
+                consumer: &dept, roles: &roles, dataset: &dataset, operation: Operation::Lookup,
+                purpose: &purpose, case_ref: None, requested: requested.as_deref(),
+                today: time::macros::date!(2026 - 01 - 01),
+            });
+            if let Decision::Allow(allowance) = decision {
+                let out = minimize(&record, &allowance.fields);
+                for (k, v) in &out {
+                    let is_plain = plain.contains(&k.as_str());
+                    let is_masked = masked.iter().any(|(f, _)| f == k);
+                    prop_assert!(is_plain || is_masked, "field {} left without a grant", k);
+                    if is_masked {
+                        prop_assert!(v != &record[k], "masked field {} left in clear", k);
+                    }
+                    if let Some(req) = &requested {
+                        prop_assert!(req.iter().any(|f| f.as_str() == k), "field {} was not asked for", k);
+                    }
+                    prop_assert!(v != &Value::Null);
+                }
+            }
+        }
+    }
+}

@@ -5,6 +5,7 @@
 
 mod audit_log;
 mod auth;
+mod cli;
 mod crash;
 mod helpers;
 mod lookup;

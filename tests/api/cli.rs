@@ -1,0 +1,116 @@
+//! The command line: policy check and import, as an operator runs them.
+
+use std::process::Command;
+
+use crate::helpers::demo_home;
+
+fn tongban(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tongban"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn policy_check_passes_the_samples_and_names_every_error() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+    let out = tongban(&["policy", "check", dir]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let broken = tempfile::tempdir().unwrap();
+    for sub in ["datasets", "grants"] {
+        std::fs::create_dir_all(broken.path().join(sub)).unwrap();
+        for entry in std::fs::read_dir(format!("{dir}/{sub}")).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(
+                entry.path(),
+                broken.path().join(sub).join(entry.file_name()),
+            )
+            .unwrap();
+        }
+    }
+    std::fs::copy(
+        format!("{dir}/departments.toml"),
+        broken.path().join("departments.toml"),
+    )
+    .unwrap();
+    let grants = broken.path().join("grants/minzheng-dibao.toml");
+    let text = std::fs::read_to_string(&grants)
+        .unwrap()
+        .replace("\"gender\"", "\"ethnicty\"")
+        .replace("\"id_number\"", "\"shout\"");
+    std::fs::write(&grants, text).unwrap();
+    let out = tongban(&["policy", "check", broken.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("grants/minzheng-dibao.toml"), "{stderr}");
+    assert!(stderr.contains("shout"), "{stderr}");
+}
+
+#[test]
+fn import_reports_bad_rows_by_line_and_imports_nothing_then_all() {
+    let (home, config) = demo_home();
+    let home_arg = home.path().to_str().unwrap();
+    let good = "11010519491231002X";
+    let bad_file = home.path().join("bad.jsonl");
+    std::fs::write(
+        &bad_file,
+        format!("{{\"id_number\":\"{good}\",\"name\":\"王五\"}}\n{{\"id_number\":\"110105194912310021\",\"name\":\"x\"}}\n{{\"id_number\":\"{good}\",\"colour\":\"red\"}}\n"),
+    )
+    .unwrap();
+    let out = tongban(&[
+        "import",
+        "--home",
+        home_arg,
+        "--dataset",
+        "gongan.hukou",
+        bad_file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("line 2")
+            && stderr.contains("line 3")
+            && stderr.contains("nothing was imported"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("line 1:"), "{stderr}");
+
+    let count = |config: &tongban::config::Config| {
+        let db = sled::open(&config.data_dir).unwrap();
+        let store = tongban::provider::EmbeddedStore::new(db);
+        store
+            .get(
+                &tongban::domain::DatasetId::parse("gongan.hukou").unwrap(),
+                &tongban::domain::ResidentId::parse(good).unwrap(),
+            )
+            .unwrap()
+    };
+    assert!(count(&config).is_none(), "a half file was imported");
+
+    let csv = home.path().join("good.csv");
+    std::fs::write(
+        &csv,
+        format!("id_number,name,birth_date,hukou_status\n{good},王五,1949-12-31,正常\n"),
+    )
+    .unwrap();
+    let out = tongban(&[
+        "import",
+        "--home",
+        home_arg,
+        "--dataset",
+        "gongan.hukou",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let record = count(&config).expect("imported");
+    assert_eq!(record["name"], "王五");
+}
