@@ -25,6 +25,10 @@ pub struct Config {
     /// The policy directory (`departments.toml`, `datasets/`, `grants/`). Default `policies`.
     #[serde(default = "default_policies_dir")]
     pub policies_dir: PathBuf,
+    /// The department that runs the exchange: its staff hold `privacy_officer`
+    /// or `policy_admin`. Default `shujuju` (数据局).
+    #[serde(default = "default_operator")]
+    pub operator_department: String,
     /// sled page cache size in MiB; memory use is bounded by this plus a constant. Default 256.
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
@@ -133,6 +137,17 @@ pub struct AuditConfig {
     /// Most events written in one group commit. Default 512.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Sign a checkpoint at least every this many events. Default 10000.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: u64,
+    /// And at least this often (seconds) while events arrive. Default 60.
+    #[serde(default = "default_checkpoint_secs")]
+    pub checkpoint_secs: u64,
+    /// Days events are kept before `tongban audit prune` may remove them (only
+    /// once exported and covered by a signed checkpoint). At least 183
+    /// (Cybersecurity Law Art. 21); absent: keep everything (the default).
+    #[serde(default)]
+    pub retention_days: Option<u32>,
 }
 
 impl Default for AuditConfig {
@@ -140,9 +155,15 @@ impl Default for AuditConfig {
         Self {
             durability: Durability::default(),
             max_batch: default_max_batch(),
+            checkpoint_every: default_checkpoint_every(),
+            checkpoint_secs: default_checkpoint_secs(),
+            retention_days: None,
         }
     }
 }
+
+/// The shortest retention the gateway accepts, in days (six months).
+pub const MIN_RETENTION_DAYS: u32 = 183;
 
 /// How far an acknowledged audit event has been pushed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -227,6 +248,15 @@ fn default_dept_rate() -> String {
 fn default_max_batch() -> usize {
     512
 }
+fn default_checkpoint_every() -> u64 {
+    10_000
+}
+fn default_checkpoint_secs() -> u64 {
+    60
+}
+fn default_operator() -> String {
+    "shujuju".to_owned()
+}
 fn default_max_body() -> usize {
     64 * 1024
 }
@@ -309,6 +339,18 @@ impl Config {
         }
         if self.audit.max_batch == 0 {
             return Err("audit.max_batch must be at least 1".into());
+        }
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_secs == 0 {
+            return Err(
+                "audit.checkpoint_every and audit.checkpoint_secs must be at least 1".into(),
+            );
+        }
+        if let Some(days) = self.audit.retention_days {
+            if days < MIN_RETENTION_DAYS {
+                return Err(format!(
+                    "audit.retention_days = {days} is shorter than the legal minimum of {MIN_RETENTION_DAYS} days (six months, Cybersecurity Law Art. 21)"
+                ));
+            }
         }
         self.utc_offset()?;
         Ok(())

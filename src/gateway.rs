@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use time::{Date, UtcOffset};
 
+use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{AuditError, AuditStore, AuditWriter, Pseudonymizer, WriterOptions};
 use crate::clock::Clock;
 use crate::config::Config;
@@ -58,6 +59,8 @@ pub struct Gateway {
     pub audit_store: AuditStore,
     /// Resident pseudonyms for the audit log.
     pub pseudonyms: Pseudonymizer,
+    /// The key that signs audit checkpoints.
+    pub checkpoint_signer: Arc<CheckpointSigner>,
     /// Where records come from.
     pub providers: Providers,
     dept_rates: DeptRates,
@@ -112,13 +115,18 @@ impl Gateway {
             .open()?;
         let pseudonyms = Pseudonymizer::open(&config.data_dir)?;
         let audit_store = AuditStore::open(&db)?;
+        let checkpoint_signer = Arc::new(CheckpointSigner::open(&config.data_dir)?);
         let audit = AuditWriter::start(
             audit_store.clone(),
             &config.data_dir,
+            checkpoint_signer.clone(),
             WriterOptions {
                 node: config.node_id.clone(),
                 durability: config.audit.durability,
                 max_batch: config.audit.max_batch,
+                checkpoint_every: config.audit.checkpoint_every,
+                checkpoint_interval: std::time::Duration::from_secs(config.audit.checkpoint_secs),
+                clock: clock.clone(),
             },
         )?;
         let providers = Providers::embedded(EmbeddedStore::new(db));
@@ -131,6 +139,7 @@ impl Gateway {
             audit,
             audit_store,
             pseudonyms,
+            checkpoint_signer,
             providers,
             dept_rates,
         }))

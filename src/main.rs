@@ -1,6 +1,8 @@
 //! The `tongban` command: serve, demo, token, policy, audit, import.
 #![forbid(unsafe_code)]
 
+mod cli;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +10,6 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 
-use tongban::audit::AuditStore;
 use tongban::clock::Clock;
 use tongban::config::{Config, LogFormat};
 use tongban::demo::{self, DemoOptions};
@@ -78,7 +79,7 @@ enum Command {
     /// The audit log (run while the gateway is stopped: the data directory is single-process).
     Audit {
         #[command(subcommand)]
-        command: AuditCommand,
+        command: cli::audit::AuditCommand,
     },
     /// Load a department's records from CSV or JSON Lines into the embedded store, all or nothing.
     Import {
@@ -104,18 +105,9 @@ enum PolicyCommand {
     },
 }
 
-#[derive(Subcommand)]
-enum AuditCommand {
-    /// Recompute the hash chain and report the first broken link.
-    Verify {
-        #[command(flatten)]
-        target: Target,
-    },
-}
-
 /// Which gateway's files: a home (with tongban.toml) or a configuration file.
 #[derive(Args)]
-struct Target {
+pub(crate) struct Target {
     /// A home directory holding tongban.toml.
     #[arg(long, conflicts_with = "config")]
     home: Option<PathBuf>,
@@ -125,7 +117,7 @@ struct Target {
 }
 
 impl Target {
-    fn load(&self) -> Result<Config> {
+    pub(crate) fn load(&self) -> Result<Config> {
         let path = match (&self.home, &self.config) {
             (_, Some(c)) => c.clone(),
             (Some(h), None) => h.join("tongban.toml"),
@@ -207,27 +199,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Audit {
-            command: AuditCommand::Verify { target },
-        } => {
-            let config = target.load()?;
-            let db = open_db(&config.data_dir)?;
-            let store = AuditStore::open(&db)?;
-            let report = store.verify()?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            if report.ok() {
-                eprintln!(
-                    "audit chain intact: {} events, head {} ({})",
-                    report.checked, report.head_seq, report.head_hash
-                );
-                Ok(ExitCode::SUCCESS)
-            } else {
-                if let Some(b) = &report.broken {
-                    eprintln!("audit chain BROKEN at event {}: {}", b.seq, b.problem);
-                }
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        Command::Audit { command } => cli::audit::run(command),
         Command::Import {
             target,
             dataset,
@@ -268,7 +240,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn open_db(dir: &Path) -> Result<sled::Db> {
+pub(crate) fn open_db(dir: &Path) -> Result<sled::Db> {
     if !dir.join("db").exists() && !dir.join("conf").exists() {
         bail!("{} holds no gateway data", dir.display());
     }

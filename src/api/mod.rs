@@ -1,6 +1,7 @@
 //! The HTTP surface, one router per audience, and the one place where a
 //! request's audit event is appended before its answer leaves.
 
+pub mod audit;
 pub mod ops;
 pub mod query;
 
@@ -11,7 +12,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -33,6 +34,7 @@ pub fn build_app(gw: Arc<Gateway>) -> Router {
     Router::new()
         .merge(ops::router())
         .merge(query::router())
+        .merge(audit::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(gw)
@@ -98,25 +100,45 @@ impl RequestContext {
             policy_version: None,
             status: 0,
             latency_us: 0,
+            detail: None,
         }
     }
 }
 
 /// A successful answer, before its audit sequence number is known.
 #[derive(Debug)]
-pub struct Answer {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// JSON members; `audit` is added when the event is durable.
-    pub body: Map<String, Value>,
+pub enum Answer {
+    /// A JSON object; `audit` is added when the event is durable.
+    Json {
+        /// HTTP status.
+        status: StatusCode,
+        /// The members.
+        body: Map<String, Value>,
+    },
+    /// Anything else (CSV, NDJSON streams), sent as it is.
+    Raw {
+        /// `Content-Type`.
+        content_type: &'static str,
+        /// Offered file name, for downloads.
+        filename: Option<String>,
+        /// The body.
+        body: axum::body::Body,
+    },
 }
 
 impl Answer {
     /// 200 with `body`.
     pub fn ok(body: Map<String, Value>) -> Self {
-        Self {
+        Self::Json {
             status: StatusCode::OK,
             body,
+        }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::Json { status, .. } => *status,
+            Self::Raw { .. } => StatusCode::OK,
         }
     }
 }
@@ -132,7 +154,7 @@ pub async fn finish(
 ) -> Response {
     match &result {
         Ok(answer) => {
-            event.status = answer.status.as_u16();
+            event.status = answer.status().as_u16();
             event.outcome = Outcome::Allow;
             event.reason = None;
         }
@@ -151,12 +173,28 @@ pub async fn finish(
         }
         Ok(seq) => {
             let mut response = match result {
-                Ok(mut answer) => {
-                    answer.body.insert(
+                Ok(Answer::Json { status, mut body }) => {
+                    body.insert(
                         "audit".into(),
                         json!({"seq": seq, "request_id": ctx.request_id}),
                     );
-                    (answer.status, axum::Json(Value::Object(answer.body))).into_response()
+                    (status, axum::Json(Value::Object(body))).into_response()
+                }
+                Ok(Answer::Raw {
+                    content_type,
+                    filename,
+                    body,
+                }) => {
+                    let mut response = (StatusCode::OK, body).into_response();
+                    let h = response.headers_mut();
+                    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                    let disposition = filename.and_then(|f| {
+                        HeaderValue::from_str(&format!("attachment; filename=\"{f}\"")).ok()
+                    });
+                    if let Some(v) = disposition {
+                        h.insert(header::CONTENT_DISPOSITION, v);
+                    }
+                    response
                 }
                 Err(e) => e.to_response(Some(&ctx.request_id), Some(seq)),
             };

@@ -242,7 +242,7 @@ fn run_catalog(
 }
 
 /// Authenticates and records the caller in the event.
-fn authenticate(
+pub(crate) fn authenticate(
     gw: &Gateway,
     policy: &CompiledPolicy,
     headers: &HeaderMap,
@@ -264,7 +264,10 @@ fn authenticate(
     Ok(principal)
 }
 
-fn check_department_limit(policy: &CompiledPolicy, principal: &Principal) -> Result<(), ApiError> {
+pub(crate) fn check_department_limit(
+    policy: &CompiledPolicy,
+    principal: &Principal,
+) -> Result<(), ApiError> {
     if let Some(limit) = policy.department_limit(&principal.dept) {
         limit.check().map_err(|wait| {
             ApiError::rate_limited(

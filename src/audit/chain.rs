@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 
+use super::checkpoint::SignedCheckpoint;
 use super::event::{Event, GENESIS, Hash};
 use crate::policy::load::hex;
 
@@ -21,8 +22,14 @@ pub struct BrokenLink {
 /// The result of walking a chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifyReport {
+    /// The anchor the walk started after (0 for genesis; the last pruned event otherwise).
+    pub anchor_seq: u64,
     /// Events checked before the walk ended.
     pub checked: u64,
+    /// Signed checkpoints checked.
+    pub checkpoints_checked: u64,
+    /// The last checkpoint that verified, if any.
+    pub last_checkpoint: Option<u64>,
     /// The last good event's sequence number.
     pub head_seq: u64,
     /// The last good event's hash, hex.
@@ -41,9 +48,12 @@ impl VerifyReport {
 /// Walks a chain event by event.
 #[derive(Debug)]
 pub struct ChainVerifier {
+    anchor: u64,
     next_seq: u64,
     prev: Hash,
     checked: u64,
+    checkpoints_checked: u64,
+    last_checkpoint: Option<u64>,
 }
 
 impl Default for ChainVerifier {
@@ -56,9 +66,12 @@ impl ChainVerifier {
     /// Starts after an anchor: the event `seq` with hash `hash` is taken as good.
     pub fn from_anchor(seq: u64, hash: Hash) -> Self {
         Self {
+            anchor: seq,
             next_seq: seq + 1,
             prev: hash,
             checked: 0,
+            checkpoints_checked: 0,
+            last_checkpoint: None,
         }
     }
 
@@ -112,27 +125,100 @@ impl ChainVerifier {
     /// The report so far, with `broken` if the walk stopped on one.
     pub fn report(&self, broken: Option<BrokenLink>) -> VerifyReport {
         VerifyReport {
+            anchor_seq: self.anchor,
             checked: self.checked,
+            checkpoints_checked: self.checkpoints_checked,
+            last_checkpoint: self.last_checkpoint,
             head_seq: self.next_seq - 1,
             head_hash: hex(&self.prev),
             broken,
         }
     }
+
+    /// Checks a signed checkpoint against the event just checked (its seq must be the last one).
+    pub fn check_checkpoint(
+        &mut self,
+        cp: &SignedCheckpoint,
+        public_key: Option<&[u8]>,
+    ) -> Result<(), BrokenLink> {
+        let seq = cp.checkpoint.seq;
+        let broken = |problem: String| BrokenLink { seq, problem };
+        if cp.checkpoint.head_hash != self.prev {
+            return Err(broken(format!(
+                "the signed checkpoint at {seq} attests hash {}, but the event has {} (altered after signing)",
+                hex(&cp.checkpoint.head_hash),
+                hex(&self.prev)
+            )));
+        }
+        if let Some(key) = public_key {
+            if !cp.verify(key) {
+                return Err(broken(format!(
+                    "the checkpoint at {seq} has a signature that does not verify with the public key"
+                )));
+            }
+        }
+        self.checkpoints_checked += 1;
+        self.last_checkpoint = Some(seq);
+        Ok(())
+    }
+
+    /// The last sequence number checked.
+    pub fn head(&self) -> u64 {
+        self.next_seq - 1
+    }
 }
 
-/// Verifies a whole chain from genesis.
-pub fn verify<I, E>(events: I) -> Result<VerifyReport, E>
+/// Verifies a chain after `anchor` and the signed checkpoints over it.
+/// Checkpoints are checked where their event is reached; a checkpoint beyond
+/// the last event means events were removed from the end.
+pub fn verify_log<I, E>(
+    anchor: (u64, Hash),
+    events: I,
+    checkpoints: &[SignedCheckpoint],
+    public_key: Option<&[u8]>,
+) -> Result<VerifyReport, E>
 where
     I: IntoIterator<Item = Result<(u64, Vec<u8>), E>>,
 {
-    let mut v = ChainVerifier::default();
+    let mut v = ChainVerifier::from_anchor(anchor.0, anchor.1);
+    let mut cps = checkpoints
+        .iter()
+        .filter(|c| c.checkpoint.seq > anchor.0)
+        .peekable();
     for item in events {
         let (seq, stored) = item?;
         if let Err(b) = v.check(seq, &stored) {
             return Ok(v.report(Some(b)));
         }
+        while let Some(cp) = cps.next_if(|c| c.checkpoint.seq <= seq) {
+            if cp.checkpoint.seq < seq {
+                continue;
+            }
+            if let Err(b) = v.check_checkpoint(cp, public_key) {
+                return Ok(v.report(Some(b)));
+            }
+        }
+    }
+    if let Some(cp) = cps.next() {
+        let broken = BrokenLink {
+            seq: v.head() + 1,
+            problem: format!(
+                "a signed checkpoint covers event {} but the log ends at {} (events removed from the end)",
+                cp.checkpoint.seq,
+                v.head()
+            ),
+        };
+        return Ok(v.report(Some(broken)));
     }
     Ok(v.report(None))
+}
+
+/// Verifies a whole chain from genesis, without checkpoints.
+pub fn verify<I, E>(events: I) -> Result<VerifyReport, E>
+where
+    I: IntoIterator<Item = Result<(u64, Vec<u8>), E>>,
+{
+    verify_log((0, GENESIS), events, &[], None)
 }
 
 #[cfg(test)]

@@ -101,6 +101,9 @@ pub struct EventBody {
     pub status: u16,
     /// Time from arrival to decision, microseconds.
     pub latency_us: u32,
+    /// For audit reviews and policy changes: what was searched or changed
+    /// (filters, grant ids; never a resident ID or a field value).
+    pub detail: Option<String>,
 }
 
 /// One event of the chain, as stored.
@@ -192,6 +195,7 @@ pub(crate) mod tests {
             policy_version: Some("abc".into()),
             status: 200,
             latency_us: 120,
+            detail: None,
         }
     }
 

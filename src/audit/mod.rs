@@ -1,9 +1,14 @@
 //! The tamper-evident audit log: events (pure), the hash chain (pure), the
 //! sled store, the group-committing writer and resident pseudonyms.
 
+pub mod blocks;
 pub mod chain;
+pub mod checkpoint;
 pub mod event;
+pub mod export;
 pub mod pseudonym;
+pub mod query;
+pub mod retention;
 pub mod store;
 pub mod writer;
 

@@ -1,17 +1,27 @@
-//! The audit log in sled: events keyed by big-endian sequence number, an exact
-//! index by resident pseudonym, and a little metadata.
+//! The audit log in sled.
 //!
-//! Index entries are plain inserts written in the same group commit as their
-//! events; `indexed_through` records how far they are complete, and opening
-//! the store re-derives any index entries missing after a crash.
+//! Trees: `audit/events` (big-endian sequence number → canonical bytes and
+//! hash), `audit/by_resident` (pseudonym ‖ seq → nothing: the exact index for
+//! disclosure reports), `audit/blocks` (block number → [`BlockSummary`]),
+//! `audit/checkpoints` (seq → signed checkpoint) and `audit/meta`.
+//!
+//! Index entries and block summaries are plain inserts written in the same
+//! group commit as their events, after them. Opening the store re-derives
+//! whatever of them an unclean stop left missing for the tail.
 
-use super::chain::{ChainVerifier, VerifyReport};
+use super::blocks::{BlockSummary, block_of, block_range};
+use super::chain::{VerifyReport, verify_log};
+use super::checkpoint::SignedCheckpoint;
 use super::event::{Event, GENESIS, Hash};
 
 const EVENTS: &str = "audit/events";
 const BY_RESIDENT: &str = "audit/by_resident";
+const BLOCKS: &str = "audit/blocks";
+const CHECKPOINTS: &str = "audit/checkpoints";
 const META: &str = "audit/meta";
 const INDEXED_THROUGH: &[u8] = b"indexed_through";
+const ANCHOR: &[u8] = b"anchor";
+const EXPORTED_THROUGH: &[u8] = b"exported_through";
 
 /// The audit store failed.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +54,8 @@ pub struct AuditStore {
     db: sled::Db,
     events: sled::Tree,
     by_resident: sled::Tree,
+    blocks: sled::Tree,
+    checkpoints: sled::Tree,
     meta: sled::Tree,
 }
 
@@ -54,9 +66,18 @@ impl AuditStore {
             db: db.clone(),
             events: db.open_tree(EVENTS)?,
             by_resident: db.open_tree(BY_RESIDENT)?,
+            blocks: db.open_tree(BLOCKS)?,
+            checkpoints: db.open_tree(CHECKPOINTS)?,
             meta: db.open_tree(META)?,
         };
-        store.recover_indexes()?;
+        let repaired = store.recover_indexes()? + store.recover_blocks()?;
+        if repaired > 0 {
+            store.db.flush()?;
+            tracing::warn!(
+                repaired,
+                "re-derived audit index entries missing after an unclean stop"
+            );
+        }
         Ok(store)
     }
 
@@ -65,31 +86,42 @@ impl AuditStore {
         &self.db
     }
 
-    /// The last event's sequence number and recorded hash, or `(0, GENESIS)`.
+    /// The last event's sequence number and recorded hash, or the anchor if none is left.
     pub fn head(&self) -> Result<(u64, Hash), AuditError> {
         match self.events.last()? {
-            None => Ok((0, GENESIS)),
+            None => self.anchor(),
             Some((key, value)) => {
                 let seq = key_seq(&key);
-                let (_, recorded, _) = Event::open(&value).map_err(|e| AuditError::Corrupt {
-                    seq,
-                    message: e.to_string(),
-                })?;
+                let (_, recorded, _) = open(seq, &value)?;
                 Ok((seq, recorded))
             }
         }
     }
 
+    /// The event the remaining chain starts after: `(0, GENESIS)` unless events were pruned.
+    pub fn anchor(&self) -> Result<(u64, Hash), AuditError> {
+        Ok(match self.meta.get(ANCHOR)? {
+            Some(v) if v.len() == 40 => {
+                let mut hash = [0u8; 32];
+                hash.copy_from_slice(&v[8..]);
+                (key_seq(&v[..8]), hash)
+            }
+            _ => (0, GENESIS),
+        })
+    }
+
     /// One event by sequence number.
     pub fn get(&self, seq: u64) -> Result<Option<Event>, AuditError> {
+        Ok(self.get_with_hash(seq)?.map(|(e, _)| e))
+    }
+
+    /// One event and its recorded hash.
+    pub fn get_with_hash(&self, seq: u64) -> Result<Option<(Event, Hash)>, AuditError> {
         let Some(value) = self.events.get(seq.to_be_bytes())? else {
             return Ok(None);
         };
-        let (event, _, _) = Event::open(&value).map_err(|e| AuditError::Corrupt {
-            seq,
-            message: e.to_string(),
-        })?;
-        Ok(Some(event))
+        let (event, recorded, _) = open(seq, &value)?;
+        Ok(Some((event, recorded)))
     }
 
     /// Number of events stored.
@@ -102,31 +134,99 @@ impl AuditStore {
         self.events.is_empty()
     }
 
-    /// Sequence numbers of the events about one resident, newest first.
+    /// Sequence numbers of the events about one resident below `before`, newest first.
     pub fn seqs_for_resident(
         &self,
         pseudonym: &[u8; 16],
+        before: u64,
     ) -> impl Iterator<Item = Result<u64, AuditError>> + use<> {
-        self.by_resident.scan_prefix(pseudonym).rev().map(|item| {
-            let (key, _) = item?;
-            Ok(key_seq(&key[16..]))
-        })
+        let mut end = [0u8; 24];
+        end[..16].copy_from_slice(pseudonym);
+        end[16..].copy_from_slice(&before.to_be_bytes());
+        self.by_resident
+            .range(&pseudonym[..]..&end[..])
+            .rev()
+            .map(|item| {
+                let (key, _) = item?;
+                Ok(key_seq(&key[16..]))
+            })
     }
 
-    /// Recomputes the whole chain from genesis.
-    pub fn verify(&self) -> Result<VerifyReport, AuditError> {
-        let mut v = ChainVerifier::default();
-        for item in &self.events {
+    /// The summary of one block, if written.
+    pub fn block(&self, block: u64) -> Result<Option<BlockSummary>, AuditError> {
+        Ok(self
+            .blocks
+            .get(block.to_be_bytes())?
+            .and_then(|v| postcard::from_bytes(&v).ok()))
+    }
+
+    /// Stored events with `lo <= seq <= hi`, newest first.
+    pub fn events_desc(
+        &self,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = Result<(u64, Event, Hash), AuditError>> + use<> {
+        self.events
+            .range(lo.to_be_bytes()..=hi.to_be_bytes())
+            .rev()
+            .map(|item| {
+                let (key, value) = item?;
+                let seq = key_seq(&key);
+                let (event, hash, _) = open(seq, &value)?;
+                Ok((seq, event, hash))
+            })
+    }
+
+    /// Stored values with `lo <= seq <= hi`, oldest first, undecoded.
+    pub fn raw_events(
+        &self,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), sled::Error>> + use<> {
+        self.events
+            .range(lo.to_be_bytes()..=hi.to_be_bytes())
+            .map(|item| item.map(|(k, v)| (key_seq(&k), v.to_vec())))
+    }
+
+    /// Every signed checkpoint, oldest first.
+    pub fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>, AuditError> {
+        let mut out = Vec::new();
+        for item in &self.checkpoints {
             let (key, value) = item?;
-            if let Err(broken) = v.check(key_seq(&key), &value) {
-                return Ok(v.report(Some(broken)));
-            }
+            let cp = SignedCheckpoint::decode(&value).ok_or_else(|| AuditError::Corrupt {
+                seq: key_seq(&key),
+                message: "the stored checkpoint cannot be decoded".into(),
+            })?;
+            out.push(cp);
         }
-        Ok(v.report(None))
+        Ok(out)
     }
 
-    /// Appends sealed events and their index entries (no flush: the writer flushes the group).
-    pub(crate) fn append(&self, batch: &[SealedEvent]) -> Result<(), AuditError> {
+    /// The latest checkpoint's sequence number.
+    pub fn last_checkpoint_seq(&self) -> Result<u64, AuditError> {
+        Ok(self.checkpoints.last()?.map_or(0, |(k, _)| key_seq(&k)))
+    }
+
+    /// Recomputes the chain from its anchor and checks every checkpoint
+    /// (signatures too, when a public key is given).
+    pub fn verify(&self, public_key: Option<&[u8]>) -> Result<VerifyReport, AuditError> {
+        let checkpoints = self.checkpoints()?;
+        let anchor = self.anchor()?;
+        let events = self
+            .events
+            .range((anchor.0 + 1).to_be_bytes()..)
+            .map(|item| item.map(|(k, v)| (key_seq(&k), v.to_vec())));
+        Ok(verify_log(anchor, events, &checkpoints, public_key)?)
+    }
+
+    /// Appends sealed events, then their index entries, block summaries and
+    /// checkpoint (no flush: the writer flushes the group).
+    pub(crate) fn append(
+        &self,
+        batch: &[SealedEvent],
+        summaries: &[(u64, BlockSummary)],
+        checkpoint: Option<&SignedCheckpoint>,
+    ) -> Result<(), AuditError> {
         for (seq, stored, _) in batch {
             self.events.insert(seq.to_be_bytes(), stored.as_slice())?;
         }
@@ -135,10 +235,82 @@ impl AuditStore {
                 self.by_resident.insert(index_key(p, *seq), &[])?;
             }
         }
+        for (block, summary) in summaries {
+            self.blocks.insert(
+                block.to_be_bytes(),
+                postcard::to_allocvec(summary).unwrap_or_default(),
+            )?;
+        }
         if let Some((last, _, _)) = batch.last() {
             self.meta.insert(INDEXED_THROUGH, &last.to_be_bytes())?;
         }
+        if let Some(cp) = checkpoint {
+            self.checkpoints
+                .insert(cp.checkpoint.seq.to_be_bytes(), cp.encode())?;
+        }
         Ok(())
+    }
+
+    /// Records that events up to `seq` were exported whole (retention may prune only those).
+    pub fn mark_exported(&self, seq: u64) -> Result<(), AuditError> {
+        let current = self.exported_through()?;
+        if seq > current {
+            self.meta.insert(EXPORTED_THROUGH, &seq.to_be_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// The highest sequence number known to have been exported.
+    pub fn exported_through(&self) -> Result<u64, AuditError> {
+        Ok(self.meta.get(EXPORTED_THROUGH)?.map_or(0, |v| key_seq(&v)))
+    }
+
+    /// Removes the events up to `through` (which must be covered by a
+    /// checkpoint and exported: the caller checks), their index entries and
+    /// the summaries of the blocks they fill, and makes `(through, hash)` the
+    /// anchor the remaining chain verifies from. The anchor and a record of
+    /// the prune are written and flushed before anything is removed, so a
+    /// crash leaves a log that verifies and a prune that can be run again.
+    pub fn prune_through(&self, through: u64, hash: Hash, record: &str) -> Result<u64, AuditError> {
+        let mut anchor = through.to_be_bytes().to_vec();
+        anchor.extend_from_slice(&hash);
+        self.meta.insert(ANCHOR, anchor)?;
+        let mut key = b"prune:".to_vec();
+        key.extend_from_slice(&through.to_be_bytes());
+        self.meta.insert(key, record.as_bytes())?;
+        self.db.flush()?;
+        let mut removed = 0;
+        for item in self.events.range(..=through.to_be_bytes()) {
+            let (k, value) = item?;
+            let seq = key_seq(&k);
+            if let Ok((e, _, _)) = Event::open(&value) {
+                if let Some(p) = e.body.resident {
+                    self.by_resident.remove(index_key(&p, seq))?;
+                }
+            }
+            self.events.remove(k)?;
+            removed += 1;
+        }
+        for item in self.blocks.iter() {
+            let (k, value) = item?;
+            if postcard::from_bytes::<BlockSummary>(&value)
+                .is_ok_and(|s| s.last_seq <= through && block_range(key_seq(&k)).1 <= through)
+            {
+                self.blocks.remove(k)?;
+            }
+        }
+        self.db.flush()?;
+        Ok(removed)
+    }
+
+    /// Records of earlier prunes (JSON), oldest first.
+    pub fn prune_records(&self) -> Result<Vec<String>, AuditError> {
+        let mut out = Vec::new();
+        for item in self.meta.scan_prefix(b"prune:") {
+            let (_, v) = item?;
+            out.push(String::from_utf8_lossy(&v).into_owned());
+        }
+        Ok(out)
     }
 
     /// Raw access for tests that tamper with the store.
@@ -147,7 +319,8 @@ impl AuditStore {
         &self.events
     }
 
-    /// Whether every index entry points at an event and every event is in its index.
+    /// Whether every index entry points at an event about that resident, every
+    /// event is in its index, and every block summary covers its events.
     pub fn indexes_consistent(&self) -> Result<bool, AuditError> {
         for item in &self.by_resident {
             let (key, _) = item?;
@@ -157,15 +330,22 @@ impl AuditStore {
                 _ => return Ok(false),
             }
         }
+        let mut expected: std::collections::BTreeMap<u64, BlockSummary> =
+            std::collections::BTreeMap::new();
         for item in &self.events {
             let (key, value) = item?;
             let seq = key_seq(&key);
-            if let Ok((e, _, _)) = Event::open(&value) {
-                if let Some(p) = e.body.resident {
-                    if !self.by_resident.contains_key(index_key(&p, seq))? {
-                        return Ok(false);
-                    }
+            let (e, _, _) = open(seq, &value)?;
+            if let Some(p) = e.body.resident {
+                if !self.by_resident.contains_key(index_key(&p, seq))? {
+                    return Ok(false);
                 }
+            }
+            expected.entry(block_of(seq)).or_default().add(seq, &e.body);
+        }
+        for (block, summary) in expected {
+            if self.block(block)?.as_ref() != Some(&summary) {
+                return Ok(false);
             }
         }
         Ok(true)
@@ -177,25 +357,55 @@ impl AuditStore {
         for item in self.events.range((through + 1).to_be_bytes()..) {
             let (key, value) = item?;
             let seq = key_seq(&key);
-            let (event, _, _) = Event::open(&value).map_err(|e| AuditError::Corrupt {
-                seq,
-                message: e.to_string(),
-            })?;
+            let (event, _, _) = open(seq, &value)?;
             if let Some(p) = event.body.resident {
                 self.by_resident.insert(index_key(&p, seq), &[])?;
                 repaired += 1;
             }
             self.meta.insert(INDEXED_THROUGH, &seq.to_be_bytes())?;
         }
-        if repaired > 0 {
-            self.db.flush()?;
-            tracing::warn!(
-                repaired,
-                "re-derived audit index entries missing after an unclean stop"
-            );
+        Ok(repaired)
+    }
+
+    fn recover_blocks(&self) -> Result<u64, AuditError> {
+        let (last, _) = self.head()?;
+        if last == 0 {
+            return Ok(0);
+        }
+        let summarized = match self.blocks.last()? {
+            Some((_, v)) => postcard::from_bytes::<BlockSummary>(&v).map_or(0, |s| s.last_seq),
+            None => 0,
+        };
+        if summarized >= last {
+            return Ok(0);
+        }
+        let mut repaired = 0;
+        for block in block_of(summarized + 1)..=block_of(last) {
+            let (lo, hi) = block_range(block);
+            let mut summary = BlockSummary::default();
+            for item in self.events.range(lo.to_be_bytes()..=hi.to_be_bytes()) {
+                let (key, value) = item?;
+                let seq = key_seq(&key);
+                let (e, _, _) = open(seq, &value)?;
+                summary.add(seq, &e.body);
+            }
+            if summary.first_seq != 0 {
+                self.blocks.insert(
+                    block.to_be_bytes(),
+                    postcard::to_allocvec(&summary).unwrap_or_default(),
+                )?;
+                repaired += 1;
+            }
         }
         Ok(repaired)
     }
+}
+
+fn open(seq: u64, value: &[u8]) -> Result<(Event, Hash, Hash), AuditError> {
+    Event::open(value).map_err(|e| AuditError::Corrupt {
+        seq,
+        message: e.to_string(),
+    })
 }
 
 fn index_key(pseudonym: &[u8; 16], seq: u64) -> [u8; 24] {
@@ -205,7 +415,8 @@ fn index_key(pseudonym: &[u8; 16], seq: u64) -> [u8; 24] {
     key
 }
 
-fn key_seq(bytes: &[u8]) -> u64 {
+/// A big-endian sequence number from a key (shorter keys are left-padded).
+pub(crate) fn key_seq(bytes: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = bytes.len().min(8);
     b[8 - n..].copy_from_slice(&bytes[..n]);

@@ -2,30 +2,37 @@
 //!
 //! One thread owns appends. Requests hand it an event body and wait; the
 //! thread takes everything that is queued (up to `max_batch`), numbers and
-//! chains the events, inserts them with their index entries, flushes sled once
-//! and (by default) `fdatasync`s its log file once, then releases every waiting
-//! request. Many requests share one flush; none is acknowledged before its
-//! event is durable. If a write fails, every request of that group gets an
-//! error (the caller answers 503 and sends no data) and the writer re-reads the
-//! chain head from disk before the next group.
+//! chains the events, inserts them with their index entries, block summaries
+//! and (every `checkpoint_every` events) a signed checkpoint, flushes sled
+//! once and (by default) `fdatasync`s its log file once, then releases every
+//! waiting request. Many requests share one flush; none is acknowledged before
+//! its event is durable. If a write fails, every request of that group gets an
+//! error (the caller answers 503 and sends no data) and the writer re-reads
+//! the chain head from disk before the next group. A ticker also asks for a
+//! checkpoint every `checkpoint_secs`, and stopping signs a last one.
 
 use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::blocks::{BlockSummary, block_of};
+use super::checkpoint::{CheckpointSigner, SignedCheckpoint};
 use super::event::{Event, EventBody, FORMAT_VERSION, Hash};
-use super::store::{AuditError, AuditStore};
+use super::store::{AuditError, AuditStore, SealedEvent};
+use crate::clock::Clock;
 use crate::config::Durability;
 
 type Ack = oneshot::Sender<Result<u64, Arc<AuditError>>>;
 
 enum Msg {
     Append(Box<EventBody>, Ack),
+    /// Sign a checkpoint of the head if it moved; reply with the last checkpoint's seq.
+    Checkpoint(Option<oneshot::Sender<u64>>),
     Stop,
 }
 
@@ -47,6 +54,8 @@ pub struct WriterStats {
     pub events: AtomicU64,
     /// Total flush+sync time, microseconds.
     pub flush_micros: AtomicU64,
+    /// Checkpoints signed.
+    pub checkpoints: AtomicU64,
 }
 
 /// Where and how the writer appends.
@@ -58,6 +67,12 @@ pub struct WriterOptions {
     pub durability: Durability,
     /// Most events per group.
     pub max_batch: usize,
+    /// Sign a checkpoint at least every this many events.
+    pub checkpoint_every: u64,
+    /// And at least this often while events arrive.
+    pub checkpoint_interval: Duration,
+    /// The clock for checkpoint times.
+    pub clock: Clock,
 }
 
 impl AuditWriter {
@@ -65,6 +80,7 @@ impl AuditWriter {
     pub fn start(
         store: AuditStore,
         data_dir: &Path,
+        signer: Arc<CheckpointSigner>,
         options: WriterOptions,
     ) -> Result<Self, AuditError> {
         let sync_file = match options.durability {
@@ -72,13 +88,32 @@ impl AuditWriter {
             Durability::Flush => None,
         };
         let head = store.head()?;
+        let block = block_of(head.0 + 1);
+        let summary = store.block(block)?.unwrap_or_default();
+        let last_checkpoint = store.last_checkpoint_seq()?;
         let (tx, rx) = mpsc::channel(options.max_batch.saturating_mul(8).max(64));
         let healthy = Arc::new(AtomicBool::new(true));
         let stats = Arc::new(WriterStats::default());
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let (tick_tx, interval) = (tx.clone(), options.checkpoint_interval);
+            handle.spawn(async move {
+                let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+                ticker.tick().await;
+                loop {
+                    ticker.tick().await;
+                    if tick_tx.send(Msg::Checkpoint(None)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
         let mut state = State {
             store,
             sync_file,
             head,
+            block: (block, summary),
+            last_checkpoint,
+            signer,
             options,
             healthy: healthy.clone(),
             stats: stats.clone(),
@@ -105,6 +140,17 @@ impl AuditWriter {
             .map_err(|_| Arc::new(AuditError::WriterStopped))?
     }
 
+    /// Signs a checkpoint of the current head (if it moved since the last one)
+    /// and returns the sequence number the latest checkpoint covers.
+    pub async fn checkpoint_now(&self) -> Result<u64, AuditError> {
+        let (ack, done) = oneshot::channel();
+        self.tx
+            .send(Msg::Checkpoint(Some(ack)))
+            .await
+            .map_err(|_| AuditError::WriterStopped)?;
+        done.await.map_err(|_| AuditError::WriterStopped)
+    }
+
     /// Whether the last group commit succeeded and the thread is running.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire) && !self.tx.is_closed()
@@ -115,7 +161,8 @@ impl AuditWriter {
         &self.stats
     }
 
-    /// Writes what is queued, flushes, and stops the thread; later appends fail.
+    /// Writes what is queued, signs a last checkpoint, flushes, and stops the
+    /// thread; later appends fail.
     pub async fn close(&self) {
         let handle = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(handle) = handle {
@@ -126,10 +173,34 @@ impl AuditWriter {
     }
 }
 
+/// What one turn of the writer loop collected besides events.
+#[derive(Default)]
+struct Round {
+    stop: bool,
+    checkpoint: bool,
+    waiting: Vec<oneshot::Sender<u64>>,
+}
+
+impl Round {
+    fn take(&mut self, msg: Option<Msg>, batch: &mut Vec<(Box<EventBody>, Ack)>) {
+        match msg {
+            None | Some(Msg::Stop) => self.stop = true,
+            Some(Msg::Checkpoint(ack)) => {
+                self.checkpoint = true;
+                self.waiting.extend(ack);
+            }
+            Some(Msg::Append(body, ack)) => batch.push((body, ack)),
+        }
+    }
+}
+
 struct State {
     store: AuditStore,
     sync_file: Option<File>,
     head: (u64, Hash),
+    block: (u64, BlockSummary),
+    last_checkpoint: u64,
+    signer: Arc<CheckpointSigner>,
     options: WriterOptions,
     healthy: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
@@ -139,20 +210,22 @@ impl State {
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut batch: Vec<(Box<EventBody>, Ack)> = Vec::with_capacity(self.options.max_batch);
         loop {
-            let mut stop = false;
-            match rx.blocking_recv() {
-                None | Some(Msg::Stop) => stop = true,
-                Some(Msg::Append(body, ack)) => batch.push((body, ack)),
-            }
-            while !stop && batch.len() < self.options.max_batch {
+            let mut round = Round::default();
+            round.take(rx.blocking_recv(), &mut batch);
+            while !round.stop && batch.len() < self.options.max_batch {
                 match rx.try_recv() {
-                    Ok(Msg::Append(body, ack)) => batch.push((body, ack)),
-                    Ok(Msg::Stop) => stop = true,
+                    Ok(msg) => round.take(Some(msg), &mut batch),
                     Err(_) => break,
                 }
             }
-            if !batch.is_empty() {
-                self.commit(&mut batch);
+            let Round {
+                stop,
+                checkpoint,
+                waiting,
+            } = round;
+            self.commit(&mut batch, checkpoint || stop);
+            for ack in waiting {
+                let _ = ack.send(self.last_checkpoint);
             }
             if stop {
                 rx.close();
@@ -169,12 +242,14 @@ impl State {
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<(Box<EventBody>, Ack)>) {
+    fn commit(&mut self, batch: &mut Vec<(Box<EventBody>, Ack)>, force_checkpoint: bool) {
         let (mut seq, mut prev) = self.head;
-        let mut sealed = Vec::with_capacity(batch.len());
+        let first = seq + 1;
+        let mut sealed: Vec<SealedEvent> = Vec::with_capacity(batch.len());
+        let mut summaries = Vec::new();
+        let mut block = self.block.clone();
         for (body, _) in batch.iter() {
             seq += 1;
-            let resident = body.resident;
             let event = Event {
                 version: FORMAT_VERSION,
                 seq,
@@ -184,17 +259,45 @@ impl State {
             };
             let (stored, hash) = event.seal();
             prev = hash;
-            sealed.push((seq, stored, resident));
+            sealed.push((seq, stored, body.resident));
+            if block_of(seq) != block.0 {
+                summaries.push(std::mem::replace(
+                    &mut block,
+                    (block_of(seq), BlockSummary::default()),
+                ));
+            }
+            block.1.add(seq, body);
         }
-        let first = self.head.0 + 1;
+        if !sealed.is_empty() {
+            summaries.push(block.clone());
+        }
+        let due = seq > self.last_checkpoint
+            && (force_checkpoint || seq - self.last_checkpoint >= self.options.checkpoint_every);
+        if sealed.is_empty() && !due {
+            return;
+        }
+        let checkpoint: Option<SignedCheckpoint> = due.then(|| {
+            self.signer.sign(
+                &self.options.node,
+                seq,
+                prev,
+                self.options.clock.unix_millis(),
+            )
+        });
+
         let started = Instant::now();
         let result = self
             .store
-            .append(&sealed)
+            .append(&sealed, &summaries, checkpoint.as_ref())
             .and_then(|()| self.make_durable());
         match result {
             Ok(()) => {
                 self.head = (seq, prev);
+                self.block = block;
+                if checkpoint.is_some() {
+                    self.last_checkpoint = seq;
+                    self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                }
                 self.healthy.store(true, Ordering::Release);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);
                 self.stats
@@ -216,6 +319,8 @@ impl State {
                 // Part of the group may have reached sled: continue from what is there.
                 if let Ok(head) = self.store.head() {
                     self.head = head;
+                    let b = block_of(head.0 + 1);
+                    self.block = (b, self.store.block(b).ok().flatten().unwrap_or_default());
                 }
             }
         }

@@ -67,7 +67,11 @@ async fn every_request_leaves_exactly_one_event_with_its_decision() {
     }
     assert_eq!(seqs, (1..=5).collect::<Vec<u64>>());
     assert_eq!(gw.gw.audit_store.len(), 5);
-    let report = gw.gw.audit_store.verify().unwrap();
+    let report = gw
+        .gw
+        .audit_store
+        .verify(Some(gw.gw.checkpoint_signer.public_key()))
+        .unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.checked, 5);
 }

@@ -133,7 +133,12 @@ async fn sigkill_mid_load_loses_no_acknowledged_event() {
         assert_eq!(&event.body.request_id, request_id);
         assert_eq!(event.body.status, 200);
     }
-    let report = store.verify().unwrap();
+    let signer = tongban::audit::checkpoint::CheckpointSigner::open(&config.data_dir).unwrap();
+    let report = store.verify(Some(signer.public_key())).unwrap();
+    assert!(
+        report.checkpoints_checked >= 1,
+        "the clean stop signs a checkpoint: {report:?}"
+    );
     assert!(report.ok(), "{report:?}");
     assert!(store.indexes_consistent().unwrap());
 }

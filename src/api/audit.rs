@@ -1,0 +1,613 @@
+//! Routes for privacy officers (个人信息保护负责人): search the audit log,
+//! report every disclosure of one resident, verify the chain, export it with
+//! its signed checkpoints, and read daily statistics with anomaly flags.
+//!
+//! Every route needs role `privacy_officer` in the operator department; every
+//! use is itself an audit event that says what was searched.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use time::UtcOffset;
+
+use super::query::{authenticate, check_department_limit};
+use super::{Answer, RequestContext, finish};
+use crate::audit::export::{
+    ExportFormat, checkpoint_record, csv_header, event_record, header_line,
+};
+use crate::audit::query::{self as q, EventFilter, FlagRules, event_json};
+use crate::audit::{EventBody, EventKind, Outcome};
+use crate::domain::ResidentId;
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+
+/// The role every route here needs.
+pub const PRIVACY_OFFICER: &str = "privacy_officer";
+const MAX_LIMIT: usize = 1000;
+
+pub(crate) fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/v1/audit/events", get(search))
+        .route("/v1/audit/events/{seq}", get(one_event))
+        .route(
+            "/v1/audit/residents/{resident_id}/disclosures",
+            get(disclosures),
+        )
+        .route("/v1/audit/verify", get(verify))
+        .route("/v1/audit/export", get(export))
+        .route("/v1/audit/stats", get(stats))
+        .route("/v1/audit/checkpoint-key", get(checkpoint_key))
+}
+
+/// Authenticates a privacy officer of the operator department.
+fn officer(gw: &Gateway, headers: &HeaderMap, event: &mut EventBody) -> Result<(), ApiError> {
+    let policy = gw.policy.snapshot();
+    event.policy_version = Some(policy.version().to_owned());
+    let principal = authenticate(gw, &policy, headers, event)?;
+    if !principal.has_role(PRIVACY_OFFICER)
+        || principal.dept.as_str() != gw.config.operator_department
+    {
+        return Err(ApiError::role_required(&format!(
+            "{PRIVACY_OFFICER} (held by staff of {})",
+            gw.config.operator_department
+        )));
+    }
+    check_department_limit(&policy, &principal)
+}
+
+fn bad_query(e: &QueryRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+        "The query string is not valid",
+        e.body_text(),
+    )
+}
+
+fn bad_param(name: &str, problem: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-query",
+        "The query string is not valid",
+        format!("{name}: {problem}"),
+    )
+}
+
+fn parse_time(name: &str, s: &str, offset: UtcOffset, end_of_day: bool) -> Result<i64, ApiError> {
+    q::parse_time(s, offset, end_of_day).map_err(|e| bad_param(name, e))
+}
+
+fn resident_pseudonym(gw: &Gateway, s: &str) -> Result<[u8; 16], ApiError> {
+    let id = ResidentId::parse(s).map_err(|e| {
+        ApiError::invalid_input(
+            "invalid-resident-id",
+            "The resident ID number is not valid",
+            &e,
+        )
+    })?;
+    Ok(gw.pseudonyms.pseudonym(&id))
+}
+
+/// Filters of `GET /v1/audit/events`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SearchParams {
+    resident: Option<String>,
+    consumer: Option<String>,
+    subject: Option<String>,
+    dataset: Option<String>,
+    purpose: Option<String>,
+    decision: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+fn filter_from(gw: &Gateway, p: &SearchParams) -> Result<EventFilter, ApiError> {
+    let decision = match p.decision.as_deref() {
+        None => None,
+        Some("allow") => Some(Outcome::Allow),
+        Some("deny") => Some(Outcome::Deny),
+        Some("error") => Some(Outcome::Error),
+        Some(_) => return Err(bad_param("decision", "expected allow, deny or error")),
+    };
+    let offset = gw.utc_offset;
+    Ok(EventFilter {
+        resident: p
+            .resident
+            .as_deref()
+            .map(|r| resident_pseudonym(gw, r))
+            .transpose()?,
+        consumer: p.consumer.clone(),
+        subject: p.subject.clone(),
+        dataset: p.dataset.clone(),
+        purpose: p.purpose.clone(),
+        decision,
+        from_ms: p
+            .from
+            .as_deref()
+            .map(|s| parse_time("from", s, offset, false))
+            .transpose()?,
+        to_ms: p
+            .to
+            .as_deref()
+            .map(|s| parse_time("to", s, offset, true))
+            .transpose()?,
+    })
+}
+
+/// An opaque cursor: the sequence number the next page starts below.
+fn encode_cursor(before: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("v1:{before}"))
+}
+
+fn decode_cursor(s: &str) -> Result<u64, ApiError> {
+    URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|t| t.strip_prefix("v1:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| bad_param("cursor", "not a cursor this gateway returned"))
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::audit::AuditError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "audit store read failed");
+            Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "audit-read-failed",
+                "The audit log could not be read",
+                "the audit log could not be read; see the gateway's log",
+            ))
+        }
+        Err(_) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "audit-read-failed",
+            "The audit log could not be read",
+            "the audit log could not be read",
+        )),
+    }
+}
+
+/// `GET /v1/audit/events`.
+async fn search(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    params: Result<Query<SearchParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::AuditReview, "audit.search");
+    let result = run_search(&gw, &mut event, params, &headers).await;
+    finish(&gw, &ctx, event, result).await
+}
+
+async fn run_search(
+    gw: &Gateway,
+    event: &mut EventBody,
+    params: Result<Query<SearchParams>, QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<Answer, ApiError> {
+    officer(gw, headers, event)?;
+    let Query(p) = params.map_err(|e| bad_query(&e))?;
+    let filter = filter_from(gw, &p)?;
+    event.resident = filter.resident;
+    event.detail = Some(filter.describe());
+    let limit = p.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(bad_param("limit", "must be between 1 and 1000"));
+    }
+    let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
+    let store = gw.audit_store.clone();
+    let f = filter.clone();
+    let page = blocking(move || q::search(&store, &f, before, limit)).await?;
+    let offset = gw.utc_offset;
+    let mut body = Map::new();
+    body.insert(
+        "events".into(),
+        Value::Array(
+            page.events
+                .iter()
+                .map(|(e, h)| event_json(e, h, offset))
+                .collect(),
+        ),
+    );
+    body.insert(
+        "next_cursor".into(),
+        json!(page.next_before.map(encode_cursor)),
+    );
+    Ok(Answer::ok(body))
+}
+
+/// `GET /v1/audit/events/{seq}`.
+async fn one_event(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::AuditReview, "audit.event");
+    let result = async {
+        officer(&gw, &headers, &mut event)?;
+        let Path(seq) = path.map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-path",
+                "The path is not valid",
+                e.body_text(),
+            )
+        })?;
+        let seq: u64 = seq.parse().map_err(|_| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-path",
+                "The path is not valid",
+                "the sequence number must be a positive integer",
+            )
+        })?;
+        event.detail = Some(format!("seq={seq}"));
+        let store = gw.audit_store.clone();
+        let found = blocking(move || store.get_with_hash(seq)).await?;
+        let (e, h) = found.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "event-not-found",
+                "No such audit event",
+                format!("no audit event has sequence number {seq}"),
+            )
+        })?;
+        let Value::Object(body) = event_json(&e, &h, gw.utc_offset) else {
+            unreachable!("event_json builds an object")
+        };
+        Ok(Answer::ok(body))
+    }
+    .await;
+    finish(&gw, &ctx, event, result).await
+}
+
+/// Query of the disclosure report.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ReportParams {
+    format: Option<String>,
+}
+
+/// `GET /v1/audit/residents/{resident_id}/disclosures`.
+async fn disclosures(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    params: Result<Query<ReportParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::AuditReview, "audit.disclosures");
+    let result = async {
+        officer(&gw, &headers, &mut event)?;
+        let Path(raw) = path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-path", "The path is not valid", e.body_text()))?;
+        let id = ResidentId::parse(&raw).map_err(|e| ApiError::invalid_input("invalid-resident-id", "The resident ID number is not valid", &e))?;
+        let pseudonym = gw.pseudonyms.pseudonym(&id);
+        event.resident = Some(pseudonym);
+        let Query(p) = params.map_err(|e| bad_query(&e))?;
+        let csv = match p.format.as_deref() {
+            None | Some("json") => false,
+            Some("csv") => true,
+            Some(_) => return Err(bad_param("format", "expected json or csv")),
+        };
+        event.detail = Some(format!("format={}", if csv { "csv" } else { "json" }));
+        let store = gw.audit_store.clone();
+        let offset = gw.utc_offset;
+        let list = blocking(move || q::disclosures(&store, &pseudonym, offset)).await?;
+        let policy = gw.policy.snapshot();
+        let dept_name = |d: &str| policy.set.departments.get(d).map(|x| x.name.clone()).unwrap_or_default();
+        let dataset = |d: &str| policy.set.datasets.get(d);
+        if csv {
+            let mut w = csv::Writer::from_writer(Vec::from("\u{feff}".as_bytes()));
+            let _ = w.write_record(["时间 Time", "部门 Department", "部门名称 Department name", "经办人 Person", "用途 Purpose", "办件编号 Case reference", "数据集 Dataset", "数据集名称 Dataset title", "字段 Fields", "授权 Grant", "审计序号 Audit seq"]);
+            for d in &list {
+                let fields = d.fields.iter().map(|f| field_title(dataset(&d.dataset), f)).collect::<Vec<_>>().join("；");
+                let _ = w.write_record([
+                    d.time.as_str(), &d.consumer, &dept_name(&d.consumer), &d.subject, &d.purpose,
+                    d.case_ref.as_deref().unwrap_or(""), &d.dataset, &dataset(&d.dataset).map(|x| x.spec.title.clone()).unwrap_or_default(),
+                    &fields, d.grant.as_deref().unwrap_or(""), &d.seq.to_string(),
+                ]);
+            }
+            let bytes = w.into_inner().unwrap_or_default();
+            return Ok(Answer::Raw {
+                content_type: "text/csv; charset=utf-8",
+                filename: Some(format!("disclosures-{}.csv", &id.masked().replace('*', "x"))),
+                body: axum::body::Body::from(bytes),
+            });
+        }
+        let items: Vec<Value> = list
+            .iter()
+            .map(|d| {
+                json!({
+                    "seq": d.seq, "time": d.time, "consumer": d.consumer, "consumer_name": dept_name(&d.consumer),
+                    "subject": d.subject, "purpose": d.purpose, "case_ref": d.case_ref, "operation": d.operation,
+                    "dataset": d.dataset, "dataset_title": dataset(&d.dataset).map(|x| x.spec.title.clone()),
+                    "fields": d.fields.iter().map(|f| json!({"name": f, "title": field_title(dataset(&d.dataset), f)})).collect::<Vec<_>>(),
+                    "grant": d.grant,
+                })
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert("resident".into(), json!(id.masked()));
+        body.insert("generated_at".into(), json!(q::format_time(gw.clock.unix_millis(), gw.utc_offset)));
+        body.insert("count".into(), json!(items.len()));
+        body.insert("disclosures".into(), Value::Array(items));
+        Ok(Answer::ok(body))
+    }
+    .await;
+    finish(&gw, &ctx, event, result).await
+}
+
+fn field_title(dataset: Option<&crate::policy::load::Dataset>, field: &str) -> String {
+    dataset
+        .and_then(|d| d.fields.get(field))
+        .map(|f| {
+            if f.title.is_empty() {
+                field.to_owned()
+            } else {
+                format!("{} {field}", f.title)
+            }
+        })
+        .unwrap_or_else(|| field.to_owned())
+}
+
+/// `GET /v1/audit/verify`: recompute the chain and every checkpoint signature.
+async fn verify(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::AuditReview, "audit.verify");
+    let result = async {
+        officer(&gw, &headers, &mut event)?;
+        let store = gw.audit_store.clone();
+        let key = gw.checkpoint_signer.public_key().to_vec();
+        let report = blocking(move || store.verify(Some(&key))).await?;
+        let mut body = Map::new();
+        body.insert(
+            "verdict".into(),
+            json!(if report.ok() { "intact" } else { "broken" }),
+        );
+        if let Value::Object(r) = serde_json::to_value(&report).unwrap_or_default() {
+            body.extend(r);
+        }
+        Ok(Answer::ok(body))
+    }
+    .await;
+    finish(&gw, &ctx, event, result).await
+}
+
+/// Query of the export.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportParams {
+    from: Option<String>,
+    to: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /v1/audit/export`: streamed, with the signed checkpoints that cover it.
+async fn export(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    params: Result<Query<ExportParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::AuditReview, "audit.export");
+    let result = run_export(&gw, &mut event, params, &headers).await;
+    finish(&gw, &ctx, event, result).await
+}
+
+async fn run_export(
+    gw: &Arc<Gateway>,
+    event: &mut EventBody,
+    params: Result<Query<ExportParams>, QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<Answer, ApiError> {
+    officer(gw, headers, event)?;
+    let Query(p) = params.map_err(|e| bad_query(&e))?;
+    let format = match p.format.as_deref() {
+        None | Some("ndjson") => ExportFormat::Ndjson,
+        Some("csv") => ExportFormat::Csv,
+        Some(_) => return Err(bad_param("format", "expected ndjson or csv")),
+    };
+    let offset = gw.utc_offset;
+    let from = p
+        .from
+        .as_deref()
+        .map(|s| parse_time("from", s, offset, false))
+        .transpose()?;
+    let to =
+        p.to.as_deref()
+            .map(|s| parse_time("to", s, offset, true))
+            .transpose()?;
+    event.detail = Some(format!(
+        "from={}&to={}&format={}",
+        p.from.as_deref().unwrap_or(""),
+        p.to.as_deref().unwrap_or(""),
+        if format == ExportFormat::Csv {
+            "csv"
+        } else {
+            "ndjson"
+        }
+    ));
+    // Every exported event must be covered by a signed checkpoint.
+    let covered = gw
+        .audit
+        .checkpoint_now()
+        .await
+        .map_err(|_| ApiError::audit_unavailable())?;
+    let store = gw.audit_store.clone();
+    let range = blocking(move || q::seq_range(&store, from, to, covered)).await?;
+    let store = gw.audit_store.clone();
+    let (lo, hi, prelude) = match range {
+        None => (1, 0, String::new()),
+        Some((lo, hi)) => {
+            let s = store.clone();
+            let (checkpoints, prev) = blocking(move || {
+                let cps = s.checkpoints()?;
+                let first = s.get(lo)?;
+                Ok((cps, first.map(|e| e.prev_hash).unwrap_or([0; 32])))
+            })
+            .await?;
+            // Extend to the first checkpoint at or after `hi`, so the tail is covered.
+            let hi = checkpoints
+                .iter()
+                .map(|c| c.checkpoint.seq)
+                .find(|s| *s >= hi)
+                .unwrap_or(hi);
+            let mut prelude = String::new();
+            if format == ExportFormat::Ndjson {
+                prelude.push_str(&header_line(
+                    &gw.config.node_id,
+                    (lo - 1, prev),
+                    offset,
+                    &gw.checkpoint_signer.key_id(),
+                ));
+            } else {
+                prelude.push_str(&csv_header());
+            }
+            for cp in checkpoints
+                .iter()
+                .filter(|c| c.checkpoint.seq >= lo && c.checkpoint.seq <= hi)
+            {
+                prelude.push_str(&checkpoint_record(cp, offset, format));
+            }
+            (lo, hi, prelude)
+        }
+    };
+    let prelude = if prelude.is_empty() && format == ExportFormat::Csv {
+        csv_header()
+    } else {
+        prelude
+    };
+    let chunks = futures_util::stream::unfold(Some(lo), move |next| {
+        let store = store.clone();
+        async move {
+            let next = next?;
+            if next > hi {
+                if hi >= lo {
+                    let _ = store.mark_exported(hi);
+                }
+                return None;
+            }
+            let end = (next + 1023).min(hi);
+            let text = tokio::task::spawn_blocking(move || {
+                let mut out = String::new();
+                for item in store
+                    .events_desc(next, end)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .rev()
+                {
+                    match item {
+                        Ok((_, e, h)) => out.push_str(&event_record(&e, &h, offset, format)),
+                        Err(e) => return Err(std::io::Error::other(e.to_string())),
+                    }
+                }
+                Ok(out)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+            Some((text.map(Bytes::from), Some(end + 1)))
+        }
+    });
+    let head =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(prelude)) });
+    let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(head, chunks));
+    let (content_type, ext) = match format {
+        ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
+        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
+    };
+    Ok(Answer::Raw {
+        content_type,
+        filename: Some(format!(
+            "tongban-audit-{}-{lo}-{hi}.{ext}",
+            gw.config.node_id
+        )),
+        body,
+    })
+}
+
+/// Query of the statistics.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StatsParams {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `GET /v1/audit/stats`: counts per day and anomaly flags (default: the last 7 days).
+async fn stats(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    params: Result<Query<StatsParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::AuditReview, "audit.stats");
+    let result = async {
+        officer(&gw, &headers, &mut event)?;
+        let Query(p) = params.map_err(|e| bad_query(&e))?;
+        let offset = gw.utc_offset;
+        let now = gw.clock.unix_millis();
+        let to =
+            p.to.as_deref()
+                .map(|s| parse_time("to", s, offset, true))
+                .transpose()?
+                .unwrap_or(now);
+        let from = p
+            .from
+            .as_deref()
+            .map(|s| parse_time("from", s, offset, false))
+            .transpose()?
+            .unwrap_or(to - 7 * 86_400_000);
+        if from > to {
+            return Err(bad_param("from", "is after to"));
+        }
+        event.detail = Some(format!("from={from}&to={to}"));
+        let store = gw.audit_store.clone();
+        let stats =
+            blocking(move || q::stats(&store, from, to, offset, &FlagRules::default())).await?;
+        let mut body = Map::new();
+        body.insert("from".into(), json!(q::format_time(from, offset)));
+        body.insert("to".into(), json!(q::format_time(to, offset)));
+        if let Value::Object(s) = serde_json::to_value(&stats).unwrap_or_default() {
+            body.extend(s);
+        }
+        Ok(Answer::ok(body))
+    }
+    .await;
+    finish(&gw, &ctx, event, result).await
+}
+
+/// `GET /v1/audit/checkpoint-key`: the public key that verifies checkpoints (PEM).
+async fn checkpoint_key(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::AuditReview, "audit.checkpoint-key");
+    let result = officer(&gw, &headers, &mut event).map(|()| Answer::Raw {
+        content_type: "application/x-pem-file",
+        filename: Some("tongban-checkpoint.pub.pem".into()),
+        body: axum::body::Body::from(gw.checkpoint_signer.public_key_pem()),
+    });
+    finish(&gw, &ctx, event, result).await
+}

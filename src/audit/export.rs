@@ -1,0 +1,483 @@
+//! Exporting a range of the log with the signed checkpoints that cover it,
+//! and verifying such an export offline, with nothing but the public key.
+//!
+//! NDJSON: a `header` line (node, suite, anchor: the sequence number and hash
+//! of the event before the range), then `checkpoint` lines, then one `event`
+//! line per event. Every event line carries `canonical` (base64 of the exact
+//! bytes that were hashed) and `hash`; the readable members are derived from
+//! the canonical bytes and the verifier checks that they agree.
+//! CSV: one row per record with a `record` column (`event` or `checkpoint`)
+//! and the same `canonical` column; the anchor is in the first event's
+//! `prev_hash`.
+
+use std::io::BufRead;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::UtcOffset;
+
+use super::chain::{ChainVerifier, VerifyReport};
+use super::checkpoint::{SUITE_INTERNATIONAL, SignedCheckpoint};
+use super::event::{Event, Hash};
+use super::query::{event_json, format_time};
+use crate::policy::load::hex;
+
+/// Export formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Newline-delimited JSON.
+    Ndjson,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// CSV columns, in order.
+pub const CSV_COLUMNS: &[&str] = &[
+    "record",
+    "seq",
+    "time",
+    "node",
+    "request_id",
+    "kind",
+    "operation",
+    "consumer",
+    "subject",
+    "roles",
+    "cert_fingerprint",
+    "source",
+    "dataset",
+    "resident",
+    "purpose",
+    "case_ref",
+    "fields",
+    "decision",
+    "reason",
+    "grant",
+    "policy_version",
+    "status",
+    "latency_us",
+    "detail",
+    "prev_hash",
+    "hash",
+    "canonical",
+];
+
+/// The header line of an NDJSON export.
+pub fn header_line(node: &str, anchor: (u64, Hash), offset: UtcOffset, key_id: &str) -> String {
+    let v = json!({
+        "type": "header",
+        "format": "tongban-audit-export",
+        "version": 1,
+        "node": node,
+        "suite": SUITE_INTERNATIONAL,
+        "key_id": key_id,
+        "utc_offset": offset
+            .format(time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]:[offset_second]"))
+            .unwrap_or_default(),
+        "anchor": {"seq": anchor.0, "hash": hex(&anchor.1)},
+    });
+    format!("{v}\n")
+}
+
+/// One checkpoint as an NDJSON line or CSV row.
+pub fn checkpoint_record(cp: &SignedCheckpoint, offset: UtcOffset, format: ExportFormat) -> String {
+    let c = &cp.checkpoint;
+    let encoded = B64.encode(cp.encode());
+    match format {
+        ExportFormat::Ndjson => {
+            let v = json!({
+                "type": "checkpoint", "seq": c.seq, "head_hash": hex(&c.head_hash), "time": format_time(c.time_ms, offset),
+                "node": c.node, "suite": c.suite, "key_id": c.key_id, "signature": B64.encode(&cp.signature), "encoded": encoded,
+            });
+            format!("{v}\n")
+        }
+        ExportFormat::Csv => {
+            let mut row = vec![String::new(); CSV_COLUMNS.len()];
+            row[0] = "checkpoint".into();
+            row[1] = c.seq.to_string();
+            row[2] = format_time(c.time_ms, offset);
+            row[3] = c.node.clone();
+            row[25] = hex(&c.head_hash);
+            row[26] = encoded;
+            csv_line(&row)
+        }
+    }
+}
+
+/// One event as an NDJSON line or CSV row.
+pub fn event_record(event: &Event, hash: &Hash, offset: UtcOffset, format: ExportFormat) -> String {
+    let canonical = B64.encode(event.canonical());
+    let mut v = event_json(event, hash, offset);
+    match format {
+        ExportFormat::Ndjson => {
+            if let Value::Object(m) = &mut v {
+                m.insert("type".into(), json!("event"));
+                m.insert("canonical".into(), json!(canonical));
+            }
+            format!("{v}\n")
+        }
+        ExportFormat::Csv => {
+            let text = |k: &str| match &v[k] {
+                Value::Null => String::new(),
+                Value::String(s) => s.clone(),
+                Value::Array(a) => a
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(";"),
+                Value::Object(o) => format!(
+                    "{}@{}",
+                    o.get("id").and_then(Value::as_str).unwrap_or(""),
+                    o.get("version")
+                        .map(ToString::to_string)
+                        .unwrap_or_default()
+                ),
+                other => other.to_string(),
+            };
+            let mut row: Vec<String> = CSV_COLUMNS.iter().map(|c| text(c)).collect();
+            row[0] = "event".into();
+            row[26] = canonical;
+            csv_line(&row)
+        }
+    }
+}
+
+/// The CSV header row.
+pub fn csv_header() -> String {
+    let row: Vec<String> = CSV_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+    csv_line(&row)
+}
+
+fn csv_line(fields: &[String]) -> String {
+    let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
+    let _ = w.write_record(fields);
+    String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// Writes a whole export of `[lo, hi]` (with the checkpoints in it) to `out`.
+pub fn write_export(
+    store: &super::store::AuditStore,
+    range: Option<(u64, u64)>,
+    format: ExportFormat,
+    offset: UtcOffset,
+    node: &str,
+    key_id: &str,
+    out: &mut impl std::io::Write,
+) -> Result<(), super::store::AuditError> {
+    let Some((lo, hi)) = range else {
+        if format == ExportFormat::Csv {
+            out.write_all(csv_header().as_bytes())?;
+        }
+        return Ok(());
+    };
+    let prev = store.get(lo)?.map_or([0; 32], |e| e.prev_hash);
+    match format {
+        ExportFormat::Ndjson => {
+            out.write_all(header_line(node, (lo - 1, prev), offset, key_id).as_bytes())?
+        }
+        ExportFormat::Csv => out.write_all(csv_header().as_bytes())?,
+    }
+    for cp in store
+        .checkpoints()?
+        .iter()
+        .filter(|c| (lo..=hi).contains(&c.checkpoint.seq))
+    {
+        out.write_all(checkpoint_record(cp, offset, format).as_bytes())?;
+    }
+    for item in store.raw_events(lo, hi) {
+        let (seq, value) = item?;
+        let (event, hash, _) =
+            Event::open(&value).map_err(|e| super::store::AuditError::Corrupt {
+                seq,
+                message: e.to_string(),
+            })?;
+        out.write_all(event_record(&event, &hash, offset, format).as_bytes())?;
+    }
+    store.mark_exported(hi)?;
+    Ok(())
+}
+
+/// The result of verifying an export offline.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExportReport {
+    /// The chain check over the exported range.
+    pub chain: VerifyReport,
+    /// The node named by the export.
+    pub node: Option<String>,
+    /// The suite named by the export.
+    pub suite: String,
+    /// Events after the last checkpoint, not covered by a signature.
+    pub uncovered_tail: u64,
+    /// Lines or rows that are not part of the format.
+    pub problems: Vec<String>,
+}
+
+impl ExportReport {
+    /// Whether the export verified: intact chain, every checkpoint signed, nothing foreign.
+    pub fn ok(&self) -> bool {
+        self.chain.ok() && self.problems.is_empty()
+    }
+}
+
+/// Verifies an export (NDJSON or CSV, detected) with the raw Ed25519 public key.
+pub fn verify_export(
+    reader: impl BufRead,
+    public_key: &[u8],
+) -> Result<ExportReport, std::io::Error> {
+    let mut lines = reader.lines().peekable();
+    let first = match lines.peek() {
+        Some(Ok(l)) => l.clone(),
+        Some(Err(_)) => {
+            return Err(lines
+                .next()
+                .and_then(Result::err)
+                .unwrap_or_else(|| std::io::Error::other("read")));
+        }
+        None => String::new(),
+    };
+    if first.trim_start().starts_with('{') {
+        verify_ndjson(lines, public_key)
+    } else {
+        let text: String = lines.collect::<Result<Vec<_>, _>>()?.join("\n");
+        Ok(verify_csv(&text, public_key))
+    }
+}
+
+struct Walk<'k> {
+    verifier: Option<ChainVerifier>,
+    checkpoints: Vec<SignedCheckpoint>,
+    next_cp: usize,
+    key: &'k [u8],
+    offset: UtcOffset,
+    broken: Option<super::chain::BrokenLink>,
+    problems: Vec<String>,
+}
+
+impl Walk<'_> {
+    fn event(&mut self, seq: u64, canonical: &str, hash: &str, shown: Option<&Value>) {
+        if self.broken.is_some() {
+            return;
+        }
+        let Ok(bytes) = B64.decode(canonical) else {
+            self.problems
+                .push(format!("event {seq}: canonical is not base64"));
+            return;
+        };
+        let Some(recorded) = unhex32(hash) else {
+            self.problems
+                .push(format!("event {seq}: hash is not 32 bytes of hex"));
+            return;
+        };
+        let mut stored = bytes.clone();
+        stored.extend_from_slice(&recorded);
+        if self.verifier.is_none() {
+            // No header anchor (CSV): the first event's own prev_hash anchors the range.
+            let anchor = Event::open(&stored)
+                .map(|(e, _, _)| (seq.saturating_sub(1), e.prev_hash))
+                .unwrap_or((0, [0; 32]));
+            self.verifier = Some(ChainVerifier::from_anchor(anchor.0, anchor.1));
+        }
+        let Some(v) = self.verifier.as_mut() else {
+            return;
+        };
+        if let Err(b) = v.check(seq, &stored) {
+            self.broken = Some(b);
+            return;
+        }
+        if let (Some(shown), Ok((event, _, _))) = (shown, Event::open(&stored)) {
+            let mut derived = event_json(&event, &recorded, self.offset);
+            if let (Value::Object(d), Value::Object(s)) = (&mut derived, shown) {
+                for (k, val) in s {
+                    if k != "type" && k != "canonical" && d.get(k) != Some(val) {
+                        self.problems.push(format!(
+                            "event {seq}: \"{k}\" does not match the canonical bytes"
+                        ));
+                    }
+                }
+                d.clear();
+            }
+        }
+        while let Some(cp) = self.checkpoints.get(self.next_cp) {
+            if cp.checkpoint.seq > seq {
+                break;
+            }
+            self.next_cp += 1;
+            if cp.checkpoint.seq == seq {
+                if let Err(b) = v.check_checkpoint(cp, Some(self.key)) {
+                    self.broken = Some(b);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn checkpoint(&mut self, encoded: &str) {
+        match B64
+            .decode(encoded)
+            .ok()
+            .and_then(|b| SignedCheckpoint::decode(&b))
+        {
+            Some(cp) => self.checkpoints.push(cp),
+            None => self.problems.push("a checkpoint cannot be decoded".into()),
+        }
+    }
+
+    fn finish(mut self, node: Option<String>) -> ExportReport {
+        self.checkpoints.sort_by_key(|c| c.checkpoint.seq);
+        let verifier = self.verifier.unwrap_or_default();
+        let head = verifier.head();
+        let last_cp = verifier.report(None).last_checkpoint.unwrap_or(0);
+        let mut broken = self.broken;
+        if broken.is_none() {
+            for cp in &self.checkpoints {
+                if !cp.verify(self.key) {
+                    broken = Some(super::chain::BrokenLink {
+                        seq: cp.checkpoint.seq,
+                        problem: "a checkpoint's signature does not verify with the public key"
+                            .into(),
+                    });
+                    break;
+                }
+            }
+        }
+        ExportReport {
+            chain: verifier.report(broken),
+            node,
+            suite: SUITE_INTERNATIONAL.into(),
+            uncovered_tail: head.saturating_sub(last_cp),
+            problems: self.problems,
+        }
+    }
+}
+
+fn verify_ndjson(
+    lines: impl Iterator<Item = std::io::Result<String>>,
+    key: &[u8],
+) -> Result<ExportReport, std::io::Error> {
+    let mut walk = Walk {
+        verifier: None,
+        checkpoints: Vec::new(),
+        next_cp: 0,
+        key,
+        offset: UtcOffset::UTC,
+        broken: None,
+        problems: Vec::new(),
+    };
+    let mut node = None;
+    for (i, line) in lines.enumerate() {
+        let line = line?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Ok(v) = serde_json::from_str::<Value>(&line) else {
+            walk.problems.push(format!("line {}: not JSON", i + 1));
+            continue;
+        };
+        match v["type"].as_str() {
+            Some("header") => {
+                if i != 0 {
+                    walk.problems
+                        .push(format!("line {}: a header must come first", i + 1));
+                    continue;
+                }
+                node = v["node"].as_str().map(str::to_owned);
+                if v["suite"] != SUITE_INTERNATIONAL {
+                    walk.problems.push(format!(
+                        "suite {} is not supported by this verifier",
+                        v["suite"]
+                    ));
+                }
+                walk.offset = v["utc_offset"]
+                    .as_str()
+                    .and_then(|o| {
+                        UtcOffset::parse(
+                            o,
+                            time::macros::format_description!(
+                                "[offset_hour sign:mandatory]:[offset_minute]:[offset_second]"
+                            ),
+                        )
+                        .ok()
+                    })
+                    .unwrap_or(UtcOffset::UTC);
+                let seq = v["anchor"]["seq"].as_u64().unwrap_or(0);
+                let hash = v["anchor"]["hash"]
+                    .as_str()
+                    .and_then(unhex32)
+                    .unwrap_or([0; 32]);
+                walk.verifier = Some(ChainVerifier::from_anchor(seq, hash));
+            }
+            Some("checkpoint") => walk.checkpoint(v["encoded"].as_str().unwrap_or("")),
+            Some("event") => {
+                if walk.verifier.is_none() {
+                    walk.problems.push("events come before any header".into());
+                }
+                let seq = v["seq"].as_u64().unwrap_or(0);
+                walk.checkpoints.sort_by_key(|c| c.checkpoint.seq);
+                walk.event(
+                    seq,
+                    v["canonical"].as_str().unwrap_or(""),
+                    v["hash"].as_str().unwrap_or(""),
+                    Some(&v),
+                );
+            }
+            _ => walk
+                .problems
+                .push(format!("line {}: unknown record type", i + 1)),
+        }
+    }
+    Ok(walk.finish(node))
+}
+
+fn verify_csv(text: &str, key: &[u8]) -> ExportReport {
+    let mut walk = Walk {
+        verifier: None,
+        checkpoints: Vec::new(),
+        next_cp: 0,
+        key,
+        offset: UtcOffset::UTC,
+        broken: None,
+        problems: Vec::new(),
+    };
+    let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
+    let mut events = Vec::new();
+    let mut node = None;
+    for (i, row) in reader.records().enumerate() {
+        let Ok(row) = row else {
+            walk.problems.push(format!("row {}: not CSV", i + 2));
+            continue;
+        };
+        match row.get(0) {
+            Some("checkpoint") => walk.checkpoint(row.get(26).unwrap_or("")),
+            Some("event") => {
+                node = node.or_else(|| row.get(3).map(str::to_owned));
+                let seq = row.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                events.push((
+                    seq,
+                    row.get(26).unwrap_or("").to_owned(),
+                    row.get(25).unwrap_or("").to_owned(),
+                ));
+            }
+            _ => walk
+                .problems
+                .push(format!("row {}: unknown record type", i + 2)),
+        }
+    }
+    walk.checkpoints.sort_by_key(|c| c.checkpoint.seq);
+    for (seq, canonical, hash) in events {
+        walk.event(seq, &canonical, &hash, None);
+    }
+    walk.finish(node)
+}
+
+fn unhex32(s: &str) -> Option<Hash> {
+    if s.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}

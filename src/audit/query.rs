@@ -1,0 +1,571 @@
+//! Reading the audit log for privacy officers: search with filters and
+//! cursor pagination (newest first), per-resident disclosure reports, and
+//! daily statistics with anomaly flags. Shared by the API and the CLI.
+//!
+//! A search by resident walks the exact pseudonym index; any other search
+//! walks blocks newest first and skips every block whose summary rules it out.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use time::{OffsetDateTime, UtcOffset, Weekday};
+
+use super::blocks::{block_of, block_range};
+use super::event::{Event, EventKind, Hash, Outcome};
+use super::store::{AuditError, AuditStore};
+use crate::policy::load::hex;
+
+/// Filters of an event search; every filter given must hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    /// The resident's pseudonym (derived from the plain ID by the caller).
+    pub resident: Option<[u8; 16]>,
+    /// The consuming department.
+    pub consumer: Option<String>,
+    /// The caller's subject.
+    pub subject: Option<String>,
+    /// The dataset.
+    pub dataset: Option<String>,
+    /// The purpose.
+    pub purpose: Option<String>,
+    /// The decision.
+    pub decision: Option<Outcome>,
+    /// Earliest time, ms (inclusive).
+    pub from_ms: Option<i64>,
+    /// Latest time, ms (inclusive).
+    pub to_ms: Option<i64>,
+}
+
+impl EventFilter {
+    /// Whether one event matches.
+    pub fn matches(&self, e: &Event) -> bool {
+        let b = &e.body;
+        let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
+        self.resident.is_none_or(|r| b.resident == Some(r))
+            && eq(&self.consumer, &b.dept)
+            && eq(&self.subject, &b.subject)
+            && eq(&self.dataset, &b.dataset)
+            && eq(&self.purpose, &b.purpose)
+            && self.decision.is_none_or(|d| b.outcome == d)
+            && self.from_ms.is_none_or(|f| b.time_ms >= f)
+            && self.to_ms.is_none_or(|t| b.time_ms <= t)
+    }
+
+    /// A description for the audit event of the search itself (no resident ID).
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = &self.resident {
+            parts.push(format!("resident={}", hex(r)));
+        }
+        for (k, v) in [
+            ("consumer", &self.consumer),
+            ("subject", &self.subject),
+            ("dataset", &self.dataset),
+            ("purpose", &self.purpose),
+        ] {
+            if let Some(v) = v {
+                parts.push(format!("{k}={v}"));
+            }
+        }
+        if let Some(d) = self.decision {
+            parts.push(format!("decision={}", d.as_str()));
+        }
+        if let Some(f) = self.from_ms {
+            parts.push(format!("from={f}"));
+        }
+        if let Some(t) = self.to_ms {
+            parts.push(format!("to={t}"));
+        }
+        parts.join("&")
+    }
+}
+
+/// One page of results, newest first.
+#[derive(Debug)]
+pub struct Page {
+    /// The events with their hashes.
+    pub events: Vec<(Event, Hash)>,
+    /// Pass as `before` to get the next page; `None` when there is no more.
+    pub next_before: Option<u64>,
+}
+
+/// Blocks older than this before `from` are assumed to hold nothing newer:
+/// events are timed at arrival and appended at decision, never this far apart.
+const TIME_SLACK_MS: i64 = 10 * 60 * 1000;
+
+/// Searches events with `seq < before`, newest first, up to `limit`.
+pub fn search(
+    store: &AuditStore,
+    filter: &EventFilter,
+    before: Option<u64>,
+    limit: usize,
+) -> Result<Page, AuditError> {
+    let limit = limit.max(1);
+    let (head, _) = store.head()?;
+    let upper = before.unwrap_or(u64::MAX).min(head.saturating_add(1));
+    let mut events = Vec::with_capacity(limit.min(1024));
+    let mut more = false;
+    let mut take = |event: Event, hash: Hash| {
+        if events.len() == limit {
+            more = true;
+            return false;
+        }
+        events.push((event, hash));
+        true
+    };
+    if let Some(p) = &filter.resident {
+        for seq in store.seqs_for_resident(p, upper) {
+            let seq = seq?;
+            if let Some((event, hash)) = store.get_with_hash(seq)? {
+                if filter.matches(&event) && !take(event, hash) {
+                    break;
+                }
+            }
+        }
+    } else if upper > 1 {
+        let mut block = block_of(upper - 1);
+        'blocks: loop {
+            let summary = store.block(block)?;
+            if let (Some(s), Some(from)) = (&summary, filter.from_ms) {
+                if s.max_time_ms < from - TIME_SLACK_MS {
+                    break;
+                }
+            }
+            if summary.as_ref().is_none_or(|s| s.may_match(filter)) {
+                let (lo, hi) = block_range(block);
+                for item in store.events_desc(lo, hi.min(upper - 1)) {
+                    let (_, event, hash) = item?;
+                    if filter.matches(&event) && !take(event, hash) {
+                        break 'blocks;
+                    }
+                }
+            }
+            if block == 0 {
+                break;
+            }
+            block -= 1;
+        }
+    }
+    let next_before = if more {
+        events.last().map(|(e, _)| e.seq)
+    } else {
+        None
+    };
+    Ok(Page {
+        events,
+        next_before,
+    })
+}
+
+/// The contiguous range of sequence numbers from the first event at or after
+/// `from` to the last at or before `to`.
+pub fn seq_range(
+    store: &AuditStore,
+    from: Option<i64>,
+    to: Option<i64>,
+    covered: u64,
+) -> Result<Option<(u64, u64)>, AuditError> {
+    let (head, _) = store.head()?;
+    let head = head.min(covered);
+    let (anchor, _) = store.anchor()?;
+    if head <= anchor {
+        return Ok(None);
+    }
+    let hi = match to {
+        None => head,
+        Some(to) => {
+            let page = search(
+                store,
+                &EventFilter {
+                    to_ms: Some(to),
+                    ..EventFilter::default()
+                },
+                Some(head + 1),
+                1,
+            )?;
+            match page.events.first() {
+                Some((e, _)) => e.seq,
+                None => return Ok(None),
+            }
+        }
+    };
+    let lo = match from {
+        None => anchor + 1,
+        Some(from) => {
+            // The oldest event at or after `from`: walk pages newest first.
+            let filter = EventFilter {
+                from_ms: Some(from),
+                ..EventFilter::default()
+            };
+            let mut lo = None;
+            let mut before = Some(hi + 1);
+            while let Some(b) = before {
+                let page = search(store, &filter, Some(b), 4096)?;
+                if let Some((e, _)) = page.events.last() {
+                    lo = Some(e.seq);
+                }
+                before = page.next_before;
+            }
+            match lo {
+                Some(lo) => lo,
+                None => return Ok(None),
+            }
+        }
+    };
+    Ok((lo <= hi).then_some((lo, hi)))
+}
+
+/// `from`/`to`: RFC 3339, or a day `YYYY-MM-DD` in the gateway's calendar
+/// (from its first millisecond, or to its last).
+pub fn parse_time(s: &str, offset: UtcOffset, end_of_day: bool) -> Result<i64, &'static str> {
+    let ms =
+        |t: OffsetDateTime| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+        return Ok(ms(t));
+    }
+    let day = time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]"))
+        .map_err(|_| "expected a date YYYY-MM-DD or an RFC 3339 time")?;
+    let t = time::PrimitiveDateTime::new(day, time::Time::MIDNIGHT).assume_offset(offset);
+    Ok(if end_of_day {
+        ms(t) + 86_400_000 - 1
+    } else {
+        ms(t)
+    })
+}
+
+/// An event as the API shows it.
+pub fn event_json(event: &Event, hash: &Hash, offset: UtcOffset) -> Value {
+    let b = &event.body;
+    json!({
+        "seq": event.seq,
+        "time": format_time(b.time_ms, offset),
+        "node": event.node,
+        "request_id": b.request_id,
+        "kind": b.kind,
+        "operation": b.operation,
+        "consumer": b.dept,
+        "subject": b.subject,
+        "roles": b.roles,
+        "cert_fingerprint": b.cert_fingerprint.map(|f| hex(&f)),
+        "source": b.source,
+        "dataset": b.dataset,
+        "resident": b.resident.map(|r| hex(&r)),
+        "purpose": b.purpose,
+        "case_ref": b.case_ref,
+        "fields": b.fields,
+        "decision": b.outcome,
+        "reason": b.reason,
+        "grant": b.grant.as_ref().map(|(id, v)| json!({"id": id, "version": v})),
+        "policy_version": b.policy_version,
+        "status": b.status,
+        "latency_us": b.latency_us,
+        "detail": b.detail,
+        "prev_hash": hex(&event.prev_hash),
+        "hash": hex(hash),
+    })
+}
+
+/// RFC 3339 in the gateway's calendar, to the millisecond.
+pub fn format_time(ms: i64, offset: UtcOffset) -> String {
+    let t = OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+        .to_offset(offset);
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
+}
+
+/// One time a resident's data left the gateway.
+#[derive(Debug, Clone, Serialize)]
+pub struct Disclosure {
+    /// The audit event.
+    pub seq: u64,
+    /// When.
+    pub time: String,
+    /// Which department.
+    pub consumer: String,
+    /// Which person or system.
+    pub subject: String,
+    /// Which dataset.
+    pub dataset: String,
+    /// For what purpose.
+    pub purpose: String,
+    /// Under which case.
+    pub case_ref: Option<String>,
+    /// Which fields.
+    pub fields: Vec<String>,
+    /// Under which grant and version.
+    pub grant: Option<String>,
+    /// Which operation.
+    pub operation: String,
+}
+
+/// Every disclosure of one resident's data, newest first.
+pub fn disclosures(
+    store: &AuditStore,
+    pseudonym: &[u8; 16],
+    offset: UtcOffset,
+) -> Result<Vec<Disclosure>, AuditError> {
+    let mut out = Vec::new();
+    for seq in store.seqs_for_resident(pseudonym, u64::MAX) {
+        let Some(e) = store.get(seq?)? else { continue };
+        let b = &e.body;
+        if b.kind != EventKind::Query || b.outcome != Outcome::Allow || b.fields.is_empty() {
+            continue;
+        }
+        out.push(Disclosure {
+            seq: e.seq,
+            time: format_time(b.time_ms, offset),
+            consumer: b.dept.clone().unwrap_or_default(),
+            subject: b.subject.clone().unwrap_or_default(),
+            dataset: b.dataset.clone().unwrap_or_default(),
+            purpose: b.purpose.clone().unwrap_or_default(),
+            case_ref: b.case_ref.clone(),
+            fields: b.fields.clone(),
+            grant: b.grant.as_ref().map(|(id, v)| format!("{id}@{v}")),
+            operation: b.operation.clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Counts per day and the unusual patterns found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Stats {
+    /// Per local day: totals and counts by consumer, dataset, purpose and decision.
+    pub days: BTreeMap<String, DayStats>,
+    /// Unusual patterns, each with the events behind it.
+    pub flags: Vec<Flag>,
+}
+
+/// Counts of one day.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DayStats {
+    /// Events.
+    pub total: u64,
+    /// By consumer department.
+    pub by_consumer: BTreeMap<String, u64>,
+    /// By dataset.
+    pub by_dataset: BTreeMap<String, u64>,
+    /// By purpose.
+    pub by_purpose: BTreeMap<String, u64>,
+    /// By decision.
+    pub by_decision: BTreeMap<String, u64>,
+}
+
+/// An unusual pattern.
+#[derive(Debug, Clone, Serialize)]
+pub struct Flag {
+    /// `volume_spike`, `denial_burst` or `off_hours`.
+    pub kind: &'static str,
+    /// Whose.
+    pub consumer: Option<String>,
+    /// Whose.
+    pub subject: Option<String>,
+    /// Which day.
+    pub day: String,
+    /// What was seen.
+    pub detail: String,
+    /// The events behind it (at most 100).
+    pub events: Vec<u64>,
+}
+
+/// Thresholds for the anomaly flags.
+#[derive(Debug, Clone)]
+pub struct FlagRules {
+    /// A subject's lookups in a day above `spike_factor ×` its daily median over the history window…
+    pub spike_factor: u64,
+    /// …and at least this many.
+    pub spike_min: u64,
+    /// Days of history before `from` to compare with.
+    pub history_days: i64,
+    /// Denials by one caller within `burst_window_secs` that make a burst.
+    pub burst_denials: usize,
+    /// The burst window.
+    pub burst_window_secs: i64,
+    /// Working hours (local), `[start, end)`; weekends are outside.
+    pub working_hours: (u8, u8),
+}
+
+impl Default for FlagRules {
+    fn default() -> Self {
+        Self {
+            spike_factor: 3,
+            spike_min: 50,
+            history_days: 30,
+            burst_denials: 10,
+            burst_window_secs: 300,
+            working_hours: (8, 20),
+        }
+    }
+}
+
+/// Statistics over `[from_ms, to_ms]`.
+pub fn stats(
+    store: &AuditStore,
+    from_ms: i64,
+    to_ms: i64,
+    offset: UtcOffset,
+    rules: &FlagRules,
+) -> Result<Stats, AuditError> {
+    let history_from = from_ms - rules.history_days * 86_400_000;
+    let filter = EventFilter {
+        from_ms: Some(history_from),
+        to_ms: Some(to_ms),
+        ..EventFilter::default()
+    };
+    let mut days: BTreeMap<String, DayStats> = BTreeMap::new();
+    // (subject key, day) → seqs of allowed disclosures
+    let mut lookups: HashMap<(String, String), Vec<u64>> = HashMap::new();
+    let mut history: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
+    let mut denials: HashMap<String, Vec<(i64, u64)>> = HashMap::new();
+    let mut off_hours: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    let mut before = None;
+    loop {
+        let page = search(store, &filter, before, 4096)?;
+        for (e, _) in &page.events {
+            let b = &e.body;
+            let local =
+                OffsetDateTime::from_unix_timestamp_nanos(i128::from(b.time_ms) * 1_000_000)
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+                    .to_offset(offset);
+            let day = local.date().to_string();
+            let who = format!(
+                "{}/{}",
+                b.dept.as_deref().unwrap_or("-"),
+                b.subject.as_deref().unwrap_or("-")
+            );
+            let disclosed =
+                b.kind == EventKind::Query && b.outcome == Outcome::Allow && !b.fields.is_empty();
+            if b.time_ms < from_ms {
+                if disclosed {
+                    *history.entry(who).or_default().entry(day).or_default() += 1;
+                }
+                continue;
+            }
+            let d = days.entry(day.clone()).or_default();
+            d.total += 1;
+            let bump = |m: &mut BTreeMap<String, u64>, k: &Option<String>| {
+                *m.entry(k.clone().unwrap_or_else(|| "-".into()))
+                    .or_default() += 1
+            };
+            bump(&mut d.by_consumer, &b.dept);
+            bump(&mut d.by_dataset, &b.dataset);
+            bump(&mut d.by_purpose, &b.purpose);
+            *d.by_decision
+                .entry(b.outcome.as_str().to_owned())
+                .or_default() += 1;
+            if disclosed {
+                lookups
+                    .entry((who.clone(), day.clone()))
+                    .or_default()
+                    .push(e.seq);
+                let hour = local.hour();
+                let weekend = matches!(local.weekday(), Weekday::Saturday | Weekday::Sunday);
+                if weekend || hour < rules.working_hours.0 || hour >= rules.working_hours.1 {
+                    off_hours
+                        .entry((who.clone(), day.clone()))
+                        .or_default()
+                        .push(e.seq);
+                }
+            }
+            if b.outcome == Outcome::Deny {
+                let caller = if b.dept.is_some() {
+                    who.clone()
+                } else {
+                    format!(
+                        "unauthenticated/{}",
+                        b.source.split(':').next().unwrap_or("")
+                    )
+                };
+                denials.entry(caller).or_default().push((b.time_ms, e.seq));
+            }
+        }
+        match page.next_before {
+            Some(b) => before = Some(b),
+            None => break,
+        }
+    }
+
+    let split = |who: &str| {
+        let (d, s) = who.split_once('/').unwrap_or((who, "-"));
+        let opt = |v: &str| (v != "-").then(|| v.to_owned());
+        (opt(d), opt(s))
+    };
+    let mut flags = Vec::new();
+    let mut spikes: Vec<_> = lookups.iter().collect();
+    spikes.sort();
+    for ((who, day), seqs) in spikes {
+        let count = seqs.len() as u64;
+        let mut past: Vec<u64> = history
+            .get(who)
+            .map(|h| h.values().copied().collect())
+            .unwrap_or_default();
+        past.sort_unstable();
+        let median = past.get(past.len() / 2).copied().unwrap_or(0);
+        let bar = (median * rules.spike_factor).max(rules.spike_min);
+        if count > bar {
+            let (consumer, subject) = split(who);
+            flags.push(Flag {
+                kind: "volume_spike",
+                consumer,
+                subject,
+                day: day.clone(),
+                detail: format!("{count} disclosures in a day; daily median over the previous {} days: {median}", rules.history_days),
+                events: seqs.iter().take(100).copied().collect(),
+            });
+        }
+    }
+    for (caller, mut list) in denials {
+        list.sort_unstable();
+        let window = rules.burst_window_secs * 1000;
+        let mut start = 0;
+        for end in 0..list.len() {
+            while list[end].0 - list[start].0 > window {
+                start += 1;
+            }
+            if end + 1 - start >= rules.burst_denials {
+                let (consumer, subject) = split(&caller);
+                let day = format_time(list[start].0, offset)
+                    .get(..10)
+                    .unwrap_or_default()
+                    .to_owned();
+                let mut events: Vec<u64> = list[start..]
+                    .iter()
+                    .take_while(|(t, _)| *t - list[start].0 <= window)
+                    .map(|(_, s)| *s)
+                    .collect();
+                events.truncate(100);
+                flags.push(Flag {
+                    kind: "denial_burst",
+                    consumer,
+                    subject,
+                    day,
+                    detail: format!(
+                        "{} or more denials within {} seconds",
+                        rules.burst_denials, rules.burst_window_secs
+                    ),
+                    events,
+                });
+                break;
+            }
+        }
+    }
+    for ((who, day), seqs) in off_hours {
+        let (consumer, subject) = split(&who);
+        flags.push(Flag {
+            kind: "off_hours",
+            consumer,
+            subject,
+            day,
+            detail: format!(
+                "{} disclosures outside working hours ({:02}:00–{:02}:00 on weekdays)",
+                seqs.len(),
+                rules.working_hours.0,
+                rules.working_hours.1
+            ),
+            events: seqs.into_iter().take(100).collect(),
+        });
+    }
+    Ok(Stats { days, flags })
+}

@@ -1,0 +1,372 @@
+//! `tongban audit …`: the privacy officer's tools against a stopped gateway's
+//! data directory, mirroring the `/v1/audit` routes, and offline verification
+//! of an export with nothing but the public key.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+
+use tongban::audit::checkpoint::{CheckpointSigner, public_key_from_pem};
+use tongban::audit::export::{ExportFormat, verify_export, write_export};
+use tongban::audit::query::{self as q, EventFilter, FlagRules, event_json};
+use tongban::audit::{AuditStore, Outcome, Pseudonymizer, retention};
+use tongban::config::Config;
+use tongban::domain::ResidentId;
+
+use super::super::{Target, open_db};
+
+#[derive(Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Recompute the hash chain and every checkpoint signature; or, with
+    /// --export and --pubkey, verify an exported file offline.
+    Verify {
+        #[command(flatten)]
+        target: Target,
+        /// An export (NDJSON or CSV) to verify instead of the live log.
+        #[arg(long, requires = "pubkey")]
+        export: Option<PathBuf>,
+        /// The checkpoint public key (PEM), as `tongban audit pubkey` prints it.
+        #[arg(long)]
+        pubkey: Option<PathBuf>,
+    },
+    /// Search events, newest first (JSON Lines).
+    Search {
+        #[command(flatten)]
+        target: Target,
+        #[command(flatten)]
+        filter: FilterArgs,
+        /// Most events to print.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
+    /// Every disclosure of one resident's data.
+    Disclosures {
+        #[command(flatten)]
+        target: Target,
+        /// The resident ID number.
+        #[arg(long)]
+        resident: String,
+        /// json or csv.
+        #[arg(long, default_value = "json")]
+        format: String,
+    },
+    /// Export events with the signed checkpoints that cover them.
+    Export {
+        #[command(flatten)]
+        target: Target,
+        /// From (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// To (YYYY-MM-DD or RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// ndjson or csv.
+        #[arg(long, default_value = "ndjson")]
+        format: String,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Counts per day and anomaly flags.
+    Stats {
+        #[command(flatten)]
+        target: Target,
+        /// From (YYYY-MM-DD or RFC 3339); default: 7 days before --to.
+        #[arg(long)]
+        from: Option<String>,
+        /// To (YYYY-MM-DD or RFC 3339); default: now.
+        #[arg(long)]
+        to: Option<String>,
+    },
+    /// Print the public key that verifies this node's checkpoints (PEM).
+    Pubkey {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Remove events past the retention period that are exported and checkpointed.
+    Prune {
+        #[command(flatten)]
+        target: Target,
+        /// Report what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Search filters, as in `GET /v1/audit/events`.
+#[derive(clap::Args)]
+pub(crate) struct FilterArgs {
+    /// Resident ID number.
+    #[arg(long)]
+    resident: Option<String>,
+    /// Consumer department.
+    #[arg(long)]
+    consumer: Option<String>,
+    /// Subject.
+    #[arg(long)]
+    subject: Option<String>,
+    /// Dataset.
+    #[arg(long)]
+    dataset: Option<String>,
+    /// Purpose.
+    #[arg(long)]
+    purpose: Option<String>,
+    /// allow, deny or error.
+    #[arg(long)]
+    decision: Option<String>,
+    /// From (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// To (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+}
+
+struct Opened {
+    config: Config,
+    store: AuditStore,
+    offset: time::UtcOffset,
+}
+
+fn open(target: &Target) -> Result<Opened> {
+    let config = target.load()?;
+    let db = open_db(&config.data_dir)?;
+    let store = AuditStore::open(&db)?;
+    let offset = config.utc_offset().map_err(anyhow::Error::msg)?;
+    Ok(Opened {
+        config,
+        store,
+        offset,
+    })
+}
+
+fn time_arg(s: Option<&str>, offset: time::UtcOffset, end: bool) -> Result<Option<i64>> {
+    s.map(|s| q::parse_time(s, offset, end).map_err(|e| anyhow::anyhow!("{s}: {e}")))
+        .transpose()
+}
+
+fn now_ms() -> i64 {
+    i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
+        .unwrap_or(i64::MAX)
+}
+
+pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
+    match command {
+        AuditCommand::Verify {
+            export: Some(file),
+            pubkey,
+            ..
+        } => {
+            let pem =
+                std::fs::read_to_string(pubkey.context("--pubkey is required with --export")?)?;
+            let key =
+                public_key_from_pem(&pem).context("the public key is not an Ed25519 PEM key")?;
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(&file)
+                    .with_context(|| format!("cannot open {}", file.display()))?,
+            );
+            let report = verify_export(reader, &key)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.ok() {
+                eprintln!(
+                    "export intact: {} events ({}..={}), {} checkpoints verified{}",
+                    report.chain.checked,
+                    report.chain.anchor_seq + 1,
+                    report.chain.head_seq,
+                    report.chain.checkpoints_checked,
+                    if report.uncovered_tail > 0 {
+                        format!(
+                            "; WARNING: the last {} events are not covered by a signed checkpoint",
+                            report.uncovered_tail
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                if let Some(b) = &report.chain.broken {
+                    eprintln!("export BROKEN at event {}: {}", b.seq, b.problem);
+                }
+                for p in &report.problems {
+                    eprintln!("export problem: {p}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        AuditCommand::Verify { target, .. } => {
+            let o = open(&target)?;
+            let signer = CheckpointSigner::open(&o.config.data_dir)?;
+            let report = o.store.verify(Some(signer.public_key()))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            if report.ok() {
+                eprintln!(
+                    "audit chain intact: {} events after anchor {}, head {} ({}), {} checkpoints verified",
+                    report.checked,
+                    report.anchor_seq,
+                    report.head_seq,
+                    report.head_hash,
+                    report.checkpoints_checked
+                );
+                Ok(ExitCode::SUCCESS)
+            } else {
+                if let Some(b) = &report.broken {
+                    eprintln!("audit chain BROKEN at event {}: {}", b.seq, b.problem);
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        AuditCommand::Search {
+            target,
+            filter,
+            limit,
+        } => {
+            let o = open(&target)?;
+            let f = EventFilter {
+                resident: match &filter.resident {
+                    Some(r) => Some(
+                        Pseudonymizer::open(&o.config.data_dir)?.pseudonym(&ResidentId::parse(r)?),
+                    ),
+                    None => None,
+                },
+                consumer: filter.consumer,
+                subject: filter.subject,
+                dataset: filter.dataset,
+                purpose: filter.purpose,
+                decision: match filter.decision.as_deref() {
+                    None => None,
+                    Some("allow") => Some(Outcome::Allow),
+                    Some("deny") => Some(Outcome::Deny),
+                    Some("error") => Some(Outcome::Error),
+                    Some(d) => bail!("--decision {d}: expected allow, deny or error"),
+                },
+                from_ms: time_arg(filter.from.as_deref(), o.offset, false)?,
+                to_ms: time_arg(filter.to.as_deref(), o.offset, true)?,
+            };
+            let page = q::search(&o.store, &f, None, limit)?;
+            let mut out = std::io::stdout().lock();
+            for (e, h) in &page.events {
+                writeln!(out, "{}", event_json(e, h, o.offset))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Disclosures {
+            target,
+            resident,
+            format,
+        } => {
+            let o = open(&target)?;
+            let id = ResidentId::parse(&resident)?;
+            let pseudonym = Pseudonymizer::open(&o.config.data_dir)?.pseudonym(&id);
+            let list = q::disclosures(&o.store, &pseudonym, o.offset)?;
+            match format.as_str() {
+                "json" => println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"resident": id.masked(), "count": list.len(), "disclosures": list})
+                    )?
+                ),
+                "csv" => {
+                    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+                    w.write_record([
+                        "time", "consumer", "subject", "purpose", "case_ref", "dataset", "fields",
+                        "grant", "seq",
+                    ])?;
+                    for d in &list {
+                        w.write_record([
+                            &d.time,
+                            &d.consumer,
+                            &d.subject,
+                            &d.purpose,
+                            d.case_ref.as_deref().unwrap_or(""),
+                            &d.dataset,
+                            &d.fields.join(";"),
+                            d.grant.as_deref().unwrap_or(""),
+                            &d.seq.to_string(),
+                        ])?;
+                    }
+                    w.flush()?;
+                }
+                other => bail!("--format {other}: expected json or csv"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Export {
+            target,
+            from,
+            to,
+            format,
+            output,
+        } => {
+            let o = open(&target)?;
+            let format = match format.as_str() {
+                "ndjson" => ExportFormat::Ndjson,
+                "csv" => ExportFormat::Csv,
+                other => bail!("--format {other}: expected ndjson or csv"),
+            };
+            let from = time_arg(from.as_deref(), o.offset, false)?;
+            let to = time_arg(to.as_deref(), o.offset, true)?;
+            let covered = o.store.last_checkpoint_seq()?;
+            // Offline, the tail after the last checkpoint is exported too; the verifier reports it as uncovered.
+            let range = q::seq_range(&o.store, from, to, u64::MAX)?;
+            let key_id = CheckpointSigner::open(&o.config.data_dir)?.key_id();
+            let mut out: Box<dyn Write> = match &output {
+                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            write_export(
+                &o.store,
+                range,
+                format,
+                o.offset,
+                &o.config.node_id,
+                &key_id,
+                &mut out,
+            )?;
+            out.flush()?;
+            if let Some((lo, hi)) = range {
+                eprintln!(
+                    "exported events {lo}..={hi}{}",
+                    if hi > covered {
+                        format!(" (events after {covered} are not yet covered by a checkpoint)")
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Stats { target, from, to } => {
+            let o = open(&target)?;
+            let to = time_arg(to.as_deref(), o.offset, true)?.unwrap_or_else(now_ms);
+            let from = time_arg(from.as_deref(), o.offset, false)?.unwrap_or(to - 7 * 86_400_000);
+            let stats = q::stats(&o.store, from, to, o.offset, &FlagRules::default())?;
+            println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Pubkey { target } => {
+            let config = target.load()?;
+            print!(
+                "{}",
+                CheckpointSigner::open(&config.data_dir)?.public_key_pem()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prune { target, dry_run } => {
+            let o = open(&target)?;
+            let Some(days) = o.config.audit.retention_days else {
+                bail!(
+                    "audit.retention_days is not set: the log keeps everything, nothing is pruned"
+                );
+            };
+            let now = now_ms();
+            let cutoff = now - i64::from(days) * 86_400_000;
+            let report = retention::prune(&o.store, cutoff, now, dry_run)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! Subcommands of the `tongban` binary that need more than a few lines.
+
+pub(crate) mod audit;
