@@ -175,7 +175,7 @@ pub fn write_export(
     let prev = store.get(lo)?.map_or([0; 32], |e| e.prev_hash);
     match format {
         ExportFormat::Ndjson => {
-            out.write_all(header_line(node, (lo - 1, prev), offset, key_id).as_bytes())?
+            out.write_all(header_line(node, (lo - 1, prev), offset, key_id).as_bytes())?;
         }
         ExportFormat::Csv => out.write_all(csv_header().as_bytes())?,
     }
@@ -245,6 +245,19 @@ pub fn verify_export(
     }
 }
 
+/// The readable form of an event next to its canonical bytes.
+enum Shown<'a> {
+    Json(&'a Value),
+    Csv(&'a csv::StringRecord),
+}
+
+fn same_instant(a: &str, b: &str) -> bool {
+    let parse = |s: &str| {
+        time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+    };
+    parse(a).is_some() && parse(a) == parse(b)
+}
+
 struct Walk<'k> {
     verifier: Option<ChainVerifier>,
     checkpoints: Vec<SignedCheckpoint>,
@@ -256,7 +269,7 @@ struct Walk<'k> {
 }
 
 impl Walk<'_> {
-    fn event(&mut self, seq: u64, canonical: &str, hash: &str, shown: Option<&Value>) {
+    fn event(&mut self, seq: u64, canonical: &str, hash: &str, shown: Shown<'_>) {
         if self.broken.is_some() {
             return;
         }
@@ -286,17 +299,42 @@ impl Walk<'_> {
             self.broken = Some(b);
             return;
         }
-        if let (Some(shown), Ok((event, _, _))) = (shown, Event::open(&stored)) {
-            let mut derived = event_json(&event, &recorded, self.offset);
-            if let (Value::Object(d), Value::Object(s)) = (&mut derived, shown) {
-                for (k, val) in s {
-                    if k != "type" && k != "canonical" && d.get(k) != Some(val) {
-                        self.problems.push(format!(
-                            "event {seq}: \"{k}\" does not match the canonical bytes"
-                        ));
+        if let Ok((event, _, _)) = Event::open(&stored) {
+            match shown {
+                Shown::Json(shown) => {
+                    let derived = event_json(&event, &recorded, self.offset);
+                    if let (Value::Object(d), Value::Object(s)) = (&derived, shown) {
+                        for (k, val) in s {
+                            if k != "type" && k != "canonical" && d.get(k) != Some(val) {
+                                self.problems.push(format!(
+                                    "event {seq}: \"{k}\" does not match the canonical bytes"
+                                ));
+                            }
+                        }
                     }
                 }
-                d.clear();
+                Shown::Csv(row) => {
+                    let line = event_record(&event, &recorded, UtcOffset::UTC, ExportFormat::Csv);
+                    let mut reader = csv::ReaderBuilder::new()
+                        .has_headers(false)
+                        .from_reader(line.as_bytes());
+                    if let Some(Ok(derived)) = reader.records().next() {
+                        for (i, name) in CSV_COLUMNS.iter().enumerate() {
+                            let (have, want) =
+                                (row.get(i).unwrap_or(""), derived.get(i).unwrap_or(""));
+                            let same = if *name == "time" {
+                                same_instant(have, want)
+                            } else {
+                                have == want
+                            };
+                            if !same {
+                                self.problems.push(format!(
+                                    "event {seq}: \"{name}\" does not match the canonical bytes"
+                                ));
+                            }
+                        }
+                    }
+                }
             }
         }
         while let Some(cp) = self.checkpoints.get(self.next_cp) {
@@ -419,7 +457,7 @@ fn verify_ndjson(
                     seq,
                     v["canonical"].as_str().unwrap_or(""),
                     v["hash"].as_str().unwrap_or(""),
-                    Some(&v),
+                    Shown::Json(&v),
                 );
             }
             _ => walk
@@ -453,11 +491,7 @@ fn verify_csv(text: &str, key: &[u8]) -> ExportReport {
             Some("event") => {
                 node = node.or_else(|| row.get(3).map(str::to_owned));
                 let seq = row.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-                events.push((
-                    seq,
-                    row.get(26).unwrap_or("").to_owned(),
-                    row.get(25).unwrap_or("").to_owned(),
-                ));
+                events.push((seq, row));
             }
             _ => walk
                 .problems
@@ -465,8 +499,13 @@ fn verify_csv(text: &str, key: &[u8]) -> ExportReport {
         }
     }
     walk.checkpoints.sort_by_key(|c| c.checkpoint.seq);
-    for (seq, canonical, hash) in events {
-        walk.event(seq, &canonical, &hash, None);
+    for (seq, row) in &events {
+        walk.event(
+            *seq,
+            row.get(26).unwrap_or(""),
+            row.get(25).unwrap_or(""),
+            Shown::Csv(row),
+        );
     }
     walk.finish(node)
 }

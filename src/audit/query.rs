@@ -447,7 +447,7 @@ pub fn stats(
             d.total += 1;
             let bump = |m: &mut BTreeMap<String, u64>, k: &Option<String>| {
                 *m.entry(k.clone().unwrap_or_else(|| "-".into()))
-                    .or_default() += 1
+                    .or_default() += 1;
             };
             bump(&mut d.by_consumer, &b.dept);
             bump(&mut d.by_dataset, &b.dataset);

@@ -1,0 +1,563 @@
+//! Privacy officers: search, disclosure reports, verify, export, statistics,
+//! retention, and the separation of duties around them.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use serde_json::Value;
+
+use crate::helpers::{TestGateway, TestResponse};
+
+const HUKOU: &str = "/v1/datasets/gongan.hukou/records";
+
+async fn officer_get(gw: &TestGateway, path: &str) -> TestResponse {
+    let tok = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    gw.get(path, Some(&tok), None, None).await
+}
+
+fn seqs(r: &TestResponse) -> Vec<u64> {
+    r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect()
+}
+
+/// A few lookups, denials and another department's queries.
+async fn traffic(gw: &TestGateway) -> (String, String) {
+    let ids = gw.sample_ids("gongan.hukou", 2);
+    let mz = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let rs = gw.token("renshe", "clerk-1", &["pension_clerk"]);
+    for id in &ids {
+        let r = gw
+            .get(
+                &format!("{HUKOU}/{id}"),
+                Some(&mz),
+                Some("dibao_review"),
+                Some("MZ-2026-1"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    let r = gw
+        .get(
+            &format!("{HUKOU}/{}", ids[0]),
+            Some(&rs),
+            Some("pension_eligibility"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let r = gw
+        .get(
+            &format!("{HUKOU}/{}", ids[0]),
+            Some(&mz),
+            Some("school_admission"),
+            Some("MZ-2026-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    (ids[0].clone(), ids[1].clone())
+}
+
+#[tokio::test]
+async fn audit_routes_need_a_privacy_officer_of_the_operator() {
+    let gw = TestGateway::start().await;
+    let routes = [
+        "/v1/audit/events",
+        "/v1/audit/events/1",
+        "/v1/audit/verify",
+        "/v1/audit/export",
+        "/v1/audit/stats",
+        "/v1/audit/checkpoint-key",
+    ];
+    let id = &gw.sample_ids("gongan.hukou", 1)[0];
+    let disclosures = format!("/v1/audit/residents/{id}/disclosures");
+    for (dept, role) in [
+        ("minzheng", "dibao_reviewer"),
+        ("shujuju", "policy_admin"),
+        ("minzheng", "privacy_officer"),
+    ] {
+        let tok = gw.token(dept, "someone", &[role]);
+        for route in routes.iter().copied().chain([disclosures.as_str()]) {
+            let r = gw.get(route, Some(&tok), None, None).await;
+            assert_eq!(r.status, StatusCode::FORBIDDEN, "{dept}/{role} on {route}");
+            assert_eq!(r.problem_type(), Some("/problems/role-required"));
+        }
+    }
+    let r = gw.get("/v1/audit/events", None, None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = officer_get(&gw, "/v1/audit/events").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}
+
+#[tokio::test]
+async fn search_filters_find_exactly_the_matching_events_and_are_audited() {
+    let gw = TestGateway::start().await;
+    let (first, second) = traffic(&gw).await;
+    let r = officer_get(&gw, &format!("/v1/audit/events?resident={first}")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        seqs(&r),
+        [4, 3, 1],
+        "newest first: the denial, renshe's lookup, minzheng's lookup"
+    );
+    let r = officer_get(&gw, &format!("/v1/audit/events?resident={second}")).await;
+    assert_eq!(seqs(&r), [2]);
+    let r = officer_get(&gw, "/v1/audit/events?consumer=renshe").await;
+    assert_eq!(seqs(&r), [3]);
+    let r = officer_get(&gw, "/v1/audit/events?decision=deny&consumer=minzheng").await;
+    assert_eq!(seqs(&r), [4]);
+    let r = officer_get(&gw, "/v1/audit/events?dataset=gongan.hukou&purpose=dibao_review&subject=clerk-007&decision=allow").await;
+    assert_eq!(seqs(&r), [2, 1]);
+    let e = &r.body["events"][0];
+    assert_eq!(e["consumer"], "minzheng");
+    assert_eq!(e["hash"].as_str().unwrap().len(), 64);
+    assert!(!r.text.contains(&second), "resident IDs are not in the log");
+
+    // The searches themselves are events, and say what was searched.
+    let r = officer_get(&gw, "/v1/audit/events?operation=x").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = officer_get(&gw, "/v1/audit/events?decision=maybe").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let review = gw.gw.audit_store.get(6).unwrap().unwrap();
+    assert_eq!(review.body.kind, tongban::audit::EventKind::AuditReview);
+    assert_eq!(review.body.subject.as_deref(), Some("officer-1"));
+    assert!(
+        review.body.resident.is_some(),
+        "a search by resident records the pseudonym"
+    );
+
+    let r = officer_get(&gw, "/v1/audit/events/3").await;
+    assert_eq!(r.body["consumer"], "renshe");
+    let r = officer_get(&gw, "/v1/audit/events/999").await;
+    assert_eq!(r.problem_type(), Some("/problems/event-not-found"));
+}
+
+#[tokio::test]
+async fn time_filters_use_the_gateway_calendar() {
+    let start = time::macros::datetime!(2026-06-01 10:00 +08:00);
+    let gw = TestGateway::start_at(|_, _| {}, tongban::clock::Clock::manual(start)).await;
+    traffic(&gw).await;
+    gw.clock.advance(Duration::from_secs(86_400));
+    traffic(&gw).await;
+    let r = officer_get(&gw, "/v1/audit/events?from=2026-06-02&limit=100").await;
+    assert_eq!(seqs(&r), [8, 7, 6, 5]);
+    let r = officer_get(&gw, "/v1/audit/events?to=2026-06-01&limit=100").await;
+    assert_eq!(seqs(&r), [4, 3, 2, 1]);
+    let r = officer_get(
+        &gw,
+        "/v1/audit/events?from=2026-06-01T10:00:00%2B08:00&to=2026-06-01T23:59:59Z",
+    )
+    .await;
+    assert_eq!(seqs(&r).len(), 4);
+    assert!(
+        r.body["events"][0]["time"]
+            .as_str()
+            .unwrap()
+            .ends_with("+08:00")
+    );
+}
+
+#[tokio::test]
+async fn pagination_has_no_gaps_or_duplicates_while_events_arrive() {
+    let gw = TestGateway::start().await;
+    for _ in 0..3 {
+        traffic(&gw).await;
+    }
+    let before: BTreeSet<u64> = (1..=12).collect();
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/v1/audit/events?consumer=minzheng&limit=2&cursor={c}"),
+            None => "/v1/audit/events?consumer=minzheng&limit=2".to_owned(),
+        };
+        let r = officer_get(&gw, &path).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        seen.extend(seqs(&r));
+        traffic(&gw).await; // new events between pages
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let expected: Vec<u64> = before
+        .iter()
+        .rev()
+        .copied()
+        .filter(|s| {
+            gw.gw
+                .audit_store
+                .get(*s)
+                .unwrap()
+                .unwrap()
+                .body
+                .dept
+                .as_deref()
+                == Some("minzheng")
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    let r = officer_get(&gw, "/v1/audit/events?cursor=bm9wZQ").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn the_disclosure_report_lists_every_time_data_left() {
+    let gw = TestGateway::start().await;
+    let (first, _) = traffic(&gw).await;
+    let r = officer_get(&gw, &format!("/v1/audit/residents/{first}/disclosures")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["count"], 2,
+        "two lookups disclosed data; the denial did not"
+    );
+    let list = r.body["disclosures"].as_array().unwrap();
+    assert_eq!(list[0]["consumer"], "renshe");
+    assert_eq!(list[1]["consumer"], "minzheng");
+    assert!(
+        list[1]["consumer_name"]
+            .as_str()
+            .unwrap()
+            .contains("民政局")
+    );
+    assert_eq!(list[1]["case_ref"], "MZ-2026-1");
+    assert!(
+        list[1]["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "hukou_address"
+                && f["title"].as_str().unwrap().contains("户籍地址"))
+    );
+    assert!(!r.text.contains(first.as_str()));
+
+    let r = officer_get(
+        &gw,
+        &format!("/v1/audit/residents/{first}/disclosures?format=csv"),
+    )
+    .await;
+    assert_eq!(r.headers["content-type"], "text/csv; charset=utf-8");
+    assert!(r.text.starts_with('\u{feff}'));
+    assert_eq!(r.text.lines().count(), 3);
+    assert!(r.text.contains("民政局"));
+    let r = officer_get(&gw, "/v1/audit/residents/123/disclosures").await;
+    assert_eq!(r.problem_type(), Some("/problems/invalid-resident-id"));
+}
+
+#[tokio::test]
+async fn verify_reports_an_intact_chain_with_checkpoints() {
+    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = 3).await;
+    traffic(&gw).await;
+    let r = officer_get(&gw, "/v1/audit/verify").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["verdict"], "intact");
+    assert_eq!(r.body["checked"], 4);
+    assert!(r.body["checkpoints_checked"].as_u64().unwrap() >= 1);
+    assert!(r.body["broken"].is_null());
+}
+
+fn tongban(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tongban"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs traffic, stops the gateway and hands back its home (the database is free again).
+async fn stopped_home_with_events(
+    checkpoint_every: u64,
+) -> (tempfile::TempDir, tongban::config::Config) {
+    let mut gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = checkpoint_every).await;
+    for _ in 0..3 {
+        traffic(&gw).await;
+    }
+    gw.stop().await;
+    let home = gw.take_home();
+    let config = gw.gw.config.clone();
+    drop(gw);
+    // The server task has ended; wait until nothing in this process holds the database.
+    let data = config.data_dir.clone();
+    for _ in 0..100 {
+        if sled::open(&data).is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (home, config)
+}
+
+fn verify_home(home: &std::path::Path) -> (bool, Value) {
+    let out = tongban(&["audit", "verify", "--home", home.to_str().unwrap()]);
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn alteration_deletion_reordering_and_truncation_are_each_detected() {
+    type Tamper = fn(&sled::Tree, &sled::Tree);
+    let cases: [(&str, Tamper, u64); 4] = [
+        (
+            "altered",
+            |events, _| {
+                let k = 5u64.to_be_bytes();
+                let mut v = events.get(k).unwrap().unwrap().to_vec();
+                let at = v.iter().position(|b| *b == b'z').unwrap();
+                v[at] = b'Z';
+                events.insert(k, v).unwrap();
+            },
+            5,
+        ),
+        (
+            "deleted",
+            |events, _| {
+                events.remove(6u64.to_be_bytes()).unwrap();
+            },
+            7,
+        ),
+        (
+            "reordered",
+            |events, _| {
+                let a = events.get(7u64.to_be_bytes()).unwrap().unwrap();
+                let b = events.get(8u64.to_be_bytes()).unwrap().unwrap();
+                events.insert(7u64.to_be_bytes(), b).unwrap();
+                events.insert(8u64.to_be_bytes(), a).unwrap();
+            },
+            7,
+        ),
+        (
+            "truncated",
+            |events, _| {
+                for s in 10..=12u64 {
+                    events.remove(s.to_be_bytes()).unwrap();
+                }
+            },
+            10,
+        ),
+    ];
+    for (what, tamper, at) in cases {
+        let (home, config) = stopped_home_with_events(4).await;
+        let (ok, report) = verify_home(home.path());
+        assert!(ok, "{what}: intact before tampering: {report}");
+        {
+            let db = sled::open(&config.data_dir).unwrap();
+            tamper(
+                &db.open_tree("audit/events").unwrap(),
+                &db.open_tree("audit/checkpoints").unwrap(),
+            );
+            db.flush().unwrap();
+        }
+        let (ok, report) = verify_home(home.path());
+        assert!(!ok, "{what} was not detected: {report}");
+        assert_eq!(report["broken"]["seq"], at, "{what}: {report}");
+    }
+}
+
+#[tokio::test]
+async fn an_export_verifies_offline_and_any_change_to_it_fails() {
+    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = 5).await;
+    for _ in 0..3 {
+        traffic(&gw).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = officer_get(&gw, "/v1/audit/checkpoint-key").await;
+    assert!(key.text.starts_with("-----BEGIN PUBLIC KEY-----"));
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, &key.text).unwrap();
+
+    for format in ["ndjson", "csv"] {
+        let r = officer_get(&gw, &format!("/v1/audit/export?format={format}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let file = dir.path().join(format!("export.{format}"));
+        std::fs::write(&file, &r.text).unwrap();
+        let out = tongban(&[
+            "audit",
+            "verify",
+            "--export",
+            file.to_str().unwrap(),
+            "--pubkey",
+            key_file.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{format}: {} {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert!(
+            report["chain"]["checked"].as_u64().unwrap() >= 12,
+            "{report}"
+        );
+        assert_eq!(
+            report["uncovered_tail"], 0,
+            "the export is covered by a checkpoint: {report}"
+        );
+
+        // Changing what an event says, without touching its canonical bytes, is caught…
+        let forged = r
+            .text
+            .replacen("\"consumer\":\"renshe\"", "\"consumer\":\"yibao\"", 1)
+            .replacen(",renshe,", ",yibao,", 1);
+        assert_ne!(forged, r.text);
+        std::fs::write(&file, &forged).unwrap();
+        let out = tongban(&[
+            "audit",
+            "verify",
+            "--export",
+            file.to_str().unwrap(),
+            "--pubkey",
+            key_file.to_str().unwrap(),
+        ]);
+        assert!(
+            !out.status.success(),
+            "{format}: a changed field went unnoticed"
+        );
+        // …and so is dropping an event line.
+        let mut lines: Vec<&str> = r.text.lines().collect();
+        lines.remove(lines.len() - 3);
+        std::fs::write(&file, lines.join("\n")).unwrap();
+        let out = tongban(&[
+            "audit",
+            "verify",
+            "--export",
+            file.to_str().unwrap(),
+            "--pubkey",
+            key_file.to_str().unwrap(),
+        ]);
+        assert!(
+            !out.status.success(),
+            "{format}: a dropped event went unnoticed"
+        );
+    }
+
+    // Another key does not verify the checkpoints.
+    let r = officer_get(&gw, "/v1/audit/export").await;
+    let file = dir.path().join("export.ndjson");
+    std::fs::write(&file, &r.text).unwrap();
+    let other = tongban::audit::checkpoint::CheckpointSigner::open(dir.path()).unwrap();
+    std::fs::write(&key_file, other.public_key_pem()).unwrap();
+    let out = tongban(&[
+        "audit",
+        "verify",
+        "--export",
+        file.to_str().unwrap(),
+        "--pubkey",
+        key_file.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success(), "a foreign key verified the export");
+}
+
+#[tokio::test]
+async fn statistics_count_per_day_and_flag_unusual_patterns() {
+    // 23:00 on a Wednesday: outside working hours.
+    let late = time::macros::datetime!(2026-06-03 23:00 +08:00);
+    let gw = TestGateway::start_at(|_, _| {}, tongban::clock::Clock::manual(late)).await;
+    traffic(&gw).await;
+    let mz = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let id = &gw.sample_ids("gongan.hukou", 1)[0];
+    for _ in 0..10 {
+        gw.get(
+            &format!("{HUKOU}/{id}"),
+            Some(&mz),
+            Some("no_such_purpose"),
+            Some("MZ-1"),
+        )
+        .await;
+    }
+    let r = officer_get(&gw, "/v1/audit/stats?from=2026-06-03&to=2026-06-03").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let day = &r.body["days"]["2026-06-03"];
+    assert_eq!(day["total"], 14);
+    assert_eq!(day["by_consumer"]["minzheng"], 13);
+    assert_eq!(day["by_decision"]["deny"], 11);
+    let flags = r.body["flags"].as_array().unwrap();
+    let kinds: BTreeSet<&str> = flags.iter().map(|f| f["kind"].as_str().unwrap()).collect();
+    assert!(
+        kinds.contains("off_hours") && kinds.contains("denial_burst"),
+        "{flags:?}"
+    );
+    let burst = flags.iter().find(|f| f["kind"] == "denial_burst").unwrap();
+    assert!(burst["events"].as_array().unwrap().len() >= 10);
+    assert_eq!(burst["subject"], "clerk-007");
+}
+
+#[tokio::test]
+async fn pruning_removes_only_exported_checkpointed_old_events_and_the_rest_verifies() {
+    let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(200);
+    let mut gw = TestGateway::start_at(
+        |c, home| {
+            c.audit.retention_days = Some(183);
+            c.audit.checkpoint_every = 2;
+            // The CLI reads the file: [audit] is its last section.
+            let file = home.join("tongban.toml");
+            let text = std::fs::read_to_string(&file).unwrap();
+            std::fs::write(&file, format!("{text}retention_days = 183\n")).unwrap();
+        },
+        tongban::clock::Clock::manual(long_ago),
+    )
+    .await;
+    traffic(&gw).await;
+    // Not exported yet: nothing may go.
+    gw.stop().await;
+    let home = gw.take_home();
+    drop(gw);
+    let home_arg = home.path().to_str().unwrap();
+    let prune = |dry: bool| {
+        let mut args = vec!["audit", "prune", "--home", home_arg];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = tongban(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let mut report = prune(true);
+    for _ in 0..50 {
+        if report["limited_by"] == "not yet exported" {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        report = prune(true);
+    }
+    assert_eq!(report["limited_by"], "not yet exported", "{report}");
+    assert_eq!(report["events"], 0);
+
+    let out = tongban(&[
+        "audit",
+        "export",
+        "--home",
+        home_arg,
+        "--output",
+        home.path().join("x.ndjson").to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = prune(false);
+    let through = report["through"].as_u64().unwrap();
+    assert!(through >= 4, "{report}");
+    let (ok, verified) = verify_home(home.path());
+    assert!(ok, "{verified}");
+    assert_eq!(verified["anchor_seq"], through);
+}
+
+#[test]
+fn retention_below_six_months_is_refused() {
+    let (_home, mut config) = crate::helpers::demo_home();
+    config.audit.retention_days = Some(90);
+    let err = config.check().unwrap_err();
+    assert!(err.contains("183"), "{err}");
+}
