@@ -13,7 +13,11 @@ use crate::config::Config;
 use crate::domain::DeptId;
 use crate::pipeline::authn::{Authenticator, IssuerError};
 use crate::pipeline::rate_limit::RateSpec;
-use crate::policy::load::load_dir;
+use crate::audit::{EventBody, EventKind, Outcome};
+use crate::policy::diff::diff;
+use crate::policy::edit::{dataset_toml, grant_toml};
+use crate::policy::history::{History, HistoryEntry};
+use crate::policy::load::{PolicySet, PolicySources, load_dir, validate};
 use crate::policy::{CompiledPolicy, LivePolicy, PolicyError};
 use crate::provider::{EmbeddedStore, Providers};
 
@@ -63,7 +67,24 @@ pub struct Gateway {
     pub checkpoint_signer: Arc<CheckpointSigner>,
     /// Where records come from.
     pub providers: Providers,
+    /// The history of policy changes.
+    pub policy_history: History,
+    /// Serializes every change of the policy in force (admin edits, reloads).
+    pub policy_lock: tokio::sync::Mutex<()>,
+    /// The outcome of the last reload from files.
+    pub reload_status: std::sync::RwLock<ReloadStatus>,
     dept_rates: DeptRates,
+}
+
+/// What the last reload of the policy directory did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadStatus {
+    /// When it ran, ms since the epoch.
+    pub at_ms: i64,
+    /// The errors that kept the previous set in force, if any.
+    pub error: Option<String>,
+    /// Reloads refused since start.
+    pub failures: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +150,7 @@ impl Gateway {
                 clock: clock.clone(),
             },
         )?;
+        let policy_history = History::open(&db)?;
         let providers = Providers::embedded(EmbeddedStore::new(db));
         Ok(Arc::new(Self {
             config,
@@ -141,6 +163,9 @@ impl Gateway {
             pseudonyms,
             checkpoint_signer,
             providers,
+            policy_history,
+            policy_lock: tokio::sync::Mutex::new(()),
+            reload_status: std::sync::RwLock::new(ReloadStatus::default()),
             dept_rates,
         }))
     }
@@ -150,20 +175,91 @@ impl Gateway {
         self.clock.now_utc().to_offset(self.utc_offset).date()
     }
 
-    /// Re-reads the policy directory; on success the new set is in force at once,
-    /// on failure the set in force stays and the errors are returned.
-    pub fn reload_policy(&self) -> Result<String, Vec<PolicyError>> {
-        let set = load_dir(&self.config.policies_dir)?;
+    /// Compiles a validated set against the one in force (keeping limiters).
+    pub fn compile(&self, set: PolicySet) -> CompiledPolicy {
         let current = self.policy.snapshot();
-        let compiled = CompiledPolicy::compile(
-            set,
-            |d| self.dept_rates.rate(d),
-            Some(&current),
-            &self.clock,
-        );
-        let version = compiled.version().to_owned();
+        CompiledPolicy::compile(set, |d| self.dept_rates.rate(d), Some(&current), &self.clock)
+    }
+
+    /// Re-reads the policy directory after a hand edit (file change or
+    /// SIGHUP). A valid set is audited (one event per changed grant or
+    /// dataset), recorded in the history and put in force in one swap; an
+    /// invalid one is refused with its errors and the set in force stays.
+    /// Returns whether anything changed.
+    pub async fn reload_policy_files(&self, trigger: &str) -> Result<bool, Vec<PolicyError>> {
+        let _guard = self.policy_lock.lock().await;
+        let result = self.reload_locked(trigger).await;
+        let mut status = self.reload_status.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.at_ms = self.clock.unix_millis();
+        match &result {
+            Ok(_) => status.error = None,
+            Err(errors) => {
+                status.failures += 1;
+                status.error = Some(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+                for e in errors {
+                    tracing::error!(trigger, error = %e, "policy reload refused; the previous policy stays in force");
+                }
+            }
+        }
+        result
+    }
+
+    async fn reload_locked(&self, trigger: &str) -> Result<bool, Vec<PolicyError>> {
+        let sources = PolicySources::read_dir(&self.config.policies_dir).map_err(|e| vec![e])?;
+        let current = self.policy.snapshot();
+        if sources == current.set.sources {
+            return Ok(false);
+        }
+        let set = validate(sources)?;
+        let changes = changed_entries(&current.set, &set);
+        let access: Vec<String> = diff(&current.set, &set).iter().map(ToString::to_string).collect();
+        let time_ms = self.clock.unix_millis();
+        let bodies: Vec<EventBody> = changes
+            .iter()
+            .map(|c| {
+                let mut e = EventBody::system(time_ms, EventKind::PolicyAdmin, "policy.reload");
+                e.dept = Some(self.config.operator_department.clone());
+                e.subject = Some(format!("files ({trigger})"));
+                e.policy_version = Some(set.version.clone());
+                e.status = 200;
+                e.outcome = Outcome::Allow;
+                e.detail = Some(serde_json::json!({"kind": c.kind, "id": c.id, "before": c.before, "after": c.after}).to_string());
+                e
+            })
+            .collect();
+        let first = if bodies.is_empty() {
+            0
+        } else {
+            self.audit.append_many(bodies).await.map_err(|e| {
+                vec![PolicyError {
+                    file: "(audit log)".into(),
+                    entry: None,
+                    message: format!("the change cannot be audited, so it is not applied: {e}"),
+                }]
+            })?
+        };
+        let version = set.version.clone();
+        let compiled = CompiledPolicy::compile(set, |d| self.dept_rates.rate(d), Some(&current), &self.clock);
         self.policy.swap(compiled);
-        Ok(version)
+        for (i, c) in changes.into_iter().enumerate() {
+            let entry = HistoryEntry {
+                seq: first + i as u64,
+                time_ms,
+                author: "files".into(),
+                action: "reload".into(),
+                kind: c.kind.into(),
+                id: c.id,
+                version: c.version,
+                before: c.before,
+                after: c.after,
+                access: access.clone(),
+            };
+            if let Err(e) = self.policy_history.record(&entry) {
+                tracing::error!(error = %e, "policy history could not be recorded");
+            }
+        }
+        tracing::info!(trigger, version, "policy reloaded from files");
+        Ok(true)
     }
 
     /// Whether the gateway can serve: policies loaded and the audit writer healthy.
@@ -175,4 +271,35 @@ impl Gateway {
     pub async fn shutdown(&self) {
         self.audit.close().await;
     }
+}
+
+/// A grant or dataset that differs between two sets.
+struct EntryChange {
+    kind: &'static str,
+    id: String,
+    version: Option<u32>,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+fn changed_entries(old: &PolicySet, new: &PolicySet) -> Vec<EntryChange> {
+    let mut out = Vec::new();
+    let grant_ids: std::collections::BTreeSet<_> = old.grants.keys().chain(new.grants.keys()).collect();
+    for id in grant_ids {
+        let before = old.grants.get(id).map(|g| grant_toml(&g.spec));
+        let after = new.grants.get(id).map(|g| grant_toml(&g.spec));
+        if before != after {
+            let version = new.grants.get(id).map(|g| g.spec.version);
+            out.push(EntryChange { kind: "grant", id: id.to_string(), version, before, after });
+        }
+    }
+    let dataset_ids: std::collections::BTreeSet<_> = old.datasets.keys().chain(new.datasets.keys()).collect();
+    for id in dataset_ids {
+        let before = old.datasets.get(id).map(|d| dataset_toml(&d.spec));
+        let after = new.datasets.get(id).map(|d| dataset_toml(&d.spec));
+        if before != after {
+            out.push(EntryChange { kind: "dataset", id: id.to_string(), version: None, before, after });
+        }
+    }
+    out
 }

@@ -79,29 +79,12 @@ impl FromRequestParts<Arc<Gateway>> for RequestContext {
 impl RequestContext {
     /// A fresh audit event for this request.
     pub fn event(&self, kind: EventKind, operation: &str) -> EventBody {
-        EventBody {
-            time_ms: self.time_ms,
-            request_id: self.request_id.clone(),
-            kind,
-            operation: operation.to_owned(),
-            dept: None,
-            subject: None,
-            roles: Vec::new(),
-            cert_fingerprint: self.conn.cert_fingerprint,
-            source: self.conn.peer.map(|p| p.to_string()).unwrap_or_default(),
-            dataset: None,
-            resident: None,
-            purpose: None,
-            case_ref: None,
-            fields: Vec::new(),
-            outcome: Outcome::Deny,
-            reason: None,
-            grant: None,
-            policy_version: None,
-            status: 0,
-            latency_us: 0,
-            detail: None,
-        }
+        let mut e = EventBody::system(self.time_ms, kind, operation);
+        e.request_id.clone_from(&self.request_id);
+        e.cert_fingerprint = self.conn.cert_fingerprint;
+        e.source = self.conn.peer.map(|p| p.to_string()).unwrap_or_default();
+        e.outcome = Outcome::Deny;
+        e
     }
 }
 

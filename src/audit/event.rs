@@ -106,6 +106,35 @@ pub struct EventBody {
     pub detail: Option<String>,
 }
 
+impl EventBody {
+    /// An event of the gateway itself (no request): a policy reload, say.
+    pub fn system(time_ms: i64, kind: EventKind, operation: &str) -> Self {
+        Self {
+            time_ms,
+            request_id: String::new(),
+            kind,
+            operation: operation.to_owned(),
+            dept: None,
+            subject: None,
+            roles: Vec::new(),
+            cert_fingerprint: None,
+            source: String::new(),
+            dataset: None,
+            resident: None,
+            purpose: None,
+            case_ref: None,
+            fields: Vec::new(),
+            outcome: Outcome::Allow,
+            reason: None,
+            grant: None,
+            policy_version: None,
+            status: 0,
+            latency_us: 0,
+            detail: None,
+        }
+    }
+}
+
 /// One event of the chain, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

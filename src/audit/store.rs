@@ -1,7 +1,9 @@
 //! The audit log in sled.
 //!
-//! Trees: `audit/events` (big-endian sequence number → canonical bytes and
-//! hash), `audit/by_resident` (pseudonym ‖ seq → nothing: the exact index for
+//! Trees: `audit/events` (chunks of up to 64 consecutive events of one group
+//! commit, keyed by the big-endian sequence number of the first; each event
+//! is its canonical bytes and hash: one sled key per chunk instead of per
+//! event keeps appends, scans and disk use cheap), `audit/by_resident` (pseudonym ‖ seq → nothing: the exact index for
 //! disclosure reports), `audit/blocks` (block number → [`BlockSummary`]),
 //! `audit/checkpoints` (seq → signed checkpoint) and `audit/meta`.
 //!
@@ -91,9 +93,11 @@ impl AuditStore {
         match self.events.last()? {
             None => self.anchor(),
             Some((key, value)) => {
-                let seq = key_seq(&key);
-                let (_, recorded, _) = open(seq, &value)?;
-                Ok((seq, recorded))
+                let first = key_seq(&key);
+                let events = split_chunk(first, &value)?;
+                let (seq, stored) = events.last().ok_or(AuditError::Corrupt { seq: first, message: "empty chunk".into() })?;
+                let (_, recorded, _) = open(*seq, stored)?;
+                Ok((*seq, recorded))
             }
         }
     }
@@ -117,16 +121,21 @@ impl AuditStore {
 
     /// One event and its recorded hash.
     pub fn get_with_hash(&self, seq: u64) -> Result<Option<(Event, Hash)>, AuditError> {
-        let Some(value) = self.events.get(seq.to_be_bytes())? else {
+        let Some((key, value)) = self.events.range(..=seq.to_be_bytes()).next_back().transpose()? else {
             return Ok(None);
         };
-        let (event, recorded, _) = open(seq, &value)?;
+        let Some((_, stored)) = split_chunk(key_seq(&key), &value)?.into_iter().find(|(s, _)| *s == seq) else {
+            return Ok(None);
+        };
+        let (event, recorded, _) = open(seq, stored)?;
         Ok(Some((event, recorded)))
     }
 
-    /// Number of events stored.
+    /// Number of events stored (after the anchor).
     pub fn len(&self) -> usize {
-        self.events.len()
+        let (head, _) = self.head().unwrap_or((0, GENESIS));
+        let (anchor, _) = self.anchor().unwrap_or((0, GENESIS));
+        usize::try_from(head.saturating_sub(anchor)).unwrap_or(usize::MAX)
     }
 
     /// Whether no event is stored.
@@ -161,31 +170,56 @@ impl AuditStore {
     }
 
     /// Stored events with `lo <= seq <= hi`, newest first.
-    pub fn events_desc(
-        &self,
-        lo: u64,
-        hi: u64,
-    ) -> impl Iterator<Item = Result<(u64, Event, Hash), AuditError>> + use<> {
+    pub fn events_desc(&self, lo: u64, hi: u64) -> impl Iterator<Item = Result<(u64, Event, Hash), AuditError>> + use<> {
         self.events
-            .range(lo.to_be_bytes()..=hi.to_be_bytes())
+            .range(..=hi.to_be_bytes())
             .rev()
+            // The chunk holding `lo` is the last one needed: its key is at or below `lo`.
+            .scan(false, move |done, item| {
+                if *done {
+                    return None;
+                }
+                *done = item.as_ref().map_or(true, |(k, _)| key_seq(k) <= lo);
+                Some(item)
+            })
+            .flat_map(move |item| {
+                let events: Vec<Result<(u64, Vec<u8>), AuditError>> = match item {
+                    Err(e) => vec![Err(e.into())],
+                    Ok((k, v)) => match split_chunk(key_seq(&k), &v) {
+                        Ok(list) => list.into_iter().rev().filter(|(s, _)| (lo..=hi).contains(s)).map(|(s, b)| Ok((s, b.to_vec()))).collect(),
+                        Err(e) => vec![Err(e)],
+                    },
+                };
+                events
+            })
             .map(|item| {
-                let (key, value) = item?;
-                let seq = key_seq(&key);
-                let (event, hash, _) = open(seq, &value)?;
+                let (seq, stored) = item?;
+                let (event, hash, _) = open(seq, &stored)?;
                 Ok((seq, event, hash))
             })
     }
 
-    /// Stored values with `lo <= seq <= hi`, oldest first, undecoded.
-    pub fn raw_events(
-        &self,
-        lo: u64,
-        hi: u64,
-    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), sled::Error>> + use<> {
-        self.events
-            .range(lo.to_be_bytes()..=hi.to_be_bytes())
-            .map(|item| item.map(|(k, v)| (key_seq(&k), v.to_vec())))
+    /// Stored events with `lo <= seq <= hi`, oldest first, undecoded. A chunk
+    /// that cannot be split is yielded whole under its first sequence number,
+    /// so a verifier reports it there.
+    pub fn raw_events(&self, lo: u64, hi: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), sled::Error>> + use<> {
+        let start = match self.events.range(..=lo.to_be_bytes()).next_back() {
+            Some(Ok((k, _))) => key_seq(&k),
+            _ => lo,
+        };
+        self.events.range(start.to_be_bytes()..=hi.to_be_bytes()).flat_map(move |item| {
+            let events: Vec<Result<(u64, Vec<u8>), sled::Error>> = match item {
+                Err(e) => vec![Err(e)],
+                Ok((k, v)) => {
+                    let first = key_seq(&k);
+                    match split_chunk(first, &v) {
+                        Ok(list) => list.into_iter().filter(|(s, _)| (lo..=hi).contains(s)).map(|(s, b)| Ok((s, b.to_vec()))).collect(),
+                        Err(_) => vec![Ok((first, v.to_vec()))],
+                    }
+                }
+            };
+            events
+        })
     }
 
     /// Every signed checkpoint, oldest first.
@@ -212,10 +246,7 @@ impl AuditStore {
     pub fn verify(&self, public_key: Option<&[u8]>) -> Result<VerifyReport, AuditError> {
         let checkpoints = self.checkpoints()?;
         let anchor = self.anchor()?;
-        let events = self
-            .events
-            .range((anchor.0 + 1).to_be_bytes()..)
-            .map(|item| item.map(|(k, v)| (key_seq(&k), v.to_vec())));
+        let events = self.raw_events(anchor.0 + 1, u64::MAX);
         Ok(verify_log(anchor, events, &checkpoints, public_key)?)
     }
 
@@ -227,8 +258,10 @@ impl AuditStore {
         summaries: &[(u64, BlockSummary)],
         checkpoint: Option<&SignedCheckpoint>,
     ) -> Result<(), AuditError> {
-        for (seq, stored, _) in batch {
-            self.events.insert(seq.to_be_bytes(), stored.as_slice())?;
+        for chunk in batch.chunks(CHUNK_EVENTS) {
+            let Some((first, _, _)) = chunk.first() else { continue };
+            let parts: Vec<&[u8]> = chunk.iter().map(|(_, stored, _)| stored.as_slice()).collect();
+            self.events.insert(first.to_be_bytes(), encode_chunk(&parts))?;
         }
         for (seq, _, resident) in batch {
             if let Some(p) = resident {
@@ -282,14 +315,27 @@ impl AuditStore {
         let mut removed = 0;
         for item in self.events.range(..=through.to_be_bytes()) {
             let (k, value) = item?;
-            let seq = key_seq(&k);
-            if let Ok((e, _, _)) = Event::open(&value) {
-                if let Some(p) = e.body.resident {
-                    self.by_resident.remove(index_key(&p, seq))?;
+            let first = key_seq(&k);
+            let events = split_chunk(first, &value)?;
+            let mut keep: Vec<&[u8]> = Vec::new();
+            let mut keep_from = None;
+            for (seq, stored) in &events {
+                if *seq <= through {
+                    if let Ok((e, _, _)) = Event::open(stored) {
+                        if let Some(p) = e.body.resident {
+                            self.by_resident.remove(index_key(&p, *seq))?;
+                        }
+                    }
+                    removed += 1;
+                } else {
+                    keep_from.get_or_insert(*seq);
+                    keep.push(stored);
                 }
             }
+            if let Some(from) = keep_from {
+                self.events.insert(from.to_be_bytes(), encode_chunk(&keep))?;
+            }
             self.events.remove(k)?;
-            removed += 1;
         }
         for item in self.blocks.iter() {
             let (k, value) = item?;
@@ -332,9 +378,8 @@ impl AuditStore {
         }
         let mut expected: std::collections::BTreeMap<u64, BlockSummary> =
             std::collections::BTreeMap::new();
-        for item in &self.events {
-            let (key, value) = item?;
-            let seq = key_seq(&key);
+        for item in self.raw_events(0, u64::MAX) {
+            let (seq, value) = item?;
             let (e, _, _) = open(seq, &value)?;
             if let Some(p) = e.body.resident {
                 if !self.by_resident.contains_key(index_key(&p, seq))? {
@@ -354,9 +399,8 @@ impl AuditStore {
     fn recover_indexes(&self) -> Result<u64, AuditError> {
         let through = self.meta.get(INDEXED_THROUGH)?.map_or(0, |v| key_seq(&v));
         let mut repaired = 0;
-        for item in self.events.range((through + 1).to_be_bytes()..) {
-            let (key, value) = item?;
-            let seq = key_seq(&key);
+        for item in self.raw_events(through + 1, u64::MAX) {
+            let (seq, value) = item?;
             let (event, _, _) = open(seq, &value)?;
             if let Some(p) = event.body.resident {
                 self.by_resident.insert(index_key(&p, seq), &[])?;
@@ -383,9 +427,8 @@ impl AuditStore {
         for block in block_of(summarized + 1)..=block_of(last) {
             let (lo, hi) = block_range(block);
             let mut summary = BlockSummary::default();
-            for item in self.events.range(lo.to_be_bytes()..=hi.to_be_bytes()) {
-                let (key, value) = item?;
-                let seq = key_seq(&key);
+            for item in self.raw_events(lo, hi) {
+                let (seq, value) = item?;
                 let (e, _, _) = open(seq, &value)?;
                 summary.add(seq, &e.body);
             }
@@ -406,6 +449,39 @@ fn open(seq: u64, value: &[u8]) -> Result<(Event, Hash, Hash), AuditError> {
         seq,
         message: e.to_string(),
     })
+}
+
+/// Most events in one stored chunk (kept well under sled's inline value size).
+const CHUNK_EVENTS: usize = 64;
+const CHUNK_VERSION: u8 = 1;
+
+/// A chunk: a version byte, then each event as a 4-byte little-endian length and its stored bytes.
+fn encode_chunk(events: &[&[u8]]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + events.iter().map(|e| e.len() + 4).sum::<usize>());
+    out.push(CHUNK_VERSION);
+    for e in events {
+        out.extend_from_slice(&u32::try_from(e.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(e);
+    }
+    out
+}
+
+/// The events of a chunk whose first event is `first`, numbered by position.
+fn split_chunk(first: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, AuditError> {
+    let corrupt = || AuditError::Corrupt { seq: first, message: "the stored chunk cannot be split into events".into() };
+    let (&version, mut rest) = value.split_first().ok_or_else(corrupt)?;
+    if version != CHUNK_VERSION {
+        return Err(corrupt());
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let (len, tail) = rest.split_at_checked(4).ok_or_else(corrupt)?;
+        let len = usize::try_from(u32::from_le_bytes([len[0], len[1], len[2], len[3]])).map_err(|_| corrupt())?;
+        let (event, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
+        out.push((first + out.len() as u64, event));
+        rest = tail;
+    }
+    Ok(out)
 }
 
 fn index_key(pseudonym: &[u8; 16], seq: u64) -> [u8; 24] {

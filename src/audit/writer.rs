@@ -30,7 +30,8 @@ use crate::config::Durability;
 type Ack = oneshot::Sender<Result<u64, Arc<AuditError>>>;
 
 enum Msg {
-    Append(Box<EventBody>, Ack),
+    /// Events to append together; the ack carries the first one's sequence number.
+    Append(Vec<EventBody>, Ack),
     /// Sign a checkpoint of the head if it moved; reply with the last checkpoint's seq.
     Checkpoint(Option<oneshot::Sender<u64>>),
     Stop,
@@ -131,9 +132,15 @@ impl AuditWriter {
 
     /// Appends one event and waits until it is durable; returns its sequence number.
     pub async fn append(&self, body: EventBody) -> Result<u64, Arc<AuditError>> {
+        self.append_many(vec![body]).await
+    }
+
+    /// Appends events in one group commit, consecutively numbered, and waits
+    /// until all are durable; returns the first one's sequence number.
+    pub async fn append_many(&self, bodies: Vec<EventBody>) -> Result<u64, Arc<AuditError>> {
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Msg::Append(Box::new(body), ack))
+            .send(Msg::Append(bodies, ack))
             .await
             .map_err(|_| Arc::new(AuditError::WriterStopped))?;
         done.await
@@ -179,17 +186,21 @@ struct Round {
     stop: bool,
     checkpoint: bool,
     waiting: Vec<oneshot::Sender<u64>>,
+    events: usize,
 }
 
 impl Round {
-    fn take(&mut self, msg: Option<Msg>, batch: &mut Vec<(Box<EventBody>, Ack)>) {
+    fn take(&mut self, msg: Option<Msg>, batch: &mut Vec<(Vec<EventBody>, Ack)>) {
         match msg {
             None | Some(Msg::Stop) => self.stop = true,
             Some(Msg::Checkpoint(ack)) => {
                 self.checkpoint = true;
                 self.waiting.extend(ack);
             }
-            Some(Msg::Append(body, ack)) => batch.push((body, ack)),
+            Some(Msg::Append(bodies, ack)) => {
+                self.events += bodies.len();
+                batch.push((bodies, ack));
+            }
         }
     }
 }
@@ -208,11 +219,11 @@ struct State {
 
 impl State {
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut batch: Vec<(Box<EventBody>, Ack)> = Vec::with_capacity(self.options.max_batch);
+        let mut batch: Vec<(Vec<EventBody>, Ack)> = Vec::with_capacity(self.options.max_batch);
         loop {
             let mut round = Round::default();
             round.take(rx.blocking_recv(), &mut batch);
-            while !round.stop && batch.len() < self.options.max_batch {
+            while !round.stop && round.events < self.options.max_batch {
                 match rx.try_recv() {
                     Ok(msg) => round.take(Some(msg), &mut batch),
                     Err(_) => break,
@@ -222,6 +233,7 @@ impl State {
                 stop,
                 checkpoint,
                 waiting,
+                ..
             } = round;
             self.commit(&mut batch, checkpoint || stop);
             for ack in waiting {
@@ -242,20 +254,20 @@ impl State {
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<(Box<EventBody>, Ack)>, force_checkpoint: bool) {
+    fn commit(&mut self, batch: &mut Vec<(Vec<EventBody>, Ack)>, force_checkpoint: bool) {
         let (mut seq, mut prev) = self.head;
         let first = seq + 1;
         let mut sealed: Vec<SealedEvent> = Vec::with_capacity(batch.len());
         let mut summaries = Vec::new();
         let mut block = self.block.clone();
-        for (body, _) in batch.iter() {
+        for body in batch.iter().flat_map(|(bodies, _)| bodies) {
             seq += 1;
             let event = Event {
                 version: FORMAT_VERSION,
                 seq,
                 node: self.options.node.clone(),
                 prev_hash: prev,
-                body: (**body).clone(),
+                body: body.clone(),
             };
             let (stored, hash) = event.seal();
             prev = hash;
@@ -305,8 +317,10 @@ impl State {
                     .fetch_add(sealed.len() as u64, Ordering::Relaxed);
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
-                for (i, (_, ack)) in batch.drain(..).enumerate() {
-                    let _ = ack.send(Ok(first + i as u64));
+                let mut next = first;
+                for (bodies, ack) in batch.drain(..) {
+                    let _ = ack.send(Ok(next));
+                    next += bodies.len() as u64;
                 }
             }
             Err(e) => {

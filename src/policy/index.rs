@@ -129,6 +129,8 @@ pub enum DenyReason {
     NoFieldsGranted,
     /// The grant needs a case reference and none was given.
     CaseRefRequired,
+    /// The case reference does not have the form the grant requires.
+    CaseRefFormat,
 }
 
 impl DenyReason {
@@ -147,6 +149,7 @@ impl DenyReason {
             Self::FieldNotGranted => "field-not-granted",
             Self::NoFieldsGranted => "no-fields-granted",
             Self::CaseRefRequired => "case-ref-required",
+            Self::CaseRefFormat => "case-ref-format",
         }
     }
 }
@@ -401,6 +404,19 @@ impl CompiledPolicy {
                     ),
                     Some(c),
                 );
+            }
+            if let (Some(re), Some(case)) = (&c.grant.grant.case_ref_pattern, req.case_ref) {
+                if !re.is_match(case.as_str()) {
+                    return deny(
+                        DenyReason::CaseRefFormat,
+                        format!(
+                            "grant {} requires case references of the form {}",
+                            c.grant.id(),
+                            c.grant.grant.spec.conditions.case_ref_pattern.as_deref().unwrap_or("")
+                        ),
+                        Some(c),
+                    );
+                }
             }
             return Decision::Allow(Allowance {
                 grant: c.grant.clone(),

@@ -119,6 +119,8 @@ pub struct Grant {
     pub valid_until: Option<Date>,
     /// The grant-wide rate quota.
     pub quota: Option<RateSpec>,
+    /// The case reference pattern, anchored at both ends.
+    pub case_ref_pattern: Option<regex::Regex>,
 }
 
 /// A whole, consistent policy set.
@@ -338,6 +340,18 @@ fn check_grant(
                 None
             }
         });
+    let case_ref_pattern = c.case_ref_pattern.as_deref().and_then(|p| {
+        match regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 16).build() {
+            Ok(re) => Some(re),
+            Err(e) => {
+                problems.push(format!("case_ref_pattern \"{p}\" is not a valid regular expression: {}", e.to_string().lines().last().unwrap_or("")));
+                None
+            }
+        }
+    });
+    if c.case_ref_pattern.is_some() && !c.case_ref_required {
+        problems.push("case_ref_pattern is set but case_ref_required is not".into());
+    }
     if spec.operations.contains(&Operation::Batch) && c.batch_limit.is_none_or(|n| n == 0) {
         problems.push("batch is granted but conditions.batch_limit is not set (1 or more)".into());
     }
@@ -412,6 +426,7 @@ fn check_grant(
             valid_from,
             valid_until,
             quota,
+            case_ref_pattern,
         })
     } else {
         None

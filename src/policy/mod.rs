@@ -1,6 +1,9 @@
 //! Sharing policies: the catalog, the grants, loading with located errors, the
 //! compiled index and the live, atomically swapped policy in force.
 
+pub mod diff;
+pub mod edit;
+pub mod history;
 pub mod index;
 pub mod load;
 pub mod model;

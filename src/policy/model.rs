@@ -162,6 +162,10 @@ pub struct Conditions {
     /// A case reference (办件编号) must be named on every query.
     #[serde(default)]
     pub case_ref_required: bool,
+    /// The form a case reference must have (a regular expression matched
+    /// against the whole reference, e.g. `MZ-\\d{4}-\\d{6}` for 民政 case numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_ref_pattern: Option<String>,
     /// First day the grant is in force (inclusive, gateway time zone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_from: Option<String>,
