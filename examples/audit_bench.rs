@@ -13,9 +13,31 @@ use tongban::audit::{AuditStore, AuditWriter, EventBody, EventKind, Outcome, Wri
 use tongban::clock::Clock;
 use tongban::config::Durability;
 
-const DEPTS: [&str; 8] = ["minzheng", "renshe", "yibao", "jiaoyu", "gongan", "weijian", "ziranziyuan", "shujuju"];
-const DATASETS: [&str; 5] = ["gongan.hukou", "renshe.shebao", "minzheng.hunyin", "minzheng.dibao", "ziranziyuan.budongchan"];
-const PURPOSES: [&str; 6] = ["dibao_review", "pension_eligibility", "medical_insurance_enrollment", "school_admission", "survivor_benefits", "other"];
+const DEPTS: [&str; 8] = [
+    "minzheng",
+    "renshe",
+    "yibao",
+    "jiaoyu",
+    "gongan",
+    "weijian",
+    "ziranziyuan",
+    "shujuju",
+];
+const DATASETS: [&str; 5] = [
+    "gongan.hukou",
+    "renshe.shebao",
+    "minzheng.hunyin",
+    "minzheng.dibao",
+    "ziranziyuan.budongchan",
+];
+const PURPOSES: [&str; 6] = [
+    "dibao_review",
+    "pension_eligibility",
+    "medical_insurance_enrollment",
+    "school_admission",
+    "survivor_benefits",
+    "other",
+];
 
 fn pseudonym(i: u64) -> [u8; 16] {
     let d = tongban::audit::event::sha256(&i.to_le_bytes());
@@ -52,7 +74,18 @@ fn body(rng: &mut Rng, i: u64, residents: u64, start_ms: i64) -> EventBody {
         resident: Some(pseudonym((r >> 20) % residents)),
         purpose: Some(PURPOSES[((r >> 24) % 6) as usize].into()),
         case_ref: Some(format!("MZ-2026-{:06}", r % 1_000_000)),
-        fields: if allow { vec!["name".into(), "gender".into(), "birth_date".into(), "hukou_address".into(), "household_id".into(), "hukou_status".into()] } else { vec![] },
+        fields: if allow {
+            vec![
+                "name".into(),
+                "gender".into(),
+                "birth_date".into(),
+                "hukou_address".into(),
+                "household_id".into(),
+                "hukou_status".into(),
+            ]
+        } else {
+            vec![]
+        },
         outcome: if allow { Outcome::Allow } else { Outcome::Deny },
         reason: (!allow).then(|| "purpose-not-granted".into()),
         grant: allow.then(|| ("minzheng-dibao-hukou".into(), 1)),
@@ -97,7 +130,10 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let dir = tempfile::tempdir()?;
-    let db = sled::Config::new().path(dir.path()).cache_capacity(512 * 1024 * 1024).open()?;
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(512 * 1024 * 1024)
+        .open()?;
     let store = AuditStore::open(&db)?;
     let signer = Arc::new(CheckpointSigner::open(dir.path())?);
     let writer = Arc::new(AuditWriter::start(
@@ -122,11 +158,16 @@ async fn main() -> anyhow::Result<()> {
     let mut i = 0;
     while i < events {
         let n = chunk.min(events - i);
-        let bodies: Vec<EventBody> = (i..i + n).map(|k| body(&mut rng, k, residents, start_ms)).collect();
+        let bodies: Vec<EventBody> = (i..i + n)
+            .map(|k| body(&mut rng, k, residents, start_ms))
+            .collect();
         let w = writer.clone();
         pending.push(tokio::spawn(async move { w.append_many(bodies).await }));
         if pending.len() >= 4 {
-            pending.remove(0).await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+            pending
+                .remove(0)
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         i += n;
     }
@@ -135,7 +176,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let fill_secs = fill.elapsed().as_secs_f64();
     let stats = writer.stats();
-    let write_us = stats.flush_micros.load(std::sync::atomic::Ordering::Relaxed) as f64 / events as f64;
+    let write_us = stats
+        .flush_micros
+        .load(std::sync::atomic::Ordering::Relaxed) as f64
+        / events as f64;
     let batches = stats.batches.load(std::sync::atomic::Ordering::Relaxed);
     writer.close().await;
     db.flush()?;
@@ -145,7 +189,10 @@ async fn main() -> anyhow::Result<()> {
     let mut by_resident = Vec::new();
     let mut found = 0usize;
     for k in 0..200u64 {
-        let f = EventFilter { resident: Some(pseudonym((k * 4_999) % residents)), ..EventFilter::default() };
+        let f = EventFilter {
+            resident: Some(pseudonym((k * 4_999) % residents)),
+            ..EventFilter::default()
+        };
         let t = Instant::now();
         let page = search(&store, &f, None, 50)?;
         by_resident.push(t.elapsed());
@@ -154,7 +201,11 @@ async fn main() -> anyhow::Result<()> {
     // Search by consumer and decision (block summaries): the first page.
     let mut by_consumer = Vec::new();
     for d in DEPTS.iter().take(7) {
-        let f = EventFilter { consumer: Some((*d).into()), decision: Some(Outcome::Deny), ..EventFilter::default() };
+        let f = EventFilter {
+            consumer: Some((*d).into()),
+            decision: Some(Outcome::Deny),
+            ..EventFilter::default()
+        };
         let t = Instant::now();
         search(&store, &f, None, 50)?;
         by_consumer.push(t.elapsed());
@@ -162,7 +213,10 @@ async fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let report = store.verify(Some(signer.public_key()))?;
     let verify_secs = t.elapsed().as_secs_f64();
-    anyhow::ensure!(report.ok() && report.checked == events, "verification failed: {report:?}");
+    anyhow::ensure!(
+        report.ok() && report.checked == events,
+        "verification failed: {report:?}"
+    );
 
     let rate = events as f64 / verify_secs;
     let p50 = percentile(by_resident.clone(), 0.5);
@@ -171,10 +225,35 @@ async fn main() -> anyhow::Result<()> {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("| audit log: {events} events, {residents} residents | measured | target | met |");
     println!("|---|---|---|---|");
-    println!("| fill through the group-commit writer | {:.0} events/s ({write_us:.1} µs/event in sled inserts and flushes, {:.0} events per group) | — | — |", events as f64 / fill_secs, events as f64 / batches.max(1) as f64);
-    println!("| search by resident, first page (p50 / p99 of 200; {:.1} events each) | {:.2} / {:.2} ms | < 20 ms | {} |", found as f64 / 200.0, ms(p50), ms(p99), if p99 < Duration::from_millis(20) { "yes" } else { "NO" });
-    println!("| search by consumer + decision, first page (worst of 7) | {:.2} ms | — | — |", ms(by_consumer.iter().copied().max().unwrap_or_default()));
-    println!("| verify chain + {} checkpoints | {:.0} events/s | > 200,000 | {} |", report.checkpoints_checked, rate, if rate > 200_000.0 { "yes" } else { "NO" });
-    println!("| disk per event (sled, with indexes) | {per_event:.0} bytes | < 400 | {} |", if per_event < 400.0 { "yes" } else { "NO" });
+    println!(
+        "| fill through the group-commit writer | {:.0} events/s ({write_us:.1} µs/event in sled inserts and flushes, {:.0} events per group) | — | — |",
+        events as f64 / fill_secs,
+        events as f64 / batches.max(1) as f64
+    );
+    println!(
+        "| search by resident, first page (p50 / p99 of 200; {:.1} events each) | {:.2} / {:.2} ms | < 20 ms | {} |",
+        found as f64 / 200.0,
+        ms(p50),
+        ms(p99),
+        if p99 < Duration::from_millis(20) {
+            "yes"
+        } else {
+            "NO"
+        }
+    );
+    println!(
+        "| search by consumer + decision, first page (worst of 7) | {:.2} ms | — | — |",
+        ms(by_consumer.iter().copied().max().unwrap_or_default())
+    );
+    println!(
+        "| verify chain + {} checkpoints | {:.0} events/s | > 200,000 | {} |",
+        report.checkpoints_checked,
+        rate,
+        if rate > 200_000.0 { "yes" } else { "NO" }
+    );
+    println!(
+        "| disk per event (sled, with indexes) | {per_event:.0} bytes | < 400 | {} |",
+        if per_event < 400.0 { "yes" } else { "NO" }
+    );
     Ok(())
 }

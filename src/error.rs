@@ -219,9 +219,10 @@ impl From<&Denial> for ApiError {
             DenyReason::CaseRefRequired => {
                 (StatusCode::BAD_REQUEST, "A case reference is required")
             }
-            DenyReason::CaseRefFormat => {
-                (StatusCode::BAD_REQUEST, "The case reference has the wrong form")
-            }
+            DenyReason::CaseRefFormat => (
+                StatusCode::BAD_REQUEST,
+                "The case reference has the wrong form",
+            ),
             DenyReason::DatasetNotShared => (StatusCode::FORBIDDEN, "The dataset is not shared"),
             DenyReason::NoGrant => (StatusCode::FORBIDDEN, "No grant allows this"),
             DenyReason::PurposeNotGranted => (StatusCode::FORBIDDEN, "The purpose is not granted"),

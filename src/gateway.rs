@@ -8,12 +8,12 @@ use time::{Date, UtcOffset};
 
 use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{AuditError, AuditStore, AuditWriter, Pseudonymizer, WriterOptions};
+use crate::audit::{EventBody, EventKind, Outcome};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::DeptId;
 use crate::pipeline::authn::{Authenticator, IssuerError};
 use crate::pipeline::rate_limit::RateSpec;
-use crate::audit::{EventBody, EventKind, Outcome};
 use crate::policy::diff::diff;
 use crate::policy::edit::{dataset_toml, grant_toml};
 use crate::policy::history::{History, HistoryEntry};
@@ -178,7 +178,12 @@ impl Gateway {
     /// Compiles a validated set against the one in force (keeping limiters).
     pub fn compile(&self, set: PolicySet) -> CompiledPolicy {
         let current = self.policy.snapshot();
-        CompiledPolicy::compile(set, |d| self.dept_rates.rate(d), Some(&current), &self.clock)
+        CompiledPolicy::compile(
+            set,
+            |d| self.dept_rates.rate(d),
+            Some(&current),
+            &self.clock,
+        )
     }
 
     /// Re-reads the policy directory after a hand edit (file change or
@@ -189,13 +194,22 @@ impl Gateway {
     pub async fn reload_policy_files(&self, trigger: &str) -> Result<bool, Vec<PolicyError>> {
         let _guard = self.policy_lock.lock().await;
         let result = self.reload_locked(trigger).await;
-        let mut status = self.reload_status.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut status = self
+            .reload_status
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         status.at_ms = self.clock.unix_millis();
         match &result {
             Ok(_) => status.error = None,
             Err(errors) => {
                 status.failures += 1;
-                status.error = Some(errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "));
+                status.error = Some(
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                );
                 for e in errors {
                     tracing::error!(trigger, error = %e, "policy reload refused; the previous policy stays in force");
                 }
@@ -212,7 +226,10 @@ impl Gateway {
         }
         let set = validate(sources)?;
         let changes = changed_entries(&current.set, &set);
-        let access: Vec<String> = diff(&current.set, &set).iter().map(ToString::to_string).collect();
+        let access: Vec<String> = diff(&current.set, &set)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let time_ms = self.clock.unix_millis();
         let bodies: Vec<EventBody> = changes
             .iter()
@@ -239,7 +256,12 @@ impl Gateway {
             })?
         };
         let version = set.version.clone();
-        let compiled = CompiledPolicy::compile(set, |d| self.dept_rates.rate(d), Some(&current), &self.clock);
+        let compiled = CompiledPolicy::compile(
+            set,
+            |d| self.dept_rates.rate(d),
+            Some(&current),
+            &self.clock,
+        );
         self.policy.swap(compiled);
         for (i, c) in changes.into_iter().enumerate() {
             let entry = HistoryEntry {
@@ -284,21 +306,35 @@ struct EntryChange {
 
 fn changed_entries(old: &PolicySet, new: &PolicySet) -> Vec<EntryChange> {
     let mut out = Vec::new();
-    let grant_ids: std::collections::BTreeSet<_> = old.grants.keys().chain(new.grants.keys()).collect();
+    let grant_ids: std::collections::BTreeSet<_> =
+        old.grants.keys().chain(new.grants.keys()).collect();
     for id in grant_ids {
         let before = old.grants.get(id).map(|g| grant_toml(&g.spec));
         let after = new.grants.get(id).map(|g| grant_toml(&g.spec));
         if before != after {
             let version = new.grants.get(id).map(|g| g.spec.version);
-            out.push(EntryChange { kind: "grant", id: id.to_string(), version, before, after });
+            out.push(EntryChange {
+                kind: "grant",
+                id: id.to_string(),
+                version,
+                before,
+                after,
+            });
         }
     }
-    let dataset_ids: std::collections::BTreeSet<_> = old.datasets.keys().chain(new.datasets.keys()).collect();
+    let dataset_ids: std::collections::BTreeSet<_> =
+        old.datasets.keys().chain(new.datasets.keys()).collect();
     for id in dataset_ids {
         let before = old.datasets.get(id).map(|d| dataset_toml(&d.spec));
         let after = new.datasets.get(id).map(|d| dataset_toml(&d.spec));
         if before != after {
-            out.push(EntryChange { kind: "dataset", id: id.to_string(), version: None, before, after });
+            out.push(EntryChange {
+                kind: "dataset",
+                id: id.to_string(),
+                version: None,
+                before,
+                after,
+            });
         }
     }
     out

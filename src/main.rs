@@ -103,6 +103,14 @@ enum PolicyCommand {
         /// The directory holding departments.toml, datasets/ and grants/.
         dir: PathBuf,
     },
+    /// Print what access changes from one policy directory to another:
+    /// who gains or loses which fields.
+    Diff {
+        /// The policy set before.
+        before: PathBuf,
+        /// The policy set after.
+        after: PathBuf,
+    },
 }
 
 /// Which gateway's files: a home (with tongban.toml) or a configuration file.
@@ -199,6 +207,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
+        Command::Policy {
+            command: PolicyCommand::Diff { before, after },
+        } => {
+            let load = |dir: &Path| {
+                load_dir(dir).map_err(|errs| {
+                    anyhow::anyhow!(
+                        "{} is not valid:\n{}",
+                        dir.display(),
+                        errs.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                })
+            };
+            let (a, b) = (load(&before)?, load(&after)?);
+            let changes = tongban::policy::diff::diff(&a, &b);
+            if changes.is_empty() {
+                println!("no access changes ({} → {})", a.version, b.version);
+            }
+            for c in &changes {
+                println!("{c}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Audit { command } => cli::audit::run(command),
         Command::Import {
             target,

@@ -1,6 +1,7 @@
 //! The HTTP surface, one router per audience, and the one place where a
 //! request's audit event is appended before its answer leaves.
 
+pub mod admin;
 pub mod audit;
 pub mod ops;
 pub mod query;
@@ -35,8 +36,13 @@ pub fn build_app(gw: Arc<Gateway>) -> Router {
         .merge(ops::router())
         .merge(query::router())
         .merge(audit::router())
+        .merge(admin::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
+        // Bodies (admin edits, batches) are bounded before any handler reads them.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            gw.config.limits.max_body_bytes,
+        ))
         .with_state(gw)
 }
 
@@ -97,6 +103,8 @@ pub enum Answer {
         status: StatusCode,
         /// The members.
         body: Map<String, Value>,
+        /// An entity tag for `ETag`.
+        etag: Option<String>,
     },
     /// Anything else (CSV, NDJSON streams), sent as it is.
     Raw {
@@ -115,6 +123,7 @@ impl Answer {
         Self::Json {
             status: StatusCode::OK,
             body,
+            etag: None,
         }
     }
 
@@ -132,8 +141,22 @@ impl Answer {
 pub async fn finish(
     gw: &Gateway,
     ctx: &RequestContext,
+    event: EventBody,
+    result: Result<Answer, ApiError>,
+) -> Response {
+    finish_then(gw, ctx, event, result, |_| Ok(())).await
+}
+
+/// As [`finish`], and once the event is durable (and only then) runs
+/// `after_audit` with its sequence number: a policy change takes effect only
+/// after the event that records it. If that step fails, its error is answered
+/// instead of the prepared answer.
+pub async fn finish_then(
+    gw: &Gateway,
+    ctx: &RequestContext,
     mut event: EventBody,
     result: Result<Answer, ApiError>,
+    after_audit: impl FnOnce(u64) -> Result<(), ApiError>,
 ) -> Response {
     match &result {
         Ok(answer) => {
@@ -155,30 +178,12 @@ pub async fn finish(
             ApiError::audit_unavailable().to_response(Some(&ctx.request_id), None)
         }
         Ok(seq) => {
+            let result = match result {
+                Ok(answer) => after_audit(seq).map(|()| answer),
+                Err(e) => Err(e),
+            };
             let mut response = match result {
-                Ok(Answer::Json { status, mut body }) => {
-                    body.insert(
-                        "audit".into(),
-                        json!({"seq": seq, "request_id": ctx.request_id}),
-                    );
-                    (status, axum::Json(Value::Object(body))).into_response()
-                }
-                Ok(Answer::Raw {
-                    content_type,
-                    filename,
-                    body,
-                }) => {
-                    let mut response = (StatusCode::OK, body).into_response();
-                    let h = response.headers_mut();
-                    h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-                    let disposition = filename.and_then(|f| {
-                        HeaderValue::from_str(&format!("attachment; filename=\"{f}\"")).ok()
-                    });
-                    if let Some(v) = disposition {
-                        h.insert(header::CONTENT_DISPOSITION, v);
-                    }
-                    response
-                }
+                Ok(answer) => answer.into_response_with(seq, &ctx.request_id),
                 Err(e) => e.to_response(Some(&ctx.request_id), Some(seq)),
             };
             response
@@ -194,6 +199,44 @@ pub async fn finish(
         .headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));
     response
+}
+
+impl Answer {
+    fn into_response_with(self, seq: u64, request_id: &str) -> Response {
+        match self {
+            Answer::Json {
+                status,
+                mut body,
+                etag,
+            } => {
+                body.insert(
+                    "audit".into(),
+                    json!({"seq": seq, "request_id": request_id}),
+                );
+                let mut response = (status, axum::Json(Value::Object(body))).into_response();
+                if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+                    response.headers_mut().insert(header::ETAG, v);
+                }
+                response
+            }
+            Answer::Raw {
+                content_type,
+                filename,
+                body,
+            } => {
+                let mut response = (StatusCode::OK, body).into_response();
+                let h = response.headers_mut();
+                h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+                let disposition = filename.and_then(|f| {
+                    HeaderValue::from_str(&format!("attachment; filename=\"{f}\"")).ok()
+                });
+                if let Some(v) = disposition {
+                    h.insert(header::CONTENT_DISPOSITION, v);
+                }
+                response
+            }
+        }
+    }
 }
 
 async fn no_route(

@@ -42,6 +42,7 @@ pub(crate) async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse 
             "grants": policy.set.grants.len(),
             "datasets": policy.set.datasets.len(),
             "audit_writer": if audit_ok { "healthy" } else { "failed" },
+            "policy_reload": gw.reload_status.read().map(|s| s.clone()).unwrap_or_default(),
         })),
     )
 }

@@ -95,7 +95,10 @@ impl AuditStore {
             Some((key, value)) => {
                 let first = key_seq(&key);
                 let events = split_chunk(first, &value)?;
-                let (seq, stored) = events.last().ok_or(AuditError::Corrupt { seq: first, message: "empty chunk".into() })?;
+                let (seq, stored) = events.last().ok_or(AuditError::Corrupt {
+                    seq: first,
+                    message: "empty chunk".into(),
+                })?;
                 let (_, recorded, _) = open(*seq, stored)?;
                 Ok((*seq, recorded))
             }
@@ -121,10 +124,18 @@ impl AuditStore {
 
     /// One event and its recorded hash.
     pub fn get_with_hash(&self, seq: u64) -> Result<Option<(Event, Hash)>, AuditError> {
-        let Some((key, value)) = self.events.range(..=seq.to_be_bytes()).next_back().transpose()? else {
+        let Some((key, value)) = self
+            .events
+            .range(..=seq.to_be_bytes())
+            .next_back()
+            .transpose()?
+        else {
             return Ok(None);
         };
-        let Some((_, stored)) = split_chunk(key_seq(&key), &value)?.into_iter().find(|(s, _)| *s == seq) else {
+        let Some((_, stored)) = split_chunk(key_seq(&key), &value)?
+            .into_iter()
+            .find(|(s, _)| *s == seq)
+        else {
             return Ok(None);
         };
         let (event, recorded, _) = open(seq, stored)?;
@@ -170,7 +181,11 @@ impl AuditStore {
     }
 
     /// Stored events with `lo <= seq <= hi`, newest first.
-    pub fn events_desc(&self, lo: u64, hi: u64) -> impl Iterator<Item = Result<(u64, Event, Hash), AuditError>> + use<> {
+    pub fn events_desc(
+        &self,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = Result<(u64, Event, Hash), AuditError>> + use<> {
         self.events
             .range(..=hi.to_be_bytes())
             .rev()
@@ -186,7 +201,12 @@ impl AuditStore {
                 let events: Vec<Result<(u64, Vec<u8>), AuditError>> = match item {
                     Err(e) => vec![Err(e.into())],
                     Ok((k, v)) => match split_chunk(key_seq(&k), &v) {
-                        Ok(list) => list.into_iter().rev().filter(|(s, _)| (lo..=hi).contains(s)).map(|(s, b)| Ok((s, b.to_vec()))).collect(),
+                        Ok(list) => list
+                            .into_iter()
+                            .rev()
+                            .filter(|(s, _)| (lo..=hi).contains(s))
+                            .map(|(s, b)| Ok((s, b.to_vec())))
+                            .collect(),
                         Err(e) => vec![Err(e)],
                     },
                 };
@@ -202,24 +222,34 @@ impl AuditStore {
     /// Stored events with `lo <= seq <= hi`, oldest first, undecoded. A chunk
     /// that cannot be split is yielded whole under its first sequence number,
     /// so a verifier reports it there.
-    pub fn raw_events(&self, lo: u64, hi: u64) -> impl Iterator<Item = Result<(u64, Vec<u8>), sled::Error>> + use<> {
+    pub fn raw_events(
+        &self,
+        lo: u64,
+        hi: u64,
+    ) -> impl Iterator<Item = Result<(u64, Vec<u8>), sled::Error>> + use<> {
         let start = match self.events.range(..=lo.to_be_bytes()).next_back() {
             Some(Ok((k, _))) => key_seq(&k),
             _ => lo,
         };
-        self.events.range(start.to_be_bytes()..=hi.to_be_bytes()).flat_map(move |item| {
-            let events: Vec<Result<(u64, Vec<u8>), sled::Error>> = match item {
-                Err(e) => vec![Err(e)],
-                Ok((k, v)) => {
-                    let first = key_seq(&k);
-                    match split_chunk(first, &v) {
-                        Ok(list) => list.into_iter().filter(|(s, _)| (lo..=hi).contains(s)).map(|(s, b)| Ok((s, b.to_vec()))).collect(),
-                        Err(_) => vec![Ok((first, v.to_vec()))],
+        self.events
+            .range(start.to_be_bytes()..=hi.to_be_bytes())
+            .flat_map(move |item| {
+                let events: Vec<Result<(u64, Vec<u8>), sled::Error>> = match item {
+                    Err(e) => vec![Err(e)],
+                    Ok((k, v)) => {
+                        let first = key_seq(&k);
+                        match split_chunk(first, &v) {
+                            Ok(list) => list
+                                .into_iter()
+                                .filter(|(s, _)| (lo..=hi).contains(s))
+                                .map(|(s, b)| Ok((s, b.to_vec())))
+                                .collect(),
+                            Err(_) => vec![Ok((first, v.to_vec()))],
+                        }
                     }
-                }
-            };
-            events
-        })
+                };
+                events
+            })
     }
 
     /// Every signed checkpoint, oldest first.
@@ -259,9 +289,15 @@ impl AuditStore {
         checkpoint: Option<&SignedCheckpoint>,
     ) -> Result<(), AuditError> {
         for chunk in batch.chunks(CHUNK_EVENTS) {
-            let Some((first, _, _)) = chunk.first() else { continue };
-            let parts: Vec<&[u8]> = chunk.iter().map(|(_, stored, _)| stored.as_slice()).collect();
-            self.events.insert(first.to_be_bytes(), encode_chunk(&parts))?;
+            let Some((first, _, _)) = chunk.first() else {
+                continue;
+            };
+            let parts: Vec<&[u8]> = chunk
+                .iter()
+                .map(|(_, stored, _)| stored.as_slice())
+                .collect();
+            self.events
+                .insert(first.to_be_bytes(), encode_chunk(&parts))?;
         }
         for (seq, _, resident) in batch {
             if let Some(p) = resident {
@@ -333,7 +369,8 @@ impl AuditStore {
                 }
             }
             if let Some(from) = keep_from {
-                self.events.insert(from.to_be_bytes(), encode_chunk(&keep))?;
+                self.events
+                    .insert(from.to_be_bytes(), encode_chunk(&keep))?;
             }
             self.events.remove(k)?;
         }
@@ -468,7 +505,10 @@ fn encode_chunk(events: &[&[u8]]) -> Vec<u8> {
 
 /// The events of a chunk whose first event is `first`, numbered by position.
 fn split_chunk(first: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, AuditError> {
-    let corrupt = || AuditError::Corrupt { seq: first, message: "the stored chunk cannot be split into events".into() };
+    let corrupt = || AuditError::Corrupt {
+        seq: first,
+        message: "the stored chunk cannot be split into events".into(),
+    };
     let (&version, mut rest) = value.split_first().ok_or_else(corrupt)?;
     if version != CHUNK_VERSION {
         return Err(corrupt());
@@ -476,7 +516,8 @@ fn split_chunk(first: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, AuditError
     let mut out = Vec::new();
     while !rest.is_empty() {
         let (len, tail) = rest.split_at_checked(4).ok_or_else(corrupt)?;
-        let len = usize::try_from(u32::from_le_bytes([len[0], len[1], len[2], len[3]])).map_err(|_| corrupt())?;
+        let len = usize::try_from(u32::from_le_bytes([len[0], len[1], len[2], len[3]]))
+            .map_err(|_| corrupt())?;
         let (event, tail) = tail.split_at_checked(len).ok_or_else(corrupt)?;
         out.push((first + out.len() as u64, event));
         rest = tail;

@@ -47,11 +47,19 @@ pub fn access_map(set: &PolicySet) -> BTreeMap<AccessKey, AccessFields> {
                         fields.insert(f.to_string(), "plain".into());
                     }
                     for (f, m) in &access.masked {
-                        let mask = serde_json::to_value(m).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+                        let mask = serde_json::to_value(m)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default();
                         fields.insert(f.to_string(), format!("masked:{mask}"));
                     }
                 } else {
-                    for f in access.fields.iter().chain(access.masked.keys()).chain(&access.verify_only) {
+                    for f in access
+                        .fields
+                        .iter()
+                        .chain(access.masked.keys())
+                        .chain(&access.verify_only)
+                    {
                         fields.insert(f.to_string(), "verify".into());
                     }
                 }
@@ -107,8 +115,22 @@ pub struct AccessChange {
 impl fmt::Display for AccessChange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let k = &self.key;
-        let who = format!("{}/{} {} {} for {}", k.consumer, k.role, k.operation, k.dataset, k.purpose);
-        let list = |v: &[(String, Disclosure)]| v.iter().map(|(f, h)| if h == "plain" || h == "verify" { f.clone() } else { format!("{f} ({h})") }).collect::<Vec<_>>().join(", ");
+        let who = format!(
+            "{}/{} {} {} for {}",
+            k.consumer, k.role, k.operation, k.dataset, k.purpose
+        );
+        let list = |v: &[(String, Disclosure)]| {
+            v.iter()
+                .map(|(f, h)| {
+                    if h == "plain" || h == "verify" {
+                        f.clone()
+                    } else {
+                        format!("{f} ({h})")
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         let mut lines = Vec::new();
         if !self.gained.is_empty() {
             lines.push(format!("+ {who}: gains {}", list(&self.gained)));
@@ -132,14 +154,31 @@ pub fn diff(before: &PolicySet, after: &PolicySet) -> Vec<AccessChange> {
     let mut out = Vec::new();
     for key in keys {
         let (old, new) = (a.get(key).unwrap_or(&empty), b.get(key).unwrap_or(&empty));
-        let gained: Vec<_> = new.iter().filter(|(f, _)| !old.contains_key(*f)).map(|(f, h)| (f.clone(), h.clone())).collect();
-        let lost: Vec<_> = old.iter().filter(|(f, _)| !new.contains_key(*f)).map(|(f, h)| (f.clone(), h.clone())).collect();
+        let gained: Vec<_> = new
+            .iter()
+            .filter(|(f, _)| !old.contains_key(*f))
+            .map(|(f, h)| (f.clone(), h.clone()))
+            .collect();
+        let lost: Vec<_> = old
+            .iter()
+            .filter(|(f, _)| !new.contains_key(*f))
+            .map(|(f, h)| (f.clone(), h.clone()))
+            .collect();
         let changed: Vec<_> = old
             .iter()
-            .filter_map(|(f, h)| new.get(f).filter(|n| *n != h).map(|n| (f.clone(), h.clone(), n.clone())))
+            .filter_map(|(f, h)| {
+                new.get(f)
+                    .filter(|n| *n != h)
+                    .map(|n| (f.clone(), h.clone(), n.clone()))
+            })
             .collect();
         if !(gained.is_empty() && lost.is_empty() && changed.is_empty()) {
-            out.push(AccessChange { key: key.clone(), gained, lost, changed });
+            out.push(AccessChange {
+                key: key.clone(),
+                gained,
+                lost,
+                changed,
+            });
         }
     }
     out
@@ -151,7 +190,8 @@ mod tests {
     use crate::policy::load::{PolicySources, validate};
 
     fn sample() -> PolicySources {
-        PolicySources::read_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies")).unwrap()
+        PolicySources::read_dir(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("policies"))
+            .unwrap()
     }
 
     #[test]
@@ -159,7 +199,10 @@ mod tests {
         let before = validate(sample()).unwrap();
         let mut edited = sample();
         let text = edited.files.get_mut("grants/yibao-enroll.toml").unwrap();
-        *text = text.replace("fields = [\"name\", \"gender\", \"birth_date\", \"hukou_address\"]", "fields = [\"name\", \"gender\", \"phone\"]\nmasked = { hukou_address = \"address\" }");
+        *text = text.replace(
+            "fields = [\"name\", \"gender\", \"birth_date\", \"hukou_address\"]",
+            "fields = [\"name\", \"gender\", \"phone\"]\nmasked = { hukou_address = \"address\" }",
+        );
         let after = validate(edited).unwrap();
         let changes = diff(&before, &after);
         assert_eq!(changes.len(), 1, "{changes:?}");
@@ -167,9 +210,20 @@ mod tests {
         assert_eq!(c.key.consumer, "yibao");
         assert_eq!(c.gained, [("phone".to_owned(), "plain".to_owned())]);
         assert_eq!(c.lost, [("birth_date".to_owned(), "plain".to_owned())]);
-        assert_eq!(c.changed, [("hukou_address".to_owned(), "plain".to_owned(), "masked:address".to_owned())]);
+        assert_eq!(
+            c.changed,
+            [(
+                "hukou_address".to_owned(),
+                "plain".to_owned(),
+                "masked:address".to_owned()
+            )]
+        );
         let text = c.to_string();
-        assert!(text.contains("+ yibao/enrollment_clerk lookup gongan.hukou") && text.contains("- yibao"), "{text}");
+        assert!(
+            text.contains("+ yibao/enrollment_clerk lookup gongan.hukou")
+                && text.contains("- yibao"),
+            "{text}"
+        );
         assert!(diff(&before, &before).is_empty());
     }
 }

@@ -90,7 +90,11 @@ pub struct ChangeSummary {
 /// The entity tag of a grant: its version and a hash of its content.
 pub fn grant_etag(g: &GrantSpec) -> String {
     let json = serde_json::to_vec(g).unwrap_or_default();
-    format!("\"g{}-{}\"", g.version, hex(&crate::audit::event::sha256(&json)[..6]))
+    format!(
+        "\"g{}-{}\"",
+        g.version,
+        hex(&crate::audit::event::sha256(&json)[..6])
+    )
 }
 
 /// The entity tag of a dataset: a hash of its content.
@@ -101,7 +105,10 @@ pub fn dataset_etag(d: &DatasetSpec) -> String {
 
 /// A grant as the TOML of a one-grant file.
 pub fn grant_toml(g: &GrantSpec) -> String {
-    toml::to_string(&GrantsFile { grants: vec![g.clone()] }).unwrap_or_default()
+    toml::to_string(&GrantsFile {
+        grants: vec![g.clone()],
+    })
+    .unwrap_or_default()
 }
 
 /// A dataset as the TOML of its file.
@@ -150,7 +157,10 @@ pub fn prepare(current: &PolicySet, change: &Change) -> Result<Prepared, EditErr
             let existing = current.datasets.get(&d.id);
             before = existing.map(|e| dataset_toml(&e.spec));
             let file = format!("datasets/{}.toml", d.id);
-            let keep = existing.and_then(|e| sources.files.get(&e.file)).map(|t| header(t)).unwrap_or_default();
+            let keep = existing
+                .and_then(|e| sources.files.get(&e.file))
+                .map(|t| header(t))
+                .unwrap_or_default();
             let text = format!("{keep}{}", dataset_toml(d));
             after = Some(dataset_toml(d));
             sources.files.insert(file.clone(), text.clone());
@@ -175,14 +185,27 @@ pub fn prepare(current: &PolicySet, change: &Change) -> Result<Prepared, EditErr
     }
     let set = validate(sources).map_err(EditError::Invalid)?;
     let access = diff(current, &set);
-    Ok(Prepared { set, writes, before, after, access })
+    Ok(Prepared {
+        set,
+        writes,
+        before,
+        after,
+        access,
+    })
 }
 
 /// The text of grant file `file` with grant `id` replaced by `new` (or removed).
 /// Other grants in the file keep their order; leading comments are kept.
-fn render_grants(sources: &PolicySources, file: &str, new: Option<&GrantSpec>, id: &GrantId) -> String {
+fn render_grants(
+    sources: &PolicySources,
+    file: &str,
+    new: Option<&GrantSpec>,
+    id: &GrantId,
+) -> String {
     let old = sources.files.get(file).map(String::as_str).unwrap_or("");
-    let mut grants = toml::from_str::<GrantsFile>(old).map(|f| f.grants).unwrap_or_default();
+    let mut grants = toml::from_str::<GrantsFile>(old)
+        .map(|f| f.grants)
+        .unwrap_or_default();
     match (grants.iter().position(|g| g.id == *id), new) {
         (Some(i), Some(g)) => grants[i] = g.clone(),
         (Some(i), None) => {
@@ -238,19 +261,32 @@ mod tests {
     #[test]
     fn replacing_a_grant_keeps_its_neighbours_and_comments() {
         let set = current();
-        let mut g = set.grants.get("minzheng-dibao-shebao").unwrap().spec.clone();
+        let mut g = set
+            .grants
+            .get("minzheng-dibao-shebao")
+            .unwrap()
+            .spec
+            .clone();
         g.version += 1;
-        g.access[0].fields.retain(|f| f.as_str() != "monthly_pension");
+        g.access[0]
+            .fields
+            .retain(|f| f.as_str() != "monthly_pension");
         let p = prepare(&set, &Change::PutGrant(Box::new(g))).unwrap();
         assert_eq!(p.writes.len(), 1);
         let (file, text) = &p.writes[0];
         assert_eq!(file, "grants/minzheng-dibao.toml");
         let text = text.as_deref().unwrap();
         assert!(text.starts_with("# 民政局"));
-        assert!(text.contains("minzheng-dibao-hukou") && text.contains("minzheng-dibao-budongchan"));
+        assert!(
+            text.contains("minzheng-dibao-hukou") && text.contains("minzheng-dibao-budongchan")
+        );
         // It can no longer be looked up, nor verified.
         assert_eq!(p.access.len(), 2, "{:?}", p.access);
-        assert!(p.access.iter().all(|c| c.lost == [("monthly_pension".to_owned(), c.lost[0].1.clone())]));
+        assert!(
+            p.access
+                .iter()
+                .all(|c| c.lost == [("monthly_pension".to_owned(), c.lost[0].1.clone())])
+        );
     }
 
     #[test]
@@ -259,7 +295,12 @@ mod tests {
         let mut g = set.grants.get("yibao-enroll-hukou").unwrap().spec.clone();
         g.access[0].dataset = DatasetId::parse("weijian.bingli").unwrap();
         match prepare(&set, &Change::PutGrant(Box::new(g))) {
-            Err(EditError::Invalid(errs)) => assert!(errs.iter().any(|e| e.file == "grants/yibao-enroll.toml" && e.message.contains("class none")), "{errs:?}"),
+            Err(EditError::Invalid(errs)) => assert!(
+                errs.iter()
+                    .any(|e| e.file == "grants/yibao-enroll.toml"
+                        && e.message.contains("class none")),
+                "{errs:?}"
+            ),
             other => panic!("{other:?}"),
         }
     }
@@ -267,19 +308,37 @@ mod tests {
     #[test]
     fn a_dataset_in_use_cannot_be_deleted() {
         let set = current();
-        match prepare(&set, &Change::DeleteDataset(DatasetId::parse("renshe.shebao").unwrap())) {
+        match prepare(
+            &set,
+            &Change::DeleteDataset(DatasetId::parse("renshe.shebao").unwrap()),
+        ) {
             Err(EditError::InUse(users)) => assert_eq!(users, ["minzheng-dibao-shebao"]),
             other => panic!("{other:?}"),
         }
-        let p = prepare(&set, &Change::DeleteDataset(DatasetId::parse("minzheng.dibao").unwrap())).unwrap();
-        assert_eq!(p.writes, [("datasets/minzheng.dibao.toml".to_owned(), None)]);
+        let p = prepare(
+            &set,
+            &Change::DeleteDataset(DatasetId::parse("minzheng.dibao").unwrap()),
+        )
+        .unwrap();
+        assert_eq!(
+            p.writes,
+            [("datasets/minzheng.dibao.toml".to_owned(), None)]
+        );
     }
 
     #[test]
     fn deleting_the_last_grant_of_a_file_removes_the_file() {
         let set = current();
-        let p = prepare(&set, &Change::DeleteGrant(GrantId::parse("yibao-enroll-hukou").unwrap())).unwrap();
+        let p = prepare(
+            &set,
+            &Change::DeleteGrant(GrantId::parse("yibao-enroll-hukou").unwrap()),
+        )
+        .unwrap();
         assert_eq!(p.writes, [("grants/yibao-enroll.toml".to_owned(), None)]);
-        assert!(p.access.iter().all(|c| c.key.consumer == "yibao" && !c.lost.is_empty()));
+        assert!(
+            p.access
+                .iter()
+                .all(|c| c.key.consumer == "yibao" && !c.lost.is_empty())
+        );
     }
 }

@@ -52,7 +52,9 @@ pub struct History {
 impl History {
     /// Opens the tree in `db`.
     pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
-        Ok(Self { tree: db.open_tree("policy/history")? })
+        Ok(Self {
+            tree: db.open_tree("policy/history")?,
+        })
     }
 
     /// Records one change (the caller flushes with its next group commit or explicitly).
@@ -64,11 +66,18 @@ impl History {
     }
 
     /// Changes, newest first, optionally of one kind and id.
-    pub fn list(&self, kind: Option<&str>, id: Option<&str>, limit: usize) -> Result<Vec<HistoryEntry>, sled::Error> {
+    pub fn list(
+        &self,
+        kind: Option<&str>,
+        id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEntry>, sled::Error> {
         let mut out = Vec::new();
         for item in self.tree.iter().rev() {
             let (_, v) = item?;
-            let Ok(e) = serde_json::from_slice::<HistoryEntry>(&v) else { continue };
+            let Ok(e) = serde_json::from_slice::<HistoryEntry>(&v) else {
+                continue;
+            };
             if kind.is_some_and(|k| k != e.kind) || id.is_some_and(|i| i != e.id) {
                 continue;
             }
@@ -81,7 +90,11 @@ impl History {
     }
 
     /// The latest recorded state of a grant at `version`.
-    pub fn grant_version(&self, id: &str, version: u32) -> Result<Option<HistoryEntry>, sled::Error> {
+    pub fn grant_version(
+        &self,
+        id: &str,
+        version: u32,
+    ) -> Result<Option<HistoryEntry>, sled::Error> {
         Ok(self
             .list(Some("grant"), Some(id), usize::MAX)?
             .into_iter()

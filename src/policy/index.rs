@@ -412,7 +412,13 @@ impl CompiledPolicy {
                         format!(
                             "grant {} requires case references of the form {}",
                             c.grant.id(),
-                            c.grant.grant.spec.conditions.case_ref_pattern.as_deref().unwrap_or("")
+                            c.grant
+                                .grant
+                                .spec
+                                .conditions
+                                .case_ref_pattern
+                                .as_deref()
+                                .unwrap_or("")
                         ),
                         Some(c),
                     );

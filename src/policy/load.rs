@@ -341,10 +341,16 @@ fn check_grant(
             }
         });
     let case_ref_pattern = c.case_ref_pattern.as_deref().and_then(|p| {
-        match regex::RegexBuilder::new(&format!("^(?:{p})$")).size_limit(1 << 16).build() {
+        match regex::RegexBuilder::new(&format!("^(?:{p})$"))
+            .size_limit(1 << 16)
+            .build()
+        {
             Ok(re) => Some(re),
             Err(e) => {
-                problems.push(format!("case_ref_pattern \"{p}\" is not a valid regular expression: {}", e.to_string().lines().last().unwrap_or("")));
+                problems.push(format!(
+                    "case_ref_pattern \"{p}\" is not a valid regular expression: {}",
+                    e.to_string().lines().last().unwrap_or("")
+                ));
                 None
             }
         }

@@ -48,6 +48,7 @@ pub async fn serve(
         .max_concurrent_streams(256)
         .timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let reloader = spawn_policy_reloader(gw.clone());
     tokio::pin!(shutdown);
 
     loop {
@@ -105,6 +106,7 @@ pub async fn serve(
     }
 
     drop(listener);
+    reloader.abort();
     tracing::info!("shutting down: draining open connections");
     if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
         .await
@@ -115,6 +117,73 @@ pub async fn serve(
     gw.shutdown().await;
     tracing::info!("audit log flushed; stopped");
     Ok(())
+}
+
+/// How often the policy directory is checked for hand edits.
+const POLICY_POLL: Duration = Duration::from_millis(500);
+
+/// Reloads the policy directory when its files change (checked every half
+/// second by size and modification time, so it works on every file system
+/// and for every deployment tool) or on SIGHUP.
+pub fn spawn_policy_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let dir = gw.config.policies_dir.clone();
+        // Empty at first: the first tick compares the files with the set in
+        // force, so an edit made while the gateway was starting is not missed.
+        let mut last = Vec::new();
+        let mut tick = tokio::time::interval(POLICY_POLL);
+        #[cfg(unix)]
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        loop {
+            #[cfg(unix)]
+            let hangup = async {
+                match hup.as_mut() {
+                    Some(s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            #[cfg(not(unix))]
+            let hangup = std::future::pending::<()>();
+            let trigger = tokio::select! {
+                _ = tick.tick() => {
+                    let now = fingerprint(&dir);
+                    if now == last {
+                        continue;
+                    }
+                    last = now;
+                    "file change"
+                }
+                () = hangup => "SIGHUP",
+            };
+            // Errors are logged and kept in the reload status; the set in force stays.
+            let _ = gw.reload_policy_files(trigger).await;
+        }
+    })
+}
+
+/// Size and modification time of every policy file.
+fn fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    let mut add = |path: std::path::PathBuf| {
+        if let Ok(m) = std::fs::metadata(&path) {
+            out.push((path, m.len(), m.modified().ok()));
+        }
+    };
+    add(dir.join("departments.toml"));
+    for sub in ["datasets", "grants"] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+            let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            paths.sort();
+            for p in paths {
+                add(p);
+            }
+        }
+    }
+    out
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -3,6 +3,7 @@
 // Test code: a panic is how a helper reports a failure.
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod audit_log;
 mod audit_review;
 mod auth;

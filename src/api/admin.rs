@@ -1,0 +1,906 @@
+//! Routes for policy administrators: read and change grants and the catalog,
+//! dry-run a change, explain a decision, read the history, revert.
+//!
+//! Every route needs role `policy_admin` in the operator department. A change
+//! is prepared and validated as a whole under the policy lock, recorded in
+//! the audit log (durably, with before and after), and only then written to
+//! its file and swapped in, in one step.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::query::{authenticate, check_department_limit};
+use super::{Answer, RequestContext, finish, finish_then};
+use crate::audit::query::format_time;
+use crate::audit::{EventBody, EventKind};
+use crate::domain::{CaseRef, DatasetId, DeptId, FieldName, GrantId, Purpose, Role};
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::pipeline::authn::Principal;
+use crate::policy::edit::{
+    Change, EditError, Prepared, apply_files, dataset_etag, dataset_toml, grant_etag, grant_toml,
+    prepare,
+};
+use crate::policy::history::HistoryEntry;
+use crate::policy::model::{DatasetSpec, GrantSpec, GrantsFile, Operation};
+use crate::policy::{Decision, DecisionRequest};
+
+/// The role every route here needs.
+pub const POLICY_ADMIN: &str = "policy_admin";
+
+pub(crate) fn router() -> Router<Arc<Gateway>> {
+    Router::new()
+        .route("/v1/admin/grants", get(list_grants))
+        .route(
+            "/v1/admin/grants/{id}",
+            get(get_grant).put(put_grant).delete(delete_grant),
+        )
+        .route("/v1/admin/grants/{id}/revert", post(revert_grant))
+        .route("/v1/admin/datasets", get(list_datasets))
+        .route(
+            "/v1/admin/datasets/{id}",
+            get(get_dataset).put(put_dataset).delete(delete_dataset),
+        )
+        .route("/v1/admin/validate", post(validate_changes))
+        .route("/v1/admin/decide", post(decide))
+        .route("/v1/admin/history", get(history))
+}
+
+fn admin(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    event: &mut EventBody,
+) -> Result<Arc<Principal>, ApiError> {
+    let policy = gw.policy.snapshot();
+    event.policy_version = Some(policy.version().to_owned());
+    let principal = authenticate(gw, &policy, headers, event)?;
+    if !principal.has_role(POLICY_ADMIN) || principal.dept.as_str() != gw.config.operator_department
+    {
+        return Err(ApiError::role_required(&format!(
+            "{POLICY_ADMIN} (held by staff of {})",
+            gw.config.operator_department
+        )));
+    }
+    check_department_limit(&policy, &principal)?;
+    Ok(principal)
+}
+
+fn bad(slug: &'static str, title: &'static str, detail: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, slug, title, detail)
+}
+
+fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| bad("invalid-path", "The path is not valid", e.body_text()))
+}
+
+fn grant_id(path: Result<Path<String>, PathRejection>) -> Result<GrantId, ApiError> {
+    GrantId::parse(&path_id(path)?)
+        .map_err(|e| ApiError::invalid_input("invalid-grant-id", "The grant id is not valid", &e))
+}
+
+fn dataset_id(path: Result<Path<String>, PathRejection>) -> Result<DatasetId, ApiError> {
+    DatasetId::parse(&path_id(path)?).map_err(|e| {
+        ApiError::invalid_input("invalid-dataset-id", "The dataset id is not valid", &e)
+    })
+}
+
+fn not_found(kind: &str, id: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        if kind == "grant" {
+            "grant-not-found"
+        } else {
+            "dataset-not-found"
+        },
+        "No such policy entry",
+        format!("there is no {kind} {id}"),
+    )
+}
+
+/// Reads a JSON or TOML body (by `Content-Type`) into `T`.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<T, ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body-too-large",
+                "The request body is too large",
+                e.body_text(),
+            )
+        } else {
+            bad(
+                "invalid-body",
+                "The request body cannot be read",
+                e.body_text(),
+            )
+        }
+    })?;
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let text = std::str::from_utf8(&bytes).map_err(|_| {
+        bad(
+            "invalid-body",
+            "The request body is not valid",
+            "the body is not UTF-8",
+        )
+    })?;
+    match media {
+        "application/json" => serde_json::from_str(text).map_err(|e| {
+            bad(
+                "invalid-body",
+                "The request body is not valid",
+                format!("JSON: {e}"),
+            )
+        }),
+        "application/toml" => toml::from_str(text).map_err(|e| {
+            bad(
+                "invalid-body",
+                "The request body is not valid",
+                format!("TOML: {}", e.to_string().trim_end()),
+            )
+        }),
+        _ => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported-media-type",
+            "Unsupported media type",
+            "send the body as application/json or application/toml",
+        )),
+    }
+}
+
+fn wants_toml(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/toml"))
+}
+
+/// `If-Match` against the current entity tag: required to change or delete
+/// what exists (428 without it, 412 when someone else changed it first).
+fn check_precondition(headers: &HeaderMap, current: Option<&str>) -> Result<(), ApiError> {
+    let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
+    let if_none_match = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok());
+    match (current, if_match) {
+        (Some(_), None) if if_none_match.is_some() => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition-failed",
+            "It already exists",
+            "If-None-Match: * was sent, but the entry exists",
+        )),
+        (Some(_), None) => Err(ApiError::new(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition-required",
+            "If-Match is required",
+            "send If-Match with the ETag from a GET, so that you do not overwrite someone else's change",
+        )),
+        (Some(tag), Some(m)) if m.split(',').any(|t| t.trim() == tag || t.trim() == "*") => Ok(()),
+        (Some(tag), Some(_)) => {
+            let mut e = ApiError::new(
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Someone else changed it first",
+                "the entry changed since you read it; GET it again, reapply your edit and send the new ETag",
+            );
+            e.extra.insert("current_etag".into(), json!(tag));
+            Err(e)
+        }
+        (None, Some(_)) => Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition-failed",
+            "It does not exist",
+            "If-Match was sent, but the entry does not exist",
+        )),
+        (None, None) => Ok(()),
+    }
+}
+
+fn edit_error(e: EditError, kind: &str, id: &str) -> ApiError {
+    match e {
+        EditError::Invalid(errors) => {
+            let mut err = ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-policy",
+                "The change would make the policy set invalid",
+                format!(
+                    "{} problem(s); nothing was changed: {}",
+                    errors.len(),
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ),
+            );
+            err.extra.insert("errors".into(), json!(errors));
+            err
+        }
+        EditError::NotFound => not_found(kind, id),
+        EditError::InUse(grants) => {
+            let mut err = ApiError::new(
+                StatusCode::CONFLICT,
+                "dataset-in-use",
+                "Grants still use this dataset",
+                format!(
+                    "dataset {id} is used by grants {}; change or delete them first",
+                    grants.join(", ")
+                ),
+            );
+            err.extra.insert("grants".into(), json!(grants));
+            err
+        }
+    }
+}
+
+/// A prepared change with what the history needs; applied after its audit event is durable.
+struct Apply<'g> {
+    gw: &'g Gateway,
+    prepared: Prepared,
+    entry: HistoryEntry,
+}
+
+impl Apply<'_> {
+    fn run(self, seq: u64) -> Result<(), ApiError> {
+        let failed = |what: String| {
+            tracing::error!(error = %what, "policy change could not be applied");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "policy-write-failed",
+                "The change could not be written",
+                "the change was recorded but could not be written; nothing changed in force",
+            )
+        };
+        apply_files(&self.gw.config.policies_dir, &self.prepared.writes)
+            .map_err(|e| failed(e.to_string()))?;
+        let compiled = self.gw.compile(self.prepared.set);
+        self.gw.policy.swap(compiled);
+        let mut entry = self.entry;
+        entry.seq = seq;
+        if let Err(e) = self.gw.policy_history.record(&entry) {
+            tracing::error!(error = %e, "policy history could not be recorded");
+        }
+        Ok(())
+    }
+}
+
+/// Prepares a change and describes it in the event; the caller holds the policy lock.
+fn prepare_change<'g>(
+    gw: &'g Gateway,
+    who: &Principal,
+    event: &mut EventBody,
+    change: Change,
+    action: &str,
+) -> Result<(Map<String, Value>, Apply<'g>), ApiError> {
+    let (kind, id) = (change.kind(), change.id());
+    let current = gw.policy.snapshot();
+    let prepared = prepare(&current.set, &change).map_err(|e| edit_error(e, kind, &id))?;
+    let access: Vec<String> = prepared.access.iter().map(ToString::to_string).collect();
+    let version = match &change {
+        Change::PutGrant(g) => Some(g.version),
+        _ => None,
+    };
+    event.detail = Some(json!({"action": action, "kind": kind, "id": id, "version": version, "before": prepared.before, "after": prepared.after, "access": access}).to_string());
+    event.policy_version = Some(prepared.set.version.clone());
+    let entry = HistoryEntry {
+        seq: 0,
+        time_ms: gw.clock.unix_millis(),
+        author: format!("{}/{}", who.dept, who.subject),
+        action: action.to_owned(),
+        kind: kind.to_owned(),
+        id: id.clone(),
+        version,
+        before: prepared.before.clone(),
+        after: prepared.after.clone(),
+        access: access.clone(),
+    };
+    let mut body = Map::new();
+    body.insert("kind".into(), json!(kind));
+    body.insert("id".into(), json!(id));
+    body.insert("policy_version".into(), json!(prepared.set.version));
+    body.insert("access_changes".into(), json!(access));
+    Ok((
+        body,
+        Apply {
+            gw,
+            prepared,
+            entry,
+        },
+    ))
+}
+
+async fn list_grants(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.list_grants");
+    let result = admin(&gw, &headers, &mut event).map(|_| {
+        let policy = gw.policy.snapshot();
+        let grants: Vec<Value> = policy
+            .set
+            .grants
+            .values()
+            .map(|g| {
+                let s = &g.spec;
+                json!({
+                    "id": s.id, "version": s.version, "etag": grant_etag(s), "title": s.title, "file": g.file,
+                    "consumer": s.consumer, "roles": s.roles, "purposes": s.purposes, "operations": s.operations,
+                    "datasets": s.access.iter().map(|a| a.dataset.to_string()).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert("policy_version".into(), json!(policy.version()));
+        body.insert("grants".into(), Value::Array(grants));
+        Answer::ok(body)
+    });
+    finish(&gw, &ctx, event, result).await
+}
+
+async fn get_grant(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.get_grant");
+    let result = (|| {
+        admin(&gw, &headers, &mut event)?;
+        let id = grant_id(path)?;
+        event.detail = Some(format!("grant={id}"));
+        let policy = gw.policy.snapshot();
+        let g = policy
+            .set
+            .grants
+            .get(&id)
+            .ok_or_else(|| not_found("grant", id.as_str()))?;
+        if wants_toml(&headers) {
+            return Ok(Answer::Raw {
+                content_type: "application/toml",
+                filename: None,
+                body: axum::body::Body::from(grant_toml(&g.spec)),
+            });
+        }
+        let mut body = Map::new();
+        body.insert("grant".into(), json!(g.spec));
+        body.insert("etag".into(), json!(grant_etag(&g.spec)));
+        body.insert("file".into(), json!(g.file));
+        Ok(Answer::Json {
+            status: StatusCode::OK,
+            body,
+            etag: Some(grant_etag(&g.spec)),
+        })
+    })();
+    finish(&gw, &ctx, event, result).await
+}
+
+async fn put_grant(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.put_grant");
+    let _guard = gw.policy_lock.lock().await;
+    let result = (|| {
+        let who = admin(&gw, &headers, &mut event)?;
+        let id = grant_id(path)?;
+        let mut spec: GrantSpec = parse_body(&headers, body)?;
+        if spec.id != id {
+            return Err(bad(
+                "id-mismatch",
+                "The id in the body is not the id in the path",
+                format!("the body names grant {}, the path {id}", spec.id),
+            ));
+        }
+        let policy = gw.policy.snapshot();
+        let current = policy.set.grants.get(&id);
+        check_precondition(&headers, current.map(|g| grant_etag(&g.spec)).as_deref())?;
+        spec.version = current.map_or(1, |g| g.spec.version + 1);
+        let created = current.is_none();
+        let etag = grant_etag(&spec);
+        let (mut body, apply) = prepare_change(
+            &gw,
+            &who,
+            &mut event,
+            Change::PutGrant(Box::new(spec.clone())),
+            "put",
+        )?;
+        body.insert("grant".into(), json!(spec));
+        body.insert("etag".into(), json!(etag));
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((
+            Answer::Json {
+                status,
+                body,
+                etag: Some(etag),
+            },
+            apply,
+        ))
+    })();
+    respond_change(&gw, &ctx, event, result).await
+}
+
+async fn respond_change(
+    gw: &Gateway,
+    ctx: &RequestContext,
+    event: EventBody,
+    result: Result<(Answer, Apply<'_>), ApiError>,
+) -> Response {
+    match result {
+        Ok((answer, apply)) => finish_then(gw, ctx, event, Ok(answer), |seq| apply.run(seq)).await,
+        Err(e) => finish(gw, ctx, event, Err(e)).await,
+    }
+}
+
+async fn delete_grant(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.delete_grant");
+    let _guard = gw.policy_lock.lock().await;
+    let result = (|| {
+        let who = admin(&gw, &headers, &mut event)?;
+        let id = grant_id(path)?;
+        let policy = gw.policy.snapshot();
+        let current = policy
+            .set
+            .grants
+            .get(&id)
+            .ok_or_else(|| not_found("grant", id.as_str()))?;
+        check_precondition(&headers, Some(&grant_etag(&current.spec)))?;
+        let (body, apply) =
+            prepare_change(&gw, &who, &mut event, Change::DeleteGrant(id), "delete")?;
+        Ok((Answer::ok(body), apply))
+    })();
+    respond_change(&gw, &ctx, event, result).await
+}
+
+/// Query of a revert.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevertParams {
+    to: u32,
+}
+
+async fn revert_grant(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    params: Result<Query<RevertParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.revert_grant");
+    let _guard = gw.policy_lock.lock().await;
+    let result = (|| {
+        let who = admin(&gw, &headers, &mut event)?;
+        let id = grant_id(path)?;
+        let Query(p) = params.map_err(|e| {
+            bad(
+                "invalid-query",
+                "The query string is not valid",
+                e.body_text(),
+            )
+        })?;
+        let entry = gw
+            .policy_history
+            .grant_version(id.as_str(), p.to)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "history-read-failed",
+                    "The history could not be read",
+                    e.to_string(),
+                )
+            })?
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "version-not-found",
+                    "No such version",
+                    format!("the history holds no version {} of grant {id}", p.to),
+                )
+            })?;
+        let mut spec = entry
+            .after
+            .as_deref()
+            .and_then(|t| toml::from_str::<GrantsFile>(t).ok())
+            .and_then(|f| f.grants.into_iter().next())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "history-read-failed",
+                    "The history could not be read",
+                    "the recorded version cannot be read",
+                )
+            })?;
+        let policy = gw.policy.snapshot();
+        let current = policy.set.grants.get(&id);
+        if headers.contains_key(header::IF_MATCH) {
+            check_precondition(&headers, current.map(|g| grant_etag(&g.spec)).as_deref())?;
+        }
+        spec.version = current.map_or(1, |g| g.spec.version) + 1;
+        let etag = grant_etag(&spec);
+        let (mut body, apply) = prepare_change(
+            &gw,
+            &who,
+            &mut event,
+            Change::PutGrant(Box::new(spec.clone())),
+            "revert",
+        )?;
+        body.insert("reverted_to".into(), json!(p.to));
+        body.insert("grant".into(), json!(spec));
+        body.insert("etag".into(), json!(etag));
+        Ok((
+            Answer::Json {
+                status: StatusCode::OK,
+                body,
+                etag: Some(etag),
+            },
+            apply,
+        ))
+    })();
+    respond_change(&gw, &ctx, event, result).await
+}
+
+async fn list_datasets(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.list_datasets");
+    let result = admin(&gw, &headers, &mut event).map(|_| {
+        let policy = gw.policy.snapshot();
+        let datasets: Vec<Value> = policy
+            .set
+            .datasets
+            .values()
+            .map(|d| json!({"id": d.spec.id, "title": d.spec.title, "owner": d.spec.owner, "class": d.spec.class, "etag": dataset_etag(&d.spec), "fields": d.spec.fields.len()}))
+            .collect();
+        let mut body = Map::new();
+        body.insert("policy_version".into(), json!(policy.version()));
+        body.insert("datasets".into(), Value::Array(datasets));
+        Answer::ok(body)
+    });
+    finish(&gw, &ctx, event, result).await
+}
+
+async fn get_dataset(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.get_dataset");
+    let result = (|| {
+        admin(&gw, &headers, &mut event)?;
+        let id = dataset_id(path)?;
+        event.detail = Some(format!("dataset={id}"));
+        let policy = gw.policy.snapshot();
+        let d = policy
+            .set
+            .datasets
+            .get(&id)
+            .ok_or_else(|| not_found("dataset", id.as_str()))?;
+        if wants_toml(&headers) {
+            return Ok(Answer::Raw {
+                content_type: "application/toml",
+                filename: None,
+                body: axum::body::Body::from(dataset_toml(&d.spec)),
+            });
+        }
+        let mut body = Map::new();
+        body.insert("dataset".into(), json!(d.spec));
+        body.insert("etag".into(), json!(dataset_etag(&d.spec)));
+        Ok(Answer::Json {
+            status: StatusCode::OK,
+            body,
+            etag: Some(dataset_etag(&d.spec)),
+        })
+    })();
+    finish(&gw, &ctx, event, result).await
+}
+
+async fn put_dataset(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.put_dataset");
+    let _guard = gw.policy_lock.lock().await;
+    let result = (|| {
+        let who = admin(&gw, &headers, &mut event)?;
+        let id = dataset_id(path)?;
+        let spec: DatasetSpec = parse_body(&headers, body)?;
+        if spec.id != id {
+            return Err(bad(
+                "id-mismatch",
+                "The id in the body is not the id in the path",
+                format!("the body names dataset {}, the path {id}", spec.id),
+            ));
+        }
+        let policy = gw.policy.snapshot();
+        let current = policy.set.datasets.get(&id);
+        check_precondition(&headers, current.map(|d| dataset_etag(&d.spec)).as_deref())?;
+        let created = current.is_none();
+        let etag = dataset_etag(&spec);
+        let (mut body, apply) = prepare_change(
+            &gw,
+            &who,
+            &mut event,
+            Change::PutDataset(Box::new(spec.clone())),
+            "put",
+        )?;
+        body.insert("dataset".into(), json!(spec));
+        body.insert("etag".into(), json!(etag));
+        let status = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        Ok((
+            Answer::Json {
+                status,
+                body,
+                etag: Some(etag),
+            },
+            apply,
+        ))
+    })();
+    respond_change(&gw, &ctx, event, result).await
+}
+
+async fn delete_dataset(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.delete_dataset");
+    let _guard = gw.policy_lock.lock().await;
+    let result = (|| {
+        let who = admin(&gw, &headers, &mut event)?;
+        let id = dataset_id(path)?;
+        let policy = gw.policy.snapshot();
+        let current = policy
+            .set
+            .datasets
+            .get(&id)
+            .ok_or_else(|| not_found("dataset", id.as_str()))?;
+        check_precondition(&headers, Some(&dataset_etag(&current.spec)))?;
+        let (body, apply) =
+            prepare_change(&gw, &who, &mut event, Change::DeleteDataset(id), "delete")?;
+        Ok((Answer::ok(body), apply))
+    })();
+    respond_change(&gw, &ctx, event, result).await
+}
+
+/// One proposed change in `POST /v1/admin/validate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "action", rename_all = "snake_case")]
+pub(crate) enum ProposedChange {
+    /// Create or replace a grant.
+    PutGrant { grant: Box<GrantSpec> },
+    /// Delete a grant.
+    DeleteGrant { id: GrantId },
+    /// Create or replace a dataset.
+    PutDataset { dataset: Box<DatasetSpec> },
+    /// Delete a dataset.
+    DeleteDataset { id: DatasetId },
+}
+
+/// Body of `POST /v1/admin/validate`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ValidateBody {
+    changes: Vec<ProposedChange>,
+}
+
+async fn validate_changes(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.validate");
+    let result = (|| {
+        admin(&gw, &headers, &mut event)?;
+        let proposal: ValidateBody = parse_body(&headers, body)?;
+        let policy = gw.policy.snapshot();
+        let mut set = policy.set.clone();
+        let mut errors = Vec::new();
+        for change in proposal.changes {
+            let change = match change {
+                ProposedChange::PutGrant { grant } => Change::PutGrant(grant),
+                ProposedChange::DeleteGrant { id } => Change::DeleteGrant(id),
+                ProposedChange::PutDataset { dataset } => Change::PutDataset(dataset),
+                ProposedChange::DeleteDataset { id } => Change::DeleteDataset(id),
+            };
+            let (kind, id) = (change.kind(), change.id());
+            match prepare(&set, &change) {
+                Ok(p) => set = p.set,
+                Err(e) => {
+                    let e = edit_error(e, kind, &id);
+                    errors.push(json!({"change": format!("{kind} {id}"), "problem": e.slug, "detail": e.detail, "errors": e.extra.get("errors"), "grants": e.extra.get("grants")}));
+                    break;
+                }
+            }
+        }
+        let access: Vec<String> = crate::policy::diff::diff(&policy.set, &set)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let mut body = Map::new();
+        body.insert("valid".into(), json!(errors.is_empty()));
+        body.insert("errors".into(), Value::Array(errors));
+        body.insert("access_changes".into(), json!(access));
+        body.insert("policy_version".into(), json!(set.version));
+        Ok(Answer::ok(body))
+    })();
+    finish(&gw, &ctx, event, result).await
+}
+
+/// Body of `POST /v1/admin/decide`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecideBody {
+    dept: DeptId,
+    roles: Vec<Role>,
+    dataset: DatasetId,
+    operation: Operation,
+    purpose: Purpose,
+    #[serde(default)]
+    case_ref: Option<CaseRef>,
+    #[serde(default)]
+    fields: Option<Vec<FieldName>>,
+    /// The day to decide for (`YYYY-MM-DD`); default today.
+    #[serde(default)]
+    date: Option<String>,
+}
+
+async fn decide(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.decide");
+    let result = (|| {
+        admin(&gw, &headers, &mut event)?;
+        let q: DecideBody = parse_body(&headers, body)?;
+        let today = match &q.date {
+            None => gw.today(),
+            Some(d) => {
+                time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
+                    .map_err(|_| {
+                        bad(
+                            "invalid-body",
+                            "The request body is not valid",
+                            "date must be YYYY-MM-DD",
+                        )
+                    })?
+            }
+        };
+        event.detail = Some(format!(
+            "dept={}&dataset={}&operation={}&purpose={}",
+            q.dept,
+            q.dataset,
+            q.operation.as_str(),
+            q.purpose
+        ));
+        let policy = gw.policy.snapshot();
+        let decision = policy.decide(&DecisionRequest {
+            consumer: &q.dept,
+            roles: &q.roles,
+            dataset: &q.dataset,
+            operation: q.operation,
+            purpose: &q.purpose,
+            case_ref: q.case_ref.as_ref(),
+            requested: q.fields.as_deref(),
+            today,
+        });
+        let mut body = Map::new();
+        body.insert("policy_version".into(), json!(policy.version()));
+        body.insert("date".into(), json!(today.to_string()));
+        match decision {
+            Decision::Allow(a) => {
+                body.insert("decision".into(), json!("allow"));
+                body.insert("grant".into(), json!({"id": a.grant.id(), "version": a.grant.version(), "basis": a.grant.grant.spec.basis}));
+                let fields: Vec<Value> = a
+                    .fields
+                    .iter()
+                    .map(|f| json!({"name": f.name, "mask": f.mask}))
+                    .collect();
+                body.insert("fields".into(), Value::Array(fields));
+            }
+            Decision::Deny(d) => {
+                body.insert("decision".into(), json!("deny"));
+                body.insert("reason".into(), json!(d.reason.slug()));
+                body.insert("detail".into(), json!(d.detail));
+                body.insert("nearest_grant".into(), json!(d.nearest));
+            }
+        }
+        Ok(Answer::ok(body))
+    })();
+    finish(&gw, &ctx, event, result).await
+}
+
+/// Query of the history.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct HistoryParams {
+    kind: Option<String>,
+    id: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn history(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    params: Result<Query<HistoryParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.history");
+    let result = (|| {
+        admin(&gw, &headers, &mut event)?;
+        let Query(p) = params.map_err(|e| {
+            bad(
+                "invalid-query",
+                "The query string is not valid",
+                e.body_text(),
+            )
+        })?;
+        let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+        let entries = gw
+            .policy_history
+            .list(p.kind.as_deref(), p.id.as_deref(), limit)
+            .map_err(|e| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "history-read-failed",
+                    "The history could not be read",
+                    e.to_string(),
+                )
+            })?;
+        let changes: Vec<Value> = entries
+            .iter()
+            .map(|e| {
+                json!({
+                    "seq": e.seq, "time": format_time(e.time_ms, gw.utc_offset), "author": e.author, "action": e.action,
+                    "kind": e.kind, "id": e.id, "version": e.version, "access_changes": e.access, "diff": e.diff(),
+                    "before": e.before, "after": e.after,
+                })
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert("changes".into(), Value::Array(changes));
+        Ok(Answer::ok(body))
+    })();
+    finish(&gw, &ctx, event, result).await
+}
