@@ -140,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
         store.clone(),
         dir.path(),
         signer.clone(),
+        Arc::new(tongban::metrics::Metrics::new()),
         WriterOptions {
             node: "bench-1".into(),
             durability: Durability::Flush,

@@ -19,6 +19,11 @@ pub struct Config {
     /// Where to listen for HTTPS. Default `127.0.0.1:8443`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A separate plain-HTTP address that serves only `/metrics` (e.g.
+    /// `127.0.0.1:9464`); when set, the HTTPS listener does not serve it.
+    /// Default: unset, `/metrics` is on the HTTPS listener.
+    #[serde(default)]
+    pub metrics_listen: Option<SocketAddr>,
     /// The sled database directory (audit log, embedded department data). Default `data`.
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
@@ -186,6 +191,9 @@ pub struct LimitsConfig {
     /// Longest bearer token, in bytes. Default 8192.
     #[serde(default = "default_max_token")]
     pub max_token_bytes: usize,
+    /// Most open client connections; more are closed at once. Default 4096.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
     /// Longest a client may take to send its request headers, in seconds. Default 10.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: u64,
@@ -197,6 +205,7 @@ impl Default for LimitsConfig {
             max_body_bytes: default_max_body(),
             max_token_bytes: default_max_token(),
             header_timeout_secs: default_header_timeout(),
+            max_connections: default_max_connections(),
         }
     }
 }
@@ -262,6 +271,9 @@ fn default_max_body() -> usize {
 }
 fn default_max_token() -> usize {
     8192
+}
+fn default_max_connections() -> usize {
+    4096
 }
 fn default_header_timeout() -> u64 {
     10

@@ -12,6 +12,7 @@ use crate::audit::{EventBody, EventKind, Outcome};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::domain::DeptId;
+use crate::metrics::Metrics;
 use crate::pipeline::authn::{Authenticator, IssuerError};
 use crate::pipeline::rate_limit::RateSpec;
 use crate::policy::diff::diff;
@@ -67,6 +68,8 @@ pub struct Gateway {
     pub checkpoint_signer: Arc<CheckpointSigner>,
     /// Where records come from.
     pub providers: Providers,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
     /// The history of policy changes.
     pub policy_history: History,
     /// Serializes every change of the policy in force (admin edits, reloads).
@@ -137,10 +140,12 @@ impl Gateway {
         let pseudonyms = Pseudonymizer::open(&config.data_dir)?;
         let audit_store = AuditStore::open(&db)?;
         let checkpoint_signer = Arc::new(CheckpointSigner::open(&config.data_dir)?);
+        let metrics = Arc::new(Metrics::new());
         let audit = AuditWriter::start(
             audit_store.clone(),
             &config.data_dir,
             checkpoint_signer.clone(),
+            metrics.clone(),
             WriterOptions {
                 node: config.node_id.clone(),
                 durability: config.audit.durability,
@@ -163,6 +168,7 @@ impl Gateway {
             pseudonyms,
             checkpoint_signer,
             providers,
+            metrics,
             policy_history,
             policy_lock: tokio::sync::Mutex::new(()),
             reload_status: std::sync::RwLock::new(ReloadStatus::default()),

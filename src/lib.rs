@@ -16,6 +16,7 @@ pub mod devpki;
 pub mod domain;
 pub mod error;
 pub mod gateway;
+pub mod metrics;
 pub mod pipeline;
 pub mod policy;
 pub mod provider;

@@ -417,30 +417,38 @@ async fn put_grant(
         spec.version = current.map_or(1, |g| g.spec.version + 1);
         let created = current.is_none();
         let etag = grant_etag(&spec);
-        let (mut body, apply) = prepare_change(
+        let (body, apply) = prepare_change(
             &gw,
             &who,
             &mut event,
             Change::PutGrant(Box::new(spec.clone())),
             "put",
         )?;
-        body.insert("grant".into(), json!(spec));
-        body.insert("etag".into(), json!(etag));
-        let status = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok((
-            Answer::Json {
-                status,
-                body,
-                etag: Some(etag),
-            },
-            apply,
-        ))
+        Ok((stored(body, "grant", json!(spec), etag, created), apply))
     })();
     respond_change(&gw, &ctx, event, result).await
+}
+
+/// The answer to a stored change: the entry, its new ETag, 201 if it was created.
+fn stored(
+    mut body: Map<String, Value>,
+    member: &str,
+    value: Value,
+    etag: String,
+    created: bool,
+) -> Answer {
+    body.insert(member.into(), value);
+    body.insert("etag".into(), json!(etag));
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Answer::Json {
+        status,
+        body,
+        etag: Some(etag),
+    }
 }
 
 async fn respond_change(
@@ -553,16 +561,7 @@ async fn revert_grant(
             "revert",
         )?;
         body.insert("reverted_to".into(), json!(p.to));
-        body.insert("grant".into(), json!(spec));
-        body.insert("etag".into(), json!(etag));
-        Ok((
-            Answer::Json {
-                status: StatusCode::OK,
-                body,
-                etag: Some(etag),
-            },
-            apply,
-        ))
+        Ok((stored(body, "grant", json!(spec), etag, false), apply))
     })();
     respond_change(&gw, &ctx, event, result).await
 }
@@ -650,28 +649,14 @@ async fn put_dataset(
         check_precondition(&headers, current.map(|d| dataset_etag(&d.spec)).as_deref())?;
         let created = current.is_none();
         let etag = dataset_etag(&spec);
-        let (mut body, apply) = prepare_change(
+        let (body, apply) = prepare_change(
             &gw,
             &who,
             &mut event,
             Change::PutDataset(Box::new(spec.clone())),
             "put",
         )?;
-        body.insert("dataset".into(), json!(spec));
-        body.insert("etag".into(), json!(etag));
-        let status = if created {
-            StatusCode::CREATED
-        } else {
-            StatusCode::OK
-        };
-        Ok((
-            Answer::Json {
-                status,
-                body,
-                etag: Some(etag),
-            },
-            apply,
-        ))
+        Ok((stored(body, "dataset", json!(spec), etag, created), apply))
     })();
     respond_change(&gw, &ctx, event, result).await
 }

@@ -33,7 +33,7 @@ pub struct ConnInfo {
 /// Builds the whole router over the gateway state.
 pub fn build_app(gw: Arc<Gateway>) -> Router {
     Router::new()
-        .merge(ops::router())
+        .merge(ops::router(gw.config.metrics_listen.is_none()))
         .merge(query::router())
         .merge(audit::router())
         .merge(admin::router())
@@ -57,6 +57,28 @@ pub struct RequestContext {
     pub time_ms: i64,
     /// The connection it came on.
     pub conn: ConnInfo,
+    /// The W3C trace id from a valid `traceparent` header, for logs and upstreams.
+    pub trace_id: Option<String>,
+}
+
+/// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if valid.
+pub fn trace_id(traceparent: Option<&axum::http::HeaderValue>) -> Option<String> {
+    let s = traceparent?.to_str().ok()?;
+    let parts: Vec<&str> = s.trim().split('-').collect();
+    let hex = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let ok = parts.len() == 4
+        && hex(parts[0], 2)
+        && parts[0] != "ff"
+        && hex(parts[1], 32)
+        && parts[1].bytes().any(|b| b != b'0')
+        && hex(parts[2], 16)
+        && parts[2].bytes().any(|b| b != b'0')
+        && hex(parts[3], 2);
+    ok.then(|| parts[1].to_owned())
 }
 
 impl FromRequestParts<Arc<Gateway>> for RequestContext {
@@ -78,6 +100,7 @@ impl FromRequestParts<Arc<Gateway>> for RequestContext {
                 .get::<ConnInfo>()
                 .cloned()
                 .unwrap_or_default(),
+            trace_id: trace_id(parts.headers.get("traceparent")),
         })
     }
 }
@@ -172,6 +195,9 @@ pub async fn finish_then(
         }
     }
     event.latency_us = u32::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u32::MAX);
+    let (operation, status, outcome) = (event.operation.clone(), event.status, event.outcome);
+    let reason = event.reason.clone();
+    let dept = event.dept.clone();
     let mut response = match gw.audit.append(event).await {
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "audit append failed; answering 503");
@@ -198,6 +224,28 @@ pub async fn finish_then(
     response
         .headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-store"));
+    let answered = response.status().as_u16();
+    let seconds = ctx.started.elapsed().as_secs_f64();
+    gw.metrics.observe_request(
+        &operation,
+        outcome.as_str(),
+        answered,
+        seconds,
+        reason.as_deref(),
+    );
+    // One line per request: never a token, a resident ID or a field value.
+    tracing::info!(
+        target: "tongban::access",
+        request_id = %ctx.request_id,
+        trace_id = ctx.trace_id.as_deref().unwrap_or(""),
+        operation = %operation,
+        dept = dept.as_deref().unwrap_or("-"),
+        decision = outcome.as_str(),
+        reason = reason.as_deref().unwrap_or("-"),
+        status = answered,
+        recorded_status = status,
+        latency_us = u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    );
     response
 }
 

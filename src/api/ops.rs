@@ -13,10 +13,43 @@ use serde_json::json;
 use crate::gateway::Gateway;
 
 /// Health routes are cheap and unaudited; everything under `/v1` is audited.
-pub(crate) fn router() -> Router<Arc<Gateway>> {
-    Router::new()
+/// `/metrics` is here unless it has a listen address of its own.
+pub(crate) fn router(metrics_here: bool) -> Router<Arc<Gateway>> {
+    let router = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    if metrics_here {
+        router.route("/metrics", get(metrics))
+    } else {
+        router
+    }
+}
+
+/// The router of the separate metrics listener.
+pub fn metrics_router(gw: Arc<Gateway>) -> Router {
+    Router::new().route("/metrics", get(metrics)).with_state(gw)
+}
+
+/// `GET /metrics`: Prometheus exposition (OpenMetrics text).
+pub(crate) async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    let m = &gw.metrics;
+    m.audit_writer_up.set(i64::from(gw.audit.is_healthy()));
+    m.policy_info.clear();
+    m.policy_info
+        .get_or_create(&crate::metrics::PolicyLabels {
+            version: gw.policy.snapshot().version().to_owned(),
+        })
+        .set(1);
+    let failures = gw.reload_status.read().map(|s| s.failures).unwrap_or(0);
+    m.policy_reload_failures
+        .set(i64::try_from(failures).unwrap_or(i64::MAX));
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        m.encode(),
+    )
 }
 
 /// `GET /healthz`: the process is up.

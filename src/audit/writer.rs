@@ -26,6 +26,7 @@ use super::event::{Event, EventBody, FORMAT_VERSION, Hash};
 use super::store::{AuditError, AuditStore, SealedEvent};
 use crate::clock::Clock;
 use crate::config::Durability;
+use crate::metrics::Metrics;
 
 type Ack = oneshot::Sender<Result<u64, Arc<AuditError>>>;
 
@@ -82,6 +83,7 @@ impl AuditWriter {
         store: AuditStore,
         data_dir: &Path,
         signer: Arc<CheckpointSigner>,
+        metrics: Arc<Metrics>,
         options: WriterOptions,
     ) -> Result<Self, AuditError> {
         let sync_file = match options.durability {
@@ -115,6 +117,7 @@ impl AuditWriter {
             block: (block, summary),
             last_checkpoint,
             signer,
+            metrics,
             options,
             healthy: healthy.clone(),
             stats: stats.clone(),
@@ -212,6 +215,7 @@ struct State {
     block: (u64, BlockSummary),
     last_checkpoint: u64,
     signer: Arc<CheckpointSigner>,
+    metrics: Arc<Metrics>,
     options: WriterOptions,
     healthy: Arc<AtomicBool>,
     stats: Arc<WriterStats>,
@@ -309,6 +313,13 @@ impl State {
                 if checkpoint.is_some() {
                     self.last_checkpoint = seq;
                     self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.audit_checkpoints.inc();
+                }
+                if !sealed.is_empty() {
+                    self.metrics.audit_batch_size.observe(sealed.len() as f64);
+                    self.metrics
+                        .audit_flush_seconds
+                        .observe(started.elapsed().as_secs_f64());
                 }
                 self.healthy.store(true, Ordering::Release);
                 self.stats.batches.fetch_add(1, Ordering::Relaxed);

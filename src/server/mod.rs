@@ -28,14 +28,52 @@ use crate::gateway::Gateway;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_DEADLINE: Duration = Duration::from_secs(30);
 
+/// The server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// TLS configuration.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
+    /// A listener could not be bound.
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Counts an open connection, and holds its place under the connection
+/// limit, for as long as it lives.
+struct OpenConnection {
+    gw: Arc<Gateway>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.gw.metrics.connections_open.dec();
+    }
+}
+
 /// Serves HTTPS on `listener` until `shutdown` completes, then drains and
 /// stops the audit writer.
 pub async fn serve(
     gw: Arc<Gateway>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
-) -> Result<(), tls::TlsError> {
+) -> Result<(), ServeError> {
     let acceptor = TlsAcceptor::from(tls::server_config(&gw.config.tls)?);
+    let metrics_server = match gw.config.metrics_listen {
+        Some(addr) => {
+            let l = TcpListener::bind(addr).await?;
+            tracing::info!(addr = %addr, "serving /metrics over plain HTTP");
+            let router = crate::api::ops::metrics_router(gw.clone());
+            Some(tokio::spawn(async move {
+                let _ = axum::serve(l, router).await;
+            }))
+        }
+        None => None,
+    };
+    let connections = Arc::new(tokio::sync::Semaphore::new(
+        gw.config.limits.max_connections.max(1),
+    ));
     let app = build_app(gw.clone());
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -64,19 +102,33 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            // At the limit: close at once rather than queue work we cannot serve.
+            gw.metrics.connections_refused.inc();
+            drop(tcp);
+            continue;
+        };
+        gw.metrics.connections_open.inc();
+        let open = OpenConnection {
+            gw: gw.clone(),
+            _permit: permit,
+        };
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
+            let guard = open;
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
+                    guard.gw.metrics.tls_handshake_failures.inc();
                     tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
                     return;
                 }
                 Err(_) => {
+                    guard.gw.metrics.tls_handshake_failures.inc();
                     tracing::debug!(peer = %peer, "TLS handshake timed out");
                     return;
                 }
@@ -107,6 +159,9 @@ pub async fn serve(
 
     drop(listener);
     reloader.abort();
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     tracing::info!("shutting down: draining open connections");
     if tokio::time::timeout(DRAIN_DEADLINE, graceful.shutdown())
         .await

@@ -11,4 +11,5 @@ mod cli;
 mod crash;
 mod helpers;
 mod lookup;
+mod ops;
 mod tls;

@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""JWT attack suite against a running gateway, with tokens minted by PyJWT and
+by hand (never by the gateway's own code). Every attack must get 401 with
+`WWW-Authenticate: Bearer`, and must be in the audit log as a denial.
+
+    python3 checks/jwt_attacks.py --binary target/debug/tongban
+
+Starts `tongban demo` in a temporary home on a free port, runs the attacks,
+stops the gateway. Prints 'N passed, M failed' and exits non-zero on a failure.
+"""
+import argparse, base64, hashlib, hmac, json, os, signal, socket, subprocess, sys, tempfile, time
+
+import jwt  # PyJWT
+import requests
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def raw_token(header: dict, claims: dict, signature: bytes = b"") -> str:
+    return f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}.{b64(signature)}"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default="target/debug/tongban")
+    args = ap.parse_args()
+    home = tempfile.mkdtemp(prefix="tongban-jwt-")
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+    log = open(os.path.join(home, "gateway.log"), "w")
+    proc = subprocess.Popen([args.binary, "demo", "--home", home, "--listen", f"127.0.0.1:{port}", "--residents", "200"],
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"https://127.0.0.1:{port}"
+    ca = os.path.join(home, "certs/ca.pem")
+    results = []
+    try:
+        deadline = time.time() + 60
+        while True:
+            try:
+                if requests.get(base + "/readyz", verify=ca, timeout=2).status_code == 200:
+                    break
+            except Exception:
+                pass
+            if time.time() > deadline or proc.poll() is not None:
+                print("gateway did not start"); sys.exit(1)
+            time.sleep(0.2)
+
+        key = open(os.path.join(home, "keys/issuer.pem"), "rb").read()
+        pub = open(os.path.join(home, "keys/issuer.pub.pem"), "rb").read()
+        rid = json.loads(open(os.path.join(home, "samples/gongan.hukou.jsonl")).readline())["id_number"]
+        now = int(time.time())
+        good = {"iss": "tongban-demo-issuer", "aud": "tongban", "sub": "clerk-007", "dept": "minzheng",
+                "roles": ["dibao_reviewer"], "iat": now, "exp": now + 600}
+
+        def es256(claims, headers=None):
+            return jwt.encode(claims, key, algorithm="ES256", headers=headers)
+
+        def without(k):
+            c = dict(good); c.pop(k); return c
+
+        def with_(**kw):
+            c = dict(good); c.update(kw); return c
+
+        valid = es256(good)
+        h, p, sig = valid.split(".")
+        attacks = {
+            "alg none": raw_token({"alg": "none", "typ": "JWT"}, good),
+            "alg None (case)": raw_token({"alg": "None", "typ": "JWT"}, good),
+            "HS256 signed with the public key": f"{b64(json.dumps({'alg': 'HS256', 'typ': 'JWT'}).encode())}.{p}.",
+            "stripped signature": f"{h}.{p}.",
+            "signature of another token": f"{h}.{b64(json.dumps(with_(dept='gongan')).encode())}.{sig}",
+            "kid pointing at a file": es256(good, headers={"kid": "../../../../dev/null"}).rsplit(".", 1)[0] + ".AAAA",
+            "jku to a foreign key set": raw_token({"alg": "ES256", "jku": "https://evil.example/jwks.json"}, good, b"x" * 64),
+            "x5u to a foreign certificate": raw_token({"alg": "ES256", "x5u": "https://evil.example/cert.pem"}, good, b"x" * 64),
+            "embedded jwk": raw_token({"alg": "ES256", "jwk": {"kty": "EC", "crv": "P-256", "x": "AA", "y": "AA"}}, good, b"x" * 64),
+            "expired": es256(with_(exp=now - 3600, iat=now - 7200)),
+            "nbf in the future": es256(with_(nbf=now + 3600)),
+            "wrong audience": es256(with_(aud="another-gateway")),
+            "wrong issuer": es256(with_(iss="https://evil.example")),
+            "missing dept": es256(without("dept")),
+            "missing roles": es256(without("roles")),
+            "roles as a string": es256(with_(roles="dibao_reviewer")),
+            "unknown department": es256(with_(dept="nosuchdept")),
+            "oversize token": es256(with_(pad="x" * 10000)),
+            "not a JWT": "not.a.jwt",
+        }
+        # HS256 over header.payload with the PEM public key as the HMAC secret.
+        hs_header = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        signing_input = f"{hs_header}.{p}".encode()
+        attacks["HS256 signed with the public key"] = f"{hs_header}.{p}.{b64(hmac.new(pub, signing_input, hashlib.sha256).digest())}"
+
+        path = f"/v1/datasets/gongan.hukou/records/{rid}"
+        hdr = {"X-Purpose": "dibao_review", "X-Case-Ref": "MZ-2026-000123"}
+        seqs = {}
+        for name, tok in attacks.items():
+            r = requests.get(base + path, headers={**hdr, "Authorization": "Bearer " + tok}, verify=ca, timeout=10)
+            ok = r.status_code == 401 and r.headers.get("www-authenticate", "").lower().startswith("bearer") \
+                and "problem+json" in r.headers.get("content-type", "") and rid not in r.text
+            results.append((ok, f"{name}: {r.status_code}"))
+            if r.headers.get("x-audit-seq"):
+                seqs[name] = int(r.headers["x-audit-seq"])
+        r = requests.get(base + path, headers={**hdr, "Authorization": "Bearer " + valid}, verify=ca, timeout=10)
+        results.append((r.status_code == 200, f"the untampered token is accepted: {r.status_code}"))
+
+        officer = es256(with_(sub="officer-1", dept="shujuju", roles=["privacy_officer"]))
+        for name in attacks:
+            seq = seqs.get(name)
+            ok = False
+            if seq is not None:
+                e = requests.get(f"{base}/v1/audit/events/{seq}", headers={"Authorization": "Bearer " + officer}, verify=ca, timeout=10).json()
+                ok = e.get("status") == 401 and e.get("decision") == "deny" and e.get("consumer") is None
+            results.append((ok, f"{name}: audited as a denial"))
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+        except Exception:
+            os.killpg(proc.pid, signal.SIGKILL)
+    failed = [w for ok, w in results if not ok]
+    for w in failed:
+        print("FAILED:", w)
+    print(f"jwt_attacks: {len(results) - len(failed)} passed, {len(failed)} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

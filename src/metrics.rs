@@ -1,0 +1,215 @@
+//! Prometheus metrics (OpenMetrics text, encoded by `prometheus-client`).
+//!
+//! Requests by operation, decision and status; latency histograms; rate-limit
+//! refusals; audit group-commit sizes and flush latency; checkpoints; TLS
+//! handshake failures; the policy version in force and refused reloads.
+//! Labels never hold a resident ID, a subject or a field value.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of a request.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// The operation (`lookup`, `catalog`, `audit.search`, …).
+    pub operation: String,
+    /// `allow`, `deny` or `error`.
+    pub decision: String,
+    /// The HTTP status.
+    pub status: u16,
+}
+
+/// Labels of a latency observation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    /// The operation.
+    pub operation: String,
+}
+
+/// Labels of the policy-version info metric.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    /// The content hash of the policy set in force.
+    pub version: String,
+}
+
+/// Labels of a rate-limit refusal.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    /// The operation refused.
+    pub operation: String,
+}
+
+/// Every metric of the gateway.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Requests answered.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Time from arrival to the audit event being durable, seconds.
+    pub latency: Family<OperationLabels, Histogram>,
+    /// Requests refused by a rate limit.
+    pub rate_limited: Family<LimitLabels, Counter>,
+    /// Events per audit group commit.
+    pub audit_batch_size: Histogram,
+    /// Time to write and sync one group commit, seconds.
+    pub audit_flush_seconds: Histogram,
+    /// Checkpoints signed.
+    pub audit_checkpoints: Counter,
+    /// Whether the audit writer is healthy (1) or failed (0).
+    pub audit_writer_up: Gauge,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: Counter,
+    /// Open connections.
+    pub connections_open: Gauge,
+    /// Connections refused because the connection limit was reached.
+    pub connections_refused: Counter,
+    /// The policy version in force (value 1, version as a label).
+    pub policy_info: Family<PolicyLabels, Gauge>,
+    /// Reloads of the policy directory refused since start.
+    pub policy_reload_failures: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// All metrics, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("tongban");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests answered, by operation, decision and status",
+            requests.clone(),
+        );
+        let latency = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time from arrival to a durable audit event, by operation",
+            latency.clone(),
+        );
+        let rate_limited = Family::<LimitLabels, Counter>::default();
+        registry.register(
+            "rate_limited",
+            "Requests refused by a department limit or grant quota",
+            rate_limited.clone(),
+        );
+        let audit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register(
+            "audit_batch_events",
+            "Events per audit group commit",
+            audit_batch_size.clone(),
+        );
+        let audit_flush_seconds = Histogram::new(exponential_buckets(0.000_02, 2.0, 16));
+        registry.register(
+            "audit_flush_seconds",
+            "Time to write and sync one audit group commit",
+            audit_flush_seconds.clone(),
+        );
+        let audit_checkpoints = Counter::default();
+        registry.register(
+            "audit_checkpoints",
+            "Signed audit checkpoints",
+            audit_checkpoints.clone(),
+        );
+        let audit_writer_up = Gauge::default();
+        registry.register(
+            "audit_writer_up",
+            "1 while the audit writer is healthy",
+            audit_writer_up.clone(),
+        );
+        let tls_handshake_failures = Counter::default();
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            tls_handshake_failures.clone(),
+        );
+        let connections_open = Gauge::default();
+        registry.register(
+            "connections_open",
+            "Open client connections",
+            connections_open.clone(),
+        );
+        let connections_refused = Counter::default();
+        registry.register(
+            "connections_refused",
+            "Connections refused at the connection limit",
+            connections_refused.clone(),
+        );
+        let policy_info = Family::<PolicyLabels, Gauge>::default();
+        registry.register(
+            "policy_info",
+            "The policy version in force",
+            policy_info.clone(),
+        );
+        let policy_reload_failures = Gauge::default();
+        registry.register(
+            "policy_reload_failures",
+            "Reloads of the policy directory refused since start",
+            policy_reload_failures.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            latency,
+            rate_limited,
+            audit_batch_size,
+            audit_flush_seconds,
+            audit_checkpoints,
+            audit_writer_up,
+            tls_handshake_failures,
+            connections_open,
+            connections_refused,
+            policy_info,
+            policy_reload_failures,
+        }
+    }
+
+    /// Records one answered request.
+    pub fn observe_request(
+        &self,
+        operation: &str,
+        decision: &str,
+        status: u16,
+        seconds: f64,
+        reason: Option<&str>,
+    ) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                operation: operation.to_owned(),
+                decision: decision.to_owned(),
+                status,
+            })
+            .inc();
+        self.latency
+            .get_or_create(&OperationLabels {
+                operation: operation.to_owned(),
+            })
+            .observe(seconds);
+        if reason == Some("rate-limited") {
+            self.rate_limited
+                .get_or_create(&LimitLabels {
+                    operation: operation.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    /// The exposition text.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}

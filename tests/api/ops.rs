@@ -1,0 +1,204 @@
+//! Operations: metrics, connection limits, slow clients, oversized headers, traces.
+
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::helpers::TestGateway;
+
+const HUKOU: &str = "/v1/datasets/gongan.hukou/records";
+
+#[tokio::test]
+async fn metrics_count_requests_and_the_audit_writer_without_leaking_ids() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    gw.get(
+        &format!("{HUKOU}/{id}"),
+        Some(&tok),
+        Some("dibao_review"),
+        Some("MZ-1"),
+    )
+    .await;
+    gw.get(
+        &format!("{HUKOU}/{id}"),
+        Some(&tok),
+        Some("school_admission"),
+        Some("MZ-1"),
+    )
+    .await;
+    let r = gw.client().request("GET", "/metrics", &[]).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(
+        r.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = &r.text;
+    for needle in [
+        "tongban_requests_total{operation=\"lookup\",decision=\"allow\",status=\"200\"} 1",
+        "tongban_requests_total{operation=\"lookup\",decision=\"deny\",status=\"403\"} 1",
+        "tongban_request_duration_seconds_bucket{",
+        "tongban_audit_batch_events_count",
+        "tongban_audit_flush_seconds_bucket",
+        "tongban_audit_writer_up 1",
+        "tongban_policy_info{version=\"",
+        "tongban_connections_open",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains(&id) && !text.contains("clerk-007"),
+        "metrics hold no resident IDs or subjects"
+    );
+}
+
+#[tokio::test]
+async fn metrics_can_live_on_their_own_address_only() {
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let gw = TestGateway::start_with(|c, _| c.metrics_listen = Some(addr)).await;
+    let r = gw.client().request("GET", "/metrics", &[]).await.unwrap();
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "not on the HTTPS listener");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let text = loop {
+        if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
+            s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+                .await
+                .unwrap();
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.unwrap();
+            break out;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the metrics listener did not come up"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("tongban_requests_total"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_are_closed_and_counted() {
+    let gw = TestGateway::start_with(|c, _| c.limits.max_connections = 2).await;
+    let client = gw.client();
+    let a = client.connect().await.unwrap();
+    let b = client.connect().await.unwrap();
+    assert!(
+        client.connect().await.is_err(),
+        "a third connection was served"
+    );
+    drop((a, b));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while client.request("GET", "/healthz", &[]).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "no connection was accepted after the others closed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = client.request("GET", "/metrics", &[]).await.unwrap();
+    assert!(
+        r.text.contains("tongban_connections_refused_total 1"),
+        "{}",
+        r.text
+    );
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_cut_off() {
+    let gw = TestGateway::start_with(|c, _| c.limits.header_timeout_secs = 1).await;
+    let mut tls = gw.client().connect().await.unwrap();
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nx-slow: ")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection stayed open");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // The gateway still serves others.
+    assert_eq!(
+        gw.client()
+            .request("GET", "/healthz", &[])
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn oversized_and_hostile_headers_are_refused_cleanly() {
+    let gw = TestGateway::start().await;
+    let big = vec![("x-big".to_owned(), "a".repeat(80 * 1024))];
+    // Either a 431 or a closed connection is a refusal; never a 2xx.
+    if let Ok(r) = gw.client().request("GET", "/healthz", &big).await {
+        assert_eq!(r.status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    }
+    let many: Vec<(String, String)> = (0..200)
+        .map(|i| (format!("x-h{i}"), "v".to_owned()))
+        .collect();
+    if let Ok(r) = gw.client().request("GET", "/healthz", &many).await {
+        assert!(r.status.is_client_error(), "{}", r.status);
+    }
+    // Duplicate purpose headers are refused, not guessed at.
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let headers = vec![
+        ("authorization".to_owned(), format!("Bearer {tok}")),
+        ("x-purpose".to_owned(), "dibao_review".to_owned()),
+        ("x-purpose".to_owned(), "school_admission".to_owned()),
+        ("x-case-ref".to_owned(), "MZ-1".to_owned()),
+        (
+            "traceparent".to_owned(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+        ),
+    ];
+    let r = gw
+        .client()
+        .request("GET", &format!("{HUKOU}/{id}"), &headers)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.problem_type(), Some("/problems/invalid-header"));
+    assert_eq!(
+        gw.client()
+            .request("GET", "/healthz", &[])
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[test]
+fn only_well_formed_traceparents_are_taken() {
+    use axum::http::HeaderValue;
+    let t = |s: &str| tongban::api::trace_id(Some(&HeaderValue::from_str(s).unwrap()));
+    assert_eq!(
+        t("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
+    assert_eq!(
+        t("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+        None
+    );
+    assert_eq!(
+        t("00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"),
+        None
+    );
+    assert_eq!(
+        t("ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+        None
+    );
+    assert_eq!(t("garbage"), None);
+}
