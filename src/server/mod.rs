@@ -59,7 +59,9 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let acceptor = TlsAcceptor::from(tls::server_config(&gw.config.tls)?);
+    let (tls_config, certificate) = tls::server_config(&gw.config.tls)?;
+    let acceptor = TlsAcceptor::from(tls_config);
+    let cert_reloader = spawn_cert_reloader(certificate);
     let metrics_server = match gw.config.metrics_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr).await?;
@@ -159,6 +161,7 @@ pub async fn serve(
 
     drop(listener);
     reloader.abort();
+    cert_reloader.abort();
     if let Some(m) = metrics_server {
         m.abort();
     }
@@ -187,20 +190,9 @@ pub fn spawn_policy_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
         // force, so an edit made while the gateway was starting is not missed.
         let mut last = Vec::new();
         let mut tick = tokio::time::interval(POLICY_POLL);
-        #[cfg(unix)]
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hup = Hangup::new();
         loop {
-            #[cfg(unix)]
-            let hangup = async {
-                match hup.as_mut() {
-                    Some(s) => {
-                        s.recv().await;
-                    }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hangup = std::future::pending::<()>();
+            let hangup = hup.next();
             let trigger = tokio::select! {
                 _ = tick.tick() => {
                     let now = fingerprint(&dir);
@@ -216,6 +208,70 @@ pub fn spawn_policy_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
             let _ = gw.reload_policy_files(trigger).await;
         }
     })
+}
+
+/// Reloads the server certificate and key when their files change or on
+/// SIGHUP. New handshakes get the new pair; open connections keep theirs. A
+/// pair that does not load (half-written, mismatched) is logged and the one in
+/// use stays; the next change tries again.
+pub fn spawn_cert_reloader(cert: Arc<tls::ReloadableCert>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stamp = |c: &tls::ReloadableCert| {
+            c.paths().map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (m.len(), m.modified().ok()))
+            })
+        };
+        let mut last = stamp(&cert);
+        let mut tick = tokio::time::interval(POLICY_POLL);
+        let mut hup = Hangup::new();
+        loop {
+            let hangup = hup.next();
+            let trigger = tokio::select! {
+                _ = tick.tick() => {
+                    let now = stamp(&cert);
+                    if now == last {
+                        continue;
+                    }
+                    last = now;
+                    "file change"
+                }
+                () = hangup => "SIGHUP",
+            };
+            match cert.reload() {
+                Ok(()) => tracing::info!(trigger, "server certificate reloaded"),
+                Err(e) => {
+                    tracing::error!(trigger, error = %e, "server certificate not reloaded; the one in use stays");
+                }
+            }
+        }
+    })
+}
+
+/// SIGHUP, where there is such a thing.
+struct Hangup {
+    #[cfg(unix)]
+    signal: Option<tokio::signal::unix::Signal>,
+}
+
+impl Hangup {
+    fn new() -> Self {
+        Self {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok(),
+        }
+    }
+
+    /// Resolves at the next SIGHUP (never, if it cannot be watched).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if let Some(s) = self.signal.as_mut() {
+            s.recv().await;
+            return;
+        }
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Size and modification time of every policy file.

@@ -1,9 +1,18 @@
 //! TLS: rustls with TLS 1.2 and 1.3 only, AEAD suites only (the aws-lc-rs
 //! provider's defaults), ALPN for HTTP/2 and HTTP/1.1, session resumption by
 //! tickets and by id, and client certificates off, optional or required.
+//!
+//! The server certificate is served through [`ReloadableCert`]: a reload
+//! swaps the certificate and key for new handshakes, while connections
+//! already open keep theirs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -50,12 +59,66 @@ pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError>
     Ok(certs)
 }
 
-/// Builds the server's TLS configuration.
-pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
+/// The server certificate and key, swapped whole on reload.
+#[derive(Debug)]
+pub struct ReloadableCert {
+    current: ArcSwap<CertifiedKey>,
+    cert: PathBuf,
+    key: PathBuf,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ReloadableCert {
+    /// Loads the certificate chain and key from their files.
+    pub fn load(cert: &Path, key: &Path, provider: Arc<CryptoProvider>) -> Result<Self, TlsError> {
+        let certified = certified_key(cert, key, &provider)?;
+        Ok(Self {
+            current: ArcSwap::from_pointee(certified),
+            cert: cert.to_owned(),
+            key: key.to_owned(),
+            provider,
+        })
+    }
+
+    /// Reads the files again; on success new handshakes use the new pair. On
+    /// failure (half-written files, a key that does not match) the pair in
+    /// use stays and the error is returned.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let certified = certified_key(&self.cert, &self.key, &self.provider)?;
+        self.current.store(Arc::new(certified));
+        Ok(())
+    }
+
+    /// The files to watch.
+    pub fn paths(&self) -> [&Path; 2] {
+        [&self.cert, &self.key]
+    }
+}
+
+impl ResolvesServerCert for ReloadableCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current.load_full())
+    }
+}
+
+fn certified_key(
+    cert: &Path,
+    key: &Path,
+    provider: &CryptoProvider,
+) -> Result<CertifiedKey, TlsError> {
+    let chain = read_certs(cert)?;
+    let key_der = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| file_err(key, format!("holds no usable private key: {e}")))?;
+    CertifiedKey::from_der(chain, key_der, provider)
+        .map_err(|e| file_err(key, format!("does not match the certificate: {e}")))
+}
+
+/// Builds the server's TLS configuration around a reloadable certificate.
+pub fn server_config(
+    tls: &TlsConfig,
+) -> Result<(Arc<ServerConfig>, Arc<ReloadableCert>), TlsError> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let chain = read_certs(&tls.cert)?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .map_err(|e| file_err(&tls.key, format!("holds no usable private key: {e}")))?;
+    let resolver = Arc::new(ReloadableCert::load(&tls.cert, &tls.key, provider.clone())?);
 
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
@@ -82,9 +145,9 @@ pub fn server_config(tls: &TlsConfig) -> Result<Arc<ServerConfig>, TlsError> {
             )
         }
     };
-    let mut config = builder.with_single_cert(chain, key)?;
+    let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(16_384);
-    Ok(Arc::new(config))
+    Ok((Arc::new(config), resolver))
 }

@@ -202,3 +202,135 @@ fn only_well_formed_traceparents_are_taken() {
     );
     assert_eq!(t("garbage"), None);
 }
+
+async fn served_certificate(gw: &TestGateway) -> Vec<u8> {
+    let tls = gw.client().connect().await.unwrap();
+    tls.get_ref().1.peer_certificates().unwrap()[0]
+        .as_ref()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_to_new_connections_while_open_ones_go_on() {
+    use http_body_util::{BodyExt, Full};
+    let gw = TestGateway::start().await;
+    let before = served_certificate(&gw).await;
+
+    // An open keep-alive connection, used once before the renewal.
+    let tls = gw.client().connect().await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let get = || {
+        hyper::Request::get("/healthz")
+            .header("host", "localhost")
+            .body(Full::new(bytes::Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(
+        sender.send_request(get()).await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // Renew: a new key and certificate from the same CA, written in place.
+    let home = gw.home.path();
+    std::fs::remove_file(home.join("certs/server.pem")).unwrap();
+    std::fs::remove_file(home.join("certs/server-key.pem")).unwrap();
+    tongban::devpki::ensure(home, &[]).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if served_certificate(&gw).await != before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the renewed certificate was not served within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let file = std::fs::read_to_string(home.join("certs/server.pem")).unwrap();
+    assert!(file.contains("BEGIN CERTIFICATE"));
+
+    // The connection opened before the renewal still works.
+    let r = sender.send_request(get()).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let _ = r.into_body().collect().await;
+
+    // A broken pair is refused; the renewed one stays in use.
+    std::fs::write(home.join("certs/server-key.pem"), "not a key").unwrap();
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(
+        gw.client()
+            .request("GET", "/healthz", &[])
+            .await
+            .unwrap()
+            .status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_finishes_requests_in_flight_and_flushes_the_log() {
+    let mut gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("renshe", "batch-1", &["pension_clerk"]);
+    let client = gw.client();
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let (client, tok, id) = (client.clone(), tok.clone(), id.clone());
+        tasks.push(tokio::spawn(async move {
+            let headers = vec![
+                ("authorization".to_owned(), format!("Bearer {tok}")),
+                ("x-purpose".to_owned(), "pension_eligibility".to_owned()),
+            ];
+            client
+                .request("GET", &format!("{HUKOU}/{id}"), &headers)
+                .await
+        }));
+    }
+    // Stop once requests are in flight: connections are open and some answers are being written.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while gw.gw.metrics.connections_open.get() < 10
+        || gw
+            .gw
+            .audit
+            .stats()
+            .events
+            .load(std::sync::atomic::Ordering::Relaxed)
+            < 5
+    {
+        assert!(Instant::now() < deadline, "requests did not start");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    gw.stop().await;
+    let mut answered = Vec::new();
+    for t in tasks {
+        if let Ok(r) = t.await.unwrap() {
+            if r.status == StatusCode::OK {
+                answered.push((r.audit_seq(), r.request_id()));
+            }
+        }
+    }
+    assert!(!answered.is_empty());
+    for (seq, request_id) in answered {
+        let e = gw
+            .gw
+            .audit_store
+            .get(seq)
+            .unwrap()
+            .expect("every answered request is in the log");
+        assert_eq!(e.body.request_id, request_id);
+    }
+    let report = gw
+        .gw
+        .audit_store
+        .verify(Some(gw.gw.checkpoint_signer.public_key()))
+        .unwrap();
+    assert!(
+        report.ok() && report.last_checkpoint == Some(report.head_seq),
+        "a last checkpoint covers the log: {report:?}"
+    );
+    assert!(!gw.gw.audit.is_healthy(), "the writer has stopped");
+}
