@@ -147,6 +147,9 @@ pub fn server_config(
     };
     let mut config = builder.with_cert_resolver(resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // The provider's suites are ordered strongest first; keep that order
+    // rather than the client's.
+    config.ignore_client_order = true;
     config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
     config.session_storage = rustls::server::ServerSessionMemoryCache::new(16_384);
     Ok((Arc::new(config), resolver))
