@@ -107,10 +107,11 @@ fn not_found(kind: &str, id: &str) -> ApiError {
     )
 }
 
-/// Reads a JSON or TOML body (by `Content-Type`) into `T`.
-fn parse_body<T: serde::de::DeserializeOwned>(
+/// Reads a JSON (or, where `toml` is allowed, TOML) body by `Content-Type` into `T`.
+pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
+    toml: bool,
 ) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -148,7 +149,7 @@ fn parse_body<T: serde::de::DeserializeOwned>(
                 format!("JSON: {e}"),
             )
         }),
-        "application/toml" => toml::from_str(text).map_err(|e| {
+        "application/toml" if toml => toml::from_str(text).map_err(|e| {
             bad(
                 "invalid-body",
                 "The request body is not valid",
@@ -159,7 +160,11 @@ fn parse_body<T: serde::de::DeserializeOwned>(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported-media-type",
             "Unsupported media type",
-            "send the body as application/json or application/toml",
+            if toml {
+                "send the body as application/json or application/toml"
+            } else {
+                "send the body as application/json"
+            },
         )),
     }
 }
@@ -403,7 +408,7 @@ async fn put_grant(
     let result = (|| {
         let who = admin(&gw, &headers, &mut event)?;
         let id = grant_id(path)?;
-        let mut spec: GrantSpec = parse_body(&headers, body)?;
+        let mut spec: GrantSpec = parse_body(&headers, body, true)?;
         if spec.id != id {
             return Err(bad(
                 "id-mismatch",
@@ -636,7 +641,7 @@ async fn put_dataset(
     let result = (|| {
         let who = admin(&gw, &headers, &mut event)?;
         let id = dataset_id(path)?;
-        let spec: DatasetSpec = parse_body(&headers, body)?;
+        let spec: DatasetSpec = parse_body(&headers, body, true)?;
         if spec.id != id {
             return Err(bad(
                 "id-mismatch",
@@ -716,7 +721,7 @@ async fn validate_changes(
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.validate");
     let result = (|| {
         admin(&gw, &headers, &mut event)?;
-        let proposal: ValidateBody = parse_body(&headers, body)?;
+        let proposal: ValidateBody = parse_body(&headers, body, true)?;
         let policy = gw.policy.snapshot();
         let mut set = policy.set.clone();
         let mut errors = Vec::new();
@@ -778,7 +783,7 @@ async fn decide(
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.decide");
     let result = (|| {
         admin(&gw, &headers, &mut event)?;
-        let q: DecideBody = parse_body(&headers, body)?;
+        let q: DecideBody = parse_body(&headers, body, true)?;
         let today = match &q.date {
             None => gw.today(),
             Some(d) => {

@@ -308,3 +308,12 @@ async fn method_not_allowed(
     );
     finish(&gw, &ctx, event, Err(e)).await
 }
+
+/// Reads a JSON body into `T`: 415 for another media type, 413 past the
+/// body limit, 400 with serde's message (line and column) when malformed.
+pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
+    headers: &axum::http::HeaderMap,
+    body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    admin::parse_body(headers, body, false)
+}

@@ -7,21 +7,25 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Answer, RequestContext, finish};
+use super::{Answer, RequestContext, finish, json_body};
 use crate::audit::{EventBody, EventKind};
 use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::pipeline::authn::Principal;
-use crate::pipeline::minimize::minimize;
+use crate::pipeline::minimize::{Record, minimize};
+use crate::pipeline::verify::{Condition, MAX_CONDITIONS, check_condition, evaluate};
+use crate::policy::index::Allowance;
 use crate::policy::model::Operation;
 use crate::policy::{CompiledPolicy, Decision, DecisionRequest};
 
@@ -29,6 +33,10 @@ pub(crate) fn router() -> Router<Arc<Gateway>> {
     Router::new()
         .route("/v1/catalog", get(catalog))
         .route("/v1/datasets/{dataset}/records/{resident_id}", get(lookup))
+        .route(
+            "/v1/datasets/{dataset}/records/{resident_id}/verify",
+            post(verify),
+        )
 }
 
 /// Query parameters of a lookup.
@@ -52,17 +60,26 @@ async fn lookup(
     finish(&gw, &ctx, event, result).await
 }
 
-async fn run_lookup(
-    gw: &Gateway,
-    event: &mut EventBody,
-    path: Result<Path<(String, String)>, PathRejection>,
-    params: Result<Query<LookupParams>, QueryRejection>,
-    headers: &HeaderMap,
-) -> Result<Answer, ApiError> {
-    let policy = gw.policy.snapshot();
-    event.policy_version = Some(policy.version().to_owned());
-    let principal = authenticate(gw, &policy, headers, event)?;
+/// What every record operation names: who, which record, for what.
+struct Target {
+    principal: Arc<Principal>,
+    dataset: DatasetId,
+    resident: ResidentId,
+    purpose: Purpose,
+    case_ref: Option<CaseRef>,
+}
 
+/// Authenticates, parses the path and the purpose headers, and records each in
+/// the event as soon as it is known.
+fn target(
+    gw: &Gateway,
+    policy: &CompiledPolicy,
+    event: &mut EventBody,
+    headers: &HeaderMap,
+    path: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Target, ApiError> {
+    event.policy_version = Some(policy.version().to_owned());
+    let principal = authenticate(gw, policy, headers, event)?;
     let Path((dataset, resident)) = path.map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -84,25 +101,33 @@ async fn run_lookup(
     })?;
     event.resident = Some(gw.pseudonyms.pseudonym(&resident));
     let (purpose, case_ref) = purpose_and_case(headers, event)?;
-    let Query(params) = params.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-            "The query string is not valid",
-            e.body_text(),
-        )
-    })?;
-    let requested = params.fields.as_deref().map(parse_fields).transpose()?;
+    Ok(Target {
+        principal,
+        dataset,
+        resident,
+        purpose,
+        case_ref,
+    })
+}
 
-    check_department_limit(&policy, &principal)?;
+/// Decides, records the grant, takes from its quota, and fetches the record.
+async fn decide_and_fetch(
+    gw: &Gateway,
+    policy: &CompiledPolicy,
+    event: &mut EventBody,
+    t: &Target,
+    operation: Operation,
+    requested: Option<&[FieldName]>,
+) -> Result<(Allowance, Record), ApiError> {
+    check_department_limit(policy, &t.principal)?;
     let decision = policy.decide(&DecisionRequest {
-        consumer: &principal.dept,
-        roles: &principal.roles,
-        dataset: &dataset,
-        operation: Operation::Lookup,
-        purpose: &purpose,
-        case_ref: case_ref.as_ref(),
-        requested: requested.as_deref(),
+        consumer: &t.principal.dept,
+        roles: &t.principal.roles,
+        dataset: &t.dataset,
+        operation,
+        purpose: &t.purpose,
+        case_ref: t.case_ref.as_ref(),
+        requested,
         today: gw.today(),
     });
     let allowance = match decision {
@@ -123,11 +148,11 @@ async fn run_lookup(
             )
         })?;
     }
-
+    let dataset = &t.dataset;
     let record = gw
         .providers
-        .for_dataset(&dataset)
-        .fetch(&dataset, &resident)
+        .for_dataset(dataset)
+        .fetch(dataset, &t.resident)
         .await
         .map_err(|e| {
             tracing::error!(dataset = %dataset, error = %e, "provider failed");
@@ -141,20 +166,138 @@ async fn run_lookup(
                 format!("dataset {dataset} holds no record for this resident ID"),
             )
         })?;
-    let disclosed = minimize(&record, &allowance.fields);
-    event.fields = disclosed.keys().cloned().collect();
+    Ok((allowance, record))
+}
 
+/// The members every record answer starts with.
+fn answer_head(t: &Target, allowance: &Allowance, policy: &CompiledPolicy) -> Map<String, Value> {
+    let grant = &allowance.grant;
     let mut body = Map::new();
-    body.insert("dataset".into(), json!(dataset));
-    body.insert("resident".into(), json!(resident.masked()));
-    body.insert("purpose".into(), json!(purpose));
-    body.insert("case_ref".into(), json!(case_ref));
+    body.insert("dataset".into(), json!(t.dataset));
+    body.insert("resident".into(), json!(t.resident.masked()));
+    body.insert("purpose".into(), json!(t.purpose));
+    body.insert("case_ref".into(), json!(t.case_ref));
     body.insert(
         "grant".into(),
         json!({"id": grant.id(), "version": grant.version()}),
     );
     body.insert("policy_version".into(), json!(policy.version()));
+    body
+}
+
+async fn run_lookup(
+    gw: &Gateway,
+    event: &mut EventBody,
+    path: Result<Path<(String, String)>, PathRejection>,
+    params: Result<Query<LookupParams>, QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<Answer, ApiError> {
+    let policy = gw.policy.snapshot();
+    let t = target(gw, &policy, event, headers, path)?;
+    let Query(params) = params.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-query",
+            "The query string is not valid",
+            e.body_text(),
+        )
+    })?;
+    let requested = params.fields.as_deref().map(parse_fields).transpose()?;
+    let (allowance, record) = decide_and_fetch(
+        gw,
+        &policy,
+        event,
+        &t,
+        Operation::Lookup,
+        requested.as_deref(),
+    )
+    .await?;
+    let disclosed = minimize(&record, &allowance.fields);
+    event.fields = disclosed.keys().cloned().collect();
+    let mut body = answer_head(&t, &allowance, &policy);
     body.insert("record".into(), Value::Object(disclosed));
+    Ok(Answer::ok(body))
+}
+
+/// Body of a verification.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct VerifyBody {
+    conditions: Vec<Condition>,
+}
+
+/// `POST /v1/datasets/{dataset}/records/{resident_id}/verify`: yes or no per
+/// condition, never the values (数据核验).
+async fn verify(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::Query, Operation::Verify.as_str());
+    let result = run_verify(&gw, &mut event, path, &headers, body).await;
+    finish(&gw, &ctx, event, result).await
+}
+
+async fn run_verify(
+    gw: &Gateway,
+    event: &mut EventBody,
+    path: Result<Path<(String, String)>, PathRejection>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answer, ApiError> {
+    let policy = gw.policy.snapshot();
+    let t = target(gw, &policy, event, headers, path)?;
+    let VerifyBody { conditions } = json_body(headers, body)?;
+    if conditions.is_empty() || conditions.len() > MAX_CONDITIONS {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-condition",
+            "The conditions are not valid",
+            format!("send 1 to {MAX_CONDITIONS} conditions"),
+        ));
+    }
+    if let Some(dataset) = policy.set.datasets.get(&t.dataset) {
+        for c in &conditions {
+            let kind = dataset
+                .fields
+                .get(&c.field)
+                .map(|f| f.kind)
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "unknown-field",
+                        "No such field",
+                        format!(
+                            "field \"{}\" is not a field of dataset {}",
+                            c.field, t.dataset
+                        ),
+                    )
+                })?;
+            check_condition(c, kind).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid-condition",
+                    "The conditions are not valid",
+                    e,
+                )
+            })?;
+        }
+    }
+    let mut fields: Vec<FieldName> = conditions.iter().map(|c| c.field.clone()).collect();
+    fields.sort();
+    fields.dedup();
+    let (allowance, record) =
+        decide_and_fetch(gw, &policy, event, &t, Operation::Verify, Some(&fields)).await?;
+    let outcomes = evaluate(&record, &conditions);
+    // The event names the fields checked and the outcomes, never a value compared.
+    event.fields = fields.iter().map(ToString::to_string).collect();
+    event.detail = Some(serde_json::to_string(&outcomes).unwrap_or_default());
+    let all = outcomes.iter().all(|o| o.matches);
+    let mut body = answer_head(&t, &allowance, &policy);
+    body.insert("results".into(), json!(outcomes));
+    body.insert("match".into(), json!(all));
     Ok(Answer::ok(body))
 }
 

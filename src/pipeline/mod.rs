@@ -5,3 +5,4 @@
 pub mod authn;
 pub mod minimize;
 pub mod rate_limit;
+pub mod verify;

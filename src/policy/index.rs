@@ -348,8 +348,10 @@ impl CompiledPolicy {
         let mut field_denial = None;
         for c in &candidates {
             let access = &c.grant.grant.spec.access[c.access];
+            // Verification discloses nothing, so verify-only fields count too.
+            let verifying = req.operation == Operation::Verify;
             let disclosable = |f: &FieldName| {
-                if access.fields.contains(f) {
+                if access.fields.contains(f) || (verifying && access.verify_only.contains(f)) {
                     Some(None)
                 } else {
                     access.masked.get(f).map(|m| Some(*m))

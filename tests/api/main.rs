@@ -13,3 +13,4 @@ mod helpers;
 mod lookup;
 mod ops;
 mod tls;
+mod verify;

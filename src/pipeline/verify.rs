@@ -1,0 +1,236 @@
+//! Verification (数据核验): answering yes or no to conditions on a record's
+//! fields without disclosing the values. Pure functions over the record and
+//! the catalog's field types.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::domain::FieldName;
+use crate::pipeline::minimize::Record;
+use crate::policy::model::FieldType;
+
+/// Most conditions in one request.
+pub const MAX_CONDITIONS: usize = 16;
+
+/// A comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Comparison {
+    /// The field equals the value.
+    #[serde(rename = "equals")]
+    Equals,
+    /// The field is one of the values (an array).
+    #[serde(rename = "in")]
+    In,
+    /// The field is at least the value (numbers and dates).
+    #[serde(rename = ">=")]
+    AtLeast,
+    /// The field is at most the value (numbers and dates).
+    #[serde(rename = "<=")]
+    AtMost,
+    /// The field has a value.
+    #[serde(rename = "exists")]
+    Exists,
+}
+
+/// One condition, as a caller sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    /// The field.
+    pub field: FieldName,
+    /// The comparison.
+    pub op: Comparison,
+    /// The value to compare with (not for `exists`).
+    #[serde(default)]
+    pub value: Option<Value>,
+}
+
+/// The answer to one condition: its field, its comparison, and whether it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Outcome {
+    /// The field.
+    pub field: String,
+    /// The comparison.
+    pub op: Comparison,
+    /// Whether it holds.
+    #[serde(rename = "match")]
+    pub matches: bool,
+}
+
+/// Checks a condition's value against the field's type before anything is looked up.
+pub fn check_condition(c: &Condition, kind: FieldType) -> Result<(), String> {
+    let field = &c.field;
+    let numeric = matches!(kind, FieldType::Integer | FieldType::Number);
+    let scalar_ok = |v: &Value| match kind {
+        FieldType::Integer | FieldType::Number => v.is_number(),
+        FieldType::Boolean => v.is_boolean(),
+        FieldType::String => v.is_string(),
+        FieldType::Date => v.as_str().is_some_and(is_date),
+        FieldType::StringList => v.is_string(),
+        FieldType::ObjectList => false,
+    };
+    match (c.op, &c.value) {
+        (Comparison::Exists, None) => Ok(()),
+        (Comparison::Exists, Some(_)) => {
+            Err(format!("condition on \"{field}\": exists takes no value"))
+        }
+        (_, None) => Err(format!("condition on \"{field}\": a value is required")),
+        (Comparison::Equals, Some(v)) if scalar_ok(v) => Ok(()),
+        (Comparison::In, Some(Value::Array(vs)))
+            if !vs.is_empty() && vs.len() <= 100 && vs.iter().all(scalar_ok) =>
+        {
+            Ok(())
+        }
+        (Comparison::AtLeast | Comparison::AtMost, Some(v))
+            if (numeric || kind == FieldType::Date) && scalar_ok(v) =>
+        {
+            Ok(())
+        }
+        (op, Some(_)) => Err(format!(
+            "condition on \"{field}\": {op:?} does not fit a field of type {kind:?} with that value"
+        )),
+    }
+}
+
+fn is_date(s: &str) -> bool {
+    time::Date::parse(s, time::macros::format_description!("[year]-[month]-[day]")).is_ok()
+}
+
+/// Evaluates checked conditions against a record. Values never leave: only
+/// whether each condition holds.
+pub fn evaluate(record: &Record, conditions: &[Condition]) -> Vec<Outcome> {
+    conditions
+        .iter()
+        .map(|c| {
+            let have = record.get(c.field.as_str()).filter(|v| !v.is_null());
+            let matches = match (c.op, have, &c.value) {
+                (Comparison::Exists, have, _) => have.is_some(),
+                (_, None, _) | (_, _, None) => false,
+                (Comparison::Equals, Some(h), Some(v)) => same(h, v),
+                (Comparison::In, Some(h), Some(Value::Array(vs))) => vs.iter().any(|v| same(h, v)),
+                (Comparison::In, _, _) => false,
+                (Comparison::AtLeast, Some(h), Some(v)) => order(h, v).is_some_and(|o| o.is_ge()),
+                (Comparison::AtMost, Some(h), Some(v)) => order(h, v).is_some_and(|o| o.is_le()),
+            };
+            Outcome {
+                field: c.field.to_string(),
+                op: c.op,
+                matches,
+            }
+        })
+        .collect()
+}
+
+/// Equality, with numbers compared by value and lists by membership.
+fn same(have: &Value, want: &Value) -> bool {
+    match (have, want) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Value::Array(items), w) => items.iter().any(|i| i == w),
+        (a, b) => a == b,
+    }
+}
+
+fn order(have: &Value, want: &Value) -> Option<std::cmp::Ordering> {
+    match (have, want) {
+        (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),
+        // Dates are YYYY-MM-DD: text order is date order.
+        (Value::String(a), Value::String(b)) if is_date(a) && is_date(b) => {
+            Some(a.as_str().cmp(b.as_str()))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn cond(field: &str, op: Comparison, value: Option<Value>) -> Condition {
+        Condition {
+            field: FieldName::parse(field).unwrap(),
+            op,
+            value,
+        }
+    }
+
+    #[test]
+    fn conditions_hold_or_not_without_values() {
+        let record: Record = json!({"marital_status": "已婚", "property_count": 2, "start_date": "2019-05-01", "types": ["a", "b"]}).as_object().unwrap().clone();
+        let out = evaluate(
+            &record,
+            &[
+                cond("marital_status", Comparison::Equals, Some(json!("已婚"))),
+                cond("property_count", Comparison::AtLeast, Some(json!(1))),
+                cond("property_count", Comparison::AtMost, Some(json!(1))),
+                cond("start_date", Comparison::AtLeast, Some(json!("2020-01-01"))),
+                cond(
+                    "marital_status",
+                    Comparison::In,
+                    Some(json!(["离婚", "丧偶"])),
+                ),
+                cond("types", Comparison::Equals, Some(json!("b"))),
+                cond("missing", Comparison::Exists, None),
+            ],
+        );
+        let got: Vec<bool> = out.iter().map(|o| o.matches).collect();
+        assert_eq!(got, [true, true, false, false, false, true, false]);
+    }
+
+    #[test]
+    fn values_must_fit_the_field_type() {
+        assert!(
+            check_condition(
+                &cond("n", Comparison::AtLeast, Some(json!("x"))),
+                FieldType::Integer
+            )
+            .is_err()
+        );
+        assert!(
+            check_condition(
+                &cond("n", Comparison::AtLeast, Some(json!(3000))),
+                FieldType::Integer
+            )
+            .is_ok()
+        );
+        assert!(
+            check_condition(
+                &cond("s", Comparison::AtLeast, Some(json!("a"))),
+                FieldType::String
+            )
+            .is_err()
+        );
+        assert!(
+            check_condition(
+                &cond("s", Comparison::Exists, Some(json!(1))),
+                FieldType::String
+            )
+            .is_err()
+        );
+        assert!(
+            check_condition(
+                &cond("d", Comparison::AtMost, Some(json!("2026-01-01"))),
+                FieldType::Date
+            )
+            .is_ok()
+        );
+    }
+
+    proptest! {
+        /// Whatever the record and the conditions, an answer holds only field names, comparisons and booleans.
+        #[test]
+        fn an_answer_reveals_no_value(secret in "[a-z0-9]{8,16}", n in 0i64..100_000, probe in "[a-z0-9]{1,16}") {
+            let record: Record = json!({"name": secret, "amount": n}).as_object().unwrap().clone();
+            let out = evaluate(&record, &[
+                cond("name", Comparison::Equals, Some(json!(probe))),
+                cond("amount", Comparison::AtLeast, Some(json!(n / 2))),
+                cond("name", Comparison::Exists, None),
+            ]);
+            let text = serde_json::to_string(&out).unwrap();
+            prop_assert!(!text.contains(&secret));
+            // Field names, comparisons and booleans hold no digit: no number can leak.
+            prop_assert!(!text.chars().any(|c| c.is_ascii_digit()), "{}", text);
+        }
+    }
+}
