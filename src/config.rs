@@ -194,6 +194,9 @@ pub struct LimitsConfig {
     /// Most open client connections; more are closed at once. Default 4096.
     #[serde(default = "default_max_connections")]
     pub max_connections: usize,
+    /// Most resident IDs in one batch request, whatever a grant allows. Default 1000.
+    #[serde(default = "default_max_batch_ids")]
+    pub max_batch_ids: usize,
     /// Longest a client may take to send its request headers, in seconds. Default 10.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: u64,
@@ -206,6 +209,7 @@ impl Default for LimitsConfig {
             max_token_bytes: default_max_token(),
             header_timeout_secs: default_header_timeout(),
             max_connections: default_max_connections(),
+            max_batch_ids: default_max_batch_ids(),
         }
     }
 }
@@ -271,6 +275,9 @@ fn default_max_body() -> usize {
 }
 fn default_max_token() -> usize {
     8192
+}
+fn default_max_batch_ids() -> usize {
+    1000
 }
 fn default_max_connections() -> usize {
     4096

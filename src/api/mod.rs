@@ -177,7 +177,32 @@ pub async fn finish(
 pub async fn finish_then(
     gw: &Gateway,
     ctx: &RequestContext,
+    event: EventBody,
+    result: Result<Answer, ApiError>,
+    after_audit: impl FnOnce(u64) -> Result<(), ApiError>,
+) -> Response {
+    finish_events(gw, ctx, event, Vec::new(), result, after_audit).await
+}
+
+/// As [`finish`] for a request that discloses records of many residents (a
+/// batch): on success `per_resident` are appended instead of `event`, one per
+/// resident, in one group commit, so disclosure reports stay exact. On a
+/// refusal, `event` alone records it.
+pub async fn finish_batch(
+    gw: &Gateway,
+    ctx: &RequestContext,
+    event: EventBody,
+    per_resident: Vec<EventBody>,
+    result: Result<Answer, ApiError>,
+) -> Response {
+    finish_events(gw, ctx, event, per_resident, result, |_| Ok(())).await
+}
+
+async fn finish_events(
+    gw: &Gateway,
+    ctx: &RequestContext,
     mut event: EventBody,
+    per_resident: Vec<EventBody>,
     result: Result<Answer, ApiError>,
     after_audit: impl FnOnce(u64) -> Result<(), ApiError>,
 ) -> Response {
@@ -194,11 +219,24 @@ pub async fn finish_then(
             event.fields.clear();
         }
     }
-    event.latency_us = u32::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u32::MAX);
+    let latency_us = u32::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u32::MAX);
+    event.latency_us = latency_us;
     let (operation, status, outcome) = (event.operation.clone(), event.status, event.outcome);
     let reason = event.reason.clone();
     let dept = event.dept.clone();
-    let mut response = match gw.audit.append(event).await {
+    let events = if result.is_ok() && !per_resident.is_empty() {
+        per_resident
+            .into_iter()
+            .map(|mut e| {
+                e.latency_us = latency_us;
+                e
+            })
+            .collect()
+    } else {
+        vec![event]
+    };
+    let count = events.len() as u64;
+    let mut response = match gw.audit.append_many(events).await {
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "audit append failed; answering 503");
             ApiError::audit_unavailable().to_response(Some(&ctx.request_id), None)
@@ -209,7 +247,7 @@ pub async fn finish_then(
                 Err(e) => Err(e),
             };
             let mut response = match result {
-                Ok(answer) => answer.into_response_with(seq, &ctx.request_id),
+                Ok(answer) => answer.into_response_with(seq, seq + count - 1, &ctx.request_id),
                 Err(e) => e.to_response(Some(&ctx.request_id), Some(seq)),
             };
             response
@@ -244,23 +282,26 @@ pub async fn finish_then(
         reason = reason.as_deref().unwrap_or("-"),
         status = answered,
         recorded_status = status,
+        events = count,
         latency_us = u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
     );
     response
 }
 
 impl Answer {
-    fn into_response_with(self, seq: u64, request_id: &str) -> Response {
+    fn into_response_with(self, seq: u64, last_seq: u64, request_id: &str) -> Response {
         match self {
             Answer::Json {
                 status,
                 mut body,
                 etag,
             } => {
-                body.insert(
-                    "audit".into(),
-                    json!({"seq": seq, "request_id": request_id}),
-                );
+                let audit = if last_seq > seq {
+                    json!({"seq": seq, "last_seq": last_seq, "request_id": request_id})
+                } else {
+                    json!({"seq": seq, "request_id": request_id})
+                };
+                body.insert("audit".into(), audit);
                 let mut response = (status, axum::Json(Value::Object(body))).into_response();
                 if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
                     response.headers_mut().insert(header::ETAG, v);

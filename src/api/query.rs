@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Answer, RequestContext, finish, json_body};
+use super::{Answer, RequestContext, finish, finish_batch, json_body};
 use crate::audit::{EventBody, EventKind};
 use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
 use crate::error::ApiError;
@@ -37,6 +37,7 @@ pub(crate) fn router() -> Router<Arc<Gateway>> {
             "/v1/datasets/{dataset}/records/{resident_id}/verify",
             post(verify),
         )
+        .route("/v1/datasets/{dataset}/records:batch", post(batch))
 }
 
 /// Query parameters of a lookup.
@@ -298,6 +299,167 @@ async fn run_verify(
     let mut body = answer_head(&t, &allowance, &policy);
     body.insert("results".into(), json!(outcomes));
     body.insert("match".into(), json!(all));
+    Ok(Answer::ok(body))
+}
+
+/// Body of a batch.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BatchBody {
+    resident_ids: Vec<String>,
+    #[serde(default)]
+    fields: Option<Vec<FieldName>>,
+}
+
+/// `POST /v1/datasets/{dataset}/records:batch`: many residents, one purpose and
+/// case reference; an answer per ID (in order), each minimized; one audit
+/// event per resident, all in one group commit.
+async fn batch(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::Query, Operation::Batch.as_str());
+    let mut per_resident = Vec::new();
+    let result = run_batch(&gw, &mut event, &mut per_resident, path, &headers, body).await;
+    finish_batch(&gw, &ctx, event, per_resident, result).await
+}
+
+async fn run_batch(
+    gw: &Gateway,
+    event: &mut EventBody,
+    per_resident: &mut Vec<EventBody>,
+    path: Result<Path<String>, PathRejection>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Answer, ApiError> {
+    let policy = gw.policy.snapshot();
+    event.policy_version = Some(policy.version().to_owned());
+    let principal = authenticate(gw, &policy, headers, event)?;
+    let Path(dataset) = path.map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-path",
+            "The path is not valid",
+            e.body_text(),
+        )
+    })?;
+    let dataset = DatasetId::parse(&dataset).map_err(|e| {
+        ApiError::invalid_input("invalid-dataset-id", "The dataset id is not valid", &e)
+    })?;
+    event.dataset = Some(dataset.to_string());
+    let (purpose, case_ref) = purpose_and_case(headers, event)?;
+    let BatchBody {
+        resident_ids,
+        fields,
+    } = json_body(headers, body)?;
+    let too_large = |limit: usize, whose: &str| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "batch-too-large",
+            "The batch is too large",
+            format!(
+                "{} resident IDs were sent; {whose} allows at most {limit}",
+                resident_ids.len()
+            ),
+        )
+    };
+    if resident_ids.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "batch-too-large",
+            "The batch is empty",
+            "send at least one resident ID",
+        ));
+    }
+    if resident_ids.len() > gw.config.limits.max_batch_ids {
+        return Err(too_large(gw.config.limits.max_batch_ids, "the gateway"));
+    }
+    check_department_limit(&policy, &principal)?;
+    let decision = policy.decide(&DecisionRequest {
+        consumer: &principal.dept,
+        roles: &principal.roles,
+        dataset: &dataset,
+        operation: Operation::Batch,
+        purpose: &purpose,
+        case_ref: case_ref.as_ref(),
+        requested: fields.as_deref(),
+        today: gw.today(),
+    });
+    let allowance = match decision {
+        Decision::Allow(a) => a,
+        Decision::Deny(d) => return Err(ApiError::from(&d)),
+    };
+    let grant = &allowance.grant;
+    event.grant = Some((grant.id().to_string(), grant.version()));
+    let limit = grant.grant.spec.conditions.batch_limit.unwrap_or(0) as usize;
+    if resident_ids.len() > limit {
+        return Err(too_large(limit, &format!("grant {}", grant.id())));
+    }
+    if let Some(quota) = &grant.limit {
+        let n = u32::try_from(resident_ids.len()).unwrap_or(u32::MAX);
+        quota.check_n(n).map_err(|wait| {
+            ApiError::rate_limited(
+                format!(
+                    "the quota of grant {} ({}) cannot cover {n} residents now",
+                    grant.id(),
+                    quota.spec
+                ),
+                wait,
+            )
+        })?;
+    }
+
+    let provider = gw.providers.for_dataset(&dataset);
+    let mut results = Vec::with_capacity(resident_ids.len());
+    for (index, raw) in resident_ids.iter().enumerate() {
+        let mut e = event.clone();
+        let id = match ResidentId::parse(raw) {
+            Ok(id) => id,
+            Err(err) => {
+                results.push(json!({"index": index, "status": "invalid_id", "detail": err.reason}));
+                e.status = 400;
+                e.outcome = crate::audit::Outcome::Deny;
+                e.reason = Some("invalid-resident-id".into());
+                per_resident.push(e);
+                continue;
+            }
+        };
+        e.resident = Some(gw.pseudonyms.pseudonym(&id));
+        let record = provider.fetch(&dataset, &id).await.map_err(|err| {
+            tracing::error!(dataset = %dataset, error = %err, "provider failed");
+            ApiError::provider_failed(dataset.as_str())
+        })?;
+        match record {
+            Some(record) => {
+                let disclosed = minimize(&record, &allowance.fields);
+                e.fields = disclosed.keys().cloned().collect();
+                e.status = 200;
+                e.outcome = crate::audit::Outcome::Allow;
+                results.push(json!({"index": index, "resident": id.masked(), "status": "found", "record": disclosed}));
+            }
+            None => {
+                e.status = 404;
+                e.outcome = crate::audit::Outcome::Allow;
+                e.reason = Some("resident-not-found".into());
+                results
+                    .push(json!({"index": index, "resident": id.masked(), "status": "not_found"}));
+            }
+        }
+        per_resident.push(e);
+    }
+    let mut body = Map::new();
+    body.insert("dataset".into(), json!(dataset));
+    body.insert("purpose".into(), json!(purpose));
+    body.insert("case_ref".into(), json!(case_ref));
+    body.insert(
+        "grant".into(),
+        json!({"id": grant.id(), "version": grant.version()}),
+    );
+    body.insert("policy_version".into(), json!(policy.version()));
+    body.insert("results".into(), Value::Array(results));
     Ok(Answer::ok(body))
 }
 

@@ -80,6 +80,19 @@ impl RateLimit {
         }
     }
 
+    /// Takes `n` from the budget at once (a batch counts each resident), or
+    /// says how long to wait; more than the burst can never pass.
+    pub fn check_n(&self, n: u32) -> Result<(), Duration> {
+        let Some(n) = NonZeroU32::new(n) else {
+            return Ok(());
+        };
+        match self.limiter.check_n(n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(not_until.wait_time_from(self.clock.now())),
+            Err(_) => Err(self.spec.per),
+        }
+    }
+
     /// Takes one request from the budget, or says how long to wait.
     pub fn check(&self) -> Result<(), Duration> {
         self.limiter

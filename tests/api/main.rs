@@ -7,6 +7,7 @@ mod admin;
 mod audit_log;
 mod audit_review;
 mod auth;
+mod batch;
 mod cli;
 mod crash;
 mod helpers;
