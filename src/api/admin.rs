@@ -79,8 +79,7 @@ fn bad(slug: &'static str, title: &'static str, detail: impl Into<String>) -> Ap
 }
 
 fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    path.map(|Path(p)| p)
-        .map_err(|e| bad("invalid-path", "The path is not valid", e.body_text()))
+    path.map(|Path(p)| p).map_err(|e| super::bad_path(&e))
 }
 
 fn grant_id(path: Result<Path<String>, PathRejection>) -> Result<GrantId, ApiError> {

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use time::UtcOffset;
 
 use super::query::{authenticate, check_department_limit};
-use super::{Answer, RequestContext, finish};
+use super::{Answer, RequestContext, bad_path, finish};
 use crate::audit::export::{
     ExportFormat, checkpoint_record, csv_header, event_record, header_line,
 };
@@ -243,14 +243,7 @@ async fn one_event(
     let mut event = ctx.event(EventKind::AuditReview, "audit.event");
     let result = async {
         officer(&gw, &headers, &mut event)?;
-        let Path(seq) = path.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-path",
-                "The path is not valid",
-                e.body_text(),
-            )
-        })?;
+        let Path(seq) = path.map_err(|e| bad_path(&e))?;
         let seq: u64 = seq.parse().map_err(|_| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -297,7 +290,7 @@ async fn disclosures(
     let mut event = ctx.event(EventKind::AuditReview, "audit.disclosures");
     let result = async {
         officer(&gw, &headers, &mut event)?;
-        let Path(raw) = path.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid-path", "The path is not valid", e.body_text()))?;
+        let Path(raw) = path.map_err(|e| bad_path(&e))?;
         let id = ResidentId::parse(&raw).map_err(|e| ApiError::invalid_input("invalid-resident-id", "The resident ID number is not valid", &e))?;
         let pseudonym = gw.pseudonyms.pseudonym(&id);
         event.resident = Some(pseudonym);

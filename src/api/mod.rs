@@ -358,3 +358,13 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     admin::parse_body(headers, body, false)
 }
+
+/// 400 for a path whose segments cannot be read (bad percent-encoding, not UTF-8).
+pub(crate) fn bad_path(e: &axum::extract::rejection::PathRejection) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-path",
+        "The path is not valid",
+        e.body_text(),
+    )
+}

@@ -17,7 +17,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{Answer, RequestContext, finish, finish_batch, json_body};
+use super::{Answer, RequestContext, bad_path, finish, finish_batch, json_body};
 use crate::audit::{EventBody, EventKind};
 use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
 use crate::error::ApiError;
@@ -70,6 +70,15 @@ struct Target {
     case_ref: Option<CaseRef>,
 }
 
+/// Parses the dataset id of the path and records it in the event.
+fn dataset_of(raw: &str, event: &mut EventBody) -> Result<DatasetId, ApiError> {
+    let dataset = DatasetId::parse(raw).map_err(|e| {
+        ApiError::invalid_input("invalid-dataset-id", "The dataset id is not valid", &e)
+    })?;
+    event.dataset = Some(dataset.to_string());
+    Ok(dataset)
+}
+
 /// Authenticates, parses the path and the purpose headers, and records each in
 /// the event as soon as it is known.
 fn target(
@@ -81,18 +90,8 @@ fn target(
 ) -> Result<Target, ApiError> {
     event.policy_version = Some(policy.version().to_owned());
     let principal = authenticate(gw, policy, headers, event)?;
-    let Path((dataset, resident)) = path.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-path",
-            "The path is not valid",
-            e.body_text(),
-        )
-    })?;
-    let dataset = DatasetId::parse(&dataset).map_err(|e| {
-        ApiError::invalid_input("invalid-dataset-id", "The dataset id is not valid", &e)
-    })?;
-    event.dataset = Some(dataset.to_string());
+    let Path((dataset, resident)) = path.map_err(|e| bad_path(&e))?;
+    let dataset = dataset_of(&dataset, event)?;
     let resident = ResidentId::parse(&resident).map_err(|e| {
         ApiError::invalid_input(
             "invalid-resident-id",
@@ -338,18 +337,8 @@ async fn run_batch(
     let policy = gw.policy.snapshot();
     event.policy_version = Some(policy.version().to_owned());
     let principal = authenticate(gw, &policy, headers, event)?;
-    let Path(dataset) = path.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-path",
-            "The path is not valid",
-            e.body_text(),
-        )
-    })?;
-    let dataset = DatasetId::parse(&dataset).map_err(|e| {
-        ApiError::invalid_input("invalid-dataset-id", "The dataset id is not valid", &e)
-    })?;
-    event.dataset = Some(dataset.to_string());
+    let Path(dataset) = path.map_err(|e| bad_path(&e))?;
+    let dataset = dataset_of(&dataset, event)?;
     let (purpose, case_ref) = purpose_and_case(headers, event)?;
     let BatchBody {
         resident_ids,

@@ -177,7 +177,7 @@ pub async fn serve(
     Ok(())
 }
 
-/// How often the policy directory is checked for hand edits.
+/// How often watched files (policies, certificate) are checked for changes.
 const POLICY_POLL: Duration = Duration::from_millis(500);
 
 /// Reloads the policy directory when its files change (checked every half
@@ -186,24 +186,11 @@ const POLICY_POLL: Duration = Duration::from_millis(500);
 pub fn spawn_policy_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let dir = gw.config.policies_dir.clone();
-        // Empty at first: the first tick compares the files with the set in
+        // No stamp at first: the first tick compares the files with the set in
         // force, so an edit made while the gateway was starting is not missed.
-        let mut last = Vec::new();
-        let mut tick = tokio::time::interval(POLICY_POLL);
-        let mut hup = Hangup::new();
+        let mut triggers = Triggers::new(None);
         loop {
-            let hangup = hup.next();
-            let trigger = tokio::select! {
-                _ = tick.tick() => {
-                    let now = fingerprint(&dir);
-                    if now == last {
-                        continue;
-                    }
-                    last = now;
-                    "file change"
-                }
-                () = hangup => "SIGHUP",
-            };
+            let trigger = triggers.next(|| fingerprint(&dir)).await;
             // Errors are logged and kept in the reload status; the set in force stays.
             let _ = gw.reload_policy_files(trigger).await;
         }
@@ -216,29 +203,10 @@ pub fn spawn_policy_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
 /// use stays; the next change tries again.
 pub fn spawn_cert_reloader(cert: Arc<tls::ReloadableCert>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let stamp = |c: &tls::ReloadableCert| {
-            c.paths().map(|p| {
-                std::fs::metadata(p)
-                    .ok()
-                    .map(|m| (m.len(), m.modified().ok()))
-            })
-        };
-        let mut last = stamp(&cert);
-        let mut tick = tokio::time::interval(POLICY_POLL);
-        let mut hup = Hangup::new();
+        let paths: Vec<std::path::PathBuf> = cert.paths().iter().map(|p| p.to_path_buf()).collect();
+        let mut triggers = Triggers::new(Some(stamps(&paths)));
         loop {
-            let hangup = hup.next();
-            let trigger = tokio::select! {
-                _ = tick.tick() => {
-                    let now = stamp(&cert);
-                    if now == last {
-                        continue;
-                    }
-                    last = now;
-                    "file change"
-                }
-                () = hangup => "SIGHUP",
-            };
+            let trigger = triggers.next(|| stamps(&paths)).await;
             match cert.reload() {
                 Ok(()) => tracing::info!(trigger, "server certificate reloaded"),
                 Err(e) => {
@@ -247,6 +215,55 @@ pub fn spawn_cert_reloader(cert: Arc<tls::ReloadableCert>) -> tokio::task::JoinH
             }
         }
     })
+}
+
+/// Size and modification time of a file.
+type FileStamp = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
+
+/// What makes a reload happen: a change of the watched files (checked every
+/// half second by size and modification time, so it works on every file
+/// system and for every deployment tool), or SIGHUP.
+struct Triggers {
+    tick: tokio::time::Interval,
+    hup: Hangup,
+    last: Option<Vec<FileStamp>>,
+}
+
+impl Triggers {
+    fn new(last: Option<Vec<FileStamp>>) -> Self {
+        Self {
+            tick: tokio::time::interval(POLICY_POLL),
+            hup: Hangup::new(),
+            last,
+        }
+    }
+
+    /// Waits for the next change of `stamp()` or the next SIGHUP.
+    async fn next(&mut self, stamp: impl Fn() -> Vec<FileStamp>) -> &'static str {
+        loop {
+            tokio::select! {
+                _ = self.tick.tick() => {
+                    let now = stamp();
+                    if self.last.as_ref() != Some(&now) {
+                        self.last = Some(now);
+                        return "file change";
+                    }
+                }
+                () = self.hup.next() => return "SIGHUP",
+            }
+        }
+    }
+}
+
+fn stamps(paths: &[std::path::PathBuf]) -> Vec<FileStamp> {
+    paths
+        .iter()
+        .filter_map(|p| {
+            std::fs::metadata(p)
+                .ok()
+                .map(|m| (p.clone(), m.len(), m.modified().ok()))
+        })
+        .collect()
 }
 
 /// SIGHUP, where there is such a thing.
@@ -275,26 +292,16 @@ impl Hangup {
 }
 
 /// Size and modification time of every policy file.
-fn fingerprint(
-    dir: &std::path::Path,
-) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
-    let mut out = Vec::new();
-    let mut add = |path: std::path::PathBuf| {
-        if let Ok(m) = std::fs::metadata(&path) {
-            out.push((path, m.len(), m.modified().ok()));
-        }
-    };
-    add(dir.join("departments.toml"));
+fn fingerprint(dir: &std::path::Path) -> Vec<FileStamp> {
+    let mut paths = vec![dir.join("departments.toml")];
     for sub in ["datasets", "grants"] {
         if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
-            let mut paths: Vec<_> = entries.flatten().map(|e| e.path()).collect();
-            paths.sort();
-            for p in paths {
-                add(p);
-            }
+            let mut found: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+            found.sort();
+            paths.extend(found);
         }
     }
-    out
+    stamps(&paths)
 }
 
 /// Resolves on SIGTERM or SIGINT.
