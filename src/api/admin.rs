@@ -18,7 +18,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::query::{authenticate, check_department_limit};
+use super::query::staff;
 use super::{Answer, RequestContext, finish, finish_then};
 use crate::audit::query::format_time;
 use crate::audit::{EventBody, EventKind};
@@ -60,18 +60,7 @@ fn admin(
     headers: &HeaderMap,
     event: &mut EventBody,
 ) -> Result<Arc<Principal>, ApiError> {
-    let policy = gw.policy.snapshot();
-    event.policy_version = Some(policy.version().to_owned());
-    let principal = authenticate(gw, &policy, headers, event)?;
-    if !principal.has_role(POLICY_ADMIN) || principal.dept.as_str() != gw.config.operator_department
-    {
-        return Err(ApiError::role_required(&format!(
-            "{POLICY_ADMIN} (held by staff of {})",
-            gw.config.operator_department
-        )));
-    }
-    check_department_limit(&policy, &principal)?;
-    Ok(principal)
+    staff(gw, headers, event, POLICY_ADMIN)
 }
 
 fn bad(slug: &'static str, title: &'static str, detail: impl Into<String>) -> ApiError {

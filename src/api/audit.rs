@@ -20,7 +20,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::UtcOffset;
 
-use super::query::{authenticate, check_department_limit};
+use super::query::staff;
 use super::{Answer, RequestContext, bad_path, finish};
 use crate::audit::export::{
     ExportFormat, checkpoint_record, csv_header, event_record, header_line,
@@ -51,18 +51,7 @@ pub(crate) fn router() -> Router<Arc<Gateway>> {
 
 /// Authenticates a privacy officer of the operator department.
 fn officer(gw: &Gateway, headers: &HeaderMap, event: &mut EventBody) -> Result<(), ApiError> {
-    let policy = gw.policy.snapshot();
-    event.policy_version = Some(policy.version().to_owned());
-    let principal = authenticate(gw, &policy, headers, event)?;
-    if !principal.has_role(PRIVACY_OFFICER)
-        || principal.dept.as_str() != gw.config.operator_department
-    {
-        return Err(ApiError::role_required(&format!(
-            "{PRIVACY_OFFICER} (held by staff of {})",
-            gw.config.operator_department
-        )));
-    }
-    check_department_limit(&policy, &principal)
+    staff(gw, headers, event, PRIVACY_OFFICER).map(|_| ())
 }
 
 fn bad_query(e: &QueryRejection) -> ApiError {

@@ -558,6 +558,27 @@ pub(crate) fn authenticate(
     Ok(principal)
 }
 
+/// Authenticates a member of the operator department's staff holding `role`
+/// (`privacy_officer`, `policy_admin`); everyone else gets 403.
+pub(crate) fn staff(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    event: &mut EventBody,
+    role: &str,
+) -> Result<Arc<Principal>, ApiError> {
+    let policy = gw.policy.snapshot();
+    event.policy_version = Some(policy.version().to_owned());
+    let principal = authenticate(gw, &policy, headers, event)?;
+    let operator = &gw.config.operator_department;
+    if !principal.has_role(role) || principal.dept.as_str() != operator {
+        return Err(ApiError::role_required(&format!(
+            "{role} (held by staff of {operator})"
+        )));
+    }
+    check_department_limit(&policy, &principal)?;
+    Ok(principal)
+}
+
 pub(crate) fn check_department_limit(
     policy: &CompiledPolicy,
     principal: &Principal,
