@@ -8,16 +8,18 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi as doc;
 use super::query::staff;
 use super::{Answer, RequestContext, finish, finish_then};
 use crate::audit::query::format_time;
@@ -37,22 +39,16 @@ use crate::policy::{Decision, DecisionRequest};
 /// The role every route here needs.
 pub const POLICY_ADMIN: &str = "policy_admin";
 
-pub(crate) fn router() -> Router<Arc<Gateway>> {
-    Router::new()
-        .route("/v1/admin/grants", get(list_grants))
-        .route(
-            "/v1/admin/grants/{id}",
-            get(get_grant).put(put_grant).delete(delete_grant),
-        )
-        .route("/v1/admin/grants/{id}/revert", post(revert_grant))
-        .route("/v1/admin/datasets", get(list_datasets))
-        .route(
-            "/v1/admin/datasets/{id}",
-            get(get_dataset).put(put_dataset).delete(delete_dataset),
-        )
-        .route("/v1/admin/validate", post(validate_changes))
-        .route("/v1/admin/decide", post(decide))
-        .route("/v1/admin/history", get(history))
+pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(list_grants))
+        .routes(routes!(get_grant, put_grant, delete_grant))
+        .routes(routes!(revert_grant))
+        .routes(routes!(list_datasets))
+        .routes(routes!(get_dataset, put_dataset, delete_dataset))
+        .routes(routes!(validate_changes))
+        .routes(routes!(decide))
+        .routes(routes!(history))
 }
 
 fn admin(
@@ -318,6 +314,14 @@ fn prepare_change<'g>(
     ))
 }
 
+/// Every grant, with its ETag.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/grants",
+    tag = "admin",
+    operation_id = "admin_list_grants",
+    responses((status = 200, description = "The grants", body = doc::GrantList)),
+)]
 async fn list_grants(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -347,6 +351,21 @@ async fn list_grants(
     finish(&gw, &ctx, event, result).await
 }
 
+/// One grant as its policy file holds it (JSON, or TOML with `Accept: application/toml`).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/grants/{id}",
+    tag = "admin",
+    operation_id = "admin_get_grant",
+    params(("id" = String, Path, description = "Grant id", pattern = "^[a-z0-9][a-z0-9._-]{0,95}$", example = "minzheng-dibao-hukou")),
+    responses(
+        (status = 200, description = "The grant; its ETag is in `ETag`", content(
+            (doc::GrantDocument = "application/json"),
+            (String = "application/toml"),
+        )),
+        (status = 404, description = "No such grant", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn get_grant(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -384,6 +403,30 @@ async fn get_grant(
     finish(&gw, &ctx, event, result).await
 }
 
+/// Create or replace a grant (JSON or TOML body), in force at once.
+///
+/// Validated with the whole policy set; recorded in the audit log with before
+/// and after, then written to its file and swapped in. Replacing needs
+/// `If-Match` with the current ETag (428 without, 412 if someone changed it).
+#[utoipa::path(
+    put,
+    path = "/v1/admin/grants/{id}",
+    tag = "admin",
+    operation_id = "admin_put_grant",
+    params(("id" = String, Path, description = "Grant id", pattern = "^[a-z0-9][a-z0-9._-]{0,95}$", example = "minzheng-dibao-hukou"), ("If-Match" = Option<String>, Header, description = "The ETag of the entry as you read it; required to replace or delete an existing entry"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+    request_body(description = "The grant: the fields of a `[[grant]]` table", content(
+        (Object = "application/json"),
+        (String = "application/toml"),
+    )),
+    responses(
+        (status = 200, description = "Replaced", body = doc::ChangeAnswer),
+        (status = 201, description = "Created", body = doc::ChangeAnswer),
+        (status = 412, description = "The ETag does not match (someone saved first)", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON or TOML", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The policy set would not load; `errors` lists why", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is required", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn put_grant(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -456,6 +499,20 @@ async fn respond_change(
     }
 }
 
+/// Delete a grant (needs `If-Match`).
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/grants/{id}",
+    tag = "admin",
+    operation_id = "admin_delete_grant",
+    params(("id" = String, Path, description = "Grant id", pattern = "^[a-z0-9][a-z0-9._-]{0,95}$", example = "minzheng-dibao-hukou"), ("If-Match" = Option<String>, Header, description = "The ETag of the entry as you read it; required to replace or delete an existing entry")),
+    responses(
+        (status = 200, description = "Deleted; who loses access", body = doc::ChangeAnswer),
+        (status = 404, description = "No such grant", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The ETag does not match", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is required", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn delete_grant(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -482,12 +539,29 @@ async fn delete_grant(
 }
 
 /// Query of a revert.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RevertParams {
+    /// The version to restore (from the history); stored as a new version.
     to: u32,
 }
 
+/// Restore an earlier version of a grant (needs `If-Match`).
+#[utoipa::path(
+    post,
+    path = "/v1/admin/grants/{id}/revert",
+    tag = "admin",
+    operation_id = "admin_revert_grant",
+    params(("id" = String, Path, description = "Grant id", pattern = "^[a-z0-9][a-z0-9._-]{0,95}$", example = "minzheng-dibao-hukou"), ("If-Match" = Option<String>, Header, description = "The ETag of the entry as you read it; required to replace or delete an existing entry"), RevertParams),
+    responses(
+        (status = 200, description = "Restored as a new version", body = doc::ChangeAnswer),
+        (status = 404, description = "No such grant or version", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The ETag does not match", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The old version would not load today", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is required", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn revert_grant(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -559,6 +633,14 @@ async fn revert_grant(
     respond_change(&gw, &ctx, event, result).await
 }
 
+/// Every dataset of the catalog, with its ETag.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/datasets",
+    tag = "admin",
+    operation_id = "admin_list_datasets",
+    responses((status = 200, description = "The catalog", body = doc::DatasetList)),
+)]
 async fn list_datasets(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -581,6 +663,21 @@ async fn list_datasets(
     finish(&gw, &ctx, event, result).await
 }
 
+/// One catalog entry (JSON, or TOML with `Accept: application/toml`).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/datasets/{id}",
+    tag = "admin",
+    operation_id = "admin_get_dataset",
+    params(("id" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$", example = "gongan.hukou")),
+    responses(
+        (status = 200, description = "The dataset; its ETag is in `ETag`", content(
+            (doc::DatasetDocument = "application/json"),
+            (String = "application/toml"),
+        )),
+        (status = 404, description = "No such dataset", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn get_dataset(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -617,6 +714,26 @@ async fn get_dataset(
     finish(&gw, &ctx, event, result).await
 }
 
+/// Create or replace a catalog entry (JSON or TOML body), in force at once.
+#[utoipa::path(
+    put,
+    path = "/v1/admin/datasets/{id}",
+    tag = "admin",
+    operation_id = "admin_put_dataset",
+    params(("id" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$", example = "gongan.hukou"), ("If-Match" = Option<String>, Header, description = "The ETag of the entry as you read it; required to replace or delete an existing entry"), ("If-None-Match" = Option<String>, Header, description = "`*`: create only, never replace")),
+    request_body(description = "The dataset: the fields of a dataset file", content(
+        (Object = "application/json"),
+        (String = "application/toml"),
+    )),
+    responses(
+        (status = 200, description = "Replaced", body = doc::ChangeAnswer),
+        (status = 201, description = "Created", body = doc::ChangeAnswer),
+        (status = 412, description = "The ETag does not match", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON or TOML", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The policy set would not load", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is required", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn put_dataset(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -654,6 +771,21 @@ async fn put_dataset(
     respond_change(&gw, &ctx, event, result).await
 }
 
+/// Delete a catalog entry (needs `If-Match`; refused while a grant uses it).
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/datasets/{id}",
+    tag = "admin",
+    operation_id = "admin_delete_dataset",
+    params(("id" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$", example = "gongan.hukou"), ("If-Match" = Option<String>, Header, description = "The ETag of the entry as you read it; required to replace or delete an existing entry")),
+    responses(
+        (status = 200, description = "Deleted", body = doc::ChangeAnswer),
+        (status = 404, description = "No such dataset", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "The ETag does not match", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Grants still use it", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is required", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn delete_dataset(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -700,6 +832,18 @@ pub(crate) struct ValidateBody {
     changes: Vec<ProposedChange>,
 }
 
+/// Dry-run changes: would the policy set load, and who would gain or lose access.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/validate",
+    tag = "admin",
+    operation_id = "admin_validate",
+    request_body = doc::ValidateRequest,
+    responses(
+        (status = 200, description = "The verdict; nothing is changed", body = doc::ValidateAnswer),
+        (status = 415, description = "Not JSON", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn validate_changes(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -762,6 +906,18 @@ pub(crate) struct DecideBody {
     date: Option<String>,
 }
 
+/// Explain a decision: would this request be allowed, under which grant, and if not, why.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/decide",
+    tag = "admin",
+    operation_id = "admin_decide",
+    request_body = doc::DecideRequest,
+    responses(
+        (status = 200, description = "The decision and its reason", body = doc::DecideAnswer),
+        (status = 415, description = "Not JSON", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn decide(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -830,14 +986,27 @@ async fn decide(
 }
 
 /// Query of the history.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct HistoryParams {
+    /// `grant` or `dataset`.
     kind: Option<String>,
+    /// One grant or dataset id.
     id: Option<String>,
+    /// Most changes, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
+/// Policy changes, newest first: author, time, diff, who gained and lost access.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/history",
+    tag = "admin",
+    operation_id = "admin_history",
+    params(HistoryParams),
+    responses((status = 200, description = "The changes", body = doc::HistoryAnswer)),
+)]
 async fn history(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,

@@ -7,19 +7,21 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
-use axum::routing::get;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use time::UtcOffset;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use super::openapi as doc;
 use super::query::staff;
 use super::{Answer, RequestContext, bad_path, finish};
 use crate::audit::export::{
@@ -35,18 +37,15 @@ use crate::gateway::Gateway;
 pub const PRIVACY_OFFICER: &str = "privacy_officer";
 const MAX_LIMIT: usize = 1000;
 
-pub(crate) fn router() -> Router<Arc<Gateway>> {
-    Router::new()
-        .route("/v1/audit/events", get(search))
-        .route("/v1/audit/events/{seq}", get(one_event))
-        .route(
-            "/v1/audit/residents/{resident_id}/disclosures",
-            get(disclosures),
-        )
-        .route("/v1/audit/verify", get(verify))
-        .route("/v1/audit/export", get(export))
-        .route("/v1/audit/stats", get(stats))
-        .route("/v1/audit/checkpoint-key", get(checkpoint_key))
+pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(search))
+        .routes(routes!(one_event))
+        .routes(routes!(disclosures))
+        .routes(routes!(verify))
+        .routes(routes!(export))
+        .routes(routes!(stats))
+        .routes(routes!(checkpoint_key))
 }
 
 /// Authenticates a privacy officer of the operator department.
@@ -87,19 +86,30 @@ fn resident_pseudonym(gw: &Gateway, s: &str) -> Result<[u8; 16], ApiError> {
     Ok(gw.pseudonyms.pseudonym(&id))
 }
 
-/// Filters of `GET /v1/audit/events`.
-#[derive(Debug, Default, Deserialize)]
+/// Filters of `GET /v1/audit/events`; all of them must hold.
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct SearchParams {
+    /// A resident ID (matched through its pseudonym; never stored in clear).
     resident: Option<String>,
+    /// Consumer department.
     consumer: Option<String>,
+    /// The caller (`sub` of the token).
     subject: Option<String>,
+    /// Dataset id.
     dataset: Option<String>,
+    /// Purpose code.
     purpose: Option<String>,
+    /// `allow`, `deny` or `error`.
     decision: Option<String>,
+    /// From this time: RFC 3339, or a day `YYYY-MM-DD` in the gateway's calendar.
     from: Option<String>,
+    /// Up to this time (a day includes its last millisecond).
     to: Option<String>,
+    /// `next_cursor` of the previous page.
     cursor: Option<String>,
+    /// Events per page, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
@@ -173,7 +183,18 @@ async fn blocking<T: Send + 'static>(
     }
 }
 
-/// `GET /v1/audit/events`.
+/// Search the audit log, newest first, with opaque cursors.
+///
+/// The search itself is an audit event recording its filters (a resident as
+/// its pseudonym).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/events",
+    tag = "audit",
+    operation_id = "audit_search",
+    params(SearchParams),
+    responses((status = 200, description = "One page of events", body = doc::SearchAnswer)),
+)]
 async fn search(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -222,7 +243,18 @@ async fn run_search(
     Ok(Answer::ok(body))
 }
 
-/// `GET /v1/audit/events/{seq}`.
+/// One audit event, with its hash and the previous hash.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/events/{seq}",
+    tag = "audit",
+    operation_id = "audit_event",
+    params(("seq" = u64, Path, description = "Sequence number")),
+    responses(
+        (status = 200, description = "The event", body = doc::AuditEvent),
+        (status = 404, description = "No such event", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn one_event(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -262,13 +294,33 @@ async fn one_event(
 }
 
 /// Query of the disclosure report.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ReportParams {
+    /// `json` (default) or `csv` (bilingual headings, with a BOM for spreadsheet programs).
     format: Option<String>,
 }
 
-/// `GET /v1/audit/residents/{resident_id}/disclosures`.
+/// Every time a resident's data left the gateway: who, when, why, which fields.
+///
+/// Printable, and downloadable as CSV to hand to the resident.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/residents/{resident_id}/disclosures",
+    tag = "audit",
+    operation_id = "audit_disclosures",
+    params(
+        ("resident_id" = String, Path, description = "The resident's ID number", pattern = "^[0-9]{17}[0-9X]$"),
+        ReportParams,
+    ),
+    responses(
+        (status = 200, description = "The report", content(
+            (doc::DisclosureReport = "application/json"),
+            (String = "text/csv"),
+        )),
+    ),
+)]
 async fn disclosures(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -350,7 +402,14 @@ fn field_title(dataset: Option<&crate::policy::load::Dataset>, field: &str) -> S
         .unwrap_or_else(|| field.to_owned())
 }
 
-/// `GET /v1/audit/verify`: recompute the chain and every checkpoint signature.
+/// Recompute the hash chain and check every signed checkpoint.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    tag = "audit",
+    operation_id = "audit_verify",
+    responses((status = 200, description = "The verdict; on failure, the first broken link", body = doc::VerifyReport)),
+)]
 async fn verify(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -377,15 +436,35 @@ async fn verify(
 }
 
 /// Query of the export.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ExportParams {
+    /// From this time: RFC 3339, or a day `YYYY-MM-DD`.
     from: Option<String>,
+    /// Up to this time.
     to: Option<String>,
+    /// `ndjson` (default) or `csv`.
     format: Option<String>,
 }
 
-/// `GET /v1/audit/export`: streamed, with the signed checkpoints that cover it.
+/// Export events with the signed checkpoints that cover them, streamed.
+///
+/// A checkpoint is signed first, so the export verifies offline with
+/// `tongban audit verify --export FILE --pubkey FILE`.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/export",
+    tag = "audit",
+    operation_id = "audit_export",
+    params(ExportParams),
+    responses(
+        (status = 200, description = "A header line, the events and checkpoints", content(
+            (String = "application/x-ndjson"),
+            (String = "text/csv"),
+        )),
+    ),
+)]
 async fn export(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -529,14 +608,25 @@ async fn run_export(
 }
 
 /// Query of the statistics.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct StatsParams {
+    /// From this time (default: 7 days before `to`).
     from: Option<String>,
+    /// Up to this time (default: now).
     to: Option<String>,
 }
 
-/// `GET /v1/audit/stats`: counts per day and anomaly flags (default: the last 7 days).
+/// Counts per day and anomaly flags, each linking to its events.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/stats",
+    tag = "audit",
+    operation_id = "audit_stats",
+    params(StatsParams),
+    responses((status = 200, description = "Counts and flags", body = doc::StatsAnswer)),
+)]
 async fn stats(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -579,7 +669,14 @@ async fn stats(
     finish(&gw, &ctx, event, result).await
 }
 
-/// `GET /v1/audit/checkpoint-key`: the public key that verifies checkpoints (PEM).
+/// The public key that verifies the signed checkpoints (PEM).
+#[utoipa::path(
+    get,
+    path = "/v1/audit/checkpoint-key",
+    tag = "audit",
+    operation_id = "audit_checkpoint_key",
+    responses((status = 200, description = "Ed25519 public key, SubjectPublicKeyInfo PEM", body = String, content_type = "application/x-pem-file")),
+)]
 async fn checkpoint_key(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod openapi;
 pub mod ops;
 pub mod query;
 
@@ -30,13 +31,25 @@ pub struct ConnInfo {
     pub cert_fingerprint: Option<[u8; 32]>,
 }
 
-/// Builds the whole router over the gateway state.
-pub fn build_app(gw: Arc<Gateway>) -> Router {
-    Router::new()
-        .merge(ops::router(gw.config.metrics_listen.is_none()))
+/// Every documented route: each is registered with its OpenAPI description.
+fn routes(metrics_here: bool) -> utoipa_axum::router::OpenApiRouter<Arc<Gateway>> {
+    utoipa_axum::router::OpenApiRouter::new()
+        .merge(ops::router(metrics_here))
         .merge(query::router())
         .merge(audit::router())
         .merge(admin::router())
+}
+
+/// The OpenAPI 3.1 description of the gateway's routes, as `/openapi.json` serves it.
+pub fn openapi_document(metrics_here: bool) -> utoipa::openapi::OpenApi {
+    let (_, paths) = routes(metrics_here).split_for_parts();
+    openapi::document(paths)
+}
+
+/// Builds the whole router over the gateway state.
+pub fn build_app(gw: Arc<Gateway>) -> Router {
+    let (router, _) = routes(gw.config.metrics_listen.is_none()).split_for_parts();
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies (admin edits, batches) are bounded before any handler reads them.

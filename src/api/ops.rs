@@ -1,6 +1,6 @@
 //! Operations routes: liveness and readiness. Not audited, no resident data.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use axum::Json;
 use axum::Router;
@@ -9,17 +9,20 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::gateway::Gateway;
 
 /// Health routes are cheap and unaudited; everything under `/v1` is audited.
 /// `/metrics` is here unless it has a listen address of its own.
-pub(crate) fn router(metrics_here: bool) -> Router<Arc<Gateway>> {
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
+pub(crate) fn router(metrics_here: bool) -> OpenApiRouter<Arc<Gateway>> {
+    let router = OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(openapi_json));
     if metrics_here {
-        router.route("/metrics", get(metrics))
+        router.routes(routes!(metrics))
     } else {
         router
     }
@@ -30,7 +33,16 @@ pub fn metrics_router(gw: Arc<Gateway>) -> Router {
     Router::new().route("/metrics", get(metrics)).with_state(gw)
 }
 
-/// `GET /metrics`: Prometheus exposition (OpenMetrics text).
+/// Prometheus metrics (OpenMetrics text): requests, latency, audit writer,
+/// rate limits, policy reloads, TLS handshakes, connections. Here unless
+/// `metrics_listen` gives them an address of their own.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    operation_id = "metrics",
+    responses((status = 200, description = "The metrics", body = String, content_type = "application/openmetrics-text")),
+)]
 pub(crate) async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     let m = &gw.metrics;
     m.audit_writer_up.set(i64::from(gw.audit.is_healthy()));
@@ -52,12 +64,60 @@ pub(crate) async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse
     )
 }
 
-/// `GET /healthz`: the process is up.
+/// This description: OpenAPI 3.1, generated from the routes themselves.
+#[utoipa::path(
+    get,
+    path = "/openapi.json",
+    tag = "ops",
+    operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI document", body = Object)),
+)]
+pub(crate) async fn openapi_json(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    static WITH_METRICS: OnceLock<bytes::Bytes> = OnceLock::new();
+    static WITHOUT_METRICS: OnceLock<bytes::Bytes> = OnceLock::new();
+    let metrics_here = gw.config.metrics_listen.is_none();
+    let cell = if metrics_here {
+        &WITH_METRICS
+    } else {
+        &WITHOUT_METRICS
+    };
+    let spec = cell.get_or_init(|| {
+        bytes::Bytes::from(
+            crate::api::openapi_document(metrics_here)
+                .to_json()
+                .unwrap_or_default(),
+        )
+    });
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        spec.clone(),
+    )
+}
+
+/// Liveness: the process is up.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    operation_id = "healthz",
+    responses((status = 200, description = "Up", body = super::openapi::Health)),
+)]
 pub(crate) async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-/// `GET /readyz`: policies loaded and the audit writer healthy.
+/// Readiness: policies loaded and the audit writer healthy (503 otherwise:
+/// without a working audit log the gateway refuses every query).
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready", body = super::openapi::Readiness),
+        (status = 503, description = "Not ready: the audit writer has failed", body = super::openapi::Readiness),
+    ),
+)]
 pub(crate) async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     let policy = gw.policy.snapshot();
     let audit_ok = gw.audit.is_healthy();

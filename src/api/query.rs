@@ -6,17 +6,19 @@
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::openapi as doc;
 use super::{Answer, RequestContext, bad_path, finish, finish_batch, json_body};
 use crate::audit::{EventBody, EventKind};
 use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
@@ -29,15 +31,12 @@ use crate::policy::index::Allowance;
 use crate::policy::model::Operation;
 use crate::policy::{CompiledPolicy, Decision, DecisionRequest};
 
-pub(crate) fn router() -> Router<Arc<Gateway>> {
-    Router::new()
-        .route("/v1/catalog", get(catalog))
-        .route("/v1/datasets/{dataset}/records/{resident_id}", get(lookup))
-        .route(
-            "/v1/datasets/{dataset}/records/{resident_id}/verify",
-            post(verify),
-        )
-        .route("/v1/datasets/{dataset}/records:batch", post(batch))
+pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
+    OpenApiRouter::new()
+        .routes(routes!(catalog))
+        .routes(routes!(lookup))
+        .routes(routes!(verify))
+        .routes(routes!(batch))
 }
 
 /// Query parameters of a lookup.
@@ -48,7 +47,30 @@ pub(crate) struct LookupParams {
     fields: Option<String>,
 }
 
-/// `GET /v1/datasets/{dataset}/records/{resident_id}`.
+/// Look up a resident's record: exactly the fields the grant allows.
+///
+/// The gateway finds the grant that gives the caller's department and role this
+/// dataset for the named purpose, checks its conditions (case reference,
+/// validity, quota), fetches the record from the owner and returns only the
+/// granted fields, masked where the grant says so. Audited before it answers.
+#[utoipa::path(
+    get,
+    path = "/v1/datasets/{dataset}/records/{resident_id}",
+    tag = "records",
+    operation_id = "lookup",
+    params(
+        ("dataset" = String, Path, description = "Dataset id, `<owner>.<name>`", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$", example = "gongan.hukou"),
+        ("resident_id" = String, Path, description = "The resident's 18-character ID number (checksum checked)", pattern = "^[0-9]{17}[0-9X]$", example = "110101199810229455"),
+        ("fields" = Option<String>, Query, description = "Comma-separated subset of the granted fields (minimum necessary)", example = "name,hukou_status"),
+        ("X-Purpose" = String, Header, description = "Purpose code (用途), checked against the grant", pattern = "^[a-z][a-z0-9_]{0,63}$", example = "dibao_review"),
+        ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号); required by grants on conditional data", example = "MZ-2026-000123"),
+        ("traceparent" = Option<String>, Header, description = "W3C trace context; its trace id is logged and passed to upstream providers"),
+    ),
+    responses(
+        (status = 200, description = "The granted fields", body = doc::RecordAnswer),
+        (status = 404, description = "Unknown dataset, or no record of this resident", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn lookup(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -226,8 +248,29 @@ pub(crate) struct VerifyBody {
     conditions: Vec<Condition>,
 }
 
-/// `POST /v1/datasets/{dataset}/records/{resident_id}/verify`: yes or no per
-/// condition, never the values (数据核验).
+/// Verify conditions on a record (数据核验): yes or no per condition, never the values.
+///
+/// A grant may give a field as verify-only: it can be checked here but never
+/// looked up. The audit event records the fields checked and the outcomes.
+#[utoipa::path(
+    post,
+    path = "/v1/datasets/{dataset}/records/{resident_id}/verify",
+    tag = "records",
+    operation_id = "verify",
+    params(
+        ("dataset" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$", example = "minzheng.hunyin"),
+        ("resident_id" = String, Path, description = "The resident's ID number", pattern = "^[0-9]{17}[0-9X]$"),
+        ("X-Purpose" = String, Header, description = "Purpose code (用途)", pattern = "^[a-z][a-z0-9_]{0,63}$"),
+        ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号)"),
+    ),
+    request_body = doc::VerifyRequest,
+    responses(
+        (status = 200, description = "One outcome per condition", body = doc::VerifyAnswer),
+        (status = 404, description = "Unknown dataset, or no record of this resident", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn verify(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -310,9 +353,29 @@ pub(crate) struct BatchBody {
     fields: Option<Vec<FieldName>>,
 }
 
-/// `POST /v1/datasets/{dataset}/records:batch`: many residents, one purpose and
-/// case reference; an answer per ID (in order), each minimized; one audit
-/// event per resident, all in one group commit.
+/// Look up many residents for one purpose and case: an answer per ID, in order.
+///
+/// Each answer is minimized like a lookup; one audit event per resident, all
+/// in one group commit; the grant's quota is charged per resident. Needs a
+/// grant with the `batch` operation.
+#[utoipa::path(
+    post,
+    path = "/v1/datasets/{dataset}/records:batch",
+    tag = "records",
+    operation_id = "batch",
+    params(
+        ("dataset" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$", example = "gongan.hukou"),
+        ("X-Purpose" = String, Header, description = "Purpose code (用途)", pattern = "^[a-z][a-z0-9_]{0,63}$"),
+        ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号)"),
+    ),
+    request_body = doc::BatchRequest,
+    responses(
+        (status = 200, description = "One answer per ID", body = doc::BatchAnswer),
+        (status = 404, description = "Unknown dataset", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over the limit", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Body is not application/json", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn batch(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
@@ -452,7 +515,14 @@ async fn run_batch(
     Ok(Answer::ok(body))
 }
 
-/// `GET /v1/catalog`: the datasets and fields the caller may use, and for what.
+/// The datasets and fields the caller may use, for which purposes, under which grants.
+#[utoipa::path(
+    get,
+    path = "/v1/catalog",
+    tag = "records",
+    operation_id = "catalog",
+    responses((status = 200, description = "What the caller's department and roles may use", body = doc::CatalogAnswer)),
+)]
 async fn catalog(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,

@@ -64,6 +64,16 @@ async fn metrics_can_live_on_their_own_address_only() {
     let gw = TestGateway::start_with(|c, _| c.metrics_listen = Some(addr)).await;
     let r = gw.client().request("GET", "/metrics", &[]).await.unwrap();
     assert_eq!(r.status, StatusCode::NOT_FOUND, "not on the HTTPS listener");
+    let doc = gw
+        .client()
+        .request("GET", "/openapi.json", &[])
+        .await
+        .unwrap();
+    assert!(
+        doc.body["paths"].get("/metrics").is_none(),
+        "nor in its description"
+    );
+    assert!(doc.body["paths"].get("/healthz").is_some());
     let deadline = Instant::now() + Duration::from_secs(5);
     let text = loop {
         if let Ok(mut s) = tokio::net::TcpStream::connect(addr).await {
@@ -333,4 +343,92 @@ async fn shutdown_finishes_requests_in_flight_and_flushes_the_log() {
         "a last checkpoint covers the log: {report:?}"
     );
     assert!(!gw.gw.audit.is_healthy(), "the writer has stopped");
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route_with_its_security_and_refusals() {
+    let gw = TestGateway::start().await;
+    let r = gw
+        .client()
+        .request("GET", "/openapi.json", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    let doc = &r.body;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    let expected = [
+        ("/v1/catalog", "get"),
+        ("/v1/datasets/{dataset}/records/{resident_id}", "get"),
+        (
+            "/v1/datasets/{dataset}/records/{resident_id}/verify",
+            "post",
+        ),
+        ("/v1/datasets/{dataset}/records:batch", "post"),
+        ("/v1/audit/events", "get"),
+        ("/v1/audit/events/{seq}", "get"),
+        ("/v1/audit/residents/{resident_id}/disclosures", "get"),
+        ("/v1/audit/verify", "get"),
+        ("/v1/audit/export", "get"),
+        ("/v1/audit/stats", "get"),
+        ("/v1/audit/checkpoint-key", "get"),
+        ("/v1/admin/grants", "get"),
+        ("/v1/admin/grants/{id}", "get"),
+        ("/v1/admin/grants/{id}", "put"),
+        ("/v1/admin/grants/{id}", "delete"),
+        ("/v1/admin/grants/{id}/revert", "post"),
+        ("/v1/admin/datasets", "get"),
+        ("/v1/admin/datasets/{id}", "get"),
+        ("/v1/admin/datasets/{id}", "put"),
+        ("/v1/admin/datasets/{id}", "delete"),
+        ("/v1/admin/validate", "post"),
+        ("/v1/admin/decide", "post"),
+        ("/v1/admin/history", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/metrics", "get"),
+        ("/openapi.json", "get"),
+    ];
+    let documented: usize = paths
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(documented, expected.len(), "{:?}", paths.keys());
+    for (path, method) in expected {
+        let op = &paths[path][method];
+        assert!(op.is_object(), "{method} {path} is not described");
+        assert!(op["operationId"].is_string());
+        if path.starts_with("/v1/") {
+            let security = op["security"].as_array().unwrap();
+            assert!(security.iter().all(|s| s.get("bearer").is_some()));
+            for status in ["401", "403", "429", "503", "default"] {
+                assert_eq!(
+                    op["responses"][status]["content"]["application/problem+json"]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path} {status}"
+                );
+            }
+        } else {
+            assert!(op.get("security").is_none(), "{path} needs no token");
+        }
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    assert_eq!(schemes["client_certificate"]["type"], "mutualTLS");
+    let problem = &doc["components"]["schemas"]["Problem"];
+    for member in ["type", "title", "status", "detail"] {
+        assert!(
+            problem["required"]
+                .as_array()
+                .unwrap()
+                .contains(&member.into())
+        );
+    }
+    // Every route that answers is described: one the document lacks is 404.
+    let r = gw
+        .client()
+        .request("GET", "/v1/nothing", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

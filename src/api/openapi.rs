@@ -1,0 +1,886 @@
+//! The OpenAPI 3.1 description served at `/openapi.json`.
+//!
+//! Paths come from the `#[utoipa::path]` attributes on the handlers, which the
+//! routers register through `utoipa_axum::routes!`: a route cannot exist
+//! without its description. The types below describe the JSON bodies the
+//! handlers build; the schemathesis run in CI (`checks/schemathesis.sh`)
+//! checks every response of the running gateway against them.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
+use utoipa::{Modify, ToSchema};
+
+/// The tag of the operations routes, which need no token and are not audited.
+const TAG_OPS: &str = "ops";
+
+/// The document's fixed parts; paths are added by the routers.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "tongban (通办) gateway",
+        description = "Departments query each other's resident records under sharing policies. \
+            Every request under /v1 is authenticated (bearer JWT, optionally a client certificate), \
+            decided against the grants, minimized to the granted fields, rate limited, and written \
+            to a tamper-evident audit log before its answer leaves. Every refusal is \
+            application/problem+json with a stable `type` (/problems/<slug>, listed in the README).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    tags(
+        (name = "records", description = "Department systems: the catalog, lookups, verification (数据核验) and batches"),
+        (name = "audit", description = "Privacy officers (role privacy_officer of the operator department): the audit log"),
+        (name = "admin", description = "Policy administrators (role policy_admin of the operator department): catalog and grants"),
+        (name = "ops", description = "Operators: health, readiness, metrics and this description; not audited"),
+    ),
+    components(schemas(Problem)),
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+/// What every audited operation shares: its security and its refusals.
+#[derive(Debug)]
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "A JWT from a configured issuer (ES256, RS256 or EdDSA), with claims \
+                         iss, aud, sub, dept, roles (array), iat, nbf, exp.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "client_certificate",
+            SecurityScheme::MutualTls {
+                description: Some(
+                    "A client certificate issued by the configured client CA. Optional or \
+                     required depending on tls.client_auth; when presented, its SHA-256 \
+                     fingerprint is recorded in the audit event."
+                        .to_owned(),
+                ),
+                extensions: None,
+                deprecated: None,
+            },
+        );
+        for item in openapi.paths.paths.values_mut() {
+            for op in operations(item) {
+                let ops_route = op
+                    .tags
+                    .as_ref()
+                    .is_some_and(|t| t.iter().any(|t| t == TAG_OPS));
+                if ops_route {
+                    continue;
+                }
+                op.security = Some(vec![
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                    SecurityRequirement::new("bearer", Vec::<String>::new())
+                        .add("client_certificate", Vec::<String>::new()),
+                ]);
+                add_refusals(op);
+            }
+        }
+    }
+}
+
+fn operations(item: &mut utoipa::openapi::PathItem) -> Vec<&mut Operation> {
+    [
+        item.get.as_mut(),
+        item.put.as_mut(),
+        item.post.as_mut(),
+        item.delete.as_mut(),
+        item.patch.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+fn problem_response(description: &str) -> utoipa::openapi::Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/problem+json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name("Problem")))
+                .build(),
+        )
+        .build()
+}
+
+/// The refusals any audited operation can give, whatever its own list says.
+fn add_refusals(op: &mut Operation) {
+    let common = [
+        (
+            "400",
+            "The request is not valid (header, path, query or body); see `type`",
+        ),
+        (
+            "401",
+            "No valid bearer token (missing, malformed, forged, expired, wrong issuer or audience)",
+        ),
+        (
+            "403",
+            "Authenticated, but no grant or role allows this (deny by default)",
+        ),
+        (
+            "429",
+            "Over the department's rate limit or the grant's quota; see Retry-After",
+        ),
+        (
+            "503",
+            "The audit log cannot record the request, so no data leaves; or a provider is unavailable",
+        ),
+        ("default", "Any other refusal, as problem+json"),
+    ];
+    for (status, description) in common {
+        op.responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| problem_response(description).into());
+    }
+}
+
+/// An RFC 9457 problem: every refusal and error of the gateway.
+#[derive(Debug, ToSchema)]
+pub struct Problem {
+    /// Stable identifier of the problem, `/problems/<slug>`; what clients match on.
+    #[schema(rename = "type", example = "/problems/no-grant")]
+    pub kind: String,
+    /// Short human-readable summary.
+    pub title: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// What exactly was wrong, for a person; never record data.
+    pub detail: String,
+    /// The request's id (also in `X-Request-Id`).
+    #[schema(nullable = false)]
+    pub request_id: Option<String>,
+    /// Sequence number of the audit event that records this refusal.
+    #[schema(nullable = false)]
+    pub audit_seq: Option<u64>,
+}
+
+/// Where the request was recorded in the audit log.
+#[derive(Debug, ToSchema)]
+pub struct AuditRef {
+    /// Sequence number of the request's audit event.
+    pub seq: u64,
+    /// For a batch: the last of its consecutive events (one per resident).
+    #[schema(nullable = false)]
+    pub last_seq: Option<u64>,
+    /// The request's id (also in `X-Request-Id`).
+    pub request_id: String,
+}
+
+/// The grant an answer was given under.
+#[derive(Debug, ToSchema)]
+pub struct GrantRef {
+    /// Grant id.
+    pub id: String,
+    /// Grant version.
+    pub version: u32,
+}
+
+/// A record value: text, number, boolean, or null when the owner holds none.
+#[derive(Debug, ToSchema)]
+#[schema(value_type = Value)]
+pub struct FieldValue(pub Value);
+
+/// `GET /v1/datasets/{dataset}/records/{resident_id}`: the granted fields only.
+#[derive(Debug, ToSchema)]
+pub struct RecordAnswer {
+    /// The dataset.
+    pub dataset: String,
+    /// The resident ID, masked.
+    #[schema(example = "110101********9455")]
+    pub resident: String,
+    /// The purpose named in `X-Purpose`.
+    pub purpose: String,
+    /// The case reference named in `X-Case-Ref`.
+    #[schema(required = true)]
+    pub case_ref: Option<String>,
+    /// The grant that allowed it.
+    pub grant: GrantRef,
+    /// Version of the policy set that decided.
+    pub policy_version: String,
+    /// Exactly the granted fields (masked where the grant says so).
+    pub record: BTreeMap<String, FieldValue>,
+    /// The audit event.
+    pub audit: AuditRef,
+}
+
+/// A comparison of a verification.
+#[derive(Debug, ToSchema)]
+pub enum Comparison {
+    /// The field equals the value.
+    #[schema(rename = "equals")]
+    Equals,
+    /// The field is one of the values (an array).
+    #[schema(rename = "in")]
+    In,
+    /// At least the value (numbers and dates).
+    #[schema(rename = ">=")]
+    AtLeast,
+    /// At most the value (numbers and dates).
+    #[schema(rename = "<=")]
+    AtMost,
+    /// The field has a value.
+    #[schema(rename = "exists")]
+    Exists,
+}
+
+/// One condition on a field.
+#[derive(Debug, ToSchema)]
+#[schema(example = json!({"field": "marital_status", "op": "equals", "value": "已婚"}))]
+pub struct Condition {
+    /// A field of the dataset.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,63}$")]
+    pub field: String,
+    /// The comparison.
+    pub op: Comparison,
+    /// What to compare with, of the field's type (an array for `in`; none for `exists`).
+    #[schema(value_type = Value, required = false)]
+    pub value: Option<Value>,
+}
+
+/// Body of a verification.
+#[derive(Debug, ToSchema)]
+pub struct VerifyRequest {
+    /// 1 to 16 conditions.
+    #[schema(min_items = 1, max_items = 16)]
+    pub conditions: Vec<Condition>,
+}
+
+/// The outcome of one condition: never the value.
+#[derive(Debug, ToSchema)]
+pub struct ConditionOutcome {
+    /// The field.
+    pub field: String,
+    /// The comparison.
+    pub op: Comparison,
+    /// Whether it holds.
+    #[schema(rename = "match")]
+    pub matches: bool,
+}
+
+/// `POST …/verify`: yes or no per condition.
+#[derive(Debug, ToSchema)]
+pub struct VerifyAnswer {
+    /// The dataset.
+    pub dataset: String,
+    /// The resident ID, masked.
+    pub resident: String,
+    /// The purpose.
+    pub purpose: String,
+    /// The case reference.
+    #[schema(required = true)]
+    pub case_ref: Option<String>,
+    /// The grant that allowed it.
+    pub grant: GrantRef,
+    /// Version of the policy set that decided.
+    pub policy_version: String,
+    /// One outcome per condition, in order.
+    pub results: Vec<ConditionOutcome>,
+    /// Whether every condition holds.
+    #[schema(rename = "match")]
+    pub matches: bool,
+    /// The audit event.
+    pub audit: AuditRef,
+}
+
+/// Body of a batch.
+#[derive(Debug, ToSchema)]
+pub struct BatchRequest {
+    /// Resident IDs, answered in this order (at most the grant's and the gateway's batch limit).
+    #[schema(min_items = 1)]
+    pub resident_ids: Vec<String>,
+    /// A subset of the granted fields (minimum necessary).
+    pub fields: Option<Vec<String>>,
+}
+
+/// What became of one ID of a batch.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum BatchStatus {
+    /// Found; `record` holds the granted fields.
+    Found,
+    /// The dataset holds no record of this resident.
+    NotFound,
+    /// Not a valid resident ID; `detail` says why.
+    InvalidId,
+}
+
+/// One answer of a batch.
+#[derive(Debug, ToSchema)]
+pub struct BatchItem {
+    /// Position of the ID in the request.
+    pub index: u32,
+    /// What became of it.
+    pub status: BatchStatus,
+    /// The resident ID, masked (absent for an invalid ID).
+    #[schema(nullable = false)]
+    pub resident: Option<String>,
+    /// The granted fields (when found).
+    #[schema(nullable = false)]
+    pub record: Option<BTreeMap<String, FieldValue>>,
+    /// Why the ID is invalid.
+    #[schema(nullable = false)]
+    pub detail: Option<String>,
+}
+
+/// `POST /v1/datasets/{dataset}/records:batch`.
+#[derive(Debug, ToSchema)]
+pub struct BatchAnswer {
+    /// The dataset.
+    pub dataset: String,
+    /// The purpose.
+    pub purpose: String,
+    /// The case reference.
+    #[schema(required = true)]
+    pub case_ref: Option<String>,
+    /// The grant that allowed it.
+    pub grant: GrantRef,
+    /// Version of the policy set that decided.
+    pub policy_version: String,
+    /// One per ID, in order.
+    pub results: Vec<BatchItem>,
+    /// The audit events (one per resident answered).
+    pub audit: AuditRef,
+}
+
+/// A field as the catalog shows it to a consumer.
+#[derive(Debug, ToSchema)]
+pub struct CatalogField {
+    /// Field name.
+    pub name: String,
+    /// Title (Chinese).
+    pub title: String,
+    /// Value type (`string`, `integer`, `number`, `boolean`, `date`).
+    #[schema(rename = "type")]
+    pub kind: String,
+    /// Sensitivity (`public`, `personal`, `sensitive`).
+    pub sensitivity: String,
+    /// `plain`, `masked:<mask>` or `verify_only`.
+    pub disclosure: String,
+}
+
+/// The grant of a catalog entry.
+#[derive(Debug, ToSchema)]
+pub struct CatalogGrant {
+    /// Grant id.
+    pub id: String,
+    /// Grant version.
+    pub version: u32,
+    /// Title.
+    pub title: String,
+    /// Legal basis (法律依据).
+    pub basis: String,
+}
+
+/// One dataset the caller may use, under one grant.
+#[derive(Debug, ToSchema)]
+pub struct CatalogEntry {
+    /// Dataset id.
+    pub dataset: String,
+    /// Title.
+    pub title: String,
+    /// Owning department.
+    pub owner: String,
+    /// Sharing class (`unconditional`, `conditional`, `none`).
+    pub class: String,
+    /// The grant.
+    pub grant: CatalogGrant,
+    /// Purposes the grant allows.
+    pub purposes: Vec<String>,
+    /// Operations the grant allows (`lookup`, `verify`, `batch`).
+    pub operations: Vec<String>,
+    /// Roles that may use it.
+    pub roles: Vec<String>,
+    /// The grant's conditions (case reference, validity, quota, batch size).
+    #[schema(value_type = Object)]
+    pub conditions: Value,
+    /// Whether today is within the grant's validity.
+    pub in_force: bool,
+    /// The fields, and how each is disclosed.
+    pub fields: Vec<CatalogField>,
+}
+
+/// `GET /v1/catalog`.
+#[derive(Debug, ToSchema)]
+pub struct CatalogAnswer {
+    /// The caller's department.
+    pub department: String,
+    /// Version of the policy set.
+    pub policy_version: String,
+    /// What the caller may use.
+    pub datasets: Vec<CatalogEntry>,
+    /// The audit event.
+    pub audit: AuditRef,
+}
+
+/// One audit event as officers see it. Residents appear as pseudonyms.
+#[derive(Debug, ToSchema)]
+pub struct AuditEvent {
+    /// Sequence number (gap-free).
+    pub seq: u64,
+    /// When (RFC 3339, gateway calendar).
+    pub time: String,
+    /// The node that wrote it.
+    pub node: String,
+    /// The request's id.
+    pub request_id: String,
+    /// Kind (`query`, `audit_review`, `policy_change`, `system`, …).
+    pub kind: String,
+    /// Operation (`lookup`, `verify`, `batch`, `catalog`, `audit.search`, …).
+    pub operation: String,
+    /// Consumer department.
+    #[schema(required = true)]
+    pub consumer: Option<String>,
+    /// The caller (`sub`).
+    #[schema(required = true)]
+    pub subject: Option<String>,
+    /// The caller's roles.
+    pub roles: Vec<String>,
+    /// SHA-256 of the client certificate, hex.
+    #[schema(required = true)]
+    pub cert_fingerprint: Option<String>,
+    /// Peer address.
+    pub source: String,
+    /// Dataset.
+    #[schema(required = true)]
+    pub dataset: Option<String>,
+    /// Resident pseudonym (keyed hash), never the ID.
+    #[schema(required = true)]
+    pub resident: Option<String>,
+    /// Purpose.
+    #[schema(required = true)]
+    pub purpose: Option<String>,
+    /// Case reference.
+    #[schema(required = true)]
+    pub case_ref: Option<String>,
+    /// Fields disclosed (or checked, for a verification).
+    pub fields: Vec<String>,
+    /// `allow`, `deny` or `error`.
+    pub decision: String,
+    /// Problem slug of a refusal.
+    #[schema(required = true)]
+    pub reason: Option<String>,
+    /// The grant.
+    #[schema(required = true)]
+    pub grant: Option<GrantRef>,
+    /// Policy version.
+    #[schema(required = true)]
+    pub policy_version: Option<String>,
+    /// HTTP status answered.
+    pub status: u16,
+    /// Time in the gateway, µs.
+    pub latency_us: u32,
+    /// Operation-specific detail (filters, outcomes, policy changes); never a field value.
+    #[schema(required = true)]
+    pub detail: Option<String>,
+    /// Hash of the previous event (hex).
+    pub prev_hash: String,
+    /// Hash of this event (hex).
+    pub hash: String,
+    /// Only in `GET /v1/audit/events/{seq}`: that request's own audit event.
+    #[schema(nullable = false)]
+    pub audit: Option<AuditRef>,
+}
+
+/// `GET /v1/audit/events`: newest first.
+#[derive(Debug, ToSchema)]
+pub struct SearchAnswer {
+    /// The page.
+    pub events: Vec<AuditEvent>,
+    /// Opaque cursor of the next (older) page; null at the end.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// A field named in a disclosure, with its title.
+#[derive(Debug, ToSchema)]
+pub struct DisclosedField {
+    /// Field name.
+    pub name: String,
+    /// Title (Chinese, then the name).
+    pub title: String,
+}
+
+/// One time a resident's data left the gateway.
+#[derive(Debug, ToSchema)]
+pub struct Disclosure {
+    /// Audit sequence number.
+    pub seq: u64,
+    /// When.
+    pub time: String,
+    /// Consumer department.
+    pub consumer: String,
+    /// Its name.
+    pub consumer_name: String,
+    /// The caller.
+    pub subject: String,
+    /// Dataset.
+    pub dataset: String,
+    /// Its title.
+    pub dataset_title: String,
+    /// Operation.
+    pub operation: String,
+    /// Purpose.
+    pub purpose: String,
+    /// Case reference.
+    #[schema(required = true)]
+    pub case_ref: Option<String>,
+    /// `grant@version`.
+    pub grant: String,
+    /// The fields disclosed.
+    pub fields: Vec<DisclosedField>,
+}
+
+/// `GET /v1/audit/residents/{resident_id}/disclosures` (JSON).
+#[derive(Debug, ToSchema)]
+pub struct DisclosureReport {
+    /// The resident ID, masked.
+    pub resident: String,
+    /// When the report was made.
+    pub generated_at: String,
+    /// Number of disclosures.
+    pub count: u64,
+    /// Oldest first.
+    pub disclosures: Vec<Disclosure>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// Verdict of a chain verification.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Every event links and every checkpoint signature holds.
+    Intact,
+    /// See `broken` for the first bad link.
+    Broken,
+}
+
+/// `GET /v1/audit/verify`.
+#[derive(Debug, ToSchema)]
+pub struct VerifyReport {
+    /// The verdict.
+    pub verdict: Verdict,
+    /// Events checked.
+    pub checked: u64,
+    /// Sequence number the chain starts after (0, or the last pruned event).
+    pub anchor_seq: u64,
+    /// Last event.
+    pub head_seq: u64,
+    /// Its hash.
+    pub head_hash: String,
+    /// Signed checkpoints checked.
+    pub checkpoints_checked: u64,
+    /// Sequence number of the newest checkpoint checked.
+    #[schema(required = true)]
+    pub last_checkpoint: Option<u64>,
+    /// The first broken link, if any: its seq and what is wrong.
+    #[schema(required = true, value_type = Option<Object>)]
+    pub broken: Option<Value>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// Counts of one day.
+#[derive(Debug, ToSchema)]
+pub struct DayStats {
+    /// All events.
+    pub total: u64,
+    /// By consumer department.
+    pub by_consumer: BTreeMap<String, u64>,
+    /// By dataset (`-` for none).
+    pub by_dataset: BTreeMap<String, u64>,
+    /// By decision.
+    pub by_decision: BTreeMap<String, u64>,
+    /// By purpose (`-` for none).
+    pub by_purpose: BTreeMap<String, u64>,
+}
+
+/// `GET /v1/audit/stats`.
+#[derive(Debug, ToSchema)]
+pub struct StatsAnswer {
+    /// Start of the window.
+    pub from: String,
+    /// End of the window.
+    pub to: String,
+    /// Per day (gateway calendar).
+    pub days: BTreeMap<String, DayStats>,
+    /// Unusual patterns, each with the events that raised it.
+    #[schema(value_type = Vec<Object>)]
+    pub flags: Vec<Value>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// A grant in the list.
+#[derive(Debug, ToSchema)]
+pub struct GrantSummary {
+    /// Grant id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Consumer department.
+    pub consumer: String,
+    /// Version.
+    pub version: u32,
+    /// Policy file it lives in.
+    pub file: String,
+    /// Entity tag for `If-Match`.
+    pub etag: String,
+    /// Datasets it reaches.
+    pub datasets: Vec<String>,
+    /// Operations.
+    pub operations: Vec<String>,
+    /// Purposes.
+    pub purposes: Vec<String>,
+    /// Roles.
+    pub roles: Vec<String>,
+}
+
+/// `GET /v1/admin/grants`.
+#[derive(Debug, ToSchema)]
+pub struct GrantList {
+    /// Version of the policy set.
+    pub policy_version: String,
+    /// Every grant.
+    pub grants: Vec<GrantSummary>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// `GET /v1/admin/grants/{id}`: the grant as its policy file holds it.
+#[derive(Debug, ToSchema)]
+pub struct GrantDocument {
+    /// The grant (the fields of a `[[grant]]` table of the policy files).
+    #[schema(value_type = Object)]
+    pub grant: Value,
+    /// Entity tag for `If-Match`.
+    pub etag: String,
+    /// Policy file it lives in.
+    pub file: String,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// A dataset in the list.
+#[derive(Debug, ToSchema)]
+pub struct DatasetSummary {
+    /// Dataset id.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Owning department.
+    pub owner: String,
+    /// Sharing class.
+    pub class: String,
+    /// Entity tag for `If-Match`.
+    pub etag: String,
+    /// Number of fields.
+    pub fields: u32,
+}
+
+/// `GET /v1/admin/datasets`.
+#[derive(Debug, ToSchema)]
+pub struct DatasetList {
+    /// Version of the policy set.
+    pub policy_version: String,
+    /// Every dataset of the catalog.
+    pub datasets: Vec<DatasetSummary>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// `GET /v1/admin/datasets/{id}`.
+#[derive(Debug, ToSchema)]
+pub struct DatasetDocument {
+    /// The catalog entry (the fields of a dataset file).
+    #[schema(value_type = Object)]
+    pub dataset: Value,
+    /// Entity tag for `If-Match`.
+    pub etag: String,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// The answer to a stored change (create, replace, delete, revert).
+#[derive(Debug, ToSchema)]
+pub struct ChangeAnswer {
+    /// `grant` or `dataset`.
+    pub kind: String,
+    /// Its id.
+    pub id: String,
+    /// The new policy version.
+    pub policy_version: String,
+    /// Who gains and who loses access to which fields.
+    #[schema(value_type = Vec<Object>)]
+    pub access_changes: Vec<Value>,
+    /// The stored grant (not for a delete).
+    #[schema(value_type = Object, nullable = false, required = false)]
+    pub grant: Option<Value>,
+    /// The stored dataset (not for a delete).
+    #[schema(value_type = Object, nullable = false, required = false)]
+    pub dataset: Option<Value>,
+    /// Its new entity tag (not for a delete).
+    #[schema(nullable = false)]
+    pub etag: Option<String>,
+    /// For a revert: the version restored.
+    #[schema(nullable = false)]
+    pub reverted_to: Option<u32>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// One proposed change of a validation.
+#[derive(Debug, ToSchema)]
+pub struct ProposedChange {
+    /// `put_grant`, `delete_grant`, `put_dataset` or `delete_dataset`.
+    pub action: String,
+    /// The grant, for `put_grant`.
+    #[schema(value_type = Object, nullable = false, required = false)]
+    pub grant: Option<Value>,
+    /// The dataset, for `put_dataset`.
+    #[schema(value_type = Object, nullable = false, required = false)]
+    pub dataset: Option<Value>,
+    /// The id, for a delete.
+    #[schema(nullable = false)]
+    pub id: Option<String>,
+}
+
+/// `POST /v1/admin/validate`.
+#[derive(Debug, ToSchema)]
+pub struct ValidateRequest {
+    /// The changes, applied in order to a copy of the policy set.
+    pub changes: Vec<ProposedChange>,
+}
+
+/// The answer of a validation: nothing is changed.
+#[derive(Debug, ToSchema)]
+pub struct ValidateAnswer {
+    /// Whether the changes would load.
+    pub valid: bool,
+    /// What is wrong, per change.
+    #[schema(value_type = Vec<Object>)]
+    pub errors: Vec<Value>,
+    /// Who would gain and lose access.
+    #[schema(value_type = Vec<Object>)]
+    pub access_changes: Vec<Value>,
+    /// Version the changed set would have.
+    pub policy_version: String,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// `POST /v1/admin/decide`: a request to explain.
+#[derive(Debug, ToSchema)]
+pub struct DecideRequest {
+    /// Consumer department.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,31}$")]
+    pub dept: String,
+    /// The caller's roles.
+    pub roles: Vec<String>,
+    /// Dataset.
+    #[schema(pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$")]
+    pub dataset: String,
+    /// `lookup`, `verify` or `batch`.
+    pub operation: String,
+    /// Purpose code.
+    pub purpose: String,
+    /// Case reference.
+    pub case_ref: Option<String>,
+    /// Fields asked for.
+    pub fields: Option<Vec<String>>,
+    /// The day to decide for (YYYY-MM-DD); today by default.
+    pub date: Option<String>,
+}
+
+/// The decision and why.
+#[derive(Debug, ToSchema)]
+pub struct DecideAnswer {
+    /// `allow` or `deny`.
+    pub decision: String,
+    /// The day decided for.
+    pub date: String,
+    /// Policy version.
+    pub policy_version: String,
+    /// The allowing grant.
+    #[schema(value_type = Object, nullable = false, required = false)]
+    pub grant: Option<Value>,
+    /// Fields that would be disclosed, with masks.
+    #[schema(value_type = Vec<Object>, nullable = false, required = false)]
+    pub fields: Option<Vec<Value>>,
+    /// Problem slug of a denial.
+    #[schema(nullable = false)]
+    pub reason: Option<String>,
+    /// What is missing.
+    #[schema(nullable = false)]
+    pub detail: Option<String>,
+    /// The grant closest to allowing it.
+    #[schema(required = false)]
+    pub nearest_grant: Option<String>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// `GET /v1/admin/history`: newest first.
+#[derive(Debug, ToSchema)]
+pub struct HistoryAnswer {
+    /// Changes, each with author, time, diff and access changes.
+    #[schema(value_type = Vec<Object>)]
+    pub changes: Vec<Value>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: String,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// `healthy` or `failed`.
+    pub audit_writer: String,
+    /// Node id.
+    pub node: String,
+    /// Version of the policy set in force.
+    pub policy_version: String,
+    /// Datasets in the catalog.
+    pub datasets: u32,
+    /// Grants in force.
+    pub grants: u32,
+    /// The last policy reload.
+    #[schema(value_type = Object)]
+    pub policy_reload: Value,
+}
+
+/// The document, with the paths of `paths` (from the routers).
+pub fn document(paths: OpenApi) -> OpenApi {
+    let mut doc = <ApiDoc as utoipa::OpenApi>::openapi();
+    doc.merge(paths);
+    Conventions.modify(&mut doc);
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc
+}
