@@ -200,6 +200,10 @@ pub struct LimitsConfig {
     /// Longest a client may take to send its request headers, in seconds. Default 10.
     #[serde(default = "default_header_timeout")]
     pub header_timeout_secs: u64,
+    /// Longest a client may take to send its request body once its headers
+    /// are in, in seconds (408 after). Default 30.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
 }
 
 impl Default for LimitsConfig {
@@ -208,6 +212,7 @@ impl Default for LimitsConfig {
             max_body_bytes: default_max_body(),
             max_token_bytes: default_max_token(),
             header_timeout_secs: default_header_timeout(),
+            body_timeout_secs: default_body_timeout(),
             max_connections: default_max_connections(),
             max_batch_ids: default_max_batch_ids(),
         }
@@ -284,6 +289,9 @@ fn default_max_connections() -> usize {
 }
 fn default_header_timeout() -> u64 {
     10
+}
+fn default_body_timeout() -> u64 {
+    30
 }
 
 /// A configuration that cannot be used, with the reason.

@@ -98,7 +98,14 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
     toml: bool,
 ) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
-        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        if timed_out(&e) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request-timeout",
+                "The request body took too long",
+                e.body_text(),
+            )
+        } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "body-too-large",
@@ -151,6 +158,18 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
             },
         )),
     }
+}
+
+/// Whether the body failed because its deadline passed (see `with_body_deadline`).
+fn timed_out(e: &BytesRejection) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<super::BodyTimedOut>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 fn wants_toml(headers: &HeaderMap) -> bool {

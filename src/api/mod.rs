@@ -7,9 +7,10 @@ pub mod openapi;
 pub mod ops;
 pub mod query;
 
+use std::future::Future as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -52,11 +53,85 @@ pub fn build_app(gw: Arc<Gateway>) -> Router {
     router
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
-        // Bodies (admin edits, batches) are bounded before any handler reads them.
+        // Bodies (admin edits, batches) are bounded in size before any handler
+        // reads them, and in time: a client that trickles its body gets 408.
         .layer(axum::extract::DefaultBodyLimit::max(
             gw.config.limits.max_body_bytes,
         ))
+        .layer(axum::middleware::map_request(with_body_deadline(
+            Duration::from_secs(gw.config.limits.body_timeout_secs.max(1)),
+        )))
         .with_state(gw)
+}
+
+/// The body of a request read past its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?}")]
+pub struct BodyTimedOut(Duration);
+
+/// Wraps every request body that is still to come in a deadline.
+fn with_body_deadline(
+    limit: Duration,
+) -> impl Fn(axum::extract::Request) -> std::future::Ready<axum::extract::Request>
++ Clone
++ Send
++ Sync
++ 'static {
+    move |req: axum::extract::Request| {
+        use axum::body::HttpBody as _;
+        if req.body().is_end_stream() {
+            return std::future::ready(req);
+        }
+        let (parts, body) = req.into_parts();
+        let body = axum::body::Body::new(DeadlineBody {
+            inner: body,
+            deadline: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        });
+        std::future::ready(axum::extract::Request::from_parts(parts, body))
+    }
+}
+
+/// A body that fails with [`BodyTimedOut`] if it is not complete by its deadline.
+struct DeadlineBody {
+    inner: axum::body::Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    limit: Duration,
+}
+
+impl axum::body::HttpBody for DeadlineBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let std::task::Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            return std::task::Poll::Ready(frame);
+        }
+        if this.deadline.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(Some(Err(axum::Error::new(BodyTimedOut(this.limit)))));
+        }
+        std::task::Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl std::fmt::Debug for DeadlineBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeadlineBody")
+            .field("limit", &self.limit)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Per-request facts gathered before any stage runs.

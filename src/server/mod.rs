@@ -86,6 +86,9 @@ pub async fn serve(
     builder
         .http2()
         .max_concurrent_streams(256)
+        // The same bound on headers as HTTP/1.1's buffer; hyper's defaults
+        // already limit rapid stream resets (CVE-2023-44487).
+        .max_header_list_size(64 * 1024)
         .timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     let reloader = spawn_policy_reloader(gw.clone());

@@ -247,6 +247,7 @@ impl TestResponse {
 pub struct Client {
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
+    http2: bool,
 }
 
 impl Client {
@@ -288,7 +289,32 @@ impl Client {
         Self {
             addr,
             config: Arc::new(config),
+            http2: false,
         }
+    }
+
+    /// The same client speaking HTTP/2 (negotiated by ALPN).
+    pub fn h2(mut self) -> Self {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        self.config = Arc::new(config);
+        self.http2 = true;
+        self
+    }
+
+    /// Writes `raw` bytes on a new TLS connection and reads until the server
+    /// closes it (or 10 seconds pass): for requests no HTTP library would send.
+    pub async fn raw(&self, raw: &[u8]) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = self.connect().await.expect("connect");
+        tls.write_all(raw).await.expect("write");
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            tls.read_to_end(&mut out),
+        )
+        .await;
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     /// Opens a TLS connection (fails if the server refuses the handshake).
@@ -320,24 +346,47 @@ impl Client {
         body: Bytes,
     ) -> Result<TestResponse, String> {
         let tls = self.connect().await.map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        if self.http2 {
+            let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+            if alpn.as_deref() != Some(b"h2".as_slice()) {
+                return Err(format!("the server did not choose h2: {alpn:?}"));
+            }
+        }
+        let mut sender = if self.http2 {
+            let (sender, conn) = hyper::client::conn::http2::handshake(
+                hyper_util::rt::TokioExecutor::new(),
+                TokioIo::new(tls),
+            )
             .await
             .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost");
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H2(sender)
+        } else {
+            let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+                .await
+                .map_err(|e| format!("handshake: {e}"))?;
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+            Sender::H1(sender)
+        };
+        let mut req = Request::builder().method(method);
+        req = if self.http2 {
+            req.uri(format!("https://localhost{path}"))
+        } else {
+            req.uri(path).header("host", "localhost")
+        };
         for (k, v) in headers {
             req = req.header(k.as_str(), v.as_str());
         }
         let req = req.body(Full::new(body)).map_err(|e| e.to_string())?;
-        let resp = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("send: {e}"))?;
+        let resp = match &mut sender {
+            Sender::H1(s) => s.send_request(req).await,
+            Sender::H2(s) => s.send_request(req).await,
+        }
+        .map_err(|e| format!("send: {e}"))?;
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp
@@ -355,4 +404,9 @@ impl Client {
             body,
         })
     }
+}
+
+enum Sender {
+    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
+    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }

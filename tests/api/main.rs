@@ -11,6 +11,7 @@ mod batch;
 mod cli;
 mod crash;
 mod helpers;
+mod hostile;
 mod lookup;
 mod ops;
 mod tls;
