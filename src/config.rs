@@ -57,6 +57,9 @@ pub struct Config {
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
+    /// Calling departments' own APIs (datasets with an `http` provider).
+    #[serde(default)]
+    pub upstream: Option<UpstreamConfig>,
 }
 
 /// TLS settings (TLS 1.2 and 1.3 only, AEAD cipher suites only).
@@ -219,6 +222,63 @@ impl Default for LimitsConfig {
     }
 }
 
+/// How the gateway calls upstream providers (the owners' own APIs).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// CA certificates that sign the upstreams' server certificates (PEM).
+    pub ca: PathBuf,
+    /// The gateway's client certificate chain, presented to every upstream (PEM).
+    pub client_cert: PathBuf,
+    /// Its private key (PEM).
+    pub client_key: PathBuf,
+    /// Longest wait for a TCP connection, in milliseconds. Default 1000.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Idle connections kept per upstream host. Default 16.
+    #[serde(default = "default_max_idle")]
+    pub max_idle_per_host: usize,
+    /// Most requests in flight to one upstream; more wait their turn. Default 64.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Retries of a read after a connection failure (never after the request
+    /// was sent). Default 1.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Consecutive failures (connection, timeout, 5xx) that open an
+    /// upstream's circuit. Default 5.
+    #[serde(default = "default_breaker_failures")]
+    pub breaker_failures: u32,
+    /// How long an open circuit refuses at once before one trial call, in seconds. Default 10.
+    #[serde(default = "default_breaker_open_secs")]
+    pub breaker_open_secs: u64,
+    /// Single lookups in flight for one batch to an upstream without a batch route. Default 8.
+    #[serde(default = "default_batch_concurrency")]
+    pub batch_concurrency: usize,
+}
+
+fn default_connect_timeout_ms() -> u64 {
+    1000
+}
+fn default_max_idle() -> usize {
+    16
+}
+fn default_max_in_flight() -> usize {
+    64
+}
+fn default_retries() -> u32 {
+    1
+}
+fn default_breaker_failures() -> u32 {
+    5
+}
+fn default_breaker_open_secs() -> u64 {
+    10
+}
+fn default_batch_concurrency() -> usize {
+    8
+}
+
 /// Logging.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -354,6 +414,11 @@ impl Config {
                 fix(key);
             }
         }
+        if let Some(up) = &mut self.upstream {
+            fix(&mut up.ca);
+            fix(&mut up.client_cert);
+            fix(&mut up.client_key);
+        }
     }
 
     /// Checks what serde cannot: cross-field rules.
@@ -377,6 +442,11 @@ impl Config {
                 return Err(format!(
                     "audit.retention_days = {days} is shorter than the legal minimum of {MIN_RETENTION_DAYS} days (six months, Cybersecurity Law Art. 21)"
                 ));
+            }
+        }
+        if let Some(up) = &self.upstream {
+            if up.max_in_flight == 0 || up.batch_concurrency == 0 || up.breaker_failures == 0 {
+                return Err("upstream.max_in_flight, upstream.batch_concurrency and upstream.breaker_failures must be at least 1".into());
             }
         }
         self.utc_offset()?;

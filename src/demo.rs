@@ -132,6 +132,9 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> DemoError + '_ {
     }
 }
 
+/// The name of the client certificate the gateway presents to upstreams.
+pub const GATEWAY_CLIENT: &str = "tongban-gateway";
+
 /// The configuration file a demo home starts with.
 pub fn demo_config_text(listen: std::net::SocketAddr) -> String {
     format!(
@@ -159,6 +162,14 @@ per_department = "6000/min"
 
 [audit]
 durability = "fdatasync"
+
+# Calling departments' own APIs (a dataset whose catalog entry says
+# provider = {{ kind = "http", base_url = "https://…" }}). Try it with
+# `tongban provider serve --home <this home> …` (see the README).
+[upstream]
+ca = "certs/ca.pem"
+client_cert = "certs/clients/{GATEWAY_CLIENT}.pem"
+client_key = "certs/clients/{GATEWAY_CLIENT}-key.pem"
 "#
     )
 }
@@ -171,7 +182,9 @@ pub fn prepare_home(home: &Path, options: &DemoOptions) -> Result<Config, DemoEr
         let text = demo_config_text(options.listen);
         std::fs::write(&config_path, text).map_err(io_err(&config_path))?;
     }
-    devpki::ensure(home, DEMO_DEPARTMENTS)?;
+    let mut identities = DEMO_DEPARTMENTS.to_vec();
+    identities.push(GATEWAY_CLIENT);
+    devpki::ensure(home, &identities)?;
 
     let policies = home.join("policies");
     if !policies.join("departments.toml").exists() {

@@ -128,14 +128,53 @@ impl ApiError {
         e
     }
 
-    /// 500/502 for a provider failure (no detail of the store leaks).
-    pub fn provider_failed(dataset: &str) -> Self {
-        Self::new(
-            StatusCode::BAD_GATEWAY,
-            "provider-failed",
-            "The data provider failed",
-            format!("the provider of dataset {dataset} could not answer"),
-        )
+    /// The refusal for a provider failure, naming the dataset. The cause is
+    /// logged, not answered: consumers learn nothing of the owner's systems.
+    pub fn from_provider(e: &crate::provider::ProviderError) -> Self {
+        use crate::provider::ProviderError as P;
+        match e {
+            P::Unavailable { dataset, .. } | P::NotConfigured(dataset) => {
+                let mut err = Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "upstream-unavailable",
+                    "The owner's system is unavailable",
+                    format!(
+                        "the provider of dataset {dataset} cannot be reached now; nothing was disclosed, try again later"
+                    ),
+                );
+                err.retry_after = Some(10);
+                err.extra.insert("dataset".into(), json!(dataset));
+                err
+            }
+            P::Timeout { dataset, millis } => {
+                let mut err = Self::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream-timeout",
+                    "The owner's system did not answer in time",
+                    format!("the provider of dataset {dataset} did not answer within {millis} ms"),
+                );
+                err.extra.insert("dataset".into(), json!(dataset));
+                err
+            }
+            P::InvalidAnswer { dataset, .. } => {
+                let mut err = Self::new(
+                    StatusCode::BAD_GATEWAY,
+                    "upstream-invalid-answer",
+                    "The owner's system answered invalidly",
+                    format!(
+                        "the provider of dataset {dataset} answered something its catalog entry does not allow; nothing was disclosed"
+                    ),
+                );
+                err.extra.insert("dataset".into(), json!(dataset));
+                err
+            }
+            P::Store(_) | P::BadRecord { .. } => Self::new(
+                StatusCode::BAD_GATEWAY,
+                "provider-failed",
+                "The data provider failed",
+                "the gateway's store could not answer for this dataset".to_owned(),
+            ),
+        }
     }
 
     /// The response body as JSON.

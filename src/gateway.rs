@@ -156,7 +156,34 @@ impl Gateway {
             },
         )?;
         let policy_history = History::open(&db)?;
-        let providers = Providers::embedded(EmbeddedStore::new(db));
+        let upstreams = match &config.upstream {
+            Some(up) => Some(
+                crate::provider::Upstreams::new(up, &config.node_id, metrics.clone())
+                    .map_err(|e| StartError::Config(format!("[upstream]: {e}")))?,
+            ),
+            None => {
+                let wanting: Vec<String> = policy
+                    .set
+                    .datasets
+                    .values()
+                    .filter(|d| {
+                        matches!(
+                            d.spec.provider,
+                            Some(crate::policy::model::ProviderSpec::Http { .. })
+                        )
+                    })
+                    .map(|d| d.spec.id.to_string())
+                    .collect();
+                if !wanting.is_empty() {
+                    return Err(StartError::Config(format!(
+                        "datasets {} name an http provider, but tongban.toml has no [upstream] section (the gateway's client certificate and the upstreams' CA)",
+                        wanting.join(", ")
+                    )));
+                }
+                None
+            }
+        };
+        let providers = Providers::new(EmbeddedStore::new(db), upstreams);
         Ok(Arc::new(Self {
             config,
             clock,

@@ -81,6 +81,11 @@ enum Command {
         #[command(subcommand)]
         command: cli::audit::AuditCommand,
     },
+    /// A department's side of the exchange.
+    Provider {
+        #[command(subcommand)]
+        command: ProviderCommand,
+    },
     /// Load a department's records from CSV or JSON Lines into the embedded store, all or nothing.
     Import {
         #[command(flatten)]
@@ -93,6 +98,39 @@ enum Command {
         replace: bool,
         /// The file (.csv, or .jsonl / .ndjson).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProviderCommand {
+    /// Serve a dataset's records from a file with the upstream contract, over
+    /// mutual TLS: the reference for a department's own API.
+    Serve {
+        /// The dataset (its catalog entry checks the records).
+        #[arg(long)]
+        dataset: String,
+        /// The records (.jsonl / .ndjson, or .csv), keyed by `id_number`.
+        #[arg(long)]
+        from: PathBuf,
+        /// Listen address.
+        #[arg(long, default_value = "127.0.0.1:9444")]
+        listen: SocketAddr,
+        /// A demo home: its policies, its server certificate, and its CA for
+        /// the gateway's client certificate.
+        #[arg(long, conflicts_with_all = ["policies", "cert", "key", "client_ca"])]
+        home: Option<PathBuf>,
+        /// Policy directory (without --home).
+        #[arg(long)]
+        policies: Option<PathBuf>,
+        /// Server certificate chain, PEM (without --home).
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Server private key, PEM (without --home).
+        #[arg(long)]
+        key: Option<PathBuf>,
+        /// CA that signs the gateway's client certificate, PEM (without --home).
+        #[arg(long)]
+        client_ca: Option<PathBuf>,
     },
 }
 
@@ -233,6 +271,33 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => cli::audit::run(command),
+        Command::Provider {
+            command:
+                ProviderCommand::Serve {
+                    dataset,
+                    from,
+                    listen,
+                    home,
+                    policies,
+                    cert,
+                    key,
+                    client_ca,
+                },
+        } => {
+            let (policies, cert, key, client_ca) = match home {
+                Some(h) => (
+                    h.join("policies"),
+                    h.join("certs/server.pem"),
+                    h.join("certs/server-key.pem"),
+                    h.join("certs/ca.pem"),
+                ),
+                None => match (policies, cert, key, client_ca) {
+                    (Some(p), Some(c), Some(k), Some(ca)) => (p, c, k, ca),
+                    _ => bail!("name a demo home with --home, or all of --policies, --cert, --key and --client-ca"),
+                },
+            };
+            provider_serve(&dataset, &from, listen, &policies, &cert, &key, &client_ca)
+        }
         Command::Import {
             target,
             dataset,
@@ -353,8 +418,21 @@ fn print_walkthrough(home: &Path, addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
-fn import_file(config: &Config, dataset: &str, replace: bool, file: &Path) -> Result<ExitCode> {
-    let set = load_dir(&config.policies_dir).map_err(|errs| {
+fn read_records(
+    policies: &Path,
+    dataset: &str,
+    file: &Path,
+    verb: &str,
+) -> Result<
+    std::result::Result<
+        (
+            tongban::policy::load::Dataset,
+            Vec<(tongban::domain::ResidentId, tongban::pipeline::minimize::Record)>,
+        ),
+        ExitCode,
+    >,
+> {
+    let set = load_dir(policies).map_err(|errs| {
         anyhow::anyhow!(
             errs.iter()
                 .map(ToString::to_string)
@@ -377,20 +455,59 @@ fn import_file(config: &Config, dataset: &str, replace: bool, file: &Path) -> Re
     } else {
         import::read_jsonl(std::io::BufReader::new(reader), spec)
     };
-    let rows = match rows {
-        Ok(rows) => rows,
+    match rows {
+        Ok(rows) => Ok(Ok((spec.clone(), rows))),
         Err(errors) => {
             for e in &errors {
                 eprintln!("{}: {e}", file.display());
             }
             eprintln!(
-                "{}: {} bad row(s); nothing was imported",
+                "{}: {} bad row(s); nothing was {verb}",
                 file.display(),
                 errors.len()
             );
-            return Ok(ExitCode::FAILURE);
+            Ok(Err(ExitCode::FAILURE))
         }
+    }
+}
+
+fn provider_serve(
+    dataset: &str,
+    from: &Path,
+    listen: SocketAddr,
+    policies: &Path,
+    cert: &Path,
+    key: &Path,
+    client_ca: &Path,
+) -> Result<ExitCode> {
+    let (spec, rows) = match read_records(policies, dataset, from, "served")? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
     };
+    let tls = tongban::provider::serve::tls_config(cert, key, client_ca)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let count = rows.len();
+    let app = tongban::provider::serve::router(&spec, rows);
+    init_logging(tongban::config::LogFormat::Text);
+    println!(
+        "tongban provider: {count} record(s) of {} on https://{listen} (mutual TLS; the client certificate must come from {})\n\n\
+         Point the dataset at it in its catalog entry:\n\n  \
+         provider = {{ kind = \"http\", base_url = \"https://{listen}\" }}\n",
+        spec.spec.id,
+        client_ca.display()
+    );
+    runtime.block_on(tongban::provider::serve::serve_until_signal(listen, tls, app))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn import_file(config: &Config, dataset: &str, replace: bool, file: &Path) -> Result<ExitCode> {
+    let (spec, rows) = match read_records(&config.policies_dir, dataset, file, "imported")? {
+        Ok(loaded) => loaded,
+        Err(code) => return Ok(code),
+    };
+    let id = spec.spec.id.clone();
     std::fs::create_dir_all(&config.data_dir)?;
     let db = sled::open(&config.data_dir).with_context(|| {
         format!(

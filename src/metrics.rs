@@ -44,6 +44,22 @@ pub struct LimitLabels {
     pub operation: String,
 }
 
+/// Labels of an upstream provider's dataset.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatasetLabels {
+    /// The dataset.
+    pub dataset: String,
+}
+
+/// Labels of one call to an upstream provider.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ProviderCallLabels {
+    /// The dataset.
+    pub dataset: String,
+    /// `found`, `not_found`, `unavailable`, `timeout`, `invalid` or `circuit_open`.
+    pub outcome: &'static str,
+}
+
 /// Every metric of the gateway.
 #[derive(Debug)]
 pub struct Metrics {
@@ -72,6 +88,14 @@ pub struct Metrics {
     pub policy_info: Family<PolicyLabels, Gauge>,
     /// Reloads of the policy directory refused since start.
     pub policy_reload_failures: Gauge,
+    /// Whether each upstream-provided dataset's circuit is closed (1) or open (0).
+    pub provider_up: Family<DatasetLabels, Gauge>,
+    /// Calls to upstream providers, by dataset and outcome.
+    pub provider_calls: Family<ProviderCallLabels, Counter>,
+    /// Time an upstream took to answer, by dataset.
+    pub provider_seconds: Family<DatasetLabels, Histogram>,
+    /// Fields an upstream returned that the catalog does not know (dropped).
+    pub provider_dropped_fields: Family<DatasetLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -158,7 +182,37 @@ impl Metrics {
             "Reloads of the policy directory refused since start",
             policy_reload_failures.clone(),
         );
+        let provider_up = Family::<DatasetLabels, Gauge>::default();
+        registry.register(
+            "provider_up",
+            "1 while an upstream-provided dataset's circuit is closed",
+            provider_up.clone(),
+        );
+        let provider_calls = Family::<ProviderCallLabels, Counter>::default();
+        registry.register(
+            "provider_calls",
+            "Calls to upstream providers, by dataset and outcome",
+            provider_calls.clone(),
+        );
+        let provider_seconds = Family::<DatasetLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_5, 2.0, 14))
+        });
+        registry.register(
+            "provider_duration_seconds",
+            "Time an upstream provider took to answer, by dataset",
+            provider_seconds.clone(),
+        );
+        let provider_dropped_fields = Family::<DatasetLabels, Counter>::default();
+        registry.register(
+            "provider_dropped_fields",
+            "Fields an upstream returned that its catalog entry does not have (dropped)",
+            provider_dropped_fields.clone(),
+        );
         Self {
+            provider_up,
+            provider_calls,
+            provider_seconds,
+            provider_dropped_fields,
             registry,
             requests,
             latency,

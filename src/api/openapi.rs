@@ -874,6 +874,10 @@ pub struct Readiness {
     /// The last policy reload.
     #[schema(value_type = Object)]
     pub policy_reload: Value,
+    /// Per dataset: its provider (`embedded` or `http`) and, for an upstream,
+    /// its state (`up`, `down`, `trial`), consecutive failures and last error.
+    #[schema(value_type = Object)]
+    pub providers: Value,
 }
 
 /// The document, with the paths of `paths` (from the routers).

@@ -13,6 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::gateway::Gateway;
+use crate::policy::model::ProviderSpec;
 
 /// Health routes are cheap and unaudited; everything under `/v1` is audited.
 /// `/metrics` is here unless it has a listen address of its own.
@@ -52,6 +53,18 @@ pub(crate) async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse
             version: gw.policy.snapshot().version().to_owned(),
         })
         .set(1);
+    m.provider_up.clear();
+    if let Some(up) = gw.providers.upstreams() {
+        for d in gw.policy.snapshot().set.datasets.values() {
+            if let Some(ProviderSpec::Http { base_url, .. }) = &d.spec.provider {
+                m.provider_up
+                    .get_or_create(&crate::metrics::DatasetLabels {
+                        dataset: d.spec.id.to_string(),
+                    })
+                    .set(i64::from(up.health(base_url).state != "down"));
+            }
+        }
+    }
     let failures = gw.reload_status.read().map(|s| s.failures).unwrap_or(0);
     m.policy_reload_failures
         .set(i64::try_from(failures).unwrap_or(i64::MAX));
@@ -136,6 +149,29 @@ pub(crate) async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse 
             "datasets": policy.set.datasets.len(),
             "audit_writer": if audit_ok { "healthy" } else { "failed" },
             "policy_reload": gw.reload_status.read().map(|s| s.clone()).unwrap_or_default(),
+            "providers": providers(&gw, &policy),
         })),
     )
+}
+
+/// Each dataset's provider and, for upstreams, what their breakers know.
+/// An upstream that is down does not make the gateway unready: its datasets
+/// fail fast while the others are served.
+fn providers(gw: &Gateway, policy: &crate::policy::CompiledPolicy) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for d in policy.set.datasets.values() {
+        let entry = match (&d.spec.provider, gw.providers.upstreams()) {
+            (Some(ProviderSpec::Http { base_url, .. }), Some(up)) => {
+                let h = up.health(base_url);
+                json!({"kind": "http", "base_url": base_url, "state": h.state,
+                       "failures": h.failures, "last_error": h.last_error})
+            }
+            (Some(ProviderSpec::Http { base_url, .. }), None) => {
+                json!({"kind": "http", "base_url": base_url, "state": "not_configured"})
+            }
+            _ => json!({"kind": "embedded", "state": "up"}),
+        };
+        out.insert(d.spec.id.to_string(), entry);
+    }
+    serde_json::Value::Object(out)
 }

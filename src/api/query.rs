@@ -30,6 +30,7 @@ use crate::pipeline::verify::{Condition, MAX_CONDITIONS, check_condition, evalua
 use crate::policy::index::Allowance;
 use crate::policy::model::Operation;
 use crate::policy::{CompiledPolicy, Decision, DecisionRequest};
+use crate::provider::{FetchContext, ProviderError};
 
 pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::new()
@@ -90,6 +91,7 @@ struct Target {
     resident: ResidentId,
     purpose: Purpose,
     case_ref: Option<CaseRef>,
+    trace_id: Option<String>,
 }
 
 /// Parses the dataset id of the path and records it in the event.
@@ -129,6 +131,7 @@ fn target(
         resident,
         purpose,
         case_ref,
+        trace_id: super::trace_id(headers.get("traceparent")),
     })
 }
 
@@ -171,15 +174,14 @@ async fn decide_and_fetch(
         })?;
     }
     let dataset = &t.dataset;
-    let record = gw
-        .providers
-        .for_dataset(dataset)
-        .fetch(dataset, &t.resident)
-        .await
-        .map_err(|e| {
-            tracing::error!(dataset = %dataset, error = %e, "provider failed");
-            ApiError::provider_failed(dataset.as_str())
-        })?
+    let ctx = FetchContext {
+        request_id: &event.request_id,
+        trace_id: t.trace_id.as_deref(),
+        consumer: t.principal.dept.as_str(),
+        purpose: t.purpose.as_str(),
+    };
+    let record = fetch_one(gw, policy, ctx, dataset, &t.resident)
+        .await?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -189,6 +191,32 @@ async fn decide_and_fetch(
             )
         })?;
     Ok((allowance, record))
+}
+
+/// Asks the dataset's provider for one record.
+async fn fetch_one(
+    gw: &Gateway,
+    policy: &CompiledPolicy,
+    ctx: FetchContext<'_>,
+    dataset: &DatasetId,
+    resident: &ResidentId,
+) -> Result<Option<crate::pipeline::minimize::Record>, ApiError> {
+    let spec = policy
+        .set
+        .datasets
+        .get(dataset)
+        .ok_or_else(|| provider_error(&ProviderError::NotConfigured(dataset.clone())))?;
+    let provider = gw.providers.for_dataset(spec).map_err(|e| provider_error(&e))?;
+    provider
+        .fetch(ctx, spec, resident)
+        .await
+        .map_err(|e| provider_error(&e))
+}
+
+/// Logs a provider failure (with its cause) and turns it into the refusal.
+fn provider_error(e: &ProviderError) -> ApiError {
+    tracing::warn!(error = %e, "provider failed");
+    ApiError::from_provider(e)
 }
 
 /// The members every record answer starts with.
@@ -464,11 +492,31 @@ async fn run_batch(
         })?;
     }
 
-    let provider = gw.providers.for_dataset(&dataset);
+    let parsed: Vec<Result<ResidentId, crate::domain::InvalidId>> =
+        resident_ids.iter().map(|raw| ResidentId::parse(raw)).collect();
+    let valid: Vec<ResidentId> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+    let spec = policy
+        .set
+        .datasets
+        .get(&dataset)
+        .ok_or_else(|| provider_error(&ProviderError::NotConfigured(dataset.clone())))?;
+    let provider = gw.providers.for_dataset(spec).map_err(|e| provider_error(&e))?;
+    let trace = super::trace_id(headers.get("traceparent"));
+    let ctx = FetchContext {
+        request_id: &event.request_id,
+        trace_id: trace.as_deref(),
+        consumer: principal.dept.as_str(),
+        purpose: purpose.as_str(),
+    };
+    let mut records = provider
+        .fetch_many(ctx, spec, &valid)
+        .await
+        .map_err(|e| provider_error(&e))?
+        .into_iter();
     let mut results = Vec::with_capacity(resident_ids.len());
-    for (index, raw) in resident_ids.iter().enumerate() {
+    for (index, parsed) in parsed.into_iter().enumerate() {
         let mut e = event.clone();
-        let id = match ResidentId::parse(raw) {
+        let id = match parsed {
             Ok(id) => id,
             Err(err) => {
                 results.push(json!({"index": index, "status": "invalid_id", "detail": err.reason}));
@@ -480,10 +528,7 @@ async fn run_batch(
             }
         };
         e.resident = Some(gw.pseudonyms.pseudonym(&id));
-        let record = provider.fetch(&dataset, &id).await.map_err(|err| {
-            tracing::error!(dataset = %dataset, error = %err, "provider failed");
-            ApiError::provider_failed(dataset.as_str())
-        })?;
+        let record = records.next().flatten();
         match record {
             Some(record) => {
                 let disclosed = minimize(&record, &allowance.fields);

@@ -212,6 +212,9 @@ pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
                 ),
             );
         }
+        if let Some(problem) = dataset.spec.provider.as_ref().and_then(provider_problem) {
+            err(&dataset.file, entry.clone(), problem);
+        }
         if !departments.contains_key(&dataset.spec.owner) {
             err(
                 &dataset.file,
@@ -253,6 +256,40 @@ pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
         grants,
         sources,
     })
+}
+
+/// What is wrong with a dataset's provider, if anything.
+fn provider_problem(provider: &crate::policy::model::ProviderSpec) -> Option<String> {
+    let crate::policy::model::ProviderSpec::Http {
+        base_url,
+        timeout_ms,
+        ..
+    } = provider
+    else {
+        return None;
+    };
+    if !(1..=60_000).contains(timeout_ms) {
+        return Some("provider.timeout_ms must be between 1 and 60000".into());
+    }
+    let uri: axum::http::Uri = match base_url.parse() {
+        Ok(u) => u,
+        Err(_) => return Some(format!("provider.base_url \"{base_url}\" is not a URL")),
+    };
+    if uri.scheme_str() != Some("https") {
+        return Some(format!(
+            "provider.base_url \"{base_url}\" must be https:// (upstreams are called over mutual TLS)"
+        ));
+    }
+    match uri.authority() {
+        None => Some(format!("provider.base_url \"{base_url}\" names no host")),
+        Some(a) if a.as_str().contains('@') => Some(format!(
+            "provider.base_url \"{base_url}\" must not carry credentials"
+        )),
+        Some(_) if uri.query().is_some() => Some(format!(
+            "provider.base_url \"{base_url}\" must not have a query"
+        )),
+        Some(_) => None,
+    }
 }
 
 /// Reads and validates a policy directory.

@@ -46,9 +46,42 @@ pub struct DatasetSpec {
     /// Optional free text.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
+    /// Where the records come from: the embedded store (default) or the
+    /// owner's own API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider: Option<ProviderSpec>,
     /// The fields of a record; the resident ID is the key, not a field, unless listed.
     #[serde(rename = "field")]
     pub fields: Vec<FieldSpec>,
+}
+
+/// The provider of a dataset's records.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProviderSpec {
+    /// Records imported into the gateway's own store (`tongban import`).
+    Embedded,
+    /// The owning department's REST API (see the README's upstream contract),
+    /// called over mutual TLS with the gateway's client certificate.
+    Http {
+        /// `https://host:port/path`: the contract's routes are under it.
+        base_url: String,
+        /// Longest wait for an answer, in milliseconds. Default 2000.
+        #[serde(default = "default_upstream_timeout_ms")]
+        timeout_ms: u64,
+        /// Whether the upstream has the batch route; without it a batch is
+        /// answered by single lookups with bounded concurrency. Default true.
+        #[serde(default = "default_true")]
+        batch: bool,
+    },
+}
+
+fn default_upstream_timeout_ms() -> u64 {
+    2000
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// 共享类型: how a dataset may be shared.

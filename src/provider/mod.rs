@@ -1,11 +1,15 @@
 //! Data providers: where the owning department's records come from.
 //!
 //! [`DataProvider`] is the seam: the embedded sled store is the default (for
-//! demos and departments without an API of their own); an owner's own HTTP
-//! API plugs in behind the same trait.
+//! demos and departments without an API of their own); a dataset whose
+//! catalog entry names an `http` provider is answered by the owner's own API
+//! ([`http`]), called over mutual TLS, behind a circuit breaker, with its
+//! answers checked against the catalog before anything is minimized.
 
 pub mod embedded;
+pub mod http;
 pub mod import;
+pub mod serve;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,51 +17,120 @@ use std::sync::Arc;
 
 use crate::domain::{DatasetId, ResidentId};
 use crate::pipeline::minimize::Record;
+use crate::policy::load::Dataset;
+use crate::policy::model::ProviderSpec;
 
 pub use embedded::EmbeddedStore;
+pub use http::Upstreams;
 
-/// A provider failed to answer.
+/// A provider failed to answer. Messages never hold a field value.
 #[derive(Debug, thiserror::Error)]
 pub enum ProviderError {
     /// The embedded store failed.
     #[error("embedded store: {0}")]
     Store(#[from] sled::Error),
-    /// A stored or returned record is not valid JSON.
+    /// A stored record is not valid JSON.
     #[error("record of {dataset} is not valid: {message}")]
     BadRecord {
         /// The dataset.
         dataset: DatasetId,
-        /// What is wrong (never a field value).
+        /// What is wrong.
         message: String,
     },
+    /// The upstream cannot be reached, answered 5xx, or its circuit is open.
+    #[error("upstream of {dataset} is unavailable: {reason}")]
+    Unavailable {
+        /// The dataset.
+        dataset: DatasetId,
+        /// Why.
+        reason: String,
+    },
+    /// The upstream did not answer in time.
+    #[error("upstream of {dataset} did not answer within {millis} ms")]
+    Timeout {
+        /// The dataset.
+        dataset: DatasetId,
+        /// The time allowed.
+        millis: u64,
+    },
+    /// The upstream answered something the contract or the catalog does not allow.
+    #[error("upstream of {dataset} answered invalidly: {message}")]
+    InvalidAnswer {
+        /// The dataset.
+        dataset: DatasetId,
+        /// What is wrong.
+        message: String,
+    },
+    /// A dataset names an HTTP provider but the gateway has no `[upstream]` configuration.
+    #[error("dataset {0} names an http provider, but tongban.toml has no [upstream] section")]
+    NotConfigured(DatasetId),
+}
+
+/// What an upstream may learn about the request it serves (for its own logs):
+/// never the token.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchContext<'a> {
+    /// The gateway's request id (also in the audit event).
+    pub request_id: &'a str,
+    /// The W3C trace id of the caller's `traceparent`, if any.
+    pub trace_id: Option<&'a str>,
+    /// The consumer department.
+    pub consumer: &'a str,
+    /// The purpose named.
+    pub purpose: &'a str,
 }
 
 /// A boxed future, so providers can be chosen at run time.
-pub type ProviderFuture<'a> =
-    Pin<Box<dyn Future<Output = Result<Option<Record>, ProviderError>> + Send + 'a>>;
+pub type ProviderFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
 
 /// A source of records for datasets, keyed by resident ID.
 pub trait DataProvider: Send + Sync + std::fmt::Debug {
     /// The resident's record in `dataset`, or `None` if there is none.
-    fn fetch<'a>(&'a self, dataset: &'a DatasetId, resident: &'a ResidentId) -> ProviderFuture<'a>;
+    fn fetch<'a>(
+        &'a self,
+        ctx: FetchContext<'a>,
+        dataset: &'a Dataset,
+        resident: &'a ResidentId,
+    ) -> ProviderFuture<'a, Option<Record>>;
+
+    /// The records of many residents, in the order asked.
+    fn fetch_many<'a>(
+        &'a self,
+        ctx: FetchContext<'a>,
+        dataset: &'a Dataset,
+        residents: &'a [ResidentId],
+    ) -> ProviderFuture<'a, Vec<Option<Record>>>;
 }
 
 /// The provider of every dataset.
 #[derive(Debug, Clone)]
 pub struct Providers {
     embedded: Arc<EmbeddedStore>,
+    upstreams: Option<Arc<Upstreams>>,
 }
 
 impl Providers {
-    /// All datasets served from the embedded store.
-    pub fn embedded(store: EmbeddedStore) -> Self {
+    /// The embedded store, and upstream APIs if the gateway is configured to call them.
+    pub fn new(store: EmbeddedStore, upstreams: Option<Upstreams>) -> Self {
         Self {
             embedded: Arc::new(store),
+            upstreams: upstreams.map(Arc::new),
         }
     }
 
-    /// The provider that answers for `dataset`.
-    pub fn for_dataset(&self, _dataset: &DatasetId) -> &dyn DataProvider {
-        self.embedded.as_ref()
+    /// The provider that answers for `dataset`, as its catalog entry says.
+    pub fn for_dataset(&self, dataset: &Dataset) -> Result<Arc<dyn DataProvider>, ProviderError> {
+        match &dataset.spec.provider {
+            None | Some(ProviderSpec::Embedded) => Ok(self.embedded.clone()),
+            Some(ProviderSpec::Http { base_url, .. }) => match &self.upstreams {
+                Some(up) => Ok(up.upstream(base_url)),
+                None => Err(ProviderError::NotConfigured(dataset.spec.id.clone())),
+            },
+        }
+    }
+
+    /// The upstreams, if configured (for readiness and metrics).
+    pub fn upstreams(&self) -> Option<&Upstreams> {
+        self.upstreams.as_deref()
     }
 }
