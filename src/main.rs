@@ -293,7 +293,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 ),
                 None => match (policies, cert, key, client_ca) {
                     (Some(p), Some(c), Some(k), Some(ca)) => (p, c, k, ca),
-                    _ => bail!("name a demo home with --home, or all of --policies, --cert, --key and --client-ca"),
+                    _ => bail!(
+                        "name a demo home with --home, or all of --policies, --cert, --key and --client-ca"
+                    ),
                 },
             };
             provider_serve(&dataset, &from, listen, &policies, &cert, &key, &client_ca)
@@ -418,20 +420,23 @@ fn print_walkthrough(home: &Path, addr: SocketAddr) -> Result<()> {
     Ok(())
 }
 
+/// A dataset's catalog entry and its records, as read from a file.
+type Loaded = (
+    tongban::policy::load::Dataset,
+    Vec<(
+        tongban::domain::ResidentId,
+        tongban::pipeline::minimize::Record,
+    )>,
+);
+
+/// Reads and checks `file` against `dataset`; bad rows are reported on
+/// stderr and give the exit code instead.
 fn read_records(
     policies: &Path,
     dataset: &str,
     file: &Path,
     verb: &str,
-) -> Result<
-    std::result::Result<
-        (
-            tongban::policy::load::Dataset,
-            Vec<(tongban::domain::ResidentId, tongban::pipeline::minimize::Record)>,
-        ),
-        ExitCode,
-    >,
-> {
+) -> Result<std::result::Result<Loaded, ExitCode>> {
     let set = load_dir(policies).map_err(|errs| {
         anyhow::anyhow!(
             errs.iter()
@@ -498,7 +503,9 @@ fn provider_serve(
         spec.spec.id,
         client_ca.display()
     );
-    runtime.block_on(tongban::provider::serve::serve_until_signal(listen, tls, app))?;
+    runtime.block_on(tongban::provider::serve::serve_until_signal(
+        listen, tls, app,
+    ))?;
     Ok(ExitCode::SUCCESS)
 }
 

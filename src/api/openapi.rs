@@ -139,7 +139,15 @@ fn add_refusals(op: &mut Operation) {
         ),
         (
             "503",
-            "The audit log cannot record the request, so no data leaves; or a provider is unavailable",
+            "The audit log cannot record the request, so no data leaves (audit-unavailable); or the data owner's system is unavailable (upstream-unavailable)",
+        ),
+        (
+            "502",
+            "The data owner's system answered something its catalog entry does not allow (upstream-invalid-answer)",
+        ),
+        (
+            "504",
+            "The data owner's system did not answer in time (upstream-timeout)",
         ),
         ("default", "Any other refusal, as problem+json"),
     ];

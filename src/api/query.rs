@@ -206,7 +206,10 @@ async fn fetch_one(
         .datasets
         .get(dataset)
         .ok_or_else(|| provider_error(&ProviderError::NotConfigured(dataset.clone())))?;
-    let provider = gw.providers.for_dataset(spec).map_err(|e| provider_error(&e))?;
+    let provider = gw
+        .providers
+        .for_dataset(spec)
+        .map_err(|e| provider_error(&e))?;
     provider
         .fetch(ctx, spec, resident)
         .await
@@ -492,15 +495,23 @@ async fn run_batch(
         })?;
     }
 
-    let parsed: Vec<Result<ResidentId, crate::domain::InvalidId>> =
-        resident_ids.iter().map(|raw| ResidentId::parse(raw)).collect();
-    let valid: Vec<ResidentId> = parsed.iter().filter_map(|p| p.as_ref().ok().cloned()).collect();
+    let parsed: Vec<Result<ResidentId, crate::domain::InvalidId>> = resident_ids
+        .iter()
+        .map(|raw| ResidentId::parse(raw))
+        .collect();
+    let valid: Vec<ResidentId> = parsed
+        .iter()
+        .filter_map(|p| p.as_ref().ok().cloned())
+        .collect();
     let spec = policy
         .set
         .datasets
         .get(&dataset)
         .ok_or_else(|| provider_error(&ProviderError::NotConfigured(dataset.clone())))?;
-    let provider = gw.providers.for_dataset(spec).map_err(|e| provider_error(&e))?;
+    let provider = gw
+        .providers
+        .for_dataset(spec)
+        .map_err(|e| provider_error(&e))?;
     let trace = super::trace_id(headers.get("traceparent"));
     let ctx = FetchContext {
         request_id: &event.request_id,

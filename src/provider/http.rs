@@ -117,7 +117,9 @@ impl Upstreams {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms.max(1))));
+        http.set_connect_timeout(Some(Duration::from_millis(
+            config.connect_timeout_ms.max(1),
+        )));
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
@@ -377,7 +379,8 @@ impl Upstream {
         residents: &[ResidentId],
         timeout: Duration,
     ) -> Result<Vec<Option<Record>>, ProviderError> {
-        let body = json!({"resident_ids": residents.iter().map(ResidentId::as_str).collect::<Vec<_>>()});
+        let body =
+            json!({"resident_ids": residents.iter().map(ResidentId::as_str).collect::<Vec<_>>()});
         let (status, answer) = self
             .call(dataset, timeout, || {
                 self.request(ctx, dataset, Method::POST, "/records:batch", Some(&body))
@@ -389,10 +392,7 @@ impl Upstream {
         let mut value: Value = serde_json::from_slice(&answer)
             .map_err(|_| self.invalid(dataset, "the batch answer is not JSON".into()))?;
         let Some(Value::Object(records)) = value.get_mut("records").map(Value::take) else {
-            return Err(self.invalid(
-                dataset,
-                "the batch answer has no \"records\" object".into(),
-            ));
+            return Err(self.invalid(dataset, "the batch answer has no \"records\" object".into()));
         };
         let mut records = records;
         let mut out = Vec::with_capacity(residents.len());

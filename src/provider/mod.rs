@@ -81,7 +81,8 @@ pub struct FetchContext<'a> {
 }
 
 /// A boxed future, so providers can be chosen at run time.
-pub type ProviderFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
+pub type ProviderFuture<'a, T> =
+    Pin<Box<dyn Future<Output = Result<T, ProviderError>> + Send + 'a>>;
 
 /// A source of records for datasets, keyed by resident ID.
 pub trait DataProvider: Send + Sync + std::fmt::Debug {

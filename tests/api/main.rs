@@ -15,4 +15,5 @@ mod hostile;
 mod lookup;
 mod ops;
 mod tls;
+mod upstream;
 mod verify;
