@@ -495,10 +495,11 @@ async fn pruning_removes_only_exported_checkpointed_old_events_and_the_rest_veri
         |c, home| {
             c.audit.retention_days = Some(183);
             c.audit.checkpoint_every = 2;
-            // The CLI reads the file: [audit] is its last section.
+            // The CLI reads the file too.
             let file = home.join("tongban.toml");
             let text = std::fs::read_to_string(&file).unwrap();
-            std::fs::write(&file, format!("{text}retention_days = 183\n")).unwrap();
+            let text = text.replacen("[audit]\n", "[audit]\nretention_days = 183\n", 1);
+            std::fs::write(&file, text).unwrap();
         },
         tongban::clock::Clock::manual(long_ago),
     )
