@@ -6,8 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
+    DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -42,6 +43,8 @@ pub struct DevPkiPaths {
     pub issuer_key: PathBuf,
     /// `keys/issuer.pub.pem` (SPKI).
     pub issuer_public: PathBuf,
+    /// `certs/ca.crl`: the CA's certificate revocation list (PEM).
+    pub crl: PathBuf,
 }
 
 impl DevPkiPaths {
@@ -53,6 +56,7 @@ impl DevPkiPaths {
             server_key: home.join("certs/server-key.pem"),
             issuer_key: home.join("keys/issuer.pem"),
             issuer_public: home.join("keys/issuer.pub.pem"),
+            crl: home.join("certs/ca.crl"),
         }
     }
 
@@ -109,11 +113,26 @@ pub fn ensure(home: &Path, departments: &[&str]) -> Result<DevPkiPaths, DevPkiEr
             write(&paths.ca, &cert.pem(), false)?;
             // A new CA invalidates everything it signed before.
             let _ = std::fs::remove_file(&paths.server_cert);
+            let _ = std::fs::remove_file(&paths.crl);
             let _ = std::fs::remove_dir_all(home.join("certs/clients"));
             key
         }
     };
     let issuer = Issuer::new(ca_params(now)?, ca_key);
+
+    if !paths.crl.exists() {
+        // Nothing revoked yet; valid for a year, like a CA that publishes rarely.
+        let crl = CertificateRevocationListParams {
+            this_update: now - Duration::minutes(1),
+            next_update: now + Duration::days(365),
+            crl_number: SerialNumber::from(1u64),
+            issuing_distribution_point: None,
+            revoked_certs: Vec::new(),
+            key_identifier_method: KeyIdMethod::Sha256,
+        }
+        .signed_by(&issuer)?;
+        write(&paths.crl, &crl.pem()?, false)?;
+    }
 
     if !paths.server_cert.exists() || !paths.server_key.exists() {
         let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
@@ -126,6 +145,12 @@ pub fn ensure(home: &Path, departments: &[&str]) -> Result<DevPkiPaths, DevPkiEr
             .distinguished_name
             .push(DnType::CommonName, "tongban gateway (development)");
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+        // Where the development CA publishes its revocation list: this
+        // machine's file system, the only place a one-machine PKI has.
+        let crl_path = std::path::absolute(&paths.crl).unwrap_or_else(|_| paths.crl.clone());
+        params.crl_distribution_points = vec![CrlDistributionPoint {
+            uris: vec![format!("file://{}", crl_path.display())],
+        }];
         params.not_before = now - Duration::days(1);
         params.not_after = now + Duration::days(825);
         let cert = params.signed_by(&key, &issuer)?;

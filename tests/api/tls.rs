@@ -76,3 +76,32 @@ async fn optional_mode_serves_callers_without_certificates() {
         None
     );
 }
+
+#[test]
+fn the_demo_ca_publishes_a_revocation_list_the_server_certificate_names() {
+    use rustls::pki_types::CertificateRevocationListDer;
+    let (home, _) = crate::helpers::demo_home();
+    let crl_path = home.path().join("certs/ca.crl");
+    let crl = CertificateRevocationListDer::from_pem_file(&crl_path).expect("a PEM CRL");
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(home.path().join("certs/ca.pem")).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    rustls::server::WebPkiClientVerifier::builder_with_provider(
+        std::sync::Arc::new(roots),
+        provider,
+    )
+    .with_crls([crl])
+    .build()
+    .expect("the CRL is one a verifier takes");
+    let server = CertificateDer::from_pem_file(home.path().join("certs/server.pem")).unwrap();
+    let uri = format!(
+        "file://{}",
+        std::path::absolute(&crl_path).unwrap().display()
+    );
+    assert!(
+        server.windows(uri.len()).any(|w| w == uri.as_bytes()),
+        "the server certificate names {uri} as its CRL distribution point"
+    );
+}
