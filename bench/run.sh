@@ -1,0 +1,303 @@
+#!/usr/bin/env bash
+# The benchmark suite: the gateway against the limit of its own stack, in one
+# run on one machine, reported as ratios (these machines are shared and noisy;
+# absolute figures alone mean nothing).
+#
+#   bench/run.sh                 full run (under 10 minutes on 2 cores)
+#   bench/run.sh --smoke         seconds: every scenario, tiny sizes (CI runs this)
+#   bench/run.sh --out FILE      where the Markdown table goes (default bench/results.md)
+#
+# Baselines, measured in the same run with the same load generator (wrk over
+# HTTPS, keep-alive, TLS 1.3) and the same response bytes:
+#   (a) bare: hyper + rustls with the gateway's TLS configuration, nothing else
+#       (examples/bare_server.rs);
+#   (b) nginx (Debian) serving the bytes over TLS.
+# Installs wrk and nginx-light from Debian if they are missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+smoke=0
+out=bench/results.md
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --smoke) smoke=1 ;;
+    --out) out=$2; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+if [ "$smoke" = 1 ]; then
+  dur=2; few=1000; many=5000; grants_many=200; audit_events=20000; audit_residents=2000
+else
+  dur=10; few=1000; many=1000000; grants_many=10000; audit_events=2000000; audit_residents=1000000
+fi
+conns=64
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing ${need[*]} (Debian)" >&2
+  (apt-get install -y -qq "${need[@]}" >/dev/null 2>&1) ||
+    (apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null)
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+
+echo "building (release)" >&2
+cargo build --release -q --bin tongban --example bare_server --example audit_bench
+bin=$root/target/release/tongban
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_up() { # url cacert
+  for _ in $(seq 300); do
+    curl -sf --cacert "$2" "$1" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server at $1 did not come up" >&2; return 1
+}
+
+# A home for the benchmark: the demo's policies and data, with limits raised
+# so that rate limiting is checked on every request but never refuses.
+make_home() { # dir residents extra_grants
+  local home=$1
+  "$bin" demo --home "$home" --residents "$2" --no-serve >/dev/null
+  sed -i 's|^per_department = .*|per_department = "100000000/s"|' "$home/tongban.toml"
+  sed -i 's|^quota = .*|quota = "100000000/s"|' "$home"/policies/grants/*.toml
+  python3 - "$home/policies" "$3" <<'PY'
+import sys, pathlib
+policies, extra = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+if extra > 0:
+    deps = "".join(f'\n[[department]]\nid = "bench{i:05d}"\nname = "bench department {i}"\n' for i in range(extra))
+    with open(policies / "departments.toml", "a") as f:
+        f.write(deps)
+    grants = "".join(
+        f'\n[[grant]]\nid = "bench-{i:05d}"\ntitle = "bench grant {i}"\nconsumer = "bench{i:05d}"\n'
+        f'roles = ["bench_role"]\npurposes = ["bench_purpose_{i % 50}"]\noperations = ["lookup"]\n'
+        f'basis = "benchmark"\n\n[[grant.access]]\ndataset = "gongan.hukou"\nfields = ["name", "hukou_status"]\n'
+        for i in range(extra))
+    (policies / "grants" / "bench.toml").write_text(grants)
+PY
+  "$bin" policy check "$home/policies" >/dev/null
+}
+
+# Sample resident IDs for the lookups, as a Lua table.
+ids_lua() { # home n
+  python3 - "$1/samples/gongan.hukou.jsonl" "$2" <<'PY'
+import json, sys
+ids = []
+with open(sys.argv[1]) as f:
+    for line in f:
+        ids.append(json.loads(line)["id_number"])
+        if len(ids) >= int(sys.argv[2]):
+            break
+print("ids = {" + ",".join(f'"{i}"' for i in ids) + "}")
+PY
+}
+
+# wrk scripts: a random resident per request; optional pacing for a target rate.
+write_lua() { # home file
+  {
+    ids_lua "$1" 2000
+    cat <<'LUA'
+local prefix = os.getenv("BENCH_PREFIX") or "/v1/datasets/gongan.hukou/records/"
+local rate = tonumber(os.getenv("BENCH_RATE") or "0")
+local conns = tonumber(os.getenv("BENCH_CONNS") or "64")
+math.randomseed(os.time())
+request = function()
+  return wrk.format("GET", prefix .. ids[math.random(#ids)])
+end
+if rate > 0 then
+  delay = function() return 1000 * conns / rate end
+end
+LUA
+  } >"$2"
+}
+
+results=$work/results.txt
+: >"$results"
+# run_wrk name url lua [extra wrk args...]: appends "name rps p50_ms p99_ms"
+run_wrk() {
+  local name=$1 url=$2 lua=$3; shift 3
+  local log=$work/wrk-$name.txt
+  wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$lua" "$@" "$url" >"$log" 2>&1 || true
+  python3 - "$name" "$log" >>"$results" <<'PY'
+import re, sys
+name, text = sys.argv[1], open(sys.argv[2]).read()
+rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+def ms(p):
+    m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    if not m: return float("nan")
+    v, u = float(m.group(1)), m.group(2)
+    return v / 1000 if u == "us" else v * 1000 if u == "s" else v
+non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+errors = re.search(r"Socket errors:.*", text)
+print(name, rps.group(1) if rps else "0", ms(50), ms(99), non2xx.group(1) if non2xx else "0",
+      "errors" if errors else "-")
+PY
+  tail -1 "$results" >&2
+}
+
+start_gateway() { # home port -> pid in $gw_pid
+  "$bin" demo --home "$1" --listen "127.0.0.1:$2" >"$1/gateway.log" 2>&1 &
+  gw_pid=$!
+  pids+=("$gw_pid")
+  wait_up "https://127.0.0.1:$2/readyz" "$1/certs/ca.pem"
+}
+stop_pid() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+peak_rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+echo "preparing homes ($few and $many residents, 10 and $grants_many grants)" >&2
+small=$work/small; make_home "$small" "$few" 3          # 7 sample grants + 3 = 10
+big_res=$work/big-residents; make_home "$big_res" "$many" 3
+big_grants=$work/big-grants; make_home "$big_grants" "$few" "$((grants_many - 7))"
+lua=$work/lookup.lua; write_lua "$small" "$lua"
+lua_big=$work/lookup-big.lua; write_lua "$big_res" "$lua_big"
+ca=$small/certs/ca.pem
+
+token=$("$bin" token --home "$small" --dept minzheng --sub bench-clerk --roles dibao_reviewer --ttl 2h)
+auth=(-H "Authorization: Bearer $token" -H "X-Purpose: dibao_review" -H "X-Case-Ref: MZ-2026-000123")
+
+# The same answer bytes for every server: one real gateway answer.
+port=$(free_port); start_gateway "$small" "$port"
+first_id=$(head -1 "$small/samples/gongan.hukou.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id_number"])')
+curl -sf --cacert "$ca" "${auth[@]}" "https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/$first_id" >"$work/body.json"
+echo "answer: $(wc -c <"$work/body.json") bytes" >&2
+
+echo "== gateway: authorized lookup, denied, new connection per request" >&2
+url=https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/
+run_wrk gateway_lookup "$url" "$lua" "${auth[@]}"
+run_wrk gateway_denied "$url" "$lua" -H "Authorization: Bearer $token" -H "X-Purpose: school_admission" -H "X-Case-Ref: MZ-2026-000123"
+run_wrk gateway_newconn "$url" "$lua" "${auth[@]}" -H "Connection: close"
+lookup_rps=$(awk '$1 == "gateway_lookup" { print $2 }' "$results")
+half=$(python3 -c "print(max(1, int(float('$lookup_rps') / 2)))")
+BENCH_RATE=$half BENCH_CONNS=$conns run_wrk gateway_half_load "$url" "$lua" "${auth[@]}"
+stop_pid "$gw_pid"
+
+echo "== baseline (a): bare hyper + rustls" >&2
+bport=$(free_port)
+target/release/examples/bare_server --listen "127.0.0.1:$bport" --cert "$small/certs/server.pem" \
+  --key "$small/certs/server-key.pem" --body "$work/body.json" &
+bare_pid=$!; pids+=("$bare_pid")
+wait_up "https://127.0.0.1:$bport/" "$ca"
+burl=https://127.0.0.1:$bport/v1/datasets/gongan.hukou/records/
+run_wrk bare_lookup "$burl" "$lua" "${auth[@]}"
+run_wrk bare_newconn "$burl" "$lua" "${auth[@]}" -H "Connection: close"
+stop_pid "$bare_pid"
+
+echo "== baseline (b): nginx" >&2
+nport=$(free_port)
+mkdir -p "$work/nginx/logs" "$work/nginx/www/v1/datasets/gongan.hukou"
+cp "$work/body.json" "$work/nginx/body.json"
+# nginx's workers drop to an unprivileged user: let them read the body.
+chmod 755 "$work" "$work/nginx"; chmod 644 "$work/nginx/body.json"
+cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  ssl_session_cache shared:SSL:10m;
+  server {
+    listen 127.0.0.1:$nport ssl;
+    ssl_certificate $small/certs/server.pem;
+    ssl_certificate_key $small/certs/server-key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    default_type application/json;
+    root $work/nginx;
+    location / { rewrite ^ /body.json break; }
+  }
+}
+EOF
+"$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' 2>"$work/nginx/logs/stderr" &
+nginx_pid=$!; pids+=("$nginx_pid")
+wait_up "https://127.0.0.1:$nport/x" "$ca" || { cat "$work/nginx/logs/"* >&2; exit 1; }
+nurl=https://127.0.0.1:$nport/v1/datasets/gongan.hukou/records/
+run_wrk nginx_lookup "$nurl" "$lua" "${auth[@]}"
+stop_pid "$nginx_pid"
+
+echo "== scaling: $grants_many grants, $many residents" >&2
+port=$(free_port); start_gateway "$big_grants" "$port"
+gtoken=$("$bin" token --home "$big_grants" --dept minzheng --sub bench-clerk --roles dibao_reviewer --ttl 2h)
+run_wrk gateway_many_grants "https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/" "$lua" \
+  -H "Authorization: Bearer $gtoken" -H "X-Purpose: dibao_review" -H "X-Case-Ref: MZ-2026-000123"
+stop_pid "$gw_pid"
+port=$(free_port); start_gateway "$big_res" "$port"
+rtoken=$("$bin" token --home "$big_res" --dept minzheng --sub bench-clerk --roles dibao_reviewer --ttl 2h)
+run_wrk gateway_many_residents "https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/" "$lua_big" \
+  -H "Authorization: Bearer $rtoken" -H "X-Purpose: dibao_review" -H "X-Case-Ref: MZ-2026-000123"
+rss=$(peak_rss_mib "$gw_pid")
+cache_mb=$(grep -E '^cache_mb' "$big_res/tongban.toml" | grep -oE '[0-9]+' || echo 256)
+echo "rss $rss $cache_mb" >>"$results"
+stop_pid "$gw_pid"
+
+echo "== audit log: $audit_events events" >&2
+target/release/examples/audit_bench --events "$audit_events" --residents "$audit_residents" >"$work/audit.md"
+
+python3 - "$results" "$work/audit.md" "$out" "$smoke" "$dur" "$conns" "$few" "$many" "$grants_many" "$(wc -c <"$work/body.json")" <<'PY'
+import sys, datetime, platform, os
+res_file, audit_file, out, smoke, dur, conns, few, many, grants_many, body = sys.argv[1:]
+rows = {}
+rss = cache = None
+for line in open(res_file):
+    p = line.split()
+    if p[0] == "rss":
+        rss, cache = int(p[1]), int(p[2]); continue
+    rows[p[0]] = dict(rps=float(p[1]), p50=float(p[2]), p99=float(p[3]), non2xx=int(p[4]), err=p[5])
+def r(a, b):
+    return rows[a]["rps"] / rows[b]["rps"] if rows.get(b, {}).get("rps") else float("nan")
+lines = []
+add = lines.append
+add(f"# Benchmark results ({'smoke run: sizes too small to mean anything' if smoke == '1' else 'full run'})")
+add("")
+add(f"`bench/run.sh{' --smoke' if smoke == '1' else ''}`, {datetime.date.today()}, {os.cpu_count()} cores, "
+    f"wrk -t2 -c{conns} -d{dur}s over HTTPS keep-alive (TLS 1.3), answer {body} bytes, audit durability `fdatasync` "
+    f"(group commit). Load generator and server share the machine.")
+add("")
+add("| scenario | req/s | p50 ms | p99 ms |")
+add("|---|---|---|---|")
+for k, v in rows.items():
+    add(f"| {k} | {v['rps']:.0f} | {v['p50']:.2f} | {v['p99']:.2f} |")
+add("")
+add("| target | measured | target | met |")
+add("|---|---|---|---|")
+def row(name, value, target, ok):
+    add(f"| {name} | {value} | {target} | {'yes' if ok else 'NO'} |")
+a = r("gateway_lookup", "bare_lookup")
+row("authorized lookup / bare hyper+rustls", f"{a:.2f}", "≥ 0.60", a >= 0.60)
+n = r("gateway_lookup", "nginx_lookup")
+row("authorized lookup / nginx", f"{n:.2f} (nginx / bare: {r('nginx_lookup', 'bare_lookup'):.2f})", "≥ 1.00", n >= 1.0)
+p99 = rows["gateway_half_load"]["p99"]
+half = rows["gateway_half_load"]["rps"]
+row(f"p99 at half load ({half:.0f} req/s)", f"{p99:.2f} ms", "< 5 ms", p99 < 5)
+d = r("gateway_denied", "bare_lookup")
+row("denied (policy miss) / bare", f"{d:.2f}", "≥ 0.80", d >= 0.80)
+c = r("gateway_newconn", "bare_newconn")
+row("new TLS connection per request / bare (same)", f"{c:.2f}", "≥ 0.80", c >= 0.80)
+g = 1 - r("gateway_many_grants", "gateway_lookup")
+row(f"throughput drop, 10 → {grants_many} grants", f"{g:.1%}", "< 10%", g < 0.10)
+m = 1 - r("gateway_many_residents", "gateway_lookup")
+row(f"throughput drop, {few} → {many} residents", f"{m:.1%}", "< 10%", m < 0.10)
+add(f"| peak RSS under load, {many} residents | {rss} MiB | sled cache {cache} MiB + a constant | stated |")
+add("")
+add(open(audit_file).read().strip())
+bad = [k for k, v in rows.items() if v["err"] != "-" or (v["non2xx"] and k != "gateway_denied")]
+if bad:
+    add("")
+    add(f"Warning: socket errors or unexpected statuses in {', '.join(bad)}; see the wrk logs.")
+text = "\n".join(lines) + "\n"
+open(out, "w").write(text)
+print(text)
+PY
