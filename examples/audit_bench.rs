@@ -93,6 +93,7 @@ fn body(rng: &mut Rng, i: u64, residents: u64, start_ms: i64) -> EventBody {
         status: if allow { 200 } else { 403 },
         latency_us: u32::try_from(r % 900).unwrap_or(0) + 100,
         detail: None,
+        proof: None,
     }
 }
 

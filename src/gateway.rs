@@ -68,6 +68,8 @@ pub struct Gateway {
     pub checkpoint_signer: Arc<CheckpointSigner>,
     /// Where records come from.
     pub providers: Providers,
+    /// The keys that sign answers (signed answers, 免提交).
+    pub answer_keys: Arc<crate::proof::AnswerKeys>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The history of policy changes.
@@ -140,6 +142,10 @@ impl Gateway {
         let pseudonyms = Pseudonymizer::open(&config.data_dir)?;
         let audit_store = AuditStore::open(&db)?;
         let checkpoint_signer = Arc::new(CheckpointSigner::open(&config.data_dir)?);
+        let answer_keys = Arc::new(
+            crate::proof::AnswerKeys::open(&config.data_dir)
+                .map_err(|e| StartError::Config(format!("answer-signing keys: {e}")))?,
+        );
         let metrics = Arc::new(Metrics::new());
         let audit = AuditWriter::start(
             audit_store.clone(),
@@ -195,6 +201,7 @@ impl Gateway {
             pseudonyms,
             checkpoint_signer,
             providers,
+            answer_keys,
             metrics,
             policy_history,
             policy_lock: tokio::sync::Mutex::new(()),

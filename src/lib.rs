@@ -19,6 +19,7 @@ pub mod gateway;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod proof;
 pub mod provider;
 pub mod sample;
 pub mod server;

@@ -81,6 +81,16 @@ enum Command {
         #[command(subcommand)]
         command: cli::audit::AuditCommand,
     },
+    /// The keys that sign answers.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Signed answers (proofs).
+    Proof {
+        #[command(subcommand)]
+        command: ProofCommand,
+    },
     /// A department's side of the exchange.
     Provider {
         #[command(subcommand)]
@@ -98,6 +108,28 @@ enum Command {
         replace: bool,
         /// The file (.csv, or .jsonl / .ndjson).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Make a new answer-signing key the one that signs; earlier public keys
+    /// stay published. Takes effect when the gateway (re)starts.
+    Rotate {
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProofCommand {
+    /// Check a saved proof offline against a JWK Set and say what it attests.
+    Verify {
+        /// The proof: a compact JWS, or a saved answer holding it in `proof`.
+        file: PathBuf,
+        /// The JWK Set (saved from GET /.well-known/jwks.json).
+        #[arg(long)]
+        jwks: PathBuf,
     },
 }
 
@@ -279,6 +311,46 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => cli::audit::run(command),
+        Command::Keys {
+            command: KeysCommand::Rotate { target },
+        } => {
+            let config = target.load()?;
+            let kid = tongban::proof::rotate(&config.data_dir)?;
+            println!(
+                "answer-signing key {kid} now signs; earlier keys stay in /.well-known/jwks.json. Restart the gateway to use it."
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Proof {
+            command: ProofCommand::Verify { file, jwks },
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let jws = match serde_json::from_str::<serde_json::Value>(&text) {
+                Ok(v) => v["proof"].as_str().map(str::to_owned).unwrap_or_default(),
+                Err(_) => text.trim().to_owned(),
+            };
+            let set: serde_json::Value = serde_json::from_str(
+                &std::fs::read_to_string(&jwks)
+                    .with_context(|| format!("cannot read {}", jwks.display()))?,
+            )
+            .with_context(|| format!("{} is not a JWK Set", jwks.display()))?;
+            match tongban::proof::verify(&jws, &set) {
+                Ok((header, claims)) => {
+                    println!("{}", tongban::proof::describe(&claims));
+                    println!(
+                        "密钥 key: {}；凭证哈希 proof hash (in the audit event): {}",
+                        header["kid"].as_str().unwrap_or("?"),
+                        tongban::policy::load::hex(&tongban::proof::proof_hash(&jws))
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("签名无效 the proof does not verify: {e}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Provider {
             command:
                 ProviderCommand::Serve {

@@ -414,6 +414,7 @@ async fn get_grant(
         body.insert("etag".into(), json!(grant_etag(&g.spec)));
         body.insert("file".into(), json!(g.file));
         Ok(Answer::Json {
+            proof: None,
             status: StatusCode::OK,
             body,
             etag: Some(grant_etag(&g.spec)),
@@ -503,6 +504,7 @@ fn stored(
         status,
         body,
         etag: Some(etag),
+        proof: None,
     }
 }
 
@@ -725,6 +727,7 @@ async fn get_dataset(
         body.insert("dataset".into(), json!(d.spec));
         body.insert("etag".into(), json!(dataset_etag(&d.spec)));
         Ok(Answer::Json {
+            proof: None,
             status: StatusCode::OK,
             body,
             etag: Some(dataset_etag(&d.spec)),

@@ -350,13 +350,14 @@ async fn disclosures(
         let dataset = |d: &str| policy.set.datasets.get(d);
         if csv {
             let mut w = csv::Writer::from_writer(Vec::from("\u{feff}".as_bytes()));
-            let _ = w.write_record(["时间 Time", "部门 Department", "部门名称 Department name", "经办人 Person", "用途 Purpose", "办件编号 Case reference", "数据集 Dataset", "数据集名称 Dataset title", "字段 Fields", "授权 Grant", "审计序号 Audit seq"]);
+            let _ = w.write_record(["时间 Time", "部门 Department", "部门名称 Department name", "经办人 Person", "用途 Purpose", "办件编号 Case reference", "数据集 Dataset", "数据集名称 Dataset title", "字段 Fields", "授权 Grant", "审计序号 Audit seq", "签名凭证 Signed proof"]);
             for d in &list {
                 let fields = d.fields.iter().map(|f| field_title(dataset(&d.dataset), f)).collect::<Vec<_>>().join("；");
                 let _ = w.write_record([
                     d.time.as_str(), &d.consumer, &dept_name(&d.consumer), &d.subject, &d.purpose,
                     d.case_ref.as_deref().unwrap_or(""), &d.dataset, &dataset(&d.dataset).map(|x| x.spec.title.clone()).unwrap_or_default(),
                     &fields, d.grant.as_deref().unwrap_or(""), &d.seq.to_string(),
+                    d.proof.as_deref().unwrap_or(""),
                 ]);
             }
             let bytes = w.into_inner().unwrap_or_default();
@@ -375,6 +376,7 @@ async fn disclosures(
                     "dataset": d.dataset, "dataset_title": dataset(&d.dataset).map(|x| x.spec.title.clone()),
                     "fields": d.fields.iter().map(|f| json!({"name": f, "title": field_title(dataset(&d.dataset), f)})).collect::<Vec<_>>(),
                     "grant": d.grant,
+                    "signed": d.proof.is_some(), "proof": d.proof,
                 })
             })
             .collect();

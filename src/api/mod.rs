@@ -216,6 +216,9 @@ pub enum Answer {
         body: Map<String, Value>,
         /// An entity tag for `ETag`.
         etag: Option<String>,
+        /// Claims to sign into a proof (signed answers), once the audit
+        /// sequence numbers are known; the proof is added as `proof`.
+        proof: Option<Box<Map<String, Value>>>,
     },
     /// Anything else (CSV, NDJSON streams), sent as it is.
     Raw {
@@ -235,6 +238,7 @@ impl Answer {
             status: StatusCode::OK,
             body,
             etag: None,
+            proof: None,
         }
     }
 
@@ -324,7 +328,31 @@ async fn finish_events(
         vec![event]
     };
     let count = events.len() as u64;
-    let mut response = match gw.audit.append_many(events).await {
+    // A signed answer: the writer signs it once the events are numbered and
+    // records its hash in them, so the log names every proof it issued.
+    let slot: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+    let mut result = result;
+    let finalize: Option<crate::audit::writer::Finalizer> = match &mut result {
+        Ok(Answer::Json { proof, .. }) => proof.take().map(|claims| {
+            let keys = gw.answer_keys.clone();
+            let slot = slot.clone();
+            let mut claims = *claims;
+            Box::new(move |first: u64, last: u64| {
+                claims.insert("audit_seq".into(), json!(first));
+                if last > first {
+                    claims.insert("last_seq".into(), json!(last));
+                }
+                let jws = keys.sign(&claims);
+                let hash = crate::proof::proof_hash(&jws);
+                if let Ok(mut s) = slot.lock() {
+                    *s = Some(jws);
+                }
+                hash
+            }) as crate::audit::writer::Finalizer
+        }),
+        _ => None,
+    };
+    let mut response = match gw.audit.append_finalized(events, finalize).await {
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "audit append failed; answering 503");
             ApiError::audit_unavailable().to_response(Some(&ctx.request_id), None)
@@ -334,8 +362,11 @@ async fn finish_events(
                 Ok(answer) => after_audit(seq).map(|()| answer),
                 Err(e) => Err(e),
             };
+            let proof = slot.lock().ok().and_then(|mut s| s.take());
             let mut response = match result {
-                Ok(answer) => answer.into_response_with(seq, seq + count - 1, &ctx.request_id),
+                Ok(answer) => {
+                    answer.into_response_with(seq, seq + count - 1, &ctx.request_id, proof)
+                }
                 Err(e) => e.to_response(Some(&ctx.request_id), Some(seq)),
             };
             response
@@ -377,13 +408,24 @@ async fn finish_events(
 }
 
 impl Answer {
-    fn into_response_with(self, seq: u64, last_seq: u64, request_id: &str) -> Response {
+    fn into_response_with(
+        self,
+        seq: u64,
+        last_seq: u64,
+        request_id: &str,
+        proof: Option<String>,
+    ) -> Response {
         match self {
             Answer::Json {
                 status,
                 mut body,
                 etag,
+                ..
             } => {
+                let signed = proof.is_some();
+                if let Some(p) = proof {
+                    body.insert("proof".into(), Value::String(p));
+                }
                 let audit = if last_seq > seq {
                     json!({"seq": seq, "last_seq": last_seq, "request_id": request_id})
                 } else {
@@ -393,6 +435,11 @@ impl Answer {
                 let mut response = (status, axum::Json(Value::Object(body))).into_response();
                 if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
                     response.headers_mut().insert(header::ETAG, v);
+                }
+                if signed {
+                    response
+                        .headers_mut()
+                        .insert("preference-applied", HeaderValue::from_static("signed"));
                 }
                 response
             }

@@ -224,6 +224,10 @@ pub struct RecordAnswer {
     pub policy_version: String,
     /// Exactly the granted fields (masked where the grant says so).
     pub record: BTreeMap<String, FieldValue>,
+    /// With `Prefer: signed`, or under a grant that requires it: a compact
+    /// JWS (EdDSA) of what was disclosed, verifiable with `/.well-known/jwks.json`.
+    #[schema(nullable = false)]
+    pub proof: Option<String>,
     /// The audit event.
     pub audit: AuditRef,
 }
@@ -303,6 +307,10 @@ pub struct VerifyAnswer {
     /// Whether every condition holds.
     #[schema(rename = "match")]
     pub matches: bool,
+    /// With `Prefer: signed`, or under a grant that requires it: a compact
+    /// JWS (EdDSA) of what was disclosed, verifiable with `/.well-known/jwks.json`.
+    #[schema(nullable = false)]
+    pub proof: Option<String>,
     /// The audit event.
     pub audit: AuditRef,
 }
@@ -363,6 +371,10 @@ pub struct BatchAnswer {
     pub policy_version: String,
     /// One per ID, in order.
     pub results: Vec<BatchItem>,
+    /// With `Prefer: signed`, or under a grant that requires it: a compact
+    /// JWS (EdDSA) of what was disclosed, verifiable with `/.well-known/jwks.json`.
+    #[schema(nullable = false)]
+    pub proof: Option<String>,
     /// The audit events (one per resident answered).
     pub audit: AuditRef,
 }
@@ -501,6 +513,9 @@ pub struct AuditEvent {
     pub prev_hash: String,
     /// Hash of this event (hex).
     pub hash: String,
+    /// SHA-256 (hex) of the signed answer issued with this disclosure.
+    #[schema(required = true)]
+    pub proof: Option<String>,
     /// Only in `GET /v1/audit/events/{seq}`: that request's own audit event.
     #[schema(nullable = false)]
     pub audit: Option<AuditRef>,
@@ -555,6 +570,11 @@ pub struct Disclosure {
     pub grant: String,
     /// The fields disclosed.
     pub fields: Vec<DisclosedField>,
+    /// Whether a signed answer (proof) was issued with it.
+    pub signed: bool,
+    /// SHA-256 (hex) of that proof.
+    #[schema(required = true)]
+    pub proof: Option<String>,
 }
 
 /// `GET /v1/audit/residents/{resident_id}/disclosures` (JSON).

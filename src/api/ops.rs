@@ -21,7 +21,8 @@ pub(crate) fn router(metrics_here: bool) -> OpenApiRouter<Arc<Gateway>> {
     let router = OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
-        .routes(routes!(openapi_json));
+        .routes(routes!(openapi_json))
+        .routes(routes!(jwks));
     if metrics_here {
         router.routes(routes!(metrics))
     } else {
@@ -104,6 +105,25 @@ pub(crate) async fn openapi_json(State(gw): State<Arc<Gateway>>) -> impl IntoRes
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         spec.clone(),
+    )
+}
+
+/// The public keys that verify signed answers (JWK Set, RFC 7517): the
+/// current key and every earlier one, so old proofs keep verifying.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "ops",
+    operation_id = "jwks",
+    responses((status = 200, description = "The JWK Set", body = Object, content_type = "application/jwk-set+json")),
+)]
+pub(crate) async fn jwks(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+    (
+        [
+            (axum::http::header::CONTENT_TYPE, "application/jwk-set+json"),
+            (axum::http::header::CACHE_CONTROL, "max-age=300"),
+        ],
+        gw.answer_keys.jwks().to_string(),
     )
 }
 

@@ -29,6 +29,7 @@ use crate::pipeline::minimize::{Record, minimize};
 use crate::pipeline::verify::{Condition, MAX_CONDITIONS, check_condition, evaluate};
 use crate::policy::index::Allowance;
 use crate::policy::model::Operation;
+use crate::policy::model::SignedAnswers;
 use crate::policy::{CompiledPolicy, Decision, DecisionRequest};
 use crate::provider::{FetchContext, ProviderError};
 
@@ -65,6 +66,7 @@ pub(crate) struct LookupParams {
         ("fields" = Option<String>, Query, description = "Comma-separated subset of the granted fields (minimum necessary)", example = "name,hukou_status"),
         ("X-Purpose" = String, Header, description = "Purpose code (用途), checked against the grant", pattern = "^[a-z][a-z0-9_]{0,63}$", example = "dibao_review"),
         ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号); required by grants on conditional data", example = "MZ-2026-000123"),
+        ("Prefer" = Option<String>, Header, description = "`signed` (RFC 7240): add a signed answer (`proof`) and `Preference-Applied: signed`"),
         ("traceparent" = Option<String>, Header, description = "W3C trace context; its trace id is logged and passed to upstream providers"),
     ),
     responses(
@@ -92,6 +94,8 @@ struct Target {
     purpose: Purpose,
     case_ref: Option<CaseRef>,
     trace_id: Option<String>,
+    /// The resident ID exactly as the caller sent it (for a signed answer).
+    resident_as_sent: String,
 }
 
 /// Parses the dataset id of the path and records it in the event.
@@ -114,9 +118,10 @@ fn target(
 ) -> Result<Target, ApiError> {
     event.policy_version = Some(policy.version().to_owned());
     let principal = authenticate(gw, policy, headers, event)?;
-    let Path((dataset, resident)) = path.map_err(|e| bad_path(&e))?;
+    let Path((dataset, resident_raw)) = path.map_err(|e| bad_path(&e))?;
+    let resident = resident_raw.as_str();
     let dataset = dataset_of(&dataset, event)?;
-    let resident = ResidentId::parse(&resident).map_err(|e| {
+    let resident = ResidentId::parse(resident).map_err(|e| {
         ApiError::invalid_input(
             "invalid-resident-id",
             "The resident ID number is not valid",
@@ -132,6 +137,7 @@ fn target(
         purpose,
         case_ref,
         trace_id: super::trace_id(headers.get("traceparent")),
+        resident_as_sent: resident_raw,
     })
 }
 
@@ -269,7 +275,12 @@ async fn run_lookup(
     event.fields = disclosed.keys().cloned().collect();
     let mut body = answer_head(&t, &allowance, &policy);
     body.insert("record".into(), Value::Object(disclosed));
-    Ok(Answer::ok(body))
+    let proof = wants_proof(headers, &allowance).then(|| {
+        let mut c = claims(gw, event, &t.principal, Operation::Lookup, &body);
+        c.insert("resident_id".into(), json!(t.resident_as_sent));
+        c
+    });
+    Ok(answer(body, proof))
 }
 
 /// Body of a verification.
@@ -293,6 +304,7 @@ pub(crate) struct VerifyBody {
         ("resident_id" = String, Path, description = "The resident's ID number", pattern = "^[0-9]{17}[0-9X]$"),
         ("X-Purpose" = String, Header, description = "Purpose code (用途)", pattern = "^[a-z][a-z0-9_]{0,63}$"),
         ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号)"),
+        ("Prefer" = Option<String>, Header, description = "`signed` (RFC 7240): add a signed answer (`proof`) and `Preference-Applied: signed`"),
     ),
     request_body = doc::VerifyRequest,
     responses(
@@ -372,7 +384,12 @@ async fn run_verify(
     let mut body = answer_head(&t, &allowance, &policy);
     body.insert("results".into(), json!(outcomes));
     body.insert("match".into(), json!(all));
-    Ok(Answer::ok(body))
+    let proof = wants_proof(headers, &allowance).then(|| {
+        let mut c = claims(gw, event, &t.principal, Operation::Verify, &body);
+        c.insert("resident_id".into(), json!(t.resident_as_sent));
+        c
+    });
+    Ok(answer(body, proof))
 }
 
 /// Body of a batch.
@@ -398,6 +415,7 @@ pub(crate) struct BatchBody {
         ("dataset" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$", example = "gongan.hukou"),
         ("X-Purpose" = String, Header, description = "Purpose code (用途)", pattern = "^[a-z][a-z0-9_]{0,63}$"),
         ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号)"),
+        ("Prefer" = Option<String>, Header, description = "`signed` (RFC 7240): add a signed answer (`proof`) and `Preference-Applied: signed`"),
     ),
     request_body = doc::BatchRequest,
     responses(
@@ -568,7 +586,77 @@ async fn run_batch(
     );
     body.insert("policy_version".into(), json!(policy.version()));
     body.insert("results".into(), Value::Array(results));
-    Ok(Answer::ok(body))
+    let proof = wants_proof(headers, &allowance).then(|| {
+        let mut c = claims(gw, event, &principal, Operation::Batch, &body);
+        c.insert("resident_ids".into(), json!(resident_ids));
+        c
+    });
+    Ok(answer(body, proof))
+}
+
+/// Whether to sign the answer: the caller asked (`Prefer: signed`, RFC 7240)
+/// or the grant requires it (then it is signed whether asked or not).
+fn wants_proof(headers: &HeaderMap, allowance: &Allowance) -> bool {
+    allowance.grant.grant.spec.conditions.signed_answers == SignedAnswers::Required
+        || headers.get_all("prefer").iter().any(|v| {
+            v.to_str().is_ok_and(|s| {
+                s.split(',')
+                    .any(|p| p.trim().eq_ignore_ascii_case("signed"))
+            })
+        })
+}
+
+/// What a signed answer attests, besides the audit sequence numbers the
+/// writer adds: who asked, why, under which grant, and the answer as returned.
+fn claims(
+    gw: &Gateway,
+    event: &EventBody,
+    principal: &Principal,
+    operation: Operation,
+    body: &Map<String, Value>,
+) -> Box<Map<String, Value>> {
+    let mut c = Map::new();
+    c.insert(
+        "iss".into(),
+        json!(format!("tongban:{}", gw.config.node_id)),
+    );
+    c.insert("node".into(), json!(gw.config.node_id));
+    c.insert("iat".into(), json!(event.time_ms.div_euclid(1000)));
+    c.insert(
+        "time".into(),
+        json!(crate::audit::query::format_time(
+            event.time_ms,
+            gw.utc_offset
+        )),
+    );
+    c.insert("jti".into(), json!(event.request_id));
+    c.insert("operation".into(), json!(operation.as_str()));
+    c.insert("consumer".into(), json!(principal.dept));
+    c.insert("subject".into(), json!(principal.subject));
+    for key in [
+        "purpose",
+        "case_ref",
+        "dataset",
+        "grant",
+        "policy_version",
+        "record",
+        "results",
+        "match",
+    ] {
+        if let Some(v) = body.get(key) {
+            c.insert(key.into(), v.clone());
+        }
+    }
+    Box::new(c)
+}
+
+fn answer(body: Map<String, Value>, proof: Option<Box<Map<String, Value>>>) -> Answer {
+    Answer::Json {
+        status: StatusCode::OK,
+        body,
+        etag: None,
+        proof,
+    }
 }
 
 /// The datasets and fields the caller may use, for which purposes, under which grants.

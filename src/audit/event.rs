@@ -12,8 +12,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The format version written in every event.
-pub const FORMAT_VERSION: u8 = 1;
+/// The format version written in every event. Version 2 added `proof`;
+/// version 1 events (written before) are read as they were.
+pub const FORMAT_VERSION: u8 = 2;
 
 /// A SHA-256 digest.
 pub type Hash = [u8; 32];
@@ -104,6 +105,82 @@ pub struct EventBody {
     /// For audit reviews and policy changes: what was searched or changed
     /// (filters, grant ids; never a resident ID or a field value).
     pub detail: Option<String>,
+    /// SHA-256 of the signed answer (proof) issued with this disclosure, if one was.
+    pub proof: Option<Hash>,
+}
+
+/// [`EventBody`] as format version 1 wrote it (no `proof`).
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct EventBodyV1 {
+    time_ms: i64,
+    request_id: String,
+    kind: EventKind,
+    operation: String,
+    dept: Option<String>,
+    subject: Option<String>,
+    roles: Vec<String>,
+    cert_fingerprint: Option<Hash>,
+    source: String,
+    dataset: Option<String>,
+    resident: Option<[u8; 16]>,
+    purpose: Option<String>,
+    case_ref: Option<String>,
+    fields: Vec<String>,
+    outcome: Outcome,
+    reason: Option<String>,
+    grant: Option<(String, u32)>,
+    policy_version: Option<String>,
+    status: u16,
+    latency_us: u32,
+    detail: Option<String>,
+}
+
+/// [`Event`] as format version 1 wrote it.
+#[derive(Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+struct EventV1 {
+    version: u8,
+    seq: u64,
+    node: String,
+    prev_hash: Hash,
+    body: EventBodyV1,
+}
+
+impl From<EventV1> for Event {
+    fn from(e: EventV1) -> Self {
+        let b = e.body;
+        Self {
+            version: e.version,
+            seq: e.seq,
+            node: e.node,
+            prev_hash: e.prev_hash,
+            body: EventBody {
+                time_ms: b.time_ms,
+                request_id: b.request_id,
+                kind: b.kind,
+                operation: b.operation,
+                dept: b.dept,
+                subject: b.subject,
+                roles: b.roles,
+                cert_fingerprint: b.cert_fingerprint,
+                source: b.source,
+                dataset: b.dataset,
+                resident: b.resident,
+                purpose: b.purpose,
+                case_ref: b.case_ref,
+                fields: b.fields,
+                outcome: b.outcome,
+                reason: b.reason,
+                grant: b.grant,
+                policy_version: b.policy_version,
+                status: b.status,
+                latency_us: b.latency_us,
+                detail: b.detail,
+                proof: None,
+            },
+        }
+    }
 }
 
 impl EventBody {
@@ -131,6 +208,7 @@ impl EventBody {
             status: 0,
             latency_us: 0,
             detail: None,
+            proof: None,
         }
     }
 }
@@ -184,8 +262,13 @@ impl Event {
         let (bytes, recorded) = stored.split_at(split);
         let mut rec = [0u8; 32];
         rec.copy_from_slice(recorded);
-        let event: Self =
-            postcard::from_bytes(bytes).map_err(|e| DecodeError::Invalid(e.to_string()))?;
+        let invalid = |e: postcard::Error| DecodeError::Invalid(e.to_string());
+        let event: Self = match bytes.first() {
+            Some(1) => postcard::from_bytes::<EventV1>(bytes)
+                .map_err(invalid)?
+                .into(),
+            _ => postcard::from_bytes(bytes).map_err(invalid)?,
+        };
         Ok((event, rec, sha256(bytes)))
     }
 }
@@ -225,7 +308,49 @@ pub(crate) mod tests {
             status: 200,
             latency_us: 120,
             detail: None,
+            proof: None,
         }
+    }
+
+    #[test]
+    fn events_written_before_proofs_existed_still_open() {
+        let b = body(3);
+        let v1 = EventV1 {
+            version: 1,
+            seq: 3,
+            node: "n".into(),
+            prev_hash: GENESIS,
+            body: EventBodyV1 {
+                time_ms: b.time_ms,
+                request_id: b.request_id.clone(),
+                kind: b.kind,
+                operation: b.operation.clone(),
+                dept: b.dept.clone(),
+                subject: b.subject.clone(),
+                roles: b.roles.clone(),
+                cert_fingerprint: b.cert_fingerprint,
+                source: b.source.clone(),
+                dataset: b.dataset.clone(),
+                resident: b.resident,
+                purpose: b.purpose.clone(),
+                case_ref: b.case_ref.clone(),
+                fields: b.fields.clone(),
+                outcome: b.outcome,
+                reason: b.reason.clone(),
+                grant: b.grant.clone(),
+                policy_version: b.policy_version.clone(),
+                status: b.status,
+                latency_us: b.latency_us,
+                detail: b.detail.clone(),
+            },
+        };
+        let mut stored = postcard::to_allocvec(&v1).unwrap();
+        let hash = sha256(&stored);
+        stored.extend_from_slice(&hash);
+        let (event, recorded, recomputed) = Event::open(&stored).unwrap();
+        assert_eq!(event.version, 1);
+        assert_eq!(event.body, b, "read as written, with no proof");
+        assert_eq!(recorded, recomputed, "its hash is over the bytes as stored");
     }
 
     #[test]

@@ -261,6 +261,7 @@ pub fn event_json(event: &Event, hash: &Hash, offset: UtcOffset) -> Value {
         "status": b.status,
         "latency_us": b.latency_us,
         "detail": b.detail,
+        "proof": b.proof.map(|p| hex(&p)),
         "prev_hash": hex(&event.prev_hash),
         "hash": hex(hash),
     })
@@ -298,6 +299,8 @@ pub struct Disclosure {
     pub grant: Option<String>,
     /// Which operation.
     pub operation: String,
+    /// The hash (hex) of the signed answer issued with it, if one was.
+    pub proof: Option<String>,
 }
 
 /// Every disclosure of one resident's data, newest first.
@@ -324,6 +327,7 @@ pub fn disclosures(
             fields: b.fields.clone(),
             grant: b.grant.as_ref().map(|(id, v)| format!("{id}@{v}")),
             operation: b.operation.clone(),
+            proof: b.proof.map(|p| hex(&p)),
         });
     }
     Ok(out)

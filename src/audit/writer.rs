@@ -30,9 +30,14 @@ use crate::metrics::Metrics;
 
 type Ack = oneshot::Sender<Result<u64, Arc<AuditError>>>;
 
+/// Called by the writer once a request's events have their sequence numbers
+/// (first, last) and before they are sealed: returns the hash to record in
+/// each of them (a signed answer that names those numbers).
+pub type Finalizer = Box<dyn FnOnce(u64, u64) -> Hash + Send>;
+
 enum Msg {
     /// Events to append together; the ack carries the first one's sequence number.
-    Append(Vec<EventBody>, Ack),
+    Append(Vec<EventBody>, Ack, Option<Finalizer>),
     /// Sign a checkpoint of the head if it moved; reply with the last checkpoint's seq.
     Checkpoint(Option<oneshot::Sender<u64>>),
     Stop,
@@ -141,9 +146,19 @@ impl AuditWriter {
     /// Appends events in one group commit, consecutively numbered, and waits
     /// until all are durable; returns the first one's sequence number.
     pub async fn append_many(&self, bodies: Vec<EventBody>) -> Result<u64, Arc<AuditError>> {
+        self.append_finalized(bodies, None).await
+    }
+
+    /// As [`Self::append_many`]; `finalize` runs in the writer once the
+    /// events are numbered, and its hash is recorded in each of them.
+    pub async fn append_finalized(
+        &self,
+        bodies: Vec<EventBody>,
+        finalize: Option<Finalizer>,
+    ) -> Result<u64, Arc<AuditError>> {
         let (ack, done) = oneshot::channel();
         self.tx
-            .send(Msg::Append(bodies, ack))
+            .send(Msg::Append(bodies, ack, finalize))
             .await
             .map_err(|_| Arc::new(AuditError::WriterStopped))?;
         done.await
@@ -183,6 +198,9 @@ impl AuditWriter {
     }
 }
 
+/// A request's events waiting for the group commit.
+type Pending = (Vec<EventBody>, Ack, Option<Finalizer>);
+
 /// What one turn of the writer loop collected besides events.
 #[derive(Default)]
 struct Round {
@@ -193,16 +211,16 @@ struct Round {
 }
 
 impl Round {
-    fn take(&mut self, msg: Option<Msg>, batch: &mut Vec<(Vec<EventBody>, Ack)>) {
+    fn take(&mut self, msg: Option<Msg>, batch: &mut Vec<Pending>) {
         match msg {
             None | Some(Msg::Stop) => self.stop = true,
             Some(Msg::Checkpoint(ack)) => {
                 self.checkpoint = true;
                 self.waiting.extend(ack);
             }
-            Some(Msg::Append(bodies, ack)) => {
+            Some(Msg::Append(bodies, ack, finalize)) => {
                 self.events += bodies.len();
-                batch.push((bodies, ack));
+                batch.push((bodies, ack, finalize));
             }
         }
     }
@@ -223,7 +241,7 @@ struct State {
 
 impl State {
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
-        let mut batch: Vec<(Vec<EventBody>, Ack)> = Vec::with_capacity(self.options.max_batch);
+        let mut batch: Vec<Pending> = Vec::with_capacity(self.options.max_batch);
         loop {
             let mut round = Round::default();
             round.take(rx.blocking_recv(), &mut batch);
@@ -247,7 +265,7 @@ impl State {
                 rx.close();
                 // Requests that raced the stop are refused, never silently dropped.
                 while let Ok(msg) = rx.try_recv() {
-                    if let Msg::Append(_, ack) = msg {
+                    if let Msg::Append(_, ack, _) = msg {
                         let _ = ack.send(Err(Arc::new(AuditError::WriterStopped)));
                     }
                 }
@@ -258,13 +276,26 @@ impl State {
         }
     }
 
-    fn commit(&mut self, batch: &mut Vec<(Vec<EventBody>, Ack)>, force_checkpoint: bool) {
+    fn commit(&mut self, batch: &mut Vec<Pending>, force_checkpoint: bool) {
         let (mut seq, mut prev) = self.head;
         let first = seq + 1;
         let mut sealed: Vec<SealedEvent> = Vec::with_capacity(batch.len());
         let mut summaries = Vec::new();
         let mut block = self.block.clone();
-        for body in batch.iter().flat_map(|(bodies, _)| bodies) {
+        let mut next_first = first;
+        for (bodies, _, finalize) in batch.iter_mut() {
+            let n = bodies.len() as u64;
+            if let Some(f) = finalize.take() {
+                if n > 0 {
+                    let hash = f(next_first, next_first + n - 1);
+                    for b in bodies.iter_mut() {
+                        b.proof = Some(hash);
+                    }
+                }
+            }
+            next_first += n;
+        }
+        for body in batch.iter().flat_map(|(bodies, _, _)| bodies) {
             seq += 1;
             let event = Event {
                 version: FORMAT_VERSION,
@@ -329,7 +360,7 @@ impl State {
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
                 let mut next = first;
-                for (bodies, ack) in batch.drain(..) {
+                for (bodies, ack, _) in batch.drain(..) {
                     let _ = ack.send(Ok(next));
                     next += bodies.len() as u64;
                 }
@@ -338,7 +369,7 @@ impl State {
                 tracing::error!(error = %e, events = batch.len(), "audit group commit failed: refusing these requests");
                 self.healthy.store(false, Ordering::Release);
                 let e = Arc::new(e);
-                for (_, ack) in batch.drain(..) {
+                for (_, ack, _) in batch.drain(..) {
                     let _ = ack.send(Err(e.clone()));
                 }
                 // Part of the group may have reached sled: continue from what is there.

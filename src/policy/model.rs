@@ -211,6 +211,29 @@ pub struct Conditions {
     /// The largest batch allowed, where `batch` is granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_limit: Option<u32>,
+    /// `required`: every answer under this grant is signed (a proof the
+    /// consumer keeps in its case file), asked for or not. Default `optional`:
+    /// signed when the caller sends `Prefer: signed`.
+    #[serde(default, skip_serializing_if = "SignedAnswers::is_optional")]
+    pub signed_answers: SignedAnswers,
+}
+
+/// Whether a grant's answers are signed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignedAnswers {
+    /// When the caller asks (`Prefer: signed`).
+    #[default]
+    Optional,
+    /// Always.
+    Required,
+}
+
+impl SignedAnswers {
+    /// The default.
+    pub fn is_optional(&self) -> bool {
+        *self == Self::Optional
+    }
 }
 
 /// What a grant allows of one dataset.

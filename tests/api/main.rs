@@ -14,6 +14,7 @@ mod helpers;
 mod hostile;
 mod lookup;
 mod ops;
+mod proof;
 mod tls;
 mod upstream;
 mod verify;

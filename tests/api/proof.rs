@@ -1,0 +1,192 @@
+//! Signed answers: proofs that verify with the published keys, name the
+//! audit event, and are recorded there by their hash.
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde_json::json;
+
+use crate::helpers::{TestGateway, TestResponse};
+
+const HUKOU: &str = "/v1/datasets/gongan.hukou/records";
+
+async fn lookup(gw: &TestGateway, id: &str, prefer: Option<&str>) -> TestResponse {
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let mut headers = vec![
+        ("authorization".to_owned(), format!("Bearer {tok}")),
+        ("x-purpose".to_owned(), "dibao_review".to_owned()),
+        ("x-case-ref".to_owned(), "MZ-2026-7".to_owned()),
+    ];
+    if let Some(p) = prefer {
+        headers.push(("prefer".to_owned(), p.to_owned()));
+    }
+    gw.client()
+        .request("GET", &format!("{HUKOU}/{id}"), &headers)
+        .await
+        .unwrap()
+}
+
+async fn jwks(gw: &TestGateway) -> serde_json::Value {
+    let r = gw
+        .client()
+        .request("GET", "/.well-known/jwks.json", &[])
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK);
+    r.body
+}
+
+#[tokio::test]
+async fn a_signed_lookup_carries_a_proof_that_verifies_and_is_in_the_log() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    // Lower-case x is accepted; the proof keeps the ID as it was sent.
+    let sent = if id.ends_with('X') {
+        id.replace('X', "x")
+    } else {
+        id.clone()
+    };
+    let r = lookup(&gw, &sent, Some("respond-async, signed")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.headers["preference-applied"], "signed");
+    let proof = r.body["proof"].as_str().expect("a proof").to_owned();
+    let (header, claims) = tongban::proof::verify(&proof, &jwks(&gw).await).expect("verifies");
+    assert_eq!(header["alg"], "EdDSA");
+    assert_eq!(claims["record"], r.body["record"]);
+    assert_eq!(claims["resident_id"], json!(sent));
+    assert_eq!(claims["consumer"], "minzheng");
+    assert_eq!(claims["subject"], "clerk-007");
+    assert_eq!(claims["purpose"], "dibao_review");
+    assert_eq!(claims["case_ref"], "MZ-2026-7");
+    assert_eq!(claims["dataset"], "gongan.hukou");
+    assert_eq!(
+        claims["grant"],
+        json!({"id": "minzheng-dibao-hukou", "version": 1})
+    );
+    assert_eq!(claims["audit_seq"], json!(r.audit_seq()));
+    assert_eq!(claims["node"], json!(gw.gw.config.node_id));
+    let event = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    assert_eq!(event.proof, Some(tongban::proof::proof_hash(&proof)));
+    // And the chain still verifies with proofs in it.
+    assert!(gw.gw.audit_store.verify(None).unwrap().ok());
+
+    // Unasked, an optional grant answers unsigned and records no proof.
+    let plain = lookup(&gw, &id, None).await;
+    assert!(plain.body.get("proof").is_none());
+    assert!(plain.headers.get("preference-applied").is_none());
+    let event = gw
+        .gw
+        .audit_store
+        .get(plain.audit_seq())
+        .unwrap()
+        .unwrap()
+        .body;
+    assert_eq!(event.proof, None);
+
+    // The disclosure report marks which disclosures were signed.
+    let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    let report = gw
+        .get(
+            &format!("/v1/audit/residents/{id}/disclosures"),
+            Some(&officer),
+            None,
+            None,
+        )
+        .await;
+    let signed: Vec<bool> = report.body["disclosures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["signed"].as_bool().unwrap())
+        .collect();
+    assert_eq!(signed.iter().filter(|s| **s).count(), 1, "{}", report.text);
+}
+
+#[tokio::test]
+async fn a_grant_that_requires_signing_signs_every_answer_verify_and_batch_too() {
+    let gw = TestGateway::start_with(|_, home| {
+        for file in ["minzheng-dibao.toml", "renshe-pension.toml"] {
+            let path = home.join("policies/grants").join(file);
+            let text = std::fs::read_to_string(&path).unwrap();
+            std::fs::write(
+                &path,
+                text.replace(
+                    "[grant.conditions]\n",
+                    "[grant.conditions]\nsigned_answers = \"required\"\n",
+                ),
+            )
+            .unwrap();
+        }
+    })
+    .await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let r = lookup(&gw, &id, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.body["proof"].is_string(),
+        "signed though not asked: {}",
+        r.text
+    );
+    assert_eq!(r.headers["preference-applied"], "signed");
+    let keys = jwks(&gw).await;
+
+    // A verification: the proof holds the outcomes, never the values.
+    let shebao = gw.sample_ids("renshe.shebao", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let v = gw
+        .client()
+        .request_with_body(
+            "POST",
+            &format!("/v1/datasets/renshe.shebao/records/{shebao}/verify"),
+            &[
+                ("authorization".to_owned(), format!("Bearer {tok}")),
+                ("x-purpose".to_owned(), "dibao_review".to_owned()),
+                ("x-case-ref".to_owned(), "MZ-2026-7".to_owned()),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ],
+            Bytes::from(
+                json!({"conditions": [{"field": "contribution_base", "op": ">=", "value": 3000}]})
+                    .to_string(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(v.status, StatusCode::OK, "{}", v.text);
+    let (_, claims) = tongban::proof::verify(v.body["proof"].as_str().unwrap(), &keys).unwrap();
+    assert_eq!(claims["results"], v.body["results"]);
+    assert_eq!(claims["operation"], "verify");
+    assert!(claims.get("record").is_none());
+
+    // A batch: one proof over the answers, naming the first and last events.
+    let ids = gw.sample_ids("gongan.hukou", 2);
+    let pension = gw.token("renshe", "clerk-1", &["pension_clerk"]);
+    let b = gw
+        .client()
+        .request_with_body(
+            "POST",
+            &format!("{HUKOU}:batch"),
+            &[
+                ("authorization".to_owned(), format!("Bearer {pension}")),
+                ("x-purpose".to_owned(), "pension_eligibility".to_owned()),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ],
+            Bytes::from(json!({"resident_ids": ids}).to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(b.status, StatusCode::OK, "{}", b.text);
+    let proof = b.body["proof"].as_str().unwrap();
+    let (_, claims) = tongban::proof::verify(proof, &keys).unwrap();
+    assert_eq!(claims["results"], b.body["results"]);
+    assert_eq!(claims["resident_ids"], json!(ids));
+    assert_eq!(claims["audit_seq"], b.body["audit"]["seq"]);
+    assert_eq!(claims["last_seq"], b.body["audit"]["last_seq"]);
+    let first = b.audit_seq();
+    for seq in first..=first + 1 {
+        let e = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+        assert_eq!(
+            e.proof,
+            Some(tongban::proof::proof_hash(proof)),
+            "every event of the batch names the proof"
+        );
+    }
+}
