@@ -388,6 +388,7 @@ async fn the_openapi_document_describes_every_route_with_its_security_and_refusa
         ("/readyz", "get"),
         ("/metrics", "get"),
         ("/openapi.json", "get"),
+        ("/.well-known/jwks.json", "get"),
     ];
     let documented: usize = paths
         .values()
