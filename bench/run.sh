@@ -177,6 +177,7 @@ echo "answer: $(wc -c <"$work/body.json") bytes" >&2
 echo "== gateway: authorized lookup, denied, new connection per request" >&2
 url=https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/
 run_wrk gateway_lookup "$url" "$lua" "${auth[@]}"
+run_wrk gateway_signed "$url" "$lua" "${auth[@]}" -H "Prefer: signed"
 run_wrk gateway_denied "$url" "$lua" -H "Authorization: Bearer $token" -H "X-Purpose: school_admission" -H "X-Case-Ref: MZ-2026-000123"
 run_wrk gateway_newconn "$url" "$lua" "${auth[@]}" -H "Connection: close"
 lookup_rps=$(awk '$1 == "gateway_lookup" { print $2 }' "$results")
@@ -282,6 +283,8 @@ row("authorized lookup / nginx", f"{n:.2f} (nginx / bare: {r('nginx_lookup', 'ba
 p99 = rows["gateway_half_load"]["p99"]
 half = rows["gateway_half_load"]["rps"]
 row(f"p99 at half load ({half:.0f} req/s)", f"{p99:.2f} ms", "< 5 ms", p99 < 5)
+sg = r("gateway_signed", "bare_lookup")
+add(f"| signed lookup (Prefer: signed) / bare | {sg:.2f} (plain: {a:.2f}) | reported | — |")
 d = r("gateway_denied", "bare_lookup")
 row("denied (policy miss) / bare", f"{d:.2f}", "≥ 0.80", d >= 0.80)
 c = r("gateway_newconn", "bare_newconn")
