@@ -13,7 +13,7 @@ use tokio::sync::Mutex;
 use crate::helpers::{Client, demo_home, sample_ids};
 use tongban::audit::AuditStore;
 
-fn spawn_gateway(home: &std::path::Path, addr: SocketAddr) -> Child {
+pub(crate) fn spawn_gateway(home: &std::path::Path, addr: SocketAddr) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tongban"))
         .args(["demo", "--home"])
         .arg(home)
@@ -24,7 +24,7 @@ fn spawn_gateway(home: &std::path::Path, addr: SocketAddr) -> Child {
         .expect("gateway starts")
 }
 
-async fn wait_ready(client: &Client) {
+pub(crate) async fn wait_ready(client: &Client) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         if let Ok(r) = client.request("GET", "/readyz", &[]).await {
@@ -37,7 +37,7 @@ async fn wait_ready(client: &Client) {
     panic!("gateway not ready within 60 s");
 }
 
-fn free_addr() -> SocketAddr {
+pub(crate) fn free_addr() -> SocketAddr {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap()
 }

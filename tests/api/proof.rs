@@ -190,3 +190,99 @@ async fn a_grant_that_requires_signing_signs_every_answer_verify_and_batch_too()
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_tongban_keys_rotate_old_proofs_still_verify_and_new_ones_use_the_new_key() {
+    use crate::crash::{free_addr, spawn_gateway, wait_ready};
+    let (home, _) = crate::helpers::demo_home();
+    let addr = free_addr();
+    let client = crate::helpers::Client::new(addr, &home.path().join("certs/ca.pem"), None);
+    let key = std::fs::read(home.path().join("keys/issuer.pem")).unwrap();
+    let token = tongban::devpki::mint_token(
+        &key,
+        tongban::demo::DEMO_ISSUER,
+        tongban::demo::DEMO_AUDIENCE,
+        "minzheng",
+        "clerk-007",
+        &["dibao_reviewer".to_owned()],
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+        600,
+    )
+    .unwrap();
+    let id = crate::helpers::sample_ids(home.path(), "gongan.hukou", 1)[0].clone();
+    let headers = vec![
+        ("authorization".to_owned(), format!("Bearer {token}")),
+        ("x-purpose".to_owned(), "dibao_review".to_owned()),
+        ("x-case-ref".to_owned(), "MZ-2026-7".to_owned()),
+        ("prefer".to_owned(), "signed".to_owned()),
+    ];
+    let signed = |client: crate::helpers::Client, headers: Vec<(String, String)>, id: String| async move {
+        let r = client
+            .request("GET", &format!("{HUKOU}/{id}"), &headers)
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        r.body["proof"].as_str().unwrap().to_owned()
+    };
+
+    let mut gateway = spawn_gateway(home.path(), addr);
+    wait_ready(&client).await;
+    let old = signed(client.clone(), headers.clone(), id.clone()).await;
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tongban"))
+        .args(["keys", "rotate", "--home"])
+        .arg(home.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut gateway = spawn_gateway(home.path(), addr);
+    wait_ready(&client).await;
+    let new = signed(client.clone(), headers.clone(), id.clone()).await;
+    let set = client
+        .request("GET", "/.well-known/jwks.json", &[])
+        .await
+        .unwrap()
+        .body;
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    assert_eq!(set["keys"].as_array().unwrap().len(), 2, "{set}");
+    let (old_header, _) = tongban::proof::verify(&old, &set).expect("the old proof still verifies");
+    let (new_header, _) = tongban::proof::verify(&new, &set).expect("the new proof verifies");
+    assert_ne!(
+        old_header["kid"], new_header["kid"],
+        "signed by the new key"
+    );
+
+    // The CLI says so too, and refuses a proof with a changed byte.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("jwks.json"), set.to_string()).unwrap();
+    std::fs::write(dir.path().join("old.jws"), &old).unwrap();
+    let verify = |file: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_tongban"))
+            .args(["proof", "verify"])
+            .arg(dir.path().join(file))
+            .arg("--jwks")
+            .arg(dir.path().join("jwks.json"))
+            .output()
+            .unwrap()
+    };
+    let out = verify("old.jws");
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("签名有效") && text.contains("minzheng") && text.contains(&id),
+        "{text}"
+    );
+    let mut bytes = old.into_bytes();
+    let middle = bytes.len() / 2;
+    bytes[middle] = if bytes[middle] == b'A' { b'B' } else { b'A' };
+    std::fs::write(dir.path().join("bad.jws"), bytes).unwrap();
+    assert!(!verify("bad.jws").status.success());
+}
