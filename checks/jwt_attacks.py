@@ -13,6 +13,8 @@ import argparse, base64, hashlib, hmac, json, os, signal, socket, subprocess, sy
 import jwt  # PyJWT
 import requests
 
+from demo_gateway import demo_gateway
+
 
 def b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
@@ -26,26 +28,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default="target/debug/tongban")
     args = ap.parse_args()
-    home = tempfile.mkdtemp(prefix="tongban-jwt-")
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    log = open(os.path.join(home, "gateway.log"), "w")
-    proc = subprocess.Popen([args.binary, "demo", "--home", home, "--listen", f"127.0.0.1:{port}", "--residents", "200"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"https://127.0.0.1:{port}"
-    ca = os.path.join(home, "certs/ca.pem")
     results = []
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(base + "/readyz", verify=ca, timeout=2).status_code == 200:
-                    break
-            except Exception:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                print("gateway did not start"); sys.exit(1)
-            time.sleep(0.2)
-
+    with demo_gateway(args.binary, "tongban-jwt-") as (base, ca, home):
         key = open(os.path.join(home, "keys/issuer.pem"), "rb").read()
         pub = open(os.path.join(home, "keys/issuer.pub.pem"), "rb").read()
         rid = json.loads(open(os.path.join(home, "samples/gongan.hukou.jsonl")).readline())["id_number"]
@@ -111,12 +95,6 @@ def main():
                 e = requests.get(f"{base}/v1/audit/events/{seq}", headers={"Authorization": "Bearer " + officer}, verify=ca, timeout=10).json()
                 ok = e.get("status") == 401 and e.get("decision") == "deny" and e.get("consumer") is None
             results.append((ok, f"{name}: audited as a denial"))
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except Exception:
-            os.killpg(proc.pid, signal.SIGKILL)
     failed = [w for ok, w in results if not ok]
     for w in failed:
         print("FAILED:", w)

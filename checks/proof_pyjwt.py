@@ -13,6 +13,8 @@ import argparse, base64, hashlib, json, os, signal, socket, subprocess, sys, tem
 
 import jwt  # PyJWT
 import requests
+
+from demo_gateway import demo_gateway
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
@@ -20,25 +22,8 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default="target/debug/tongban")
     args = ap.parse_args()
-    home = tempfile.mkdtemp(prefix="tongban-proof-")
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
-    log = open(os.path.join(home, "gateway.log"), "w")
-    proc = subprocess.Popen([args.binary, "demo", "--home", home, "--listen", f"127.0.0.1:{port}", "--residents", "200"],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"https://127.0.0.1:{port}"
-    ca = os.path.join(home, "certs/ca.pem")
     results = []
-    try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                if requests.get(base + "/readyz", verify=ca, timeout=2).status_code == 200:
-                    break
-            except Exception:
-                pass
-            if time.time() > deadline or proc.poll() is not None:
-                print("gateway did not start"); sys.exit(1)
-            time.sleep(0.2)
+    with demo_gateway(args.binary, "tongban-proof-") as (base, ca, home):
         token = subprocess.check_output([args.binary, "token", "--home", home, "--dept", "minzheng",
                                          "--sub", "clerk-007", "--roles", "dibao_reviewer"], text=True).strip()
         rid = json.loads(open(os.path.join(home, "samples/gongan.hukou.jsonl")).readline())["id_number"]
@@ -85,12 +70,6 @@ def main():
             results.append((False, "another key was accepted"))
         except jwt.InvalidSignatureError:
             results.append((True, "another key fails"))
-    finally:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=30)
-        except Exception:
-            os.killpg(proc.pid, signal.SIGKILL)
     failed = [w for ok, w in results if not ok]
     for w in failed:
         print("FAILED:", w)
