@@ -128,6 +128,18 @@ impl ApiError {
         e
     }
 
+    /// 403 for every request of a suspended department.
+    pub fn department_suspended(dept: &str, since: &str) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "department-suspended",
+            "The department is suspended",
+            format!(
+                "department {dept} is suspended by the exchange's administrators (since {since}); no request of its systems is served until it is resumed"
+            ),
+        )
+    }
+
     /// The refusal for a provider failure, naming the dataset. The cause is
     /// logged, not answered: consumers learn nothing of the owner's systems.
     pub fn from_provider(e: &crate::provider::ProviderError) -> Self {

@@ -68,6 +68,8 @@ pub struct Gateway {
     pub checkpoint_signer: Arc<CheckpointSigner>,
     /// Where records come from.
     pub providers: Providers,
+    /// Departments suspended by an administrator (the emergency stop).
+    pub suspensions: crate::suspension::Suspensions,
     /// The keys that sign answers (signed answers, 免提交).
     pub answer_keys: Arc<crate::proof::AnswerKeys>,
     /// Prometheus metrics.
@@ -162,6 +164,7 @@ impl Gateway {
             },
         )?;
         let policy_history = History::open(&db)?;
+        let suspensions = crate::suspension::Suspensions::open(&db)?;
         let upstreams = match &config.upstream {
             Some(up) => Some(
                 crate::provider::Upstreams::new(up, &config.node_id, metrics.clone())
@@ -201,6 +204,7 @@ impl Gateway {
             pseudonyms,
             checkpoint_signer,
             providers,
+            suspensions,
             answer_keys,
             metrics,
             policy_history,

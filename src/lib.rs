@@ -23,3 +23,4 @@ pub mod proof;
 pub mod provider;
 pub mod sample;
 pub mod server;
+pub mod suspension;

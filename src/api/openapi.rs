@@ -877,6 +877,50 @@ pub struct HistoryAnswer {
     pub audit: AuditRef,
 }
 
+/// A suspension's reason.
+#[derive(Debug, ToSchema)]
+pub struct SuspendRequest {
+    /// Why (1 to 500 characters; recorded in the audit log and shown to administrators).
+    pub reason: String,
+}
+
+/// A suspension in force.
+#[derive(Debug, ToSchema)]
+pub struct SuspensionInfo {
+    /// Why.
+    pub reason: String,
+    /// Who (`dept/subject`).
+    pub by: String,
+    /// Since when.
+    pub since: String,
+}
+
+/// A department and whether it is suspended.
+#[derive(Debug, ToSchema)]
+pub struct DepartmentState {
+    /// Department id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Whether its requests are refused.
+    pub suspended: bool,
+    /// The suspension, if any.
+    #[schema(required = true)]
+    pub suspension: Option<SuspensionInfo>,
+    /// This request's audit event.
+    #[schema(nullable = false)]
+    pub audit: Option<AuditRef>,
+}
+
+/// `GET /v1/admin/departments`.
+#[derive(Debug, ToSchema)]
+pub struct DepartmentList {
+    /// Every registered department.
+    pub departments: Vec<DepartmentState>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, ToSchema)]
 pub struct Health {

@@ -769,6 +769,12 @@ pub(crate) fn authenticate(
     event.dept = Some(principal.dept.to_string());
     event.subject = Some(principal.subject.clone());
     event.roles = principal.roles.iter().map(ToString::to_string).collect();
+    if let Some(s) = gw.suspensions.get(principal.dept.as_str()) {
+        return Err(ApiError::department_suspended(
+            principal.dept.as_str(),
+            &crate::audit::query::format_time(s.at_ms, gw.utc_offset),
+        ));
+    }
     Ok(principal)
 }
 

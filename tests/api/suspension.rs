@@ -1,0 +1,222 @@
+//! Department suspension: the emergency stop, on open connections too, audited,
+//! surviving restarts.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+
+use crate::helpers::TestGateway;
+
+const HUKOU: &str = "/v1/datasets/gongan.hukou/records";
+
+/// An admin call with a JSON body.
+async fn admin_post(gw: &TestGateway, path: &str, body: Value) -> crate::helpers::TestResponse {
+    let tok = gw.token("shujuju", "admin-1", &["policy_admin"]);
+    gw.client()
+        .request_with_body(
+            "POST",
+            path,
+            &[
+                ("authorization".to_owned(), format!("Bearer {tok}")),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ],
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_suspended_department_is_refused_on_an_open_connection_until_resumed() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    // One keep-alive connection, opened before the suspension.
+    let tls = gw.client().connect().await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut lookup = async || {
+        let req = Request::get(format!("{HUKOU}/{id}"))
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {tok}"))
+            .header("x-purpose", "dibao_review")
+            .header("x-case-ref", "MZ-2026-1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender
+            .send_request(req)
+            .await
+            .expect("the connection stays open");
+        let status = resp.status();
+        let seq: u64 = resp.headers()["x-audit-seq"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        (status, body, seq)
+    };
+    assert_eq!(lookup().await.0, StatusCode::OK);
+
+    let r = admin_post(
+        &gw,
+        "/v1/admin/departments/minzheng/suspend",
+        json!({"reason": "clerk credentials leaked (case SEC-7)"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["suspended"], true);
+    let suspend_event = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    assert_eq!(suspend_event.operation, "policy.suspend");
+    assert!(suspend_event.detail.unwrap().contains("SEC-7"));
+
+    let (status, body, seq) = lookup().await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["type"], "/problems/department-suspended");
+    assert!(
+        !body.to_string().contains("SEC-7"),
+        "the reason is for administrators"
+    );
+    let refused = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+    assert_eq!(refused.reason.as_deref(), Some("department-suspended"));
+    assert_eq!(refused.dept.as_deref(), Some("minzheng"));
+    assert!(refused.fields.is_empty());
+
+    // Other departments are served; the list shows who is suspended.
+    let pension = gw.token("renshe", "clerk-1", &["pension_clerk"]);
+    let other = gw
+        .get(
+            &format!("{HUKOU}/{id}"),
+            Some(&pension),
+            Some("pension_eligibility"),
+            None,
+        )
+        .await;
+    assert_eq!(other.status, StatusCode::OK);
+    let admin = gw.token("shujuju", "admin-1", &["policy_admin"]);
+    let list = gw
+        .get("/v1/admin/departments", Some(&admin), None, None)
+        .await;
+    let minzheng = list.body["departments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "minzheng")
+        .unwrap()
+        .clone();
+    assert_eq!(minzheng["suspended"], true);
+    assert_eq!(minzheng["suspension"]["by"], "shujuju/admin-1");
+
+    // The operator cannot be suspended; a reason is required; only admins may.
+    let r = admin_post(
+        &gw,
+        "/v1/admin/departments/shujuju/suspend",
+        json!({"reason": "x"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    let r = admin_post(
+        &gw,
+        "/v1/admin/departments/renshe/suspend",
+        json!({"reason": " "}),
+    )
+    .await;
+    assert_eq!(r.problem_type(), Some("/problems/invalid-reason"));
+    let r = admin_post(
+        &gw,
+        "/v1/admin/departments/nosuch/suspend",
+        json!({"reason": "x"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    let r = gw
+        .client()
+        .request(
+            "POST",
+            "/v1/admin/departments/renshe/suspend",
+            &[("authorization".to_owned(), format!("Bearer {officer}"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+
+    let r = admin_post(&gw, "/v1/admin/departments/minzheng/resume", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        lookup().await.0,
+        StatusCode::OK,
+        "served again on the same connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_survives_a_restart() {
+    use crate::crash::{free_addr, spawn_gateway, wait_ready};
+    let (home, _) = crate::helpers::demo_home();
+    let addr = free_addr();
+    let client = crate::helpers::Client::new(addr, &home.path().join("certs/ca.pem"), None);
+    let key = std::fs::read(home.path().join("keys/issuer.pem")).unwrap();
+    let token = |dept: &str, role: &str| {
+        tongban::devpki::mint_token(
+            &key,
+            tongban::demo::DEMO_ISSUER,
+            tongban::demo::DEMO_AUDIENCE,
+            dept,
+            "someone",
+            &[role.to_owned()],
+            time::OffsetDateTime::now_utc().unix_timestamp(),
+            600,
+        )
+        .unwrap()
+    };
+    let id = crate::helpers::sample_ids(home.path(), "gongan.hukou", 1)[0].clone();
+    let lookup = vec![
+        (
+            "authorization".to_owned(),
+            format!("Bearer {}", token("minzheng", "dibao_reviewer")),
+        ),
+        ("x-purpose".to_owned(), "dibao_review".to_owned()),
+        ("x-case-ref".to_owned(), "MZ-2026-1".to_owned()),
+    ];
+    let mut gateway = spawn_gateway(home.path(), addr);
+    wait_ready(&client).await;
+    let r = client
+        .request_with_body(
+            "POST",
+            "/v1/admin/departments/minzheng/suspend",
+            &[
+                (
+                    "authorization".to_owned(),
+                    format!("Bearer {}", token("shujuju", "policy_admin")),
+                ),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ],
+            Bytes::from(json!({"reason": "breach"}).to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+
+    let mut gateway = spawn_gateway(home.path(), addr);
+    wait_ready(&client).await;
+    let r = client
+        .request("GET", &format!("{HUKOU}/{id}"), &lookup)
+        .await
+        .unwrap();
+    gateway.kill().unwrap();
+    gateway.wait().unwrap();
+    assert_eq!(
+        r.problem_type(),
+        Some("/problems/department-suspended"),
+        "{}",
+        r.text
+    );
+}
