@@ -243,6 +243,7 @@ impl From<&AuthError> for ApiError {
         let (slug, title) = match e {
             AuthError::Missing => ("token-missing", "Authentication required"),
             AuthError::Expired => ("token-expired", "The token has expired"),
+            AuthError::Revoked => ("token-revoked", "The token has been revoked"),
             AuthError::UnknownDepartment => (
                 "unknown-department",
                 "The token's department is not registered",

@@ -68,6 +68,8 @@ pub struct Gateway {
     pub checkpoint_signer: Arc<CheckpointSigner>,
     /// Where records come from.
     pub providers: Providers,
+    /// Tokens refused although valid (revoked by an administrator).
+    pub denylist: crate::denylist::DenyList,
     /// Departments suspended by an administrator (the emergency stop).
     pub suspensions: crate::suspension::Suspensions,
     /// The keys that sign answers (signed answers, 免提交).
@@ -165,6 +167,7 @@ impl Gateway {
         )?;
         let policy_history = History::open(&db)?;
         let suspensions = crate::suspension::Suspensions::open(&db)?;
+        let denylist = crate::denylist::DenyList::open(&db, clock.unix_millis())?;
         let upstreams = match &config.upstream {
             Some(up) => Some(
                 crate::provider::Upstreams::new(up, &config.node_id, metrics.clone())
@@ -205,6 +208,7 @@ impl Gateway {
             checkpoint_signer,
             providers,
             suspensions,
+            denylist,
             answer_keys,
             metrics,
             policy_history,

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod demo;
+pub mod denylist;
 pub mod devpki;
 pub mod domain;
 pub mod error;

@@ -52,6 +52,167 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(list_departments))
         .routes(routes!(suspend_department))
         .routes(routes!(resume_department))
+        .routes(routes!(list_revoked_tokens, revoke_token))
+}
+
+/// Body of a token revocation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevokeBody {
+    #[serde(default)]
+    jti: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    issued_before: Option<String>,
+    #[serde(default)]
+    expires: Option<String>,
+    reason: String,
+}
+
+fn denial_json(gw: &Gateway, d: &crate::denylist::Denial) -> Value {
+    json!({
+        "jti": d.jti, "sub": d.sub,
+        "issued_before": d.issued_before.map(|s| format_time(s * 1000, gw.utc_offset)),
+        "expires": format_time(d.expires_ms, gw.utc_offset),
+        "reason": d.reason, "by": d.by, "at": format_time(d.at_ms, gw.utc_offset),
+    })
+}
+
+/// The token deny-list in force.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/revoked-tokens",
+    tag = "admin",
+    operation_id = "admin_list_revoked_tokens",
+    responses((status = 200, description = "The entries", body = doc::RevokedTokenList)),
+)]
+async fn list_revoked_tokens(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.revoked_tokens");
+    let result = admin(&gw, &headers, &mut event).map(|_| {
+        let mut body = Map::new();
+        let entries: Vec<Value> = gw
+            .denylist
+            .all()
+            .iter()
+            .map(|d| denial_json(&gw, d))
+            .collect();
+        body.insert("entries".into(), Value::Array(entries));
+        Answer::ok(body)
+    });
+    finish(&gw, &ctx, event, result).await
+}
+
+/// Revoke tokens: one (`jti`), or every token of a subject issued before a
+/// time (`sub`, `issued_before`, default now). Refused from the next request
+/// on, cached tokens too, until the entry expires (`expires`, default 7 days
+/// from now, at most a year): by then the tokens it matches have expired.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/revoked-tokens",
+    tag = "admin",
+    operation_id = "admin_revoke_token",
+    request_body = doc::RevokeRequest,
+    responses((status = 201, description = "In force", body = doc::RevokedToken)),
+)]
+async fn revoke_token(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.revoke_token");
+    let prepared = (|| {
+        let who = admin(&gw, &headers, &mut event)?;
+        let b: RevokeBody = parse_body(&headers, body, false)?;
+        let text_ok = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
+        let when = |name: &str, s: &str| {
+            crate::audit::query::parse_time(s, gw.utc_offset, false).map_err(|e| {
+                bad(
+                    "invalid-revocation",
+                    "The revocation is not valid",
+                    format!("{name}: {e}"),
+                )
+            })
+        };
+        let reason = b.reason.trim().to_owned();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(bad(
+                "invalid-reason",
+                "The reason is not valid",
+                "give a reason of 1 to 500 characters",
+            ));
+        }
+        let now = ctx.time_ms;
+        let expires_ms = match b.expires.as_deref() {
+            Some(s) => when("expires", s)?,
+            None => now + 7 * 86_400_000,
+        };
+        if expires_ms <= now || expires_ms > now + 366 * 86_400_000 {
+            return Err(bad(
+                "invalid-revocation",
+                "The revocation is not valid",
+                "expires must be in the future and at most a year away",
+            ));
+        }
+        let (jti, sub, issued_before) = match (b.jti, b.sub) {
+            (Some(j), None) if text_ok(&j) && b.issued_before.is_none() => (Some(j), None, None),
+            (None, Some(s)) if text_ok(&s) => {
+                let before = match b.issued_before.as_deref() {
+                    Some(t) => when("issued_before", t)?,
+                    None => now,
+                };
+                (
+                    None,
+                    Some(s),
+                    Some(before.div_euclid(1000) + i64::from(before.rem_euclid(1000) > 0)),
+                )
+            }
+            _ => {
+                return Err(bad(
+                    "invalid-revocation",
+                    "The revocation is not valid",
+                    "name either a jti, or a sub (with an optional issued_before); each 1 to 128 printable characters",
+                ));
+            }
+        };
+        let denial = crate::denylist::Denial {
+            jti,
+            sub,
+            issued_before,
+            expires_ms,
+            reason,
+            by: format!("{}/{}", who.dept, who.subject),
+            at_ms: now,
+        };
+        event.detail = Some(denial_json(&gw, &denial).to_string());
+        Ok(denial)
+    })();
+    match prepared {
+        Ok(denial) => {
+            let body = denial_json(&gw, &denial)
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let answer = Answer::Json {
+                status: StatusCode::CREATED,
+                body,
+                etag: None,
+                proof: None,
+            };
+            finish_then(&gw, &ctx, event, Ok(answer), |_| {
+                gw.denylist
+                    .add(denial, gw.clock.unix_millis())
+                    .map_err(|e| suspension_store_failed(&e))
+            })
+            .await
+        }
+        Err(e) => finish(&gw, &ctx, event, Err(e)).await,
+    }
 }
 
 fn department_state(gw: &Gateway, id: &str, name: &str) -> Value {

@@ -877,6 +877,55 @@ pub struct HistoryAnswer {
     pub audit: AuditRef,
 }
 
+/// A token revocation: `jti`, or `sub` with an optional `issued_before`.
+#[derive(Debug, ToSchema)]
+pub struct RevokeRequest {
+    /// One token's id.
+    pub jti: Option<String>,
+    /// A subject: every token of it issued before `issued_before`.
+    pub sub: Option<String>,
+    /// With `sub`: RFC 3339 or a day; default now.
+    pub issued_before: Option<String>,
+    /// When the entry is dropped (RFC 3339 or a day); default 7 days, at most a year.
+    pub expires: Option<String>,
+    /// Why (1 to 500 characters).
+    pub reason: String,
+}
+
+/// A deny-list entry.
+#[derive(Debug, ToSchema)]
+pub struct RevokedToken {
+    /// The token id.
+    #[schema(required = true)]
+    pub jti: Option<String>,
+    /// The subject.
+    #[schema(required = true)]
+    pub sub: Option<String>,
+    /// Tokens of `sub` issued before this are refused.
+    #[schema(required = true)]
+    pub issued_before: Option<String>,
+    /// When the entry is dropped.
+    pub expires: String,
+    /// Why.
+    pub reason: String,
+    /// Who.
+    pub by: String,
+    /// When.
+    pub at: String,
+    /// This request's audit event.
+    #[schema(nullable = false)]
+    pub audit: Option<AuditRef>,
+}
+
+/// `GET /v1/admin/revoked-tokens`.
+#[derive(Debug, ToSchema)]
+pub struct RevokedTokenList {
+    /// The entries in force.
+    pub entries: Vec<RevokedToken>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
 /// A suspension's reason.
 #[derive(Debug, ToSchema)]
 pub struct SuspendRequest {

@@ -769,6 +769,18 @@ pub(crate) fn authenticate(
     event.dept = Some(principal.dept.to_string());
     event.subject = Some(principal.subject.clone());
     event.roles = principal.roles.iter().map(ToString::to_string).collect();
+    if gw
+        .denylist
+        .refuses(
+            principal.token_id.as_deref(),
+            &principal.subject,
+            principal.issued_at,
+            gw.clock.unix_millis(),
+        )
+        .is_some()
+    {
+        return Err(ApiError::from(&crate::pipeline::authn::AuthError::Revoked));
+    }
     if let Some(s) = gw.suspensions.get(principal.dept.as_str()) {
         return Err(ApiError::department_suspended(
             principal.dept.as_str(),

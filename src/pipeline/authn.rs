@@ -32,6 +32,8 @@ pub struct Principal {
     pub expires: i64,
     /// Token id, if the issuer sets one.
     pub token_id: Option<String>,
+    /// When the token was issued (`iat`), seconds since the epoch, if set.
+    pub issued_at: Option<i64>,
 }
 
 impl Principal {
@@ -80,6 +82,9 @@ pub enum AuthError {
     /// `dept` names no registered department.
     #[error("the token's department is not registered")]
     UnknownDepartment,
+    /// The token is on the deny-list (revoked by an administrator).
+    #[error("the token has been revoked")]
+    Revoked,
 }
 
 impl AuthError {
@@ -103,6 +108,8 @@ struct Claims {
     roles: Vec<String>,
     #[serde(default)]
     jti: Option<String>,
+    #[serde(default)]
+    iat: Option<i64>,
 }
 
 #[derive(Deserialize)]
@@ -342,6 +349,7 @@ impl Authenticator {
                 issuer: iss,
                 expires: c.exp,
                 token_id: c.jti,
+                issued_at: c.iat,
             },
             c.nbf,
         ))

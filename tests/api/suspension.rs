@@ -1,5 +1,5 @@
-//! Department suspension: the emergency stop, on open connections too, audited,
-//! surviving restarts.
+//! Cutting off a compromised caller: department suspension (on open
+//! connections too, audited, surviving restarts) and the token deny-list.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -218,5 +218,122 @@ async fn a_suspension_survives_a_restart() {
         Some("/problems/department-suspended"),
         "{}",
         r.text
+    );
+}
+
+fn jti_of(token: &str) -> String {
+    use base64::Engine as _;
+    let payload = token.split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    claims["jti"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn revoked_tokens_are_refused_though_valid_and_cached() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let path = format!("{HUKOU}/{id}");
+    let leaked = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let other = gw.token("minzheng", "clerk-008", &["dibao_reviewer"]);
+    let ask = async |tok: &str| {
+        gw.get(&path, Some(tok), Some("dibao_review"), Some("MZ-1"))
+            .await
+    };
+    assert_eq!(
+        ask(&leaked).await.status,
+        StatusCode::OK,
+        "verified and now cached"
+    );
+
+    let r = admin_post(
+        &gw,
+        "/v1/admin/revoked-tokens",
+        json!({"jti": jti_of(&leaked), "reason": "pasted into a chat"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let added = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    assert_eq!(added.operation, "policy.revoke_token");
+    let refused = ask(&leaked).await;
+    assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
+    assert_eq!(refused.problem_type(), Some("/problems/token-revoked"));
+    let e = gw
+        .gw
+        .audit_store
+        .get(refused.audit_seq())
+        .unwrap()
+        .unwrap()
+        .body;
+    assert_eq!(e.reason.as_deref(), Some("token-revoked"));
+    assert_eq!(
+        ask(&other).await.status,
+        StatusCode::OK,
+        "other tokens are not affected"
+    );
+
+    // Every token of a clerk issued before now; a token issued later works.
+    let r = admin_post(
+        &gw,
+        "/v1/admin/revoked-tokens",
+        json!({"sub": "clerk-008", "reason": "left the office"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(
+        ask(&other).await.problem_type(),
+        Some("/problems/token-revoked")
+    );
+    gw.clock.advance(std::time::Duration::from_secs(5));
+    let fresh = gw.token("minzheng", "clerk-008", &["dibao_reviewer"]);
+    assert_eq!(
+        ask(&fresh).await.status,
+        StatusCode::OK,
+        "issued after the revocation"
+    );
+
+    let admin = gw.token("shujuju", "admin-1", &["policy_admin"]);
+    let list = gw
+        .get("/v1/admin/revoked-tokens", Some(&admin), None, None)
+        .await;
+    assert_eq!(
+        list.body["entries"].as_array().unwrap().len(),
+        2,
+        "{}",
+        list.text
+    );
+
+    // Entries expire: after their expiry the list has no work left and drops them.
+    let r = admin_post(
+        &gw,
+        "/v1/admin/revoked-tokens",
+        json!({"jti": "x", "reason": "r", "expires": "1999-01-01"}),
+    )
+    .await;
+    assert_eq!(r.problem_type(), Some("/problems/invalid-revocation"));
+    let r = admin_post(
+        &gw,
+        "/v1/admin/revoked-tokens",
+        json!({"jti": "x", "sub": "y", "reason": "r"}),
+    )
+    .await;
+    assert_eq!(r.problem_type(), Some("/problems/invalid-revocation"));
+    gw.clock.advance(std::time::Duration::from_secs(8 * 86_400));
+    let late = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    assert_eq!(ask(&late).await.status, StatusCode::OK);
+    assert!(
+        gw.gw
+            .denylist
+            .refuses(
+                Some(&jti_of(&leaked)),
+                "clerk-007",
+                None,
+                gw.clock.unix_millis()
+            )
+            .is_none()
     );
 }
