@@ -31,7 +31,7 @@ use crate::policy::index::Allowance;
 use crate::policy::model::Operation;
 use crate::policy::model::SignedAnswers;
 use crate::policy::{CompiledPolicy, Decision, DecisionRequest};
-use crate::provider::{FetchContext, ProviderError};
+use crate::provider::{DataProvider, FetchContext, ProviderError};
 
 pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::new()
@@ -207,6 +207,19 @@ async fn fetch_one(
     dataset: &DatasetId,
     resident: &ResidentId,
 ) -> Result<Option<crate::pipeline::minimize::Record>, ApiError> {
+    let (spec, provider) = provider_of(gw, policy, dataset)?;
+    provider
+        .fetch(ctx, spec, resident)
+        .await
+        .map_err(|e| provider_error(&e))
+}
+
+/// The catalog entry of `dataset` and the provider that answers for it.
+fn provider_of<'p>(
+    gw: &Gateway,
+    policy: &'p CompiledPolicy,
+    dataset: &DatasetId,
+) -> Result<(&'p crate::policy::load::Dataset, Arc<dyn DataProvider>), ApiError> {
     let spec = policy
         .set
         .datasets
@@ -216,10 +229,7 @@ async fn fetch_one(
         .providers
         .for_dataset(spec)
         .map_err(|e| provider_error(&e))?;
-    provider
-        .fetch(ctx, spec, resident)
-        .await
-        .map_err(|e| provider_error(&e))
+    Ok((spec, provider))
 }
 
 /// Logs a provider failure (with its cause) and turns it into the refusal.
@@ -521,15 +531,7 @@ async fn run_batch(
         .iter()
         .filter_map(|p| p.as_ref().ok().cloned())
         .collect();
-    let spec = policy
-        .set
-        .datasets
-        .get(&dataset)
-        .ok_or_else(|| provider_error(&ProviderError::NotConfigured(dataset.clone())))?;
-    let provider = gw
-        .providers
-        .for_dataset(spec)
-        .map_err(|e| provider_error(&e))?;
+    let (spec, provider) = provider_of(gw, &policy, &dataset)?;
     let trace = super::trace_id(headers.get("traceparent"));
     let ctx = FetchContext {
         request_id: &event.request_id,
