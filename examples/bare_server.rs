@@ -38,6 +38,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         key: PathBuf::from(arg(&args, "--key")),
         client_auth: ClientAuth::Off,
         client_ca: None,
+        client_crls: Vec::new(),
+        stale_crl: Default::default(),
     };
     let body = Bytes::from(std::fs::read(arg(&args, "--body"))?);
     let (config, _cert) = tongban::server::tls::server_config(&tls)?;

@@ -76,6 +76,29 @@ pub struct TlsConfig {
     /// CA certificates (PEM) that client certificates must chain to; needed unless `client_auth = "off"`.
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM or DER files) issued by the client
+    /// CA(s). With any listed, a client certificate whose issuer has no CRL
+    /// here is refused (its status is unknown). Reloaded on change and on
+    /// SIGHUP; a CRL that does not parse, is not signed by a client CA, or is
+    /// past its next update is refused and the one in force stays.
+    #[serde(default)]
+    pub client_crls: Vec<PathBuf>,
+    /// A CRL in force that passes its next-update time: `refuse` (the
+    /// default: certificates it covers are refused until a fresh CRL is
+    /// loaded) or `accept` (keep using it, warn in the log and metrics).
+    #[serde(default)]
+    pub stale_crl: StaleCrl,
+}
+
+/// What a CRL past its next-update time means for the certificates it covers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaleCrl {
+    /// Fail closed: refuse them until a fresh CRL is loaded.
+    #[default]
+    Refuse,
+    /// Keep checking against the stale list; warn.
+    Accept,
 }
 
 /// Whether callers present a client certificate.
@@ -409,6 +432,9 @@ impl Config {
         if let Some(ca) = &mut self.tls.client_ca {
             fix(ca);
         }
+        for crl in &mut self.tls.client_crls {
+            fix(crl);
+        }
         for issuer in &mut self.issuers {
             if let Some(key) = &mut issuer.public_key {
                 fix(key);
@@ -428,6 +454,11 @@ impl Config {
         }
         if self.tls.client_auth != ClientAuth::Off && self.tls.client_ca.is_none() {
             return Err("tls.client_ca is needed unless tls.client_auth = \"off\"".into());
+        }
+        if !self.tls.client_crls.is_empty() && self.tls.client_auth == ClientAuth::Off {
+            return Err(
+                "tls.client_crls needs client certificates (tls.client_auth is \"off\")".into(),
+            );
         }
         if self.audit.max_batch == 0 {
             return Err("audit.max_batch must be at least 1".into());

@@ -150,6 +150,9 @@ cert = "certs/server.pem"
 key = "certs/server-key.pem"
 client_auth = "optional"
 client_ca = "certs/ca.pem"
+# Revoke a client certificate with `tongban cert revoke --home <this home> --dept D`;
+# the gateway reloads the list within a second.
+client_crls = ["certs/ca.crl"]
 
 [[issuer]]
 issuer = "{DEMO_ISSUER}"

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, CrlDistributionPoint,
     DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair,
-    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, SerialNumber,
+    KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, RevocationReason, RevokedCertParams, SerialNumber,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -20,6 +20,9 @@ pub enum DevPkiError {
     /// Certificate generation failed.
     #[error("certificate generation: {0}")]
     Rcgen(#[from] rcgen::Error),
+    /// What was asked cannot be done (no CA, no such certificate, …).
+    #[error("{0}")]
+    Refused(String),
     /// A file could not be written.
     #[error("{path}: {reason}")]
     Io {
@@ -80,7 +83,10 @@ fn write(path: &Path, text: &str, private: bool) -> Result<(), DevPkiError> {
     if private {
         write_private(path, text.as_bytes()).map_err(io)
     } else {
-        std::fs::write(path, text).map_err(io)
+        // Whole or not at all: a gateway watching the file never reads half.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, text).map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
     }
 }
 
@@ -163,18 +169,7 @@ pub fn ensure(home: &Path, departments: &[&str]) -> Result<DevPkiPaths, DevPkiEr
         if cert_path.exists() && key_path.exists() {
             continue;
         }
-        let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, *dept);
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "tongban demo department");
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        params.not_before = now - Duration::days(1);
-        params.not_after = now + Duration::days(825);
-        let cert = params.signed_by(&key, &issuer)?;
-        write(&key_path, &key.serialize_pem(), true)?;
-        write(&cert_path, &cert.pem(), false)?;
+        issue_client_with(&issuer, home, dept, now, 825)?;
     }
 
     if !paths.issuer_key.exists() || !paths.issuer_public.exists() {
@@ -183,6 +178,278 @@ pub fn ensure(home: &Path, departments: &[&str]) -> Result<DevPkiPaths, DevPkiEr
         write(&paths.issuer_public, &key.public_key_pem(), false)?;
     }
     Ok(paths)
+}
+
+/// A client certificate just issued.
+#[derive(Debug, Clone)]
+pub struct IssuedClient {
+    /// The certificate (PEM).
+    pub cert: PathBuf,
+    /// Its private key (PEM, mode 0600).
+    pub key: PathBuf,
+    /// Its serial number, hex.
+    pub serial: String,
+}
+
+/// A department id or certificate name safe to use as a file name.
+fn check_name(dept: &str) -> Result<(), DevPkiError> {
+    let ok = !dept.is_empty()
+        && dept.len() <= 64
+        && dept.starts_with(|c: char| c.is_ascii_lowercase())
+        && dept
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
+    if ok {
+        Ok(())
+    } else {
+        Err(DevPkiError::Refused(format!(
+            "\"{dept}\" is not a department id (lowercase letters, digits, _ and -)"
+        )))
+    }
+}
+
+/// The development CA of `home`, to sign with.
+fn load_issuer(home: &Path, now: OffsetDateTime) -> Result<Issuer<'static, KeyPair>, DevPkiError> {
+    let paths = DevPkiPaths::under(home);
+    let key_path = home.join("certs/ca-key.pem");
+    let pem = match std::fs::read_to_string(&key_path) {
+        Ok(pem) if paths.ca.exists() => pem,
+        _ => {
+            return Err(DevPkiError::Refused(format!(
+                "{} has no development CA (certs/ca.pem and certs/ca-key.pem); run `tongban demo --home {} --no-serve` first",
+                home.display(),
+                home.display()
+            )));
+        }
+    };
+    Ok(Issuer::new(ca_params(now)?, KeyPair::from_pem(&pem)?))
+}
+
+/// A random, positive 128-bit serial number.
+fn random_serial() -> SerialNumber {
+    let mut bytes = [0u8; 16];
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes);
+    bytes[0] = (bytes[0] & 0x7f) | 0x40;
+    SerialNumber::from_slice(&bytes)
+}
+
+fn issue_client_with(
+    issuer: &Issuer<'_, KeyPair>,
+    home: &Path,
+    dept: &str,
+    now: OffsetDateTime,
+    days: i64,
+) -> Result<IssuedClient, DevPkiError> {
+    let (cert_path, key_path) = DevPkiPaths::client(home, dept);
+    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.distinguished_name.push(DnType::CommonName, dept);
+    params
+        .distinguished_name
+        .push(DnType::OrganizationName, "tongban demo department");
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.not_before = now - Duration::days(1);
+    params.not_after = now + Duration::days(days);
+    let serial = random_serial();
+    params.serial_number = Some(serial.clone());
+    let cert = params.signed_by(&key, issuer)?;
+    write(&key_path, &key.serialize_pem(), true)?;
+    write(&cert_path, &cert.pem(), false)?;
+    Ok(IssuedClient {
+        cert: cert_path,
+        key: key_path,
+        serial: crate::policy::load::hex(&serial.to_bytes()),
+    })
+}
+
+/// Issues a fresh client certificate and key for `dept` under `home`
+/// (`certs/clients/<dept>.pem`, `-key.pem`), replacing any it had; valid
+/// for `days`. The old certificate stays valid until it is revoked.
+pub fn issue_client(home: &Path, dept: &str, days: i64) -> Result<IssuedClient, DevPkiError> {
+    check_name(dept)?;
+    if !(1..=3650).contains(&days) {
+        return Err(DevPkiError::Refused(
+            "--days must be between 1 and 3650".into(),
+        ));
+    }
+    let now = OffsetDateTime::now_utc();
+    let issuer = load_issuer(home, now)?;
+    issue_client_with(&issuer, home, dept, now, days)
+}
+
+/// Which certificate to revoke.
+#[derive(Debug, Clone)]
+pub enum RevokeTarget {
+    /// The department's current client certificate (`certs/clients/<dept>.pem`).
+    Department(String),
+    /// A serial number, hex (colons allowed).
+    Serial(String),
+    /// The certificate in a PEM file.
+    File(PathBuf),
+}
+
+/// What a revocation did.
+#[derive(Debug, Clone)]
+pub struct Revocation {
+    /// The serial revoked, hex.
+    pub serial: String,
+    /// The new CRL's number.
+    pub crl_number: u64,
+    /// How many certificates the CRL now lists.
+    pub listed: usize,
+    /// The serial was listed already (the CRL is re-signed all the same).
+    pub already: bool,
+    /// The CRL file.
+    pub crl: PathBuf,
+}
+
+/// Parses a reason code name (`key-compromise`, `superseded`, …).
+pub fn revocation_reason(name: &str) -> Option<RevocationReason> {
+    Some(match name {
+        "unspecified" => RevocationReason::Unspecified,
+        "key-compromise" => RevocationReason::KeyCompromise,
+        "affiliation-changed" => RevocationReason::AffiliationChanged,
+        "superseded" => RevocationReason::Superseded,
+        "cessation-of-operation" => RevocationReason::CessationOfOperation,
+        "privilege-withdrawn" => RevocationReason::PrivilegeWithdrawn,
+        _ => return None,
+    })
+}
+
+fn reason_from_code(code: u8) -> Option<RevocationReason> {
+    Some(match code {
+        0 => RevocationReason::Unspecified,
+        1 => RevocationReason::KeyCompromise,
+        2 => RevocationReason::CaCompromise,
+        3 => RevocationReason::AffiliationChanged,
+        4 => RevocationReason::Superseded,
+        5 => RevocationReason::CessationOfOperation,
+        6 => RevocationReason::CertificateHold,
+        8 => RevocationReason::RemoveFromCrl,
+        9 => RevocationReason::PrivilegeWithdrawn,
+        10 => RevocationReason::AaCompromise,
+        _ => return None,
+    })
+}
+
+fn parse_hex_serial(text: &str) -> Result<Vec<u8>, DevPkiError> {
+    let digits: String = text.chars().filter(|c| *c != ':').collect();
+    let bad = || DevPkiError::Refused(format!("\"{text}\" is not a hexadecimal serial number"));
+    if digits.is_empty() || digits.len() > 40 || digits.len() % 2 != 0 {
+        return Err(bad());
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).map_err(|_| bad()))
+        .collect()
+}
+
+fn serial_of_file(path: &Path) -> Result<Vec<u8>, DevPkiError> {
+    let refused = |why: String| DevPkiError::Refused(format!("{}: {why}", path.display()));
+    let bytes = std::fs::read(path).map_err(|e| refused(e.to_string()))?;
+    let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes)
+        .map_err(|e| refused(format!("is not a PEM certificate: {e}")))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| refused(format!("is not a certificate: {e}")))?;
+    Ok(cert.raw_serial().to_vec())
+}
+
+/// Adds a certificate to the development CA's CRL (`certs/ca.crl`) and
+/// re-signs it with a higher CRL number. The file is replaced whole, so a
+/// gateway watching it reads the old list or the new one, never half.
+pub fn revoke(
+    home: &Path,
+    target: &RevokeTarget,
+    reason: RevocationReason,
+) -> Result<Revocation, DevPkiError> {
+    let now = OffsetDateTime::now_utc();
+    let issuer = load_issuer(home, now)?;
+    let paths = DevPkiPaths::under(home);
+    let serial = match target {
+        RevokeTarget::Department(dept) => {
+            check_name(dept)?;
+            let (cert, _) = DevPkiPaths::client(home, dept);
+            if !cert.exists() {
+                return Err(DevPkiError::Refused(format!(
+                    "{} has no client certificate for {dept} ({})",
+                    home.display(),
+                    cert.display()
+                )));
+            }
+            serial_of_file(&cert)?
+        }
+        RevokeTarget::Serial(text) => parse_hex_serial(text)?,
+        RevokeTarget::File(path) => serial_of_file(path)?,
+    };
+    // A serial is a positive INTEGER: its DER form has no redundant zero byte.
+    let serial: Vec<u8> = {
+        let trimmed: &[u8] = match serial.iter().position(|b| *b != 0) {
+            Some(i) => &serial[i..],
+            None => &[0],
+        };
+        trimmed.to_vec()
+    };
+    let mut revoked = Vec::new();
+    let mut number = 0u64;
+    if let Ok(bytes) = std::fs::read(&paths.crl) {
+        let refused = |why: String| DevPkiError::Refused(format!("{}: {why}", paths.crl.display()));
+        let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes)
+            .map_err(|e| refused(format!("is not PEM: {e}")))?;
+        let (_, crl) =
+            <x509_parser::revocation_list::CertificateRevocationList as x509_parser::prelude::FromDer<_>>::from_der(&pem.contents)
+                .map_err(|e| refused(format!("is not a CRL: {e}")))?;
+        number = crl
+            .crl_number()
+            .and_then(|n| u64::try_from(n).ok())
+            .unwrap_or(0);
+        for entry in crl.iter_revoked_certificates() {
+            revoked.push(RevokedCertParams {
+                serial_number: SerialNumber::from_slice(entry.raw_serial()),
+                revocation_time: entry.revocation_date.to_datetime(),
+                reason_code: entry
+                    .reason_code()
+                    .and_then(|(_, code)| reason_from_code(code.0)),
+                invalidity_date: None,
+            });
+        }
+    }
+    let canonical = |bytes: &[u8]| -> Vec<u8> {
+        match bytes.iter().position(|b| *b != 0) {
+            Some(i) => bytes[i..].to_vec(),
+            None => vec![0],
+        }
+    };
+    let already = revoked
+        .iter()
+        .any(|r| canonical(&r.serial_number.to_bytes()) == serial);
+    if !already {
+        revoked.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&serial),
+            revocation_time: now,
+            reason_code: Some(reason),
+            invalidity_date: None,
+        });
+    }
+    let listed = revoked.len();
+    let crl_number = number + 1;
+    let crl = CertificateRevocationListParams {
+        this_update: now - Duration::minutes(1),
+        next_update: now + Duration::days(365),
+        crl_number: SerialNumber::from(crl_number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&issuer)?;
+    write(&paths.crl, &crl.pem()?, false)?;
+    Ok(Revocation {
+        serial: crate::policy::load::hex(&serial),
+        crl_number,
+        listed,
+        already,
+        crl: paths.crl,
+    })
 }
 
 /// A CA unrelated to any home, with one client certificate: for tests that

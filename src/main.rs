@@ -81,6 +81,17 @@ enum Command {
         #[command(subcommand)]
         command: cli::audit::AuditCommand,
     },
+    /// Emergency stops against a running gateway: suspend or resume a
+    /// department, deny a token.
+    Admin {
+        #[command(subcommand)]
+        command: cli::admin::AdminCommand,
+    },
+    /// The development PKI of a demo home: revoke and issue client certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
     /// The keys that sign answers.
     Keys {
         #[command(subcommand)]
@@ -108,6 +119,44 @@ enum Command {
         replace: bool,
         /// The file (.csv, or .jsonl / .ndjson).
         file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertCommand {
+    /// Revoke a client certificate: add it to the development CA's CRL
+    /// (certs/ca.crl) and re-sign the list. A gateway with the CRL in
+    /// tls.client_crls refuses the certificate from its next handshake.
+    Revoke {
+        /// The demo home.
+        #[arg(long, default_value = "demo-home")]
+        home: PathBuf,
+        /// Revoke this department's current certificate (certs/clients/<dept>.pem).
+        #[arg(long, group = "which")]
+        dept: Option<String>,
+        /// Revoke by serial number (hex, colons allowed).
+        #[arg(long, group = "which")]
+        serial: Option<String>,
+        /// Revoke the certificate in this PEM file.
+        #[arg(long, group = "which")]
+        cert: Option<PathBuf>,
+        /// The reason code: key-compromise, affiliation-changed, superseded,
+        /// cessation-of-operation, privilege-withdrawn or unspecified.
+        #[arg(long, default_value = "key-compromise")]
+        reason: String,
+    },
+    /// Issue a fresh client certificate and key for a department
+    /// (certs/clients/<dept>.pem and <dept>-key.pem), replacing the files.
+    Issue {
+        /// The demo home.
+        #[arg(long, default_value = "demo-home")]
+        home: PathBuf,
+        /// The department id (the certificate's common name).
+        #[arg(long)]
+        dept: String,
+        /// Days of validity.
+        #[arg(long, default_value_t = 825)]
+        days: i64,
     },
 }
 
@@ -311,6 +360,52 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { command } => cli::audit::run(command),
+        Command::Admin { command } => cli::admin::run(command),
+        Command::Cert {
+            command:
+                CertCommand::Revoke {
+                    home,
+                    dept,
+                    serial,
+                    cert,
+                    reason,
+                },
+        } => {
+            let target = match (dept, serial, cert) {
+                (Some(d), None, None) => tongban::devpki::RevokeTarget::Department(d),
+                (None, Some(s), None) => tongban::devpki::RevokeTarget::Serial(s),
+                (None, None, Some(c)) => tongban::devpki::RevokeTarget::File(c),
+                _ => bail!("name the certificate with one of --dept, --serial or --cert"),
+            };
+            let reason = tongban::devpki::revocation_reason(&reason)
+                .with_context(|| format!("\"{reason}\" is not a revocation reason"))?;
+            let done = tongban::devpki::revoke(&home, &target, reason)?;
+            println!(
+                "{} serial {} in {} (CRL number {}, {} listed); a gateway with it in tls.client_crls refuses the certificate from its next handshake",
+                if done.already {
+                    "already revoked:"
+                } else {
+                    "revoked"
+                },
+                done.serial,
+                done.crl.display(),
+                done.crl_number,
+                done.listed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cert {
+            command: CertCommand::Issue { home, dept, days },
+        } => {
+            let issued = tongban::devpki::issue_client(&home, &dept, days)?;
+            println!(
+                "issued {} (key {}), serial {}, valid {days} days",
+                issued.cert.display(),
+                issued.key.display(),
+                issued.serial
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Keys {
             command: KeysCommand::Rotate { target },
         } => {

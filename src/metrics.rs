@@ -60,6 +60,22 @@ pub struct ProviderCallLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of a refused client certificate.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CertRefusalLabels {
+    /// `revoked`, `crl_expired`, `revocation_unknown`, `expired`,
+    /// `not_yet_valid`, `unknown_issuer`, `bad_signature`, `bad_encoding`,
+    /// `wrong_usage` or `other`.
+    pub reason: &'static str,
+}
+
+/// Labels of a CRL in force.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CrlLabels {
+    /// The CRL's issuer (distinguished name).
+    pub issuer: String,
+}
+
 /// Every metric of the gateway.
 #[derive(Debug)]
 pub struct Metrics {
@@ -80,6 +96,14 @@ pub struct Metrics {
     pub audit_writer_up: Gauge,
     /// TLS handshakes that failed or timed out.
     pub tls_handshake_failures: Counter,
+    /// Client certificates refused at the handshake, by reason.
+    pub client_certs_refused: Family<CertRefusalLabels, Counter>,
+    /// Next-update time (Unix seconds) of each CRL in force.
+    pub crl_next_update: Family<CrlLabels, Gauge>,
+    /// Revoked serials listed by each CRL in force.
+    pub crl_revoked: Family<CrlLabels, Gauge>,
+    /// CRL (and client CA) reloads refused; the lists in force stayed.
+    pub crl_reload_failures: Counter,
     /// Open connections.
     pub connections_open: Gauge,
     /// Connections refused because the connection limit was reached.
@@ -158,6 +182,30 @@ impl Metrics {
             "TLS handshakes that failed or timed out",
             tls_handshake_failures.clone(),
         );
+        let client_certs_refused = Family::<CertRefusalLabels, Counter>::default();
+        registry.register(
+            "tls_client_certs_refused",
+            "Client certificates refused at the TLS handshake, by reason",
+            client_certs_refused.clone(),
+        );
+        let crl_next_update = Family::<CrlLabels, Gauge>::default();
+        registry.register(
+            "tls_crl_next_update_timestamp_seconds",
+            "When each client-certificate CRL in force must be replaced (Unix time)",
+            crl_next_update.clone(),
+        );
+        let crl_revoked = Family::<CrlLabels, Gauge>::default();
+        registry.register(
+            "tls_crl_revoked_certificates",
+            "Revoked certificates listed by each client-certificate CRL in force",
+            crl_revoked.clone(),
+        );
+        let crl_reload_failures = Counter::default();
+        registry.register(
+            "tls_crl_reload_failures",
+            "CRL or client CA reloads refused (the lists in force stayed)",
+            crl_reload_failures.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "connections_open",
@@ -222,6 +270,10 @@ impl Metrics {
             audit_checkpoints,
             audit_writer_up,
             tls_handshake_failures,
+            client_certs_refused,
+            crl_next_update,
+            crl_revoked,
+            crl_reload_failures,
             connections_open,
             connections_refused,
             policy_info,

@@ -6,6 +6,7 @@
 //! the axum router. On shutdown: stop accepting, let open connections finish
 //! their requests up to a deadline, then flush and stop the audit writer.
 
+pub mod client_trust;
 pub mod tls;
 
 use std::future::Future;
@@ -59,9 +60,19 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let (tls_config, certificate) = tls::server_config(&gw.config.tls)?;
-    let acceptor = TlsAcceptor::from(tls_config);
-    let cert_reloader = spawn_cert_reloader(certificate);
+    let tls_state = Arc::new(tls::TlsState::load(
+        &gw.config.tls,
+        Some(client_trust::TrustMetrics::of(&gw.metrics)),
+    )?);
+    for crl in tls_state.crls().iter() {
+        tracing::info!(
+            file = %crl.path.display(),
+            issuer = %crl.issuer,
+            revoked = crl.revoked,
+            "client certificate CRL in force"
+        );
+    }
+    let cert_reloader = spawn_tls_reloader(tls_state.clone(), gw.metrics.clone());
     let metrics_server = match gw.config.metrics_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr).await?;
@@ -119,12 +130,13 @@ pub async fn serve(
             _permit: permit,
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = acceptor.clone();
+        let tls = tls_state.current();
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let guard = open;
+            let acceptor = TlsAcceptor::from(tls.config.clone());
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
@@ -138,6 +150,11 @@ pub async fn serve(
                     return;
                 }
             };
+            if let Err(e) = tls.recheck_resumed(stream.get_ref().1) {
+                guard.gw.metrics.tls_handshake_failures.inc();
+                tracing::debug!(peer = %peer, error = %e, "resumed session refused: its client certificate no longer passes");
+                return;
+            }
             let cert_fingerprint = stream
                 .get_ref()
                 .1
@@ -200,24 +217,82 @@ pub fn spawn_policy_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Reloads the server certificate and key when their files change or on
-/// SIGHUP. New handshakes get the new pair; open connections keep theirs. A
-/// pair that does not load (half-written, mismatched) is logged and the one in
-/// use stays; the next change tries again.
-pub fn spawn_cert_reloader(cert: Arc<tls::ReloadableCert>) -> tokio::task::JoinHandle<()> {
+/// Reloads the server certificate and key, and the client CAs and CRLs, when
+/// their files change or on SIGHUP. New handshakes get the new ones; open
+/// connections keep theirs. Files that do not load (half-written, mismatched,
+/// a CRL not signed by a client CA or out of date) are logged and the ones in
+/// use stay; the next change tries again. Once a minute, a CRL in force that
+/// has passed its next update is reported.
+pub fn spawn_tls_reloader(
+    tls: Arc<tls::TlsState>,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let paths: Vec<std::path::PathBuf> = cert.paths().iter().map(|p| p.to_path_buf()).collect();
+        let paths = tls.watched();
         let mut triggers = Triggers::new(Some(stamps(&paths)));
+        let mut stale_check = tokio::time::interval(Duration::from_secs(60));
         loop {
-            let trigger = triggers.next(|| stamps(&paths)).await;
-            match cert.reload() {
+            let trigger = tokio::select! {
+                trigger = triggers.next(|| stamps(&paths)) => trigger,
+                _ = stale_check.tick() => {
+                    report_stale_crls(&tls);
+                    continue;
+                }
+            };
+            match tls.certificate().reload() {
                 Ok(()) => tracing::info!(trigger, "server certificate reloaded"),
                 Err(e) => {
                     tracing::error!(trigger, error = %e, "server certificate not reloaded; the one in use stays");
                 }
             }
+            match tls.reload_trust() {
+                Ok(None) => {}
+                Ok(Some(crls)) => {
+                    for crl in crls.iter() {
+                        tracing::info!(
+                            trigger,
+                            file = %crl.path.display(),
+                            issuer = %crl.issuer,
+                            number = crl.number.as_deref().unwrap_or(""),
+                            revoked = crl.revoked,
+                            "client certificate CRL in force"
+                        );
+                    }
+                    tracing::info!(trigger, "client CAs and CRLs reloaded");
+                }
+                Err(e) => {
+                    metrics.crl_reload_failures.inc();
+                    tracing::error!(trigger, error = %e, "client CAs and CRLs not reloaded; the ones in force stay");
+                }
+            }
         }
     })
+}
+
+/// Logs every CRL in force that is past its next update.
+fn report_stale_crls(tls: &tls::TlsState) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let refused = tls.stale_policy() == Some(crate::config::StaleCrl::Refuse);
+    for crl in tls.crls().iter() {
+        if crl.next_update.is_some_and(|t| t <= now) {
+            if refused {
+                tracing::error!(
+                    file = %crl.path.display(),
+                    issuer = %crl.issuer,
+                    "CRL is past its next update: the client certificates it covers are refused until a fresh one is loaded"
+                );
+            } else {
+                tracing::warn!(
+                    file = %crl.path.display(),
+                    issuer = %crl.issuer,
+                    "CRL is past its next update and still in use (tls.stale_crl = \"accept\")"
+                );
+            }
+        }
+    }
 }
 
 /// Size and modification time of a file.

@@ -1,6 +1,7 @@
 //! TLS: rustls with TLS 1.2 and 1.3 only, AEAD suites only (the aws-lc-rs
 //! provider's defaults), ALPN for HTTP/2 and HTTP/1.1, session resumption by
-//! tickets and by id, and client certificates off, optional or required.
+//! tickets and by id, and client certificates off, optional or required,
+//! checked against CRLs (see [`super::client_trust`]).
 //!
 //! The server certificate is served through [`ReloadableCert`]: a reload
 //! swaps the certificate and key for new handshakes, while connections
@@ -14,12 +15,13 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
+use rustls::ServerConfig;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::server::danger::ClientCertVerifier;
 
-use crate::config::{ClientAuth, TlsConfig};
+use super::client_trust::{ClientTrust, CrlSummary, TrustMetrics};
+use crate::config::{StaleCrl, TlsConfig};
 
 /// The TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -113,44 +115,175 @@ fn certified_key(
         .map_err(|e| file_err(key, format!("does not match the certificate: {e}")))
 }
 
-/// Builds the server's TLS configuration around a reloadable certificate.
-pub fn server_config(
-    tls: &TlsConfig,
-) -> Result<(Arc<ServerConfig>, Arc<ReloadableCert>), TlsError> {
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let resolver = Arc::new(ReloadableCert::load(&tls.cert, &tls.key, provider.clone())?);
+/// The server's TLS configuration: the reloadable certificate and the
+/// client trust (CAs and CRLs). A change of the client trust builds a new
+/// configuration that handshakes from then on use; connections already open
+/// keep theirs. Session tickets and the session cache are kept across
+/// changes; a resumed session skips rustls's client-certificate check, so
+/// the accept loop checks a resumed session's certificate again against the
+/// trust in force ([`Tls::recheck_resumed`]).
+#[derive(Debug)]
+pub struct TlsState {
+    current: ArcSwap<Tls>,
+    cert: Arc<ReloadableCert>,
+    trust: Option<ClientTrust>,
+    provider: Arc<CryptoProvider>,
+    crls: ArcSwap<Vec<CrlSummary>>,
+    ticketer: Arc<dyn rustls::server::ProducesTickets>,
+    sessions: Arc<dyn rustls::server::StoresServerSessions>,
+}
 
+/// One TLS configuration and the client verifier it was built with.
+#[derive(Debug)]
+pub struct Tls {
+    /// For the acceptor.
+    pub config: Arc<ServerConfig>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+impl Tls {
+    /// After a handshake: a resumed session whose client presented a
+    /// certificate at its full handshake is checked again against the
+    /// client trust of this configuration (revocation, expiry). `Err` means
+    /// the connection must be closed.
+    pub fn recheck_resumed(&self, conn: &rustls::ServerConnection) -> Result<(), rustls::Error> {
+        if conn.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
+            return Ok(());
+        }
+        let (Some(verifier), Some((end_entity, intermediates))) = (
+            &self.verifier,
+            conn.peer_certificates().and_then(|c| c.split_first()),
+        ) else {
+            return Ok(());
+        };
+        verifier
+            .verify_client_cert(
+                end_entity,
+                intermediates,
+                rustls::pki_types::UnixTime::now(),
+            )
+            .map(|_| ())
+    }
+}
+
+impl TlsState {
+    /// Loads the certificate, key, client CAs and CRLs of `tls`.
+    pub fn load(tls: &TlsConfig, metrics: Option<TrustMetrics>) -> Result<Self, TlsError> {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let cert = Arc::new(ReloadableCert::load(&tls.cert, &tls.key, provider.clone())?);
+        let trust = ClientTrust::new(tls, provider.clone(), metrics);
+        let (verifier, crls) = match &trust {
+            Some(t) => {
+                let (v, crls) = t.build(std::time::SystemTime::now(), true)?;
+                (Some(v), crls)
+            }
+            None => (None, Vec::new()),
+        };
+        let ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
+        let sessions: Arc<dyn rustls::server::StoresServerSessions> =
+            rustls::server::ServerSessionMemoryCache::new(16_384);
+        let config = build_config(
+            &provider,
+            verifier.clone(),
+            cert.clone(),
+            &ticketer,
+            &sessions,
+        )?;
+        Ok(Self {
+            current: ArcSwap::from_pointee(Tls {
+                config: Arc::new(config),
+                verifier,
+            }),
+            cert,
+            trust,
+            provider,
+            crls: ArcSwap::from_pointee(crls),
+            ticketer,
+            sessions,
+        })
+    }
+
+    /// The configuration new handshakes use.
+    pub fn current(&self) -> Arc<Tls> {
+        self.current.load_full()
+    }
+
+    /// The server certificate.
+    pub fn certificate(&self) -> &Arc<ReloadableCert> {
+        &self.cert
+    }
+
+    /// The CRLs in force.
+    pub fn crls(&self) -> Arc<Vec<CrlSummary>> {
+        self.crls.load_full()
+    }
+
+    /// The files whose change means a reload.
+    pub fn watched(&self) -> Vec<PathBuf> {
+        let mut paths: Vec<PathBuf> = self.cert.paths().iter().map(|p| p.to_path_buf()).collect();
+        if let Some(t) = &self.trust {
+            paths.extend(t.paths());
+        }
+        paths
+    }
+
+    /// Reloads the client CAs and CRLs. On success new handshakes check
+    /// against them; on failure the ones in force stay and the error says why.
+    pub fn reload_trust(&self) -> Result<Option<Arc<Vec<CrlSummary>>>, TlsError> {
+        let Some(trust) = &self.trust else {
+            return Ok(None);
+        };
+        let (verifier, crls) = trust.build(std::time::SystemTime::now(), false)?;
+        let config = build_config(
+            &self.provider,
+            Some(verifier.clone()),
+            self.cert.clone(),
+            &self.ticketer,
+            &self.sessions,
+        )?;
+        let crls = Arc::new(crls);
+        self.crls.store(crls.clone());
+        self.current.store(Arc::new(Tls {
+            config: Arc::new(config),
+            verifier: Some(verifier),
+        }));
+        Ok(Some(crls))
+    }
+
+    /// Whether a CRL in force past its next update refuses certificates.
+    pub fn stale_policy(&self) -> Option<StaleCrl> {
+        self.trust.as_ref().map(ClientTrust::stale_policy)
+    }
+}
+
+fn build_config(
+    provider: &Arc<CryptoProvider>,
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
+    resolver: Arc<ReloadableCert>,
+    ticketer: &Arc<dyn rustls::server::ProducesTickets>,
+    sessions: &Arc<dyn rustls::server::StoresServerSessions>,
+) -> Result<ServerConfig, TlsError> {
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match (tls.client_auth, &tls.client_ca) {
-        (ClientAuth::Off, _) | (_, None) => builder.with_no_client_auth(),
-        (mode, Some(ca)) => {
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs(ca)? {
-                roots
-                    .add(cert)
-                    .map_err(|e| TlsError::ClientCa(format!("{}: {e}", ca.display())))?;
-            }
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
-            let verifier = if mode == ClientAuth::Optional {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            builder.with_client_cert_verifier(
-                verifier
-                    .build()
-                    .map_err(|e| TlsError::ClientCa(e.to_string()))?,
-            )
-        }
+    let builder = match verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
     };
-    let mut config = builder.with_cert_resolver(resolver.clone());
+    let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // The provider's suites are ordered strongest first; keep that order
     // rather than the client's.
     config.ignore_client_order = true;
-    config.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new()?;
-    config.session_storage = rustls::server::ServerSessionMemoryCache::new(16_384);
-    Ok((Arc::new(config), resolver))
+    config.ticketer = ticketer.clone();
+    config.session_storage = sessions.clone();
+    Ok(config)
+}
+
+/// Builds the server's TLS configuration around a reloadable certificate
+/// (without metrics; the gateway itself uses [`TlsState`]).
+pub fn server_config(
+    tls: &TlsConfig,
+) -> Result<(Arc<ServerConfig>, Arc<ReloadableCert>), TlsError> {
+    let state = TlsState::load(tls, None)?;
+    Ok((state.current().config.clone(), state.cert.clone()))
 }

@@ -15,6 +15,7 @@ mod hostile;
 mod lookup;
 mod ops;
 mod proof;
+mod revocation;
 mod suspension;
 mod tls;
 mod upstream;
