@@ -29,9 +29,9 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$smoke" = 1 ]; then
-  dur=2; few=1000; many=5000; grants_many=200; audit_events=20000; audit_residents=2000
+  dur=2; few=1000; many=5000; grants_many=200; audit_events=20000; audit_residents=2000; denylist_entries=500
 else
-  dur=10; few=1000; many=1000000; grants_many=10000; audit_events=2000000; audit_residents=1000000
+  dur=10; few=1000; many=1000000; grants_many=10000; audit_events=2000000; audit_residents=1000000; denylist_entries=10000
 fi
 conns=64
 
@@ -46,7 +46,7 @@ fi
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 
 echo "building (release)" >&2
-cargo build --release -q --bin tongban --example bare_server --example audit_bench
+cargo build --release -q --bin tongban --example bare_server --example audit_bench --example seed_denylist
 bin=$root/target/release/tongban
 
 work=$(mktemp -d)
@@ -159,6 +159,9 @@ peak_rss_mib() { awk '/VmHWM/ { printf "%.0f", $2 / 1024 }' "/proc/$1/status" 2>
 
 echo "preparing homes ($few and $many residents, 10 and $grants_many grants)" >&2
 small=$work/small; make_home "$small" "$few" 3          # 7 sample grants + 3 = 10
+# The same home with a 10,000-entry token deny-list (none matching the bench token).
+denied=$work/denylist; cp -a "$small" "$denied"
+target/release/examples/seed_denylist --data "$denied/data" --count "$denylist_entries" >/dev/null
 big_res=$work/big-residents; make_home "$big_res" "$many" 3
 big_grants=$work/big-grants; make_home "$big_grants" "$few" "$((grants_many - 7))"
 lua=$work/lookup.lua; write_lua "$small" "$lua"
@@ -229,6 +232,17 @@ nurl=https://127.0.0.1:$nport/v1/datasets/gongan.hukou/records/
 run_wrk nginx_lookup "$nurl" "$lua" "${auth[@]}"
 stop_pid "$nginx_pid"
 
+echo "== token deny-list: 0 vs $denylist_entries entries, alternating" >&2
+port=$(free_port); start_gateway "$small" "$port"; off_pid=$gw_pid
+dport=$(free_port); start_gateway "$denied" "$dport"; on_pid=$gw_pid
+dtoken=$("$bin" token --home "$denied" --dept minzheng --sub bench-clerk --roles dibao_reviewer --ttl 2h)
+for round in 1 2; do
+  run_wrk "denylist_off_$round" "https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/" "$lua" "${auth[@]}"
+  run_wrk "denylist_on_$round" "https://127.0.0.1:$dport/v1/datasets/gongan.hukou/records/" "$lua" \
+    -H "Authorization: Bearer $dtoken" -H "X-Purpose: dibao_review" -H "X-Case-Ref: MZ-2026-000123"
+done
+stop_pid "$off_pid"; stop_pid "$on_pid"
+
 echo "== scaling: $grants_many grants, $many residents" >&2
 port=$(free_port); start_gateway "$big_grants" "$port"
 gtoken=$("$bin" token --home "$big_grants" --dept minzheng --sub bench-clerk --roles dibao_reviewer --ttl 2h)
@@ -247,9 +261,9 @@ stop_pid "$gw_pid"
 echo "== audit log: $audit_events events" >&2
 target/release/examples/audit_bench --events "$audit_events" --residents "$audit_residents" >"$work/audit.md"
 
-python3 - "$results" "$work/audit.md" "$out" "$smoke" "$dur" "$conns" "$few" "$many" "$grants_many" "$(wc -c <"$work/body.json")" <<'PY'
+python3 - "$results" "$work/audit.md" "$out" "$smoke" "$dur" "$conns" "$few" "$many" "$grants_many" "$(wc -c <"$work/body.json")" "$denylist_entries" <<'PY'
 import sys, datetime, platform, os
-res_file, audit_file, out, smoke, dur, conns, few, many, grants_many, body = sys.argv[1:]
+res_file, audit_file, out, smoke, dur, conns, few, many, grants_many, body, denylist = sys.argv[1:]
 rows = {}
 rss = cache = None
 for line in open(res_file):
@@ -291,6 +305,10 @@ c = r("gateway_newconn", "bare_newconn")
 row("new TLS connection per request / bare (same)", f"{c:.2f}", "≥ 0.80", c >= 0.80)
 g = r("gateway_many_grants", "gateway_lookup") - 1
 row(f"throughput change, 10 → {grants_many} grants", f"{g:+.1%}", "drop < 10%", g > -0.10)
+on = sum(rows[f"denylist_on_{i}"]["rps"] for i in (1, 2))
+off = sum(rows[f"denylist_off_{i}"]["rps"] for i in (1, 2))
+dl = on / off - 1 if off else float("nan")
+row(f"throughput change, token deny-list 0 → {denylist} entries (two alternating rounds)", f"{dl:+.1%}", "drop ≤ 2%", dl >= -0.02)
 m = r("gateway_many_residents", "gateway_lookup") - 1
 row(f"throughput change, {few} → {many} residents", f"{m:+.1%}", "drop < 10%", m > -0.10)
 add(f"| peak RSS under load, {many} residents | {rss} MiB | sled cache {cache} MiB + a constant | stated |")

@@ -117,8 +117,21 @@ impl DenyList {
     /// Adds an entry (replacing one for the same token or subject); durable
     /// before it takes effect. Expired entries are dropped on the way.
     pub fn add(&self, denial: Denial, now_ms: i64) -> Result<(), sled::Error> {
-        let bytes = serde_json::to_vec(&denial).unwrap_or_default();
-        self.tree.insert(denial.key().as_bytes(), bytes)?;
+        self.add_many(std::iter::once(denial), now_ms)
+    }
+
+    /// Adds many entries in one durable batch, then puts them in force.
+    pub fn add_many(
+        &self,
+        denials: impl IntoIterator<Item = Denial>,
+        now_ms: i64,
+    ) -> Result<(), sled::Error> {
+        let mut batch = sled::Batch::default();
+        for denial in denials {
+            let bytes = serde_json::to_vec(&denial).unwrap_or_default();
+            batch.insert(denial.key().as_bytes(), bytes);
+        }
+        self.tree.apply_batch(batch)?;
         self.tree.flush()?;
         self.reload(now_ms)
     }
