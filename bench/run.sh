@@ -29,9 +29,9 @@ while [ $# -gt 0 ]; do
 done
 
 if [ "$smoke" = 1 ]; then
-  dur=2; few=1000; many=5000; grants_many=200; audit_events=20000; audit_residents=2000; denylist_entries=500
+  dur=2; few=1000; many=5000; grants_many=200; audit_events=20000; audit_residents=2000; denylist_entries=500; suite_events=5000
 else
-  dur=10; few=1000; many=1000000; grants_many=10000; audit_events=2000000; audit_residents=1000000; denylist_entries=10000
+  dur=10; few=1000; many=1000000; grants_many=10000; audit_events=2000000; audit_residents=1000000; denylist_entries=10000; suite_events=200000
 fi
 conns=64
 
@@ -259,7 +259,8 @@ echo "rss $rss $cache_mb" >>"$results"
 stop_pid "$gw_pid"
 
 echo "== audit log: $audit_events events" >&2
-target/release/examples/audit_bench --events "$audit_events" --residents "$audit_residents" >"$work/audit.md"
+target/release/examples/audit_bench --events "$audit_events" --residents "$audit_residents" \
+  --suite-events "$suite_events" >"$work/audit.md"
 
 python3 - "$results" "$work/audit.md" "$out" "$smoke" "$dur" "$conns" "$few" "$many" "$grants_many" "$(wc -c <"$work/body.json")" "$denylist_entries" <<'PY'
 import sys, datetime, platform, os

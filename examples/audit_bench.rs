@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use tongban::audit::checkpoint::CheckpointSigner;
 use tongban::audit::query::{EventFilter, search};
+use tongban::audit::suite::Suite;
 use tongban::audit::{AuditStore, AuditWriter, EventBody, EventKind, Outcome, WriterOptions};
 use tongban::clock::Clock;
 use tongban::config::Durability;
@@ -122,11 +123,13 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
 async fn main() -> anyhow::Result<()> {
     let mut events: u64 = 10_000_000;
     let mut residents: u64 = 1_000_000;
+    let mut suite_events: u64 = 200_000;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--events" => events = args.next().unwrap_or_default().parse()?,
             "--residents" => residents = args.next().unwrap_or_default().parse()?,
+            "--suite-events" => suite_events = args.next().unwrap_or_default().parse()?,
             other => anyhow::bail!("unknown argument {other}"),
         }
     }
@@ -213,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
         by_consumer.push(t.elapsed());
     }
     let t = Instant::now();
-    let report = store.verify(Some(signer.public_key()))?;
+    let report = store.verify(Some(&signer.keyring()))?;
     let verify_secs = t.elapsed().as_secs_f64();
     anyhow::ensure!(
         report.ok() && report.checked == events,
@@ -257,5 +260,69 @@ async fn main() -> anyhow::Result<()> {
         "| disk per event (sled, with indexes) | {per_event:.0} bytes | < 400 | {} |",
         if per_event < 400.0 { "yes" } else { "NO" }
     );
+
+    // The two suites on the same events: verify throughput, one against the other.
+    let mut rates = Vec::new();
+    for suite in [Suite::International, Suite::Gm] {
+        rates.push(verify_rate(suite, suite_events, residents).await?);
+    }
+    println!(
+        "| verify, gm (SM3 + SM2) / international (SHA-256 + Ed25519), {suite_events} events each | {:.2} ({:.0} vs {:.0} events/s) | reported | — |",
+        rates[1] / rates[0],
+        rates[1],
+        rates[0]
+    );
     Ok(())
+}
+
+/// Fills a fresh log of `events` events with `suite` and returns how many
+/// events per second its verification checks.
+async fn verify_rate(suite: Suite, events: u64, residents: u64) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(256 * 1024 * 1024)
+        .open()?;
+    let store = AuditStore::open(&db)?;
+    let signer = Arc::new(CheckpointSigner::open_suite(dir.path(), suite)?);
+    let writer = AuditWriter::start(
+        store.clone(),
+        dir.path(),
+        signer.clone(),
+        Arc::new(tongban::metrics::Metrics::new()),
+        WriterOptions {
+            node: "bench-1".into(),
+            durability: Durability::Flush,
+            max_batch: 4096,
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(3600),
+            clock: Clock::system(),
+        },
+    )?;
+    let mut rng = Rng(7);
+    let mut i = 0;
+    while i < events {
+        let n = 2048u64.min(events - i);
+        let bodies: Vec<EventBody> = (i..i + n)
+            .map(|k| body(&mut rng, k, residents, 1_780_000_000_000))
+            .collect();
+        writer
+            .append_many(bodies)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        i += n;
+    }
+    writer.close().await;
+    let t = Instant::now();
+    let report = store.verify(Some(&signer.keyring()))?;
+    let secs = t.elapsed().as_secs_f64();
+    anyhow::ensure!(
+        report.ok() && report.checked == events && report.epochs.len() == 1,
+        "verification failed: {report:?}"
+    );
+    anyhow::ensure!(
+        report.epochs[0].suite == suite.name(),
+        "wrong suite: {report:?}"
+    );
+    Ok(events as f64 / secs)
 }

@@ -179,6 +179,11 @@ pub struct AuditConfig {
     /// (Cybersecurity Law Art. 21); absent: keep everything (the default).
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// The chain's algorithms: `international` (SHA-256 chain, Ed25519
+    /// checkpoints; the default) or `gm` (SM3 chain, SM2 checkpoints).
+    /// Changing it on an existing log starts a new epoch; history is kept.
+    #[serde(default)]
+    pub suite: crate::audit::suite::Suite,
 }
 
 impl Default for AuditConfig {
@@ -189,6 +194,7 @@ impl Default for AuditConfig {
             checkpoint_every: default_checkpoint_every(),
             checkpoint_secs: default_checkpoint_secs(),
             retention_days: None,
+            suite: Default::default(),
         }
     }
 }

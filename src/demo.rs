@@ -165,6 +165,9 @@ per_department = "6000/min"
 
 [audit]
 durability = "fdatasync"
+# "gm": SM3 hash chain and SM2-signed checkpoints (国密, for 密评); the SM2 key
+# is data/audit-checkpoint-sm2.pem. Changing it later starts a new epoch.
+suite = "international"
 
 # Calling departments' own APIs (a dataset whose catalog entry says
 # provider = {{ kind = "http", base_url = "https://…" }}). Try it with
@@ -240,5 +243,13 @@ pub fn prepare_home(home: &Path, options: &DemoOptions) -> Result<Config, DemoEr
             out.flush().map_err(io_err(&path))?;
         }
     }
+    // The checkpoint keys of both audit suites, so that `audit.suite = "gm"`
+    // is one line away (the Ed25519 key is made here too if missing).
+    std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
+    crate::audit::checkpoint::CheckpointSigner::open_suite(
+        &config.data_dir,
+        crate::audit::suite::Suite::Gm,
+    )
+    .map_err(io_err(&config.data_dir))?;
     Ok(config)
 }

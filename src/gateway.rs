@@ -145,7 +145,10 @@ impl Gateway {
             .open()?;
         let pseudonyms = Pseudonymizer::open(&config.data_dir)?;
         let audit_store = AuditStore::open(&db)?;
-        let checkpoint_signer = Arc::new(CheckpointSigner::open(&config.data_dir)?);
+        let checkpoint_signer = Arc::new(CheckpointSigner::open_suite(
+            &config.data_dir,
+            config.audit.suite,
+        )?);
         let answer_keys = Arc::new(
             crate::proof::AnswerKeys::open(&config.data_dir)
                 .map_err(|e| StartError::Config(format!("answer-signing keys: {e}")))?,

@@ -25,7 +25,7 @@ use super::openapi as doc;
 use super::query::staff;
 use super::{Answer, RequestContext, bad_path, finish};
 use crate::audit::export::{
-    ExportFormat, checkpoint_record, csv_header, event_record, header_line,
+    ExportFormat, checkpoint_record, csv_header, event_record, export_suites, header_line,
 };
 use crate::audit::query::{self as q, EventFilter, FlagRules, event_json};
 use crate::audit::{EventBody, EventKind, Outcome};
@@ -421,8 +421,8 @@ async fn verify(
     let result = async {
         officer(&gw, &headers, &mut event)?;
         let store = gw.audit_store.clone();
-        let key = gw.checkpoint_signer.public_key().to_vec();
-        let report = blocking(move || store.verify(Some(&key))).await?;
+        let keys = gw.checkpoint_signer.keyring();
+        let report = blocking(move || store.verify(Some(&keys))).await?;
         let mut body = Map::new();
         body.insert(
             "verdict".into(),
@@ -524,12 +524,13 @@ async fn run_export(
         None => (1, 0, String::new()),
         Some((lo, hi)) => {
             let s = store.clone();
-            let (checkpoints, prev) = blocking(move || {
+            let (checkpoints, first) = blocking(move || {
                 let cps = s.checkpoints()?;
                 let first = s.get(lo)?;
-                Ok((cps, first.map(|e| e.prev_hash).unwrap_or([0; 32])))
+                Ok((cps, first))
             })
             .await?;
+            let prev = first.as_ref().map(|e| e.prev_hash).unwrap_or([0; 32]);
             // Extend to the first checkpoint at or after `hi`, so the tail is covered.
             let hi = checkpoints
                 .iter()
@@ -538,11 +539,18 @@ async fn run_export(
                 .unwrap_or(hi);
             let mut prelude = String::new();
             if format == ExportFormat::Ndjson {
+                let suites = export_suites(
+                    first.as_ref(),
+                    checkpoints
+                        .iter()
+                        .filter(|c| c.checkpoint.seq >= lo && c.checkpoint.seq <= hi),
+                );
                 prelude.push_str(&header_line(
                     &gw.config.node_id,
                     (lo - 1, prev),
                     offset,
                     &gw.checkpoint_signer.key_id(),
+                    &suites,
                 ));
             } else {
                 prelude.push_str(&csv_header());
@@ -677,7 +685,7 @@ async fn stats(
     path = "/v1/audit/checkpoint-key",
     tag = "audit",
     operation_id = "audit_checkpoint_key",
-    responses((status = 200, description = "Ed25519 public key, SubjectPublicKeyInfo PEM", body = String, content_type = "application/x-pem-file")),
+    responses((status = 200, description = "The checkpoint public keys (Ed25519, and SM2 when the gm suite is or was in use), SubjectPublicKeyInfo PEM, one block each", body = String, content_type = "application/x-pem-file")),
 )]
 async fn checkpoint_key(
     State(gw): State<Arc<Gateway>>,

@@ -623,8 +623,22 @@ pub struct VerifyReport {
     /// The first broken link, if any: its seq and what is wrong.
     #[schema(required = true, value_type = Option<Object>)]
     pub broken: Option<Value>,
+    /// The runs of events of one suite (a change of `audit.suite` starts a new one).
+    pub epochs: Vec<EpochDoc>,
     /// This request's audit event.
     pub audit: AuditRef,
+}
+
+/// A run of events hashed and signed with one suite.
+#[derive(Debug, ToSchema)]
+#[schema(as = Epoch)]
+pub struct EpochDoc {
+    /// `international` (SHA-256, Ed25519) or `gm` (SM3, SM2).
+    pub suite: String,
+    /// Its first event checked.
+    pub first_seq: u64,
+    /// Its last event checked.
+    pub last_seq: u64,
 }
 
 /// Counts of one day.

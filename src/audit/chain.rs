@@ -6,8 +6,9 @@
 
 use serde::Serialize;
 
-use super::checkpoint::SignedCheckpoint;
-use super::event::{Event, GENESIS, Hash};
+use super::checkpoint::{Keyring, SignedCheckpoint};
+use super::event::{Event, GENESIS, Hash, suite_of};
+use super::suite::Suite;
 use crate::policy::load::hex;
 
 /// The first place where the chain does not hold.
@@ -36,6 +37,20 @@ pub struct VerifyReport {
     pub head_hash: String,
     /// The first broken link, if any.
     pub broken: Option<BrokenLink>,
+    /// The runs of events of one suite, in order (a change of suite starts
+    /// a new epoch).
+    pub epochs: Vec<Epoch>,
+}
+
+/// A run of events hashed and signed with one suite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Epoch {
+    /// `international` or `gm`.
+    pub suite: String,
+    /// Its first event checked.
+    pub first_seq: u64,
+    /// Its last event checked.
+    pub last_seq: u64,
 }
 
 impl VerifyReport {
@@ -54,6 +69,10 @@ pub struct ChainVerifier {
     checked: u64,
     checkpoints_checked: u64,
     last_checkpoint: Option<u64>,
+    suite: Option<Suite>,
+    epochs: Vec<Epoch>,
+    /// The last checkpoint that changed suite: (its seq, the new suite).
+    handover: Option<(u64, Option<Suite>)>,
 }
 
 impl Default for ChainVerifier {
@@ -72,6 +91,9 @@ impl ChainVerifier {
             checked: 0,
             checkpoints_checked: 0,
             last_checkpoint: None,
+            suite: None,
+            epochs: Vec::new(),
+            handover: None,
         }
     }
 
@@ -116,6 +138,25 @@ impl ChainVerifier {
                 hex(&self.prev)
             )));
         }
+        let suite = suite_of(event.version);
+        if let Some(before) = self.suite
+            && before != suite
+            && self.handover != Some((key_seq - 1, Some(suite)))
+        {
+            return Err(broken(format!(
+                "the suite changes from {before} to {suite} here without a checkpoint at {} signed by both keys",
+                key_seq - 1
+            )));
+        }
+        match self.epochs.last_mut() {
+            Some(e) if self.suite == Some(suite) => e.last_seq = key_seq,
+            _ => self.epochs.push(Epoch {
+                suite: suite.name().to_owned(),
+                first_seq: key_seq,
+                last_seq: key_seq,
+            }),
+        }
+        self.suite = Some(suite);
         self.prev = recorded;
         self.next_seq += 1;
         self.checked += 1;
@@ -132,14 +173,17 @@ impl ChainVerifier {
             head_seq: self.next_seq - 1,
             head_hash: hex(&self.prev),
             broken,
+            epochs: self.epochs.clone(),
         }
     }
 
-    /// Checks a signed checkpoint against the event just checked (its seq must be the last one).
+    /// Checks a signed checkpoint against the event just checked (its seq
+    /// must be the last one): the hash it attests, its suite against the
+    /// event's, and (with `keys`) its signatures.
     pub fn check_checkpoint(
         &mut self,
         cp: &SignedCheckpoint,
-        public_key: Option<&[u8]>,
+        keys: Option<&Keyring>,
     ) -> Result<(), BrokenLink> {
         let seq = cp.checkpoint.seq;
         let broken = |problem: String| BrokenLink { seq, problem };
@@ -150,12 +194,22 @@ impl ChainVerifier {
                 hex(&self.prev)
             )));
         }
-        if let Some(key) = public_key {
-            if !cp.verify(key) {
-                return Err(broken(format!(
-                    "the checkpoint at {seq} has a signature that does not verify with the public key"
-                )));
-            }
+        let c = &cp.checkpoint;
+        let covered = self.suite.map(Suite::name).unwrap_or_default();
+        let signed_in = c
+            .previous
+            .as_ref()
+            .map_or(c.suite.as_str(), |p| p.suite.as_str());
+        if signed_in != covered {
+            return Err(broken(format!(
+                "the checkpoint at {seq} is of suite {signed_in}, but the event it covers is {covered}"
+            )));
+        }
+        if let Some(keys) = keys {
+            cp.check(keys).map_err(broken)?;
+        }
+        if c.previous.is_some() {
+            self.handover = Some((seq, c.suite()));
         }
         self.checkpoints_checked += 1;
         self.last_checkpoint = Some(seq);
@@ -175,7 +229,7 @@ pub fn verify_log<I, E>(
     anchor: (u64, Hash),
     events: I,
     checkpoints: &[SignedCheckpoint],
-    public_key: Option<&[u8]>,
+    keys: Option<&Keyring>,
 ) -> Result<VerifyReport, E>
 where
     I: IntoIterator<Item = Result<(u64, Vec<u8>), E>>,
@@ -194,7 +248,7 @@ where
             if cp.checkpoint.seq < seq {
                 continue;
             }
-            if let Err(b) = v.check_checkpoint(cp, public_key) {
+            if let Err(b) = v.check_checkpoint(cp, keys) {
                 return Ok(v.report(Some(b)));
             }
         }

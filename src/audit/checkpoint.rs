@@ -1,34 +1,48 @@
-//! Signed checkpoints: every N events or T seconds, the node signs (Ed25519)
-//! the sequence number and hash of the head of its chain. Anyone with the
-//! public key can then check that an exported or stored log is the one the
-//! gateway wrote, up to each checkpoint, without trusting the gateway.
+//! Signed checkpoints: every N events or T seconds, the node signs the
+//! sequence number and hash of the head of its chain, with Ed25519 (suite
+//! `international`) or SM2 (suite `gm`). Anyone with the public keys can then
+//! check that an exported or stored log is the one the gateway wrote, up to
+//! each checkpoint, without trusting the gateway.
 //!
-//! The signed bytes are `b"tongban-checkpoint-v1\0"` followed by the postcard
-//! encoding of [`Checkpoint`]. The key is `data_dir/audit-checkpoint.key`
-//! (PKCS#8, mode 0600); `tongban audit pubkey` prints its public half.
+//! The signed bytes are `b"tongban-checkpoint-v2\0"` followed by the postcard
+//! encoding of [`Checkpoint`] (version 1 checkpoints, from before suites
+//! could change, keep their `v1` domain and layout). A change of suite ends
+//! an epoch: the checkpoint of the last event before it names the new suite
+//! and key and the previous ones, and both keys sign it. The keys are
+//! `data_dir/audit-checkpoint.key` (Ed25519, PKCS#8 DER) and
+//! `data_dir/audit-checkpoint-sm2.pem` (SM2, PKCS#8 PEM), mode 0600;
+//! `tongban audit pubkey` prints the public halves.
 
 use std::path::Path;
 
 use aws_lc_rs::rand::SystemRandom;
-use aws_lc_rs::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
-use base64::Engine as _;
+use aws_lc_rs::signature::Ed25519KeyPair;
 use serde::{Deserialize, Serialize};
 
 use super::event::Hash;
 use super::pseudonym::write_private;
-use crate::policy::load::hex;
+use super::suite::{PublicKey, SigningKey, Suite};
 
-/// The hash and signature algorithms of a chain.
+/// The name of the default suite (SHA-256 chain, Ed25519 checkpoints).
 pub const SUITE_INTERNATIONAL: &str = "international";
-const DOMAIN: &[u8] = b"tongban-checkpoint-v1\0";
-const SPKI_ED25519_PREFIX: [u8; 12] = [
-    0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-];
+const DOMAIN_V1: &[u8] = b"tongban-checkpoint-v1\0";
+const DOMAIN_V2: &[u8] = b"tongban-checkpoint-v2\0";
+/// The checkpoint encoding written now.
+pub const CHECKPOINT_VERSION: u8 = 2;
+
+/// The key of the epoch before, on a checkpoint that changes suite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviousKey {
+    /// The suite of the epoch that ends here.
+    pub suite: String,
+    /// Its checkpoint key's id.
+    pub key_id: String,
+}
 
 /// What a checkpoint attests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
-    /// Encoding version.
+    /// Encoding version (1: before suites could change; 2: now).
     pub version: u8,
     /// The node whose chain this is.
     pub node: String,
@@ -38,66 +52,236 @@ pub struct Checkpoint {
     pub head_hash: Hash,
     /// When it was signed, ms since the epoch.
     pub time_ms: i64,
-    /// `international` (SHA-256 chain, Ed25519 signature).
+    /// `international` or `gm`: the suite of the key that signs it, and of
+    /// the events from here on.
     pub suite: String,
     /// First 8 bytes of the SHA-256 of the public key, hex.
     pub key_id: String,
+    /// On the checkpoint that starts a new epoch (a change of suite): the
+    /// key of the epoch that ends, which signs it too. Version 2 only.
+    pub previous: Option<PreviousKey>,
 }
 
-/// A checkpoint with its signature, as stored and exported.
+/// Version 1's layout (no `previous`), for reading and verifying old checkpoints.
+#[derive(Serialize, Deserialize)]
+struct CheckpointV1 {
+    version: u8,
+    node: String,
+    seq: u64,
+    head_hash: Hash,
+    time_ms: i64,
+    suite: String,
+    key_id: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SignedCheckpointV1 {
+    checkpoint: CheckpointV1,
+    signature: Vec<u8>,
+}
+
+/// A checkpoint with its signature(s), as stored and exported.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedCheckpoint {
     /// What is attested.
     pub checkpoint: Checkpoint,
-    /// Ed25519 signature over the domain-separated encoding.
+    /// The signature of the key named by `key_id` over the domain-separated
+    /// encoding (Ed25519: 64 bytes; SM2: DER).
     pub signature: Vec<u8>,
+    /// With `previous`: the previous epoch's key's signature over the same bytes.
+    pub previous_signature: Option<Vec<u8>>,
 }
 
 impl Checkpoint {
+    fn v1(&self) -> CheckpointV1 {
+        CheckpointV1 {
+            version: self.version,
+            node: self.node.clone(),
+            seq: self.seq,
+            head_hash: self.head_hash,
+            time_ms: self.time_ms,
+            suite: self.suite.clone(),
+            key_id: self.key_id.clone(),
+        }
+    }
+
     /// The bytes that are signed.
     pub fn signed_bytes(&self) -> Vec<u8> {
-        let mut bytes = DOMAIN.to_vec();
+        if self.version == 1 {
+            let mut bytes = DOMAIN_V1.to_vec();
+            bytes.extend(postcard::to_allocvec(&self.v1()).unwrap_or_default());
+            return bytes;
+        }
+        let mut bytes = DOMAIN_V2.to_vec();
         bytes.extend(postcard::to_allocvec(self).unwrap_or_default());
         bytes
+    }
+
+    /// The suite it names, if known.
+    pub fn suite(&self) -> Option<Suite> {
+        Suite::parse(&self.suite)
     }
 }
 
 impl SignedCheckpoint {
-    /// Whether the signature verifies with the raw 32-byte public key.
-    pub fn verify(&self, public_key: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ED25519, public_key)
-            .verify(&self.checkpoint.signed_bytes(), &self.signature)
-            .is_ok()
+    /// Checks the signature (and, on a change of suite, the previous key's)
+    /// with the keys of `keys`; says what is wrong otherwise.
+    pub fn check(&self, keys: &Keyring) -> Result<(), String> {
+        let c = &self.checkpoint;
+        let bytes = c.signed_bytes();
+        let key = keys.find(&c.key_id).ok_or_else(|| {
+            format!(
+                "the checkpoint at {} is signed by key {}, which is not among the public keys given",
+                c.seq, c.key_id
+            )
+        })?;
+        if key.suite.name() != c.suite {
+            return Err(format!(
+                "the checkpoint at {} names suite {} but key {} is a {} key",
+                c.seq, c.suite, c.key_id, key.suite
+            ));
+        }
+        if !key.verify(&bytes, &self.signature) {
+            return Err(format!(
+                "the checkpoint at {} has a signature that does not verify with the public key {}",
+                c.seq, c.key_id
+            ));
+        }
+        match (&c.previous, &self.previous_signature) {
+            (None, None) => Ok(()),
+            (Some(prev), Some(sig)) => {
+                let old = keys.find(&prev.key_id).ok_or_else(|| {
+                    format!(
+                        "the checkpoint at {} changes suite from key {}, which is not among the public keys given",
+                        c.seq, prev.key_id
+                    )
+                })?;
+                if old.suite.name() != prev.suite || !old.verify(&bytes, sig) {
+                    return Err(format!(
+                        "the checkpoint at {} changes suite but the previous key {} did not sign it",
+                        c.seq, prev.key_id
+                    ));
+                }
+                Ok(())
+            }
+            _ => Err(format!(
+                "the checkpoint at {} changes suite without both signatures",
+                c.seq
+            )),
+        }
     }
 
     /// Stored form.
     pub fn encode(&self) -> Vec<u8> {
+        if self.checkpoint.version == 1 {
+            return postcard::to_allocvec(&SignedCheckpointV1 {
+                checkpoint: self.checkpoint.v1(),
+                signature: self.signature.clone(),
+            })
+            .unwrap_or_default();
+        }
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
-    /// From the stored form.
+    /// From the stored form (either version: the first byte says which).
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        postcard::from_bytes(bytes).ok()
+        match bytes.first() {
+            Some(1) => {
+                let v1: SignedCheckpointV1 = postcard::from_bytes(bytes).ok()?;
+                let c = v1.checkpoint;
+                Some(Self {
+                    checkpoint: Checkpoint {
+                        version: c.version,
+                        node: c.node,
+                        seq: c.seq,
+                        head_hash: c.head_hash,
+                        time_ms: c.time_ms,
+                        suite: c.suite,
+                        key_id: c.key_id,
+                        previous: None,
+                    },
+                    signature: v1.signature,
+                    previous_signature: None,
+                })
+            }
+            _ => postcard::from_bytes(bytes).ok(),
+        }
     }
 }
 
-/// The node's checkpoint signing key.
+/// Public keys that verify checkpoints, found by key id.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keyring {
+    keys: Vec<PublicKey>,
+}
+
+impl Keyring {
+    /// From keys.
+    pub fn new(keys: Vec<PublicKey>) -> Self {
+        Self { keys }
+    }
+
+    /// Every Ed25519 and SM2 key of a PEM text.
+    pub fn from_pem(text: &str) -> Self {
+        Self::new(PublicKey::all_from_pem(text))
+    }
+
+    /// The key with this id.
+    pub fn find(&self, key_id: &str) -> Option<&PublicKey> {
+        self.keys.iter().find(|k| k.key_id() == key_id)
+    }
+
+    /// Every key.
+    pub fn keys(&self) -> &[PublicKey] {
+        &self.keys
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Adds the keys of another ring.
+    pub fn extend(&mut self, other: Keyring) {
+        for k in other.keys {
+            if !self.keys.contains(&k) {
+                self.keys.push(k);
+            }
+        }
+    }
+
+    /// Every key as SPKI PEM, one block after another.
+    pub fn to_pem(&self) -> String {
+        self.keys.iter().map(PublicKey::to_pem).collect()
+    }
+}
+
+/// The node's checkpoint signing keys: Ed25519 always (the default suite,
+/// and every log's first epoch before a change), SM2 when the `gm` suite is
+/// or was in use; one of them is active.
+#[derive(Debug)]
 pub struct CheckpointSigner {
-    key: Ed25519KeyPair,
+    ed25519: SigningKey,
+    sm2: Option<SigningKey>,
+    active: Suite,
 }
 
-impl std::fmt::Debug for CheckpointSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CheckpointSigner")
-            .field("key_id", &self.key_id())
-            .finish()
-    }
-}
+/// Where the Ed25519 key lives (PKCS#8 DER, mode 0600).
+pub const ED25519_KEY_FILE: &str = "audit-checkpoint.key";
+/// Where the SM2 key lives (PKCS#8 PEM, mode 0600).
+pub const SM2_KEY_FILE: &str = "audit-checkpoint-sm2.pem";
 
 impl CheckpointSigner {
-    /// Loads `dir/audit-checkpoint.key`, creating a new key if there is none.
+    /// Loads the keys under `dir` with the default suite active, creating
+    /// the Ed25519 key if there is none.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        let path = dir.join("audit-checkpoint.key");
+        Self::open_suite(dir, Suite::International)
+    }
+
+    /// Loads the keys under `dir` with `suite` active, creating its key if
+    /// there is none.
+    pub fn open_suite(dir: &Path, suite: Suite) -> std::io::Result<Self> {
+        let path = dir.join(ED25519_KEY_FILE);
         let pkcs8 = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -108,70 +292,117 @@ impl CheckpointSigner {
             }
             Err(e) => return Err(e),
         };
-        let key = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| {
+        let ed25519 = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
                 format!("{} is not an Ed25519 PKCS#8 key", path.display()),
             )
         })?;
-        Ok(Self { key })
+        let sm2_path = dir.join(SM2_KEY_FILE);
+        let sm2 = if sm2_path.exists() {
+            Some(SigningKey::sm2_from_pem(&sm2_path)?)
+        } else if suite == Suite::Gm {
+            Some(SigningKey::sm2_generate(&sm2_path)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            ed25519: SigningKey::Ed25519(ed25519),
+            sm2,
+            active: suite,
+        })
     }
 
-    /// The raw public key.
-    pub fn public_key(&self) -> &[u8] {
-        self.key.public_key().as_ref()
+    /// The suite that signs new checkpoints.
+    pub fn suite(&self) -> Suite {
+        self.active
     }
 
-    /// The key id recorded in checkpoints.
+    /// The key of `suite`, if this node has one.
+    pub fn key(&self, suite: Suite) -> Option<&SigningKey> {
+        match suite {
+            Suite::International => Some(&self.ed25519),
+            Suite::Gm => self.sm2.as_ref(),
+        }
+    }
+
+    fn active_key(&self) -> &SigningKey {
+        self.key(self.active).unwrap_or(&self.ed25519)
+    }
+
+    /// The active key's id (recorded in checkpoints and export headers).
     pub fn key_id(&self) -> String {
-        key_id(self.public_key())
+        self.active_key().public_key().key_id()
     }
 
-    /// The public key as SPKI PEM.
+    /// The public keys of every suite this node has keys for.
+    pub fn keyring(&self) -> Keyring {
+        let mut keys = vec![self.ed25519.public_key()];
+        if let Some(k) = &self.sm2 {
+            keys.push(k.public_key());
+        }
+        Keyring::new(keys)
+    }
+
+    /// The public keys as SPKI PEM (one block per suite).
     pub fn public_key_pem(&self) -> String {
-        public_key_pem(self.public_key())
+        self.keyring().to_pem()
     }
 
-    /// Signs a checkpoint of the head `(seq, hash)`.
+    /// Signs a checkpoint of the head `(seq, hash)` with the active key.
     pub fn sign(&self, node: &str, seq: u64, head_hash: Hash, time_ms: i64) -> SignedCheckpoint {
+        let key = self.active_key();
         let checkpoint = Checkpoint {
-            version: 1,
+            version: CHECKPOINT_VERSION,
             node: node.to_owned(),
             seq,
             head_hash,
             time_ms,
-            suite: SUITE_INTERNATIONAL.to_owned(),
-            key_id: self.key_id(),
+            suite: key.suite().name().to_owned(),
+            key_id: key.public_key().key_id(),
+            previous: None,
         };
-        let signature = self.key.sign(&checkpoint.signed_bytes()).as_ref().to_vec();
+        let signature = key.sign(&checkpoint.signed_bytes());
         SignedCheckpoint {
             checkpoint,
             signature,
+            previous_signature: None,
         }
+    }
+
+    /// Signs the checkpoint that ends an epoch of suite `from` at the head
+    /// `(seq, hash)` and starts one of the active suite: signed by both keys.
+    pub fn sign_handover(
+        &self,
+        from: Suite,
+        node: &str,
+        seq: u64,
+        head_hash: Hash,
+        time_ms: i64,
+    ) -> std::io::Result<SignedCheckpoint> {
+        let old = self.key(from).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "the log's current epoch is {from}, but this node has no {from} checkpoint key to hand over with"
+                ),
+            )
+        })?;
+        let mut cp = self.sign(node, seq, head_hash, time_ms);
+        cp.checkpoint.previous = Some(PreviousKey {
+            suite: from.name().to_owned(),
+            key_id: old.public_key().key_id(),
+        });
+        let bytes = cp.checkpoint.signed_bytes();
+        cp.signature = self.active_key().sign(&bytes);
+        cp.previous_signature = Some(old.sign(&bytes));
+        Ok(cp)
     }
 }
 
 /// The key id of a raw public key.
 pub fn key_id(public_key: &[u8]) -> String {
-    hex(&super::event::sha256(public_key)[..8])
-}
-
-/// A raw Ed25519 public key as SPKI PEM.
-pub fn public_key_pem(raw: &[u8]) -> String {
-    let mut der = SPKI_ED25519_PREFIX.to_vec();
-    der.extend_from_slice(raw);
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    format!("-----BEGIN PUBLIC KEY-----\n{b64}\n-----END PUBLIC KEY-----\n")
-}
-
-/// The raw key from an Ed25519 SPKI PEM.
-pub fn public_key_from_pem(pem: &str) -> Option<Vec<u8>> {
-    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
-    let der = base64::engine::general_purpose::STANDARD
-        .decode(body.trim())
-        .ok()?;
-    let raw = der.strip_prefix(&SPKI_ED25519_PREFIX[..])?;
-    (raw.len() == 32).then(|| raw.to_vec())
+    crate::policy::load::hex(&super::event::sha256(public_key)[..8])
 }
 
 #[cfg(test)]
@@ -183,20 +414,56 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let signer = CheckpointSigner::open(dir.path()).unwrap();
         let cp = signer.sign("node-1", 42, [9; 32], 1);
-        assert!(cp.verify(signer.public_key()));
+        assert!(cp.check(&signer.keyring()).is_ok());
         let pem = signer.public_key_pem();
-        assert_eq!(public_key_from_pem(&pem).unwrap(), signer.public_key());
+        assert_eq!(Keyring::from_pem(&pem), signer.keyring());
 
         let mut forged = cp.clone();
         forged.checkpoint.seq = 43;
-        assert!(!forged.verify(signer.public_key()));
+        assert!(forged.check(&signer.keyring()).is_err());
         let other = CheckpointSigner::open(tempfile::tempdir().unwrap().path()).unwrap();
-        assert!(!cp.verify(other.public_key()));
+        assert!(cp.check(&other.keyring()).is_err());
         // The same key is loaded again from the data directory.
         assert_eq!(
-            CheckpointSigner::open(dir.path()).unwrap().public_key(),
-            signer.public_key()
+            CheckpointSigner::open(dir.path()).unwrap().keyring(),
+            signer.keyring()
         );
         assert_eq!(SignedCheckpoint::decode(&cp.encode()).unwrap(), cp);
+    }
+
+    #[test]
+    fn version_1_checkpoints_still_decode_and_verify() {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = CheckpointSigner::open(dir.path()).unwrap();
+        let mut cp = signer.sign("node-1", 7, [3; 32], 1);
+        cp.checkpoint.version = 1;
+        let SigningKey::Ed25519(key) = signer.key(Suite::International).unwrap() else {
+            unreachable!()
+        };
+        cp.signature = key.sign(&cp.checkpoint.signed_bytes()).as_ref().to_vec();
+        let stored = cp.encode();
+        let back = SignedCheckpoint::decode(&stored).unwrap();
+        assert_eq!(back, cp);
+        assert!(back.check(&signer.keyring()).is_ok());
+    }
+
+    #[test]
+    fn a_handover_needs_both_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let gm = CheckpointSigner::open_suite(dir.path(), Suite::Gm).unwrap();
+        let cp = gm
+            .sign_handover(Suite::International, "n", 5, [1; 32], 2)
+            .unwrap();
+        assert_eq!(cp.checkpoint.suite, "gm");
+        assert!(cp.check(&gm.keyring()).is_ok());
+        // Without the old key's public half, or with its signature gone, it fails.
+        let only_sm2 = Keyring::new(vec![gm.key(Suite::Gm).unwrap().public_key()]);
+        assert!(cp.check(&only_sm2).is_err());
+        let mut stripped = cp.clone();
+        stripped.previous_signature = None;
+        assert!(stripped.check(&gm.keyring()).is_err());
+        let mut swapped = cp.clone();
+        swapped.previous_signature = Some(cp.signature.clone());
+        assert!(swapped.check(&gm.keyring()).is_err());
     }
 }

@@ -7,16 +7,39 @@
 //! of an event.
 //!
 //! The stored form is the postcard encoding of [`Event`] (a compact, specified,
-//! deterministic binary format) followed by the 32-byte SHA-256 of those bytes.
-//! The bytes include `prev_hash`, which chains each event to the one before.
+//! deterministic binary format) followed by the 32-byte hash of those bytes:
+//! SHA-256, or SM3 for events of the `gm` suite. The first byte (the format
+//! version) says which, so the bytes describe themselves. The bytes include
+//! `prev_hash`, which chains each event to the one before.
 
 use serde::{Deserialize, Serialize};
 
-/// The format version written in every event. Version 2 added `proof`;
-/// version 1 events (written before) are read as they were.
+/// The format version written in every event of the `international` suite.
+/// Version 2 added `proof`; version 1 events (written before) are read as
+/// they were.
 pub const FORMAT_VERSION: u8 = 2;
 
-/// A SHA-256 digest.
+/// The format version of `gm` events: version 2's layout, hashed with SM3.
+pub const FORMAT_VERSION_GM: u8 = 3;
+
+/// The format version an event of `suite` is written with.
+pub fn format_version(suite: crate::audit::suite::Suite) -> u8 {
+    match suite {
+        crate::audit::suite::Suite::International => FORMAT_VERSION,
+        crate::audit::suite::Suite::Gm => FORMAT_VERSION_GM,
+    }
+}
+
+/// The suite of an event written with `version`.
+pub fn suite_of(version: u8) -> crate::audit::suite::Suite {
+    if version == FORMAT_VERSION_GM {
+        crate::audit::suite::Suite::Gm
+    } else {
+        crate::audit::suite::Suite::International
+    }
+}
+
+/// A 32-byte digest (SHA-256 or SM3).
 pub type Hash = [u8; 32];
 
 /// The all-zero hash that the first event of a chain points back to.
@@ -247,10 +270,11 @@ impl Event {
         postcard::to_allocvec(self).unwrap_or_default()
     }
 
-    /// The stored value: canonical bytes followed by their SHA-256.
+    /// The stored value: canonical bytes followed by their hash (the
+    /// version's suite: SHA-256 or SM3).
     pub fn seal(&self) -> (Vec<u8>, Hash) {
         let mut bytes = self.canonical();
-        let hash = sha256(&bytes);
+        let hash = suite_of(self.version).hash(&bytes);
         bytes.extend_from_slice(&hash);
         (bytes, hash)
     }
@@ -267,9 +291,18 @@ impl Event {
             Some(1) => postcard::from_bytes::<EventV1>(bytes)
                 .map_err(invalid)?
                 .into(),
-            _ => postcard::from_bytes(bytes).map_err(invalid)?,
+            Some(&FORMAT_VERSION) | Some(&FORMAT_VERSION_GM) => {
+                postcard::from_bytes(bytes).map_err(invalid)?
+            }
+            Some(v) => {
+                return Err(DecodeError::Invalid(format!(
+                    "unknown event format version {v}"
+                )));
+            }
+            None => return Err(DecodeError::Truncated),
         };
-        Ok((event, rec, sha256(bytes)))
+        let recomputed = suite_of(event.version).hash(bytes);
+        Ok((event, rec, recomputed))
     }
 }
 

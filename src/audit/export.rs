@@ -19,9 +19,10 @@ use serde_json::{Value, json};
 use time::UtcOffset;
 
 use super::chain::{ChainVerifier, VerifyReport};
-use super::checkpoint::{SUITE_INTERNATIONAL, SignedCheckpoint};
-use super::event::{Event, Hash};
+use super::checkpoint::{Keyring, SignedCheckpoint};
+use super::event::{Event, Hash, suite_of};
 use super::query::{event_json, format_time};
+use super::suite::Suite;
 use crate::policy::load::hex;
 
 /// Export formats.
@@ -62,16 +63,46 @@ pub const CSV_COLUMNS: &[&str] = &[
     "prev_hash",
     "hash",
     "canonical",
+    "suite",
 ];
 
-/// The header line of an NDJSON export.
-pub fn header_line(node: &str, anchor: (u64, Hash), offset: UtcOffset, key_id: &str) -> String {
+/// The suites of the epochs an export of events from `first` on holds: the
+/// first event's, then the new suite of every checkpoint in the range that
+/// changes suite.
+pub fn export_suites<'a>(
+    first: Option<&Event>,
+    checkpoints: impl IntoIterator<Item = &'a SignedCheckpoint>,
+) -> Vec<Suite> {
+    let mut suites: Vec<Suite> = first.map(|e| suite_of(e.version)).into_iter().collect();
+    for cp in checkpoints {
+        if cp.checkpoint.previous.is_some()
+            && let Some(s) = cp.checkpoint.suite()
+            && suites.last() != Some(&s)
+        {
+            suites.push(s);
+        }
+    }
+    suites
+}
+
+/// The header line of an NDJSON export: the node, the suite of its first
+/// event (`suite`) and of every epoch in it (`suites`), the active
+/// checkpoint key, the UTC offset of the readable times, and the anchor.
+pub fn header_line(
+    node: &str,
+    anchor: (u64, Hash),
+    offset: UtcOffset,
+    key_id: &str,
+    suites: &[Suite],
+) -> String {
+    let names: Vec<&str> = suites.iter().map(|s| s.name()).collect();
     let v = json!({
         "type": "header",
         "format": "tongban-audit-export",
         "version": 1,
         "node": node,
-        "suite": SUITE_INTERNATIONAL,
+        "suite": names.first().copied().unwrap_or(Suite::default().name()),
+        "suites": names,
         "key_id": key_id,
         "utc_offset": offset
             .format(time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]:[offset_second]"))
@@ -89,7 +120,10 @@ pub fn checkpoint_record(cp: &SignedCheckpoint, offset: UtcOffset, format: Expor
         ExportFormat::Ndjson => {
             let v = json!({
                 "type": "checkpoint", "seq": c.seq, "head_hash": hex(&c.head_hash), "time": format_time(c.time_ms, offset),
-                "node": c.node, "suite": c.suite, "key_id": c.key_id, "signature": B64.encode(&cp.signature), "encoded": encoded,
+                "node": c.node, "suite": c.suite, "key_id": c.key_id, "signature": B64.encode(&cp.signature),
+                "previous": c.previous.as_ref().map(|p| json!({"suite": p.suite, "key_id": p.key_id})),
+                "previous_signature": cp.previous_signature.as_ref().map(|s| B64.encode(s)),
+                "encoded": encoded,
             });
             format!("{v}\n")
         }
@@ -101,6 +135,7 @@ pub fn checkpoint_record(cp: &SignedCheckpoint, offset: UtcOffset, format: Expor
             row[3] = c.node.clone();
             row[25] = hex(&c.head_hash);
             row[26] = encoded;
+            row[27] = c.suite.clone();
             csv_line(&row)
         }
     }
@@ -139,6 +174,7 @@ pub fn event_record(event: &Event, hash: &Hash, offset: UtcOffset, format: Expor
             let mut row: Vec<String> = CSV_COLUMNS.iter().map(|c| text(c)).collect();
             row[0] = "event".into();
             row[26] = canonical;
+            row[27] = suite_of(event.version).name().to_owned();
             csv_line(&row)
         }
     }
@@ -166,24 +202,28 @@ pub fn write_export(
     key_id: &str,
     out: &mut impl std::io::Write,
 ) -> Result<(), super::store::AuditError> {
+    let checkpoints = store.checkpoints()?;
     let Some((lo, hi)) = range else {
         if format == ExportFormat::Csv {
             out.write_all(csv_header().as_bytes())?;
         }
         return Ok(());
     };
-    let prev = store.get(lo)?.map_or([0; 32], |e| e.prev_hash);
+    let first = store.get(lo)?;
+    let prev = first.as_ref().map_or([0; 32], |e| e.prev_hash);
+    let in_range = || {
+        checkpoints
+            .iter()
+            .filter(|c| (lo..=hi).contains(&c.checkpoint.seq))
+    };
     match format {
         ExportFormat::Ndjson => {
-            out.write_all(header_line(node, (lo - 1, prev), offset, key_id).as_bytes())?;
+            let suites = export_suites(first.as_ref(), in_range());
+            out.write_all(header_line(node, (lo - 1, prev), offset, key_id, &suites).as_bytes())?;
         }
         ExportFormat::Csv => out.write_all(csv_header().as_bytes())?,
     }
-    for cp in store
-        .checkpoints()?
-        .iter()
-        .filter(|c| (lo..=hi).contains(&c.checkpoint.seq))
-    {
+    for cp in in_range() {
         out.write_all(checkpoint_record(cp, offset, format).as_bytes())?;
     }
     for item in store.raw_events(lo, hi) {
@@ -206,7 +246,7 @@ pub struct ExportReport {
     pub chain: VerifyReport,
     /// The node named by the export.
     pub node: Option<String>,
-    /// The suite named by the export.
+    /// The suite of the export's first epoch (see `chain.epochs` for all).
     pub suite: String,
     /// Events after the last checkpoint, not covered by a signature.
     pub uncovered_tail: u64,
@@ -221,10 +261,11 @@ impl ExportReport {
     }
 }
 
-/// Verifies an export (NDJSON or CSV, detected) with the raw Ed25519 public key.
+/// Verifies an export (NDJSON or CSV, detected) with the checkpoint public
+/// keys (Ed25519 and/or SM2).
 pub fn verify_export(
     reader: impl BufRead,
-    public_key: &[u8],
+    public_key: &Keyring,
 ) -> Result<ExportReport, std::io::Error> {
     let mut lines = reader.lines().peekable();
     let first = match lines.peek() {
@@ -262,7 +303,9 @@ struct Walk<'k> {
     verifier: Option<ChainVerifier>,
     checkpoints: Vec<SignedCheckpoint>,
     next_cp: usize,
-    key: &'k [u8],
+    key: &'k Keyring,
+    /// The suites the header names, to compare with what the events are.
+    header_suites: Option<Vec<String>>,
     offset: UtcOffset,
     broken: Option<super::chain::BrokenLink>,
     problems: Vec<String>,
@@ -320,6 +363,10 @@ impl Walk<'_> {
                         .from_reader(line.as_bytes());
                     if let Some(Ok(derived)) = reader.records().next() {
                         for (i, name) in CSV_COLUMNS.iter().enumerate() {
+                            if *name == "suite" && row.get(i).is_none() {
+                                // Exports from before the suite column.
+                                continue;
+                            }
                             let (have, want) =
                                 (row.get(i).unwrap_or(""), derived.get(i).unwrap_or(""));
                             let same = if *name == "time" {
@@ -370,20 +417,33 @@ impl Walk<'_> {
         let mut broken = self.broken;
         if broken.is_none() {
             for cp in &self.checkpoints {
-                if !cp.verify(self.key) {
+                if let Err(problem) = cp.check(self.key) {
                     broken = Some(super::chain::BrokenLink {
                         seq: cp.checkpoint.seq,
-                        problem: "a checkpoint's signature does not verify with the public key"
-                            .into(),
+                        problem,
                     });
                     break;
                 }
             }
         }
+        let chain = verifier.report(broken);
+        let found: Vec<String> = chain.epochs.iter().map(|e| e.suite.clone()).collect();
+        if let Some(named) = &self.header_suites
+            && chain.broken.is_none()
+            && !found.is_empty()
+            && *named != found
+        {
+            self.problems.push(format!(
+                "the header names suites {named:?} but the events are {found:?}"
+            ));
+        }
         ExportReport {
-            chain: verifier.report(broken),
+            suite: found
+                .first()
+                .cloned()
+                .unwrap_or_else(|| Suite::default().name().to_owned()),
+            chain,
             node,
-            suite: SUITE_INTERNATIONAL.into(),
             uncovered_tail: head.saturating_sub(last_cp),
             problems: self.problems,
         }
@@ -392,13 +452,14 @@ impl Walk<'_> {
 
 fn verify_ndjson(
     lines: impl Iterator<Item = std::io::Result<String>>,
-    key: &[u8],
+    key: &Keyring,
 ) -> Result<ExportReport, std::io::Error> {
     let mut walk = Walk {
         verifier: None,
         checkpoints: Vec::new(),
         next_cp: 0,
         key,
+        header_suites: None,
         offset: UtcOffset::UTC,
         broken: None,
         problems: Vec::new(),
@@ -421,12 +482,20 @@ fn verify_ndjson(
                     continue;
                 }
                 node = v["node"].as_str().map(str::to_owned);
-                if v["suite"] != SUITE_INTERNATIONAL {
+                if v["suite"].as_str().and_then(Suite::parse).is_none() {
                     walk.problems.push(format!(
                         "suite {} is not supported by this verifier",
                         v["suite"]
                     ));
                 }
+                // Exports from before suites could change name one suite only.
+                walk.header_suites = Some(match v["suites"].as_array() {
+                    Some(list) => list
+                        .iter()
+                        .map(|s| s.as_str().unwrap_or_default().to_owned())
+                        .collect(),
+                    None => vec![v["suite"].as_str().unwrap_or_default().to_owned()],
+                });
                 walk.offset = v["utc_offset"]
                     .as_str()
                     .and_then(|o| {
@@ -468,12 +537,13 @@ fn verify_ndjson(
     Ok(walk.finish(node))
 }
 
-fn verify_csv(text: &str, key: &[u8]) -> ExportReport {
+fn verify_csv(text: &str, key: &Keyring) -> ExportReport {
     let mut walk = Walk {
         verifier: None,
         checkpoints: Vec::new(),
         next_cp: 0,
         key,
+        header_suites: None,
         offset: UtcOffset::UTC,
         broken: None,
         problems: Vec::new(),

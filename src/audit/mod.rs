@@ -10,6 +10,7 @@ pub mod pseudonym;
 pub mod query;
 pub mod retention;
 pub mod store;
+pub mod suite;
 pub mod writer;
 
 pub use event::{Event, EventBody, EventKind, Outcome};

@@ -273,11 +273,14 @@ impl AuditStore {
 
     /// Recomputes the chain from its anchor and checks every checkpoint
     /// (signatures too, when a public key is given).
-    pub fn verify(&self, public_key: Option<&[u8]>) -> Result<VerifyReport, AuditError> {
+    pub fn verify(
+        &self,
+        keys: Option<&super::checkpoint::Keyring>,
+    ) -> Result<VerifyReport, AuditError> {
         let checkpoints = self.checkpoints()?;
         let anchor = self.anchor()?;
         let events = self.raw_events(anchor.0 + 1, u64::MAX);
-        Ok(verify_log(anchor, events, &checkpoints, public_key)?)
+        Ok(verify_log(anchor, events, &checkpoints, keys)?)
     }
 
     /// Appends sealed events, then their index entries, block summaries and

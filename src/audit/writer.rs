@@ -22,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::blocks::{BlockSummary, block_of};
 use super::checkpoint::{CheckpointSigner, SignedCheckpoint};
-use super::event::{Event, EventBody, FORMAT_VERSION, Hash};
+use super::event::{Event, EventBody, Hash};
 use super::store::{AuditError, AuditStore, SealedEvent};
 use crate::clock::Clock;
 use crate::config::Durability;
@@ -98,7 +98,34 @@ impl AuditWriter {
         let head = store.head()?;
         let block = block_of(head.0 + 1);
         let summary = store.block(block)?.unwrap_or_default();
-        let last_checkpoint = store.last_checkpoint_seq()?;
+        let mut last_checkpoint = store.last_checkpoint_seq()?;
+        // A change of suite (audit.suite) ends the current epoch: its last
+        // event gets a checkpoint naming the new suite, signed by both keys,
+        // before any event of the new suite is written.
+        if let Some(last) = store.get(head.0)? {
+            let current = super::event::suite_of(last.version);
+            if current != signer.suite() {
+                let cp = signer.sign_handover(
+                    current,
+                    &options.node,
+                    head.0,
+                    head.1,
+                    options.clock.unix_millis(),
+                )?;
+                store.append(&[], &[], Some(&cp))?;
+                store.db().flush()?;
+                if let Some(f) = &sync_file {
+                    f.sync_data()?;
+                }
+                last_checkpoint = head.0;
+                tracing::info!(
+                    from = current.name(),
+                    to = signer.suite().name(),
+                    seq = head.0,
+                    "audit suite changed: a new epoch starts after a checkpoint signed by both keys"
+                );
+            }
+        }
         let (tx, rx) = mpsc::channel(options.max_batch.saturating_mul(8).max(64));
         let healthy = Arc::new(AtomicBool::new(true));
         let stats = Arc::new(WriterStats::default());
@@ -298,7 +325,7 @@ impl State {
         for body in batch.iter().flat_map(|(bodies, _, _)| bodies) {
             seq += 1;
             let event = Event {
-                version: FORMAT_VERSION,
+                version: super::event::format_version(self.signer.suite()),
                 seq,
                 node: self.options.node.clone(),
                 prev_hash: prev,

@@ -9,9 +9,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
-use tongban::audit::checkpoint::{CheckpointSigner, public_key_from_pem};
+use tongban::audit::chain::Epoch;
+use tongban::audit::checkpoint::{CheckpointSigner, ED25519_KEY_FILE, Keyring, SM2_KEY_FILE};
 use tongban::audit::export::{ExportFormat, verify_export, write_export};
 use tongban::audit::query::{self as q, EventFilter, FlagRules, event_json};
+use tongban::audit::suite::Suite;
 use tongban::audit::{AuditStore, Outcome, Pseudonymizer, retention};
 use tongban::config::Config;
 use tongban::domain::ResidentId;
@@ -28,9 +30,10 @@ pub(crate) enum AuditCommand {
         /// An export (NDJSON or CSV) to verify instead of the live log.
         #[arg(long, requires = "pubkey")]
         export: Option<PathBuf>,
-        /// The checkpoint public key (PEM), as `tongban audit pubkey` prints it.
+        /// The checkpoint public keys (PEM: Ed25519 and/or SM2, as `tongban
+        /// audit pubkey` prints them); may be given more than once.
         #[arg(long)]
-        pubkey: Option<PathBuf>,
+        pubkey: Vec<PathBuf>,
     },
     /// Search events, newest first (JSON Lines).
     Search {
@@ -81,10 +84,21 @@ pub(crate) enum AuditCommand {
         #[arg(long)]
         to: Option<String>,
     },
-    /// Print the public key that verifies this node's checkpoints (PEM).
+    /// Print the public keys that verify this node's checkpoints (PEM, one
+    /// block per suite in use: Ed25519, SM2).
     Pubkey {
         #[command(flatten)]
         target: Target,
+    },
+    /// Create a checkpoint signing key for a suite in the data directory
+    /// (`gm`: SM2, PKCS#8 PEM, mode 0600). An existing key is never replaced:
+    /// the checkpoints it signed need it.
+    Keygen {
+        #[command(flatten)]
+        target: Target,
+        /// `gm` (SM2) or `international` (Ed25519).
+        #[arg(long, default_value = "gm")]
+        suite: String,
     },
     /// Remove events past the retention period that are exported and checkpointed.
     Prune {
@@ -148,6 +162,18 @@ fn time_arg(s: Option<&str>, offset: time::UtcOffset, end: bool) -> Result<Optio
         .transpose()
 }
 
+/// "international 1..=500, then gm 501..=800".
+fn epochs_line(epochs: &[Epoch]) -> String {
+    if epochs.is_empty() {
+        return "no events".into();
+    }
+    epochs
+        .iter()
+        .map(|e| format!("{} {}..={}", e.suite, e.first_seq, e.last_seq))
+        .collect::<Vec<_>>()
+        .join(", then ")
+}
+
 fn now_ms() -> i64 {
     i64::try_from(time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000)
         .unwrap_or(i64::MAX)
@@ -160,10 +186,22 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             pubkey,
             ..
         } => {
-            let pem =
-                std::fs::read_to_string(pubkey.context("--pubkey is required with --export")?)?;
-            let key =
-                public_key_from_pem(&pem).context("the public key is not an Ed25519 PEM key")?;
+            if pubkey.is_empty() {
+                bail!("--pubkey is required with --export");
+            }
+            let mut key = Keyring::default();
+            for path in &pubkey {
+                let pem = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                let found = Keyring::from_pem(&pem);
+                if found.is_empty() {
+                    bail!(
+                        "{} holds no Ed25519 or SM2 public key (PEM)",
+                        path.display()
+                    );
+                }
+                key.extend(found);
+            }
             let reader = std::io::BufReader::new(
                 std::fs::File::open(&file)
                     .with_context(|| format!("cannot open {}", file.display()))?,
@@ -172,11 +210,12 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.ok() {
                 eprintln!(
-                    "export intact: {} events ({}..={}), {} checkpoints verified{}",
+                    "export intact: {} events ({}..={}), {} checkpoints verified; {}{}",
                     report.chain.checked,
                     report.chain.anchor_seq + 1,
                     report.chain.head_seq,
                     report.chain.checkpoints_checked,
+                    epochs_line(&report.chain.epochs),
                     if report.uncovered_tail > 0 {
                         format!(
                             "; WARNING: the last {} events are not covered by a signed checkpoint",
@@ -200,16 +239,17 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Verify { target, .. } => {
             let o = open(&target)?;
             let signer = CheckpointSigner::open(&o.config.data_dir)?;
-            let report = o.store.verify(Some(signer.public_key()))?;
+            let report = o.store.verify(Some(&signer.keyring()))?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             if report.ok() {
                 eprintln!(
-                    "audit chain intact: {} events after anchor {}, head {} ({}), {} checkpoints verified",
+                    "audit chain intact: {} events after anchor {}, head {} ({}), {} checkpoints verified; {}",
                     report.checked,
                     report.anchor_seq,
                     report.head_seq,
                     report.head_hash,
-                    report.checkpoints_checked
+                    report.checkpoints_checked,
+                    epochs_line(&report.epochs)
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -312,7 +352,8 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             let covered = o.store.last_checkpoint_seq()?;
             // Offline, the tail after the last checkpoint is exported too; the verifier reports it as uncovered.
             let range = q::seq_range(&o.store, from, to, u64::MAX)?;
-            let key_id = CheckpointSigner::open(&o.config.data_dir)?.key_id();
+            let key_id =
+                CheckpointSigner::open_suite(&o.config.data_dir, o.config.audit.suite)?.key_id();
             let mut out: Box<dyn Write> = match &output {
                 Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
@@ -345,6 +386,32 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             let from = time_arg(from.as_deref(), o.offset, false)?.unwrap_or(to - 7 * 86_400_000);
             let stats = q::stats(&o.store, from, to, o.offset, &FlagRules::default())?;
             println!("{}", serde_json::to_string_pretty(&stats)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Keygen { target, suite } => {
+            let config = target.load()?;
+            let suite = Suite::parse(&suite)
+                .with_context(|| format!("--suite {suite}: expected gm or international"))?;
+            let file = match suite {
+                Suite::Gm => SM2_KEY_FILE,
+                Suite::International => ED25519_KEY_FILE,
+            };
+            let path = config.data_dir.join(file);
+            if path.exists() {
+                bail!(
+                    "{} exists already; a checkpoint key is never replaced (the checkpoints it signed need it)",
+                    path.display()
+                );
+            }
+            std::fs::create_dir_all(&config.data_dir)?;
+            let signer = CheckpointSigner::open_suite(&config.data_dir, suite)?;
+            eprintln!(
+                "{} key {} written to {} (mode 0600); set audit.suite = \"{}\" to sign with it",
+                suite.signature_name(),
+                signer.key_id(),
+                path.display(),
+                suite.name()
+            );
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Pubkey { target } => {

@@ -70,7 +70,7 @@ async fn every_request_leaves_exactly_one_event_with_its_decision() {
     let report = gw
         .gw
         .audit_store
-        .verify(Some(gw.gw.checkpoint_signer.public_key()))
+        .verify(Some(&gw.gw.checkpoint_signer.keyring()))
         .unwrap();
     assert!(report.ok(), "{report:?}");
     assert_eq!(report.checked, 5);

@@ -9,10 +9,11 @@ use hyper::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{TestGateway, TestResponse};
+use tongban::audit::suite::Suite;
 
 const HUKOU: &str = "/v1/datasets/gongan.hukou/records";
 
-async fn officer_get(gw: &TestGateway, path: &str) -> TestResponse {
+pub(crate) async fn officer_get(gw: &TestGateway, path: &str) -> TestResponse {
     let tok = gw.token("shujuju", "officer-1", &["privacy_officer"]);
     gw.get(path, Some(&tok), None, None).await
 }
@@ -27,7 +28,7 @@ fn seqs(r: &TestResponse) -> Vec<u64> {
 }
 
 /// A few lookups, denials and another department's queries.
-async fn traffic(gw: &TestGateway) -> (String, String) {
+pub(crate) async fn traffic(gw: &TestGateway) -> (String, String) {
     let ids = gw.sample_ids("gongan.hukou", 2);
     let mz = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
     let rs = gw.token("renshe", "clerk-1", &["pension_clerk"]);
@@ -261,18 +262,24 @@ async fn verify_reports_an_intact_chain_with_checkpoints() {
     assert!(r.body["broken"].is_null());
 }
 
-fn tongban(args: &[&str]) -> std::process::Output {
+pub(crate) fn tongban(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tongban"))
         .args(args)
         .output()
         .unwrap()
 }
 
-/// Runs traffic, stops the gateway and hands back its home (the database is free again).
-async fn stopped_home_with_events(
+/// Runs traffic with the log in `suite`, stops the gateway and hands back
+/// its home (the database is free again).
+pub(crate) async fn stopped_home_with_suite(
     checkpoint_every: u64,
+    suite: Suite,
 ) -> (tempfile::TempDir, tongban::config::Config) {
-    let mut gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = checkpoint_every).await;
+    let mut gw = TestGateway::start_with(|c, _| {
+        c.audit.checkpoint_every = checkpoint_every;
+        c.audit.suite = suite;
+    })
+    .await;
     for _ in 0..3 {
         traffic(&gw).await;
     }
@@ -341,10 +348,16 @@ async fn alteration_deletion_reordering_and_truncation_are_each_detected() {
             10,
         ),
     ];
-    for (what, tamper, at) in cases {
-        let (home, config) = stopped_home_with_events(4).await;
+    for ((what, tamper, at), suite) in cases
+        .into_iter()
+        .flat_map(|c| [(c, Suite::International), (c, Suite::Gm)])
+    {
+        let what = format!("{what} ({suite})");
+        let (home, config) = stopped_home_with_suite(4, suite).await;
         let (ok, report) = verify_home(home.path());
         assert!(ok, "{what}: intact before tampering: {report}");
+        assert_eq!(report["epochs"].as_array().unwrap().len(), 1, "{report}");
+        assert_eq!(report["epochs"][0]["suite"], suite.name(), "{report}");
         {
             let db = sled::open(&config.data_dir).unwrap();
             tamper(

@@ -134,7 +134,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_event() {
         assert_eq!(event.body.status, 200);
     }
     let signer = tongban::audit::checkpoint::CheckpointSigner::open(&config.data_dir).unwrap();
-    let report = store.verify(Some(signer.public_key())).unwrap();
+    let report = store.verify(Some(&signer.keyring())).unwrap();
     assert!(
         report.checkpoints_checked >= 1,
         "the clean stop signs a checkpoint: {report:?}"

@@ -62,6 +62,11 @@ impl TestGateway {
     pub async fn start_at(edit: impl FnOnce(&mut Config, &Path), clock: Clock) -> Self {
         let (home, mut config) = demo_home();
         edit(&mut config, home.path());
+        Self::start_on(home, config, clock).await
+    }
+
+    /// A gateway on an existing home (one a stopped gateway left, say).
+    pub async fn start_on(home: TempDir, config: Config, clock: Clock) -> Self {
         let gw = Gateway::open(config, clock.clone()).expect("gateway opens");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -10,6 +10,7 @@ mod auth;
 mod batch;
 mod cli;
 mod crash;
+mod gm_suite;
 mod helpers;
 mod hostile;
 mod lookup;

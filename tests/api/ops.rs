@@ -336,7 +336,7 @@ async fn shutdown_finishes_requests_in_flight_and_flushes_the_log() {
     let report = gw
         .gw
         .audit_store
-        .verify(Some(gw.gw.checkpoint_signer.public_key()))
+        .verify(Some(&gw.gw.checkpoint_signer.keyring()))
         .unwrap();
     assert!(
         report.ok() && report.last_checkpoint == Some(report.head_seq),
