@@ -8,7 +8,7 @@
 //! checked after signature verification, so it applies to tokens served from
 //! the verified-token cache too; an empty list costs one atomic load.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -48,8 +48,8 @@ impl Denial {
 
 #[derive(Debug, Default)]
 struct Index {
-    by_jti: BTreeMap<String, Denial>,
-    by_sub: BTreeMap<String, Denial>,
+    by_jti: HashMap<String, Denial>,
+    by_sub: HashMap<String, Denial>,
 }
 
 /// The deny-list in force.
@@ -136,14 +136,13 @@ impl DenyList {
         self.reload(now_ms)
     }
 
-    /// Every entry in force.
+    /// Every entry in force: tokens by `jti`, then subjects, each in order.
     pub fn all(&self) -> Vec<Denial> {
         let index = self.current.load();
-        index
-            .by_jti
-            .values()
-            .chain(index.by_sub.values())
-            .cloned()
-            .collect()
+        let mut jtis: Vec<&Denial> = index.by_jti.values().collect();
+        jtis.sort_by(|a, b| a.jti.cmp(&b.jti));
+        let mut subs: Vec<&Denial> = index.by_sub.values().collect();
+        subs.sort_by(|a, b| a.sub.cmp(&b.sub));
+        jtis.into_iter().chain(subs).cloned().collect()
     }
 }
