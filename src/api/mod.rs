@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod console;
 pub mod openapi;
 pub mod ops;
 pub mod query;
@@ -51,6 +52,7 @@ pub fn openapi_document(metrics_here: bool) -> utoipa::openapi::OpenApi {
 pub fn build_app(gw: Arc<Gateway>) -> Router {
     let (router, _) = routes(gw.config.metrics_listen.is_none()).split_for_parts();
     router
+        .merge(console::router())
         .fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         // Bodies (admin edits, batches) are bounded in size before any handler

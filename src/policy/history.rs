@@ -95,9 +95,22 @@ impl History {
         id: &str,
         version: u32,
     ) -> Result<Option<HistoryEntry>, sled::Error> {
-        Ok(self
-            .list(Some("grant"), Some(id), usize::MAX)?
+        let entries = self.list(Some("grant"), Some(id), usize::MAX)?;
+        if let Some(e) = entries
+            .iter()
+            .find(|e| e.version == Some(version) && e.after.is_some())
+        {
+            return Ok(Some(e.clone()));
+        }
+        // A version from before the first recorded change (loaded from the
+        // files): the change that replaced it recorded it as `before`.
+        Ok(entries
             .into_iter()
-            .find(|e| e.version == Some(version) && e.after.is_some()))
+            .find(|e| e.version == Some(version + 1) && e.before.is_some())
+            .map(|e| HistoryEntry {
+                version: Some(version),
+                after: e.before.clone(),
+                ..e
+            }))
     }
 }

@@ -475,6 +475,7 @@ async fn validate_and_decide_explain_without_changing_anything() {
 #[tokio::test]
 async fn history_and_revert_round_trip() {
     let gw = TestGateway::start().await;
+    let (original, _) = yibao_fields(&gw).await;
     let (mut grant, etag) = get_grant(&gw, "yibao-enroll-hukou").await;
     grant["access"][0]["fields"] = json!(["name"]);
     let r = call(
@@ -533,6 +534,18 @@ async fn history_and_revert_round_trip() {
         .map(|c| c["action"].as_str().unwrap())
         .collect();
     assert_eq!(actions, ["revert", "put", "put"]);
+    // Version 1 came from the files, before any recorded change: the first
+    // change recorded it as its "before", so it can be put back too.
+    let r = call(
+        &gw,
+        "POST",
+        "/v1/admin/grants/yibao-enroll-hukou/revert?to=1",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(yibao_fields(&gw).await, (original, 5));
 }
 
 #[tokio::test]

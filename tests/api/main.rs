@@ -9,6 +9,7 @@ mod audit_review;
 mod auth;
 mod batch;
 mod cli;
+mod console;
 mod crash;
 mod gm_suite;
 mod helpers;

@@ -1,0 +1,298 @@
+// End-to-end tests of the web console in Debian's headless Chromium, driven
+// by playwright-core against a demo gateway this script starts itself.
+//
+//   node checks/console/e2e.mjs --binary target/debug/tongban [--out target/console-screenshots]
+//
+// An officer signs in, finds a disclosure and verifies the chain; an
+// administrator makes an invalid edit and sees the messages next to the
+// fields, makes a valid one and sees it take effect on a department's query,
+// meets a conflict when someone else saved first, and reverts the change.
+// Screenshots of every page go to the output directory.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import https from 'node:https';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const args = process.argv.slice(2);
+const arg = (name, fallback) => {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : fallback;
+};
+const binary = path.resolve(arg('--binary', 'target/debug/tongban'));
+const out = path.resolve(arg('--out', 'target/console-screenshots'));
+const chromePath = arg('--chromium', '/usr/bin/chromium');
+mkdirSync(out, { recursive: true });
+
+let failures = 0;
+let step = 0;
+function check(ok, what) {
+  step += 1;
+  console.log(`${ok ? 'ok' : 'FAIL'} ${step} ${what}`);
+  if (!ok) failures += 1;
+}
+
+const freePort = () => new Promise((resolve) => {
+  const s = net.createServer();
+  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)); });
+});
+
+const home = mkdtempSync(path.join(os.tmpdir(), 'tongban-console-'));
+const port = await freePort();
+const base = `https://127.0.0.1:${port}`;
+const gateway = spawn(binary, ['demo', '--home', home, '--listen', `127.0.0.1:${port}`, '--residents', '300'], { stdio: ['ignore', 'ignore', 'pipe'] });
+let gatewayLog = '';
+gateway.stderr.on('data', (d) => { gatewayLog += d; });
+
+const token = (dept, sub, roles) => execFileSync(binary, ['token', '--home', home, '--dept', dept, '--sub', sub, '--roles', roles, '--ttl', '1h']).toString().trim();
+
+function request(method, urlPath, { headers = {}, body } = {}) {
+  const ca = readFileSync(path.join(home, 'certs/ca.pem'));
+  return new Promise((resolve, reject) => {
+    const req = https.request(`${base}${urlPath}`, { method, headers, ca }, (res) => {
+      let data = '';
+      res.on('data', (c) => { data += c; });
+      res.on('end', () => {
+        let json = null;
+        try { json = JSON.parse(data); } catch { json = null; }
+        resolve({ status: res.statusCode, headers: res.headers, body: json, text: data });
+      });
+    });
+    req.on('error', reject);
+    if (body !== undefined) req.write(typeof body === 'string' ? body : JSON.stringify(body));
+    req.end();
+  });
+}
+
+async function waitReady() {
+  for (let i = 0; i < 600; i += 1) {
+    try {
+      const r = await request('GET', '/readyz');
+      if (r.status === 200) return;
+    } catch { /* not yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`the gateway did not come up:\n${gatewayLog}`);
+}
+
+let browser;
+try {
+  await waitReady();
+  const officer = token('shujuju', 'officer-1', 'privacy_officer');
+  const admin = token('shujuju', 'admin-1', 'policy_admin');
+  const clerk = token('minzheng', 'clerk-007', 'dibao_reviewer');
+  const resident = JSON.parse(readFileSync(path.join(home, 'samples/gongan.hukou.jsonl'), 'utf8').split('\n')[0]).id_number;
+  const lookup = () => request('GET', `/v1/datasets/gongan.hukou/records/${resident}`, {
+    headers: { Authorization: `Bearer ${clerk}`, 'X-Purpose': 'dibao_review', 'X-Case-Ref': 'MZ-2026-0042' },
+  });
+  const first = await lookup();
+  check(first.status === 200 && 'gender' in first.body.record, 'a department looks a resident up (gender disclosed)');
+
+  const page0 = await request('GET', '/console/');
+  check(page0.status === 200 && /default-src 'none'/.test(page0.headers['content-security-policy'] || ''), 'the console is served with a strict Content-Security-Policy');
+
+  browser = await chromium.launch({
+    executablePath: chromePath,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+      '--disable-component-update', '--disable-sync'],
+  });
+  const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  const problems = [];
+  // Refusals the tests provoke (422, 412) are logged by Chromium as failed
+  // loads; anything else the console reports (a CSP violation, a script
+  // error) is a failure.
+  page.on('console', (m) => {
+    if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) problems.push(m.text());
+  });
+  page.on('pageerror', (e) => problems.push(String(e)));
+  page.on('dialog', (d) => d.accept());
+  const shot = (name) => page.screenshot({ path: path.join(out, `${name}.png`), fullPage: true });
+
+  // ---- privacy officer
+  await page.goto(`${base}/console/`);
+  await page.waitForSelector('#token');
+  await shot('01-signin');
+  await page.fill('#token', officer);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#q-consumer');
+  check(page.url().includes('#/audit'), 'an officer lands on the audit search');
+  check(await page.isVisible('text=审计检索'), 'the console speaks Chinese first');
+  const stored = await page.evaluate(() => ({ session: sessionStorage.getItem('tongban.token') !== null, local: Object.keys(localStorage).some((k) => localStorage.getItem(k).includes('.')) , cookie: document.cookie }));
+  check(stored.session && !stored.local && stored.cookie === '', 'the token is in sessionStorage, not localStorage or a cookie');
+
+  await page.fill('#q-consumer', 'minzheng');
+  await page.selectOption('#q-decision', 'allow');
+  await page.click('form.filters button[type=submit]');
+  await page.waitForSelector('table tbody tr');
+  check(page.url().includes('consumer=minzheng') && page.url().includes('decision=allow'), 'the filters are reflected in the URL');
+  const shared = page.url();
+  await shot('02-audit-search');
+  await page.click('table tbody tr td a');
+  await page.waitForSelector('dl.kv');
+  const detail = await page.textContent('main');
+  check(/[0-9a-f]{64}/.test(detail) && detail.includes('minzheng-dibao-hukou'), 'an event shows its hash, previous hash and grant');
+  await shot('03-event');
+  await page.goto(shared);
+  await page.waitForSelector('table tbody tr');
+  check((await page.inputValue('#q-consumer')) === 'minzheng', 'a shared search link opens with its filters');
+
+  await page.click('nav >> text=个人披露报告');
+  await page.fill('#d-resident', resident);
+  await page.click('form.filters button[type=submit]');
+  await page.waitForSelector('table tbody tr');
+  const report = await page.textContent('main');
+  check(report.includes('民政局') && report.includes('MZ-2026-0042'), 'the disclosure report names the department and the case');
+  await shot('04-disclosures');
+  const download = page.waitForEvent('download');
+  await page.click('text=下载 CSV');
+  const file = await download;
+  check(file.suggestedFilename().endsWith('.csv'), 'the disclosure report downloads as CSV');
+  await page.emulateMedia({ media: 'print' });
+  await page.screenshot({ path: path.join(out, '05-disclosures-print.png'), fullPage: true });
+  check(!(await page.isVisible('header.top')), 'the printed report has no navigation');
+  await page.emulateMedia({ media: 'screen' });
+
+  await page.click('nav >> text=链校验');
+  await page.click('text=开始校验');
+  await page.waitForSelector('#verdict');
+  check((await page.getAttribute('#verdict', 'class')).includes('ok') && (await page.textContent('#verdict')).includes('完整'), 'the chain verifies with a clear verdict');
+  await shot('06-verify');
+
+  await page.click('nav >> text=统计');
+  await page.waitForSelector('svg.chart');
+  check(await page.isVisible('svg.chart rect'), 'statistics are drawn as a chart');
+  await shot('07-stats');
+
+  await page.click('#lang');
+  await page.waitForSelector('nav >> text=Statistics');
+  check(await page.isVisible('text=Requests and denials per day'), 'the language switch turns the console to English');
+  await page.click('#lang');
+  await page.waitForSelector('nav >> text=统计');
+
+  // Keyboard: the skip link is the first stop and the navigation is reachable.
+  await page.reload();
+  await page.waitForSelector('nav >> text=统计');
+  await page.keyboard.press('Tab');
+  check((await page.evaluate(() => document.activeElement.className)) === 'skip', 'the first Tab stop is the skip link');
+
+  await page.click('#signout');
+  await page.waitForSelector('#token');
+
+  // ---- policy administrator
+  await page.fill('#token', admin);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('text=数据集目录');
+  check(page.url().includes('#/catalog'), 'an administrator lands on the catalog');
+  check(!(await page.isVisible('nav >> text=审计检索')), 'an administrator sees no audit pages');
+  await shot('08-catalog');
+
+  await page.goto(`${base}/console/#/grant/minzheng-dibao-hukou`);
+  await page.waitForSelector('#g-quota');
+  await page.fill('#g-quota', 'lots');
+  const fields0 = await page.inputValue('#g-fields-0');
+  await page.fill('#g-fields-0', `${fields0}, nosuchfield`);
+  await page.click('text=预览访问变化');
+  await page.waitForSelector('#g-quota-error:not(:empty)');
+  check((await page.textContent('#g-quota-error')).includes('lots'), 'an invalid quota is explained next to the quota field');
+  check((await page.textContent('#g-fields-0-error')).includes('nosuchfield'), 'an unknown field is explained next to the fields');
+  await shot('09-grant-invalid');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('text=有错误，未保存');
+  check((await lookup()).body.record.gender !== undefined, 'nothing was saved');
+
+  await page.goto(`${base}/console/#/catalog`);
+  await page.goto(`${base}/console/#/grant/minzheng-dibao-hukou`);
+  await page.waitForSelector('#g-fields-0');
+  const without = (await page.inputValue('#g-fields-0')).split(',').map((s) => s.trim()).filter((s) => s !== 'gender').join(', ');
+  await page.fill('#g-fields-0', without);
+  await page.click('text=预览访问变化');
+  await page.waitForSelector('#access-changes');
+  check((await page.textContent('#access-changes')).includes('loses gender'), 'the preview shows who loses which field');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#saved');
+  await shot('10-grant-saved');
+  const after = await lookup();
+  check(after.status === 200 && !('gender' in after.body.record), 'the saved edit takes effect on the next department query');
+
+  // Someone else saves first: the console's next save is a conflict.
+  const current = await request('GET', '/v1/admin/grants/minzheng-dibao-hukou', { headers: { Authorization: `Bearer ${admin}` } });
+  const theirs = { ...current.body.grant, title: `${current.body.grant.title}（他人修改）` };
+  delete theirs.version;
+  const put = await request('PUT', '/v1/admin/grants/minzheng-dibao-hukou', {
+    headers: { Authorization: `Bearer ${admin}`, 'Content-Type': 'application/json', 'If-Match': current.headers.etag },
+    body: theirs,
+  });
+  check(put.status === 200, 'another administrator saves the grant');
+  await page.fill('#g-title', '低保审核查询户籍信息（本页修改）');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#conflict');
+  check(true, 'the console reports the conflict instead of overwriting');
+  await shot('11-grant-conflict');
+
+  // History with diffs; revert the change that removed gender.
+  await page.goto(`${base}/console/#/history?id=minzheng-dibao-hukou`);
+  await page.waitForSelector('pre.diff');
+  await shot('12-history');
+  const revertButton = page.locator('button.danger', { hasText: '→ 版本 1' });
+  check((await revertButton.count()) === 1, 'the change to version 2 can be reverted to version 1');
+  await revertButton.click();
+  await page.waitForSelector('#reverted');
+  const reverted = await lookup();
+  check(reverted.status === 200 && 'gender' in reverted.body.record, 'after the revert the department sees gender again');
+
+  await page.click('nav >> text=决策解释');
+  await page.fill('#x-dept', 'minzheng');
+  await page.fill('#x-roles', 'dibao_reviewer');
+  await page.fill('#x-dataset', 'gongan.hukou');
+  await page.fill('#x-purpose', 'school_admission');
+  await page.click('form.filters button[type=submit]');
+  await page.waitForSelector('#result .notice');
+  check((await page.textContent('#result')).includes('purpose-not-granted'), 'the decision explainer says why a request would be refused');
+  await shot('13-decide');
+
+  // The emergency stop: suspend a department from the console, see its
+  // query refused, resume it.
+  await page.click('nav >> text=部门与停用');
+  await page.waitForSelector('table');
+  await page.fill('input[aria-label="停用原因 minzheng"]', '系统疑似被入侵');
+  await page.click('tr:has(code:text-is("minzheng")) >> button.danger');
+  await page.waitForSelector('tr:has(code:text-is("minzheng")) >> text=已停用');
+  const refused = await lookup();
+  check(refused.status === 403 && refused.body.type.endsWith('/department-suspended'), 'a department suspended in the console is refused');
+  await shot('14-departments-suspended');
+  await page.click('tr:has(code:text-is("minzheng")) >> text=恢复');
+  await page.waitForSelector('tr:has(code:text-is("minzheng")) >> text=正常');
+  check((await lookup()).status === 200, 'and served again once resumed');
+
+  // The token deny-list: deny the clerk's tokens issued until now.
+  await page.click('nav >> text=令牌拒绝名单');
+  await page.waitForSelector('#t-jti');
+  await page.fill('#t-sub', 'clerk-007');
+  await page.fill('#t-reason', '令牌泄露');
+  await page.click('form.filters button[type=submit]');
+  await page.waitForSelector('td:text-is("clerk-007")');
+  const denied = await lookup();
+  check(denied.status === 401 && denied.body.type.endsWith('/token-revoked'), 'a token denied in the console is refused');
+  await shot('15-tokens');
+
+  // A tablet.
+  await page.setViewportSize({ width: 768, height: 1024 });
+  await page.goto(`${base}/console/#/catalog`);
+  await page.waitForSelector('text=数据集目录');
+  await shot('16-catalog-tablet');
+
+  check(problems.length === 0, `no script errors or CSP violations in the browser${problems.length ? ': ' + problems.join(' | ') : ''}`);
+} catch (e) {
+  console.log(`FAIL ${e.stack || e}`);
+  failures += 1;
+} finally {
+  if (browser) await browser.close();
+  gateway.kill('SIGTERM');
+  rmSync(home, { recursive: true, force: true });
+}
+console.log(`${step - failures} of ${step} checks passed; screenshots in ${out}`);
+process.exit(failures ? 1 : 0);

@@ -1,0 +1,825 @@
+// tongban console: privacy officers' and administrators' pages over the
+// gateway's own API. No build step, no third-party code. The bearer token
+// lives in sessionStorage only (gone when the tab closes); every element is
+// built with textContent, never from HTML strings.
+
+const L = {
+  title: ['通办控制台', 'tongban console'],
+  lang: ['English', '中文'],
+  signout: ['退出', 'Sign out'],
+  signin: ['登录', 'Sign in'],
+  signinIntro: ['粘贴访问令牌（JWT），或从文件载入。令牌只保存在本标签页的会话存储中，关闭即清除。', 'Paste an access token (JWT), or load it from a file. It is kept in this tab\'s session storage only and is gone when the tab closes.'],
+  token: ['访问令牌', 'Access token'],
+  tokenFile: ['从文件载入令牌', 'Load the token from a file'],
+  badToken: ['这不是可读的 JWT。', 'This is not a readable JWT.'],
+  expired: ['令牌已过期，请重新登录。', 'The token has expired; sign in again.'],
+  noRole: ['此令牌没有控制台角色（privacy_officer 或 policy_admin）。', 'This token holds no console role (privacy_officer or policy_admin).'],
+  refused: ['网关拒绝了请求', 'The gateway refused the request'],
+  loading: ['加载中…', 'Loading…'],
+  navAudit: ['审计检索', 'Audit search'],
+  navDisclosures: ['个人披露报告', 'Disclosure report'],
+  navVerify: ['链校验', 'Verify chain'],
+  navStats: ['统计', 'Statistics'],
+  navCatalog: ['目录与授权', 'Catalog & grants'],
+  navDecide: ['决策解释', 'Decision explainer'],
+  navDepartments: ['部门与停用', 'Departments'],
+  navTokens: ['令牌拒绝名单', 'Token deny-list'],
+  search: ['检索', 'Search'],
+  resident: ['公民身份号码', 'Resident ID'],
+  consumer: ['调用部门', 'Consumer department'],
+  subject: ['经办人', 'Subject'],
+  dataset: ['数据集', 'Dataset'],
+  purpose: ['用途', 'Purpose'],
+  decision: ['决定', 'Decision'],
+  any: ['（任意）', '(any)'],
+  from: ['起', 'From'],
+  to: ['止', 'To'],
+  limit: ['每页', 'Per page'],
+  seq: ['序号', 'Seq'],
+  time: ['时间', 'Time'],
+  operation: ['操作', 'Operation'],
+  status: ['状态码', 'Status'],
+  state: ['状态', 'State'],
+  operator: ['（运营部门，不可停用）', '(the operator: cannot be suspended)'],
+  next: ['下一页', 'Next page'],
+  noEvents: ['没有符合条件的事件。', 'No events match.'],
+  shareHint: ['检索条件保存在地址栏中，可以复制链接分享。', 'The filters are in the address bar: copy the link to share this search.'],
+  event: ['事件', 'Event'],
+  hash: ['哈希', 'Hash'],
+  prevHash: ['前一事件哈希', 'Previous hash'],
+  grant: ['授权', 'Grant'],
+  policyVersion: ['策略版本', 'Policy version'],
+  fields: ['字段', 'Fields'],
+  caseRef: ['业务编号', 'Case reference'],
+  reason: ['原因', 'Reason'],
+  previous: ['上一事件', 'Previous event'],
+  disclosuresFor: ['个人数据披露报告', 'Disclosure report'],
+  disclosuresIntro: ['列出该居民的数据每一次离开网关的记录：何时、哪个部门和经办人、用途、业务编号、数据集与字段。', 'Every time this resident\'s data left the gateway: when, which department and person, purpose, case reference, dataset and fields.'],
+  show: ['查询', 'Show'],
+  print: ['打印', 'Print'],
+  csv: ['下载 CSV', 'Download CSV'],
+  count: ['条数', 'Count'],
+  generated: ['生成时间', 'Generated'],
+  noDisclosures: ['没有披露记录。', 'No disclosures.'],
+  verifyIntro: ['重新计算整条哈希链并校验每个签名检查点。', 'Recompute the whole hash chain and check every signed checkpoint.'],
+  verifyRun: ['开始校验', 'Verify now'],
+  intact: ['完整：链未被篡改', 'Intact: the chain has not been altered'],
+  broken: ['已损坏：发现篡改', 'Broken: the chain was altered'],
+  checked: ['已校验事件', 'Events checked'],
+  checkpoints: ['已校验检查点', 'Checkpoints checked'],
+  head: ['链头', 'Head'],
+  epochs: ['算法时期', 'Epochs'],
+  firstBroken: ['第一个断点', 'First broken link'],
+  statsIntro: ['按天统计请求、拒绝，以及按部门和用途的分布；异常标记链接到相关事件。', 'Requests and denials per day, by department and purpose; anomaly flags link to their events.'],
+  show2: ['显示', 'Show'],
+  total: ['合计', 'Total'],
+  allow: ['允许', 'allow'],
+  deny: ['拒绝', 'deny'],
+  error: ['错误', 'error'],
+  byConsumer: ['按部门', 'By department'],
+  byPurpose: ['按用途', 'By purpose'],
+  flags: ['异常标记', 'Anomaly flags'],
+  noFlags: ['没有异常标记。', 'No flags.'],
+  day: ['日期', 'Day'],
+  kind: ['类型', 'Kind'],
+  events: ['事件', 'Events'],
+  datasets: ['数据集目录', 'Datasets'],
+  grants: ['授权（谁可以为何用途查看哪些字段）', 'Grants (who may see which fields, for what)'],
+  owner: ['提供部门', 'Owner'],
+  class: ['共享类别', 'Sharing class'],
+  roles: ['角色', 'Roles'],
+  purposes: ['用途', 'Purposes'],
+  operations: ['操作', 'Operations'],
+  version: ['版本', 'Version'],
+  edit: ['编辑', 'Edit'],
+  history: ['历史', 'History'],
+  editGrant: ['编辑授权', 'Edit grant'],
+  titleField: ['名称', 'Title'],
+  basis: ['法律依据', 'Legal basis'],
+  quota: ['配额', 'Quota'],
+  caseRefRequired: ['必须提供业务编号', 'Case reference required'],
+  verifyOnly: ['仅核验字段', 'Verify-only fields'],
+  commaHint: ['以逗号分隔', 'comma-separated'],
+  preview: ['预览访问变化', 'Preview access changes'],
+  save: ['保存', 'Save'],
+  reload: ['重新载入', 'Reload'],
+  invalid: ['有错误，未保存。请修改标出的字段。', 'There are errors; nothing was saved. Fix the marked fields.'],
+  noChange: ['访问权限没有变化。', 'No access changes.'],
+  accessChanges: ['访问变化', 'Access changes'],
+  saved: ['已保存，新版本', 'Saved: now version'],
+  conflict: ['保存冲突：其他人已先保存了此授权。请重新载入后再修改。', 'Conflict: someone else saved this grant first. Reload it and make your change again.'],
+  historyOf: ['变更历史', 'Change history'],
+  author: ['修改人', 'Author'],
+  action: ['动作', 'Action'],
+  revert: ['撤销此变更', 'Revert this change'],
+  revertConfirm: ['确定将授权 {id} 恢复到版本 {v} 吗？这会生效并记入审计日志。', 'Put grant {id} back to version {v}? It takes effect at once and is audited.'],
+  reverted: ['已恢复，新版本', 'Reverted: now version'],
+  noHistory: ['没有记录的变更。', 'No recorded changes.'],
+  decideIntro: ['不发起查询，解释一个请求会被如何决定。', 'Explain how a request would be decided, without running it.'],
+  dept: ['部门', 'Department'],
+  explain: ['解释', 'Explain'],
+  date: ['日期', 'Date'],
+  nearest: ['最接近的授权', 'Nearest grant'],
+  departments: ['部门', 'Departments'],
+  name: ['名称', 'Name'],
+  suspended: ['已停用', 'Suspended'],
+  active: ['正常', 'Active'],
+  since: ['自', 'Since'],
+  by: ['操作人', 'By'],
+  suspend: ['停用', 'Suspend'],
+  resume: ['恢复', 'Resume'],
+  suspendReason: ['停用原因', 'Reason for the suspension'],
+  suspendConfirm: ['确定停用部门 {d} 吗？它的所有请求将立即被拒绝。', 'Suspend {d}? Every request of its systems is refused at once.'],
+  resumeConfirm: ['确定恢复部门 {d} 吗？', 'Resume {d}?'],
+  tokensIntro: ['拒绝某个令牌（jti），或某个经办人在某时间之前签发的全部令牌，直到条目过期。', 'Deny one token (jti), or every token of a subject issued before a time, until the entry expires.'],
+  jti: ['令牌编号 jti', 'Token id (jti)'],
+  sub: ['经办人 sub', 'Subject (sub)'],
+  issuedBefore: ['在此之前签发（默认现在）', 'Issued before (default now)'],
+  expires: ['条目过期时间（默认 7 天）', 'Entry expires (default 7 days)'],
+  add: ['加入拒绝名单', 'Add to the deny-list'],
+  added: ['已加入。', 'Added.'],
+  noEntries: ['名单为空。', 'The list is empty.'],
+  required: ['必填', 'required'],
+  auditSeq: ['审计序号', 'Audit seq'],
+};
+
+const S = {
+  token: sessionStorage.getItem('tongban.token') || '',
+  lang: localStorage.getItem('tongban.lang') === 'en' ? 'en' : 'zh',
+};
+
+function t(key, vars) {
+  const pair = L[key];
+  let s = pair ? pair[S.lang === 'zh' ? 0 : 1] : key;
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replace(`{${k}}`, v);
+  return s;
+}
+
+// Builds an element: h('a', {href: '#/x', class: 'c', onclick: f}, 'text', child…).
+function h(tag, attrs, ...kids) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (k === 'for') el.htmlFor = v;
+    else if (k === 'value') el.value = v;
+    else if (k === 'checked') el.checked = !!v;
+    else el.setAttribute(k, v === true ? '' : String(v));
+  }
+  for (const kid of kids.flat(Infinity)) {
+    if (kid === undefined || kid === null || kid === false) continue;
+    el.append(kid instanceof Node ? kid : document.createTextNode(String(kid)));
+  }
+  return el;
+}
+
+function claims(token) {
+  try {
+    const part = token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+    const json = decodeURIComponent(Array.from(atob(part), (c) => '%' + c.charCodeAt(0).toString(16).padStart(2, '0')).join(''));
+    return JSON.parse(json);
+  } catch {
+    return null;
+  }
+}
+
+function roles() {
+  const c = claims(S.token);
+  return c && Array.isArray(c.roles) ? c.roles : [];
+}
+
+async function api(method, path, opts = {}) {
+  const headers = { Authorization: `Bearer ${S.token}`, Accept: opts.accept || 'application/json' };
+  if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
+  Object.assign(headers, opts.headers || {});
+  const resp = await fetch(path, {
+    method,
+    headers,
+    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+    credentials: 'omit',
+    cache: 'no-store',
+  });
+  if (opts.raw) return resp;
+  const text = await resp.text();
+  let body = null;
+  try { body = JSON.parse(text); } catch { body = null; }
+  return { status: resp.status, ok: resp.ok, headers: resp.headers, body, text };
+}
+
+function problem(r) {
+  const b = r.body || {};
+  return h('div', { class: 'notice bad', role: 'alert' },
+    h('strong', {}, `${t('refused')} (${r.status}): `), b.title || r.text || '',
+    b.detail ? h('div', {}, b.detail) : null,
+    b.type ? h('div', { class: 'mono' }, b.type) : null);
+}
+
+function query() {
+  const hash = location.hash || '#/';
+  const i = hash.indexOf('?');
+  return new URLSearchParams(i < 0 ? '' : hash.slice(i + 1));
+}
+
+function go(route, params) {
+  const qs = params ? new URLSearchParams(Object.entries(params).filter(([, v]) => v !== '' && v !== undefined && v !== null)).toString() : '';
+  location.hash = `#/${route}${qs ? '?' + qs : ''}`;
+}
+
+function field(id, label, input, hint) {
+  input.id = id;
+  return h('div', { class: 'field' }, h('label', { for: id }, label, hint ? ` (${hint})` : ''), input,
+    h('p', { class: 'field-error', id: `${id}-error`, 'aria-live': 'polite' }));
+}
+
+function list(v) {
+  return String(v || '').split(/[,，\s]+/).map((s) => s.trim()).filter(Boolean);
+}
+
+function table(columns, rows) {
+  return h('div', { class: 'table-wrap' }, h('table', {},
+    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c)))))));
+}
+
+function tag(decision) {
+  return h('span', { class: `tag ${decision}` }, t(decision) || decision);
+}
+
+// ---------------------------------------------------------------- pages
+
+const PAGES = {
+  signin: { role: null, render: signin },
+  audit: { role: 'privacy_officer', nav: 'navAudit', render: auditSearch },
+  event: { role: 'privacy_officer', render: eventDetail },
+  disclosures: { role: 'privacy_officer', nav: 'navDisclosures', render: disclosures },
+  verify: { role: 'privacy_officer', nav: 'navVerify', render: verify },
+  stats: { role: 'privacy_officer', nav: 'navStats', render: stats },
+  catalog: { role: 'policy_admin', nav: 'navCatalog', render: catalog },
+  grant: { role: 'policy_admin', render: grantEditor },
+  history: { role: 'policy_admin', render: history },
+  decide: { role: 'policy_admin', nav: 'navDecide', render: decide },
+  departments: { role: 'policy_admin', nav: 'navDepartments', render: departments },
+  tokens: { role: 'policy_admin', nav: 'navTokens', render: tokens },
+};
+
+function home() {
+  const r = roles();
+  if (r.includes('privacy_officer')) return 'audit';
+  if (r.includes('policy_admin')) return 'catalog';
+  return 'signin';
+}
+
+function chrome(route) {
+  document.title = t('title');
+  document.documentElement.lang = S.lang === 'zh' ? 'zh-CN' : 'en';
+  const nav = document.getElementById('nav');
+  nav.replaceChildren();
+  const r = roles();
+  if (S.token) {
+    for (const [name, page] of Object.entries(PAGES)) {
+      if (page.nav && r.includes(page.role)) {
+        nav.append(h('a', { href: `#/${name}`, 'aria-current': name === route ? 'page' : null }, t(page.nav)));
+      }
+    }
+  }
+  const c = S.token ? claims(S.token) : null;
+  document.getElementById('who').textContent = c ? `${c.sub} · ${c.dept} · ${(c.roles || []).join(', ')}` : '';
+  const lang = document.getElementById('lang');
+  lang.textContent = t('lang');
+  const out = document.getElementById('signout');
+  out.textContent = t('signout');
+  out.hidden = !S.token;
+}
+
+let rendering = 0;
+
+async function render() {
+  // Only the latest navigation may fill the page: an earlier one that
+  // answers late is dropped.
+  const mine = ++rendering;
+  const hash = location.hash || '';
+  let route = hash.replace(/^#\//, '').split('?')[0].split('/')[0];
+  const arg = decodeURIComponent(hash.replace(/^#\//, '').split('?')[0].split('/').slice(1).join('/'));
+  const c = S.token ? claims(S.token) : null;
+  if (!S.token || !c || (c.exp && c.exp * 1000 < Date.now())) {
+    if (S.token && c && c.exp * 1000 < Date.now()) sessionStorage.setItem('tongban.notice', t('expired'));
+    S.token = '';
+    sessionStorage.removeItem('tongban.token');
+    route = 'signin';
+  }
+  const page = PAGES[route];
+  if (!page || (page.role && !roles().includes(page.role))) {
+    const to = home();
+    if (route !== to) { go(to); return; }
+  }
+  chrome(route);
+  const main = document.getElementById('main');
+  main.replaceChildren(h('p', {}, t('loading')));
+  try {
+    const content = await (PAGES[route] || PAGES.signin).render(arg);
+    if (mine !== rendering) return;
+    main.replaceChildren(...[content].flat(Infinity).filter((x) => x !== null && x !== undefined && x !== false));
+  } catch (e) {
+    if (mine !== rendering) return;
+    main.replaceChildren(h('div', { class: 'notice bad', role: 'alert' }, String(e)));
+  }
+}
+
+function signin() {
+  const notice = sessionStorage.getItem('tongban.notice');
+  sessionStorage.removeItem('tongban.notice');
+  const area = h('textarea', { name: 'token', rows: 5, autocomplete: 'off', spellcheck: 'false' });
+  const file = h('input', { type: 'file', accept: '.jwt,.txt,text/plain' });
+  const msg = h('p', { class: 'error', role: 'alert' }, notice || '');
+  file.addEventListener('change', async () => {
+    if (file.files[0]) area.value = (await file.files[0].text()).trim();
+  });
+  const form = h('form', { class: 'panel', onsubmit: (ev) => {
+    ev.preventDefault();
+    const token = area.value.trim();
+    const c = claims(token);
+    if (!c) { msg.textContent = t('badToken'); return; }
+    if (c.exp && c.exp * 1000 < Date.now()) { msg.textContent = t('expired'); return; }
+    const r = Array.isArray(c.roles) ? c.roles : [];
+    if (!r.includes('privacy_officer') && !r.includes('policy_admin')) { msg.textContent = t('noRole'); return; }
+    S.token = token;
+    sessionStorage.setItem('tongban.token', token);
+    go(home());
+  } },
+  field('token', t('token'), area),
+  field('token-file', t('tokenFile'), file),
+  h('div', { class: 'actions' }, h('button', { type: 'submit' }, t('signin'))), msg);
+  return [h('h1', {}, t('signin')), h('p', {}, t('signinIntro')), form];
+}
+
+const FILTERS = ['resident', 'consumer', 'subject', 'dataset', 'purpose', 'decision', 'from', 'to', 'limit'];
+
+async function auditSearch() {
+  const q = query();
+  const inputs = {};
+  for (const f of FILTERS) {
+    inputs[f] = f === 'decision'
+      ? h('select', { name: f }, ['', 'allow', 'deny', 'error'].map((d) => h('option', { value: d }, d ? t(d) : t('any'))))
+      : h('input', { name: f, type: f === 'limit' ? 'number' : 'text', min: f === 'limit' ? 1 : null, max: f === 'limit' ? 1000 : null, placeholder: f === 'from' || f === 'to' ? 'YYYY-MM-DD' : '' });
+    inputs[f].value = q.get(f) || (f === 'limit' ? '50' : '');
+  }
+  const form = h('form', { class: 'filters', role: 'search', onsubmit: (ev) => {
+    ev.preventDefault();
+    const params = {};
+    for (const f of FILTERS) params[f] = inputs[f].value.trim();
+    go('audit', params);
+  } },
+  FILTERS.map((f) => field(`q-${f}`, t(f === 'limit' ? 'limit' : f), inputs[f])),
+  h('div', {}, h('button', { type: 'submit' }, t('search'))));
+  const out = [h('h1', {}, t('navAudit')), form, h('p', { class: 'noprint' }, t('shareHint'))];
+  const params = new URLSearchParams();
+  for (const f of [...FILTERS, 'cursor']) if (q.get(f)) params.set(f, q.get(f));
+  const r = await api('GET', `/v1/audit/events?${params}`);
+  if (!r.ok) return [...out, problem(r)];
+  const events = r.body.events || [];
+  out.push(events.length === 0 ? h('p', {}, t('noEvents')) : table(
+    [t('seq'), t('time'), t('consumer'), t('subject'), t('operation'), t('dataset'), t('purpose'), t('decision'), t('status')],
+    events.map((e) => [h('a', { href: `#/event/${e.seq}` }, String(e.seq)), e.time, e.consumer || '', e.subject || '', e.operation, e.dataset || '', e.purpose || '', tag(e.decision), String(e.status)])));
+  if (r.body.next_cursor) {
+    const next = Object.fromEntries(q.entries());
+    next.cursor = r.body.next_cursor;
+    out.push(h('div', { class: 'actions' }, h('a', { class: 'button secondary', href: `#/audit?${new URLSearchParams(next)}` }, t('next'))));
+  }
+  return out;
+}
+
+async function eventDetail(seq) {
+  const r = await api('GET', `/v1/audit/events/${encodeURIComponent(seq)}`);
+  if (!r.ok) return [h('h1', {}, `${t('event')} ${seq}`), problem(r)];
+  const e = r.body;
+  const rows = [
+    [t('seq'), String(e.seq)], [t('time'), e.time], ['node', e.node], ['request_id', e.request_id],
+    [t('kind'), e.kind], [t('operation'), e.operation], [t('consumer'), e.consumer], [t('subject'), e.subject],
+    [t('roles'), (e.roles || []).join(', ')], [t('dataset'), e.dataset], [t('resident'), e.resident],
+    [t('purpose'), e.purpose], [t('caseRef'), e.case_ref], [t('fields'), (e.fields || []).join(', ')],
+    [t('decision'), tag(e.decision)], [t('reason'), e.reason],
+    [t('grant'), e.grant ? `${e.grant.id} @ ${t('version')} ${e.grant.version}` : ''],
+    [t('policyVersion'), e.policy_version], [t('status'), String(e.status)], ['latency_us', String(e.latency_us)],
+    ['cert_fingerprint', e.cert_fingerprint], ['detail', e.detail],
+    [t('hash'), h('code', {}, e.hash)], [t('prevHash'), h('code', {}, e.prev_hash)],
+  ];
+  return [
+    h('h1', {}, `${t('event')} ${e.seq}`),
+    h('dl', { class: 'kv' }, rows.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+    e.seq > 1 ? h('div', { class: 'actions' }, h('a', { class: 'button secondary', href: `#/event/${e.seq - 1}` }, t('previous'))) : null,
+  ];
+}
+
+async function disclosures() {
+  const q = query();
+  const input = h('input', { name: 'resident', autocomplete: 'off', value: q.get('resident') || '' });
+  const form = h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); go('disclosures', { resident: input.value.trim() }); } },
+    field('d-resident', t('resident'), input), h('div', {}, h('button', { type: 'submit' }, t('show'))));
+  const out = [h('h1', {}, t('disclosuresFor')), h('p', { class: 'noprint' }, t('disclosuresIntro')), form];
+  const resident = q.get('resident');
+  if (!resident) return out;
+  const path = `/v1/audit/residents/${encodeURIComponent(resident)}/disclosures`;
+  const r = await api('GET', path);
+  if (!r.ok) return [...out, problem(r)];
+  const b = r.body;
+  const download = async () => {
+    const resp = await api('GET', `${path}?format=csv`, { raw: true, accept: 'text/csv' });
+    const blob = await resp.blob();
+    const a = h('a', { href: URL.createObjectURL(blob), download: `disclosures-${b.resident}.csv` });
+    document.body.append(a);
+    a.click();
+    a.remove();
+  };
+  out.push(
+    h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => window.print() }, t('print')),
+      h('button', { type: 'button', class: 'secondary', onclick: download }, t('csv'))),
+    h('dl', { class: 'kv' }, h('dt', {}, t('resident')), h('dd', {}, b.resident), h('dt', {}, t('count')), h('dd', {}, String(b.count)),
+      h('dt', {}, t('generated')), h('dd', {}, b.generated_at)),
+    b.disclosures.length === 0 ? h('p', {}, t('noDisclosures')) : table(
+      [t('time'), t('consumer'), t('subject'), t('purpose'), t('caseRef'), t('dataset'), t('fields'), t('grant'), t('seq')],
+      b.disclosures.map((d) => [d.time, d.consumer_name || d.consumer, d.subject || '', d.purpose || '', d.case_ref || '',
+        d.dataset_title || d.dataset, (d.fields || []).map((f) => f.title || f.name).join('；'), d.grant || '',
+        h('a', { href: `#/event/${d.seq}` }, String(d.seq))])));
+  return out;
+}
+
+async function verify() {
+  const out = [h('h1', {}, t('navVerify')), h('p', {}, t('verifyIntro'))];
+  const result = h('div', { 'aria-live': 'polite' });
+  const button = h('button', { type: 'button', onclick: async () => {
+    button.disabled = true;
+    result.replaceChildren(h('p', {}, t('loading')));
+    const r = await api('GET', '/v1/audit/verify');
+    button.disabled = false;
+    if (!r.ok) { result.replaceChildren(problem(r)); return; }
+    const b = r.body;
+    const ok = b.verdict === 'intact';
+    result.replaceChildren(
+      h('div', { class: `verdict ${ok ? 'ok' : 'bad'}`, role: 'status', id: 'verdict' }, ok ? t('intact') : t('broken')),
+      h('dl', { class: 'kv' },
+        h('dt', {}, t('checked')), h('dd', {}, String(b.checked)),
+        h('dt', {}, t('checkpoints')), h('dd', {}, String(b.checkpoints_checked)),
+        h('dt', {}, t('head')), h('dd', {}, `${b.head_seq} `, h('code', {}, b.head_hash)),
+        h('dt', {}, t('epochs')), h('dd', {}, (b.epochs || []).map((e) => `${e.suite} ${e.first_seq}–${e.last_seq}`).join('；')),
+        b.broken ? [h('dt', {}, t('firstBroken')), h('dd', { class: 'error' }, h('a', { href: `#/event/${b.broken.seq}` }, `#${b.broken.seq}`), ` ${b.broken.problem}`)] : null));
+  } }, t('verifyRun'));
+  out.push(h('div', { class: 'actions' }, button), result);
+  return out;
+}
+
+// A horizontal bar for a share of the largest value.
+function bar(share) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(NS, 'svg');
+  svg.setAttribute('viewBox', '0 0 200 12');
+  svg.setAttribute('width', '200');
+  svg.setAttribute('height', '12');
+  svg.setAttribute('aria-hidden', 'true');
+  const rect = document.createElementNS(NS, 'rect');
+  rect.setAttribute('width', String(Math.max(1, Math.round(share * 200))));
+  rect.setAttribute('height', '12');
+  rect.setAttribute('fill', '#0b4f8a');
+  svg.append(rect);
+  return svg;
+}
+
+function chart(days) {
+  const NS = 'http://www.w3.org/2000/svg';
+  const s = (tagName, attrs, text) => {
+    const el = document.createElementNS(NS, tagName);
+    for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
+    if (text !== undefined) el.textContent = text;
+    return el;
+  };
+  const names = Object.keys(days).sort();
+  const W = 900, H = 240, pad = 36;
+  const max = Math.max(1, ...names.map((d) => days[d].total));
+  const bw = Math.max(4, Math.min(60, (W - pad * 2) / Math.max(1, names.length) - 8));
+  const svg = s('svg', { viewBox: `0 0 ${W} ${H}`, class: 'chart', role: 'img', 'aria-label': `${t('total')} / ${t('day')}` });
+  svg.append(s('line', { x1: pad, y1: H - pad, x2: W - pad, y2: H - pad, stroke: '#4a4a4a' }));
+  svg.append(s('text', { x: 4, y: pad, 'font-size': 12 }, String(max)));
+  const colors = { allow: '#17622b', deny: '#a31515', error: '#7a4b00' };
+  names.forEach((d, i) => {
+    const x = pad + 4 + i * (bw + 8);
+    let y = H - pad;
+    for (const k of ['allow', 'deny', 'error']) {
+      const n = (days[d].by_decision || {})[k] || 0;
+      if (!n) continue;
+      const hh = (n / max) * (H - pad * 2);
+      y -= hh;
+      const rect = s('rect', { x, y, width: bw, height: hh, fill: colors[k] });
+      rect.append(s('title', {}, `${d} ${t(k)}: ${n}`));
+      svg.append(rect);
+    }
+    svg.append(s('text', { x, y: H - pad + 14, 'font-size': 11 }, d.slice(5)));
+  });
+  const legend = h('p', { class: 'legend' }, Object.entries(colors).map(([k, c]) => h('span', {}, h('i', { style: null, class: `sw-${k}` }), t(k))));
+  legend.querySelectorAll('i').forEach((i, n) => { i.style.background = Object.values(colors)[n]; });
+  return [svg, legend];
+}
+
+async function stats() {
+  const q = query();
+  const from = h('input', { name: 'from', placeholder: 'YYYY-MM-DD', value: q.get('from') || '' });
+  const to = h('input', { name: 'to', placeholder: 'YYYY-MM-DD', value: q.get('to') || '' });
+  const form = h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); go('stats', { from: from.value.trim(), to: to.value.trim() }); } },
+    field('s-from', t('from'), from), field('s-to', t('to'), to), h('div', {}, h('button', { type: 'submit' }, t('show2'))));
+  const out = [h('h1', {}, t('navStats')), h('p', {}, t('statsIntro')), form];
+  const params = new URLSearchParams();
+  if (q.get('from')) params.set('from', q.get('from'));
+  if (q.get('to')) params.set('to', q.get('to'));
+  const r = await api('GET', `/v1/audit/stats?${params}`);
+  if (!r.ok) return [...out, problem(r)];
+  const days = r.body.days || {};
+  out.push(...chart(days));
+  const sum = (key) => {
+    const acc = {};
+    for (const d of Object.values(days)) for (const [k, n] of Object.entries(d[key] || {})) acc[k] = (acc[k] || 0) + n;
+    return Object.entries(acc).sort((a, b) => b[1] - a[1]);
+  };
+  const bars = (rows) => {
+    const max = Math.max(1, ...rows.map(([, n]) => n));
+    return table(['', t('total'), ''], rows.map(([k, n]) => [k, String(n), bar(n / max)]));
+  };
+  out.push(h('div', { class: 'grid2' },
+    h('section', {}, h('h2', {}, t('byConsumer')), bars(sum('by_consumer'))),
+    h('section', {}, h('h2', {}, t('byPurpose')), bars(sum('by_purpose')))));
+  out.push(h('h2', {}, t('flags')));
+  const flags = r.body.flags || [];
+  out.push(flags.length === 0 ? h('p', {}, t('noFlags')) : table([t('day'), t('kind'), t('consumer'), t('subject'), 'detail', t('events')],
+    flags.map((f) => [f.day, f.kind, f.consumer || '', f.subject || '', f.detail || '',
+      h('span', {}, (f.events || []).slice(0, 20).map((s) => [h('a', { href: `#/event/${s}` }, `#${s}`), ' '])) ])));
+  return out;
+}
+
+async function catalog() {
+  const [ds, gs] = await Promise.all([api('GET', '/v1/admin/datasets'), api('GET', '/v1/admin/grants')]);
+  const out = [h('h1', {}, t('navCatalog'))];
+  if (!ds.ok) return [...out, problem(ds)];
+  if (!gs.ok) return [...out, problem(gs)];
+  out.push(h('h2', {}, t('datasets')), table([t('dataset'), t('titleField'), t('owner'), t('class'), t('fields')],
+    ds.body.datasets.map((d) => [h('code', {}, d.id), d.title, d.owner, d.class, String(d.fields)])));
+  const details = await Promise.all(gs.body.grants.map((g) => api('GET', `/v1/admin/grants/${encodeURIComponent(g.id)}`)));
+  out.push(h('h2', {}, t('grants')), table([t('grant'), t('consumer'), t('roles'), t('purposes'), t('operations'), t('fields'), t('version'), ''],
+    details.filter((r) => r.ok).map((r) => {
+      const g = r.body.grant;
+      return [h('span', {}, g.title, h('br'), h('code', {}, g.id)), g.consumer, g.roles.join(', '), g.purposes.join(', '), g.operations.join(', '),
+        h('span', {}, g.access.map((a) => h('div', {}, h('code', {}, a.dataset), ': ', a.fields.join(', '),
+          a.verify_only && a.verify_only.length ? ` (${t('verifyOnly')}: ${a.verify_only.join(', ')})` : ''))),
+        String(g.version || 1),
+        h('span', {}, h('a', { href: `#/grant/${encodeURIComponent(g.id)}` }, t('edit')), ' · ', h('a', { href: `#/history?id=${encodeURIComponent(g.id)}` }, t('history')))];
+    })));
+  return out;
+}
+
+// Which form field an error message from the gateway belongs to.
+function fieldOf(message, grant) {
+  const m = /field "([^"]+)" is not in dataset ([\w.]+)/.exec(message);
+  if (m) {
+    const i = grant.access.findIndex((a) => a.dataset === m[2]);
+    return i >= 0 ? `g-fields-${i}` : 'g-general';
+  }
+  const rules = [[/quota/i, 'g-quota'], [/verify.only/i, 'g-verify-0'], [/purpose/i, 'g-purposes'], [/role/i, 'g-roles'],
+    [/operation/i, 'g-operations'], [/consumer|department/i, 'g-consumer'], [/title/i, 'g-title'], [/basis/i, 'g-basis'], [/field/i, 'g-fields-0']];
+  for (const [re, id] of rules) if (re.test(message)) return id;
+  return 'g-general';
+}
+
+async function grantEditor(id) {
+  const r = await api('GET', `/v1/admin/grants/${encodeURIComponent(id)}`);
+  if (!r.ok) return [h('h1', {}, `${t('editGrant')} ${id}`), problem(r)];
+  const original = r.body.grant;
+  let etag = r.headers.get('ETag') || r.body.etag;
+  const f = {
+    title: h('input', { value: original.title || '' }),
+    consumer: h('input', { value: original.consumer || '' }),
+    roles: h('input', { value: (original.roles || []).join(', ') }),
+    purposes: h('input', { value: (original.purposes || []).join(', ') }),
+    basis: h('textarea', { rows: 3 }),
+    quota: h('input', { value: (original.conditions || {}).quota || '', placeholder: '120/min' }),
+    caseRef: h('input', { type: 'checkbox', checked: !!(original.conditions || {}).case_ref_required }),
+  };
+  f.basis.value = original.basis || '';
+  const ops = ['lookup', 'verify', 'batch'].map((op) => h('label', {}, h('input', { type: 'checkbox', name: 'op', value: op, checked: (original.operations || []).includes(op) }), ` ${op}`));
+  const access = original.access.map((a, i) => ({
+    fields: h('input', { value: a.fields.join(', ') }),
+    verify: h('input', { value: (a.verify_only || []).join(', ') }),
+    dataset: a.dataset,
+    i,
+  }));
+  const general = h('div', { id: 'g-general-error', class: 'field-error', 'aria-live': 'polite' });
+  const result = h('div', { 'aria-live': 'polite', id: 'result' });
+  const build = () => {
+    const g = structuredClone(original);
+    delete g.version;
+    g.title = f.title.value.trim();
+    g.consumer = f.consumer.value.trim();
+    g.roles = list(f.roles.value);
+    g.purposes = list(f.purposes.value);
+    g.basis = f.basis.value.trim();
+    g.operations = ops.map((l) => l.querySelector('input')).filter((c) => c.checked).map((c) => c.value);
+    g.conditions = g.conditions || {};
+    if (f.quota.value.trim()) g.conditions.quota = f.quota.value.trim(); else delete g.conditions.quota;
+    g.conditions.case_ref_required = f.caseRef.checked;
+    access.forEach((a) => { g.access[a.i].fields = list(a.fields.value); g.access[a.i].verify_only = list(a.verify.value); });
+    return g;
+  };
+  const clear = () => document.querySelectorAll('.field-error').forEach((e) => { e.textContent = ''; });
+  const showErrors = (errors, g) => {
+    clear();
+    for (const e of errors || []) {
+      const message = e.message || e.detail || String(e);
+      const target = document.getElementById(`${fieldOf(message, g)}-error`) || general;
+      target.textContent = (target.textContent ? target.textContent + '；' : '') + message;
+      const input = document.getElementById(fieldOf(message, g));
+      if (input) input.setAttribute('aria-invalid', 'true');
+    }
+  };
+  const changes = (lines) => lines && lines.length
+    ? [h('h2', {}, t('accessChanges')), h('ul', { id: 'access-changes' }, lines.map((l) => h('li', { class: 'mono' }, l)))]
+    : [h('p', {}, t('noChange'))];
+  const preview = async () => {
+    const g = build();
+    const v = await api('POST', '/v1/admin/validate', { body: { changes: [{ action: 'put_grant', grant: g }] } });
+    if (!v.ok) { result.replaceChildren(problem(v)); return; }
+    if (!v.body.valid) {
+      showErrors(v.body.errors.flatMap((e) => e.errors || [{ message: e.detail }]), g);
+      result.replaceChildren(h('div', { class: 'notice bad', role: 'alert' }, t('invalid')));
+      return;
+    }
+    clear();
+    result.replaceChildren(h('div', { class: 'notice ok' }, ...changes(v.body.access_changes)));
+  };
+  const save = async () => {
+    const g = build();
+    const s = await api('PUT', `/v1/admin/grants/${encodeURIComponent(id)}`, { body: g, headers: { 'If-Match': etag } });
+    if (s.status === 412) {
+      result.replaceChildren(h('div', { class: 'notice warn', role: 'alert', id: 'conflict' }, t('conflict'), ' ',
+        h('button', { type: 'button', class: 'secondary', onclick: render }, t('reload'))));
+      return;
+    }
+    if (s.status === 422) {
+      showErrors((s.body && s.body.errors) || [{ message: s.body && s.body.detail }], g);
+      result.replaceChildren(h('div', { class: 'notice bad', role: 'alert' }, t('invalid')));
+      return;
+    }
+    if (!s.ok) { result.replaceChildren(problem(s)); return; }
+    clear();
+    etag = s.headers.get('ETag') || s.body.etag || etag;
+    const version = (s.body.grant && s.body.grant.version) || s.body.version;
+    result.replaceChildren(h('div', { class: 'notice ok', role: 'status', id: 'saved' }, `${t('saved')} ${version}`, ...changes(s.body.access_changes)));
+  };
+  const form = h('form', { class: 'panel', onsubmit: (ev) => { ev.preventDefault(); save(); } },
+    h('div', { class: 'editor' },
+      field('g-title', t('titleField'), f.title),
+      field('g-consumer', t('consumer'), f.consumer),
+      field('g-roles', t('roles'), f.roles, t('commaHint')),
+      field('g-purposes', t('purposes'), f.purposes, t('commaHint')),
+      h('fieldset', { id: 'g-operations' }, h('legend', {}, t('operations')), ops, h('p', { class: 'field-error', id: 'g-operations-error' })),
+      field('g-quota', t('quota'), f.quota),
+      h('div', {}, h('label', { for: 'g-case-ref' }, f.caseRef, ` ${t('caseRefRequired')}`)),
+      h('div', { class: 'wide' }, field('g-basis', t('basis'), f.basis)),
+      access.map((a) => h('fieldset', { class: 'wide' }, h('legend', {}, `${t('dataset')} ${a.dataset}`),
+        field(`g-fields-${a.i}`, t('fields'), a.fields, t('commaHint')),
+        field(`g-verify-${a.i}`, t('verifyOnly'), a.verify, t('commaHint'))))),
+    general,
+    h('div', { class: 'actions' },
+      h('button', { type: 'button', class: 'secondary', onclick: preview }, t('preview')),
+      h('button', { type: 'submit' }, t('save')),
+      h('a', { href: `#/history?id=${encodeURIComponent(id)}` }, t('history'))));
+  f.caseRef.id = 'g-case-ref';
+  return [h('h1', {}, `${t('editGrant')}: ${original.title}`), h('p', {}, h('code', {}, id), ` · ${t('version')} ${original.version || 1}`), form, result];
+}
+
+function diffView(text) {
+  return h('pre', { class: 'diff' }, (text || '').split('\n').map((line) =>
+    h('span', { class: line.startsWith('+') ? 'add' : line.startsWith('-') ? 'del' : null }, line + '\n')));
+}
+
+async function history() {
+  const id = query().get('id') || '';
+  const params = new URLSearchParams({ limit: '50' });
+  if (id) { params.set('kind', 'grant'); params.set('id', id); }
+  const r = await api('GET', `/v1/admin/history?${params}`);
+  const out = [h('h1', {}, `${t('historyOf')}${id ? ': ' + id : ''}`)];
+  if (!r.ok) return [...out, problem(r)];
+  const changes = r.body.changes || [];
+  if (changes.length === 0) return [...out, h('p', {}, t('noHistory'))];
+  const result = h('div', { 'aria-live': 'polite', id: 'result' });
+  out.push(result);
+  for (const c of changes) {
+    const canRevert = c.kind === 'grant' && c.version && c.version > 1 && c.action !== 'delete';
+    const revert = async () => {
+      const to = c.version - 1;
+      if (!window.confirm(t('revertConfirm', { id: c.id, v: to }))) return;
+      const cur = await api('GET', `/v1/admin/grants/${encodeURIComponent(c.id)}`);
+      if (!cur.ok) { result.replaceChildren(problem(cur)); return; }
+      const etag = cur.headers.get('ETag') || cur.body.etag;
+      const rv = await api('POST', `/v1/admin/grants/${encodeURIComponent(c.id)}/revert?to=${to}`, { headers: { 'If-Match': etag } });
+      if (!rv.ok) { result.replaceChildren(problem(rv)); return; }
+      const version = (rv.body.grant && rv.body.grant.version) || rv.body.version;
+      result.replaceChildren(h('div', { class: 'notice ok', role: 'status', id: 'reverted' }, `${t('reverted')} ${version}`));
+    };
+    out.push(h('section', { class: 'panel' },
+      h('h2', {}, `${c.kind} ${c.id} · ${t('version')} ${c.version ?? '—'} · ${c.action}`),
+      h('p', {}, `${t('time')}: ${c.time} · ${t('author')}: ${c.author}`),
+      (c.access_changes || []).length ? h('ul', {}, c.access_changes.map((l) => h('li', { class: 'mono' }, l))) : null,
+      diffView(c.diff),
+      canRevert ? h('div', { class: 'actions' }, h('button', { type: 'button', class: 'danger', onclick: revert }, `${t('revert')} (→ ${t('version')} ${c.version - 1})`)) : null));
+  }
+  return out;
+}
+
+async function decide() {
+  const inputs = {
+    dept: h('input', { required: true }), roles: h('input', {}), dataset: h('input', { required: true }),
+    operation: h('select', {}, ['lookup', 'verify', 'batch'].map((o) => h('option', { value: o }, o))),
+    purpose: h('input', { required: true }), case_ref: h('input', {}), fields: h('input', {}), date: h('input', { placeholder: 'YYYY-MM-DD' }),
+  };
+  const result = h('div', { 'aria-live': 'polite', id: 'result' });
+  const form = h('form', { class: 'filters', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const body = { dept: inputs.dept.value.trim(), roles: list(inputs.roles.value), dataset: inputs.dataset.value.trim(), operation: inputs.operation.value, purpose: inputs.purpose.value.trim() };
+    if (inputs.case_ref.value.trim()) body.case_ref = inputs.case_ref.value.trim();
+    if (inputs.fields.value.trim()) body.fields = list(inputs.fields.value);
+    if (inputs.date.value.trim()) body.date = inputs.date.value.trim();
+    const r = await api('POST', '/v1/admin/decide', { body });
+    if (!r.ok) { result.replaceChildren(problem(r)); return; }
+    const b = r.body;
+    result.replaceChildren(h('div', { class: `notice ${b.decision === 'allow' ? 'ok' : 'bad'}` },
+      h('p', {}, h('strong', {}, `${t('decision')}: `), tag(b.decision)),
+      b.grant ? h('p', {}, `${t('grant')}: ${b.grant.id} @ ${b.grant.version} — ${b.grant.basis || ''}`) : null,
+      b.fields ? h('p', {}, `${t('fields')}: ${b.fields.map((x) => x.mask ? `${x.name} (${x.mask})` : x.name).join(', ')}`) : null,
+      b.reason ? h('p', {}, `${t('reason')}: ${b.reason} — ${b.detail || ''}`) : null,
+      b.nearest_grant ? h('p', {}, `${t('nearest')}: `, h('a', { href: `#/grant/${encodeURIComponent(b.nearest_grant)}` }, b.nearest_grant)) : null));
+  } },
+  field('x-dept', t('dept'), inputs.dept), field('x-roles', t('roles'), inputs.roles, t('commaHint')), field('x-dataset', t('dataset'), inputs.dataset),
+  field('x-operation', t('operation'), inputs.operation), field('x-purpose', t('purpose'), inputs.purpose), field('x-case', t('caseRef'), inputs.case_ref),
+  field('x-fields', t('fields'), inputs.fields, t('commaHint')), field('x-date', t('date'), inputs.date),
+  h('div', {}, h('button', { type: 'submit' }, t('explain'))));
+  return [h('h1', {}, t('navDecide')), h('p', {}, t('decideIntro')), form, result];
+}
+
+async function departments() {
+  const r = await api('GET', '/v1/admin/departments');
+  const out = [h('h1', {}, t('departments'))];
+  if (!r.ok) return [...out, problem(r)];
+  const result = h('div', { 'aria-live': 'polite' });
+  const operator = (claims(S.token) || {}).dept;
+  out.push(result, table([t('dept'), t('name'), t('state'), t('reason'), t('since'), t('by'), ''],
+    r.body.departments.map((d) => {
+      const s = d.suspension || {};
+      const reason = h('input', { 'aria-label': `${t('suspendReason')} ${d.id}`, placeholder: t('suspendReason') });
+      const act = async (what) => {
+        if (what === 'suspend' && !reason.value.trim()) { reason.focus(); result.replaceChildren(h('p', { class: 'error' }, `${t('suspendReason')}: ${t('required')}`)); return; }
+        if (!window.confirm(t(what === 'suspend' ? 'suspendConfirm' : 'resumeConfirm', { d: d.id }))) return;
+        const a = await api('POST', `/v1/admin/departments/${encodeURIComponent(d.id)}/${what}`, { body: what === 'suspend' ? { reason: reason.value.trim() } : undefined });
+        if (!a.ok) { result.replaceChildren(problem(a)); return; }
+        render();
+      };
+      return [h('code', {}, d.id), d.name, d.suspended ? h('strong', { class: 'error' }, t('suspended')) : t('active'), s.reason || '', s.since || s.at || '', s.by || '',
+        d.suspended ? h('button', { type: 'button', class: 'secondary', onclick: () => act('resume') }, t('resume'))
+          : d.id === operator ? t('operator')
+            : h('span', {}, reason, h('button', { type: 'button', class: 'danger', onclick: () => act('suspend') }, t('suspend')))];
+    })));
+  return out;
+}
+
+async function tokens() {
+  const r = await api('GET', '/v1/admin/revoked-tokens');
+  const out = [h('h1', {}, t('navTokens')), h('p', {}, t('tokensIntro'))];
+  const inputs = { jti: h('input', {}), sub: h('input', {}), issued_before: h('input', { placeholder: 'RFC 3339' }), expires: h('input', { placeholder: 'YYYY-MM-DD' }), reason: h('input', { required: true }) };
+  const result = h('div', { 'aria-live': 'polite' });
+  const form = h('form', { class: 'filters', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const body = { reason: inputs.reason.value.trim() };
+    for (const k of ['jti', 'sub', 'issued_before', 'expires']) if (inputs[k].value.trim()) body[k] = inputs[k].value.trim();
+    const a = await api('POST', '/v1/admin/revoked-tokens', { body });
+    if (!a.ok) { result.replaceChildren(problem(a)); return; }
+    render();
+  } },
+  field('t-jti', t('jti'), inputs.jti), field('t-sub', t('sub'), inputs.sub), field('t-before', t('issuedBefore'), inputs.issued_before),
+  field('t-expires', t('expires'), inputs.expires), field('t-reason', t('reason'), inputs.reason), h('div', {}, h('button', { type: 'submit', class: 'danger' }, t('add'))));
+  out.push(form, result);
+  if (!r.ok) return [...out, problem(r)];
+  const entries = r.body.entries || [];
+  out.push(entries.length === 0 ? h('p', {}, t('noEntries')) : table([t('jti'), t('sub'), t('issuedBefore'), t('expires'), t('reason'), t('by')],
+    entries.map((e) => [e.jti || '', e.sub || '', e.issued_before || '', e.expires || '', e.reason || '', e.by || ''])));
+  return out;
+}
+
+// ---------------------------------------------------------------- start
+
+document.getElementById('lang').addEventListener('click', () => {
+  S.lang = S.lang === 'zh' ? 'en' : 'zh';
+  localStorage.setItem('tongban.lang', S.lang);
+  render();
+});
+document.getElementById('signout').addEventListener('click', () => {
+  S.token = '';
+  sessionStorage.removeItem('tongban.token');
+  go('signin');
+});
+window.addEventListener('hashchange', render);
+render();
