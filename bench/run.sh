@@ -315,7 +315,7 @@ row(f"throughput change, token deny-list 0 → {denylist} entries (three alterna
 # against the CPU a request costs here (two cores over the lookup rate).
 per_request_ns = 2e9 / rows["denylist_off_1"]["rps"] if rows["denylist_off_1"]["rps"] else float("nan")
 share = float(denylist_ns) / per_request_ns
-row(f"deny-list check ({denylist} entries, unlisted token) / CPU per request", f"{share:.2%} ({denylist_ns} ns of {per_request_ns / 1000:.0} µs)", "≤ 2%", share <= 0.02)
+row(f"deny-list check ({denylist} entries, unlisted token) / CPU per request", f"{share:.2%} ({denylist_ns} ns of {per_request_ns / 1000:.0f} µs)", "≤ 2%", share <= 0.02)
 m = r("gateway_many_residents", "gateway_lookup") - 1
 row(f"throughput change, {few} → {many} residents", f"{m:+.1%}", "drop < 10%", m > -0.10)
 add(f"| peak RSS under load, {many} residents | {rss} MiB | sled cache {cache} MiB + a constant | stated |")

@@ -140,20 +140,7 @@ async fn main() -> anyhow::Result<()> {
         .open()?;
     let store = AuditStore::open(&db)?;
     let signer = Arc::new(CheckpointSigner::open(dir.path())?);
-    let writer = Arc::new(AuditWriter::start(
-        store.clone(),
-        dir.path(),
-        signer.clone(),
-        Arc::new(tongban::metrics::Metrics::new()),
-        WriterOptions {
-            node: "bench-1".into(),
-            durability: Durability::Flush,
-            max_batch: 4096,
-            checkpoint_every: 10_000,
-            checkpoint_interval: Duration::from_secs(3600),
-            clock: Clock::system(),
-        },
-    )?);
+    let writer = Arc::new(start_writer(&store, dir.path(), &signer)?);
 
     let start_ms = 1_780_000_000_000;
     let fill = Instant::now();
@@ -275,19 +262,16 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Fills a fresh log of `events` events with `suite` and returns how many
-/// events per second its verification checks.
-async fn verify_rate(suite: Suite, events: u64, residents: u64) -> anyhow::Result<f64> {
-    let dir = tempfile::tempdir()?;
-    let db = sled::Config::new()
-        .path(dir.path())
-        .cache_capacity(256 * 1024 * 1024)
-        .open()?;
-    let store = AuditStore::open(&db)?;
-    let signer = Arc::new(CheckpointSigner::open_suite(dir.path(), suite)?);
-    let writer = AuditWriter::start(
+/// The group-commit writer as the benchmark runs it: big groups, `flush`
+/// durability (the disk is not what is measured), a checkpoint every 10,000.
+fn start_writer(
+    store: &AuditStore,
+    dir: &std::path::Path,
+    signer: &Arc<CheckpointSigner>,
+) -> anyhow::Result<AuditWriter> {
+    Ok(AuditWriter::start(
         store.clone(),
-        dir.path(),
+        dir,
         signer.clone(),
         Arc::new(tongban::metrics::Metrics::new()),
         WriterOptions {
@@ -298,7 +282,20 @@ async fn verify_rate(suite: Suite, events: u64, residents: u64) -> anyhow::Resul
             checkpoint_interval: Duration::from_secs(3600),
             clock: Clock::system(),
         },
-    )?;
+    )?)
+}
+
+/// Fills a fresh log of `events` events with `suite` and returns how many
+/// events per second its verification checks.
+async fn verify_rate(suite: Suite, events: u64, residents: u64) -> anyhow::Result<f64> {
+    let dir = tempfile::tempdir()?;
+    let db = sled::Config::new()
+        .path(dir.path())
+        .cache_capacity(256 * 1024 * 1024)
+        .open()?;
+    let store = AuditStore::open(&db)?;
+    let signer = Arc::new(CheckpointSigner::open_suite(dir.path(), suite)?);
+    let writer = start_writer(&store, dir.path(), &signer)?;
     let mut rng = Rng(7);
     let mut i = 0;
     while i < events {

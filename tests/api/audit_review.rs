@@ -275,7 +275,7 @@ pub(crate) async fn stopped_home_with_suite(
     checkpoint_every: u64,
     suite: Suite,
 ) -> (tempfile::TempDir, tongban::config::Config) {
-    let mut gw = TestGateway::start_with(|c, _| {
+    let gw = TestGateway::start_with(|c, _| {
         c.audit.checkpoint_every = checkpoint_every;
         c.audit.suite = suite;
     })
@@ -283,11 +283,18 @@ pub(crate) async fn stopped_home_with_suite(
     for _ in 0..3 {
         traffic(&gw).await;
     }
+    stop_and_take_home(gw).await
+}
+
+/// Stops a gateway and hands back its home and configuration once nothing
+/// in this process holds its database any more.
+pub(crate) async fn stop_and_take_home(
+    mut gw: TestGateway,
+) -> (tempfile::TempDir, tongban::config::Config) {
     gw.stop().await;
     let home = gw.take_home();
     let config = gw.gw.config.clone();
     drop(gw);
-    // The server task has ended; wait until nothing in this process holds the database.
     let data = config.data_dir.clone();
     for _ in 0..100 {
         if sled::open(&data).is_ok() {

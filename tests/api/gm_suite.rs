@@ -4,12 +4,13 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
 use hyper::StatusCode;
 use serde_json::Value;
 
-use crate::audit_review::{officer_get, tongban, traffic};
+use crate::audit_review::{
+    officer_get, stop_and_take_home, stopped_home_with_suite, tongban, traffic,
+};
 use crate::helpers::TestGateway;
 use tongban::audit::checkpoint::{CheckpointSigner, Keyring, SM2_KEY_FILE};
 use tongban::audit::event::{Event, FORMAT_VERSION_GM, GENESIS};
@@ -33,19 +34,7 @@ fn verify_export(file: &Path, keys: &[&Path]) -> (bool, Value, String) {
 #[tokio::test]
 async fn a_change_of_suite_starts_a_new_epoch_and_the_whole_log_verifies_online_and_offline() {
     // An international log, stopped…
-    let mut first = TestGateway::start_with(|c, _| c.audit.checkpoint_every = 5).await;
-    traffic(&first).await;
-    traffic(&first).await;
-    first.stop().await;
-    let home = first.take_home();
-    let mut config = first.gw.config.clone();
-    drop(first);
-    for _ in 0..100 {
-        if sled::open(&config.data_dir).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (home, mut config) = stopped_home_with_suite(5, Suite::International).await;
     // …goes on in the gm suite.
     config.audit.suite = Suite::Gm;
     let gw =
@@ -128,35 +117,16 @@ async fn a_change_of_suite_starts_a_new_epoch_and_the_whole_log_verifies_online_
 
 #[tokio::test]
 async fn a_suite_change_without_a_handover_checkpoint_is_refused_by_the_verifier() {
-    let mut first = TestGateway::start_with(|c, _| c.audit.checkpoint_every = 3).await;
-    traffic(&first).await;
-    first.stop().await;
-    let home = first.take_home();
-    let mut config = first.gw.config.clone();
-    drop(first);
-    for _ in 0..100 {
-        if sled::open(&config.data_dir).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (home, mut config) = stopped_home_with_suite(3, Suite::International).await;
     config.audit.suite = Suite::Gm;
-    let mut gw = TestGateway::start_on(
+    let gw = TestGateway::start_on(
         home,
         config.clone(),
         Clock::manual(time::OffsetDateTime::now_utc()),
     )
     .await;
     traffic(&gw).await;
-    gw.stop().await;
-    let home = gw.take_home();
-    drop(gw);
-    for _ in 0..100 {
-        if sled::open(&config.data_dir).is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (home, config) = stop_and_take_home(gw).await;
     // Remove the checkpoint that hands over from one key to the other.
     {
         let db = sled::open(&config.data_dir).unwrap();
