@@ -300,7 +300,8 @@ async function render() {
   const mine = ++rendering;
   const hash = location.hash || '';
   let route = hash.replace(/^#\//, '').split('?')[0].split('/')[0];
-  const arg = decodeURIComponent(hash.replace(/^#\//, '').split('?')[0].split('/').slice(1).join('/'));
+  let arg = hash.replace(/^#\//, '').split('?')[0].split('/').slice(1).join('/');
+  try { arg = decodeURIComponent(arg); } catch { arg = ''; }
   const c = S.token ? claims(S.token) : null;
   if (!S.token || !c || (c.exp && c.exp * 1000 < Date.now())) {
     if (S.token && c && c.exp * 1000 < Date.now()) sessionStorage.setItem('tongban.notice', t('expired'));
@@ -423,17 +424,28 @@ async function disclosures() {
   const r = await api('GET', path);
   if (!r.ok) return [...out, problem(r)];
   const b = r.body;
+  const status = h('div', { 'aria-live': 'polite' });
   const download = async () => {
     const resp = await api('GET', `${path}?format=csv`, { raw: true, accept: 'text/csv' });
-    const blob = await resp.blob();
-    const a = h('a', { href: URL.createObjectURL(blob), download: `disclosures-${b.resident}.csv` });
+    if (!resp.ok) {
+      const text = await resp.text();
+      let body = null;
+      try { body = JSON.parse(text); } catch { body = null; }
+      status.replaceChildren(problem({ status: resp.status, body, text }));
+      return;
+    }
+    const url = URL.createObjectURL(await resp.blob());
+    // The file is named by the masked ID the gateway shows, never the full one.
+    const a = h('a', { href: url, download: `disclosures-${b.resident}.csv` });
     document.body.append(a);
     a.click();
     a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
   };
   out.push(
     h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => window.print() }, t('print')),
       h('button', { type: 'button', class: 'secondary', onclick: download }, t('csv'))),
+    status,
     h('dl', { class: 'kv' }, h('dt', {}, t('resident')), h('dd', {}, b.resident), h('dt', {}, t('count')), h('dd', {}, String(b.count)),
       h('dt', {}, t('generated')), h('dd', {}, b.generated_at)),
     b.disclosures.length === 0 ? h('p', {}, t('noDisclosures')) : table(
@@ -708,15 +720,24 @@ async function history() {
   if (changes.length === 0) return [...out, h('p', {}, t('noHistory'))];
   const result = h('div', { 'aria-live': 'polite', id: 'result' });
   out.push(result);
+  // The grant as this page saw it: a revert made from here must not
+  // overwrite a change someone saved after the page was shown.
+  const seen = {};
+  for (const gid of new Set(changes.filter((c) => c.kind === 'grant').map((c) => c.id))) {
+    const cur = await api('GET', `/v1/admin/grants/${encodeURIComponent(gid)}`);
+    if (cur.ok) seen[gid] = cur.headers.get('ETag') || cur.body.etag;
+  }
   for (const c of changes) {
     const canRevert = c.kind === 'grant' && c.version && c.version > 1 && c.action !== 'delete';
     const revert = async () => {
       const to = c.version - 1;
       if (!window.confirm(t('revertConfirm', { id: c.id, v: to }))) return;
-      const cur = await api('GET', `/v1/admin/grants/${encodeURIComponent(c.id)}`);
-      if (!cur.ok) { result.replaceChildren(problem(cur)); return; }
-      const etag = cur.headers.get('ETag') || cur.body.etag;
-      const rv = await api('POST', `/v1/admin/grants/${encodeURIComponent(c.id)}/revert?to=${to}`, { headers: { 'If-Match': etag } });
+      const rv = await api('POST', `/v1/admin/grants/${encodeURIComponent(c.id)}/revert?to=${to}`, { headers: { 'If-Match': seen[c.id] || '*' } });
+      if (rv.status === 412) {
+        result.replaceChildren(h('div', { class: 'notice warn', role: 'alert', id: 'conflict' }, t('conflict'), ' ',
+          h('button', { type: 'button', class: 'secondary', onclick: render }, t('reload'))));
+        return;
+      }
       if (!rv.ok) { result.replaceChildren(problem(rv)); return; }
       const version = (rv.body.grant && rv.body.grant.version) || rv.body.version;
       result.replaceChildren(h('div', { class: 'notice ok', role: 'status', id: 'reverted' }, `${t('reverted')} ${version}`));

@@ -193,9 +193,11 @@ pub struct IssuedClient {
 
 /// A department id or certificate name safe to use as a file name.
 fn check_name(dept: &str) -> Result<(), DevPkiError> {
+    // "-key" would make a certificate file name another's key file name.
     let ok = !dept.is_empty()
         && dept.len() <= 64
         && dept.starts_with(|c: char| c.is_ascii_lowercase())
+        && !dept.ends_with("-key")
         && dept
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
@@ -226,11 +228,12 @@ fn load_issuer(home: &Path, now: OffsetDateTime) -> Result<Issuer<'static, KeyPa
 }
 
 /// A random, positive 128-bit serial number.
-fn random_serial() -> SerialNumber {
+fn random_serial() -> Result<SerialNumber, DevPkiError> {
     let mut bytes = [0u8; 16];
-    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes);
+    aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes)
+        .map_err(|_| DevPkiError::Refused("the system has no randomness to offer".into()))?;
     bytes[0] = (bytes[0] & 0x7f) | 0x40;
-    SerialNumber::from_slice(&bytes)
+    Ok(SerialNumber::from_slice(&bytes))
 }
 
 fn issue_client_with(
@@ -250,7 +253,7 @@ fn issue_client_with(
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     params.not_before = now - Duration::days(1);
     params.not_after = now + Duration::days(days);
-    let serial = random_serial();
+    let serial = random_serial()?;
     params.serial_number = Some(serial.clone());
     let cert = params.signed_by(&key, issuer)?;
     write(&key_path, &key.serialize_pem(), true)?;
@@ -335,7 +338,11 @@ fn reason_from_code(code: u8) -> Option<RevocationReason> {
 fn parse_hex_serial(text: &str) -> Result<Vec<u8>, DevPkiError> {
     let digits: String = text.chars().filter(|c| *c != ':').collect();
     let bad = || DevPkiError::Refused(format!("\"{text}\" is not a hexadecimal serial number"));
-    if digits.is_empty() || digits.len() > 40 || digits.len() % 2 != 0 {
+    if digits.is_empty()
+        || digits.len() > 40
+        || digits.len() % 2 != 0
+        || !digits.chars().all(|c| c.is_ascii_hexdigit())
+    {
         return Err(bad());
     }
     (0..digits.len())
@@ -392,17 +399,32 @@ pub fn revoke(
     };
     let mut revoked = Vec::new();
     let mut number = 0u64;
-    if let Ok(bytes) = std::fs::read(&paths.crl) {
+    let existing = match std::fs::read(&paths.crl) {
+        Ok(bytes) => Some(bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        // Anything else (a permission, a disk error) must not be taken for
+        // "nothing revoked yet": the new list would lift every revocation.
+        Err(reason) => {
+            return Err(DevPkiError::Io {
+                path: paths.crl.clone(),
+                reason,
+            });
+        }
+    };
+    if let Some(bytes) = existing {
         let refused = |why: String| DevPkiError::Refused(format!("{}: {why}", paths.crl.display()));
         let (_, pem) = x509_parser::pem::parse_x509_pem(&bytes)
             .map_err(|e| refused(format!("is not PEM: {e}")))?;
         let (_, crl) =
             <x509_parser::revocation_list::CertificateRevocationList as x509_parser::prelude::FromDer<_>>::from_der(&pem.contents)
                 .map_err(|e| refused(format!("is not a CRL: {e}")))?;
-        number = crl
-            .crl_number()
-            .and_then(|n| u64::try_from(n).ok())
-            .unwrap_or(0);
+        number = match crl.crl_number() {
+            Some(n) => u64::try_from(n)
+                .ok()
+                .filter(|n| *n < u64::MAX)
+                .ok_or_else(|| refused("its CRL number is too large to follow".into()))?,
+            None => 0,
+        };
         for entry in crl.iter_revoked_certificates() {
             revoked.push(RevokedCertParams {
                 serial_number: SerialNumber::from_slice(entry.raw_serial()),

@@ -381,7 +381,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .with_context(|| format!("\"{reason}\" is not a revocation reason"))?;
             let done = tongban::devpki::revoke(&home, &target, reason)?;
             println!(
-                "{} serial {} in {} (CRL number {}, {} listed); a gateway with it in tls.client_crls refuses the certificate from its next handshake",
+                "{} serial {} in {} (CRL number {}, {} listed); a gateway with it in tls.client_crls refuses the certificate from its next handshake, and at the next request on connections already open",
                 if done.already {
                     "already revoked:"
                 } else {

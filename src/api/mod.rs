@@ -31,6 +31,53 @@ pub struct ConnInfo {
     pub peer: Option<SocketAddr>,
     /// SHA-256 of the verified client certificate, if one was presented.
     pub cert_fingerprint: Option<[u8; 32]>,
+    /// Whether that certificate still passes the client trust in force (a
+    /// CRL loaded since the handshake may revoke it).
+    pub cert_status: Option<Arc<dyn ClientCertStatus>>,
+}
+
+/// The standing of a connection's client certificate, checked again on the
+/// requests that follow the handshake.
+pub trait ClientCertStatus: Send + Sync + std::fmt::Debug {
+    /// Whether the certificate still passes; once it fails it stays failed.
+    fn still_valid(&self) -> bool;
+}
+
+/// Refuses every request on a connection whose client certificate no longer
+/// passes (revoked by a CRL loaded after the handshake, or its CRL went
+/// stale): 401 `client-certificate-revoked`, audited, and on HTTP/1.1 the
+/// connection is closed so that the client has to handshake again.
+async fn client_certificate_guard(
+    axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let refused = req
+        .extensions()
+        .get::<ConnInfo>()
+        .and_then(|c| c.cert_status.as_ref())
+        .is_some_and(|s| !s.still_valid());
+    if !refused {
+        return next.run(req).await;
+    }
+    let http1 = req.version() < axum::http::Version::HTTP_2;
+    let (mut parts, _) = req.into_parts();
+    let Ok(ctx) = RequestContext::from_request_parts(&mut parts, &gw).await;
+    let event = ctx.event(EventKind::Other, "client-certificate-revoked");
+    let e = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "client-certificate-revoked",
+        "The client certificate is no longer trusted",
+        "the certificate this connection was opened with has been revoked, or its revocation list is out of date; connect again with a valid certificate",
+    );
+    let mut response = finish(&gw, &ctx, event, Err(e)).await;
+    if http1 {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 /// Every documented route: each is registered with its OpenAPI description.
@@ -63,6 +110,10 @@ pub fn build_app(gw: Arc<Gateway>) -> Router {
         .layer(axum::middleware::map_request(with_body_deadline(
             Duration::from_secs(gw.config.limits.body_timeout_secs.max(1)),
         )))
+        .layer(axum::middleware::from_fn_with_state(
+            gw.clone(),
+            client_certificate_guard,
+        ))
         .with_state(gw)
 }
 

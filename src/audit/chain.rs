@@ -70,6 +70,8 @@ pub struct ChainVerifier {
     checkpoints_checked: u64,
     last_checkpoint: Option<u64>,
     suite: Option<Suite>,
+    /// The node of the last event checked.
+    node: String,
     epochs: Vec<Epoch>,
     /// The last checkpoint that changed suite: (its seq, the new suite).
     handover: Option<(u64, Option<Suite>)>,
@@ -92,6 +94,7 @@ impl ChainVerifier {
             checkpoints_checked: 0,
             last_checkpoint: None,
             suite: None,
+            node: String::new(),
             epochs: Vec::new(),
             handover: None,
         }
@@ -157,6 +160,7 @@ impl ChainVerifier {
             }),
         }
         self.suite = Some(suite);
+        self.node = event.node;
         self.prev = recorded;
         self.next_seq += 1;
         self.checked += 1;
@@ -195,6 +199,12 @@ impl ChainVerifier {
             )));
         }
         let c = &cp.checkpoint;
+        if c.node != self.node {
+            return Err(broken(format!(
+                "the checkpoint at {seq} is signed for node {}, but the event is node {}'s",
+                c.node, self.node
+            )));
+        }
         let covered = self.suite.map(Suite::name).unwrap_or_default();
         let signed_in = c
             .previous

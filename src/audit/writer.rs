@@ -105,9 +105,11 @@ impl AuditWriter {
         if let Some(last) = store.get(head.0)? {
             let current = super::event::suite_of(last.version);
             if current != signer.suite() {
+                // Named for the node that wrote the head event (the one
+                // whose chain this is, should `node_id` change too).
                 let cp = signer.sign_handover(
                     current,
-                    &options.node,
+                    &last.node,
                     head.0,
                     head.1,
                     options.clock.unix_millis(),

@@ -160,14 +160,15 @@ pub(crate) fn run(command: AdminCommand) -> Result<ExitCode> {
 /// A time as the API takes it: RFC 3339 as given, or a duration from now
 /// (`90m`, `12h`, `7d`).
 fn absolute_time(text: &str) -> Result<String> {
-    let split = text.len().saturating_sub(1);
-    let (number, unit) = text.split_at(split);
-    let seconds = match (number.parse::<i64>(), unit) {
-        (Ok(n), "s") => n,
-        (Ok(n), "m") => n * 60,
-        (Ok(n), "h") => n * 3600,
-        (Ok(n), "d") => n * 86_400,
-        _ => return Ok(text.to_owned()),
+    let unit = [("s", 1i64), ("m", 60), ("h", 3600), ("d", 86_400)]
+        .into_iter()
+        .find_map(|(suffix, scale)| {
+            let n = text.strip_suffix(suffix)?.parse::<i64>().ok()?;
+            Some(n.checked_mul(scale).unwrap_or(i64::MAX))
+        });
+    let Some(seconds) = unit else {
+        // Not a duration: an RFC 3339 time or a date, for the gateway to check.
+        return Ok(text.to_owned());
     };
     if !(1..=366 * 86_400).contains(&seconds) {
         bail!("{text}: a duration between 1s and 366d");

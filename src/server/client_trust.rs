@@ -116,6 +116,7 @@ impl ClientTrust {
         &self,
         now: SystemTime,
         initial: bool,
+        in_force: &[CrlSummary],
     ) -> Result<(Arc<dyn ClientCertVerifier>, Vec<CrlSummary>), TlsError> {
         let cas = read_certs(&self.ca)?;
         let mut roots = RootCertStore::empty();
@@ -138,6 +139,7 @@ impl ClientTrust {
                 ders.push(der);
             }
         }
+        check_order(&summaries, in_force)?;
         let mut builder =
             WebPkiClientVerifier::builder_with_provider(Arc::new(roots), self.provider.clone());
         if !ders.is_empty() {
@@ -201,6 +203,42 @@ impl ClientTrust {
     pub fn stale_policy(&self) -> StaleCrl {
         self.stale
     }
+}
+
+/// A CRL number (hex) as a comparable value: without leading zeros, shorter is smaller.
+fn crl_order(number: Option<&str>) -> (usize, String) {
+    let digits = number.unwrap_or("").trim_start_matches('0').to_owned();
+    (digits.len(), digits)
+}
+
+/// One CRL per issuer (rustls would use the first and ignore a newer one),
+/// and never an older one than the list in force for that issuer: replaying
+/// an old, still-dated CRL would lift the revocations made since.
+fn check_order(new: &[CrlSummary], in_force: &[CrlSummary]) -> Result<(), TlsError> {
+    for (i, crl) in new.iter().enumerate() {
+        if new[..i].iter().any(|other| other.issuer == crl.issuer) {
+            return Err(TlsError::File {
+                path: crl.path.display().to_string(),
+                message: format!(
+                    "a second CRL of \"{}\": list only the newest CRL of each issuer",
+                    crl.issuer
+                ),
+            });
+        }
+        if let Some(old) = in_force.iter().find(|o| o.issuer == crl.issuer)
+            && crl_order(crl.number.as_deref()) < crl_order(old.number.as_deref())
+        {
+            return Err(TlsError::File {
+                path: crl.path.display().to_string(),
+                message: format!(
+                    "its CRL number {} is lower than the one in force ({}): an older list would lift revocations",
+                    crl.number.as_deref().unwrap_or("(none)"),
+                    old.number.as_deref().unwrap_or("(none)")
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Every CRL of a file: PEM (one or more `X509 CRL` blocks) or DER.

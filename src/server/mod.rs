@@ -131,6 +131,7 @@ pub async fn serve(
         };
         let _ = tcp.set_nodelay(true);
         let tls = tls_state.current();
+        let tls_state = tls_state.clone();
         let app = app.clone();
         let builder = builder.clone();
         let watcher = graceful.watcher();
@@ -155,15 +156,18 @@ pub async fn serve(
                 tracing::debug!(peer = %peer, error = %e, "resumed session refused: its client certificate no longer passes");
                 return;
             }
-            let cert_fingerprint = stream
-                .get_ref()
-                .1
-                .peer_certificates()
+            let certs = stream.get_ref().1.peer_certificates();
+            let cert_fingerprint = certs
                 .and_then(|certs| certs.first())
                 .map(|cert| sha256(cert.as_ref()));
+            let cert_status = certs.filter(|c| !c.is_empty()).map(|chain| {
+                Arc::new(tls::CertCheck::new(chain, tls_state.clone(), &tls))
+                    as Arc<dyn crate::api::ClientCertStatus>
+            });
             let info = ConnInfo {
                 peer: Some(peer),
                 cert_fingerprint,
+                cert_status,
             };
             let service = tower::ServiceExt::map_request(app, move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());

@@ -115,6 +115,66 @@ fn certified_key(
         .map_err(|e| file_err(key, format!("does not match the certificate: {e}")))
 }
 
+/// A connection's client certificate, checked again against the trust in
+/// force when that has changed since the last check, and at least once a
+/// minute (a CRL in force can go stale).
+#[derive(Debug)]
+pub struct CertCheck {
+    chain: Vec<CertificateDer<'static>>,
+    tls: Arc<TlsState>,
+    generation: std::sync::atomic::AtomicU64,
+    checked_at: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+/// How often a connection's certificate is checked again without a reload.
+const RECHECK_SECS: u64 = 60;
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl CertCheck {
+    /// The chain of a connection whose handshake used `tls`.
+    pub fn new(chain: &[CertificateDer<'_>], tls: Arc<TlsState>, handshake: &Tls) -> Self {
+        Self {
+            chain: chain.iter().map(|c| c.clone().into_owned()).collect(),
+            tls,
+            generation: std::sync::atomic::AtomicU64::new(handshake.generation),
+            checked_at: std::sync::atomic::AtomicU64::new(now_secs()),
+            failed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl crate::api::ClientCertStatus for CertCheck {
+    fn still_valid(&self) -> bool {
+        use std::sync::atomic::Ordering::{Acquire, Release};
+        if self.failed.load(Acquire) {
+            return false;
+        }
+        let generation = self.tls.generation();
+        let now = now_secs();
+        if generation == self.generation.load(Acquire)
+            && now < self.checked_at.load(Acquire) + RECHECK_SECS
+        {
+            return true;
+        }
+        let current = self.tls.current();
+        if current.verify_chain(&self.chain).is_err() {
+            // The verifier has logged and counted the reason.
+            self.failed.store(true, Release);
+            return false;
+        }
+        self.generation.store(current.generation, Release);
+        self.checked_at.store(now, Release);
+        true
+    }
+}
+
 /// The server's TLS configuration: the reloadable certificate and the
 /// client trust (CAs and CRLs). A change of the client trust builds a new
 /// configuration that handshakes from then on use; connections already open
@@ -129,6 +189,9 @@ pub struct TlsState {
     trust: Option<ClientTrust>,
     provider: Arc<CryptoProvider>,
     crls: ArcSwap<Vec<CrlSummary>>,
+    /// Counts trust reloads: a connection verified under an older one is
+    /// checked again at its next request.
+    generation: std::sync::atomic::AtomicU64,
     ticketer: Arc<dyn rustls::server::ProducesTickets>,
     sessions: Arc<dyn rustls::server::StoresServerSessions>,
 }
@@ -139,9 +202,28 @@ pub struct Tls {
     /// For the acceptor.
     pub config: Arc<ServerConfig>,
     verifier: Option<Arc<dyn ClientCertVerifier>>,
+    /// The trust generation it was built in.
+    pub generation: u64,
 }
 
 impl Tls {
+    /// Checks a client certificate chain (end entity first) against this
+    /// configuration's client trust, now.
+    pub fn verify_chain(&self, chain: &[CertificateDer<'_>]) -> Result<(), rustls::Error> {
+        let (Some(verifier), Some((end_entity, intermediates))) =
+            (&self.verifier, chain.split_first())
+        else {
+            return Ok(());
+        };
+        verifier
+            .verify_client_cert(
+                end_entity,
+                intermediates,
+                rustls::pki_types::UnixTime::now(),
+            )
+            .map(|_| ())
+    }
+
     /// After a handshake: a resumed session whose client presented a
     /// certificate at its full handshake is checked again against the
     /// client trust of this configuration (revocation, expiry). `Err` means
@@ -174,7 +256,7 @@ impl TlsState {
         let trust = ClientTrust::new(tls, provider.clone(), metrics);
         let (verifier, crls) = match &trust {
             Some(t) => {
-                let (v, crls) = t.build(std::time::SystemTime::now(), true)?;
+                let (v, crls) = t.build(std::time::SystemTime::now(), true, &[])?;
                 (Some(v), crls)
             }
             None => (None, Vec::new()),
@@ -193,11 +275,13 @@ impl TlsState {
             current: ArcSwap::from_pointee(Tls {
                 config: Arc::new(config),
                 verifier,
+                generation: 0,
             }),
             cert,
             trust,
             provider,
             crls: ArcSwap::from_pointee(crls),
+            generation: std::sync::atomic::AtomicU64::new(0),
             ticketer,
             sessions,
         })
@@ -233,7 +317,8 @@ impl TlsState {
         let Some(trust) = &self.trust else {
             return Ok(None);
         };
-        let (verifier, crls) = trust.build(std::time::SystemTime::now(), false)?;
+        let (verifier, crls) =
+            trust.build(std::time::SystemTime::now(), false, &self.crls.load())?;
         let config = build_config(
             &self.provider,
             Some(verifier.clone()),
@@ -243,11 +328,21 @@ impl TlsState {
         )?;
         let crls = Arc::new(crls);
         self.crls.store(crls.clone());
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
         self.current.store(Arc::new(Tls {
             config: Arc::new(config),
             verifier: Some(verifier),
+            generation,
         }));
         Ok(Some(crls))
+    }
+
+    /// How many times the client trust was reloaded.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Whether a CRL in force past its next update refuses certificates.

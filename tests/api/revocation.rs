@@ -127,6 +127,94 @@ async fn a_revoked_certificate_is_refused_after_the_reload_and_a_fresh_one_is_se
     assert!(!gw.home.path().join("certs/escape.pem").exists());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_opened_before_the_revocation_is_refused_at_its_next_request() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let gw = start_required().await;
+    let home = gw.home.path().to_str().unwrap().to_owned();
+    let minzheng = client_of(&gw, "minzheng");
+    // Two connections opened before the revocation: HTTP/1.1 and HTTP/2.
+    let (mut h1, conn) =
+        hyper::client::conn::http1::handshake(TokioIo::new(minzheng.connect().await.unwrap()))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let (mut h2, conn) = hyper::client::conn::http2::handshake(
+        TokioExecutor::new(),
+        TokioIo::new(minzheng.clone().h2().connect().await.unwrap()),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let request = |uri: &str| {
+        hyper::Request::get(uri)
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    // The certificate passes; the catalog wants a token (401 token-…).
+    for r in [
+        h1.send_request(request("/v1/catalog")).await.unwrap(),
+        h2.send_request(request("https://localhost/v1/catalog"))
+            .await
+            .unwrap(),
+    ] {
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("/problems/token-"));
+    }
+
+    let out = tongban(&["cert", "revoke", "--home", &home, "--dept", "minzheng"]);
+    assert!(out.status.success());
+    let mut reloaded = false;
+    for _ in 0..50 {
+        if listed(&gw) == 1 {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reloaded, "the CRL is reloaded");
+
+    for (version, r) in [
+        (
+            "HTTP/1.1",
+            h1.send_request(request("/v1/catalog")).await.unwrap(),
+        ),
+        (
+            "HTTP/2",
+            h2.send_request(request("https://localhost/v1/catalog"))
+                .await
+                .unwrap(),
+        ),
+    ] {
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{version}");
+        if version == "HTTP/1.1" {
+            assert_eq!(r.headers()["connection"], "close");
+        }
+        let seq: u64 = r.headers()["x-audit-seq"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&r.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        assert!(
+            body["type"]
+                .as_str()
+                .unwrap()
+                .ends_with("/client-certificate-revoked"),
+            "{version}: {body}"
+        );
+        let event = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+        assert_eq!(event.operation, "client-certificate-revoked");
+        assert!(event.cert_fingerprint.is_some());
+    }
+    assert!(!served(&minzheng).await, "nor can it open a new connection");
+}
+
 /// A CRL over `home`'s development CA, with the given validity.
 fn crl_signed_by_home_ca(home: &Path, next_update: OffsetDateTime) -> String {
     let key = KeyPair::from_pem(&std::fs::read_to_string(home.join("certs/ca-key.pem")).unwrap())
@@ -160,6 +248,8 @@ async fn a_crl_that_is_invalid_foreign_or_expired_is_refused_and_the_one_in_forc
     let home = gw.home.path().to_owned();
     let crl_path = home.join("certs/ca.crl");
     let minzheng = client_of(&gw, "minzheng");
+    // The list before the revocation: in date, signed by the CA, but older.
+    let older = std::fs::read(&crl_path).unwrap();
     let out = tongban(&[
         "cert",
         "revoke",
@@ -178,6 +268,7 @@ async fn a_crl_that_is_invalid_foreign_or_expired_is_refused_and_the_one_in_forc
             b"-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n".to_vec(),
         ),
         ("DER garbage", vec![0x30, 0x03, 0x02, 0x01, 0x00]),
+        ("older than the list in force (a replay)", older),
         (
             "signed by another CA",
             std::fs::read(other_home.path().join("certs/ca.crl")).unwrap(),
