@@ -520,8 +520,11 @@ fn init_logging(format: LogFormat) {
     if let Ok(mut slot) = LOG_GUARD.lock() {
         *slot = Some(guard);
     }
+    // Colours only for a person at a terminal: never escape codes in a log
+    // file or journal (and formatting them costs every request a little).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),

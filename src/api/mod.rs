@@ -222,6 +222,28 @@ pub fn trace_id(traceparent: Option<&axum::http::HeaderValue>) -> Option<String>
     ok.then(|| parts[1].to_owned())
 }
 
+/// A request id: 48 random bits drawn once per process, then a 48-bit
+/// counter. Unique within a process (it would take 2^48 requests to wrap)
+/// and, with overwhelming probability, across processes and nodes; it
+/// correlates, it is not a secret.
+fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: std::sync::OnceLock<[u8; 6]> = std::sync::OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 6];
+        // The system RNG does not fail on Linux; a zero prefix would still be unique per process.
+        let _ =
+            aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes);
+        bytes
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mut id = [0u8; 12];
+    id[..6].copy_from_slice(prefix);
+    id[6..].copy_from_slice(&n.to_be_bytes()[2..]);
+    crate::policy::load::hex(&id)
+}
+
 impl FromRequestParts<Arc<Gateway>> for RequestContext {
     type Rejection = std::convert::Infallible;
 
@@ -229,11 +251,8 @@ impl FromRequestParts<Arc<Gateway>> for RequestContext {
         parts: &mut Parts,
         gw: &Arc<Gateway>,
     ) -> Result<Self, Self::Rejection> {
-        let mut id = [0u8; 12];
-        // The system RNG does not fail on Linux; an all-zero id would still be unique by seq.
-        let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut id);
         Ok(Self {
-            request_id: crate::policy::load::hex(&id),
+            request_id: next_request_id(),
             started: Instant::now(),
             time_ms: gw.clock.unix_millis(),
             conn: parts
@@ -555,4 +574,25 @@ pub(crate) fn bad_path(e: &axum::extract::rejection::PathRejection) -> ApiError 
         "The path is not valid",
         e.body_text(),
     )
+}
+
+#[cfg(test)]
+mod request_id_tests {
+    use super::next_request_id;
+
+    #[test]
+    fn request_ids_are_24_hex_characters_and_never_repeat() {
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| next_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids.iter().all(|id| {
+            id.len() == 24
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        }));
+        // One process, one prefix.
+        let prefixes: std::collections::HashSet<&str> = ids.iter().map(|id| &id[..12]).collect();
+        assert_eq!(prefixes.len(), 1);
+    }
 }
