@@ -512,7 +512,10 @@ static LOG_GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::Worker
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TONGBAN_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rustls warns about each client's protocol oddities (an IP address
+        // as SNI, for one): a line per connection that any client could use
+        // to flood the log; its errors still show.
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
     let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .thread_name("tongban-log")
