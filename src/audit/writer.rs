@@ -99,6 +99,7 @@ impl AuditWriter {
         let block = block_of(head.0 + 1);
         let summary = store.block(block)?.unwrap_or_default();
         let mut last_checkpoint = store.last_checkpoint_seq()?;
+        let mut suite_change = None;
         // A change of suite (audit.suite) ends the current epoch: its last
         // event gets a checkpoint naming the new suite, signed by both keys,
         // before any event of the new suite is written.
@@ -120,6 +121,22 @@ impl AuditWriter {
                     f.sync_data()?;
                 }
                 last_checkpoint = head.0;
+                let mut event = EventBody::system(
+                    options.clock.unix_millis(),
+                    super::EventKind::Other,
+                    "audit.suite_change",
+                );
+                event.detail = Some(
+                    serde_json::json!({
+                        "from": current.name(),
+                        "to": signer.suite().name(),
+                        "checkpoint_seq": head.0,
+                        "previous_key_id": cp.checkpoint.previous.as_ref().map(|p| p.key_id.clone()),
+                        "key_id": cp.checkpoint.key_id,
+                    })
+                    .to_string(),
+                );
+                suite_change = Some(event);
                 tracing::info!(
                     from = current.name(),
                     to = signer.suite().name(),
@@ -156,6 +173,11 @@ impl AuditWriter {
             healthy: healthy.clone(),
             stats: stats.clone(),
         };
+        // The first event of a new epoch says so, for the officers' search.
+        if let Some(event) = suite_change {
+            let (ack, _) = oneshot::channel();
+            let _ = tx.try_send(Msg::Append(vec![event], ack, None));
+        }
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || state.run(rx))?;

@@ -53,6 +53,17 @@ async fn a_change_of_suite_starts_a_new_epoch_and_the_whole_log_verifies_online_
         epochs[1]["first_seq"].as_u64().unwrap(),
         epochs[0]["last_seq"].as_u64().unwrap() + 1
     );
+    // The new epoch opens with an event that says what changed.
+    let first_gm = gw
+        .gw
+        .audit_store
+        .get(epochs[1]["first_seq"].as_u64().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(first_gm.body.operation, "audit.suite_change");
+    let detail: Value = serde_json::from_str(first_gm.body.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["from"], "international");
+    assert_eq!(detail["to"], "gm");
 
     // Both public keys are published; each alone is not enough offline.
     let dir = tempfile::tempdir().unwrap();
