@@ -13,6 +13,7 @@ use rcgen::{
 use time::{Duration, OffsetDateTime};
 
 use crate::audit::pseudonym::write_private;
+use crate::server::client_trust::canonical_serial;
 
 /// The development PKI could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -127,17 +128,9 @@ pub fn ensure(home: &Path, departments: &[&str]) -> Result<DevPkiPaths, DevPkiEr
     let issuer = Issuer::new(ca_params(now)?, ca_key);
 
     if !paths.crl.exists() {
-        // Nothing revoked yet; valid for a year, like a CA that publishes rarely.
-        let crl = CertificateRevocationListParams {
-            this_update: now - Duration::minutes(1),
-            next_update: now + Duration::days(365),
-            crl_number: SerialNumber::from(1u64),
-            issuing_distribution_point: None,
-            revoked_certs: Vec::new(),
-            key_identifier_method: KeyIdMethod::Sha256,
-        }
-        .signed_by(&issuer)?;
-        write(&paths.crl, &crl.pem()?, false)?;
+        // Nothing revoked yet.
+        let crl = sign_crl(&issuer, 1, now, Vec::new())?;
+        write(&paths.crl, &crl, false)?;
     }
 
     if !paths.server_cert.exists() || !paths.server_key.exists() {
@@ -280,6 +273,55 @@ pub fn issue_client(home: &Path, dept: &str, days: i64) -> Result<IssuedClient, 
     issue_client_with(&issuer, home, dept, now, days)
 }
 
+/// A CRL of the development CA (PEM): issued a minute before `now` and
+/// valid for a year, like a CA that publishes rarely.
+fn sign_crl(
+    issuer: &Issuer<'_, KeyPair>,
+    crl_number: u64,
+    now: OffsetDateTime,
+    revoked: Vec<RevokedCertParams>,
+) -> Result<String, DevPkiError> {
+    crl_with_validity(
+        issuer,
+        crl_number,
+        now - Duration::minutes(1),
+        now + Duration::days(365),
+        revoked,
+    )
+}
+
+fn crl_with_validity(
+    issuer: &Issuer<'_, KeyPair>,
+    crl_number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+    revoked: Vec<RevokedCertParams>,
+) -> Result<String, DevPkiError> {
+    Ok(CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from(crl_number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(issuer)?
+    .pem()?)
+}
+
+/// An empty CRL signed by `home`'s development CA with the given number and
+/// validity (PEM), written nowhere: for tests of CRLs that are stale,
+/// replayed or about to expire.
+pub fn empty_crl(
+    home: &Path,
+    crl_number: u64,
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> Result<String, DevPkiError> {
+    let issuer = load_issuer(home, OffsetDateTime::now_utc())?;
+    crl_with_validity(&issuer, crl_number, this_update, next_update, Vec::new())
+}
+
 /// Which certificate to revoke.
 #[derive(Debug, Clone)]
 pub enum RevokeTarget {
@@ -390,13 +432,7 @@ pub fn revoke(
         RevokeTarget::File(path) => serial_of_file(path)?,
     };
     // A serial is a positive INTEGER: its DER form has no redundant zero byte.
-    let serial: Vec<u8> = {
-        let trimmed: &[u8] = match serial.iter().position(|b| *b != 0) {
-            Some(i) => &serial[i..],
-            None => &[0],
-        };
-        trimmed.to_vec()
-    };
+    let serial = canonical_serial(&serial).to_vec();
     let mut revoked = Vec::new();
     let mut number = 0u64;
     let existing = match std::fs::read(&paths.crl) {
@@ -436,15 +472,9 @@ pub fn revoke(
             });
         }
     }
-    let canonical = |bytes: &[u8]| -> Vec<u8> {
-        match bytes.iter().position(|b| *b != 0) {
-            Some(i) => bytes[i..].to_vec(),
-            None => vec![0],
-        }
-    };
     let already = revoked
         .iter()
-        .any(|r| canonical(&r.serial_number.to_bytes()) == serial);
+        .any(|r| canonical_serial(&r.serial_number.to_bytes()) == serial.as_slice());
     if !already {
         revoked.push(RevokedCertParams {
             serial_number: SerialNumber::from_slice(&serial),
@@ -455,16 +485,8 @@ pub fn revoke(
     }
     let listed = revoked.len();
     let crl_number = number + 1;
-    let crl = CertificateRevocationListParams {
-        this_update: now - Duration::minutes(1),
-        next_update: now + Duration::days(365),
-        crl_number: SerialNumber::from(crl_number),
-        issuing_distribution_point: None,
-        revoked_certs: revoked,
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&issuer)?;
-    write(&paths.crl, &crl.pem()?, false)?;
+    let crl = sign_crl(&issuer, crl_number, now, revoked)?;
+    write(&paths.crl, &crl, false)?;
     Ok(Revocation {
         serial: crate::policy::load::hex(&serial),
         crl_number,

@@ -547,17 +547,27 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db> {
     })
 }
 
+/// Seconds in a duration such as `90s`, `30m`, `12h` or `7d` (digits and one
+/// unit); `None` if it is not one. Saturates rather than overflows.
+pub(crate) fn duration_secs(text: &str) -> Option<i64> {
+    [("s", 1i64), ("m", 60), ("h", 3600), ("d", 86_400)]
+        .into_iter()
+        .find_map(|(suffix, scale)| {
+            let digits = text.strip_suffix(suffix)?;
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            let n = digits.parse::<i64>().unwrap_or(i64::MAX);
+            Some(n.checked_mul(scale).unwrap_or(i64::MAX))
+        })
+}
+
 fn parse_ttl(s: &str) -> Result<i64> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: i64 = num
-        .parse()
-        .with_context(|| format!("--ttl {s}: expected e.g. 90s, 30m, 1h, 2d"))?;
-    let secs = match unit {
-        "" | "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
-        _ => bail!("--ttl {s}: expected e.g. 90s, 30m, 1h, 2d"),
+    // A bare number is seconds.
+    let secs = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse::<i64>().unwrap_or(i64::MAX)
+    } else {
+        duration_secs(s).with_context(|| format!("--ttl {s}: expected e.g. 90s, 30m, 1h, 2d"))?
     };
     if secs <= 0 || secs > 30 * 86_400 {
         bail!("--ttl {s}: must be between 1 second and 30 days");
@@ -565,7 +575,13 @@ fn parse_ttl(s: &str) -> Result<i64> {
     Ok(secs)
 }
 
-fn mint(home: &Path, dept: &str, sub: &str, roles: &[String], ttl: i64) -> Result<String> {
+pub(crate) fn mint(
+    home: &Path,
+    dept: &str,
+    sub: &str,
+    roles: &[String],
+    ttl: i64,
+) -> Result<String> {
     let config = Config::load(&home.join("tongban.toml"))?;
     let issuer = config
         .issuers

@@ -160,13 +160,7 @@ pub(crate) fn run(command: AdminCommand) -> Result<ExitCode> {
 /// A time as the API takes it: RFC 3339 as given, or a duration from now
 /// (`90m`, `12h`, `7d`).
 fn absolute_time(text: &str) -> Result<String> {
-    let unit = [("s", 1i64), ("m", 60), ("h", 3600), ("d", 86_400)]
-        .into_iter()
-        .find_map(|(suffix, scale)| {
-            let n = text.strip_suffix(suffix)?.parse::<i64>().ok()?;
-            Some(n.checked_mul(scale).unwrap_or(i64::MAX))
-        });
-    let Some(seconds) = unit else {
+    let Some(seconds) = super::super::duration_secs(text) else {
         // Not a duration: an RFC 3339 time or a date, for the gateway to check.
         return Ok(text.to_owned());
     };
@@ -246,29 +240,15 @@ impl Connection {
 
 /// A five-minute administrator token from a demo home's issuer key.
 fn demo_admin_token(home: &Path, config: &Config) -> Result<String> {
-    let issuer = config
-        .issuers
-        .first()
-        .context("the home's configuration names no issuer")?;
-    let key_path = home.join("keys/issuer.pem");
-    let key = std::fs::read(&key_path).with_context(|| {
-        format!(
-            "cannot read {} (without a demo issuer key, give --token-file or TONGBAN_TOKEN)",
-            key_path.display()
-        )
-    })?;
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
     let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    Ok(tongban::devpki::mint_token(
-        &key,
-        &issuer.issuer,
-        &issuer.audience,
+    super::super::mint(
+        home,
         &config.operator_department,
         &format!("cli:{user}"),
         &["policy_admin".to_owned()],
-        now,
         300,
-    )?)
+    )
+    .context("no demo issuer key to sign with: give --token-file or TONGBAN_TOKEN")
 }
 
 async fn call(

@@ -330,13 +330,18 @@ fn check_crl(
     })
 }
 
-/// A serial number in hex without the sign byte DER may put in front, as
-/// `tongban cert revoke` prints it.
-pub fn serial_hex(raw: &[u8]) -> String {
+/// A serial number without the leading zero bytes DER may put in front of
+/// it: the same serial compares equal however it was encoded.
+pub fn canonical_serial(raw: &[u8]) -> &[u8] {
     match raw.iter().position(|b| *b != 0) {
-        Some(i) => hex(&raw[i..]),
-        None => "00".into(),
+        Some(i) => &raw[i..],
+        None => &[0],
     }
+}
+
+/// A serial number in hex, canonical, as `tongban cert revoke` prints it.
+pub fn serial_hex(raw: &[u8]) -> String {
+    hex(canonical_serial(raw))
 }
 
 /// Why a client certificate was refused, as a metric label.

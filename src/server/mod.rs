@@ -64,14 +64,7 @@ pub async fn serve(
         &gw.config.tls,
         Some(client_trust::TrustMetrics::of(&gw.metrics)),
     )?);
-    for crl in tls_state.crls().iter() {
-        tracing::info!(
-            file = %crl.path.display(),
-            issuer = %crl.issuer,
-            revoked = crl.revoked,
-            "client certificate CRL in force"
-        );
-    }
+    log_crls(&tls_state.crls(), "start");
     let cert_reloader = spawn_tls_reloader(tls_state.clone(), gw.metrics.clone());
     let metrics_server = match gw.config.metrics_listen {
         Some(addr) => {
@@ -252,16 +245,7 @@ pub fn spawn_tls_reloader(
             match tls.reload_trust() {
                 Ok(None) => {}
                 Ok(Some(crls)) => {
-                    for crl in crls.iter() {
-                        tracing::info!(
-                            trigger,
-                            file = %crl.path.display(),
-                            issuer = %crl.issuer,
-                            number = crl.number.as_deref().unwrap_or(""),
-                            revoked = crl.revoked,
-                            "client certificate CRL in force"
-                        );
-                    }
+                    log_crls(&crls, trigger);
                     tracing::info!(trigger, "client CAs and CRLs reloaded");
                 }
                 Err(e) => {
@@ -273,12 +257,23 @@ pub fn spawn_tls_reloader(
     })
 }
 
+/// Logs the CRLs put in force.
+fn log_crls(crls: &[client_trust::CrlSummary], trigger: &str) {
+    for crl in crls {
+        tracing::info!(
+            trigger,
+            file = %crl.path.display(),
+            issuer = %crl.issuer,
+            number = crl.number.as_deref().unwrap_or(""),
+            revoked = crl.revoked,
+            "client certificate CRL in force"
+        );
+    }
+}
+
 /// Logs every CRL in force that is past its next update.
 fn report_stale_crls(tls: &tls::TlsState) {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
+    let now = i64::try_from(tls::now_secs()).unwrap_or(i64::MAX);
     let refused = tls.stale_policy() == Some(crate::config::StaleCrl::Refuse);
     for crl in tls.crls().iter() {
         if crl.next_update.is_some_and(|t| t <= now) {

@@ -130,7 +130,9 @@ pub struct CertCheck {
 /// How often a connection's certificate is checked again without a reload.
 const RECHECK_SECS: u64 = 60;
 
-fn now_secs() -> u64 {
+/// Seconds since the epoch, by the system clock (what certificates and
+/// CRLs are dated by).
+pub(crate) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -232,19 +234,7 @@ impl Tls {
         if conn.handshake_kind() != Some(rustls::HandshakeKind::Resumed) {
             return Ok(());
         }
-        let (Some(verifier), Some((end_entity, intermediates))) = (
-            &self.verifier,
-            conn.peer_certificates().and_then(|c| c.split_first()),
-        ) else {
-            return Ok(());
-        };
-        verifier
-            .verify_client_cert(
-                end_entity,
-                intermediates,
-                rustls::pki_types::UnixTime::now(),
-            )
-            .map(|_| ())
+        self.verify_chain(conn.peer_certificates().unwrap_or_default())
     }
 }
 

@@ -8,10 +8,6 @@ use std::process::Command;
 use std::time::Duration;
 
 use hyper::StatusCode;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName,
-    DnType, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, SerialNumber,
-};
 use time::OffsetDateTime;
 
 use crate::helpers::{Client, TestGateway};
@@ -217,29 +213,8 @@ async fn a_connection_opened_before_the_revocation_is_refused_at_its_next_reques
 
 /// A CRL over `home`'s development CA, with the given validity.
 fn crl_signed_by_home_ca(home: &Path, next_update: OffsetDateTime) -> String {
-    let key = KeyPair::from_pem(&std::fs::read_to_string(home.join("certs/ca-key.pem")).unwrap())
-        .unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    let mut dn = DistinguishedName::new();
-    dn.push(DnType::CommonName, "tongban development CA");
-    dn.push(DnType::OrganizationName, "tongban demo");
-    params.distinguished_name = dn;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let issuer = Issuer::new(params, key);
-    let now = OffsetDateTime::now_utc();
-    CertificateRevocationListParams {
-        this_update: now - time::Duration::hours(2),
-        next_update,
-        crl_number: SerialNumber::from(100u64),
-        issuing_distribution_point: None,
-        revoked_certs: Vec::new(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&issuer)
-    .unwrap()
-    .pem()
-    .unwrap()
+    let this_update = OffsetDateTime::now_utc() - time::Duration::hours(2);
+    tongban::devpki::empty_crl(home, 100, this_update, next_update).unwrap()
 }
 
 #[tokio::test]
