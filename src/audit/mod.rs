@@ -8,6 +8,7 @@ pub mod event;
 pub mod export;
 pub mod pseudonym;
 pub mod query;
+pub mod residents;
 pub mod retention;
 pub mod store;
 pub mod suite;

@@ -3,25 +3,26 @@
 //! Trees: `audit/events` (chunks of up to 64 consecutive events of one group
 //! commit, keyed by the big-endian sequence number of the first; each event
 //! is its canonical bytes and hash: one sled key per chunk instead of per
-//! event keeps appends, scans and disk use cheap), `audit/by_resident` (pseudonym ‖ seq → nothing: the exact index for
-//! disclosure reports), `audit/blocks` (block number → [`BlockSummary`]),
+//! event keeps appends, scans and disk use cheap), the resident index
+//! ([`super::residents`]: the exact index for disclosure reports, sealed in
+//! segments), `audit/blocks` (block number → [`BlockSummary`]),
 //! `audit/checkpoints` (seq → signed checkpoint) and `audit/meta`.
 //!
-//! Index entries and block summaries are plain inserts written in the same
-//! group commit as their events, after them. Opening the store re-derives
-//! whatever of them an unclean stop left missing for the tail.
+//! Block summaries are plain inserts written in the same group commit as
+//! their events, after them. Opening the store re-derives whatever of them an
+//! unclean stop left missing, and the resident index's tail from the events
+//! after its last sealed segment.
 
 use super::blocks::{BlockSummary, block_of, block_range};
 use super::chain::{VerifyReport, verify_log};
 use super::checkpoint::SignedCheckpoint;
 use super::event::{Event, GENESIS, Hash};
+use super::residents::ResidentIndex;
 
 const EVENTS: &str = "audit/events";
-const BY_RESIDENT: &str = "audit/by_resident";
 const BLOCKS: &str = "audit/blocks";
 const CHECKPOINTS: &str = "audit/checkpoints";
 const META: &str = "audit/meta";
-const INDEXED_THROUGH: &[u8] = b"indexed_through";
 const ANCHOR: &[u8] = b"anchor";
 const EXPORTED_THROUGH: &[u8] = b"exported_through";
 
@@ -55,7 +56,7 @@ pub(crate) type SealedEvent = (u64, Vec<u8>, Option<[u8; 16]>);
 pub struct AuditStore {
     db: sled::Db,
     events: sled::Tree,
-    by_resident: sled::Tree,
+    residents: ResidentIndex,
     blocks: sled::Tree,
     checkpoints: sled::Tree,
     meta: sled::Tree,
@@ -64,15 +65,18 @@ pub struct AuditStore {
 impl AuditStore {
     /// Opens (creating if needed) the audit trees and repairs the index tail.
     pub fn open(db: &sled::Db) -> Result<Self, AuditError> {
+        let meta = db.open_tree(META)?;
         let store = Self {
             db: db.clone(),
             events: db.open_tree(EVENTS)?,
-            by_resident: db.open_tree(BY_RESIDENT)?,
+            residents: ResidentIndex::open(db, &meta)?,
             blocks: db.open_tree(BLOCKS)?,
             checkpoints: db.open_tree(CHECKPOINTS)?,
-            meta: db.open_tree(META)?,
+            meta,
         };
-        let repaired = store.recover_indexes()? + store.recover_blocks()?;
+        store.catch_up_index()?;
+        store.residents.seal_due()?;
+        let repaired = store.recover_blocks()?;
         if repaired > 0 {
             store.db.flush()?;
             tracing::warn!(
@@ -160,16 +164,35 @@ impl AuditStore {
         pseudonym: &[u8; 16],
         before: u64,
     ) -> impl Iterator<Item = Result<u64, AuditError>> + use<> {
-        let mut end = [0u8; 24];
-        end[..16].copy_from_slice(pseudonym);
-        end[16..].copy_from_slice(&before.to_be_bytes());
-        self.by_resident
-            .range(&pseudonym[..]..&end[..])
-            .rev()
-            .map(|item| {
-                let (key, _) = item?;
-                Ok(key_seq(&key[16..]))
-            })
+        self.residents.seqs(pseudonym, before)
+    }
+
+    /// Adds committed events to the resident index; seals a segment off the
+    /// commit path when one is due.
+    pub(crate) fn index_committed(&self, batch: &[SealedEvent]) {
+        if self
+            .residents
+            .add(batch.iter().map(|(seq, _, resident)| (*seq, *resident)))
+        {
+            self.residents.seal_in_background();
+        }
+    }
+
+    /// Indexes the stored events the resident index has not seen (at open,
+    /// and after a failed group commit that may have stored part of a group).
+    pub(crate) fn catch_up_index(&self) -> Result<(), AuditError> {
+        let from = self.residents.indexed_through() + 1;
+        let mut pending = Vec::new();
+        for item in self.raw_events(from, u64::MAX) {
+            let (seq, value) = item?;
+            let (event, _, _) = open(seq, &value)?;
+            pending.push((seq, event.body.resident));
+            if pending.len() >= 4096 {
+                self.residents.add(pending.drain(..));
+            }
+        }
+        self.residents.add(pending);
+        Ok(())
     }
 
     /// The summary of one block, if written.
@@ -302,19 +325,11 @@ impl AuditStore {
             self.events
                 .insert(first.to_be_bytes(), encode_chunk(&parts))?;
         }
-        for (seq, _, resident) in batch {
-            if let Some(p) = resident {
-                self.by_resident.insert(index_key(p, *seq), &[])?;
-            }
-        }
         for (block, summary) in summaries {
             self.blocks.insert(
                 block.to_be_bytes(),
                 postcard::to_allocvec(summary).unwrap_or_default(),
             )?;
-        }
-        if let Some((last, _, _)) = batch.last() {
-            self.meta.insert(INDEXED_THROUGH, &last.to_be_bytes())?;
         }
         if let Some(cp) = checkpoint {
             self.checkpoints
@@ -362,7 +377,7 @@ impl AuditStore {
                 if *seq <= through {
                     if let Ok((e, _, _)) = Event::open(stored) {
                         if let Some(p) = e.body.resident {
-                            self.by_resident.remove(index_key(&p, *seq))?;
+                            self.residents.remove_legacy(&p, *seq)?;
                         }
                     }
                     removed += 1;
@@ -377,6 +392,7 @@ impl AuditStore {
             }
             self.events.remove(k)?;
         }
+        self.residents.prune_through(through)?;
         for item in self.blocks.iter() {
             let (k, value) = item?;
             if postcard::from_bytes::<BlockSummary>(&value)
@@ -408,23 +424,14 @@ impl AuditStore {
     /// Whether every index entry points at an event about that resident, every
     /// event is in its index, and every block summary covers its events.
     pub fn indexes_consistent(&self) -> Result<bool, AuditError> {
-        for item in &self.by_resident {
-            let (key, _) = item?;
-            let seq = key_seq(&key[16..]);
-            match self.get(seq)? {
-                Some(e) if e.body.resident.as_ref().map(|r| &r[..]) == Some(&key[..16]) => {}
-                _ => return Ok(false),
-            }
-        }
+        let mut residents = std::collections::BTreeSet::new();
         let mut expected: std::collections::BTreeMap<u64, BlockSummary> =
             std::collections::BTreeMap::new();
         for item in self.raw_events(0, u64::MAX) {
             let (seq, value) = item?;
             let (e, _, _) = open(seq, &value)?;
             if let Some(p) = e.body.resident {
-                if !self.by_resident.contains_key(index_key(&p, seq))? {
-                    return Ok(false);
-                }
+                residents.insert((p, seq));
             }
             expected.entry(block_of(seq)).or_default().add(seq, &e.body);
         }
@@ -433,22 +440,7 @@ impl AuditStore {
                 return Ok(false);
             }
         }
-        Ok(true)
-    }
-
-    fn recover_indexes(&self) -> Result<u64, AuditError> {
-        let through = self.meta.get(INDEXED_THROUGH)?.map_or(0, |v| key_seq(&v));
-        let mut repaired = 0;
-        for item in self.raw_events(through + 1, u64::MAX) {
-            let (seq, value) = item?;
-            let (event, _, _) = open(seq, &value)?;
-            if let Some(p) = event.body.resident {
-                self.by_resident.insert(index_key(&p, seq), &[])?;
-                repaired += 1;
-            }
-            self.meta.insert(INDEXED_THROUGH, &seq.to_be_bytes())?;
-        }
-        Ok(repaired)
+        Ok(self.residents.entries()? == residents)
     }
 
     fn recover_blocks(&self) -> Result<u64, AuditError> {
@@ -526,13 +518,6 @@ fn split_chunk(first: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, AuditError
         rest = tail;
     }
     Ok(out)
-}
-
-fn index_key(pseudonym: &[u8; 16], seq: u64) -> [u8; 24] {
-    let mut key = [0u8; 24];
-    key[..16].copy_from_slice(pseudonym);
-    key[16..].copy_from_slice(&seq.to_be_bytes());
-    key
 }
 
 /// A big-endian sequence number from a key (shorter keys are left-padded).

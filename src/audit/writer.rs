@@ -410,6 +410,7 @@ impl State {
                     .fetch_add(sealed.len() as u64, Ordering::Relaxed);
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
+                self.store.index_committed(&sealed);
                 let mut next = first;
                 for (bodies, ack, _) in batch.drain(..) {
                     let _ = ack.send(Ok(next));
@@ -424,6 +425,9 @@ impl State {
                     let _ = ack.send(Err(e.clone()));
                 }
                 // Part of the group may have reached sled: continue from what is there.
+                if let Err(e) = self.store.catch_up_index() {
+                    tracing::error!(error = %e, "re-reading the events of a failed group for the resident index failed");
+                }
                 if let Ok(head) = self.store.head() {
                     self.head = head;
                     let b = block_of(head.0 + 1);
