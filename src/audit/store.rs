@@ -98,7 +98,8 @@ impl AuditStore {
             None => self.anchor(),
             Some((key, value)) => {
                 let first = key_seq(&key);
-                let events = split_chunk(first, &value)?;
+                let body = unpack_chunk(first, &value)?;
+                let events = split_chunk(first, &body)?;
                 let (seq, stored) = events.last().ok_or(AuditError::Corrupt {
                     seq: first,
                     message: "empty chunk".into(),
@@ -136,7 +137,9 @@ impl AuditStore {
         else {
             return Ok(None);
         };
-        let Some((_, stored)) = split_chunk(key_seq(&key), &value)?
+        let first = key_seq(&key);
+        let body = unpack_chunk(first, &value)?;
+        let Some((_, stored)) = split_chunk(first, &body)?
             .into_iter()
             .find(|(s, _)| *s == seq)
         else {
@@ -223,12 +226,14 @@ impl AuditStore {
             .flat_map(move |item| {
                 let events: Vec<Result<(u64, Vec<u8>), AuditError>> = match item {
                     Err(e) => vec![Err(e.into())],
-                    Ok((k, v)) => match split_chunk(key_seq(&k), &v) {
+                    Ok((k, v)) => match unpack_chunk(key_seq(&k), &v)
+                        .and_then(|body| Ok(owned(split_chunk(key_seq(&k), &body)?)))
+                    {
                         Ok(list) => list
                             .into_iter()
                             .rev()
                             .filter(|(s, _)| (lo..=hi).contains(s))
-                            .map(|(s, b)| Ok((s, b.to_vec())))
+                            .map(Ok)
                             .collect(),
                         Err(e) => vec![Err(e)],
                     },
@@ -261,11 +266,13 @@ impl AuditStore {
                     Err(e) => vec![Err(e)],
                     Ok((k, v)) => {
                         let first = key_seq(&k);
-                        match split_chunk(first, &v) {
+                        match unpack_chunk(first, &v)
+                            .and_then(|body| Ok(owned(split_chunk(first, &body)?)))
+                        {
                             Ok(list) => list
                                 .into_iter()
                                 .filter(|(s, _)| (lo..=hi).contains(s))
-                                .map(|(s, b)| Ok((s, b.to_vec())))
+                                .map(Ok)
                                 .collect(),
                             Err(_) => vec![Ok((first, v.to_vec()))],
                         }
@@ -370,7 +377,8 @@ impl AuditStore {
         for item in self.events.range(..=through.to_be_bytes()) {
             let (k, value) = item?;
             let first = key_seq(&k);
-            let events = split_chunk(first, &value)?;
+            let body = unpack_chunk(first, &value)?;
+            let events = split_chunk(first, &body)?;
             let mut keep: Vec<&[u8]> = Vec::new();
             let mut keep_from = None;
             for (seq, stored) in &events {
@@ -485,29 +493,69 @@ fn open(seq: u64, value: &[u8]) -> Result<(Event, Hash, Hash), AuditError> {
 
 /// Most events in one stored chunk (kept well under sled's inline value size).
 const CHUNK_EVENTS: usize = 64;
-const CHUNK_VERSION: u8 = 1;
+/// A chunk stored as it is.
+const CHUNK_PLAIN: u8 = 1;
+/// A chunk compressed with LZ4 (block format, size prepended).
+const CHUNK_LZ4: u8 = 2;
+/// No chunk unpacks to more than this (a damaged size must not allocate gigabytes).
+const CHUNK_MAX_BYTES: usize = 16 << 20;
 
-/// A chunk: a version byte, then each event as a 4-byte little-endian length and its stored bytes.
+/// A chunk: a version byte, then each event as a 4-byte little-endian length
+/// and its stored bytes, LZ4-compressed when that saves an eighth or more
+/// (chunks of many events repeat node, department, dataset and purpose names).
 fn encode_chunk(events: &[&[u8]]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1 + events.iter().map(|e| e.len() + 4).sum::<usize>());
-    out.push(CHUNK_VERSION);
+    let mut body = Vec::with_capacity(events.iter().map(|e| e.len() + 4).sum::<usize>());
     for e in events {
-        out.extend_from_slice(&u32::try_from(e.len()).unwrap_or(u32::MAX).to_le_bytes());
-        out.extend_from_slice(e);
+        body.extend_from_slice(&u32::try_from(e.len()).unwrap_or(u32::MAX).to_le_bytes());
+        body.extend_from_slice(e);
     }
+    let packed = lz4_flex::block::compress_prepend_size(&body);
+    let (version, bytes) = if packed.len() + packed.len() / 8 < body.len() {
+        (CHUNK_LZ4, packed)
+    } else {
+        (CHUNK_PLAIN, body)
+    };
+    let mut out = Vec::with_capacity(1 + bytes.len());
+    out.push(version);
+    out.extend_from_slice(&bytes);
     out
 }
 
-/// The events of a chunk whose first event is `first`, numbered by position.
-fn split_chunk(first: u64, value: &[u8]) -> Result<Vec<(u64, &[u8])>, AuditError> {
+/// The length-prefixed events of a stored chunk whose first event is `first`.
+fn unpack_chunk(first: u64, value: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, AuditError> {
     let corrupt = || AuditError::Corrupt {
         seq: first,
         message: "the stored chunk cannot be split into events".into(),
     };
-    let (&version, mut rest) = value.split_first().ok_or_else(corrupt)?;
-    if version != CHUNK_VERSION {
-        return Err(corrupt());
+    match value.split_first() {
+        Some((&CHUNK_PLAIN, rest)) => Ok(std::borrow::Cow::Borrowed(rest)),
+        Some((&CHUNK_LZ4, rest)) => {
+            let size = rest
+                .get(..4)
+                .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+                .ok_or_else(corrupt)?;
+            if size > CHUNK_MAX_BYTES {
+                return Err(corrupt());
+            }
+            lz4_flex::block::decompress_size_prepended(rest)
+                .map(std::borrow::Cow::Owned)
+                .map_err(|_| corrupt())
+        }
+        _ => Err(corrupt()),
     }
+}
+
+fn owned(events: Vec<(u64, &[u8])>) -> Vec<(u64, Vec<u8>)> {
+    events.into_iter().map(|(s, b)| (s, b.to_vec())).collect()
+}
+
+/// The events of an unpacked chunk whose first event is `first`, numbered by position.
+fn split_chunk(first: u64, body: &[u8]) -> Result<Vec<(u64, &[u8])>, AuditError> {
+    let corrupt = || AuditError::Corrupt {
+        seq: first,
+        message: "the stored chunk cannot be split into events".into(),
+    };
+    let mut rest = body;
     let mut out = Vec::new();
     while !rest.is_empty() {
         let (len, tail) = rest.split_at_checked(4).ok_or_else(corrupt)?;
@@ -526,4 +574,66 @@ pub(crate) fn key_seq(bytes: &[u8]) -> u64 {
     let n = bytes.len().min(8);
     b[8 - n..].copy_from_slice(&bytes[..n]);
     u64::from_be_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(n: usize) -> Vec<Vec<u8>> {
+        (0..n)
+            .map(|i| {
+                format!("node demo-1 dept minzheng dataset gongan.hukou purpose dibao_review {i}")
+                    .into_bytes()
+            })
+            .collect()
+    }
+
+    fn round_trip(list: &[Vec<u8>]) -> (u8, Vec<Vec<u8>>) {
+        let parts: Vec<&[u8]> = list.iter().map(Vec::as_slice).collect();
+        let stored = encode_chunk(&parts);
+        let body = unpack_chunk(7, &stored).unwrap();
+        let back = split_chunk(7, &body)
+            .unwrap()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (seq, b))| {
+                assert_eq!(seq, 7 + i as u64);
+                b.to_vec()
+            })
+            .collect();
+        (stored[0], back)
+    }
+
+    #[test]
+    fn chunks_of_alike_events_are_compressed_and_read_back_exactly() {
+        let many = events(64);
+        let (version, back) = round_trip(&many);
+        assert_eq!(version, CHUNK_LZ4);
+        assert_eq!(back, many);
+        // One short event gains nothing: it is stored as it is.
+        let one = vec![b"x".to_vec()];
+        let (version, back) = round_trip(&one);
+        assert_eq!(version, CHUNK_PLAIN);
+        assert_eq!(back, one);
+    }
+
+    #[test]
+    fn a_damaged_chunk_is_reported_not_unpacked() {
+        let parts: Vec<Vec<u8>> = events(64);
+        let parts: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let mut stored = encode_chunk(&parts);
+        // A size prefix claiming gigabytes.
+        let mut huge = stored.clone();
+        huge[1..5].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            unpack_chunk(3, &huge),
+            Err(AuditError::Corrupt { seq: 3, .. })
+        ));
+        // Cut short.
+        stored.truncate(stored.len() / 2);
+        assert!(unpack_chunk(3, &stored).is_err());
+        assert!(unpack_chunk(3, &[9, 1, 2]).is_err());
+        assert!(unpack_chunk(3, &[]).is_err());
+    }
 }
