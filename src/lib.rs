@@ -17,6 +17,7 @@ pub mod devpki;
 pub mod domain;
 pub mod error;
 pub mod gateway;
+pub mod logsink;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

@@ -269,7 +269,9 @@ fn main() -> ExitCode {
         }
     };
     // Statics are not dropped: write out the buffered log lines now.
-    drop(LOG_GUARD.lock().ok().and_then(|mut g| g.take()));
+    if let Some(sink) = LOG_GUARD.lock().ok().and_then(|mut g| g.take()) {
+        sink.close();
+    }
     code
 }
 
@@ -503,12 +505,12 @@ fn serve(config: Config, listen: Option<SocketAddr>) -> Result<()> {
     })
 }
 
-/// Where log lines go: standard error, written by a thread of its own so
-/// that no request waits on the terminal or the journal. Lines are never
-/// dropped (a full buffer slows the writers instead); the guard flushes what
-/// is buffered when the process ends.
-static LOG_GUARD: std::sync::Mutex<Option<tracing_appender::non_blocking::WorkerGuard>> =
-    std::sync::Mutex::new(None);
+/// Where log lines go: standard error, through a buffer written by a thread
+/// of its own (`tongban::logsink`: no request waits on the terminal or the
+/// journal, and lines are written in batches). Lines are never dropped (a
+/// full buffer slows the writers instead); closing it writes what is
+/// buffered when the process ends.
+static LOG_GUARD: std::sync::Mutex<Option<tongban::logsink::LogSink>> = std::sync::Mutex::new(None);
 
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TONGBAN_LOG")
@@ -516,12 +518,12 @@ fn init_logging(format: LogFormat) {
         // as SNI, for one): a line per connection that any client could use
         // to flood the log; its errors still show.
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rustls=error"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("tongban-log")
-        .finish(std::io::stderr());
+    let Ok(writer) = tongban::logsink::LogSink::start(std::io::stderr()) else {
+        eprintln!("cannot start the log writer thread");
+        return;
+    };
     if let Ok(mut slot) = LOG_GUARD.lock() {
-        *slot = Some(guard);
+        *slot = Some(writer.clone());
     }
     // Colours only for a person at a terminal: never escape codes in a log
     // file or journal (and formatting them costs every request a little).

@@ -1,0 +1,268 @@
+//! Where log lines go: a buffer in memory that a thread of its own writes
+//! out, so that no request waits on the terminal or the journal and a busy
+//! gateway does not pay a system call and a thread wake-up per line.
+//!
+//! Lines of level `info` and below are written at least every
+//! [`FLUSH_EVERY`] (like nginx's `access_log … buffer= flush=`); a warning or
+//! an error wakes the writer at once. Lines are never dropped: when the
+//! buffer is full (standard error blocked), the threads that log wait until
+//! it drains. [`LogSink::close`] writes what is left.
+//!
+//! The access line of every request is also recorded, durably, as an audit
+//! event: what a crash loses of this buffer (at most [`FLUSH_EVERY`] of lines)
+//! is operators' diagnostics, never the record of a disclosure.
+
+use std::io::Write;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Most time a line of level `info` waits in the buffer.
+pub const FLUSH_EVERY: Duration = Duration::from_millis(100);
+/// Past this many bytes the writer is woken.
+const HIGH_WATER: usize = 64 * 1024;
+/// Past this many bytes loggers wait for the writer.
+const FULL: usize = 8 * 1024 * 1024;
+
+#[derive(Default)]
+struct Buffer {
+    bytes: Vec<u8>,
+    urgent: bool,
+    closed: bool,
+}
+
+struct Shared {
+    buffer: Mutex<Buffer>,
+    /// The writer waits here for lines.
+    ready: Condvar,
+    /// Loggers wait here while the buffer is full.
+    drained: Condvar,
+}
+
+/// A buffered line sink for `tracing_subscriber` (a `MakeWriter`).
+#[derive(Clone)]
+pub struct LogSink {
+    shared: Arc<Shared>,
+    thread: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for LogSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogSink").finish_non_exhaustive()
+    }
+}
+
+impl LogSink {
+    /// Starts the writer thread over `out` (standard error, in the binary).
+    pub fn start(out: impl Write + Send + 'static) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            buffer: Mutex::new(Buffer::default()),
+            ready: Condvar::new(),
+            drained: Condvar::new(),
+        });
+        let writer = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("tongban-log".into())
+            .spawn(move || write_out(&writer, out))?;
+        Ok(Self {
+            shared,
+            thread: Arc::new(Mutex::new(Some(thread))),
+        })
+    }
+
+    /// Writes what is buffered and stops the writer; later lines are
+    /// written directly by the thread that logs them.
+    pub fn close(&self) {
+        if let Ok(mut b) = self.shared.buffer.lock() {
+            b.closed = true;
+        }
+        self.shared.ready.notify_all();
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
+
+    fn append(&self, line: &[u8], urgent: bool) {
+        let Ok(mut b) = self.shared.buffer.lock() else {
+            return;
+        };
+        if b.closed {
+            drop(b);
+            let _ = std::io::stderr().write_all(line);
+            return;
+        }
+        while b.bytes.len() >= FULL && !b.closed {
+            self.shared.ready.notify_one();
+            b = match self.shared.drained.wait(b) {
+                Ok(b) => b,
+                Err(_) => return,
+            };
+        }
+        b.bytes.extend_from_slice(line);
+        b.urgent |= urgent;
+        let wake = b.urgent || b.bytes.len() >= HIGH_WATER;
+        drop(b);
+        if wake {
+            self.shared.ready.notify_one();
+        }
+    }
+}
+
+fn write_out(shared: &Shared, mut out: impl Write) {
+    let mut spare = Vec::new();
+    loop {
+        let (bytes, closed) = {
+            let Ok(mut b) = shared.buffer.lock() else {
+                return;
+            };
+            if !b.urgent && !b.closed && b.bytes.len() < HIGH_WATER {
+                b = match shared.ready.wait_timeout(b, FLUSH_EVERY) {
+                    Ok((b, _)) => b,
+                    Err(_) => return,
+                };
+            }
+            b.urgent = false;
+            spare.clear();
+            (std::mem::replace(&mut b.bytes, spare), b.closed)
+        };
+        shared.drained.notify_all();
+        if !bytes.is_empty() {
+            let _ = out.write_all(&bytes);
+            let _ = out.flush();
+        }
+        spare = bytes;
+        if closed {
+            return;
+        }
+    }
+}
+
+/// One log line being written (the formatter writes a whole line at once).
+#[derive(Debug)]
+pub struct LineWriter<'a> {
+    sink: &'a LogSink,
+    urgent: bool,
+}
+
+impl Write for LineWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.sink.append(buf, self.urgent);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogSink {
+    type Writer = LineWriter<'a>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        LineWriter {
+            sink: self,
+            urgent: false,
+        }
+    }
+
+    fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Self::Writer {
+        LineWriter {
+            sink: self,
+            urgent: *meta.level() <= tracing::Level::WARN,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn text(c: &Capture) -> String {
+        String::from_utf8(c.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn wait_for(c: &Capture, needle: &str, within: Duration) -> bool {
+        let start = Instant::now();
+        while start.elapsed() < within {
+            if text(c).contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    #[test]
+    fn lines_arrive_whole_in_order_and_close_writes_the_rest() {
+        let out = Capture::default();
+        let sink = LogSink::start(out.clone()).unwrap();
+        for i in 0..1000 {
+            sink.append(format!("line {i}\n").as_bytes(), false);
+        }
+        sink.close();
+        let expected: String = (0..1000).map(|i| format!("line {i}\n")).collect();
+        assert_eq!(text(&out), expected);
+        // After close, lines still go somewhere (standard error), not nowhere.
+        sink.append(b"", false);
+    }
+
+    #[test]
+    fn info_lines_are_written_within_the_flush_interval_and_warnings_at_once() {
+        let out = Capture::default();
+        let sink = LogSink::start(out.clone()).unwrap();
+        sink.append(b"info\n", false);
+        assert!(wait_for(&out, "info\n", FLUSH_EVERY * 20));
+        let w = tracing::Level::WARN;
+        let mut line = LineWriter {
+            sink: &sink,
+            urgent: w <= tracing::Level::WARN,
+        };
+        line.write_all(b"warning\n").unwrap();
+        assert!(wait_for(&out, "warning\n", FLUSH_EVERY * 20));
+        sink.close();
+    }
+
+    #[test]
+    fn many_threads_never_interleave_within_a_line() {
+        let out = Capture::default();
+        let sink = LogSink::start(out.clone()).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let sink = sink.clone();
+                std::thread::spawn(move || {
+                    for i in 0..2000 {
+                        sink.append(
+                            format!("thread {t} line {i} {}\n", "x".repeat(100)).as_bytes(),
+                            false,
+                        );
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        sink.close();
+        let all = text(&out);
+        assert_eq!(all.lines().count(), 8000);
+        assert!(
+            all.lines()
+                .all(|l| l.starts_with("thread ") && l.ends_with(&"x".repeat(100)))
+        );
+    }
+}
