@@ -504,7 +504,22 @@ impl Answer {
                     json!({"seq": seq, "request_id": request_id})
                 };
                 body.insert("audit".into(), audit);
-                let mut response = (status, axum::Json(Value::Object(body))).into_response();
+                // One buffer sized for a typical answer: no regrowth while serializing.
+                let mut bytes = Vec::with_capacity(1024);
+                let mut response = match serde_json::to_writer(&mut bytes, &body) {
+                    Ok(()) => {
+                        let mut r = (status, bytes).into_response();
+                        r.headers_mut().insert(
+                            header::CONTENT_TYPE,
+                            HeaderValue::from_static("application/json"),
+                        );
+                        r
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "an answer could not be serialized");
+                        StatusCode::INTERNAL_SERVER_ERROR.into_response()
+                    }
+                };
                 if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
                     response.headers_mut().insert(header::ETAG, v);
                 }
