@@ -278,6 +278,7 @@ fn start_writer(
             node: "bench-1".into(),
             durability: Durability::Flush,
             max_batch: 4096,
+            group_wait: Duration::ZERO,
             checkpoint_every: 10_000,
             checkpoint_interval: Duration::from_secs(3600),
             clock: Clock::system(),

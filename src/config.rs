@@ -168,6 +168,12 @@ pub struct AuditConfig {
     /// Most events written in one group commit. Default 512.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
+    /// Under load, how long (microseconds) a group commit waits for more
+    /// events before it writes, so that one flush and sync serve more
+    /// requests. Only when the previous group held more than one event: an
+    /// idle gateway never waits. Default 200; 0 turns it off.
+    #[serde(default = "default_group_wait_us")]
+    pub group_wait_us: u64,
     /// Sign a checkpoint at least every this many events. Default 10000.
     #[serde(default = "default_checkpoint_every")]
     pub checkpoint_every: u64,
@@ -191,6 +197,7 @@ impl Default for AuditConfig {
         Self {
             durability: Durability::default(),
             max_batch: default_max_batch(),
+            group_wait_us: default_group_wait_us(),
             checkpoint_every: default_checkpoint_every(),
             checkpoint_secs: default_checkpoint_secs(),
             retention_days: None,
@@ -354,6 +361,10 @@ fn default_dept_rate() -> String {
 }
 fn default_max_batch() -> usize {
     512
+}
+
+fn default_group_wait_us() -> u64 {
+    200
 }
 fn default_checkpoint_every() -> u64 {
     10_000

@@ -163,6 +163,9 @@ impl Gateway {
                 node: config.node_id.clone(),
                 durability: config.audit.durability,
                 max_batch: config.audit.max_batch,
+                group_wait: std::time::Duration::from_micros(
+                    config.audit.group_wait_us.min(100_000),
+                ),
                 checkpoint_every: config.audit.checkpoint_every,
                 checkpoint_interval: std::time::Duration::from_secs(config.audit.checkpoint_secs),
                 clock: clock.clone(),

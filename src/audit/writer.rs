@@ -74,6 +74,8 @@ pub struct WriterOptions {
     pub durability: Durability,
     /// Most events per group.
     pub max_batch: usize,
+    /// How long a group waits for more events after a group of more than one.
+    pub group_wait: Duration,
     /// Sign a checkpoint at least every this many events.
     pub checkpoint_every: u64,
     /// And at least this often while events arrive.
@@ -293,15 +295,31 @@ struct State {
 impl State {
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.options.max_batch);
+        let mut busy = false;
         loop {
             let mut round = Round::default();
             round.take(rx.blocking_recv(), &mut batch);
-            while !round.stop && round.events < self.options.max_batch {
-                match rx.try_recv() {
-                    Ok(msg) => round.take(Some(msg), &mut batch),
-                    Err(_) => break,
+            // Under load (the last group served several requests), wait a
+            // moment for more: one flush and sync then serve a larger group.
+            let deadline = busy.then(|| Instant::now() + self.options.group_wait);
+            loop {
+                while !round.stop && round.events < self.options.max_batch {
+                    match rx.try_recv() {
+                        Ok(msg) => round.take(Some(msg), &mut batch),
+                        Err(_) => break,
+                    }
                 }
+                let waiting = deadline.is_some_and(|d| Instant::now() < d);
+                if round.stop
+                    || round.checkpoint
+                    || round.events >= self.options.max_batch
+                    || !waiting
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_micros(50));
             }
+            busy = round.events > 1;
             let Round {
                 stop,
                 checkpoint,
