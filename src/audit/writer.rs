@@ -364,25 +364,29 @@ impl State {
             }
             next_first += n;
         }
-        for body in batch.iter().flat_map(|(bodies, _, _)| bodies) {
+        // Each request's count, before its bodies move into their events (a
+        // failed group is refused, never retried, so nothing needs them after).
+        let counts: Vec<u64> = batch.iter().map(|(b, _, _)| b.len() as u64).collect();
+        let version = super::event::format_version(self.signer.suite());
+        for body in batch.iter_mut().flat_map(|(bodies, _, _)| bodies.drain(..)) {
             seq += 1;
             let event = Event {
-                version: super::event::format_version(self.signer.suite()),
+                version,
                 seq,
                 node: self.options.node.clone(),
                 prev_hash: prev,
-                body: body.clone(),
+                body,
             };
             let (stored, hash) = event.seal();
             prev = hash;
-            sealed.push((seq, stored, body.resident));
+            sealed.push((seq, stored, event.body.resident));
             if block_of(seq) != block.0 {
                 summaries.push(std::mem::replace(
                     &mut block,
                     (block_of(seq), BlockSummary::default()),
                 ));
             }
-            block.1.add(seq, body);
+            block.1.add(seq, &event.body);
         }
         if !sealed.is_empty() {
             summaries.push(block.clone());
@@ -430,9 +434,9 @@ impl State {
                 self.stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
                 self.store.index_committed(&sealed);
                 let mut next = first;
-                for (bodies, ack, _) in batch.drain(..) {
+                for ((_, ack, _), n) in batch.drain(..).zip(counts) {
                     let _ = ack.send(Ok(next));
-                    next += bodies.len() as u64;
+                    next += n;
                 }
             }
             Err(e) => {
