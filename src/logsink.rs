@@ -266,3 +266,259 @@ mod tests {
         );
     }
 }
+
+/// The access line's sink and shape, when it is written without tracing's
+/// formatter (set once by the binary; colours off).
+static DIRECT: std::sync::OnceLock<(LogSink, bool)> = std::sync::OnceLock::new();
+
+/// Writes the access line of every request straight into `sink`, in the
+/// same text (`json = false`) or JSON shape that tracing's formatter gives
+/// it, at about a tenth of the cost. Only for output without colour codes.
+pub fn write_access_directly(sink: LogSink, json: bool) {
+    let _ = DIRECT.set((sink, json));
+}
+
+/// The one line per request under `/v1` (target `tongban::access`): never
+/// a token, a resident ID or a field value.
+#[derive(Debug, Clone, Copy)]
+pub struct Access<'a> {
+    /// The request id.
+    pub request_id: &'a str,
+    /// The W3C trace id, or empty.
+    pub trace_id: &'a str,
+    /// The operation.
+    pub operation: &'a str,
+    /// The calling department, or `-`.
+    pub dept: &'a str,
+    /// `allow`, `deny` or `error`.
+    pub decision: &'a str,
+    /// The problem type's slug, or `-`.
+    pub reason: &'a str,
+    /// The status answered.
+    pub status: u16,
+    /// The status recorded in the audit event.
+    pub recorded_status: u16,
+    /// Events appended.
+    pub events: u64,
+    /// Time from arrival to answer.
+    pub latency_us: u64,
+}
+
+impl Access<'_> {
+    /// Logs the line, if `tongban::access` is enabled at `info`.
+    pub fn log(&self) {
+        if !tracing::enabled!(target: "tongban::access", tracing::Level::INFO) {
+            return;
+        }
+        match DIRECT.get() {
+            Some((sink, json)) => {
+                let line = self.format(*json, time::OffsetDateTime::now_utc());
+                sink.append(line.as_bytes(), false);
+            }
+            None => tracing::info!(
+                target: "tongban::access",
+                request_id = %self.request_id,
+                trace_id = self.trace_id,
+                operation = %self.operation,
+                dept = self.dept,
+                decision = self.decision,
+                reason = self.reason,
+                status = self.status,
+                recorded_status = self.recorded_status,
+                events = self.events,
+                latency_us = self.latency_us,
+            ),
+        }
+    }
+
+    /// The line as tracing's formatter writes it, at `now`.
+    pub fn format(&self, json: bool, now: time::OffsetDateTime) -> String {
+        use std::fmt::Write as _;
+        let t = now;
+        let mut out = String::with_capacity(256);
+        let _ = write!(
+            out,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second(),
+            t.microsecond()
+        );
+        if json {
+            let stamp = std::mem::take(&mut out);
+            let _ = write!(
+                out,
+                "{{\"timestamp\":\"{stamp}\",\"level\":\"INFO\",\"fields\":{{\"request_id\":{},\"trace_id\":{},\"operation\":{},\"dept\":{},\"decision\":{},\"reason\":{},\"status\":{},\"recorded_status\":{},\"events\":{},\"latency_us\":{}}},\"target\":\"tongban::access\"}}",
+                json_str(self.request_id),
+                json_str(self.trace_id),
+                json_str(self.operation),
+                json_str(self.dept),
+                json_str(self.decision),
+                json_str(self.reason),
+                self.status,
+                self.recorded_status,
+                self.events,
+                self.latency_us
+            );
+        } else {
+            let _ = write!(
+                out,
+                "  INFO tongban::access: request_id={} trace_id={:?} operation={} dept={:?} decision={:?} reason={:?} status={} recorded_status={} events={} latency_us={}",
+                self.request_id,
+                self.trace_id,
+                self.operation,
+                self.dept,
+                self.decision,
+                self.reason,
+                self.status,
+                self.recorded_status,
+                self.events,
+                self.latency_us
+            );
+        }
+        out.push('\n');
+        out
+    }
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+#[cfg(test)]
+mod access_tests {
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Capture {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
+        type Writer = Capture;
+        fn make_writer(&'a self) -> Self::Writer {
+            self.clone()
+        }
+    }
+
+    /// What tracing's own formatter writes for the same line.
+    fn by_tracing(a: &Access<'_>, json: bool) -> String {
+        let out = Capture::default();
+        let builder = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(out.clone());
+        let dispatch = if json {
+            tracing::Dispatch::new(builder.json().finish())
+        } else {
+            tracing::Dispatch::new(builder.finish())
+        };
+        tracing::dispatcher::with_default(&dispatch, || {
+            tracing::info!(
+                target: "tongban::access",
+                request_id = %a.request_id,
+                trace_id = a.trace_id,
+                operation = %a.operation,
+                dept = a.dept,
+                decision = a.decision,
+                reason = a.reason,
+                status = a.status,
+                recorded_status = a.recorded_status,
+                events = a.events,
+                latency_us = a.latency_us,
+            );
+        });
+        String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
+    }
+
+    /// The line with its timestamp cut off (the two were written at different times).
+    fn after_time(line: &str, json: bool) -> String {
+        if json {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mut v = v.as_object().unwrap().clone();
+            let stamp = v.remove("timestamp").unwrap();
+            assert!(stamp.as_str().unwrap().ends_with('Z'));
+            serde_json::to_string(&v).unwrap() + &format!(" keys {:?}", line.split("\":").next())
+        } else {
+            line.split_once(' ').unwrap().1.to_owned()
+        }
+    }
+
+    #[test]
+    fn the_direct_line_is_the_line_tracing_writes() {
+        let lines = [
+            Access {
+                request_id: "a91ce9c182d7000000014903",
+                trace_id: "",
+                operation: "lookup",
+                dept: "minzheng",
+                decision: "allow",
+                reason: "-",
+                status: 200,
+                recorded_status: 200,
+                events: 1,
+                latency_us: 8040,
+            },
+            Access {
+                request_id: "x",
+                trace_id: "4bf92f3577b34da6a3ce929d0e0e4736",
+                operation: "no-route",
+                dept: "-",
+                decision: "deny",
+                reason: "token-invalid \"quoted\" 中文",
+                status: 401,
+                recorded_status: 401,
+                events: 1,
+                latency_us: 0,
+            },
+        ];
+        for a in &lines {
+            for json in [false, true] {
+                let theirs = by_tracing(a, json);
+                let ours = a.format(json, time::OffsetDateTime::now_utc());
+                assert_eq!(
+                    after_time(&ours, json),
+                    after_time(&theirs, json),
+                    "json={json}\nours:   {ours}theirs: {theirs}"
+                );
+                assert!(ours.ends_with('\n') && theirs.ends_with('\n'));
+                // The timestamps have the same shape: RFC 3339, microseconds, UTC.
+                let stamp = |l: &str| {
+                    if json {
+                        l[14..41].to_owned()
+                    } else {
+                        l[..27].to_owned()
+                    }
+                };
+                let (s1, s2) = (stamp(&ours), stamp(&theirs));
+                assert_eq!(s1.len(), s2.len(), "{s1} / {s2}");
+                assert!(
+                    time::OffsetDateTime::parse(
+                        &s1,
+                        &time::format_description::well_known::Rfc3339
+                    )
+                    .is_ok(),
+                    "{s1}"
+                );
+                assert!(
+                    time::OffsetDateTime::parse(
+                        &s2,
+                        &time::format_description::well_known::Rfc3339
+                    )
+                    .is_ok(),
+                    "{s2}"
+                );
+            }
+        }
+    }
+}

@@ -527,9 +527,15 @@ fn init_logging(format: LogFormat) {
     }
     // Colours only for a person at a terminal: never escape codes in a log
     // file or journal (and formatting them costs every request a little).
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !ansi {
+        // The access line, one per request, is written without tracing's
+        // formatter (the same bytes, at a tenth of the cost).
+        tongban::logsink::write_access_directly(writer.clone(), format == LogFormat::Json);
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi)
         .with_writer(writer);
     match format {
         LogFormat::Json => builder.json().init(),

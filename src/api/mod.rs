@@ -463,19 +463,19 @@ async fn finish_events(
         reason.as_deref(),
     );
     // One line per request: never a token, a resident ID or a field value.
-    tracing::info!(
-        target: "tongban::access",
-        request_id = %ctx.request_id,
-        trace_id = ctx.trace_id.as_deref().unwrap_or(""),
-        operation = %operation,
-        dept = dept.as_deref().unwrap_or("-"),
-        decision = outcome.as_str(),
-        reason = reason.as_deref().unwrap_or("-"),
-        status = answered,
-        recorded_status = status,
-        events = count,
-        latency_us = u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
-    );
+    crate::logsink::Access {
+        request_id: &ctx.request_id,
+        trace_id: ctx.trace_id.as_deref().unwrap_or(""),
+        operation: &operation,
+        dept: dept.as_deref().unwrap_or("-"),
+        decision: outcome.as_str(),
+        reason: reason.as_deref().unwrap_or("-"),
+        status: answered,
+        recorded_status: status,
+        events: count,
+        latency_us: u64::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u64::MAX),
+    }
+    .log();
     response
 }
 
