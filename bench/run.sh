@@ -6,6 +6,9 @@
 #   bench/run.sh                 full run (under 10 minutes on 2 cores)
 #   bench/run.sh --smoke         seconds: every scenario, tiny sizes (CI runs this)
 #   bench/run.sh --out FILE      where the Markdown table goes (default bench/results.md)
+#   bench/run.sh --instructions  also instructions per request under callgrind
+#                                (bench/instructions.sh; about 2 minutes more;
+#                                the smoke mode always runs it, briefly)
 #
 # Baselines, measured in the same run with the same load generator (wrk over
 # HTTPS, keep-alive, TLS 1.3) and the same response bytes:
@@ -18,10 +21,12 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 smoke=0
+instructions=0
 out=bench/results.md
 while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
+    --instructions) instructions=1 ;;
     --out) out=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -37,6 +42,7 @@ conns=64
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)
+command -v valgrind >/dev/null || need+=(valgrind)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx-light)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} (Debian)" >&2
@@ -263,15 +269,25 @@ echo "== audit log: $audit_events events" >&2
 target/release/examples/audit_bench --events "$audit_events" --residents "$audit_residents" \
   --suite-events "$suite_events" >"$work/audit.md"
 
+if [ "$smoke" = 1 ] || [ "$instructions" = 1 ]; then
+  echo "== instructions per request (callgrind; slow: the servers run under valgrind)" >&2
+  ins_secs=20; [ "$smoke" = 1 ] && ins_secs=2
+  fresh=$work/fresh; make_home "$fresh" "$few" 3
+  bash bench/instructions.sh "$bin" target/release/examples/bare_server "$fresh" "$lua" "$ins_secs" "$work/body.json" | tee -a "$results" >&2
+fi
+
 python3 - "$results" "$work/audit.md" "$out" "$smoke" "$dur" "$conns" "$few" "$many" "$grants_many" "$(wc -c <"$work/body.json")" "$denylist_entries" "$denylist_ns" <<'PY'
 import sys, datetime, platform, os
 res_file, audit_file, out, smoke, dur, conns, few, many, grants_many, body, denylist, denylist_ns = sys.argv[1:]
 rows = {}
 rss = cache = None
+ins = {}
 for line in open(res_file):
     p = line.split()
     if p[0] == "rss":
         rss, cache = int(p[1]), int(p[2]); continue
+    if p[0] == "instructions":
+        ins[p[1]] = int(p[2]); continue
     rows[p[0]] = dict(rps=float(p[1]), p50=float(p[2]), p99=float(p[3]), non2xx=int(p[4]), err=p[5])
 def r(a, b):
     return rows[a]["rps"] / rows[b]["rps"] if rows.get(b, {}).get("rps") else float("nan")
@@ -319,6 +335,8 @@ row(f"deny-list check ({denylist} entries, unlisted token) / CPU per request", f
 m = r("gateway_many_residents", "gateway_lookup") - 1
 row(f"throughput change, {few} → {many} residents", f"{m:+.1%}", "drop < 10%", m > -0.10)
 add(f"| peak RSS under load, {many} residents | {rss} MiB | sled cache {cache} MiB + a constant | stated |")
+if ins.get("bare"):
+    add(f"| instructions per request (callgrind), authorized lookup / bare | {ins.get('gateway', 0) / ins['bare']:.1f} ({ins.get('gateway', 0)} vs {ins['bare']}) | reported | — |")
 add("")
 add(open(audit_file).read().strip())
 bad = [k for k, v in rows.items() if v["err"] != "-" or (v["non2xx"] and k != "gateway_denied")]
