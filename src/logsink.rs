@@ -179,8 +179,9 @@ mod tests {
     use super::*;
     use std::time::Instant;
 
+    /// Captures what a sink writes.
     #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
+    pub(super) struct Capture(pub(super) Arc<Mutex<Vec<u8>>>);
 
     impl Write for Capture {
         fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -315,37 +316,41 @@ impl Access<'_> {
                 let line = self.format(*json, time::OffsetDateTime::now_utc());
                 sink.append(line.as_bytes(), false);
             }
-            None => tracing::info!(
-                target: "tongban::access",
-                request_id = %self.request_id,
-                trace_id = self.trace_id,
-                operation = %self.operation,
-                dept = self.dept,
-                decision = self.decision,
-                reason = self.reason,
-                status = self.status,
-                recorded_status = self.recorded_status,
-                events = self.events,
-                latency_us = self.latency_us,
-            ),
+            None => self.log_with_tracing(),
         }
+    }
+
+    /// The line through tracing's formatter (colours on, or no direct sink).
+    fn log_with_tracing(&self) {
+        tracing::info!(
+            target: "tongban::access",
+            request_id = %self.request_id,
+            trace_id = self.trace_id,
+            operation = %self.operation,
+            dept = self.dept,
+            decision = self.decision,
+            reason = self.reason,
+            status = self.status,
+            recorded_status = self.recorded_status,
+            events = self.events,
+            latency_us = self.latency_us,
+        );
     }
 
     /// The line as tracing's formatter writes it, at `now`.
     pub fn format(&self, json: bool, now: time::OffsetDateTime) -> String {
         use std::fmt::Write as _;
-        let t = now;
         let mut out = String::with_capacity(256);
         let _ = write!(
             out,
             "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second(),
-            t.microsecond()
+            now.year(),
+            u8::from(now.month()),
+            now.day(),
+            now.hour(),
+            now.minute(),
+            now.second(),
+            now.microsecond()
         );
         if json {
             let stamp = std::mem::take(&mut out);
@@ -390,20 +395,8 @@ fn json_str(s: &str) -> String {
 
 #[cfg(test)]
 mod access_tests {
+    use super::tests::Capture;
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
 
     impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Capture {
         type Writer = Capture;
@@ -423,21 +416,7 @@ mod access_tests {
         } else {
             tracing::Dispatch::new(builder.finish())
         };
-        tracing::dispatcher::with_default(&dispatch, || {
-            tracing::info!(
-                target: "tongban::access",
-                request_id = %a.request_id,
-                trace_id = a.trace_id,
-                operation = %a.operation,
-                dept = a.dept,
-                decision = a.decision,
-                reason = a.reason,
-                status = a.status,
-                recorded_status = a.recorded_status,
-                events = a.events,
-                latency_us = a.latency_us,
-            );
-        });
+        tracing::dispatcher::with_default(&dispatch, || a.log_with_tracing());
         String::from_utf8(out.0.lock().unwrap().clone()).unwrap()
     }
 

@@ -311,13 +311,17 @@ impl ResidentIndex {
 
     /// Every entry the index holds, for consistency checks.
     pub fn entries(&self) -> Result<BTreeSet<(Pseudonym, u64)>, AuditError> {
-        let sealed = self.tail.read().map_or(0, |t| t.sealed_through);
         let mut out = BTreeSet::new();
-        if let Ok(tail) = self.tail.read() {
-            for (p, seqs) in &tail.seqs {
-                out.extend(seqs.iter().map(|s| (*p, *s)));
+        // One look at the tail: its entries and the bound of the sealed ones.
+        let sealed = match self.tail.read() {
+            Ok(tail) => {
+                for (p, seqs) in &tail.seqs {
+                    out.extend(seqs.iter().map(|s| (*p, *s)));
+                }
+                tail.sealed_through
             }
-        }
+            Err(_) => 0,
+        };
         for item in self.segments.iter() {
             let (key, value) = item?;
             out.extend(

@@ -98,8 +98,7 @@ impl AuditStore {
             None => self.anchor(),
             Some((key, value)) => {
                 let first = key_seq(&key);
-                let body = unpack_chunk(first, &value)?;
-                let events = split_chunk(first, &body)?;
+                let events = chunk_events(first, &value)?;
                 let (seq, stored) = events.last().ok_or(AuditError::Corrupt {
                     seq: first,
                     message: "empty chunk".into(),
@@ -137,15 +136,13 @@ impl AuditStore {
         else {
             return Ok(None);
         };
-        let first = key_seq(&key);
-        let body = unpack_chunk(first, &value)?;
-        let Some((_, stored)) = split_chunk(first, &body)?
+        let Some((_, stored)) = chunk_events(key_seq(&key), &value)?
             .into_iter()
             .find(|(s, _)| *s == seq)
         else {
             return Ok(None);
         };
-        let (event, recorded, _) = open(seq, stored)?;
+        let (event, recorded, _) = open(seq, &stored)?;
         Ok(Some((event, recorded)))
     }
 
@@ -226,9 +223,7 @@ impl AuditStore {
             .flat_map(move |item| {
                 let events: Vec<Result<(u64, Vec<u8>), AuditError>> = match item {
                     Err(e) => vec![Err(e.into())],
-                    Ok((k, v)) => match unpack_chunk(key_seq(&k), &v)
-                        .and_then(|body| Ok(owned(split_chunk(key_seq(&k), &body)?)))
-                    {
+                    Ok((k, v)) => match chunk_events(key_seq(&k), &v) {
                         Ok(list) => list
                             .into_iter()
                             .rev()
@@ -266,9 +261,7 @@ impl AuditStore {
                     Err(e) => vec![Err(e)],
                     Ok((k, v)) => {
                         let first = key_seq(&k);
-                        match unpack_chunk(first, &v)
-                            .and_then(|body| Ok(owned(split_chunk(first, &body)?)))
-                        {
+                        match chunk_events(first, &v) {
                             Ok(list) => list
                                 .into_iter()
                                 .filter(|(s, _)| (lo..=hi).contains(s))
@@ -377,8 +370,7 @@ impl AuditStore {
         for item in self.events.range(..=through.to_be_bytes()) {
             let (k, value) = item?;
             let first = key_seq(&k);
-            let body = unpack_chunk(first, &value)?;
-            let events = split_chunk(first, &body)?;
+            let events = chunk_events(first, &value)?;
             let mut keep: Vec<&[u8]> = Vec::new();
             let mut keep_from = None;
             for (seq, stored) in &events {
@@ -391,7 +383,7 @@ impl AuditStore {
                     removed += 1;
                 } else {
                     keep_from.get_or_insert(*seq);
-                    keep.push(stored);
+                    keep.push(stored.as_slice());
                 }
             }
             if let Some(from) = keep_from {
@@ -521,12 +513,26 @@ fn encode_chunk(events: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// The length-prefixed events of a stored chunk whose first event is `first`.
-fn unpack_chunk(first: u64, value: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, AuditError> {
-    let corrupt = || AuditError::Corrupt {
+/// A stored chunk (whose first event is `first`) that cannot be read.
+fn chunk_corrupt(first: u64) -> AuditError {
+    AuditError::Corrupt {
         seq: first,
         message: "the stored chunk cannot be split into events".into(),
-    };
+    }
+}
+
+/// The events of a stored chunk whose first event is `first`, numbered by position.
+fn chunk_events(first: u64, value: &[u8]) -> Result<Vec<(u64, Vec<u8>)>, AuditError> {
+    let body = unpack_chunk(first, value)?;
+    Ok(split_chunk(first, &body)?
+        .into_iter()
+        .map(|(s, b)| (s, b.to_vec()))
+        .collect())
+}
+
+/// The length-prefixed events of a stored chunk whose first event is `first`.
+fn unpack_chunk(first: u64, value: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, AuditError> {
+    let corrupt = || chunk_corrupt(first);
     match value.split_first() {
         Some((&CHUNK_PLAIN, rest)) => Ok(std::borrow::Cow::Borrowed(rest)),
         Some((&CHUNK_LZ4, rest)) => {
@@ -545,16 +551,9 @@ fn unpack_chunk(first: u64, value: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, 
     }
 }
 
-fn owned(events: Vec<(u64, &[u8])>) -> Vec<(u64, Vec<u8>)> {
-    events.into_iter().map(|(s, b)| (s, b.to_vec())).collect()
-}
-
 /// The events of an unpacked chunk whose first event is `first`, numbered by position.
 fn split_chunk(first: u64, body: &[u8]) -> Result<Vec<(u64, &[u8])>, AuditError> {
-    let corrupt = || AuditError::Corrupt {
-        seq: first,
-        message: "the stored chunk cannot be split into events".into(),
-    };
+    let corrupt = || chunk_corrupt(first);
     let mut rest = body;
     let mut out = Vec::new();
     while !rest.is_empty() {
