@@ -186,8 +186,11 @@ async fn decide_and_fetch(
         consumer: t.principal.dept.as_str(),
         purpose: t.purpose.as_str(),
     };
-    let record = fetch_one(gw, policy, ctx, dataset, &t.resident)
-        .await?
+    let (spec, provider) = provider_of(gw, policy, dataset)?;
+    let record = provider
+        .fetch_fields(ctx, spec, &t.resident, &allowance.fields)
+        .await
+        .map_err(|e| provider_error(&e))?
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -197,21 +200,6 @@ async fn decide_and_fetch(
             )
         })?;
     Ok((allowance, record))
-}
-
-/// Asks the dataset's provider for one record.
-async fn fetch_one(
-    gw: &Gateway,
-    policy: &CompiledPolicy,
-    ctx: FetchContext<'_>,
-    dataset: &DatasetId,
-    resident: &ResidentId,
-) -> Result<Option<crate::pipeline::minimize::Record>, ApiError> {
-    let (spec, provider) = provider_of(gw, policy, dataset)?;
-    provider
-        .fetch(ctx, spec, resident)
-        .await
-        .map_err(|e| provider_error(&e))
 }
 
 /// The catalog entry of `dataset` and the provider that answers for it.
@@ -281,7 +269,7 @@ async fn run_lookup(
         requested.as_deref(),
     )
     .await?;
-    let disclosed = minimize(&record, &allowance.fields);
+    let disclosed = minimize(record, &allowance.fields);
     event.fields = disclosed.keys().cloned().collect();
     let mut body = answer_head(&t, &allowance, &policy);
     body.insert("record".into(), Value::Object(disclosed));
@@ -562,7 +550,7 @@ async fn run_batch(
         let record = records.next().flatten();
         match record {
             Some(record) => {
-                let disclosed = minimize(&record, &allowance.fields);
+                let disclosed = minimize(record, &allowance.fields);
                 e.fields = disclosed.keys().cloned().collect();
                 e.status = 200;
                 e.outcome = crate::audit::Outcome::Allow;

@@ -13,15 +13,16 @@ use crate::policy::model::Mask;
 pub type Record = Map<String, Value>;
 
 /// The record cut down to `fields`, masks applied. Absent fields stay absent.
-pub fn minimize(record: &Record, fields: &[Disclosed]) -> Record {
-    let mut out = Map::with_capacity(fields.len());
+/// The granted values are moved out of `record`; the rest is dropped with it.
+pub fn minimize(mut record: Record, fields: &[Disclosed]) -> Record {
+    let mut out = Map::new();
     for f in fields {
-        if let Some(value) = record.get(f.name.as_str()) {
+        if let Some((name, value)) = record.remove_entry(f.name.as_str()) {
             let value = match f.mask {
-                Some(mask) => apply_mask(mask, value),
-                None => value.clone(),
+                Some(mask) => apply_mask(mask, &value),
+                None => value,
             };
-            out.insert(f.name.as_str().to_owned(), value);
+            out.insert(name, value);
         }
     }
     out
@@ -128,7 +129,7 @@ mod tests {
         let record =
             json!({"name": "张三", "ethnicity": "汉族", "id_number": "110101199001011234"});
         let out = minimize(
-            record.as_object().unwrap(),
+            record.as_object().unwrap().clone(),
             &[d("name", None), d("id_number", Some(Mask::IdNumber))],
         );
         assert_eq!(
@@ -147,7 +148,7 @@ mod tests {
         ) {
             let rec: Record = record.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
             let fields: Vec<Disclosed> = granted.iter().map(|(k, m)| d(k, *m)).collect();
-            let out = minimize(&rec, &fields);
+            let out = minimize(rec, &fields);
             for (k, v) in &out {
                 let grant = granted.get(k);
                 prop_assert!(grant.is_some(), "field {} left without a grant", k);

@@ -581,7 +581,7 @@ mod tests {
                 today: time::macros::date!(2026 - 01 - 01),
             });
             if let Decision::Allow(allowance) = decision {
-                let out = minimize(&record, &allowance.fields);
+                let out = minimize(record.clone(), &allowance.fields);
                 for (k, v) in &out {
                     let is_plain = plain.contains(&k.as_str());
                     let is_masked = masked.iter().any(|(f, _)| f == k);

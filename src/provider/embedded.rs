@@ -8,6 +8,7 @@ use crate::domain::{DatasetId, ResidentId};
 use crate::pipeline::minimize::Record;
 
 use super::{DataProvider, FetchContext, ProviderError, ProviderFuture};
+use crate::policy::Disclosed;
 use crate::policy::load::Dataset;
 
 /// Records held by the gateway on behalf of their owning departments.
@@ -43,10 +44,23 @@ impl EmbeddedStore {
         dataset: &DatasetId,
         id: &ResidentId,
     ) -> Result<Option<Record>, ProviderError> {
+        self.get_fields(dataset, id, None)
+    }
+
+    /// Reads one record, decoding only `fields` if given (the others are
+    /// skipped over, still checked to be valid JSON).
+    pub fn get_fields(
+        &self,
+        dataset: &DatasetId,
+        id: &ResidentId,
+        fields: Option<&[Disclosed]>,
+    ) -> Result<Option<Record>, ProviderError> {
         let Some(bytes) = self.tree(dataset)?.get(id.as_str())? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        serde::Deserializer::deserialize_map(&mut de, Fields(fields))
+            .and_then(|record| de.end().map(|()| record))
             .map(Some)
             .map_err(|e| ProviderError::BadRecord {
                 dataset: dataset.clone(),
@@ -105,6 +119,54 @@ impl EmbeddedStore {
     }
 }
 
+/// Decodes a stored record, keeping only the named fields (all if `None`).
+struct Fields<'f>(Option<&'f [Disclosed]>);
+
+impl<'de> serde::de::Visitor<'de> for Fields<'_> {
+    type Value = Record;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Record, A::Error> {
+        let mut record = Record::new();
+        while let Some(Key(name)) = map.next_key()? {
+            let wanted = self
+                .0
+                .is_none_or(|fields| fields.iter().any(|f| f.name.as_str() == name));
+            if wanted {
+                record.insert(name.into_owned(), map.next_value()?);
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(record)
+    }
+}
+
+/// A member name, borrowed from the stored bytes unless it holds an escape.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> serde::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_borrowed_str<E>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Borrowed(s)))
+            }
+            fn visit_str<E>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(std::borrow::Cow::Owned(s.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
 trait ClassifyName {
     fn classify_name(&self) -> &'static str;
 }
@@ -132,6 +194,17 @@ impl DataProvider for EmbeddedStore {
         Box::pin(std::future::ready(result))
     }
 
+    fn fetch_fields<'a>(
+        &'a self,
+        _ctx: FetchContext<'a>,
+        dataset: &'a Dataset,
+        resident: &'a ResidentId,
+        fields: &'a [Disclosed],
+    ) -> ProviderFuture<'a, Option<Record>> {
+        let result = self.get_fields(&dataset.spec.id, resident, Some(fields));
+        Box::pin(std::future::ready(result))
+    }
+
     fn fetch_many<'a>(
         &'a self,
         _ctx: FetchContext<'a>,
@@ -143,5 +216,76 @@ impl DataProvider for EmbeddedStore {
             .map(|id| self.get(&dataset.spec.id, id))
             .collect();
         Box::pin(std::future::ready(result))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::FieldName;
+    use serde_json::json;
+
+    fn store_with(raw: &[u8]) -> (EmbeddedStore, DatasetId, ResidentId) {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let dataset = DatasetId::parse("gongan.hukou").unwrap();
+        let id = ResidentId::parse("110101199810229455").unwrap();
+        db.open_tree("data/gongan.hukou")
+            .unwrap()
+            .insert(id.as_str(), raw)
+            .unwrap();
+        (EmbeddedStore::new(db), dataset, id)
+    }
+
+    fn wanted(names: &[&str]) -> Vec<Disclosed> {
+        names
+            .iter()
+            .map(|n| Disclosed {
+                name: FieldName::parse(n).unwrap(),
+                mask: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn decodes_only_the_fields_asked_for() {
+        let raw = br#"{"name":"\u5f20\u4e09","gender":"1","h\u0069dden":{"deep":[1,2,{"x":null}]},"household_id":"H1"}"#;
+        let (store, dataset, id) = store_with(raw);
+        let all = store.get(&dataset, &id).unwrap().unwrap();
+        assert_eq!(all.len(), 4);
+        assert_eq!(all["hidden"], json!({"deep": [1, 2, {"x": null}]}));
+        let some = store
+            .get_fields(&dataset, &id, Some(&wanted(&["name", "household_id", "absent"])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            serde_json::Value::Object(some),
+            json!({"name": "张三", "household_id": "H1"})
+        );
+        // An escaped member name is still found.
+        let hidden = store
+            .get_fields(&dataset, &id, Some(&wanted(&["hidden"])))
+            .unwrap()
+            .unwrap();
+        assert_eq!(hidden.len(), 1);
+    }
+
+    #[test]
+    fn a_damaged_record_is_refused_even_where_it_is_not_decoded() {
+        for raw in [
+            &br#"{"name":"a","gender":[1,}"#[..],
+            br#"{"name":"a"} trailing"#,
+            br#"["name","a"]"#,
+            br#"{"name":"a","gender":"#,
+        ] {
+            let (store, dataset, id) = store_with(raw);
+            let err = store
+                .get_fields(&dataset, &id, Some(&wanted(&["name"])))
+                .unwrap_err();
+            assert!(
+                matches!(err, ProviderError::BadRecord { .. }),
+                "{}: {err}",
+                String::from_utf8_lossy(raw)
+            );
+        }
     }
 }

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::domain::{DatasetId, ResidentId};
 use crate::pipeline::minimize::Record;
+use crate::policy::Disclosed;
 use crate::policy::load::Dataset;
 use crate::policy::model::ProviderSpec;
 
@@ -93,6 +94,21 @@ pub trait DataProvider: Send + Sync + std::fmt::Debug {
         dataset: &'a Dataset,
         resident: &'a ResidentId,
     ) -> ProviderFuture<'a, Option<Record>>;
+
+    /// As [`fetch`](Self::fetch) when only `fields` of the record will be
+    /// used: a provider that can read part of a record may leave the other
+    /// fields out (the embedded store does not decode them). What leaves the
+    /// gateway is still decided by minimization, never by this list.
+    fn fetch_fields<'a>(
+        &'a self,
+        ctx: FetchContext<'a>,
+        dataset: &'a Dataset,
+        resident: &'a ResidentId,
+        fields: &'a [Disclosed],
+    ) -> ProviderFuture<'a, Option<Record>> {
+        let _ = fields;
+        self.fetch(ctx, dataset, resident)
+    }
 
     /// The records of many residents, in the order asked.
     fn fetch_many<'a>(
