@@ -133,13 +133,26 @@ LUA
 results=$work/results.txt
 : >"$results"
 # run_wrk name url lua [extra wrk args...]: appends "name rps p50_ms p99_ms"
+# CPU ticks (user, system) and context switches (all threads) of process $1 so far.
+proc_cpu() {
+  [ -n "${1:-}" ] && [ -r "/proc/$1/stat" ] || { echo "- - -"; return; }
+  local ut st
+  read -r ut st < <(sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12, $13 }')
+  echo "$ut $st $(cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }')"
+}
+
+# run_wrk NAME URL LUA [wrk options...]: loads the server whose pid is in
+# $srv_pid (if set: its CPU and context switches per request are recorded too).
 run_wrk() {
   local name=$1 url=$2 lua=$3; shift 3
-  local log=$work/wrk-$name.txt
+  local log=$work/wrk-$name.txt before after
+  before=$(proc_cpu "${srv_pid:-}")
   wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$lua" "$@" "$url" >"$log" 2>&1 || true
-  python3 - "$name" "$log" >>"$results" <<'PY'
+  after=$(proc_cpu "${srv_pid:-}")
+  python3 - "$name" "$log" "$before" "$after" "$(getconf CLK_TCK)" >>"$results" <<'PY'
 import re, sys
 name, text = sys.argv[1], open(sys.argv[2]).read()
+before, after, hz = sys.argv[3].split(), sys.argv[4].split(), int(sys.argv[5])
 rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
 def ms(p):
     m = re.search(rf"^\s+{p}%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
@@ -148,8 +161,15 @@ def ms(p):
     return v / 1000 if u == "us" else v * 1000 if u == "s" else v
 non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
 errors = re.search(r"Socket errors:.*", text)
+done = re.search(r"(\d+) requests in", text)
+n = int(done.group(1)) if done else 0
+if "-" in before + after or not n:
+    cpu = ["-", "-", "-"]
+else:
+    d = [float(a) - float(b) for a, b in zip(after, before)]
+    cpu = [f"{d[0] * 1e6 / hz / n:.1f}", f"{d[1] * 1e6 / hz / n:.1f}", f"{d[2] / n:.2f}"]
 print(name, rps.group(1) if rps else "0", ms(50), ms(99), non2xx.group(1) if non2xx else "0",
-      "errors" if errors else "-")
+      "errors" if errors else "-", *cpu)
 PY
   tail -1 "$results" >&2
 }
@@ -157,6 +177,7 @@ PY
 start_gateway() { # home port -> pid in $gw_pid
   "$bin" demo --home "$1" --listen "127.0.0.1:$2" >"$1/gateway.log" 2>&1 &
   gw_pid=$!
+  srv_pid=$gw_pid
   pids+=("$gw_pid")
   wait_up "https://127.0.0.1:$2/readyz" "$1/certs/ca.pem"
 }
@@ -199,7 +220,7 @@ echo "== baseline (a): bare hyper + rustls" >&2
 bport=$(free_port)
 target/release/examples/bare_server --listen "127.0.0.1:$bport" --cert "$small/certs/server.pem" \
   --key "$small/certs/server-key.pem" --body "$work/body.json" &
-bare_pid=$!; pids+=("$bare_pid")
+bare_pid=$!; pids+=("$bare_pid"); srv_pid=$bare_pid
 wait_up "https://127.0.0.1:$bport/" "$ca"
 burl=https://127.0.0.1:$bport/v1/datasets/gongan.hukou/records/
 run_wrk bare_lookup "$burl" "$lua" "${auth[@]}"
@@ -233,7 +254,7 @@ http {
 }
 EOF
 "$nginx_bin" -c "$work/nginx/nginx.conf" -p "$work/nginx" -g 'daemon off;' 2>"$work/nginx/logs/stderr" &
-nginx_pid=$!; pids+=("$nginx_pid")
+nginx_pid=$!; pids+=("$nginx_pid"); srv_pid=  # a master and its workers: not counted
 wait_up "https://127.0.0.1:$nport/x" "$ca" || { cat "$work/nginx/logs/"* >&2; exit 1; }
 nurl=https://127.0.0.1:$nport/v1/datasets/gongan.hukou/records/
 run_wrk nginx_lookup "$nurl" "$lua" "${auth[@]}"
@@ -244,8 +265,8 @@ port=$(free_port); start_gateway "$small" "$port"; off_pid=$gw_pid
 dport=$(free_port); start_gateway "$denied" "$dport"; on_pid=$gw_pid
 dtoken=$("$bin" token --home "$denied" --dept minzheng --sub bench-clerk --roles dibao_reviewer --ttl 2h)
 for round in 1 2 3; do
-  run_wrk "denylist_off_$round" "https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/" "$lua" "${auth[@]}"
-  run_wrk "denylist_on_$round" "https://127.0.0.1:$dport/v1/datasets/gongan.hukou/records/" "$lua" \
+  srv_pid=$off_pid run_wrk "denylist_off_$round" "https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/" "$lua" "${auth[@]}"
+  srv_pid=$on_pid run_wrk "denylist_on_$round" "https://127.0.0.1:$dport/v1/datasets/gongan.hukou/records/" "$lua" \
     -H "Authorization: Bearer $dtoken" -H "X-Purpose: dibao_review" -H "X-Case-Ref: MZ-2026-000123"
 done
 stop_pid "$off_pid"; stop_pid "$on_pid"
@@ -288,7 +309,9 @@ for line in open(res_file):
         rss, cache = int(p[1]), int(p[2]); continue
     if p[0] == "instructions":
         ins[p[1]] = int(p[2]); continue
-    rows[p[0]] = dict(rps=float(p[1]), p50=float(p[2]), p99=float(p[3]), non2xx=int(p[4]), err=p[5])
+    rows[p[0]] = dict(rps=float(p[1]), p50=float(p[2]), p99=float(p[3]), non2xx=int(p[4]), err=p[5],
+                      user=p[6] if len(p) > 6 else "-", sys=p[7] if len(p) > 7 else "-",
+                      ctx=p[8] if len(p) > 8 else "-")
 def r(a, b):
     return rows[a]["rps"] / rows[b]["rps"] if rows.get(b, {}).get("rps") else float("nan")
 lines = []
@@ -299,10 +322,12 @@ add(f"`bench/run.sh{' --smoke' if smoke == '1' else ''}`, {datetime.date.today()
     f"wrk -t2 -c{conns} -d{dur}s over HTTPS keep-alive (TLS 1.3), answer {body} bytes, audit durability `fdatasync` "
     f"(group commit). Load generator and server share the machine.")
 add("")
-add("| scenario | req/s | p50 ms | p99 ms |")
-add("|---|---|---|---|")
+add("| scenario | req/s | p50 ms | p99 ms | server CPU µs/request (user + system) | context switches/request |")
+add("|---|---|---|---|---|---|")
 for k, v in rows.items():
-    add(f"| {k} | {v['rps']:.0f} | {v['p50']:.2f} | {v['p99']:.2f} |")
+    cpu = f"{v['user']} + {v['sys']}" if v["user"] != "-" else "—"
+    ctx = v["ctx"] if v["ctx"] != "-" else "—"
+    add(f"| {k} | {v['rps']:.0f} | {v['p50']:.2f} | {v['p99']:.2f} | {cpu} | {ctx} |")
 add("")
 add("| target | measured | target | met |")
 add("|---|---|---|---|")
@@ -335,6 +360,15 @@ row(f"deny-list check ({denylist} entries, unlisted token) / CPU per request", f
 m = r("gateway_many_residents", "gateway_lookup") - 1
 row(f"throughput change, {few} → {many} residents", f"{m:+.1%}", "drop < 10%", m > -0.10)
 add(f"| peak RSS under load, {many} residents | {rss} MiB | sled cache {cache} MiB + a constant | stated |")
+def cpu(k):
+    try:
+        return float(rows[k]["user"]) + float(rows[k]["sys"])
+    except (KeyError, ValueError):
+        return float("nan")
+cg, cb = cpu("gateway_lookup"), cpu("bare_lookup")
+if cg == cg and cb == cb:
+    add(f"| server CPU per request (user + system), authorized lookup / bare | {cg / cb:.1f} ({cg:.0f} vs {cb:.0f} µs; "
+        f"context switches per request {rows['gateway_lookup']['ctx']} vs {rows['bare_lookup']['ctx']}) | reported | — |")
 if ins.get("bare"):
     add(f"| instructions per request (callgrind), authorized lookup / bare | {ins.get('gateway', 0) / ins['bare']:.1f} ({ins.get('gateway', 0)} vs {ins['bare']}) | reported | — |")
 add("")
