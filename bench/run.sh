@@ -141,14 +141,47 @@ proc_cpu() {
   echo "$ut $st $(cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { n += $2 } END { print n + 0 }')"
 }
 
+# group_commit NAME BEFORE AFTER: the audit writer's groups during a run,
+# from two /metrics snapshots: "groups NAME count mean-events slow max-ms",
+# slow = flushes over 10 ms, max = the upper bound of the slowest bucket hit.
+group_commit() {
+  python3 - "$@" <<'PY'
+import re, sys
+name, a, b = sys.argv[1:]
+def read(path):
+    m = {}
+    for line in open(path):
+        x = re.match(r"^(tongban_audit_(?:flush_seconds|batch_events)_(?:count|sum|bucket))(?:\{le=\"([^\"]+)\"\})? (\S+)$", line)
+        if x:
+            m[(x.group(1), x.group(2))] = float(x.group(3))
+    return m
+m0, m1 = read(a), read(b)
+d = {k: v - m0.get(k, 0.0) for k, v in m1.items()}
+groups = d.get(("tongban_audit_batch_events_count", None), 0)
+events = d.get(("tongban_audit_batch_events_sum", None), 0)
+flushes = d.get(("tongban_audit_flush_seconds_count", None), 0)
+buckets = sorted((float(le), n) for (k, le), n in d.items()
+                 if k == "tongban_audit_flush_seconds_bucket" and le != "+Inf")
+fast = dict((le, n) for le, n in buckets).get(0.01024, flushes)
+slow = flushes - fast
+top = next((le for le, n in buckets if n >= flushes), float("inf")) if flushes else 0
+print("groups", name, int(groups), f"{events / groups if groups else 0:.1f}", int(slow),
+      "inf" if top == float("inf") else f"{top * 1000:.2f}")
+PY
+}
+
 # run_wrk NAME URL LUA [wrk options...]: loads the server whose pid is in
 # $srv_pid (if set: its CPU and context switches per request are recorded too).
 run_wrk() {
   local name=$1 url=$2 lua=$3; shift 3
   local log=$work/wrk-$name.txt before after
   before=$(proc_cpu "${srv_pid:-}")
+  [ -n "${srv_metrics:-}" ] && curl -sf --cacert "${srv_ca:-$ca}" "$srv_metrics" >"$work/metrics-$name.0" 2>/dev/null
   wrk -t2 -c"$conns" -d"${dur}s" --latency -s "$lua" "$@" "$url" >"$log" 2>&1 || true
   after=$(proc_cpu "${srv_pid:-}")
+  if [ -n "${srv_metrics:-}" ] && curl -sf --cacert "${srv_ca:-$ca}" "$srv_metrics" >"$work/metrics-$name.1" 2>/dev/null; then
+    group_commit "$name" "$work/metrics-$name.0" "$work/metrics-$name.1" >>"$results"
+  fi
   python3 - "$name" "$log" "$before" "$after" "$(getconf CLK_TCK)" >>"$results" <<'PY'
 import re, sys
 name, text = sys.argv[1], open(sys.argv[2]).read()
@@ -178,6 +211,7 @@ start_gateway() { # home port -> pid in $gw_pid
   "$bin" demo --home "$1" --listen "127.0.0.1:$2" >"$1/gateway.log" 2>&1 &
   gw_pid=$!
   srv_pid=$gw_pid
+  srv_metrics=https://127.0.0.1:$2/metrics srv_ca=$1/certs/ca.pem
   pids+=("$gw_pid")
   wait_up "https://127.0.0.1:$2/readyz" "$1/certs/ca.pem"
 }
@@ -220,7 +254,7 @@ echo "== baseline (a): bare hyper + rustls" >&2
 bport=$(free_port)
 target/release/examples/bare_server --listen "127.0.0.1:$bport" --cert "$small/certs/server.pem" \
   --key "$small/certs/server-key.pem" --body "$work/body.json" &
-bare_pid=$!; pids+=("$bare_pid"); srv_pid=$bare_pid
+bare_pid=$!; pids+=("$bare_pid"); srv_pid=$bare_pid; srv_metrics=
 wait_up "https://127.0.0.1:$bport/" "$ca"
 burl=https://127.0.0.1:$bport/v1/datasets/gongan.hukou/records/
 run_wrk bare_lookup "$burl" "$lua" "${auth[@]}"
@@ -265,8 +299,8 @@ port=$(free_port); start_gateway "$small" "$port"; off_pid=$gw_pid
 dport=$(free_port); start_gateway "$denied" "$dport"; on_pid=$gw_pid
 dtoken=$("$bin" token --home "$denied" --dept minzheng --sub bench-clerk --roles dibao_reviewer --ttl 2h)
 for round in 1 2 3; do
-  srv_pid=$off_pid run_wrk "denylist_off_$round" "https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/" "$lua" "${auth[@]}"
-  srv_pid=$on_pid run_wrk "denylist_on_$round" "https://127.0.0.1:$dport/v1/datasets/gongan.hukou/records/" "$lua" \
+  srv_pid=$off_pid srv_metrics=https://127.0.0.1:$port/metrics srv_ca=$small/certs/ca.pem run_wrk "denylist_off_$round" "https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/" "$lua" "${auth[@]}"
+  srv_pid=$on_pid srv_metrics=https://127.0.0.1:$dport/metrics srv_ca=$denied/certs/ca.pem run_wrk "denylist_on_$round" "https://127.0.0.1:$dport/v1/datasets/gongan.hukou/records/" "$lua" \
     -H "Authorization: Bearer $dtoken" -H "X-Purpose: dibao_review" -H "X-Case-Ref: MZ-2026-000123"
 done
 stop_pid "$off_pid"; stop_pid "$on_pid"
@@ -303,12 +337,15 @@ res_file, audit_file, out, smoke, dur, conns, few, many, grants_many, body, deny
 rows = {}
 rss = cache = None
 ins = {}
+groups = {}
 for line in open(res_file):
     p = line.split()
     if p[0] == "rss":
         rss, cache = int(p[1]), int(p[2]); continue
     if p[0] == "instructions":
         ins[p[1]] = int(p[2]); continue
+    if p[0] == "groups":
+        groups[p[1]] = dict(n=int(p[2]), mean=p[3], slow=int(p[4]), top=p[5]); continue
     rows[p[0]] = dict(rps=float(p[1]), p50=float(p[2]), p99=float(p[3]), non2xx=int(p[4]), err=p[5],
                       user=p[6] if len(p) > 6 else "-", sys=p[7] if len(p) > 7 else "-",
                       ctx=p[8] if len(p) > 8 else "-")
@@ -328,6 +365,14 @@ for k, v in rows.items():
     cpu = f"{v['user']} + {v['sys']}" if v["user"] != "-" else "—"
     ctx = v["ctx"] if v["ctx"] != "-" else "—"
     add(f"| {k} | {v['rps']:.0f} | {v['p50']:.2f} | {v['p99']:.2f} | {cpu} | {ctx} |")
+if groups:
+    add("")
+    add("Audit group commit during each gateway run (from `/metrics`): groups written, mean events per group, flushes over 10 ms, and the slowest flush's histogram bucket.")
+    add("")
+    add("| scenario | groups | events per group | flushes > 10 ms | slowest flush ≤ ms |")
+    add("|---|---|---|---|---|")
+    for k, g in groups.items():
+        add(f"| {k} | {g['n']} | {g['mean']} | {g['slow']} | {g['top']} |")
 add("")
 add("| target | measured | target | met |")
 add("|---|---|---|---|")
