@@ -254,7 +254,11 @@ mod tests {
         assert_eq!(all.len(), 4);
         assert_eq!(all["hidden"], json!({"deep": [1, 2, {"x": null}]}));
         let some = store
-            .get_fields(&dataset, &id, Some(&wanted(&["name", "household_id", "absent"])))
+            .get_fields(
+                &dataset,
+                &id,
+                Some(&wanted(&["name", "household_id", "absent"])),
+            )
             .unwrap()
             .unwrap();
         assert_eq!(
