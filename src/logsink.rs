@@ -481,22 +481,10 @@ mod access_tests {
                 };
                 let (s1, s2) = (stamp(&ours), stamp(&theirs));
                 assert_eq!(s1.len(), s2.len(), "{s1} / {s2}");
-                assert!(
-                    time::OffsetDateTime::parse(
-                        &s1,
-                        &time::format_description::well_known::Rfc3339
-                    )
-                    .is_ok(),
-                    "{s1}"
-                );
-                assert!(
-                    time::OffsetDateTime::parse(
-                        &s2,
-                        &time::format_description::well_known::Rfc3339
-                    )
-                    .is_ok(),
-                    "{s2}"
-                );
+                for s in [&s1, &s2] {
+                    let rfc3339 = &time::format_description::well_known::Rfc3339;
+                    assert!(time::OffsetDateTime::parse(s, rfc3339).is_ok(), "{s}");
+                }
             }
         }
     }
