@@ -60,6 +60,117 @@ pub struct Config {
     /// Calling departments' own APIs (datasets with an `http` provider).
     #[serde(default)]
     pub upstream: Option<UpstreamConfig>,
+    /// Cluster mode: several nodes sharing one policy set in PostgreSQL.
+    /// Without this section the gateway is a single node with its policy
+    /// directory.
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// Cluster mode (`[cluster]`): the policy set lives in PostgreSQL, every
+/// node applies each committed change within a second (LISTEN/NOTIFY, and a
+/// periodic version check behind it), and admin edits on any node commit
+/// there. Each node keeps its own audit chain in its data directory.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// This node's id, unique in the cluster; recorded in every audit event
+    /// (it replaces the top-level `node_id`).
+    pub node_id: String,
+    /// `postgres://user@host:port/db` or the key/value form
+    /// (`host=... user=... dbname=...`). A password may be in it, but is
+    /// better given by `postgres_password_env`; it is never logged.
+    pub postgres_url: String,
+    /// The environment variable holding the PostgreSQL password. Default: unset.
+    #[serde(default)]
+    pub postgres_password_env: Option<String>,
+    /// CA certificates (PEM) that PostgreSQL's server certificate must chain
+    /// to. With it, connections use TLS (as `sslmode` in the URL asks: `prefer`
+    /// by default, `require` to refuse plain connections); without it, the URL
+    /// must not ask for TLS. Default: unset.
+    #[serde(default)]
+    pub postgres_ca: Option<PathBuf>,
+    /// Connections in the pool for admin edits and policy reads. Default 4.
+    #[serde(default = "default_pool_size")]
+    pub pool_size: usize,
+    /// Giving up on connecting to PostgreSQL after this long, ms. Default 3000.
+    #[serde(default = "default_pg_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// Statements that take longer are cancelled by PostgreSQL, ms. Default 5000.
+    #[serde(default = "default_statement_timeout_ms")]
+    pub statement_timeout_ms: u64,
+    /// How often a node compares its policy version with PostgreSQL's, in
+    /// case a notification was missed, seconds. Default 5.
+    #[serde(default = "default_policy_check_secs")]
+    pub policy_check_secs: u64,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field("node_id", &self.node_id)
+            .field("postgres_url", &redact_url(&self.postgres_url))
+            .field("postgres_password_env", &self.postgres_password_env)
+            .field("postgres_ca", &self.postgres_ca)
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("policy_check_secs", &self.policy_check_secs)
+            .finish()
+    }
+}
+
+/// A PostgreSQL connection string with any password replaced by `***`, for
+/// messages and logs (URL form `postgres://user:secret@host` and key/value
+/// form `password=secret`).
+pub fn redact_url(url: &str) -> String {
+    if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .map(|r| ("postgres://", r))
+        .or_else(|| {
+            url.strip_prefix("postgresql://")
+                .map(|r| ("postgresql://", r))
+        })
+    {
+        let (scheme, rest) = rest;
+        let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+        let authority = match authority.rfind('@') {
+            Some(at) => {
+                let (userinfo, host) = authority.split_at(at);
+                match userinfo.find(':') {
+                    Some(colon) => format!("{}:***{host}", &userinfo[..colon]),
+                    None => authority.to_owned(),
+                }
+            }
+            None => authority.to_owned(),
+        };
+        let mut out = format!("{scheme}{authority}{tail}");
+        if let Some(q) = out.find('?') {
+            let (head, query) = out.split_at(q + 1);
+            let query: Vec<String> = query
+                .split('&')
+                .map(|kv| {
+                    if kv.to_ascii_lowercase().starts_with("password=") {
+                        "password=***".to_owned()
+                    } else {
+                        kv.to_owned()
+                    }
+                })
+                .collect();
+            out = format!("{head}{}", query.join("&"));
+        }
+        return out;
+    }
+    url.split_whitespace()
+        .map(|kv| {
+            if kv.to_ascii_lowercase().starts_with("password=") {
+                "password=***".to_owned()
+            } else {
+                kv.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// TLS settings (TLS 1.2 and 1.3 only, AEAD cipher suites only).
@@ -335,6 +446,18 @@ pub enum LogFormat {
     Json,
 }
 
+fn default_pool_size() -> usize {
+    4
+}
+fn default_pg_connect_timeout_ms() -> u64 {
+    3000
+}
+fn default_statement_timeout_ms() -> u64 {
+    5000
+}
+fn default_policy_check_secs() -> u64 {
+    5
+}
 fn default_node_id() -> String {
     "node-1".to_owned()
 }
@@ -432,6 +555,9 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
+        if let Some(c) = &config.cluster {
+            config.node_id = c.node_id.clone();
+        }
         Ok(config)
     }
 
@@ -462,6 +588,9 @@ impl Config {
             fix(&mut up.client_cert);
             fix(&mut up.client_key);
         }
+        if let Some(ca) = self.cluster.as_mut().and_then(|c| c.postgres_ca.as_mut()) {
+            fix(ca);
+        }
     }
 
     /// Checks what serde cannot: cross-field rules.
@@ -476,6 +605,28 @@ impl Config {
             return Err(
                 "tls.client_crls needs client certificates (tls.client_auth is \"off\")".into(),
             );
+        }
+        if let Some(c) = &self.cluster {
+            let id_ok = !c.node_id.is_empty()
+                && c.node_id.len() <= 64
+                && c.node_id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+            if !id_ok {
+                return Err(format!(
+                    "cluster.node_id \"{}\": 1 to 64 of a-z, 0-9, '.', '_' and '-'",
+                    c.node_id
+                ));
+            }
+            if self.node_id != default_node_id() && self.node_id != c.node_id {
+                return Err(format!(
+                    "node_id = \"{}\" and cluster.node_id = \"{}\" differ; in cluster mode set cluster.node_id only",
+                    self.node_id, c.node_id
+                ));
+            }
+            if c.pool_size == 0 || c.connect_timeout_ms == 0 || c.policy_check_secs == 0 {
+                return Err("cluster.pool_size, cluster.connect_timeout_ms and cluster.policy_check_secs must be at least 1".into());
+            }
         }
         if self.audit.max_batch == 0 {
             return Err("audit.max_batch must be at least 1".into());

@@ -10,6 +10,7 @@ use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{AuditError, AuditStore, AuditWriter, Pseudonymizer, WriterOptions};
 use crate::audit::{EventBody, EventKind, Outcome};
 use crate::clock::Clock;
+use crate::cluster::{Cluster, ClusterError, PolicyStore, StoredVersion};
 use crate::config::Config;
 use crate::domain::DeptId;
 use crate::metrics::Metrics;
@@ -43,6 +44,9 @@ pub enum StartError {
     /// A file could not be read or written.
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// Cluster mode cannot start.
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
 }
 
 /// Everything a request needs, shared by all of them.
@@ -80,9 +84,24 @@ pub struct Gateway {
     pub policy_history: History,
     /// Serializes every change of the policy in force (admin edits, reloads).
     pub policy_lock: tokio::sync::Mutex<()>,
-    /// The outcome of the last reload from files.
+    /// The outcome of the last reload from files (or from PostgreSQL).
     pub reload_status: std::sync::RwLock<ReloadStatus>,
+    /// Cluster mode: the shared policy set in PostgreSQL.
+    pub cluster: Option<Arc<Cluster>>,
     dept_rates: DeptRates,
+}
+
+/// Where a new policy set came from, for its audit events and history.
+struct Origin {
+    /// The audit operation: `policy.reload` or `policy.sync`.
+    operation: &'static str,
+    /// The event's subject.
+    subject: String,
+    /// The history's author and action.
+    author: String,
+    action: String,
+    /// The version in PostgreSQL, in cluster mode.
+    cluster_version: Option<i64>,
 }
 
 /// What the last reload of the policy directory did.
@@ -125,12 +144,90 @@ impl DeptRates {
 }
 
 impl Gateway {
-    /// Opens the data directory, loads policies and starts the audit writer.
+    /// Opens the data directory, loads policies and starts the audit writer
+    /// (a single node; in cluster mode use [`Gateway::start`]).
     pub fn open(config: Config, clock: Clock) -> Result<Arc<Self>, StartError> {
+        if config.cluster.is_some() {
+            return Err(StartError::Config(
+                "[cluster] is set: the gateway starts with Gateway::start".into(),
+            ));
+        }
+        Self::open_with(config, clock, None)
+    }
+
+    /// Opens the gateway, in cluster mode too: there it first reads the
+    /// newest policy version from PostgreSQL (creating the tables if they are
+    /// missing); if PostgreSQL cannot be reached it starts with the last
+    /// version this node applied, and refuses to start if there is none.
+    pub async fn start(mut config: Config, clock: Clock) -> Result<Arc<Self>, StartError> {
+        let Some(cc) = config.cluster.clone() else {
+            return Self::open(config, clock);
+        };
+        config.check().map_err(StartError::Config)?;
+        config.node_id = cc.node_id.clone();
+        let store = PolicyStore::new(&cc)?;
+        let head = async {
+            store.migrate().await?;
+            store.head().await
+        }
+        .await;
+        Self::open_with(config, clock, Some((store, head)))
+    }
+
+    fn open_with(
+        config: Config,
+        clock: Clock,
+        cluster: Option<(PolicyStore, Result<Option<StoredVersion>, ClusterError>)>,
+    ) -> Result<Arc<Self>, StartError> {
         config.check().map_err(StartError::Config)?;
         let utc_offset = config.utc_offset().map_err(StartError::Config)?;
         let dept_rates = DeptRates::from_config(&config)?;
-        let set = load_dir(&config.policies_dir).map_err(StartError::Policy)?;
+        // A broken policy directory is reported before anything is opened.
+        let from_files = if cluster.is_none() {
+            Some(load_dir(&config.policies_dir).map_err(StartError::Policy)?)
+        } else {
+            None
+        };
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db = sled::Config::new()
+            .path(&config.data_dir)
+            .cache_capacity(config.cache_mb.saturating_mul(1024 * 1024))
+            .open()?;
+        let (set, cluster) = match (from_files, cluster) {
+            (Some(set), _) => (set, None),
+            (None, None) => return Err(StartError::Config("no policy set to start with".into())),
+            (None, Some((store, head))) => {
+                let cluster = Cluster::new(
+                    &config.node_id,
+                    store,
+                    config.cluster.as_ref().map_or(5, |c| c.policy_check_secs),
+                    db.open_tree("cluster/policy")?,
+                );
+                let (version, sources) = match head {
+                    Ok(Some(v)) => (v.version, v.sources),
+                    Ok(None) => {
+                        return Err(StartError::Config(format!(
+                            "PostgreSQL ({}) holds no policy set yet: store one with `tongban policy push DIR --config FILE`",
+                            cluster.store.url
+                        )));
+                    }
+                    Err(e) => match cluster.cached() {
+                        Some((version, sources)) => {
+                            tracing::warn!(error = %e, version, "starting with the policy version this node applied last; PostgreSQL will be asked again");
+                            (version, sources)
+                        }
+                        None => {
+                            return Err(StartError::Config(format!(
+                                "{e}; and this node has applied no policy version it could start with"
+                            )));
+                        }
+                    },
+                };
+                let set = validate(sources.clone()).map_err(StartError::Policy)?;
+                cluster.set_applied(version, &sources)?;
+                (set, Some(Arc::new(cluster)))
+            }
+        };
         let policy = CompiledPolicy::compile(set, |d| dept_rates.rate(d), None, &clock);
         let auth = Authenticator::new(
             &config.issuers,
@@ -138,11 +235,6 @@ impl Gateway {
             clock.clone(),
         )?;
 
-        std::fs::create_dir_all(&config.data_dir)?;
-        let db = sled::Config::new()
-            .path(&config.data_dir)
-            .cache_capacity(config.cache_mb.saturating_mul(1024 * 1024))
-            .open()?;
         let pseudonyms = Pseudonymizer::open(&config.data_dir)?;
         let audit_store = AuditStore::open(&db)?;
         let checkpoint_signer = Arc::new(CheckpointSigner::open_suite(
@@ -220,6 +312,7 @@ impl Gateway {
             policy_history,
             policy_lock: tokio::sync::Mutex::new(()),
             reload_status: std::sync::RwLock::new(ReloadStatus::default()),
+            cluster,
             dept_rates,
         }))
     }
@@ -274,6 +367,98 @@ impl Gateway {
 
     async fn reload_locked(&self, trigger: &str) -> Result<bool, Vec<PolicyError>> {
         let sources = PolicySources::read_dir(&self.config.policies_dir).map_err(|e| vec![e])?;
+        self.apply_sources(
+            sources,
+            Origin {
+                operation: "policy.reload",
+                subject: format!("files ({trigger})"),
+                author: "files".into(),
+                action: "reload".into(),
+                cluster_version: None,
+            },
+        )
+        .await
+    }
+
+    /// In cluster mode, applies the newest policy version in PostgreSQL if
+    /// this node does not enforce it yet (a notification, the periodic check,
+    /// a reconnection). Audited like a reload from files: one event per
+    /// changed grant or dataset, durable before the swap. Errors (PostgreSQL
+    /// unreachable, a version that does not validate here) keep the set in
+    /// force and are kept in the reload status. Returns whether anything changed.
+    pub async fn sync_cluster_policy(&self, trigger: &str) -> Result<bool, String> {
+        let _guard = self.policy_lock.lock().await;
+        let result = self.sync_cluster_locked(trigger).await;
+        let mut status = self
+            .reload_status
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.at_ms = self.clock.unix_millis();
+        match &result {
+            Ok(_) => status.error = None,
+            Err(e) => {
+                status.failures += 1;
+                status.error = Some(e.clone());
+                tracing::error!(trigger, error = %e, "policy version from PostgreSQL not applied; the set in force stays");
+            }
+        }
+        result
+    }
+
+    /// [`Gateway::sync_cluster_policy`] for a caller that holds the policy lock.
+    pub async fn sync_cluster_locked(&self, trigger: &str) -> Result<bool, String> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(false);
+        };
+        let head = cluster
+            .store
+            .head_version()
+            .await
+            .map_err(|e| e.to_string())?;
+        if head <= cluster.applied() {
+            return Ok(false);
+        }
+        let Some(v) = cluster.store.get(head).await.map_err(|e| e.to_string())? else {
+            return Ok(false);
+        };
+        let sources = v.sources.clone();
+        let changed = self
+            .apply_sources(
+                v.sources,
+                Origin {
+                    operation: "policy.sync",
+                    subject: format!("cluster ({trigger})"),
+                    author: v.author,
+                    action: v.action,
+                    cluster_version: Some(v.version),
+                },
+            )
+            .await
+            .map_err(|errors| {
+                format!(
+                    "policy version {head}: {}",
+                    errors
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            })?;
+        cluster
+            .set_applied(v.version, &sources)
+            .map_err(|e| format!("the applied version could not be kept: {e}"))?;
+        tracing::info!(version = v.version, node = %v.node_id, "policy version from PostgreSQL in force");
+        Ok(changed)
+    }
+
+    /// Puts a new set of policy files in force: validated whole, one audit
+    /// event per changed grant or dataset (durable first), one swap, the
+    /// history. Returns whether anything changed.
+    async fn apply_sources(
+        &self,
+        sources: PolicySources,
+        origin: Origin,
+    ) -> Result<bool, Vec<PolicyError>> {
         let current = self.policy.snapshot();
         if sources == current.set.sources {
             return Ok(false);
@@ -288,13 +473,18 @@ impl Gateway {
         let bodies: Vec<EventBody> = changes
             .iter()
             .map(|c| {
-                let mut e = EventBody::system(time_ms, EventKind::PolicyAdmin, "policy.reload");
+                let mut e = EventBody::system(time_ms, EventKind::PolicyAdmin, origin.operation);
                 e.dept = Some(self.config.operator_department.clone());
-                e.subject = Some(format!("files ({trigger})"));
+                e.subject = Some(origin.subject.clone());
                 e.policy_version = Some(set.version.clone());
                 e.status = 200;
                 e.outcome = Outcome::Allow;
-                e.detail = Some(serde_json::json!({"kind": c.kind, "id": c.id, "before": c.before, "after": c.after}).to_string());
+                let mut detail = serde_json::json!({"kind": c.kind, "id": c.id, "before": c.before, "after": c.after});
+                if let Some(v) = origin.cluster_version {
+                    detail["cluster_version"] = serde_json::json!(v);
+                    detail["author"] = serde_json::json!(origin.author);
+                }
+                e.detail = Some(detail.to_string());
                 e
             })
             .collect();
@@ -321,8 +511,8 @@ impl Gateway {
             let entry = HistoryEntry {
                 seq: first + i as u64,
                 time_ms,
-                author: "files".into(),
-                action: "reload".into(),
+                author: origin.author.clone(),
+                action: origin.action.clone(),
                 kind: c.kind.into(),
                 id: c.id,
                 version: c.version,
@@ -334,7 +524,7 @@ impl Gateway {
                 tracing::error!(error = %e, "policy history could not be recorded");
             }
         }
-        tracing::info!(trigger, version, "policy reloaded from files");
+        tracing::info!(operation = origin.operation, subject = %origin.subject, version, "policy changed");
         Ok(true)
     }
 

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod audit;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod denylist;

@@ -230,6 +230,35 @@ enum PolicyCommand {
         /// The policy set after.
         after: PathBuf,
     },
+    /// Cluster mode: validate a policy directory and store it in PostgreSQL
+    /// as the next version; every node puts it in force within a second.
+    /// Prints the access it changes.
+    Push {
+        /// The directory holding departments.toml, datasets/ and grants/.
+        dir: PathBuf,
+        /// The gateway whose [cluster] section names the database.
+        #[command(flatten)]
+        target: Target,
+        /// Who pushes, for the history (default: $USER@host).
+        #[arg(long)]
+        author: Option<String>,
+        /// Push only if PostgreSQL's newest version is this one (a pipeline's
+        /// guard against overwriting an edit made since it pulled).
+        #[arg(long)]
+        expect_version: Option<i64>,
+    },
+    /// Cluster mode: write the newest policy version (or --version N) from
+    /// PostgreSQL into a directory, which then holds exactly that set.
+    Pull {
+        /// The directory to write (created if missing).
+        dir: PathBuf,
+        /// The gateway whose [cluster] section names the database.
+        #[command(flatten)]
+        target: Target,
+        /// An older version instead of the newest.
+        #[arg(long)]
+        version: Option<i64>,
+    },
 }
 
 /// Which gateway's files: a home (with tongban.toml) or a configuration file.
@@ -363,6 +392,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Audit { command } => cli::audit::run(command),
         Command::Admin { command } => cli::admin::run(command),
+        Command::Policy {
+            command:
+                PolicyCommand::Push {
+                    dir,
+                    target,
+                    author,
+                    expect_version,
+                },
+        } => cli::policy::push(&target.load()?, &dir, author, expect_version),
+        Command::Policy {
+            command:
+                PolicyCommand::Pull {
+                    dir,
+                    target,
+                    version,
+                },
+        } => cli::policy::pull(&target.load()?, &dir, version),
         Command::Cert {
             command:
                 CertCommand::Revoke {
@@ -495,7 +541,7 @@ fn serve(config: Config, listen: Option<SocketAddr>) -> Result<()> {
         .build()?;
     runtime.block_on(async move {
         let addr = listen.unwrap_or(config.listen);
-        let gw = Gateway::open(config, Clock::system())?;
+        let gw = Gateway::start(config, Clock::system()).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;

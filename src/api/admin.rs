@@ -24,6 +24,7 @@ use super::query::staff;
 use super::{Answer, RequestContext, finish, finish_then};
 use crate::audit::query::format_time;
 use crate::audit::{EventBody, EventKind};
+use crate::cluster::{ChangeMeta, ChangeTx};
 use crate::domain::{CaseRef, DatasetId, DeptId, FieldName, GrantId, Purpose, Role};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
@@ -204,7 +205,7 @@ async fn revoke_token(
                 etag: None,
                 proof: None,
             };
-            finish_then(&gw, &ctx, event, Ok(answer), |_| {
+            finish_then(&gw, &ctx, event, Ok(answer), async |_| {
                 gw.denylist
                     .add(denial, gw.clock.unix_millis())
                     .map_err(|e| suspension_store_failed(&e))
@@ -359,7 +360,7 @@ async fn suspend_department(
                 "since": format_time(suspension.at_ms, gw.utc_offset)});
             let body = body.as_object().cloned().unwrap_or_default();
             // In force only once the event that records it is durable.
-            finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), |_| {
+            finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
                 gw.suspensions
                     .suspend(dept.as_str(), suspension)
                     .map_err(|e| suspension_store_failed(&e))
@@ -401,7 +402,7 @@ async fn resume_department(
             body["suspended"] = json!(false);
             body["suspension"] = Value::Null;
             let body = body.as_object().cloned().unwrap_or_default();
-            finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), |_| {
+            finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
                 gw.suspensions
                     .resume(dept.as_str())
                     .map(|_| ())
@@ -627,7 +628,7 @@ struct Apply<'g> {
 }
 
 impl Apply<'_> {
-    fn run(self, seq: u64) -> Result<(), ApiError> {
+    async fn run(self, seq: u64, tx: Option<ChangeTx>) -> Result<(), ApiError> {
         let failed = |what: String| {
             tracing::error!(error = %what, "policy change could not be applied");
             ApiError::new(
@@ -637,8 +638,28 @@ impl Apply<'_> {
                 "the change was recorded but could not be written; nothing changed in force",
             )
         };
-        apply_files(&self.gw.config.policies_dir, &self.prepared.writes)
-            .map_err(|e| failed(e.to_string()))?;
+        match (tx, &self.gw.cluster) {
+            (Some(tx), Some(cluster)) => {
+                let meta = ChangeMeta {
+                    node_id: cluster.node_id.clone(),
+                    author: self.entry.author.clone(),
+                    action: self.entry.action.clone(),
+                    summary: format!(
+                        "{} {} {}",
+                        self.entry.action, self.entry.kind, self.entry.id
+                    ),
+                };
+                let version = tx
+                    .commit(&self.prepared.set.sources, &meta)
+                    .await
+                    .map_err(|e| failed(e.to_string()))?;
+                if let Err(e) = cluster.set_applied(version, &self.prepared.set.sources) {
+                    tracing::error!(error = %e, "the applied policy version could not be kept");
+                }
+            }
+            _ => apply_files(&self.gw.config.policies_dir, &self.prepared.writes)
+                .map_err(|e| failed(e.to_string()))?,
+        }
         let compiled = self.gw.compile(self.prepared.set);
         self.gw.policy.swap(compiled);
         let mut entry = self.entry;
@@ -817,7 +838,7 @@ async fn put_grant(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.put_grant");
-    let _guard = gw.policy_lock.lock().await;
+    let _guard = lock_policy(&gw).await;
     let result = (|| {
         let who = admin(&gw, &headers, &mut event)?;
         let id = grant_id(path)?;
@@ -877,9 +898,60 @@ async fn respond_change(
     result: Result<(Answer, Apply<'_>), ApiError>,
 ) -> Response {
     match result {
-        Ok((answer, apply)) => finish_then(gw, ctx, event, Ok(answer), |seq| apply.run(seq)).await,
+        Ok((answer, apply)) => {
+            let tx = match begin_cluster_change(gw).await {
+                Ok(tx) => tx,
+                Err(e) => return finish(gw, ctx, event, Err(e)).await,
+            };
+            finish_then(gw, ctx, event, Ok(answer), |seq| apply.run(seq, tx)).await
+        }
         Err(e) => finish(gw, ctx, event, Err(e)).await,
     }
+}
+
+/// Takes the lock every policy change holds. In cluster mode it first
+/// brings this node to the newest version in PostgreSQL (if PostgreSQL
+/// answers), so that the change is prepared against what the cluster enforces.
+async fn lock_policy(gw: &Gateway) -> tokio::sync::MutexGuard<'_, ()> {
+    let guard = gw.policy_lock.lock().await;
+    if gw.cluster.is_some() {
+        if let Err(e) = gw.sync_cluster_locked("admin edit").await {
+            tracing::warn!(error = %e, "policy version not checked before an edit");
+        }
+    }
+    guard
+}
+
+/// In cluster mode, the change's transaction in PostgreSQL: it holds the
+/// cluster-wide policy lock from before the change's audit event until the
+/// new version is committed, and it is refused if another node committed a
+/// version since this one was brought up to date.
+async fn begin_cluster_change(gw: &Gateway) -> Result<Option<ChangeTx>, ApiError> {
+    let Some(cluster) = &gw.cluster else {
+        return Ok(None);
+    };
+    let tx = cluster.store.begin_change().await.map_err(|e| {
+        tracing::error!(error = %e, "policy change refused: PostgreSQL cannot be reached");
+        let mut err = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster-unavailable",
+            "The shared policy store cannot be reached",
+            "policy changes are committed in PostgreSQL, which cannot be reached now; nothing changed, and the policy in force stays",
+        );
+        err.retry_after = Some(5);
+        err
+    })?;
+    if tx.head() != cluster.applied() {
+        tx.rollback().await;
+        let _ = gw.sync_cluster_locked("admin edit").await;
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "policy-changed-elsewhere",
+            "The policy set changed on another node",
+            "another node committed a policy change while this one was prepared; this node enforces it now: read the entry again and retry",
+        ));
+    }
+    Ok(Some(tx))
 }
 
 /// Delete a grant (needs `If-Match`).
@@ -903,7 +975,7 @@ async fn delete_grant(
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.delete_grant");
-    let _guard = gw.policy_lock.lock().await;
+    let _guard = lock_policy(&gw).await;
     let result = (|| {
         let who = admin(&gw, &headers, &mut event)?;
         let id = grant_id(path)?;
@@ -953,7 +1025,7 @@ async fn revert_grant(
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.revert_grant");
-    let _guard = gw.policy_lock.lock().await;
+    let _guard = lock_policy(&gw).await;
     let result = (|| {
         let who = admin(&gw, &headers, &mut event)?;
         let id = grant_id(path)?;
@@ -1126,7 +1198,7 @@ async fn put_dataset(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.put_dataset");
-    let _guard = gw.policy_lock.lock().await;
+    let _guard = lock_policy(&gw).await;
     let result = (|| {
         let who = admin(&gw, &headers, &mut event)?;
         let id = dataset_id(path)?;
@@ -1177,7 +1249,7 @@ async fn delete_dataset(
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.delete_dataset");
-    let _guard = gw.policy_lock.lock().await;
+    let _guard = lock_policy(&gw).await;
     let result = (|| {
         let who = admin(&gw, &headers, &mut event)?;
         let id = dataset_id(path)?;

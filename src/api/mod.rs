@@ -331,7 +331,7 @@ pub async fn finish(
     event: EventBody,
     result: Result<Answer, ApiError>,
 ) -> Response {
-    finish_then(gw, ctx, event, result, |_| Ok(())).await
+    finish_then(gw, ctx, event, result, |_| async { Ok(()) }).await
 }
 
 /// As [`finish`], and once the event is durable (and only then) runs
@@ -343,9 +343,24 @@ pub async fn finish_then(
     ctx: &RequestContext,
     event: EventBody,
     result: Result<Answer, ApiError>,
-    after_audit: impl FnOnce(u64) -> Result<(), ApiError>,
+    after_audit: impl AfterAudit,
 ) -> Response {
     finish_events(gw, ctx, event, Vec::new(), result, after_audit).await
+}
+
+/// What runs once a request's event is durable (given its sequence number),
+/// before the answer leaves: putting a change in force.
+pub trait AfterAudit: FnOnce(u64) -> Self::Fut {
+    /// Its future.
+    type Fut: std::future::Future<Output = Result<(), ApiError>>;
+}
+
+impl<F, Fut> AfterAudit for F
+where
+    F: FnOnce(u64) -> Fut,
+    Fut: std::future::Future<Output = Result<(), ApiError>>,
+{
+    type Fut = Fut;
 }
 
 /// As [`finish`] for a request that discloses records of many residents (a
@@ -359,7 +374,7 @@ pub async fn finish_batch(
     per_resident: Vec<EventBody>,
     result: Result<Answer, ApiError>,
 ) -> Response {
-    finish_events(gw, ctx, event, per_resident, result, |_| Ok(())).await
+    finish_events(gw, ctx, event, per_resident, result, |_| async { Ok(()) }).await
 }
 
 async fn finish_events(
@@ -368,7 +383,7 @@ async fn finish_events(
     mut event: EventBody,
     per_resident: Vec<EventBody>,
     result: Result<Answer, ApiError>,
-    after_audit: impl FnOnce(u64) -> Result<(), ApiError>,
+    after_audit: impl AfterAudit,
 ) -> Response {
     match &result {
         Ok(answer) => {
@@ -431,7 +446,7 @@ async fn finish_events(
         }
         Ok(seq) => {
             let result = match result {
-                Ok(answer) => after_audit(seq).map(|()| answer),
+                Ok(answer) => after_audit(seq).await.map(|()| answer),
                 Err(e) => Err(e),
             };
             let proof = slot.lock().ok().and_then(|mut s| s.take());

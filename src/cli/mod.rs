@@ -2,3 +2,4 @@
 
 pub(crate) mod admin;
 pub(crate) mod audit;
+pub(crate) mod policy;

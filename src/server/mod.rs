@@ -95,7 +95,11 @@ pub async fn serve(
         .max_header_list_size(64 * 1024)
         .timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
-    let reloader = spawn_policy_reloader(gw.clone());
+    let reloader = if gw.cluster.is_some() {
+        spawn_cluster_follower(gw.clone())
+    } else {
+        spawn_policy_reloader(gw.clone())
+    };
     tokio::pin!(shutdown);
 
     loop {
@@ -210,6 +214,56 @@ pub fn spawn_policy_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
             let trigger = triggers.next(|| fingerprint(&dir)).await;
             // Errors are logged and kept in the reload status; the set in force stays.
             let _ = gw.reload_policy_files(trigger).await;
+        }
+    })
+}
+
+/// In cluster mode: applies each policy version committed in PostgreSQL.
+/// A connection of its own listens for the notification every commit sends
+/// (so a change is in force within a second on every node); every
+/// `cluster.policy_check_secs` the versions are compared anyway, so a
+/// notification lost with a connection cannot leave the node behind. When
+/// the listening connection drops it is made again with backoff (up to 10 s),
+/// and the first thing after reconnecting is a check.
+pub fn spawn_cluster_follower(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(cluster) = gw.cluster.clone() else {
+            return;
+        };
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let (client, mut notes) = match cluster
+                .store
+                .listen(crate::cluster::POLICY_CHANNEL)
+                .await
+            {
+                Ok(pair) => pair,
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "cannot listen for policy changes; the policy in force stays");
+                    // Still compare versions: the pool may reach PostgreSQL when this connection did not.
+                    let _ = gw.sync_cluster_policy("check").await;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(200);
+            let _ = gw.sync_cluster_policy("listening").await;
+            let mut check = tokio::time::interval(cluster.check_every);
+            check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            check.tick().await;
+            loop {
+                let trigger = tokio::select! {
+                    note = notes.recv() => match note {
+                        Some(_) => "notification",
+                        None => break,
+                    },
+                    _ = check.tick() => "check",
+                };
+                let _ = gw.sync_cluster_policy(trigger).await;
+            }
+            drop(client);
+            tracing::warn!("the connection listening for policy changes closed; reconnecting");
         }
     })
 }

@@ -15,7 +15,7 @@ fn admin_token(gw: &TestGateway) -> String {
     gw.token("shujuju", "admin-1", &["policy_admin"])
 }
 
-async fn call(
+pub(crate) async fn call(
     gw: &TestGateway,
     method: &str,
     path: &str,
@@ -42,7 +42,7 @@ async fn call(
         .unwrap()
 }
 
-async fn yibao_fields(gw: &TestGateway) -> (BTreeSet<String>, u64) {
+pub(crate) async fn yibao_fields(gw: &TestGateway) -> (BTreeSet<String>, u64) {
     let id = &gw.sample_ids("gongan.hukou", 1)[0];
     let tok = gw.token("yibao", "clerk-2", &["enrollment_clerk"]);
     let r = gw
@@ -63,11 +63,11 @@ async fn yibao_fields(gw: &TestGateway) -> (BTreeSet<String>, u64) {
     (keys, r.body["grant"]["version"].as_u64().unwrap())
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
+pub(crate) fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-async fn get_grant(gw: &TestGateway, id: &str) -> (Value, String) {
+pub(crate) async fn get_grant(gw: &TestGateway, id: &str) -> (Value, String) {
     let r = call(gw, "GET", &format!("/v1/admin/grants/{id}"), None, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let etag = r.headers["etag"].to_str().unwrap().to_owned();

@@ -67,7 +67,9 @@ impl TestGateway {
 
     /// A gateway on an existing home (one a stopped gateway left, say).
     pub async fn start_on(home: TempDir, config: Config, clock: Clock) -> Self {
-        let gw = Gateway::open(config, clock.clone()).expect("gateway opens");
+        let gw = Gateway::start(config, clock.clone())
+            .await
+            .expect("gateway opens");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();

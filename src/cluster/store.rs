@@ -1,0 +1,509 @@
+//! The policy versions in PostgreSQL: the schema, reads, and the change
+//! transaction.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use tokio::sync::mpsc;
+use tokio_postgres::types::Json;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
+
+use crate::config::{ClusterConfig, redact_url};
+use crate::policy::PolicySources;
+
+/// Advisory lock keys (two ints would do; one bigint is simpler to read in `pg_locks`).
+const LOCK_MIGRATE: i64 = 0x746f_6e67_6261_6e01;
+const LOCK_POLICY: i64 = 0x746f_6e67_6261_6e02;
+
+/// The schema, created if missing (each node runs it at start, one at a time).
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tongban_schema (
+    component text PRIMARY KEY,
+    version   integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tongban_policy_version (
+    version      bigint PRIMARY KEY CHECK (version > 0),
+    content_hash text NOT NULL,
+    files        jsonb NOT NULL,
+    committed_at timestamptz NOT NULL DEFAULT now(),
+    node_id      text NOT NULL,
+    author       text NOT NULL,
+    action       text NOT NULL,
+    summary      text NOT NULL
+);
+INSERT INTO tongban_schema (component, version) VALUES ('policy', 1)
+    ON CONFLICT (component) DO NOTHING;
+";
+
+/// What went wrong talking to PostgreSQL. Messages never hold the password.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// `[cluster]` cannot be used as written.
+    #[error("[cluster]: {0}")]
+    Config(String),
+    /// PostgreSQL cannot be reached (or the pool timed out).
+    #[error("PostgreSQL cannot be reached: {0}")]
+    Unavailable(String),
+    /// PostgreSQL refused a statement.
+    #[error("PostgreSQL: {0}")]
+    Database(String),
+    /// The set the change was prepared against is no longer the newest.
+    #[error(
+        "policy version {head} was committed while this change was prepared against version {base}"
+    )]
+    Conflict {
+        /// The newest version.
+        head: i64,
+        /// The version the change started from.
+        base: i64,
+    },
+    /// A stored version is not a policy set this gateway can read.
+    #[error("policy version {version} in PostgreSQL cannot be read: {message}")]
+    Corrupt {
+        /// Which version.
+        version: i64,
+        /// Why.
+        message: String,
+    },
+}
+
+impl From<tokio_postgres::Error> for ClusterError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => Self::Database(format!("{} ({})", db.message(), db.code().code())),
+            None if e.is_closed() => Self::Unavailable("the connection was closed".into()),
+            None => {
+                let mut message = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    message = format!("{message}: {s}");
+                    source = s.source();
+                }
+                Self::Unavailable(message)
+            }
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for ClusterError {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => e.into(),
+            other => Self::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// One stored version of the policy set.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    /// 1, 2, 3…
+    pub version: i64,
+    /// The files.
+    pub sources: PolicySources,
+    /// When it was committed, ms since the epoch.
+    pub committed_ms: i64,
+    /// The node it was committed through (`push` for the command line).
+    pub node_id: String,
+    /// `dept/subject` of the administrator, or who pushed.
+    pub author: String,
+    /// `push`, `put`, `delete`, `revert`.
+    pub action: String,
+    /// One line on what changed.
+    pub summary: String,
+}
+
+/// Who commits a change, and what it is.
+#[derive(Debug, Clone)]
+pub struct ChangeMeta {
+    /// The node (or `cli`).
+    pub node_id: String,
+    /// `dept/subject`, or who pushed.
+    pub author: String,
+    /// `push`, `put`, `delete`, `revert`.
+    pub action: String,
+    /// One line on what changed.
+    pub summary: String,
+}
+
+#[derive(Clone)]
+enum Tls {
+    Plain,
+    Rustls(MakeRustlsConnect),
+}
+
+/// The policy versions in PostgreSQL, through a small pool.
+pub struct PolicyStore {
+    pool: Pool,
+    pg: tokio_postgres::Config,
+    tls: Tls,
+    /// The connection string without its password, for messages.
+    pub url: String,
+}
+
+impl std::fmt::Debug for PolicyStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyStore")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyStore {
+    /// A pool for `config` (connections are made when first needed).
+    pub fn new(config: &ClusterConfig) -> Result<Self, ClusterError> {
+        let url = redact_url(&config.postgres_url);
+        let mut pg = tokio_postgres::Config::from_str(&config.postgres_url).map_err(|e| {
+            ClusterError::Config(format!("postgres_url \"{url}\" cannot be read: {e}"))
+        })?;
+        if let Some(var) = &config.postgres_password_env {
+            let password = std::env::var(var).map_err(|_| {
+                ClusterError::Config(format!(
+                    "postgres_password_env names {var}, which is not set"
+                ))
+            })?;
+            pg.password(password);
+        }
+        pg.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
+        pg.application_name(format!("tongban {}", config.node_id));
+        pg.options(format!(
+            "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
+            config.statement_timeout_ms,
+            config.statement_timeout_ms.saturating_mul(4)
+        ));
+        let tls = match &config.postgres_ca {
+            Some(ca) => Tls::Rustls(rustls_connector(ca)?),
+            None => {
+                if pg.get_ssl_mode() == tokio_postgres::config::SslMode::Require {
+                    return Err(ClusterError::Config(
+                        "postgres_url asks for sslmode=require, but postgres_ca (the CA of PostgreSQL's certificate) is not set".into(),
+                    ));
+                }
+                pg.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                Tls::Plain
+            }
+        };
+        let manager_config = ManagerConfig {
+            // A connection handed back inside a transaction (a request that
+            // failed half-way) is rolled back before anyone else gets it.
+            recycling_method: RecyclingMethod::Custom("ROLLBACK".into()),
+        };
+        let manager = match &tls {
+            Tls::Plain => Manager::from_config(pg.clone(), NoTls, manager_config),
+            Tls::Rustls(t) => Manager::from_config(pg.clone(), t.clone(), manager_config),
+        };
+        let timeout = Some(Duration::from_millis(config.connect_timeout_ms));
+        let pool = Pool::builder(manager)
+            .max_size(config.pool_size)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(timeout)
+            .create_timeout(timeout)
+            .recycle_timeout(timeout)
+            .build()
+            .map_err(|e| ClusterError::Config(e.to_string()))?;
+        Ok(Self { pool, pg, tls, url })
+    }
+
+    /// Creates the tables if they are missing.
+    pub async fn migrate(&self) -> Result<(), ClusterError> {
+        let client = self.pool.get().await?;
+        client
+            .batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {SCHEMA} COMMIT;"
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// The newest version number (0 when none is stored).
+    pub async fn head_version(&self) -> Result<i64, ClusterError> {
+        let client = self.pool.get().await?;
+        head_of(&client).await
+    }
+
+    /// The newest version, if any.
+    pub async fn head(&self) -> Result<Option<StoredVersion>, ClusterError> {
+        let client = self.pool.get().await?;
+        let v = head_of(&client).await?;
+        if v == 0 {
+            return Ok(None);
+        }
+        fetch(&client, v).await
+    }
+
+    /// One version, if stored.
+    pub async fn get(&self, version: i64) -> Result<Option<StoredVersion>, ClusterError> {
+        let client = self.pool.get().await?;
+        fetch(&client, version).await
+    }
+
+    /// Opens a change: takes the cluster-wide policy lock (held until commit
+    /// or rollback) and reads the newest version.
+    pub async fn begin_change(&self) -> Result<ChangeTx, ClusterError> {
+        let client = self.pool.get().await?;
+        client.batch_execute("BEGIN").await?;
+        client
+            .execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_POLICY])
+            .await?;
+        let head = head_of(&client).await?;
+        Ok(ChangeTx { client, head })
+    }
+
+    /// A connection of its own that listens on `channel`: the payloads of its
+    /// notifications arrive on the receiver, which ends when the connection
+    /// does. Keep the client: dropping it closes the connection.
+    pub async fn listen(
+        &self,
+        channel: &str,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<String>), ClusterError> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let client = match &self.tls {
+            Tls::Plain => {
+                let (client, conn) = self.pg.connect(NoTls).await?;
+                tokio::spawn(forward_notifications(conn, tx));
+                client
+            }
+            Tls::Rustls(t) => {
+                let (client, conn) = self.pg.connect(t.clone()).await?;
+                tokio::spawn(forward_notifications(conn, tx));
+                client
+            }
+        };
+        client.batch_execute(&format!("LISTEN {channel}")).await?;
+        Ok((client, rx))
+    }
+}
+
+/// An open change: the policy lock is held until [`ChangeTx::commit`] or
+/// [`ChangeTx::rollback`] (or the connection is recycled, which rolls back).
+pub struct ChangeTx {
+    client: deadpool_postgres::Object,
+    head: i64,
+}
+
+impl std::fmt::Debug for ChangeTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeTx")
+            .field("head", &self.head)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChangeTx {
+    /// The newest version when the change was opened.
+    pub fn head(&self) -> i64 {
+        self.head
+    }
+
+    /// The newest version's content.
+    pub async fn head_version(&self) -> Result<Option<StoredVersion>, ClusterError> {
+        if self.head == 0 {
+            return Ok(None);
+        }
+        fetch(&self.client, self.head).await
+    }
+
+    /// Stores `sources` as the next version and notifies every node; returns
+    /// the new version.
+    pub async fn commit(
+        self,
+        sources: &PolicySources,
+        meta: &ChangeMeta,
+    ) -> Result<i64, ClusterError> {
+        let version = self.head + 1;
+        let result = async {
+            self.client
+                .execute(
+                    "INSERT INTO tongban_policy_version
+                       (version, content_hash, files, node_id, author, action, summary)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    &[
+                        &version,
+                        &sources.version(),
+                        &Json(&sources.files),
+                        &meta.node_id,
+                        &meta.author,
+                        &meta.action,
+                        &meta.summary,
+                    ],
+                )
+                .await?;
+            self.client
+                .execute(
+                    "SELECT pg_notify($1, $2)",
+                    &[&super::POLICY_CHANNEL, &version.to_string()],
+                )
+                .await?;
+            self.client.batch_execute("COMMIT").await?;
+            Ok(version)
+        }
+        .await;
+        if result.is_err() {
+            let _ = self.client.batch_execute("ROLLBACK").await;
+        }
+        result
+    }
+
+    /// Gives the change up.
+    pub async fn rollback(self) {
+        if let Err(e) = self.client.batch_execute("ROLLBACK").await {
+            tracing::warn!(error = %ClusterError::from(e), "rolling back a policy change failed; the connection is discarded");
+        }
+    }
+}
+
+async fn head_of(client: &Client) -> Result<i64, ClusterError> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(max(version), 0) FROM tongban_policy_version",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
+async fn fetch(client: &Client, version: i64) -> Result<Option<StoredVersion>, ClusterError> {
+    let row = client
+        .query_opt(
+            "SELECT content_hash, files::text,
+                    (extract(epoch FROM committed_at) * 1000)::bigint,
+                    node_id, author, action, summary
+               FROM tongban_policy_version WHERE version = $1",
+            &[&version],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let hash: String = row.get(0);
+    let files: String = row.get(1);
+    let files: BTreeMap<String, String> =
+        serde_json::from_str(&files).map_err(|e| ClusterError::Corrupt {
+            version,
+            message: format!("files: {e}"),
+        })?;
+    if let Some(bad) = files.keys().find(|path| !is_policy_path(path)) {
+        return Err(ClusterError::Corrupt {
+            version,
+            message: format!("{bad:?} is not the path of a policy file"),
+        });
+    }
+    let sources = PolicySources { files };
+    if sources.version() != hash {
+        return Err(ClusterError::Corrupt {
+            version,
+            message: format!(
+                "its files hash to {}, the row says {hash}",
+                sources.version()
+            ),
+        });
+    }
+    Ok(Some(StoredVersion {
+        version,
+        sources,
+        committed_ms: row.get(2),
+        node_id: row.get(3),
+        author: row.get(4),
+        action: row.get(5),
+        summary: row.get(6),
+    }))
+}
+
+/// `departments.toml`, `datasets/NAME.toml` or `grants/NAME.toml`, as a
+/// policy directory is read: nothing that could name a file elsewhere.
+pub fn is_policy_path(path: &str) -> bool {
+    if path == "departments.toml" {
+        return true;
+    }
+    let Some((dir, name)) = path.split_once('/') else {
+        return false;
+    };
+    matches!(dir, "datasets" | "grants")
+        && name.len() > ".toml".len()
+        && name.ends_with(".toml")
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+}
+
+async fn forward_notifications<S, T>(
+    mut conn: tokio_postgres::Connection<S, T>,
+    tx: mpsc::UnboundedSender<String>,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    loop {
+        match std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            Some(Ok(AsyncMessage::Notification(n))) => {
+                if tx.send(n.payload().to_owned()).is_err() {
+                    return;
+                }
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::warn!(error = %ClusterError::from(e), "policy notification connection lost");
+                return;
+            }
+            None => return,
+        }
+    }
+}
+
+fn rustls_connector(ca: &std::path::Path) -> Result<MakeRustlsConnect, ClusterError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(ca)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ClusterError::Config(format!("postgres_ca {}: {e}", ca.display())))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in certs {
+        roots
+            .add(cert)
+            .map_err(|e| ClusterError::Config(format!("postgres_ca {}: {e}", ca.display())))?;
+    }
+    if roots.is_empty() {
+        return Err(ClusterError::Config(format!(
+            "postgres_ca {} holds no certificate",
+            ca.display()
+        )));
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClusterError::Config(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_policy_path;
+
+    #[test]
+    fn only_policy_file_paths_are_accepted() {
+        for ok in [
+            "departments.toml",
+            "datasets/gongan.hukou.toml",
+            "grants/minzheng.toml",
+        ] {
+            assert!(is_policy_path(ok), "{ok}");
+        }
+        for bad in [
+            "../departments.toml",
+            "grants/../../etc/passwd.toml",
+            "grants/.hidden.toml",
+            "grants/a/b.toml",
+            "grants/.toml",
+            "other/x.toml",
+            "/etc/x.toml",
+            "grants/x.txt",
+            "grants\\x.toml",
+        ] {
+            assert!(!is_policy_path(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,382 @@
+//! Cluster mode: nodes sharing one policy set in PostgreSQL (a server of
+//! the test's own, see `pg.rs`), `tongban policy push` and `pull`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hyper::StatusCode;
+use serde_json::json;
+use tempfile::TempDir;
+
+use tongban::clock::Clock;
+use tongban::config::Config;
+use tongban::gateway::Gateway;
+use tongban::policy::PolicySources;
+
+use crate::admin::{call, get_grant, set, yibao_fields};
+use crate::helpers::{TestGateway, demo_home};
+use crate::pg::Postgres;
+
+/// A demo home whose tongban.toml has a `[cluster]` section for `pg`.
+fn cluster_home(pg: &Postgres, node: &str) -> (TempDir, Config) {
+    let (home, _) = demo_home();
+    let path = home.path().join("tongban.toml");
+    // In cluster mode the node's id is cluster.node_id (a different
+    // top-level node_id is refused).
+    let mut text: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("node_id"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(&format!(
+        "\n[cluster]\nnode_id = \"{node}\"\npostgres_url = \"{}\"\npolicy_check_secs = 1\nconnect_timeout_ms = 1000\n",
+        pg.url()
+    ));
+    std::fs::write(&path, text).unwrap();
+    let config = Config::load(&path).unwrap();
+    (home, config)
+}
+
+fn tongban(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tongban"))
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn push(home: &Path, dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "policy",
+        "push",
+        dir.to_str().unwrap(),
+        "--home",
+        home.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tongban(&args)
+}
+
+fn text(out: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+async fn node(home: TempDir, config: Config) -> TestGateway {
+    TestGateway::start_on(home, config, Clock::manual(time::OffsetDateTime::now_utc())).await
+}
+
+/// Waits up to `limit` for the yibao clerk's fields on `gw` to become `want`.
+async fn wait_for_fields(gw: &TestGateway, want: &[&str], limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (fields, _) = yibao_fields(gw).await;
+        if fields == set(want) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "after {:?} the fields are still {fields:?}, not {want:?}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn push_and_pull_move_a_policy_set_between_files_and_postgresql() {
+    let pg = Postgres::start();
+    let (home, config) = cluster_home(&pg, "node-a");
+    let policies = config.policies_dir.clone();
+
+    // No set stored yet: a node refuses to start, and says what to do.
+    let err = Gateway::start(config.clone(), Clock::system())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tongban policy push"), "{err}");
+    // pull has nothing to give.
+    let out = tongban(&[
+        "policy",
+        "pull",
+        "/tmp/none",
+        "--home",
+        home.path().to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("no policy set"),
+        "{}",
+        text(&out)
+    );
+
+    let out = push(home.path(), &policies, &["--author", "pipeline"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("pushed as version 1"), "{}", text(&out));
+    assert_eq!(
+        pg.psql("SELECT version, node_id, author, action FROM tongban_policy_version"),
+        "1|cli|pipeline|push"
+    );
+
+    // The same set again: nothing new.
+    let out = push(home.path(), &policies, &[]);
+    assert!(
+        out.status.success() && text(&out).contains("unchanged, version 1"),
+        "{}",
+        text(&out)
+    );
+
+    // An invalid set is refused with its located errors, and nothing is stored.
+    let broken = tempfile::tempdir().unwrap();
+    copy_dir(&policies, broken.path());
+    let grant = broken.path().join("grants/yibao-enroll.toml");
+    let g = std::fs::read_to_string(&grant).unwrap();
+    std::fs::write(&grant, g.replace("\"birth_date\"", "\"birth_dat\"")).unwrap();
+    let out = push(home.path(), broken.path(), &[]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("birth_dat") && text(&out).contains("nothing was pushed"),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(pg.psql("SELECT count(*) FROM tongban_policy_version"), "1");
+
+    // A changed set becomes version 2 and the access it changes is printed;
+    // --expect-version guards a pipeline against an edit made since it pulled.
+    std::fs::write(&grant, g.replace(", \"birth_date\"", "")).unwrap();
+    let out = push(home.path(), broken.path(), &["--expect-version", "7"]);
+    assert!(
+        !out.status.success() && text(&out).contains("holds version 1, not 7"),
+        "{}",
+        text(&out)
+    );
+    let out = push(home.path(), broken.path(), &["--expect-version", "1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("pushed as version 2") && text(&out).contains("birth_date"),
+        "{}",
+        text(&out)
+    );
+
+    // pull writes exactly the set: files that are not in it are removed.
+    let pulled = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(pulled.path().join("grants")).unwrap();
+    std::fs::write(
+        pulled.path().join("grants/stale.toml"),
+        "# left from before",
+    )
+    .unwrap();
+    let out = tongban(&[
+        "policy",
+        "pull",
+        pulled.path().to_str().unwrap(),
+        "--home",
+        home.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("version 2"), "{}", text(&out));
+    assert_eq!(
+        PolicySources::read_dir(pulled.path()).unwrap(),
+        PolicySources::read_dir(broken.path()).unwrap()
+    );
+    assert!(!pulled.path().join("grants/stale.toml").exists());
+    // An older version on request.
+    let out = tongban(&[
+        "policy",
+        "pull",
+        pulled.path().to_str().unwrap(),
+        "--home",
+        home.path().to_str().unwrap(),
+        "--version",
+        "1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        PolicySources::read_dir(pulled.path()).unwrap(),
+        PolicySources::read_dir(&policies).unwrap()
+    );
+
+    // A row whose files were altered in PostgreSQL is refused, not applied.
+    pg.psql(
+        "UPDATE tongban_policy_version SET files = jsonb_set(files, '{departments.toml}', '\"x\"') WHERE version = 2",
+    );
+    let out = tongban(&[
+        "policy",
+        "pull",
+        pulled.path().to_str().unwrap(),
+        "--home",
+        home.path().to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success() && text(&out).contains("version 2 in PostgreSQL cannot be read"),
+        "{}",
+        text(&out)
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for sub in ["", "datasets", "grants"] {
+        std::fs::create_dir_all(to.join(sub)).unwrap();
+        for e in std::fs::read_dir(from.join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), to.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
+    let pg = Postgres::start();
+    let (home_a, config_a) = cluster_home(&pg, "node-a");
+    let out = push(home_a.path(), &config_a.policies_dir, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let a = node(home_a, config_a).await;
+    let (home_b, config_b) = cluster_home(&pg, "node-b");
+    let mut b = node(home_b, config_b).await;
+    let (home_c, config_c) = cluster_home(&pg, "node-c");
+    let c = node(home_c, config_c).await;
+    let all = ["name", "gender", "birth_date", "hukou_address"];
+    for gw in [&a, &b, &c] {
+        assert_eq!(yibao_fields(gw).await, (set(&all), 1));
+    }
+    // Let B and C's listeners connect.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // An administrator edits the grant on A.
+    let (mut grant, etag) = get_grant(&a, "yibao-enroll-hukou").await;
+    assert_eq!(
+        get_grant(&c, "yibao-enroll-hukou").await.1,
+        etag,
+        "ETags are the same on every node"
+    );
+    grant["access"][0]["fields"] = json!(["name", "gender"]);
+    grant["access"][0]["masked"] = json!({});
+    let r = call(
+        &a,
+        "PUT",
+        "/v1/admin/grants/yibao-enroll-hukou",
+        Some(("application/json", grant.to_string())),
+        &[("if-match", &etag)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let new_etag = r.headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(yibao_fields(&a).await, (set(&["name", "gender"]), 2));
+    // Enforced by C (and B) within a second.
+    let took = wait_for_fields(&c, &["name", "gender"], Duration::from_secs(1)).await;
+    println!("node C enforced the edit after {took:?}");
+    wait_for_fields(&b, &["name", "gender"], Duration::from_secs(1)).await;
+    assert_eq!(
+        pg.psql(
+            "SELECT node_id, author, action, summary FROM tongban_policy_version WHERE version = 2"
+        ),
+        "node-a|shujuju/admin-1|put|put grant yibao-enroll-hukou"
+    );
+    // The ETag moved everywhere: the old one cannot overwrite on C.
+    assert_eq!(get_grant(&c, "yibao-enroll-hukou").await.1, new_etag);
+    let r = call(
+        &c,
+        "PUT",
+        "/v1/admin/grants/yibao-enroll-hukou",
+        Some(("application/json", grant.to_string())),
+        &[("if-match", &etag)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.text);
+    // C audited the change it applied, with the author, before it enforced it,
+    // and its history shows who made it.
+    let h = call(
+        &c,
+        "GET",
+        "/v1/admin/history?kind=grant&id=yibao-enroll-hukou",
+        None,
+        &[],
+    )
+    .await;
+    let change = &h.body["changes"][0];
+    assert_eq!(change["author"], "shujuju/admin-1", "{}", h.text);
+    let e =
+        c.gw.audit_store
+            .get(change["seq"].as_u64().unwrap())
+            .unwrap()
+            .unwrap();
+    assert_eq!(e.node, "node-c");
+    assert_eq!(e.body.operation, "policy.sync");
+    assert!(
+        e.body
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("\"cluster_version\":2")
+    );
+
+    // A version committed without a notification (a lost one) is still
+    // picked up by the periodic check (every second here).
+    pg.psql(
+        "INSERT INTO tongban_policy_version (version, content_hash, files, node_id, author, action, summary)
+         SELECT 3, content_hash, files, 'sql', 'test', 'revert', 'no notification' FROM tongban_policy_version WHERE version = 1",
+    );
+    wait_for_fields(&b, &all, Duration::from_secs(3)).await;
+    wait_for_fields(&a, &all, Duration::from_secs(3)).await;
+
+    // PostgreSQL down: lookups go on, edits are refused with 503 and change nothing.
+    let mut pg = pg;
+    pg.stop();
+    assert_eq!(yibao_fields(&a).await.0, set(&all));
+    let (grant, etag) = get_grant(&a, "yibao-enroll-hukou").await;
+    let r = call(
+        &a,
+        "PUT",
+        "/v1/admin/grants/yibao-enroll-hukou",
+        Some(("application/json", grant.to_string())),
+        &[("if-match", &etag)],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(
+        r.problem_type(),
+        Some("/problems/cluster-unavailable"),
+        "{}",
+        r.text
+    );
+    // A node restarted meanwhile starts with the version it applied last.
+    b.stop().await;
+    let home_b = b.take_home();
+    drop(b);
+    let config_b = Config::load(&home_b.path().join("tongban.toml")).unwrap();
+    let b = node(home_b, config_b).await;
+    assert_eq!(yibao_fields(&b).await.0, set(&all));
+
+    // PostgreSQL back: edits commit again and reach the restarted node.
+    pg.restart();
+    let mut grant = grant;
+    grant["access"][0]["fields"] = json!(["name"]);
+    grant["access"][0]["masked"] = json!({});
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let r = loop {
+        let r = call(
+            &a,
+            "PUT",
+            "/v1/admin/grants/yibao-enroll-hukou",
+            Some(("application/json", grant.to_string())),
+            &[("if-match", &etag)],
+        )
+        .await;
+        if r.status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        pg.psql("SELECT max(version) FROM tongban_policy_version"),
+        "4"
+    );
+    wait_for_fields(&b, &["name"], Duration::from_secs(15)).await;
+    wait_for_fields(&c, &["name"], Duration::from_secs(15)).await;
+}
