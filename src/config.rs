@@ -103,6 +103,11 @@ pub struct ClusterConfig {
     /// case a notification was missed, seconds. Default 5.
     #[serde(default = "default_policy_check_secs")]
     pub policy_check_secs: u64,
+    /// How often the node reports itself (address, policy version) in
+    /// PostgreSQL, seconds; a node silent for three intervals is listed as
+    /// not alive. Default 2.
+    #[serde(default = "default_heartbeat_secs")]
+    pub heartbeat_secs: u64,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -116,6 +121,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("connect_timeout_ms", &self.connect_timeout_ms)
             .field("statement_timeout_ms", &self.statement_timeout_ms)
             .field("policy_check_secs", &self.policy_check_secs)
+            .field("heartbeat_secs", &self.heartbeat_secs)
             .finish()
     }
 }
@@ -458,6 +464,9 @@ fn default_statement_timeout_ms() -> u64 {
 fn default_policy_check_secs() -> u64 {
     5
 }
+fn default_heartbeat_secs() -> u64 {
+    2
+}
 fn default_node_id() -> String {
     "node-1".to_owned()
 }
@@ -624,8 +633,12 @@ impl Config {
                     self.node_id, c.node_id
                 ));
             }
-            if c.pool_size == 0 || c.connect_timeout_ms == 0 || c.policy_check_secs == 0 {
-                return Err("cluster.pool_size, cluster.connect_timeout_ms and cluster.policy_check_secs must be at least 1".into());
+            if c.pool_size == 0
+                || c.connect_timeout_ms == 0
+                || c.policy_check_secs == 0
+                || c.heartbeat_secs == 0
+            {
+                return Err("cluster.pool_size, cluster.connect_timeout_ms, cluster.policy_check_secs and cluster.heartbeat_secs must be at least 1".into());
             }
         }
         if self.audit.max_batch == 0 {
@@ -664,5 +677,47 @@ impl Config {
                 self.utc_offset
             )
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn postgres_passwords_are_redacted_in_every_form() {
+        for (url, want) in [
+            (
+                "postgres://tongban:s3cret@db.example:5432/tongban?sslmode=require",
+                "postgres://tongban:***@db.example:5432/tongban?sslmode=require",
+            ),
+            (
+                "postgresql://u:p%40ss@h/db?password=other&application_name=x",
+                "postgresql://u:***@h/db?password=***&application_name=x",
+            ),
+            ("postgres://u@h/db", "postgres://u@h/db"),
+            (
+                "host=db user=tongban password=s3cret dbname=t",
+                "host=db user=tongban password=*** dbname=t",
+            ),
+        ] {
+            assert_eq!(redact_url(url), want);
+        }
+        let c = ClusterConfig {
+            node_id: "node-a".into(),
+            postgres_url: "postgres://tongban:s3cret@db/t".into(),
+            postgres_password_env: None,
+            postgres_ca: None,
+            pool_size: 4,
+            connect_timeout_ms: 1000,
+            statement_timeout_ms: 1000,
+            policy_check_secs: 5,
+            heartbeat_secs: 2,
+        };
+        let debug = format!("{c:?}");
+        assert!(
+            !debug.contains("s3cret") && debug.contains("***"),
+            "{debug}"
+        );
     }
 }

@@ -201,6 +201,7 @@ impl Gateway {
                     &config.node_id,
                     store,
                     config.cluster.as_ref().map_or(5, |c| c.policy_check_secs),
+                    config.cluster.as_ref().map_or(2, |c| c.heartbeat_secs),
                     db.open_tree("cluster/policy")?,
                 );
                 let (version, sources) = match head {
@@ -246,6 +247,9 @@ impl Gateway {
                 .map_err(|e| StartError::Config(format!("answer-signing keys: {e}")))?,
         );
         let metrics = Arc::new(Metrics::new());
+        if let Some(c) = &cluster {
+            metrics.cluster_policy_version.set(c.applied());
+        }
         let audit = AuditWriter::start(
             audit_store.clone(),
             &config.data_dir,
@@ -395,12 +399,23 @@ impl Gateway {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         status.at_ms = self.clock.unix_millis();
         match &result {
-            Ok(_) => status.error = None,
+            Ok(_) => {
+                if status.error.take().is_some() {
+                    tracing::info!(trigger, "policy versions from PostgreSQL are applied again");
+                }
+            }
             Err(e) => {
                 status.failures += 1;
+                self.metrics.cluster_sync_failures.inc();
+                // Said once, not at every check while PostgreSQL is away.
+                if status.error.as_deref() != Some(e.as_str()) {
+                    tracing::error!(trigger, error = %e, "policy version from PostgreSQL not applied; the set in force stays");
+                }
                 status.error = Some(e.clone());
-                tracing::error!(trigger, error = %e, "policy version from PostgreSQL not applied; the set in force stays");
             }
+        }
+        if let Some(c) = &self.cluster {
+            self.metrics.cluster_policy_version.set(c.applied());
         }
         result
     }

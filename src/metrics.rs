@@ -104,6 +104,11 @@ pub struct Metrics {
     pub crl_revoked: Family<CrlLabels, Gauge>,
     /// CRL (and client CA) reloads refused; the lists in force stayed.
     pub crl_reload_failures: Counter,
+    /// Cluster mode: the PostgreSQL policy version this node enforces.
+    pub cluster_policy_version: Gauge,
+    /// Cluster mode: checks for a new policy version that failed (PostgreSQL
+    /// unreachable, a version that does not validate here).
+    pub cluster_sync_failures: Counter,
     /// Open connections.
     pub connections_open: Gauge,
     /// Connections refused because the connection limit was reached.
@@ -206,6 +211,18 @@ impl Metrics {
             "CRL or client CA reloads refused (the lists in force stayed)",
             crl_reload_failures.clone(),
         );
+        let cluster_policy_version = Gauge::default();
+        registry.register(
+            "cluster_policy_version",
+            "Cluster mode: the PostgreSQL policy version this node enforces (0 on a single node)",
+            cluster_policy_version.clone(),
+        );
+        let cluster_sync_failures = Counter::default();
+        registry.register(
+            "cluster_policy_sync_failures",
+            "Cluster mode: failed checks for a new policy version (the set in force stayed)",
+            cluster_sync_failures.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "connections_open",
@@ -274,6 +291,8 @@ impl Metrics {
             crl_next_update,
             crl_revoked,
             crl_reload_failures,
+            cluster_policy_version,
+            cluster_sync_failures,
             connections_open,
             connections_refused,
             policy_info,

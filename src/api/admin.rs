@@ -51,6 +51,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(decide))
         .routes(routes!(history))
         .routes(routes!(list_departments))
+        .routes(routes!(cluster_state))
         .routes(routes!(suspend_department))
         .routes(routes!(resume_department))
         .routes(routes!(list_revoked_tokens, revoke_token))
@@ -290,6 +291,87 @@ async fn list_departments(
         Answer::ok(body)
     });
     finish(&gw, &ctx, event, result).await
+}
+
+/// The cluster's nodes: each one's address, last heartbeat, whether it is
+/// alive and which policy version it enforces. On a single node (no
+/// `[cluster]`), `mode` is `single` and the list is empty.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cluster",
+    tag = "admin",
+    operation_id = "admin_cluster",
+    responses(
+        (status = 200, description = "The nodes", body = doc::ClusterState),
+        (status = 503, description = "PostgreSQL cannot be reached", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn cluster_state(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.cluster");
+    let result = match admin(&gw, &headers, &mut event) {
+        Ok(_) => cluster_body(&gw).await,
+        Err(e) => Err(e),
+    };
+    finish(&gw, &ctx, event, result).await
+}
+
+async fn cluster_body(gw: &Gateway) -> Result<Answer, ApiError> {
+    let mut body = Map::new();
+    body.insert("node_id".into(), json!(gw.config.node_id));
+    let Some(cluster) = &gw.cluster else {
+        body.insert("mode".into(), json!("single"));
+        body.insert("policy_version".into(), Value::Null);
+        body.insert("head_version".into(), Value::Null);
+        body.insert("nodes".into(), json!([]));
+        return Ok(Answer::ok(body));
+    };
+    let head = cluster
+        .store
+        .head_version()
+        .await
+        .map_err(|e| cluster_unavailable(&e))?;
+    let nodes = cluster
+        .store
+        .nodes()
+        .await
+        .map_err(|e| cluster_unavailable(&e))?;
+    let nodes: Vec<Value> = nodes
+        .into_iter()
+        .map(|n| {
+            json!({
+                "node_id": n.node_id,
+                "listen": n.listen,
+                "software": n.software,
+                "started_at": format_time(n.started_ms, gw.utc_offset),
+                "last_heartbeat": format_time(n.heartbeat_ms, gw.utc_offset),
+                "seconds_since_heartbeat": n.seconds_since_heartbeat,
+                "alive": n.alive,
+                "policy_version": n.policy_version,
+                "policy_current": n.policy_version == head,
+            })
+        })
+        .collect();
+    body.insert("mode".into(), json!("cluster"));
+    body.insert("policy_version".into(), json!(cluster.applied()));
+    body.insert("head_version".into(), json!(head));
+    body.insert("nodes".into(), Value::Array(nodes));
+    Ok(Answer::ok(body))
+}
+
+fn cluster_unavailable(e: &crate::cluster::ClusterError) -> ApiError {
+    tracing::error!(error = %e, "PostgreSQL cannot be reached");
+    let mut err = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "cluster-unavailable",
+        "The shared policy store cannot be reached",
+        "PostgreSQL, which holds the cluster's policy set, cannot be reached now; nothing changed, and the policy in force stays",
+    );
+    err.retry_after = Some(5);
+    err
 }
 
 /// Body of a suspension.
@@ -656,6 +738,7 @@ impl Apply<'_> {
                 if let Err(e) = cluster.set_applied(version, &self.prepared.set.sources) {
                     tracing::error!(error = %e, "the applied policy version could not be kept");
                 }
+                self.gw.metrics.cluster_policy_version.set(version);
             }
             _ => apply_files(&self.gw.config.policies_dir, &self.prepared.writes)
                 .map_err(|e| failed(e.to_string()))?,
@@ -930,17 +1013,11 @@ async fn begin_cluster_change(gw: &Gateway) -> Result<Option<ChangeTx>, ApiError
     let Some(cluster) = &gw.cluster else {
         return Ok(None);
     };
-    let tx = cluster.store.begin_change().await.map_err(|e| {
-        tracing::error!(error = %e, "policy change refused: PostgreSQL cannot be reached");
-        let mut err = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cluster-unavailable",
-            "The shared policy store cannot be reached",
-            "policy changes are committed in PostgreSQL, which cannot be reached now; nothing changed, and the policy in force stays",
-        );
-        err.retry_after = Some(5);
-        err
-    })?;
+    let tx = cluster
+        .store
+        .begin_change()
+        .await
+        .map_err(|e| cluster_unavailable(&e))?;
     if tx.head() != cluster.applied() {
         tx.rollback().await;
         let _ = gw.sync_cluster_locked("admin edit").await;

@@ -984,6 +984,48 @@ pub struct DepartmentList {
     pub audit: AuditRef,
 }
 
+/// A node of the cluster, as it last reported itself.
+#[derive(Debug, ToSchema)]
+pub struct ClusterNode {
+    /// Its id (`cluster.node_id`).
+    pub node_id: String,
+    /// The address it serves on.
+    pub listen: String,
+    /// `tongban <version>`.
+    pub software: String,
+    /// When its process started (RFC 3339, the gateway's offset).
+    pub started_at: String,
+    /// Its last heartbeat.
+    pub last_heartbeat: String,
+    /// Seconds since then, by PostgreSQL's clock.
+    pub seconds_since_heartbeat: f64,
+    /// Whether it reported within three of its heartbeat intervals.
+    pub alive: bool,
+    /// The policy version it enforces.
+    pub policy_version: i64,
+    /// Whether that is the newest version.
+    pub policy_current: bool,
+}
+
+/// `GET /v1/admin/cluster`.
+#[derive(Debug, ToSchema)]
+pub struct ClusterState {
+    /// `cluster`, or `single` for a node without `[cluster]`.
+    pub mode: String,
+    /// The node that answered.
+    pub node_id: String,
+    /// The policy version in PostgreSQL this node enforces (null on a single node).
+    #[schema(required = true)]
+    pub policy_version: Option<i64>,
+    /// The newest version in PostgreSQL (null on a single node).
+    #[schema(required = true)]
+    pub head_version: Option<i64>,
+    /// Every node that registered, by id (empty on a single node).
+    pub nodes: Vec<ClusterNode>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
 /// `GET /healthz`.
 #[derive(Debug, ToSchema)]
 pub struct Health {

@@ -15,7 +15,9 @@ pub mod store;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
-pub use store::{ChangeMeta, ChangeTx, ClusterError, PolicyStore, StoredVersion};
+pub use store::{
+    ChangeMeta, ChangeTx, ClusterError, Heartbeat, NodeRow, PolicyStore, StoredVersion,
+};
 
 use crate::policy::PolicySources;
 
@@ -31,6 +33,8 @@ pub struct Cluster {
     pub store: PolicyStore,
     /// How often to compare versions in case a notification was missed.
     pub check_every: Duration,
+    /// How often this node reports itself in `tongban_node`.
+    pub heartbeat_every: Duration,
     applied: AtomicI64,
     cache: sled::Tree,
 }
@@ -44,11 +48,18 @@ struct Cached {
 impl Cluster {
     /// The node's cluster state; `cache` is the tree that keeps the last
     /// applied version.
-    pub fn new(node_id: &str, store: PolicyStore, check_secs: u64, cache: sled::Tree) -> Self {
+    pub fn new(
+        node_id: &str,
+        store: PolicyStore,
+        check_secs: u64,
+        heartbeat_secs: u64,
+        cache: sled::Tree,
+    ) -> Self {
         Self {
             node_id: node_id.to_owned(),
             store,
             check_every: Duration::from_secs(check_secs.max(1)),
+            heartbeat_every: Duration::from_secs(heartbeat_secs.max(1)),
             applied: AtomicI64::new(0),
             cache,
         }

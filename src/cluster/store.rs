@@ -34,9 +34,40 @@ CREATE TABLE IF NOT EXISTS tongban_policy_version (
     action       text NOT NULL,
     summary      text NOT NULL
 );
-INSERT INTO tongban_schema (component, version) VALUES ('policy', 1)
+CREATE TABLE IF NOT EXISTS tongban_node (
+    node_id        text PRIMARY KEY,
+    instance       text NOT NULL,
+    listen         text NOT NULL,
+    software       text NOT NULL,
+    started_at     timestamptz NOT NULL,
+    heartbeat_at   timestamptz NOT NULL,
+    heartbeat_secs integer NOT NULL,
+    policy_version bigint NOT NULL
+);
+INSERT INTO tongban_schema (component, version) VALUES ('policy', 1), ('node', 1)
     ON CONFLICT (component) DO NOTHING;
 ";
+
+/// A node as it last reported itself.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NodeRow {
+    /// Its id.
+    pub node_id: String,
+    /// The address it serves on.
+    pub listen: String,
+    /// `tongban <version>`.
+    pub software: String,
+    /// When its process started, ms since the epoch.
+    pub started_ms: i64,
+    /// Its last heartbeat, ms since the epoch (PostgreSQL's clock).
+    pub heartbeat_ms: i64,
+    /// Seconds since then (PostgreSQL's clock, so nodes' clocks do not matter).
+    pub seconds_since_heartbeat: f64,
+    /// Whether it beat within three of its intervals.
+    pub alive: bool,
+    /// The policy version it enforces.
+    pub policy_version: i64,
+}
 
 /// What went wrong talking to PostgreSQL. Messages never hold the password.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +145,24 @@ pub struct StoredVersion {
     pub action: String,
     /// One line on what changed.
     pub summary: String,
+}
+
+/// One heartbeat of a node.
+#[derive(Debug)]
+pub struct Heartbeat<'a> {
+    /// The node.
+    pub node_id: &'a str,
+    /// This process (random per start), to tell a restart from a second
+    /// process with the same id.
+    pub instance: &'a str,
+    /// Where it serves.
+    pub listen: &'a str,
+    /// When the process started, ms since the epoch.
+    pub started_ms: i64,
+    /// Its heartbeat interval.
+    pub every_secs: u64,
+    /// The policy version it enforces.
+    pub policy_version: i64,
 }
 
 /// Who commits a change, and what it is.
@@ -238,6 +287,63 @@ impl PolicyStore {
     pub async fn get(&self, version: i64) -> Result<Option<StoredVersion>, ClusterError> {
         let client = self.pool.get().await?;
         fetch(&client, version).await
+    }
+
+    /// Records this node's heartbeat (and the policy version it enforces).
+    pub async fn heartbeat(&self, beat: &Heartbeat<'_>) -> Result<(), ClusterError> {
+        let client = self.pool.get().await?;
+        let every = i32::try_from(beat.every_secs).unwrap_or(i32::MAX);
+        client
+            .execute(
+                "INSERT INTO tongban_node
+                   (node_id, instance, listen, software, started_at, heartbeat_at, heartbeat_secs, policy_version)
+                 VALUES ($1, $2, $3, $4, to_timestamp($5::bigint / 1000.0), now(), $6, $7)
+                 ON CONFLICT (node_id) DO UPDATE SET
+                   instance = EXCLUDED.instance, listen = EXCLUDED.listen, software = EXCLUDED.software,
+                   started_at = EXCLUDED.started_at, heartbeat_at = now(),
+                   heartbeat_secs = EXCLUDED.heartbeat_secs, policy_version = EXCLUDED.policy_version",
+                &[
+                    &beat.node_id,
+                    &beat.instance,
+                    &beat.listen,
+                    &concat!("tongban ", env!("CARGO_PKG_VERSION")),
+                    &beat.started_ms,
+                    &every,
+                    &beat.policy_version,
+                ],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Every node that ever registered, by id.
+    pub async fn nodes(&self) -> Result<Vec<NodeRow>, ClusterError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT node_id, listen, software,
+                        (extract(epoch FROM started_at) * 1000)::bigint,
+                        (extract(epoch FROM heartbeat_at) * 1000)::bigint,
+                        extract(epoch FROM now() - heartbeat_at)::float8,
+                        now() - heartbeat_at < make_interval(secs => heartbeat_secs * 3),
+                        policy_version
+                   FROM tongban_node ORDER BY node_id",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| NodeRow {
+                node_id: r.get(0),
+                listen: r.get(1),
+                software: r.get(2),
+                started_ms: r.get(3),
+                heartbeat_ms: r.get(4),
+                seconds_since_heartbeat: r.get(5),
+                alive: r.get(6),
+                policy_version: r.get(7),
+            })
+            .collect())
     }
 
     /// Opens a change: takes the cluster-wide policy lock (held until commit

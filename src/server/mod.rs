@@ -95,6 +95,13 @@ pub async fn serve(
         .max_header_list_size(64 * 1024)
         .timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
+    let heartbeat = gw.cluster.is_some().then(|| {
+        let listen = listener
+            .local_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        spawn_cluster_heartbeat(gw.clone(), listen)
+    });
     let reloader = if gw.cluster.is_some() {
         spawn_cluster_follower(gw.clone())
     } else {
@@ -183,6 +190,9 @@ pub async fn serve(
     drop(listener);
     reloader.abort();
     cert_reloader.abort();
+    if let Some(h) = heartbeat {
+        h.abort();
+    }
     if let Some(m) = metrics_server {
         m.abort();
     }
@@ -264,6 +274,50 @@ pub fn spawn_cluster_follower(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
             }
             drop(client);
             tracing::warn!("the connection listening for policy changes closed; reconnecting");
+        }
+    })
+}
+
+/// In cluster mode: reports this node in `tongban_node` every
+/// `cluster.heartbeat_secs` (its address and the policy version it
+/// enforces), which `GET /v1/admin/cluster` lists. A failed beat is logged
+/// once until one succeeds again.
+pub fn spawn_cluster_heartbeat(gw: Arc<Gateway>, listen: String) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(cluster) = gw.cluster.clone() else {
+            return;
+        };
+        let mut random = [0u8; 8];
+        let _ = aws_lc_rs::rand::fill(&mut random);
+        let instance = crate::policy::load::hex(&random);
+        let started_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+        let mut tick = tokio::time::interval(cluster.heartbeat_every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failing = false;
+        loop {
+            tick.tick().await;
+            let beat = crate::cluster::Heartbeat {
+                node_id: &cluster.node_id,
+                instance: &instance,
+                listen: &listen,
+                started_ms,
+                every_secs: cluster.heartbeat_every.as_secs(),
+                policy_version: cluster.applied(),
+            };
+            match cluster.store.heartbeat(&beat).await {
+                Ok(()) if failing => {
+                    failing = false;
+                    tracing::info!("cluster heartbeat recorded again");
+                }
+                Ok(()) => {}
+                Err(e) if !failing => {
+                    failing = true;
+                    tracing::warn!(error = %e, "cluster heartbeat not recorded; this node serves on");
+                }
+                Err(_) => {}
+            }
         }
     })
 }

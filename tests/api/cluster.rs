@@ -315,6 +315,54 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
             .contains("\"cluster_version\":2")
     );
 
+    // Every node registered, alive, enforcing the newest version.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let r = loop {
+        let r = call(&b, "GET", "/v1/admin/cluster", None, &[]).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let current = r.body["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["alive"] == true && n["policy_current"] == true)
+            .count();
+        if current == 3 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(r.body["mode"], "cluster");
+    assert_eq!(r.body["node_id"], "node-b");
+    assert_eq!(
+        (
+            r.body["policy_version"].as_i64(),
+            r.body["head_version"].as_i64()
+        ),
+        (Some(2), Some(2))
+    );
+    let nodes: Vec<(String, bool, i64, bool)> = r.body["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["node_id"].as_str().unwrap().to_owned(),
+                n["alive"].as_bool().unwrap(),
+                n["policy_version"].as_i64().unwrap(),
+                n["listen"].as_str().unwrap().starts_with("127.0.0.1:"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            ("node-a", true, 2, true),
+            ("node-b", true, 2, true),
+            ("node-c", true, 2, true)
+        ]
+        .map(|(n, a, v, l)| (n.to_owned(), a, v, l))
+    );
+
     // A version committed without a notification (a lost one) is still
     // picked up by the periodic check (every second here).
     pg.psql(
