@@ -428,3 +428,19 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
     wait_for_fields(&b, &["name"], Duration::from_secs(15)).await;
     wait_for_fields(&c, &["name"], Duration::from_secs(15)).await;
 }
+
+#[tokio::test]
+async fn a_single_node_says_so_and_the_cluster_route_is_for_administrators() {
+    let gw = TestGateway::start().await;
+    let r = call(&gw, "GET", "/v1/admin/cluster", None, &[]).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["mode"], "single");
+    assert_eq!(r.body["nodes"], json!([]));
+    assert!(r.body["policy_version"].is_null() && r.body["audit"]["seq"].is_u64());
+    let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    let r = gw
+        .get("/v1/admin/cluster", Some(&officer), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/role-required"));
+}
