@@ -109,6 +109,12 @@ pub struct Metrics {
     /// Cluster mode: checks for a new policy version that failed (PostgreSQL
     /// unreachable, a version that does not validate here).
     pub cluster_sync_failures: Counter,
+    /// Cluster mode: the last audit event of this node in PostgreSQL.
+    pub cluster_audit_shipped: Gauge,
+    /// Cluster mode: durable audit events of this node not yet in PostgreSQL.
+    pub cluster_audit_lag: Gauge,
+    /// Cluster mode: shipping attempts that failed.
+    pub cluster_audit_ship_failures: Counter,
     /// Open connections.
     pub connections_open: Gauge,
     /// Connections refused because the connection limit was reached.
@@ -223,6 +229,24 @@ impl Metrics {
             "Cluster mode: failed checks for a new policy version (the set in force stayed)",
             cluster_sync_failures.clone(),
         );
+        let cluster_audit_shipped = Gauge::default();
+        registry.register(
+            "cluster_audit_shipped_seq",
+            "Cluster mode: the last audit event of this node copied to PostgreSQL",
+            cluster_audit_shipped.clone(),
+        );
+        let cluster_audit_lag = Gauge::default();
+        registry.register(
+            "cluster_audit_lag_events",
+            "Cluster mode: durable audit events of this node not yet in PostgreSQL",
+            cluster_audit_lag.clone(),
+        );
+        let cluster_audit_ship_failures = Counter::default();
+        registry.register(
+            "cluster_audit_ship_failures",
+            "Cluster mode: failed attempts to copy audit events to PostgreSQL (they are retried)",
+            cluster_audit_ship_failures.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "connections_open",
@@ -293,6 +317,9 @@ impl Metrics {
             crl_reload_failures,
             cluster_policy_version,
             cluster_sync_failures,
+            cluster_audit_shipped,
+            cluster_audit_lag,
+            cluster_audit_ship_failures,
             connections_open,
             connections_refused,
             policy_info,

@@ -352,6 +352,9 @@ async fn cluster_body(gw: &Gateway) -> Result<Answer, ApiError> {
                 "alive": n.alive,
                 "policy_version": n.policy_version,
                 "policy_current": n.policy_version == head,
+                "audit_head_seq": n.audit_head,
+                "audit_shipped_seq": n.audit_shipped,
+                "audit_lag_events": (n.audit_head - n.audit_shipped).max(0),
             })
         })
         .collect();

@@ -1005,6 +1005,12 @@ pub struct ClusterNode {
     pub policy_version: i64,
     /// Whether that is the newest version.
     pub policy_current: bool,
+    /// Its audit chain's last durable event (at its last heartbeat).
+    pub audit_head_seq: i64,
+    /// How far that chain is copied to PostgreSQL.
+    pub audit_shipped_seq: i64,
+    /// Durable events not yet copied.
+    pub audit_lag_events: i64,
 }
 
 /// `GET /v1/admin/cluster`.
@@ -1055,6 +1061,11 @@ pub struct Readiness {
     /// its state (`up`, `down`, `trial`), consecutive failures and last error.
     #[schema(value_type = Object)]
     pub providers: Value,
+    /// Cluster mode: the node, the PostgreSQL policy version it enforces, and
+    /// its audit shipping (`durable_seq`, `shipped_seq`, `lag_events`,
+    /// `error`); null on a single node.
+    #[schema(value_type = Option<Object>, required = true)]
+    pub cluster: Option<Value>,
 }
 
 /// The document, with the paths of `paths` (from the routers).

@@ -170,8 +170,33 @@ pub(crate) async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse 
             "audit_writer": if audit_ok { "healthy" } else { "failed" },
             "policy_reload": gw.reload_status.read().map(|s| s.clone()).unwrap_or_default(),
             "providers": providers(&gw, &policy),
+            "cluster": cluster_readiness(&gw),
         })),
     )
+}
+
+/// In cluster mode: the policy version in PostgreSQL this node enforces and
+/// how far its audit chain is copied there. Neither makes the node unready:
+/// it serves and audits locally while PostgreSQL is away. Null on a single node.
+fn cluster_readiness(gw: &Gateway) -> serde_json::Value {
+    let Some(c) = &gw.cluster else {
+        return serde_json::Value::Null;
+    };
+    let shipped = c
+        .shipping
+        .shipped
+        .load(std::sync::atomic::Ordering::Acquire);
+    let durable = gw.audit.durable_seq();
+    json!({
+        "node_id": c.node_id,
+        "policy_version": c.applied(),
+        "audit_shipping": {
+            "durable_seq": durable,
+            "shipped_seq": shipped,
+            "lag_events": durable.saturating_sub(shipped),
+            "error": c.shipping.error(),
+        },
+    })
 }
 
 /// Each dataset's provider and, for upstreams, what their breakers know.

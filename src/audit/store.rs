@@ -289,6 +289,20 @@ impl AuditStore {
         Ok(out)
     }
 
+    /// The signed checkpoints over events after `after`, oldest first.
+    pub fn checkpoints_after(&self, after: u64) -> Result<Vec<SignedCheckpoint>, AuditError> {
+        let mut out = Vec::new();
+        for item in self.checkpoints.range((after + 1).to_be_bytes()..) {
+            let (key, value) = item?;
+            let cp = SignedCheckpoint::decode(&value).ok_or_else(|| AuditError::Corrupt {
+                seq: key_seq(&key),
+                message: "the stored checkpoint cannot be decoded".into(),
+            })?;
+            out.push(cp);
+        }
+        Ok(out)
+    }
+
     /// The latest checkpoint's sequence number.
     pub fn last_checkpoint_seq(&self) -> Result<u64, AuditError> {
         Ok(self.checkpoints.last()?.map_or(0, |(k, _)| key_seq(&k)))

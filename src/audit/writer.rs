@@ -48,6 +48,7 @@ enum Msg {
 pub struct AuditWriter {
     tx: mpsc::Sender<Msg>,
     healthy: Arc<AtomicBool>,
+    durable: Arc<AtomicU64>,
     stats: Arc<WriterStats>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -149,6 +150,8 @@ impl AuditWriter {
         }
         let (tx, rx) = mpsc::channel(options.max_batch.saturating_mul(8).max(64));
         let healthy = Arc::new(AtomicBool::new(true));
+        // What is in the store at start survived whatever ended the last run.
+        let durable = Arc::new(AtomicU64::new(head.0));
         let stats = Arc::new(WriterStats::default());
         if let Ok(handle) = tokio::runtime::Handle::try_current() {
             let (tick_tx, interval) = (tx.clone(), options.checkpoint_interval);
@@ -173,6 +176,7 @@ impl AuditWriter {
             metrics,
             options,
             healthy: healthy.clone(),
+            durable: durable.clone(),
             stats: stats.clone(),
         };
         // The first event of a new epoch says so, for the officers' search.
@@ -186,6 +190,7 @@ impl AuditWriter {
         Ok(Self {
             tx,
             healthy,
+            durable,
             stats,
             thread: std::sync::Mutex::new(Some(thread)),
         })
@@ -232,6 +237,12 @@ impl AuditWriter {
     /// Whether the last group commit succeeded and the thread is running.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Acquire) && !self.tx.is_closed()
+    }
+
+    /// The last sequence number known durable: events up to it are in the
+    /// store and synced (one read above it may still be unsynced).
+    pub fn durable_seq(&self) -> u64 {
+        self.durable.load(Ordering::Acquire)
     }
 
     /// Counters of the writer's work.
@@ -289,6 +300,7 @@ struct State {
     metrics: Arc<Metrics>,
     options: WriterOptions,
     healthy: Arc<AtomicBool>,
+    durable: Arc<AtomicU64>,
     stats: Arc<WriterStats>,
 }
 
@@ -413,6 +425,7 @@ impl State {
         match result {
             Ok(()) => {
                 self.head = (seq, prev);
+                self.durable.store(seq, Ordering::Release);
                 self.block = block;
                 if checkpoint.is_some() {
                     self.last_checkpoint = seq;

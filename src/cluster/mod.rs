@@ -10,6 +10,7 @@
 //! audited, then swapped in. Each node keeps the last version it applied in
 //! its data directory, so that it can start while PostgreSQL is down.
 
+pub mod audit;
 pub mod store;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -35,6 +36,8 @@ pub struct Cluster {
     pub check_every: Duration,
     /// How often this node reports itself in `tongban_node`.
     pub heartbeat_every: Duration,
+    /// The audit shipper's progress.
+    pub shipping: audit::ShipState,
     applied: AtomicI64,
     cache: sled::Tree,
 }
@@ -60,6 +63,7 @@ impl Cluster {
             store,
             check_every: Duration::from_secs(check_secs.max(1)),
             heartbeat_every: Duration::from_secs(heartbeat_secs.max(1)),
+            shipping: audit::ShipState::default(),
             applied: AtomicI64::new(0),
             cache,
         }

@@ -42,7 +42,9 @@ CREATE TABLE IF NOT EXISTS tongban_node (
     started_at     timestamptz NOT NULL,
     heartbeat_at   timestamptz NOT NULL,
     heartbeat_secs integer NOT NULL,
-    policy_version bigint NOT NULL
+    policy_version bigint NOT NULL,
+    audit_head     bigint NOT NULL DEFAULT 0,
+    audit_shipped  bigint NOT NULL DEFAULT 0
 );
 INSERT INTO tongban_schema (component, version) VALUES ('policy', 1), ('node', 1)
     ON CONFLICT (component) DO NOTHING;
@@ -67,6 +69,10 @@ pub struct NodeRow {
     pub alive: bool,
     /// The policy version it enforces.
     pub policy_version: i64,
+    /// Its audit chain's last durable event.
+    pub audit_head: i64,
+    /// How far that chain is in PostgreSQL.
+    pub audit_shipped: i64,
 }
 
 /// What went wrong talking to PostgreSQL. Messages never hold the password.
@@ -163,6 +169,10 @@ pub struct Heartbeat<'a> {
     pub every_secs: u64,
     /// The policy version it enforces.
     pub policy_version: i64,
+    /// Its audit chain's last durable event.
+    pub audit_head: u64,
+    /// How far that chain is in PostgreSQL.
+    pub audit_shipped: u64,
 }
 
 /// Who commits a change, and what it is.
@@ -256,12 +266,18 @@ impl PolicyStore {
         Ok(Self { pool, pg, tls, url })
     }
 
+    /// The pool (for the audit copy's statements).
+    pub(super) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// Creates the tables if they are missing.
     pub async fn migrate(&self) -> Result<(), ClusterError> {
         let client = self.pool.get().await?;
         client
             .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {SCHEMA} COMMIT;"
+                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {SCHEMA} {} COMMIT;",
+                super::audit::AUDIT_SCHEMA
             ))
             .await?;
         Ok(())
@@ -296,12 +312,14 @@ impl PolicyStore {
         client
             .execute(
                 "INSERT INTO tongban_node
-                   (node_id, instance, listen, software, started_at, heartbeat_at, heartbeat_secs, policy_version)
-                 VALUES ($1, $2, $3, $4, to_timestamp($5::bigint / 1000.0), now(), $6, $7)
+                   (node_id, instance, listen, software, started_at, heartbeat_at, heartbeat_secs,
+                    policy_version, audit_head, audit_shipped)
+                 VALUES ($1, $2, $3, $4, to_timestamp($5::bigint / 1000.0), now(), $6, $7, $8, $9)
                  ON CONFLICT (node_id) DO UPDATE SET
                    instance = EXCLUDED.instance, listen = EXCLUDED.listen, software = EXCLUDED.software,
                    started_at = EXCLUDED.started_at, heartbeat_at = now(),
-                   heartbeat_secs = EXCLUDED.heartbeat_secs, policy_version = EXCLUDED.policy_version",
+                   heartbeat_secs = EXCLUDED.heartbeat_secs, policy_version = EXCLUDED.policy_version,
+                   audit_head = EXCLUDED.audit_head, audit_shipped = EXCLUDED.audit_shipped",
                 &[
                     &beat.node_id,
                     &beat.instance,
@@ -310,6 +328,8 @@ impl PolicyStore {
                     &beat.started_ms,
                     &every,
                     &beat.policy_version,
+                    &i64::try_from(beat.audit_head).unwrap_or(i64::MAX),
+                    &i64::try_from(beat.audit_shipped).unwrap_or(i64::MAX),
                 ],
             )
             .await?;
@@ -326,7 +346,7 @@ impl PolicyStore {
                         (extract(epoch FROM heartbeat_at) * 1000)::bigint,
                         extract(epoch FROM now() - heartbeat_at)::float8,
                         now() - heartbeat_at < make_interval(secs => heartbeat_secs * 3),
-                        policy_version
+                        policy_version, audit_head, audit_shipped
                    FROM tongban_node ORDER BY node_id",
                 &[],
             )
@@ -342,6 +362,8 @@ impl PolicyStore {
                 seconds_since_heartbeat: r.get(5),
                 alive: r.get(6),
                 policy_version: r.get(7),
+                audit_head: r.get(8),
+                audit_shipped: r.get(9),
             })
             .collect())
     }

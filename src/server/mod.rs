@@ -100,7 +100,10 @@ pub async fn serve(
             .local_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        spawn_cluster_heartbeat(gw.clone(), listen)
+        (
+            spawn_cluster_heartbeat(gw.clone(), listen),
+            spawn_audit_shipper(gw.clone()),
+        )
     });
     let reloader = if gw.cluster.is_some() {
         spawn_cluster_follower(gw.clone())
@@ -190,8 +193,9 @@ pub async fn serve(
     drop(listener);
     reloader.abort();
     cert_reloader.abort();
-    if let Some(h) = heartbeat {
-        h.abort();
+    if let Some((beat, shipper)) = heartbeat {
+        beat.abort();
+        shipper.abort();
     }
     if let Some(m) = metrics_server {
         m.abort();
@@ -305,6 +309,11 @@ pub fn spawn_cluster_heartbeat(gw: Arc<Gateway>, listen: String) -> tokio::task:
                 started_ms,
                 every_secs: cluster.heartbeat_every.as_secs(),
                 policy_version: cluster.applied(),
+                audit_head: gw.audit.durable_seq(),
+                audit_shipped: cluster
+                    .shipping
+                    .shipped
+                    .load(std::sync::atomic::Ordering::Acquire),
             };
             match cluster.store.heartbeat(&beat).await {
                 Ok(()) if failing => {
@@ -317,6 +326,89 @@ pub fn spawn_cluster_heartbeat(gw: Arc<Gateway>, listen: String) -> tokio::task:
                     tracing::warn!(error = %e, "cluster heartbeat not recorded; this node serves on");
                 }
                 Err(_) => {}
+            }
+        }
+    })
+}
+
+/// Most events in one shipping transaction.
+const SHIP_BATCH: u64 = 1000;
+/// How often the shipper looks for new durable events when it has caught up.
+const SHIP_EVERY: Duration = Duration::from_millis(200);
+
+/// In cluster mode: copies this node's durable audit events into
+/// PostgreSQL (`cluster::audit`), in order, `SHIP_BATCH` at a time, and
+/// again every `SHIP_EVERY` once caught up. While PostgreSQL is away it
+/// retries with backoff (up to 5 s); nothing is held in memory meanwhile:
+/// the local chain is the queue, and the shipper resumes from the last
+/// batch PostgreSQL committed.
+pub fn spawn_audit_shipper(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(cluster) = gw.cluster.clone() else {
+            return;
+        };
+        let keys = gw.checkpoint_signer.keyring().to_pem();
+        let mut backoff = SHIP_EVERY;
+        loop {
+            let durable = gw.audit.durable_seq();
+            let result = cluster
+                .store
+                .ship_audit(
+                    &cluster.node_id,
+                    &gw.audit_store,
+                    durable,
+                    &keys,
+                    &cluster.shipping,
+                    SHIP_BATCH,
+                )
+                .await;
+            let shipped = cluster
+                .shipping
+                .shipped
+                .load(std::sync::atomic::Ordering::Acquire);
+            gw.metrics
+                .cluster_audit_shipped
+                .set(i64::try_from(shipped).unwrap_or(i64::MAX));
+            gw.metrics.cluster_audit_lag.set(
+                i64::try_from(gw.audit.durable_seq().saturating_sub(shipped)).unwrap_or(i64::MAX),
+            );
+            let pause = {
+                let mut last_error = cluster
+                    .shipping
+                    .last_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                match result {
+                    Ok(n) => {
+                        if last_error.take().is_some() {
+                            tracing::info!(shipped, "audit events are copied to PostgreSQL again");
+                        }
+                        cluster
+                            .shipping
+                            .failing
+                            .store(false, std::sync::atomic::Ordering::Release);
+                        backoff = SHIP_EVERY;
+                        (n < SHIP_BATCH).then_some(SHIP_EVERY)
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        if last_error.as_deref() != Some(message.as_str()) {
+                            tracing::warn!(error = %message, shipped, "audit events not copied to PostgreSQL; the local log keeps them and shipping retries");
+                        }
+                        *last_error = Some(message);
+                        cluster
+                            .shipping
+                            .failing
+                            .store(true, std::sync::atomic::Ordering::Release);
+                        gw.metrics.cluster_audit_ship_failures.inc();
+                        let pause = backoff;
+                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        Some(pause)
+                    }
+                }
+            };
+            if let Some(pause) = pause {
+                tokio::time::sleep(pause).await;
             }
         }
     })

@@ -444,3 +444,188 @@ async fn a_single_node_says_so_and_the_cluster_route_is_for_administrators() {
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
     assert_eq!(r.problem_type(), Some("/problems/role-required"));
 }
+
+/// Waits until `gw` has copied every durable audit event to PostgreSQL.
+async fn wait_shipped(gw: &TestGateway, limit: Duration) -> u64 {
+    let start = Instant::now();
+    loop {
+        let r = gw.client().request("GET", "/readyz", &[]).await.unwrap();
+        let s = &r.body["cluster"]["audit_shipping"];
+        let (durable, lag) = (
+            s["durable_seq"].as_u64().unwrap(),
+            s["lag_events"].as_u64().unwrap(),
+        );
+        if lag == 0 && durable > 0 {
+            return durable;
+        }
+        assert!(start.elapsed() < limit, "audit shipping lags: {s}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Lookups through `gw`; returns the audit sequence numbers acknowledged.
+async fn lookups(gw: &TestGateway, n: usize) -> Vec<u64> {
+    let ids = gw.sample_ids("gongan.hukou", n);
+    let tok = gw.token("yibao", "clerk-2", &["enrollment_clerk"]);
+    let mut seqs = Vec::new();
+    for id in ids {
+        let r = gw
+            .get(
+                &format!("/v1/datasets/gongan.hukou/records/{id}"),
+                Some(&tok),
+                Some("medical_insurance_enrollment"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        seqs.push(r.audit_seq());
+    }
+    seqs
+}
+
+/// (rows, distinct seqs, max seq) of a node in the central copy.
+fn central(pg: &Postgres, node: &str) -> (u64, u64, u64) {
+    let out = pg.psql(&format!(
+        "SELECT count(*), count(DISTINCT seq), coalesce(max(seq), 0) FROM tongban_audit_event WHERE node_id = '{node}'"
+    ));
+    let v: Vec<u64> = out.split('|').map(|x| x.parse().unwrap()).collect();
+    (v[0], v[1], v[2])
+}
+
+fn acknowledged_in_central(pg: &Postgres, node: &str, seqs: &[u64]) -> u64 {
+    let list: Vec<String> = seqs.iter().map(ToString::to_string).collect();
+    pg.psql(&format!(
+        "SELECT count(*) FROM tongban_audit_event WHERE node_id = '{node}' AND seq IN ({}) AND operation = 'lookup'",
+        list.join(",")
+    ))
+    .parse()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn every_nodes_audit_chain_is_copied_to_postgresql_once_and_verified_there() {
+    let mut pg = Postgres::start();
+    let (home_a, config_a) = cluster_home(&pg, "node-a");
+    let out = push(home_a.path(), &config_a.policies_dir, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let mut a = node(home_a, config_a).await;
+    let (home_b, config_b) = cluster_home(&pg, "node-b");
+    let b = node(home_b, config_b).await;
+
+    let mut acked_a = lookups(&a, 20).await;
+    let mut acked_b = lookups(&b, 20).await;
+    let head_a = wait_shipped(&a, Duration::from_secs(5)).await;
+    let head_b = wait_shipped(&b, Duration::from_secs(5)).await;
+    assert_eq!(central(&pg, "node-a"), (head_a, head_a, head_a));
+    assert_eq!(central(&pg, "node-b"), (head_b, head_b, head_b));
+    // The table is partitioned by month.
+    let parts: u64 = pg
+        .psql("SELECT count(*) FROM pg_inherits WHERE inhparent = 'tongban_audit_event'::regclass")
+        .parse()
+        .unwrap();
+    assert!(parts >= 1);
+
+    // A restarted node resumes where PostgreSQL says it stopped: nothing twice.
+    a.stop().await;
+    let home_a = a.take_home();
+    drop(a);
+    let config_a = Config::load(&home_a.path().join("tongban.toml")).unwrap();
+    let a = node(home_a, config_a).await;
+    acked_a.extend(lookups(&a, 10).await);
+    let head_a = wait_shipped(&a, Duration::from_secs(5)).await;
+    assert_eq!(central(&pg, "node-a"), (head_a, head_a, head_a));
+
+    // PostgreSQL away: the nodes serve and audit locally, and ship it all
+    // once it is back, without loss or duplicates.
+    pg.stop();
+    acked_b.extend(lookups(&b, 15).await);
+    let r = b.client().request("GET", "/readyz", &[]).await.unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let r = b.client().request("GET", "/readyz", &[]).await.unwrap();
+    let s = &r.body["cluster"]["audit_shipping"];
+    assert!(
+        s["lag_events"].as_u64().unwrap() >= 15 && s["error"].is_string(),
+        "{s}"
+    );
+    pg.restart();
+    let head_b = wait_shipped(&b, Duration::from_secs(15)).await;
+    assert_eq!(central(&pg, "node-b"), (head_b, head_b, head_b));
+    // A checkpoint signed after its event was shipped follows it.
+    let cp = b.gw.audit.checkpoint_now().await.unwrap();
+    assert_eq!(cp, head_b);
+    let start = Instant::now();
+    while pg.psql("SELECT count(*) FROM tongban_audit_checkpoint WHERE node_id = 'node-b'") == "0" {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the checkpoint was not shipped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        acknowledged_in_central(&pg, "node-a", &acked_a),
+        acked_a.len() as u64
+    );
+    assert_eq!(
+        acknowledged_in_central(&pg, "node-b", &acked_b),
+        acked_b.len() as u64
+    );
+
+    // The central copy verifies, node by node.
+    let verify = |home: &Path| {
+        tongban(&[
+            "audit",
+            "verify",
+            "--cluster",
+            "--home",
+            home.to_str().unwrap(),
+        ])
+    };
+    let out = verify(a.home.path());
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("node node-a: intact")
+            && text(&out).contains(&format!("node node-b: intact: {head_b} events after anchor 0, head {head_b}, 1 checkpoints verified")),
+        "{}",
+        text(&out)
+    );
+    // One altered column of one row: the node and the sequence are named.
+    let dept = pg.psql("SELECT dept FROM tongban_audit_event WHERE node_id = 'node-b' AND seq = 7");
+    pg.psql("UPDATE tongban_audit_event SET dept = 'gongan' WHERE node_id = 'node-b' AND seq = 7");
+    let out = verify(a.home.path());
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("node node-b: BROKEN at event 7"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("node node-a: intact"), "{}", text(&out));
+    pg.psql(&format!(
+        "UPDATE tongban_audit_event SET dept = '{dept}' WHERE node_id = 'node-b' AND seq = 7"
+    ));
+    assert!(verify(a.home.path()).status.success());
+    // A checkpoint's row altered: its signature no longer verifies.
+    pg.psql("UPDATE tongban_audit_checkpoint SET signed = set_byte(signed, length(signed) - 1, get_byte(signed, length(signed) - 1) # 1) WHERE node_id = 'node-b'");
+    let out = verify(a.home.path());
+    assert!(
+        !out.status.success()
+            && text(&out).contains(&format!("node node-b: BROKEN at event {head_b}")),
+        "{}",
+        text(&out)
+    );
+    // Altered bytes, and a removed row.
+    pg.psql("UPDATE tongban_audit_event SET stored = set_byte(stored, 20, get_byte(stored, 20) # 1) WHERE node_id = 'node-a' AND seq = 3");
+    let out = verify(a.home.path());
+    assert!(
+        text(&out).contains("node node-a: BROKEN at event 3"),
+        "{}",
+        text(&out)
+    );
+    pg.psql("DELETE FROM tongban_audit_event WHERE node_id = 'node-b' AND seq = 9");
+    let out = verify(a.home.path());
+    assert!(
+        text(&out).contains("node node-b: BROKEN at event"),
+        "{}",
+        text(&out)
+    );
+}

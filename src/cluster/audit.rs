@@ -1,0 +1,555 @@
+//! The central copy of every node's audit chain in PostgreSQL: the shipper
+//! that streams this node's durable events there, and the reader that
+//! verifies each node's copy (`tongban audit verify --cluster`).
+//!
+//! Each node's own sled chain stays the record that requests wait for
+//! (fail-closed, durable before an answer leaves). The shipper copies what
+//! is durable, in order, a bounded batch at a time: each batch is one
+//! transaction that inserts its events (`ON CONFLICT DO NOTHING`: shipping
+//! is at-least-once, the table holds each `(node_id, seq)` once), the
+//! checkpoints they reach, and the node's new shipped-through mark, so a
+//! crash anywhere resumes from the last committed batch. Events are stored
+//! as their sealed bytes (what the chain hashes) beside searchable columns
+//! decoded from them; verification recomputes the chain from the bytes and
+//! checks that the columns say what the bytes say.
+
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio_postgres::Client;
+
+use super::store::{ClusterError, PolicyStore};
+use crate::audit::AuditStore;
+use crate::audit::chain::{BrokenLink, ChainVerifier, VerifyReport};
+use crate::audit::checkpoint::{Keyring, SignedCheckpoint};
+use crate::audit::event::{Event, EventKind, GENESIS, Hash};
+
+/// The tables of the central copy (created with the others at start).
+pub(super) const AUDIT_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tongban_audit_event (
+    node_id       text NOT NULL,
+    seq           bigint NOT NULL,
+    time          timestamptz NOT NULL,
+    kind          text NOT NULL,
+    operation     text NOT NULL,
+    dept          text,
+    subject       text,
+    dataset       text,
+    resident      bytea,
+    purpose       text,
+    case_ref      text,
+    outcome       text NOT NULL,
+    reason        text,
+    status        integer NOT NULL,
+    grant_id      text,
+    fields        jsonb NOT NULL,
+    request_id    text NOT NULL,
+    stored        bytea NOT NULL,
+    PRIMARY KEY (node_id, seq, time)
+) PARTITION BY RANGE (time);
+CREATE INDEX IF NOT EXISTS tongban_audit_event_resident
+    ON tongban_audit_event (resident, time) WHERE resident IS NOT NULL;
+CREATE TABLE IF NOT EXISTS tongban_audit_checkpoint (
+    node_id text NOT NULL,
+    seq     bigint NOT NULL,
+    signed  bytea NOT NULL,
+    PRIMARY KEY (node_id, seq)
+);
+CREATE TABLE IF NOT EXISTS tongban_audit_shipped (
+    node_id     text PRIMARY KEY,
+    through_seq bigint NOT NULL,
+    anchor_seq  bigint NOT NULL,
+    anchor_hash bytea NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tongban_audit_key (
+    node_id    text NOT NULL,
+    public_pem text NOT NULL,
+    PRIMARY KEY (node_id, public_pem)
+);
+";
+
+/// Serializes the creation of monthly partitions across nodes.
+const LOCK_PARTITION: i64 = 0x746f_6e67_6261_6e03;
+
+/// What the shipper has done, for metrics, `/readyz` and the heartbeat.
+#[derive(Debug, Default)]
+pub struct ShipState {
+    /// Events up to this sequence number are in PostgreSQL.
+    pub shipped: AtomicU64,
+    /// The last checkpoint in PostgreSQL.
+    shipped_checkpoint: AtomicU64,
+    /// Whether the mark was read from PostgreSQL since start.
+    resumed: AtomicBool,
+    /// Whether the last attempt failed.
+    pub failing: AtomicBool,
+    /// Why, if it did.
+    pub last_error: Mutex<Option<String>>,
+    /// Months whose partition exists.
+    partitions: Mutex<BTreeSet<(i32, u8)>>,
+}
+
+impl ShipState {
+    /// The last error, if the last attempt failed.
+    pub fn error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn kind_str(kind: EventKind) -> &'static str {
+    match kind {
+        EventKind::Query => "query",
+        EventKind::AuditReview => "audit_review",
+        EventKind::PolicyAdmin => "policy_admin",
+        EventKind::Other => "other",
+    }
+}
+
+/// (year, month) of a time in ms since the epoch, UTC.
+fn month_of(ms: i64) -> (i32, u8) {
+    let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    (t.year(), t.month() as u8)
+}
+
+async fn ensure_partition(
+    client: &tokio_postgres::Transaction<'_>,
+    (year, month): (i32, u8),
+) -> Result<(), ClusterError> {
+    let (ny, nm) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    client
+        .batch_execute(&format!(
+            "SELECT pg_advisory_xact_lock({LOCK_PARTITION});
+             CREATE TABLE IF NOT EXISTS tongban_audit_event_y{year:04}m{month:02}
+               PARTITION OF tongban_audit_event
+               FOR VALUES FROM ('{year:04}-{month:02}-01 00:00:00+00') TO ('{ny:04}-{nm:02}-01 00:00:00+00');"
+        ))
+        .await?;
+    Ok(())
+}
+
+/// One event as rows of the central copy.
+#[derive(Default)]
+struct Columns {
+    node: Vec<String>,
+    seq: Vec<i64>,
+    time_ms: Vec<i64>,
+    kind: Vec<&'static str>,
+    operation: Vec<String>,
+    dept: Vec<Option<String>>,
+    subject: Vec<Option<String>>,
+    dataset: Vec<Option<String>>,
+    resident: Vec<Option<Vec<u8>>>,
+    purpose: Vec<Option<String>>,
+    case_ref: Vec<Option<String>>,
+    outcome: Vec<&'static str>,
+    reason: Vec<Option<String>>,
+    status: Vec<i32>,
+    grant_id: Vec<Option<String>>,
+    fields: Vec<String>,
+    request_id: Vec<String>,
+    stored: Vec<Vec<u8>>,
+}
+
+impl Columns {
+    fn push(&mut self, seq: u64, stored: Vec<u8>) -> Result<(), String> {
+        let (event, recorded, recomputed) = Event::open(&stored).map_err(|e| e.to_string())?;
+        if recorded != recomputed || event.seq != seq {
+            return Err("it does not match its hash or its place".into());
+        }
+        let b = event.body;
+        self.node.push(event.node);
+        self.seq
+            .push(i64::try_from(seq).map_err(|e| e.to_string())?);
+        self.time_ms.push(b.time_ms);
+        self.kind.push(kind_str(b.kind));
+        self.operation.push(b.operation);
+        self.dept.push(b.dept);
+        self.subject.push(b.subject);
+        self.dataset.push(b.dataset);
+        self.resident.push(b.resident.map(|r| r.to_vec()));
+        self.purpose.push(b.purpose);
+        self.case_ref.push(b.case_ref);
+        self.outcome.push(b.outcome.as_str());
+        self.reason.push(b.reason);
+        self.status.push(i32::from(b.status));
+        self.grant_id.push(b.grant.map(|(g, _)| g));
+        self.fields
+            .push(serde_json::to_string(&b.fields).unwrap_or_else(|_| "[]".into()));
+        self.request_id.push(b.request_id);
+        self.stored.push(stored);
+        Ok(())
+    }
+}
+
+impl PolicyStore {
+    /// Ships the next batch (at most `max` events) of this node's durable
+    /// events, with the checkpoints they reach. Returns how many it shipped.
+    pub async fn ship_audit(
+        &self,
+        node_id: &str,
+        audit: &AuditStore,
+        durable: u64,
+        keys_pem: &str,
+        state: &ShipState,
+        max: u64,
+    ) -> Result<u64, ClusterError> {
+        let mut client = self.pool().get().await?;
+        if !state.resumed.load(Ordering::Acquire) {
+            let row = client
+                .query_opt(
+                    "SELECT through_seq FROM tongban_audit_shipped WHERE node_id = $1",
+                    &[&node_id],
+                )
+                .await?;
+            let through: i64 = row.map_or(0, |r| r.get(0));
+            state
+                .shipped
+                .store(u64::try_from(through).unwrap_or(0), Ordering::Release);
+            let cp: i64 = client
+                .query_one(
+                    "SELECT coalesce(max(seq), 0) FROM tongban_audit_checkpoint WHERE node_id = $1",
+                    &[&node_id],
+                )
+                .await?
+                .get(0);
+            state
+                .shipped_checkpoint
+                .store(u64::try_from(cp).unwrap_or(0), Ordering::Release);
+            client
+                .execute(
+                    "INSERT INTO tongban_audit_key (node_id, public_pem) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                    &[&node_id, &keys_pem],
+                )
+                .await?;
+            state.resumed.store(true, Ordering::Release);
+        }
+        let shipped = state.shipped.load(Ordering::Acquire);
+        let shipped_cp = state.shipped_checkpoint.load(Ordering::Acquire);
+        let local = |e: crate::audit::AuditError| {
+            ClusterError::Database(format!("the local audit log cannot be read: {e}"))
+        };
+        let mut cols = Columns::default();
+        let (anchor_seq, anchor_hash) = audit.anchor().map_err(local)?;
+        let mut hi = shipped;
+        if durable > shipped {
+            let lo = shipped.max(anchor_seq) + 1;
+            hi = durable.min(lo + max - 1);
+            for item in audit.raw_events(lo, hi) {
+                let (seq, stored) = item.map_err(|e| local(e.into()))?;
+                cols.push(seq, stored).map_err(|e| {
+                    ClusterError::Database(format!(
+                        "local audit event {seq} cannot be shipped ({e}); run tongban audit verify on this node"
+                    ))
+                })?;
+            }
+            if cols.seq.len() as u64 != hi - lo + 1 {
+                return Err(ClusterError::Database(format!(
+                    "the local audit log holds {} of the events {lo}..={hi}",
+                    cols.seq.len()
+                )));
+            }
+        }
+        // Checkpoints over shipped events (one may be signed after its event
+        // was shipped: the periodic checkpoint of an idle log).
+        let checkpoints: Vec<SignedCheckpoint> =
+            if audit.last_checkpoint_seq().map_err(local)? > shipped_cp {
+                audit
+                    .checkpoints_after(shipped_cp)
+                    .map_err(local)?
+                    .into_iter()
+                    .filter(|c| c.checkpoint.seq <= hi)
+                    .collect()
+            } else {
+                Vec::new()
+            };
+        if cols.seq.is_empty() && checkpoints.is_empty() {
+            return Ok(0);
+        }
+        let expected = cols.seq.len() as u64;
+        let months: BTreeSet<(i32, u8)> = cols.time_ms.iter().map(|&ms| month_of(ms)).collect();
+        let tx = client.transaction().await?;
+        for month in months {
+            let known = state
+                .partitions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .contains(&month);
+            if !known {
+                ensure_partition(&tx, month).await?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO tongban_audit_event
+               (node_id, seq, time, kind, operation, dept, subject, dataset, resident,
+                purpose, case_ref, outcome, reason, status, grant_id, fields, request_id, stored)
+             SELECT $1, seq, to_timestamp(ms / 1000.0), kind, operation, dept, subject, dataset,
+                    resident, purpose, case_ref, outcome, reason, status, grant_id,
+                    fields::jsonb, request_id, stored
+               FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                           $7::text[], $8::text[], $9::bytea[], $10::text[], $11::text[],
+                           $12::text[], $13::text[], $14::int[], $15::text[], $16::text[],
+                           $17::text[], $18::bytea[])
+                 AS u(seq, ms, kind, operation, dept, subject, dataset, resident, purpose,
+                      case_ref, outcome, reason, status, grant_id, fields, request_id, stored)
+             ON CONFLICT DO NOTHING",
+            &[
+                &node_id,
+                &cols.seq,
+                &cols.time_ms,
+                &cols.kind,
+                &cols.operation,
+                &cols.dept,
+                &cols.subject,
+                &cols.dataset,
+                &cols.resident,
+                &cols.purpose,
+                &cols.case_ref,
+                &cols.outcome,
+                &cols.reason,
+                &cols.status,
+                &cols.grant_id,
+                &cols.fields,
+                &cols.request_id,
+                &cols.stored,
+            ],
+        )
+        .await?;
+        for cp in &checkpoints {
+            let seq = i64::try_from(cp.checkpoint.seq).unwrap_or(i64::MAX);
+            tx.execute(
+                "INSERT INTO tongban_audit_checkpoint (node_id, seq, signed) VALUES ($1, $2, $3)
+                 ON CONFLICT DO NOTHING",
+                &[&node_id, &seq, &cp.encode()],
+            )
+            .await?;
+        }
+        let through = i64::try_from(hi).unwrap_or(i64::MAX);
+        let anchor = i64::try_from(anchor_seq).unwrap_or(0);
+        tx.execute(
+            "INSERT INTO tongban_audit_shipped (node_id, through_seq, anchor_seq, anchor_hash, updated_at)
+             VALUES ($1, $2, $3, $4, now())
+             ON CONFLICT (node_id) DO UPDATE
+               SET through_seq = greatest(tongban_audit_shipped.through_seq, EXCLUDED.through_seq),
+                   updated_at = now()",
+            &[&node_id, &through, &anchor, &anchor_hash.as_slice()],
+        )
+        .await?;
+        tx.commit().await?;
+        {
+            let mut known = state
+                .partitions
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            known.extend(cols.time_ms.iter().map(|&ms| month_of(ms)));
+        }
+        state.shipped.store(hi, Ordering::Release);
+        if let Some(last) = checkpoints.last() {
+            state
+                .shipped_checkpoint
+                .store(last.checkpoint.seq, Ordering::Release);
+        }
+        Ok(expected)
+    }
+
+    /// Verifies every node's central copy: its chain from its anchor (no gap,
+    /// no altered or moved row), the searchable columns against the sealed
+    /// bytes, and its checkpoints' signatures against `keys` (or, without
+    /// them, the keys the nodes registered).
+    pub async fn verify_audit(
+        &self,
+        keys: Option<&Keyring>,
+    ) -> Result<Vec<NodeVerifyReport>, ClusterError> {
+        let client = self.pool().get().await?;
+        let nodes = client
+            .query(
+                "SELECT node_id, through_seq, anchor_seq, anchor_hash FROM tongban_audit_shipped
+                 ORDER BY node_id",
+                &[],
+            )
+            .await?;
+        let mut out = Vec::new();
+        for row in nodes {
+            let node: String = row.get(0);
+            let through: i64 = row.get(1);
+            let anchor_seq: i64 = row.get(2);
+            let anchor_hash: Vec<u8> = row.get(3);
+            let mut anchor = GENESIS;
+            if anchor_hash.len() == 32 {
+                anchor.copy_from_slice(&anchor_hash);
+            }
+            let own_keys;
+            let keys = match keys {
+                Some(k) => k,
+                None => {
+                    let mut ring = Keyring::new(Vec::new());
+                    for r in client
+                        .query(
+                            "SELECT public_pem FROM tongban_audit_key WHERE node_id = $1",
+                            &[&node],
+                        )
+                        .await?
+                    {
+                        let pem: String = r.get(0);
+                        ring.extend(Keyring::from_pem(&pem));
+                    }
+                    own_keys = ring;
+                    &own_keys
+                }
+            };
+            let report = verify_node(
+                &client,
+                &node,
+                (u64::try_from(anchor_seq).unwrap_or(0), anchor),
+                keys,
+            )
+            .await?;
+            let shipped_through = u64::try_from(through).unwrap_or(0);
+            let mut report = report;
+            if report.broken.is_none() && report.head_seq < shipped_through {
+                report.broken = Some(BrokenLink {
+                    seq: report.head_seq + 1,
+                    problem: format!(
+                        "the node shipped events through {shipped_through}, but the copy ends at {} (rows removed from the end)",
+                        report.head_seq
+                    ),
+                });
+            }
+            out.push(NodeVerifyReport {
+                node_id: node,
+                shipped_through,
+                report,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// One node's central copy, verified.
+#[derive(Debug, serde::Serialize)]
+pub struct NodeVerifyReport {
+    /// The node.
+    pub node_id: String,
+    /// How far its shipper says it shipped.
+    pub shipped_through: u64,
+    /// The chain's verification.
+    pub report: VerifyReport,
+}
+
+/// Pages through one node's rows in sequence order (10,000 at a time, so
+/// memory stays bounded whatever the log's size) and verifies them.
+async fn verify_node(
+    client: &Client,
+    node: &str,
+    anchor: (u64, Hash),
+    keys: &Keyring,
+) -> Result<VerifyReport, ClusterError> {
+    let mut checkpoints = Vec::new();
+    for r in client
+        .query(
+            "SELECT seq, signed FROM tongban_audit_checkpoint WHERE node_id = $1 ORDER BY seq",
+            &[&node],
+        )
+        .await?
+    {
+        let seq: i64 = r.get(0);
+        let bytes: Vec<u8> = r.get(1);
+        match SignedCheckpoint::decode(&bytes) {
+            Some(cp) => checkpoints.push(cp),
+            None => {
+                return Ok(ChainVerifier::from_anchor(anchor.0, anchor.1).report(Some(
+                    BrokenLink {
+                        seq: u64::try_from(seq).unwrap_or(0),
+                        problem: "the checkpoint's row cannot be decoded (altered in PostgreSQL)"
+                            .into(),
+                    },
+                )));
+            }
+        }
+    }
+    let mut v = ChainVerifier::from_anchor(anchor.0, anchor.1);
+    let mut cps = checkpoints
+        .iter()
+        .filter(|c| c.checkpoint.seq > anchor.0)
+        .peekable();
+    let mut after: i64 = i64::try_from(anchor.0).unwrap_or(0);
+    loop {
+        let page = client
+            .query(
+                "SELECT seq, stored, (extract(epoch FROM time) * 1000)::bigint, kind, operation,
+                        dept, subject, dataset, resident, purpose, case_ref, outcome, reason,
+                        status, grant_id, fields::text, request_id
+                   FROM tongban_audit_event WHERE node_id = $1 AND seq > $2
+                  ORDER BY seq LIMIT 10000",
+                &[&node, &after],
+            )
+            .await?;
+        if page.is_empty() {
+            break;
+        }
+        for r in &page {
+            let seq: i64 = r.get(0);
+            let seq_u = u64::try_from(seq).unwrap_or(0);
+            let stored: Vec<u8> = r.get(1);
+            if let Err(b) = v.check(seq_u, &stored) {
+                return Ok(v.report(Some(b)));
+            }
+            // The bytes hold; the columns searched by officers must say the same.
+            let mut c = Columns::default();
+            let same = c.push(seq_u, stored).is_ok()
+                && c.node[0] == node
+                && c.time_ms[0] == r.get::<_, i64>(2)
+                && c.kind[0] == r.get::<_, String>(3)
+                && c.operation[0] == r.get::<_, String>(4)
+                && c.dept[0] == r.get::<_, Option<String>>(5)
+                && c.subject[0] == r.get::<_, Option<String>>(6)
+                && c.dataset[0] == r.get::<_, Option<String>>(7)
+                && c.resident[0] == r.get::<_, Option<Vec<u8>>>(8)
+                && c.purpose[0] == r.get::<_, Option<String>>(9)
+                && c.case_ref[0] == r.get::<_, Option<String>>(10)
+                && c.outcome[0] == r.get::<_, String>(11)
+                && c.reason[0] == r.get::<_, Option<String>>(12)
+                && c.status[0] == r.get::<_, i32>(13)
+                && c.grant_id[0] == r.get::<_, Option<String>>(14)
+                && serde_json::from_str::<serde_json::Value>(&c.fields[0]).ok()
+                    == serde_json::from_str::<serde_json::Value>(&r.get::<_, String>(15)).ok()
+                && c.request_id[0] == r.get::<_, String>(16);
+            if !same {
+                return Ok(v.report(Some(BrokenLink {
+                    seq: seq_u,
+                    problem: "the row's columns do not say what its sealed bytes say (altered in PostgreSQL)".into(),
+                })));
+            }
+            while let Some(cp) = cps.next_if(|c| c.checkpoint.seq <= seq_u) {
+                if cp.checkpoint.seq < seq_u {
+                    continue;
+                }
+                if let Err(b) = v.check_checkpoint(cp, Some(keys)) {
+                    return Ok(v.report(Some(b)));
+                }
+            }
+            after = seq;
+        }
+    }
+    if let Some(cp) = cps.next() {
+        let broken = BrokenLink {
+            seq: v.head() + 1,
+            problem: format!(
+                "a signed checkpoint covers event {} but the copy ends at {} (rows removed from the end)",
+                cp.checkpoint.seq,
+                v.head()
+            ),
+        };
+        return Ok(v.report(Some(broken)));
+    }
+    Ok(v.report(None))
+}
