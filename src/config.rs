@@ -108,6 +108,18 @@ pub struct ClusterConfig {
     /// not alive. Default 2.
     #[serde(default = "default_heartbeat_secs")]
     pub heartbeat_secs: u64,
+    /// `redis://host:port/db`: per-department limits and grant quotas are
+    /// then counted in Redis for the whole cluster. Without it, or while
+    /// Redis cannot be reached, each node enforces its share (the quota
+    /// divided by the live nodes). Default: unset.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// The environment variable holding the Redis password. Default: unset.
+    #[serde(default)]
+    pub redis_password_env: Option<String>,
+    /// Longest wait for Redis on a request before the node decides alone, ms. Default 100.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub redis_timeout_ms: u64,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -122,6 +134,9 @@ impl std::fmt::Debug for ClusterConfig {
             .field("statement_timeout_ms", &self.statement_timeout_ms)
             .field("policy_check_secs", &self.policy_check_secs)
             .field("heartbeat_secs", &self.heartbeat_secs)
+            .field("redis_url", &self.redis_url.as_deref().map(redact_url))
+            .field("redis_password_env", &self.redis_password_env)
+            .field("redis_timeout_ms", &self.redis_timeout_ms)
             .finish()
     }
 }
@@ -130,13 +145,10 @@ impl std::fmt::Debug for ClusterConfig {
 /// messages and logs (URL form `postgres://user:secret@host` and key/value
 /// form `password=secret`).
 pub fn redact_url(url: &str) -> String {
-    if let Some(rest) = url
-        .strip_prefix("postgres://")
-        .map(|r| ("postgres://", r))
-        .or_else(|| {
-            url.strip_prefix("postgresql://")
-                .map(|r| ("postgresql://", r))
-        })
+    let schemes = ["postgres://", "postgresql://", "redis://", "rediss://"];
+    if let Some(rest) = schemes
+        .iter()
+        .find_map(|s| url.strip_prefix(s).map(|r| (*s, r)))
     {
         let (scheme, rest) = rest;
         let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
@@ -467,6 +479,9 @@ fn default_policy_check_secs() -> u64 {
 fn default_heartbeat_secs() -> u64 {
     2
 }
+fn default_redis_timeout_ms() -> u64 {
+    100
+}
 fn default_node_id() -> String {
     "node-1".to_owned()
 }
@@ -713,6 +728,9 @@ mod tests {
             statement_timeout_ms: 1000,
             policy_check_secs: 5,
             heartbeat_secs: 2,
+            redis_url: Some("redis://:r3dis@cache:6379/0".into()),
+            redis_password_env: None,
+            redis_timeout_ms: 100,
         };
         let debug = format!("{c:?}");
         assert!(

@@ -202,6 +202,11 @@ impl Gateway {
                     store,
                     config.cluster.as_ref().map_or(5, |c| c.policy_check_secs),
                     config.cluster.as_ref().map_or(2, |c| c.heartbeat_secs),
+                    match &config.cluster {
+                        Some(c) => crate::cluster::limits::ClusterLimits::new(c)
+                            .map_err(|e| StartError::Config(format!("[cluster]: {e}")))?,
+                        None => return Err(StartError::Config("no [cluster] section".into())),
+                    },
                     db.open_tree("cluster/policy")?,
                 );
                 let (version, sources) = match head {
@@ -249,6 +254,9 @@ impl Gateway {
         let metrics = Arc::new(Metrics::new());
         if let Some(c) = &cluster {
             metrics.cluster_policy_version.set(c.applied());
+            if c.limits.redis_up().is_some() {
+                metrics.cluster_redis_up.set(1);
+            }
         }
         let audit = AuditWriter::start(
             audit_store.clone(),
@@ -541,6 +549,21 @@ impl Gateway {
         }
         tracing::info!(operation = origin.operation, subject = %origin.subject, version, "policy changed");
         Ok(true)
+    }
+
+    /// Takes `n` from a rate limit: this node's limiter on a single node; in
+    /// cluster mode the cluster's count (Redis, or this node's share).
+    pub async fn check_limit(
+        &self,
+        key: crate::cluster::limits::LimitKey<'_>,
+        limit: &crate::pipeline::rate_limit::RateLimit,
+        n: u32,
+    ) -> Result<(), std::time::Duration> {
+        match &self.cluster {
+            None if n == 1 => limit.check(),
+            None => limit.check_n(n),
+            Some(c) => c.limits.check(key, limit, n, &self.metrics).await,
+        }
     }
 
     /// Whether the gateway can serve: policies loaded and the audit writer healthy.

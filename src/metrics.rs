@@ -115,6 +115,13 @@ pub struct Metrics {
     pub cluster_audit_lag: Gauge,
     /// Cluster mode: shipping attempts that failed.
     pub cluster_audit_ship_failures: Counter,
+    /// Cluster mode with Redis: whether Redis counts the limits (1) or the
+    /// node decides alone with its share (0).
+    pub cluster_redis_up: Gauge,
+    /// Cluster mode: limit checks this node decided alone (Redis away or not configured).
+    pub cluster_limit_fallbacks: Counter,
+    /// Cluster mode: the live nodes a limit is shared by when a node decides alone.
+    pub cluster_limit_share: Gauge,
     /// Open connections.
     pub connections_open: Gauge,
     /// Connections refused because the connection limit was reached.
@@ -247,6 +254,24 @@ impl Metrics {
             "Cluster mode: failed attempts to copy audit events to PostgreSQL (they are retried)",
             cluster_audit_ship_failures.clone(),
         );
+        let cluster_redis_up = Gauge::default();
+        registry.register(
+            "cluster_redis_up",
+            "Cluster mode with Redis: 1 while Redis counts the rate limits, 0 while this node enforces its share",
+            cluster_redis_up.clone(),
+        );
+        let cluster_limit_fallbacks = Counter::default();
+        registry.register(
+            "cluster_limit_fallbacks",
+            "Cluster mode: rate-limit checks this node decided alone with its share",
+            cluster_limit_fallbacks.clone(),
+        );
+        let cluster_limit_share = Gauge::default();
+        registry.register(
+            "cluster_limit_share",
+            "Cluster mode: live nodes sharing each rate limit when a node decides alone",
+            cluster_limit_share.clone(),
+        );
         let connections_open = Gauge::default();
         registry.register(
             "connections_open",
@@ -320,6 +345,9 @@ impl Metrics {
             cluster_audit_shipped,
             cluster_audit_lag,
             cluster_audit_ship_failures,
+            cluster_redis_up,
+            cluster_limit_fallbacks,
+            cluster_limit_share,
             connections_open,
             connections_refused,
             policy_info,

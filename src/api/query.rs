@@ -21,6 +21,7 @@ use utoipa_axum::routes;
 use super::openapi as doc;
 use super::{Answer, RequestContext, bad_path, finish, finish_batch, json_body};
 use crate::audit::{EventBody, EventKind};
+use crate::cluster::limits::LimitKey;
 use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
@@ -150,7 +151,7 @@ async fn decide_and_fetch(
     operation: Operation,
     requested: Option<&[FieldName]>,
 ) -> Result<(Allowance, Record), ApiError> {
-    check_department_limit(policy, &t.principal)?;
+    check_department_limit(gw, policy, &t.principal).await?;
     let decision = policy.decide(&DecisionRequest {
         consumer: &t.principal.dept,
         roles: &t.principal.roles,
@@ -168,16 +169,18 @@ async fn decide_and_fetch(
     let grant = &allowance.grant;
     event.grant = Some((grant.id().to_string(), grant.version()));
     if let Some(limit) = &grant.limit {
-        limit.check().map_err(|wait| {
-            ApiError::rate_limited(
-                format!(
-                    "the quota of grant {} ({}) is used up",
-                    grant.id(),
-                    limit.spec
-                ),
-                wait,
-            )
-        })?;
+        gw.check_limit(LimitKey::Grant(grant.id().as_str()), limit, 1)
+            .await
+            .map_err(|wait| {
+                ApiError::rate_limited(
+                    format!(
+                        "the quota of grant {} ({}) is used up",
+                        grant.id(),
+                        limit.spec
+                    ),
+                    wait,
+                )
+            })?;
     }
     let dataset = &t.dataset;
     let ctx = FetchContext {
@@ -476,7 +479,7 @@ async fn run_batch(
     if resident_ids.len() > gw.config.limits.max_batch_ids {
         return Err(too_large(gw.config.limits.max_batch_ids, "the gateway"));
     }
-    check_department_limit(&policy, &principal)?;
+    check_department_limit(gw, &policy, &principal).await?;
     let decision = policy.decide(&DecisionRequest {
         consumer: &principal.dept,
         roles: &principal.roles,
@@ -499,16 +502,18 @@ async fn run_batch(
     }
     if let Some(quota) = &grant.limit {
         let n = u32::try_from(resident_ids.len()).unwrap_or(u32::MAX);
-        quota.check_n(n).map_err(|wait| {
-            ApiError::rate_limited(
-                format!(
-                    "the quota of grant {} ({}) cannot cover {n} residents now",
-                    grant.id(),
-                    quota.spec
-                ),
-                wait,
-            )
-        })?;
+        gw.check_limit(LimitKey::Grant(grant.id().as_str()), quota, n)
+            .await
+            .map_err(|wait| {
+                ApiError::rate_limited(
+                    format!(
+                        "the quota of grant {} ({}) cannot cover {n} residents now",
+                        grant.id(),
+                        quota.spec
+                    ),
+                    wait,
+                )
+            })?;
     }
 
     let parsed: Vec<Result<ResidentId, crate::domain::InvalidId>> = resident_ids
@@ -663,11 +668,11 @@ async fn catalog(
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::Query, "catalog");
-    let result = run_catalog(&gw, &mut event, &headers);
+    let result = run_catalog(&gw, &mut event, &headers).await;
     finish(&gw, &ctx, event, result).await
 }
 
-fn run_catalog(
+async fn run_catalog(
     gw: &Gateway,
     event: &mut EventBody,
     headers: &HeaderMap,
@@ -675,7 +680,7 @@ fn run_catalog(
     let policy = gw.policy.snapshot();
     event.policy_version = Some(policy.version().to_owned());
     let principal = authenticate(gw, &policy, headers, event)?;
-    check_department_limit(&policy, &principal)?;
+    check_department_limit(gw, &policy, &principal).await?;
     let today = gw.today();
     let mut entries = Vec::new();
     let mut grants: Vec<_> = policy
@@ -797,24 +802,48 @@ pub(crate) fn staff(
             "{role} (held by staff of {operator})"
         )));
     }
-    check_department_limit(&policy, &principal)?;
+    check_department_limit_here(&policy, &principal)?;
     Ok(principal)
 }
 
-pub(crate) fn check_department_limit(
+pub(crate) async fn check_department_limit(
+    gw: &Gateway,
     policy: &CompiledPolicy,
     principal: &Principal,
 ) -> Result<(), ApiError> {
     if let Some(limit) = policy.department_limit(&principal.dept) {
-        limit.check().map_err(|wait| {
-            ApiError::rate_limited(
-                format!(
-                    "department {} is over its rate limit ({})",
-                    principal.dept, limit.spec
-                ),
-                wait,
-            )
-        })?;
+        gw.check_limit(LimitKey::Department(principal.dept.as_str()), limit, 1)
+            .await
+            .map_err(|wait| over_department_limit(principal, limit, wait))?;
+    }
+    Ok(())
+}
+
+fn over_department_limit(
+    principal: &Principal,
+    limit: &crate::pipeline::rate_limit::RateLimit,
+    wait: std::time::Duration,
+) -> ApiError {
+    ApiError::rate_limited(
+        format!(
+            "department {} is over its rate limit ({})",
+            principal.dept, limit.spec
+        ),
+        wait,
+    )
+}
+
+/// The department limit on this node's limiter alone: for the operator's
+/// staff (privacy officers, administrators), whose routes are not the
+/// exchange's traffic and are not counted cluster-wide.
+fn check_department_limit_here(
+    policy: &CompiledPolicy,
+    principal: &Principal,
+) -> Result<(), ApiError> {
+    if let Some(limit) = policy.department_limit(&principal.dept) {
+        limit
+            .check()
+            .map_err(|wait| over_department_limit(principal, limit, wait))?;
     }
     Ok(())
 }

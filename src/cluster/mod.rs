@@ -11,6 +11,7 @@
 //! its data directory, so that it can start while PostgreSQL is down.
 
 pub mod audit;
+pub mod limits;
 pub mod store;
 
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -38,6 +39,8 @@ pub struct Cluster {
     pub heartbeat_every: Duration,
     /// The audit shipper's progress.
     pub shipping: audit::ShipState,
+    /// Cluster-wide rate limits.
+    pub limits: limits::ClusterLimits,
     applied: AtomicI64,
     cache: sled::Tree,
 }
@@ -56,6 +59,7 @@ impl Cluster {
         store: PolicyStore,
         check_secs: u64,
         heartbeat_secs: u64,
+        limits: limits::ClusterLimits,
         cache: sled::Tree,
     ) -> Self {
         Self {
@@ -64,6 +68,7 @@ impl Cluster {
             check_every: Duration::from_secs(check_secs.max(1)),
             heartbeat_every: Duration::from_secs(heartbeat_secs.max(1)),
             shipping: audit::ShipState::default(),
+            limits,
             applied: AtomicI64::new(0),
             cache,
         }

@@ -336,6 +336,20 @@ impl PolicyStore {
         Ok(())
     }
 
+    /// How many nodes beat within three of their intervals.
+    pub async fn live_nodes(&self) -> Result<u32, ClusterError> {
+        let client = self.pool.get().await?;
+        let n: i64 = client
+            .query_one(
+                "SELECT count(*) FROM tongban_node
+                  WHERE now() - heartbeat_at < make_interval(secs => heartbeat_secs * 3)",
+                &[],
+            )
+            .await?
+            .get(0);
+        Ok(u32::try_from(n).unwrap_or(1).max(1))
+    }
+
     /// Every node that ever registered, by id.
     pub async fn nodes(&self) -> Result<Vec<NodeRow>, ClusterError> {
         let client = self.pool.get().await?;

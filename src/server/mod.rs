@@ -315,7 +315,14 @@ pub fn spawn_cluster_heartbeat(gw: Arc<Gateway>, listen: String) -> tokio::task:
                     .shipped
                     .load(std::sync::atomic::Ordering::Acquire),
             };
-            match cluster.store.heartbeat(&beat).await {
+            let result = cluster.store.heartbeat(&beat).await;
+            if result.is_ok() {
+                if let Ok(live) = cluster.store.live_nodes().await {
+                    cluster.limits.set_share(live);
+                    gw.metrics.cluster_limit_share.set(i64::from(live));
+                }
+            }
+            match result {
                 Ok(()) if failing => {
                     failing = false;
                     tracing::info!("cluster heartbeat recorded again");

@@ -16,10 +16,15 @@ use tongban::policy::PolicySources;
 
 use crate::admin::{call, get_grant, set, yibao_fields};
 use crate::helpers::{TestGateway, demo_home};
-use crate::pg::Postgres;
+use crate::pg::{Postgres, Redis};
 
 /// A demo home whose tongban.toml has a `[cluster]` section for `pg`.
 fn cluster_home(pg: &Postgres, node: &str) -> (TempDir, Config) {
+    cluster_home_with(pg, node, "")
+}
+
+/// As [`cluster_home`], with more lines for `[cluster]`.
+fn cluster_home_with(pg: &Postgres, node: &str, extra: &str) -> (TempDir, Config) {
     let (home, _) = demo_home();
     let path = home.path().join("tongban.toml");
     // In cluster mode the node's id is cluster.node_id (a different
@@ -31,7 +36,7 @@ fn cluster_home(pg: &Postgres, node: &str) -> (TempDir, Config) {
         .map(|l| format!("{l}\n"))
         .collect();
     text.push_str(&format!(
-        "\n[cluster]\nnode_id = \"{node}\"\npostgres_url = \"{}\"\npolicy_check_secs = 1\nconnect_timeout_ms = 1000\n",
+        "\n[cluster]\nnode_id = \"{node}\"\npostgres_url = \"{}\"\npolicy_check_secs = 1\nconnect_timeout_ms = 1000\n{extra}\n",
         pg.url()
     ));
     std::fs::write(&path, text).unwrap();
@@ -627,5 +632,121 @@ async fn every_nodes_audit_chain_is_copied_to_postgresql_once_and_verified_there
         text(&out).contains("node node-b: BROKEN at event"),
         "{}",
         text(&out)
+    );
+}
+
+/// How many of `n` yibao lookups spread over `nodes` (in turn) are admitted.
+async fn admitted(nodes: &[&TestGateway], n: usize) -> usize {
+    let id = nodes[0].sample_ids("gongan.hukou", 1).remove(0);
+    let mut ok = 0;
+    for i in 0..n {
+        let gw = nodes[i % nodes.len()];
+        let tok = gw.token("yibao", "clerk-2", &["enrollment_clerk"]);
+        let r = gw
+            .get(
+                &format!("/v1/datasets/gongan.hukou/records/{id}"),
+                Some(&tok),
+                Some("medical_insurance_enrollment"),
+                None,
+            )
+            .await;
+        match r.status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(
+                    r.problem_type(),
+                    Some("/problems/rate-limited"),
+                    "{}",
+                    r.text
+                );
+            }
+            other => panic!("{other}: {}", r.text),
+        }
+    }
+    ok
+}
+
+/// Sets the yibao department's limit in a home's tongban.toml.
+fn limit_yibao(home: &Path, rate: &str) -> Config {
+    let path = home.join("tongban.toml");
+    let text: String = std::fs::read_to_string(&path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with("[rate_limit.departments]") && !l.starts_with("yibao = "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let text = text.replacen(
+        "\n[cluster]",
+        &format!("\n[rate_limit.departments]\nyibao = \"{rate}\"\n\n[cluster]"),
+        1,
+    );
+    std::fs::write(&path, text).unwrap();
+    Config::load(&path).unwrap()
+}
+
+#[tokio::test]
+async fn a_department_limit_holds_across_the_nodes_with_redis_and_without() {
+    let pg = Postgres::start();
+    let mut redis = Redis::start();
+    let redis_line = format!("redis_url = \"{}\"\nheartbeat_secs = 1", redis.url());
+    let mut nodes = Vec::new();
+    for name in ["node-a", "node-b", "node-c"] {
+        let (home, _) = cluster_home_with(&pg, name, &redis_line);
+        let config = limit_yibao(home.path(), "30/min");
+        if nodes.is_empty() {
+            let out = push(home.path(), &config.policies_dir, &[]);
+            assert!(out.status.success(), "{}", text(&out));
+        }
+        nodes.push(node(home, config).await);
+    }
+    let all: Vec<&TestGateway> = nodes.iter().collect();
+    // 30 a minute for the whole cluster: 90 requests through three nodes
+    // within a few seconds admit 30 (and the refill of those seconds).
+    let ok = admitted(&all, 90).await;
+    println!("with Redis: {ok} of 90 admitted (30/min)");
+    assert!((30..=33).contains(&ok), "admitted {ok} of 90 with Redis");
+
+    // Redis away: each node enforces its share, a third of the limit, so the
+    // cluster still admits about the limit. (A new limit, 60 a minute, so the
+    // nodes start from full local budgets.)
+    redis.stop();
+    drop(all);
+    let mut fresh = Vec::new();
+    for mut gw in nodes {
+        gw.stop().await;
+        let home = gw.take_home();
+        drop(gw);
+        let config = limit_yibao(home.path(), "60/min");
+        fresh.push(node(home, config).await);
+    }
+    // Wait until every node counts three live ones.
+    let start = Instant::now();
+    while fresh
+        .iter()
+        .any(|gw| gw.gw.cluster.as_ref().unwrap().limits.share() != 3)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "live nodes not counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all: Vec<&TestGateway> = fresh.iter().collect();
+    let ok = admitted(&all, 120).await;
+    println!("Redis away: {ok} of 120 admitted (60/min, shared by 3)");
+    assert!(
+        (54..=66).contains(&ok),
+        "admitted {ok} of 120 without Redis (60/min)"
+    );
+    let m = fresh[0]
+        .client()
+        .request("GET", "/metrics", &[])
+        .await
+        .unwrap();
+    assert!(m.text.contains("tongban_cluster_redis_up 0"), "{}", m.text);
+    assert!(
+        m.text.contains("tongban_cluster_limit_share 3"),
+        "{}",
+        m.text
     );
 }

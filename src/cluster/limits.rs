@@ -1,0 +1,206 @@
+//! Rate limits that hold across the cluster.
+//!
+//! With `cluster.redis_url`, every per-department limit and grant quota is
+//! one GCRA in Redis (the theoretical arrival time under one key), decided
+//! by one Lua script on Redis's own clock, as Kong and APISIX do; a request
+//! waits at most `redis_timeout_ms` for it. When Redis cannot decide (not
+//! configured, unreachable, too slow), the node decides alone with its
+//! share: each request takes as many cells from the local limiter as there
+//! are live nodes, so N nodes together admit about the quota. A node that
+//! loses Redis says so once in the log, and counts each fallback in metrics.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+
+use crate::config::{ClusterConfig, redact_url};
+use crate::metrics::Metrics;
+use crate::pipeline::rate_limit::{RateLimit, RateSpec};
+
+/// GCRA over one key, on Redis's clock (µs). ARGV: emission interval µs,
+/// tolerance µs (the period: a full burst), cost (cells). Returns 0 when
+/// admitted, else the wait in µs, or -1 when the cost can never be admitted.
+const GCRA: &str = r"
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+if interval * cost > tolerance then return -1 end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local new_tat = tat + interval * cost
+local allow_at = new_tat - tolerance
+if now < allow_at then return math.max(1, allow_at - now) end
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.floor((new_tat - now) / 1000) + 1)
+return 0
+";
+
+/// How long a node decides alone after Redis failed, before it asks again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// A limit's identity in Redis.
+#[derive(Debug, Clone, Copy)]
+pub enum LimitKey<'a> {
+    /// A consumer department's limit.
+    Department(&'a str),
+    /// A grant's quota.
+    Grant(&'a str),
+}
+
+struct Redis {
+    conn: ConnectionManager,
+    script: redis::Script,
+    timeout: Duration,
+    /// ms since start until which Redis is not asked (after a failure).
+    down_until: AtomicI64,
+    down: AtomicBool,
+    url: String,
+}
+
+/// The cluster's limits: Redis when it answers, else this node's share.
+pub struct ClusterLimits {
+    redis: Option<Redis>,
+    share: AtomicU32,
+    started: Instant,
+}
+
+impl std::fmt::Debug for ClusterLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterLimits")
+            .field("redis", &self.redis.as_ref().map(|r| r.url.clone()))
+            .field("share", &self.share.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClusterLimits {
+    /// Limits for `config` (Redis is connected lazily, in the background).
+    pub fn new(config: &ClusterConfig) -> Result<Self, String> {
+        let redis = match &config.redis_url {
+            None => None,
+            Some(url) => {
+                let shown = redact_url(url);
+                let mut info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
+                    .map_err(|e| format!("redis_url \"{shown}\": {e}"))?;
+                if let Some(var) = &config.redis_password_env {
+                    let password = std::env::var(var)
+                        .map_err(|_| format!("redis_password_env names {var}, which is not set"))?;
+                    let settings = info.redis_settings().clone().set_password(password);
+                    info = info.set_redis_settings(settings);
+                }
+                let client =
+                    redis::Client::open(info).map_err(|e| format!("redis_url \"{shown}\": {e}"))?;
+                let timeout = Duration::from_millis(config.redis_timeout_ms.max(1));
+                let manager_config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
+                    .set_response_timeout(Some(timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_secs(1));
+                let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
+                    .map_err(|e| format!("redis_url \"{shown}\": {e}"))?;
+                Some(Redis {
+                    conn,
+                    script: redis::Script::new(GCRA),
+                    timeout,
+                    down_until: AtomicI64::new(0),
+                    down: AtomicBool::new(false),
+                    url: shown,
+                })
+            }
+        };
+        Ok(Self {
+            redis,
+            share: AtomicU32::new(1),
+            started: Instant::now(),
+        })
+    }
+
+    /// Whether limits are counted in Redis (configured and answering).
+    pub fn redis_up(&self) -> Option<bool> {
+        self.redis.as_ref().map(|r| !r.down.load(Ordering::Acquire))
+    }
+
+    /// Sets how many live nodes share a quota when a node decides alone.
+    pub fn set_share(&self, live_nodes: u32) {
+        self.share.store(live_nodes.max(1), Ordering::Release);
+    }
+
+    /// This node's share divisor.
+    pub fn share(&self) -> u32 {
+        self.share.load(Ordering::Acquire)
+    }
+
+    /// Takes `n` from `limit` for the cluster, or says how long to wait.
+    pub async fn check(
+        &self,
+        key: LimitKey<'_>,
+        limit: &RateLimit,
+        n: u32,
+        metrics: &Metrics,
+    ) -> Result<(), Duration> {
+        if let Some(r) = &self.redis {
+            let now = i64::try_from(self.started.elapsed().as_millis()).unwrap_or(i64::MAX);
+            if now >= r.down_until.load(Ordering::Acquire) {
+                match r.gcra(key, limit.spec, n).await {
+                    Ok(wait) => {
+                        if r.down.swap(false, Ordering::AcqRel) {
+                            metrics.cluster_redis_up.set(1);
+                            tracing::info!(redis = %r.url, "rate limits are counted in Redis again");
+                        }
+                        return wait;
+                    }
+                    Err(e) => {
+                        r.down_until.store(
+                            now + i64::try_from(RETRY_AFTER.as_millis()).unwrap_or(1000),
+                            Ordering::Release,
+                        );
+                        if !r.down.swap(true, Ordering::AcqRel) {
+                            metrics.cluster_redis_up.set(0);
+                            tracing::warn!(redis = %r.url, error = %e, share = self.share(), "Redis cannot count rate limits; this node enforces its share of each limit");
+                        }
+                    }
+                }
+            }
+            metrics.cluster_limit_fallbacks.inc();
+        }
+        let cells = n.saturating_mul(self.share()).min(limit.spec.count.get());
+        limit.check_n(cells)
+    }
+}
+
+impl Redis {
+    async fn gcra(
+        &self,
+        key: LimitKey<'_>,
+        spec: RateSpec,
+        n: u32,
+    ) -> Result<Result<(), Duration>, String> {
+        let name = match key {
+            LimitKey::Department(d) => format!("tongban:rl:dept:{d}:{spec}"),
+            LimitKey::Grant(g) => format!("tongban:rl:grant:{g}:{spec}"),
+        };
+        let period_us = i64::try_from(spec.per.as_micros()).unwrap_or(i64::MAX);
+        let interval = (period_us / i64::from(spec.count.get())).max(1);
+        let mut conn = self.conn.clone();
+        let call = async {
+            self.script
+                .key(&name)
+                .arg(interval)
+                .arg(period_us)
+                .arg(n)
+                .invoke_async::<i64>(&mut conn)
+                .await
+        };
+        let wait = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
+            .map_err(|e| e.to_string())?;
+        Ok(match wait {
+            0 => Ok(()),
+            w if w < 0 => Err(spec.per),
+            w => Err(Duration::from_micros(u64::try_from(w).unwrap_or(0))),
+        })
+    }
+}
