@@ -166,11 +166,27 @@ impl Gateway {
         config.check().map_err(StartError::Config)?;
         config.node_id = cc.node_id.clone();
         let store = PolicyStore::new(&cc)?;
+        std::fs::create_dir_all(&config.data_dir)?;
+        let fingerprint = Pseudonymizer::open(&config.data_dir)?.fingerprint();
         let head = async {
             store.migrate().await?;
-            store.head().await
+            // Every node must derive the same pseudonym for a resident, or a
+            // disclosure report would miss the other nodes' events.
+            let cluster_key = store.claim_meta("pseudonym_key", &fingerprint).await?;
+            if cluster_key != fingerprint {
+                return Ok(Err(format!(
+                    "this node's pseudonym key ({}/pseudonym.key, fingerprint {fingerprint}) is not the cluster's (fingerprint {cluster_key}): every node must hold the same key, so that a resident's events are found on every node; copy pseudonym.key from a node of the cluster into this node's data directory",
+                    config.data_dir.display()
+                )));
+            }
+            store.head().await.map(Ok)
         }
         .await;
+        let head = match head {
+            Ok(Err(message)) => return Err(StartError::Config(message)),
+            Ok(Ok(head)) => Ok(head),
+            Err(e) => Err(e),
+        };
         Self::open_with(config, clock, Some((store, head)))
     }
 

@@ -344,20 +344,23 @@ async fn disclosures(
         event.detail = Some(format!("format={}", if csv { "csv" } else { "json" }));
         let store = gw.audit_store.clone();
         let offset = gw.utc_offset;
-        let list = blocking(move || q::disclosures(&store, &pseudonym, offset)).await?;
+        let mut list = blocking(move || q::disclosures(&store, &pseudonym, offset)).await?;
+        if let Some(cluster) = &gw.cluster {
+            list = cluster_disclosures(&gw, cluster, &pseudonym, list).await?;
+        }
         let policy = gw.policy.snapshot();
         let dept_name = |d: &str| policy.set.departments.get(d).map(|x| x.name.clone()).unwrap_or_default();
         let dataset = |d: &str| policy.set.datasets.get(d);
         if csv {
             let mut w = csv::Writer::from_writer(Vec::from("\u{feff}".as_bytes()));
-            let _ = w.write_record(["时间 Time", "部门 Department", "部门名称 Department name", "经办人 Person", "用途 Purpose", "办件编号 Case reference", "数据集 Dataset", "数据集名称 Dataset title", "字段 Fields", "授权 Grant", "审计序号 Audit seq", "签名凭证 Signed proof"]);
+            let _ = w.write_record(["时间 Time", "部门 Department", "部门名称 Department name", "经办人 Person", "用途 Purpose", "办件编号 Case reference", "数据集 Dataset", "数据集名称 Dataset title", "字段 Fields", "授权 Grant", "审计序号 Audit seq", "签名凭证 Signed proof", "节点 Node"]);
             for d in &list {
                 let fields = d.fields.iter().map(|f| field_title(dataset(&d.dataset), f)).collect::<Vec<_>>().join("；");
                 let _ = w.write_record([
                     d.time.as_str(), &d.consumer, &dept_name(&d.consumer), &d.subject, &d.purpose,
                     d.case_ref.as_deref().unwrap_or(""), &d.dataset, &dataset(&d.dataset).map(|x| x.spec.title.clone()).unwrap_or_default(),
                     &fields, d.grant.as_deref().unwrap_or(""), &d.seq.to_string(),
-                    d.proof.as_deref().unwrap_or(""),
+                    d.proof.as_deref().unwrap_or(""), &d.node,
                 ]);
             }
             let bytes = w.into_inner().unwrap_or_default();
@@ -371,7 +374,7 @@ async fn disclosures(
             .iter()
             .map(|d| {
                 json!({
-                    "seq": d.seq, "time": d.time, "consumer": d.consumer, "consumer_name": dept_name(&d.consumer),
+                    "node": d.node, "seq": d.seq, "time": d.time, "consumer": d.consumer, "consumer_name": dept_name(&d.consumer),
                     "subject": d.subject, "purpose": d.purpose, "case_ref": d.case_ref, "operation": d.operation,
                     "dataset": d.dataset, "dataset_title": dataset(&d.dataset).map(|x| x.spec.title.clone()),
                     "fields": d.fields.iter().map(|f| json!({"name": f, "title": field_title(dataset(&d.dataset), f)})).collect::<Vec<_>>(),
@@ -389,6 +392,48 @@ async fn disclosures(
     }
     .await;
     finish(&gw, &ctx, event, result).await
+}
+
+/// In cluster mode, a resident's disclosures through every node: the central
+/// copy in PostgreSQL, and this node's own events not shipped there yet.
+/// Without PostgreSQL the report would be incomplete, so it is refused.
+async fn cluster_disclosures(
+    gw: &Gateway,
+    cluster: &crate::cluster::Cluster,
+    pseudonym: &[u8; 16],
+    local: Vec<q::Disclosure>,
+) -> Result<Vec<q::Disclosure>, ApiError> {
+    let central = cluster.store.resident_events(pseudonym).await.map_err(|e| {
+        tracing::error!(error = %e, "the central audit copy cannot be read");
+        let mut err = ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "cluster-unavailable",
+            "The cluster's audit copy cannot be read",
+            "a disclosure report covers every node, from PostgreSQL, which cannot be read now; try again later",
+        );
+        err.retry_after = Some(5);
+        err
+    })?;
+    let mut seen = std::collections::BTreeSet::new();
+    let mut list: Vec<q::Disclosure> = central
+        .iter()
+        .filter_map(|e| q::Disclosure::of(e, gw.utc_offset))
+        .collect();
+    for d in &list {
+        seen.insert((d.node.clone(), d.seq));
+    }
+    list.extend(
+        local
+            .into_iter()
+            .filter(|d| !seen.contains(&(d.node.clone(), d.seq))),
+    );
+    list.sort_by(|a, b| {
+        b.time_ms
+            .cmp(&a.time_ms)
+            .then(a.node.cmp(&b.node))
+            .then(b.seq.cmp(&a.seq))
+    });
+    Ok(list)
 }
 
 fn field_title(dataset: Option<&crate::policy::load::Dataset>, field: &str) -> String {

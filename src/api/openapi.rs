@@ -545,7 +545,9 @@ pub struct DisclosedField {
 /// One time a resident's data left the gateway.
 #[derive(Debug, ToSchema)]
 pub struct Disclosure {
-    /// Audit sequence number.
+    /// The gateway node whose audit chain holds the event.
+    pub node: String,
+    /// Audit sequence number (in that node's chain).
     pub seq: u64,
     /// When.
     pub time: String,

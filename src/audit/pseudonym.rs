@@ -51,6 +51,13 @@ impl Pseudonymizer {
         }
     }
 
+    /// A fingerprint of the key (an HMAC of a fixed text; says nothing about
+    /// any resident): nodes of a cluster compare it, since they must share the key.
+    pub fn fingerprint(&self) -> String {
+        let tag = hmac::sign(&self.key, b"tongban pseudonym key fingerprint");
+        crate::policy::load::hex(&tag.as_ref()[..8])
+    }
+
     /// The pseudonym of one resident.
     pub fn pseudonym(&self, id: &ResidentId) -> [u8; 16] {
         let tag = hmac::sign(&self.key, id.as_str().as_bytes());

@@ -279,8 +279,13 @@ pub fn format_time(ms: i64, offset: UtcOffset) -> String {
 /// One time a resident's data left the gateway.
 #[derive(Debug, Clone, Serialize)]
 pub struct Disclosure {
-    /// The audit event.
+    /// The node whose chain holds the event.
+    pub node: String,
+    /// The audit event (in that node's chain).
     pub seq: u64,
+    /// When, ms since the epoch (for ordering).
+    #[serde(skip)]
+    pub time_ms: i64,
     /// When.
     pub time: String,
     /// Which department.
@@ -312,12 +317,23 @@ pub fn disclosures(
     let mut out = Vec::new();
     for seq in store.seqs_for_resident(pseudonym, u64::MAX) {
         let Some(e) = store.get(seq?)? else { continue };
+        out.extend(Disclosure::of(&e, offset));
+    }
+    Ok(out)
+}
+
+impl Disclosure {
+    /// The disclosure an event records, if it records one (an allowed query
+    /// that let fields leave).
+    pub fn of(e: &Event, offset: UtcOffset) -> Option<Self> {
         let b = &e.body;
         if b.kind != EventKind::Query || b.outcome != Outcome::Allow || b.fields.is_empty() {
-            continue;
+            return None;
         }
-        out.push(Disclosure {
+        Some(Self {
+            node: e.node.clone(),
             seq: e.seq,
+            time_ms: b.time_ms,
             time: format_time(b.time_ms, offset),
             consumer: b.dept.clone().unwrap_or_default(),
             subject: b.subject.clone().unwrap_or_default(),
@@ -328,9 +344,8 @@ pub fn disclosures(
             grant: b.grant.as_ref().map(|(id, v)| format!("{id}@{v}")),
             operation: b.operation.clone(),
             proof: b.proof.map(|p| hex(&p)),
-        });
+        })
     }
-    Ok(out)
 }
 
 /// Counts per day and the unusual patterns found.

@@ -361,6 +361,43 @@ impl PolicyStore {
         Ok(expected)
     }
 
+    /// Every event of every node that names this resident (its pseudonym),
+    /// newest first, decoded from the sealed bytes (a row whose bytes do not
+    /// match their hash is refused: run `audit verify --cluster`).
+    pub async fn resident_events(&self, resident: &[u8; 16]) -> Result<Vec<Event>, ClusterError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT node_id, seq, stored FROM tongban_audit_event WHERE resident = $1
+                  ORDER BY time DESC, node_id, seq DESC",
+                &[&resident.as_slice()],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let node: String = r.get(0);
+            let seq: i64 = r.get(1);
+            let stored: Vec<u8> = r.get(2);
+            let event = match Event::open(&stored) {
+                Ok((e, recorded, recomputed))
+                    if recorded == recomputed
+                        && e.node == node
+                        && i64::try_from(e.seq).ok() == Some(seq)
+                        && e.body.resident.as_ref() == Some(resident) =>
+                {
+                    e
+                }
+                _ => {
+                    return Err(ClusterError::Database(format!(
+                        "the central copy of event {seq} of node {node} does not match its hash; run tongban audit verify --cluster"
+                    )));
+                }
+            };
+            out.push(event);
+        }
+        Ok(out)
+    }
+
     /// Verifies every node's central copy: its chain from its anchor (no gap,
     /// no altered or moved row), the searchable columns against the sealed
     /// bytes, and its checkpoints' signatures against `keys` (or, without

@@ -46,6 +46,10 @@ CREATE TABLE IF NOT EXISTS tongban_node (
     audit_head     bigint NOT NULL DEFAULT 0,
     audit_shipped  bigint NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS tongban_cluster_meta (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
 INSERT INTO tongban_schema (component, version) VALUES ('policy', 1), ('node', 1)
     ON CONFLICT (component) DO NOTHING;
 ";
@@ -281,6 +285,25 @@ impl PolicyStore {
             ))
             .await?;
         Ok(())
+    }
+
+    /// Records `value` under `key` if nothing is recorded yet, and returns
+    /// what is recorded (the first node's value).
+    pub async fn claim_meta(&self, key: &str, value: &str) -> Result<String, ClusterError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "INSERT INTO tongban_cluster_meta (key, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&key, &value],
+            )
+            .await?;
+        Ok(client
+            .query_one(
+                "SELECT value FROM tongban_cluster_meta WHERE key = $1",
+                &[&key],
+            )
+            .await?
+            .get(0))
     }
 
     /// The newest version number (0 when none is stored).

@@ -41,8 +41,13 @@ fn cluster_home_with(pg: &Postgres, node: &str, extra: &str) -> (TempDir, Config
     ));
     std::fs::write(&path, text).unwrap();
     let config = Config::load(&path).unwrap();
+    // The nodes of a cluster share the resident pseudonym key.
+    std::fs::create_dir_all(&config.data_dir).unwrap();
+    std::fs::write(config.data_dir.join("pseudonym.key"), CLUSTER_KEY).unwrap();
     (home, config)
 }
+
+const CLUSTER_KEY: [u8; 32] = [7; 32];
 
 fn tongban(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tongban"))
@@ -202,6 +207,23 @@ async fn push_and_pull_move_a_policy_set_between_files_and_postgresql() {
     assert_eq!(
         PolicySources::read_dir(pulled.path()).unwrap(),
         PolicySources::read_dir(&policies).unwrap()
+    );
+
+    // A node whose resident pseudonym key is not the cluster's refuses to
+    // start (its events could not be found with the others').
+    let (_ok_home, ok_config) = cluster_home(&pg, "node-b");
+    let gw = Gateway::start(ok_config, Clock::system()).await.unwrap();
+    gw.shutdown().await;
+    drop(gw);
+    let (_other, other_config) = cluster_home(&pg, "node-c");
+    std::fs::write(other_config.data_dir.join("pseudonym.key"), [9u8; 32]).unwrap();
+    let err = Gateway::start(other_config, Clock::system())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pseudonym key") && err.contains("not the cluster's"),
+        "{err}"
     );
 
     // A row whose files were altered in PostgreSQL is refused, not applied.
