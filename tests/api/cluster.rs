@@ -49,7 +49,7 @@ fn cluster_home_with(pg: &Postgres, node: &str, extra: &str) -> (TempDir, Config
 
 const CLUSTER_KEY: [u8; 32] = [7; 32];
 
-fn tongban(args: &[&str]) -> std::process::Output {
+pub(crate) fn tongban(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_tongban"))
         .args(args)
         .output()
@@ -68,7 +68,7 @@ fn push(home: &Path, dir: &Path, extra: &[&str]) -> std::process::Output {
     tongban(&args)
 }
 
-fn text(out: &std::process::Output) -> String {
+pub(crate) fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

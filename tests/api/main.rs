@@ -10,6 +10,7 @@ mod auth;
 mod batch;
 mod cli;
 mod cluster;
+mod cluster_e2e;
 mod console;
 mod crash;
 mod gm_suite;

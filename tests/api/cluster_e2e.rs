@@ -1,0 +1,429 @@
+//! Three gateway processes on one PostgreSQL and one Redis, under a mixed
+//! load through all three: an edit on A enforced by C within a second, B
+//! killed with SIGKILL mid-load and restarted, then every acknowledged
+//! request in PostgreSQL exactly once, a disclosure report naming all three
+//! nodes, a department limit held across them, and `audit verify --cluster`
+//! passing, then failing on one altered row.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde_json::json;
+
+use tongban::demo;
+use tongban::devpki;
+
+use crate::cluster::{text, tongban};
+use crate::helpers::{Client, TestResponse, demo_home, sample_ids};
+use crate::pg::{Postgres, Redis};
+
+const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
+
+struct Node {
+    name: &'static str,
+    home: PathBuf,
+    addr: SocketAddr,
+    child: Option<Child>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Node {
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.home.join("node.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_tongban"))
+            .args(["serve", "--config"])
+            .arg(self.home.join("tongban.toml"))
+            .env("TONGBAN_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("tongban serve starts");
+        self.child = Some(child);
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap(); // SIGKILL
+            c.wait().unwrap();
+        }
+    }
+
+    fn client(&self) -> Client {
+        Client::new(self.addr, &self.home.join("certs/ca.pem"), None)
+    }
+
+    async fn wait_ready(&self) {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self.client().request("GET", "/readyz", &[]).await {
+                if r.status == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "{} did not become ready: {}",
+                self.name,
+                std::fs::read_to_string(self.home.join("node.log")).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn token(home: &Path, dept: &str, sub: &str, roles: &[&str]) -> String {
+    let key = std::fs::read(home.join("keys/issuer.pem")).unwrap();
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    devpki::mint_token(
+        &key,
+        demo::DEMO_ISSUER,
+        demo::DEMO_AUDIENCE,
+        dept,
+        sub,
+        &roles,
+        now,
+        3600,
+    )
+    .unwrap()
+}
+
+fn headers(token: &str, purpose: &str, case: Option<&str>) -> Vec<(String, String)> {
+    let mut h = vec![
+        ("authorization".to_owned(), format!("Bearer {token}")),
+        ("x-purpose".to_owned(), purpose.to_owned()),
+    ];
+    if let Some(c) = case {
+        h.push(("x-case-ref".to_owned(), c.to_owned()));
+    }
+    h
+}
+
+/// A 低保 reviewer's pension check through `node`.
+async fn shebao(node: &Node, tok: &str, id: &str) -> Result<TestResponse, String> {
+    node.client()
+        .request(
+            "GET",
+            &format!("/v1/datasets/renshe.shebao/records/{id}"),
+            &headers(tok, "dibao_review", Some("MZ-2026-000123")),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_under_load_one_killed_and_restarted() {
+    let pg = Postgres::start();
+    let redis = Redis::start();
+    let (first, _) = demo_home();
+    let base = tempfile::tempdir().unwrap();
+
+    // One home, copied for each node: the same CA, issuer, policies, sample
+    // data and resident pseudonym key; each node its own id, port, data and
+    // checkpoint key.
+    let mut nodes = Vec::new();
+    for name in NODES {
+        let home = base.path().join(name);
+        let st = Command::new("cp")
+            .arg("-a")
+            .arg(first.path())
+            .arg(&home)
+            .status()
+            .unwrap();
+        assert!(st.success());
+        for key in ["audit-checkpoint.key", "audit-checkpoint-sm2.pem"] {
+            let _ = std::fs::remove_file(home.join("data").join(key));
+        }
+        std::fs::write(home.join("data/pseudonym.key"), [7u8; 32]).unwrap();
+        let port = free_port();
+        let text: String = std::fs::read_to_string(home.join("tongban.toml"))
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("node_id"))
+            .map(|l| {
+                if l.starts_with("listen =") {
+                    format!("listen = \"127.0.0.1:{port}\"\n")
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        let text = format!(
+            "{text}\n[rate_limit.departments]\nyibao = \"30/min\"\n\n[cluster]\nnode_id = \"{name}\"\npostgres_url = \"{}\"\nredis_url = \"{}\"\npolicy_check_secs = 1\nheartbeat_secs = 1\nconnect_timeout_ms = 1000\n",
+            pg.url(),
+            redis.url()
+        );
+        std::fs::write(home.join("tongban.toml"), text).unwrap();
+        nodes.push(Node {
+            name,
+            home,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child: None,
+        });
+    }
+    let cfg = |n: &Node| n.home.join("tongban.toml").to_str().unwrap().to_owned();
+    let out = tongban(&[
+        "policy",
+        "push",
+        nodes[0].home.join("policies").to_str().unwrap(),
+        "--config",
+        &cfg(&nodes[0]),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for n in &mut nodes {
+        n.start();
+    }
+    for n in &nodes {
+        n.wait_ready().await;
+    }
+    let home = nodes[0].home.clone();
+    let clerk = token(&home, "minzheng", "clerk-007", &["dibao_reviewer"]);
+    let ids = sample_ids(&home, "renshe.shebao", 12);
+
+    // The mixed load: 低保 reviewers through every node, lookups that
+    // disclose and lookups that are refused (a resident with no record), a
+    // request without a case reference, until told to stop.
+    let nodes = Arc::new(tokio::sync::RwLock::new(nodes));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut load = Vec::new();
+    for i in 0..3 {
+        let (nodes, stop, clerk, ids) = (nodes.clone(), stop.clone(), clerk.clone(), ids.clone());
+        load.push(tokio::spawn(async move {
+            let mut acked: Vec<(String, u64)> = Vec::new();
+            let mut n = 0usize;
+            while !stop.load(Ordering::Acquire) {
+                n += 1;
+                let id = &ids[n % ids.len()];
+                let r = {
+                    let nodes = nodes.read().await;
+                    let node = &nodes[i];
+                    if n % 7 == 0 {
+                        node.client()
+                            .request(
+                                "GET",
+                                &format!("/v1/datasets/renshe.shebao/records/{id}"),
+                                &headers(&clerk, "dibao_review", None),
+                            )
+                            .await
+                    } else {
+                        shebao(node, &clerk, id).await
+                    }
+                };
+                match r {
+                    // Acknowledged: it carries its audit sequence number.
+                    Ok(r) if r.headers.contains_key("x-audit-seq") => {
+                        acked.push((NODES[i].to_owned(), r.audit_seq()));
+                    }
+                    Ok(r) => panic!("answer without an audit sequence number: {}", r.text),
+                    // B is down for a moment.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            acked
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // B killed mid-load, and restarted.
+    {
+        let mut w = nodes.write().await;
+        w[1].kill9();
+        w[1].start();
+    }
+    nodes.read().await[1].wait_ready().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // An administrator edits a grant on A; C enforces it within a second.
+    {
+        let r = nodes.read().await;
+        let admin = token(&home, "shujuju", "admin-1", &["policy_admin"]);
+        let auth = vec![("authorization".to_owned(), format!("Bearer {admin}"))];
+        let got = r[0]
+            .client()
+            .request("GET", "/v1/admin/grants/minzheng-dibao-shebao", &auth)
+            .await
+            .unwrap();
+        assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+        let etag = got.headers["etag"].to_str().unwrap().to_owned();
+        let mut grant = got.body["grant"].clone();
+        grant["access"][0]["fields"] = json!(["insured_status"]);
+        let mut h = auth.clone();
+        h.push(("if-match".to_owned(), etag));
+        h.push(("content-type".to_owned(), "application/json".to_owned()));
+        let put = r[0]
+            .client()
+            .request_with_body(
+                "PUT",
+                "/v1/admin/grants/minzheng-dibao-shebao",
+                &h,
+                Bytes::from(grant.to_string()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+        let edited = Instant::now();
+        loop {
+            let a = shebao(&r[2], &clerk, &ids[0]).await.unwrap();
+            assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+            if a.body["record"].get("monthly_pension").is_none() {
+                break;
+            }
+            assert!(
+                edited.elapsed() < Duration::from_secs(1),
+                "node C still discloses monthly_pension {:?} after the edit on A",
+                edited.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        println!("node C enforced the edit after {:?}", edited.elapsed());
+    }
+
+    // A department limit of 30 a minute, across the three nodes (Redis).
+    let yibao = token(&home, "yibao", "clerk-2", &["enrollment_clerk"]);
+    let hukou = sample_ids(&home, "gongan.hukou", 1).remove(0);
+    let mut admitted = 0;
+    {
+        let r = nodes.read().await;
+        for i in 0..90 {
+            let a = r[i % 3]
+                .client()
+                .request(
+                    "GET",
+                    &format!("/v1/datasets/gongan.hukou/records/{hukou}"),
+                    &headers(&yibao, "medical_insurance_enrollment", None),
+                )
+                .await
+                .unwrap();
+            match a.status {
+                StatusCode::OK => admitted += 1,
+                StatusCode::TOO_MANY_REQUESTS => {}
+                other => panic!("{other}: {}", a.text),
+            }
+        }
+    }
+    println!("yibao: {admitted} of 90 admitted at 30/min over three nodes");
+    assert!((27..=33).contains(&admitted), "{admitted} admitted");
+
+    stop.store(true, Ordering::Release);
+    let mut acked = Vec::new();
+    for t in load {
+        acked.extend(t.await.unwrap());
+    }
+    let through: BTreeSet<&str> = acked.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        through.len(),
+        3,
+        "acknowledged requests through {through:?}"
+    );
+
+    // Every node's copy complete: each acknowledged request exactly once.
+    let r = nodes.read().await;
+    for n in r.iter() {
+        let start = Instant::now();
+        loop {
+            let ready = n.client().request("GET", "/readyz", &[]).await.unwrap();
+            let s = &ready.body["cluster"]["audit_shipping"];
+            if s["lag_events"] == 0 {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(20), "{}: {s}", n.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let counts =
+        pg.psql("SELECT count(*), count(DISTINCT (node_id, seq)) FROM tongban_audit_event");
+    let (rows, distinct) = counts.split_once('|').unwrap();
+    assert_eq!(rows, distinct, "a (node, seq) is in PostgreSQL twice");
+    for name in NODES {
+        let seqs: Vec<String> = acked
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, s)| s.to_string())
+            .collect();
+        let found: usize = pg
+            .psql(&format!(
+                "SELECT count(*) FROM tongban_audit_event WHERE node_id = '{name}' AND seq IN ({})",
+                seqs.join(",")
+            ))
+            .parse()
+            .unwrap();
+        assert_eq!(
+            found,
+            seqs.len(),
+            "{name}: acknowledged requests missing in PostgreSQL"
+        );
+    }
+    println!(
+        "acknowledged: {} requests ({} rows in PostgreSQL)",
+        acked.len(),
+        rows
+    );
+
+    // A disclosure report on any node covers the lookups through all three.
+    let officer = token(&home, "shujuju", "officer-1", &["privacy_officer"]);
+    let report = r[2]
+        .client()
+        .request(
+            "GET",
+            &format!("/v1/audit/residents/{}/disclosures", ids[1]),
+            &[("authorization".to_owned(), format!("Bearer {officer}"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(report.status, StatusCode::OK, "{}", report.text);
+    let via: BTreeSet<&str> = report.body["disclosures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["node"].as_str().unwrap())
+        .collect();
+    assert_eq!(via, NODES.into_iter().collect(), "{}", report.text);
+
+    // The central copy verifies per node; one altered row is named.
+    let verify = || tongban(&["audit", "verify", "--cluster", "--config", &cfg(&r[0])]);
+    let out = verify();
+    assert!(out.status.success(), "{}", text(&out));
+    for name in NODES {
+        assert!(
+            text(&out).contains(&format!("node {name}: intact")),
+            "{}",
+            text(&out)
+        );
+    }
+    pg.psql(
+        "UPDATE tongban_audit_event SET purpose = 'other' WHERE node_id = 'node-b' AND seq = 5",
+    );
+    let out = verify();
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("node node-b: BROKEN at event 5"),
+        "{}",
+        text(&out)
+    );
+}
