@@ -2,7 +2,7 @@
 //!
 //! An event may be pruned only if it is older than the retention period
 //! (never less than six months), covered by a signed checkpoint, and part of
-//! a completed export. What was pruned is recorded, and the remaining chain
+//! a completed export; in cluster mode also copied to PostgreSQL. What was pruned is recorded, and the remaining chain
 //! verifies from its new anchor.
 
 use serde::Serialize;
@@ -24,17 +24,19 @@ pub struct PruneReport {
     pub limited_by: &'static str,
 }
 
-/// Prunes events older than `cutoff_ms` that are exported and checkpointed.
+/// Prunes events older than `cutoff_ms` that are exported and checkpointed
+/// (and, given `shipped`, in cluster mode, copied to PostgreSQL through it).
 pub fn prune(
     store: &AuditStore,
     cutoff_ms: i64,
     now_ms: i64,
     dry_run: bool,
+    shipped: Option<u64>,
 ) -> Result<PruneReport, AuditError> {
     let (anchor, _) = store.anchor()?;
     let exported = store.exported_through()?;
     let checkpointed = store.last_checkpoint_seq()?;
-    let limit = exported.min(checkpointed);
+    let limit = exported.min(checkpointed).min(shipped.unwrap_or(u64::MAX));
     let mut last: Option<(u64, Hash)> = None;
     let mut limited_by = "nothing older than the retention period";
     for item in store.raw_events(anchor + 1, u64::MAX) {
@@ -51,8 +53,10 @@ pub fn prune(
         if seq > limit {
             limited_by = if seq > exported {
                 "not yet exported"
-            } else {
+            } else if seq > checkpointed {
                 "not yet covered by a signed checkpoint"
+            } else {
+                "not yet copied to PostgreSQL"
             };
             break;
         }

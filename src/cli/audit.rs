@@ -443,7 +443,25 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             };
             let now = now_ms();
             let cutoff = now - i64::from(days) * 86_400_000;
-            let report = retention::prune(&o.store, cutoff, now, dry_run)?;
+            // In cluster mode only what PostgreSQL holds may go (else the
+            // central copy would have a gap).
+            let shipped = match &o.config.cluster {
+                None => None,
+                Some(cc) => Some(
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?
+                        .block_on(async {
+                            tongban::cluster::PolicyStore::new(cc)?
+                                .shipped_through(&cc.node_id)
+                                .await
+                        })
+                        .context(
+                            "in cluster mode pruning needs PostgreSQL, to know what it holds",
+                        )?,
+                ),
+            };
+            let report = retention::prune(&o.store, cutoff, now, dry_run, shipped)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(ExitCode::SUCCESS)
         }

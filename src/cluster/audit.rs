@@ -361,6 +361,18 @@ impl PolicyStore {
         Ok(expected)
     }
 
+    /// How far `node_id`'s chain is in PostgreSQL (0 if not at all).
+    pub async fn shipped_through(&self, node_id: &str) -> Result<u64, ClusterError> {
+        let client = self.pool().get().await?;
+        let row = client
+            .query_opt(
+                "SELECT through_seq FROM tongban_audit_shipped WHERE node_id = $1",
+                &[&node_id],
+            )
+            .await?;
+        Ok(row.map_or(0, |r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
     /// Every event of every node that names this resident (its pseudonym),
     /// newest first, decoded from the sealed bytes (a row whose bytes do not
     /// match their hash is refused: run `audit verify --cluster`).

@@ -772,3 +772,64 @@ async fn a_department_limit_holds_across_the_nodes_with_redis_and_without() {
         m.text
     );
 }
+
+#[tokio::test]
+async fn in_cluster_mode_only_what_postgresql_holds_may_be_pruned() {
+    let mut pg = Postgres::start();
+    let (home, _) = cluster_home(&pg, "node-a");
+    let file = home.path().join("tongban.toml");
+    let toml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        toml.replacen(
+            "[audit]\n",
+            "[audit]\nretention_days = 183\ncheckpoint_every = 2\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&file).unwrap();
+    let out = push(home.path(), &config.policies_dir, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(200);
+    let mut gw = TestGateway::start_on(home, config, Clock::manual(long_ago)).await;
+    lookups(&gw, 6).await;
+    let shipped = wait_shipped(&gw, Duration::from_secs(5)).await;
+    // Events PostgreSQL never received (it is down), then the node stops.
+    pg.stop();
+    lookups(&gw, 6).await;
+    gw.gw.audit.checkpoint_now().await.unwrap();
+    gw.stop().await;
+    let home = gw.take_home();
+    drop(gw);
+    let h = home.path().to_str().unwrap();
+    let out = tongban(&[
+        "audit",
+        "export",
+        "--home",
+        h,
+        "--output",
+        home.path().join("x.ndjson").to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Without PostgreSQL, nothing is pruned.
+    let out = tongban(&["audit", "prune", "--home", h]);
+    assert!(
+        !out.status.success() && text(&out).contains("pruning needs PostgreSQL"),
+        "{}",
+        text(&out)
+    );
+    // With it, only through what it holds; the rest waits for the shipper.
+    pg.restart();
+    let out = tongban(&["audit", "prune", "--home", h]);
+    assert!(out.status.success(), "{}", text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["limited_by"], "not yet copied to PostgreSQL",
+        "{report}"
+    );
+    assert!(
+        report["through"].as_u64().unwrap() <= shipped,
+        "{report} (shipped {shipped})"
+    );
+}
