@@ -405,6 +405,113 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
         .collect();
     assert_eq!(via, NODES.into_iter().collect(), "{}", report.text);
 
+    // Through the sample nginx configuration (TLS passthrough): requests
+    // spread over the nodes, and a department's client certificate still
+    // reaches them (its fingerprint is in the events).
+    let nginx_dir = tempfile::tempdir().unwrap();
+    let nginx_port = free_port();
+    let sample = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/deploy/nginx-cluster.conf"
+    ))
+    .unwrap();
+    let mut conf = sample
+        .replace("listen 443;", &format!("listen 127.0.0.1:{nginx_port};"))
+        .replace(
+            "/run/nginx-tongban.pid",
+            &nginx_dir.path().join("nginx.pid").display().to_string(),
+        )
+        .replace(
+            "/var/log/nginx/tongban-error.log",
+            &nginx_dir.path().join("error.log").display().to_string(),
+        );
+    for (i, n) in r.iter().enumerate() {
+        conf = conf.replace(&format!("10.0.0.1{}:8443", i + 1), &n.addr.to_string());
+    }
+    std::fs::write(nginx_dir.path().join("nginx.conf"), conf).unwrap();
+    let mut nginx = Command::new("nginx")
+        .arg("-c")
+        .arg(nginx_dir.path().join("nginx.conf"))
+        .args(["-g", "daemon off;"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nginx (with libnginx-mod-stream; .ci/run installs both) starts");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", nginx_port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "nginx did not start: {}",
+            std::fs::read_to_string(nginx_dir.path().join("error.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (cert, key) = devpki::DevPkiPaths::client(&home, "minzheng");
+    let front = Client::new(
+        SocketAddr::from(([127, 0, 0, 1], nginx_port)),
+        &home.join("certs/ca.pem"),
+        Some((cert, key)),
+    );
+    let mut request_ids = Vec::new();
+    for id in ids.iter().take(6) {
+        let a = front
+            .request(
+                "GET",
+                &format!("/v1/datasets/renshe.shebao/records/{id}"),
+                &headers(&clerk, "dibao_review", Some("MZ-2026-000123")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        request_ids.push(a.request_id());
+    }
+    // SIGTERM (fast shutdown): the workers go with the master.
+    let _ = Command::new("kill")
+        .args(["-TERM", &nginx.id().to_string()])
+        .status();
+    let _ = nginx.wait();
+    for n in r.iter() {
+        let start = Instant::now();
+        while n
+            .client()
+            .request("GET", "/readyz", &[])
+            .await
+            .unwrap()
+            .body["cluster"]["audit_shipping"]["lag_events"]
+            != 0
+        {
+            assert!(start.elapsed() < Duration::from_secs(20));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let rows = pg.psql(&format!(
+        "SELECT node_id, encode(stored, 'hex') FROM tongban_audit_event WHERE request_id IN ({})",
+        request_ids
+            .iter()
+            .map(|r| format!("'{r}'"))
+            .collect::<Vec<_>>()
+            .join(",")
+    ));
+    let mut behind = BTreeSet::new();
+    for line in rows.lines() {
+        let (node, hex) = line.split_once('|').unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let (event, _, _) = tongban::audit::Event::open(&bytes).unwrap();
+        assert!(
+            event.body.cert_fingerprint.is_some(),
+            "no client certificate reached {node}"
+        );
+        behind.insert(node.to_owned());
+    }
+    assert_eq!(rows.lines().count(), 6, "{rows}");
+    assert!(
+        behind.len() >= 2,
+        "nginx sent every connection to {behind:?}"
+    );
+
     // The central copy verifies per node; one altered row is named.
     let verify = || tongban(&["audit", "verify", "--cluster", "--config", &cfg(&r[0])]);
     let out = verify();
