@@ -320,6 +320,10 @@ cache_mb=$(grep -E '^cache_mb' "$big_res/tongban.toml" | grep -oE '[0-9]+' || ec
 echo "rss $rss $cache_mb" >>"$results"
 stop_pid "$gw_pid"
 
+echo "== cluster mode: 1, 2, 3 nodes on PostgreSQL (bench/cluster.sh)" >&2
+cluster_home=$work/cluster; make_home "$cluster_home" "$few" 3
+bash bench/cluster.sh "$bin" "$cluster_home" "$lua" "$dur" "$conns" "$results"
+
 echo "== audit log: $audit_events events" >&2
 target/release/examples/audit_bench --events "$audit_events" --residents "$audit_residents" \
   --suite-events "$suite_events" >"$work/audit.md"
@@ -338,12 +342,15 @@ rows = {}
 rss = cache = None
 ins = {}
 groups = {}
+clusters = {}
 for line in open(res_file):
     p = line.split()
     if p[0] == "rss":
         rss, cache = int(p[1]), int(p[2]); continue
     if p[0] == "instructions":
         ins[p[1]] = int(p[2]); continue
+    if p[0] == "cluster":
+        clusters[int(p[1])] = dict(rps=float(p[2]), lag=int(p[3]), catchup=p[4], non2xx=int(p[5])); continue
     if p[0] == "groups":
         groups[p[1]] = dict(n=int(p[2]), mean=p[3], slow=int(p[4]), top=p[5]); continue
     rows[p[0]] = dict(rps=float(p[1]), p50=float(p[2]), p99=float(p[3]), non2xx=int(p[4]), err=p[5],
@@ -416,6 +423,20 @@ if cg == cg and cb == cb:
         f"context switches per request {rows['gateway_lookup']['ctx']} vs {rows['bare_lookup']['ctx']}) | reported | — |")
 if ins.get("bare"):
     add(f"| instructions per request (callgrind), authorized lookup / bare | {ins.get('gateway', 0) / ins['bare']:.1f} ({ins.get('gateway', 0)} vs {ins['bare']}) | reported | — |")
+if clusters:
+    add("")
+    add("Cluster mode (`bench/cluster.sh`): N nodes on this machine sharing one PostgreSQL (policies, membership, the audit copy), "
+        "loaded together by one wrk per node with the same 64 connections split between them. On two cores the nodes, PostgreSQL "
+        "and wrk share the same CPUs, so more nodes cannot add throughput here: the rows show what cluster mode costs and whether "
+        "the audit shipping keeps up under sustained load (largest lag seen in `/readyz`, and the time to reach 0 after the load).")
+    add("")
+    add("| nodes | req/s (all nodes) | / single-node gateway | largest shipping lag (events) | caught up after (s) |")
+    add("|---|---|---|---|---|")
+    for k in sorted(clusters):
+        c = clusters[k]
+        ratio = c["rps"] / rows["gateway_lookup"]["rps"] if rows.get("gateway_lookup", {}).get("rps") else float("nan")
+        warn = f" ({c['non2xx']} non-2xx)" if c["non2xx"] else ""
+        add(f"| {k} | {c['rps']:.0f}{warn} | {ratio:.2f} | {c['lag']} | {c['catchup']} |")
 add("")
 add(open(audit_file).read().strip())
 bad = [k for k, v in rows.items() if v["err"] != "-" or (v["non2xx"] and k != "gateway_denied")]
