@@ -369,28 +369,33 @@ impl Gateway {
     pub async fn reload_policy_files(&self, trigger: &str) -> Result<bool, Vec<PolicyError>> {
         let _guard = self.policy_lock.lock().await;
         let result = self.reload_locked(trigger).await;
+        if let Err(errors) = &result {
+            for e in errors {
+                tracing::error!(trigger, error = %e, "policy reload refused; the previous policy stays in force");
+            }
+        }
+        self.note_reload(result.as_ref().err().map(|errors| {
+            errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        }));
+        result
+    }
+
+    /// Records a reload's outcome (from files or from PostgreSQL) in the
+    /// reload status; returns the error it replaces.
+    fn note_reload(&self, error: Option<String>) -> Option<String> {
         let mut status = self
             .reload_status
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         status.at_ms = self.clock.unix_millis();
-        match &result {
-            Ok(_) => status.error = None,
-            Err(errors) => {
-                status.failures += 1;
-                status.error = Some(
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; "),
-                );
-                for e in errors {
-                    tracing::error!(trigger, error = %e, "policy reload refused; the previous policy stays in force");
-                }
-            }
+        if error.is_some() {
+            status.failures += 1;
         }
-        result
+        std::mem::replace(&mut status.error, error)
     }
 
     async fn reload_locked(&self, trigger: &str) -> Result<bool, Vec<PolicyError>> {
@@ -417,25 +422,18 @@ impl Gateway {
     pub async fn sync_cluster_policy(&self, trigger: &str) -> Result<bool, String> {
         let _guard = self.policy_lock.lock().await;
         let result = self.sync_cluster_locked(trigger).await;
-        let mut status = self
-            .reload_status
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        status.at_ms = self.clock.unix_millis();
+        let previous = self.note_reload(result.as_ref().err().cloned());
         match &result {
-            Ok(_) => {
-                if status.error.take().is_some() {
-                    tracing::info!(trigger, "policy versions from PostgreSQL are applied again");
-                }
+            Ok(_) if previous.is_some() => {
+                tracing::info!(trigger, "policy versions from PostgreSQL are applied again");
             }
+            Ok(_) => {}
             Err(e) => {
-                status.failures += 1;
                 self.metrics.cluster_sync_failures.inc();
                 // Said once, not at every check while PostgreSQL is away.
-                if status.error.as_deref() != Some(e.as_str()) {
+                if previous.as_deref() != Some(e.as_str()) {
                     tracing::error!(trigger, error = %e, "policy version from PostgreSQL not applied; the set in force stays");
                 }
-                status.error = Some(e.clone());
             }
         }
         if let Some(c) = &self.cluster {

@@ -277,16 +277,7 @@ impl AuditStore {
 
     /// Every signed checkpoint, oldest first.
     pub fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>, AuditError> {
-        let mut out = Vec::new();
-        for item in &self.checkpoints {
-            let (key, value) = item?;
-            let cp = SignedCheckpoint::decode(&value).ok_or_else(|| AuditError::Corrupt {
-                seq: key_seq(&key),
-                message: "the stored checkpoint cannot be decoded".into(),
-            })?;
-            out.push(cp);
-        }
-        Ok(out)
+        self.checkpoints_after(0)
     }
 
     /// The signed checkpoints over events after `after`, oldest first.

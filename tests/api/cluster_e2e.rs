@@ -22,7 +22,7 @@ use tongban::devpki;
 
 use crate::cluster::{text, tongban};
 use crate::helpers::{Client, TestResponse, demo_home, sample_ids};
-use crate::pg::{Postgres, Redis};
+use crate::pg::{Postgres, Redis, free_port};
 
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
 
@@ -31,14 +31,6 @@ struct Node {
     home: PathBuf,
     addr: SocketAddr,
     child: Option<Child>,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Node {
