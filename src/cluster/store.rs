@@ -414,7 +414,10 @@ impl PolicyStore {
             .execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_POLICY])
             .await?;
         let head = head_of(&client).await?;
-        Ok(ChangeTx { client, head })
+        Ok(ChangeTx {
+            client: Some(client),
+            head,
+        })
     }
 
     /// A connection of its own that listens on `channel`: the payloads of its
@@ -445,8 +448,23 @@ impl PolicyStore {
 /// An open change: the policy lock is held until [`ChangeTx::commit`] or
 /// [`ChangeTx::rollback`] (or the connection is recycled, which rolls back).
 pub struct ChangeTx {
-    client: deadpool_postgres::Object,
+    /// Taken when the transaction ends.
+    client: Option<deadpool_postgres::Object>,
     head: i64,
+}
+
+/// A change given up without commit or rollback (its request failed before
+/// its audit event was durable) is rolled back at once, so the cluster-wide
+/// lock is not held until the connection is next taken from the pool.
+impl Drop for ChangeTx {
+    fn drop(&mut self) {
+        if let (Some(client), Ok(rt)) = (self.client.take(), tokio::runtime::Handle::try_current())
+        {
+            rt.spawn(async move {
+                let _ = client.batch_execute("ROLLBACK").await;
+            });
+        }
+    }
 }
 
 impl std::fmt::Debug for ChangeTx {
@@ -463,24 +481,34 @@ impl ChangeTx {
         self.head
     }
 
+    fn conn(&self) -> Result<&deadpool_postgres::Object, ClusterError> {
+        self.client
+            .as_ref()
+            .ok_or_else(|| ClusterError::Database("the change has ended".into()))
+    }
+
     /// The newest version's content.
     pub async fn head_version(&self) -> Result<Option<StoredVersion>, ClusterError> {
         if self.head == 0 {
             return Ok(None);
         }
-        fetch(&self.client, self.head).await
+        fetch(self.conn()?, self.head).await
     }
 
     /// Stores `sources` as the next version and notifies every node; returns
     /// the new version.
     pub async fn commit(
-        self,
+        mut self,
         sources: &PolicySources,
         meta: &ChangeMeta,
     ) -> Result<i64, ClusterError> {
         let version = self.head + 1;
+        let client = self
+            .client
+            .take()
+            .ok_or_else(|| ClusterError::Database("the change has ended".into()))?;
         let result = async {
-            self.client
+            client
                 .execute(
                     "INSERT INTO tongban_policy_version
                        (version, content_hash, files, node_id, author, action, summary)
@@ -496,26 +524,28 @@ impl ChangeTx {
                     ],
                 )
                 .await?;
-            self.client
+            client
                 .execute(
                     "SELECT pg_notify($1, $2)",
                     &[&super::POLICY_CHANNEL, &version.to_string()],
                 )
                 .await?;
-            self.client.batch_execute("COMMIT").await?;
+            client.batch_execute("COMMIT").await?;
             Ok(version)
         }
         .await;
         if result.is_err() {
-            let _ = self.client.batch_execute("ROLLBACK").await;
+            let _ = client.batch_execute("ROLLBACK").await;
         }
         result
     }
 
     /// Gives the change up.
-    pub async fn rollback(self) {
-        if let Err(e) = self.client.batch_execute("ROLLBACK").await {
-            tracing::warn!(error = %ClusterError::from(e), "rolling back a policy change failed; the connection is discarded");
+    pub async fn rollback(mut self) {
+        if let Some(client) = self.client.take() {
+            if let Err(e) = client.batch_execute("ROLLBACK").await {
+                tracing::warn!(error = %ClusterError::from(e), "rolling back a policy change failed");
+            }
         }
     }
 }
