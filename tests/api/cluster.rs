@@ -15,7 +15,7 @@ use tongban::gateway::Gateway;
 use tongban::policy::PolicySources;
 
 use crate::admin::{call, get_grant, set, yibao_fields};
-use crate::helpers::{TestGateway, demo_home};
+use crate::helpers::{TestGateway, TestResponse, demo_home};
 use crate::pg::{Postgres, Redis};
 
 /// A demo home whose tongban.toml has a `[cluster]` section for `pg`.
@@ -78,6 +78,18 @@ pub(crate) fn text(out: &std::process::Output) -> String {
 
 async fn node(home: TempDir, config: Config) -> TestGateway {
     TestGateway::start_on(home, config, Clock::manual(time::OffsetDateTime::now_utc())).await
+}
+
+/// Replaces the yibao enrollment grant on `gw` with `grant`, as read with `etag`.
+async fn put_yibao_grant(gw: &TestGateway, grant: &serde_json::Value, etag: &str) -> TestResponse {
+    call(
+        gw,
+        "PUT",
+        "/v1/admin/grants/yibao-enroll-hukou",
+        Some(("application/json", grant.to_string())),
+        &[("if-match", etag)],
+    )
+    .await
 }
 
 /// Waits up to `limit` for the yibao clerk's fields on `gw` to become `want`.
@@ -283,14 +295,7 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
     );
     grant["access"][0]["fields"] = json!(["name", "gender"]);
     grant["access"][0]["masked"] = json!({});
-    let r = call(
-        &a,
-        "PUT",
-        "/v1/admin/grants/yibao-enroll-hukou",
-        Some(("application/json", grant.to_string())),
-        &[("if-match", &etag)],
-    )
-    .await;
+    let r = put_yibao_grant(&a, &grant, &etag).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let new_etag = r.headers["etag"].to_str().unwrap().to_owned();
     assert_eq!(yibao_fields(&a).await, (set(&["name", "gender"]), 2));
@@ -306,14 +311,7 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
     );
     // The ETag moved everywhere: the old one cannot overwrite on C.
     assert_eq!(get_grant(&c, "yibao-enroll-hukou").await.1, new_etag);
-    let r = call(
-        &c,
-        "PUT",
-        "/v1/admin/grants/yibao-enroll-hukou",
-        Some(("application/json", grant.to_string())),
-        &[("if-match", &etag)],
-    )
-    .await;
+    let r = put_yibao_grant(&c, &grant, &etag).await;
     assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.text);
     // C audited the change it applied, with the author, before it enforced it,
     // and its history shows who made it.
@@ -404,14 +402,7 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
     pg.stop();
     assert_eq!(yibao_fields(&a).await.0, set(&all));
     let (grant, etag) = get_grant(&a, "yibao-enroll-hukou").await;
-    let r = call(
-        &a,
-        "PUT",
-        "/v1/admin/grants/yibao-enroll-hukou",
-        Some(("application/json", grant.to_string())),
-        &[("if-match", &etag)],
-    )
-    .await;
+    let r = put_yibao_grant(&a, &grant, &etag).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(
         r.problem_type(),
@@ -434,14 +425,7 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
     grant["access"][0]["masked"] = json!({});
     let deadline = Instant::now() + Duration::from_secs(10);
     let r = loop {
-        let r = call(
-            &a,
-            "PUT",
-            "/v1/admin/grants/yibao-enroll-hukou",
-            Some(("application/json", grant.to_string())),
-            &[("if-match", &etag)],
-        )
-        .await;
+        let r = put_yibao_grant(&a, &grant, &etag).await;
         if r.status != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
             break r;
         }

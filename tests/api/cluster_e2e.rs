@@ -17,11 +17,10 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::json;
 
-use tongban::demo;
 use tongban::devpki;
 
 use crate::cluster::{text, tongban};
-use crate::helpers::{Client, TestResponse, demo_home, sample_ids};
+use crate::helpers::{Client, TestResponse, demo_home, mint, sample_ids};
 use crate::pg::{Postgres, Redis, free_port};
 
 const NODES: [&str; 3] = ["node-a", "node-b", "node-c"];
@@ -91,20 +90,14 @@ impl Drop for Node {
 }
 
 fn token(home: &Path, dept: &str, sub: &str, roles: &[&str]) -> String {
-    let key = std::fs::read(home.join("keys/issuer.pem")).unwrap();
-    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    devpki::mint_token(
-        &key,
-        demo::DEMO_ISSUER,
-        demo::DEMO_AUDIENCE,
+    mint(
+        home,
         dept,
         sub,
-        &roles,
-        now,
+        roles,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
         3600,
     )
-    .unwrap()
 }
 
 fn headers(token: &str, purpose: &str, case: Option<&str>) -> Vec<(String, String)> {

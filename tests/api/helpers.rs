@@ -118,19 +118,14 @@ impl TestGateway {
         offset: i64,
         ttl: i64,
     ) -> String {
-        let key = std::fs::read(self.home.path().join("keys/issuer.pem")).expect("issuer key");
-        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
-        devpki::mint_token(
-            &key,
-            demo::DEMO_ISSUER,
-            demo::DEMO_AUDIENCE,
+        mint(
+            self.home.path(),
             dept,
             sub,
-            &roles,
+            roles,
             self.clock.unix_secs() + offset,
             ttl,
         )
-        .expect("token")
     }
 
     /// The first `n` resident IDs of a sample dataset.
@@ -195,6 +190,23 @@ impl Drop for TestGateway {
             let _ = stop.send(());
         }
     }
+}
+
+/// A token from the demo issuer of `home`, issued at `iat`, valid `ttl` seconds.
+pub fn mint(home: &Path, dept: &str, sub: &str, roles: &[&str], iat: i64, ttl: i64) -> String {
+    let key = std::fs::read(home.join("keys/issuer.pem")).expect("issuer key");
+    let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+    devpki::mint_token(
+        &key,
+        demo::DEMO_ISSUER,
+        demo::DEMO_AUDIENCE,
+        dept,
+        sub,
+        &roles,
+        iat,
+        ttl,
+    )
+    .expect("token")
 }
 
 /// The first `n` resident IDs of a sample file under `home`.
