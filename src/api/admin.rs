@@ -52,6 +52,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(history))
         .routes(routes!(list_departments))
         .routes(routes!(cluster_state))
+        .routes(routes!(cluster_versions))
         .routes(routes!(suspend_department))
         .routes(routes!(resume_department))
         .routes(routes!(list_revoked_tokens, revoke_token))
@@ -363,6 +364,85 @@ async fn cluster_body(gw: &Gateway) -> Result<Answer, ApiError> {
     body.insert("head_version".into(), json!(head));
     body.insert("nodes".into(), Value::Array(nodes));
     Ok(Answer::ok(body))
+}
+
+/// Query of the cluster's policy versions.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct VersionsParams {
+    /// Most versions, 1 to 1000 (default 100).
+    limit: Option<i64>,
+}
+
+/// The cluster's policy history: every version in PostgreSQL, newest first,
+/// with its author, the node it was committed through, when, what it did,
+/// and the files it changed. The same on every node (each node's own
+/// `/v1/admin/history` holds the diffs of the changes it applied).
+#[utoipa::path(
+    get,
+    path = "/v1/admin/cluster/versions",
+    tag = "admin",
+    operation_id = "admin_cluster_versions",
+    params(VersionsParams),
+    responses(
+        (status = 200, description = "The versions", body = doc::ClusterVersions),
+        (status = 409, description = "Not in cluster mode", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "PostgreSQL cannot be reached", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn cluster_versions(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    params: Result<Query<VersionsParams>, QueryRejection>,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.cluster-versions");
+    let result = async {
+        admin(&gw, &headers, &mut event)?;
+        let Query(p) = params.map_err(|e| {
+            bad(
+                "invalid-query",
+                "The query string is not valid",
+                e.body_text(),
+            )
+        })?;
+        let Some(cluster) = &gw.cluster else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not-a-cluster",
+                "This gateway is a single node",
+                "policy versions are kept in PostgreSQL in cluster mode; on a single node read /v1/admin/history",
+            ));
+        };
+        let limit = p.limit.unwrap_or(100).clamp(1, 1000);
+        let versions = cluster
+            .store
+            .versions(limit)
+            .await
+            .map_err(|e| cluster_unavailable(&e))?;
+        let list: Vec<Value> = versions
+            .into_iter()
+            .map(|v| {
+                json!({
+                    "version": v.version,
+                    "committed_at": format_time(v.committed_ms, gw.utc_offset),
+                    "node_id": v.node_id,
+                    "author": v.author,
+                    "action": v.action,
+                    "summary": v.summary,
+                    "content_hash": v.content_hash,
+                    "changed_files": v.changed_files,
+                })
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert("policy_version".into(), json!(cluster.applied()));
+        body.insert("versions".into(), Value::Array(list));
+        Ok(Answer::ok(body))
+    }
+    .await;
+    finish(&gw, &ctx, event, result).await
 }
 
 fn cluster_unavailable(e: &crate::cluster::ClusterError) -> ApiError {

@@ -29,6 +29,7 @@ use crate::audit::export::{
 };
 use crate::audit::query::{self as q, EventFilter, FlagRules, event_json};
 use crate::audit::{EventBody, EventKind, Outcome};
+use crate::cluster::audit::Position;
 use crate::domain::ResidentId;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
@@ -107,6 +108,11 @@ pub(crate) struct SearchParams {
     from: Option<String>,
     /// Up to this time (a day includes its last millisecond).
     to: Option<String>,
+    /// The node whose chain holds the event (cluster mode).
+    node: Option<String>,
+    /// `cluster` (default in cluster mode: every node, from PostgreSQL) or
+    /// `node` (this node's own log only, as on a single node).
+    scope: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
     /// Events per page, 1 to 1000 (default 100).
@@ -143,12 +149,68 @@ fn filter_from(gw: &Gateway, p: &SearchParams) -> Result<EventFilter, ApiError> 
             .as_deref()
             .map(|s| parse_time("to", s, offset, true))
             .transpose()?,
+        node: p.node.clone(),
     })
+}
+
+/// Whether a read covers the cluster (from PostgreSQL) or this node's log.
+fn cluster_scope<'g>(
+    gw: &'g Gateway,
+    scope: Option<&str>,
+) -> Result<Option<&'g crate::cluster::Cluster>, ApiError> {
+    match scope {
+        None | Some("cluster") => Ok(gw.cluster.as_deref()),
+        Some("node") => Ok(None),
+        Some(_) => Err(bad_param("scope", "expected cluster or node")),
+    }
+}
+
+/// PostgreSQL cannot serve a cluster-wide read now.
+fn central_unavailable(e: &crate::cluster::ClusterError, what: &str) -> ApiError {
+    tracing::error!(error = %e, "the central audit copy cannot be read");
+    let mut err = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "cluster-unavailable",
+        "The cluster's audit copy cannot be read",
+        format!(
+            "{what} covers every node, from PostgreSQL, which cannot be read now; try again later"
+        ),
+    );
+    err.retry_after = Some(5);
+    err
 }
 
 /// An opaque cursor: the sequence number the next page starts below.
 fn encode_cursor(before: u64) -> String {
     URL_SAFE_NO_PAD.encode(format!("v1:{before}"))
+}
+
+/// An opaque cursor of a cluster-wide search: the last event of the page.
+fn encode_position(p: &Position) -> String {
+    URL_SAFE_NO_PAD.encode(format!("c1:{}:{}:{}", p.time_ms, p.seq, p.node))
+}
+
+fn decode_position(s: &str) -> Result<Position, ApiError> {
+    let text = URL_SAFE_NO_PAD
+        .decode(s)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok());
+    text.as_deref()
+        .and_then(|t| t.strip_prefix("c1:"))
+        .and_then(|t| {
+            let mut parts = t.splitn(3, ':');
+            Some(Position {
+                time_ms: parts.next()?.parse().ok()?,
+                seq: parts.next()?.parse().ok()?,
+                node: parts.next()?.to_owned(),
+            })
+        })
+        .ok_or_else(|| {
+            bad_param(
+                "cursor",
+                "not a cursor this gateway returned for a cluster-wide search",
+            )
+        })
 }
 
 fn decode_cursor(s: &str) -> Result<u64, ApiError> {
@@ -221,25 +283,42 @@ async fn run_search(
     if limit == 0 || limit > MAX_LIMIT {
         return Err(bad_param("limit", "must be between 1 and 1000"));
     }
-    let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
-    let store = gw.audit_store.clone();
-    let f = filter.clone();
-    let page = blocking(move || q::search(&store, &f, before, limit)).await?;
+    let (events, next_cursor) = match cluster_scope(gw, p.scope.as_deref())? {
+        Some(cluster) => {
+            let after = p.cursor.as_deref().map(decode_position).transpose()?;
+            let page = cluster
+                .search(&gw.audit_store, &filter, after, limit)
+                .await
+                .map_err(|e| central_unavailable(&e, "a search"))?;
+            (page.events, page.next.as_ref().map(encode_position))
+        }
+        None if filter
+            .node
+            .as_ref()
+            .is_some_and(|n| *n != gw.config.node_id) =>
+        {
+            (Vec::new(), None)
+        }
+        None => {
+            let before = p.cursor.as_deref().map(decode_cursor).transpose()?;
+            let store = gw.audit_store.clone();
+            let f = filter.clone();
+            let page = blocking(move || q::search(&store, &f, before, limit)).await?;
+            (page.events, page.next_before.map(encode_cursor))
+        }
+    };
     let offset = gw.utc_offset;
     let mut body = Map::new();
     body.insert(
         "events".into(),
         Value::Array(
-            page.events
+            events
                 .iter()
                 .map(|(e, h)| event_json(e, h, offset))
                 .collect(),
         ),
     );
-    body.insert(
-        "next_cursor".into(),
-        json!(page.next_before.map(encode_cursor)),
-    );
+    body.insert("next_cursor".into(), json!(next_cursor));
     Ok(Answer::ok(body))
 }
 
@@ -249,7 +328,7 @@ async fn run_search(
     path = "/v1/audit/events/{seq}",
     tag = "audit",
     operation_id = "audit_event",
-    params(("seq" = u64, Path, description = "Sequence number")),
+    params(("seq" = u64, Path, description = "Sequence number"), EventParams),
     responses(
         (status = 200, description = "The event", body = doc::AuditEvent),
         (status = 404, description = "No such event", body = doc::Problem, content_type = "application/problem+json"),
@@ -259,6 +338,7 @@ async fn one_event(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
+    params: Result<Query<EventParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::AuditReview, "audit.event");
@@ -273,15 +353,27 @@ async fn one_event(
                 "the sequence number must be a positive integer",
             )
         })?;
-        event.detail = Some(format!("seq={seq}"));
-        let store = gw.audit_store.clone();
-        let found = blocking(move || store.get_with_hash(seq)).await?;
+        let Query(p) = params.map_err(|e| bad_query(&e))?;
+        let node = p.node.unwrap_or_else(|| gw.config.node_id.clone());
+        event.detail = Some(format!("node={node}&seq={seq}"));
+        let found = if node == gw.config.node_id {
+            let store = gw.audit_store.clone();
+            blocking(move || store.get_with_hash(seq)).await?
+        } else if let Some(cluster) = &gw.cluster {
+            cluster
+                .store
+                .event(&node, seq)
+                .await
+                .map_err(|e| central_unavailable(&e, "an event of another node"))?
+        } else {
+            None
+        };
         let (e, h) = found.ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "event-not-found",
                 "No such audit event",
-                format!("no audit event has sequence number {seq}"),
+                format!("node {node} has no audit event with sequence number {seq}"),
             )
         })?;
         let Value::Object(body) = event_json(&e, &h, gw.utc_offset) else {
@@ -291,6 +383,16 @@ async fn one_event(
     }
     .await;
     finish(&gw, &ctx, event, result).await
+}
+
+/// Query of one event.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventParams {
+    /// The node whose chain holds it (default: this node; another node's
+    /// event is read from PostgreSQL in cluster mode).
+    node: Option<String>,
 }
 
 /// Query of the disclosure report.
@@ -403,17 +505,11 @@ async fn cluster_disclosures(
     pseudonym: &[u8; 16],
     local: Vec<q::Disclosure>,
 ) -> Result<Vec<q::Disclosure>, ApiError> {
-    let central = cluster.store.resident_events(pseudonym).await.map_err(|e| {
-        tracing::error!(error = %e, "the central audit copy cannot be read");
-        let mut err = ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "cluster-unavailable",
-            "The cluster's audit copy cannot be read",
-            "a disclosure report covers every node, from PostgreSQL, which cannot be read now; try again later",
-        );
-        err.retry_after = Some(5);
-        err
-    })?;
+    let central = cluster
+        .store
+        .resident_events(pseudonym)
+        .await
+        .map_err(|e| central_unavailable(&e, "a disclosure report"))?;
     let mut seen = std::collections::BTreeSet::new();
     let mut list: Vec<q::Disclosure> = central
         .iter()
@@ -493,6 +589,11 @@ pub(crate) struct ExportParams {
     to: Option<String>,
     /// `ndjson` (default) or `csv`.
     format: Option<String>,
+    /// Only this node's chain (cluster mode; default: every node's).
+    node: Option<String>,
+    /// `cluster` (default in cluster mode: the central copy in PostgreSQL)
+    /// or `node` (this node's own log).
+    scope: Option<String>,
 }
 
 /// Export events with the signed checkpoints that cover them, streamed.
@@ -546,16 +647,41 @@ async fn run_export(
         p.to.as_deref()
             .map(|s| parse_time("to", s, offset, true))
             .transpose()?;
+    let scope = cluster_scope(gw, p.scope.as_deref())?;
     event.detail = Some(format!(
-        "from={}&to={}&format={}",
+        "from={}&to={}&format={}&scope={}{}",
         p.from.as_deref().unwrap_or(""),
         p.to.as_deref().unwrap_or(""),
         if format == ExportFormat::Csv {
             "csv"
         } else {
             "ndjson"
-        }
+        },
+        if scope.is_some() { "cluster" } else { "node" },
+        p.node
+            .as_deref()
+            .map(|n| format!("&node={n}"))
+            .unwrap_or_default(),
     ));
+    if let Some(cluster) = scope {
+        let sections = cluster
+            .store
+            .export_sections(p.node.as_deref(), from, to)
+            .await
+            .map_err(|e| central_unavailable(&e, "an export of the cluster"))?;
+        return Ok(central_export(gw, sections, format, p.node.as_deref()));
+    }
+    if let Some(n) = p.node.as_deref()
+        && n != gw.config.node_id
+    {
+        return Err(bad_param(
+            "node",
+            &format!(
+                "this node is {}; another node's log is exported from PostgreSQL in cluster mode",
+                gw.config.node_id
+            ),
+        ));
+    }
     // Every exported event must be covered by a signed checkpoint.
     let covered = gw
         .audit
@@ -662,6 +788,97 @@ async fn run_export(
     })
 }
 
+/// An export of the central copy: one section per node (NDJSON: a header
+/// line, the checkpoints, the events; CSV: one header row, then the rows of
+/// each node), streamed from PostgreSQL a thousand events at a time.
+fn central_export(
+    gw: &Arc<Gateway>,
+    sections: Vec<crate::cluster::audit::ExportSection>,
+    format: ExportFormat,
+    node: Option<&str>,
+) -> Answer {
+    let offset = gw.utc_offset;
+    let mut parts = Vec::with_capacity(sections.len());
+    for (i, sec) in sections.into_iter().enumerate() {
+        let mut prelude = String::new();
+        match format {
+            ExportFormat::Ndjson => {
+                let key_id = sec
+                    .checkpoints
+                    .last()
+                    .map(|c| c.checkpoint.key_id.clone())
+                    .unwrap_or_default();
+                let suites = export_suites(Some(&sec.first), &sec.checkpoints);
+                prelude.push_str(&header_line(
+                    &sec.node, sec.anchor, offset, &key_id, &suites,
+                ));
+            }
+            ExportFormat::Csv if i == 0 => prelude.push_str(&csv_header()),
+            ExportFormat::Csv => {}
+        }
+        for cp in &sec.checkpoints {
+            prelude.push_str(&checkpoint_record(cp, offset, format));
+        }
+        parts.push((prelude, sec.node, sec.lo, sec.hi));
+    }
+    let head = if parts.is_empty() && format == ExportFormat::Csv {
+        csv_header()
+    } else {
+        String::new()
+    };
+    let gw = gw.clone();
+    // (section, next event to send, or None before the section's prelude)
+    let chunks = futures_util::stream::unfold((0usize, None::<u64>), move |(i, next)| {
+        let gw = gw.clone();
+        let part = parts.get(i).cloned();
+        async move {
+            let (prelude, node, lo, hi) = part?;
+            let Some(next) = next else {
+                return Some((Ok(Bytes::from(prelude)), (i, Some(lo))));
+            };
+            if next > hi {
+                return Some((Ok(Bytes::new()), (i + 1, None)));
+            }
+            let end = (next + 999).min(hi);
+            let rows = match &gw.cluster {
+                Some(c) => c.store.events_range(&node, next, end).await,
+                None => Ok(Vec::new()),
+            };
+            let text = rows
+                .map(|rows| {
+                    rows.iter()
+                        .map(|(e, h)| event_record(e, h, offset, format))
+                        .collect::<String>()
+                })
+                .map(Bytes::from)
+                .map_err(|e| std::io::Error::other(e.to_string()));
+            Some((text, (i, Some(end + 1))))
+        }
+    });
+    let head =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(head)) });
+    let (content_type, ext) = match format {
+        ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
+        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
+    };
+    Answer::Raw {
+        content_type,
+        filename: Some(format!(
+            "tongban-audit-{}.{ext}",
+            node.map_or_else(
+                || "cluster".to_owned(),
+                |n| format!(
+                    "cluster-{}",
+                    n.chars()
+                        .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+                        .collect::<String>()
+                )
+            )
+        )),
+        body: axum::body::Body::from_stream(futures_util::StreamExt::chain(head, chunks)),
+    }
+}
+
 /// Query of the statistics.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -671,6 +888,8 @@ pub(crate) struct StatsParams {
     from: Option<String>,
     /// Up to this time (default: now).
     to: Option<String>,
+    /// `cluster` (default in cluster mode: every node) or `node` (this node's log).
+    scope: Option<String>,
 }
 
 /// Counts per day and anomaly flags, each linking to its events.
@@ -708,10 +927,27 @@ async fn stats(
         if from > to {
             return Err(bad_param("from", "is after to"));
         }
-        event.detail = Some(format!("from={from}&to={to}"));
-        let store = gw.audit_store.clone();
-        let stats =
-            blocking(move || q::stats(&store, from, to, offset, &FlagRules::default())).await?;
+        let scope = cluster_scope(&gw, p.scope.as_deref())?;
+        event.detail = Some(format!(
+            "from={from}&to={to}&scope={}",
+            if scope.is_some() { "cluster" } else { "node" }
+        ));
+        let stats = match scope {
+            Some(cluster) => {
+                let rules = FlagRules::default();
+                let mut builder = q::StatsBuilder::new(from, offset, &rules);
+                let window = builder.window(to);
+                cluster
+                    .scan(&gw.audit_store, &window, |e| builder.add(e))
+                    .await
+                    .map_err(|e| central_unavailable(&e, "the statistics"))?;
+                builder.finish()
+            }
+            None => {
+                let store = gw.audit_store.clone();
+                blocking(move || q::stats(&store, from, to, offset, &FlagRules::default())).await?
+            }
+        };
         let mut body = Map::new();
         body.insert("from".into(), json!(q::format_time(from, offset)));
         body.insert("to".into(), json!(q::format_time(to, offset)));

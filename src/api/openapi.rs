@@ -656,6 +656,8 @@ pub struct DayStats {
     pub by_decision: BTreeMap<String, u64>,
     /// By purpose (`-` for none).
     pub by_purpose: BTreeMap<String, u64>,
+    /// By node whose chain holds the events.
+    pub by_node: BTreeMap<String, u64>,
 }
 
 /// `GET /v1/audit/stats`.
@@ -1030,6 +1032,38 @@ pub struct ClusterState {
     pub head_version: Option<i64>,
     /// Every node that registered, by id (empty on a single node).
     pub nodes: Vec<ClusterNode>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// One version of the cluster's policy set.
+#[derive(Debug, ToSchema)]
+pub struct ClusterVersion {
+    /// The version.
+    pub version: i64,
+    /// When it was committed (PostgreSQL's clock).
+    pub committed_at: String,
+    /// The node it was committed through (`cli` for `tongban policy push`).
+    pub node_id: String,
+    /// Who committed it.
+    pub author: String,
+    /// What kind of change (`put`, `delete`, `revert`, `push`, …).
+    pub action: String,
+    /// What it changed, in a line.
+    pub summary: String,
+    /// The hash of its files.
+    pub content_hash: String,
+    /// The policy files it changed, added or removed against the version before.
+    pub changed_files: Vec<String>,
+}
+
+/// `GET /v1/admin/cluster/versions`.
+#[derive(Debug, ToSchema)]
+pub struct ClusterVersions {
+    /// The version this node enforces.
+    pub policy_version: i64,
+    /// Newest first.
+    pub versions: Vec<ClusterVersion>,
     /// This request's audit event.
     pub audit: AuditRef,
 }

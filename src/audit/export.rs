@@ -262,11 +262,13 @@ impl ExportReport {
 }
 
 /// Verifies an export (NDJSON or CSV, detected) with the checkpoint public
-/// keys (Ed25519 and/or SM2).
+/// keys (Ed25519 and/or SM2). An export of a cluster holds one chain per
+/// node (NDJSON: a section from each header line on; CSV: the rows of each
+/// node), each verified on its own: one report per chain, in file order.
 pub fn verify_export(
     reader: impl BufRead,
     public_key: &Keyring,
-) -> Result<ExportReport, std::io::Error> {
+) -> Result<Vec<ExportReport>, std::io::Error> {
     let mut lines = reader.lines().peekable();
     let first = match lines.peek() {
         Some(Ok(l)) => l.clone(),
@@ -278,12 +280,23 @@ pub fn verify_export(
         }
         None => String::new(),
     };
-    if first.trim_start().starts_with('{') {
-        verify_ndjson(lines, public_key)
+    let mut reports = if first.trim_start().starts_with('{') {
+        verify_ndjson(lines, public_key)?
     } else {
         let text: String = lines.collect::<Result<Vec<_>, _>>()?.join("\n");
-        Ok(verify_csv(&text, public_key))
+        verify_csv(&text, public_key)
+    };
+    // One chain per node: a node twice could hide the events between.
+    let mut seen = std::collections::HashSet::new();
+    for r in &mut reports {
+        if let Some(node) = &r.node
+            && !seen.insert(node.clone())
+        {
+            r.problems
+                .push(format!("node {node} has more than one section"));
+        }
     }
+    Ok(reports)
 }
 
 /// The readable form of an event next to its canonical bytes.
@@ -311,7 +324,20 @@ struct Walk<'k> {
     problems: Vec<String>,
 }
 
-impl Walk<'_> {
+impl<'k> Walk<'k> {
+    fn new(key: &'k Keyring) -> Self {
+        Walk {
+            verifier: None,
+            checkpoints: Vec::new(),
+            next_cp: 0,
+            key,
+            header_suites: None,
+            offset: UtcOffset::UTC,
+            broken: None,
+            problems: Vec::new(),
+        }
+    }
+
     fn event(&mut self, seq: u64, canonical: &str, hash: &str, shown: Shown<'_>) {
         if self.broken.is_some() {
             return;
@@ -415,6 +441,17 @@ impl Walk<'_> {
         let head = verifier.head();
         let last_cp = verifier.report(None).last_checkpoint.unwrap_or(0);
         let mut broken = self.broken;
+        if broken.is_none()
+            && let Some(cp) = self.checkpoints.iter().find(|c| c.checkpoint.seq > head)
+        {
+            broken = Some(super::chain::BrokenLink {
+                seq: head + 1,
+                problem: format!(
+                    "a signed checkpoint covers event {} but the export ends at {head} (events removed from the end)",
+                    cp.checkpoint.seq
+                ),
+            });
+        }
         if broken.is_none() {
             for cp in &self.checkpoints {
                 if let Err(problem) = cp.check(self.key) {
@@ -453,18 +490,11 @@ impl Walk<'_> {
 fn verify_ndjson(
     lines: impl Iterator<Item = std::io::Result<String>>,
     key: &Keyring,
-) -> Result<ExportReport, std::io::Error> {
-    let mut walk = Walk {
-        verifier: None,
-        checkpoints: Vec::new(),
-        next_cp: 0,
-        key,
-        header_suites: None,
-        offset: UtcOffset::UTC,
-        broken: None,
-        problems: Vec::new(),
-    };
+) -> Result<Vec<ExportReport>, std::io::Error> {
+    let mut reports = Vec::new();
+    let mut walk = Walk::new(key);
     let mut node = None;
+    let mut started = false;
     for (i, line) in lines.enumerate() {
         let line = line?;
         if line.trim().is_empty() {
@@ -476,11 +506,11 @@ fn verify_ndjson(
         };
         match v["type"].as_str() {
             Some("header") => {
-                if i != 0 {
-                    walk.problems
-                        .push(format!("line {}: a header must come first", i + 1));
-                    continue;
+                if started {
+                    // The next node's chain.
+                    reports.push(std::mem::replace(&mut walk, Walk::new(key)).finish(node.take()));
                 }
+                started = true;
                 node = v["node"].as_str().map(str::to_owned);
                 if v["suite"].as_str().and_then(Suite::parse).is_none() {
                     walk.problems.push(format!(
@@ -515,10 +545,22 @@ fn verify_ndjson(
                     .unwrap_or([0; 32]);
                 walk.verifier = Some(ChainVerifier::from_anchor(seq, hash));
             }
-            Some("checkpoint") => walk.checkpoint(v["encoded"].as_str().unwrap_or("")),
+            Some("checkpoint") => {
+                started = true;
+                walk.checkpoint(v["encoded"].as_str().unwrap_or(""));
+            }
             Some("event") => {
+                started = true;
                 if walk.verifier.is_none() {
                     walk.problems.push("events come before any header".into());
+                }
+                if let (Some(n), Some(shown)) = (&node, v["node"].as_str())
+                    && n != shown
+                {
+                    walk.problems.push(format!(
+                        "line {}: an event of node {shown} in the section of node {n}",
+                        i + 1
+                    ));
                 }
                 let seq = v["seq"].as_u64().unwrap_or(0);
                 walk.checkpoints.sort_by_key(|c| c.checkpoint.seq);
@@ -534,50 +576,62 @@ fn verify_ndjson(
                 .push(format!("line {}: unknown record type", i + 1)),
         }
     }
-    Ok(walk.finish(node))
+    reports.push(walk.finish(node));
+    Ok(reports)
 }
 
-fn verify_csv(text: &str, key: &Keyring) -> ExportReport {
-    let mut walk = Walk {
-        verifier: None,
-        checkpoints: Vec::new(),
-        next_cp: 0,
-        key,
-        header_suites: None,
-        offset: UtcOffset::UTC,
-        broken: None,
-        problems: Vec::new(),
-    };
+fn verify_csv(text: &str, key: &Keyring) -> Vec<ExportReport> {
+    // Rows per node, in the order the nodes first appear.
+    let mut order: Vec<String> = Vec::new();
+    let mut rows: std::collections::HashMap<String, Vec<csv::StringRecord>> =
+        std::collections::HashMap::new();
+    let mut problems = Vec::new();
     let mut reader = csv::ReaderBuilder::new().from_reader(text.as_bytes());
-    let mut events = Vec::new();
-    let mut node = None;
     for (i, row) in reader.records().enumerate() {
         let Ok(row) = row else {
-            walk.problems.push(format!("row {}: not CSV", i + 2));
+            problems.push(format!("row {}: not CSV", i + 2));
             continue;
         };
         match row.get(0) {
-            Some("checkpoint") => walk.checkpoint(row.get(26).unwrap_or("")),
-            Some("event") => {
-                node = node.or_else(|| row.get(3).map(str::to_owned));
+            Some("checkpoint" | "event") => {
+                let node = row.get(3).unwrap_or_default().to_owned();
+                if !rows.contains_key(&node) {
+                    order.push(node.clone());
+                }
+                rows.entry(node).or_default().push(row);
+            }
+            _ => problems.push(format!("row {}: unknown record type", i + 2)),
+        }
+    }
+    if order.is_empty() {
+        order.push(String::new());
+    }
+    let mut reports = Vec::new();
+    for node in order {
+        let mut walk = Walk::new(key);
+        walk.problems = std::mem::take(&mut problems);
+        let mut events = Vec::new();
+        for row in rows.remove(&node).unwrap_or_default() {
+            if row.get(0) == Some("checkpoint") {
+                walk.checkpoint(row.get(26).unwrap_or(""));
+            } else {
                 let seq = row.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
                 events.push((seq, row));
             }
-            _ => walk
-                .problems
-                .push(format!("row {}: unknown record type", i + 2)),
         }
+        walk.checkpoints.sort_by_key(|c| c.checkpoint.seq);
+        for (seq, row) in &events {
+            walk.event(
+                *seq,
+                row.get(26).unwrap_or(""),
+                row.get(25).unwrap_or(""),
+                Shown::Csv(row),
+            );
+        }
+        let named = (!node.is_empty() && !events.is_empty()).then_some(node);
+        reports.push(walk.finish(named));
     }
-    walk.checkpoints.sort_by_key(|c| c.checkpoint.seq);
-    for (seq, row) in &events {
-        walk.event(
-            *seq,
-            row.get(26).unwrap_or(""),
-            row.get(25).unwrap_or(""),
-            Shown::Csv(row),
-        );
-    }
-    walk.finish(node)
+    reports
 }
 
 fn unhex32(s: &str) -> Option<Hash> {

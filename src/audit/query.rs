@@ -35,6 +35,8 @@ pub struct EventFilter {
     pub from_ms: Option<i64>,
     /// Latest time, ms (inclusive).
     pub to_ms: Option<i64>,
+    /// The node whose chain holds the event (cluster mode).
+    pub node: Option<String>,
 }
 
 impl EventFilter {
@@ -50,6 +52,7 @@ impl EventFilter {
             && self.decision.is_none_or(|d| b.outcome == d)
             && self.from_ms.is_none_or(|f| b.time_ms >= f)
             && self.to_ms.is_none_or(|t| b.time_ms <= t)
+            && self.node.as_ref().is_none_or(|n| *n == e.node)
     }
 
     /// A description for the audit event of the search itself (no resident ID).
@@ -63,6 +66,7 @@ impl EventFilter {
             ("subject", &self.subject),
             ("dataset", &self.dataset),
             ("purpose", &self.purpose),
+            ("node", &self.node),
         ] {
             if let Some(v) = v {
                 parts.push(format!("{k}={v}"));
@@ -370,6 +374,8 @@ pub struct DayStats {
     pub by_purpose: BTreeMap<String, u64>,
     /// By decision.
     pub by_decision: BTreeMap<String, u64>,
+    /// By node whose chain holds the events (one on a single node).
+    pub by_node: BTreeMap<String, u64>,
 }
 
 /// An unusual pattern.
@@ -385,8 +391,11 @@ pub struct Flag {
     pub day: String,
     /// What was seen.
     pub detail: String,
-    /// The events behind it (at most 100).
+    /// The sequence numbers of the events behind it (at most 100), in the
+    /// chains `refs` names.
     pub events: Vec<u64>,
+    /// The events behind it: node and sequence number (at most 100).
+    pub refs: Vec<EventRef>,
 }
 
 /// Thresholds for the anomaly flags.
@@ -419,7 +428,7 @@ impl Default for FlagRules {
     }
 }
 
-/// Statistics over `[from_ms, to_ms]`.
+/// Statistics over `[from_ms, to_ms]` of one node's log.
 pub fn stats(
     store: &AuditStore,
     from_ms: i64,
@@ -427,164 +436,231 @@ pub fn stats(
     offset: UtcOffset,
     rules: &FlagRules,
 ) -> Result<Stats, AuditError> {
-    let history_from = from_ms - rules.history_days * 86_400_000;
-    let filter = EventFilter {
-        from_ms: Some(history_from),
-        to_ms: Some(to_ms),
-        ..EventFilter::default()
-    };
-    let mut days: BTreeMap<String, DayStats> = BTreeMap::new();
-    // (subject key, day) → seqs of allowed disclosures
-    let mut lookups: HashMap<(String, String), Vec<u64>> = HashMap::new();
-    let mut history: HashMap<String, BTreeMap<String, u64>> = HashMap::new();
-    let mut denials: HashMap<String, Vec<(i64, u64)>> = HashMap::new();
-    let mut off_hours: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    let mut builder = StatsBuilder::new(from_ms, offset, rules);
+    let filter = builder.window(to_ms);
     let mut before = None;
     loop {
         let page = search(store, &filter, before, 4096)?;
         for (e, _) in &page.events {
-            let b = &e.body;
-            let local =
-                OffsetDateTime::from_unix_timestamp_nanos(i128::from(b.time_ms) * 1_000_000)
-                    .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-                    .to_offset(offset);
-            let day = local.date().to_string();
-            let who = format!(
-                "{}/{}",
-                b.dept.as_deref().unwrap_or("-"),
-                b.subject.as_deref().unwrap_or("-")
-            );
-            let disclosed =
-                b.kind == EventKind::Query && b.outcome == Outcome::Allow && !b.fields.is_empty();
-            if b.time_ms < from_ms {
-                if disclosed {
-                    *history.entry(who).or_default().entry(day).or_default() += 1;
-                }
-                continue;
-            }
-            let d = days.entry(day.clone()).or_default();
-            d.total += 1;
-            let bump = |m: &mut BTreeMap<String, u64>, k: &Option<String>| {
-                *m.entry(k.clone().unwrap_or_else(|| "-".into()))
-                    .or_default() += 1;
-            };
-            bump(&mut d.by_consumer, &b.dept);
-            bump(&mut d.by_dataset, &b.dataset);
-            bump(&mut d.by_purpose, &b.purpose);
-            *d.by_decision
-                .entry(b.outcome.as_str().to_owned())
-                .or_default() += 1;
-            if disclosed {
-                lookups
-                    .entry((who.clone(), day.clone()))
-                    .or_default()
-                    .push(e.seq);
-                let hour = local.hour();
-                let weekend = matches!(local.weekday(), Weekday::Saturday | Weekday::Sunday);
-                if weekend || hour < rules.working_hours.0 || hour >= rules.working_hours.1 {
-                    off_hours
-                        .entry((who.clone(), day.clone()))
-                        .or_default()
-                        .push(e.seq);
-                }
-            }
-            if b.outcome == Outcome::Deny {
-                let caller = if b.dept.is_some() {
-                    who.clone()
-                } else {
-                    format!(
-                        "unauthenticated/{}",
-                        b.source.split(':').next().unwrap_or("")
-                    )
-                };
-                denials.entry(caller).or_default().push((b.time_ms, e.seq));
-            }
+            builder.add(e);
         }
         match page.next_before {
             Some(b) => before = Some(b),
             None => break,
         }
     }
+    Ok(builder.finish())
+}
 
-    let split = |who: &str| {
-        let (d, s) = who.split_once('/').unwrap_or((who, "-"));
-        let opt = |v: &str| (v != "-").then(|| v.to_owned());
-        (opt(d), opt(s))
-    };
-    let mut flags = Vec::new();
-    let mut spikes: Vec<_> = lookups.iter().collect();
-    spikes.sort();
-    for ((who, day), seqs) in spikes {
-        let count = seqs.len() as u64;
-        let mut past: Vec<u64> = history
-            .get(who)
-            .map(|h| h.values().copied().collect())
-            .unwrap_or_default();
-        past.sort_unstable();
-        let median = past.get(past.len() / 2).copied().unwrap_or(0);
-        let bar = (median * rules.spike_factor).max(rules.spike_min);
-        if count > bar {
+/// One event of one node's chain.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct EventRef {
+    /// The node.
+    pub node: String,
+    /// Its sequence number there.
+    pub seq: u64,
+}
+
+impl EventRef {
+    fn of(e: &Event) -> Self {
+        Self {
+            node: e.node.clone(),
+            seq: e.seq,
+        }
+    }
+}
+
+/// Statistics gathered one event at a time, in any order (one node's log,
+/// or the cluster's central copy).
+#[derive(Debug)]
+pub struct StatsBuilder<'r> {
+    from_ms: i64,
+    offset: UtcOffset,
+    rules: &'r FlagRules,
+    days: BTreeMap<String, DayStats>,
+    /// (subject key, day) → allowed disclosures
+    lookups: HashMap<(String, String), Vec<EventRef>>,
+    history: HashMap<String, BTreeMap<String, u64>>,
+    denials: HashMap<String, Vec<(i64, EventRef)>>,
+    off_hours: BTreeMap<(String, String), Vec<EventRef>>,
+}
+
+impl<'r> StatsBuilder<'r> {
+    /// Statistics from `from_ms` on; events before it (within the history
+    /// window) only set the baseline of the volume flags.
+    pub fn new(from_ms: i64, offset: UtcOffset, rules: &'r FlagRules) -> Self {
+        Self {
+            from_ms,
+            offset,
+            rules,
+            days: BTreeMap::new(),
+            lookups: HashMap::new(),
+            history: HashMap::new(),
+            denials: HashMap::new(),
+            off_hours: BTreeMap::new(),
+        }
+    }
+
+    /// The events to feed: the history window and `[from_ms, to_ms]`.
+    pub fn window(&self, to_ms: i64) -> EventFilter {
+        EventFilter {
+            from_ms: Some(self.from_ms - self.rules.history_days * 86_400_000),
+            to_ms: Some(to_ms),
+            ..EventFilter::default()
+        }
+    }
+
+    /// Counts one event.
+    pub fn add(&mut self, e: &Event) {
+        let b = &e.body;
+        let rules = self.rules;
+        let local = OffsetDateTime::from_unix_timestamp_nanos(i128::from(b.time_ms) * 1_000_000)
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+            .to_offset(self.offset);
+        let day = local.date().to_string();
+        let who = format!(
+            "{}/{}",
+            b.dept.as_deref().unwrap_or("-"),
+            b.subject.as_deref().unwrap_or("-")
+        );
+        let disclosed =
+            b.kind == EventKind::Query && b.outcome == Outcome::Allow && !b.fields.is_empty();
+        if b.time_ms < self.from_ms {
+            if disclosed {
+                *self.history.entry(who).or_default().entry(day).or_default() += 1;
+            }
+            return;
+        }
+        let d = self.days.entry(day.clone()).or_default();
+        d.total += 1;
+        let bump = |m: &mut BTreeMap<String, u64>, k: Option<&str>| {
+            *m.entry(k.unwrap_or("-").to_owned()).or_default() += 1;
+        };
+        bump(&mut d.by_consumer, b.dept.as_deref());
+        bump(&mut d.by_dataset, b.dataset.as_deref());
+        bump(&mut d.by_purpose, b.purpose.as_deref());
+        bump(&mut d.by_decision, Some(b.outcome.as_str()));
+        bump(&mut d.by_node, Some(&e.node));
+        if disclosed {
+            self.lookups
+                .entry((who.clone(), day.clone()))
+                .or_default()
+                .push(EventRef::of(e));
+            let hour = local.hour();
+            let weekend = matches!(local.weekday(), Weekday::Saturday | Weekday::Sunday);
+            if weekend || hour < rules.working_hours.0 || hour >= rules.working_hours.1 {
+                self.off_hours
+                    .entry((who.clone(), day))
+                    .or_default()
+                    .push(EventRef::of(e));
+            }
+        }
+        if b.outcome == Outcome::Deny {
+            let caller = if b.dept.is_some() {
+                who
+            } else {
+                format!(
+                    "unauthenticated/{}",
+                    b.source.split(':').next().unwrap_or("")
+                )
+            };
+            self.denials
+                .entry(caller)
+                .or_default()
+                .push((b.time_ms, EventRef::of(e)));
+        }
+    }
+
+    /// The counts and the flags raised.
+    pub fn finish(self) -> Stats {
+        let Self {
+            offset,
+            rules,
+            days,
+            lookups,
+            history,
+            denials,
+            off_hours,
+            ..
+        } = self;
+        let split = |who: &str| {
+            let (d, s) = who.split_once('/').unwrap_or((who, "-"));
+            let opt = |v: &str| (v != "-").then(|| v.to_owned());
+            (opt(d), opt(s))
+        };
+        let flag = |kind, who: &str, day: String, detail: String, mut refs: Vec<EventRef>| {
             let (consumer, subject) = split(who);
-            flags.push(Flag {
-                kind: "volume_spike",
+            refs.truncate(100);
+            Flag {
+                kind,
                 consumer,
                 subject,
-                day: day.clone(),
-                detail: format!("{count} disclosures in a day; daily median over the previous {} days: {median}", rules.history_days),
-                events: seqs.iter().take(100).copied().collect(),
-            });
-        }
-    }
-    for (caller, mut list) in denials {
-        list.sort_unstable();
-        let window = rules.burst_window_secs * 1000;
-        let mut start = 0;
-        for end in 0..list.len() {
-            while list[end].0 - list[start].0 > window {
-                start += 1;
+                day,
+                detail,
+                events: refs.iter().map(|r| r.seq).collect(),
+                refs,
             }
-            if end + 1 - start >= rules.burst_denials {
-                let (consumer, subject) = split(&caller);
-                let day = format_time(list[start].0, offset)
-                    .get(..10)
-                    .unwrap_or_default()
-                    .to_owned();
-                let mut events: Vec<u64> = list[start..]
-                    .iter()
-                    .take_while(|(t, _)| *t - list[start].0 <= window)
-                    .map(|(_, s)| *s)
-                    .collect();
-                events.truncate(100);
-                flags.push(Flag {
-                    kind: "denial_burst",
-                    consumer,
-                    subject,
-                    day,
-                    detail: format!(
+        };
+        let mut flags = Vec::new();
+        let mut spikes: Vec<_> = lookups.into_iter().collect();
+        spikes.sort();
+        for ((who, day), mut refs) in spikes {
+            let count = refs.len() as u64;
+            let mut past: Vec<u64> = history
+                .get(&who)
+                .map(|h| h.values().copied().collect())
+                .unwrap_or_default();
+            past.sort_unstable();
+            let median = past.get(past.len() / 2).copied().unwrap_or(0);
+            let bar = (median * rules.spike_factor).max(rules.spike_min);
+            if count > bar {
+                refs.sort();
+                let detail = format!(
+                    "{count} disclosures in a day; daily median over the previous {} days: {median}",
+                    rules.history_days
+                );
+                flags.push(flag("volume_spike", &who, day, detail, refs));
+            }
+        }
+        let mut denials: Vec<_> = denials.into_iter().collect();
+        denials.sort();
+        for (caller, mut list) in denials {
+            list.sort_unstable();
+            let window = rules.burst_window_secs * 1000;
+            let mut start = 0;
+            for end in 0..list.len() {
+                while list[end].0 - list[start].0 > window {
+                    start += 1;
+                }
+                if end + 1 - start >= rules.burst_denials {
+                    let day = format_time(list[start].0, offset)
+                        .get(..10)
+                        .unwrap_or_default()
+                        .to_owned();
+                    let refs: Vec<EventRef> = list[start..]
+                        .iter()
+                        .take_while(|(t, _)| *t - list[start].0 <= window)
+                        .map(|(_, r)| r.clone())
+                        .collect();
+                    let detail = format!(
                         "{} or more denials within {} seconds",
                         rules.burst_denials, rules.burst_window_secs
-                    ),
-                    events,
-                });
-                break;
+                    );
+                    flags.push(flag("denial_burst", &caller, day, detail, refs));
+                    break;
+                }
             }
         }
-    }
-    for ((who, day), seqs) in off_hours {
-        let (consumer, subject) = split(&who);
-        flags.push(Flag {
-            kind: "off_hours",
-            consumer,
-            subject,
-            day,
-            detail: format!(
+        for ((who, day), mut refs) in off_hours {
+            refs.sort();
+            let detail = format!(
                 "{} disclosures outside working hours ({:02}:00–{:02}:00 on weekdays)",
-                seqs.len(),
+                refs.len(),
                 rules.working_hours.0,
                 rules.working_hours.1
-            ),
-            events: seqs.into_iter().take(100).collect(),
-        });
+            );
+            flags.push(flag("off_hours", &who, day, detail, refs));
+        }
+        Stats { days, flags }
     }
-    Ok(Stats { days, flags })
 }

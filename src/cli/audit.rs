@@ -212,35 +212,54 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
                 std::fs::File::open(&file)
                     .with_context(|| format!("cannot open {}", file.display()))?,
             );
-            let report = verify_export(reader, &key)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            if report.ok() {
-                eprintln!(
-                    "export intact: {} events ({}..={}), {} checkpoints verified; {}{}",
-                    report.chain.checked,
-                    report.chain.anchor_seq + 1,
-                    report.chain.head_seq,
-                    report.chain.checkpoints_checked,
-                    epochs_line(&report.chain.epochs),
-                    if report.uncovered_tail > 0 {
-                        format!(
-                            "; WARNING: the last {} events are not covered by a signed checkpoint",
-                            report.uncovered_tail
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
-                Ok(ExitCode::SUCCESS)
+            let reports = verify_export(reader, &key)?;
+            // One chain: its report, as always; a cluster's export: one per node.
+            if let [report] = reports.as_slice() {
+                println!("{}", serde_json::to_string_pretty(report)?);
             } else {
-                if let Some(b) = &report.chain.broken {
-                    eprintln!("export BROKEN at event {}: {}", b.seq, b.problem);
-                }
-                for p in &report.problems {
-                    eprintln!("export problem: {p}");
-                }
-                Ok(ExitCode::FAILURE)
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&serde_json::json!({ "sections": reports }))?
+                );
             }
+            let mut intact = true;
+            for report in &reports {
+                let node = match (&report.node, reports.len()) {
+                    (Some(n), 2..) => format!(" of node {n}"),
+                    _ => String::new(),
+                };
+                if report.ok() {
+                    eprintln!(
+                        "export{node} intact: {} events ({}..={}), {} checkpoints verified; {}{}",
+                        report.chain.checked,
+                        report.chain.anchor_seq + 1,
+                        report.chain.head_seq,
+                        report.chain.checkpoints_checked,
+                        epochs_line(&report.chain.epochs),
+                        if report.uncovered_tail > 0 {
+                            format!(
+                                "; WARNING: the last {} events are not covered by a signed checkpoint",
+                                report.uncovered_tail
+                            )
+                        } else {
+                            String::new()
+                        }
+                    );
+                } else {
+                    intact = false;
+                    if let Some(b) = &report.chain.broken {
+                        eprintln!("export{node} BROKEN at event {}: {}", b.seq, b.problem);
+                    }
+                    for p in &report.problems {
+                        eprintln!("export{node} problem: {p}");
+                    }
+                }
+            }
+            Ok(if intact {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         AuditCommand::Verify {
             target,
@@ -297,6 +316,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
                 },
                 from_ms: time_arg(filter.from.as_deref(), o.offset, false)?,
                 to_ms: time_arg(filter.to.as_deref(), o.offset, true)?,
+                node: None,
             };
             let page = q::search(&o.store, &f, None, limit)?;
             let mut out = std::io::stdout().lock();

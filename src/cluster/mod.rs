@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 pub use store::{
-    ChangeMeta, ChangeTx, ClusterError, Heartbeat, NodeRow, PolicyStore, StoredVersion,
+    ChangeMeta, ChangeTx, ClusterError, Heartbeat, NodeRow, PolicyStore, StoredVersion, VersionRow,
 };
 
 use crate::policy::PolicySources;

@@ -54,6 +54,27 @@ INSERT INTO tongban_schema (component, version) VALUES ('policy', 1), ('node', 1
     ON CONFLICT (component) DO NOTHING;
 ";
 
+/// One version of the policy set, as the cluster's history lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VersionRow {
+    /// The version.
+    pub version: i64,
+    /// The hash of its files (the ETag base).
+    pub content_hash: String,
+    /// When it was committed, ms since the epoch (PostgreSQL's clock).
+    pub committed_ms: i64,
+    /// The node it was committed through.
+    pub node_id: String,
+    /// Who committed it.
+    pub author: String,
+    /// What kind of change.
+    pub action: String,
+    /// What it changed, in a line.
+    pub summary: String,
+    /// The policy files it changed, added or removed.
+    pub changed_files: Vec<String>,
+}
+
 /// A node as it last reported itself.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct NodeRow {
@@ -326,6 +347,43 @@ impl PolicyStore {
     pub async fn get(&self, version: i64) -> Result<Option<StoredVersion>, ClusterError> {
         let client = self.pool.get().await?;
         fetch(&client, version).await
+    }
+
+    /// The policy versions, newest first (at most `limit`), each with the
+    /// files it changed against the version before it: the cluster's
+    /// history of changes, whichever node made them.
+    pub async fn versions(&self, limit: i64) -> Result<Vec<VersionRow>, ClusterError> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT v.version, v.content_hash,
+                        (extract(epoch FROM v.committed_at) * 1000)::bigint,
+                        v.node_id, v.author, v.action, v.summary,
+                        coalesce((SELECT array_agg(k ORDER BY k) FROM (
+                            SELECT e.key AS k FROM jsonb_each(v.files) e
+                             WHERE p.files IS NULL OR p.files -> e.key IS DISTINCT FROM e.value
+                            UNION
+                            SELECT e.key FROM jsonb_each(p.files) e WHERE NOT v.files ? e.key
+                        ) changed), '{}')
+                   FROM tongban_policy_version v
+                   LEFT JOIN tongban_policy_version p ON p.version = v.version - 1
+                  ORDER BY v.version DESC LIMIT $1",
+                &[&limit],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| VersionRow {
+                version: r.get(0),
+                content_hash: r.get(1),
+                committed_ms: r.get(2),
+                node_id: r.get(3),
+                author: r.get(4),
+                action: r.get(5),
+                summary: r.get(6),
+                changed_files: r.get(7),
+            })
+            .collect())
     }
 
     /// Records this node's heartbeat (and the policy version it enforces).

@@ -455,7 +455,44 @@ async fn an_export_verifies_offline_and_any_change_to_it_fails() {
             !out.status.success(),
             "{format}: a dropped event went unnoticed"
         );
+        // …and so is cutting the last events off (the checkpoint that
+        // covers them stays in the file).
+        let lines: Vec<&str> = r.text.lines().collect();
+        std::fs::write(&file, lines[..lines.len() - 2].join("\n")).unwrap();
+        let out = tongban(&[
+            "audit",
+            "verify",
+            "--export",
+            file.to_str().unwrap(),
+            "--pubkey",
+            key_file.to_str().unwrap(),
+        ]);
+        assert!(
+            !out.status.success()
+                && String::from_utf8_lossy(&out.stderr).contains("events removed from the end"),
+            "{format}: a cut tail went unnoticed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
+
+    // A node's chain in two sections could hide the events between them.
+    let r = officer_get(&gw, "/v1/audit/export").await;
+    let file = dir.path().join("twice.ndjson");
+    std::fs::write(&file, format!("{}{}", r.text, r.text)).unwrap();
+    let out = tongban(&[
+        "audit",
+        "verify",
+        "--export",
+        file.to_str().unwrap(),
+        "--pubkey",
+        key_file.to_str().unwrap(),
+    ]);
+    assert!(
+        !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("has more than one section"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     // Another key does not verify the checkpoints.
     let r = officer_get(&gw, "/v1/audit/export").await;

@@ -15,6 +15,7 @@ use tongban::gateway::Gateway;
 use tongban::policy::PolicySources;
 
 use crate::admin::{call, get_grant, set, yibao_fields};
+use crate::audit_review::officer_get;
 use crate::helpers::{TestGateway, TestResponse, demo_home};
 use crate::pg::{Postgres, Redis};
 
@@ -309,6 +310,26 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
         ),
         "node-a|shujuju/admin-1|put|put grant yibao-enroll-hukou"
     );
+    // The cluster's history is the same on every node: C lists A's change.
+    let v = call(&c, "GET", "/v1/admin/cluster/versions", None, &[]).await;
+    assert_eq!(v.status, StatusCode::OK, "{}", v.text);
+    let versions = v.body["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 2, "{}", v.text);
+    assert_eq!(versions[0]["version"], 2);
+    assert_eq!(versions[0]["node_id"], "node-a");
+    assert_eq!(versions[0]["author"], "shujuju/admin-1");
+    assert_eq!(
+        versions[0]["changed_files"].as_array().unwrap().len(),
+        1,
+        "{}",
+        v.text
+    );
+    assert_eq!(versions[1]["action"], "push", "{}", v.text);
+    assert!(
+        versions[1]["changed_files"].as_array().unwrap().len() > 1,
+        "{}",
+        v.text
+    );
     // The ETag moved everywhere: the old one cannot overwrite on C.
     assert_eq!(get_grant(&c, "yibao-enroll-hukou").await.1, new_etag);
     let r = put_yibao_grant(&c, &grant, &etag).await;
@@ -443,6 +464,9 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
 #[tokio::test]
 async fn a_single_node_says_so_and_the_cluster_route_is_for_administrators() {
     let gw = TestGateway::start().await;
+    let r = call(&gw, "GET", "/v1/admin/cluster/versions", None, &[]).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/not-a-cluster"));
     let r = call(&gw, "GET", "/v1/admin/cluster", None, &[]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["mode"], "single");
@@ -820,4 +844,241 @@ async fn in_cluster_mode_only_what_postgresql_holds_may_be_pruned() {
         report["through"].as_u64().unwrap() <= shipped,
         "{report} (shipped {shipped})"
     );
+}
+
+/// The (node, seq) of every event of a search through `gw`, page by page
+/// (`limit` a page), checking that no event comes twice.
+async fn search_all(gw: &TestGateway, query: &str, limit: usize) -> Vec<(String, u64)> {
+    let mut out = Vec::new();
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            None => format!("/v1/audit/events?{query}&limit={limit}"),
+            Some(c) => format!("/v1/audit/events?{query}&limit={limit}&cursor={c}"),
+        };
+        let r = officer_get(gw, &path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}: {}", r.text);
+        let events = r.body["events"].as_array().unwrap();
+        assert!(events.len() <= limit);
+        for e in events {
+            out.push((
+                e["node"].as_str().unwrap().to_owned(),
+                e["seq"].as_u64().unwrap(),
+            ));
+        }
+        match r.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => break,
+        }
+    }
+    let distinct: std::collections::BTreeSet<_> = out.iter().collect();
+    assert_eq!(distinct.len(), out.len(), "an event came twice: {out:?}");
+    out
+}
+
+#[tokio::test]
+async fn officers_search_count_and_export_every_nodes_events() {
+    let mut pg = Postgres::start();
+    let (home_a, config_a) = cluster_home(&pg, "node-a");
+    let out = push(home_a.path(), &config_a.policies_dir, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let a = node(home_a, config_a).await;
+    let (home_b, config_b) = cluster_home(&pg, "node-b");
+    let b = node(home_b, config_b).await;
+
+    let acked_a = lookups(&a, 8).await;
+    let acked_b = lookups(&b, 9).await;
+    // At once, shipped or not, a search on A finds every lookup through
+    // either node (A's own unshipped events are read from its log).
+    let more_a = lookups(&a, 3).await;
+    let want: std::collections::BTreeSet<(String, u64)> = acked_a
+        .iter()
+        .chain(&more_a)
+        .map(|s| ("node-a".to_owned(), *s))
+        .collect();
+    wait_shipped(&b, Duration::from_secs(5)).await;
+    let found = search_all(&a, "consumer=yibao&decision=allow", 4).await;
+    let found_set: std::collections::BTreeSet<(String, u64)> = found.iter().cloned().collect();
+    assert!(found_set.is_superset(&want), "{found:?}");
+    for s in &acked_b {
+        assert!(found_set.contains(&("node-b".to_owned(), *s)), "{found:?}");
+    }
+    assert_eq!(found.len(), 20, "{found:?}");
+    // Newest first across the nodes; the same pages through B.
+    let times: Vec<i64> = {
+        let r = officer_get(&a, "/v1/audit/events?consumer=yibao&limit=100").await;
+        r.body["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                time::OffsetDateTime::parse(
+                    e["time"].as_str().unwrap(),
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .unwrap()
+                .unix_timestamp_nanos() as i64
+            })
+            .collect()
+    };
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "{times:?}");
+    wait_shipped(&a, Duration::from_secs(5)).await;
+    assert_eq!(
+        search_all(&b, "consumer=yibao&decision=allow", 7).await,
+        found
+    );
+    // Filters by node; scope=node is this node's log alone.
+    let only_b = search_all(&a, "consumer=yibao&node=node-b", 50).await;
+    assert_eq!(only_b.len(), 9);
+    assert!(only_b.iter().all(|(n, _)| n == "node-b"));
+    let here = search_all(&a, "consumer=yibao&scope=node", 50).await;
+    assert_eq!(here.len(), 11);
+    assert!(here.iter().all(|(n, _)| n == "node-a"));
+    // A resident looked up through B, found from A, and B's event read from A.
+    let id = b.sample_ids("gongan.hukou", 9).pop().unwrap();
+    let r = officer_get(&a, &format!("/v1/audit/events?resident={id}&node=node-b")).await;
+    let e = &r.body["events"][0];
+    assert_eq!(e["node"], "node-b", "{}", r.text);
+    let seq = e["seq"].as_u64().unwrap();
+    let r = officer_get(&a, &format!("/v1/audit/events/{seq}?node=node-b")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["node"], "node-b");
+    assert_eq!(r.body["hash"], e["hash"]);
+    let r = officer_get(&a, "/v1/audit/events/1?node=node-z").await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text);
+    // A cursor of one kind of search is refused by the other.
+    let r = officer_get(&a, "/v1/audit/events?consumer=yibao&limit=2").await;
+    let c = r.body["next_cursor"].as_str().unwrap();
+    let r = officer_get(&a, &format!("/v1/audit/events?scope=node&cursor={c}")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+
+    // Statistics count both nodes (the window is wide: each test node's
+    // clock stands still at its start).
+    let r = officer_get(&a, "/v1/audit/stats?from=2000-01-01&to=2100-01-01").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let days = r.body["days"].as_object().unwrap();
+    let by_node = |n: &str| -> u64 {
+        days.values()
+            .map(|d| d["by_node"][n].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(
+        by_node("node-a") >= 11 && by_node("node-b") >= 9,
+        "{}",
+        r.text
+    );
+    let yibao: u64 = days
+        .values()
+        .map(|d| d["by_consumer"]["yibao"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(yibao, 20, "{}", r.text);
+
+    // An export of the central copy: one section per node, each verified
+    // offline with that node's key; a removed event is named with its node.
+    for gw in [&a, &b] {
+        let cp = gw.gw.audit.checkpoint_now().await.unwrap();
+        let node = &gw.gw.config.node_id;
+        let start = Instant::now();
+        while pg.psql(&format!(
+            "SELECT count(*) FROM tongban_audit_checkpoint WHERE node_id = '{node}' AND seq = {cp}"
+        )) == "0"
+        {
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "checkpoint {cp} of {node} not shipped"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Vec::new();
+    for gw in [&a, &b] {
+        let key = officer_get(gw, "/v1/audit/checkpoint-key").await;
+        let file = dir.path().join(format!("{}.pem", gw.gw.config.node_id));
+        std::fs::write(&file, &key.text).unwrap();
+        keys.push(file);
+    }
+    let verify = |file: &Path| {
+        let mut args = vec!["audit", "verify", "--export", file.to_str().unwrap()];
+        for k in &keys {
+            args.extend(["--pubkey", k.to_str().unwrap()]);
+        }
+        tongban(&args)
+    };
+    for format in ["ndjson", "csv"] {
+        let r = officer_get(&b, &format!("/v1/audit/export?format={format}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let file = dir.path().join(format!("cluster.{format}"));
+        std::fs::write(&file, &r.text).unwrap();
+        let out = verify(&file);
+        assert!(out.status.success(), "{format}: {}", text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let sections = report["sections"].as_array().unwrap();
+        assert_eq!(sections.len(), 2, "{report}");
+        assert_eq!(sections[0]["node"], "node-a");
+        assert_eq!(sections[1]["node"], "node-b");
+        for s in sections {
+            assert_eq!(s["uncovered_tail"], 0, "{s}");
+            assert!(s["chain"]["checked"].as_u64().unwrap() >= 9, "{s}");
+        }
+        // One of node-b's events removed.
+        let kept: Vec<&str> = r
+            .text
+            .lines()
+            .filter(|l| {
+                !(l.contains("\"node\":\"node-b\"") && l.contains("\"seq\":5,")
+                    || l.starts_with("event,5,") && l.contains(",node-b,"))
+            })
+            .collect();
+        assert_eq!(
+            kept.len() + 1,
+            r.text.lines().count(),
+            "{format}: the line was not found"
+        );
+        std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+        let out = verify(&file);
+        assert!(!out.status.success(), "{format}: {}", text(&out));
+        assert!(
+            text(&out)
+                .contains("export of node node-b BROKEN at event 6: events 5 to 5 are missing")
+                && text(&out).contains("export of node node-a intact"),
+            "{format}: {}",
+            text(&out)
+        );
+    }
+    // One node's section alone.
+    let r = officer_get(&a, "/v1/audit/export?node=node-b").await;
+    assert!(
+        r.text
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"node\":\"node-b\""),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("\"node\":\"node-a\""));
+
+    // PostgreSQL away: cluster-wide reads say so; this node's own still work.
+    pg.stop();
+    for path in [
+        "/v1/audit/events?consumer=yibao",
+        "/v1/audit/stats",
+        "/v1/audit/export",
+    ] {
+        let r = officer_get(&a, path).await;
+        assert_eq!(
+            r.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{path}: {}",
+            r.text
+        );
+        assert_eq!(r.problem_type(), Some("/problems/cluster-unavailable"));
+    }
+    assert_eq!(
+        search_all(&a, "consumer=yibao&scope=node", 50).await.len(),
+        11
+    );
+    let r = officer_get(&a, "/v1/audit/stats?scope=node").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }

@@ -386,6 +386,7 @@ async fn the_openapi_document_describes_every_route_with_its_security_and_refusa
         ("/v1/admin/history", "get"),
         ("/v1/admin/departments", "get"),
         ("/v1/admin/cluster", "get"),
+        ("/v1/admin/cluster/versions", "get"),
         ("/v1/admin/departments/{dept}/suspend", "post"),
         ("/v1/admin/departments/{dept}/resume", "post"),
         ("/v1/admin/revoked-tokens", "get"),
