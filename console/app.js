@@ -381,7 +381,7 @@ async function auditSearch() {
   const events = r.body.events || [];
   out.push(events.length === 0 ? h('p', {}, t('noEvents')) : table(
     [t('seq'), t('time'), t('consumer'), t('subject'), t('operation'), t('dataset'), t('purpose'), t('decision'), t('status')],
-    events.map((e) => [h('a', { href: `#/event/${e.seq}` }, String(e.seq)), e.time, e.consumer || '', e.subject || '', e.operation, e.dataset || '', e.purpose || '', tag(e.decision), String(e.status)])));
+    events.map((e) => [h('a', { href: eventHref(e.seq, e.node) }, String(e.seq)), e.time, e.consumer || '', e.subject || '', e.operation, e.dataset || '', e.purpose || '', tag(e.decision), String(e.status)])));
   if (r.body.next_cursor) {
     const next = Object.fromEntries(q.entries());
     next.cursor = r.body.next_cursor;
@@ -390,8 +390,14 @@ async function auditSearch() {
   return out;
 }
 
+// A link to one event of one node's chain (in cluster mode seq alone is ambiguous).
+function eventHref(seq, node) {
+  return `#/event/${seq}${node ? '?' + new URLSearchParams({ node }) : ''}`;
+}
+
 async function eventDetail(seq) {
-  const r = await api('GET', `/v1/audit/events/${encodeURIComponent(seq)}`);
+  const node = query().get('node');
+  const r = await api('GET', `/v1/audit/events/${encodeURIComponent(seq)}${node ? '?' + new URLSearchParams({ node }) : ''}`);
   if (!r.ok) return [h('h1', {}, `${t('event')} ${seq}`), problem(r)];
   const e = r.body;
   const rows = [
@@ -408,7 +414,7 @@ async function eventDetail(seq) {
   return [
     h('h1', {}, `${t('event')} ${e.seq}`),
     h('dl', { class: 'kv' }, rows.filter(([, v]) => v !== null && v !== undefined && v !== '').map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
-    e.seq > 1 ? h('div', { class: 'actions' }, h('a', { class: 'button secondary', href: `#/event/${e.seq - 1}` }, t('previous'))) : null,
+    e.seq > 1 ? h('div', { class: 'actions' }, h('a', { class: 'button secondary', href: eventHref(e.seq - 1, node) }, t('previous'))) : null,
   ];
 }
 
@@ -452,7 +458,7 @@ async function disclosures() {
       [t('time'), t('consumer'), t('subject'), t('purpose'), t('caseRef'), t('dataset'), t('fields'), t('grant'), t('seq')],
       b.disclosures.map((d) => [d.time, d.consumer_name || d.consumer, d.subject || '', d.purpose || '', d.case_ref || '',
         d.dataset_title || d.dataset, (d.fields || []).map((f) => f.title || f.name).join('；'), d.grant || '',
-        h('a', { href: `#/event/${d.seq}` }, String(d.seq))])));
+        h('a', { href: eventHref(d.seq, d.node) }, String(d.seq))])));
   return out;
 }
 
@@ -561,7 +567,7 @@ async function stats() {
   const flags = r.body.flags || [];
   out.push(flags.length === 0 ? h('p', {}, t('noFlags')) : table([t('day'), t('kind'), t('consumer'), t('subject'), 'detail', t('events')],
     flags.map((f) => [f.day, f.kind, f.consumer || '', f.subject || '', f.detail || '',
-      h('span', {}, (f.events || []).slice(0, 20).map((s) => [h('a', { href: `#/event/${s}` }, `#${s}`), ' '])) ])));
+      h('span', {}, (f.refs || (f.events || []).map((seq) => ({ seq }))).slice(0, 20).map((e) => [h('a', { href: eventHref(e.seq, e.node) }, `#${e.seq}`), ' '])) ])));
   return out;
 }
 
