@@ -10,6 +10,7 @@ use crate::audit::checkpoint::CheckpointSigner;
 use crate::audit::{AuditError, AuditStore, AuditWriter, Pseudonymizer, WriterOptions};
 use crate::audit::{EventBody, EventKind, Outcome};
 use crate::clock::Clock;
+use crate::cluster::stops::StopChange;
 use crate::cluster::{Cluster, ClusterError, PolicyStore, StoredVersion};
 use crate::config::Config;
 use crate::domain::DeptId;
@@ -84,6 +85,8 @@ pub struct Gateway {
     pub policy_history: History,
     /// Serializes every change of the policy in force (admin edits, reloads).
     pub policy_lock: tokio::sync::Mutex<()>,
+    /// Serializes the cluster's stops: sharing this node's, applying the log.
+    stops_lock: tokio::sync::Mutex<()>,
     /// The outcome of the last reload from files (or from PostgreSQL).
     pub reload_status: std::sync::RwLock<ReloadStatus>,
     /// Cluster mode: the shared policy set in PostgreSQL.
@@ -187,7 +190,12 @@ impl Gateway {
             Ok(Ok(head)) => Ok(head),
             Err(e) => Err(e),
         };
-        Self::open_with(config, clock, Some((store, head)))
+        let gw = Self::open_with(config, clock, Some((store, head)))?;
+        // The stops made while this node was away are in force before it serves.
+        if let Err(e) = gw.sync_cluster_stops().await {
+            tracing::warn!(error = %e, "the cluster's suspensions and revoked tokens cannot be read now; this node enforces its own until they can");
+        }
+        Ok(gw)
     }
 
     fn open_with(
@@ -339,6 +347,7 @@ impl Gateway {
             metrics,
             policy_history,
             policy_lock: tokio::sync::Mutex::new(()),
+            stops_lock: tokio::sync::Mutex::new(()),
             reload_status: std::sync::RwLock::new(ReloadStatus::default()),
             cluster,
             dept_rates,
@@ -411,6 +420,104 @@ impl Gateway {
             },
         )
         .await
+    }
+
+    /// In cluster mode, shares an emergency stop already in force on this
+    /// node with the other nodes. If PostgreSQL cannot take it now it is
+    /// kept (in order, behind any others kept) and shared when it can.
+    /// Returns whether it reached PostgreSQL; `None` on a single node.
+    pub async fn share_stop(&self, change: StopChange) -> Option<bool> {
+        let cluster = self.cluster.as_ref()?;
+        let _guard = self.stops_lock.lock().await;
+        if let Err(e) = cluster.queue_stop(&change) {
+            tracing::error!(error = %e, "a stop could not be kept for the other nodes");
+        }
+        match self.sync_stops_locked(cluster).await {
+            Ok(_) => Some(true),
+            Err(e) => {
+                tracing::warn!(error = %e, "the stop is in force on this node; the other nodes get it when PostgreSQL answers again");
+                Some(false)
+            }
+        }
+    }
+
+    /// In cluster mode, sends the stops kept on this node to PostgreSQL and
+    /// applies, in order, every stop of the log this node has not applied:
+    /// those made on other nodes are audited here first. Returns how many
+    /// it applied.
+    pub async fn sync_cluster_stops(&self) -> Result<usize, String> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(0);
+        };
+        let _guard = self.stops_lock.lock().await;
+        self.sync_stops_locked(cluster).await
+    }
+
+    async fn sync_stops_locked(&self, cluster: &Cluster) -> Result<usize, String> {
+        let queued = cluster.outbox();
+        if !queued.is_empty() {
+            let changes: Vec<StopChange> = queued.iter().map(|(_, c)| c.clone()).collect();
+            cluster
+                .store
+                .record_stops(&cluster.node_id, &changes)
+                .await
+                .map_err(|e| e.to_string())?;
+            let keys: Vec<sled::IVec> = queued.into_iter().map(|(k, _)| k).collect();
+            cluster.clear_outbox(&keys).map_err(|e| e.to_string())?;
+        }
+        let mut applied = 0;
+        loop {
+            let list = cluster
+                .store
+                .stops_after(cluster.stops_applied())
+                .await
+                .map_err(|e| e.to_string())?;
+            let Some(last) = list.last().map(|(id, _, _)| *id) else {
+                return Ok(applied);
+            };
+            let time_ms = self.clock.unix_millis();
+            let bodies: Vec<EventBody> = list
+                .iter()
+                .filter(|(_, node, _)| *node != cluster.node_id)
+                .map(|(id, node, change)| {
+                    let mut e = EventBody::system(time_ms, EventKind::PolicyAdmin, "policy.sync");
+                    e.dept = Some(self.config.operator_department.clone());
+                    e.subject = Some(format!("cluster (node {node})"));
+                    e.status = 200;
+                    e.outcome = Outcome::Allow;
+                    e.detail = Some(
+                        serde_json::json!({"stop": change, "cluster_stop": id, "node": node})
+                            .to_string(),
+                    );
+                    e
+                })
+                .collect();
+            if !bodies.is_empty() {
+                self.audit
+                    .append_many(bodies)
+                    .await
+                    .map_err(|e| format!("the stops cannot be audited, so they wait: {e}"))?;
+            }
+            for (id, node, change) in list {
+                let done = match &change {
+                    StopChange::Suspend { dept, suspension } => {
+                        self.suspensions.suspend(dept, suspension.clone())
+                    }
+                    StopChange::Resume { dept } => self.suspensions.resume(dept).map(|_| ()),
+                    StopChange::DenyTokens { denial } => {
+                        self.denylist.add(denial.clone(), self.clock.unix_millis())
+                    }
+                };
+                done.map_err(|e| format!("stop {id} cannot be stored here: {e}"))?;
+                if node != cluster.node_id {
+                    tracing::info!(id, node = %node, stop = ?change, "a stop made on another node is in force");
+                }
+                applied += 1;
+            }
+            cluster
+                .set_stops_applied(last)
+                .map_err(|e| format!("the applied stops could not be kept: {e}"))?;
+        }
     }
 
     /// In cluster mode, applies the newest policy version in PostgreSQL if

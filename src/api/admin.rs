@@ -24,6 +24,7 @@ use super::query::staff;
 use super::{Answer, RequestContext, finish, finish_then};
 use crate::audit::query::format_time;
 use crate::audit::{EventBody, EventKind};
+use crate::cluster::stops::StopChange;
 use crate::cluster::{ChangeMeta, ChangeTx};
 use crate::domain::{CaseRef, DatasetId, DeptId, FieldName, GrantId, Purpose, Role};
 use crate::error::ApiError;
@@ -209,8 +210,10 @@ async fn revoke_token(
             };
             finish_then(&gw, &ctx, event, Ok(answer), async |_| {
                 gw.denylist
-                    .add(denial, gw.clock.unix_millis())
-                    .map_err(|e| suspension_store_failed(&e))
+                    .add(denial.clone(), gw.clock.unix_millis())
+                    .map_err(|e| suspension_store_failed(&e))?;
+                gw.share_stop(StopChange::DenyTokens { denial }).await;
+                Ok(())
             })
             .await
         }
@@ -360,6 +363,8 @@ async fn cluster_body(gw: &Gateway) -> Result<Answer, ApiError> {
         })
         .collect();
     body.insert("mode".into(), json!("cluster"));
+    body.insert("stops_applied".into(), json!(cluster.stops_applied()));
+    body.insert("stops_pending".into(), json!(cluster.outbox().len()));
     body.insert("policy_version".into(), json!(cluster.applied()));
     body.insert("head_version".into(), json!(head));
     body.insert("nodes".into(), Value::Array(nodes));
@@ -527,8 +532,14 @@ async fn suspend_department(
             // In force only once the event that records it is durable.
             finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
                 gw.suspensions
-                    .suspend(dept.as_str(), suspension)
-                    .map_err(|e| suspension_store_failed(&e))
+                    .suspend(dept.as_str(), suspension.clone())
+                    .map_err(|e| suspension_store_failed(&e))?;
+                gw.share_stop(StopChange::Suspend {
+                    dept: dept.to_string(),
+                    suspension,
+                })
+                .await;
+                Ok(())
             })
             .await
         }
@@ -570,8 +581,12 @@ async fn resume_department(
             finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
                 gw.suspensions
                     .resume(dept.as_str())
-                    .map(|_| ())
-                    .map_err(|e| suspension_store_failed(&e))
+                    .map_err(|e| suspension_store_failed(&e))?;
+                gw.share_stop(StopChange::Resume {
+                    dept: dept.to_string(),
+                })
+                .await;
+                Ok(())
             })
             .await
         }

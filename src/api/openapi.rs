@@ -1032,6 +1032,12 @@ pub struct ClusterState {
     pub head_version: Option<i64>,
     /// Every node that registered, by id (empty on a single node).
     pub nodes: Vec<ClusterNode>,
+    /// Cluster mode: the last emergency stop (suspension, resumption,
+    /// revoked tokens) of the cluster's log this node applied.
+    pub stops_applied: Option<i64>,
+    /// Cluster mode: stops made on this node while PostgreSQL could not
+    /// take them, kept until it can.
+    pub stops_pending: Option<u64>,
     /// This request's audit event.
     pub audit: AuditRef,
 }

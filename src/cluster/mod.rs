@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod limits;
+pub mod stops;
 pub mod store;
 
 use std::sync::atomic::{AtomicI64, Ordering};

@@ -301,8 +301,9 @@ impl PolicyStore {
         let client = self.pool.get().await?;
         client
             .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {SCHEMA} {} COMMIT;",
-                super::audit::AUDIT_SCHEMA
+                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {SCHEMA} {} {} COMMIT;",
+                super::audit::AUDIT_SCHEMA,
+                super::stops::STOPS_SCHEMA
             ))
             .await?;
         Ok(())

@@ -256,6 +256,7 @@ pub fn spawn_cluster_follower(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
                     tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "cannot listen for policy changes; the policy in force stays");
                     // Still compare versions: the pool may reach PostgreSQL when this connection did not.
                     let _ = gw.sync_cluster_policy("check").await;
+                    sync_stops(&gw).await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
@@ -263,6 +264,7 @@ pub fn spawn_cluster_follower(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
             };
             backoff = Duration::from_millis(200);
             let _ = gw.sync_cluster_policy("listening").await;
+            sync_stops(&gw).await;
             let mut check = tokio::time::interval(cluster.check_every);
             check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             check.tick().await;
@@ -275,11 +277,20 @@ pub fn spawn_cluster_follower(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
                     _ = check.tick() => "check",
                 };
                 let _ = gw.sync_cluster_policy(trigger).await;
+                sync_stops(&gw).await;
             }
             drop(client);
             tracing::warn!("the connection listening for policy changes closed; reconnecting");
         }
     })
+}
+
+/// Applies the cluster's stops (suspensions, revoked tokens) and shares
+/// this node's kept ones; a failure is logged, the periodic check retries.
+async fn sync_stops(gw: &Gateway) {
+    if let Err(e) = gw.sync_cluster_stops().await {
+        tracing::warn!(error = %e, "the cluster's suspensions and revoked tokens cannot be synchronized now; retrying");
+    }
 }
 
 /// In cluster mode: reports this node in `tongban_node` every

@@ -1082,3 +1082,169 @@ async fn officers_search_count_and_export_every_nodes_events() {
     let r = officer_get(&a, "/v1/audit/stats?scope=node").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+/// The status of one yibao lookup through `gw` with a token issued now.
+async fn yibao_status(gw: &TestGateway) -> (StatusCode, Option<String>) {
+    let id = gw.sample_ids("gongan.hukou", 1).remove(0);
+    let tok = gw.token("yibao", "clerk-9", &["enrollment_clerk"]);
+    let r = gw
+        .get(
+            &format!("/v1/datasets/gongan.hukou/records/{id}"),
+            Some(&tok),
+            Some("medical_insurance_enrollment"),
+            None,
+        )
+        .await;
+    (r.status, r.problem_type().map(str::to_owned))
+}
+
+/// Waits up to `limit` until a yibao lookup through `gw` answers `want`.
+async fn wait_for_status(gw: &TestGateway, want: StatusCode, limit: Duration) -> Duration {
+    let start = Instant::now();
+    loop {
+        let (status, problem) = yibao_status(gw).await;
+        if status == want {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < limit,
+            "after {:?} still {status} {problem:?}, not {want}",
+            start.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn post_admin(gw: &TestGateway, path: &str, body: serde_json::Value) -> TestResponse {
+    call(
+        gw,
+        "POST",
+        path,
+        Some(("application/json", body.to_string())),
+        &[],
+    )
+    .await
+}
+
+#[tokio::test]
+async fn an_emergency_stop_on_one_node_stops_the_department_on_every_node() {
+    let mut pg = Postgres::start();
+    let (home_a, config_a) = cluster_home(&pg, "node-a");
+    let out = push(home_a.path(), &config_a.policies_dir, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let a = node(home_a, config_a).await;
+    let (home_b, config_b) = cluster_home(&pg, "node-b");
+    let b = node(home_b, config_b).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(yibao_status(&b).await.0, StatusCode::OK);
+
+    // Suspended through A: refused by B within a second, and B audited it.
+    let r = post_admin(
+        &a,
+        "/v1/admin/departments/yibao/suspend",
+        json!({"reason": "breach under investigation"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        yibao_status(&a).await.1.as_deref(),
+        Some("/problems/department-suspended")
+    );
+    let took = wait_for_status(&b, StatusCode::FORBIDDEN, Duration::from_secs(1)).await;
+    println!("node B suspended the department after {took:?}");
+    assert_eq!(
+        yibao_status(&b).await.1.as_deref(),
+        Some("/problems/department-suspended")
+    );
+    let r = call(&b, "GET", "/v1/admin/departments", None, &[]).await;
+    let yibao = r.body["departments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "yibao")
+        .unwrap()
+        .clone();
+    assert_eq!(yibao["suspended"], true, "{}", r.text);
+    assert_eq!(yibao["suspension"]["by"], "shujuju/admin-1", "{}", r.text);
+    let synced =
+        b.gw.audit_store
+            .events_desc(1, u64::MAX)
+            .map(|e| e.unwrap().1)
+            .find(|e| e.body.operation == "policy.sync")
+            .expect("B audited the stop it applied");
+    let detail = synced.body.detail.unwrap();
+    assert!(
+        detail.contains("\"action\":\"suspend\"") && detail.contains("\"node\":\"node-a\""),
+        "{detail}"
+    );
+
+    // Resumed through B: A serves again.
+    let r = post_admin(&b, "/v1/admin/departments/yibao/resume", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_for_status(&a, StatusCode::OK, Duration::from_secs(1)).await;
+
+    // A token revoked through B is refused by A.
+    let r = post_admin(
+        &b,
+        "/v1/admin/revoked-tokens",
+        json!({"sub": "clerk-2", "reason": "token leaked"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let start = Instant::now();
+    let old = a.token_with("yibao", "clerk-2", &["enrollment_clerk"], -60, 3600);
+    loop {
+        let id = a.sample_ids("gongan.hukou", 1).remove(0);
+        let r = a
+            .get(
+                &format!("/v1/datasets/gongan.hukou/records/{id}"),
+                Some(&old),
+                Some("medical_insurance_enrollment"),
+                None,
+            )
+            .await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            assert_eq!(
+                r.problem_type(),
+                Some("/problems/token-revoked"),
+                "{}",
+                r.text
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1), "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // PostgreSQL away: a suspension through A is in force on A at once,
+    // kept, and reaches B once PostgreSQL is back.
+    pg.stop();
+    let r = post_admin(
+        &a,
+        "/v1/admin/departments/yibao/suspend",
+        json!({"reason": "second incident"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(yibao_status(&a).await.0, StatusCode::FORBIDDEN);
+    assert_eq!(a.gw.cluster.as_ref().unwrap().outbox().len(), 1);
+    assert_eq!(
+        yibao_status(&b).await.0,
+        StatusCode::OK,
+        "B has not heard of it yet"
+    );
+    pg.restart();
+    wait_for_status(&b, StatusCode::FORBIDDEN, Duration::from_secs(15)).await;
+    assert!(a.gw.cluster.as_ref().unwrap().outbox().is_empty());
+
+    // A node that joins later starts with every stop in force.
+    let (home_c, config_c) = cluster_home(&pg, "node-c");
+    let c = node(home_c, config_c).await;
+    assert_eq!(
+        yibao_status(&c).await.1.as_deref(),
+        Some("/problems/department-suspended")
+    );
+    let r = call(&c, "GET", "/v1/admin/cluster", None, &[]).await;
+    assert_eq!(r.body["stops_pending"], 0, "{}", r.text);
+    assert!(r.body["stops_applied"].as_i64().unwrap() >= 4, "{}", r.text);
+}
