@@ -746,7 +746,7 @@ async fn run_export(
             let next = next?;
             if next > hi {
                 if hi >= lo {
-                    let _ = store.mark_exported(hi);
+                    let _ = store.mark_exported(lo, hi);
                 }
                 return None;
             }
@@ -837,6 +837,12 @@ fn central_export(
                 return Some((Ok(Bytes::from(prelude)), (i, Some(lo))));
             };
             if next > hi {
+                // The section went out whole: retention of the central copy may count it.
+                if let Some(c) = &gw.cluster
+                    && let Err(e) = c.store.mark_exported(&node, lo, hi).await
+                {
+                    tracing::warn!(error = %e, node = %node, "the export could not be recorded");
+                }
                 return Some((Ok(Bytes::new()), (i + 1, None)));
             }
             let end = (next + 999).min(hi);

@@ -235,7 +235,7 @@ pub fn write_export(
             })?;
         out.write_all(event_record(&event, &hash, offset, format).as_bytes())?;
     }
-    store.mark_exported(hi)?;
+    store.mark_exported(lo, hi)?;
     Ok(())
 }
 

@@ -343,11 +343,16 @@ impl AuditStore {
         Ok(())
     }
 
-    /// Records that events up to `seq` were exported whole (retention may prune only those).
-    pub fn mark_exported(&self, seq: u64) -> Result<(), AuditError> {
+    /// Records that the events `lo..=hi` were exported whole. Retention may
+    /// prune only events exported with everything before them, so the mark
+    /// moves only when the range joins what was exported before (or starts
+    /// at the anchor): an export of last week does not let older, never
+    /// exported events go.
+    pub fn mark_exported(&self, lo: u64, hi: u64) -> Result<(), AuditError> {
         let current = self.exported_through()?;
-        if seq > current {
-            self.meta.insert(EXPORTED_THROUGH, &seq.to_be_bytes())?;
+        let (anchor, _) = self.anchor()?;
+        if hi > current && lo <= current.max(anchor) + 1 {
+            self.meta.insert(EXPORTED_THROUGH, &hi.to_be_bytes())?;
         }
         Ok(())
     }
@@ -583,6 +588,31 @@ pub(crate) fn key_seq(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_an_export_that_joins_the_exported_ones_moves_the_mark() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let store = AuditStore::open(&db).unwrap();
+        store.mark_exported(5, 10).unwrap();
+        assert_eq!(
+            store.exported_through().unwrap(),
+            0,
+            "events 1 to 4 were never exported"
+        );
+        store.mark_exported(1, 4).unwrap();
+        assert_eq!(store.exported_through().unwrap(), 4);
+        store.mark_exported(5, 10).unwrap();
+        assert_eq!(store.exported_through().unwrap(), 10);
+        store.mark_exported(3, 20).unwrap();
+        assert_eq!(store.exported_through().unwrap(), 20);
+        store.mark_exported(1, 7).unwrap();
+        assert_eq!(
+            store.exported_through().unwrap(),
+            20,
+            "the mark never moves back"
+        );
+    }
 
     fn events(n: usize) -> Vec<Vec<u8>> {
         (0..n)

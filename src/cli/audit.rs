@@ -113,6 +113,10 @@ pub(crate) enum AuditCommand {
         /// Report what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+        /// Retention of the cluster's central copy in PostgreSQL (whole
+        /// monthly partitions), instead of this node's log.
+        #[arg(long)]
+        cluster: bool,
     },
 }
 
@@ -454,7 +458,35 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        AuditCommand::Prune { target, dry_run } => {
+        AuditCommand::Prune {
+            target,
+            dry_run,
+            cluster: true,
+        } => {
+            let config = target.load()?;
+            let cc = config.cluster.as_ref().context(
+                "the configuration has no [cluster] section: --cluster prunes the nodes' copies in PostgreSQL",
+            )?;
+            let Some(days) = config.audit.retention_days else {
+                bail!(
+                    "audit.retention_days is not set: the central copy keeps everything, nothing is pruned"
+                );
+            };
+            let cutoff = now_ms() - i64::from(days) * 86_400_000;
+            let report = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?
+                .block_on(async {
+                    tongban::cluster::PolicyStore::new(cc)?
+                        .prune_central(cutoff, dry_run)
+                        .await
+                })?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prune {
+            target, dry_run, ..
+        } => {
             let o = open(&target)?;
             let Some(days) = o.config.audit.retention_days else {
                 bail!(

@@ -69,6 +69,20 @@ CREATE TABLE IF NOT EXISTS tongban_audit_shipped (
     anchor_hash bytea NOT NULL,
     updated_at  timestamptz NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tongban_audit_exported (
+    node_id     text PRIMARY KEY,
+    through_seq bigint NOT NULL,
+    updated_at  timestamptz NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tongban_audit_prune (
+    id          bigserial PRIMARY KEY,
+    pruned_at   timestamptz NOT NULL DEFAULT now(),
+    partition   text NOT NULL,
+    node_id     text NOT NULL,
+    through_seq bigint NOT NULL,
+    anchor_hash bytea NOT NULL,
+    events      bigint NOT NULL
+);
 CREATE TABLE IF NOT EXISTS tongban_audit_key (
     node_id    text NOT NULL,
     public_pem text NOT NULL,
@@ -283,81 +297,26 @@ impl PolicyStore {
         }
         let expected = cols.seq.len() as u64;
         let months: BTreeSet<(i32, u8)> = cols.time_ms.iter().map(|&ms| month_of(ms)).collect();
-        let tx = client.transaction().await?;
-        for month in months {
-            let known = state
+        let batch = (hi, anchor_seq, anchor_hash);
+        let result = ship_batch(
+            &mut client,
+            node_id,
+            &cols,
+            &checkpoints,
+            months,
+            state,
+            batch,
+        )
+        .await;
+        if result.is_err() {
+            // A partition dropped by retention is created again on the next try.
+            state
                 .partitions
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .contains(&month);
-            if !known {
-                ensure_partition(&tx, month).await?;
-            }
+                .clear();
         }
-        tx.execute(
-            "INSERT INTO tongban_audit_event
-               (node_id, seq, time, kind, operation, dept, subject, dataset, resident,
-                purpose, case_ref, outcome, reason, status, grant_id, fields, request_id, stored)
-             SELECT $1, seq, to_timestamp(ms / 1000.0), kind, operation, dept, subject, dataset,
-                    resident, purpose, case_ref, outcome, reason, status, grant_id,
-                    fields::jsonb, request_id, stored
-               FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
-                           $7::text[], $8::text[], $9::bytea[], $10::text[], $11::text[],
-                           $12::text[], $13::text[], $14::int[], $15::text[], $16::text[],
-                           $17::text[], $18::bytea[])
-                 AS u(seq, ms, kind, operation, dept, subject, dataset, resident, purpose,
-                      case_ref, outcome, reason, status, grant_id, fields, request_id, stored)
-             ON CONFLICT DO NOTHING",
-            &[
-                &node_id,
-                &cols.seq,
-                &cols.time_ms,
-                &cols.kind,
-                &cols.operation,
-                &cols.dept,
-                &cols.subject,
-                &cols.dataset,
-                &cols.resident,
-                &cols.purpose,
-                &cols.case_ref,
-                &cols.outcome,
-                &cols.reason,
-                &cols.status,
-                &cols.grant_id,
-                &cols.fields,
-                &cols.request_id,
-                &cols.stored,
-            ],
-        )
-        .await?;
-        for cp in &checkpoints {
-            let seq = i64::try_from(cp.checkpoint.seq).unwrap_or(i64::MAX);
-            tx.execute(
-                "INSERT INTO tongban_audit_checkpoint (node_id, seq, signed) VALUES ($1, $2, $3)
-                 ON CONFLICT DO NOTHING",
-                &[&node_id, &seq, &cp.encode()],
-            )
-            .await?;
-        }
-        let through = i64::try_from(hi).unwrap_or(i64::MAX);
-        let anchor = i64::try_from(anchor_seq).unwrap_or(0);
-        tx.execute(
-            "INSERT INTO tongban_audit_shipped (node_id, through_seq, anchor_seq, anchor_hash, updated_at)
-             VALUES ($1, $2, $3, $4, now())
-             ON CONFLICT (node_id) DO UPDATE
-               SET through_seq = greatest(tongban_audit_shipped.through_seq, EXCLUDED.through_seq),
-                   updated_at = now()",
-            &[&node_id, &through, &anchor, &anchor_hash.as_slice()],
-        )
-        .await?;
-        tx.commit().await?;
-        {
-            let mut known = state
-                .partitions
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            known.extend(cols.time_ms.iter().map(|&ms| month_of(ms)));
-        }
+        result?;
         state.shipped.store(hi, Ordering::Release);
         if let Some(last) = checkpoints.last() {
             state
@@ -556,7 +515,9 @@ impl PolicyStore {
                 continue;
             };
             checkpoints.retain(|c| c.checkpoint.seq <= hi);
-            let Some((first, _)) = self.event(&node, lo).await? else {
+            // On the connection held (a second one from the pool could wait
+            // behind other exports holding theirs).
+            let Some((first, _)) = event_on(&client, &node, lo).await? else {
                 continue;
             };
             out.push(ExportSection {
@@ -594,16 +555,162 @@ impl PolicyStore {
         rows.iter().map(open_row).collect()
     }
 
+    /// Records that a cluster export held `node`'s events `lo..=hi` whole.
+    /// As on a node, the mark moves only when the range joins what was
+    /// exported before (or starts at the node's anchor in PostgreSQL).
+    pub async fn mark_exported(&self, node: &str, lo: u64, hi: u64) -> Result<(), ClusterError> {
+        let client = self.pool().get().await?;
+        let (lo, hi) = (
+            i64::try_from(lo).unwrap_or(i64::MAX),
+            i64::try_from(hi).unwrap_or(i64::MAX),
+        );
+        client
+            .execute(
+                "INSERT INTO tongban_audit_exported (node_id, through_seq, updated_at)
+                 SELECT $1, $3, now() FROM tongban_audit_shipped s
+                  WHERE s.node_id = $1
+                    AND $2 <= greatest(s.anchor_seq, coalesce(
+                          (SELECT through_seq FROM tongban_audit_exported WHERE node_id = $1), 0)) + 1
+                 ON CONFLICT (node_id) DO UPDATE
+                   SET through_seq = greatest(tongban_audit_exported.through_seq, EXCLUDED.through_seq),
+                       updated_at = now()",
+                &[&node, &lo, &hi],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Retention of the central copy: drops whole monthly partitions, oldest
+    /// first, that ended before `cutoff_ms`, as long as every node's events
+    /// in them were exported from the central copy and are covered by a
+    /// signed checkpoint there. Each node's anchor moves to its last dropped
+    /// event (in the same transaction as the drop, with a record in
+    /// `tongban_audit_prune`), so `audit verify --cluster` verifies the rest.
+    pub async fn prune_central(
+        &self,
+        cutoff_ms: i64,
+        dry_run: bool,
+    ) -> Result<CentralPruneReport, ClusterError> {
+        let mut client = self.pool().get().await?;
+        let mut months: Vec<((i32, u8), String)> = client
+            .query(
+                "SELECT c.relname::text FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                  WHERE i.inhparent = 'tongban_audit_event'::regclass",
+                &[],
+            )
+            .await?
+            .iter()
+            .filter_map(|r| {
+                let name: String = r.get(0);
+                let month = parse_partition(&name)?;
+                Some((month, name))
+            })
+            .collect();
+        months.sort();
+        let mut report = CentralPruneReport {
+            dry_run,
+            partitions: Vec::new(),
+            limited_by: "nothing older than the retention period".into(),
+        };
+        'months: for ((year, month), name) in months {
+            if month_end_ms(year, month) > cutoff_ms {
+                report.limited_by = "retention period".into();
+                break;
+            }
+            let mut nodes = Vec::new();
+            for r in client
+                .query(
+                    &format!(
+                        "SELECT node_id, max(seq), count(*) FROM {name} GROUP BY node_id ORDER BY node_id"
+                    ),
+                    &[],
+                )
+                .await?
+            {
+                let node: String = r.get(0);
+                let through: i64 = r.get(1);
+                let events: i64 = r.get(2);
+                let limits = client
+                    .query_one(
+                        "SELECT coalesce((SELECT through_seq FROM tongban_audit_exported WHERE node_id = $1), 0),
+                                coalesce((SELECT max(seq) FROM tongban_audit_checkpoint WHERE node_id = $1), 0)",
+                        &[&node],
+                    )
+                    .await?;
+                let (exported, covered): (i64, i64) = (limits.get(0), limits.get(1));
+                if exported < through {
+                    report.limited_by = format!(
+                        "{name}: node {node}'s events through {through} are not yet exported from the central copy (exported through {exported})"
+                    );
+                    break 'months;
+                }
+                if covered < through {
+                    report.limited_by = format!(
+                        "{name}: node {node}'s events through {through} are not yet covered by a signed checkpoint"
+                    );
+                    break 'months;
+                }
+                nodes.push(PrunedNode {
+                    node_id: node,
+                    through_seq: u64::try_from(through).unwrap_or(0),
+                    events: u64::try_from(events).unwrap_or(0),
+                });
+            }
+            if !dry_run {
+                let tx = client.transaction().await?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_PARTITION])
+                    .await?;
+                for n in &nodes {
+                    let through = i64::try_from(n.through_seq).unwrap_or(i64::MAX);
+                    let row = tx
+                        .query_one(
+                            &format!(
+                                "SELECT node_id, seq, stored FROM {name} WHERE node_id = $1 AND seq = $2"
+                            ),
+                            &[&n.node_id, &through],
+                        )
+                        .await?;
+                    let (_, hash) = open_row(&row)?;
+                    tx.execute(
+                        "UPDATE tongban_audit_shipped SET anchor_seq = $2, anchor_hash = $3
+                          WHERE node_id = $1 AND anchor_seq < $2",
+                        &[&n.node_id, &through, &hash.as_slice()],
+                    )
+                    .await?;
+                    tx.execute(
+                        "DELETE FROM tongban_audit_checkpoint WHERE node_id = $1 AND seq < $2",
+                        &[&n.node_id, &through],
+                    )
+                    .await?;
+                    tx.execute(
+                        "INSERT INTO tongban_audit_prune (partition, node_id, through_seq, anchor_hash, events)
+                         VALUES ($1, $2, $3, $4, $5)",
+                        &[
+                            &name,
+                            &n.node_id,
+                            &through,
+                            &hash.as_slice(),
+                            &i64::try_from(n.events).unwrap_or(i64::MAX),
+                        ],
+                    )
+                    .await?;
+                }
+                tx.batch_execute(&format!("DROP TABLE {name}")).await?;
+                tx.commit().await?;
+            }
+            report.partitions.push(PrunedPartition {
+                partition: name,
+                month: format!("{year:04}-{month:02}"),
+                nodes,
+            });
+        }
+        Ok(report)
+    }
+
     /// One event of one node's central copy.
     pub async fn event(&self, node: &str, seq: u64) -> Result<Option<(Event, Hash)>, ClusterError> {
         let client = self.pool().get().await?;
-        let row = client
-            .query_opt(
-                "SELECT node_id, seq, stored FROM tongban_audit_event WHERE node_id = $1 AND seq = $2",
-                &[&node, &i64::try_from(seq).unwrap_or(i64::MAX)],
-            )
-            .await?;
-        row.as_ref().map(open_row).transpose()
+        event_on(&client, node, seq).await
     }
 
     /// Verifies every node's central copy: its chain from its anchor (no gap,
@@ -679,6 +786,108 @@ impl PolicyStore {
     }
 }
 
+/// One batch of [`PolicyStore::ship_audit`] in one transaction.
+#[allow(clippy::too_many_arguments)]
+async fn ship_batch(
+    client: &mut deadpool_postgres::Object,
+    node_id: &str,
+    cols: &Columns,
+    checkpoints: &[SignedCheckpoint],
+    months: BTreeSet<(i32, u8)>,
+    state: &ShipState,
+    (hi, anchor_seq, anchor_hash): (u64, u64, Hash),
+) -> Result<(), ClusterError> {
+    let tx = client.transaction().await?;
+    for month in months {
+        let known = state
+            .partitions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(&month);
+        if !known {
+            ensure_partition(&tx, month).await?;
+        }
+    }
+    tx.execute(
+        "INSERT INTO tongban_audit_event
+           (node_id, seq, time, kind, operation, dept, subject, dataset, resident,
+            purpose, case_ref, outcome, reason, status, grant_id, fields, request_id, stored)
+         SELECT $1, seq, to_timestamp(ms / 1000.0), kind, operation, dept, subject, dataset,
+                resident, purpose, case_ref, outcome, reason, status, grant_id,
+                fields::jsonb, request_id, stored
+           FROM unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::text[], $9::bytea[], $10::text[], $11::text[],
+                       $12::text[], $13::text[], $14::int[], $15::text[], $16::text[],
+                       $17::text[], $18::bytea[])
+             AS u(seq, ms, kind, operation, dept, subject, dataset, resident, purpose,
+                  case_ref, outcome, reason, status, grant_id, fields, request_id, stored)
+         ON CONFLICT DO NOTHING",
+        &[
+            &node_id,
+            &cols.seq,
+            &cols.time_ms,
+            &cols.kind,
+            &cols.operation,
+            &cols.dept,
+            &cols.subject,
+            &cols.dataset,
+            &cols.resident,
+            &cols.purpose,
+            &cols.case_ref,
+            &cols.outcome,
+            &cols.reason,
+            &cols.status,
+            &cols.grant_id,
+            &cols.fields,
+            &cols.request_id,
+            &cols.stored,
+        ],
+    )
+    .await?;
+    for cp in checkpoints {
+        let seq = i64::try_from(cp.checkpoint.seq).unwrap_or(i64::MAX);
+        tx.execute(
+            "INSERT INTO tongban_audit_checkpoint (node_id, seq, signed) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+            &[&node_id, &seq, &cp.encode()],
+        )
+        .await?;
+    }
+    let through = i64::try_from(hi).unwrap_or(i64::MAX);
+    let anchor = i64::try_from(anchor_seq).unwrap_or(0);
+    tx.execute(
+        "INSERT INTO tongban_audit_shipped (node_id, through_seq, anchor_seq, anchor_hash, updated_at)
+         VALUES ($1, $2, $3, $4, now())
+         ON CONFLICT (node_id) DO UPDATE
+           SET through_seq = greatest(tongban_audit_shipped.through_seq, EXCLUDED.through_seq),
+               updated_at = now()",
+        &[&node_id, &through, &anchor, &anchor_hash.as_slice()],
+    )
+    .await?;
+    tx.commit().await?;
+    state
+        .partitions
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .extend(cols.time_ms.iter().map(|&ms| month_of(ms)));
+    Ok(())
+}
+
+/// One event of one node's central copy, on `client`.
+async fn event_on(
+    client: &Client,
+    node: &str,
+    seq: u64,
+) -> Result<Option<(Event, Hash)>, ClusterError> {
+    let row = client
+        .query_opt(
+            "SELECT node_id, seq, stored FROM tongban_audit_event WHERE node_id = $1 AND seq = $2",
+            &[&node, &i64::try_from(seq).unwrap_or(i64::MAX)],
+        )
+        .await?;
+    row.as_ref().map(open_row).transpose()
+}
+
 /// Decodes a `(node_id, seq, stored)` row, refusing one whose sealed bytes
 /// do not match their hash or their place.
 fn open_row(r: &tokio_postgres::Row) -> Result<(Event, Hash), ClusterError> {
@@ -724,6 +933,63 @@ impl Position {
             seq: e.seq,
         }
     }
+}
+
+/// What a retention run over the central copy did, or would do.
+#[derive(Debug, serde::Serialize)]
+pub struct CentralPruneReport {
+    /// Whether nothing was removed.
+    pub dry_run: bool,
+    /// The monthly partitions dropped (or that would be), oldest first.
+    pub partitions: Vec<PrunedPartition>,
+    /// What held it back.
+    pub limited_by: String,
+}
+
+/// One dropped monthly partition.
+#[derive(Debug, serde::Serialize)]
+pub struct PrunedPartition {
+    /// The table.
+    pub partition: String,
+    /// `YYYY-MM` (UTC).
+    pub month: String,
+    /// Each node's events in it.
+    pub nodes: Vec<PrunedNode>,
+}
+
+/// One node's events in a dropped partition.
+#[derive(Debug, serde::Serialize)]
+pub struct PrunedNode {
+    /// The node.
+    pub node_id: String,
+    /// Its last event there: its new anchor.
+    pub through_seq: u64,
+    /// How many.
+    pub events: u64,
+}
+
+/// The month of a partition `tongban_audit_event_yYYYYmMM`.
+fn parse_partition(name: &str) -> Option<(i32, u8)> {
+    let rest = name.strip_prefix("tongban_audit_event_y")?;
+    let (year, month) = rest.split_once('m')?;
+    let (year, month) = (year.parse().ok()?, month.parse().ok()?);
+    (1..=12).contains(&month).then_some((year, month))
+}
+
+/// The first millisecond after a month (UTC).
+fn month_end_ms(year: i32, month: u8) -> i64 {
+    let (y, m) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    time::Date::from_calendar_date(
+        y,
+        time::Month::try_from(m).unwrap_or(time::Month::January),
+        1,
+    )
+    .map(|d| d.midnight().assume_utc().unix_timestamp() * 1000)
+    .unwrap_or(i64::MAX)
 }
 
 /// One node's piece of an export of the central copy.

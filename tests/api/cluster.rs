@@ -1248,3 +1248,94 @@ async fn an_emergency_stop_on_one_node_stops_the_department_on_every_node() {
     assert_eq!(r.body["stops_pending"], 0, "{}", r.text);
     assert!(r.body["stops_applied"].as_i64().unwrap() >= 4, "{}", r.text);
 }
+
+#[tokio::test]
+async fn the_central_copy_drops_only_old_months_exported_and_checkpointed() {
+    let pg = Postgres::start();
+    let (home, _) = cluster_home(&pg, "node-a");
+    let file = home.path().join("tongban.toml");
+    let toml = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        toml.replacen("[audit]\n", "[audit]\nretention_days = 183\n", 1),
+    )
+    .unwrap();
+    let config = Config::load(&file).unwrap();
+    let out = push(home.path(), &config.policies_dir, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Events of a month that ended long enough ago.
+    let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(250);
+    let gw = TestGateway::start_on(home, config, Clock::manual(long_ago)).await;
+    lookups(&gw, 5).await;
+    let old_head = wait_shipped(&gw, Duration::from_secs(5)).await;
+    // From here on the node's events are of this month.
+    gw.clock.advance(Duration::from_secs(250 * 86_400));
+    let cp = gw.gw.audit.checkpoint_now().await.unwrap();
+    let start = Instant::now();
+    while pg.psql(&format!(
+        "SELECT count(*) FROM tongban_audit_checkpoint WHERE node_id = 'node-a' AND seq = {cp}"
+    )) == "0"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "checkpoint not shipped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let h = gw.home.path().to_str().unwrap().to_owned();
+    let prune = |dry: bool| {
+        let mut args = vec!["audit", "prune", "--cluster", "--home", h.as_str()];
+        if dry {
+            args.push("--dry-run");
+        }
+        let out = tongban(&args);
+        assert!(out.status.success(), "{}", text(&out));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    // Not exported from the central copy: nothing goes.
+    let report = prune(false);
+    assert!(
+        report["limited_by"]
+            .as_str()
+            .unwrap()
+            .contains("not yet exported from the central copy"),
+        "{report}"
+    );
+    assert_eq!(report["partitions"], json!([]));
+    let r = officer_get(&gw, "/v1/audit/export?node=node-a").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let exported: u64 = pg
+        .psql("SELECT through_seq FROM tongban_audit_exported WHERE node_id = 'node-a'")
+        .parse()
+        .unwrap();
+    assert!(exported >= cp, "{exported}");
+    let rows_before = central(&pg, "node-a").0;
+    let dry = prune(true);
+    assert_eq!(dry["partitions"].as_array().unwrap().len(), 1, "{dry}");
+    assert_eq!(
+        central(&pg, "node-a").0,
+        rows_before,
+        "a dry run removes nothing"
+    );
+    let report = prune(false);
+    let part = &report["partitions"][0];
+    let through = part["nodes"][0]["through_seq"].as_u64().unwrap();
+    assert_eq!(through, old_head, "{report}");
+    assert_eq!(
+        part["nodes"][0]["events"].as_u64().unwrap(),
+        old_head,
+        "{report}"
+    );
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM tongban_audit_prune WHERE node_id = 'node-a'"),
+        "1"
+    );
+    // The rest verifies from the new anchor.
+    let out = tongban(&["audit", "verify", "--cluster", "--home", &h]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains(&format!("after anchor {through}")),
+        "{}",
+        text(&out)
+    );
+}
