@@ -379,6 +379,18 @@ async fn alteration_deletion_reordering_and_truncation_are_each_detected() {
     }
 }
 
+/// `tongban audit verify --export FILE --pubkey KEY`.
+fn verify_export_file(file: &std::path::Path, key: &std::path::Path) -> std::process::Output {
+    tongban(&[
+        "audit",
+        "verify",
+        "--export",
+        file.to_str().unwrap(),
+        "--pubkey",
+        key.to_str().unwrap(),
+    ])
+}
+
 #[tokio::test]
 async fn an_export_verifies_offline_and_any_change_to_it_fails() {
     let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = 5).await;
@@ -396,14 +408,7 @@ async fn an_export_verifies_offline_and_any_change_to_it_fails() {
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let file = dir.path().join(format!("export.{format}"));
         std::fs::write(&file, &r.text).unwrap();
-        let out = tongban(&[
-            "audit",
-            "verify",
-            "--export",
-            file.to_str().unwrap(),
-            "--pubkey",
-            key_file.to_str().unwrap(),
-        ]);
+        let out = verify_export_file(&file, &key_file);
         assert!(
             out.status.success(),
             "{format}: {} {}",
@@ -427,14 +432,7 @@ async fn an_export_verifies_offline_and_any_change_to_it_fails() {
             .replacen(",renshe,", ",yibao,", 1);
         assert_ne!(forged, r.text);
         std::fs::write(&file, &forged).unwrap();
-        let out = tongban(&[
-            "audit",
-            "verify",
-            "--export",
-            file.to_str().unwrap(),
-            "--pubkey",
-            key_file.to_str().unwrap(),
-        ]);
+        let out = verify_export_file(&file, &key_file);
         assert!(
             !out.status.success(),
             "{format}: a changed field went unnoticed"
@@ -443,14 +441,7 @@ async fn an_export_verifies_offline_and_any_change_to_it_fails() {
         let mut lines: Vec<&str> = r.text.lines().collect();
         lines.remove(lines.len() - 3);
         std::fs::write(&file, lines.join("\n")).unwrap();
-        let out = tongban(&[
-            "audit",
-            "verify",
-            "--export",
-            file.to_str().unwrap(),
-            "--pubkey",
-            key_file.to_str().unwrap(),
-        ]);
+        let out = verify_export_file(&file, &key_file);
         assert!(
             !out.status.success(),
             "{format}: a dropped event went unnoticed"
@@ -459,14 +450,7 @@ async fn an_export_verifies_offline_and_any_change_to_it_fails() {
         // covers them stays in the file).
         let lines: Vec<&str> = r.text.lines().collect();
         std::fs::write(&file, lines[..lines.len() - 2].join("\n")).unwrap();
-        let out = tongban(&[
-            "audit",
-            "verify",
-            "--export",
-            file.to_str().unwrap(),
-            "--pubkey",
-            key_file.to_str().unwrap(),
-        ]);
+        let out = verify_export_file(&file, &key_file);
         assert!(
             !out.status.success()
                 && String::from_utf8_lossy(&out.stderr).contains("events removed from the end"),
@@ -479,14 +463,7 @@ async fn an_export_verifies_offline_and_any_change_to_it_fails() {
     let r = officer_get(&gw, "/v1/audit/export").await;
     let file = dir.path().join("twice.ndjson");
     std::fs::write(&file, format!("{}{}", r.text, r.text)).unwrap();
-    let out = tongban(&[
-        "audit",
-        "verify",
-        "--export",
-        file.to_str().unwrap(),
-        "--pubkey",
-        key_file.to_str().unwrap(),
-    ]);
+    let out = verify_export_file(&file, &key_file);
     assert!(
         !out.status.success()
             && String::from_utf8_lossy(&out.stderr).contains("has more than one section"),
@@ -500,14 +477,7 @@ async fn an_export_verifies_offline_and_any_change_to_it_fails() {
     std::fs::write(&file, &r.text).unwrap();
     let other = tongban::audit::checkpoint::CheckpointSigner::open(dir.path()).unwrap();
     std::fs::write(&key_file, other.public_key_pem()).unwrap();
-    let out = tongban(&[
-        "audit",
-        "verify",
-        "--export",
-        file.to_str().unwrap(),
-        "--pubkey",
-        key_file.to_str().unwrap(),
-    ]);
+    let out = verify_export_file(&file, &key_file);
     assert!(!out.status.success(), "a foreign key verified the export");
 }
 

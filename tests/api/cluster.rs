@@ -846,6 +846,24 @@ async fn in_cluster_mode_only_what_postgresql_holds_may_be_pruned() {
     );
 }
 
+/// Signs a checkpoint on `gw` and waits until it is in PostgreSQL; returns its sequence number.
+async fn checkpoint_shipped(pg: &Postgres, gw: &TestGateway) -> u64 {
+    let cp = gw.gw.audit.checkpoint_now().await.unwrap();
+    let node = &gw.gw.config.node_id;
+    let start = Instant::now();
+    while pg.psql(&format!(
+        "SELECT count(*) FROM tongban_audit_checkpoint WHERE node_id = '{node}' AND seq = {cp}"
+    )) == "0"
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "checkpoint {cp} of {node} not shipped"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cp
+}
+
 /// The (node, seq) of every event of a search through `gw`, page by page
 /// (`limit` a page), checking that no event comes twice.
 async fn search_all(gw: &TestGateway, query: &str, limit: usize) -> Vec<(String, u64)> {
@@ -976,19 +994,7 @@ async fn officers_search_count_and_export_every_nodes_events() {
     // An export of the central copy: one section per node, each verified
     // offline with that node's key; a removed event is named with its node.
     for gw in [&a, &b] {
-        let cp = gw.gw.audit.checkpoint_now().await.unwrap();
-        let node = &gw.gw.config.node_id;
-        let start = Instant::now();
-        while pg.psql(&format!(
-            "SELECT count(*) FROM tongban_audit_checkpoint WHERE node_id = '{node}' AND seq = {cp}"
-        )) == "0"
-        {
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "checkpoint {cp} of {node} not shipped"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        checkpoint_shipped(&pg, gw).await;
     }
     let dir = tempfile::tempdir().unwrap();
     let mut keys = Vec::new();
@@ -1270,18 +1276,7 @@ async fn the_central_copy_drops_only_old_months_exported_and_checkpointed() {
     let old_head = wait_shipped(&gw, Duration::from_secs(5)).await;
     // From here on the node's events are of this month.
     gw.clock.advance(Duration::from_secs(250 * 86_400));
-    let cp = gw.gw.audit.checkpoint_now().await.unwrap();
-    let start = Instant::now();
-    while pg.psql(&format!(
-        "SELECT count(*) FROM tongban_audit_checkpoint WHERE node_id = 'node-a' AND seq = {cp}"
-    )) == "0"
-    {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "checkpoint not shipped"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let cp = checkpoint_shipped(&pg, &gw).await;
     let h = gw.home.path().to_str().unwrap().to_owned();
     let prune = |dry: bool| {
         let mut args = vec!["audit", "prune", "--cluster", "--home", h.as_str()];
