@@ -81,6 +81,16 @@ async fn node(home: TempDir, config: Config) -> TestGateway {
     TestGateway::start_on(home, config, Clock::manual(time::OffsetDateTime::now_utc())).await
 }
 
+/// Nodes `node-a` and `node-b` on `pg`, with the demo policy set pushed.
+async fn two_nodes(pg: &Postgres) -> (TestGateway, TestGateway) {
+    let (home_a, config_a) = cluster_home(pg, "node-a");
+    let out = push(home_a.path(), &config_a.policies_dir, &[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let a = node(home_a, config_a).await;
+    let (home_b, config_b) = cluster_home(pg, "node-b");
+    (a, node(home_b, config_b).await)
+}
+
 /// Replaces the yibao enrollment grant on `gw` with `grant`, as read with `etag`.
 async fn put_yibao_grant(gw: &TestGateway, grant: &serde_json::Value, etag: &str) -> TestResponse {
     call(
@@ -272,12 +282,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[tokio::test]
 async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
     let pg = Postgres::start();
-    let (home_a, config_a) = cluster_home(&pg, "node-a");
-    let out = push(home_a.path(), &config_a.policies_dir, &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    let a = node(home_a, config_a).await;
-    let (home_b, config_b) = cluster_home(&pg, "node-b");
-    let mut b = node(home_b, config_b).await;
+    let (a, mut b) = two_nodes(&pg).await;
     let (home_c, config_c) = cluster_home(&pg, "node-c");
     let c = node(home_c, config_c).await;
     let all = ["name", "gender", "birth_date", "hukou_address"];
@@ -540,12 +545,7 @@ fn acknowledged_in_central(pg: &Postgres, node: &str, seqs: &[u64]) -> u64 {
 #[tokio::test]
 async fn every_nodes_audit_chain_is_copied_to_postgresql_once_and_verified_there() {
     let mut pg = Postgres::start();
-    let (home_a, config_a) = cluster_home(&pg, "node-a");
-    let out = push(home_a.path(), &config_a.policies_dir, &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    let mut a = node(home_a, config_a).await;
-    let (home_b, config_b) = cluster_home(&pg, "node-b");
-    let b = node(home_b, config_b).await;
+    let (mut a, b) = two_nodes(&pg).await;
 
     let mut acked_a = lookups(&a, 20).await;
     let mut acked_b = lookups(&b, 20).await;
@@ -897,12 +897,7 @@ async fn search_all(gw: &TestGateway, query: &str, limit: usize) -> Vec<(String,
 #[tokio::test]
 async fn officers_search_count_and_export_every_nodes_events() {
     let mut pg = Postgres::start();
-    let (home_a, config_a) = cluster_home(&pg, "node-a");
-    let out = push(home_a.path(), &config_a.policies_dir, &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    let a = node(home_a, config_a).await;
-    let (home_b, config_b) = cluster_home(&pg, "node-b");
-    let b = node(home_b, config_b).await;
+    let (a, b) = two_nodes(&pg).await;
 
     let acked_a = lookups(&a, 8).await;
     let acked_b = lookups(&b, 9).await;
@@ -1135,12 +1130,7 @@ async fn post_admin(gw: &TestGateway, path: &str, body: serde_json::Value) -> Te
 #[tokio::test]
 async fn an_emergency_stop_on_one_node_stops_the_department_on_every_node() {
     let mut pg = Postgres::start();
-    let (home_a, config_a) = cluster_home(&pg, "node-a");
-    let out = push(home_a.path(), &config_a.policies_dir, &[]);
-    assert!(out.status.success(), "{}", text(&out));
-    let a = node(home_a, config_a).await;
-    let (home_b, config_b) = cluster_home(&pg, "node-b");
-    let b = node(home_b, config_b).await;
+    let (a, b) = two_nodes(&pg).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(yibao_status(&b).await.0, StatusCode::OK);
 
