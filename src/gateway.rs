@@ -195,7 +195,46 @@ impl Gateway {
         if let Err(e) = gw.sync_cluster_stops().await {
             tracing::warn!(error = %e, "the cluster's suspensions and revoked tokens cannot be read now; this node enforces its own until they can");
         }
+        if let Err(e) = gw.sync_answer_keys().await {
+            tracing::warn!(error = %e, "the cluster's answer-signing keys cannot be read now; the JWK Set lists this node's until they can");
+        }
         Ok(gw)
+    }
+
+    /// In cluster mode, registers this node's answer-signing public keys in
+    /// PostgreSQL and reads every node's (at start and with each heartbeat).
+    pub async fn sync_answer_keys(&self) -> Result<(), ClusterError> {
+        let Some(cluster) = &self.cluster else {
+            return Ok(());
+        };
+        let own = self.answer_keys.jwks()["keys"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let all = cluster.store.answer_keys(&cluster.node_id, &own).await?;
+        *cluster
+            .answer_keys
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = all;
+        Ok(())
+    }
+
+    /// The JWK Set that verifies signed answers: this node's keys, and in
+    /// cluster mode every other node's too.
+    pub fn jwks(&self) -> serde_json::Value {
+        let mut set = self.answer_keys.jwks();
+        if let (Some(cluster), Some(keys)) = (&self.cluster, set["keys"].as_array_mut()) {
+            let others = cluster
+                .answer_keys
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            for jwk in others.iter() {
+                if !keys.iter().any(|k| k["kid"] == jwk["kid"]) {
+                    keys.push(jwk.clone());
+                }
+            }
+        }
+        set
     }
 
     fn open_with(

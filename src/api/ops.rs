@@ -109,7 +109,9 @@ pub(crate) async fn openapi_json(State(gw): State<Arc<Gateway>>) -> impl IntoRes
 }
 
 /// The public keys that verify signed answers (JWK Set, RFC 7517): the
-/// current key and every earlier one, so old proofs keep verifying.
+/// current key and every earlier one, so old proofs keep verifying; in
+/// cluster mode every node's, so a proof from any node verifies with the
+/// set fetched through any node.
 #[utoipa::path(
     get,
     path = "/.well-known/jwks.json",
@@ -123,7 +125,7 @@ pub(crate) async fn jwks(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
             (axum::http::header::CONTENT_TYPE, "application/jwk-set+json"),
             (axum::http::header::CACHE_CONTROL, "max-age=300"),
         ],
-        gw.answer_keys.jwks().to_string(),
+        gw.jwks().to_string(),
     )
 }
 

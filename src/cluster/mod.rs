@@ -42,6 +42,8 @@ pub struct Cluster {
     pub shipping: audit::ShipState,
     /// Cluster-wide rate limits.
     pub limits: limits::ClusterLimits,
+    /// Every node's answer-signing public keys, as PostgreSQL last listed them.
+    pub answer_keys: std::sync::RwLock<Vec<serde_json::Value>>,
     applied: AtomicI64,
     cache: sled::Tree,
 }
@@ -70,6 +72,7 @@ impl Cluster {
             heartbeat_every: Duration::from_secs(heartbeat_secs.max(1)),
             shipping: audit::ShipState::default(),
             limits,
+            answer_keys: std::sync::RwLock::new(Vec::new()),
             applied: AtomicI64::new(0),
             cache,
         }

@@ -46,6 +46,12 @@ CREATE TABLE IF NOT EXISTS tongban_node (
     audit_head     bigint NOT NULL DEFAULT 0,
     audit_shipped  bigint NOT NULL DEFAULT 0
 );
+CREATE TABLE IF NOT EXISTS tongban_answer_key (
+    kid           text PRIMARY KEY,
+    node_id       text NOT NULL,
+    jwk           jsonb NOT NULL,
+    registered_at timestamptz NOT NULL DEFAULT now()
+);
 CREATE TABLE IF NOT EXISTS tongban_cluster_meta (
     key   text PRIMARY KEY,
     value text NOT NULL
@@ -348,6 +354,40 @@ impl PolicyStore {
     pub async fn get(&self, version: i64) -> Result<Option<StoredVersion>, ClusterError> {
         let client = self.pool.get().await?;
         fetch(&client, version).await
+    }
+
+    /// Registers this node's answer-signing public keys (JWKs, each named
+    /// by its `kid`, which is derived from the key) and returns every
+    /// node's: the cluster's JWK Set, so a proof signed by any node verifies
+    /// with the set fetched from any node.
+    pub async fn answer_keys(
+        &self,
+        node_id: &str,
+        own: &[serde_json::Value],
+    ) -> Result<Vec<serde_json::Value>, ClusterError> {
+        let client = self.pool.get().await?;
+        for jwk in own {
+            let Some(kid) = jwk["kid"].as_str() else {
+                continue;
+            };
+            client
+                .execute(
+                    "INSERT INTO tongban_answer_key (kid, node_id, jwk) VALUES ($1, $2, $3)
+                     ON CONFLICT (kid) DO NOTHING",
+                    &[&kid, &node_id, &Json(jwk)],
+                )
+                .await?;
+        }
+        let rows = client
+            .query(
+                "SELECT jwk FROM tongban_answer_key ORDER BY registered_at, kid",
+                &[],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<_, Json<serde_json::Value>>(0).0)
+            .collect())
     }
 
     /// The policy versions, newest first (at most `limit`), each with the

@@ -328,6 +328,9 @@ pub fn spawn_cluster_heartbeat(gw: Arc<Gateway>, listen: String) -> tokio::task:
             };
             let result = cluster.store.heartbeat(&beat).await;
             if result.is_ok() {
+                if let Err(e) = gw.sync_answer_keys().await {
+                    tracing::debug!(error = %e, "the cluster's answer-signing keys were not read");
+                }
                 if let Ok(live) = cluster.store.live_nodes().await {
                     cluster.limits.set_share(live);
                     gw.metrics.cluster_limit_share.set(i64::from(live));

@@ -1324,3 +1324,61 @@ async fn the_central_copy_drops_only_old_months_exported_and_checkpointed() {
         text(&out)
     );
 }
+
+#[tokio::test]
+async fn a_proof_signed_by_one_node_verifies_with_the_key_set_of_another() {
+    let pg = Postgres::start();
+    let (a, b) = two_nodes(&pg).await;
+    let jwks = |gw: &TestGateway| {
+        let client = gw.client();
+        async move {
+            let r = client
+                .request("GET", "/.well-known/jwks.json", &[])
+                .await
+                .unwrap();
+            assert_eq!(r.status, StatusCode::OK);
+            r.body
+        }
+    };
+    let own_a = a.gw.answer_keys.kid().to_owned();
+    assert_ne!(own_a, b.gw.answer_keys.kid(), "each node has its own key");
+    // A started first: B's set lists both at once, A's after a heartbeat.
+    let set_b = jwks(&b).await;
+    let kids = |set: &serde_json::Value| -> Vec<String> {
+        set["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(kids(&set_b).contains(&own_a), "{set_b}");
+    let id = a.sample_ids("gongan.hukou", 1).remove(0);
+    let tok = a.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = a
+        .client()
+        .request(
+            "GET",
+            &format!("/v1/datasets/gongan.hukou/records/{id}"),
+            &[
+                ("authorization".to_owned(), format!("Bearer {tok}")),
+                ("x-purpose".to_owned(), "dibao_review".to_owned()),
+                ("x-case-ref".to_owned(), "MZ-2026-7".to_owned()),
+                ("prefer".to_owned(), "signed".to_owned()),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let proof = r.body["proof"].as_str().unwrap();
+    tongban::proof::verify(proof, &set_b).expect("A's proof verifies with B's set");
+    let start = Instant::now();
+    loop {
+        let set_a = jwks(&a).await;
+        if kids(&set_a).contains(&b.gw.answer_keys.kid().to_owned()) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(5), "{set_a}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
