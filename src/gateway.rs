@@ -464,35 +464,32 @@ impl Gateway {
     /// In cluster mode, shares an emergency stop already in force on this
     /// node with the other nodes. If PostgreSQL cannot take it now it is
     /// kept (in order, behind any others kept) and shared when it can.
-    /// Returns whether it reached PostgreSQL; `None` on a single node.
-    pub async fn share_stop(&self, change: StopChange) -> Option<bool> {
-        let cluster = self.cluster.as_ref()?;
+    /// Does nothing on a single node.
+    pub async fn share_stop(&self, change: StopChange) {
+        let Some(cluster) = &self.cluster else {
+            return;
+        };
         let _guard = self.stops_lock.lock().await;
         if let Err(e) = cluster.queue_stop(&change) {
             tracing::error!(error = %e, "a stop could not be kept for the other nodes");
         }
-        match self.sync_stops_locked(cluster).await {
-            Ok(_) => Some(true),
-            Err(e) => {
-                tracing::warn!(error = %e, "the stop is in force on this node; the other nodes get it when PostgreSQL answers again");
-                Some(false)
-            }
+        if let Err(e) = self.sync_stops_locked(cluster).await {
+            tracing::warn!(error = %e, "the stop is in force on this node; the other nodes get it when PostgreSQL answers again");
         }
     }
 
     /// In cluster mode, sends the stops kept on this node to PostgreSQL and
     /// applies, in order, every stop of the log this node has not applied:
-    /// those made on other nodes are audited here first. Returns how many
-    /// it applied.
-    pub async fn sync_cluster_stops(&self) -> Result<usize, String> {
+    /// those made on other nodes are audited here first.
+    pub async fn sync_cluster_stops(&self) -> Result<(), String> {
         let Some(cluster) = &self.cluster else {
-            return Ok(0);
+            return Ok(());
         };
         let _guard = self.stops_lock.lock().await;
         self.sync_stops_locked(cluster).await
     }
 
-    async fn sync_stops_locked(&self, cluster: &Cluster) -> Result<usize, String> {
+    async fn sync_stops_locked(&self, cluster: &Cluster) -> Result<(), String> {
         let queued = cluster.outbox();
         if !queued.is_empty() {
             let changes: Vec<StopChange> = queued.iter().map(|(_, c)| c.clone()).collect();
@@ -504,7 +501,6 @@ impl Gateway {
             let keys: Vec<sled::IVec> = queued.into_iter().map(|(k, _)| k).collect();
             cluster.clear_outbox(&keys).map_err(|e| e.to_string())?;
         }
-        let mut applied = 0;
         loop {
             let list = cluster
                 .store
@@ -512,7 +508,7 @@ impl Gateway {
                 .await
                 .map_err(|e| e.to_string())?;
             let Some(last) = list.last().map(|(id, _, _)| *id) else {
-                return Ok(applied);
+                return Ok(());
             };
             let time_ms = self.clock.unix_millis();
             let bodies: Vec<EventBody> = list
@@ -551,7 +547,6 @@ impl Gateway {
                 if node != cluster.node_id {
                     tracing::info!(id, node = %node, stop = ?change, "a stop made on another node is in force");
                 }
-                applied += 1;
             }
             cluster
                 .set_stops_applied(last)

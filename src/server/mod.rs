@@ -255,16 +255,14 @@ pub fn spawn_cluster_follower(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
                 Err(e) => {
                     tracing::warn!(error = %e, retry_ms = backoff.as_millis() as u64, "cannot listen for policy changes; the policy in force stays");
                     // Still compare versions: the pool may reach PostgreSQL when this connection did not.
-                    let _ = gw.sync_cluster_policy("check").await;
-                    sync_stops(&gw).await;
+                    sync_cluster(&gw, "check").await;
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                     continue;
                 }
             };
             backoff = Duration::from_millis(200);
-            let _ = gw.sync_cluster_policy("listening").await;
-            sync_stops(&gw).await;
+            sync_cluster(&gw, "listening").await;
             let mut check = tokio::time::interval(cluster.check_every);
             check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             check.tick().await;
@@ -276,8 +274,7 @@ pub fn spawn_cluster_follower(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
                     },
                     _ = check.tick() => "check",
                 };
-                let _ = gw.sync_cluster_policy(trigger).await;
-                sync_stops(&gw).await;
+                sync_cluster(&gw, trigger).await;
             }
             drop(client);
             tracing::warn!("the connection listening for policy changes closed; reconnecting");
@@ -285,9 +282,11 @@ pub fn spawn_cluster_follower(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Applies the cluster's stops (suspensions, revoked tokens) and shares
-/// this node's kept ones; a failure is logged, the periodic check retries.
-async fn sync_stops(gw: &Gateway) {
+/// Applies the cluster's newest policy version and its stops (suspensions,
+/// revoked tokens), and shares this node's kept stops; failures are logged
+/// (the policy sync logs its own), the periodic check retries.
+async fn sync_cluster(gw: &Gateway, trigger: &str) {
+    let _ = gw.sync_cluster_policy(trigger).await;
     if let Err(e) = gw.sync_cluster_stops().await {
         tracing::warn!(error = %e, "the cluster's suspensions and revoked tokens cannot be synchronized now; retrying");
     }
