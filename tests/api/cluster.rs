@@ -18,6 +18,7 @@ use crate::admin::{call, get_grant, set, yibao_fields};
 use crate::audit_review::officer_get;
 use crate::helpers::{TestGateway, TestResponse, demo_home};
 use crate::pg::{Postgres, Redis};
+use crate::proof::{jwks, lookup};
 
 /// A demo home whose tongban.toml has a `[cluster]` section for `pg`.
 fn cluster_home(pg: &Postgres, node: &str) -> (TempDir, Config) {
@@ -503,20 +504,24 @@ async fn wait_shipped(gw: &TestGateway, limit: Duration) -> u64 {
     }
 }
 
+/// A yibao enrollment lookup of `id` through `gw` with `tok`.
+async fn yibao_lookup(gw: &TestGateway, tok: &str, id: &str) -> TestResponse {
+    gw.get(
+        &format!("/v1/datasets/gongan.hukou/records/{id}"),
+        Some(tok),
+        Some("medical_insurance_enrollment"),
+        None,
+    )
+    .await
+}
+
 /// Lookups through `gw`; returns the audit sequence numbers acknowledged.
 async fn lookups(gw: &TestGateway, n: usize) -> Vec<u64> {
     let ids = gw.sample_ids("gongan.hukou", n);
     let tok = gw.token("yibao", "clerk-2", &["enrollment_clerk"]);
     let mut seqs = Vec::new();
     for id in ids {
-        let r = gw
-            .get(
-                &format!("/v1/datasets/gongan.hukou/records/{id}"),
-                Some(&tok),
-                Some("medical_insurance_enrollment"),
-                None,
-            )
-            .await;
+        let r = yibao_lookup(gw, &tok, &id).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         seqs.push(r.audit_seq());
     }
@@ -676,14 +681,7 @@ async fn admitted(nodes: &[&TestGateway], n: usize) -> usize {
     for i in 0..n {
         let gw = nodes[i % nodes.len()];
         let tok = gw.token("yibao", "clerk-2", &["enrollment_clerk"]);
-        let r = gw
-            .get(
-                &format!("/v1/datasets/gongan.hukou/records/{id}"),
-                Some(&tok),
-                Some("medical_insurance_enrollment"),
-                None,
-            )
-            .await;
+        let r = yibao_lookup(gw, &tok, &id).await;
         match r.status {
             StatusCode::OK => ok += 1,
             StatusCode::TOO_MANY_REQUESTS => {
@@ -1088,14 +1086,7 @@ async fn officers_search_count_and_export_every_nodes_events() {
 async fn yibao_status(gw: &TestGateway) -> (StatusCode, Option<String>) {
     let id = gw.sample_ids("gongan.hukou", 1).remove(0);
     let tok = gw.token("yibao", "clerk-9", &["enrollment_clerk"]);
-    let r = gw
-        .get(
-            &format!("/v1/datasets/gongan.hukou/records/{id}"),
-            Some(&tok),
-            Some("medical_insurance_enrollment"),
-            None,
-        )
-        .await;
+    let r = yibao_lookup(gw, &tok, &id).await;
     (r.status, r.problem_type().map(str::to_owned))
 }
 
@@ -1191,14 +1182,7 @@ async fn an_emergency_stop_on_one_node_stops_the_department_on_every_node() {
     let old = a.token_with("yibao", "clerk-2", &["enrollment_clerk"], -60, 3600);
     loop {
         let id = a.sample_ids("gongan.hukou", 1).remove(0);
-        let r = a
-            .get(
-                &format!("/v1/datasets/gongan.hukou/records/{id}"),
-                Some(&old),
-                Some("medical_insurance_enrollment"),
-                None,
-            )
-            .await;
+        let r = yibao_lookup(&a, &old, &id).await;
         if r.status == StatusCode::UNAUTHORIZED {
             assert_eq!(
                 r.problem_type(),
@@ -1329,17 +1313,6 @@ async fn the_central_copy_drops_only_old_months_exported_and_checkpointed() {
 async fn a_proof_signed_by_one_node_verifies_with_the_key_set_of_another() {
     let pg = Postgres::start();
     let (a, b) = two_nodes(&pg).await;
-    let jwks = |gw: &TestGateway| {
-        let client = gw.client();
-        async move {
-            let r = client
-                .request("GET", "/.well-known/jwks.json", &[])
-                .await
-                .unwrap();
-            assert_eq!(r.status, StatusCode::OK);
-            r.body
-        }
-    };
     let own_a = a.gw.answer_keys.kid().to_owned();
     assert_ne!(own_a, b.gw.answer_keys.kid(), "each node has its own key");
     // A started first: B's set lists both at once, A's after a heartbeat.
@@ -1354,21 +1327,7 @@ async fn a_proof_signed_by_one_node_verifies_with_the_key_set_of_another() {
     };
     assert!(kids(&set_b).contains(&own_a), "{set_b}");
     let id = a.sample_ids("gongan.hukou", 1).remove(0);
-    let tok = a.token("minzheng", "clerk-007", &["dibao_reviewer"]);
-    let r = a
-        .client()
-        .request(
-            "GET",
-            &format!("/v1/datasets/gongan.hukou/records/{id}"),
-            &[
-                ("authorization".to_owned(), format!("Bearer {tok}")),
-                ("x-purpose".to_owned(), "dibao_review".to_owned()),
-                ("x-case-ref".to_owned(), "MZ-2026-7".to_owned()),
-                ("prefer".to_owned(), "signed".to_owned()),
-            ],
-        )
-        .await
-        .unwrap();
+    let r = lookup(&a, &id, Some("signed")).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let proof = r.body["proof"].as_str().unwrap();
     tongban::proof::verify(proof, &set_b).expect("A's proof verifies with B's set");

@@ -9,7 +9,8 @@ use crate::helpers::{TestGateway, TestResponse};
 
 const HUKOU: &str = "/v1/datasets/gongan.hukou/records";
 
-async fn lookup(gw: &TestGateway, id: &str, prefer: Option<&str>) -> TestResponse {
+/// A minzheng dibao lookup of `id`, with `Prefer` if given.
+pub(crate) async fn lookup(gw: &TestGateway, id: &str, prefer: Option<&str>) -> TestResponse {
     let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
     let mut headers = vec![
         ("authorization".to_owned(), format!("Bearer {tok}")),
@@ -25,7 +26,8 @@ async fn lookup(gw: &TestGateway, id: &str, prefer: Option<&str>) -> TestRespons
         .unwrap()
 }
 
-async fn jwks(gw: &TestGateway) -> serde_json::Value {
+/// The JWK Set `gw` publishes.
+pub(crate) async fn jwks(gw: &TestGateway) -> serde_json::Value {
     let r = gw
         .client()
         .request("GET", "/.well-known/jwks.json", &[])
