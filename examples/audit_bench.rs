@@ -138,7 +138,7 @@ async fn main() -> anyhow::Result<()> {
         .path(dir.path())
         .cache_capacity(512 * 1024 * 1024)
         .open()?;
-    let store = AuditStore::open(&db)?;
+    let store = AuditStore::open(&db, dir.path())?;
     let signer = Arc::new(CheckpointSigner::open(dir.path())?);
     let writer = Arc::new(start_writer(&store, dir.path(), &signer)?);
 
@@ -294,7 +294,7 @@ async fn verify_rate(suite: Suite, events: u64, residents: u64) -> anyhow::Resul
         .path(dir.path())
         .cache_capacity(256 * 1024 * 1024)
         .open()?;
-    let store = AuditStore::open(&db)?;
+    let store = AuditStore::open(&db, dir.path())?;
     let signer = Arc::new(CheckpointSigner::open_suite(dir.path(), suite)?);
     let writer = start_writer(&store, dir.path(), &signer)?;
     let mut rng = Rng(7);

@@ -342,10 +342,10 @@ pub const MIN_RETENTION_DAYS: u32 = 183;
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Durability {
-    /// sled flush plus fdatasync of the log file.
+    /// fdatasync of the write-ahead file per group (and of sled's file when it is flushed).
     #[default]
     Fdatasync,
-    /// sled flush only.
+    /// Written to the write-ahead file, not synced.
     Flush,
 }
 

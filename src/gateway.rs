@@ -305,7 +305,7 @@ impl Gateway {
         )?;
 
         let pseudonyms = Pseudonymizer::open(&config.data_dir)?;
-        let audit_store = AuditStore::open(&db)?;
+        let audit_store = AuditStore::open(&db, &config.data_dir)?;
         let checkpoint_signer = Arc::new(CheckpointSigner::open_suite(
             &config.data_dir,
             config.audit.suite,

@@ -1,5 +1,6 @@
 //! The tamper-evident audit log: events (pure), the hash chain (pure), the
-//! sled store, the group-committing writer and resident pseudonyms.
+//! sled store, its write-ahead file, the group-committing writer and
+//! resident pseudonyms.
 
 pub mod blocks;
 pub mod chain;
@@ -12,6 +13,7 @@ pub mod residents;
 pub mod retention;
 pub mod store;
 pub mod suite;
+pub mod wal;
 pub mod writer;
 
 pub use event::{Event, EventBody, EventKind, Outcome};

@@ -9,15 +9,20 @@
 //! `audit/checkpoints` (seq → signed checkpoint) and `audit/meta`.
 //!
 //! Block summaries are plain inserts written in the same group commit as
-//! their events, after them. Opening the store re-derives whatever of them an
-//! unclean stop left missing, and the resident index's tail from the events
-//! after its last sealed segment.
+//! their events, after them. A group commit is durable once its record is in
+//! the write-ahead file ([`super::wal`]); opening the store first replays
+//! what that file holds (an unclean stop), then re-derives whatever block
+//! summaries are missing, and the resident index's tail from the events after
+//! its last sealed segment.
+
+use std::path::Path;
 
 use super::blocks::{BlockSummary, block_of, block_range};
 use super::chain::{VerifyReport, verify_log};
 use super::checkpoint::SignedCheckpoint;
 use super::event::{Event, GENESIS, Hash};
 use super::residents::ResidentIndex;
+use super::wal::{self, Entry, Tree};
 
 const EVENTS: &str = "audit/events";
 const BLOCKS: &str = "audit/blocks";
@@ -63,8 +68,9 @@ pub struct AuditStore {
 }
 
 impl AuditStore {
-    /// Opens (creating if needed) the audit trees and repairs the index tail.
-    pub fn open(db: &sled::Db) -> Result<Self, AuditError> {
+    /// Opens (creating if needed) the audit trees of the database in
+    /// `data_dir`, replays the write-ahead file and repairs the index tail.
+    pub fn open(db: &sled::Db, data_dir: &Path) -> Result<Self, AuditError> {
         let meta = db.open_tree(META)?;
         let store = Self {
             db: db.clone(),
@@ -74,6 +80,7 @@ impl AuditStore {
             checkpoints: db.open_tree(CHECKPOINTS)?,
             meta,
         };
+        store.replay(data_dir)?;
         store.catch_up_index()?;
         store.residents.seal_due()?;
         let repaired = store.recover_blocks()?;
@@ -311,14 +318,14 @@ impl AuditStore {
         Ok(verify_log(anchor, events, &checkpoints, keys)?)
     }
 
-    /// Appends sealed events, then their index entries, block summaries and
-    /// checkpoint (no flush: the writer flushes the group).
-    pub(crate) fn append(
-        &self,
+    /// What a group commit inserts, in order: its event chunks, block
+    /// summaries and checkpoint (the writer logs them ahead, then applies them).
+    pub(crate) fn entries(
         batch: &[SealedEvent],
         summaries: &[(u64, BlockSummary)],
         checkpoint: Option<&SignedCheckpoint>,
-    ) -> Result<(), AuditError> {
+    ) -> Vec<Entry> {
+        let mut entries = Vec::with_capacity(batch.len() / CHUNK_EVENTS + 2 + summaries.len());
         for chunk in batch.chunks(CHUNK_EVENTS) {
             let Some((first, _, _)) = chunk.first() else {
                 continue;
@@ -327,18 +334,68 @@ impl AuditStore {
                 .iter()
                 .map(|(_, stored, _)| stored.as_slice())
                 .collect();
-            self.events
-                .insert(first.to_be_bytes(), encode_chunk(&parts))?;
+            entries.push((
+                Tree::Events,
+                first.to_be_bytes().to_vec(),
+                encode_chunk(&parts),
+            ));
         }
         for (block, summary) in summaries {
-            self.blocks.insert(
-                block.to_be_bytes(),
+            entries.push((
+                Tree::Blocks,
+                block.to_be_bytes().to_vec(),
                 postcard::to_allocvec(summary).unwrap_or_default(),
-            )?;
+            ));
         }
         if let Some(cp) = checkpoint {
-            self.checkpoints
-                .insert(cp.checkpoint.seq.to_be_bytes(), cp.encode())?;
+            entries.push((
+                Tree::Checkpoints,
+                cp.checkpoint.seq.to_be_bytes().to_vec(),
+                cp.encode(),
+            ));
+        }
+        entries
+    }
+
+    /// Inserts a group commit's entries (no flush: the write-ahead file made them durable).
+    pub(crate) fn apply(&self, entries: Vec<Entry>) -> Result<(), AuditError> {
+        for (tree, key, value) in entries {
+            let tree = match tree {
+                Tree::Events => &self.events,
+                Tree::Blocks => &self.blocks,
+                Tree::Checkpoints => &self.checkpoints,
+            };
+            tree.insert(key, value)?;
+        }
+        Ok(())
+    }
+
+    /// Applies what the write-ahead file in `data_dir` holds above the
+    /// anchor (pruned events stay pruned), makes it durable in sled, and
+    /// removes the file's segments.
+    fn replay(&self, data_dir: &Path) -> Result<(), AuditError> {
+        let dir = data_dir.join(wal::DIR);
+        let replay = wal::read_all(&dir)?;
+        if replay.last_segment == 0 {
+            return Ok(());
+        }
+        let (anchor, _) = self.anchor()?;
+        let mut applied = 0u64;
+        for record in replay.records {
+            if record.seq > anchor {
+                self.apply(record.entries)?;
+                applied += 1;
+            }
+        }
+        self.db.flush()?;
+        sync_db_file(data_dir)?;
+        wal::remove_through(&dir, replay.last_segment)?;
+        if applied > 0 || replay.torn_bytes > 0 {
+            tracing::warn!(
+                groups = applied,
+                torn_bytes = replay.torn_bytes,
+                "replayed the audit write-ahead file after an unclean stop (a cut-off last write was never acknowledged)"
+            );
         }
         Ok(())
     }
@@ -486,6 +543,12 @@ impl AuditStore {
     }
 }
 
+/// `fdatasync`s sled's file in `data_dir` (sled's own flush does not reach
+/// the device's cache).
+pub(crate) fn sync_db_file(data_dir: &Path) -> Result<(), AuditError> {
+    Ok(std::fs::File::open(data_dir.join("db"))?.sync_data()?)
+}
+
 fn open(seq: u64, value: &[u8]) -> Result<(Event, Hash, Hash), AuditError> {
     Event::open(value).map_err(|e| AuditError::Corrupt {
         seq,
@@ -589,11 +652,85 @@ pub(crate) fn key_seq(bytes: &[u8]) -> u64 {
 mod tests {
     use super::*;
 
+    /// Events 1..=n chained as the writer seals them.
+    fn sealed(n: u64) -> Vec<SealedEvent> {
+        let mut prev = GENESIS;
+        (1..=n)
+            .map(|seq| {
+                let event = Event {
+                    version: super::super::event::format_version(
+                        super::super::suite::Suite::International,
+                    ),
+                    seq,
+                    node: "node-1".into(),
+                    prev_hash: prev,
+                    body: super::super::EventBody::system(
+                        1_780_000_000_000 + seq as i64,
+                        super::super::EventKind::Other,
+                        "test.event",
+                    ),
+                };
+                let (stored, hash) = event.seal();
+                prev = hash;
+                (seq, stored, None)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn opening_replays_the_write_ahead_file_above_the_anchor() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let store = AuditStore::open(&db, dir.path()).unwrap();
+        let events = sealed(5);
+        // Events 1-2 reached sled; 3-5 were durable in the write-ahead file
+        // only when the process died (sled had not flushed them).
+        store
+            .apply(AuditStore::entries(&events[..2], &[], None))
+            .unwrap();
+        let wal_dir = dir.path().join(wal::DIR);
+        let mut log = wal::Wal::create(&wal_dir, true).unwrap();
+        for (lo, hi) in [(0, 2), (2, 4), (4, 5)] {
+            let record = wal::encode(hi as u64, &AuditStore::entries(&events[lo..hi], &[], None));
+            log.append(&record).unwrap();
+        }
+        drop(store);
+
+        let store = AuditStore::open(&db, dir.path()).unwrap();
+        assert_eq!(store.head().unwrap().0, 5);
+        let report = store.verify(None).unwrap();
+        assert_eq!(report.checked, 5, "{report:?}");
+        assert!(report.ok(), "{report:?}");
+        assert!(store.indexes_consistent().unwrap());
+        assert!(
+            wal::segments(&wal_dir).unwrap().is_empty(),
+            "replayed segments are removed"
+        );
+
+        // Records at or below the anchor (pruned events) are not brought back.
+        let mut log = wal::Wal::create(&wal_dir, true).unwrap();
+        log.append(&wal::encode(
+            2,
+            &AuditStore::entries(&events[..2], &[], None),
+        ))
+        .unwrap();
+        let mut anchor = 2u64.to_be_bytes().to_vec();
+        anchor.extend_from_slice(&[9; 32]);
+        store.meta.insert(ANCHOR, anchor).unwrap();
+        store.events.remove(1u64.to_be_bytes()).unwrap();
+        drop(store);
+        let store = AuditStore::open(&db, dir.path()).unwrap();
+        assert!(
+            store.get(1).unwrap().is_none(),
+            "a pruned event stays pruned"
+        );
+    }
+
     #[test]
     fn only_an_export_that_joins_the_exported_ones_moves_the_mark() {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
-        let store = AuditStore::open(&db).unwrap();
+        let store = AuditStore::open(&db, dir.path()).unwrap();
         store.mark_exported(5, 10).unwrap();
         assert_eq!(
             store.exported_through().unwrap(),

@@ -2,17 +2,20 @@
 //!
 //! One thread owns appends. Requests hand it an event body and wait; the
 //! thread takes everything that is queued (up to `max_batch`), numbers and
-//! chains the events, inserts them with their index entries, block summaries
-//! and (every `checkpoint_every` events) a signed checkpoint, flushes sled
-//! once and (by default) `fdatasync`s its log file once, then releases every
-//! waiting request. Many requests share one flush; none is acknowledged before
-//! its event is durable. If a write fails, every request of that group gets an
-//! error (the caller answers 503 and sends no data) and the writer re-reads
-//! the chain head from disk before the next group. A ticker also asks for a
-//! checkpoint every `checkpoint_secs`, and stopping signs a last one.
+//! chains the events, appends them with their block summaries and (every
+//! `checkpoint_every` events) a signed checkpoint to the write-ahead file
+//! ([`super::wal`]) as one record, `fdatasync`s it once (by default), inserts
+//! the same into sled, then releases every waiting request. Many requests
+//! share one sync; none is acknowledged before its event is durable. If the
+//! write fails, every request of that group gets an error (the caller answers
+//! 503 and sends no data) and nothing of the group is kept; if sled then
+//! refuses the inserts of a durable group, the writer stops taking events
+//! (a restart replays them). sled itself is flushed by a thread of its own
+//! about once a second, which then removes the write-ahead segments sled
+//! holds. A ticker also asks for a checkpoint every `checkpoint_secs`, and
+//! stopping signs a last one.
 
-use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
@@ -23,7 +26,8 @@ use tokio::sync::{mpsc, oneshot};
 use super::blocks::{BlockSummary, block_of};
 use super::checkpoint::{CheckpointSigner, SignedCheckpoint};
 use super::event::{Event, EventBody, Hash};
-use super::store::{AuditError, AuditStore, SealedEvent};
+use super::store::{AuditError, AuditStore, SealedEvent, sync_db_file};
+use super::wal::{self, Wal};
 use crate::clock::Clock;
 use crate::config::Durability;
 use crate::metrics::Metrics;
@@ -71,7 +75,7 @@ pub struct WriterStats {
 pub struct WriterOptions {
     /// This node's id, written in every event.
     pub node: String,
-    /// Whether to fdatasync after each flush.
+    /// Whether to fdatasync the write-ahead file after each group.
     pub durability: Durability,
     /// Most events per group.
     pub max_batch: usize,
@@ -86,7 +90,8 @@ pub struct WriterOptions {
 }
 
 impl AuditWriter {
-    /// Starts the writer thread on `store`; `data_dir` is the sled directory (its `db` file is synced).
+    /// Starts the writer thread on `store`; `data_dir` is the sled directory
+    /// (the write-ahead file is in it, and its `db` file is synced).
     pub fn start(
         store: AuditStore,
         data_dir: &Path,
@@ -94,10 +99,8 @@ impl AuditWriter {
         metrics: Arc<Metrics>,
         options: WriterOptions,
     ) -> Result<Self, AuditError> {
-        let sync_file = match options.durability {
-            Durability::Fdatasync => Some(File::open(data_dir.join("db"))?),
-            Durability::Flush => None,
-        };
+        let sync = matches!(options.durability, Durability::Fdatasync);
+        let wal = Wal::create(&data_dir.join(wal::DIR), sync)?;
         let head = store.head()?;
         let block = block_of(head.0 + 1);
         let summary = store.block(block)?.unwrap_or_default();
@@ -118,11 +121,9 @@ impl AuditWriter {
                     head.1,
                     options.clock.unix_millis(),
                 )?;
-                store.append(&[], &[], Some(&cp))?;
+                store.apply(AuditStore::entries(&[], &[], Some(&cp)))?;
                 store.db().flush()?;
-                if let Some(f) = &sync_file {
-                    f.sync_data()?;
-                }
+                sync_db_file(data_dir)?;
                 last_checkpoint = head.0;
                 let mut event = EventBody::system(
                     options.clock.unix_millis(),
@@ -166,9 +167,20 @@ impl AuditWriter {
                 }
             });
         }
+        let (retire, retired) = std::sync::mpsc::channel();
+        let retirer = {
+            let (db, data_dir) = (store.db().clone(), data_dir.to_owned());
+            std::thread::Builder::new()
+                .name("audit-wal-retire".into())
+                .spawn(move || retire_segments(&db, &data_dir, sync, &retired))?
+        };
         let mut state = State {
             store,
-            sync_file,
+            data_dir: data_dir.to_owned(),
+            sync,
+            wal,
+            retire: Some((retire, retirer)),
+            broken: None,
             head,
             block: (block, summary),
             last_checkpoint,
@@ -292,7 +304,13 @@ impl Round {
 
 struct State {
     store: AuditStore,
-    sync_file: Option<File>,
+    data_dir: PathBuf,
+    sync: bool,
+    wal: Wal,
+    /// Segments ended go to the thread that flushes sled and removes them.
+    retire: Option<(std::sync::mpsc::Sender<u64>, JoinHandle<()>)>,
+    /// Set when sled refused the inserts of a durable group: no more groups.
+    broken: Option<Arc<AuditError>>,
     head: (u64, Hash),
     block: (u64, BlockSummary),
     last_checkpoint: u64,
@@ -350,7 +368,7 @@ impl State {
                         let _ = ack.send(Err(Arc::new(AuditError::WriterStopped)));
                     }
                 }
-                let _ = self.store.db().flush();
+                self.finish();
                 self.healthy.store(false, Ordering::Release);
                 return;
             }
@@ -418,10 +436,21 @@ impl State {
         });
 
         let started = Instant::now();
-        let result = self
-            .store
-            .append(&sealed, &summaries, checkpoint.as_ref())
-            .and_then(|()| self.make_durable());
+        let entries = AuditStore::entries(&sealed, &summaries, checkpoint.as_ref());
+        let record = wal::encode(seq, &entries);
+        let result = match &self.broken {
+            Some(e) => Err(e.clone()),
+            None => self.wal.append(&record).map_err(|e| Arc::new(e.into())),
+        };
+        // Durable from here on: the same inserts into sled.
+        let result = result.and_then(|()| {
+            self.store.apply(entries).map_err(|e| {
+                let e = Arc::new(e);
+                tracing::error!(error = %e, "sled refused a durable audit group: taking no more events until a restart replays the write-ahead file");
+                self.broken = Some(e.clone());
+                e
+            })
+        });
         match result {
             Ok(()) => {
                 self.head = (seq, prev);
@@ -451,32 +480,91 @@ impl State {
                     let _ = ack.send(Ok(next));
                     next += n;
                 }
+                self.rotate_if_due();
             }
             Err(e) => {
                 tracing::error!(error = %e, events = batch.len(), "audit group commit failed: refusing these requests");
                 self.healthy.store(false, Ordering::Release);
-                let e = Arc::new(e);
                 for (_, ack, _) in batch.drain(..) {
                     let _ = ack.send(Err(e.clone()));
-                }
-                // Part of the group may have reached sled: continue from what is there.
-                if let Err(e) = self.store.catch_up_index() {
-                    tracing::error!(error = %e, "re-reading the events of a failed group for the resident index failed");
-                }
-                if let Ok(head) = self.store.head() {
-                    self.head = head;
-                    let b = block_of(head.0 + 1);
-                    self.block = (b, self.store.block(b).ok().flatten().unwrap_or_default());
                 }
             }
         }
     }
 
-    fn make_durable(&self) -> Result<(), AuditError> {
-        self.store.db().flush()?;
-        if let Some(file) = &self.sync_file {
-            file.sync_data()?;
+    /// Ends the current segment once it is large or old enough, and hands
+    /// it to the thread that flushes sled and removes what sled holds.
+    fn rotate_if_due(&mut self) {
+        if self.wal.len() < ROTATE_BYTES && (self.wal.len() == 0 || self.wal.age() < ROTATE_AGE) {
+            return;
+        }
+        match self.wal.rotate() {
+            Ok(ended) => {
+                if let Some((tx, _)) = &self.retire {
+                    let _ = tx.send(ended);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "starting a new audit write-ahead segment failed: appending to the current one");
+            }
+        }
+    }
+
+    /// At a stop: flushes sled and removes every segment (sled holds them all).
+    fn finish(&mut self) {
+        if let Some((tx, thread)) = self.retire.take() {
+            drop(tx);
+            let _ = thread.join();
+        }
+        if self.broken.is_some() {
+            return; // the segments are what a restart replays
+        }
+        let done = self
+            .store
+            .db()
+            .flush()
+            .map_err(AuditError::from)
+            .and_then(|_| self.sync_db())
+            .and_then(|()| Ok(wal::remove_through(self.wal.dir(), self.wal.number())?));
+        if let Err(e) = done {
+            tracing::error!(error = %e, "flushing the audit store at stop failed: the next start replays the write-ahead file");
+        }
+    }
+
+    fn sync_db(&self) -> Result<(), AuditError> {
+        if self.sync {
+            sync_db_file(&self.data_dir)?;
         }
         Ok(())
+    }
+}
+
+/// A write-ahead segment ends at this size,
+const ROTATE_BYTES: u64 = 8 << 20;
+/// or this long after it began (then sled is flushed and it is removed).
+const ROTATE_AGE: Duration = Duration::from_secs(1);
+
+/// The retiring thread: for each ended segment, flushes sled (and syncs its
+/// file), then removes the segments up to it. A failure keeps them; the
+/// next round, or the next start's replay, covers them.
+fn retire_segments(
+    db: &sled::Db,
+    data_dir: &Path,
+    sync: bool,
+    ended: &std::sync::mpsc::Receiver<u64>,
+) {
+    let dir = data_dir.join(wal::DIR);
+    while let Ok(mut through) = ended.recv() {
+        while let Ok(n) = ended.try_recv() {
+            through = through.max(n);
+        }
+        let done = db
+            .flush()
+            .map_err(AuditError::from)
+            .and_then(|_| if sync { sync_db_file(data_dir) } else { Ok(()) })
+            .and_then(|()| Ok(wal::remove_through(&dir, through)?));
+        if let Err(e) = done {
+            tracing::error!(error = %e, "flushing the audit store behind the write-ahead file failed: keeping its segments");
+        }
     }
 }

@@ -158,7 +158,7 @@ struct Opened {
 fn open(target: &Target) -> Result<Opened> {
     let config = target.load()?;
     let db = open_db(&config.data_dir)?;
-    let store = AuditStore::open(&db)?;
+    let store = AuditStore::open(&db, &config.data_dir)?;
     let offset = config.utc_offset().map_err(anyhow::Error::msg)?;
     Ok(Opened {
         config,

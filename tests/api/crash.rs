@@ -1,5 +1,6 @@
 //! Durability: a gateway process killed with SIGKILL mid-load loses no
-//! acknowledged audit event, and its chain and indexes are whole on restart.
+//! acknowledged audit event (the restart replays the write-ahead file), and
+//! its chain and indexes are whole on restart.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -108,6 +109,13 @@ async fn sigkill_mid_load_loses_no_acknowledged_event() {
         let _ = w.await;
     }
     let acked = acked.lock().await.clone();
+    // Killed mid-load, the last groups are in the write-ahead file (sled is
+    // flushed behind it): the restart below must replay them.
+    let wal_bytes: u64 = std::fs::read_dir(config.data_dir.join("audit-wal"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(wal_bytes > 0, "the write-ahead file holds the last groups");
     assert!(
         acked.len() >= 150,
         "only {} requests acknowledged before the deadline",
@@ -123,8 +131,12 @@ async fn sigkill_mid_load_loses_no_acknowledged_event() {
         .unwrap();
     assert!(child.wait().unwrap().success(), "graceful stop exits 0");
 
+    let left = std::fs::read_dir(config.data_dir.join("audit-wal"))
+        .unwrap()
+        .count();
+    assert_eq!(left, 0, "a clean stop leaves no write-ahead segment");
     let db = sled::open(&config.data_dir).unwrap();
-    let store = AuditStore::open(&db).unwrap();
+    let store = AuditStore::open(&db, &config.data_dir).unwrap();
     for (seq, request_id) in &acked {
         let event = store
             .get(*seq)
