@@ -389,12 +389,12 @@ impl AuditStore {
         }
         self.db.flush()?;
         sync_db_file(data_dir)?;
-        wal::remove_through(&dir, replay.last_segment)?;
-        if applied > 0 || replay.torn_bytes > 0 {
+        wal::remove_through(&dir, replay.last_segment, true)?;
+        if applied > 0 {
             tracing::warn!(
                 groups = applied,
-                torn_bytes = replay.torn_bytes,
-                "replayed the audit write-ahead file after an unclean stop (a cut-off last write was never acknowledged)"
+                unread_bytes = replay.unread_bytes,
+                "replayed the audit write-ahead file after an unclean stop"
             );
         }
         Ok(())
@@ -691,7 +691,7 @@ mod tests {
         let wal_dir = dir.path().join(wal::DIR);
         let mut log = wal::Wal::create(&wal_dir, true).unwrap();
         for (lo, hi) in [(0, 2), (2, 4), (4, 5)] {
-            let record = wal::encode(hi as u64, &AuditStore::entries(&events[lo..hi], &[], None));
+            let record = log.record(hi as u64, &AuditStore::entries(&events[lo..hi], &[], None));
             log.append(&record).unwrap();
         }
         drop(store);
@@ -709,11 +709,8 @@ mod tests {
 
         // Records at or below the anchor (pruned events) are not brought back.
         let mut log = wal::Wal::create(&wal_dir, true).unwrap();
-        log.append(&wal::encode(
-            2,
-            &AuditStore::entries(&events[..2], &[], None),
-        ))
-        .unwrap();
+        log.append(&log.record(2, &AuditStore::entries(&events[..2], &[], None)))
+            .unwrap();
         let mut anchor = 2u64.to_be_bytes().to_vec();
         anchor.extend_from_slice(&[9; 32]);
         store.meta.insert(ANCHOR, anchor).unwrap();

@@ -339,15 +339,19 @@ impl State {
                         Err(_) => break,
                     }
                 }
-                let waiting = deadline.is_some_and(|d| Instant::now() < d);
+                let left = deadline.map_or(Duration::ZERO, |d| {
+                    d.saturating_duration_since(Instant::now())
+                });
                 if round.stop
                     || round.checkpoint
                     || round.events >= self.options.max_batch
-                    || !waiting
+                    || left.is_zero()
                 {
                     break;
                 }
-                std::thread::sleep(Duration::from_micros(50));
+                // One sleep for the rest of the wait (polling in short
+                // sleeps cost a context switch each), then take what came.
+                std::thread::sleep(left);
             }
             busy = round.events > 1;
             let Round {
@@ -437,7 +441,7 @@ impl State {
 
         let started = Instant::now();
         let entries = AuditStore::entries(&sealed, &summaries, checkpoint.as_ref());
-        let record = wal::encode(seq, &entries);
+        let record = self.wal.record(seq, &entries);
         let result = match &self.broken {
             Some(e) => Err(e.clone()),
             None => self.wal.append(&record).map_err(|e| Arc::new(e.into())),
@@ -525,7 +529,13 @@ impl State {
             .flush()
             .map_err(AuditError::from)
             .and_then(|_| self.sync_db())
-            .and_then(|()| Ok(wal::remove_through(self.wal.dir(), self.wal.number())?));
+            .and_then(|()| {
+                Ok(wal::remove_through(
+                    self.wal.dir(),
+                    self.wal.number(),
+                    false,
+                )?)
+            });
         if let Err(e) = done {
             tracing::error!(error = %e, "flushing the audit store at stop failed: the next start replays the write-ahead file");
         }
@@ -562,7 +572,7 @@ fn retire_segments(
             .flush()
             .map_err(AuditError::from)
             .and_then(|_| if sync { sync_db_file(data_dir) } else { Ok(()) })
-            .and_then(|()| Ok(wal::remove_through(&dir, through)?));
+            .and_then(|()| Ok(wal::remove_through(&dir, through, true)?));
         if let Err(e) = done {
             tracing::error!(error = %e, "flushing the audit store behind the write-ahead file failed: keeping its segments");
         }
