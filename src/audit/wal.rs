@@ -178,6 +178,11 @@ fn split(segment: u64, bytes: &[u8]) -> (Vec<Record>, Option<usize>) {
 
 /// The segment files in `dir`, oldest first.
 pub(crate) fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    numbered(dir, "")
+}
+
+/// The files in `dir` named `{prefix}{number}.wal`, by number.
+fn numbered(dir: &Path, prefix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
@@ -189,6 +194,7 @@ pub(crate) fn segments(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
         let number = path
             .file_name()
             .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix(prefix))
             .and_then(|n| n.strip_suffix(".wal"))
             .and_then(|n| n.parse::<u64>().ok());
         if let Some(n) = number {
@@ -248,7 +254,7 @@ pub(crate) fn read_all(dir: &Path) -> io::Result<Replay> {
 pub(crate) fn remove_through(dir: &Path, number: u64, keep_spares: bool) -> io::Result<()> {
     let mut kept = spares(dir)?.len();
     if !keep_spares {
-        for path in spares(dir)? {
+        for (_, path) in spares(dir)? {
             std::fs::remove_file(path)?;
         }
         kept = SPARES;
@@ -267,37 +273,9 @@ pub(crate) fn remove_through(dir: &Path, number: u64, keep_spares: bool) -> io::
     Ok(())
 }
 
-/// The number of the segment a spare file last was.
-fn spare_number(path: &Path) -> Option<u64> {
-    path.file_name()?
-        .to_str()?
-        .strip_prefix(SPARE_PREFIX)?
-        .strip_suffix(".wal")?
-        .parse()
-        .ok()
-}
-
-/// The spare files in `dir`.
-fn spares(dir: &Path) -> io::Result<Vec<PathBuf>> {
-    let mut found = Vec::new();
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(found),
-        Err(e) => return Err(e),
-    };
-    for entry in entries {
-        let path = entry?.path();
-        if path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with(SPARE_PREFIX) && n.ends_with(".wal"))
-            && spare_number(&path).is_some()
-        {
-            found.push(path);
-        }
-    }
-    found.sort();
-    Ok(found)
+/// The spare files in `dir`, by the number of the segment each last was.
+fn spares(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    numbered(dir, SPARE_PREFIX)
 }
 
 /// The segment the writer appends to.
@@ -318,7 +296,7 @@ impl Wal {
         std::fs::create_dir_all(dir)?;
         // After every number used, spares' too: a reused file's old records
         // must never carry the number of the segment it becomes.
-        let spare_numbers = spares(dir)?.iter().filter_map(|p| spare_number(p)).max();
+        let spare_numbers = spares(dir)?.last().map(|(n, _)| *n);
         let number = segments(dir)?
             .last()
             .map(|(n, _)| *n)
@@ -340,7 +318,7 @@ impl Wal {
     fn open_segment(dir: &Path, number: u64) -> io::Result<File> {
         let path = segment_path(dir, number);
         let file = match spares(dir)?.first() {
-            Some(spare) => {
+            Some((_, spare)) => {
                 std::fs::rename(spare, &path)?;
                 OpenOptions::new().write(true).open(&path)?
             }
