@@ -145,11 +145,12 @@ fn take_bytes<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
 /// where the first bytes that are neither an intact record of this segment
 /// nor its end mark start (`None`: the segment ended cleanly).
 fn split(segment: u64, bytes: &[u8]) -> (Vec<Record>, Option<usize>) {
+    let end = end_mark(segment);
     let mut records = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
         let rest = &bytes[at..];
-        if rest.len() >= 8 && rest[..8] == end_mark(segment) {
+        if rest.starts_with(&end) {
             return (records, None);
         }
         let record = (rest.len() >= 8)
@@ -209,6 +210,11 @@ fn segment_path(dir: &Path, number: u64) -> PathBuf {
     dir.join(format!("{number:016}.wal"))
 }
 
+/// The name segment `number` has as a spare.
+fn spare_path(dir: &Path, number: u64) -> PathBuf {
+    dir.join(format!("{SPARE_PREFIX}{number:016}.wal"))
+}
+
 /// What [`read_all`] found.
 #[derive(Debug, Default)]
 pub(crate) struct Replay {
@@ -252,9 +258,10 @@ pub(crate) fn read_all(dir: &Path) -> io::Result<Replay> {
 /// [`SPARES`] of them as spares when `keep_spares`, and the other spares too
 /// when not.
 pub(crate) fn remove_through(dir: &Path, number: u64, keep_spares: bool) -> io::Result<()> {
-    let mut kept = spares(dir)?.len();
+    let spares = spares(dir)?;
+    let mut kept = spares.len();
     if !keep_spares {
-        for (_, path) in spares(dir)? {
+        for (_, path) in spares {
             std::fs::remove_file(path)?;
         }
         kept = SPARES;
@@ -264,7 +271,7 @@ pub(crate) fn remove_through(dir: &Path, number: u64, keep_spares: bool) -> io::
             continue;
         }
         if kept < SPARES {
-            std::fs::rename(&path, dir.join(format!("{SPARE_PREFIX}{n:016}.wal")))?;
+            std::fs::rename(&path, spare_path(dir, n))?;
             kept += 1;
         } else {
             std::fs::remove_file(path)?;
@@ -394,8 +401,7 @@ impl Wal {
             // Stay on this segment; the next one's file is a spare again.
             let _ = std::fs::rename(
                 segment_path(&self.dir, self.number + 1),
-                self.dir
-                    .join(format!("{SPARE_PREFIX}{:016}.wal", self.number + 1)),
+                spare_path(&self.dir, self.number + 1),
             );
             return Err(e);
         }
