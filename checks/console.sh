@@ -10,14 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 binary=${1:-target/debug/tongban}
 
-need=()
-[ -x /usr/bin/chromium ] || need+=(chromium)
-fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || need+=(fonts-wqy-zenhei)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]} (Debian)" >&2
-  (apt-get install -y -qq "${need[@]}" >/dev/null 2>&1) ||
-    (apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null)
-fi
+scripts/need-debian chromium fonts-wqy-zenhei
 if [ ! -d checks/console/node_modules/playwright-core ]; then
   (cd checks/console && npm ci --no-audit --no-fund --silent)
 fi

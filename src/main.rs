@@ -32,11 +32,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve HTTPS with a configuration file.
+    /// Serve HTTPS: a home's tongban.toml (--home DIR) or a configuration file (--config FILE).
     Serve {
-        /// The configuration file (tongban.toml).
-        #[arg(long, short)]
-        config: PathBuf,
+        /// The gateway's files.
+        #[command(flatten)]
+        target: Target,
     },
     /// Set up a development home (certificates, keys, policies, sample data) and serve it.
     Demo {
@@ -267,8 +267,8 @@ pub(crate) struct Target {
     /// A home directory holding tongban.toml.
     #[arg(long, conflicts_with = "config")]
     home: Option<PathBuf>,
-    /// A configuration file.
-    #[arg(long)]
+    /// A configuration file (tongban.toml).
+    #[arg(long, short = 'c')]
     config: Option<PathBuf>,
 }
 
@@ -306,8 +306,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Serve { config } => {
-            let config = Config::load(&config)?;
+        Command::Serve { target } => {
+            let config = target.load()?;
             init_logging(config.log.format);
             serve(config, None)?;
             Ok(ExitCode::SUCCESS)

@@ -114,3 +114,43 @@ fn import_reports_bad_rows_by_line_and_imports_nothing_then_all() {
     let record = count(&config).expect("imported");
     assert_eq!(record["name"], "王五");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_a_home_as_every_other_command_does() {
+    use crate::crash::{free_addr, wait_ready};
+    use crate::helpers::Client;
+
+    let help = tongban(&["serve", "--help"]);
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("--home") && help.contains("--config"),
+        "{help}"
+    );
+
+    let (home, _) = demo_home();
+    let addr = free_addr();
+    let toml = home.path().join("tongban.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let moved = text.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{addr}\""));
+    assert_ne!(text, moved, "the demo home listens on port 0");
+    std::fs::write(&toml, moved).unwrap();
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tongban"))
+        .args(["serve", "--home"])
+        .arg(home.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+    wait_ready(&client).await;
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A home without a configuration is named in the error.
+    let empty = tempfile::tempdir().unwrap();
+    let out = tongban(&["serve", "--home", empty.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("tongban.toml"), "{stderr}");
+}

@@ -124,6 +124,7 @@ async fn shebao(node: &Node, tok: &str, id: &str) -> Result<TestResponse, String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_under_load_one_killed_and_restarted() {
+    crate::requires::nginx_with_stream();
     let pg = Postgres::start();
     let redis = Redis::start();
     let (first, _) = demo_home();

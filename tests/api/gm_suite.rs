@@ -167,6 +167,7 @@ async fn a_suite_change_without_a_handover_checkpoint_is_refused_by_the_verifier
 }
 
 fn openssl(args: &[&str]) -> std::process::Output {
+    crate::requires::program("openssl", "openssl");
     Command::new("openssl")
         .args(args)
         .output()

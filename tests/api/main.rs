@@ -20,6 +20,7 @@ mod lookup;
 mod ops;
 mod pg;
 mod proof;
+mod requires;
 mod revocation;
 mod suspension;
 mod tls;

@@ -1,4 +1,4 @@
-//! A PostgreSQL server of the test's own: Debian's PostgreSQL (`.ci/run`
+//! A PostgreSQL server of the test's own: Debian's PostgreSQL (`scripts/test`
 //! installs it), a cluster made by `initdb` in a temporary directory, the
 //! server on a random loopback port, stopped when dropped. As root, the
 //! server runs as the `postgres` user (PostgreSQL refuses to run as root).
@@ -15,24 +15,6 @@ pub struct Postgres {
     dir: TempDir,
     child: Option<Child>,
     bin: PathBuf,
-}
-
-/// The newest PostgreSQL under /usr/lib/postgresql/*/bin.
-fn bin_dir() -> PathBuf {
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL is installed (Debian package postgresql; .ci/run installs it)")
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let v: u32 = e.file_name().to_str()?.parse().ok()?;
-            let bin = e.path().join("bin");
-            bin.join("postgres").exists().then_some((v, bin))
-        })
-        .collect();
-    versions.sort();
-    versions
-        .pop()
-        .expect("a PostgreSQL server under /usr/lib/postgresql/*/bin")
-        .1
 }
 
 fn is_root() -> bool {
@@ -69,7 +51,7 @@ pub fn free_port() -> u16 {
 impl Postgres {
     /// A fresh server with a `tongban` superuser (trust authentication on loopback).
     pub fn start() -> Self {
-        let bin = bin_dir();
+        let bin = crate::requires::postgres_bin();
         let dir = tempfile::tempdir().unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         let data = dir.path().join("data");
@@ -216,12 +198,13 @@ impl Redis {
     }
 
     fn run(&mut self) {
+        crate::requires::program("redis-server", "redis-server");
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
             .spawn()
-            .expect("redis-server (Debian package redis-server; .ci/run installs it) starts");
+            .expect("redis-server starts");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
