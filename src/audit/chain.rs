@@ -346,6 +346,46 @@ mod tests {
         assert!(b.problem.contains("does not link"));
     }
 
+    /// Each event's hash covers the hash of the one before: an edit of
+    /// event 2, resealed, with only event 3's link patched to it (its own
+    /// recorded hash left as it was, so event 4 still links), breaks at 3.
+    #[test]
+    fn a_patched_link_after_a_resealed_edit_breaks_where_it_was_patched() {
+        let mut c = chain(4);
+        let (mut second, _, _) = Event::open(&c[1].1).unwrap();
+        second.body.fields.push("ethnicity".into());
+        let (stored, resealed) = second.seal();
+        c[1].1 = stored;
+        let (mut third, recorded, _) = Event::open(&c[2].1).unwrap();
+        assert_ne!(third.prev_hash, GENESIS, "a link to a real event");
+        third.prev_hash = resealed;
+        let mut patched = third.canonical();
+        patched.extend_from_slice(&recorded);
+        c[2].1 = patched;
+        let r = run(c);
+        let b = r.broken.unwrap();
+        assert_eq!(b.seq, 3, "{b:?}");
+        assert!(b.problem.contains("altered"), "{b:?}");
+    }
+
+    /// The hash of an event with a previous hash other than genesis, known
+    /// in advance: a change in what is hashed (the previous hash left out,
+    /// say) changes it.
+    #[test]
+    fn an_event_after_the_first_hashes_to_its_known_answer() {
+        let e = Event {
+            version: FORMAT_VERSION,
+            seq: 2,
+            node: "n".into(),
+            prev_hash: [0xAB; 32],
+            body: body(2),
+        };
+        assert_eq!(
+            hex(&e.seal().1),
+            "b4a43af468c79f1122993bdd6aade94a3a3be9e1197d3470030aa17bd4838caa",
+        );
+    }
+
     proptest! {
         /// Any single changed byte in any stored event is detected.
         #[test]

@@ -129,4 +129,20 @@ mod tests {
         clock.advance(Duration::from_secs(30));
         assert!(limit.check().is_ok());
     }
+
+    #[test]
+    fn a_batch_takes_one_per_resident_and_never_more_than_is_left() {
+        let clock = Clock::manual(time::OffsetDateTime::UNIX_EPOCH);
+        let limit = RateLimit::new("5/min".parse().unwrap(), &clock);
+        assert!(limit.check_n(3).is_ok());
+        assert!(limit.check_n(3).is_err(), "2 left, 3 asked");
+        assert!(limit.check_n(2).is_ok(), "a refused batch took nothing");
+        assert!(limit.check().is_err());
+        assert!(limit.check_n(0).is_ok(), "an empty batch takes nothing");
+        let fresh = RateLimit::new("5/min".parse().unwrap(), &clock);
+        assert!(
+            fresh.check_n(6).is_err(),
+            "more than the burst never passes"
+        );
+    }
 }

@@ -596,5 +596,70 @@ mod tests {
                 }
             }
         }
+
+        /// For a grant with any purposes, roles, operations and case-reference
+        /// rule, and a request with any purpose, roles, operation and case
+        /// reference, the decision is the reference model's: allowed exactly
+        /// when every condition holds, else refused for the first that fails,
+        /// in the documented order.
+        #[test]
+        fn decisions_follow_the_reference_model(
+            grant_purposes in proptest::sample::subsequence(vec!["p1", "p2", "p3"], 1..=3),
+            grant_roles in proptest::sample::subsequence(vec!["r1", "r2", "r3"], 1..=3),
+            grant_ops in proptest::sample::subsequence(vec!["lookup", "verify", "batch"], 1..=3),
+            case_rule in 0u8..3,
+            purpose in proptest::sample::select(vec!["p1", "p2", "p3"]),
+            roles in proptest::sample::subsequence(vec!["r1", "r2", "r3", "r4"], 0..=3),
+            op in proptest::sample::select(vec![Operation::Lookup, Operation::Verify, Operation::Batch]),
+            case in proptest::option::of(proptest::sample::select(vec!["MZ-2026-1", "XX-1", "MZ-"])),
+        ) {
+            let pattern = r"MZ-\d{4}-\d+";
+            let conditions = format!(
+                "[grant.conditions]\nbatch_limit = 10\n{}\n",
+                match case_rule {
+                    0 => String::new(),
+                    1 => "case_ref_required = true\n".to_owned(),
+                    _ => format!("case_ref_required = true\ncase_ref_pattern = '{pattern}'\n"),
+                }
+            );
+            let grant = format!(
+                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = {grant_roles:?}\npurposes = {grant_purposes:?}\noperations = {grant_ops:?}\nbasis = \"b\"\n\n{conditions}[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = [\"name\"]\n",
+            );
+            let policy = policy(&grant).expect("a valid grant");
+            let dept = DeptId::parse("minzheng").unwrap();
+            let roles: Vec<Role> = roles.iter().map(|r| Role::parse(r).unwrap()).collect();
+            let dataset = DatasetId::parse("gongan.hukou").unwrap();
+            let purpose_id = Purpose::parse(purpose).unwrap();
+            let case_ref = case.map(|c| CaseRef::parse(c).unwrap());
+            let decision = policy.decide(&DecisionRequest {
+                consumer: &dept, roles: &roles, dataset: &dataset, operation: op,
+                purpose: &purpose_id, case_ref: case_ref.as_ref(), requested: None,
+                today: time::macros::date!(2026 - 01 - 01),
+            });
+
+            let expected = if !grant_purposes.contains(&purpose) {
+                Some(DenyReason::PurposeNotGranted)
+            } else if !roles.iter().any(|r| grant_roles.contains(&r.as_str())) {
+                Some(DenyReason::RoleNotGranted)
+            } else if !grant_ops.contains(&op.as_str()) {
+                Some(DenyReason::OperationNotGranted)
+            } else if case_rule >= 1 && case.is_none() {
+                Some(DenyReason::CaseRefRequired)
+            } else if case_rule == 2 && case != Some("MZ-2026-1") {
+                Some(DenyReason::CaseRefFormat)
+            } else {
+                None
+            };
+            match (decision, expected) {
+                (Decision::Allow(a), None) => {
+                    prop_assert_eq!(a.grant.id().as_str(), "g");
+                    let fields: Vec<&str> = a.fields.iter().map(|f| f.name.as_str()).collect();
+                    prop_assert_eq!(fields, ["name"]);
+                }
+                (Decision::Deny(d), Some(reason)) => prop_assert_eq!(d.reason, reason),
+                (Decision::Allow(_), Some(reason)) => prop_assert!(false, "allowed, the model refuses for {:?}", reason),
+                (Decision::Deny(d), None) => prop_assert!(false, "refused for {:?}, the model allows", d.reason),
+            }
+        }
     }
 }

@@ -316,7 +316,7 @@ fn verify_home(home: &std::path::Path) -> (bool, Value) {
 #[tokio::test]
 async fn alteration_deletion_reordering_and_truncation_are_each_detected() {
     type Tamper = fn(&sled::Tree, &sled::Tree);
-    let cases: [(&str, Tamper, u64); 4] = [
+    let cases: [(&str, Tamper, u64); 5] = [
         (
             "altered",
             |events, _| {
@@ -327,6 +327,31 @@ async fn alteration_deletion_reordering_and_truncation_are_each_detected() {
                 events.insert(k, v).unwrap();
             },
             5,
+        ),
+        (
+            // Its own hash made to match again: only the next event's link
+            // to it shows the change.
+            "altered and resealed",
+            |events, _| {
+                let k = 5u64.to_be_bytes();
+                // A chunk of one event, stored plain: a tag byte, the
+                // event's length, the event.
+                let chunk = events.get(k).unwrap().unwrap();
+                let (tag, rest) = chunk.split_at(1);
+                let (len, stored) = rest.split_at(4);
+                assert_eq!(
+                    u32::from_le_bytes(len.try_into().unwrap()) as usize,
+                    stored.len()
+                );
+                let (mut event, _, _) = tongban::audit::Event::open(stored).unwrap();
+                event.body.latency_us += 1;
+                let sealed = event.seal().0;
+                let mut resealed = tag.to_vec();
+                resealed.extend_from_slice(&u32::try_from(sealed.len()).unwrap().to_le_bytes());
+                resealed.extend_from_slice(&sealed);
+                events.insert(k, resealed).unwrap();
+            },
+            6,
         ),
         (
             "deleted",

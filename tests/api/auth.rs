@@ -173,3 +173,71 @@ async fn staff_roles_do_not_reach_resident_records() {
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{role}");
     }
 }
+
+/// The verified-token cache is keyed on the whole token: a token already
+/// verified and cached, replayed with its header and payload but another
+/// signature (or none), is verified afresh and refused, on a new connection
+/// and on the connection that carried the good one.
+#[tokio::test]
+async fn a_cached_token_with_another_signature_is_refused() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper::Request;
+    use hyper_util::rt::TokioIo;
+
+    let gw = TestGateway::start().await;
+    let id = &gw.sample_ids("gongan.hukou", 1)[0];
+    let path = format!("/v1/datasets/gongan.hukou/records/{id}");
+    let good = sign(&gw, &claims(&gw));
+    let (head_payload, signature) = good.rsplit_once('.').unwrap();
+    let mut other = signature.as_bytes().to_vec();
+    // Another valid-looking signature: one base64url character changed
+    // in the middle (the last one may carry only padding bits).
+    let mid = other.len() / 2;
+    other[mid] = if other[mid] == b'A' { b'B' } else { b'A' };
+    let forged = [
+        format!("{head_payload}.{}", String::from_utf8(other).unwrap()),
+        format!("{head_payload}."),
+        // Half of the token, then junk: a cache keyed on a prefix would match.
+        format!("{head_payload}.{}", "A".repeat(signature.len())),
+    ];
+
+    // New connections: the good token is cached, the forgeries are not it.
+    let r = gw
+        .get(&path, Some(&good), Some("dibao_review"), Some("MZ-2026-1"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for token in &forged {
+        let r = gw
+            .get(&path, Some(token), Some("dibao_review"), Some("MZ-2026-1"))
+            .await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{token}: {}", r.text);
+        assert!(!r.text.contains("\"name\""), "no data for a forgery");
+    }
+
+    // One keep-alive connection: good, forged, good.
+    let tls = gw.client().connect().await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for (token, want) in [
+        (&good, StatusCode::OK),
+        (&forged[0], StatusCode::UNAUTHORIZED),
+        (&forged[1], StatusCode::UNAUTHORIZED),
+        (&forged[2], StatusCode::UNAUTHORIZED),
+        (&good, StatusCode::OK),
+    ] {
+        let req = Request::get(&path)
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {token}"))
+            .header("x-purpose", "dibao_review")
+            .header("x-case-ref", "MZ-2026-1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender.send_request(req).await.unwrap();
+        let status = resp.status();
+        let body = resp.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(status, want, "{token}: {}", String::from_utf8_lossy(&body));
+    }
+}

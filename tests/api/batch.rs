@@ -153,3 +153,36 @@ async fn batches_are_bounded_by_the_grant_and_the_gateway() {
     assert_eq!(r.problem_type(), Some("/problems/operation-not-granted"));
     assert_eq!(gw.gw.audit_store.len(), before + 1);
 }
+
+#[tokio::test]
+async fn a_batch_beyond_what_is_left_of_the_grant_quota_gets_429() {
+    let gw = TestGateway::start_with(|config, _| {
+        let file = config.policies_dir.join("grants/renshe-pension.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let limited = text.replace("quota = \"600/min\"", "quota = \"5/min\"");
+        assert_ne!(text, limited);
+        std::fs::write(file, limited).unwrap();
+    })
+    .await;
+    let ids = gw.sample_ids("gongan.hukou", 3);
+    let three = json!({ "resident_ids": ids });
+    let r = batch(
+        &gw,
+        "renshe",
+        "pension_clerk",
+        "pension_eligibility",
+        three.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Two are left of five: three more are refused whole, with no record.
+    let r = batch(&gw, "renshe", "pension_clerk", "pension_eligibility", three).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert!(r.headers.contains_key("retry-after"));
+    assert!(r.body.get("results").is_none(), "{}", r.text);
+    assert!(r.text.contains("renshe-pension-alive"), "{}", r.text);
+    // The two that are left still pass.
+    let two = json!({ "resident_ids": &ids[..2] });
+    let r = batch(&gw, "renshe", "pension_clerk", "pension_eligibility", two).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

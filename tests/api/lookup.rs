@@ -453,3 +453,34 @@ async fn the_catalog_lists_only_what_the_caller_may_use() {
     let r = gw.get("/v1/catalog", Some(&other_role), None, None).await;
     assert_eq!(r.body["datasets"].as_array().unwrap().len(), 0);
 }
+
+#[tokio::test]
+async fn a_lookup_by_a_role_the_grant_lacks_is_refused() {
+    let gw = TestGateway::start().await;
+    let id = &gw.sample_ids("gongan.hukou", 1)[0];
+    let path = format!("{HUKOU}/{id}");
+    let granted = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw
+        .get(
+            &path,
+            Some(&granted),
+            Some("dibao_review"),
+            Some("MZ-2026-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let other_role = gw.token("minzheng", "clerk-8", &["archivist"]);
+    let r = gw
+        .get(
+            &path,
+            Some(&other_role),
+            Some("dibao_review"),
+            Some("MZ-2026-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/role-not-granted"));
+    let name = gw.sample_record("gongan.hukou", id)["name"].clone();
+    assert!(!r.text.contains(name.as_str().unwrap()));
+}

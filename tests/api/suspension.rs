@@ -337,3 +337,46 @@ async fn revoked_tokens_are_refused_though_valid_and_cached() {
             .is_none()
     );
 }
+
+#[tokio::test]
+async fn a_suspended_departments_batch_is_refused_with_no_data() {
+    let gw = TestGateway::start().await;
+    let ids = gw.sample_ids("gongan.hukou", 2);
+    let tok = gw.token("renshe", "batch-1", &["pension_clerk"]);
+    let batch = || async {
+        gw.client()
+            .request_with_body(
+                "POST",
+                "/v1/datasets/gongan.hukou/records:batch",
+                &[
+                    ("authorization".to_owned(), format!("Bearer {tok}")),
+                    ("x-purpose".to_owned(), "pension_eligibility".to_owned()),
+                    ("content-type".to_owned(), "application/json".to_owned()),
+                ],
+                Bytes::from(json!({"resident_ids": ids}).to_string()),
+            )
+            .await
+            .unwrap()
+    };
+    assert_eq!(batch().await.status, StatusCode::OK);
+
+    let r = admin_post(
+        &gw,
+        "/v1/admin/departments/renshe/suspend",
+        json!({"reason": "batch client compromised"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let r = batch().await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/department-suspended"));
+    assert!(r.body.get("results").is_none(), "{}", r.text);
+    for id in &ids {
+        let name = gw.sample_record("gongan.hukou", id)["name"].clone();
+        assert!(!r.text.contains(name.as_str().unwrap()), "no record left");
+    }
+    let event = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    assert_eq!(event.status, 403);
+    assert!(event.fields.is_empty());
+}
