@@ -20,7 +20,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = arg("--count")?.parse()?;
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     let db = sled::open(&data)?;
-    let list = DenyList::open(&db, now_ms)?;
+    let list = DenyList::open(&db, &data, now_ms)?;
     let entries = (0..count).map(|i| Denial {
         jti: (i % 10 != 0).then(|| format!("bench-jti-{i:08x}")),
         sub: (i % 10 == 0).then(|| format!("bench-subject-{i}")),

@@ -9,6 +9,7 @@
 //! the verified-token cache too; an empty list costs one atomic load.
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -56,15 +57,17 @@ struct Index {
 #[derive(Debug)]
 pub struct DenyList {
     tree: sled::Tree,
+    data_dir: PathBuf,
     current: ArcSwap<Index>,
 }
 
 impl DenyList {
     /// Loads the entries from `db`, dropping the expired ones.
-    pub fn open(db: &sled::Db, now_ms: i64) -> Result<Self, sled::Error> {
+    pub fn open(db: &sled::Db, data_dir: &Path, now_ms: i64) -> Result<Self, sled::Error> {
         let tree = db.open_tree(TREE)?;
         let list = Self {
             tree,
+            data_dir: data_dir.to_owned(),
             current: ArcSwap::from_pointee(Index::default()),
         };
         list.reload(now_ms)?;
@@ -131,8 +134,9 @@ impl DenyList {
             let bytes = serde_json::to_vec(&denial).unwrap_or_default();
             batch.insert(denial.key().as_bytes(), bytes);
         }
+        crate::faults::point(&self.data_dir, "stops.insert")?;
         self.tree.apply_batch(batch)?;
-        self.tree.flush()?;
+        crate::durable::sync_tree(&self.tree, &self.data_dir)?;
         self.reload(now_ms)
     }
 

@@ -339,8 +339,8 @@ impl Gateway {
             },
         )?;
         let policy_history = History::open(&db)?;
-        let suspensions = crate::suspension::Suspensions::open(&db)?;
-        let denylist = crate::denylist::DenyList::open(&db, clock.unix_millis())?;
+        let suspensions = crate::suspension::Suspensions::open(&db, &config.data_dir)?;
+        let denylist = crate::denylist::DenyList::open(&db, &config.data_dir, clock.unix_millis())?;
         let upstreams = match &config.upstream {
             Some(up) => Some(
                 crate::provider::Upstreams::new(up, &config.node_id, metrics.clone())

@@ -3,10 +3,11 @@
 //! Suspensions are kept in sled (`admin/suspensions`, department → record)
 //! and, for the request path, in an `ArcSwap`ed map: a check costs one atomic
 //! load and one map lookup, and a change reaches every connection, open ones
-//! included, on its next request. A change is written and flushed before it
-//! is swapped in, so it survives a restart.
+//! included, on its next request. A change is written and synced to disk
+//! before it is swapped in, so it survives a restart or a power cut.
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -29,12 +30,13 @@ pub struct Suspension {
 #[derive(Debug)]
 pub struct Suspensions {
     tree: sled::Tree,
+    data_dir: PathBuf,
     current: ArcSwap<BTreeMap<String, Suspension>>,
 }
 
 impl Suspensions {
-    /// Loads the suspensions from `db`.
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    /// Loads the suspensions from `db`, the database in `data_dir`.
+    pub fn open(db: &sled::Db, data_dir: &Path) -> Result<Self, sled::Error> {
         let tree = db.open_tree(TREE)?;
         let mut map = BTreeMap::new();
         for item in &tree {
@@ -48,6 +50,7 @@ impl Suspensions {
         }
         Ok(Self {
             tree,
+            data_dir: data_dir.to_owned(),
             current: ArcSwap::from_pointee(map),
         })
     }
@@ -69,8 +72,9 @@ impl Suspensions {
     /// Suspends `dept` (or replaces its reason); durable before it takes effect.
     pub fn suspend(&self, dept: &str, suspension: Suspension) -> Result<(), sled::Error> {
         let bytes = serde_json::to_vec(&suspension).unwrap_or_default();
+        crate::faults::point(&self.data_dir, "stops.insert")?;
         self.tree.insert(dept.as_bytes(), bytes)?;
-        self.tree.flush()?;
+        crate::durable::sync_tree(&self.tree, &self.data_dir)?;
         let mut map = (**self.current.load()).clone();
         map.insert(dept.to_owned(), suspension);
         self.current.store(Arc::new(map));
@@ -79,8 +83,9 @@ impl Suspensions {
 
     /// Lifts the suspension of `dept`; returns whether it was suspended.
     pub fn resume(&self, dept: &str) -> Result<bool, sled::Error> {
+        crate::faults::point(&self.data_dir, "stops.insert")?;
         let was = self.tree.remove(dept.as_bytes())?.is_some();
-        self.tree.flush()?;
+        crate::durable::sync_tree(&self.tree, &self.data_dir)?;
         let mut map = (**self.current.load()).clone();
         map.remove(dept);
         self.current.store(Arc::new(map));

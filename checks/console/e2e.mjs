@@ -169,7 +169,9 @@ try {
 
   await page.click('#lang');
   await page.waitForSelector('nav >> text=Statistics');
-  check(await page.isVisible('text=Requests and denials per day'), 'the language switch turns the console to English');
+  // The view is drawn again after the switch: wait for it rather than read it at once.
+  const english = await page.waitForSelector('text=Requests and denials per day', { timeout: 10000 }).then(() => true, () => false);
+  check(english, 'the language switch turns the console to English');
   await page.click('#lang');
   await page.waitForSelector('nav >> text=统计');
 

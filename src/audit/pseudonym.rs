@@ -67,19 +67,30 @@ impl Pseudonymizer {
     }
 }
 
-/// Writes a file readable by its owner only, atomically (temporary file, fsync, rename).
+/// Writes a file readable by its owner only, atomically (temporary file,
+/// fsync, rename, fsync of the directory): a stop at any step leaves the old
+/// file or the new one, never a part.
 pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     {
         let mut options = std::fs::OpenOptions::new();
         options.write(true).create(true).truncate(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        crate::faults::point(dir, "key.write")?;
         let mut f = options.open(&tmp)?;
         f.write_all(bytes)?;
+        crate::faults::point(dir, "key.sync")?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)
+    crate::faults::point(dir, "key.rename")?;
+    std::fs::rename(&tmp, path)?;
+    crate::faults::point(dir, "key.dir_sync")?;
+    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

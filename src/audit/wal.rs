@@ -239,7 +239,11 @@ pub(crate) fn read_all(dir: &Path) -> io::Result<Replay> {
         replay.records.extend(records);
         replay.last_segment = *number;
         if let Some(at) = bad {
-            if i + 1 < found.len() {
+            // A damaged tail followed only by segments that hold no record
+            // of their own is what a stop between two steps of a rotation
+            // leaves (a file renamed in, nothing written to it yet): the end
+            // of the log, as a torn last record is.
+            if i + 1 < found.len() && !only_residue(&found[i + 1..])? {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
@@ -249,9 +253,32 @@ pub(crate) fn read_all(dir: &Path) -> io::Result<Replay> {
                 ));
             }
             replay.unread_bytes = (bytes.len() - at) as u64;
+            if let Some((last, _)) = found.last() {
+                replay.last_segment = *last;
+            }
+            break;
         }
     }
     Ok(replay)
+}
+
+/// Whether none of `segments` holds an intact record of its own.
+fn only_residue(segments: &[(u64, PathBuf)]) -> io::Result<bool> {
+    for (number, path) in segments {
+        let mut bytes = Vec::new();
+        File::open(path)?.read_to_end(&mut bytes)?;
+        let (records, _) = split(*number, &bytes);
+        if !records.is_empty() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Makes the names in `dir` (renames, new files, removals) durable.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    crate::faults::point(dir, "wal.dir_sync")?;
+    File::open(dir)?.sync_all()
 }
 
 /// Removes the segments numbered up to `number`, keeping up to
@@ -262,22 +289,27 @@ pub(crate) fn remove_through(dir: &Path, number: u64, keep_spares: bool) -> io::
     let mut kept = spares.len();
     if !keep_spares {
         for (_, path) in spares {
+            crate::faults::point(dir, "wal.retire.remove")?;
             std::fs::remove_file(path)?;
         }
         kept = SPARES;
     }
+    // Oldest first: a stop midway leaves the newer segments, which a
+    // replay applies again (their inserts are plain overwrites).
     for (n, path) in segments(dir)? {
         if n > number {
             continue;
         }
         if kept < SPARES {
+            crate::faults::point(dir, "wal.retire.rename")?;
             std::fs::rename(&path, spare_path(dir, n))?;
             kept += 1;
         } else {
+            crate::faults::point(dir, "wal.retire.remove")?;
             std::fs::remove_file(path)?;
         }
     }
-    Ok(())
+    sync_dir(dir)
 }
 
 /// The spare files in `dir`, by the number of the segment each last was.
@@ -295,6 +327,10 @@ pub(crate) struct Wal {
     opened: Instant,
     sync: bool,
     broken: bool,
+    /// The current segment has its end mark: the next append starts the next one.
+    ended: bool,
+    /// `fdatasync`s done.
+    syncs: u64,
 }
 
 impl Wal {
@@ -318,6 +354,8 @@ impl Wal {
             opened: Instant::now(),
             sync,
             broken: false,
+            ended: false,
+            syncs: 0,
         })
     }
 
@@ -326,16 +364,20 @@ impl Wal {
         let path = segment_path(dir, number);
         let file = match spares(dir)?.first() {
             Some((_, spare)) => {
+                crate::faults::point(dir, "wal.segment.rename")?;
                 std::fs::rename(spare, &path)?;
                 OpenOptions::new().write(true).open(&path)?
             }
-            None => OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&path)?,
+            None => {
+                crate::faults::point(dir, "wal.segment.create")?;
+                OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .open(&path)?
+            }
         };
         // The file's (new) name must survive a power cut with its contents.
-        File::open(dir)?.sync_all()?;
+        sync_dir(dir)?;
         Ok(file)
     }
 
@@ -348,14 +390,16 @@ impl Wal {
                 "the audit write-ahead file could not be repaired after a failed write",
             ));
         }
+        if self.ended {
+            self.advance()?;
+        }
         self.write(record, self.sync)
     }
 
     fn write(&mut self, bytes: &[u8], sync: bool) -> io::Result<()> {
-        let written = self
-            .file
-            .write_all(bytes)
-            .and_then(|()| if sync { self.file.sync_data() } else { Ok(()) });
+        let written = crate::faults::point(&self.dir, "wal.write")
+            .and_then(|()| self.file.write_all(bytes))
+            .and_then(|()| if sync { self.sync_file() } else { Ok(()) });
         match written {
             Ok(()) => {
                 self.len += bytes.len() as u64;
@@ -378,9 +422,22 @@ impl Wal {
         }
     }
 
-    /// Frames a group's entries as a record of the current segment.
+    /// `fdatasync`s the current segment and counts it.
+    fn sync_file(&mut self) -> io::Result<()> {
+        crate::faults::point(&self.dir, "wal.sync")?;
+        self.file.sync_data()?;
+        self.syncs += 1;
+        Ok(())
+    }
+
+    /// How many times the file was synced (each synced append and end mark).
+    pub(crate) fn syncs(&self) -> u64 {
+        self.syncs
+    }
+
+    /// Frames a group's entries as a record of the segment it goes to.
     pub(crate) fn record(&self, seq: u64, entries: &[Entry]) -> Vec<u8> {
-        encode(self.number, seq, entries)
+        encode(self.number + u64::from(self.ended), seq, entries)
     }
 
     /// Bytes in the current segment.
@@ -394,23 +451,32 @@ impl Wal {
     }
 
     /// Ends the current segment (its end mark, synced) and starts the next;
-    /// returns the number of the one it ended.
+    /// returns the number of the one it ended. The end mark comes first: a
+    /// stop between the steps leaves either a segment that ends cleanly, or
+    /// one with records and then a file that holds none of its own, which
+    /// reading takes as the end of the log. If the next segment cannot be
+    /// started, the next append tries again (nothing is written after an
+    /// end mark).
     pub(crate) fn rotate(&mut self) -> io::Result<u64> {
-        let file = Self::open_segment(&self.dir, self.number + 1)?;
-        if let Err(e) = self.write(&end_mark(self.number), true) {
-            // Stay on this segment; the next one's file is a spare again.
-            let _ = std::fs::rename(
-                segment_path(&self.dir, self.number + 1),
-                spare_path(&self.dir, self.number + 1),
-            );
-            return Err(e);
+        if !self.ended {
+            // A failed write is cut off again: still on this segment.
+            self.write(&end_mark(self.number), true)?;
+            self.ended = true;
         }
         let ended = self.number;
+        self.advance()?;
+        Ok(ended)
+    }
+
+    /// Starts the segment after an ended one.
+    fn advance(&mut self) -> io::Result<()> {
+        let file = Self::open_segment(&self.dir, self.number + 1)?;
         self.number += 1;
         self.file = file;
         self.len = 0;
         self.opened = Instant::now();
-        Ok(ended)
+        self.ended = false;
+        Ok(())
     }
 
     /// The current segment's number.
@@ -542,5 +608,75 @@ mod tests {
         // A clean stop removes every segment and spare.
         remove_through(dir.path(), wal.number(), false).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    /// Two reused files and a rotation stopped between renaming the spare
+    /// in and ending the segment before it (what an earlier order of the
+    /// steps left): the first segment's tail holds what the file held
+    /// before, and the next one nothing of its own. The log reads to its
+    /// last record, and opening after it starts cleanly.
+    #[test]
+    fn a_damaged_tail_followed_only_by_empty_segments_is_the_end_of_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), true).unwrap();
+        for n in 1..=4 {
+            wal.append(&wal.record(u64::from(n), &entries(n))).unwrap();
+        }
+        drop(wal);
+        // Segment 2: a reused file, two records of its own then stale bytes.
+        let stale = std::fs::read(segment_path(dir.path(), 1)).unwrap();
+        let mut second = encode(2, 5, &entries(5));
+        second.extend(encode(2, 6, &entries(6)));
+        second.extend_from_slice(&stale[second.len()..]);
+        std::fs::write(segment_path(dir.path(), 2), &second).unwrap();
+        // Segment 3: a spare renamed in, nothing written yet.
+        std::fs::write(segment_path(dir.path(), 3), &stale).unwrap();
+
+        let read = read_all(dir.path()).unwrap();
+        let seqs: Vec<u64> = read.records.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(read.last_segment, 3, "the residue is removed with the rest");
+        assert!(read.unread_bytes > 0);
+
+        // A record of segment 3 after the damage is not residue: an error.
+        std::fs::write(segment_path(dir.path(), 3), encode(3, 7, &entries(7))).unwrap();
+        let err = read_all(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("damaged"), "{err}");
+    }
+
+    /// A rotation writes the end mark before the next segment exists, and a
+    /// failure to start the next segment is retried by the next append
+    /// (nothing is ever written after an end mark).
+    #[test]
+    fn a_rotation_ends_the_segment_first_and_retries_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), true).unwrap();
+        wal.append(&wal.record(1, &entries(1))).unwrap();
+        let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = order.clone();
+        let fail_next_segment = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let failing = fail_next_segment.clone();
+        let _armed = crate::faults::arm(dir.path(), move |point| {
+            seen.lock().unwrap().push(point.to_owned());
+            (point == "wal.segment.create" && failing.load(std::sync::atomic::Ordering::SeqCst))
+                .then_some(crate::faults::Fault::Fail)
+        });
+        assert!(wal.rotate().is_err(), "the next segment could not be made");
+        assert_eq!(
+            order.lock().unwrap().as_slice(),
+            ["wal.write", "wal.sync", "wal.segment.create"],
+            "the end mark, synced, before the next segment"
+        );
+        assert_eq!(segments(dir.path()).unwrap().len(), 1);
+        fail_next_segment.store(false, std::sync::atomic::Ordering::SeqCst);
+        wal.append(&wal.record(2, &entries(2))).unwrap();
+        assert_eq!(segments(dir.path()).unwrap().len(), 2);
+        let seqs: Vec<u64> = read_all(dir.path())
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2]);
     }
 }

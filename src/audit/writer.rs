@@ -68,6 +68,11 @@ pub struct WriterStats {
     pub flush_micros: AtomicU64,
     /// Checkpoints signed.
     pub checkpoints: AtomicU64,
+    /// `fdatasync`s of the write-ahead file.
+    pub syncs: AtomicU64,
+    /// The highest sequence number whose group was synced (with
+    /// `durability = "fdatasync"`, at least every acknowledged one).
+    pub synced_through: AtomicU64,
 }
 
 /// Where and how the writer appends.
@@ -442,13 +447,21 @@ impl State {
         let started = Instant::now();
         let entries = AuditStore::entries(&sealed, &summaries, checkpoint.as_ref());
         let record = self.wal.record(seq, &entries);
+        let syncs = self.wal.syncs();
         let result = match &self.broken {
             Some(e) => Err(e.clone()),
             None => self.wal.append(&record).map_err(|e| Arc::new(e.into())),
         };
+        if self.wal.syncs() > syncs {
+            self.stats.syncs.store(self.wal.syncs(), Ordering::Relaxed);
+            self.stats.synced_through.store(seq, Ordering::Release);
+        }
         // Durable from here on: the same inserts into sled.
         let result = result.and_then(|()| {
-            self.store.apply(entries).map_err(|e| {
+            crate::faults::point(&self.data_dir, "audit.apply")
+                .map_err(AuditError::from)
+                .and_then(|()| self.store.apply(entries))
+                .map_err(|e| {
                 let e = Arc::new(e);
                 tracing::error!(error = %e, "sled refused a durable audit group: taking no more events until a restart replays the write-ahead file");
                 self.broken = Some(e.clone());

@@ -230,19 +230,26 @@ pub fn apply_files(dir: &Path, writes: &[(String, Option<String>)]) -> std::io::
             Some(text) => {
                 let tmp = path.with_extension("toml.tmp");
                 {
+                    crate::faults::point(dir, "policy.write")?;
                     let mut f = std::fs::File::create(&tmp)?;
                     f.write_all(text.as_bytes())?;
+                    crate::faults::point(dir, "policy.sync")?;
                     f.sync_all()?;
                 }
+                crate::faults::point(dir, "policy.rename")?;
                 std::fs::rename(&tmp, &path)?;
             }
-            None => match std::fs::remove_file(&path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e),
-            },
+            None => {
+                crate::faults::point(dir, "policy.remove")?;
+                match std::fs::remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
         if let Some(parent) = path.parent() {
+            crate::faults::point(dir, "policy.dir_sync")?;
             std::fs::File::open(parent)?.sync_all()?;
         }
     }

@@ -1,6 +1,9 @@
 //! The audit log: one event per request, durable before the answer, chained,
 //! pseudonymous, free of field values; fail closed when it cannot be written.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use hyper::StatusCode;
 
 use crate::helpers::TestGateway;
@@ -206,4 +209,81 @@ async fn audit_verify_cli_finds_an_altered_event() {
     assert!(!out.status.success());
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["broken"]["seq"], 3, "{report}");
+}
+
+/// With `durability = "fdatasync"` (the demo's), every acknowledged event's
+/// group was synced to the write-ahead file before its answer left: the
+/// writer's count of synced groups covers each answer's sequence number the
+/// moment the answer arrives.
+#[tokio::test]
+async fn every_acknowledged_group_is_synced_before_its_answer() {
+    let gw = TestGateway::start().await;
+    assert!(matches!(
+        gw.gw.config.audit.durability,
+        tongban::config::Durability::Fdatasync
+    ));
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let ids = gw.sample_ids("gongan.hukou", 8);
+    let stats = gw.gw.audit.stats();
+    let before = stats.syncs.load(Ordering::Acquire);
+    for id in &ids {
+        let r = gw
+            .get(
+                &format!("/v1/datasets/gongan.hukou/records/{id}"),
+                Some(&tok),
+                Some("dibao_review"),
+                Some("MZ-1"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let synced = stats.synced_through.load(Ordering::Acquire);
+        assert!(
+            synced >= r.audit_seq(),
+            "event {} answered, synced only through {synced}",
+            r.audit_seq()
+        );
+    }
+    // Sequential requests: a group each, a sync each.
+    assert!(stats.syncs.load(Ordering::Acquire) - before >= ids.len() as u64);
+}
+
+/// A write to the write-ahead file that fails (a full disk, say) refuses its
+/// group with 503 and no data; the failed write is cut off again, so the
+/// writer carries on with the next group once the disk takes writes again.
+#[tokio::test]
+async fn a_failed_write_ahead_append_answers_503_with_no_data_and_the_next_group_succeeds() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let path = format!("/v1/datasets/gongan.hukou/records/{id}");
+    let lookup = || gw.get(&path, Some(&tok), Some("dibao_review"), Some("MZ-1"));
+    let first = lookup().await;
+    assert_eq!(first.status, StatusCode::OK);
+
+    let failing = Arc::new(AtomicBool::new(true));
+    let plan = failing.clone();
+    let armed = tongban::faults::arm(&gw.gw.config.data_dir, move |point| {
+        (point == "wal.write" && plan.load(Ordering::SeqCst))
+            .then_some(tongban::faults::Fault::Fail)
+    });
+    let r = lookup().await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/audit-unavailable"));
+    assert!(
+        !r.text.contains("hukou_address"),
+        "no data without its event"
+    );
+    assert!(r.headers.get("x-audit-seq").is_none());
+
+    failing.store(false, Ordering::SeqCst);
+    let r = lookup().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.audit_seq(),
+        first.audit_seq() + 1,
+        "the refused group took no number"
+    );
+    drop(armed);
+    let ready = gw.client().request("GET", "/readyz", &[]).await.unwrap();
+    assert_eq!(ready.status, StatusCode::OK);
 }

@@ -154,3 +154,392 @@ async fn sigkill_mid_load_loses_no_acknowledged_event() {
     assert!(report.ok(), "{report:?}");
     assert!(store.indexes_consistent().unwrap());
 }
+
+/// A gateway under `TONGBAN_FAULT_EXIT` (and `TONGBAN_FAULT_TRACE`): the
+/// fault seam stops it before the step named (src/faults.rs).
+fn spawn_with_fault(home: &std::path::Path, addr: SocketAddr, env: &[(&str, String)]) -> Child {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tongban"));
+    c.args(["demo", "--home"])
+        .arg(home)
+        .args(["--listen", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.spawn().expect("gateway starts")
+}
+
+/// Lookups one after another until the gateway is gone or `load` has
+/// passed, then a clean stop (SIGTERM: the stop's own steps); returns what
+/// was acknowledged and how the process ended.
+async fn load_then_stop(
+    mut child: Child,
+    client: &Client,
+    token: &str,
+    ids: &[String],
+    load: Duration,
+) -> (Vec<(u64, String)>, std::process::ExitStatus) {
+    let mut acked = Vec::new();
+    let headers = vec![
+        ("authorization".to_owned(), format!("Bearer {token}")),
+        ("x-purpose".to_owned(), "pension_eligibility".to_owned()),
+    ];
+    let deadline = Instant::now() + load + Duration::from_secs(30);
+    // Counted from the moment the gateway is ready.
+    let mut ready: Option<Instant> = None;
+    let mut i = 0;
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = child.try_wait() {
+            return (acked, status);
+        }
+        let Some(since) = ready else {
+            if matches!(client.request("GET", "/readyz", &[]).await, Ok(r) if r.status == StatusCode::OK)
+            {
+                ready = Some(Instant::now());
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            continue;
+        };
+        if since.elapsed() >= load {
+            break;
+        }
+        let path = format!("/v1/datasets/gongan.hukou/records/{}", ids[i % ids.len()]);
+        i += 1;
+        match client.request("GET", &path, &headers).await {
+            Ok(r) if r.status == StatusCode::OK => acked.push((r.audit_seq(), r.request_id())),
+            Ok(r) => panic!("unexpected {}: {}", r.status, r.text),
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    (acked, status)
+}
+
+/// A copy of a prepared home (its paths are relative to it).
+fn copy_home(base: &std::path::Path) -> tempfile::TempDir {
+    let copy = tempfile::tempdir().unwrap();
+    let ok = Command::new("cp")
+        .arg("-a")
+        .arg(base.join("."))
+        .arg(copy.path())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "cp -a");
+    copy
+}
+
+/// Every acknowledged event of a stopped home is there, once, and its
+/// chain and indexes verify.
+fn assert_all_there(home: &std::path::Path, acked: &[(u64, String)], what: &str) {
+    let data = home.join("data");
+    let db = sled::open(&data).unwrap();
+    let store = AuditStore::open(&db, &data).unwrap();
+    let mut seqs = std::collections::HashSet::new();
+    for (seq, request_id) in acked {
+        assert!(
+            seqs.insert(*seq),
+            "{what}: sequence number {seq} acknowledged twice"
+        );
+        let event = store
+            .get(*seq)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{what}: acknowledged event {seq} is lost"));
+        assert_eq!(&event.body.request_id, request_id, "{what}");
+    }
+    let signer = tongban::audit::checkpoint::CheckpointSigner::open(&data).unwrap();
+    let report = store.verify(Some(&signer.keyring())).unwrap();
+    assert!(report.ok(), "{what}: {report:?}");
+    assert!(store.indexes_consistent().unwrap(), "{what}");
+}
+
+/// The crash-step test: the audit log's durable writes (a group's append
+/// and sync, the inserts behind it, a rotation to a new or a reused segment
+/// file, the retiring of segments sled holds, the clean stop) are walked
+/// step by step. For every step they take, a gateway under load is stopped
+/// right before it; the same home must start again and serve, and every
+/// event acknowledged before the stop is there and the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_before_any_step_of_the_audit_writes_loses_no_acknowledged_event() {
+    let (base, _) = demo_home();
+    // Lookups as fast as one client goes, for seconds: above the demo's quota.
+    let grant = base.path().join("policies/grants/renshe-pension.toml");
+    let text = std::fs::read_to_string(&grant).unwrap();
+    std::fs::write(
+        &grant,
+        text.replace("quota = \"600/min\"", "quota = \"100000/min\""),
+    )
+    .unwrap();
+    // A spare segment file left by an earlier life, longer than any segment
+    // of these runs: the first segment is a reused file whose tail still
+    // holds bytes of its past, the second a new file, the third the first's
+    // file again.
+    let wal_dir = base.path().join("data/audit-wal");
+    std::fs::create_dir_all(&wal_dir).unwrap();
+    let past: Vec<u8> = (0..1u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(wal_dir.join(format!("spare-{:016}.wal", 1)), past).unwrap();
+    let addr = free_addr();
+    let key = std::fs::read(base.path().join("keys/issuer.pem")).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = tongban::devpki::mint_token(
+        &key,
+        tongban::demo::DEMO_ISSUER,
+        tongban::demo::DEMO_AUDIENCE,
+        "renshe",
+        "batch-1",
+        &["pension_clerk".to_owned()],
+        now,
+        3600,
+    )
+    .unwrap();
+    let ids = sample_ids(base.path(), "gongan.hukou", 20);
+    // Long enough for two rotations (a segment ends a second after it
+    // began; the second one reuses the file the first retired).
+    let load = Duration::from_millis(2600);
+
+    // Which steps a run takes: traced once, without a fault.
+    let home = copy_home(base.path());
+    let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+    let trace = home.path().join("fault-trace.txt");
+    let child = spawn_with_fault(
+        home.path(),
+        addr,
+        &[("TONGBAN_FAULT_TRACE", trace.display().to_string())],
+    );
+    let (acked, status) = load_then_stop(child, &client, &token, &ids, load).await;
+    assert!(status.success(), "{status:?}");
+    assert_all_there(home.path(), &acked, "traced run");
+    let traced = std::fs::read_to_string(&trace).unwrap();
+    let mut steps: Vec<&str> = traced
+        .lines()
+        .filter(|l| l.starts_with("wal.") || l.starts_with("audit."))
+        .collect();
+    steps.sort_unstable();
+    steps.dedup();
+    for must in [
+        "audit.apply",
+        "wal.dir_sync",
+        "wal.retire.remove",
+        "wal.retire.rename",
+        "wal.segment.create",
+        "wal.segment.rename",
+        "wal.sync",
+        "wal.write",
+    ] {
+        assert!(
+            steps.contains(&must),
+            "the run did not take step {must}: {steps:?}"
+        );
+    }
+
+    // Each step at its first time, and the steps of every group again mid-load.
+    let mut runs: Vec<String> = steps.iter().map(|s| format!("{s}#1")).collect();
+    runs.extend(
+        [
+            "wal.write#12",
+            "wal.sync#12",
+            "audit.apply#12",
+            "wal.dir_sync#2",
+        ]
+        .map(String::from),
+    );
+    for run in &runs {
+        let home = copy_home(base.path());
+        let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+        let child = spawn_with_fault(home.path(), addr, &[("TONGBAN_FAULT_EXIT", run.clone())]);
+        let (mut acked, status) = load_then_stop(child, &client, &token, &ids, load).await;
+        assert_eq!(
+            status.code(),
+            Some(tongban::faults::EXIT_STATUS),
+            "{run}: the gateway was not stopped at the step ({} acknowledged)",
+            acked.len()
+        );
+        // The same home starts again, serves, and stops cleanly.
+        let child = spawn_with_fault(home.path(), addr, &[]);
+        let (more, status) =
+            load_then_stop(child, &client, &token, &ids, Duration::from_millis(200)).await;
+        assert!(
+            status.success(),
+            "{run}: the restart and clean stop: {status:?}"
+        );
+        assert!(!more.is_empty(), "{run}: the restarted gateway serves");
+        acked.extend(more);
+        assert_all_there(home.path(), &acked, run);
+    }
+}
+
+/// Waits for `child` to exit, at most `secs` seconds (then kills it and fails).
+fn exit_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitStatus {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: the process did not exit within {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The other durable writes walked step by step: a policy edit through the
+/// admin API (temporary file, sync, rename, directory sync), a suspension
+/// (insert, flush, file sync) and a checkpoint key written by
+/// `tongban audit keygen`. A stop before any step leaves a home that starts
+/// and serves, with the policy old or new (never a part), and a key that is
+/// whole or absent (a second keygen then writes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_before_any_step_of_a_policy_edit_a_suspension_or_a_key_write_leaves_a_home_that_starts()
+ {
+    let (base, _) = demo_home();
+    let addr = free_addr();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let admin = crate::helpers::mint(
+        base.path(),
+        "shujuju",
+        "admin-1",
+        &["policy_admin"],
+        now,
+        3600,
+    );
+    let auth = ("authorization".to_owned(), format!("Bearer {admin}"));
+    let grant = "/v1/admin/grants/minzheng-dibao-hukou";
+    let points = [
+        "policy.write",
+        "policy.sync",
+        "policy.rename",
+        "policy.dir_sync",
+        "stops.insert",
+        "stops.flush",
+        "stops.sync",
+    ];
+    for point in points {
+        let home = copy_home(base.path());
+        let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+        let mut child = spawn_with_fault(
+            home.path(),
+            addr,
+            &[("TONGBAN_FAULT_EXIT", format!("{point}#1"))],
+        );
+        wait_ready(&client).await;
+        let before = client
+            .request("GET", grant, std::slice::from_ref(&auth))
+            .await
+            .unwrap();
+        assert_eq!(before.status, StatusCode::OK, "{}", before.text);
+        if point.starts_with("policy.") {
+            let mut body = before.body["grant"].clone();
+            body["conditions"]["quota"] = "77/min".into();
+            let etag = before.headers["etag"].to_str().unwrap().to_owned();
+            let headers = [
+                auth.clone(),
+                ("if-match".to_owned(), etag),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ];
+            let _ = client
+                .request_with_body("PUT", grant, &headers, bytes::Bytes::from(body.to_string()))
+                .await;
+        } else {
+            let headers = [
+                auth.clone(),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ];
+            let _ = client
+                .request_with_body(
+                    "POST",
+                    "/v1/admin/departments/minzheng/suspend",
+                    &headers,
+                    bytes::Bytes::from(r#"{"reason":"crash test"}"#),
+                )
+                .await;
+        }
+        let status = exit_within(&mut child, 10, point);
+        assert_eq!(
+            status.code(),
+            Some(tongban::faults::EXIT_STATUS),
+            "{point}: not stopped at the step"
+        );
+
+        let mut child = spawn_with_fault(home.path(), addr, &[]);
+        wait_ready(&client).await;
+        let after = client
+            .request("GET", grant, std::slice::from_ref(&auth))
+            .await
+            .unwrap();
+        assert_eq!(after.status, StatusCode::OK, "{point}: {}", after.text);
+        let quota = after.body["grant"]["conditions"]["quota"].clone();
+        assert!(
+            quota == before.body["grant"]["conditions"]["quota"] || quota == "77/min",
+            "{point}: the grant is neither the old nor the new one: {quota}"
+        );
+        let departments = client
+            .request("GET", "/v1/admin/departments", std::slice::from_ref(&auth))
+            .await
+            .unwrap();
+        assert_eq!(
+            departments.status,
+            StatusCode::OK,
+            "{point}: {}",
+            departments.text
+        );
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(
+            exit_within(&mut child, 20, point).success(),
+            "{point}: clean stop"
+        );
+    }
+
+    let keygen = |home: &std::path::Path, fault: Option<String>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tongban"));
+        c.args(["audit", "keygen", "--suite", "gm", "--home"])
+            .arg(home);
+        if let Some(f) = fault {
+            c.env("TONGBAN_FAULT_EXIT", f);
+        }
+        c.output().unwrap()
+    };
+    for point in ["key.write", "key.sync", "key.rename", "key.dir_sync"] {
+        let home = copy_home(base.path());
+        // The demo made one; the home signs with the international suite.
+        std::fs::remove_file(home.path().join("data/audit-checkpoint-sm2.pem")).unwrap();
+        let out = keygen(home.path(), Some(format!("{point}#1")));
+        assert_eq!(
+            out.status.code(),
+            Some(tongban::faults::EXIT_STATUS),
+            "{point}: not stopped at the step"
+        );
+        let key = home.path().join("data/audit-checkpoint-sm2.pem");
+        if point == "key.dir_sync" {
+            assert!(key.exists(), "{point}: renamed before the stop");
+        } else {
+            assert!(!key.exists(), "{point}: no part of a key");
+            let out = keygen(home.path(), None);
+            assert!(
+                out.status.success(),
+                "{point}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+        let mut child = spawn_with_fault(home.path(), addr, &[]);
+        wait_ready(&client).await;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(
+            exit_within(&mut child, 20, point).success(),
+            "{point}: clean stop"
+        );
+    }
+}
