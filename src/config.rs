@@ -262,6 +262,16 @@ pub struct IssuerConfig {
     /// Clock skew tolerated on `exp`/`nbf`, in seconds. Default 30.
     #[serde(default = "default_leeway")]
     pub leeway_secs: u64,
+    /// The longest a token of this issuer may still be valid when it is
+    /// presented (`exp` at most this far ahead), in seconds. Default 86400.
+    /// A revoked token is denied until then, so no deny-list entry expires
+    /// before a token it names could.
+    #[serde(default = "default_max_token_lifetime")]
+    pub max_token_lifetime_secs: u64,
+}
+
+fn default_max_token_lifetime() -> u64 {
+    86_400
 }
 
 /// Rate limits per consumer department (grant quotas live in the grants).
@@ -372,6 +382,15 @@ pub struct LimitsConfig {
     /// are in, in seconds (408 after). Default 30.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_secs: u64,
+    /// Most bytes of request headers (names and values), HTTP/1.1 and
+    /// HTTP/2 alike: more get 431 `headers-too-large`. Default 32768
+    /// (the connection's own buffer ends at 64 KiB).
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+}
+
+fn default_max_header_bytes() -> usize {
+    32 * 1024
 }
 
 impl Default for LimitsConfig {
@@ -383,6 +402,7 @@ impl Default for LimitsConfig {
             body_timeout_secs: default_body_timeout(),
             max_connections: default_max_connections(),
             max_batch_ids: default_max_batch_ids(),
+            max_header_bytes: default_max_header_bytes(),
         }
     }
 }

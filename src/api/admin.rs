@@ -152,15 +152,21 @@ async fn revoke_token(
             ));
         }
         let now = ctx.time_ms;
+        // An entry outlives every token it can name: a token presented
+        // later than that is refused for its exp anyway.
+        let shortest = now.saturating_add(gw.auth.longest_token_life_secs().saturating_mul(1000));
         let expires_ms = match b.expires.as_deref() {
             Some(s) => when("expires", s)?,
-            None => now + 7 * 86_400_000,
+            None => shortest,
         };
-        if expires_ms <= now || expires_ms > now + 366 * 86_400_000 {
+        if expires_ms < shortest || expires_ms > now + 366 * 86_400_000 {
             return Err(bad(
                 "invalid-revocation",
                 "The revocation is not valid",
-                "expires must be in the future and at most a year away",
+                format!(
+                    "expires must be at least {} seconds away (the longest a token of the configured issuers can live) and at most a year away",
+                    gw.auth.longest_token_life_secs()
+                ),
             ));
         }
         let (jti, sub, issued_before) = match (b.jti, b.sub) {
@@ -1019,9 +1025,13 @@ async fn put_grant(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.put_grant");
+    // Authenticated first: only an administrator can make another wait on the lock.
+    let who = match admin(&gw, &headers, &mut event) {
+        Ok(who) => who,
+        Err(e) => return respond_change(&gw, &ctx, event, Err(e)).await,
+    };
     let _guard = lock_policy(&gw).await;
     let result = (|| {
-        let who = admin(&gw, &headers, &mut event)?;
         let id = grant_id(path)?;
         let mut spec: GrantSpec = parse_body(&headers, body, true)?;
         if spec.id != id {
@@ -1150,9 +1160,13 @@ async fn delete_grant(
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.delete_grant");
+    // Authenticated first: only an administrator can make another wait on the lock.
+    let who = match admin(&gw, &headers, &mut event) {
+        Ok(who) => who,
+        Err(e) => return respond_change(&gw, &ctx, event, Err(e)).await,
+    };
     let _guard = lock_policy(&gw).await;
     let result = (|| {
-        let who = admin(&gw, &headers, &mut event)?;
         let id = grant_id(path)?;
         let policy = gw.policy.snapshot();
         let current = policy
@@ -1200,9 +1214,13 @@ async fn revert_grant(
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.revert_grant");
+    // Authenticated first: only an administrator can make another wait on the lock.
+    let who = match admin(&gw, &headers, &mut event) {
+        Ok(who) => who,
+        Err(e) => return respond_change(&gw, &ctx, event, Err(e)).await,
+    };
     let _guard = lock_policy(&gw).await;
     let result = (|| {
-        let who = admin(&gw, &headers, &mut event)?;
         let id = grant_id(path)?;
         let Query(p) = params.map_err(|e| {
             bad(
@@ -1373,9 +1391,13 @@ async fn put_dataset(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.put_dataset");
+    // Authenticated first: only an administrator can make another wait on the lock.
+    let who = match admin(&gw, &headers, &mut event) {
+        Ok(who) => who,
+        Err(e) => return respond_change(&gw, &ctx, event, Err(e)).await,
+    };
     let _guard = lock_policy(&gw).await;
     let result = (|| {
-        let who = admin(&gw, &headers, &mut event)?;
         let id = dataset_id(path)?;
         let spec: DatasetSpec = parse_body(&headers, body, true)?;
         if spec.id != id {
@@ -1424,9 +1446,13 @@ async fn delete_dataset(
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.delete_dataset");
+    // Authenticated first: only an administrator can make another wait on the lock.
+    let who = match admin(&gw, &headers, &mut event) {
+        Ok(who) => who,
+        Err(e) => return respond_change(&gw, &ctx, event, Err(e)).await,
+    };
     let _guard = lock_policy(&gw).await;
     let result = (|| {
-        let who = admin(&gw, &headers, &mut event)?;
         let id = dataset_id(path)?;
         let policy = gw.policy.snapshot();
         let current = policy

@@ -463,7 +463,7 @@ async fn disclosures(
                     d.case_ref.as_deref().unwrap_or(""), &d.dataset, &dataset(&d.dataset).map(|x| x.spec.title.clone()).unwrap_or_default(),
                     &fields, d.grant.as_deref().unwrap_or(""), &d.seq.to_string(),
                     d.proof.as_deref().unwrap_or(""), &d.node,
-                ]);
+                ].map(|c| crate::audit::export::spreadsheet_safe(c).into_owned()));
             }
             let bytes = w.into_inner().unwrap_or_default();
             return Ok(Answer::Raw {
@@ -620,8 +620,34 @@ async fn export(
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::AuditReview, "audit.export");
-    let result = run_export(&gw, &mut event, params, &headers).await;
+    let delivered = Delivered(ctx.conn.writes.clone());
+    let result = run_export(&gw, &mut event, params, &headers, delivered).await;
     finish(&gw, &ctx, event, result).await
+}
+
+/// The connection an export goes out on: the export counts as delivered
+/// (retention may then prune what it holds) only once a flush after its
+/// last byte succeeded. A client that drops mid-stream, or before that
+/// flush, leaves the mark where it was.
+#[derive(Debug, Clone)]
+struct Delivered(Option<Arc<crate::api::WriteProgress>>);
+
+impl Delivered {
+    /// Runs `mark` once what was handed to the connection so far is delivered.
+    fn then(&self, mark: impl Future<Output = ()> + Send + 'static) {
+        let writes = self.0.clone();
+        let since = writes.as_ref().map(|w| w.flushes());
+        tokio::spawn(async move {
+            let delivered = match (writes, since) {
+                (Some(w), Some(n)) => w.flushed_since(n, std::time::Duration::from_secs(60)).await,
+                // Not on a network connection (a router called in-process).
+                _ => true,
+            };
+            if delivered {
+                mark.await;
+            }
+        });
+    }
 }
 
 async fn run_export(
@@ -629,6 +655,7 @@ async fn run_export(
     event: &mut EventBody,
     params: Result<Query<ExportParams>, QueryRejection>,
     headers: &HeaderMap,
+    delivered: Delivered,
 ) -> Result<Answer, ApiError> {
     officer(gw, headers, event)?;
     let Query(p) = params.map_err(|e| bad_query(&e))?;
@@ -669,7 +696,13 @@ async fn run_export(
             .export_sections(p.node.as_deref(), from, to)
             .await
             .map_err(|e| central_unavailable(&e, "an export of the cluster"))?;
-        return Ok(central_export(gw, sections, format, p.node.as_deref()));
+        return Ok(central_export(
+            gw,
+            sections,
+            format,
+            p.node.as_deref(),
+            delivered,
+        ));
     }
     if let Some(n) = p.node.as_deref()
         && n != gw.config.node_id
@@ -742,11 +775,14 @@ async fn run_export(
     };
     let chunks = futures_util::stream::unfold(Some(lo), move |next| {
         let store = store.clone();
+        let delivered = delivered.clone();
         async move {
             let next = next?;
             if next > hi {
                 if hi >= lo {
-                    let _ = store.mark_exported(lo, hi);
+                    delivered.then(async move {
+                        let _ = store.mark_exported(lo, hi);
+                    });
                 }
                 return None;
             }
@@ -796,6 +832,7 @@ fn central_export(
     sections: Vec<crate::cluster::audit::ExportSection>,
     format: ExportFormat,
     node: Option<&str>,
+    delivered: Delivered,
 ) -> Answer {
     let offset = gw.utc_offset;
     let mut parts = Vec::with_capacity(sections.len());
@@ -831,18 +868,23 @@ fn central_export(
     let chunks = futures_util::stream::unfold((0usize, None::<u64>), move |(i, next)| {
         let gw = gw.clone();
         let part = parts.get(i).cloned();
+        let delivered = delivered.clone();
         async move {
             let (prelude, node, lo, hi) = part?;
             let Some(next) = next else {
                 return Some((Ok(Bytes::from(prelude)), (i, Some(lo))));
             };
             if next > hi {
-                // The section went out whole: retention of the central copy may count it.
-                if let Some(c) = &gw.cluster
-                    && let Err(e) = c.store.mark_exported(&node, lo, hi).await
-                {
-                    tracing::warn!(error = %e, node = %node, "the export could not be recorded");
-                }
+                // The section went out whole: once delivered, retention of
+                // the central copy may count it.
+                let gw = gw.clone();
+                delivered.then(async move {
+                    if let Some(c) = &gw.cluster
+                        && let Err(e) = c.store.mark_exported(&node, lo, hi).await
+                    {
+                        tracing::warn!(error = %e, node = %node, "the export could not be recorded");
+                    }
+                });
                 return Some((Ok(Bytes::new()), (i + 1, None)));
             }
             let end = (next + 999).min(hi);
@@ -986,4 +1028,63 @@ async fn checkpoint_key(
         body: axum::body::Body::from(gw.checkpoint_signer.public_key_pem()),
     });
     finish(&gw, &ctx, event, result).await
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::Delivered;
+    use crate::api::WriteProgress;
+
+    /// Waits a little for `rx`: `Some(true)` if the mark ran, `Some(false)`
+    /// if it was given up, `None` if it is still waiting.
+    async fn outcome(rx: tokio::sync::oneshot::Receiver<()>) -> Option<bool> {
+        match tokio::time::timeout(Duration::from_millis(100), rx).await {
+            Ok(Ok(())) => Some(true),
+            Ok(Err(_)) => Some(false),
+            Err(_) => None,
+        }
+    }
+
+    /// An export counts as delivered only once a flush after its last byte
+    /// succeeded: not when the last byte was merely handed to the
+    /// connection, and never if the connection fails first.
+    #[tokio::test]
+    async fn an_export_is_marked_only_after_a_flush_past_its_end() {
+        let writes = Arc::new(WriteProgress::default());
+        writes.flushed();
+        let delivered = Delivered(Some(writes.clone()));
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        delivered.then(async move {
+            let _ = tx.send(());
+        });
+        let waiting = tokio::spawn(outcome(rx));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        writes.flushed();
+        assert_eq!(waiting.await.unwrap(), Some(true), "flushed past the end");
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        delivered.then(async move {
+            let _ = tx.send(());
+        });
+        assert_eq!(
+            outcome(rx).await,
+            None,
+            "nothing flushed since the end: not yet"
+        );
+
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        delivered.then(async move {
+            let _ = tx.send(());
+        });
+        writes.ended();
+        assert_eq!(
+            outcome(rx).await,
+            Some(false),
+            "the connection failed first"
+        );
+    }
 }

@@ -34,6 +34,58 @@ pub struct ConnInfo {
     /// Whether that certificate still passes the client trust in force (a
     /// CRL loaded since the handshake may revoke it).
     pub cert_status: Option<Arc<dyn ClientCertStatus>>,
+    /// How far the connection's writes got (what an export waits on before
+    /// it counts as delivered).
+    pub writes: Option<Arc<WriteProgress>>,
+}
+
+/// What a connection's writer reports: each flush that succeeded, and
+/// whether a write failed or the connection went away. An answer that must
+/// know it was delivered (an export, which retention then counts) waits for
+/// a successful flush after its last byte.
+#[derive(Debug, Default)]
+pub struct WriteProgress {
+    flushes: std::sync::atomic::AtomicU64,
+    ended: std::sync::atomic::AtomicBool,
+    changed: tokio::sync::Notify,
+}
+
+impl WriteProgress {
+    /// A flush handed everything written so far to the kernel.
+    pub fn flushed(&self) {
+        self.flushes
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        self.changed.notify_waiters();
+    }
+
+    /// A write or flush failed, or the connection closed: nothing more is delivered.
+    pub fn ended(&self) {
+        self.ended.store(true, std::sync::atomic::Ordering::Release);
+        self.changed.notify_waiters();
+    }
+
+    /// Successful flushes so far.
+    pub fn flushes(&self) -> u64 {
+        self.flushes.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Whether a flush succeeded after `flushes` had been counted, waiting
+    /// at most `within`; false once the connection failed or closed first.
+    pub async fn flushed_since(&self, flushes: u64, within: Duration) -> bool {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                if self.flushes() > flushes {
+                    return true;
+                }
+                if self.ended.load(std::sync::atomic::Ordering::Acquire) {
+                    return false;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(within, wait).await.unwrap_or(false)
+    }
 }
 
 /// The standing of a connection's client certificate, checked again on the
@@ -52,24 +104,48 @@ async fn client_certificate_guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let refused = req
+    let revoked = req
         .extensions()
         .get::<ConnInfo>()
         .and_then(|c| c.cert_status.as_ref())
         .is_some_and(|s| !s.still_valid());
-    if !refused {
+    // The same bound over HTTP/1.1 and HTTP/2, answered as a problem.
+    let header_bytes: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    let too_large = header_bytes > gw.config.limits.max_header_bytes;
+    if !revoked && !too_large {
         return next.run(req).await;
     }
     let http1 = req.version() < axum::http::Version::HTTP_2;
     let (mut parts, _) = req.into_parts();
     let Ok(ctx) = RequestContext::from_request_parts(&mut parts, &gw).await;
-    let event = ctx.event(EventKind::Other, "client-certificate-revoked");
-    let e = ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "client-certificate-revoked",
-        "The client certificate is no longer trusted",
-        "the certificate this connection was opened with has been revoked, or its revocation list is out of date; connect again with a valid certificate",
-    );
+    let (event, e) = if revoked {
+        (
+            ctx.event(EventKind::Other, "client-certificate-revoked"),
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "client-certificate-revoked",
+                "The client certificate is no longer trusted",
+                "the certificate this connection was opened with has been revoked, or its revocation list is out of date; connect again with a valid certificate",
+            ),
+        )
+    } else {
+        (
+            ctx.event(EventKind::Other, "headers-too-large"),
+            ApiError::new(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "headers-too-large",
+                "The request headers are too large",
+                format!(
+                    "the request's headers hold {header_bytes} bytes; at most {} are read",
+                    gw.config.limits.max_header_bytes
+                ),
+            ),
+        )
+    };
     let mut response = finish(&gw, &ctx, event, Err(e)).await;
     if http1 {
         response.headers_mut().insert(

@@ -1084,29 +1084,30 @@ pub struct Health {
 /// `GET /readyz`.
 #[derive(Debug, ToSchema)]
 pub struct Readiness {
-    /// `ready` or `not_ready`.
+    /// `ready` or `not_ready`: all that a caller without an operator
+    /// staff token learns.
     pub status: String,
     /// `healthy` or `failed`.
-    pub audit_writer: String,
+    pub audit_writer: Option<String>,
     /// Node id.
-    pub node: String,
+    pub node: Option<String>,
     /// Version of the policy set in force.
-    pub policy_version: String,
+    pub policy_version: Option<String>,
     /// Datasets in the catalog.
-    pub datasets: u32,
+    pub datasets: Option<u32>,
     /// Grants in force.
-    pub grants: u32,
+    pub grants: Option<u32>,
     /// The last policy reload.
-    #[schema(value_type = Object)]
-    pub policy_reload: Value,
+    #[schema(value_type = Option<Object>)]
+    pub policy_reload: Option<Value>,
     /// Per dataset: its provider (`embedded` or `http`) and, for an upstream,
     /// its state (`up`, `down`, `trial`), consecutive failures and last error.
-    #[schema(value_type = Object)]
-    pub providers: Value,
+    #[schema(value_type = Option<Object>)]
+    pub providers: Option<Value>,
     /// Cluster mode: the node, the PostgreSQL policy version it enforces, and
     /// its audit shipping (`durable_seq`, `shipped_seq`, `lag_events`,
     /// `error`); null on a single node.
-    #[schema(value_type = Option<Object>, required = true)]
+    #[schema(value_type = Option<Object>)]
     pub cluster: Option<Value>,
 }
 

@@ -30,9 +30,16 @@ pub(crate) fn router(metrics_here: bool) -> OpenApiRouter<Arc<Gateway>> {
     }
 }
 
-/// The router of the separate metrics listener.
+/// The router of the separate metrics listener (an operator's address):
+/// the metrics, and readiness with its details.
 pub fn metrics_router(gw: Arc<Gateway>) -> Router {
-    Router::new().route("/metrics", get(metrics)).with_state(gw)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route(
+            "/readyz",
+            get(|State(gw): State<Arc<Gateway>>| async move { readiness(&gw, true) }),
+        )
+        .with_state(gw)
 }
 
 /// Prometheus metrics (OpenMetrics text): requests, latency, audit writer,
@@ -142,37 +149,73 @@ pub(crate) async fn healthz() -> impl IntoResponse {
 }
 
 /// Readiness: policies loaded and the audit writer healthy (503 otherwise:
-/// without a working audit log the gateway refuses every query).
+/// without a working audit log the gateway refuses every query). Anyone
+/// learns only ready or not; the details (policy version, providers and
+/// their errors, the cluster's shipping) go to a `policy_admin` or
+/// `privacy_officer` of the operator department, and to the plain-HTTP
+/// metrics address when one is configured.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "ops",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "Ready", body = super::openapi::Readiness),
+        (status = 200, description = "Ready (details for operator staff)", body = super::openapi::Readiness),
         (status = 503, description = "Not ready: the audit writer has failed", body = super::openapi::Readiness),
     ),
 )]
-pub(crate) async fn readyz(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
+pub(crate) async fn readyz(
+    State(gw): State<Arc<Gateway>>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    readiness(&gw, operator_staff(&gw, &headers))
+}
+
+/// Whether the request carries a valid token of the operator department's
+/// staff (an invalid or missing one is not an error here: it only gets less).
+fn operator_staff(gw: &Gateway, headers: &axum::http::HeaderMap) -> bool {
+    if !headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return false;
+    }
     let policy = gw.policy.snapshot();
+    gw.auth
+        .authenticate(
+            headers
+                .get_all(axum::http::header::AUTHORIZATION)
+                .iter()
+                .map(|v| v.as_bytes()),
+            |d| policy.knows_department(d),
+        )
+        .is_ok_and(|p| {
+            p.dept.as_str() == gw.config.operator_department
+                && (p.has_role("policy_admin") || p.has_role("privacy_officer"))
+        })
+}
+
+fn readiness(gw: &Gateway, details: bool) -> (StatusCode, Json<serde_json::Value>) {
     let audit_ok = gw.audit.is_healthy();
     let status = if audit_ok {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let word = if audit_ok { "ready" } else { "not_ready" };
+    if !details {
+        return (status, Json(json!({ "status": word })));
+    }
+    let policy = gw.policy.snapshot();
     (
         status,
         Json(json!({
-            "status": if audit_ok { "ready" } else { "not_ready" },
+            "status": word,
             "node": gw.config.node_id,
             "policy_version": policy.version(),
             "grants": policy.set.grants.len(),
             "datasets": policy.set.datasets.len(),
             "audit_writer": if audit_ok { "healthy" } else { "failed" },
             "policy_reload": gw.reload_status.read().map(|s| s.clone()).unwrap_or_default(),
-            "providers": providers(&gw, &policy),
-            "cluster": cluster_readiness(&gw),
+            "providers": providers(gw, &policy),
+            "cluster": cluster_readiness(gw),
         })),
     )
 }

@@ -188,8 +188,29 @@ pub fn csv_header() -> String {
 
 fn csv_line(fields: &[String]) -> String {
     let mut w = csv::WriterBuilder::new().from_writer(Vec::new());
-    let _ = w.write_record(fields);
+    let _ = w.write_record(fields.iter().map(|f| spreadsheet_safe(f).into_owned()));
     String::from_utf8(w.into_inner().unwrap_or_default()).unwrap_or_default()
+}
+
+/// A CSV cell as a spreadsheet shows it and never runs it: a cell starting
+/// with `=`, `+`, `-`, `@`, a tab or a carriage return (a formula to Excel,
+/// WPS and LibreOffice; caller-chosen strings such as a token's `sub` or a
+/// case reference reach these files) gets a leading `'`. Every CSV the
+/// gateway writes (exports, disclosure reports) passes its cells through
+/// this; the export verifier reads such a cell without the `'`.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => std::borrow::Cow::Owned(format!("'{cell}")),
+        _ => std::borrow::Cow::Borrowed(cell),
+    }
+}
+
+/// A cell as written before [`spreadsheet_safe`] made it safe.
+fn unsafe_cell(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if spreadsheet_safe(rest).len() != rest.len() => rest,
+        _ => cell,
+    }
 }
 
 /// Writes a whole export of `[lo, hi]` (with the checkpoints in it) to `out`.
@@ -393,8 +414,11 @@ impl<'k> Walk<'k> {
                                 // Exports from before the suite column.
                                 continue;
                             }
-                            let (have, want) =
-                                (row.get(i).unwrap_or(""), derived.get(i).unwrap_or(""));
+                            // Exports from before cells were made safe hold them as they were.
+                            let (have, want) = (
+                                unsafe_cell(row.get(i).unwrap_or("")),
+                                unsafe_cell(derived.get(i).unwrap_or("")),
+                            );
                             let same = if *name == "time" {
                                 same_instant(have, want)
                             } else {
@@ -613,7 +637,7 @@ fn verify_csv(text: &str, key: &Keyring) -> Vec<ExportReport> {
         let mut events = Vec::new();
         for row in rows.remove(&node).unwrap_or_default() {
             if row.get(0) == Some("checkpoint") {
-                walk.checkpoint(row.get(26).unwrap_or(""));
+                walk.checkpoint(unsafe_cell(row.get(26).unwrap_or("")));
             } else {
                 let seq = row.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
                 events.push((seq, row));
@@ -623,8 +647,8 @@ fn verify_csv(text: &str, key: &Keyring) -> Vec<ExportReport> {
         for (seq, row) in &events {
             walk.event(
                 *seq,
-                row.get(26).unwrap_or(""),
-                row.get(25).unwrap_or(""),
+                unsafe_cell(row.get(26).unwrap_or("")),
+                unsafe_cell(row.get(25).unwrap_or("")),
                 Shown::Csv(row),
             );
         }

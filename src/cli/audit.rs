@@ -352,17 +352,20 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
                         "grant", "seq",
                     ])?;
                     for d in &list {
-                        w.write_record([
-                            &d.time,
-                            &d.consumer,
-                            &d.subject,
-                            &d.purpose,
-                            d.case_ref.as_deref().unwrap_or(""),
-                            &d.dataset,
-                            &d.fields.join(";"),
-                            d.grant.as_deref().unwrap_or(""),
-                            &d.seq.to_string(),
-                        ])?;
+                        w.write_record(
+                            [
+                                d.time.as_str(),
+                                &d.consumer,
+                                &d.subject,
+                                &d.purpose,
+                                d.case_ref.as_deref().unwrap_or(""),
+                                &d.dataset,
+                                &d.fields.join(";"),
+                                d.grant.as_deref().unwrap_or(""),
+                                &d.seq.to_string(),
+                            ]
+                            .map(|c| tongban::audit::export::spreadsheet_safe(c).into_owned()),
+                        )?;
                     }
                     w.flush()?;
                 }

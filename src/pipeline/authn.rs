@@ -122,6 +122,7 @@ struct TrustedIssuer {
     validation: Validation,
     keys: Vec<(Algorithm, DecodingKey)>,
     leeway: i64,
+    max_lifetime: i64,
 }
 
 /// Verifies bearer tokens against the configured issuers, with a cache of
@@ -226,6 +227,7 @@ impl Authenticator {
                     validation,
                     keys,
                     leeway: i64::try_from(c.leeway_secs).unwrap_or(i64::MAX),
+                    max_lifetime: i64::try_from(c.max_token_lifetime_secs).unwrap_or(i64::MAX),
                 },
             );
         }
@@ -293,6 +295,16 @@ impl Authenticator {
         Ok(principal)
     }
 
+    /// The longest any accepted token can still be valid, in seconds: a
+    /// deny-list entry that lives this long outlives every token it names.
+    pub fn longest_token_life_secs(&self) -> i64 {
+        self.issuers
+            .values()
+            .map(|i| i.max_lifetime.saturating_add(i.leeway))
+            .max()
+            .unwrap_or(0)
+    }
+
     fn leeway(&self, p: &Principal) -> i64 {
         self.issuers.get(&p.issuer).map_or(0, |i| i.leeway)
     }
@@ -327,6 +339,16 @@ impl Authenticator {
             }
         })?;
         let c = data.claims;
+        // A token lives at most the issuer's maximum (from iat, and from now):
+        // a deny-list entry that lives that long outlives every token it names.
+        let longest = issuer.max_lifetime.saturating_add(issuer.leeway);
+        let lifetime = c.iat.map_or(0, |iat| c.exp.saturating_sub(iat));
+        if c.exp.saturating_sub(self.clock.unix_secs()) > longest || lifetime > longest {
+            return Err(AuthError::BadClaim(format!(
+                "exp is more than {} seconds after iat or after now: this issuer's tokens may live at most that long",
+                issuer.max_lifetime
+            )));
+        }
         let dept = DeptId::parse(&c.dept).map_err(|_| AuthError::UnknownDepartment)?;
         let roles = c
             .roles

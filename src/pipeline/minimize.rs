@@ -75,15 +75,43 @@ fn redacted() -> Value {
     Value::String("***".to_owned())
 }
 
-/// The address up to and including its district (区/县/旗), after the city if
-/// there is one; `None` when no district can be found.
+/// The address up to and including its district (区/县/旗, or a county-level
+/// 市), after the city if there is one; only the city where no district can
+/// be told apart (cities without districts such as 东莞市 and 中山市 go
+/// straight to towns and streets); `None` when not even a city can be found.
+/// A district's name is short and holds no mark of a street, town, village,
+/// compound or building, so 小区, 社区 and 园区 are never taken for one: the
+/// mask may reveal less than the district, never the street or compound.
 fn address_to_district(s: &str) -> Option<String> {
-    let start = s.find('市').map_or(0, |i| i + '市'.len_utf8());
+    let city_end = s.find('市').map(|i| i + '市'.len_utf8());
+    let start = city_end.unwrap_or(0);
     let rest = &s[start..];
-    let end = rest
+    let district = rest
         .char_indices()
-        .find(|(_, c)| matches!(c, '区' | '县' | '旗'))?;
-    Some(s[..start + end.0 + end.1.len_utf8()].to_owned())
+        .find(|(_, c)| matches!(c, '区' | '县' | '旗' | '市'))
+        .filter(|(i, _)| is_district_name(&rest[..*i]))
+        .map(|(i, c)| start + i + c.len_utf8());
+    match (district, city_end) {
+        (Some(end), _) => Some(s[..end].to_owned()),
+        (None, Some(end)) => Some(s[..end].to_owned()),
+        (None, None) => None,
+    }
+}
+
+/// Whether `name` (what comes before 区/县/旗/市) can be a district's name.
+fn is_district_name(name: &str) -> bool {
+    // Marks of what lies below a district. A few real districts carry one
+    // (道里区, 乡宁县): those addresses are masked to the city, which
+    // reveals less, never more.
+    const MARKS: &[char] = &[
+        '街', '路', '道', '巷', '弄', '号', '镇', '乡', '村', '屯', '组', '社', '小', '园', '苑',
+        '庭', '府', '楼', '栋', '幢', '座', '室', '层', '院', '宅', '寓', '墅', '舍', '厦', '0',
+        '1', '2', '3', '4', '5', '6', '7', '8', '9',
+    ];
+    let chars = name.chars().count();
+    // Autonomous counties and banners carry long names (双江拉祜族佤族布朗族傣族自治县).
+    let longest = if name.ends_with("自治") { 20 } else { 5 };
+    chars >= 1 && chars <= longest && (name.ends_with("自治") || !name.contains(MARKS))
 }
 
 #[cfg(test)]
@@ -120,6 +148,27 @@ mod tests {
             json!("浙江省杭州市西湖区")
         );
         assert_eq!(m(Mask::Address, "某处"), json!("***"));
+        // Cities without districts, and compounds whose names hold 区.
+        assert_eq!(
+            m(Mask::Address, "广东省东莞市南城街道莲花小区8栋301"),
+            json!("广东省东莞市")
+        );
+        assert_eq!(
+            m(Mask::Address, "广东省中山市石岐街道幸福社区居委会旁"),
+            json!("广东省中山市")
+        );
+        assert_eq!(m(Mask::Address, "东莞市虎门镇金龙小区"), json!("东莞市"));
+        assert_eq!(
+            m(Mask::Address, "浙江省杭州市建德市新安江街道"),
+            json!("浙江省杭州市建德市")
+        );
+        assert_eq!(
+            m(
+                Mask::Address,
+                "云南省临沧市双江拉祜族佤族布朗族傣族自治县勐勐镇"
+            ),
+            json!("云南省临沧市双江拉祜族佤族布朗族傣族自治县")
+        );
         assert_eq!(m(Mask::Year, "1990-01-01"), json!("1990"));
         assert_eq!(apply_mask(Mask::IdNumber, &json!(42)), json!("***"));
     }
@@ -139,6 +188,38 @@ mod tests {
     }
 
     proptest! {
+        /// For any address built of a province, a city, a district (each
+        /// may be missing), a street or town and a compound or building,
+        /// the mask keeps a prefix that never reaches the street or the
+        /// compound; with a city and a district, exactly up to the district.
+        #[test]
+        fn the_address_mask_never_reveals_the_street_or_compound(
+            province in proptest::sample::select(vec!["", "广东省", "浙江省", "云南省", "新疆维吾尔自治区"]),
+            city in proptest::sample::select(vec!["", "东莞市", "中山市", "杭州市", "北京市", "伊宁市"]),
+            district in proptest::sample::select(vec!["", "西湖区", "东城区", "建德市", "鄂托克前旗", "双江拉祜族佤族布朗族傣族自治县"]),
+            street in "[南城莲花新华东方金龙幸福阳光长安]{1,4}",
+            street_kind in proptest::sample::select(vec!["街道", "镇", "路", "乡", "大道"]),
+            compound in "[南城莲花新华东方金龙幸福阳光长安]{1,3}",
+            compound_kind in proptest::sample::select(vec!["小区", "社区", "花园", "园区", "村", "大厦"]),
+            number in 1u32..999,
+        ) {
+            let street = format!("{street}{street_kind}");
+            let compound = format!("{compound}{compound_kind}");
+            let address = format!("{province}{city}{district}{street}{compound}{number}号");
+            let masked = match apply_mask(Mask::Address, &json!(address)) {
+                Value::String(m) => m,
+                other => panic!("{other:?}"),
+            };
+            if masked != "***" {
+                prop_assert!(address.starts_with(&masked), "{} is not a prefix of {}", masked, address);
+                let kept = &address[..masked.len()];
+                prop_assert!(kept.len() <= format!("{province}{city}{district}").len(), "{} reveals more than the district of {}", masked, address);
+            }
+            if !city.is_empty() && !district.is_empty() {
+                prop_assert_eq!(masked, format!("{province}{city}{district}"));
+            }
+        }
+
         /// For any record and any grant, nothing leaves that the grant does not name,
         /// and a masked field never leaves in clear.
         #[test]

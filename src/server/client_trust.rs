@@ -173,7 +173,7 @@ impl ClientTrust {
                         .any(|s| s.issuer == parsed.subject().to_string())
                 {
                     tracing::warn!(
-                        ca = %parsed.subject(),
+                        ca = ?parsed.subject().to_string(),
                         "client CA has no CRL in tls.client_crls: the certificates it issued will be refused"
                     );
                 }
@@ -381,19 +381,26 @@ impl Counting {
         if let Some(m) = &self.metrics {
             m.refused.get_or_create(&CertRefusalLabels { reason }).inc();
         }
-        let (serial, subject) = match x509_parser::parse_x509_certificate(cert) {
-            Ok((_, c)) => (serial_hex(c.raw_serial()), c.subject().to_string()),
-            Err(_) => (String::new(), String::new()),
-        };
-        tracing::warn!(
-            reason,
-            serial = %serial,
-            fingerprint = %hex(&sha256(cert.as_ref())),
-            subject = %subject,
-            error = %e,
-            "client certificate refused"
-        );
+        log_refused(cert, reason, e);
     }
+}
+
+/// Logs a refused client certificate.
+fn log_refused(cert: &CertificateDer<'_>, reason: &str, e: &rustls::Error) {
+    let (serial, subject) = match x509_parser::parse_x509_certificate(cert) {
+        Ok((_, c)) => (serial_hex(c.raw_serial()), c.subject().to_string()),
+        Err(_) => (String::new(), String::new()),
+    };
+    // The subject is the caller's own text: written escaped (`?`), so a
+    // line break or escape code in it cannot forge or hide log lines.
+    tracing::warn!(
+        reason,
+        serial = %serial,
+        fingerprint = %hex(&sha256(cert.as_ref())),
+        subject = ?subject,
+        error = %e,
+        "client certificate refused"
+    );
 }
 
 impl ClientCertVerifier for Counting {
@@ -444,5 +451,57 @@ impl ClientCertVerifier for Counting {
 
     fn requires_raw_public_keys(&self) -> bool {
         self.inner.requires_raw_public_keys()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// A certificate's subject is the caller's own text: a line break or an
+    /// escape code in it comes out escaped, on the one line of the refusal.
+    #[test]
+    fn a_refused_certificates_subject_cannot_forge_a_log_line() {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name.push(
+            rcgen::DnType::CommonName,
+            "minzheng\n2026-12-06T00:00:00Z  INFO tongban::access: forged\u{1b}[2K",
+        );
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            log_refused(
+                cert.der(),
+                "unknown-issuer",
+                &rustls::Error::General("x".into()),
+            );
+        });
+        let text = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+        assert!(text.contains("client certificate refused"), "{text}");
+        assert!(text.contains("minzheng\\n2026"), "{text}");
     }
 }

@@ -8,6 +8,7 @@
 
 pub mod client_trust;
 pub mod tls;
+mod tracked;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -171,17 +172,19 @@ pub async fn serve(
                 Arc::new(tls::CertCheck::new(chain, tls_state.clone(), &tls))
                     as Arc<dyn crate::api::ClientCertStatus>
             });
+            let writes = Arc::new(crate::api::WriteProgress::default());
             let info = ConnInfo {
                 peer: Some(peer),
                 cert_fingerprint,
                 cert_status,
+                writes: Some(writes.clone()),
             };
             let service = tower::ServiceExt::map_request(app, move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());
                 req
             });
             let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(stream),
+                TokioIo::new(tracked::Tracked::new(stream, writes)),
                 TowerToHyperService::new(service),
             );
             if let Err(e) = watcher.watch(conn).await {

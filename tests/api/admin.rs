@@ -567,7 +567,7 @@ async fn hand_edits_take_effect_within_two_seconds_and_invalid_ones_do_not() {
             break;
         }
         if Instant::now() >= deadline {
-            let r = gw.client().request("GET", "/readyz", &[]).await.unwrap();
+            let r = gw.readiness().await;
             panic!("the hand edit was not in force within 2 s: {}", r.text);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -586,7 +586,7 @@ async fn hand_edits_take_effect_within_two_seconds_and_invalid_ones_do_not() {
     std::fs::write(&file, "[[grant]]\nid = \"broken\"\n").unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let r = gw.client().request("GET", "/readyz", &[]).await.unwrap();
+        let r = gw.readiness().await;
         if r.body["policy_reload"]["error"].is_string() {
             assert!(
                 r.body["policy_reload"]["error"]
@@ -687,4 +687,46 @@ fn policy_diff_names_who_gains_and_loses() {
     assert!(text.contains("+ yibao/enrollment_clerk lookup gongan.hukou for medical_insurance_enrollment: gains phone"), "{text}");
     assert!(text.contains("loses birth_date"), "{text}");
     drop(home);
+}
+
+/// The policy lock is taken only once the caller is known to be an
+/// administrator: while an edit holds it, edits by anyone else are refused
+/// at once rather than queued behind it.
+#[tokio::test]
+async fn edits_by_non_administrators_are_refused_without_waiting_on_the_policy_lock() {
+    let gw = TestGateway::start().await;
+    let clerk = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let _edit_in_progress = gw.gw.policy_lock.lock().await;
+    let grant = "/v1/admin/grants/minzheng-dibao-hukou";
+    let dataset = "/v1/admin/datasets/gongan.hukou";
+    let revert = "/v1/admin/grants/minzheng-dibao-hukou/revert?to=1";
+    for (token, want) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(&clerk), StatusCode::FORBIDDEN),
+    ] {
+        for (method, path) in [
+            ("PUT", grant),
+            ("DELETE", grant),
+            ("POST", revert),
+            ("PUT", dataset),
+            ("DELETE", dataset),
+        ] {
+            let mut headers = vec![
+                ("content-type".to_owned(), "application/json".to_owned()),
+                ("if-match".to_owned(), "\"x\"".to_owned()),
+            ];
+            if let Some(t) = token {
+                headers.push(("authorization".to_owned(), format!("Bearer {t}")));
+            }
+            let r = tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                gw.client()
+                    .request_with_body(method, path, &headers, bytes::Bytes::from("{}")),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("{method} {path} waited on the policy lock"))
+            .unwrap();
+            assert_eq!(r.status, want, "{method} {path}: {}", r.text);
+        }
+    }
 }

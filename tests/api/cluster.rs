@@ -490,7 +490,7 @@ async fn a_single_node_says_so_and_the_cluster_route_is_for_administrators() {
 async fn wait_shipped(gw: &TestGateway, limit: Duration) -> u64 {
     let start = Instant::now();
     loop {
-        let r = gw.client().request("GET", "/readyz", &[]).await.unwrap();
+        let r = gw.readiness().await;
         let s = &r.body["cluster"]["audit_shipping"];
         let (durable, lag) = (
             s["durable_seq"].as_u64().unwrap(),
@@ -582,7 +582,7 @@ async fn every_nodes_audit_chain_is_copied_to_postgresql_once_and_verified_there
     let r = b.client().request("GET", "/readyz", &[]).await.unwrap();
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let r = b.client().request("GET", "/readyz", &[]).await.unwrap();
+    let r = b.readiness().await;
     let s = &r.body["cluster"]["audit_shipping"];
     assert!(
         s["lag_events"].as_u64().unwrap() >= 15 && s["error"].is_string(),
@@ -1273,10 +1273,19 @@ async fn the_central_copy_drops_only_old_months_exported_and_checkpointed() {
     assert_eq!(report["partitions"], json!([]));
     let r = officer_get(&gw, "/v1/audit/export?node=node-a").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let exported: u64 = pg
-        .psql("SELECT through_seq FROM tongban_audit_exported WHERE node_id = 'node-a'")
-        .parse()
-        .unwrap();
+    // Recorded once the connection's flush after the last byte succeeded.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let exported = loop {
+        let through =
+            pg.psql("SELECT through_seq FROM tongban_audit_exported WHERE node_id = 'node-a'");
+        if let Ok(through) = through.parse::<u64>()
+            && (through >= cp || Instant::now() > deadline)
+        {
+            break through;
+        }
+        assert!(Instant::now() < deadline, "the export was not recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert!(exported >= cp, "{exported}");
     let rows_before = central(&pg, "node-a").0;
     let dry = prune(true);

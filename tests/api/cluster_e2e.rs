@@ -61,6 +61,16 @@ impl Node {
         Client::new(self.addr, &self.home.join("certs/ca.pem"), None)
     }
 
+    /// `/readyz` with its details (the operator's policy administrator).
+    async fn readiness(&self) -> TestResponse {
+        let tok = token(&self.home, "shujuju", "ops-1", &["policy_admin"]);
+        let auth = ("authorization".to_owned(), format!("Bearer {tok}"));
+        self.client()
+            .request("GET", "/readyz", &[auth])
+            .await
+            .unwrap()
+    }
+
     async fn wait_ready(&self) {
         let start = Instant::now();
         loop {
@@ -333,7 +343,7 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
     for n in r.iter() {
         let start = Instant::now();
         loop {
-            let ready = n.client().request("GET", "/readyz", &[]).await.unwrap();
+            let ready = n.readiness().await;
             let s = &ready.body["cluster"]["audit_shipping"];
             if s["lag_events"] == 0 {
                 break;
@@ -458,14 +468,7 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
     let _ = nginx.wait();
     for n in r.iter() {
         let start = Instant::now();
-        while n
-            .client()
-            .request("GET", "/readyz", &[])
-            .await
-            .unwrap()
-            .body["cluster"]["audit_shipping"]["lag_events"]
-            != 0
-        {
+        while n.readiness().await.body["cluster"]["audit_shipping"]["lag_events"] != 0 {
             assert!(start.elapsed() < Duration::from_secs(20));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }

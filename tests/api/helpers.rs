@@ -160,6 +160,19 @@ impl TestGateway {
     }
 
     /// GET with a token and purpose/case headers.
+    /// `/readyz` as the operator's policy administrator sees it: with its details.
+    pub async fn readiness(&self) -> TestResponse {
+        let tok = self.token("shujuju", "ops-1", &["policy_admin"]);
+        self.client()
+            .request(
+                "GET",
+                "/readyz",
+                &[("authorization".to_owned(), format!("Bearer {tok}"))],
+            )
+            .await
+            .expect("request")
+    }
+
     pub async fn get(
         &self,
         path: &str,

@@ -273,3 +273,44 @@ async fn http2_gets_the_same_answers_and_refusals_as_http1() {
         StatusCode::OK
     );
 }
+
+/// Over HTTP/2 an oversized body or header set gets the problem answer it
+/// gets over HTTP/1.1 (413 `body-too-large`, 431 `headers-too-large`), not a
+/// reset stream.
+#[tokio::test]
+async fn oversized_bodies_and_headers_get_the_same_problem_over_http2_as_over_http1() {
+    let gw = TestGateway::start().await;
+    let tok = gw.token("renshe", "batch-1", &["pension_clerk"]);
+    let path = "/v1/datasets/gongan.hukou/records:batch";
+    let big = format!("{{\"resident_ids\": [\"{}\"]}}", "1".repeat(70 * 1024));
+    let headers = query_headers(&tok);
+    for (proto, client) in [("HTTP/1.1", gw.client()), ("HTTP/2", gw.client().h2())] {
+        let r = client
+            .request_with_body("POST", path, &headers, Bytes::from(big.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("{proto}: {e}"));
+        assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE, "{proto}");
+        assert_eq!(
+            r.problem_type(),
+            Some("/problems/body-too-large"),
+            "{proto}"
+        );
+
+        let mut big_headers = headers.clone();
+        big_headers.push(("x-big".to_owned(), "a".repeat(40 * 1024)));
+        let r = client
+            .request("GET", "/v1/catalog", &big_headers)
+            .await
+            .unwrap_or_else(|e| panic!("{proto}: {e}"));
+        assert_eq!(
+            r.status,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "{proto}"
+        );
+        assert_eq!(
+            r.problem_type(),
+            Some("/problems/headers-too-large"),
+            "{proto}"
+        );
+    }
+}

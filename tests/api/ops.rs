@@ -94,6 +94,55 @@ async fn metrics_can_live_on_their_own_address_only() {
         text.starts_with("HTTP/1.1 200") && text.contains("tongban_requests_total"),
         "{text}"
     );
+    // The operator's own address also gives readiness with its details.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).await.unwrap();
+    assert!(
+        text.starts_with("HTTP/1.1 200") && text.contains("\"policy_version\""),
+        "{text}"
+    );
+}
+
+/// Anyone may ask whether the gateway is ready; only the operator's staff
+/// learn its policy version, providers and their errors.
+#[tokio::test]
+async fn readiness_tells_anyone_ready_or_not_and_only_operator_staff_the_details() {
+    let gw = TestGateway::start().await;
+    let clerk = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let foreign_admin = gw.token("yibao", "admin-9", &["policy_admin"]);
+    for token in [
+        None,
+        Some(&clerk),
+        Some(&foreign_admin),
+        Some(&"not-a-token".to_owned()),
+    ] {
+        let headers: Vec<(String, String)> = token
+            .map(|t| vec![("authorization".to_owned(), format!("Bearer {t}"))])
+            .unwrap_or_default();
+        let r = gw
+            .client()
+            .request("GET", "/readyz", &headers)
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::OK);
+        assert_eq!(r.body, serde_json::json!({"status": "ready"}), "{token:?}");
+    }
+    for role in ["policy_admin", "privacy_officer"] {
+        let staff = gw.token("shujuju", "ops-1", &[role]);
+        let auth = ("authorization".to_owned(), format!("Bearer {staff}"));
+        let r = gw
+            .client()
+            .request("GET", "/readyz", &[auth])
+            .await
+            .unwrap();
+        assert_eq!(r.body["status"], "ready");
+        assert!(r.body["policy_version"].is_string(), "{role}: {}", r.text);
+        assert!(r.body["providers"].is_object(), "{role}: {}", r.text);
+    }
 }
 
 #[tokio::test]

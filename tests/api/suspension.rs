@@ -380,3 +380,83 @@ async fn a_suspended_departments_batch_is_refused_with_no_data() {
     assert_eq!(event.status, 403);
     assert!(event.fields.is_empty());
 }
+
+/// A deny-list entry outlives every token it can name: by default it lives
+/// as long as the longest token the issuers may mint (plus leeway), an
+/// explicit shorter life is refused, and a token that would outlive that is
+/// refused at the door.
+#[tokio::test]
+async fn a_deny_list_entry_outlives_every_token_it_names() {
+    let gw = TestGateway::start().await;
+    let r = admin_post(
+        &gw,
+        "/v1/admin/revoked-tokens",
+        json!({"jti": "leaked-1", "reason": "leaked"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let entry = gw
+        .gw
+        .denylist
+        .all()
+        .into_iter()
+        .find(|d| d.jti.as_deref() == Some("leaked-1"))
+        .unwrap();
+    let life_ms = entry.expires_ms - entry.at_ms;
+    assert_eq!(
+        life_ms,
+        (86_400 + 30) * 1000,
+        "the issuer's longest token life plus its leeway"
+    );
+
+    let soon = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let r = admin_post(
+        &gw,
+        "/v1/admin/revoked-tokens",
+        json!({"jti": "leaked-2", "reason": "leaked", "expires": soon}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/invalid-revocation"));
+
+    // A token that would live longer than the issuer allows is refused.
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let now = gw.clock.unix_secs();
+    let long = crate::helpers::mint(
+        gw.home.path(),
+        "minzheng",
+        "clerk-007",
+        &["dibao_reviewer"],
+        now,
+        2 * 86_400,
+    );
+    let r = gw
+        .get(
+            &format!("{HUKOU}/{id}"),
+            Some(&long),
+            Some("dibao_review"),
+            Some("MZ-2026-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    assert!(r.text.contains("exp"), "{}", r.text);
+    let day = crate::helpers::mint(
+        gw.home.path(),
+        "minzheng",
+        "clerk-007",
+        &["dibao_reviewer"],
+        now,
+        86_400,
+    );
+    let r = gw
+        .get(
+            &format!("{HUKOU}/{id}"),
+            Some(&day),
+            Some("dibao_review"),
+            Some("MZ-2026-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+}

@@ -208,7 +208,7 @@ async fn the_reference_upstream_answers_over_mutual_tls_and_only_granted_fields_
     let r = lookup(&gw, "11010519491231002X").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     assert_eq!(r.problem_type(), Some("/problems/resident-not-found"));
-    let ready = gw.client().request("GET", "/readyz", &[]).await.unwrap();
+    let ready = gw.readiness().await;
     assert_eq!(ready.body["providers"][DATASET]["state"], "up");
     assert_eq!(ready.body["providers"][DATASET]["kind"], "http");
 }
@@ -347,7 +347,7 @@ async fn a_slow_upstream_times_out_and_a_down_one_fails_fast_then_recovers() {
     assert_eq!(r.problem_type(), Some("/problems/upstream-unavailable"));
     assert!(r.headers.contains_key("retry-after"));
     assert!(started.elapsed() < Duration::from_millis(500), "fails fast");
-    let ready = gw.client().request("GET", "/readyz", &[]).await.unwrap();
+    let ready = gw.readiness().await;
     assert_eq!(
         ready.status,
         StatusCode::OK,
@@ -378,7 +378,7 @@ async fn a_slow_upstream_times_out_and_a_down_one_fails_fast_then_recovers() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let r = lookup(&gw, &id).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let ready = gw.client().request("GET", "/readyz", &[]).await.unwrap();
+    let ready = gw.readiness().await;
     assert_eq!(ready.body["providers"][DATASET]["state"], "up");
 }
 
