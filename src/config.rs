@@ -120,6 +120,16 @@ pub struct ClusterConfig {
     /// Longest wait for Redis on a request before the node decides alone, ms. Default 100.
     #[serde(default = "default_redis_timeout_ms")]
     pub redis_timeout_ms: u64,
+    /// How far apart two nodes' clocks may be, seconds. Emergency stops are
+    /// ordered by the time they were made at their node; two from different
+    /// nodes closer than this are taken as simultaneous, and a suspension
+    /// wins. Default 5.
+    #[serde(default = "default_stop_clock_skew_secs")]
+    pub stop_clock_skew_secs: u64,
+}
+
+fn default_stop_clock_skew_secs() -> u64 {
+    5
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -137,6 +147,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("redis_password_env", &self.redis_password_env)
             .field("redis_timeout_ms", &self.redis_timeout_ms)
+            .field("stop_clock_skew_secs", &self.stop_clock_skew_secs)
             .finish()
     }
 }
@@ -751,6 +762,7 @@ mod tests {
             redis_url: Some("redis://:r3dis@cache:6379/0".into()),
             redis_password_env: None,
             redis_timeout_ms: 100,
+            stop_clock_skew_secs: 5,
         };
         let debug = format!("{c:?}");
         assert!(

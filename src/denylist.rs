@@ -58,6 +58,9 @@ struct Index {
 pub struct DenyList {
     tree: sled::Tree,
     data_dir: PathBuf,
+    /// Held by every change from its write to its swap, so none is saved
+    /// but not enforced.
+    changing: std::sync::Mutex<()>,
     current: ArcSwap<Index>,
 }
 
@@ -68,6 +71,7 @@ impl DenyList {
         let list = Self {
             tree,
             data_dir: data_dir.to_owned(),
+            changing: std::sync::Mutex::new(()),
             current: ArcSwap::from_pointee(Index::default()),
         };
         list.reload(now_ms)?;
@@ -129,6 +133,10 @@ impl DenyList {
         denials: impl IntoIterator<Item = Denial>,
         now_ms: i64,
     ) -> Result<(), sled::Error> {
+        let _one = self
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut batch = sled::Batch::default();
         for denial in denials {
             let bytes = serde_json::to_vec(&denial).unwrap_or_default();

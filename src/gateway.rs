@@ -511,17 +511,21 @@ impl Gateway {
                 return Ok(());
             };
             let time_ms = self.clock.unix_millis();
+            // Which of them take effect, in order: a stop older than the
+            // newest in force for its department is recorded, not applied.
+            let applies = self.stops_in_order(&list);
             let bodies: Vec<EventBody> = list
                 .iter()
-                .filter(|(_, node, _)| *node != cluster.node_id)
-                .map(|(id, node, change)| {
+                .zip(&applies)
+                .filter(|((_, node, _), _)| *node != cluster.node_id)
+                .map(|((id, node, change), applied)| {
                     let mut e = EventBody::system(time_ms, EventKind::PolicyAdmin, "policy.sync");
                     e.dept = Some(self.config.operator_department.clone());
                     e.subject = Some(format!("cluster (node {node})"));
                     e.status = 200;
                     e.outcome = Outcome::Allow;
                     e.detail = Some(
-                        serde_json::json!({"stop": change, "cluster_stop": id, "node": node})
+                        serde_json::json!({"stop": change, "cluster_stop": id, "node": node, "applied": applied})
                             .to_string(),
                     );
                     e
@@ -534,24 +538,101 @@ impl Gateway {
                     .map_err(|e| format!("the stops cannot be audited, so they wait: {e}"))?;
             }
             for (id, node, change) in list {
-                let done = match &change {
-                    StopChange::Suspend { dept, suspension } => {
-                        self.suspensions.suspend(dept, suspension.clone())
-                    }
-                    StopChange::Resume { dept } => self.suspensions.resume(dept).map(|_| ()),
-                    StopChange::DenyTokens { denial } => {
-                        self.denylist.add(denial.clone(), self.clock.unix_millis())
-                    }
-                };
-                done.map_err(|e| format!("stop {id} cannot be stored here: {e}"))?;
+                let applied = self
+                    .apply_stop(&node, &change)
+                    .map_err(|e| format!("stop {id} cannot be stored here: {e}"))?;
                 if node != cluster.node_id {
-                    tracing::info!(id, node = %node, stop = ?change, "a stop made on another node is in force");
+                    if applied {
+                        tracing::info!(id, node = %node, stop = ?change, "a stop made on another node is in force");
+                    } else {
+                        tracing::info!(id, node = %node, stop = ?change, "a stop made on another node is older than the one in force: recorded, not applied");
+                    }
                 }
             }
             cluster
                 .set_stops_applied(last)
                 .map_err(|e| format!("the applied stops could not be kept: {e}"))?;
         }
+    }
+
+    /// The clock skew tolerated between nodes when ordering stops, ms.
+    pub fn stop_skew_ms(&self) -> i64 {
+        let secs = self
+            .config
+            .cluster
+            .as_ref()
+            .map_or(5, |c| c.stop_clock_skew_secs);
+        i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// Applies one stop of the log, made on `node`; returns whether it took
+    /// effect (false: a newer change for its department is in force).
+    fn apply_stop(&self, node: &str, change: &StopChange) -> Result<bool, sled::Error> {
+        let skew = self.stop_skew_ms();
+        match change {
+            StopChange::Suspend { dept, suspension } => {
+                let mut s = suspension.clone();
+                if s.node.is_empty() {
+                    s.node = node.to_owned();
+                }
+                self.suspensions.suspend(dept, s, skew)
+            }
+            StopChange::Resume { dept, at_ms } => {
+                // Logged before resumptions carried their time: as they come.
+                let at_ms =
+                    at_ms.unwrap_or_else(|| self.suspensions.stamp_now(dept, node, 0, skew));
+                let r = crate::suspension::Resumption {
+                    at_ms,
+                    node: node.to_owned(),
+                };
+                self.suspensions.resume(dept, r, skew)
+            }
+            StopChange::DenyTokens { denial } => self
+                .denylist
+                .add(denial.clone(), self.clock.unix_millis())
+                .map(|()| true),
+        }
+    }
+
+    /// Whether each stop of `list` would take effect, applied in order.
+    fn stops_in_order(&self, list: &[(i64, String, StopChange)]) -> Vec<bool> {
+        use crate::suspension::{Stamp, supersedes};
+        let skew = self.stop_skew_ms();
+        // The newest change per department as the list goes on.
+        let mut seen: std::collections::HashMap<&str, (i64, &str, bool)> = Default::default();
+        list.iter()
+            .map(|(_, node, change)| {
+                let (dept, at_ms, suspends) = match change {
+                    StopChange::Suspend { dept, suspension } => (dept, suspension.at_ms, true),
+                    StopChange::Resume {
+                        dept,
+                        at_ms: Some(at),
+                    } => (dept, *at, false),
+                    StopChange::Resume { .. } | StopChange::DenyTokens { .. } => return true,
+                };
+                let stamp = Stamp {
+                    at_ms,
+                    node,
+                    suspends,
+                };
+                let applies = match seen.get(dept.as_str()) {
+                    Some(&(t, n, s)) => supersedes(
+                        stamp,
+                        Some(Stamp {
+                            at_ms: t,
+                            node: n,
+                            suspends: s,
+                        }),
+                        skew,
+                    ),
+                    None => self.suspensions.would_apply(dept, stamp, skew),
+                };
+                if applies {
+                    seen.insert(dept, (at_ms, node, suspends));
+                }
+                applies
+            })
+            .collect()
     }
 
     /// In cluster mode, applies the newest policy version in PostgreSQL if

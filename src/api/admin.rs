@@ -525,6 +525,7 @@ async fn suspend_department(
             reason,
             by: format!("{}/{}", who.dept, who.subject),
             at_ms: ctx.time_ms,
+            node: gw.config.node_id.clone(),
         };
         Ok((dept, name, suspension))
     })();
@@ -537,8 +538,11 @@ async fn suspend_department(
             let body = body.as_object().cloned().unwrap_or_default();
             // In force only once the event that records it is durable.
             finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
-                gw.suspensions
-                    .suspend(dept.as_str(), suspension.clone())
+                let mut suspension = suspension;
+                // Ordered after every stop this node has seen for the department.
+                suspension.at_ms = gw
+                    .suspensions
+                    .suspend_here(dept.as_str(), suspension.clone(), gw.stop_skew_ms())
                     .map_err(|e| suspension_store_failed(&e))?;
                 gw.share_stop(StopChange::Suspend {
                     dept: dept.to_string(),
@@ -585,11 +589,19 @@ async fn resume_department(
             body["suspension"] = Value::Null;
             let body = body.as_object().cloned().unwrap_or_default();
             finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
-                gw.suspensions
-                    .resume(dept.as_str())
+                // Ordered after every stop this node has seen for the department.
+                let at_ms = gw
+                    .suspensions
+                    .resume_here(
+                        dept.as_str(),
+                        &gw.config.node_id,
+                        ctx.time_ms,
+                        gw.stop_skew_ms(),
+                    )
                     .map_err(|e| suspension_store_failed(&e))?;
                 gw.share_stop(StopChange::Resume {
                     dept: dept.to_string(),
+                    at_ms: Some(at_ms),
                 })
                 .await;
                 Ok(())

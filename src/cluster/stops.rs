@@ -43,6 +43,11 @@ pub enum StopChange {
     Resume {
         /// The department.
         dept: String,
+        /// When, ms since the epoch, by the clock of the node it was made
+        /// on (absent in stops logged before it was recorded: applied as
+        /// they come).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<i64>,
     },
     /// Tokens denied.
     DenyTokens {

@@ -1350,3 +1350,72 @@ async fn a_proof_signed_by_one_node_verifies_with_the_key_set_of_another() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Stops are applied in the order they were made, not the order they reach
+/// PostgreSQL: a resumption made on a node cut off from the cluster before
+/// a suspension made elsewhere (it waited in that node's outbox) reaches
+/// every node after it, is recorded, and lifts nothing. One made after it
+/// by an administrator who saw it does lift it, everywhere.
+#[tokio::test]
+async fn a_stale_resumption_from_a_cut_off_node_does_not_lift_a_later_suspension() {
+    let pg = Postgres::start();
+    let (a, b) = two_nodes(&pg).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let r = post_admin(
+        &b,
+        "/v1/admin/departments/yibao/suspend",
+        json!({"reason": "breach under investigation"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_for_status(&a, StatusCode::FORBIDDEN, Duration::from_secs(2)).await;
+    let suspended_at = b.gw.suspensions.get("yibao").unwrap().at_ms;
+
+    // Node A's resumption from a minute before, kept while it was cut off,
+    // reaches PostgreSQL only now.
+    let cluster = a.gw.cluster.as_ref().unwrap();
+    cluster
+        .queue_stop(&tongban::cluster::stops::StopChange::Resume {
+            dept: "yibao".into(),
+            at_ms: Some(suspended_at - 60_000),
+        })
+        .unwrap();
+    a.gw.sync_cluster_stops().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for node in [&a, &b] {
+        assert_eq!(
+            yibao_status(node).await.1.as_deref(),
+            Some("/problems/department-suspended"),
+            "the stale resumption lifted the suspension"
+        );
+    }
+    let recorded =
+        b.gw.audit_store
+            .events_desc(1, u64::MAX)
+            .map(|e| e.unwrap().1)
+            .find(|e| {
+                e.body.operation == "policy.sync"
+                    && e.body
+                        .detail
+                        .as_deref()
+                        .is_some_and(|d| d.contains("\"action\":\"resume\""))
+            })
+            .expect("B recorded the stale resumption");
+    assert!(
+        recorded
+            .body
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("\"applied\":false"),
+        "{:?}",
+        recorded.body.detail
+    );
+
+    // An administrator on A, having seen the suspension, resumes: everywhere.
+    let r = post_admin(&a, "/v1/admin/departments/yibao/resume", json!({})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    wait_for_status(&b, StatusCode::OK, Duration::from_secs(2)).await;
+    assert_eq!(yibao_status(&a).await.0, StatusCode::OK);
+}
