@@ -87,13 +87,41 @@ def main():
         r = requests.get(base + path, headers={**hdr, "Authorization": "Bearer " + valid}, verify=ca, timeout=10)
         results.append((r.status_code == 200, f"the untampered token is accepted: {r.status_code}"))
 
+        # One caller, one identity: a client certificate names its department
+        # (its CN); a token bound to a certificate (RFC 8705 cnf.x5t#S256) goes
+        # only with it; an issuer vouches only for its departments and staff roles.
+        import ssl
+        clients = os.path.join(home, "certs/clients")
+        cert = lambda d: (os.path.join(clients, f"{d}.pem"), os.path.join(clients, f"{d}-key.pem"))
+        der = ssl.PEM_cert_to_DER_cert(open(cert("minzheng")[0]).read())
+        bound = es256(with_(cnf={"x5t#S256": b64(hashlib.sha256(der).digest())}))
+        identity = [
+            ("minzheng's token over renshe's certificate", valid, cert("renshe"), path, "certificate-department-mismatch"),
+            ("a token bound to a certificate, without it", bound, None, path, "certificate-binding-mismatch"),
+            ("a token bound to minzheng's certificate, over renshe's", bound, cert("renshe"), path, "certificate-department-mismatch"),
+            ("a staff role the issuer may not vouch for", es256(with_(dept="shujuju", roles=["data_authority"])), None,
+             "/v1/audit/events", "issuer-out-of-scope"),
+        ]
+        for name, tok, client_cert, where, slug in identity:
+            r = requests.get(base + where, headers={**hdr, "Authorization": "Bearer " + tok}, verify=ca, cert=client_cert, timeout=10)
+            ok = r.status_code == 401 and r.headers.get("www-authenticate", "").lower().startswith("bearer") \
+                and "problem+json" in r.headers.get("content-type", "") and rid not in r.text \
+                and r.json().get("type") == f"/problems/{slug}"
+            results.append((ok, f"{name}: {r.status_code} {r.text[:120]}"))
+            if r.headers.get("x-audit-seq"):
+                seqs[name] = int(r.headers["x-audit-seq"])
+        r = requests.get(base + path, headers={**hdr, "Authorization": "Bearer " + bound}, verify=ca, cert=cert("minzheng"), timeout=10)
+        results.append((r.status_code == 200, f"a bound token over its own certificate is accepted: {r.status_code}"))
+
         officer = es256(with_(sub="officer-1", dept="shujuju", roles=["privacy_officer"]))
-        for name in attacks:
+        for name in list(attacks) + [i[0] for i in identity]:
             seq = seqs.get(name)
             ok = False
             if seq is not None:
                 e = requests.get(f"{base}/v1/audit/events/{seq}", headers={"Authorization": "Bearer " + officer}, verify=ca, timeout=10).json()
-                ok = e.get("status") == 401 and e.get("decision") == "deny" and e.get("consumer") is None
+                # A refused identity names the department the token claimed; a refused token, none.
+                ok = e.get("status") == 401 and e.get("decision") == "deny" \
+                    and (e.get("consumer") is None or name not in attacks)
             results.append((ok, f"{name}: audited as a denial"))
     failed = [w for ok, w in results if not ok]
     for w in failed:

@@ -279,6 +279,15 @@ pub struct IssuerConfig {
     /// before a token it names could.
     #[serde(default = "default_max_token_lifetime")]
     pub max_token_lifetime_secs: u64,
+    /// The departments its tokens may name (`dept`). Default: every
+    /// registered department except the operator's.
+    #[serde(default)]
+    pub departments: Option<Vec<String>>,
+    /// The staff roles its tokens may carry (`privacy_officer`,
+    /// `policy_admin`, `data_authority`, `data_steward`, `resident`). Default:
+    /// none. Other roles open only what grants give them and are not limited here.
+    #[serde(default)]
+    pub roles: Vec<String>,
 }
 
 fn default_max_token_lifetime() -> u64 {

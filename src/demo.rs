@@ -159,6 +159,10 @@ issuer = "{DEMO_ISSUER}"
 audience = "{DEMO_AUDIENCE}"
 algorithms = ["ES256"]
 public_key = "keys/issuer.pub.pem"
+# The departments and staff roles this issuer may vouch for (the demo's one
+# issuer serves every department, the operator's staff too).
+departments = ["gongan", "minzheng", "renshe", "weijian", "yibao", "ziranziyuan", "jiaoyu", "shujuju"]
+roles = ["privacy_officer", "policy_admin"]
 
 [rate_limit]
 per_department = "6000/min"

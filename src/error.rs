@@ -128,6 +128,15 @@ impl ApiError {
         e
     }
 
+    /// 401 for a token and a connection that name two callers.
+    pub fn identity(slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        let mut err = Self::new(StatusCode::UNAUTHORIZED, slug, title, detail);
+        err.www_authenticate = Some(format!(
+            "Bearer realm=\"tongban\", error=\"invalid_token\", error_description=\"{title}\""
+        ));
+        err
+    }
+
     /// 403 for every request of a suspended department.
     pub fn department_suspended(dept: &str, since: &str) -> Self {
         Self::new(
@@ -247,6 +256,10 @@ impl From<&AuthError> for ApiError {
             AuthError::UnknownDepartment => (
                 "unknown-department",
                 "The token's department is not registered",
+            ),
+            AuthError::OutOfScope(_) => (
+                "issuer-out-of-scope",
+                "The token's issuer may not vouch for this",
             ),
             _ => ("token-invalid", "The token was refused"),
         };

@@ -300,6 +300,7 @@ impl Gateway {
         let policy = CompiledPolicy::compile(set, |d| dept_rates.rate(d), None, &clock);
         let auth = Authenticator::new(
             &config.issuers,
+            &config.operator_department,
             config.limits.max_token_bytes,
             clock.clone(),
         )?;

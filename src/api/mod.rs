@@ -37,6 +37,15 @@ pub struct ConnInfo {
     /// How far the connection's writes got (what an export waits on before
     /// it counts as delivered).
     pub writes: Option<Arc<WriteProgress>>,
+    /// The department the client certificate names (its subject's CN).
+    pub cert_department: Option<Arc<str>>,
+}
+
+tokio::task_local! {
+    /// The connection a request came on, for the whole of its handling:
+    /// authentication binds the token to it (the certificate's department,
+    /// RFC 8705 `cnf`) wherever a handler authenticates.
+    pub(crate) static CONNECTION: ConnInfo;
 }
 
 /// What a connection's writer reports: each flush that succeeded, and
@@ -117,7 +126,12 @@ async fn client_certificate_guard(
         .sum();
     let too_large = header_bytes > gw.config.limits.max_header_bytes;
     if !revoked && !too_large {
-        return next.run(req).await;
+        let conn = req
+            .extensions()
+            .get::<ConnInfo>()
+            .cloned()
+            .unwrap_or_default();
+        return CONNECTION.scope(conn, next.run(req)).await;
     }
     let http1 = req.version() < axum::http::Version::HTTP_2;
     let (mut parts, _) = req.into_parts();

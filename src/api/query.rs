@@ -776,6 +776,7 @@ pub(crate) fn authenticate(
     {
         return Err(ApiError::from(&crate::pipeline::authn::AuthError::Revoked));
     }
+    bind_to_connection(&principal, event.cert_fingerprint)?;
     if let Some(s) = gw.suspensions.get(principal.dept.as_str()) {
         return Err(ApiError::department_suspended(
             principal.dept.as_str(),
@@ -783,6 +784,42 @@ pub(crate) fn authenticate(
         ));
     }
     Ok(principal)
+}
+
+/// One caller, one identity: a client certificate names a department (its
+/// CN), and a token over that connection must name the same one; a token
+/// bound to a certificate (`cnf.x5t#S256`) is accepted only over a
+/// connection whose certificate has that thumbprint. `fingerprint` is the
+/// connection's certificate as the request's context recorded it.
+fn bind_to_connection(
+    principal: &Principal,
+    fingerprint: Option<[u8; 32]>,
+) -> Result<(), ApiError> {
+    let cert_department = crate::api::CONNECTION
+        .try_with(|c| c.cert_department.clone())
+        .ok()
+        .flatten();
+    if fingerprint.is_some() && cert_department.as_deref() != Some(principal.dept.as_str()) {
+        return Err(ApiError::identity(
+            "certificate-department-mismatch",
+            "The client certificate names another department",
+            format!(
+                "the client certificate names {}, the token {}: present the certificate of the token's department",
+                cert_department.as_deref().unwrap_or("no department"),
+                principal.dept
+            ),
+        ));
+    }
+    if let Some(bound) = principal.bound_certificate
+        && fingerprint != Some(bound)
+    {
+        return Err(ApiError::identity(
+            "certificate-binding-mismatch",
+            "The token is bound to another client certificate",
+            "the token's cnf.x5t#S256 names a certificate this connection was not opened with",
+        ));
+    }
+    Ok(())
 }
 
 /// Authenticates a member of the operator department's staff holding `role`

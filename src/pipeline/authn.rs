@@ -34,7 +34,22 @@ pub struct Principal {
     pub token_id: Option<String>,
     /// When the token was issued (`iat`), seconds since the epoch, if set.
     pub issued_at: Option<i64>,
+    /// The client certificate the token is bound to (`cnf.x5t#S256`,
+    /// RFC 8705): its SHA-256 thumbprint.
+    pub bound_certificate: Option<[u8; 32]>,
 }
+
+/// Roles that open the gateway's own surfaces (the log, the policy, the
+/// sharing workflow, a resident's own record) rather than data through
+/// grants: an issuer asserts them only where its `roles` names them, and no
+/// grant may name them.
+pub const STAFF_ROLES: &[&str] = &[
+    "privacy_officer",
+    "policy_admin",
+    "data_authority",
+    "data_steward",
+    "resident",
+];
 
 impl Principal {
     /// Whether the caller holds `role`.
@@ -85,6 +100,9 @@ pub enum AuthError {
     /// The token is on the deny-list (revoked by an administrator).
     #[error("the token has been revoked")]
     Revoked,
+    /// The issuer may not vouch for this department or role.
+    #[error("{0}")]
+    OutOfScope(String),
 }
 
 impl AuthError {
@@ -110,6 +128,16 @@ struct Claims {
     jti: Option<String>,
     #[serde(default)]
     iat: Option<i64>,
+    #[serde(default)]
+    cnf: Option<Confirmation>,
+}
+
+/// RFC 7800 `cnf`: the key the token is bound to; here the client
+/// certificate's SHA-256 thumbprint (RFC 8705 `x5t#S256`).
+#[derive(Debug, Deserialize)]
+struct Confirmation {
+    #[serde(rename = "x5t#S256", default)]
+    x5t_s256: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -123,12 +151,17 @@ struct TrustedIssuer {
     keys: Vec<(Algorithm, DecodingKey)>,
     leeway: i64,
     max_lifetime: i64,
+    /// The departments it may name; `None`: every registered one but the operator's.
+    departments: Option<std::collections::HashSet<String>>,
+    /// The staff roles it may assert.
+    staff_roles: Vec<String>,
 }
 
 /// Verifies bearer tokens against the configured issuers, with a cache of
 /// verified tokens (an ES256 verification costs ~35 µs; a cache hit, well under 1).
 pub struct Authenticator {
     issuers: HashMap<String, TrustedIssuer>,
+    operator: String,
     cache: Vec<Mutex<HashMap<[u8; 32], Arc<Principal>>>>,
     max_token_bytes: usize,
     clock: Clock,
@@ -157,6 +190,7 @@ impl Authenticator {
     /// Builds the verifier from the configured issuers, reading their keys.
     pub fn new(
         configs: &[IssuerConfig],
+        operator_department: &str,
         max_token_bytes: usize,
         clock: Clock,
     ) -> Result<Self, IssuerError> {
@@ -228,11 +262,14 @@ impl Authenticator {
                     keys,
                     leeway: i64::try_from(c.leeway_secs).unwrap_or(i64::MAX),
                     max_lifetime: i64::try_from(c.max_token_lifetime_secs).unwrap_or(i64::MAX),
+                    departments: c.departments.as_ref().map(|d| d.iter().cloned().collect()),
+                    staff_roles: c.roles.clone(),
                 },
             );
         }
         Ok(Self {
             issuers,
+            operator: operator_department.to_owned(),
             cache: (0..CACHE_SHARDS)
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
@@ -292,7 +329,36 @@ impl Authenticator {
         if !known_department(principal.dept.as_str()) {
             return Err(AuthError::UnknownDepartment);
         }
+        self.check_scope(&principal)?;
         Ok(principal)
+    }
+
+    /// Whether the principal's issuer may vouch for its department and its
+    /// staff roles: only the operator's own issuer mints staff.
+    fn check_scope(&self, p: &Principal) -> Result<(), AuthError> {
+        let Some(issuer) = self.issuers.get(&p.issuer) else {
+            return Err(AuthError::UnknownIssuer);
+        };
+        let dept = p.dept.as_str();
+        let named = match &issuer.departments {
+            Some(list) => list.contains(dept),
+            None => dept != self.operator,
+        };
+        if !named {
+            return Err(AuthError::OutOfScope(format!(
+                "issuer {} may not vouch for department {dept}",
+                p.issuer
+            )));
+        }
+        if let Some(role) = p.roles.iter().find(|r| {
+            STAFF_ROLES.contains(&r.as_str()) && !issuer.staff_roles.iter().any(|s| s == r.as_str())
+        }) {
+            return Err(AuthError::OutOfScope(format!(
+                "issuer {} may not vouch for the role {role}",
+                p.issuer
+            )));
+        }
+        Ok(())
     }
 
     /// The longest any accepted token can still be valid, in seconds: a
@@ -363,6 +429,20 @@ impl Authenticator {
                 "sub must be 1 to 128 printable characters".into(),
             ));
         }
+        let bound_certificate = match c.cnf.and_then(|cnf| cnf.x5t_s256) {
+            None => None,
+            Some(t) => Some(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t.trim_end_matches('='))
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        AuthError::BadClaim(
+                            "cnf.x5t#S256 must be the base64url SHA-256 thumbprint of a certificate".into(),
+                        )
+                    })?,
+            ),
+        };
         Ok((
             Principal {
                 dept,
@@ -372,6 +452,7 @@ impl Authenticator {
                 expires: c.exp,
                 token_id: c.jti,
                 issued_at: c.iat,
+                bound_certificate,
             },
             c.nbf,
         ))

@@ -172,12 +172,19 @@ pub async fn serve(
                 Arc::new(tls::CertCheck::new(chain, tls_state.clone(), &tls))
                     as Arc<dyn crate::api::ClientCertStatus>
             });
+            // The department a client certificate names: its subject's CN.
+            let cert_department = certs.and_then(|c| c.first()).and_then(|cert| {
+                let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
+                let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
+                Some(Arc::<str>::from(cn))
+            });
             let writes = Arc::new(crate::api::WriteProgress::default());
             let info = ConnInfo {
                 peer: Some(peer),
                 cert_fingerprint,
                 cert_status,
                 writes: Some(writes.clone()),
+                cert_department,
             };
             let service = tower::ServiceExt::map_request(app, move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());

@@ -296,10 +296,10 @@ pub(crate) async fn stop_and_take_home(
     let config = gw.gw.config.clone();
     drop(gw);
     let data = config.data_dir.clone();
-    for _ in 0..100 {
-        if sled::open(&data).is_ok() {
-            break;
-        }
+    // The gateway's threads let go of the database soon after the stop;
+    // under a loaded machine that can take seconds.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while sled::open(&data).is_err() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (home, config)

@@ -159,7 +159,6 @@ impl TestGateway {
         )
     }
 
-    /// GET with a token and purpose/case headers.
     /// `/readyz` as the operator's policy administrator sees it: with its details.
     pub async fn readiness(&self) -> TestResponse {
         let tok = self.token("shujuju", "ops-1", &["policy_admin"]);
@@ -173,6 +172,7 @@ impl TestGateway {
             .expect("request")
     }
 
+    /// GET with a token and purpose/case headers.
     pub async fn get(
         &self,
         path: &str,
