@@ -302,6 +302,9 @@ impl From<&Denial> for ApiError {
                 (StatusCode::FORBIDDEN, "The field may only be verified")
             }
             DenyReason::FieldNotGranted => (StatusCode::FORBIDDEN, "The field is not granted"),
+            DenyReason::FieldMaskedNotVerifiable => {
+                (StatusCode::FORBIDDEN, "A masked field cannot be verified")
+            }
             DenyReason::NoFieldsGranted => (StatusCode::FORBIDDEN, "No field may be disclosed"),
         };
         Self::new(status, d.reason.slug(), title, d.detail.clone())

@@ -77,6 +77,8 @@ pub struct Gateway {
     pub denylist: crate::denylist::DenyList,
     /// Departments suspended by an administrator (the emergency stop).
     pub suspensions: crate::suspension::Suspensions,
+    /// Verify requests per grant, resident and day.
+    pub verify_budget: crate::pipeline::verify::Budget,
     /// The keys that sign answers (signed answers, 免提交).
     pub answer_keys: Arc<crate::proof::AnswerKeys>,
     /// Prometheus metrics.
@@ -383,6 +385,7 @@ impl Gateway {
             providers,
             suspensions,
             denylist,
+            verify_budget: crate::pipeline::verify::Budget::default(),
             answer_keys,
             metrics,
             policy_history,

@@ -434,6 +434,10 @@ pub struct CatalogEntry {
     pub in_force: bool,
     /// The fields, and how each is disclosed.
     pub fields: Vec<CatalogField>,
+    /// What `verify` may ask of the `verify_only` fields: each condition
+    /// exactly as listed (`field`, `op`, `value`); nothing else of them.
+    #[schema(value_type = Vec<Object>)]
+    pub verify_predicates: Vec<Value>,
 }
 
 /// `GET /v1/catalog`.

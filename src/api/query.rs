@@ -150,6 +150,7 @@ async fn decide_and_fetch(
     t: &Target,
     operation: Operation,
     requested: Option<&[FieldName]>,
+    admit: impl FnOnce(&Allowance) -> Result<(), ApiError>,
 ) -> Result<(Allowance, Record), ApiError> {
     check_department_limit(gw, policy, &t.principal).await?;
     let decision = policy.decide(&DecisionRequest {
@@ -168,6 +169,9 @@ async fn decide_and_fetch(
     };
     let grant = &allowance.grant;
     event.grant = Some((grant.id().to_string(), grant.version()));
+    // What the operation itself allows under the grant, before the quota is
+    // charged and anything is fetched.
+    admit(&allowance)?;
     if let Some(limit) = &grant.limit {
         gw.check_limit(LimitKey::Grant(grant.id().as_str()), limit, 1)
             .await
@@ -270,6 +274,7 @@ async fn run_lookup(
         &t,
         Operation::Lookup,
         requested.as_deref(),
+        |_| Ok(()),
     )
     .await?;
     let disclosed = minimize(record, &allowance.fields);
@@ -375,12 +380,30 @@ async fn run_verify(
     let mut fields: Vec<FieldName> = conditions.iter().map(|c| c.field.clone()).collect();
     fields.sort();
     fields.dedup();
-    let (allowance, record) =
-        decide_and_fetch(gw, &policy, event, &t, Operation::Verify, Some(&fields)).await?;
-    let outcomes = evaluate(&record, &conditions);
-    // The event names the fields checked and the outcomes, never a value compared.
+    if fields.len() < conditions.len() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-condition",
+            "The conditions are not valid",
+            "ask at most one condition of each field in a request",
+        ));
+    }
+    // The event records the predicates asked (the grant's own thresholds),
+    // never a value held.
     event.fields = fields.iter().map(ToString::to_string).collect();
-    event.detail = Some(serde_json::to_string(&outcomes).unwrap_or_default());
+    let admit = |allowance: &Allowance| admit_verify(gw, &t, &conditions, allowance);
+    let (allowance, record) = decide_and_fetch(
+        gw,
+        &policy,
+        event,
+        &t,
+        Operation::Verify,
+        Some(&fields),
+        admit,
+    )
+    .await?;
+    let outcomes = evaluate(&record, &conditions);
+    event.detail = Some(json!({"predicates": conditions, "results": outcomes}).to_string());
     let all = outcomes.iter().all(|o| o.matches);
     let mut body = answer_head(&t, &allowance, &policy);
     body.insert("results".into(), json!(outcomes));
@@ -391,6 +414,101 @@ async fn run_verify(
         c
     });
     Ok(answer(body, proof))
+}
+
+/// What a verify request may ask under `allowance`: of a verify-only field
+/// only a predicate the grant names, exactly; and no more verify requests
+/// per resident and day than the grant's budget (charged here, before the
+/// fetch).
+fn admit_verify(
+    gw: &Gateway,
+    t: &Target,
+    conditions: &[Condition],
+    allowance: &Allowance,
+) -> Result<(), ApiError> {
+    let spec = &allowance.grant.grant.spec;
+    let access = spec.access.iter().find(|a| a.dataset == t.dataset);
+    for c in conditions {
+        let Some(access) = access else { break };
+        if access.verify_only.contains(&c.field)
+            && !access.verify_predicates.iter().any(|p| c.is(p))
+        {
+            let named: Vec<String> = access
+                .verify_predicates
+                .iter()
+                .filter(|p| p.field == c.field)
+                .map(|p| serde_json::to_string(p).unwrap_or_default())
+                .collect();
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "predicate-not-granted",
+                "The grant does not allow this question",
+                format!(
+                    "grant {} allows of field \"{}\" only: {}",
+                    spec.id,
+                    c.field,
+                    named.join(", ")
+                ),
+            ));
+        }
+    }
+    let limit = spec
+        .conditions
+        .verify_budget_per_resident_day
+        .unwrap_or(crate::pipeline::verify::DEFAULT_BUDGET_PER_RESIDENT_DAY);
+    let resident = gw.pseudonyms.pseudonym(&t.resident);
+    let today = gw.today();
+    let grant = spec.id.as_str();
+    let so_far = || verifies_today(gw, grant, &resident, today);
+    if !gw
+        .verify_budget
+        .charge(grant, resident, today, limit, so_far)
+    {
+        let tomorrow = today
+            .next_day()
+            .map(|d| d.midnight().assume_offset(gw.utc_offset).unix_timestamp())
+            .unwrap_or(0);
+        let wait = u64::try_from(tomorrow.saturating_sub(gw.clock.unix_secs())).unwrap_or(1);
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "verify-budget-exhausted",
+            "The day's verifications of this resident are used up",
+            format!(
+                "grant {} allows {limit} verify requests per resident and day; ask again tomorrow",
+                spec.id
+            ),
+        );
+        e.retry_after = Some(wait.max(1));
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Today's verify events under `grant` about one resident, from the log.
+fn verifies_today(gw: &Gateway, grant: &str, resident: &[u8; 16], today: time::Date) -> u32 {
+    let since_ms = today
+        .midnight()
+        .assume_offset(gw.utc_offset)
+        .unix_timestamp()
+        * 1000;
+    let mut n = 0;
+    for seq in gw.audit_store.seqs_for_resident(resident, u64::MAX) {
+        let Ok(seq) = seq else { break };
+        let Ok(Some(event)) = gw.audit_store.get(seq) else {
+            continue;
+        };
+        if event.body.time_ms < since_ms {
+            break;
+        }
+        // Charged requests: answered, or asked of a resident with no record.
+        if event.body.operation == "verify"
+            && matches!(event.body.status, 200 | 404)
+            && event.body.grant.as_ref().is_some_and(|(g, _)| g == grant)
+        {
+            n += 1;
+        }
+    }
+    n
 }
 
 /// Body of a batch.
@@ -734,6 +852,7 @@ async fn run_catalog(
                 "conditions": spec.conditions,
                 "in_force": in_force,
                 "fields": fields,
+                "verify_predicates": access.verify_predicates,
             }));
         }
     }

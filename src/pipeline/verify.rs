@@ -1,6 +1,13 @@
 //! Verification (数据核验): answering yes or no to conditions on a record's
 //! fields without disclosing the values. Pure functions over the record and
 //! the catalog's field types.
+//!
+//! What may be asked is bounded by the grant: of a verify-only field only the
+//! predicates the grant names (field, comparison and value, exactly), at most
+//! one condition per field in a request, and a budget of verify requests per
+//! resident and day; a masked field cannot be verified at all (its raw value
+//! is what the mask hides). Free thresholds would let repeated questions
+//! bisect the value.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -32,8 +39,12 @@ pub enum Comparison {
     Exists,
 }
 
-/// One condition, as a caller sends it.
-#[derive(Debug, Clone, Deserialize)]
+/// Verify requests a grant allows per resident and day, unless it says otherwise.
+pub const DEFAULT_BUDGET_PER_RESIDENT_DAY: u32 = 5;
+
+/// One condition, as a caller sends it, or as a grant names it among its
+/// `verify_predicates`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Condition {
     /// The field.
@@ -41,8 +52,28 @@ pub struct Condition {
     /// The comparison.
     pub op: Comparison,
     /// The value to compare with (not for `exists`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+}
+
+impl Condition {
+    /// Whether this condition asks exactly what `predicate` names: the same
+    /// field and comparison, and the same value (the same set, for `in`).
+    pub fn is(&self, predicate: &Condition) -> bool {
+        if self.field != predicate.field || self.op != predicate.op {
+            return false;
+        }
+        match (&self.value, &predicate.value) {
+            (Some(Value::Array(a)), Some(Value::Array(b))) => {
+                a.len() == b.len()
+                    && a.iter().all(|x| b.iter().any(|y| same(x, y)))
+                    && b.iter().all(|y| a.iter().any(|x| same(x, y)))
+            }
+            (Some(a), Some(b)) => same(a, b) && same(b, a),
+            (None, None) => true,
+            _ => false,
+        }
+    }
 }
 
 /// The answer to one condition: its field, its comparison, and whether it holds.
@@ -55,6 +86,51 @@ pub struct Outcome {
     /// Whether it holds.
     #[serde(rename = "match")]
     pub matches: bool,
+}
+
+/// Verify requests counted per grant, resident (pseudonym) and day, at
+/// admission, so a burst of requests cannot pass the budget. The first time
+/// a grant and resident are met on a day the count starts from the audit
+/// log's verify events of that day, so a restart does not reset it.
+#[derive(Debug, Default)]
+pub struct Budget {
+    counts: std::sync::Mutex<std::collections::HashMap<BudgetKey, (time::Date, u32)>>,
+}
+
+/// A grant id and a resident's pseudonym.
+type BudgetKey = (String, [u8; 16]);
+
+impl Budget {
+    /// Takes one request from the budget of `grant` for `resident` today, if
+    /// fewer than `limit` were made; `so_far` counts today's from the log
+    /// when the day's count is not known here yet.
+    pub fn charge(
+        &self,
+        grant: &str,
+        resident: [u8; 16],
+        today: time::Date,
+        limit: u32,
+        so_far: impl FnOnce() -> u32,
+    ) -> bool {
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if counts.len() > 100_000 {
+            counts.retain(|_, (day, _)| *day == today);
+        }
+        let entry = counts
+            .entry((grant.to_owned(), resident))
+            .or_insert((today, u32::MAX));
+        if entry.0 != today || entry.1 == u32::MAX {
+            *entry = (today, so_far());
+        }
+        if entry.1 >= limit {
+            return false;
+        }
+        entry.1 += 1;
+        true
+    }
 }
 
 /// Checks a condition's value against the field's type before anything is looked up.
@@ -214,6 +290,57 @@ mod tests {
                 FieldType::Date
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_condition_is_a_granted_predicate_only_exactly() {
+        let granted = cond("contribution_base", Comparison::AtLeast, Some(json!(3000)));
+        assert!(cond("contribution_base", Comparison::AtLeast, Some(json!(3000))).is(&granted));
+        assert!(
+            cond(
+                "contribution_base",
+                Comparison::AtLeast,
+                Some(json!(3000.0))
+            )
+            .is(&granted)
+        );
+        assert!(!cond("contribution_base", Comparison::AtLeast, Some(json!(2999))).is(&granted));
+        assert!(!cond("contribution_base", Comparison::AtMost, Some(json!(3000))).is(&granted));
+        assert!(!cond("contribution_base", Comparison::Exists, None).is(&granted));
+        assert!(!cond("other", Comparison::AtLeast, Some(json!(3000))).is(&granted));
+        let set = cond("status", Comparison::In, Some(json!(["a", "b"])));
+        assert!(cond("status", Comparison::In, Some(json!(["b", "a"]))).is(&set));
+        assert!(!cond("status", Comparison::In, Some(json!(["a"]))).is(&set));
+        assert!(!cond("status", Comparison::In, Some(json!(["a", "b", "c"]))).is(&set));
+        assert!(!cond("status", Comparison::In, Some(json!(["a", "a"]))).is(&set));
+    }
+
+    #[test]
+    fn the_budget_counts_per_grant_resident_and_day() {
+        let budget = Budget::default();
+        let day = time::macros::date!(2026 - 12 - 06);
+        let r = [7u8; 16];
+        let mut seeded = 0;
+        for _ in 0..2 {
+            assert!(budget.charge("g", r, day, 3, || {
+                seeded += 1;
+                1
+            }));
+        }
+        assert_eq!(seeded, 1, "the log is read once a day");
+        assert!(
+            !budget.charge("g", r, day, 3, || 0),
+            "1 from the log, 2 here: used up"
+        );
+        assert!(budget.charge("h", r, day, 3, || 0), "another grant");
+        assert!(
+            budget.charge("g", [8u8; 16], day, 3, || 0),
+            "another resident"
+        );
+        assert!(
+            budget.charge("g", r, day.next_day().unwrap(), 3, || 0),
+            "the next day"
         );
     }
 

@@ -127,6 +127,8 @@ pub enum DenyReason {
     FieldNotGranted,
     /// The grant names no field this operation may disclose.
     NoFieldsGranted,
+    /// A masked field cannot be verified: its raw value is what the mask hides.
+    FieldMaskedNotVerifiable,
     /// The grant needs a case reference and none was given.
     CaseRefRequired,
     /// The case reference does not have the form the grant requires.
@@ -148,6 +150,7 @@ impl DenyReason {
             Self::FieldVerifyOnly => "field-verify-only",
             Self::FieldNotGranted => "field-not-granted",
             Self::NoFieldsGranted => "no-fields-granted",
+            Self::FieldMaskedNotVerifiable => "field-masked-not-verifiable",
             Self::CaseRefRequired => "case-ref-required",
             Self::CaseRefFormat => "case-ref-format",
         }
@@ -358,6 +361,17 @@ impl CompiledPolicy {
                 }
             };
             let fields: Vec<Disclosed> = match req.requested {
+                Some(requested)
+                    if verifying && requested.iter().any(|f| access.masked.contains_key(f)) =>
+                {
+                    let masked = requested.iter().find(|f| access.masked.contains_key(*f));
+                    field_denial.get_or_insert((
+                        DenyReason::FieldMaskedNotVerifiable,
+                        masked.cloned(),
+                        *c,
+                    ));
+                    continue;
+                }
                 Some(requested) => {
                     if let Some(missing) = requested.iter().find(|f| disclosable(f).is_none()) {
                         let reason = if access.verify_only.contains(missing) {
@@ -440,6 +454,9 @@ impl CompiledPolicy {
             (DenyReason::FieldVerifyOnly, Some(f)) => {
                 format!("field \"{f}\" may only be checked with verify, not disclosed")
             }
+            (DenyReason::FieldMaskedNotVerifiable, Some(f)) => format!(
+                "field \"{f}\" is granted only masked, and a masked field cannot be verified: its value is what the mask hides"
+            ),
             (DenyReason::FieldNotGranted, Some(f)) => format!(
                 "field \"{f}\" of dataset {} is not granted for purpose \"{}\"",
                 req.dataset, req.purpose
@@ -555,8 +572,9 @@ mod tests {
                 .map(|(f, m)| format!("{f} = \"{}\"", serde_json::to_value(m).unwrap().as_str().unwrap()))
                 .collect();
             let grant = format!(
-                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\", \"verify\"]\nbasis = \"b\"\n\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = {:?}\nmasked = {{ {} }}\nverify_only = {:?}\n",
+                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\", \"verify\"]\nbasis = \"b\"\n\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = {:?}\nmasked = {{ {} }}\nverify_only = {:?}\nverify_predicates = [{}]\n",
                 plain, masked_toml.join(", "), verify,
+                verify.iter().map(|f| format!("{{ field = \"{f}\", op = \"exists\" }}")).collect::<Vec<_>>().join(", "),
             );
             let Some(policy) = policy(&grant) else {
                 prop_assume!(false);

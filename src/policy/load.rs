@@ -461,6 +461,29 @@ fn check_grant(
                 access.dataset
             ));
         }
+        for p in &access.verify_predicates {
+            let kind = dataset.fields.get(&p.field).map(|f| f.kind);
+            if !access.verify_only.contains(&p.field) {
+                problems.push(format!(
+                    "verify_predicates: field \"{}\" is not among verify_only (a disclosed field may be verified freely; a masked one not at all)",
+                    p.field
+                ));
+            } else if let Some(kind) = kind
+                && let Err(e) = crate::pipeline::verify::check_condition(p, kind)
+            {
+                problems.push(format!("verify_predicates: {e}"));
+            }
+        }
+        for field in &access.verify_only {
+            if !access.verify_predicates.iter().any(|p| p.field == *field) {
+                problems.push(format!(
+                    "verify_only field \"{field}\" has no verify_predicates: name what verify may ask of it, e.g. {{ field = \"{field}\", op = \">=\", value = … }}"
+                ));
+            }
+        }
+    }
+    if c.verify_budget_per_resident_day == Some(0) {
+        problems.push("conditions.verify_budget_per_resident_day must be 1 or more".into());
     }
     if problems.is_empty() {
         Some(Grant {

@@ -211,6 +211,10 @@ pub struct Conditions {
     /// The largest batch allowed, where `batch` is granted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch_limit: Option<u32>,
+    /// Verify requests under this grant per resident and day (the gateway's
+    /// time zone). Default 5; past it, 429 `verify-budget-exhausted`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_budget_per_resident_day: Option<u32>,
     /// `required`: every answer under this grant is signed (a proof the
     /// consumer keeps in its case file), asked for or not. Default `optional`:
     /// signed when the caller sends `Prefer: signed`.
@@ -251,6 +255,12 @@ pub struct AccessSpec {
     /// Fields that may only be checked with `verify`, never disclosed.
     #[serde(default)]
     pub verify_only: Vec<FieldName>,
+    /// What `verify` may ask of the verify-only fields: each condition
+    /// exactly as named here (field, comparison, and the threshold or the
+    /// set of values), e.g. `{ field = "contribution_base", op = ">=",
+    /// value = 3000 }` for the 低保 income test. Nothing else may be asked of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verify_predicates: Vec<crate::pipeline::verify::Condition>,
 }
 
 /// An operation on a dataset.

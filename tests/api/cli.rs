@@ -154,3 +154,27 @@ async fn serve_takes_a_home_as_every_other_command_does() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("tongban.toml"), "{stderr}");
 }
+
+#[test]
+fn a_verify_only_field_without_predicates_is_refused_at_load_with_its_place() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/policies");
+    let broken = tempfile::tempdir().unwrap();
+    let copy = Command::new("cp")
+        .args(["-a", &format!("{dir}/."), broken.path().to_str().unwrap()])
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let grants = broken.path().join("grants/minzheng-dibao.toml");
+    let text = std::fs::read_to_string(&grants).unwrap();
+    let start = text.find("verify_predicates = [").unwrap();
+    let end = start + text[start..].find(']').unwrap() + 1;
+    std::fs::write(&grants, format!("{}{}", &text[..start], &text[end..])).unwrap();
+    let out = tongban(&["policy", "check", broken.path().to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("grants/minzheng-dibao.toml"), "{stderr}");
+    assert!(
+        stderr.contains("contribution_base") && stderr.contains("verify_predicates"),
+        "{stderr}"
+    );
+}

@@ -48,9 +48,10 @@ async fn a_verify_only_field_is_checked_without_disclosing_it() {
     let gw = TestGateway::start().await;
     let (id, record) = employed(&gw);
     let base = record["contribution_base"].as_i64().unwrap();
+    // The grant's own question of the verify-only field; free ones of the
+    // fields it discloses anyway.
     let body = json!({"conditions": [
-        {"field": "contribution_base", "op": ">=", "value": base},
-        {"field": "contribution_base", "op": "<=", "value": base - 1},
+        {"field": "contribution_base", "op": ">=", "value": 3000},
         {"field": "insured_status", "op": "in", "value": ["参保缴费", "暂停缴费"]},
         {"field": "monthly_pension", "op": "exists"},
     ]});
@@ -69,8 +70,11 @@ async fn a_verify_only_field_is_checked_without_disclosing_it() {
         .iter()
         .map(|o| o["match"].as_bool().unwrap())
         .collect();
-    assert_eq!(matches, [true, false, true, false]);
-    assert_eq!(r.body["match"], false);
+    let insured = ["参保缴费", "暂停缴费"].contains(&record["insured_status"].as_str().unwrap());
+    assert_eq!(
+        matches,
+        [base >= 3000, insured, !record["monthly_pension"].is_null()]
+    );
     assert!(r.body.get("record").is_none());
     assert!(
         !r.text.contains(&base.to_string()),
@@ -203,4 +207,130 @@ async fn school_admission_checks_home_ownership_in_season() {
     )
     .await;
     assert_eq!(r.problem_type(), Some("/problems/case-ref-format"));
+}
+
+/// The bisection attack: sixteen `>=` conditions a request on a verify-only
+/// field used to recover a 社保 contribution base to the yuan in four
+/// requests. Now only the grant's own predicate may be asked of it, once per
+/// request, and only five times per resident and day: the attacker learns
+/// whether the base is at least 3000, and nothing else.
+#[tokio::test]
+async fn bisecting_a_verify_only_value_recovers_nothing_beyond_the_grants_predicate() {
+    let gw = TestGateway::start().await;
+    let (id, _) = employed(&gw);
+    let ask = |conditions: Value| {
+        verify(
+            &gw,
+            ("minzheng", "dibao_reviewer"),
+            ("renshe.shebao", &id),
+            ("dibao_review", "MZ-2026-1"),
+            json!({ "conditions": conditions }),
+        )
+    };
+    // Another threshold than the grant's, or the grant's with another op.
+    for probe in [
+        json!([{"field": "contribution_base", "op": ">=", "value": 8000}]),
+        json!([{"field": "contribution_base", "op": "<=", "value": 3000}]),
+        json!([{"field": "contribution_base", "op": "in", "value": [19400, 19401]}]),
+        json!([{"field": "contribution_base", "op": "exists"}]),
+    ] {
+        let r = ask(probe.clone()).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{probe}: {}", r.text);
+        assert_eq!(
+            r.problem_type(),
+            Some("/problems/predicate-not-granted"),
+            "{probe}"
+        );
+        assert!(r.body.get("results").is_none());
+    }
+    // Sixteen conditions on the same field, the granted one among them.
+    let many: Vec<Value> = (0..16)
+        .map(|i| json!({"field": "contribution_base", "op": ">=", "value": 3000 + i * 1000}))
+        .collect();
+    let r = ask(json!(many)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/invalid-condition"));
+
+    // The grant's own question: five times a day, then 429.
+    let granted = json!([{"field": "contribution_base", "op": ">=", "value": 3000}]);
+    for _ in 0..5 {
+        let r = ask(granted.clone()).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let r = ask(granted.clone()).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/verify-budget-exhausted"));
+    assert!(r.headers.contains_key("retry-after"));
+
+    // Every verify event records the predicates asked, never a value held.
+    let e = gw
+        .gw
+        .audit_store
+        .get(r.audit_seq() - 1)
+        .unwrap()
+        .unwrap()
+        .body;
+    assert_eq!(e.operation, "verify");
+    let detail: Value = serde_json::from_str(e.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["predicates"], granted, "{detail}");
+
+    // The budget is the day's, and a restart does not reset it.
+    let (home, config) = crate::audit_review::stop_and_take_home(gw).await;
+    let gw = TestGateway::start_on(
+        home,
+        config,
+        tongban::clock::Clock::manual(time::OffsetDateTime::now_utc()),
+    )
+    .await;
+    let r = verify(
+        &gw,
+        ("minzheng", "dibao_reviewer"),
+        ("renshe.shebao", &id),
+        ("dibao_review", "MZ-2026-1"),
+        json!({ "conditions": granted }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    gw.clock.advance(std::time::Duration::from_secs(86_400));
+    let r = verify(
+        &gw,
+        ("minzheng", "dibao_reviewer"),
+        ("renshe.shebao", &id),
+        ("dibao_review", "MZ-2026-1"),
+        json!({ "conditions": granted }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "the next day: {}", r.text);
+}
+
+/// A masked field cannot be verified: its raw value is exactly what the
+/// mask hides (`in` lists of candidates would recover it).
+#[tokio::test]
+async fn a_masked_field_cannot_be_verified() {
+    let gw = TestGateway::start_with(|c, _| {
+        let file = c.policies_dir.join("grants/minzheng-dibao.toml");
+        let text = std::fs::read_to_string(&file).unwrap();
+        let text = text.replacen(
+            "operations = [\"lookup\"]",
+            "operations = [\"lookup\", \"verify\"]",
+            1,
+        );
+        std::fs::write(file, text).unwrap();
+    })
+    .await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let r = verify(
+        &gw,
+        ("minzheng", "dibao_reviewer"),
+        ("gongan.hukou", &id),
+        ("dibao_review", "MZ-2026-1"),
+        json!({"conditions": [{"field": "id_number", "op": "in", "value": [id.clone(), "11010519491231002X"]}]}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(
+        r.problem_type(),
+        Some("/problems/field-masked-not-verifiable")
+    );
+    assert!(r.body.get("results").is_none());
 }
