@@ -344,6 +344,11 @@ pub struct AuditConfig {
     /// (Cybersecurity Law Art. 21); absent: keep everything (the default).
     #[serde(default)]
     pub retention_days: Option<u32>,
+    /// Free space (MiB) of the data directory's file system below which the
+    /// gateway reports itself unready (`/readyz` 503), before a full disk
+    /// stops the audit log. Default 512.
+    #[serde(default = "default_disk_low_water_mb")]
+    pub disk_low_water_mb: u64,
     /// The chain's algorithms: `international` (SHA-256 chain, Ed25519
     /// checkpoints; the default) or `gm` (SM3 chain, SM2 checkpoints).
     /// Changing it on an existing log starts a new epoch; history is kept.
@@ -360,9 +365,14 @@ impl Default for AuditConfig {
             checkpoint_every: default_checkpoint_every(),
             checkpoint_secs: default_checkpoint_secs(),
             retention_days: None,
+            disk_low_water_mb: default_disk_low_water_mb(),
             suite: Default::default(),
         }
     }
+}
+
+fn default_disk_low_water_mb() -> u64 {
+    512
 }
 
 /// The shortest retention the gateway accepts, in days (six months).
@@ -407,6 +417,16 @@ pub struct LimitsConfig {
     /// (the connection's own buffer ends at 64 KiB).
     #[serde(default = "default_max_header_bytes")]
     pub max_header_bytes: usize,
+    /// Refusals before authentication (no token, a bad one, unknown routes)
+    /// per source address, each audited; past it they are counted into one
+    /// `unauthenticated.summary` event per source and minute and answered
+    /// 429. Default `100/10s`.
+    #[serde(default = "default_unauthenticated_per_source")]
+    pub unauthenticated_per_source: String,
+}
+
+fn default_unauthenticated_per_source() -> String {
+    "100/10s".into()
 }
 
 fn default_max_header_bytes() -> usize {
@@ -423,6 +443,7 @@ impl Default for LimitsConfig {
             max_connections: default_max_connections(),
             max_batch_ids: default_max_batch_ids(),
             max_header_bytes: default_max_header_bytes(),
+            unauthenticated_per_source: default_unauthenticated_per_source(),
         }
     }
 }
@@ -661,6 +682,16 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.issuers.is_empty() {
             return Err("no [[issuer]] is configured: no token could be accepted".into());
+        }
+        if let Err(e) = self
+            .limits
+            .unauthenticated_per_source
+            .parse::<crate::pipeline::rate_limit::RateSpec>()
+        {
+            return Err(format!(
+                "limits.unauthenticated_per_source \"{}\": {e}",
+                self.limits.unauthenticated_per_source
+            ));
         }
         if self.tls.client_auth != ClientAuth::Off && self.tls.client_ca.is_none() {
             return Err("tls.client_ca is needed unless tls.client_auth = \"off\"".into());

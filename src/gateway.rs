@@ -79,6 +79,8 @@ pub struct Gateway {
     pub suspensions: crate::suspension::Suspensions,
     /// Verify requests per grant, resident and day.
     pub verify_budget: crate::pipeline::verify::Budget,
+    /// Refusals before authentication, per source address.
+    pub unauthenticated: crate::pipeline::unauthenticated::UnauthenticatedLimit,
     /// The keys that sign answers (signed answers, 免提交).
     pub answer_keys: Arc<crate::proof::AnswerKeys>,
     /// Prometheus metrics.
@@ -300,6 +302,14 @@ impl Gateway {
             }
         };
         let policy = CompiledPolicy::compile(set, |d| dept_rates.rate(d), None, &clock);
+        let unauthenticated = crate::pipeline::unauthenticated::UnauthenticatedLimit::new(
+            config
+                .limits
+                .unauthenticated_per_source
+                .parse()
+                .map_err(|e: &str| StartError::Config(e.to_owned()))?,
+            &clock,
+        );
         let auth = Authenticator::new(
             &config.issuers,
             &config.operator_department,
@@ -386,6 +396,7 @@ impl Gateway {
             suspensions,
             denylist,
             verify_budget: crate::pipeline::verify::Budget::default(),
+            unauthenticated,
             answer_keys,
             metrics,
             policy_history,
@@ -556,6 +567,19 @@ impl Gateway {
             cluster
                 .set_stops_applied(last)
                 .map_err(|e| format!("the applied stops could not be kept: {e}"))?;
+        }
+    }
+
+    /// Writes the summaries of the refusals before authentication counted
+    /// past the per-source limit (one event per source); the server calls
+    /// it every minute and at a stop.
+    pub async fn write_unauthenticated_summaries(&self) {
+        let summaries = self.unauthenticated.take_summaries();
+        if summaries.is_empty() {
+            return;
+        }
+        if let Err(e) = self.audit.append_many(summaries).await {
+            tracing::error!(error = %e, "the summary of refused unauthenticated requests could not be audited");
         }
     }
 
@@ -806,9 +830,28 @@ impl Gateway {
         }
     }
 
-    /// Whether the gateway can serve: policies loaded and the audit writer healthy.
+    /// Whether the gateway can serve: the audit writer healthy and the data
+    /// directory's disk above its low-water mark.
     pub fn is_ready(&self) -> bool {
-        self.audit.is_healthy()
+        self.audit.is_healthy() && self.disk_above_low_water()
+    }
+
+    /// Free space of the data directory's file system, bytes (None: unknown).
+    pub fn disk_free_bytes(&self) -> Option<u64> {
+        let s = rustix::fs::statvfs(&self.config.data_dir).ok()?;
+        let free = s.f_bavail.saturating_mul(s.f_frsize);
+        self.metrics
+            .data_disk_free_bytes
+            .set(i64::try_from(free).unwrap_or(i64::MAX));
+        Some(free)
+    }
+
+    /// Whether the data directory's disk has more free space than
+    /// `audit.disk_low_water_mb` (unknown counts as enough: the audit
+    /// writer's own failure still makes the gateway unready).
+    pub fn disk_above_low_water(&self) -> bool {
+        let low = self.config.audit.disk_low_water_mb.saturating_mul(1 << 20);
+        self.disk_free_bytes().is_none_or(|free| free > low)
     }
 
     /// Flushes and stops the audit writer. Call after the server has drained.

@@ -126,6 +126,11 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Connections refused because the connection limit was reached.
     pub connections_refused: Counter,
+    /// Refusals before authentication past their source's limit (counted
+    /// into summary events, not audited one by one).
+    pub unauthenticated_limited: Counter,
+    /// Free space of the data directory's file system, bytes.
+    pub data_disk_free_bytes: Gauge,
     /// The policy version in force (value 1, version as a label).
     pub policy_info: Family<PolicyLabels, Gauge>,
     /// Reloads of the policy directory refused since start.
@@ -284,6 +289,18 @@ impl Metrics {
             "Connections refused at the connection limit",
             connections_refused.clone(),
         );
+        let unauthenticated_limited = Counter::default();
+        registry.register(
+            "unauthenticated_limited",
+            "Refusals before authentication past their source's limit (summarised, not audited one by one)",
+            unauthenticated_limited.clone(),
+        );
+        let data_disk_free_bytes = Gauge::default();
+        registry.register(
+            "data_disk_free_bytes",
+            "Free space of the data directory's file system",
+            data_disk_free_bytes.clone(),
+        );
         let policy_info = Family::<PolicyLabels, Gauge>::default();
         registry.register(
             "policy_info",
@@ -350,6 +367,8 @@ impl Metrics {
             cluster_limit_share,
             connections_open,
             connections_refused,
+            unauthenticated_limited,
+            data_disk_free_bytes,
             policy_info,
             policy_reload_failures,
         }

@@ -475,6 +475,30 @@ async fn finish_events(
     result: Result<Answer, ApiError>,
     after_audit: impl AfterAudit,
 ) -> Response {
+    // A refusal before authentication, past its source's limit: counted for
+    // the minute's summary event, not audited on its own, answered at once.
+    if result.is_err()
+        && event.dept.is_none()
+        && let Some(peer) = ctx.conn.peer
+        && !gw.unauthenticated.admit(peer.ip())
+    {
+        gw.metrics.unauthenticated_limited.inc();
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "unauthenticated-rate-limited",
+            "Too many unauthenticated requests",
+            format!(
+                "more than {} requests without a valid token came from this address; they are counted, not served",
+                gw.unauthenticated.spec()
+            ),
+        );
+        e.retry_after = Some(gw.unauthenticated.spec().per.as_secs().max(1));
+        let mut response = e.to_response(Some(&ctx.request_id), None);
+        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+            response.headers_mut().insert("x-request-id", v);
+        }
+        return response;
+    }
     match &result {
         Ok(answer) => {
             event.status = answer.status().as_u16();

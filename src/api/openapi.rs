@@ -1093,6 +1093,10 @@ pub struct Readiness {
     pub status: String,
     /// `healthy` or `failed`.
     pub audit_writer: Option<String>,
+    /// The data directory's disk: `free_mb`, `low_water_mb`, and `state`
+    /// (`ok`, or `low`: unready before the disk is full).
+    #[schema(value_type = Option<Object>)]
+    pub disk: Option<Value>,
     /// Node id.
     pub node: Option<String>,
     /// Version of the policy set in force.

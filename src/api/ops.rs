@@ -55,6 +55,8 @@ pub fn metrics_router(gw: Arc<Gateway>) -> Router {
 pub(crate) async fn metrics(State(gw): State<Arc<Gateway>>) -> impl IntoResponse {
     let m = &gw.metrics;
     m.audit_writer_up.set(i64::from(gw.audit.is_healthy()));
+    // Sets tongban_data_disk_free_bytes.
+    let _ = gw.disk_free_bytes();
     m.policy_info.clear();
     m.policy_info
         .get_or_create(&crate::metrics::PolicyLabels {
@@ -193,7 +195,11 @@ fn operator_staff(gw: &Gateway, headers: &axum::http::HeaderMap) -> bool {
 }
 
 fn readiness(gw: &Gateway, details: bool) -> (StatusCode, Json<serde_json::Value>) {
-    let audit_ok = gw.audit.is_healthy();
+    let writer_ok = gw.audit.is_healthy();
+    let disk_free = gw.disk_free_bytes();
+    let low_water = gw.config.audit.disk_low_water_mb;
+    let disk_ok = disk_free.is_none_or(|free| free > low_water.saturating_mul(1 << 20));
+    let audit_ok = writer_ok && disk_ok;
     let status = if audit_ok {
         StatusCode::OK
     } else {
@@ -212,7 +218,12 @@ fn readiness(gw: &Gateway, details: bool) -> (StatusCode, Json<serde_json::Value
             "policy_version": policy.version(),
             "grants": policy.set.grants.len(),
             "datasets": policy.set.datasets.len(),
-            "audit_writer": if audit_ok { "healthy" } else { "failed" },
+            "audit_writer": if writer_ok { "healthy" } else { "failed" },
+            "disk": {
+                "free_mb": disk_free.map(|b| b >> 20),
+                "low_water_mb": low_water,
+                "state": if disk_ok { "ok" } else { "low" },
+            },
             "policy_reload": gw.reload_status.read().map(|s| s.clone()).unwrap_or_default(),
             "providers": providers(gw, &policy),
             "cluster": cluster_readiness(gw),

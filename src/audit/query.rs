@@ -559,10 +559,7 @@ impl<'r> StatsBuilder<'r> {
             let caller = if b.dept.is_some() {
                 who
             } else {
-                format!(
-                    "unauthenticated/{}",
-                    b.source.split(':').next().unwrap_or("")
-                )
+                format!("unauthenticated/{}", source_address(&b.source))
             };
             self.denials
                 .entry(caller)
@@ -662,5 +659,31 @@ impl<'r> StatsBuilder<'r> {
             flags.push(flag("off_hours", &who, day, detail, refs));
         }
         Stats { days, flags }
+    }
+}
+
+/// The address of an event's `source` (`ip:port`, `[ipv6]:port`, or an
+/// address alone), so each caller counts apart, IPv6 ones included.
+fn source_address(source: &str) -> String {
+    if let Ok(a) = source.parse::<std::net::SocketAddr>() {
+        return a.ip().to_string();
+    }
+    if let Ok(ip) = source.parse::<std::net::IpAddr>() {
+        return ip.to_string();
+    }
+    source.to_owned()
+}
+
+#[cfg(test)]
+mod source_tests {
+    use super::source_address;
+
+    #[test]
+    fn ipv6_callers_count_apart() {
+        assert_eq!(source_address("10.0.0.7:51234"), "10.0.0.7");
+        assert_eq!(source_address("[2001:db8::1]:443"), "2001:db8::1");
+        assert_eq!(source_address("[2001:db8::2]:443"), "2001:db8::2");
+        assert_eq!(source_address("2001:db8::3"), "2001:db8::3");
+        assert_eq!(source_address("127.0.0.1"), "127.0.0.1");
     }
 }

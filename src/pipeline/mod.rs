@@ -5,4 +5,5 @@
 pub mod authn;
 pub mod minimize;
 pub mod rate_limit;
+pub mod unauthenticated;
 pub mod verify;

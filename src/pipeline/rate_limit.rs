@@ -28,29 +28,41 @@ impl FromStr for RateSpec {
     type Err = &'static str;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        const HINT: &str = "expected <count>/<s|min|h|day>, e.g. \"120/min\"";
+        const HINT: &str = "expected <count>/[<n>]<s|min|h|day>, e.g. \"120/min\" or \"100/10s\"";
         let (count, unit) = s.split_once('/').ok_or(HINT)?;
         let count = count.trim().parse::<NonZeroU32>().map_err(|_| HINT)?;
-        let per = match unit.trim() {
+        let unit = unit.trim();
+        // An optional whole number of units: "100/10s".
+        let digits = unit
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(unit.len());
+        let times: u32 = match &unit[..digits] {
+            "" => 1,
+            n => n.parse::<NonZeroU32>().map_err(|_| HINT)?.get(),
+        };
+        let per = match &unit[digits..] {
             "s" | "sec" | "second" => Duration::from_secs(1),
             "min" | "minute" => Duration::from_secs(60),
             "h" | "hour" => Duration::from_secs(3600),
             "d" | "day" => Duration::from_secs(86_400),
             _ => return Err(HINT),
         };
-        Ok(Self { count, per })
+        Ok(Self {
+            count,
+            per: per * times,
+        })
     }
 }
 
 impl std::fmt::Display for RateSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let unit = match self.per.as_secs() {
-            1 => "s",
-            60 => "min",
-            3600 => "h",
-            _ => "day",
-        };
-        write!(f, "{}/{unit}", self.count)
+        match self.per.as_secs() {
+            1 => write!(f, "{}/s", self.count),
+            60 => write!(f, "{}/min", self.count),
+            3600 => write!(f, "{}/h", self.count),
+            86_400 => write!(f, "{}/day", self.count),
+            secs => write!(f, "{}/{secs}s", self.count),
+        }
     }
 }
 
@@ -110,6 +122,10 @@ mod tests {
         let r: RateSpec = "120/min".parse().unwrap();
         assert_eq!((r.count.get(), r.per), (120, Duration::from_secs(60)));
         assert_eq!(r.to_string(), "120/min");
+        let r: RateSpec = "100/10s".parse().unwrap();
+        assert_eq!((r.count.get(), r.per), (100, Duration::from_secs(10)));
+        assert_eq!(r.to_string(), "100/10s");
+        assert!("1/0s".parse::<RateSpec>().is_err());
         for bad in ["0/min", "10", "ten/min", "10/week", "-1/s"] {
             assert!(bad.parse::<RateSpec>().is_err(), "{bad}");
         }

@@ -67,6 +67,18 @@ pub async fn serve(
     )?);
     log_crls(&tls_state.crls(), "start");
     let cert_reloader = spawn_tls_reloader(tls_state.clone(), gw.metrics.clone());
+    // The minute's summaries of refusals before authentication past their limit.
+    let summaries = {
+        let gw = gw.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            every.tick().await;
+            loop {
+                every.tick().await;
+                gw.write_unauthenticated_summaries().await;
+            }
+        })
+    };
     let metrics_server = match gw.config.metrics_listen {
         Some(addr) => {
             let l = TcpListener::bind(addr).await?;
@@ -203,6 +215,7 @@ pub async fn serve(
     drop(listener);
     reloader.abort();
     cert_reloader.abort();
+    summaries.abort();
     if let Some((beat, shipper)) = heartbeat {
         beat.abort();
         shipper.abort();
@@ -217,6 +230,7 @@ pub async fn serve(
     {
         tracing::warn!("connections still open after the drain deadline; closing them");
     }
+    gw.write_unauthenticated_summaries().await;
     gw.shutdown().await;
     tracing::info!("audit log flushed; stopped");
     Ok(())

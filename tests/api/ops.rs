@@ -489,3 +489,81 @@ async fn the_openapi_document_describes_every_route_with_its_security_and_refusa
         .unwrap();
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
+
+/// A flood of requests without a valid token from one address fills the
+/// audit log only up to the per-source limit; past it the refusals are
+/// answered 429 at once and counted into one summary event per source and
+/// minute. Authenticated requests from the same address are unaffected.
+#[tokio::test]
+async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
+    let gw =
+        TestGateway::start_with(|c, _| c.limits.unauthenticated_per_source = "20/min".into()).await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let path = format!("/v1/datasets/gongan.hukou/records/{id}");
+    let before = gw.gw.audit_store.len();
+    let mut statuses = std::collections::BTreeMap::new();
+    for i in 0..100 {
+        let junk = ("authorization".to_owned(), format!("Bearer junk.{i}.x"));
+        let r = gw.client().request("GET", &path, &[junk]).await.unwrap();
+        *statuses.entry(r.status.as_u16()).or_insert(0) += 1;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(
+                r.problem_type(),
+                Some("/problems/unauthenticated-rate-limited")
+            );
+            assert!(r.headers.contains_key("retry-after"));
+            assert!(r.headers.get("x-audit-seq").is_none());
+        }
+    }
+    assert_eq!(statuses.get(&401), Some(&20), "{statuses:?}");
+    assert_eq!(statuses.get(&429), Some(&80), "{statuses:?}");
+    assert_eq!(
+        gw.gw.audit_store.len(),
+        before + 20,
+        "only the refusals within the limit"
+    );
+
+    // The same address, authenticated: served.
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw
+        .get(&path, Some(&tok), Some("dibao_review"), Some("MZ-1"))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    // The minute's summary: one event for the source, with the count.
+    gw.gw.write_unauthenticated_summaries().await;
+    let summary = gw
+        .gw
+        .audit_store
+        .events_desc(1, u64::MAX)
+        .map(|e| e.unwrap().1)
+        .find(|e| e.body.operation == "unauthenticated.summary")
+        .expect("a summary event");
+    assert_eq!(summary.body.source, "127.0.0.1");
+    let detail: serde_json::Value =
+        serde_json::from_str(summary.body.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["count"], 80, "{detail}");
+    assert_eq!(gw.gw.audit_store.len(), before + 22);
+}
+
+/// Below the data directory's low-water mark the gateway says it is not
+/// ready, before a full disk stops its audit log.
+#[tokio::test]
+async fn readiness_fails_below_the_disk_low_water_mark() {
+    let gw = TestGateway::start_with(|c, _| c.audit.disk_low_water_mb = u64::MAX >> 21).await;
+    let r = gw.readiness().await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.body["disk"]["state"], "low", "{}", r.text);
+    assert!(r.body["disk"]["free_mb"].as_u64().unwrap() > 0);
+    let m = gw.client().request("GET", "/metrics", &[]).await.unwrap();
+    assert!(
+        m.text.contains("tongban_data_disk_free_bytes"),
+        "{}",
+        m.text
+    );
+
+    let gw = TestGateway::start().await;
+    let r = gw.readiness().await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["disk"]["state"], "ok");
+}

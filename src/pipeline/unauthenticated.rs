@@ -1,0 +1,100 @@
+//! Refusals before authentication, limited per source address: a flood of
+//! junk (no token, a forged one, unknown routes) must not fill the audit
+//! disk one synced event at a time. Up to the limit each refusal is audited
+//! as always; past it the refusals of one source are counted and written as
+//! one `unauthenticated.summary` event per source and minute, and answered
+//! 429 at once. Authenticated requests from the same address are not
+//! counted here.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Mutex;
+
+use governor::{Quota, RateLimiter};
+
+use crate::audit::{EventBody, EventKind, Outcome};
+use crate::clock::Clock;
+use crate::pipeline::rate_limit::RateSpec;
+
+type Keyed = RateLimiter<
+    IpAddr,
+    governor::state::keyed::HashMapStateStore<IpAddr>,
+    Clock,
+    governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
+>;
+
+/// The per-source limit and the counts past it.
+#[derive(Debug)]
+pub struct UnauthenticatedLimit {
+    spec: RateSpec,
+    limiter: Keyed,
+    /// Refusals past the limit, per source, since the last summary.
+    over: Mutex<HashMap<IpAddr, u64>>,
+    clock: Clock,
+}
+
+impl UnauthenticatedLimit {
+    /// A limit of `spec` per source address.
+    pub fn new(spec: RateSpec, clock: &Clock) -> Self {
+        let period = spec.per / spec.count.get();
+        let quota = Quota::with_period(period.max(std::time::Duration::from_nanos(1)))
+            .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
+            .allow_burst(spec.count);
+        Self {
+            spec,
+            limiter: RateLimiter::hashmap_with_clock(quota, clock.clone()),
+            over: Mutex::default(),
+            clock: clock.clone(),
+        }
+    }
+
+    /// The configured rate.
+    pub fn spec(&self) -> RateSpec {
+        self.spec
+    }
+
+    /// Whether a refusal from `source` is audited on its own (within the
+    /// limit); past it, counts it for the summary and says no.
+    pub fn admit(&self, source: IpAddr) -> bool {
+        if self.limiter.check_key(&source).is_ok() {
+            return true;
+        }
+        let mut over = self
+            .over
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *over.entry(source).or_insert(0) += 1;
+        false
+    }
+
+    /// The summary events of the refusals counted since the last call (one
+    /// per source), and forgets the limiter state of quiet sources.
+    pub fn take_summaries(&self) -> Vec<EventBody> {
+        let counts = std::mem::take(
+            &mut *self
+                .over
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        self.limiter.retain_recent();
+        let now = self.clock.unix_millis();
+        let mut sources: Vec<(IpAddr, u64)> = counts.into_iter().collect();
+        sources.sort();
+        sources
+            .into_iter()
+            .map(|(source, count)| {
+                let mut e = EventBody::system(now, EventKind::Other, "unauthenticated.summary");
+                e.source = source.to_string();
+                e.status = 429;
+                e.outcome = Outcome::Deny;
+                e.reason = Some("unauthenticated-rate-limited".into());
+                e.detail = Some(
+                    serde_json::json!({"source": source.to_string(), "count": count, "limit": self.spec.to_string()})
+                        .to_string(),
+                );
+                e
+            })
+            .collect()
+    }
+}
