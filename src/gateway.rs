@@ -636,7 +636,25 @@ impl Gateway {
                         dept,
                         at_ms: Some(at),
                     } => (dept, *at, false),
-                    StopChange::Resume { .. } | StopChange::DenyTokens { .. } => return true,
+                    StopChange::Resume { dept, at_ms: None } => {
+                        // Logged before resumptions carried their time:
+                        // stamped after what is in force, as apply_stop does.
+                        let at = match seen.get(dept.as_str()) {
+                            Some(&(t, n, s)) => crate::suspension::stamp_after(
+                                Some(Stamp {
+                                    at_ms: t,
+                                    node: n,
+                                    suspends: s,
+                                }),
+                                node,
+                                0,
+                                skew,
+                            ),
+                            None => self.suspensions.stamp_now(dept, node, 0, skew),
+                        };
+                        (dept, at, false)
+                    }
+                    StopChange::DenyTokens { .. } => return true,
                 };
                 let stamp = Stamp {
                     at_ms,

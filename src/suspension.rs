@@ -81,26 +81,36 @@ pub fn supersedes(change: Stamp<'_>, last: Option<Stamp<'_>>, skew_ms: i64) -> b
     }
 }
 
-/// The newest change in force for a department: its suspension, or its
-/// last resumption, whichever is later.
+/// The change in force for a department: its suspension while it is
+/// suspended (one is stored only when it supersedes what was in force, even
+/// over a resumption stamped later within the skew window), else its last
+/// resumption.
 fn last<'a>(
     suspension: Option<&'a Suspension>,
     resumption: Option<&'a Resumption>,
 ) -> Option<Stamp<'a>> {
-    let s = suspension.map(|s| Stamp {
-        at_ms: s.at_ms,
-        node: &s.node,
-        suspends: true,
-    });
-    let r = resumption.map(|r| Stamp {
-        at_ms: r.at_ms,
-        node: &r.node,
-        suspends: false,
-    });
-    match (s, r) {
-        (Some(s), Some(r)) if r.at_ms > s.at_ms => Some(r),
-        (Some(s), _) => Some(s),
-        (None, r) => r,
+    match (suspension, resumption) {
+        (Some(s), _) => Some(Stamp {
+            at_ms: s.at_ms,
+            node: &s.node,
+            suspends: true,
+        }),
+        (None, Some(r)) => Some(Stamp {
+            at_ms: r.at_ms,
+            node: &r.node,
+            suspends: false,
+        }),
+        (None, None) => None,
+    }
+}
+
+/// The time to stamp a change made on `node` at `now_ms`, after `last`: by
+/// more than the skew window when `last` came from another node.
+pub fn stamp_after(last: Option<Stamp<'_>>, node: &str, now_ms: i64, skew_ms: i64) -> i64 {
+    match last {
+        Some(last) if last.node == node => now_ms.max(last.at_ms + 1),
+        Some(last) => now_ms.max(last.at_ms.saturating_add(skew_ms) + 1),
+        None => now_ms,
     }
 }
 
@@ -166,11 +176,12 @@ impl Suspensions {
     pub fn stamp_now(&self, dept: &str, node: &str, now_ms: i64, skew_ms: i64) -> i64 {
         let map = self.current.load();
         let resumption = self.resumption(dept).ok().flatten();
-        match last(map.get(dept), resumption.as_ref()) {
-            Some(last) if last.node == node => now_ms.max(last.at_ms + 1),
-            Some(last) => now_ms.max(last.at_ms.saturating_add(skew_ms) + 1),
-            None => now_ms,
-        }
+        stamp_after(
+            last(map.get(dept), resumption.as_ref()),
+            node,
+            now_ms,
+            skew_ms,
+        )
     }
 
     /// Suspends `dept` by a change made on this node (`suspension.node`)
@@ -414,6 +425,27 @@ mod tests {
                 .unwrap()
         );
         assert!(s.get("minzheng").is_none());
+    }
+
+    /// Within the skew window a suspension wins even over a resumption
+    /// stamped after it; a later stale resumption is then compared with the
+    /// suspension in force, not with the resumption it beat.
+    #[test]
+    fn a_suspension_that_won_within_the_skew_stays_in_force() {
+        let (_dir, s) = store();
+        let skew = 5_000;
+        let r = |at_ms: i64, node: &str| Resumption {
+            at_ms,
+            node: node.into(),
+        };
+        assert!(s.resume("yibao", r(200_000, "b"), skew).unwrap());
+        assert!(s.suspend("yibao", suspension(197_000, "a"), skew).unwrap());
+        assert!(!s.resume("yibao", r(199_000, "c"), skew).unwrap());
+        assert!(!s.resume("yibao", r(201_000, "b"), skew).unwrap());
+        assert!(
+            s.get("yibao").is_some(),
+            "suspended, as on the node that made it"
+        );
     }
 
     /// Changes made at once from many threads: every change saved is the

@@ -617,10 +617,18 @@ async fn export(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
     params: Result<Query<ExportParams>, QueryRejection>,
+    version: axum::http::Version,
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::AuditReview, "audit.export");
-    let delivered = Delivered(ctx.conn.writes.clone());
+    // Over HTTP/2 a flush of the connection says nothing of one stream's
+    // bytes (they wait on its flow-control window): such an export is
+    // served, but retention does not count it.
+    let delivered = if version >= axum::http::Version::HTTP_2 {
+        Delivered::Never
+    } else {
+        Delivered::After(ctx.conn.writes.clone())
+    };
     let result = run_export(&gw, &mut event, params, &headers, delivered).await;
     finish(&gw, &ctx, event, result).await
 }
@@ -630,12 +638,21 @@ async fn export(
 /// last byte succeeded. A client that drops mid-stream, or before that
 /// flush, leaves the mark where it was.
 #[derive(Debug, Clone)]
-struct Delivered(Option<Arc<crate::api::WriteProgress>>);
+enum Delivered {
+    /// After a flush past the last byte (None: not on a network connection,
+    /// a router called in-process).
+    After(Option<Arc<crate::api::WriteProgress>>),
+    /// Never counted (an export over HTTP/2).
+    Never,
+}
 
 impl Delivered {
     /// Runs `mark` once what was handed to the connection so far is delivered.
     fn then(&self, mark: impl Future<Output = ()> + Send + 'static) {
-        let writes = self.0.clone();
+        let Self::After(writes) = self else {
+            return;
+        };
+        let writes = writes.clone();
         let since = writes.as_ref().map(|w| w.flushes());
         tokio::spawn(async move {
             let delivered = match (writes, since) {
@@ -1055,7 +1072,7 @@ mod tests {
     async fn an_export_is_marked_only_after_a_flush_past_its_end() {
         let writes = Arc::new(WriteProgress::default());
         writes.flushed();
-        let delivered = Delivered(Some(writes.clone()));
+        let delivered = Delivered::After(Some(writes.clone()));
 
         let (tx, rx) = tokio::sync::oneshot::channel();
         delivered.then(async move {

@@ -477,8 +477,15 @@ async fn finish_events(
 ) -> Response {
     // A refusal before authentication, past its source's limit: counted for
     // the minute's summary event, not audited on its own, answered at once.
-    if result.is_err()
-        && event.dept.is_none()
+    // Before admission: no principal yet, or a token refused after all
+    // (revoked, bound to another certificate, of another department than
+    // the certificate's), or a suspended department.
+    let before_admission = result.as_ref().is_err_and(|e| {
+        event.dept.is_none()
+            || e.status == StatusCode::UNAUTHORIZED
+            || e.slug == "department-suspended"
+    });
+    if before_admission
         && let Some(peer) = ctx.conn.peer
         && !gw.unauthenticated.admit(peer.ip())
     {

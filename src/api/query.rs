@@ -910,7 +910,7 @@ pub(crate) fn authenticate(
 /// bound to a certificate (`cnf.x5t#S256`) is accepted only over a
 /// connection whose certificate has that thumbprint. `fingerprint` is the
 /// connection's certificate as the request's context recorded it.
-fn bind_to_connection(
+pub(crate) fn bind_to_connection(
     principal: &Principal,
     fingerprint: Option<[u8; 32]>,
 ) -> Result<(), ApiError> {

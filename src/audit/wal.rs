@@ -239,6 +239,17 @@ pub(crate) fn read_all(dir: &Path) -> io::Result<Replay> {
         replay.records.extend(records);
         replay.last_segment = *number;
         if let Some(at) = bad {
+            // Damage followed by an intact record or the end mark of this
+            // segment is damage, wherever it is: those records were synced.
+            if intact_after(*number, &bytes, at) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "audit write-ahead file {} is damaged at byte {at}, before intact records of its own",
+                        path.display()
+                    ),
+                ));
+            }
             // A damaged tail followed only by segments that hold no record
             // of their own is what a stop between two steps of a rotation
             // leaves (a file renamed in, nothing written to it yet): the end
@@ -260,6 +271,29 @@ pub(crate) fn read_all(dir: &Path) -> io::Result<Replay> {
         }
     }
     Ok(replay)
+}
+
+/// Whether an intact record of `segment`, or its end mark, starts anywhere
+/// after `from` in `bytes`. Bytes a reused file held before never pass: their
+/// checksums cover another segment's number.
+fn intact_after(segment: u64, bytes: &[u8], from: usize) -> bool {
+    let end = end_mark(segment);
+    (from + 1..bytes.len()).any(|at| {
+        let rest = &bytes[at..];
+        if rest.starts_with(&end) {
+            return true;
+        }
+        let Some(head) = rest.get(..8) else {
+            return false;
+        };
+        let len = u32::from_le_bytes([head[0], head[1], head[2], head[3]]) as usize;
+        let crc = u32::from_le_bytes([head[4], head[5], head[6], head[7]]);
+        len > 0
+            && len <= RECORD_MAX
+            && rest.get(8..8 + len).is_some_and(|payload| {
+                checksum(segment, payload) == crc && decode_payload(payload).is_some()
+            })
+    })
 }
 
 /// Whether none of `segments` holds an intact record of its own.
@@ -642,6 +676,31 @@ mod tests {
         std::fs::write(segment_path(dir.path(), 3), encode(3, 7, &entries(7))).unwrap();
         let err = read_all(dir.path()).unwrap_err();
         assert!(err.to_string().contains("damaged"), "{err}");
+    }
+
+    /// Damage inside a segment followed by an intact record of that segment
+    /// (or its end mark) is an error even when only an empty segment follows
+    /// (the quiet node's usual state) or none does: the records after it
+    /// were synced and acknowledged.
+    #[test]
+    fn damage_before_intact_records_of_the_same_segment_is_an_error() {
+        for ended in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut wal = Wal::create(dir.path(), true).unwrap();
+            for n in 1..=3 {
+                wal.append(&wal.record(u64::from(n), &entries(n))).unwrap();
+            }
+            if ended {
+                wal.rotate().unwrap();
+            }
+            drop(wal);
+            let path = segment_path(dir.path(), 1);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[20] ^= 0xff; // inside the first record
+            std::fs::write(&path, bytes).unwrap();
+            let err = read_all(dir.path()).unwrap_err();
+            assert!(err.to_string().contains("before intact records"), "{err}");
+        }
     }
 
     /// A rotation writes the end mark before the next segment exists, and a

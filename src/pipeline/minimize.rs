@@ -76,42 +76,83 @@ fn redacted() -> Value {
 }
 
 /// The address up to and including its district (区/县/旗, or a county-level
-/// 市), after the city if there is one; only the city where no district can
-/// be told apart (cities without districts such as 东莞市 and 中山市 go
-/// straight to towns and streets); `None` when not even a city can be found.
-/// A district's name is short and holds no mark of a street, town, village,
-/// compound or building, so 小区, 社区 and 园区 are never taken for one: the
-/// mask may reveal less than the district, never the street or compound.
+/// 市), after its province and city where it names them; only the province
+/// and city where no district can be told apart (cities without districts
+/// such as 东莞市 and 中山市 go straight to towns and streets); `None` when
+/// not even a city can be found. Each unit is taken only when its name is
+/// short and holds no mark of a street, town, village, compound or building,
+/// so 超市, 市场, 城市, 小区, 社区 and 园区 are never taken for one: the mask
+/// may reveal less than the district, never the street or compound.
 fn address_to_district(s: &str) -> Option<String> {
-    let city_end = s.find('市').map(|i| i + '市'.len_utf8());
-    let start = city_end.unwrap_or(0);
+    // The province (省, 自治区, 特别行政区), if the address starts with one.
+    let province = ["省", "自治区", "特别行政区"]
+        .iter()
+        .filter_map(|u| s.find(u).map(|i| i + u.len()))
+        .min()
+        .filter(|end| is_unit_name(&s[..*end], 12));
+    let after_province = province.unwrap_or(0);
+    // The city (市, 自治州, 地区, 盟), right after it.
+    let rest = &s[after_province..];
+    let city = rest
+        .char_indices()
+        .find_map(|(i, _)| {
+            let here = &rest[i..];
+            ["市", "自治州", "地区", "盟"]
+                .iter()
+                .find(|u| here.starts_with(**u) && !street_follows(&here[u.len()..]))
+                .map(|u| (i, i + u.len()))
+        })
+        .filter(|(name_end, _)| {
+            is_district_name(&rest[..*name_end]) || is_unit_name(&rest[..*name_end], 8)
+        })
+        .map(|(_, end)| after_province + end);
+    let start = city.unwrap_or(after_province);
     let rest = &s[start..];
     let district = rest
         .char_indices()
-        .find(|(_, c)| matches!(c, '区' | '县' | '旗' | '市'))
+        .find(|(i, c)| {
+            matches!(c, '区' | '县' | '旗' | '市') && !street_follows(&rest[i + c.len_utf8()..])
+        })
         .filter(|(i, _)| is_district_name(&rest[..*i]))
         .map(|(i, c)| start + i + c.len_utf8());
-    match (district, city_end) {
-        (Some(end), _) => Some(s[..end].to_owned()),
-        (None, Some(end)) => Some(s[..end].to_owned()),
-        (None, None) => None,
-    }
+    district.or(city).map(|end| s[..end].to_owned())
 }
+
+/// Whether what follows a unit's suffix makes it part of a street or a
+/// place instead (城市路, 市场, 新区街): no city or district is followed at
+/// once by one of these.
+fn street_follows(after: &str) -> bool {
+    after.starts_with(['路', '街', '道', '巷', '弄', '场'])
+}
+
+/// Whether `name` (the text of a province or city before its suffix) can be
+/// such a name: at most `longest` characters, none a mark of what lies below.
+fn is_unit_name(name: &str, longest: usize) -> bool {
+    let chars = name.chars().count();
+    chars >= 1
+        && chars <= longest
+        && !name.contains(MARKS)
+        && !name.chars().any(|c| c.is_ascii_alphanumeric())
+}
+
+// Marks of what lies below a district. A few real districts carry one
+// (道里区, 乡宁县): those addresses are masked to the city, which
+// reveals less, never more.
+const MARKS: &[char] = &[
+    '街', '路', '道', '巷', '弄', '号', '镇', '乡', '村', '屯', '组', '社', '小', '园', '苑', '庭',
+    '府', '楼', '栋', '幢', '座', '室', '层', '院', '宅', '寓', '墅', '舍', '厦', '场', '0', '1',
+    '2', '3', '4', '5', '6', '7', '8', '9',
+];
 
 /// Whether `name` (what comes before 区/县/旗/市) can be a district's name.
 fn is_district_name(name: &str) -> bool {
-    // Marks of what lies below a district. A few real districts carry one
-    // (道里区, 乡宁县): those addresses are masked to the city, which
-    // reveals less, never more.
-    const MARKS: &[char] = &[
-        '街', '路', '道', '巷', '弄', '号', '镇', '乡', '村', '屯', '组', '社', '小', '园', '苑',
-        '庭', '府', '楼', '栋', '幢', '座', '室', '层', '院', '宅', '寓', '墅', '舍', '厦', '0',
-        '1', '2', '3', '4', '5', '6', '7', '8', '9',
-    ];
     let chars = name.chars().count();
     // Autonomous counties and banners carry long names (双江拉祜族佤族布朗族傣族自治县).
     let longest = if name.ends_with("自治") { 20 } else { 5 };
-    chars >= 1 && chars <= longest && (name.ends_with("自治") || !name.contains(MARKS))
+    chars >= 1
+        && chars <= longest
+        && !name.chars().any(|c| c.is_ascii_alphabetic())
+        && (name.ends_with("自治") || !name.contains(MARKS))
 }
 
 #[cfg(test)]
@@ -158,6 +199,30 @@ mod tests {
             json!("广东省中山市")
         );
         assert_eq!(m(Mask::Address, "东莞市虎门镇金龙小区"), json!("东莞市"));
+        // 市 inside a street or a shop is no city; municipalities written without 市.
+        assert_eq!(
+            m(Mask::Address, "北京海淀区中关村大街27号中关村大厦超市"),
+            json!("北京海淀区")
+        );
+        assert_eq!(
+            m(Mask::Address, "上海浦东新区张江路城市之光小区8号"),
+            json!("上海浦东新区")
+        );
+        assert_eq!(
+            m(
+                Mask::Address,
+                "云南省西双版纳傣族自治州勐海县勐海镇曼贺路菜市场3号"
+            ),
+            json!("云南省西双版纳傣族自治州勐海县")
+        );
+        assert_eq!(
+            m(Mask::Address, "广东省东莞市星河城A区3栋"),
+            json!("广东省东莞市")
+        );
+        assert_eq!(
+            m(Mask::Address, "新疆维吾尔自治区阿克苏地区阿克苏市解放路1号"),
+            json!("新疆维吾尔自治区阿克苏地区阿克苏市")
+        );
         assert_eq!(
             m(Mask::Address, "浙江省杭州市建德市新安江街道"),
             json!("浙江省杭州市建德市")
@@ -195,12 +260,12 @@ mod tests {
         #[test]
         fn the_address_mask_never_reveals_the_street_or_compound(
             province in proptest::sample::select(vec!["", "广东省", "浙江省", "云南省", "新疆维吾尔自治区"]),
-            city in proptest::sample::select(vec!["", "东莞市", "中山市", "杭州市", "北京市", "伊宁市"]),
+            city in proptest::sample::select(vec!["", "东莞市", "中山市", "杭州市", "北京市", "伊宁市", "西双版纳傣族自治州"]),
             district in proptest::sample::select(vec!["", "西湖区", "东城区", "建德市", "鄂托克前旗", "双江拉祜族佤族布朗族傣族自治县"]),
             street in "[南城莲花新华东方金龙幸福阳光长安]{1,4}",
-            street_kind in proptest::sample::select(vec!["街道", "镇", "路", "乡", "大道"]),
+            street_kind in proptest::sample::select(vec!["街道", "镇", "路", "乡", "大道", "市场路", "城市路"]),
             compound in "[南城莲花新华东方金龙幸福阳光长安]{1,3}",
-            compound_kind in proptest::sample::select(vec!["小区", "社区", "花园", "园区", "村", "大厦"]),
+            compound_kind in proptest::sample::select(vec!["小区", "社区", "花园", "园区", "村", "大厦", "超市", "A区"]),
             number in 1u32..999,
         ) {
             let street = format!("{street}{street_kind}");

@@ -24,6 +24,21 @@ type Keyed = RateLimiter<
     governor::middleware::NoOpMiddleware<governor::nanos::Nanos>,
 >;
 
+/// Most sources counted apart in one minute's summaries.
+const MAX_SOURCES: usize = 10_000;
+
+/// The source a refusal counts against: an IPv4 address, or an IPv6 /64 (a
+/// caller holds a whole /64 and could rotate through it).
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(bits))
+        }
+    }
+}
+
 /// The per-source limit and the counts past it.
 #[derive(Debug)]
 pub struct UnauthenticatedLimit {
@@ -57,6 +72,7 @@ impl UnauthenticatedLimit {
     /// Whether a refusal from `source` is audited on its own (within the
     /// limit); past it, counts it for the summary and says no.
     pub fn admit(&self, source: IpAddr) -> bool {
+        let source = source_key(source);
         if self.limiter.check_key(&source).is_ok() {
             return true;
         }
@@ -64,6 +80,12 @@ impl UnauthenticatedLimit {
             .over
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Past this many sources in one minute, the rest count together.
+        let source = if over.len() >= MAX_SOURCES && !over.contains_key(&source) {
+            IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+        } else {
+            source
+        };
         *over.entry(source).or_insert(0) += 1;
         false
     }
@@ -96,5 +118,29 @@ impl UnauthenticatedLimit {
                 e
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_sources_count_by_their_64() {
+        let clock = Clock::manual(time::OffsetDateTime::UNIX_EPOCH);
+        let limit = UnauthenticatedLimit::new("2/min".parse().unwrap(), &clock);
+        for host in 1..=4u16 {
+            let ip: IpAddr = format!("2001:db8:1:2::{host:x}").parse().unwrap();
+            let admitted = limit.admit(ip);
+            assert_eq!(admitted, host <= 2, "host {host}");
+        }
+        assert!(
+            limit.admit("2001:db8:1:3::1".parse().unwrap()),
+            "another /64"
+        );
+        assert!(limit.admit("10.0.0.1".parse().unwrap()));
+        let summaries = limit.take_summaries();
+        assert_eq!(summaries.len(), 1);
+        assert_eq!(summaries[0].source, "2001:db8:1:2::");
     }
 }

@@ -112,18 +112,29 @@ impl Budget {
         limit: u32,
         so_far: impl FnOnce() -> u32,
     ) -> bool {
-        let mut counts = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (grant.to_owned(), resident);
+        let known = |counts: &std::collections::HashMap<BudgetKey, (time::Date, u32)>| {
+            counts.get(&key).is_some_and(|(day, _)| *day == today)
+        };
+        let lock = || {
+            self.counts
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        };
+        // The day's count from the log is read without the lock held.
+        let is_known = known(&lock());
+        let seed = (!is_known).then(so_far);
+        let mut counts = lock();
         if counts.len() > 100_000 {
             counts.retain(|_, (day, _)| *day == today);
         }
-        let entry = counts
-            .entry((grant.to_owned(), resident))
-            .or_insert((today, u32::MAX));
-        if entry.0 != today || entry.1 == u32::MAX {
-            *entry = (today, so_far());
+        let entry = counts.entry(key.clone()).or_insert((today, 0));
+        if entry.0 != today {
+            *entry = (today, 0);
+        }
+        if let Some(seed) = seed {
+            // Another request may have counted meanwhile: keep the larger.
+            entry.1 = entry.1.max(seed);
         }
         if entry.1 >= limit {
             return false;

@@ -523,6 +523,25 @@ async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
         "only the refusals within the limit"
     );
 
+    // A token refused after it verified (bound to a certificate this
+    // connection does not have) counts as unauthenticated too.
+    let now = gw.clock.unix_secs();
+    let key = std::fs::read(gw.home.path().join("keys/issuer.pem")).unwrap();
+    let bound = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &serde_json::json!({
+            "iss": tongban::demo::DEMO_ISSUER, "aud": tongban::demo::DEMO_AUDIENCE,
+            "sub": "clerk-007", "dept": "minzheng", "roles": ["dibao_reviewer"],
+            "iat": now, "exp": now + 600, "cnf": {"x5t#S256": "A".repeat(43)},
+        }),
+        &jsonwebtoken::EncodingKey::from_ec_pem(&key).unwrap(),
+    )
+    .unwrap();
+    let r = gw
+        .get(&path, Some(&bound), Some("dibao_review"), Some("MZ-1"))
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+
     // The same address, authenticated: served.
     let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
     let r = gw
@@ -542,7 +561,7 @@ async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
     assert_eq!(summary.body.source, "127.0.0.1");
     let detail: serde_json::Value =
         serde_json::from_str(summary.body.detail.as_deref().unwrap()).unwrap();
-    assert_eq!(detail["count"], 80, "{detail}");
+    assert_eq!(detail["count"], 81, "{detail}");
     assert_eq!(gw.gw.audit_store.len(), before + 22);
 }
 
