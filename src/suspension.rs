@@ -328,50 +328,28 @@ mod tests {
         let skew = 5_000;
         // Nothing in force: anything applies.
         assert!(supersedes(stamp(1, "a", false), None, skew));
-        // One node, one clock: exact order, replays apply again.
-        assert!(supersedes(
-            stamp(10, "a", false),
-            Some(stamp(9, "a", true)),
-            skew
-        ));
-        assert!(!supersedes(
-            stamp(8, "a", false),
-            Some(stamp(9, "a", true)),
-            skew
-        ));
-        assert!(supersedes(
-            stamp(9, "a", true),
-            Some(stamp(9, "a", true)),
-            skew
-        ));
-        // A resumption made earlier elsewhere never lifts a later suspension.
-        assert!(!supersedes(
-            stamp(100_000, "a", false),
-            Some(stamp(200_000, "b", true)),
-            skew
-        ));
-        // Later by more than the skew: applies.
-        assert!(supersedes(
-            stamp(206_000, "a", false),
-            Some(stamp(200_000, "b", true)),
-            skew
-        ));
-        // Within the skew a suspension wins, whichever came second.
-        assert!(!supersedes(
-            stamp(203_000, "a", false),
-            Some(stamp(200_000, "b", true)),
-            skew
-        ));
-        assert!(supersedes(
-            stamp(197_000, "a", true),
-            Some(stamp(200_000, "b", false)),
-            skew
-        ));
-        assert!(!supersedes(
-            stamp(190_000, "a", true),
-            Some(stamp(200_000, "b", false)),
-            skew
-        ));
+        // (change, the change in force, applied?)
+        let cases = [
+            // One node, one clock: exact order, replays apply again.
+            (stamp(10, "a", false), stamp(9, "a", true), true),
+            (stamp(8, "a", false), stamp(9, "a", true), false),
+            (stamp(9, "a", true), stamp(9, "a", true), true),
+            // A resumption made earlier elsewhere never lifts a later suspension.
+            (stamp(100_000, "a", false), stamp(200_000, "b", true), false),
+            // Later by more than the skew: applies.
+            (stamp(206_000, "a", false), stamp(200_000, "b", true), true),
+            // Within the skew a suspension wins, whichever came second.
+            (stamp(203_000, "a", false), stamp(200_000, "b", true), false),
+            (stamp(197_000, "a", true), stamp(200_000, "b", false), true),
+            (stamp(190_000, "a", true), stamp(200_000, "b", false), false),
+        ];
+        for (change, last, applies) in cases {
+            assert_eq!(
+                supersedes(change, Some(last), skew),
+                applies,
+                "{change:?} over {last:?}"
+            );
+        }
     }
 
     fn store() -> (tempfile::TempDir, Suspensions) {

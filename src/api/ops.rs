@@ -195,15 +195,7 @@ fn operator_staff(gw: &Gateway, headers: &axum::http::HeaderMap) -> bool {
                 .flatten();
             p.dept.as_str() == gw.config.operator_department
                 && (p.has_role("policy_admin") || p.has_role("privacy_officer"))
-                && gw
-                    .denylist
-                    .refuses(
-                        p.token_id.as_deref(),
-                        &p.subject,
-                        p.issued_at,
-                        gw.clock.unix_millis(),
-                    )
-                    .is_none()
+                && !crate::api::query::revoked(gw, &p)
                 && crate::api::query::bind_to_connection(&p, fingerprint).is_ok()
         })
 }

@@ -883,16 +883,7 @@ pub(crate) fn authenticate(
     event.dept = Some(principal.dept.to_string());
     event.subject = Some(principal.subject.clone());
     event.roles = principal.roles.iter().map(ToString::to_string).collect();
-    if gw
-        .denylist
-        .refuses(
-            principal.token_id.as_deref(),
-            &principal.subject,
-            principal.issued_at,
-            gw.clock.unix_millis(),
-        )
-        .is_some()
-    {
+    if revoked(gw, &principal) {
         return Err(ApiError::from(&crate::pipeline::authn::AuthError::Revoked));
     }
     bind_to_connection(&principal, event.cert_fingerprint)?;
@@ -903,6 +894,18 @@ pub(crate) fn authenticate(
         ));
     }
     Ok(principal)
+}
+
+/// Whether the deny-list refuses the token of `principal`.
+pub(crate) fn revoked(gw: &Gateway, principal: &Principal) -> bool {
+    gw.denylist
+        .refuses(
+            principal.token_id.as_deref(),
+            &principal.subject,
+            principal.issued_at,
+            gw.clock.unix_millis(),
+        )
+        .is_some()
 }
 
 /// One caller, one identity: a client certificate names a department (its

@@ -286,19 +286,15 @@ async fn a_stop_before_any_step_of_the_audit_writes_loses_no_acknowledged_event(
         .collect();
     std::fs::write(wal_dir.join(format!("spare-{:016}.wal", 1)), past).unwrap();
     let addr = free_addr();
-    let key = std::fs::read(base.path().join("keys/issuer.pem")).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let token = tongban::devpki::mint_token(
-        &key,
-        tongban::demo::DEMO_ISSUER,
-        tongban::demo::DEMO_AUDIENCE,
+    let token = crate::helpers::mint(
+        base.path(),
         "renshe",
         "batch-1",
-        &["pension_clerk".to_owned()],
+        &["pension_clerk"],
         now,
         3600,
-    )
-    .unwrap();
+    );
     let ids = sample_ids(base.path(), "gongan.hukou", 20);
     // Long enough for two rotations (a segment ends a second after it
     // began; the second one reuses the file the first retired).
