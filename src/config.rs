@@ -423,6 +423,33 @@ pub struct LimitsConfig {
     /// 429. Default `100/10s`.
     #[serde(default = "default_unauthenticated_per_source")]
     pub unauthenticated_per_source: String,
+    /// After the TLS handshake, the longest a connection may wait before its
+    /// first request, seconds. Default 10.
+    #[serde(default = "default_first_request_timeout")]
+    pub first_request_timeout_secs: u64,
+    /// The longest an HTTP/1.1 connection may stay open with no request in
+    /// flight, seconds. Default 60.
+    #[serde(default = "default_idle_secs")]
+    pub keepalive_idle_secs: u64,
+    /// The longest an HTTP/2 connection may stay open with no stream in
+    /// flight, seconds (keep-alive pings find dead peers sooner). Default 60.
+    #[serde(default = "default_idle_secs")]
+    pub http2_idle_timeout_secs: u64,
+    /// Most open connections from one source address (an IPv6 /64). Default 256.
+    #[serde(default = "default_max_connections_per_source")]
+    pub max_connections_per_source: usize,
+}
+
+fn default_first_request_timeout() -> u64 {
+    10
+}
+
+fn default_idle_secs() -> u64 {
+    60
+}
+
+fn default_max_connections_per_source() -> usize {
+    256
 }
 
 fn default_unauthenticated_per_source() -> String {
@@ -444,6 +471,10 @@ impl Default for LimitsConfig {
             max_batch_ids: default_max_batch_ids(),
             max_header_bytes: default_max_header_bytes(),
             unauthenticated_per_source: default_unauthenticated_per_source(),
+            first_request_timeout_secs: default_first_request_timeout(),
+            keepalive_idle_secs: default_idle_secs(),
+            http2_idle_timeout_secs: default_idle_secs(),
+            max_connections_per_source: default_max_connections_per_source(),
         }
     }
 }

@@ -126,6 +126,11 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Connections refused because the connection limit was reached.
     pub connections_refused: Counter,
+    /// Connections closed for waiting too long (before a first request, or
+    /// idle between requests).
+    pub connections_idle_closed: Counter,
+    /// Connections refused because their source had too many open.
+    pub connections_refused_per_source: Counter,
     /// Refusals before authentication past their source's limit (counted
     /// into summary events, not audited one by one).
     pub unauthenticated_limited: Counter,
@@ -289,6 +294,18 @@ impl Metrics {
             "Connections refused at the connection limit",
             connections_refused.clone(),
         );
+        let connections_idle_closed = Counter::default();
+        registry.register(
+            "connections_idle_closed",
+            "Connections closed for waiting too long before or between requests",
+            connections_idle_closed.clone(),
+        );
+        let connections_refused_per_source = Counter::default();
+        registry.register(
+            "connections_refused_per_source",
+            "Connections refused because their source address had limits.max_connections_per_source open",
+            connections_refused_per_source.clone(),
+        );
         let unauthenticated_limited = Counter::default();
         registry.register(
             "unauthenticated_limited",
@@ -369,6 +386,8 @@ impl Metrics {
             connections_refused,
             unauthenticated_limited,
             data_disk_free_bytes,
+            connections_idle_closed,
+            connections_refused_per_source,
             policy_info,
             policy_reload_failures,
         }

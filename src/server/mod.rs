@@ -7,6 +7,7 @@
 //! their requests up to a deadline, then flush and stop the audit writer.
 
 pub mod client_trust;
+mod phases;
 pub mod tls;
 mod tracked;
 
@@ -46,6 +47,7 @@ pub enum ServeError {
 struct OpenConnection {
     gw: Arc<Gateway>,
     _permit: tokio::sync::OwnedSemaphorePermit,
+    _source: phases::SourceSlot,
 }
 
 impl Drop for OpenConnection {
@@ -106,7 +108,13 @@ pub async fn serve(
         // The same bound on headers as HTTP/1.1's buffer; hyper's defaults
         // already limit rapid stream resets (CVE-2023-44487).
         .max_header_list_size(64 * 1024)
+        // Pings find peers that went away without closing.
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20))
         .timer(TokioTimer::new());
+    let per_source = Arc::new(phases::PerSource::default());
+    let limits = gw.config.limits.clone();
+    let first_request = Duration::from_secs(limits.first_request_timeout_secs.max(1));
     let graceful = GracefulShutdown::new();
     let heartbeat = gw.cluster.is_some().then(|| {
         let listen = listener
@@ -144,11 +152,23 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
+        let Some(source) = per_source.admit(peer.ip(), limits.max_connections_per_source.max(1))
+        else {
+            // One source may not hold every slot.
+            gw.metrics.connections_refused_per_source.inc();
+            drop(tcp);
+            continue;
+        };
         gw.metrics.connections_open.inc();
         let open = OpenConnection {
             gw: gw.clone(),
             _permit: permit,
+            _source: source,
         };
+        let idle = (
+            Duration::from_secs(limits.keepalive_idle_secs.max(1)),
+            Duration::from_secs(limits.http2_idle_timeout_secs.max(1)),
+        );
         let _ = tcp.set_nodelay(true);
         let tls = tls_state.current();
         let tls_state = tls_state.clone();
@@ -198,16 +218,37 @@ pub async fn serve(
                 writes: Some(writes.clone()),
                 cert_department,
             };
+            let activity = Arc::new(phases::Activity::new());
+            let on_request = activity.clone();
             let service = tower::ServiceExt::map_request(app, move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());
+                req.extensions_mut()
+                    .insert(phases::InFlight::new(on_request.clone()));
                 req
             });
+            let on_answer = activity.clone();
+            let service =
+                tower::ServiceExt::map_response(service, move |res: axum::response::Response| {
+                    // In flight until its body is sent, or dropped.
+                    let activity = on_answer.clone();
+                    res.map(|inner| axum::body::Body::new(phases::EndGuard::new(inner, activity)))
+                });
+            let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(tracked::Tracked::new(stream, writes)),
                 TowerToHyperService::new(service),
             );
-            if let Err(e) = watcher.watch(conn).await {
-                tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+            let idle_limit = if http2 { idle.1 } else { idle.0 };
+            tokio::select! {
+                served = watcher.watch(conn) => {
+                    if let Err(e) = served {
+                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
+                    }
+                }
+                () = activity.idle_for_too_long(first_request, idle_limit) => {
+                    // Dropping the connection closes it.
+                    guard.gw.metrics.connections_idle_closed.inc();
+                }
             }
         });
     }

@@ -586,3 +586,93 @@ async fn readiness_fails_below_the_disk_low_water_mark() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["disk"]["state"], "ok");
 }
+
+/// Connections that finish the handshake and then send nothing, over
+/// HTTP/1.1 or HTTP/2, cannot hold every slot: each is closed once its
+/// first request is overdue, and a new client is served.
+#[tokio::test]
+async fn idle_connections_cannot_lock_everyone_out() {
+    let gw = TestGateway::start_with(|c, _| {
+        c.limits.max_connections = 4;
+        c.limits.first_request_timeout_secs = 1;
+    })
+    .await;
+    let mut held = Vec::new();
+    for i in 0..4 {
+        let client = if i % 2 == 0 {
+            gw.client()
+        } else {
+            gw.client().h2()
+        };
+        held.push(client.connect().await.unwrap());
+    }
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(6);
+    while gw.client().request("GET", "/healthz", &[]).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "idle connections held every slot"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for mut tls in held {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "an idle connection stayed open");
+    }
+    let r = gw.client().request("GET", "/metrics", &[]).await.unwrap();
+    assert!(
+        r.text.contains("tongban_connections_idle_closed_total 4"),
+        "{}",
+        r.text
+    );
+}
+
+/// Between requests too: a keep-alive connection with nothing in flight is
+/// closed after `keepalive_idle_secs`; one source holds at most
+/// `max_connections_per_source` connections.
+#[tokio::test]
+async fn keep_alive_idles_end_and_one_source_holds_only_its_share() {
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper_util::rt::TokioIo;
+
+    let gw = TestGateway::start_with(|c, _| {
+        c.limits.keepalive_idle_secs = 1;
+        c.limits.max_connections_per_source = 2;
+    })
+    .await;
+    let tls = gw.client().connect().await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    let closed = tokio::spawn(conn);
+    let req = || {
+        hyper::Request::get("/healthz")
+            .header("host", "localhost")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(
+        sender.send_request(req()).await.unwrap().status(),
+        StatusCode::OK
+    );
+    let ended = tokio::time::timeout(Duration::from_secs(5), closed).await;
+    assert!(ended.is_ok(), "the idle keep-alive connection stayed open");
+
+    let a = gw.client().connect().await.unwrap();
+    let b = gw.client().connect().await.unwrap();
+    assert!(
+        gw.client().request("GET", "/healthz", &[]).await.is_err(),
+        "a third connection from the same source was served"
+    );
+    drop((a, b));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gw.client().request("GET", "/healthz", &[]).await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the source's slots did not come back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
