@@ -45,9 +45,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if ! cargo mutants --version 2>/dev/null | grep -q "cargo-mutants 25"; then
+if ! cargo mutants --version 2>/dev/null | grep -q "cargo-mutants 27"; then
   echo "installing cargo-mutants from crates.io (about 3 minutes, once)" >&2
-  cargo install --locked --quiet cargo-mutants@25.3.1
+  cargo install --locked --quiet cargo-mutants@27.1.0
 fi
 
 out=target/mutants
@@ -71,7 +71,10 @@ while IFS='|' read -r name files targets filters; do
   timeout "$((budget * 60))" cargo mutants --no-shuffle --jobs 1 --timeout 120 \
     "${file_args[@]}" "${diff_args[@]}" --output "$out/$name" \
     -- $targets -- $filters || true
-  count() { [ -f "$out/$name/mutants.out/$1.txt" ] && grep -c . "$out/$name/mutants.out/$1.txt" || echo 0; }
+  count() {
+    local f="$out/$name/mutants.out/$1.txt"
+    if [ -f "$f" ]; then grep -c . "$f" || true; else echo 0; fi
+  }
   printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$(count caught)" "$(count missed)" \
     "$(count timeout)" "$(count unviable)" "$(date -u +%Y-%m-%d)" >>"$summary"
   if [ -s "$out/$name/mutants.out/missed.txt" ]; then

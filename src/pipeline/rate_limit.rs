@@ -122,6 +122,18 @@ mod tests {
         let r: RateSpec = "120/min".parse().unwrap();
         assert_eq!((r.count.get(), r.per), (120, Duration::from_secs(60)));
         assert_eq!(r.to_string(), "120/min");
+        for (text, per) in [
+            ("5/s", 1),
+            ("5/sec", 1),
+            ("5/minute", 60),
+            ("5/h", 3600),
+            ("5/hour", 3600),
+            ("5/d", 86_400),
+            ("5/day", 86_400),
+        ] {
+            let r: RateSpec = text.parse().unwrap();
+            assert_eq!(r.per, Duration::from_secs(per), "{text}");
+        }
         let r: RateSpec = "100/10s".parse().unwrap();
         assert_eq!((r.count.get(), r.per), (100, Duration::from_secs(10)));
         assert_eq!(r.to_string(), "100/10s");
