@@ -438,6 +438,12 @@ pub struct LimitsConfig {
     /// Most open connections from one source address (an IPv6 /64). Default 256.
     #[serde(default = "default_max_connections_per_source")]
     pub max_connections_per_source: usize,
+    /// Load balancers (addresses or ranges, `"10.0.0.5/32"`) that send the
+    /// PROXY protocol v2 header before TLS; their connections must, and the
+    /// client address in it is used for every per-source rule and the audit
+    /// `source`. Default: none.
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
 }
 
 fn default_first_request_timeout() -> u64 {
@@ -475,6 +481,7 @@ impl Default for LimitsConfig {
             keepalive_idle_secs: default_idle_secs(),
             http2_idle_timeout_secs: default_idle_secs(),
             max_connections_per_source: default_max_connections_per_source(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
@@ -713,6 +720,10 @@ impl Config {
     pub fn check(&self) -> Result<(), String> {
         if self.issuers.is_empty() {
             return Err("no [[issuer]] is configured: no token could be accepted".into());
+        }
+        for p in &self.limits.trusted_proxies {
+            p.parse::<crate::server::proxy_protocol::Cidr>()
+                .map_err(|e| format!("limits.trusted_proxies: {e}"))?;
         }
         if let Err(e) = self
             .limits

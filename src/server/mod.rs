@@ -8,6 +8,7 @@
 
 pub mod client_trust;
 mod phases;
+pub mod proxy_protocol;
 pub mod tls;
 mod tracked;
 
@@ -47,7 +48,6 @@ pub enum ServeError {
 struct OpenConnection {
     gw: Arc<Gateway>,
     _permit: tokio::sync::OwnedSemaphorePermit,
-    _source: phases::SourceSlot,
 }
 
 impl Drop for OpenConnection {
@@ -115,6 +115,14 @@ pub async fn serve(
     let per_source = Arc::new(phases::PerSource::default());
     let limits = gw.config.limits.clone();
     let first_request = Duration::from_secs(limits.first_request_timeout_secs.max(1));
+    // Checked when the configuration was loaded.
+    let trusted: Arc<Vec<proxy_protocol::Cidr>> = Arc::new(
+        limits
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+    );
     let graceful = GracefulShutdown::new();
     let heartbeat = gw.cluster.is_some().then(|| {
         let listen = listener
@@ -152,19 +160,13 @@ pub async fn serve(
             drop(tcp);
             continue;
         };
-        let Some(source) = per_source.admit(peer.ip(), limits.max_connections_per_source.max(1))
-        else {
-            // One source may not hold every slot.
-            gw.metrics.connections_refused_per_source.inc();
-            drop(tcp);
-            continue;
-        };
         gw.metrics.connections_open.inc();
         let open = OpenConnection {
             gw: gw.clone(),
             _permit: permit,
-            _source: source,
         };
+        let (per_source, trusted) = (per_source.clone(), trusted.clone());
+        let max_per_source = limits.max_connections_per_source.max(1);
         let idle = (
             Duration::from_secs(limits.keepalive_idle_secs.max(1)),
             Duration::from_secs(limits.http2_idle_timeout_secs.max(1)),
@@ -177,6 +179,28 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let guard = open;
+            let (mut tcp, mut peer) = (tcp, peer);
+            // Behind a trusted balancer, the client is who its PROXY header names.
+            if trusted.iter().any(|c| c.contains(peer.ip())) {
+                match tokio::time::timeout(
+                    first_request,
+                    proxy_protocol::read_client_address(&mut tcp, peer),
+                )
+                .await
+                {
+                    Ok(Ok(client)) => peer = client,
+                    Ok(Err(e)) => {
+                        tracing::debug!(peer = %peer, error = %e, "a trusted proxy's connection refused");
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+            let Some(_source) = per_source.admit(peer.ip(), max_per_source) else {
+                // One source may not hold every slot.
+                guard.gw.metrics.connections_refused_per_source.inc();
+                return;
+            };
             let acceptor = TlsAcceptor::from(tls.config.clone());
             let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => stream,

@@ -349,6 +349,21 @@ impl Client {
         String::from_utf8_lossy(&out).into_owned()
     }
 
+    /// Opens a TLS connection after writing `prefix` on the TCP connection
+    /// (what a load balancer sends first: a PROXY protocol header).
+    pub async fn connect_after(
+        &self,
+        prefix: &[u8],
+    ) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+        use tokio::io::AsyncWriteExt;
+        let mut tcp = TcpStream::connect(self.addr).await?;
+        tcp.write_all(prefix).await?;
+        let name = ServerName::try_from("localhost").expect("name");
+        TlsConnector::from(self.config.clone())
+            .connect(name, tcp)
+            .await
+    }
+
     /// Opens a TLS connection (fails if the server refuses the handshake).
     pub async fn connect(&self) -> std::io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
         let tcp = TcpStream::connect(self.addr).await?;

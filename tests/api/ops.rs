@@ -676,3 +676,44 @@ async fn keep_alive_idles_end_and_one_source_holds_only_its_share() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Behind a trusted balancer (TLS passthrough, PROXY protocol v2), the
+/// client's address from the header is the caller's source, in the audit
+/// log and for every per-source rule; a trusted peer must send the header.
+#[tokio::test]
+async fn behind_a_trusted_balancer_the_proxy_header_names_the_caller() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+
+    let gw = TestGateway::start_with(|c, _| c.limits.trusted_proxies = vec!["127.0.0.1/32".into()])
+        .await;
+    let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+    header.extend([0x21, 0x11, 0, 12, 203, 0, 113, 7, 127, 0, 0, 1]);
+    header.extend(4000u16.to_be_bytes());
+    header.extend(443u16.to_be_bytes());
+    let tls = gw.client().connect_after(&header).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let req = hyper::Request::get("/v1/catalog")
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {tok}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let seq: u64 = resp.headers()["x-audit-seq"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let _ = resp.into_body().collect().await;
+    let event = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+    assert_eq!(event.source, "203.0.113.7:4000");
+
+    // The trusted peer's own connection without a header: refused.
+    assert!(gw.client().request("GET", "/healthz", &[]).await.is_err());
+}

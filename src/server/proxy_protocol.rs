@@ -1,0 +1,121 @@
+//! The PROXY protocol (v2), from load balancers the operator trusts
+//! (`limits.trusted_proxies`): behind a TLS-passthrough balancer every
+//! connection comes from the balancer's address, so the header it sends
+//! before TLS carries the client's, and that address is what every
+//! per-source rule and the audit `source` use. A trusted peer must send the
+//! header; nobody else's is read (it would be the client's own claim).
+
+use std::net::{IpAddr, SocketAddr};
+
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
+
+/// An address range (`10.0.0.0/8`, `::1/128`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: IpAddr,
+    bits: u8,
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (ip, bits) = s.split_once('/').unwrap_or((s, ""));
+        let net: IpAddr = ip
+            .trim()
+            .parse()
+            .map_err(|_| format!("\"{s}\" is not an address or address/prefix"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = if bits.is_empty() {
+            max
+        } else {
+            bits.trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|b| *b <= max)
+                .ok_or_else(|| format!("\"{s}\": the prefix must be 0 to {max}"))?
+        };
+        Ok(Self { net, bits })
+    }
+}
+
+impl Cidr {
+    /// Whether `ip` is in the range.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.bits)).unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.bits))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The PROXY v2 signature.
+const SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
+
+/// Reads the PROXY v2 header a trusted balancer sends first on `tcp`, and
+/// returns the client's address (`LOCAL`, the balancer's own health check:
+/// `peer` itself). Nothing past the header is read.
+pub async fn read_client_address(
+    tcp: &mut TcpStream,
+    peer: SocketAddr,
+) -> Result<SocketAddr, String> {
+    let mut head = [0u8; 16];
+    tcp.read_exact(&mut head)
+        .await
+        .map_err(|e| format!("no PROXY header: {e}"))?;
+    if &head[..12] != SIGNATURE {
+        return Err("the connection does not start with a PROXY protocol v2 header".into());
+    }
+    let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
+    let mut header = Vec::with_capacity(16 + len);
+    header.extend_from_slice(&head);
+    header.resize(16 + len, 0);
+    tcp.read_exact(&mut header[16..])
+        .await
+        .map_err(|e| format!("a cut PROXY header: {e}"))?;
+    let parsed = ppp::v2::Header::try_from(header.as_slice())
+        .map_err(|e| format!("a PROXY header that does not parse: {e}"))?;
+    match (parsed.command, parsed.addresses) {
+        (ppp::v2::Command::Local, _) => Ok(peer),
+        (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv4(a)) => {
+            Ok(SocketAddr::new(IpAddr::V4(a.source_address), a.source_port))
+        }
+        (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv6(a)) => {
+            Ok(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
+        }
+        (ppp::v2::Command::Proxy, _) => Err("a PROXY header without an IP address".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_contain_what_they_name() {
+        let r: Cidr = "10.1.0.0/16".parse().unwrap();
+        assert!(r.contains("10.1.200.3".parse().unwrap()));
+        assert!(!r.contains("10.2.0.1".parse().unwrap()));
+        assert!(!r.contains("::1".parse().unwrap()));
+        let one: Cidr = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nonsense", "::/129"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
+}
