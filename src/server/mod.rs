@@ -113,6 +113,7 @@ pub async fn serve(
         .keep_alive_timeout(Duration::from_secs(20))
         .timer(TokioTimer::new());
     let per_source = Arc::new(phases::PerSource::default());
+    let registry = Arc::new(phases::Registry::default());
     let limits = gw.config.limits.clone();
     let first_request = Duration::from_secs(limits.first_request_timeout_secs.max(1));
     // Checked when the configuration was loaded.
@@ -154,11 +155,31 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let Ok(permit) = connections.clone().try_acquire_owned() else {
-            // At the limit: close at once rather than queue work we cannot serve.
-            gw.metrics.connections_refused.inc();
-            drop(tcp);
-            continue;
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            // At the limit: the connection idle the longest makes room (an
+            // idle one holds a slot it does not use); with every connection
+            // busy, the new one is closed at once rather than queued.
+            Err(_) if registry.close_oldest_idle() => {
+                match tokio::time::timeout(
+                    Duration::from_millis(500),
+                    connections.clone().acquire_owned(),
+                )
+                .await
+                {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        gw.metrics.connections_refused.inc();
+                        drop(tcp);
+                        continue;
+                    }
+                }
+            }
+            Err(_) => {
+                gw.metrics.connections_refused.inc();
+                drop(tcp);
+                continue;
+            }
         };
         gw.metrics.connections_open.inc();
         let open = OpenConnection {
@@ -166,6 +187,8 @@ pub async fn serve(
             _permit: permit,
         };
         let (per_source, trusted) = (per_source.clone(), trusted.clone());
+        let activity = Arc::new(phases::Activity::new());
+        let (registered, close) = registry.register(activity.clone());
         let max_per_source = limits.max_connections_per_source.max(1);
         let idle = (
             Duration::from_secs(limits.keepalive_idle_secs.max(1)),
@@ -179,6 +202,7 @@ pub async fn serve(
         let watcher = graceful.watcher();
         tokio::spawn(async move {
             let guard = open;
+            let _registered = registered;
             let (mut tcp, mut peer) = (tcp, peer);
             // Behind a trusted balancer, the client is who its PROXY header names.
             if trusted.iter().any(|c| c.contains(peer.ip())) {
@@ -242,21 +266,26 @@ pub async fn serve(
                 writes: Some(writes.clone()),
                 cert_department,
             };
-            let activity = Arc::new(phases::Activity::new());
-            let on_request = activity.clone();
-            let service = tower::ServiceExt::map_request(app, move |mut req: Request<Incoming>| {
+            // Each request is in flight from its arrival until its answer's
+            // body is sent or dropped (the guard spans the handler, the
+            // answer's body the rest), or until its future is dropped.
+            let of_connection = activity.clone();
+            let service = tower::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());
-                req.extensions_mut()
-                    .insert(phases::InFlight::new(on_request.clone()));
-                req
+                let in_flight = phases::InFlight::new(of_connection.clone());
+                let app = app.clone();
+                let activity = of_connection.clone();
+                async move {
+                    let res = tower::ServiceExt::oneshot(app, req).await;
+                    let res = res.map(|res: axum::response::Response| {
+                        res.map(|inner| {
+                            axum::body::Body::new(phases::EndGuard::new(inner, activity))
+                        })
+                    });
+                    drop(in_flight);
+                    res
+                }
             });
-            let on_answer = activity.clone();
-            let service =
-                tower::ServiceExt::map_response(service, move |res: axum::response::Response| {
-                    // In flight until its body is sent, or dropped.
-                    let activity = on_answer.clone();
-                    res.map(|inner| axum::body::Body::new(phases::EndGuard::new(inner, activity)))
-                });
             let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
             let conn = builder.serve_connection_with_upgrades(
                 TokioIo::new(tracked::Tracked::new(stream, writes)),
@@ -271,6 +300,10 @@ pub async fn serve(
                 }
                 () = activity.idle_for_too_long(first_request, idle_limit) => {
                     // Dropping the connection closes it.
+                    guard.gw.metrics.connections_idle_closed.inc();
+                }
+                () = close.notified() => {
+                    // The idle connection of longest standing, at the limit.
                     guard.gw.metrics.connections_idle_closed.inc();
                 }
             }

@@ -138,6 +138,80 @@ impl axum::body::HttpBody for EndGuard {
     }
 }
 
+/// The open connections, for the accept loop: at the limit it closes the
+/// connection idle the longest rather than refuse a new one.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, Registered>>,
+}
+
+/// A registered connection: its activity, and how to ask it to close.
+type Registered = (Arc<Activity>, Arc<tokio::sync::Notify>);
+
+impl Registry {
+    /// Registers a connection; the slot leaves the registry when dropped,
+    /// and its `Notify` fires when the connection is to close.
+    pub(crate) fn register(
+        self: &Arc<Self>,
+        activity: Arc<Activity>,
+    ) -> (RegistrySlot, Arc<tokio::sync::Notify>) {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let close = Arc::new(tokio::sync::Notify::new());
+        self.open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(id, (activity, close.clone()));
+        (
+            RegistrySlot {
+                id,
+                of: self.clone(),
+            },
+            close,
+        )
+    }
+
+    /// Asks the connection idle the longest (nothing in flight) to close;
+    /// false when every connection is busy.
+    pub(crate) fn close_oldest_idle(&self) -> bool {
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let oldest = open
+            .iter()
+            .filter(|(_, (a, _))| a.in_flight.load(Ordering::Acquire) == 0)
+            .min_by_key(|(_, (a, _))| {
+                a.opened + Duration::from_millis(a.last_ms.load(Ordering::Acquire))
+            })
+            .map(|(id, _)| *id);
+        match oldest.and_then(|id| open.remove(&id)) {
+            Some((_, close)) => {
+                close.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// A connection's entry in the [`Registry`].
+#[derive(Debug)]
+pub(crate) struct RegistrySlot {
+    id: u64,
+    of: Arc<Registry>,
+}
+
+impl Drop for RegistrySlot {
+    fn drop(&mut self) {
+        self.of
+            .open
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&self.id);
+    }
+}
+
 /// Open connections per source address (IPv6 by /64), capped.
 #[derive(Debug, Default)]
 pub(crate) struct PerSource {

@@ -149,15 +149,28 @@ async fn readiness_tells_anyone_ready_or_not_and_only_operator_staff_the_details
 async fn connections_past_the_limit_are_closed_and_counted() {
     let gw = TestGateway::start_with(|c, _| c.limits.max_connections = 2).await;
     let client = gw.client();
-    let a = client.connect().await.unwrap();
-    let b = client.connect().await.unwrap();
+    // Two connections, each with a request in flight (its body still to come).
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut tls = client.connect().await.unwrap();
+        tls.write_all(
+            b"POST /v1/datasets/gongan.hukou/records:batch HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
+        )
+        .await
+        .unwrap();
+        busy.push(tls);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
         client.connect().await.is_err(),
-        "a third connection was served"
+        "a third connection was served while both were busy"
     );
-    drop((a, b));
+    let mut refused = 1;
+    drop(busy);
     let deadline = Instant::now() + Duration::from_secs(5);
     while client.request("GET", "/healthz", &[]).await.is_err() {
+        // Until the busy ones' requests end, new ones are refused too.
+        refused += 1;
         assert!(
             Instant::now() < deadline,
             "no connection was accepted after the others closed"
@@ -166,8 +179,9 @@ async fn connections_past_the_limit_are_closed_and_counted() {
     }
     let r = client.request("GET", "/metrics", &[]).await.unwrap();
     assert!(
-        r.text.contains("tongban_connections_refused_total 1"),
-        "{}",
+        r.text
+            .contains(&format!("tongban_connections_refused_total {refused}\n")),
+        "{refused} refused: {}",
         r.text
     );
 }
@@ -716,4 +730,29 @@ async fn behind_a_trusted_balancer_the_proxy_header_names_the_caller() {
 
     // The trusted peer's own connection without a header: refused.
     assert!(gw.client().request("GET", "/healthz", &[]).await.is_err());
+}
+
+/// At the connection limit the connection idle the longest makes room for a
+/// new client, rather than the new client being refused.
+#[tokio::test]
+async fn at_the_limit_the_oldest_idle_connection_makes_room() {
+    let gw = TestGateway::start_with(|c, _| {
+        c.limits.max_connections = 3;
+        c.limits.first_request_timeout_secs = 60;
+    })
+    .await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(gw.client().connect().await.unwrap());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let started = Instant::now();
+    let r = gw.client().request("GET", "/healthz", &[]).await;
+    assert!(r.is_ok(), "the new client was refused: {:?}", r.err());
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // The oldest of the idle ones was closed.
+    let mut oldest = held.remove(0);
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(3), oldest.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the oldest idle connection stayed open");
 }
