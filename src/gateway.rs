@@ -627,7 +627,7 @@ impl Gateway {
         use crate::suspension::{Stamp, supersedes};
         let skew = self.stop_skew_ms();
         // The newest change per department as the list goes on.
-        let mut seen: std::collections::HashMap<&str, (i64, &str, bool)> = Default::default();
+        let mut seen: std::collections::HashMap<&str, Stamp<'_>> = Default::default();
         list.iter()
             .map(|(_, node, change)| {
                 let (dept, at_ms, suspends) = match change {
@@ -640,16 +640,9 @@ impl Gateway {
                         // Logged before resumptions carried their time:
                         // stamped after what is in force, as apply_stop does.
                         let at = match seen.get(dept.as_str()) {
-                            Some(&(t, n, s)) => crate::suspension::stamp_after(
-                                Some(Stamp {
-                                    at_ms: t,
-                                    node: n,
-                                    suspends: s,
-                                }),
-                                node,
-                                0,
-                                skew,
-                            ),
+                            Some(&last) => {
+                                crate::suspension::stamp_after(Some(last), node, 0, skew)
+                            }
                             None => self.suspensions.stamp_now(dept, node, 0, skew),
                         };
                         (dept, at, false)
@@ -662,19 +655,11 @@ impl Gateway {
                     suspends,
                 };
                 let applies = match seen.get(dept.as_str()) {
-                    Some(&(t, n, s)) => supersedes(
-                        stamp,
-                        Some(Stamp {
-                            at_ms: t,
-                            node: n,
-                            suspends: s,
-                        }),
-                        skew,
-                    ),
+                    Some(&last) => supersedes(stamp, Some(last), skew),
                     None => self.suspensions.would_apply(dept, stamp, skew),
                 };
                 if applies {
-                    seen.insert(dept, (at_ms, node, suspends));
+                    seen.insert(dept, stamp);
                 }
                 applies
             })

@@ -242,19 +242,33 @@ impl Suspensions {
         suspension: Suspension,
         skew_ms: i64,
     ) -> Result<bool, sled::Error> {
-        let _one = self
-            .changing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let stamp = Stamp {
             at_ms: suspension.at_ms,
             node: &suspension.node,
             suspends: true,
         };
+        self.change_if_newer(dept, stamp, skew_ms, || {
+            self.store_suspension(dept, suspension.clone())
+        })
+    }
+
+    /// Makes a change stamped `stamp` under the lock every change holds,
+    /// unless a newer change for `dept` is in force; returns whether it did.
+    fn change_if_newer(
+        &self,
+        dept: &str,
+        stamp: Stamp<'_>,
+        skew_ms: i64,
+        store: impl FnOnce() -> Result<(), sled::Error>,
+    ) -> Result<bool, sled::Error> {
+        let _one = self
+            .changing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !self.would_apply(dept, stamp, skew_ms) {
             return Ok(false);
         }
-        self.store_suspension(dept, suspension)?;
+        store()?;
         Ok(true)
     }
 
@@ -279,20 +293,14 @@ impl Suspensions {
         resumption: Resumption,
         skew_ms: i64,
     ) -> Result<bool, sled::Error> {
-        let _one = self
-            .changing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let stamp = Stamp {
             at_ms: resumption.at_ms,
             node: &resumption.node,
             suspends: false,
         };
-        if !self.would_apply(dept, stamp, skew_ms) {
-            return Ok(false);
-        }
-        self.store_resumption(dept, resumption)?;
-        Ok(true)
+        self.change_if_newer(dept, stamp, skew_ms, || {
+            self.store_resumption(dept, resumption.clone())
+        })
     }
 
     /// Saves, syncs, then enforces a resumption (the caller holds `changing`).
