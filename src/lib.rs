@@ -24,6 +24,7 @@ pub mod logsink;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;
+pub mod problem;
 pub mod proof;
 pub mod provider;
 pub mod sample;

@@ -414,7 +414,7 @@ impl Metrics {
                 operation: operation.to_owned(),
             })
             .observe(seconds);
-        if reason == Some("rate-limited") {
+        if reason == Some(crate::problem::ProblemType::RateLimited.slug()) {
             self.rate_limited
                 .get_or_create(&LimitLabels {
                     operation: operation.to_owned(),

@@ -37,6 +37,10 @@ use crate::policy::edit::{
 use crate::policy::history::HistoryEntry;
 use crate::policy::model::{DatasetSpec, GrantSpec, GrantsFile, Operation};
 use crate::policy::{Decision, DecisionRequest};
+use crate::problem::{
+    BodyFault, EntryKind, IdInput, Lang, Precondition, Problem, ProblemType, QueryFault,
+    RevocationFault,
+};
 
 /// The role every route here needs.
 pub const POLICY_ADMIN: &str = "policy_admin";
@@ -134,22 +138,17 @@ async fn revoke_token(
         let who = admin(&gw, &headers, &mut event)?;
         let b: RevokeBody = parse_body(&headers, body, false)?;
         let text_ok = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
-        let when = |name: &str, s: &str| {
+        let when = |member: &'static str, s: &str| {
             crate::audit::query::parse_time(s, gw.utc_offset, false).map_err(|e| {
-                bad(
-                    "invalid-revocation",
-                    "The revocation is not valid",
-                    format!("{name}: {e}"),
-                )
+                ApiError::from(Problem::InvalidRevocation(RevocationFault::Time {
+                    member,
+                    reason: e.to_owned(),
+                }))
             })
         };
         let reason = b.reason.trim().to_owned();
         if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(bad(
-                "invalid-reason",
-                "The reason is not valid",
-                "give a reason of 1 to 500 characters",
-            ));
+            return Err(Problem::InvalidReason.into());
         }
         let now = ctx.time_ms;
         // An entry outlives every token it can name: a token presented
@@ -160,14 +159,10 @@ async fn revoke_token(
             None => shortest,
         };
         if expires_ms < shortest || expires_ms > now + 366 * 86_400_000 {
-            return Err(bad(
-                "invalid-revocation",
-                "The revocation is not valid",
-                format!(
-                    "expires must be at least {} seconds away (the longest a token of the configured issuers can live) and at most a year away",
-                    gw.auth.longest_token_life_secs()
-                ),
-            ));
+            return Err(Problem::InvalidRevocation(RevocationFault::Expiry {
+                shortest_secs: gw.auth.longest_token_life_secs(),
+            })
+            .into());
         }
         let (jti, sub, issued_before) = match (b.jti, b.sub) {
             (Some(j), None) if text_ok(&j) && b.issued_before.is_none() => (Some(j), None, None),
@@ -183,11 +178,7 @@ async fn revoke_token(
                 )
             }
             _ => {
-                return Err(bad(
-                    "invalid-revocation",
-                    "The revocation is not valid",
-                    "name either a jti, or a sub (with an optional issued_before); each 1 to 128 printable characters",
-                ));
+                return Err(Problem::InvalidRevocation(RevocationFault::Target).into());
             }
         };
         let denial = crate::denylist::Denial {
@@ -245,33 +236,20 @@ fn department(
     gw: &Gateway,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<(DeptId, String), ApiError> {
-    let id = DeptId::parse(&path_id(path)?).map_err(|e| {
-        ApiError::invalid_input("invalid-department", "The department id is not valid", &e)
-    })?;
+    let id = DeptId::parse(&path_id(path)?)
+        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Department, e)))?;
     let policy = gw.policy.snapshot();
     let name = policy
         .set
         .departments
         .get(&id)
         .map(|d| d.name.clone())
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "department-not-found",
-                "No such department",
-                format!("department {id} is not in departments.toml"),
-            )
-        })?;
+        .ok_or_else(|| ApiError::from(Problem::DepartmentNotFound { id: id.to_string() }))?;
     Ok((id, name))
 }
 
 fn suspension_store_failed(e: &sled::Error) -> ApiError {
-    ApiError::new(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "suspension-not-stored",
-        "The change could not be stored",
-        format!("the suspension state could not be written ({e}); nothing changed"),
-    )
+    ApiError::from(Problem::SuspensionNotStored(e.to_string()))
 }
 
 /// Every registered department and whether it is suspended.
@@ -411,20 +389,9 @@ async fn cluster_versions(
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.cluster-versions");
     let result = async {
         admin(&gw, &headers, &mut event)?;
-        let Query(p) = params.map_err(|e| {
-            bad(
-                "invalid-query",
-                "The query string is not valid",
-                e.body_text(),
-            )
-        })?;
+        let Query(p) = params.map_err(|e| bad_query(&e))?;
         let Some(cluster) = &gw.cluster else {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "not-a-cluster",
-                "This gateway is a single node",
-                "policy versions are kept in PostgreSQL in cluster mode; on a single node read /v1/admin/history",
-            ));
+            return Err(Problem::NotACluster.into());
         };
         let limit = p.limit.unwrap_or(100).clamp(1, 1000);
         let versions = cluster
@@ -458,14 +425,7 @@ async fn cluster_versions(
 
 fn cluster_unavailable(e: &crate::cluster::ClusterError) -> ApiError {
     tracing::error!(error = %e, "PostgreSQL cannot be reached");
-    let mut err = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "cluster-unavailable",
-        "The shared policy store cannot be reached",
-        "PostgreSQL, which holds the cluster's policy set, cannot be reached now; nothing changed, and the policy in force stays",
-    );
-    err.retry_after = Some(5);
-    err
+    ApiError::from(Problem::PolicyStoreUnavailable)
 }
 
 /// Body of a suspension.
@@ -504,21 +464,12 @@ async fn suspend_department(
         let who = admin(&gw, &headers, &mut event)?;
         let (dept, name) = department(&gw, path)?;
         if dept.as_str() == gw.config.operator_department {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "cannot-suspend-operator",
-                "The operator department cannot be suspended",
-                "its administrators must stay able to resume the others",
-            ));
+            return Err(Problem::CannotSuspendOperator.into());
         }
         let SuspendBody { reason } = parse_body(&headers, body, false)?;
         let reason = reason.trim().to_owned();
         if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(bad(
-                "invalid-reason",
-                "The reason is not valid",
-                "give a reason of 1 to 500 characters",
-            ));
+            return Err(Problem::InvalidReason.into());
         }
         event.detail = Some(json!({"dept": dept, "reason": reason}).to_string());
         let suspension = crate::suspension::Suspension {
@@ -620,8 +571,21 @@ fn admin(
     staff(gw, headers, event, POLICY_ADMIN)
 }
 
-fn bad(slug: &'static str, title: &'static str, detail: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::BAD_REQUEST, slug, title, detail)
+fn bad_query(e: &QueryRejection) -> ApiError {
+    ApiError::from(Problem::InvalidQuery(QueryFault::Unreadable(e.body_text())))
+}
+
+fn bad_body(fault: BodyFault) -> ApiError {
+    ApiError::from(Problem::InvalidBody(fault))
+}
+
+/// Which kind of entry a change names ("grant" or "dataset").
+fn entry_kind(kind: &str) -> EntryKind {
+    if kind == "grant" {
+        EntryKind::Grant
+    } else {
+        EntryKind::Dataset
+    }
 }
 
 fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
@@ -630,26 +594,19 @@ fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError
 
 fn grant_id(path: Result<Path<String>, PathRejection>) -> Result<GrantId, ApiError> {
     GrantId::parse(&path_id(path)?)
-        .map_err(|e| ApiError::invalid_input("invalid-grant-id", "The grant id is not valid", &e))
+        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Grant, e)))
 }
 
 fn dataset_id(path: Result<Path<String>, PathRejection>) -> Result<DatasetId, ApiError> {
-    DatasetId::parse(&path_id(path)?).map_err(|e| {
-        ApiError::invalid_input("invalid-dataset-id", "The dataset id is not valid", &e)
-    })
+    DatasetId::parse(&path_id(path)?)
+        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Dataset, e)))
 }
 
 fn not_found(kind: &str, id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        if kind == "grant" {
-            "grant-not-found"
-        } else {
-            "dataset-not-found"
-        },
-        "No such policy entry",
-        format!("there is no {kind} {id}"),
-    )
+    ApiError::from(Problem::EntryNotFound {
+        kind: entry_kind(kind),
+        id: id.to_owned(),
+    })
 }
 
 /// Reads a JSON (or, where `toml` is allowed, TOML) body by `Content-Type` into `T`.
@@ -660,25 +617,11 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
 ) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
         if timed_out(&e) {
-            ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request-timeout",
-                "The request body took too long",
-                e.body_text(),
-            )
+            ApiError::from(Problem::RequestTimeout(e.body_text()))
         } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body-too-large",
-                "The request body is too large",
-                e.body_text(),
-            )
+            ApiError::from(Problem::BodyTooLarge(e.body_text()))
         } else {
-            bad(
-                "invalid-body",
-                "The request body cannot be read",
-                e.body_text(),
-            )
+            bad_body(BodyFault::Unreadable(e.body_text()))
         }
     })?;
     let content_type = headers
@@ -686,38 +629,14 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let media = content_type.split(';').next().unwrap_or("").trim();
-    let text = std::str::from_utf8(&bytes).map_err(|_| {
-        bad(
-            "invalid-body",
-            "The request body is not valid",
-            "the body is not UTF-8",
-        )
-    })?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| bad_body(BodyFault::NotUtf8))?;
     match media {
-        "application/json" => serde_json::from_str(text).map_err(|e| {
-            bad(
-                "invalid-body",
-                "The request body is not valid",
-                format!("JSON: {e}"),
-            )
-        }),
-        "application/toml" if toml => toml::from_str(text).map_err(|e| {
-            bad(
-                "invalid-body",
-                "The request body is not valid",
-                format!("TOML: {}", e.to_string().trim_end()),
-            )
-        }),
-        _ => Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported-media-type",
-            "Unsupported media type",
-            if toml {
-                "send the body as application/json or application/toml"
-            } else {
-                "send the body as application/json"
-            },
-        )),
+        "application/json" => {
+            serde_json::from_str(text).map_err(|e| bad_body(BodyFault::Json(e.to_string())))
+        }
+        "application/toml" if toml => toml::from_str(text)
+            .map_err(|e| bad_body(BodyFault::Toml(e.to_string().trim_end().to_owned()))),
+        _ => Err(Problem::UnsupportedMediaType { toml }.into()),
     }
 }
 
@@ -748,35 +667,17 @@ fn check_precondition(headers: &HeaderMap, current: Option<&str>) -> Result<(), 
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok());
     match (current, if_match) {
-        (Some(_), None) if if_none_match.is_some() => Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition-failed",
-            "It already exists",
-            "If-None-Match: * was sent, but the entry exists",
-        )),
-        (Some(_), None) => Err(ApiError::new(
-            StatusCode::PRECONDITION_REQUIRED,
-            "precondition-required",
-            "If-Match is required",
-            "send If-Match with the ETag from a GET, so that you do not overwrite someone else's change",
-        )),
+        (Some(_), None) if if_none_match.is_some() => {
+            Err(Problem::PreconditionFailed(Precondition::Exists).into())
+        }
+        (Some(_), None) => Err(Problem::PreconditionRequired.into()),
         (Some(tag), Some(m)) if m.split(',').any(|t| t.trim() == tag || t.trim() == "*") => Ok(()),
         (Some(tag), Some(_)) => {
-            let mut e = ApiError::new(
-                StatusCode::PRECONDITION_FAILED,
-                "precondition-failed",
-                "Someone else changed it first",
-                "the entry changed since you read it; GET it again, reapply your edit and send the new ETag",
-            );
+            let mut e = ApiError::from(Problem::PreconditionFailed(Precondition::Changed));
             e.extra.insert("current_etag".into(), json!(tag));
             Err(e)
         }
-        (None, Some(_)) => Err(ApiError::new(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition-failed",
-            "It does not exist",
-            "If-Match was sent, but the entry does not exist",
-        )),
+        (None, Some(_)) => Err(Problem::PreconditionFailed(Precondition::Missing).into()),
         (None, None) => Ok(()),
     }
 }
@@ -784,37 +685,17 @@ fn check_precondition(headers: &HeaderMap, current: Option<&str>) -> Result<(), 
 fn edit_error(e: EditError, kind: &str, id: &str) -> ApiError {
     match e {
         EditError::Invalid(errors) => {
-            let mut err = ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid-policy",
-                "The change would make the policy set invalid",
-                format!(
-                    "{} problem(s); nothing was changed: {}",
-                    errors.len(),
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            );
+            let mut err = ApiError::from(Problem::InvalidPolicy {
+                errors: errors.iter().map(ToString::to_string).collect(),
+            });
             err.extra.insert("errors".into(), json!(errors));
             err
         }
         EditError::NotFound => not_found(kind, id),
-        EditError::InUse(grants) => {
-            let mut err = ApiError::new(
-                StatusCode::CONFLICT,
-                "dataset-in-use",
-                "Grants still use this dataset",
-                format!(
-                    "dataset {id} is used by grants {}; change or delete them first",
-                    grants.join(", ")
-                ),
-            );
-            err.extra.insert("grants".into(), json!(grants));
-            err
-        }
+        EditError::InUse(grants) => ApiError::from(Problem::DatasetInUse {
+            dataset: id.to_owned(),
+            grants,
+        }),
     }
 }
 
@@ -829,12 +710,7 @@ impl Apply<'_> {
     async fn run(self, seq: u64, tx: Option<ChangeTx>) -> Result<(), ApiError> {
         let failed = |what: String| {
             tracing::error!(error = %what, "policy change could not be applied");
-            ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "policy-write-failed",
-                "The change could not be written",
-                "the change was recorded but could not be written; nothing changed in force",
-            )
+            ApiError::from(Problem::PolicyWriteFailed)
         };
         match (tx, &self.gw.cluster) {
             (Some(tx), Some(cluster)) => {
@@ -1047,11 +923,12 @@ async fn put_grant(
         let id = grant_id(path)?;
         let mut spec: GrantSpec = parse_body(&headers, body, true)?;
         if spec.id != id {
-            return Err(bad(
-                "id-mismatch",
-                "The id in the body is not the id in the path",
-                format!("the body names grant {}, the path {id}", spec.id),
-            ));
+            return Err(Problem::IdMismatch {
+                kind: EntryKind::Grant,
+                body: spec.id.to_string(),
+                path: id.to_string(),
+            }
+            .into());
         }
         let policy = gw.policy.snapshot();
         let current = policy.set.grants.get(&id);
@@ -1141,12 +1018,7 @@ async fn begin_cluster_change(gw: &Gateway) -> Result<Option<ChangeTx>, ApiError
     if tx.head() != cluster.applied() {
         tx.rollback().await;
         let _ = gw.sync_cluster_locked("admin edit").await;
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "policy-changed-elsewhere",
-            "The policy set changed on another node",
-            "another node committed a policy change while this one was prepared; this node enforces it now: read the entry again and retry",
-        ));
+        return Err(Problem::PolicyChangedElsewhere.into());
     }
     Ok(Some(tx))
 }
@@ -1234,45 +1106,23 @@ async fn revert_grant(
     let _guard = lock_policy(&gw).await;
     let result = (|| {
         let id = grant_id(path)?;
-        let Query(p) = params.map_err(|e| {
-            bad(
-                "invalid-query",
-                "The query string is not valid",
-                e.body_text(),
-            )
-        })?;
+        let Query(p) = params.map_err(|e| bad_query(&e))?;
         let entry = gw
             .policy_history
             .grant_version(id.as_str(), p.to)
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "history-read-failed",
-                    "The history could not be read",
-                    e.to_string(),
-                )
-            })?
+            .map_err(|e| ApiError::from(Problem::HistoryReadFailed(Some(e.to_string()))))?
             .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "version-not-found",
-                    "No such version",
-                    format!("the history holds no version {} of grant {id}", p.to),
-                )
+                ApiError::from(Problem::VersionNotFound {
+                    grant: id.to_string(),
+                    version: p.to,
+                })
             })?;
         let mut spec = entry
             .after
             .as_deref()
             .and_then(|t| toml::from_str::<GrantsFile>(t).ok())
             .and_then(|f| f.grants.into_iter().next())
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "history-read-failed",
-                    "The history could not be read",
-                    "the recorded version cannot be read",
-                )
-            })?;
+            .ok_or_else(|| ApiError::from(Problem::HistoryReadFailed(None)))?;
         let policy = gw.policy.snapshot();
         let current = policy.set.grants.get(&id);
         if headers.contains_key(header::IF_MATCH) {
@@ -1413,11 +1263,12 @@ async fn put_dataset(
         let id = dataset_id(path)?;
         let spec: DatasetSpec = parse_body(&headers, body, true)?;
         if spec.id != id {
-            return Err(bad(
-                "id-mismatch",
-                "The id in the body is not the id in the path",
-                format!("the body names dataset {}, the path {id}", spec.id),
-            ));
+            return Err(Problem::IdMismatch {
+                kind: EntryKind::Dataset,
+                body: spec.id.to_string(),
+                path: id.to_string(),
+            }
+            .into());
         }
         let policy = gw.policy.snapshot();
         let current = policy.set.datasets.get(&id);
@@ -1538,7 +1389,7 @@ async fn validate_changes(
                 Ok(p) => set = p.set,
                 Err(e) => {
                     let e = edit_error(e, kind, &id);
-                    errors.push(json!({"change": format!("{kind} {id}"), "problem": e.slug, "detail": e.detail, "errors": e.extra.get("errors"), "grants": e.extra.get("grants")}));
+                    errors.push(json!({"change": format!("{kind} {id}"), "problem": e.slug(), "detail": e.detail(Lang::En), "errors": e.extra.get("errors"), "grants": e.extra.get("grants")}));
                     break;
                 }
             }
@@ -1601,13 +1452,7 @@ async fn decide(
             None => gw.today(),
             Some(d) => {
                 time::Date::parse(d, time::macros::format_description!("[year]-[month]-[day]"))
-                    .map_err(|_| {
-                        bad(
-                            "invalid-body",
-                            "The request body is not valid",
-                            "date must be YYYY-MM-DD",
-                        )
-                    })?
+                    .map_err(|_| bad_body(BodyFault::Date))?
             }
         };
         event.detail = Some(format!(
@@ -1644,8 +1489,11 @@ async fn decide(
             }
             Decision::Deny(d) => {
                 body.insert("decision".into(), json!("deny"));
-                body.insert("reason".into(), json!(d.reason.slug()));
-                body.insert("detail".into(), json!(d.detail));
+                body.insert("reason".into(), json!(ProblemType::from(d.reason).slug()));
+                body.insert(
+                    "detail".into(),
+                    json!(Problem::Denied(d.clone()).detail(Lang::En)),
+                );
                 body.insert("nearest_grant".into(), json!(d.nearest));
             }
         }
@@ -1685,25 +1533,12 @@ async fn history(
     let mut event = ctx.event(EventKind::PolicyAdmin, "policy.history");
     let result = (|| {
         admin(&gw, &headers, &mut event)?;
-        let Query(p) = params.map_err(|e| {
-            bad(
-                "invalid-query",
-                "The query string is not valid",
-                e.body_text(),
-            )
-        })?;
+        let Query(p) = params.map_err(|e| bad_query(&e))?;
         let limit = p.limit.unwrap_or(100).clamp(1, 1000);
         let entries = gw
             .policy_history
             .list(p.kind.as_deref(), p.id.as_deref(), limit)
-            .map_err(|e| {
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "history-read-failed",
-                    "The history could not be read",
-                    e.to_string(),
-                )
-            })?;
+            .map_err(|e| ApiError::from(Problem::HistoryReadFailed(Some(e.to_string()))))?;
         let changes: Vec<Value> = entries
             .iter()
             .map(|e| {

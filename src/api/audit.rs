@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -33,6 +33,7 @@ use crate::cluster::audit::Position;
 use crate::domain::ResidentId;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::problem::{ClusterRead, IdInput, PathFault, Problem, QueryFault};
 
 /// The role every route here needs.
 pub const PRIVACY_OFFICER: &str = "privacy_officer";
@@ -55,35 +56,34 @@ fn officer(gw: &Gateway, headers: &HeaderMap, event: &mut EventBody) -> Result<(
 }
 
 fn bad_query(e: &QueryRejection) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid-query",
-        "The query string is not valid",
-        e.body_text(),
-    )
+    bad_param(QueryFault::Unreadable(e.body_text()))
 }
 
-fn bad_param(name: &str, problem: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid-query",
-        "The query string is not valid",
-        format!("{name}: {problem}"),
-    )
+fn bad_param(fault: QueryFault) -> ApiError {
+    ApiError::from(Problem::InvalidQuery(fault))
 }
 
-fn parse_time(name: &str, s: &str, offset: UtcOffset, end_of_day: bool) -> Result<i64, ApiError> {
-    q::parse_time(s, offset, end_of_day).map_err(|e| bad_param(name, e))
+fn expected(param: &'static str, values: &'static [&'static str]) -> ApiError {
+    bad_param(QueryFault::Expected { param, values })
+}
+
+fn parse_time(
+    param: &'static str,
+    s: &str,
+    offset: UtcOffset,
+    end_of_day: bool,
+) -> Result<i64, ApiError> {
+    q::parse_time(s, offset, end_of_day).map_err(|reason| {
+        bad_param(QueryFault::Time {
+            param,
+            reason: reason.to_owned(),
+        })
+    })
 }
 
 fn resident_pseudonym(gw: &Gateway, s: &str) -> Result<[u8; 16], ApiError> {
-    let id = ResidentId::parse(s).map_err(|e| {
-        ApiError::invalid_input(
-            "invalid-resident-id",
-            "The resident ID number is not valid",
-            &e,
-        )
-    })?;
+    let id = ResidentId::parse(s)
+        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Resident, e)))?;
     Ok(gw.pseudonyms.pseudonym(&id))
 }
 
@@ -125,7 +125,7 @@ fn filter_from(gw: &Gateway, p: &SearchParams) -> Result<EventFilter, ApiError> 
         Some("allow") => Some(Outcome::Allow),
         Some("deny") => Some(Outcome::Deny),
         Some("error") => Some(Outcome::Error),
-        Some(_) => return Err(bad_param("decision", "expected allow, deny or error")),
+        Some(_) => return Err(expected("decision", &["allow", "deny", "error"])),
     };
     let offset = gw.utc_offset;
     Ok(EventFilter {
@@ -161,23 +161,14 @@ fn cluster_scope<'g>(
     match scope {
         None | Some("cluster") => Ok(gw.cluster.as_deref()),
         Some("node") => Ok(None),
-        Some(_) => Err(bad_param("scope", "expected cluster or node")),
+        Some(_) => Err(expected("scope", &["cluster", "node"])),
     }
 }
 
 /// PostgreSQL cannot serve a cluster-wide read now.
-fn central_unavailable(e: &crate::cluster::ClusterError, what: &str) -> ApiError {
+fn central_unavailable(e: &crate::cluster::ClusterError, what: ClusterRead) -> ApiError {
     tracing::error!(error = %e, "the central audit copy cannot be read");
-    let mut err = ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "cluster-unavailable",
-        "The cluster's audit copy cannot be read",
-        format!(
-            "{what} covers every node, from PostgreSQL, which cannot be read now; try again later"
-        ),
-    );
-    err.retry_after = Some(5);
-    err
+    ApiError::from(Problem::CentralAuditUnavailable(what))
 }
 
 /// An opaque cursor: the sequence number the next page starts below.
@@ -205,12 +196,7 @@ fn decode_position(s: &str) -> Result<Position, ApiError> {
                 node: parts.next()?.to_owned(),
             })
         })
-        .ok_or_else(|| {
-            bad_param(
-                "cursor",
-                "not a cursor this gateway returned for a cluster-wide search",
-            )
-        })
+        .ok_or_else(|| bad_param(QueryFault::Cursor { cluster: true }))
 }
 
 fn decode_cursor(s: &str) -> Result<u64, ApiError> {
@@ -219,7 +205,7 @@ fn decode_cursor(s: &str) -> Result<u64, ApiError> {
         .ok()
         .and_then(|b| String::from_utf8(b).ok())
         .and_then(|t| t.strip_prefix("v1:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| bad_param("cursor", "not a cursor this gateway returned"))
+        .ok_or_else(|| bad_param(QueryFault::Cursor { cluster: false }))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -229,19 +215,9 @@ async fn blocking<T: Send + 'static>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => {
             tracing::error!(error = %e, "audit store read failed");
-            Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "audit-read-failed",
-                "The audit log could not be read",
-                "the audit log could not be read; see the gateway's log",
-            ))
+            Err(Problem::AuditReadFailed { logged: true }.into())
         }
-        Err(_) => Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "audit-read-failed",
-            "The audit log could not be read",
-            "the audit log could not be read",
-        )),
+        Err(_) => Err(Problem::AuditReadFailed { logged: false }.into()),
     }
 }
 
@@ -281,7 +257,7 @@ async fn run_search(
     event.detail = Some(filter.describe());
     let limit = p.limit.unwrap_or(50);
     if limit == 0 || limit > MAX_LIMIT {
-        return Err(bad_param("limit", "must be between 1 and 1000"));
+        return Err(bad_param(QueryFault::Limit));
     }
     let (events, next_cursor) = match cluster_scope(gw, p.scope.as_deref())? {
         Some(cluster) => {
@@ -289,7 +265,7 @@ async fn run_search(
             let page = cluster
                 .search(&gw.audit_store, &filter, after, limit)
                 .await
-                .map_err(|e| central_unavailable(&e, "a search"))?;
+                .map_err(|e| central_unavailable(&e, ClusterRead::Search))?;
             (page.events, page.next.as_ref().map(encode_position))
         }
         None if filter
@@ -345,14 +321,9 @@ async fn one_event(
     let result = async {
         officer(&gw, &headers, &mut event)?;
         let Path(seq) = path.map_err(|e| bad_path(&e))?;
-        let seq: u64 = seq.parse().map_err(|_| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-path",
-                "The path is not valid",
-                "the sequence number must be a positive integer",
-            )
-        })?;
+        let seq: u64 = seq
+            .parse()
+            .map_err(|_| ApiError::from(Problem::InvalidPath(PathFault::Sequence)))?;
         let Query(p) = params.map_err(|e| bad_query(&e))?;
         let node = p.node.unwrap_or_else(|| gw.config.node_id.clone());
         event.detail = Some(format!("node={node}&seq={seq}"));
@@ -364,17 +335,15 @@ async fn one_event(
                 .store
                 .event(&node, seq)
                 .await
-                .map_err(|e| central_unavailable(&e, "an event of another node"))?
+                .map_err(|e| central_unavailable(&e, ClusterRead::OtherNodesEvent))?
         } else {
             None
         };
         let (e, h) = found.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "event-not-found",
-                "No such audit event",
-                format!("node {node} has no audit event with sequence number {seq}"),
-            )
+            ApiError::from(Problem::EventNotFound {
+                node: node.clone(),
+                seq,
+            })
         })?;
         let Value::Object(body) = event_json(&e, &h, gw.utc_offset) else {
             unreachable!("event_json builds an object")
@@ -434,14 +403,14 @@ async fn disclosures(
     let result = async {
         officer(&gw, &headers, &mut event)?;
         let Path(raw) = path.map_err(|e| bad_path(&e))?;
-        let id = ResidentId::parse(&raw).map_err(|e| ApiError::invalid_input("invalid-resident-id", "The resident ID number is not valid", &e))?;
+        let id = ResidentId::parse(&raw).map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Resident, e)))?;
         let pseudonym = gw.pseudonyms.pseudonym(&id);
         event.resident = Some(pseudonym);
         let Query(p) = params.map_err(|e| bad_query(&e))?;
         let csv = match p.format.as_deref() {
             None | Some("json") => false,
             Some("csv") => true,
-            Some(_) => return Err(bad_param("format", "expected json or csv")),
+            Some(_) => return Err(expected("format", &["json", "csv"])),
         };
         event.detail = Some(format!("format={}", if csv { "csv" } else { "json" }));
         let store = gw.audit_store.clone();
@@ -509,7 +478,7 @@ async fn cluster_disclosures(
         .store
         .resident_events(pseudonym)
         .await
-        .map_err(|e| central_unavailable(&e, "a disclosure report"))?;
+        .map_err(|e| central_unavailable(&e, ClusterRead::DisclosureReport))?;
     let mut seen = std::collections::BTreeSet::new();
     let mut list: Vec<q::Disclosure> = central
         .iter()
@@ -679,7 +648,7 @@ async fn run_export(
     let format = match p.format.as_deref() {
         None | Some("ndjson") => ExportFormat::Ndjson,
         Some("csv") => ExportFormat::Csv,
-        Some(_) => return Err(bad_param("format", "expected ndjson or csv")),
+        Some(_) => return Err(expected("format", &["ndjson", "csv"])),
     };
     let offset = gw.utc_offset;
     let from = p
@@ -712,7 +681,7 @@ async fn run_export(
             .store
             .export_sections(p.node.as_deref(), from, to)
             .await
-            .map_err(|e| central_unavailable(&e, "an export of the cluster"))?;
+            .map_err(|e| central_unavailable(&e, ClusterRead::Export))?;
         return Ok(central_export(
             gw,
             sections,
@@ -724,13 +693,9 @@ async fn run_export(
     if let Some(n) = p.node.as_deref()
         && n != gw.config.node_id
     {
-        return Err(bad_param(
-            "node",
-            &format!(
-                "this node is {}; another node's log is exported from PostgreSQL in cluster mode",
-                gw.config.node_id
-            ),
-        ));
+        return Err(bad_param(QueryFault::OtherNode {
+            this_node: gw.config.node_id.clone(),
+        }));
     }
     // Every exported event must be covered by a signed checkpoint.
     let covered = gw
@@ -990,7 +955,7 @@ async fn stats(
             .transpose()?
             .unwrap_or(to - 7 * 86_400_000);
         if from > to {
-            return Err(bad_param("from", "is after to"));
+            return Err(bad_param(QueryFault::FromAfterTo));
         }
         let scope = cluster_scope(&gw, p.scope.as_deref())?;
         event.detail = Some(format!(
@@ -1005,7 +970,7 @@ async fn stats(
                 cluster
                     .scan(&gw.audit_store, &window, |e| builder.add(e))
                     .await
-                    .map_err(|e| central_unavailable(&e, "the statistics"))?;
+                    .map_err(|e| central_unavailable(&e, ClusterRead::Statistics))?;
                 builder.finish()
             }
             None => {

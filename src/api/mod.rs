@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::audit::{EventBody, EventKind, Outcome};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::problem::{PathFault, Problem, ProblemType};
 
 /// What the TLS accept loop learned about the connection a request came on.
 #[derive(Debug, Clone, Default)]
@@ -138,26 +139,19 @@ async fn client_certificate_guard(
     let Ok(ctx) = RequestContext::from_request_parts(&mut parts, &gw).await;
     let (event, e) = if revoked {
         (
-            ctx.event(EventKind::Other, "client-certificate-revoked"),
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "client-certificate-revoked",
-                "The client certificate is no longer trusted",
-                "the certificate this connection was opened with has been revoked, or its revocation list is out of date; connect again with a valid certificate",
+            ctx.event(
+                EventKind::Other,
+                ProblemType::ClientCertificateRevoked.slug(),
             ),
+            ApiError::from(Problem::ClientCertificateRevoked),
         )
     } else {
         (
-            ctx.event(EventKind::Other, "headers-too-large"),
-            ApiError::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers-too-large",
-                "The request headers are too large",
-                format!(
-                    "the request's headers hold {header_bytes} bytes; at most {} are read",
-                    gw.config.limits.max_header_bytes
-                ),
-            ),
+            ctx.event(EventKind::Other, ProblemType::HeadersTooLarge.slug()),
+            ApiError::from(Problem::HeadersTooLarge {
+                bytes: header_bytes,
+                limit: gw.config.limits.max_header_bytes,
+            }),
         )
     };
     let mut response = finish(&gw, &ctx, event, Err(e)).await;
@@ -482,23 +476,17 @@ async fn finish_events(
     // the certificate's), or a suspended department.
     let before_admission = result.as_ref().is_err_and(|e| {
         event.dept.is_none()
-            || e.status == StatusCode::UNAUTHORIZED
-            || e.slug == "department-suspended"
+            || e.status() == StatusCode::UNAUTHORIZED
+            || e.kind() == ProblemType::DepartmentSuspended
     });
     if before_admission
         && let Some(peer) = ctx.conn.peer
         && !gw.unauthenticated.admit(peer.ip())
     {
         gw.metrics.unauthenticated_limited.inc();
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "unauthenticated-rate-limited",
-            "Too many unauthenticated requests",
-            format!(
-                "more than {} requests without a valid token came from this address; they are counted, not served",
-                gw.unauthenticated.spec()
-            ),
-        );
+        let mut e = ApiError::from(Problem::UnauthenticatedRateLimited {
+            spec: gw.unauthenticated.spec().to_string(),
+        });
         e.retry_after = Some(gw.unauthenticated.spec().per.as_secs().max(1));
         let mut response = e.to_response(Some(&ctx.request_id), None);
         if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
@@ -513,9 +501,9 @@ async fn finish_events(
             event.reason = None;
         }
         Err(e) => {
-            event.status = e.status.as_u16();
+            event.status = e.status().as_u16();
             event.outcome = e.outcome();
-            event.reason = Some(e.slug.to_owned());
+            event.reason = Some(e.slug().to_owned());
             event.fields.clear();
         }
     }
@@ -691,20 +679,15 @@ async fn no_route(
     ctx: RequestContext,
 ) -> Response {
     let event = ctx.event(EventKind::Other, "no-route");
-    finish(&gw, &ctx, event, Err(ApiError::no_route())).await
+    finish(&gw, &ctx, event, Err(Problem::NoSuchRoute.into())).await
 }
 
 async fn method_not_allowed(
     axum::extract::State(gw): axum::extract::State<Arc<Gateway>>,
     ctx: RequestContext,
 ) -> Response {
-    let event = ctx.event(EventKind::Other, "method-not-allowed");
-    let e = ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed",
-        "this resource does not answer that method",
-    );
+    let event = ctx.event(EventKind::Other, ProblemType::MethodNotAllowed.slug());
+    let e = ApiError::from(Problem::MethodNotAllowed);
     finish(&gw, &ctx, event, Err(e)).await
 }
 
@@ -719,12 +702,7 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
 
 /// 400 for a path whose segments cannot be read (bad percent-encoding, not UTF-8).
 pub(crate) fn bad_path(e: &axum::extract::rejection::PathRejection) -> ApiError {
-    ApiError::new(
-        StatusCode::BAD_REQUEST,
-        "invalid-path",
-        "The path is not valid",
-        e.body_text(),
-    )
+    ApiError::from(Problem::InvalidPath(PathFault::Unreadable(e.body_text())))
 }
 
 #[cfg(test)]

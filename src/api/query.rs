@@ -32,6 +32,7 @@ use crate::policy::index::Allowance;
 use crate::policy::model::Operation;
 use crate::policy::model::SignedAnswers;
 use crate::policy::{CompiledPolicy, Decision, DecisionRequest};
+use crate::problem::{BatchLimit, HeaderFault, IdInput, Limit, Problem, ProblemType, QueryFault};
 use crate::provider::{DataProvider, FetchContext, ProviderError};
 
 pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
@@ -101,9 +102,8 @@ struct Target {
 
 /// Parses the dataset id of the path and records it in the event.
 fn dataset_of(raw: &str, event: &mut EventBody) -> Result<DatasetId, ApiError> {
-    let dataset = DatasetId::parse(raw).map_err(|e| {
-        ApiError::invalid_input("invalid-dataset-id", "The dataset id is not valid", &e)
-    })?;
+    let dataset = DatasetId::parse(raw)
+        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Dataset, e)))?;
     event.dataset = Some(dataset.to_string());
     Ok(dataset)
 }
@@ -122,13 +122,8 @@ fn target(
     let Path((dataset, resident_raw)) = path.map_err(|e| bad_path(&e))?;
     let resident = resident_raw.as_str();
     let dataset = dataset_of(&dataset, event)?;
-    let resident = ResidentId::parse(resident).map_err(|e| {
-        ApiError::invalid_input(
-            "invalid-resident-id",
-            "The resident ID number is not valid",
-            &e,
-        )
-    })?;
+    let resident = ResidentId::parse(resident)
+        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Resident, e)))?;
     event.resident = Some(gw.pseudonyms.pseudonym(&resident));
     let (purpose, case_ref) = purpose_and_case(headers, event)?;
     Ok(Target {
@@ -177,11 +172,10 @@ async fn decide_and_fetch(
             .await
             .map_err(|wait| {
                 ApiError::rate_limited(
-                    format!(
-                        "the quota of grant {} ({}) is used up",
-                        grant.id(),
-                        limit.spec
-                    ),
+                    Limit::Grant {
+                        grant: grant.id().to_string(),
+                        spec: limit.spec.to_string(),
+                    },
                     wait,
                 )
             })?;
@@ -199,12 +193,9 @@ async fn decide_and_fetch(
         .await
         .map_err(|e| provider_error(&e))?
         .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                "resident-not-found",
-                "No record of this resident",
-                format!("dataset {dataset} holds no record for this resident ID"),
-            )
+            ApiError::from(Problem::ResidentNotFound {
+                dataset: dataset.to_string(),
+            })
         })?;
     Ok((allowance, record))
 }
@@ -259,12 +250,7 @@ async fn run_lookup(
     let policy = gw.policy.snapshot();
     let t = target(gw, &policy, event, headers, path)?;
     let Query(params) = params.map_err(|e| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-            "The query string is not valid",
-            e.body_text(),
-        )
+        ApiError::from(Problem::InvalidQuery(QueryFault::Unreadable(e.body_text())))
     })?;
     let requested = params.fields.as_deref().map(parse_fields).transpose()?;
     let (allowance, record) = decide_and_fetch(
@@ -343,12 +329,10 @@ async fn run_verify(
     let t = target(gw, &policy, event, headers, path)?;
     let VerifyBody { conditions } = json_body(headers, body)?;
     if conditions.is_empty() || conditions.len() > MAX_CONDITIONS {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-condition",
-            "The conditions are not valid",
-            format!("send 1 to {MAX_CONDITIONS} conditions"),
-        ));
+        return Err(Problem::ConditionCount {
+            max: MAX_CONDITIONS,
+        }
+        .into());
     }
     if let Some(dataset) = policy.set.datasets.get(&t.dataset) {
         for c in &conditions {
@@ -357,36 +341,19 @@ async fn run_verify(
                 .get(&c.field)
                 .map(|f| f.kind)
                 .ok_or_else(|| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "unknown-field",
-                        "No such field",
-                        format!(
-                            "field \"{}\" is not a field of dataset {}",
-                            c.field, t.dataset
-                        ),
-                    )
+                    ApiError::from(Problem::UnknownConditionField {
+                        field: c.field.to_string(),
+                        dataset: t.dataset.to_string(),
+                    })
                 })?;
-            check_condition(c, kind).map_err(|e| {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "invalid-condition",
-                    "The conditions are not valid",
-                    e,
-                )
-            })?;
+            check_condition(c, kind).map_err(|e| ApiError::from(Problem::InvalidCondition(e)))?;
         }
     }
     let mut fields: Vec<FieldName> = conditions.iter().map(|c| c.field.clone()).collect();
     fields.sort();
     fields.dedup();
     if fields.len() < conditions.len() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-condition",
-            "The conditions are not valid",
-            "ask at most one condition of each field in a request",
-        ));
+        return Err(Problem::ConditionRepeated.into());
     }
     // The event records the predicates asked (the grant's own thresholds),
     // never a value held.
@@ -439,17 +406,12 @@ fn admit_verify(
                 .filter(|p| p.field == c.field)
                 .map(|p| serde_json::to_string(p).unwrap_or_default())
                 .collect();
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                "predicate-not-granted",
-                "The grant does not allow this question",
-                format!(
-                    "grant {} allows of field \"{}\" only: {}",
-                    spec.id,
-                    c.field,
-                    named.join(", ")
-                ),
-            ));
+            return Err(Problem::PredicateNotGranted {
+                grant: spec.id.to_string(),
+                field: c.field.to_string(),
+                allowed: named,
+            }
+            .into());
         }
     }
     let limit = spec
@@ -469,15 +431,10 @@ fn admit_verify(
             .map(|d| d.midnight().assume_offset(gw.utc_offset).unix_timestamp())
             .unwrap_or(0);
         let wait = u64::try_from(tomorrow.saturating_sub(gw.clock.unix_secs())).unwrap_or(1);
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "verify-budget-exhausted",
-            "The day's verifications of this resident are used up",
-            format!(
-                "grant {} allows {limit} verify requests per resident and day; ask again tomorrow",
-                spec.id
-            ),
-        );
+        let mut e = ApiError::from(Problem::VerifyBudgetExhausted {
+            grant: spec.id.to_string(),
+            limit,
+        });
         e.retry_after = Some(wait.max(1));
         return Err(e);
     }
@@ -575,27 +532,21 @@ async fn run_batch(
         resident_ids,
         fields,
     } = json_body(headers, body)?;
-    let too_large = |limit: usize, whose: &str| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "batch-too-large",
-            "The batch is too large",
-            format!(
-                "{} resident IDs were sent; {whose} allows at most {limit}",
-                resident_ids.len()
-            ),
-        )
+    let too_large = |limit: usize, by: BatchLimit| {
+        ApiError::from(Problem::BatchTooLarge {
+            sent: resident_ids.len(),
+            limit,
+            by,
+        })
     };
     if resident_ids.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "batch-too-large",
-            "The batch is empty",
-            "send at least one resident ID",
-        ));
+        return Err(Problem::BatchEmpty.into());
     }
     if resident_ids.len() > gw.config.limits.max_batch_ids {
-        return Err(too_large(gw.config.limits.max_batch_ids, "the gateway"));
+        return Err(too_large(
+            gw.config.limits.max_batch_ids,
+            BatchLimit::Gateway,
+        ));
     }
     check_department_limit(gw, &policy, &principal).await?;
     let decision = policy.decide(&DecisionRequest {
@@ -616,7 +567,7 @@ async fn run_batch(
     event.grant = Some((grant.id().to_string(), grant.version()));
     let limit = grant.grant.spec.conditions.batch_limit.unwrap_or(0) as usize;
     if resident_ids.len() > limit {
-        return Err(too_large(limit, &format!("grant {}", grant.id())));
+        return Err(too_large(limit, BatchLimit::Grant(grant.id().to_string())));
     }
     if let Some(quota) = &grant.limit {
         let n = u32::try_from(resident_ids.len()).unwrap_or(u32::MAX);
@@ -624,11 +575,11 @@ async fn run_batch(
             .await
             .map_err(|wait| {
                 ApiError::rate_limited(
-                    format!(
-                        "the quota of grant {} ({}) cannot cover {n} residents now",
-                        grant.id(),
-                        quota.spec
-                    ),
+                    Limit::GrantBatch {
+                        grant: grant.id().to_string(),
+                        spec: quota.spec.to_string(),
+                        n,
+                    },
                     wait,
                 )
             })?;
@@ -664,7 +615,7 @@ async fn run_batch(
                 results.push(json!({"index": index, "status": "invalid_id", "detail": err.reason}));
                 e.status = 400;
                 e.outcome = crate::audit::Outcome::Deny;
-                e.reason = Some("invalid-resident-id".into());
+                e.reason = Some(ProblemType::InvalidResidentId.slug().into());
                 per_resident.push(e);
                 continue;
             }
@@ -682,7 +633,7 @@ async fn run_batch(
             None => {
                 e.status = 404;
                 e.outcome = crate::audit::Outcome::Allow;
-                e.reason = Some("resident-not-found".into());
+                e.reason = Some(ProblemType::ResidentNotFound.slug().into());
                 results
                     .push(json!({"index": index, "resident": id.masked(), "status": "not_found"}));
             }
@@ -888,10 +839,11 @@ pub(crate) fn authenticate(
     }
     bind_to_connection(&principal, event.cert_fingerprint)?;
     if let Some(s) = gw.suspensions.get(principal.dept.as_str()) {
-        return Err(ApiError::department_suspended(
-            principal.dept.as_str(),
-            &crate::audit::query::format_time(s.at_ms, gw.utc_offset),
-        ));
+        return Err(Problem::DepartmentSuspended {
+            dept: principal.dept.to_string(),
+            since: crate::audit::query::format_time(s.at_ms, gw.utc_offset),
+        }
+        .into());
     }
     Ok(principal)
 }
@@ -922,24 +874,16 @@ pub(crate) fn bind_to_connection(
         .ok()
         .flatten();
     if fingerprint.is_some() && cert_department.as_deref() != Some(principal.dept.as_str()) {
-        return Err(ApiError::identity(
-            "certificate-department-mismatch",
-            "The client certificate names another department",
-            format!(
-                "the client certificate names {}, the token {}: present the certificate of the token's department",
-                cert_department.as_deref().unwrap_or("no department"),
-                principal.dept
-            ),
-        ));
+        return Err(Problem::CertificateDepartmentMismatch {
+            certificate: cert_department.as_deref().map(str::to_owned),
+            token: principal.dept.to_string(),
+        }
+        .into());
     }
     if let Some(bound) = principal.bound_certificate
         && fingerprint != Some(bound)
     {
-        return Err(ApiError::identity(
-            "certificate-binding-mismatch",
-            "The token is bound to another client certificate",
-            "the token's cnf.x5t#S256 names a certificate this connection was not opened with",
-        ));
+        return Err(Problem::CertificateBindingMismatch.into());
     }
     Ok(())
 }
@@ -957,9 +901,11 @@ pub(crate) fn staff(
     let principal = authenticate(gw, &policy, headers, event)?;
     let operator = &gw.config.operator_department;
     if !principal.has_role(role) || principal.dept.as_str() != operator {
-        return Err(ApiError::role_required(&format!(
-            "{role} (held by staff of {operator})"
-        )));
+        return Err(Problem::RoleRequired {
+            role: role.to_owned(),
+            operator: operator.clone(),
+        }
+        .into());
     }
     check_department_limit_here(&policy, &principal)?;
     Ok(principal)
@@ -984,10 +930,10 @@ fn over_department_limit(
     wait: std::time::Duration,
 ) -> ApiError {
     ApiError::rate_limited(
-        format!(
-            "department {} is over its rate limit ({})",
-            principal.dept, limit.spec
-        ),
+        Limit::Department {
+            dept: principal.dept.to_string(),
+            spec: limit.spec.to_string(),
+        },
         wait,
     )
 }
@@ -1014,11 +960,20 @@ fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h st
         return Ok(None);
     };
     if values.next().is_some() {
-        return Err(ApiError::bad_header(name, "appears more than once"));
+        return Err(Problem::InvalidHeader {
+            name: name.to_owned(),
+            fault: HeaderFault::Repeated,
+        }
+        .into());
     }
     std::str::from_utf8(first.as_bytes())
         .map(|s| Some(s.trim()))
-        .map_err(|_| ApiError::bad_header(name, "is not UTF-8 text"))
+        .map_err(|_| {
+            ApiError::from(Problem::InvalidHeader {
+                name: name.to_owned(),
+                fault: HeaderFault::NotText,
+            })
+        })
 }
 
 /// `X-Purpose` (required) and `X-Case-Ref` (optional here; grants may require it).
@@ -1026,23 +981,14 @@ fn purpose_and_case(
     headers: &HeaderMap,
     event: &mut EventBody,
 ) -> Result<(Purpose, Option<CaseRef>), ApiError> {
-    let purpose = single_header(headers, "x-purpose")?.ok_or_else(|| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "purpose-required",
-            "A purpose is required",
-            "name the purpose of this query (用途) in the X-Purpose header, e.g. X-Purpose: dibao_review",
-        )
-    })?;
-    let purpose = Purpose::parse(purpose).map_err(|e| {
-        ApiError::invalid_input("invalid-purpose", "The purpose code is not valid", &e)
-    })?;
+    let purpose = single_header(headers, "x-purpose")?
+        .ok_or_else(|| ApiError::from(Problem::PurposeRequired))?;
+    let purpose = Purpose::parse(purpose)
+        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Purpose, e)))?;
     event.purpose = Some(purpose.to_string());
     let case_ref = single_header(headers, "x-case-ref")?
         .map(|c| {
-            CaseRef::parse(c).map_err(|e| {
-                ApiError::invalid_input("invalid-case-ref", "The case reference is not valid", &e)
-            })
+            CaseRef::parse(c).map_err(|e| ApiError::from(Problem::InvalidId(IdInput::CaseRef, e)))
         })
         .transpose()?;
     event.case_ref = case_ref.as_ref().map(ToString::to_string);
@@ -1054,16 +1000,9 @@ fn parse_fields(list: &str) -> Result<Vec<FieldName>, ApiError> {
         .split(',')
         .map(|f| FieldName::parse(f.trim()))
         .collect::<Result<_, _>>()
-        .map_err(|e| {
-            ApiError::invalid_input("invalid-field-list", "The field list is not valid", &e)
-        })?;
+        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::FieldList, e)))?;
     if fields.len() > 64 {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-field-list",
-            "The field list is not valid",
-            "at most 64 fields may be named",
-        ));
+        return Err(Problem::TooManyFields { max: 64 }.into());
     }
     Ok(fields)
 }

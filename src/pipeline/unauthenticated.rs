@@ -16,6 +16,7 @@ use governor::{Quota, RateLimiter};
 use crate::audit::{EventBody, EventKind, Outcome};
 use crate::clock::Clock;
 use crate::pipeline::rate_limit::RateSpec;
+use crate::problem::ProblemType;
 
 type Keyed = RateLimiter<
     IpAddr,
@@ -110,7 +111,7 @@ impl UnauthenticatedLimit {
                 e.source = source.to_string();
                 e.status = 429;
                 e.outcome = Outcome::Deny;
-                e.reason = Some("unauthenticated-rate-limited".into());
+                e.reason = Some(ProblemType::UnauthenticatedRateLimited.slug().into());
                 e.detail = Some(
                     serde_json::json!({"source": source.to_string(), "count": count, "limit": self.spec.to_string()})
                         .to_string(),

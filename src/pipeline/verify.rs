@@ -144,8 +144,69 @@ impl Budget {
     }
 }
 
+/// Why a condition does not fit its field, told in the words of the wire
+/// format (`>=`, `integer`), never the gateway's type names.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConditionError {
+    /// `exists` with a value.
+    #[error("condition on \"{0}\": exists takes no value")]
+    ExistsTakesNoValue(FieldName),
+    /// Any other comparison without one.
+    #[error("condition on \"{0}\": a value is required")]
+    ValueRequired(FieldName),
+    /// The comparison or the value does not fit the field's type.
+    #[error("condition on \"{field}\": {} does not fit a field of type {} with that value", op_name(*.op), type_name(*.kind))]
+    DoesNotFit {
+        /// The field.
+        field: FieldName,
+        /// The comparison.
+        op: Comparison,
+        /// The field's type.
+        kind: FieldType,
+    },
+}
+
+impl ConditionError {
+    /// The same, in Chinese.
+    pub fn zh(&self) -> String {
+        match self {
+            Self::ExistsTakesNoValue(f) => format!("字段“{f}”的条件：exists 不带值"),
+            Self::ValueRequired(f) => format!("字段“{f}”的条件：需要一个值"),
+            Self::DoesNotFit { field, op, kind } => format!(
+                "字段“{field}”的条件：{} 与类型为 {} 的字段或所给的值不符",
+                op_name(*op),
+                type_name(*kind)
+            ),
+        }
+    }
+}
+
+/// A comparison as the wire format spells it.
+fn op_name(op: Comparison) -> &'static str {
+    match op {
+        Comparison::Equals => "equals",
+        Comparison::In => "in",
+        Comparison::AtLeast => ">=",
+        Comparison::AtMost => "<=",
+        Comparison::Exists => "exists",
+    }
+}
+
+/// A field type as the catalog spells it.
+fn type_name(kind: FieldType) -> &'static str {
+    match kind {
+        FieldType::String => "string",
+        FieldType::Integer => "integer",
+        FieldType::Number => "number",
+        FieldType::Boolean => "boolean",
+        FieldType::Date => "date",
+        FieldType::StringList => "string_list",
+        FieldType::ObjectList => "object_list",
+    }
+}
+
 /// Checks a condition's value against the field's type before anything is looked up.
-pub fn check_condition(c: &Condition, kind: FieldType) -> Result<(), String> {
+pub fn check_condition(c: &Condition, kind: FieldType) -> Result<(), ConditionError> {
     let field = &c.field;
     let numeric = matches!(kind, FieldType::Integer | FieldType::Number);
     let scalar_ok = |v: &Value| match kind {
@@ -158,10 +219,8 @@ pub fn check_condition(c: &Condition, kind: FieldType) -> Result<(), String> {
     };
     match (c.op, &c.value) {
         (Comparison::Exists, None) => Ok(()),
-        (Comparison::Exists, Some(_)) => {
-            Err(format!("condition on \"{field}\": exists takes no value"))
-        }
-        (_, None) => Err(format!("condition on \"{field}\": a value is required")),
+        (Comparison::Exists, Some(_)) => Err(ConditionError::ExistsTakesNoValue(field.clone())),
+        (_, None) => Err(ConditionError::ValueRequired(field.clone())),
         (Comparison::Equals, Some(v)) if scalar_ok(v) => Ok(()),
         (Comparison::In, Some(Value::Array(vs)))
             if !vs.is_empty() && vs.len() <= 100 && vs.iter().all(scalar_ok) =>
@@ -173,9 +232,11 @@ pub fn check_condition(c: &Condition, kind: FieldType) -> Result<(), String> {
         {
             Ok(())
         }
-        (op, Some(_)) => Err(format!(
-            "condition on \"{field}\": {op:?} does not fit a field of type {kind:?} with that value"
-        )),
+        (op, Some(_)) => Err(ConditionError::DoesNotFit {
+            field: field.clone(),
+            op,
+            kind,
+        }),
     }
 }
 

@@ -135,37 +135,130 @@ pub enum DenyReason {
     CaseRefFormat,
 }
 
-impl DenyReason {
-    /// The stable problem slug.
-    pub fn slug(self) -> &'static str {
-        match self {
-            Self::UnknownDataset => "unknown-dataset",
-            Self::DatasetNotShared => "dataset-not-shared",
-            Self::UnknownField => "unknown-field",
-            Self::NoGrant => "no-grant",
-            Self::PurposeNotGranted => "purpose-not-granted",
-            Self::RoleNotGranted => "role-not-granted",
-            Self::OperationNotGranted => "operation-not-granted",
-            Self::GrantNotInForce => "grant-not-in-force",
-            Self::FieldVerifyOnly => "field-verify-only",
-            Self::FieldNotGranted => "field-not-granted",
-            Self::NoFieldsGranted => "no-fields-granted",
-            Self::FieldMaskedNotVerifiable => "field-masked-not-verifiable",
-            Self::CaseRefRequired => "case-ref-required",
-            Self::CaseRefFormat => "case-ref-format",
-        }
-    }
-}
+impl DenyReason {}
 
 /// A denial and a message that tells the caller what to fix.
 #[derive(Debug, Clone)]
 pub struct Denial {
     /// The reason.
     pub reason: DenyReason,
-    /// For the caller; never holds resident data.
-    pub detail: String,
+    /// What the caller is told; never holds resident data.
+    pub detail: DenyDetail,
     /// The grant that came nearest, where one did.
     pub nearest: Option<GrantId>,
+}
+
+/// What a denial tells the caller, as parameters (the sentences, in English
+/// and Chinese, are in [`crate::problem`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DenyDetail {
+    /// The dataset is not in the catalog.
+    UnknownDataset {
+        /// The dataset asked for.
+        dataset: String,
+    },
+    /// The dataset's class is `none`.
+    NotShared {
+        /// The dataset.
+        dataset: String,
+    },
+    /// A requested field is not in the dataset.
+    UnknownField {
+        /// The field.
+        field: String,
+        /// The dataset.
+        dataset: String,
+    },
+    /// No grant of the consumer names the dataset.
+    NoGrant {
+        /// The consumer.
+        consumer: String,
+        /// The dataset.
+        dataset: String,
+    },
+    /// No candidate was left (not reached: a field denial is always set).
+    NoGrantApplies,
+    /// No grant for this purpose.
+    PurposeNotGranted {
+        /// The purpose.
+        purpose: String,
+        /// The consumer.
+        consumer: String,
+        /// The dataset.
+        dataset: String,
+    },
+    /// No grant for these roles.
+    RoleNotGranted {
+        /// The dataset.
+        dataset: String,
+        /// The purpose.
+        purpose: String,
+    },
+    /// No grant for this operation.
+    OperationNotGranted {
+        /// The operation.
+        operation: Operation,
+        /// The dataset.
+        dataset: String,
+        /// The purpose.
+        purpose: String,
+    },
+    /// The nearest grant is not in force yet.
+    NotYetInForce {
+        /// The grant.
+        grant: String,
+        /// Its first day.
+        from: String,
+    },
+    /// The nearest grant has expired.
+    Expired {
+        /// The grant.
+        grant: String,
+        /// Its last day.
+        until: String,
+    },
+    /// No grant is in force.
+    NoneInForce,
+    /// The grant requires a case reference.
+    CaseRefRequired {
+        /// The grant.
+        grant: String,
+    },
+    /// The case reference does not match the grant's pattern.
+    CaseRefFormat {
+        /// The grant.
+        grant: String,
+        /// The pattern.
+        pattern: String,
+    },
+    /// A field that may only be verified.
+    FieldVerifyOnly {
+        /// The field.
+        field: String,
+    },
+    /// A masked field asked in a verify.
+    FieldMasked {
+        /// The field.
+        field: String,
+    },
+    /// A field not granted.
+    FieldNotGranted {
+        /// The field.
+        field: String,
+        /// The dataset.
+        dataset: String,
+        /// The purpose.
+        purpose: String,
+    },
+    /// The grant discloses no field by this operation.
+    NoFieldsGranted {
+        /// The grant.
+        grant: String,
+        /// The dataset.
+        dataset: String,
+        /// The operation.
+        operation: Operation,
+    },
 }
 
 impl CompiledPolicy {
@@ -249,7 +342,7 @@ impl CompiledPolicy {
 
     /// Decides a query. Pure: no I/O, no clock reads beyond `req.today`.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Decision {
-        let deny = |reason, detail: String, nearest: Option<&Candidate>| {
+        let deny = |reason, detail: DenyDetail, nearest: Option<&Candidate>| {
             Decision::Deny(Denial {
                 reason,
                 detail,
@@ -259,17 +352,18 @@ impl CompiledPolicy {
         let Some(dataset) = self.set.datasets.get(req.dataset) else {
             return deny(
                 DenyReason::UnknownDataset,
-                format!(
-                    "dataset {} is not in the catalog; GET /v1/catalog lists the datasets you may use",
-                    req.dataset
-                ),
+                DenyDetail::UnknownDataset {
+                    dataset: req.dataset.to_string(),
+                },
                 None,
             );
         };
         if dataset.spec.class == SharingClass::None {
             return deny(
                 DenyReason::DatasetNotShared,
-                format!("dataset {} is not shared (不予共享)", req.dataset),
+                DenyDetail::NotShared {
+                    dataset: req.dataset.to_string(),
+                },
                 None,
             );
         }
@@ -281,10 +375,10 @@ impl CompiledPolicy {
         {
             return deny(
                 DenyReason::UnknownField,
-                format!(
-                    "field \"{unknown}\" is not a field of dataset {}",
-                    req.dataset
-                ),
+                DenyDetail::UnknownField {
+                    field: unknown.to_string(),
+                    dataset: req.dataset.to_string(),
+                },
                 None,
             );
         }
@@ -295,10 +389,10 @@ impl CompiledPolicy {
         else {
             return deny(
                 DenyReason::NoGrant,
-                format!(
-                    "no grant gives department {} access to dataset {}",
-                    req.consumer, req.dataset
-                ),
+                DenyDetail::NoGrant {
+                    consumer: req.consumer.to_string(),
+                    dataset: req.dataset.to_string(),
+                },
                 None,
             );
         };
@@ -328,20 +422,20 @@ impl CompiledPolicy {
             candidates.retain(|c| keep(c));
             if candidates.is_empty() {
                 let detail = match reason {
-                    DenyReason::PurposeNotGranted => format!(
-                        "purpose \"{}\" is not granted to department {} for dataset {}",
-                        req.purpose, req.consumer, req.dataset
-                    ),
-                    DenyReason::RoleNotGranted => format!(
-                        "none of your roles may use dataset {} for purpose \"{}\"",
-                        req.dataset, req.purpose
-                    ),
-                    DenyReason::OperationNotGranted => format!(
-                        "operation {} is not granted on dataset {} for purpose \"{}\"",
-                        req.operation.as_str(),
-                        req.dataset,
-                        req.purpose
-                    ),
+                    DenyReason::PurposeNotGranted => DenyDetail::PurposeNotGranted {
+                        purpose: req.purpose.to_string(),
+                        consumer: req.consumer.to_string(),
+                        dataset: req.dataset.to_string(),
+                    },
+                    DenyReason::RoleNotGranted => DenyDetail::RoleNotGranted {
+                        dataset: req.dataset.to_string(),
+                        purpose: req.purpose.to_string(),
+                    },
+                    DenyReason::OperationNotGranted => DenyDetail::OperationNotGranted {
+                        operation: req.operation,
+                        dataset: req.dataset.to_string(),
+                        purpose: req.purpose.to_string(),
+                    },
                     _ => not_in_force_detail(nearest.map(|c| &c.grant.grant), req.today),
                 };
                 return deny(reason, detail, nearest);
@@ -414,10 +508,9 @@ impl CompiledPolicy {
             if c.grant.grant.spec.conditions.case_ref_required && req.case_ref.is_none() {
                 return deny(
                     DenyReason::CaseRefRequired,
-                    format!(
-                        "grant {} requires a case reference (办件编号): send it in the X-Case-Ref header",
-                        c.grant.id()
-                    ),
+                    DenyDetail::CaseRefRequired {
+                        grant: c.grant.id().to_string(),
+                    },
                     Some(c),
                 );
             }
@@ -425,17 +518,17 @@ impl CompiledPolicy {
                 if !re.is_match(case.as_str()) {
                     return deny(
                         DenyReason::CaseRefFormat,
-                        format!(
-                            "grant {} requires case references of the form {}",
-                            c.grant.id(),
-                            c.grant
+                        DenyDetail::CaseRefFormat {
+                            grant: c.grant.id().to_string(),
+                            pattern: c
+                                .grant
                                 .grant
                                 .spec
                                 .conditions
                                 .case_ref_pattern
-                                .as_deref()
-                                .unwrap_or("")
-                        ),
+                                .clone()
+                                .unwrap_or_default(),
+                        },
                         Some(c),
                     );
                 }
@@ -448,25 +541,25 @@ impl CompiledPolicy {
         // Every candidate fell through on its fields: `field_denial` is set,
         // since `candidates` is not empty here.
         let Some((reason, field, nearest)) = field_denial else {
-            return deny(DenyReason::NoGrant, "no grant applies".to_owned(), None);
+            return deny(DenyReason::NoGrant, DenyDetail::NoGrantApplies, None);
         };
         let detail = match (reason, field) {
-            (DenyReason::FieldVerifyOnly, Some(f)) => {
-                format!("field \"{f}\" may only be checked with verify, not disclosed")
-            }
-            (DenyReason::FieldMaskedNotVerifiable, Some(f)) => format!(
-                "field \"{f}\" is granted only masked, and a masked field cannot be verified: its value is what the mask hides"
-            ),
-            (DenyReason::FieldNotGranted, Some(f)) => format!(
-                "field \"{f}\" of dataset {} is not granted for purpose \"{}\"",
-                req.dataset, req.purpose
-            ),
-            _ => format!(
-                "grant {} discloses no field of dataset {} by {}",
-                nearest.grant.id(),
-                req.dataset,
-                req.operation.as_str()
-            ),
+            (DenyReason::FieldVerifyOnly, Some(f)) => DenyDetail::FieldVerifyOnly {
+                field: f.to_string(),
+            },
+            (DenyReason::FieldMaskedNotVerifiable, Some(f)) => DenyDetail::FieldMasked {
+                field: f.to_string(),
+            },
+            (DenyReason::FieldNotGranted, Some(f)) => DenyDetail::FieldNotGranted {
+                field: f.to_string(),
+                dataset: req.dataset.to_string(),
+                purpose: req.purpose.to_string(),
+            },
+            _ => DenyDetail::NoFieldsGranted {
+                grant: nearest.grant.id().to_string(),
+                dataset: req.dataset.to_string(),
+                operation: req.operation,
+            },
         };
         deny(reason, detail, Some(nearest))
     }
@@ -477,19 +570,21 @@ fn in_force(grant: &Grant, today: Date) -> bool {
         && grant.valid_until.is_none_or(|until| today <= until)
 }
 
-fn not_in_force_detail(grant: Option<&Grant>, today: Date) -> String {
+fn not_in_force_detail(grant: Option<&Grant>, today: Date) -> DenyDetail {
     match grant {
-        Some(g) if g.valid_from.is_some_and(|from| today < from) => format!(
-            "grant {} is not in force until {}",
-            g.spec.id,
-            g.valid_from.map(|d| d.to_string()).unwrap_or_default()
-        ),
-        Some(g) => format!(
-            "grant {} expired after {}",
-            g.spec.id,
-            g.valid_until.map(|d| d.to_string()).unwrap_or_default()
-        ),
-        None => "no grant is in force".to_owned(),
+        Some(g) => match (g.valid_from, g.valid_until) {
+            (Some(from), _) if today < from => DenyDetail::NotYetInForce {
+                grant: g.spec.id.to_string(),
+                from: from.to_string(),
+            },
+            (_, Some(until)) => DenyDetail::Expired {
+                grant: g.spec.id.to_string(),
+                until: until.to_string(),
+            },
+            // Not reached: a grant out of force has a bound it is outside.
+            _ => DenyDetail::NoneInForce,
+        },
+        None => DenyDetail::NoneInForce,
     }
 }
 
