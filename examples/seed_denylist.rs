@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use tongban::denylist::{Denial, DenyList};
+use tongban::stops::revocation::{Revocation, RevocationTarget, Revocations};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
@@ -20,16 +20,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let count: usize = arg("--count")?.parse()?;
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
     let db = sled::open(&data)?;
-    let list = DenyList::open(&db, &data, now_ms)?;
-    let entries = (0..count).map(|i| Denial {
-        jti: (i % 10 != 0).then(|| format!("bench-jti-{i:08x}")),
-        sub: (i % 10 == 0).then(|| format!("bench-subject-{i}")),
-        issued_before: (i % 10 == 0).then_some(now_ms / 1000),
-        expires_ms: now_ms + 7 * 86_400_000,
-        reason: "benchmark".into(),
-        by: "bench/seed".into(),
-        at_ms: now_ms,
-    });
+    let list = Revocations::open(&db, &data, now_ms)?;
+    let mut entries = Vec::with_capacity(count);
+    for i in 0..count {
+        let target = if i % 10 == 0 {
+            RevocationTarget::new(
+                None,
+                Some(&format!("bench-subject-{i}")),
+                Some(now_ms / 1000),
+            )
+        } else {
+            RevocationTarget::new(Some(&format!("bench-jti-{i:08x}")), None, None)
+        }?;
+        entries.push(Revocation {
+            target,
+            expires_ms: now_ms + 7 * 86_400_000,
+            reason: "benchmark".into(),
+            by: "bench/seed".into(),
+            at_ms: now_ms,
+        });
+    }
     list.add_many(entries, now_ms)?;
     db.flush()?;
     // What the check costs a request whose token is not listed (the common

@@ -48,6 +48,9 @@ pub enum StartError {
     /// Cluster mode cannot start.
     #[error("{0}")]
     Cluster(#[from] ClusterError),
+    /// The emergency stops cannot be read.
+    #[error("{0}")]
+    Stops(#[from] crate::stops::StopsError),
 }
 
 /// Everything a request needs, shared by all of them.
@@ -74,9 +77,9 @@ pub struct Gateway {
     /// Where records come from.
     pub providers: Providers,
     /// Tokens refused although valid (revoked by an administrator).
-    pub denylist: crate::denylist::DenyList,
+    pub revocations: crate::stops::revocation::Revocations,
     /// Departments suspended by an administrator (the emergency stop).
-    pub suspensions: crate::suspension::Suspensions,
+    pub suspensions: crate::stops::suspension::Suspensions,
     /// Verify requests per grant, resident and day.
     pub verify_budget: crate::pipeline::verify::Budget,
     /// Refusals before authentication, per source address.
@@ -352,8 +355,12 @@ impl Gateway {
             },
         )?;
         let policy_history = History::open(&db)?;
-        let suspensions = crate::suspension::Suspensions::open(&db, &config.data_dir)?;
-        let denylist = crate::denylist::DenyList::open(&db, &config.data_dir, clock.unix_millis())?;
+        let suspensions = crate::stops::suspension::Suspensions::open(&db, &config.data_dir)?;
+        let revocations = crate::stops::revocation::Revocations::open(
+            &db,
+            &config.data_dir,
+            clock.unix_millis(),
+        )?;
         let upstreams = match &config.upstream {
             Some(up) => Some(
                 crate::provider::Upstreams::new(up, &config.node_id, metrics.clone())
@@ -394,7 +401,7 @@ impl Gateway {
             checkpoint_signer,
             providers,
             suspensions,
-            denylist,
+            revocations,
             verify_budget: crate::pipeline::verify::Budget::default(),
             unauthenticated,
             answer_keys,
@@ -595,7 +602,11 @@ impl Gateway {
 
     /// Applies one stop of the log, made on `node`; returns whether it took
     /// effect (false: a newer change for its department is in force).
-    fn apply_stop(&self, node: &str, change: &StopChange) -> Result<bool, sled::Error> {
+    fn apply_stop(
+        &self,
+        node: &str,
+        change: &StopChange,
+    ) -> Result<bool, crate::stops::StopsError> {
         let skew = self.stop_skew_ms();
         match change {
             StopChange::Suspend { dept, suspension } => {
@@ -609,22 +620,22 @@ impl Gateway {
                 // Logged before resumptions carried their time: as they come.
                 let at_ms =
                     at_ms.unwrap_or_else(|| self.suspensions.stamp_now(dept, node, 0, skew));
-                let r = crate::suspension::Resumption {
+                let r = crate::stops::suspension::Resumption {
                     at_ms,
                     node: node.to_owned(),
                 };
                 self.suspensions.resume(dept, r, skew)
             }
-            StopChange::DenyTokens { denial } => self
-                .denylist
-                .add(denial.clone(), self.clock.unix_millis())
+            StopChange::DenyTokens { revocation } => self
+                .revocations
+                .add(revocation.clone(), self.clock.unix_millis())
                 .map(|()| true),
         }
     }
 
     /// Whether each stop of `list` would take effect, applied in order.
     fn stops_in_order(&self, list: &[(i64, String, StopChange)]) -> Vec<bool> {
-        use crate::suspension::{Stamp, supersedes};
+        use crate::stops::suspension::{Stamp, supersedes};
         let skew = self.stop_skew_ms();
         // The newest change per department as the list goes on.
         let mut seen: std::collections::HashMap<&str, Stamp<'_>> = Default::default();
@@ -641,7 +652,7 @@ impl Gateway {
                         // stamped after what is in force, as apply_stop does.
                         let at = match seen.get(dept.as_str()) {
                             Some(&last) => {
-                                crate::suspension::stamp_after(Some(last), node, 0, skew)
+                                crate::stops::suspension::stamp_after(Some(last), node, 0, skew)
                             }
                             None => self.suspensions.stamp_now(dept, node, 0, skew),
                         };

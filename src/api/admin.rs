@@ -41,6 +41,7 @@ use crate::problem::{
     BodyFault, EntryKind, IdInput, Lang, Precondition, Problem, ProblemType, QueryFault,
     RevocationFault,
 };
+use crate::stops::revocation::{Revocation, RevocationTarget};
 
 /// The role every route here needs.
 pub const POLICY_ADMIN: &str = "policy_admin";
@@ -78,10 +79,10 @@ pub(crate) struct RevokeBody {
     reason: String,
 }
 
-fn denial_json(gw: &Gateway, d: &crate::denylist::Denial) -> Value {
+fn denial_json(gw: &Gateway, d: &Revocation) -> Value {
     json!({
-        "jti": d.jti, "sub": d.sub,
-        "issued_before": d.issued_before.map(|s| format_time(s * 1000, gw.utc_offset)),
+        "jti": d.jti(), "sub": d.sub(),
+        "issued_before": d.issued_before().map(|s| format_time(s * 1000, gw.utc_offset)),
         "expires": format_time(d.expires_ms, gw.utc_offset),
         "reason": d.reason, "by": d.by, "at": format_time(d.at_ms, gw.utc_offset),
     })
@@ -104,7 +105,7 @@ async fn list_revoked_tokens(
     let result = admin(&gw, &headers, &mut event).map(|_| {
         let mut body = Map::new();
         let entries: Vec<Value> = gw
-            .denylist
+            .revocations
             .all()
             .iter()
             .map(|d| denial_json(&gw, d))
@@ -137,7 +138,6 @@ async fn revoke_token(
     let prepared = (|| {
         let who = admin(&gw, &headers, &mut event)?;
         let b: RevokeBody = parse_body(&headers, body, false)?;
-        let text_ok = |s: &str| !s.is_empty() && s.len() <= 128 && !s.chars().any(char::is_control);
         let when = |member: &'static str, s: &str| {
             crate::audit::query::parse_time(s, gw.utc_offset, false).map_err(|e| {
                 ApiError::from(Problem::InvalidRevocation(RevocationFault::Time {
@@ -164,27 +164,17 @@ async fn revoke_token(
             })
             .into());
         }
-        let (jti, sub, issued_before) = match (b.jti, b.sub) {
-            (Some(j), None) if text_ok(&j) && b.issued_before.is_none() => (Some(j), None, None),
-            (None, Some(s)) if text_ok(&s) => {
-                let before = match b.issued_before.as_deref() {
-                    Some(t) => when("issued_before", t)?,
-                    None => now,
-                };
-                (
-                    None,
-                    Some(s),
-                    Some(before.div_euclid(1000) + i64::from(before.rem_euclid(1000) > 0)),
-                )
-            }
-            _ => {
-                return Err(Problem::InvalidRevocation(RevocationFault::Target).into());
-            }
-        };
-        let denial = crate::denylist::Denial {
-            jti,
-            sub,
-            issued_before,
+        // Tokens issued (`iat`, whole seconds) before the time are refused:
+        // a token issued in the second of the revocation is refused too.
+        let issued_before = match b.issued_before.as_deref() {
+            Some(t) => Some(when("issued_before", t)?),
+            None => b.sub.is_some().then_some(now),
+        }
+        .map(|ms| ms.div_euclid(1000) + i64::from(ms.rem_euclid(1000) > 0));
+        let target = RevocationTarget::new(b.jti.as_deref(), b.sub.as_deref(), issued_before)
+            .map_err(|_| ApiError::from(Problem::InvalidRevocation(RevocationFault::Target)))?;
+        let denial = Revocation {
+            target,
             expires_ms,
             reason,
             by: format!("{}/{}", who.dept, who.subject),
@@ -206,10 +196,11 @@ async fn revoke_token(
                 proof: None,
             };
             finish_then(&gw, &ctx, event, Ok(answer), async |_| {
-                gw.denylist
+                gw.revocations
                     .add(denial.clone(), gw.clock.unix_millis())
                     .map_err(|e| suspension_store_failed(&e))?;
-                gw.share_stop(StopChange::DenyTokens { denial }).await;
+                gw.share_stop(StopChange::DenyTokens { revocation: denial })
+                    .await;
                 Ok(())
             })
             .await
@@ -248,7 +239,7 @@ fn department(
     Ok((id, name))
 }
 
-fn suspension_store_failed(e: &sled::Error) -> ApiError {
+fn suspension_store_failed(e: &crate::stops::StopsError) -> ApiError {
     ApiError::from(Problem::SuspensionNotStored(e.to_string()))
 }
 
@@ -472,7 +463,7 @@ async fn suspend_department(
             return Err(Problem::InvalidReason.into());
         }
         event.detail = Some(json!({"dept": dept, "reason": reason}).to_string());
-        let suspension = crate::suspension::Suspension {
+        let suspension = crate::stops::suspension::Suspension {
             reason,
             by: format!("{}/{}", who.dept, who.subject),
             at_ms: ctx.time_ms,

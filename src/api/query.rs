@@ -850,7 +850,7 @@ pub(crate) fn authenticate(
 
 /// Whether the deny-list refuses the token of `principal`.
 pub(crate) fn revoked(gw: &Gateway, principal: &Principal) -> bool {
-    gw.denylist
+    gw.revocations
         .refuses(
             principal.token_id.as_deref(),
             &principal.subject,

@@ -326,12 +326,26 @@ mod tests {
         let mut c = chain(5);
         c.remove(2);
         let r = run(c);
-        assert_eq!(r.broken.unwrap().seq, 4);
+        let broken = r.broken.unwrap();
+        assert_eq!(broken.seq, 4);
+        // The officer is told what happened, not only where.
+        assert_eq!(broken.problem, "events 3 to 3 are missing (deleted)");
 
         let mut c = chain(5);
         c.swap(1, 2);
         let r = run(c);
-        assert_eq!(r.broken.as_ref().unwrap().seq, 3, "{r:?}");
+        let broken = r.broken.as_ref().unwrap();
+        assert_eq!(broken.seq, 3, "{r:?}");
+        assert_eq!(broken.problem, "events 2 to 2 are missing (deleted)");
+
+        // An event presented twice (a copy replayed) is out of order.
+        let mut c = chain(3);
+        let again = c[1].clone();
+        c.insert(2, again);
+        let r = run(c);
+        let broken = r.broken.unwrap();
+        assert_eq!(broken.seq, 2);
+        assert_eq!(broken.problem, "sequence number 2 is out of order after 2");
     }
 
     #[test]

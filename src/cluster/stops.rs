@@ -11,8 +11,8 @@ use tokio_postgres::types::Json;
 
 use super::Cluster;
 use super::store::{ClusterError, PolicyStore};
-use crate::denylist::Denial;
-use crate::suspension::Suspension;
+use crate::stops::revocation::Revocation;
+use crate::stops::suspension::Suspension;
 
 /// The log of stops (created with the other tables at start).
 pub(super) const STOPS_SCHEMA: &str = "
@@ -49,10 +49,11 @@ pub enum StopChange {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at_ms: Option<i64>,
     },
-    /// Tokens denied.
+    /// Tokens revoked.
     DenyTokens {
-        /// The entry.
-        denial: Denial,
+        /// The revocation (`denial` in the log, as it has always been written).
+        #[serde(rename = "denial")]
+        revocation: Revocation,
     },
 }
 

@@ -327,7 +327,7 @@ async fn revoked_tokens_are_refused_though_valid_and_cached() {
     assert_eq!(ask(&late).await.status, StatusCode::OK);
     assert!(
         gw.gw
-            .denylist
+            .revocations
             .refuses(
                 Some(&jti_of(&leaked)),
                 "clerk-007",
@@ -397,10 +397,10 @@ async fn a_deny_list_entry_outlives_every_token_it_names() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let entry = gw
         .gw
-        .denylist
+        .revocations
         .all()
         .into_iter()
-        .find(|d| d.jti.as_deref() == Some("leaked-1"))
+        .find(|d| d.jti() == Some("leaked-1"))
         .unwrap();
     let life_ms = entry.expires_ms - entry.at_ms;
     assert_eq!(

@@ -1,11 +1,9 @@
 //! Department suspension: the emergency stop for a breached department.
 //!
-//! Suspensions are kept in sled (`admin/suspensions`, department → record)
-//! and, for the request path, in an `ArcSwap`ed map: a check costs one atomic
-//! load and one map lookup, and a change reaches every connection, open ones
-//! included, on its next request. A change is written and synced to disk
-//! before it is swapped in, so it survives a restart or a power cut; changes
-//! are made one at a time, so none is saved but not enforced.
+//! Suspensions are kept in a [`DurableMap`] (`admin/suspensions`,
+//! department → record): a check costs one atomic load and one map lookup,
+//! and a change reaches every connection, open ones included, on its next
+//! request.
 //!
 //! Stops are ordered by the time they were made at their node (a cluster's
 //! nodes share them through PostgreSQL, and one cut off from it makes them
@@ -16,12 +14,13 @@
 //! suspension wins. Each department's last resumption is kept too
 //! (`admin/resumptions`), for that comparison.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+
+use super::{DurableMap, Edit, StopsError};
 
 const TREE: &str = "admin/suspensions";
 const RESUMED: &str = "admin/resumptions";
@@ -114,59 +113,40 @@ pub fn stamp_after(last: Option<Stamp<'_>>, node: &str, now_ms: i64, skew_ms: i6
     }
 }
 
-/// The suspended departments.
+/// The suspended departments, and each one's last resumption.
 #[derive(Debug)]
 pub struct Suspensions {
-    tree: sled::Tree,
-    resumed: sled::Tree,
-    data_dir: PathBuf,
+    suspended: DurableMap<Suspension>,
+    resumed: DurableMap<Resumption>,
     /// Held by every change, from its decision to its swap.
-    changing: std::sync::Mutex<()>,
-    current: ArcSwap<BTreeMap<String, Suspension>>,
+    changing: Mutex<()>,
 }
 
 impl Suspensions {
     /// Loads the suspensions from `db`, the database in `data_dir`.
-    pub fn open(db: &sled::Db, data_dir: &Path) -> Result<Self, sled::Error> {
-        let tree = db.open_tree(TREE)?;
-        let mut map = BTreeMap::new();
-        for item in &tree {
-            let (k, v) = item?;
-            if let (Ok(dept), Ok(s)) = (
-                String::from_utf8(k.to_vec()),
-                serde_json::from_slice::<Suspension>(&v),
-            ) {
-                map.insert(dept, s);
-            }
-        }
+    pub fn open(db: &sled::Db, data_dir: &Path) -> Result<Self, StopsError> {
         Ok(Self {
-            tree,
-            resumed: db.open_tree(RESUMED)?,
-            data_dir: data_dir.to_owned(),
-            changing: std::sync::Mutex::new(()),
-            current: ArcSwap::from_pointee(map),
+            suspended: DurableMap::open(db, TREE, data_dir, |_| true)?,
+            resumed: DurableMap::open(db, RESUMED, data_dir, |_| true)?,
+            changing: Mutex::new(()),
         })
     }
 
     /// The suspension of `dept`, if it is suspended.
     pub fn get(&self, dept: &str) -> Option<Suspension> {
-        let map = self.current.load();
-        if map.is_empty() {
-            return None;
-        }
-        map.get(dept).cloned()
+        self.suspended.get(dept)
     }
 
     /// Every suspension in force.
-    pub fn all(&self) -> Arc<BTreeMap<String, Suspension>> {
-        self.current.load_full()
+    pub fn all(&self) -> Arc<HashMap<String, Suspension>> {
+        self.suspended.all()
     }
 
-    fn resumption(&self, dept: &str) -> Result<Option<Resumption>, sled::Error> {
-        Ok(self
-            .resumed
-            .get(dept.as_bytes())?
-            .and_then(|v| serde_json::from_slice(&v).ok()))
+    /// The change in force for `dept`, and its stamp.
+    fn last_of<T>(&self, dept: &str, f: impl FnOnce(Option<Stamp<'_>>) -> T) -> T {
+        let suspended = self.suspended.all();
+        let resumed = self.resumed.all();
+        f(last(suspended.get(dept), resumed.get(dept)))
     }
 
     /// The time to stamp a change made on `node` now for `dept`: its clock,
@@ -174,64 +154,67 @@ impl Suspensions {
     /// more than the skew window when that one came from another node), so
     /// that what an administrator does after seeing a stop is ordered after it.
     pub fn stamp_now(&self, dept: &str, node: &str, now_ms: i64, skew_ms: i64) -> i64 {
-        let map = self.current.load();
-        let resumption = self.resumption(dept).ok().flatten();
-        stamp_after(
-            last(map.get(dept), resumption.as_ref()),
-            node,
-            now_ms,
-            skew_ms,
-        )
+        self.last_of(dept, |last| stamp_after(last, node, now_ms, skew_ms))
+    }
+
+    /// Whether a change stamped `change` would be applied now.
+    pub fn would_apply(&self, dept: &str, change: Stamp<'_>, skew_ms: i64) -> bool {
+        self.last_of(dept, |last| supersedes(change, last, skew_ms))
     }
 
     /// Suspends `dept` by a change made on this node (`suspension.node`)
-    /// now: stamped after every change seen for the department, under the
-    /// same lock as the change itself. Returns the stamp.
+    /// now (`suspension.at_ms`), stamped as [`Self::change_here`] stamps.
+    /// Returns the stamp.
     pub fn suspend_here(
         &self,
         dept: &str,
-        mut suspension: Suspension,
+        suspension: Suspension,
         skew_ms: i64,
-    ) -> Result<i64, sled::Error> {
-        let _one = self
-            .changing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        suspension.at_ms = self.stamp_now(dept, &suspension.node, suspension.at_ms, skew_ms);
-        let at = suspension.at_ms;
-        self.store_suspension(dept, suspension)?;
-        Ok(at)
+    ) -> Result<i64, StopsError> {
+        let (node, now_ms) = (suspension.node.clone(), suspension.at_ms);
+        self.change_here(dept, &node, now_ms, Some(suspension), skew_ms)
     }
 
     /// Resumes `dept` by a change made on `node` at `now_ms`, stamped as
-    /// [`Self::suspend_here`] stamps. Returns the stamp.
+    /// [`Self::change_here`] stamps. Returns the stamp.
     pub fn resume_here(
         &self,
         dept: &str,
         node: &str,
         now_ms: i64,
         skew_ms: i64,
-    ) -> Result<i64, sled::Error> {
-        let _one = self
-            .changing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let at_ms = self.stamp_now(dept, node, now_ms, skew_ms);
-        self.store_resumption(
-            dept,
-            Resumption {
-                at_ms,
-                node: node.to_owned(),
-            },
-        )?;
-        Ok(at_ms)
+    ) -> Result<i64, StopsError> {
+        self.change_here(dept, node, now_ms, None, skew_ms)
     }
 
-    /// Whether a change stamped `change` would be applied now.
-    pub fn would_apply(&self, dept: &str, change: Stamp<'_>, skew_ms: i64) -> bool {
-        let map = self.current.load();
-        let resumption = self.resumption(dept).ok().flatten();
-        supersedes(change, last(map.get(dept), resumption.as_ref()), skew_ms)
+    /// Suspends (`Some`) or resumes (`None`) `dept` by a change made on
+    /// `node` now: stamped after every change seen for the department, under
+    /// the same lock as the change itself. Returns the stamp.
+    fn change_here(
+        &self,
+        dept: &str,
+        node: &str,
+        now_ms: i64,
+        suspension: Option<Suspension>,
+        skew_ms: i64,
+    ) -> Result<i64, StopsError> {
+        let _one = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        let at_ms = self.stamp_now(dept, node, now_ms, skew_ms);
+        match suspension {
+            Some(mut s) => {
+                s.at_ms = at_ms;
+                s.node = node.to_owned();
+                self.store_suspension(dept, s)?;
+            }
+            None => self.store_resumption(
+                dept,
+                Resumption {
+                    at_ms,
+                    node: node.to_owned(),
+                },
+            )?,
+        }
+        Ok(at_ms)
     }
 
     /// Suspends `dept` (or replaces its reason) unless a newer change is in
@@ -241,7 +224,7 @@ impl Suspensions {
         dept: &str,
         suspension: Suspension,
         skew_ms: i64,
-    ) -> Result<bool, sled::Error> {
+    ) -> Result<bool, StopsError> {
         let stamp = Stamp {
             at_ms: suspension.at_ms,
             node: &suspension.node,
@@ -252,38 +235,6 @@ impl Suspensions {
         })
     }
 
-    /// Makes a change stamped `stamp` under the lock every change holds,
-    /// unless a newer change for `dept` is in force; returns whether it did.
-    fn change_if_newer(
-        &self,
-        dept: &str,
-        stamp: Stamp<'_>,
-        skew_ms: i64,
-        store: impl FnOnce() -> Result<(), sled::Error>,
-    ) -> Result<bool, sled::Error> {
-        let _one = self
-            .changing
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !self.would_apply(dept, stamp, skew_ms) {
-            return Ok(false);
-        }
-        store()?;
-        Ok(true)
-    }
-
-    /// Saves, syncs, then enforces a suspension (the caller holds `changing`).
-    fn store_suspension(&self, dept: &str, suspension: Suspension) -> Result<(), sled::Error> {
-        let bytes = serde_json::to_vec(&suspension).unwrap_or_default();
-        crate::faults::point(&self.data_dir, "stops.insert")?;
-        self.tree.insert(dept.as_bytes(), bytes)?;
-        crate::durable::sync_tree(&self.tree, &self.data_dir)?;
-        let mut map = (**self.current.load()).clone();
-        map.insert(dept.to_owned(), suspension);
-        self.current.store(Arc::new(map));
-        Ok(())
-    }
-
     /// Lifts the suspension of `dept` unless a newer change is in force;
     /// returns whether it was applied (a department not suspended is
     /// resumed all the same: the resumption is recorded for the order).
@@ -292,7 +243,7 @@ impl Suspensions {
         dept: &str,
         resumption: Resumption,
         skew_ms: i64,
-    ) -> Result<bool, sled::Error> {
+    ) -> Result<bool, StopsError> {
         let stamp = Stamp {
             at_ms: resumption.at_ms,
             node: &resumption.node,
@@ -303,18 +254,38 @@ impl Suspensions {
         })
     }
 
-    /// Saves, syncs, then enforces a resumption (the caller holds `changing`).
-    fn store_resumption(&self, dept: &str, resumption: Resumption) -> Result<(), sled::Error> {
-        crate::faults::point(&self.data_dir, "stops.insert")?;
-        self.resumed.insert(
-            dept.as_bytes(),
-            serde_json::to_vec(&resumption).unwrap_or_default(),
-        )?;
-        self.tree.remove(dept.as_bytes())?;
-        crate::durable::sync_tree(&self.tree, &self.data_dir)?;
-        let mut map = (**self.current.load()).clone();
-        map.remove(dept);
-        self.current.store(Arc::new(map));
+    /// Makes a change stamped `stamp` under the lock every change holds,
+    /// unless a newer change for `dept` is in force; returns whether it did.
+    fn change_if_newer(
+        &self,
+        dept: &str,
+        stamp: Stamp<'_>,
+        skew_ms: i64,
+        store: impl FnOnce() -> Result<(), StopsError>,
+    ) -> Result<bool, StopsError> {
+        let _one = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
+        if !self.would_apply(dept, stamp, skew_ms) {
+            return Ok(false);
+        }
+        store()?;
+        Ok(true)
+    }
+
+    /// Saves, syncs, then enforces a suspension (the caller holds `changing`).
+    fn store_suspension(&self, dept: &str, suspension: Suspension) -> Result<(), StopsError> {
+        self.suspended
+            .apply([Edit::Put(dept.to_owned(), suspension)])
+    }
+
+    /// Records the resumption, then lifts the suspension, each durable
+    /// before it is in force (the caller holds `changing`): a crash between
+    /// the two leaves the department suspended, as it was.
+    fn store_resumption(&self, dept: &str, resumption: Resumption) -> Result<(), StopsError> {
+        self.resumed
+            .apply([Edit::Put(dept.to_owned(), resumption)])?;
+        if self.suspended.get(dept).is_some() {
+            self.suspended.apply([Edit::Remove(dept.to_owned())])?;
+        }
         Ok(())
     }
 }
