@@ -21,10 +21,10 @@ cd "$(dirname "$0")/.."
 
 # module | files (space-separated) | the tests that cover it (cargo test targets, then name filters)
 table='
-minimize    | src/pipeline/minimize.rs                       | --lib --test api | minimize policy::index lookup:: batch::
-decide      | src/policy/index.rs                            | --lib --test api | policy:: lookup:: verify:: batch:: admin::
-authn       | src/pipeline/authn.rs                          | --test api       | auth:: revocation:: suspension::
-stops       | src/suspension.rs src/denylist.rs src/durable.rs | --test api     | suspension:: revocation:: crash::a_stop_before_any_step_of_a_policy
+minimize    | src/pipeline/minimize.rs                       | --lib --test api | minimize policy::decide lookup:: batch::
+decide      | src/policy/decide.rs src/policy/index.rs       | --lib --test api | policy:: lookup:: verify:: batch:: admin::
+authn       | src/pipeline/authn.rs src/pipeline/admit.rs    | --lib --test api | authn auth:: revocation:: suspension:: hostile:: tls::
+stops       | src/stops/mod.rs src/stops/suspension.rs src/stops/revocation.rs | --lib --test api | stops:: suspension:: revocation:: crash::a_stop_before_any_step_of_a_policy
 verify      | src/pipeline/verify.rs                         | --lib --test api | pipeline::verify verify::
 event       | src/audit/event.rs src/audit/chain.rs          | --lib --test api | audit:: audit_log:: audit_review:: gm_suite::
 writer      | src/audit/writer.rs src/audit/wal.rs           | --lib --test api | audit:: audit_log:: crash::

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use crate::audit::Outcome;
 use crate::pipeline::authn::AuthError;
-use crate::policy::index::Denial;
+use crate::policy::decide::Denial;
 pub use crate::problem::{Lang, Problem, ProblemType};
 
 /// The prefix of every problem `type`.

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use crate::domain::InvalidId;
 use crate::pipeline::authn::AuthError;
 use crate::pipeline::verify::ConditionError;
-use crate::policy::index::{Denial, DenyDetail, DenyReason};
+use crate::policy::decide::{Denial, DenyDetail, DenyReason};
 
 /// The language a problem is told in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

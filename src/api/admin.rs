@@ -20,7 +20,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::openapi as doc;
-use super::query::staff;
 use super::{Answer, RequestContext, finish, finish_then};
 use crate::audit::query::format_time;
 use crate::audit::{EventBody, EventKind};
@@ -29,6 +28,7 @@ use crate::cluster::{ChangeMeta, ChangeTx};
 use crate::domain::{CaseRef, DatasetId, DeptId, FieldName, GrantId, Purpose, Role};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::pipeline::admit::staff;
 use crate::pipeline::authn::Principal;
 use crate::policy::edit::{
     Change, EditError, Prepared, apply_files, dataset_etag, dataset_toml, grant_etag, grant_toml,

@@ -22,7 +22,6 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::openapi as doc;
-use super::query::staff;
 use super::{Answer, RequestContext, bad_path, finish};
 use crate::audit::export::{
     ExportFormat, checkpoint_record, csv_header, event_record, export_suites, header_line,
@@ -33,6 +32,7 @@ use crate::cluster::audit::Position;
 use crate::domain::ResidentId;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::pipeline::admit::staff;
 use crate::problem::{ClusterRead, IdInput, PathFault, Problem, QueryFault};
 
 /// The role every route here needs.

@@ -195,8 +195,8 @@ fn operator_staff(gw: &Gateway, headers: &axum::http::HeaderMap) -> bool {
                 .flatten();
             p.dept.as_str() == gw.config.operator_department
                 && (p.has_role("policy_admin") || p.has_role("privacy_officer"))
-                && !crate::api::query::revoked(gw, &p)
-                && crate::api::query::bind_to_connection(&p, fingerprint).is_ok()
+                && !crate::pipeline::admit::revoked(gw, &p)
+                && crate::pipeline::admit::bind_to_connection(&p, fingerprint).is_ok()
         })
 }
 

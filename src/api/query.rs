@@ -1,8 +1,8 @@
 //! Routes for department systems: the catalog and record lookups.
 //!
-//! Each handler runs the request path in order (authenticate, validate, rate
-//! limit, decide, fetch, minimize) and hands the result to [`super::finish`],
-//! which audits before answering.
+//! Each handler admits the request through [`crate::pipeline::admit`]
+//! (authenticate, stops, inputs, limits, decide, quota), fetches, minimizes,
+//! and hands the result to [`super::finish`], which audits before answering.
 
 use std::sync::Arc;
 
@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -21,18 +21,20 @@ use utoipa_axum::routes;
 use super::openapi as doc;
 use super::{Answer, RequestContext, bad_path, finish, finish_batch, json_body};
 use crate::audit::{EventBody, EventKind};
-use crate::cluster::limits::LimitKey;
 use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
+use crate::pipeline::admit::{
+    self, authenticate, check_department_limit, dataset_of, parse_fields, purpose_and_case,
+};
 use crate::pipeline::authn::Principal;
 use crate::pipeline::minimize::{Record, minimize};
 use crate::pipeline::verify::{Condition, MAX_CONDITIONS, check_condition, evaluate};
-use crate::policy::index::Allowance;
+use crate::policy::CompiledPolicy;
+use crate::policy::decide::Allowance;
 use crate::policy::model::Operation;
 use crate::policy::model::SignedAnswers;
-use crate::policy::{CompiledPolicy, Decision, DecisionRequest};
-use crate::problem::{BatchLimit, HeaderFault, IdInput, Limit, Problem, ProblemType, QueryFault};
+use crate::problem::{BatchLimit, IdInput, Problem, ProblemType, QueryFault};
 use crate::provider::{DataProvider, FetchContext, ProviderError};
 
 pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
@@ -100,14 +102,6 @@ struct Target {
     resident_as_sent: String,
 }
 
-/// Parses the dataset id of the path and records it in the event.
-fn dataset_of(raw: &str, event: &mut EventBody) -> Result<DatasetId, ApiError> {
-    let dataset = DatasetId::parse(raw)
-        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Dataset, e)))?;
-    event.dataset = Some(dataset.to_string());
-    Ok(dataset)
-}
-
 /// Authenticates, parses the path and the purpose headers, and records each in
 /// the event as soon as it is known.
 fn target(
@@ -137,7 +131,8 @@ fn target(
     })
 }
 
-/// Decides, records the grant, takes from its quota, and fetches the record.
+/// Admits (department limit, decision, the operation's own check, the
+/// grant's quota), then fetches the record.
 async fn decide_and_fetch(
     gw: &Gateway,
     policy: &CompiledPolicy,
@@ -145,41 +140,18 @@ async fn decide_and_fetch(
     t: &Target,
     operation: Operation,
     requested: Option<&[FieldName]>,
-    admit: impl FnOnce(&Allowance) -> Result<(), ApiError>,
+    check: impl FnOnce(&Allowance) -> Result<(), ApiError>,
 ) -> Result<(Allowance, Record), ApiError> {
-    check_department_limit(gw, policy, &t.principal).await?;
-    let decision = policy.decide(&DecisionRequest {
-        consumer: &t.principal.dept,
-        roles: &t.principal.roles,
+    let ask = admit::Ask {
+        principal: &t.principal,
         dataset: &t.dataset,
-        operation,
         purpose: &t.purpose,
         case_ref: t.case_ref.as_ref(),
+        operation,
         requested,
-        today: gw.today(),
-    });
-    let allowance = match decision {
-        Decision::Allow(a) => a,
-        Decision::Deny(d) => return Err(ApiError::from(&d)),
+        residents: 1,
     };
-    let grant = &allowance.grant;
-    event.grant = Some((grant.id().to_string(), grant.version()));
-    // What the operation itself allows under the grant, before the quota is
-    // charged and anything is fetched.
-    admit(&allowance)?;
-    if let Some(limit) = &grant.limit {
-        gw.check_limit(LimitKey::Grant(grant.id().as_str()), limit, 1)
-            .await
-            .map_err(|wait| {
-                ApiError::rate_limited(
-                    Limit::Grant {
-                        grant: grant.id().to_string(),
-                        spec: limit.spec.to_string(),
-                    },
-                    wait,
-                )
-            })?;
-    }
+    let allowance = admit::grant(gw, policy, event, &ask, check).await?;
     let dataset = &t.dataset;
     let ctx = FetchContext {
         request_id: &event.request_id,
@@ -548,42 +520,25 @@ async fn run_batch(
             BatchLimit::Gateway,
         ));
     }
-    check_department_limit(gw, &policy, &principal).await?;
-    let decision = policy.decide(&DecisionRequest {
-        consumer: &principal.dept,
-        roles: &principal.roles,
+    let ask = admit::Ask {
+        principal: &principal,
         dataset: &dataset,
-        operation: Operation::Batch,
         purpose: &purpose,
         case_ref: case_ref.as_ref(),
+        operation: Operation::Batch,
         requested: fields.as_deref(),
-        today: gw.today(),
-    });
-    let allowance = match decision {
-        Decision::Allow(a) => a,
-        Decision::Deny(d) => return Err(ApiError::from(&d)),
+        residents: u32::try_from(resident_ids.len()).unwrap_or(u32::MAX),
     };
+    let allowance = admit::grant(gw, &policy, event, &ask, |allowance| {
+        let grant = &allowance.grant;
+        let limit = grant.grant.spec.conditions.batch_limit.unwrap_or(0) as usize;
+        if resident_ids.len() > limit {
+            return Err(too_large(limit, BatchLimit::Grant(grant.id().to_string())));
+        }
+        Ok(())
+    })
+    .await?;
     let grant = &allowance.grant;
-    event.grant = Some((grant.id().to_string(), grant.version()));
-    let limit = grant.grant.spec.conditions.batch_limit.unwrap_or(0) as usize;
-    if resident_ids.len() > limit {
-        return Err(too_large(limit, BatchLimit::Grant(grant.id().to_string())));
-    }
-    if let Some(quota) = &grant.limit {
-        let n = u32::try_from(resident_ids.len()).unwrap_or(u32::MAX);
-        gw.check_limit(LimitKey::Grant(grant.id().as_str()), quota, n)
-            .await
-            .map_err(|wait| {
-                ApiError::rate_limited(
-                    Limit::GrantBatch {
-                        grant: grant.id().to_string(),
-                        spec: quota.spec.to_string(),
-                        n,
-                    },
-                    wait,
-                )
-            })?;
-    }
 
     let parsed: Vec<Result<ResidentId, crate::domain::InvalidId>> = resident_ids
         .iter()
@@ -812,197 +767,4 @@ async fn run_catalog(
     body.insert("policy_version".into(), json!(policy.version()));
     body.insert("datasets".into(), Value::Array(entries));
     Ok(Answer::ok(body))
-}
-
-/// Authenticates and records the caller in the event.
-pub(crate) fn authenticate(
-    gw: &Gateway,
-    policy: &CompiledPolicy,
-    headers: &HeaderMap,
-    event: &mut EventBody,
-) -> Result<Arc<Principal>, ApiError> {
-    let principal = gw
-        .auth
-        .authenticate(
-            headers
-                .get_all(header::AUTHORIZATION)
-                .iter()
-                .map(|v| v.as_bytes()),
-            |d| policy.knows_department(d),
-        )
-        .map_err(|e| ApiError::from(&e))?;
-    event.dept = Some(principal.dept.to_string());
-    event.subject = Some(principal.subject.clone());
-    event.roles = principal.roles.iter().map(ToString::to_string).collect();
-    if revoked(gw, &principal) {
-        return Err(ApiError::from(&crate::pipeline::authn::AuthError::Revoked));
-    }
-    bind_to_connection(&principal, event.cert_fingerprint)?;
-    if let Some(s) = gw.suspensions.get(principal.dept.as_str()) {
-        return Err(Problem::DepartmentSuspended {
-            dept: principal.dept.to_string(),
-            since: crate::audit::query::format_time(s.at_ms, gw.utc_offset),
-        }
-        .into());
-    }
-    Ok(principal)
-}
-
-/// Whether the deny-list refuses the token of `principal`.
-pub(crate) fn revoked(gw: &Gateway, principal: &Principal) -> bool {
-    gw.revocations
-        .refuses(
-            principal.token_id.as_deref(),
-            &principal.subject,
-            principal.issued_at,
-            gw.clock.unix_millis(),
-        )
-        .is_some()
-}
-
-/// One caller, one identity: a client certificate names a department (its
-/// CN), and a token over that connection must name the same one; a token
-/// bound to a certificate (`cnf.x5t#S256`) is accepted only over a
-/// connection whose certificate has that thumbprint. `fingerprint` is the
-/// connection's certificate as the request's context recorded it.
-pub(crate) fn bind_to_connection(
-    principal: &Principal,
-    fingerprint: Option<[u8; 32]>,
-) -> Result<(), ApiError> {
-    let cert_department = crate::api::CONNECTION
-        .try_with(|c| c.cert_department.clone())
-        .ok()
-        .flatten();
-    if fingerprint.is_some() && cert_department.as_deref() != Some(principal.dept.as_str()) {
-        return Err(Problem::CertificateDepartmentMismatch {
-            certificate: cert_department.as_deref().map(str::to_owned),
-            token: principal.dept.to_string(),
-        }
-        .into());
-    }
-    if let Some(bound) = principal.bound_certificate
-        && fingerprint != Some(bound)
-    {
-        return Err(Problem::CertificateBindingMismatch.into());
-    }
-    Ok(())
-}
-
-/// Authenticates a member of the operator department's staff holding `role`
-/// (`privacy_officer`, `policy_admin`); everyone else gets 403.
-pub(crate) fn staff(
-    gw: &Gateway,
-    headers: &HeaderMap,
-    event: &mut EventBody,
-    role: &str,
-) -> Result<Arc<Principal>, ApiError> {
-    let policy = gw.policy.snapshot();
-    event.policy_version = Some(policy.version().to_owned());
-    let principal = authenticate(gw, &policy, headers, event)?;
-    let operator = &gw.config.operator_department;
-    if !principal.has_role(role) || principal.dept.as_str() != operator {
-        return Err(Problem::RoleRequired {
-            role: role.to_owned(),
-            operator: operator.clone(),
-        }
-        .into());
-    }
-    check_department_limit_here(&policy, &principal)?;
-    Ok(principal)
-}
-
-pub(crate) async fn check_department_limit(
-    gw: &Gateway,
-    policy: &CompiledPolicy,
-    principal: &Principal,
-) -> Result<(), ApiError> {
-    if let Some(limit) = policy.department_limit(&principal.dept) {
-        gw.check_limit(LimitKey::Department(principal.dept.as_str()), limit, 1)
-            .await
-            .map_err(|wait| over_department_limit(principal, limit, wait))?;
-    }
-    Ok(())
-}
-
-fn over_department_limit(
-    principal: &Principal,
-    limit: &crate::pipeline::rate_limit::RateLimit,
-    wait: std::time::Duration,
-) -> ApiError {
-    ApiError::rate_limited(
-        Limit::Department {
-            dept: principal.dept.to_string(),
-            spec: limit.spec.to_string(),
-        },
-        wait,
-    )
-}
-
-/// The department limit on this node's limiter alone: for the operator's
-/// staff (privacy officers, administrators), whose routes are not the
-/// exchange's traffic and are not counted cluster-wide.
-fn check_department_limit_here(
-    policy: &CompiledPolicy,
-    principal: &Principal,
-) -> Result<(), ApiError> {
-    if let Some(limit) = policy.department_limit(&principal.dept) {
-        limit
-            .check()
-            .map_err(|wait| over_department_limit(principal, limit, wait))?;
-    }
-    Ok(())
-}
-
-/// A header that must appear at most once, as text.
-fn single_header<'h>(headers: &'h HeaderMap, name: &str) -> Result<Option<&'h str>, ApiError> {
-    let mut values = headers.get_all(name).iter();
-    let Some(first) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(Problem::InvalidHeader {
-            name: name.to_owned(),
-            fault: HeaderFault::Repeated,
-        }
-        .into());
-    }
-    std::str::from_utf8(first.as_bytes())
-        .map(|s| Some(s.trim()))
-        .map_err(|_| {
-            ApiError::from(Problem::InvalidHeader {
-                name: name.to_owned(),
-                fault: HeaderFault::NotText,
-            })
-        })
-}
-
-/// `X-Purpose` (required) and `X-Case-Ref` (optional here; grants may require it).
-fn purpose_and_case(
-    headers: &HeaderMap,
-    event: &mut EventBody,
-) -> Result<(Purpose, Option<CaseRef>), ApiError> {
-    let purpose = single_header(headers, "x-purpose")?
-        .ok_or_else(|| ApiError::from(Problem::PurposeRequired))?;
-    let purpose = Purpose::parse(purpose)
-        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Purpose, e)))?;
-    event.purpose = Some(purpose.to_string());
-    let case_ref = single_header(headers, "x-case-ref")?
-        .map(|c| {
-            CaseRef::parse(c).map_err(|e| ApiError::from(Problem::InvalidId(IdInput::CaseRef, e)))
-        })
-        .transpose()?;
-    event.case_ref = case_ref.as_ref().map(ToString::to_string);
-    Ok((purpose, case_ref))
-}
-
-fn parse_fields(list: &str) -> Result<Vec<FieldName>, ApiError> {
-    let fields: Vec<FieldName> = list
-        .split(',')
-        .map(|f| FieldName::parse(f.trim()))
-        .collect::<Result<_, _>>()
-        .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::FieldList, e)))?;
-    if fields.len() > 64 {
-        return Err(Problem::TooManyFields { max: 64 }.into());
-    }
-    Ok(fields)
 }

@@ -1,7 +1,10 @@
-//! The stages of the query path that are not policy or audit: authentication,
-//! rate limiting and minimization. Decisions live in [`crate::policy`], audit
-//! in [`crate::audit`]; [`crate::api::query`] runs them in order.
+//! The request path's stages that are not policy or audit: admission in
+//! order ([`admit`]: authentication, the stops, rate limits, the decision,
+//! quotas), minimization and verification. Decisions live in
+//! [`crate::policy`], audit in [`crate::audit`]; the handlers in
+//! [`crate::api`] call [`admit`] and answer.
 
+pub mod admit;
 pub mod authn;
 pub mod minimize;
 pub mod rate_limit;

@@ -1,6 +1,7 @@
 //! Sharing policies: the catalog, the grants, loading with located errors, the
 //! compiled index and the live, atomically swapped policy in force.
 
+pub mod decide;
 pub mod diff;
 pub mod edit;
 pub mod history;
@@ -12,7 +13,8 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-pub use index::{CompiledPolicy, Decision, DecisionRequest, DenyReason, Disclosed};
+pub use decide::{Decision, DecisionRequest, DenyReason, Disclosed};
+pub use index::CompiledPolicy;
 pub use load::{PolicyError, PolicySet, PolicySources};
 
 /// The policy in force. Readers take a snapshot per request; a reload swaps
