@@ -96,8 +96,6 @@ pub enum DenyReason {
     CaseRefFormat,
 }
 
-impl DenyReason {}
-
 /// A denial and a message that tells the caller what to fix.
 #[derive(Debug, Clone)]
 pub struct Denial {

@@ -23,10 +23,10 @@ use serde::de::DeserializeOwned;
 #[derive(Debug, thiserror::Error)]
 pub enum StopsError {
     /// The store failed.
-    #[error("the stops' store: {0}")]
+    #[error(transparent)]
     Store(#[from] sled::Error),
     /// The disk failed (the sync, or a fault seam).
-    #[error("the stops' store: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
     /// A stored entry cannot be read: the gateway refuses to start rather
     /// than lift the stop it held.
@@ -105,7 +105,8 @@ impl<V: Serialize + DeserializeOwned + Clone> DurableMap<V> {
             current: ArcSwap::from_pointee(map),
         };
         if !expired.is_empty() {
-            durable.apply(expired.into_iter().map(Edit::Remove))?;
+            // Housekeeping at start, not a stop: no fault seam.
+            durable.write(expired.into_iter().map(Edit::Remove), false)?;
         }
         Ok(durable)
     }
@@ -131,6 +132,23 @@ impl<V: Serialize + DeserializeOwned + Clone> DurableMap<V> {
 
     /// Writes `edits` in one batch, syncs, then puts them in force.
     pub fn apply(&self, edits: impl IntoIterator<Item = Edit<V>>) -> Result<(), StopsError> {
+        self.write(edits, true)
+    }
+
+    /// Writes `edits` in one batch, syncs, then puts them in force; each
+    /// step passes its fault seam when `seams`.
+    fn write(
+        &self,
+        edits: impl IntoIterator<Item = Edit<V>>,
+        seams: bool,
+    ) -> Result<(), StopsError> {
+        let point = |name| {
+            if seams {
+                crate::faults::point(&self.data_dir, name)
+            } else {
+                Ok(())
+            }
+        };
         let _one = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
         let mut batch = sled::Batch::default();
         let mut map = (**self.current.load()).clone();
@@ -149,11 +167,11 @@ impl<V: Serialize + DeserializeOwned + Clone> DurableMap<V> {
                 }
             }
         }
-        crate::faults::point(&self.data_dir, "stops.insert")?;
+        point("stops.insert")?;
         self.tree.apply_batch(batch)?;
-        crate::faults::point(&self.data_dir, "stops.flush")?;
+        point("stops.flush")?;
         self.tree.flush()?;
-        crate::faults::point(&self.data_dir, "stops.sync")?;
+        point("stops.sync")?;
         std::fs::File::open(self.data_dir.join("db"))?.sync_data()?;
         self.current.store(Arc::new(map));
         Ok(())

@@ -10,6 +10,7 @@
 //! atomic load.
 
 use std::path::Path;
+use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -184,6 +185,9 @@ impl From<Revocation> for Stored {
 #[derive(Debug)]
 pub struct Revocations {
     map: DurableMap<Revocation>,
+    /// Held by every change, from choosing the expired entries to the swap,
+    /// so that a revocation added meanwhile is never removed as expired.
+    changing: Mutex<()>,
 }
 
 impl Revocations {
@@ -191,6 +195,7 @@ impl Revocations {
     pub fn open(db: &sled::Db, data_dir: &Path, now_ms: i64) -> Result<Self, StopsError> {
         Ok(Self {
             map: DurableMap::open(db, TREE, data_dir, |r: &Revocation| r.expires_ms > now_ms)?,
+            changing: Mutex::new(()),
         })
     }
 
@@ -228,6 +233,7 @@ impl Revocations {
         revocations: impl IntoIterator<Item = Revocation>,
         now_ms: i64,
     ) -> Result<(), StopsError> {
+        let _one = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
         let expired: Vec<Edit<Revocation>> = self
             .map
             .all()
@@ -326,5 +332,43 @@ mod tests {
                 .all()
                 .is_empty()
         );
+    }
+
+    /// Many administrators (or a node replaying the cluster's log) adding
+    /// at once, while entries expire: the entry each one added last is in
+    /// force, none removed as expired by another's stale view.
+    #[test]
+    fn concurrent_adds_never_drop_a_fresh_revocation_as_expired() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let list = std::sync::Arc::new(Revocations::open(&db, dir.path(), 0).unwrap());
+        let threads: Vec<_> = (0..6)
+            .map(|t| {
+                let list = list.clone();
+                std::thread::spawn(move || {
+                    let sub = format!("clerk-{t}");
+                    for now in 1..=150 {
+                        // Each one expires before this thread's next add.
+                        let r = Revocation {
+                            target: RevocationTarget::new(None, Some(&sub), Some(100)).unwrap(),
+                            expires_ms: now * 10 + 5,
+                            reason: "r".into(),
+                            by: "b".into(),
+                            at_ms: now * 10,
+                        };
+                        list.add(r, now * 10).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        for t in 0..6 {
+            assert!(
+                list.refuses(None, &format!("clerk-{t}"), Some(0), 1500).is_some(),
+                "clerk-{t}'s last revocation was removed"
+            );
+        }
     }
 }
