@@ -53,6 +53,34 @@ pub enum StartError {
     Stops(#[from] crate::stops::StopsError),
 }
 
+/// Why this node could not bring itself up to the cluster's policy or stops
+/// (it keeps what is in force and tries again).
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// PostgreSQL cannot be reached or answered an error.
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
+    /// The cluster's newest policy version does not validate here.
+    #[error("policy version {version}: {}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    InvalidVersion {
+        /// The version.
+        version: i64,
+        /// Why it does not validate.
+        errors: Vec<PolicyError>,
+    },
+    /// This node's own record of what it applied could not be written.
+    #[error("{what} could not be kept: {error}")]
+    Local {
+        /// What ("the applied version", "the applied stops", a stop).
+        what: String,
+        /// Why.
+        error: String,
+    },
+    /// The stops made elsewhere cannot be audited here, so they wait.
+    #[error("the stops cannot be audited, so they wait: {0}")]
+    Audit(String),
+}
+
 /// Everything a request needs, shared by all of them.
 #[derive(Debug)]
 pub struct Gateway {
@@ -503,7 +531,7 @@ impl Gateway {
     /// In cluster mode, sends the stops kept on this node to PostgreSQL and
     /// applies, in order, every stop of the log this node has not applied:
     /// those made on other nodes are audited here first.
-    pub async fn sync_cluster_stops(&self) -> Result<(), String> {
+    pub async fn sync_cluster_stops(&self) -> Result<(), SyncError> {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
@@ -511,24 +539,22 @@ impl Gateway {
         self.sync_stops_locked(cluster).await
     }
 
-    async fn sync_stops_locked(&self, cluster: &Cluster) -> Result<(), String> {
+    async fn sync_stops_locked(&self, cluster: &Cluster) -> Result<(), SyncError> {
         let queued = cluster.outbox();
         if !queued.is_empty() {
             let changes: Vec<StopChange> = queued.iter().map(|(_, c)| c.clone()).collect();
             cluster
                 .store
                 .record_stops(&cluster.node_id, &changes)
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
             let keys: Vec<sled::IVec> = queued.into_iter().map(|(k, _)| k).collect();
-            cluster.clear_outbox(&keys).map_err(|e| e.to_string())?;
+            cluster.clear_outbox(&keys).map_err(|e| SyncError::Local {
+                what: "the stops sent".into(),
+                error: e.to_string(),
+            })?;
         }
         loop {
-            let list = cluster
-                .store
-                .stops_after(cluster.stops_applied())
-                .await
-                .map_err(|e| e.to_string())?;
+            let list = cluster.store.stops_after(cluster.stops_applied()).await?;
             let Some(last) = list.last().map(|(id, _, _)| *id) else {
                 return Ok(());
             };
@@ -557,12 +583,15 @@ impl Gateway {
                 self.audit
                     .append_many(bodies)
                     .await
-                    .map_err(|e| format!("the stops cannot be audited, so they wait: {e}"))?;
+                    .map_err(|e| SyncError::Audit(e.to_string()))?;
             }
             for (id, node, change) in list {
                 let applied = self
                     .apply_stop(&node, &change)
-                    .map_err(|e| format!("stop {id} cannot be stored here: {e}"))?;
+                    .map_err(|e| SyncError::Local {
+                        what: format!("stop {id}"),
+                        error: e.to_string(),
+                    })?;
                 if node != cluster.node_id {
                     if applied {
                         tracing::info!(id, node = %node, stop = ?change, "a stop made on another node is in force");
@@ -573,7 +602,10 @@ impl Gateway {
             }
             cluster
                 .set_stops_applied(last)
-                .map_err(|e| format!("the applied stops could not be kept: {e}"))?;
+                .map_err(|e| SyncError::Local {
+                    what: "the applied stops".into(),
+                    error: e.to_string(),
+                })?;
         }
     }
 
@@ -683,10 +715,11 @@ impl Gateway {
     /// changed grant or dataset, durable before the swap. Errors (PostgreSQL
     /// unreachable, a version that does not validate here) keep the set in
     /// force and are kept in the reload status. Returns whether anything changed.
-    pub async fn sync_cluster_policy(&self, trigger: &str) -> Result<bool, String> {
+    pub async fn sync_cluster_policy(&self, trigger: &str) -> Result<bool, SyncError> {
         let _guard = self.policy_lock.lock().await;
         let result = self.sync_cluster_locked(trigger).await;
-        let previous = self.note_reload(result.as_ref().err().cloned());
+        let error = result.as_ref().err().map(ToString::to_string);
+        let previous = self.note_reload(error.clone());
         match &result {
             Ok(_) if previous.is_some() => {
                 tracing::info!(trigger, "policy versions from PostgreSQL are applied again");
@@ -695,7 +728,7 @@ impl Gateway {
             Err(e) => {
                 self.metrics.cluster_sync_failures.inc();
                 // Said once, not at every check while PostgreSQL is away.
-                if previous.as_deref() != Some(e.as_str()) {
+                if previous != error {
                     tracing::error!(trigger, error = %e, "policy version from PostgreSQL not applied; the set in force stays");
                 }
             }
@@ -707,19 +740,15 @@ impl Gateway {
     }
 
     /// [`Gateway::sync_cluster_policy`] for a caller that holds the policy lock.
-    pub async fn sync_cluster_locked(&self, trigger: &str) -> Result<bool, String> {
+    pub async fn sync_cluster_locked(&self, trigger: &str) -> Result<bool, SyncError> {
         let Some(cluster) = &self.cluster else {
             return Ok(false);
         };
-        let head = cluster
-            .store
-            .head_version()
-            .await
-            .map_err(|e| e.to_string())?;
+        let head = cluster.store.head_version().await?;
         if head <= cluster.applied() {
             return Ok(false);
         }
-        let Some(v) = cluster.store.get(head).await.map_err(|e| e.to_string())? else {
+        let Some(v) = cluster.store.get(head).await? else {
             return Ok(false);
         };
         let sources = v.sources.clone();
@@ -735,19 +764,16 @@ impl Gateway {
                 },
             )
             .await
-            .map_err(|errors| {
-                format!(
-                    "policy version {head}: {}",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
+            .map_err(|errors| SyncError::InvalidVersion {
+                version: head,
+                errors,
             })?;
         cluster
             .set_applied(v.version, &sources)
-            .map_err(|e| format!("the applied version could not be kept: {e}"))?;
+            .map_err(|e| SyncError::Local {
+                what: "the applied version".into(),
+                error: e.to_string(),
+            })?;
         tracing::info!(version = v.version, node = %v.node_id, "policy version from PostgreSQL in force");
         Ok(changed)
     }

@@ -216,7 +216,7 @@ impl ChainVerifier {
             )));
         }
         if let Some(keys) = keys {
-            cp.check(keys).map_err(broken)?;
+            cp.check(keys).map_err(|e| broken(e.to_string()))?;
         }
         if c.previous.is_some() {
             self.handover = Some((seq, c.suite()));

@@ -123,51 +123,112 @@ impl Checkpoint {
     }
 }
 
+/// Why a signed checkpoint does not hold.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CheckpointError {
+    /// Signed by a key not given.
+    #[error(
+        "the checkpoint at {at} is signed by key {key}, which is not among the public keys given"
+    )]
+    UnknownKey {
+        /// The checkpoint's sequence number.
+        at: u64,
+        /// The key id.
+        key: String,
+    },
+    /// The key is of another suite than the checkpoint names.
+    #[error("the checkpoint at {at} names suite {suite} but key {key} is a {key_suite} key")]
+    WrongSuite {
+        /// The checkpoint's sequence number.
+        at: u64,
+        /// The suite it names.
+        suite: String,
+        /// The key id.
+        key: String,
+        /// The key's suite.
+        key_suite: String,
+    },
+    /// The signature does not verify.
+    #[error(
+        "the checkpoint at {at} has a signature that does not verify with the public key {key}"
+    )]
+    BadSignature {
+        /// The checkpoint's sequence number.
+        at: u64,
+        /// The key id.
+        key: String,
+    },
+    /// A change of suite from a key not given.
+    #[error(
+        "the checkpoint at {at} changes suite from key {key}, which is not among the public keys given"
+    )]
+    UnknownPreviousKey {
+        /// The checkpoint's sequence number.
+        at: u64,
+        /// The previous key's id.
+        key: String,
+    },
+    /// A change of suite the previous key did not sign.
+    #[error("the checkpoint at {at} changes suite but the previous key {key} did not sign it")]
+    NotHandedOver {
+        /// The checkpoint's sequence number.
+        at: u64,
+        /// The previous key's id.
+        key: String,
+    },
+    /// A change of suite with one signature of the two.
+    #[error("the checkpoint at {at} changes suite without both signatures")]
+    HalfSigned {
+        /// The checkpoint's sequence number.
+        at: u64,
+    },
+}
+
 impl SignedCheckpoint {
     /// Checks the signature (and, on a change of suite, the previous key's)
     /// with the keys of `keys`; says what is wrong otherwise.
-    pub fn check(&self, keys: &Keyring) -> Result<(), String> {
+    pub fn check(&self, keys: &Keyring) -> Result<(), CheckpointError> {
         let c = &self.checkpoint;
+        let at = c.seq;
         let bytes = c.signed_bytes();
-        let key = keys.find(&c.key_id).ok_or_else(|| {
-            format!(
-                "the checkpoint at {} is signed by key {}, which is not among the public keys given",
-                c.seq, c.key_id
-            )
-        })?;
+        let key = keys
+            .find(&c.key_id)
+            .ok_or_else(|| CheckpointError::UnknownKey {
+                at,
+                key: c.key_id.clone(),
+            })?;
         if key.suite.name() != c.suite {
-            return Err(format!(
-                "the checkpoint at {} names suite {} but key {} is a {} key",
-                c.seq, c.suite, c.key_id, key.suite
-            ));
+            return Err(CheckpointError::WrongSuite {
+                at,
+                suite: c.suite.clone(),
+                key: c.key_id.clone(),
+                key_suite: key.suite.to_string(),
+            });
         }
         if !key.verify(&bytes, &self.signature) {
-            return Err(format!(
-                "the checkpoint at {} has a signature that does not verify with the public key {}",
-                c.seq, c.key_id
-            ));
+            return Err(CheckpointError::BadSignature {
+                at,
+                key: c.key_id.clone(),
+            });
         }
         match (&c.previous, &self.previous_signature) {
             (None, None) => Ok(()),
             (Some(prev), Some(sig)) => {
-                let old = keys.find(&prev.key_id).ok_or_else(|| {
-                    format!(
-                        "the checkpoint at {} changes suite from key {}, which is not among the public keys given",
-                        c.seq, prev.key_id
-                    )
-                })?;
+                let old =
+                    keys.find(&prev.key_id)
+                        .ok_or_else(|| CheckpointError::UnknownPreviousKey {
+                            at,
+                            key: prev.key_id.clone(),
+                        })?;
                 if old.suite.name() != prev.suite || !old.verify(&bytes, sig) {
-                    return Err(format!(
-                        "the checkpoint at {} changes suite but the previous key {} did not sign it",
-                        c.seq, prev.key_id
-                    ));
+                    return Err(CheckpointError::NotHandedOver {
+                        at,
+                        key: prev.key_id.clone(),
+                    });
                 }
                 Ok(())
             }
-            _ => Err(format!(
-                "the checkpoint at {} changes suite without both signatures",
-                c.seq
-            )),
+            _ => Err(CheckpointError::HalfSigned { at }),
         }
     }
 

@@ -481,7 +481,7 @@ impl<'k> Walk<'k> {
                 if let Err(problem) = cp.check(self.key) {
                     broken = Some(super::chain::BrokenLink {
                         seq: cp.checkpoint.seq,
-                        problem,
+                        problem: problem.to_string(),
                     });
                     break;
                 }

@@ -179,16 +179,31 @@ struct Columns {
     stored: Vec<Vec<u8>>,
 }
 
+/// Why a local event is not shipped.
+#[derive(Debug, thiserror::Error)]
+enum Unshippable {
+    /// It does not decode.
+    #[error("{0}")]
+    Undecodable(String),
+    /// It does not match its hash or the sequence number it is stored under.
+    #[error("it does not match its hash or its place")]
+    Altered,
+    /// Its sequence number does not fit PostgreSQL's bigint.
+    #[error("sequence number {0} is beyond PostgreSQL's bigint")]
+    Beyond(u64),
+}
+
 impl Columns {
-    fn push(&mut self, seq: u64, stored: Vec<u8>) -> Result<(), String> {
-        let (event, recorded, recomputed) = Event::open(&stored).map_err(|e| e.to_string())?;
+    fn push(&mut self, seq: u64, stored: Vec<u8>) -> Result<(), Unshippable> {
+        let (event, recorded, recomputed) =
+            Event::open(&stored).map_err(|e| Unshippable::Undecodable(e.to_string()))?;
         if recorded != recomputed || event.seq != seq {
-            return Err("it does not match its hash or its place".into());
+            return Err(Unshippable::Altered);
         }
         let b = event.body;
         self.node.push(event.node);
         self.seq
-            .push(i64::try_from(seq).map_err(|e| e.to_string())?);
+            .push(i64::try_from(seq).map_err(|_| Unshippable::Beyond(seq))?);
         self.time_ms.push(b.time_ms);
         self.kind.push(kind_str(b.kind));
         self.operation.push(b.operation);

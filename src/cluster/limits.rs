@@ -75,23 +75,42 @@ impl std::fmt::Debug for ClusterLimits {
     }
 }
 
+/// Why the cluster's Redis cannot be configured.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisConfigError {
+    /// The URL (shown without its password) is not usable.
+    #[error("redis_url \"{url}\": {error}")]
+    Url {
+        /// The URL, its password replaced.
+        url: String,
+        /// Why.
+        error: redis::RedisError,
+    },
+    /// `redis_password_env` names a variable that is not set.
+    #[error("redis_password_env names {0}, which is not set")]
+    PasswordUnset(String),
+}
+
 impl ClusterLimits {
     /// Limits for `config` (Redis is connected lazily, in the background).
-    pub fn new(config: &ClusterConfig) -> Result<Self, String> {
+    pub fn new(config: &ClusterConfig) -> Result<Self, RedisConfigError> {
         let redis = match &config.redis_url {
             None => None,
             Some(url) => {
                 let shown = redact_url(url);
+                let bad_url = |error| RedisConfigError::Url {
+                    url: shown.clone(),
+                    error,
+                };
                 let mut info = redis::IntoConnectionInfo::into_connection_info(url.as_str())
-                    .map_err(|e| format!("redis_url \"{shown}\": {e}"))?;
+                    .map_err(bad_url)?;
                 if let Some(var) = &config.redis_password_env {
                     let password = std::env::var(var)
-                        .map_err(|_| format!("redis_password_env names {var}, which is not set"))?;
+                        .map_err(|_| RedisConfigError::PasswordUnset(var.clone()))?;
                     let settings = info.redis_settings().clone().set_password(password);
                     info = info.set_redis_settings(settings);
                 }
-                let client =
-                    redis::Client::open(info).map_err(|e| format!("redis_url \"{shown}\": {e}"))?;
+                let client = redis::Client::open(info).map_err(bad_url)?;
                 let timeout = Duration::from_millis(config.redis_timeout_ms.max(1));
                 let manager_config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(timeout.max(Duration::from_millis(500))))
@@ -99,7 +118,7 @@ impl ClusterLimits {
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_secs(1));
                 let conn = ConnectionManager::new_lazy_with_config(client, manager_config)
-                    .map_err(|e| format!("redis_url \"{shown}\": {e}"))?;
+                    .map_err(bad_url)?;
                 Some(Redis {
                     conn,
                     script: redis::Script::new(GCRA),

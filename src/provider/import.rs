@@ -36,30 +36,62 @@ impl std::fmt::Display for RowError {
 const KEY: &str = "id_number";
 const MAX_ERRORS: usize = 100;
 
+/// Why a record is not imported.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    /// `id_number` is not a valid resident ID.
+    #[error("id_number: {0}")]
+    InvalidId(&'static str),
+    /// `id_number` is not a string.
+    #[error("id_number must be a string")]
+    IdNotText,
+    /// `id_number` is missing.
+    #[error("id_number is missing")]
+    IdMissing,
+    /// A member that is not a field of the dataset.
+    #[error("\"{field}\" is not a field of dataset {dataset}")]
+    UnknownField {
+        /// The member.
+        field: String,
+        /// The dataset.
+        dataset: String,
+    },
+    /// A value of the wrong type.
+    #[error("field \"{field}\" must be {expected}")]
+    WrongType {
+        /// The field.
+        field: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+}
+
 /// Checks one record against the dataset: returns its key and the stored record.
 pub fn check_record(
     dataset: &Dataset,
     mut raw: Map<String, Value>,
-) -> Result<(ResidentId, Record), String> {
+) -> Result<(ResidentId, Record), RecordError> {
     let id = match raw.get(KEY) {
         Some(Value::String(s)) => {
-            ResidentId::parse(s).map_err(|e| format!("id_number: {}", e.reason))?
+            ResidentId::parse(s).map_err(|e| RecordError::InvalidId(e.reason))?
         }
-        Some(_) => return Err("id_number must be a string".into()),
-        None => return Err("id_number is missing".into()),
+        Some(_) => return Err(RecordError::IdNotText),
+        None => return Err(RecordError::IdMissing),
     };
     if !dataset.fields.contains_key(KEY) {
         raw.remove(KEY);
     }
     for (name, value) in &raw {
         let Some(spec) = dataset.fields.get(name.as_str()) else {
-            return Err(format!(
-                "\"{name}\" is not a field of dataset {}",
-                dataset.spec.id
-            ));
+            return Err(RecordError::UnknownField {
+                field: name.clone(),
+                dataset: dataset.spec.id.to_string(),
+            });
         };
-        check_type(spec.kind, value)
-            .map_err(|expected| format!("field \"{name}\" must be {expected}"))?;
+        check_type(spec.kind, value).map_err(|expected| RecordError::WrongType {
+            field: name.clone(),
+            expected,
+        })?;
     }
     Ok((id, raw))
 }
@@ -215,7 +247,7 @@ impl Rows {
         self.errors.push(RowError { line, message });
     }
 
-    fn add(&mut self, line: usize, row: Result<(ResidentId, Record), String>) {
+    fn add(&mut self, line: usize, row: Result<(ResidentId, Record), RecordError>) {
         match row {
             Ok((id, record)) => {
                 if self.seen.insert(id.clone()) {
@@ -224,7 +256,7 @@ impl Rows {
                     self.fail(line, format!("resident {} appears twice", id.masked()));
                 }
             }
-            Err(message) => self.fail(line, message),
+            Err(e) => self.fail(line, e.to_string()),
         }
     }
 

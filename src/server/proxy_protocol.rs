@@ -62,19 +62,39 @@ impl Cidr {
 /// The PROXY v2 signature.
 const SIGNATURE: &[u8; 12] = b"\r\n\r\n\0\r\nQUIT\n";
 
+/// Why a trusted balancer's connection is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyHeaderError {
+    /// The connection ended or failed before a header.
+    #[error("no PROXY header: {0}")]
+    Missing(std::io::Error),
+    /// Something else comes first.
+    #[error("the connection does not start with a PROXY protocol v2 header")]
+    NotProxy,
+    /// The header ends early.
+    #[error("a cut PROXY header: {0}")]
+    Cut(std::io::Error),
+    /// The header does not parse.
+    #[error("a PROXY header that does not parse: {0}")]
+    Invalid(String),
+    /// A PROXY command without an IP address.
+    #[error("a PROXY header without an IP address")]
+    NoAddress,
+}
+
 /// Reads the PROXY v2 header a trusted balancer sends first on `tcp`, and
 /// returns the client's address (`LOCAL`, the balancer's own health check:
 /// `peer` itself). Nothing past the header is read.
 pub async fn read_client_address(
     tcp: &mut TcpStream,
     peer: SocketAddr,
-) -> Result<SocketAddr, String> {
+) -> Result<SocketAddr, ProxyHeaderError> {
     let mut head = [0u8; 16];
     tcp.read_exact(&mut head)
         .await
-        .map_err(|e| format!("no PROXY header: {e}"))?;
+        .map_err(ProxyHeaderError::Missing)?;
     if &head[..12] != SIGNATURE {
-        return Err("the connection does not start with a PROXY protocol v2 header".into());
+        return Err(ProxyHeaderError::NotProxy);
     }
     let len = usize::from(u16::from_be_bytes([head[14], head[15]]));
     let mut header = Vec::with_capacity(16 + len);
@@ -82,9 +102,9 @@ pub async fn read_client_address(
     header.resize(16 + len, 0);
     tcp.read_exact(&mut header[16..])
         .await
-        .map_err(|e| format!("a cut PROXY header: {e}"))?;
+        .map_err(ProxyHeaderError::Cut)?;
     let parsed = ppp::v2::Header::try_from(header.as_slice())
-        .map_err(|e| format!("a PROXY header that does not parse: {e}"))?;
+        .map_err(|e| ProxyHeaderError::Invalid(e.to_string()))?;
     match (parsed.command, parsed.addresses) {
         (ppp::v2::Command::Local, _) => Ok(peer),
         (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv4(a)) => {
@@ -93,7 +113,7 @@ pub async fn read_client_address(
         (ppp::v2::Command::Proxy, ppp::v2::Addresses::IPv6(a)) => {
             Ok(SocketAddr::new(IpAddr::V6(a.source_address), a.source_port))
         }
-        (ppp::v2::Command::Proxy, _) => Err("a PROXY header without an IP address".into()),
+        (ppp::v2::Command::Proxy, _) => Err(ProxyHeaderError::NoAddress),
     }
 }
 

@@ -366,7 +366,8 @@ mod tests {
         }
         for t in 0..6 {
             assert!(
-                list.refuses(None, &format!("clerk-{t}"), Some(0), 1500).is_some(),
+                list.refuses(None, &format!("clerk-{t}"), Some(0), 1500)
+                    .is_some(),
                 "clerk-{t}'s last revocation was removed"
             );
         }
