@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::pipeline::rate_limit::RateSpec;
+use crate::server::proxy_protocol::Cidr;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +42,7 @@ pub struct Config {
     pub cache_mb: u64,
     /// UTC offset of the gateway's calendar, for grant validity windows. Default `+08:00`.
     #[serde(default = "default_utc_offset")]
-    pub utc_offset: String,
+    pub utc_offset: CalendarOffset,
     /// TLS settings.
     pub tls: TlsConfig,
     /// Trusted token issuers; a token from any other issuer is refused.
@@ -422,7 +425,7 @@ pub struct LimitsConfig {
     /// `unauthenticated.summary` event per source and minute and answered
     /// 429. Default `100/10s`.
     #[serde(default = "default_unauthenticated_per_source")]
-    pub unauthenticated_per_source: String,
+    pub unauthenticated_per_source: RateSpec,
     /// After the TLS handshake, the longest a connection may wait before its
     /// first request, seconds. Default 10.
     #[serde(default = "default_first_request_timeout")]
@@ -443,7 +446,7 @@ pub struct LimitsConfig {
     /// client address in it is used for every per-source rule and the audit
     /// `source`. Default: none.
     #[serde(default)]
-    pub trusted_proxies: Vec<String>,
+    pub trusted_proxies: Vec<Cidr>,
 }
 
 fn default_first_request_timeout() -> u64 {
@@ -458,8 +461,11 @@ fn default_max_connections_per_source() -> usize {
     256
 }
 
-fn default_unauthenticated_per_source() -> String {
-    "100/10s".into()
+fn default_unauthenticated_per_source() -> RateSpec {
+    RateSpec {
+        count: std::num::NonZeroU32::MIN.saturating_add(99),
+        per: std::time::Duration::from_secs(10),
+    }
 }
 
 fn default_max_header_bytes() -> usize {
@@ -596,8 +602,34 @@ fn default_policies_dir() -> PathBuf {
 fn default_cache_mb() -> u64 {
     256
 }
-fn default_utc_offset() -> String {
-    "+08:00".to_owned()
+fn default_utc_offset() -> CalendarOffset {
+    CalendarOffset(time::macros::offset!(+8))
+}
+
+/// The UTC offset of the gateway's calendar (`+08:00`), checked as it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct CalendarOffset(pub time::UtcOffset);
+
+impl TryFrom<String> for CalendarOffset {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        time::UtcOffset::parse(
+            &s,
+            time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]"),
+        )
+        .map(Self)
+        .map_err(|_| format!("utc_offset \"{s}\" is not of the form +08:00"))
+    }
+}
+
+impl From<CalendarOffset> for String {
+    fn from(o: CalendarOffset) -> Self {
+        let (h, m, _) = o.0.as_hms();
+        let sign = if o.0.is_negative() { '-' } else { '+' };
+        format!("{sign}{:02}:{:02}", h.unsigned_abs(), m.unsigned_abs())
+    }
 }
 fn default_leeway() -> u64 {
     30
@@ -661,6 +693,41 @@ pub enum ConfigError {
     },
 }
 
+/// A rule across settings that a configuration breaks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rule {
+    /// No issuer: no token could be accepted.
+    #[error("no [[issuer]] is configured: no token could be accepted")]
+    NoIssuer,
+    /// Client certificates asked for without a CA to check them.
+    #[error("tls.client_ca is needed unless tls.client_auth = \"off\"")]
+    ClientCaNeeded,
+    /// Revocation lists without client certificates.
+    #[error("tls.client_crls needs client certificates (tls.client_auth is \"off\")")]
+    CrlsWithoutClientCertificates,
+    /// A cluster node id of the wrong form.
+    #[error("cluster.node_id \"{0}\": 1 to 64 of a-z, 0-9, '.', '_' and '-'")]
+    NodeId(String),
+    /// Two node ids.
+    #[error(
+        "node_id = \"{top}\" and cluster.node_id = \"{cluster}\" differ; in cluster mode set cluster.node_id only"
+    )]
+    NodeIdsDiffer {
+        /// The top-level one.
+        top: String,
+        /// The cluster's.
+        cluster: String,
+    },
+    /// Settings that must be at least 1.
+    #[error("{0} must be at least 1")]
+    AtLeastOne(&'static str),
+    /// A retention shorter than the law allows.
+    #[error(
+        "audit.retention_days = {0} is shorter than the legal minimum of {MIN_RETENTION_DAYS} days (six months, Cybersecurity Law Art. 21)"
+    )]
+    RetentionTooShort(u32),
+}
+
 impl Config {
     /// Reads a configuration file and resolves its relative paths against the file's directory.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -674,9 +741,9 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         config.resolve_paths(base);
-        config.check().map_err(|message| ConfigError::Invalid {
+        config.check().map_err(|rule| ConfigError::Invalid {
             path: path.to_owned(),
-            message,
+            message: rule.to_string(),
         })?;
         if let Some(c) = &config.cluster {
             config.node_id = c.node_id.clone();
@@ -716,32 +783,16 @@ impl Config {
         }
     }
 
-    /// Checks what serde cannot: cross-field rules.
-    pub fn check(&self) -> Result<(), String> {
+    /// Checks what serde cannot: cross-field rules and minimums.
+    pub fn check(&self) -> Result<(), Rule> {
         if self.issuers.is_empty() {
-            return Err("no [[issuer]] is configured: no token could be accepted".into());
-        }
-        for p in &self.limits.trusted_proxies {
-            p.parse::<crate::server::proxy_protocol::Cidr>()
-                .map_err(|e| format!("limits.trusted_proxies: {e}"))?;
-        }
-        if let Err(e) = self
-            .limits
-            .unauthenticated_per_source
-            .parse::<crate::pipeline::rate_limit::RateSpec>()
-        {
-            return Err(format!(
-                "limits.unauthenticated_per_source \"{}\": {e}",
-                self.limits.unauthenticated_per_source
-            ));
+            return Err(Rule::NoIssuer);
         }
         if self.tls.client_auth != ClientAuth::Off && self.tls.client_ca.is_none() {
-            return Err("tls.client_ca is needed unless tls.client_auth = \"off\"".into());
+            return Err(Rule::ClientCaNeeded);
         }
         if !self.tls.client_crls.is_empty() && self.tls.client_auth == ClientAuth::Off {
-            return Err(
-                "tls.client_crls needs client certificates (tls.client_auth is \"off\")".into(),
-            );
+            return Err(Rule::CrlsWithoutClientCertificates);
         }
         if let Some(c) = &self.cluster {
             let id_ok = !c.node_id.is_empty()
@@ -750,61 +801,50 @@ impl Config {
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
             if !id_ok {
-                return Err(format!(
-                    "cluster.node_id \"{}\": 1 to 64 of a-z, 0-9, '.', '_' and '-'",
-                    c.node_id
-                ));
+                return Err(Rule::NodeId(c.node_id.clone()));
             }
             if self.node_id != default_node_id() && self.node_id != c.node_id {
-                return Err(format!(
-                    "node_id = \"{}\" and cluster.node_id = \"{}\" differ; in cluster mode set cluster.node_id only",
-                    self.node_id, c.node_id
-                ));
+                return Err(Rule::NodeIdsDiffer {
+                    top: self.node_id.clone(),
+                    cluster: c.node_id.clone(),
+                });
             }
             if c.pool_size == 0
                 || c.connect_timeout_ms == 0
                 || c.policy_check_secs == 0
                 || c.heartbeat_secs == 0
             {
-                return Err("cluster.pool_size, cluster.connect_timeout_ms, cluster.policy_check_secs and cluster.heartbeat_secs must be at least 1".into());
-            }
-        }
-        if self.audit.max_batch == 0 {
-            return Err("audit.max_batch must be at least 1".into());
-        }
-        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_secs == 0 {
-            return Err(
-                "audit.checkpoint_every and audit.checkpoint_secs must be at least 1".into(),
-            );
-        }
-        if let Some(days) = self.audit.retention_days {
-            if days < MIN_RETENTION_DAYS {
-                return Err(format!(
-                    "audit.retention_days = {days} is shorter than the legal minimum of {MIN_RETENTION_DAYS} days (six months, Cybersecurity Law Art. 21)"
+                return Err(Rule::AtLeastOne(
+                    "cluster.pool_size, cluster.connect_timeout_ms, cluster.policy_check_secs and cluster.heartbeat_secs",
                 ));
             }
         }
-        if let Some(up) = &self.upstream {
-            if up.max_in_flight == 0 || up.batch_concurrency == 0 || up.breaker_failures == 0 {
-                return Err("upstream.max_in_flight, upstream.batch_concurrency and upstream.breaker_failures must be at least 1".into());
-            }
+        if self.audit.max_batch == 0 {
+            return Err(Rule::AtLeastOne("audit.max_batch"));
         }
-        self.utc_offset()?;
+        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_secs == 0 {
+            return Err(Rule::AtLeastOne(
+                "audit.checkpoint_every and audit.checkpoint_secs",
+            ));
+        }
+        if let Some(days) = self.audit.retention_days
+            && days < MIN_RETENTION_DAYS
+        {
+            return Err(Rule::RetentionTooShort(days));
+        }
+        if let Some(up) = &self.upstream
+            && (up.max_in_flight == 0 || up.batch_concurrency == 0 || up.breaker_failures == 0)
+        {
+            return Err(Rule::AtLeastOne(
+                "upstream.max_in_flight, upstream.batch_concurrency and upstream.breaker_failures",
+            ));
+        }
         Ok(())
     }
 
     /// The configured calendar offset.
-    pub fn utc_offset(&self) -> Result<time::UtcOffset, String> {
-        time::UtcOffset::parse(
-            &self.utc_offset,
-            time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]"),
-        )
-        .map_err(|_| {
-            format!(
-                "utc_offset \"{}\" is not of the form +08:00",
-                self.utc_offset
-            )
-        })
+    pub fn utc_offset(&self) -> time::UtcOffset {
+        self.utc_offset.0
     }
 }
 
@@ -851,5 +891,51 @@ mod tests {
             !debug.contains("s3cret") && debug.contains("***"),
             "{debug}"
         );
+    }
+
+    /// Values read as text are checked as they are read, with the line and
+    /// the reason, and written back as they were given.
+    #[test]
+    fn ranges_rates_and_offsets_are_checked_as_they_are_read() {
+        let base = "issuer = []\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+        for (bad, says) in [
+            ("utc_offset = \"8\"\n", "+08:00"),
+            ("[limits]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "prefix"),
+            (
+                "[limits]\ntrusted_proxies = [\"nonsense\"]\n",
+                "not an address",
+            ),
+            (
+                "[limits]\nunauthenticated_per_source = \"lots\"\n",
+                "120/min",
+            ),
+        ] {
+            let text = if bad.starts_with('[') {
+                format!("{base}{bad}")
+            } else {
+                format!("{bad}{base}")
+            };
+            let err = toml::from_str::<Config>(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let text = format!(
+            "utc_offset = \"-03:30\"\n{base}[limits]\ntrusted_proxies = [\"10.1.0.0/16\", \"::1\"]\nunauthenticated_per_source = \"100/10s\"\n"
+        );
+        let config: Config = toml::from_str(&text).unwrap();
+        assert_eq!(config.utc_offset(), time::macros::offset!(-3:30));
+        assert!(config.limits.trusted_proxies[1].contains("::1".parse().unwrap()));
+        let again: Config = toml::from_str(&toml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again.utc_offset, config.utc_offset);
+        assert_eq!(again.limits.trusted_proxies, config.limits.trusted_proxies);
+        assert_eq!(
+            again.limits.unauthenticated_per_source,
+            config.limits.unauthenticated_per_source
+        );
+        let defaults: Config = toml::from_str(base).unwrap();
+        assert_eq!(
+            defaults.limits.unauthenticated_per_source,
+            "100/10s".parse().unwrap()
+        );
+        assert_eq!(defaults.utc_offset(), time::macros::offset!(+8));
     }
 }

@@ -51,6 +51,9 @@ pub enum StartError {
     /// The emergency stops cannot be read.
     #[error("{0}")]
     Stops(#[from] crate::stops::StopsError),
+    /// The configuration breaks a rule across its settings.
+    #[error("{0}")]
+    Rule(#[from] crate::config::Rule),
 }
 
 /// Why this node could not bring itself up to the cluster's policy or stops
@@ -201,7 +204,7 @@ impl Gateway {
         let Some(cc) = config.cluster.clone() else {
             return Self::open(config, clock);
         };
-        config.check().map_err(StartError::Config)?;
+        config.check()?;
         config.node_id = cc.node_id.clone();
         let store = PolicyStore::new(&cc)?;
         std::fs::create_dir_all(&config.data_dir)?;
@@ -277,8 +280,8 @@ impl Gateway {
         clock: Clock,
         cluster: Option<(PolicyStore, Result<Option<StoredVersion>, ClusterError>)>,
     ) -> Result<Arc<Self>, StartError> {
-        config.check().map_err(StartError::Config)?;
-        let utc_offset = config.utc_offset().map_err(StartError::Config)?;
+        config.check()?;
+        let utc_offset = config.utc_offset();
         let dept_rates = DeptRates::from_config(&config)?;
         // A broken policy directory is reported before anything is opened.
         let from_files = if cluster.is_none() {
@@ -334,11 +337,7 @@ impl Gateway {
         };
         let policy = CompiledPolicy::compile(set, |d| dept_rates.rate(d), None, &clock);
         let unauthenticated = crate::pipeline::unauthenticated::UnauthenticatedLimit::new(
-            config
-                .limits
-                .unauthenticated_per_source
-                .parse()
-                .map_err(|e: &str| StartError::Config(e.to_owned()))?,
+            config.limits.unauthenticated_per_source,
             &clock,
         );
         let auth = Authenticator::new(

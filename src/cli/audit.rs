@@ -159,7 +159,7 @@ fn open(target: &Target) -> Result<Opened> {
     let config = target.load()?;
     let db = open_db(&config.data_dir)?;
     let store = AuditStore::open(&db, &config.data_dir)?;
-    let offset = config.utc_offset().map_err(anyhow::Error::msg)?;
+    let offset = config.utc_offset();
     Ok(Opened {
         config,
         store,

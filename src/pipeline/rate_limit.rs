@@ -15,8 +15,10 @@ use governor::{Quota, RateLimiter};
 
 use crate::clock::Clock;
 
-/// A rate such as `120/min`: `count` requests per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A rate such as `120/min`: `count` requests per `per`. Read from files
+/// as text, checked as it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct RateSpec {
     /// Requests allowed in one period (also the burst).
     pub count: NonZeroU32,
@@ -51,6 +53,20 @@ impl FromStr for RateSpec {
             count,
             per: per * times,
         })
+    }
+}
+
+impl TryFrom<String> for RateSpec {
+    type Error = &'static str;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<RateSpec> for String {
+    fn from(r: RateSpec) -> Self {
+        r.to_string()
     }
 }
 

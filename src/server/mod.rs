@@ -116,14 +116,7 @@ pub async fn serve(
     let registry = Arc::new(phases::Registry::default());
     let limits = gw.config.limits.clone();
     let first_request = Duration::from_secs(limits.first_request_timeout_secs.max(1));
-    // Checked when the configuration was loaded.
-    let trusted: Arc<Vec<proxy_protocol::Cidr>> = Arc::new(
-        limits
-            .trusted_proxies
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
-    );
+    let trusted: Arc<Vec<proxy_protocol::Cidr>> = Arc::new(limits.trusted_proxies.clone());
     let graceful = GracefulShutdown::new();
     let heartbeat = gw.cluster.is_some().then(|| {
         let listen = listener

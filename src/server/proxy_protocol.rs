@@ -10,8 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
-/// An address range (`10.0.0.0/8`, `::1/128`, or one address).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An address range (`10.0.0.0/8`, `::1/128`, or one address); read from
+/// the configuration as text, checked as it is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct Cidr {
     net: IpAddr,
     bits: u8,
@@ -37,6 +39,26 @@ impl std::str::FromStr for Cidr {
                 .ok_or_else(|| format!("\"{s}\": the prefix must be 0 to {max}"))?
         };
         Ok(Self { net, bits })
+    }
+}
+
+impl TryFrom<String> for Cidr {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
+impl From<Cidr> for String {
+    fn from(c: Cidr) -> Self {
+        c.to_string()
+    }
+}
+
+impl std::fmt::Display for Cidr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.net, self.bits)
     }
 }
 

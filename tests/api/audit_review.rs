@@ -611,7 +611,7 @@ async fn pruning_removes_only_exported_checkpointed_old_events_and_the_rest_veri
 fn retention_below_six_months_is_refused() {
     let (_home, mut config) = crate::helpers::demo_home();
     config.audit.retention_days = Some(90);
-    let err = config.check().unwrap_err();
+    let err = config.check().unwrap_err().to_string();
     assert!(err.contains("183"), "{err}");
 }
 

@@ -510,8 +510,10 @@ async fn the_openapi_document_describes_every_route_with_its_security_and_refusa
 /// minute. Authenticated requests from the same address are unaffected.
 #[tokio::test]
 async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
-    let gw =
-        TestGateway::start_with(|c, _| c.limits.unauthenticated_per_source = "20/min".into()).await;
+    let gw = TestGateway::start_with(|c, _| {
+        c.limits.unauthenticated_per_source = "20/min".parse().unwrap();
+    })
+    .await;
     let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
     let path = format!("/v1/datasets/gongan.hukou/records/{id}");
     let before = gw.gw.audit_store.len();
@@ -700,8 +702,10 @@ async fn behind_a_trusted_balancer_the_proxy_header_names_the_caller() {
     use http_body_util::{BodyExt, Full};
     use hyper_util::rt::TokioIo;
 
-    let gw = TestGateway::start_with(|c, _| c.limits.trusted_proxies = vec!["127.0.0.1/32".into()])
-        .await;
+    let gw = TestGateway::start_with(|c, _| {
+        c.limits.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
     let mut header = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
     header.extend([0x21, 0x11, 0, 12, 203, 0, 113, 7, 127, 0, 0, 1]);
     header.extend(4000u16.to_be_bytes());
