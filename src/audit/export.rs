@@ -546,6 +546,7 @@ fn verify_ndjson(
                 walk.header_suites = Some(match v["suites"].as_array() {
                     Some(list) => list
                         .iter()
+                        // A suite that is not text names no suite: its checkpoints then fail.
                         .map(|s| s.as_str().unwrap_or_default().to_owned())
                         .collect(),
                     None => vec![v["suite"].as_str().unwrap_or_default().to_owned()],
@@ -618,6 +619,7 @@ fn verify_csv(text: &str, key: &Keyring) -> Vec<ExportReport> {
         };
         match row.get(0) {
             Some("checkpoint" | "event") => {
+                // A row without a node is walked as node "", whose chain it then breaks.
                 let node = row.get(3).unwrap_or_default().to_owned();
                 if !rows.contains_key(&node) {
                     order.push(node.clone());
@@ -635,6 +637,7 @@ fn verify_csv(text: &str, key: &Keyring) -> Vec<ExportReport> {
         let mut walk = Walk::new(key);
         walk.problems = std::mem::take(&mut problems);
         let mut events = Vec::new();
+        // `order` lists the nodes of `rows`, each once.
         for row in rows.remove(&node).unwrap_or_default() {
             if row.get(0) == Some("checkpoint") {
                 walk.checkpoint(unsafe_cell(row.get(26).unwrap_or("")));

@@ -99,6 +99,7 @@ fn encode(entries: &[(Pseudonym, u64)]) -> Vec<u8> {
 
 fn decode(key: &[u8], value: &[u8]) -> Result<Vec<(Pseudonym, u64)>, AuditError> {
     let corrupt = || AuditError::Corrupt {
+        // Only for the message: a key too short to hold a segment number names segment 0.
         seq: key_seq(key.get(2..).unwrap_or_default()).saturating_mul(SEGMENT_EVENTS),
         message: "a resident index segment cannot be decoded".into(),
     };
@@ -238,6 +239,7 @@ impl ResidentIndex {
         before: u64,
     ) -> impl Iterator<Item = Result<u64, AuditError>> + use<> {
         let (sealed, mut recent) = match self.tail.read() {
+            // A resident with no event in the tail has none there.
             Ok(t) => (t.sealed_through, t.seqs.get(p).cloned().unwrap_or_default()),
             Err(_) => (0, Vec::new()),
         };

@@ -108,6 +108,9 @@ impl AuditWriter {
         let wal = Wal::create(&data_dir.join(wal::DIR), sync)?;
         let head = store.head()?;
         let block = block_of(head.0 + 1);
+        // Opening the store summarized every block up to the head
+        // (`recover_blocks`), so none here means the head ends a block and
+        // the next event starts a new one.
         let summary = store.block(block)?.unwrap_or_default();
         let mut last_checkpoint = store.last_checkpoint_seq()?;
         let mut suite_change = None;

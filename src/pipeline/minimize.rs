@@ -180,6 +180,13 @@ mod tests {
         assert_eq!(m(Mask::Mobile, "12345"), json!("***"));
         assert_eq!(m(Mask::Name, "张三丰"), json!("张*"));
         assert_eq!(m(Mask::Name, "欧阳娜娜"), json!("欧阳*"));
+        // Values a mask cannot apply to are redacted whole, never passed on
+        // and never a panic.
+        assert_eq!(m(Mask::Name, ""), json!("***"));
+        assert_eq!(m(Mask::Year, "1990-05-01"), json!("1990"));
+        for not_a_year in ["", "199", "未知日期", "19x0-01-01"] {
+            assert_eq!(m(Mask::Year, not_a_year), json!("***"), "{not_a_year}");
+        }
         assert_eq!(
             m(Mask::Address, "北京市东城区景山街道吉祥胡同12号"),
             json!("北京市东城区")

@@ -203,6 +203,8 @@ fn render_grants(
     id: &GrantId,
 ) -> String {
     let old = sources.files.get(file).map(String::as_str).unwrap_or("");
+    // The file is a source of the set in force, which loaded, so it parses;
+    // a file not there yet holds no grant.
     let mut grants = toml::from_str::<GrantsFile>(old)
         .map(|f| f.grants)
         .unwrap_or_default();
