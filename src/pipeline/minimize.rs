@@ -183,6 +183,9 @@ mod tests {
         // Values a mask cannot apply to are redacted whole, never passed on
         // and never a panic.
         assert_eq!(m(Mask::Name, ""), json!("***"));
+        // Two characters that spell a compound surname are a surname and a
+        // given name: only the first is shown.
+        assert_eq!(m(Mask::Name, "欧阳"), json!("欧*"));
         assert_eq!(m(Mask::Year, "1990-05-01"), json!("1990"));
         for not_a_year in ["", "199", "未知日期", "19x0-01-01"] {
             assert_eq!(m(Mask::Year, not_a_year), json!("***"), "{not_a_year}");

@@ -523,6 +523,129 @@ mod tests {
         ))
     }
 
+    fn ask(
+        policy: &CompiledPolicy,
+        operation: Operation,
+        requested: Option<&[&str]>,
+        today: Date,
+    ) -> Decision {
+        let requested: Option<Vec<FieldName>> =
+            requested.map(|r| r.iter().map(|f| FieldName::parse(f).unwrap()).collect());
+        policy.decide(&DecisionRequest {
+            consumer: &DeptId::parse("minzheng").unwrap(),
+            roles: &[Role::parse("r").unwrap()],
+            dataset: &DatasetId::parse("gongan.hukou").unwrap(),
+            operation,
+            purpose: &Purpose::parse("p").unwrap(),
+            case_ref: None,
+            requested: requested.as_deref(),
+            today,
+        })
+    }
+
+    fn denied(d: Decision) -> Denial {
+        match d {
+            Decision::Deny(d) => d,
+            Decision::Allow(a) => panic!("allowed: {:?}", a.fields),
+        }
+    }
+
+    /// Each refusal on fields or validity names what it refuses, so the
+    /// caller can tell which field to drop or which date to wait for.
+    #[test]
+    fn refusals_on_fields_and_validity_name_what_they_refuse() {
+        let grant = |extra: &str| {
+            format!(
+                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\", \"verify\"]\nbasis = \"b\"\n{extra}\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = [\"name\"]\nmasked = {{ phone = \"mobile\" }}\nverify_only = [\"birth_date\"]\nverify_predicates = [{{ field = \"birth_date\", op = \"exists\" }}]\n"
+            )
+        };
+        let today = time::macros::date!(2026 - 06 - 01);
+        let p = policy(&grant("")).unwrap();
+        let d = denied(ask(&p, Operation::Lookup, Some(&["birth_date"]), today));
+        assert_eq!(d.reason, DenyReason::FieldVerifyOnly);
+        assert_eq!(
+            d.detail,
+            DenyDetail::FieldVerifyOnly {
+                field: "birth_date".into()
+            }
+        );
+        let d = denied(ask(&p, Operation::Verify, Some(&["phone"]), today));
+        assert_eq!(d.reason, DenyReason::FieldMaskedNotVerifiable);
+        assert_eq!(
+            d.detail,
+            DenyDetail::FieldMasked {
+                field: "phone".into()
+            }
+        );
+        let d = denied(ask(&p, Operation::Lookup, Some(&["gender"]), today));
+        assert_eq!(d.reason, DenyReason::FieldNotGranted);
+        assert_eq!(
+            d.detail,
+            DenyDetail::FieldNotGranted {
+                field: "gender".into(),
+                dataset: "gongan.hukou".into(),
+                purpose: "p".into(),
+            }
+        );
+
+        // A grant that only verifies discloses nothing to a lookup.
+        let only_verify = grant("").replace(
+            "fields = [\"name\"]\nmasked = { phone = \"mobile\" }\n",
+            "fields = []\n",
+        );
+        let p = policy(&only_verify).unwrap();
+        let d = denied(ask(&p, Operation::Lookup, None, today));
+        assert_eq!(d.reason, DenyReason::NoFieldsGranted);
+        assert_eq!(
+            d.detail,
+            DenyDetail::NoFieldsGranted {
+                grant: "g".into(),
+                dataset: "gongan.hukou".into(),
+                operation: Operation::Lookup,
+            }
+        );
+        assert!(matches!(
+            ask(&p, Operation::Verify, Some(&["birth_date"]), today),
+            Decision::Allow(_)
+        ));
+
+        let window = grant(
+            "[grant.conditions]\nvalid_from = \"2026-07-01\"\nvalid_until = \"2026-12-31\"\n",
+        );
+        let p = policy(&window).unwrap();
+        let d = denied(ask(&p, Operation::Lookup, None, today));
+        assert_eq!(d.reason, DenyReason::GrantNotInForce);
+        assert_eq!(
+            d.detail,
+            DenyDetail::NotYetInForce {
+                grant: "g".into(),
+                from: "2026-07-01".into()
+            }
+        );
+        assert!(matches!(
+            ask(
+                &p,
+                Operation::Lookup,
+                None,
+                time::macros::date!(2026 - 07 - 01)
+            ),
+            Decision::Allow(_)
+        ));
+        let d = denied(ask(
+            &p,
+            Operation::Lookup,
+            None,
+            time::macros::date!(2027 - 01 - 01),
+        ));
+        assert_eq!(
+            d.detail,
+            DenyDetail::Expired {
+                grant: "g".into(),
+                until: "2026-12-31".into()
+            }
+        );
+    }
+
     proptest! {
         /// For any grant and any record, a lookup answer holds only fields the
         /// grant discloses, masked fields never in clear, and only what was asked.
@@ -651,7 +774,27 @@ mod tests {
                     let fields: Vec<&str> = a.fields.iter().map(|f| f.name.as_str()).collect();
                     prop_assert_eq!(fields, ["name"]);
                 }
-                (Decision::Deny(d), Some(reason)) => prop_assert_eq!(d.reason, reason),
+                (Decision::Deny(d), Some(reason)) => {
+                    prop_assert_eq!(d.reason, reason);
+                    // The caller is told the reason it was refused for, with its own terms.
+                    let told = match &d.detail {
+                        DenyDetail::PurposeNotGranted { purpose: p, consumer, dataset } => {
+                            reason == DenyReason::PurposeNotGranted && p == purpose && consumer == "minzheng" && dataset == "gongan.hukou"
+                        }
+                        DenyDetail::RoleNotGranted { dataset, purpose: p } => {
+                            reason == DenyReason::RoleNotGranted && p == purpose && dataset == "gongan.hukou"
+                        }
+                        DenyDetail::OperationNotGranted { operation, purpose: p, .. } => {
+                            reason == DenyReason::OperationNotGranted && *operation == op && p == purpose
+                        }
+                        DenyDetail::CaseRefRequired { grant } => reason == DenyReason::CaseRefRequired && grant == "g",
+                        DenyDetail::CaseRefFormat { grant, pattern: p } => {
+                            reason == DenyReason::CaseRefFormat && grant == "g" && p == pattern
+                        }
+                        _ => false,
+                    };
+                    prop_assert!(told, "{:?} told as {:?}", reason, d.detail);
+                }
                 (Decision::Allow(_), Some(reason)) => prop_assert!(false, "allowed, the model refuses for {:?}", reason),
                 (Decision::Deny(d), None) => prop_assert!(false, "refused for {:?}, the model allows", d.reason),
             }

@@ -125,3 +125,74 @@ impl CompiledPolicy {
             .filter(move |g| g.grant.spec.consumer == *dept)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::load::{PolicySources, validate};
+
+    fn set(quota: &str) -> PolicySet {
+        let mut sources = PolicySources::default();
+        for (file, text) in [
+            (
+                "departments.toml",
+                include_str!("../../policies/departments.toml"),
+            ),
+            (
+                "datasets/gongan.hukou.toml",
+                include_str!("../../policies/datasets/gongan.hukou.toml"),
+            ),
+        ] {
+            sources.files.insert(file.into(), text.into());
+        }
+        sources.files.insert(
+            "grants/test.toml".into(),
+            format!(
+                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\"]\nbasis = \"b\"\n[grant.conditions]\nquota = \"{quota}\"\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = [\"name\"]\n"
+            ),
+        );
+        validate(sources).unwrap()
+    }
+
+    /// A reload keeps what a limiter has counted when its rate is unchanged
+    /// (else every reload would hand out a fresh quota), and starts a new
+    /// one when the rate changed.
+    #[test]
+    fn a_recompiled_policy_keeps_the_limiters_whose_rate_is_unchanged() {
+        let clock = Clock::manual(time::OffsetDateTime::UNIX_EPOCH);
+        let rate = |d: &DeptId| -> RateSpec {
+            if d.as_str() == "minzheng" {
+                "5/min".parse().unwrap()
+            } else {
+                "9/min".parse().unwrap()
+            }
+        };
+        let first = CompiledPolicy::compile(set("3/min"), rate, None, &clock);
+        assert_eq!(first.version(), first.set.version);
+        assert!(!first.version().is_empty());
+        // A token's department must be registered.
+        assert!(first.knows_department("minzheng"));
+        assert!(!first.knows_department("nosuch"));
+        let id = GrantId::parse("g").unwrap();
+        let minzheng = DeptId::parse("minzheng").unwrap();
+        let same = CompiledPolicy::compile(set("3/min"), rate, Some(&first), &clock);
+        let grant_limit = |p: &CompiledPolicy| p.grants[&id].limit.clone().unwrap();
+        assert!(Arc::ptr_eq(&grant_limit(&first), &grant_limit(&same)));
+        assert!(Arc::ptr_eq(
+            &first.dept_limits[&minzheng],
+            &same.dept_limits[&minzheng]
+        ));
+        let other_rate = |_: &DeptId| -> RateSpec { "7/min".parse().unwrap() };
+        let changed = CompiledPolicy::compile(set("4/min"), other_rate, Some(&first), &clock);
+        assert!(!Arc::ptr_eq(&grant_limit(&first), &grant_limit(&changed)));
+        assert_eq!(grant_limit(&changed).spec, "4/min".parse().unwrap());
+        assert!(!Arc::ptr_eq(
+            &first.dept_limits[&minzheng],
+            &changed.dept_limits[&minzheng]
+        ));
+        assert_eq!(
+            changed.dept_limits[&minzheng].spec,
+            "7/min".parse().unwrap()
+        );
+    }
+}
