@@ -310,3 +310,34 @@ pub async fn grant(
     }
     Ok(allowance)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_field_list_names_at_most_64_fields_each_a_field_name() {
+        let names = |n: usize| {
+            (0..n)
+                .map(|i| format!("f{i}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let fields = parse_fields("name, hukou_status").unwrap();
+        assert_eq!(
+            fields.iter().map(FieldName::as_str).collect::<Vec<_>>(),
+            ["name", "hukou_status"]
+        );
+        assert_eq!(parse_fields(&names(64)).unwrap().len(), 64);
+        let e = parse_fields(&names(65)).unwrap_err();
+        assert_eq!(e.slug(), "invalid-field-list");
+        assert!(e.detail(crate::problem::Lang::En).contains("64"));
+        for bad in ["", "name,,phone", "Name", "name;phone"] {
+            assert_eq!(
+                parse_fields(bad).unwrap_err().slug(),
+                "invalid-field-list",
+                "{bad:?}"
+            );
+        }
+    }
+}

@@ -95,6 +95,28 @@ async fn audit_routes_need_a_privacy_officer_of_the_operator() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
 
+/// The operator's own staff count against their department's limit too
+/// (on this node: their routes are not the exchange's traffic), so a leaked
+/// officer token cannot page through the log unbounded.
+#[tokio::test]
+async fn officers_are_held_to_their_departments_rate_limit() {
+    let gw = TestGateway::start_with(|config, _| {
+        config
+            .rate_limit
+            .departments
+            .insert("shujuju".into(), "2/min".into());
+    })
+    .await;
+    for _ in 0..2 {
+        let r = officer_get(&gw, "/v1/audit/events").await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    }
+    let r = officer_get(&gw, "/v1/audit/events").await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/rate-limited"));
+    assert!(r.headers.contains_key("retry-after"));
+}
+
 #[tokio::test]
 async fn search_filters_find_exactly_the_matching_events_and_are_audited() {
     let gw = TestGateway::start().await;
