@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 table='
 minimize    | src/pipeline/minimize.rs                       | --lib --test api | minimize policy::decide lookup:: batch::
 decide      | src/policy/decide.rs src/policy/index.rs       | --lib --test api | policy:: lookup:: verify:: batch:: admin::
-authn       | src/pipeline/authn.rs src/pipeline/admit.rs    | --lib --test api | authn pipeline::admit auth:: revocation:: suspension:: hostile:: tls:: lookup::department_rate_limit audit_review::officers_are_held
+authn       | src/pipeline/authn.rs src/pipeline/admit.rs    | --lib --test api | authn pipeline::admit error:: auth:: revocation:: suspension:: hostile:: tls:: lookup::department_rate_limit audit_review::officers_are_held
 stops       | src/stops/mod.rs src/stops/suspension.rs src/stops/revocation.rs | --lib --test api | stops:: suspension:: revocation:: crash::a_stop_before_any_step_of_a_policy
 verify      | src/pipeline/verify.rs                         | --lib --test api | pipeline::verify verify::
 event       | src/audit/event.rs src/audit/chain.rs          | --lib --test api | audit:: audit_log:: audit_review:: gm_suite::

@@ -181,6 +181,14 @@ async fn a_batch_beyond_what_is_left_of_the_grant_quota_gets_429() {
     assert!(r.headers.contains_key("retry-after"));
     assert!(r.body.get("results").is_none(), "{}", r.text);
     assert!(r.text.contains("renshe-pension-alive"), "{}", r.text);
+    // It says the batch is too large for what is left, not that the quota is gone.
+    assert!(
+        r.body["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("cannot cover 3 residents")),
+        "{}",
+        r.text
+    );
     // The two that are left still pass.
     let two = json!({ "resident_ids": &ids[..2] });
     let r = batch(&gw, "renshe", "pension_clerk", "pension_eligibility", two).await;

@@ -424,6 +424,7 @@ async fn grant_quota_gives_429() {
             .unwrap()
             .contains("yibao-enroll-hukou")
     );
+    assert!(r.body["detail"].as_str().unwrap().contains("is used up"));
     assert!(r.headers.contains_key("retry-after"));
 }
 
