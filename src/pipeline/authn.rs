@@ -164,6 +164,8 @@ pub struct Authenticator {
     operator: String,
     cache: Vec<Mutex<HashMap<[u8; 32], Arc<Principal>>>>,
     max_token_bytes: usize,
+    /// Verified tokens kept per shard (`CACHE_PER_SHARD`; smaller in tests).
+    cache_per_shard: usize,
     clock: Clock,
 }
 
@@ -274,6 +276,7 @@ impl Authenticator {
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
             max_token_bytes,
+            cache_per_shard: CACHE_PER_SHARD,
             clock,
         })
     }
@@ -311,10 +314,10 @@ impl Authenticator {
                 }
                 let p = Arc::new(p);
                 if let Ok(mut m) = shard.lock() {
-                    if m.len() >= CACHE_PER_SHARD {
+                    if m.len() >= self.cache_per_shard {
                         let now = self.clock.unix_secs();
                         m.retain(|_, v| v.expires > now);
-                        if m.len() >= CACHE_PER_SHARD {
+                        if m.len() >= self.cache_per_shard {
                             m.clear();
                         }
                     }
@@ -485,5 +488,126 @@ fn claim_message(serde_msg: &str) -> String {
         "roles must be an array of role codes".to_owned()
     } else {
         msg.replace('`', "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use serde_json::json;
+
+    struct Issuer {
+        _dir: tempfile::TempDir,
+        key: EncodingKey,
+        config: IssuerConfig,
+    }
+
+    fn issuer() -> Issuer {
+        let dir = tempfile::tempdir().unwrap();
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let public = dir.path().join("issuer.pub.pem");
+        std::fs::write(&public, pair.public_key_pem()).unwrap();
+        let config: IssuerConfig = toml::from_str(&format!(
+            "issuer = \"idp\"\naudience = \"gw\"\nalgorithms = [\"ES256\"]\npublic_key = {:?}\nleeway_secs = 30\n",
+            public.display().to_string()
+        ))
+        .unwrap();
+        Issuer {
+            key: EncodingKey::from_ec_pem(pair.serialize_pem().as_bytes()).unwrap(),
+            config,
+            _dir: dir,
+        }
+    }
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn token(i: &Issuer, sub: &str, extra: serde_json::Value) -> String {
+        let mut claims = json!({
+            "iss": "idp", "aud": "gw", "sub": sub, "dept": "minzheng",
+            "roles": ["dibao_reviewer"], "iat": NOW, "exp": NOW + 600,
+        });
+        if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+            c.extend(e.clone());
+        }
+        jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &i.key).unwrap()
+    }
+
+    fn authenticator(i: &Issuer, max_token_bytes: usize) -> Authenticator {
+        let clock = Clock::manual(time::OffsetDateTime::from_unix_timestamp(NOW).unwrap());
+        Authenticator::new(
+            std::slice::from_ref(&i.config),
+            "shujuju",
+            max_token_bytes,
+            clock,
+        )
+        .unwrap()
+    }
+
+    fn check(a: &Authenticator, token: &str) -> Result<Arc<Principal>, AuthError> {
+        let header = format!("Bearer {token}");
+        a.authenticate(std::iter::once(header.as_bytes()), |_| true)
+    }
+
+    #[test]
+    fn a_token_of_exactly_the_limit_passes_and_one_byte_more_does_not() {
+        let i = issuer();
+        let t = token(&i, "clerk-007", json!({}));
+        assert!(check(&authenticator(&i, t.len()), &t).is_ok());
+        assert_eq!(
+            check(&authenticator(&i, t.len() - 1), &t).unwrap_err(),
+            AuthError::TooLarge(t.len() - 1)
+        );
+        // Far over the limit too (not only at its edge).
+        assert_eq!(
+            check(&authenticator(&i, t.len() / 2), &t).unwrap_err(),
+            AuthError::TooLarge(t.len() / 2)
+        );
+    }
+
+    #[test]
+    fn not_before_is_honoured_up_to_the_leeway_and_not_a_second_more() {
+        let i = issuer();
+        let a = authenticator(&i, 8192);
+        let at_edge = token(&i, "a", json!({"nbf": NOW + 30}));
+        assert!(check(&a, &at_edge).is_ok());
+        let early = token(&i, "b", json!({"nbf": NOW + 31}));
+        assert_eq!(check(&a, &early).unwrap_err(), AuthError::NotYetValid);
+    }
+
+    /// The cache of verified tokens stays bounded however many distinct
+    /// valid tokens arrive, and a full shard first drops the expired ones.
+    #[test]
+    fn the_verified_token_cache_stays_bounded() {
+        let i = issuer();
+        let mut a = authenticator(&i, 8192);
+        a.cache_per_shard = 4;
+        let shard_of = |t: &str| {
+            let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, t.as_bytes());
+            usize::from(d.as_ref()[0]) % CACHE_SHARDS
+        };
+        // Tokens that land in shard 0: three that expire at once, then more.
+        let mut live = Vec::new();
+        let mut n = 0;
+        while live.len() < 12 {
+            n += 1;
+            let exp = if live.len() < 3 { NOW + 1 } else { NOW + 600 };
+            let t = token(&i, &format!("s{n}"), json!({"exp": exp}));
+            if shard_of(&t) == 0 {
+                live.push(t);
+            }
+        }
+        for t in &live[..4] {
+            check(&a, t).unwrap();
+        }
+        assert_eq!(a.cache[0].lock().unwrap().len(), 4);
+        a.clock.advance(std::time::Duration::from_secs(2));
+        // Full: the three expired go first, the live one stays.
+        check(&a, &live[4]).unwrap();
+        assert_eq!(a.cache[0].lock().unwrap().len(), 2);
+        for t in &live[5..] {
+            check(&a, t).unwrap();
+            assert!(a.cache[0].lock().unwrap().len() <= 4);
+        }
     }
 }
