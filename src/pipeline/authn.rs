@@ -575,6 +575,18 @@ mod tests {
         assert_eq!(check(&a, &early).unwrap_err(), AuthError::NotYetValid);
     }
 
+    #[test]
+    fn expiry_is_honoured_up_to_the_leeway_and_not_a_second_more() {
+        let i = issuer();
+        let a = authenticator(&i, 8192);
+        let soon = token(&i, "a", json!({"exp": NOW + 10}));
+        assert!(check(&a, &soon).is_ok());
+        let within = token(&i, "b", json!({"iat": NOW - 100, "exp": NOW - 29}));
+        assert!(check(&a, &within).is_ok());
+        let past = token(&i, "c", json!({"iat": NOW - 100, "exp": NOW - 30}));
+        assert_eq!(check(&a, &past).unwrap_err(), AuthError::Expired);
+    }
+
     /// The cache of verified tokens stays bounded however many distinct
     /// valid tokens arrive, and a full shard first drops the expired ones.
     #[test]
