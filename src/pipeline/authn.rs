@@ -576,6 +576,64 @@ mod tests {
     }
 
     #[test]
+    fn each_refusal_says_why() {
+        let i = issuer();
+        let a = authenticator(&i, 8192);
+        let other = issuer();
+        let forged = token(&other, "a", json!({}));
+        assert_eq!(check(&a, &forged).unwrap_err(), AuthError::BadSignature);
+        let elsewhere = token(&i, "a", json!({"aud": "another-gateway"}));
+        assert_eq!(check(&a, &elsewhere).unwrap_err(), AuthError::WrongAudience);
+        let mut claims = json!({
+            "iss": "idp", "sub": "a", "dept": "minzheng", "roles": [], "iat": NOW, "exp": NOW + 60,
+        });
+        let no_audience =
+            jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims, &i.key).unwrap();
+        assert_eq!(
+            check(&a, &no_audience).unwrap_err(),
+            AuthError::BadClaim("aud is required".into())
+        );
+        claims["aud"] = json!("gw");
+        let hs384 = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS384),
+            &claims,
+            &EncodingKey::from_secret(b"not the issuer's key"),
+        )
+        .unwrap();
+        assert_eq!(
+            check(&a, &hs384).unwrap_err(),
+            AuthError::AlgorithmNotAllowed("HS384".into())
+        );
+    }
+
+    /// An issuer vouches only for the staff roles it names, each exactly.
+    #[test]
+    fn an_issuer_vouches_only_for_the_staff_roles_it_names() {
+        let mut i = issuer();
+        i.config.departments = Some(vec!["shujuju".into()]);
+        i.config.roles = vec!["policy_admin".into()];
+        let a = authenticator(&i, 8192);
+        let staff = |role: &str| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::ES256),
+                &json!({
+                    "iss": "idp", "aud": "gw", "sub": role, "dept": "shujuju",
+                    "roles": [role], "iat": NOW, "exp": NOW + 60,
+                }),
+                &i.key,
+            )
+            .unwrap()
+        };
+        assert!(check(&a, &staff("policy_admin")).is_ok());
+        assert!(matches!(
+            check(&a, &staff("privacy_officer")).unwrap_err(),
+            AuthError::OutOfScope(_)
+        ));
+        // Not a staff role: the issuer's list does not limit it.
+        assert!(check(&a, &staff("archivist")).is_ok());
+    }
+
+    #[test]
     fn expiry_is_honoured_up_to_the_leeway_and_not_a_second_more() {
         let i = issuer();
         let a = authenticator(&i, 8192);
