@@ -606,6 +606,41 @@ mod tests {
         );
     }
 
+    /// A token lives at most the issuer's maximum plus its leeway, counted
+    /// from iat and from now: either one alone is enough to refuse it.
+    #[test]
+    fn a_token_lives_at_most_the_issuers_maximum() {
+        let i = issuer();
+        let a = authenticator(&i, 8192);
+        let longest = 86_400 + 30;
+        let at_most = token(&i, "a", json!({"exp": NOW + longest}));
+        assert!(check(&a, &at_most).is_ok());
+        let from_now = token(
+            &i,
+            "b",
+            json!({"iat": NOW - 1000, "exp": NOW + longest + 1}),
+        );
+        assert!(matches!(check(&a, &from_now), Err(AuthError::BadClaim(_))));
+        // Issued long ago, expiring soon: too long from iat though not from now.
+        let from_iat = token(&i, "c", json!({"iat": NOW - longest, "exp": NOW + 1}));
+        assert!(matches!(check(&a, &from_iat), Err(AuthError::BadClaim(_))));
+        let without_iat = jsonwebtoken::encode(
+            &Header::new(Algorithm::ES256),
+            &json!({"iss": "idp", "aud": "gw", "sub": "d", "dept": "minzheng", "roles": [], "exp": NOW + longest + 1}),
+            &i.key,
+        )
+        .unwrap();
+        assert!(matches!(
+            check(&a, &without_iat),
+            Err(AuthError::BadClaim(_))
+        ));
+        let bad_roles = token(&i, "e", json!({"roles": "dibao_reviewer"}));
+        assert_eq!(
+            check(&a, &bad_roles).unwrap_err(),
+            AuthError::BadClaim("roles must be an array of role codes".into())
+        );
+    }
+
     /// An issuer vouches only for the staff roles it names, each exactly.
     #[test]
     fn an_issuer_vouches_only_for_the_staff_roles_it_names() {
