@@ -641,6 +641,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_subject_is_1_to_128_printable_characters() {
+        let i = issuer();
+        let a = authenticator(&i, 8192);
+        let longest = "s".repeat(128);
+        assert!(check(&a, &token(&i, &longest, json!({}))).is_ok());
+        for bad in [String::new(), "s".repeat(129), "clerk\n007".into()] {
+            assert_eq!(
+                check(&a, &token(&i, &bad, json!({}))).unwrap_err(),
+                AuthError::BadClaim("sub must be 1 to 128 printable characters".into()),
+                "{bad:?}"
+            );
+        }
+    }
+
     /// An issuer vouches only for the staff roles it names, each exactly.
     #[test]
     fn an_issuer_vouches_only_for_the_staff_roles_it_names() {
