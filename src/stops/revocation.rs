@@ -267,6 +267,11 @@ mod tests {
     #[test]
     fn a_target_is_one_token_or_one_subject() {
         assert!(RevocationTarget::new(Some("t1"), None, None).is_ok());
+        assert!(RevocationTarget::new(Some(&"j".repeat(128)), None, None).is_ok());
+        assert_eq!(
+            RevocationTarget::new(Some(&"j".repeat(129)), None, None),
+            Err(InvalidTarget)
+        );
         assert!(RevocationTarget::new(None, Some("clerk"), Some(5)).is_ok());
         for (jti, sub, before) in [
             (None, None, None),
