@@ -306,6 +306,18 @@ mod tests {
             r#"{"jti":null,"sub":"clerk","issued_before":7,"expires_ms":9,"reason":"leaked","by":"shujuju/admin","at_ms":1}"#
         );
         assert_eq!(serde_json::from_str::<Revocation>(&text).unwrap(), r);
+        assert_eq!(
+            (r.jti(), r.sub(), r.issued_before()),
+            (None, Some("clerk"), Some(7))
+        );
+        let one = Revocation {
+            target: RevocationTarget::new(Some("t-1"), None, None).unwrap(),
+            ..r
+        };
+        assert_eq!(
+            (one.jti(), one.sub(), one.issued_before()),
+            (Some("t-1"), None, None)
+        );
     }
 
     #[test]
@@ -330,6 +342,25 @@ mod tests {
         assert!(list.refuses(None, "clerk", Some(100), 0).is_none());
         assert!(list.refuses(None, "other", Some(1), 0).is_none());
         assert!(list.refuses(None, "clerk", Some(1), 1_000_000).is_none());
+        // One token, until its revocation expires (exclusive).
+        list.add(
+            Revocation {
+                target: RevocationTarget::new(Some("t-9"), None, None).unwrap(),
+                expires_ms: 2_000,
+                reason: "r".into(),
+                by: "b".into(),
+                at_ms: 0,
+            },
+            0,
+        )
+        .unwrap();
+        assert!(list.refuses(Some("t-9"), "x", None, 1_999).is_some());
+        assert!(list.refuses(Some("t-9"), "x", None, 2_000).is_none());
+        drop(list);
+        // Reopened before they expire, both are still in force.
+        let list = Revocations::open(&db, dir.path(), 500).unwrap();
+        assert!(list.refuses(None, "clerk", Some(99), 500).is_some());
+        assert!(list.refuses(Some("t-9"), "x", None, 500).is_some());
         drop(list);
         assert!(
             Revocations::open(&db, dir.path(), 1_000_000)
