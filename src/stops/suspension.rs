@@ -321,6 +321,12 @@ mod tests {
             (stamp(203_000, "a", false), stamp(200_000, "b", true), false),
             (stamp(197_000, "a", true), stamp(200_000, "b", false), true),
             (stamp(190_000, "a", true), stamp(200_000, "b", false), false),
+            // The window's edges are inside it.
+            (stamp(205_000, "a", false), stamp(200_000, "b", true), false),
+            (stamp(195_000, "a", true), stamp(200_000, "b", false), true),
+            // Within it, a change of the same kind as the one in force applies.
+            (stamp(201_000, "a", false), stamp(200_000, "b", false), true),
+            (stamp(199_000, "a", true), stamp(200_000, "b", true), true),
         ];
         for (change, last, applies) in cases {
             assert_eq!(
