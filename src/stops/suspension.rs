@@ -337,6 +337,31 @@ mod tests {
         }
     }
 
+    /// A change is stamped after what this node has seen: by one ms after
+    /// its own, by more than the skew window after another node's, and at
+    /// its own clock when that is later.
+    #[test]
+    fn a_change_is_stamped_after_what_was_seen() {
+        let skew = 5_000;
+        assert_eq!(stamp_after(None, "a", 100, skew), 100);
+        assert_eq!(
+            stamp_after(Some(stamp(500, "a", true)), "a", 100, skew),
+            501
+        );
+        assert_eq!(
+            stamp_after(Some(stamp(500, "a", true)), "a", 900, skew),
+            900
+        );
+        assert_eq!(
+            stamp_after(Some(stamp(500, "b", true)), "a", 100, skew),
+            5_501
+        );
+        assert_eq!(
+            stamp_after(Some(stamp(500, "b", true)), "a", 9_000, skew),
+            9_000
+        );
+    }
+
     fn store() -> (tempfile::TempDir, Suspensions) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::open(dir.path()).unwrap();
