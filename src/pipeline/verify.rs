@@ -381,6 +381,9 @@ mod tests {
         assert!(!cond("contribution_base", Comparison::AtMost, Some(json!(3000))).is(&granted));
         assert!(!cond("contribution_base", Comparison::Exists, None).is(&granted));
         assert!(!cond("other", Comparison::AtLeast, Some(json!(3000))).is(&granted));
+        let exists = cond("marriage_status", Comparison::Exists, None);
+        assert!(cond("marriage_status", Comparison::Exists, None).is(&exists));
+        assert!(!cond("marriage_status", Comparison::Exists, Some(json!(1))).is(&exists));
         let set = cond("status", Comparison::In, Some(json!(["a", "b"])));
         assert!(cond("status", Comparison::In, Some(json!(["b", "a"]))).is(&set));
         assert!(!cond("status", Comparison::In, Some(json!(["a"]))).is(&set));
