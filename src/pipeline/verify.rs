@@ -326,6 +326,45 @@ mod tests {
         assert_eq!(got, [true, true, false, false, false, true, false]);
     }
 
+    /// The caller is told in the wire format's words, in either language.
+    #[test]
+    fn a_condition_that_does_not_fit_says_so_in_the_callers_terms() {
+        let e = check_condition(
+            &cond("n", Comparison::AtLeast, Some(json!("x"))),
+            FieldType::Integer,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "condition on \"n\": >= does not fit a field of type integer with that value"
+        );
+        assert_eq!(
+            e.zh(),
+            "字段“n”的条件：>= 与类型为 integer 的字段或所给的值不符"
+        );
+        let e = check_condition(
+            &cond("d", Comparison::In, Some(json!([true]))),
+            FieldType::StringList,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("in does not fit a field of type string_list"),
+            "{e}"
+        );
+        let e = check_condition(
+            &cond("s", Comparison::Exists, Some(json!(1))),
+            FieldType::String,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "condition on \"s\": exists takes no value");
+        assert_eq!(e.zh(), "字段“s”的条件：exists 不带值");
+        let e =
+            check_condition(&cond("s", Comparison::Equals, None), FieldType::String).unwrap_err();
+        assert_eq!(e.to_string(), "condition on \"s\": a value is required");
+        assert_eq!(e.zh(), "字段“s”的条件：需要一个值");
+    }
+
     #[test]
     fn values_must_fit_the_field_type() {
         assert!(
