@@ -367,6 +367,32 @@ mod tests {
 
     #[test]
     fn values_must_fit_the_field_type() {
+        for (op, value, kind) in [
+            (Comparison::Equals, json!("x"), FieldType::Integer),
+            (Comparison::Equals, json!(1), FieldType::Boolean),
+            (Comparison::Equals, json!("2026-13-01"), FieldType::Date),
+            (Comparison::In, json!([1, "x"]), FieldType::Integer),
+            (Comparison::In, json!([]), FieldType::String),
+        ] {
+            assert!(
+                check_condition(&cond("f", op, Some(value.clone())), kind).is_err(),
+                "{op:?} {value} on {kind:?}"
+            );
+        }
+        assert!(
+            check_condition(
+                &cond("f", Comparison::Equals, Some(json!(true))),
+                FieldType::Boolean
+            )
+            .is_ok()
+        );
+        assert!(
+            check_condition(
+                &cond("f", Comparison::In, Some(json!([1, 2]))),
+                FieldType::Integer
+            )
+            .is_ok()
+        );
         assert!(
             check_condition(
                 &cond("n", Comparison::AtLeast, Some(json!("x"))),
