@@ -373,6 +373,11 @@ mod tests {
             (Comparison::Equals, json!("2026-13-01"), FieldType::Date),
             (Comparison::In, json!([1, "x"]), FieldType::Integer),
             (Comparison::In, json!([]), FieldType::String),
+            (
+                Comparison::In,
+                json!((0..101).collect::<Vec<u32>>()),
+                FieldType::Integer,
+            ),
         ] {
             assert!(
                 check_condition(&cond("f", op, Some(value.clone())), kind).is_err(),
@@ -389,6 +394,14 @@ mod tests {
         assert!(
             check_condition(
                 &cond("f", Comparison::In, Some(json!([1, 2]))),
+                FieldType::Integer
+            )
+            .is_ok()
+        );
+        let hundred = json!((0..100).collect::<Vec<u32>>());
+        assert!(
+            check_condition(
+                &cond("f", Comparison::In, Some(hundred)),
                 FieldType::Integer
             )
             .is_ok()
