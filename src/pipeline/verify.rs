@@ -326,6 +326,64 @@ mod tests {
         assert_eq!(got, [true, true, false, false, false, true, false]);
     }
 
+    /// A list field equals a value it holds; dates compare as dates only
+    /// when both sides are dates (a stored value that is not one never
+    /// meets a date condition).
+    #[test]
+    fn lists_hold_values_and_only_dates_compare_as_dates() {
+        let record: Record = json!({
+            "tags": ["a", "b"],
+            "start": "2021-03-04",
+            "broken": "not a date",
+            "year_only": "2021",
+        })
+        .as_object()
+        .cloned()
+        .unwrap();
+        let since = Some(json!("2020-01-01"));
+        let out = evaluate(
+            &record,
+            &[
+                cond("tags", Comparison::Equals, Some(json!("a"))),
+                cond("tags", Comparison::Equals, Some(json!("c"))),
+                cond("start", Comparison::AtLeast, since.clone()),
+                cond("broken", Comparison::AtLeast, since.clone()),
+                cond("year_only", Comparison::AtLeast, since),
+            ],
+        );
+        let got: Vec<bool> = out.iter().map(|o| o.matches).collect();
+        assert_eq!(got, [true, false, true, false, false]);
+    }
+
+    /// The budget's memory stays bounded: past 100,000 counted residents,
+    /// the counts of earlier days are dropped (today's are kept).
+    #[test]
+    fn the_budget_forgets_earlier_days_once_it_holds_100000_counts() {
+        let budget = Budget::default();
+        let day = time::macros::date!(2026 - 06 - 01);
+        let next = time::macros::date!(2026 - 06 - 02);
+        let resident = |i: u32| {
+            let mut r = [0u8; 16];
+            r[..4].copy_from_slice(&i.to_be_bytes());
+            r
+        };
+        for i in 0..=100_000 {
+            assert!(budget.charge("g", resident(i), day, 5, || 0));
+        }
+        // Over the bound: yesterday's go, today's stay.
+        assert!(budget.charge("g", resident(0), next, 5, || 0));
+        assert_eq!(budget.counts.lock().unwrap().len(), 1);
+        assert!(budget.charge("g", resident(1), next, 5, || 0));
+        assert_eq!(budget.counts.lock().unwrap().len(), 2);
+        // At the bound exactly, nothing is dropped.
+        let budget = Budget::default();
+        for i in 0..100_000 {
+            assert!(budget.charge("g", resident(i), day, 5, || 0));
+        }
+        assert!(budget.charge("g", resident(0), next, 5, || 0));
+        assert_eq!(budget.counts.lock().unwrap().len(), 100_000);
+    }
+
     /// The caller is told in the wire format's words, in either language.
     #[test]
     fn a_condition_that_does_not_fit_says_so_in_the_callers_terms() {
