@@ -20,7 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::openapi as doc;
-use super::{Answer, RequestContext, finish, finish_then};
+use super::{Answer, RequestContext, bad_query, finish, finish_then};
 use crate::audit::query::format_time;
 use crate::audit::{EventBody, EventKind};
 use crate::cluster::stops::StopChange;
@@ -38,8 +38,7 @@ use crate::policy::history::HistoryEntry;
 use crate::policy::model::{DatasetSpec, GrantSpec, GrantsFile, Operation};
 use crate::policy::{Decision, DecisionRequest};
 use crate::problem::{
-    BodyFault, EntryKind, IdInput, Lang, Precondition, Problem, ProblemType, QueryFault,
-    RevocationFault,
+    BodyFault, EntryKind, IdInput, Lang, Precondition, Problem, ProblemType, RevocationFault,
 };
 use crate::stops::revocation::{Revocation, RevocationTarget};
 
@@ -560,10 +559,6 @@ fn admin(
     event: &mut EventBody,
 ) -> Result<Arc<Principal>, ApiError> {
     staff(gw, headers, event, POLICY_ADMIN)
-}
-
-fn bad_query(e: &QueryRejection) -> ApiError {
-    ApiError::from(Problem::InvalidQuery(QueryFault::Unreadable(e.body_text())))
 }
 
 fn bad_body(fault: BodyFault) -> ApiError {

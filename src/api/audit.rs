@@ -22,7 +22,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::openapi as doc;
-use super::{Answer, RequestContext, bad_path, finish};
+use super::{Answer, RequestContext, bad_path, bad_query, finish};
 use crate::audit::export::{
     ExportFormat, checkpoint_record, csv_header, event_record, export_suites, header_line,
 };
@@ -53,10 +53,6 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
 /// Authenticates a privacy officer of the operator department.
 fn officer(gw: &Gateway, headers: &HeaderMap, event: &mut EventBody) -> Result<(), ApiError> {
     staff(gw, headers, event, PRIVACY_OFFICER).map(|_| ())
-}
-
-fn bad_query(e: &QueryRejection) -> ApiError {
-    bad_param(QueryFault::Unreadable(e.body_text()))
 }
 
 fn bad_param(fault: QueryFault) -> ApiError {

@@ -23,7 +23,7 @@ use serde_json::{Map, Value, json};
 use crate::audit::{EventBody, EventKind, Outcome};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::problem::{PathFault, Problem, ProblemType};
+use crate::problem::{PathFault, Problem, ProblemType, QueryFault};
 
 /// What the TLS accept loop learned about the connection a request came on.
 #[derive(Debug, Clone, Default)]
@@ -698,6 +698,11 @@ pub(crate) fn json_body<T: serde::de::DeserializeOwned>(
     body: Result<bytes::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<T, ApiError> {
     admin::parse_body(headers, body, false)
+}
+
+/// 400 for a query string that does not parse into the route's parameters.
+pub(crate) fn bad_query(e: &axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::from(Problem::InvalidQuery(QueryFault::Unreadable(e.body_text())))
 }
 
 /// 400 for a path whose segments cannot be read (bad percent-encoding, not UTF-8).

@@ -19,7 +19,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::openapi as doc;
-use super::{Answer, RequestContext, bad_path, finish, finish_batch, json_body};
+use super::{Answer, RequestContext, bad_path, bad_query, finish, finish_batch, json_body};
 use crate::audit::{EventBody, EventKind};
 use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
 use crate::error::ApiError;
@@ -34,7 +34,7 @@ use crate::policy::CompiledPolicy;
 use crate::policy::decide::Allowance;
 use crate::policy::model::Operation;
 use crate::policy::model::SignedAnswers;
-use crate::problem::{BatchLimit, IdInput, Problem, ProblemType, QueryFault};
+use crate::problem::{BatchLimit, IdInput, Problem, ProblemType};
 use crate::provider::{DataProvider, FetchContext, ProviderError};
 
 pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
@@ -221,9 +221,7 @@ async fn run_lookup(
 ) -> Result<Answer, ApiError> {
     let policy = gw.policy.snapshot();
     let t = target(gw, &policy, event, headers, path)?;
-    let Query(params) = params.map_err(|e| {
-        ApiError::from(Problem::InvalidQuery(QueryFault::Unreadable(e.body_text())))
-    })?;
+    let Query(params) = params.map_err(|e| bad_query(&e))?;
     let requested = params.fields.as_deref().map(parse_fields).transpose()?;
     let (allowance, record) = decide_and_fetch(
         gw,
