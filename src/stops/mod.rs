@@ -106,7 +106,7 @@ impl<V: Serialize + DeserializeOwned + Clone> DurableMap<V> {
         };
         if !expired.is_empty() {
             // Housekeeping at start, not a stop: no fault seam.
-            durable.write(expired.into_iter().map(Edit::Remove), false)?;
+            durable.write(|_| expired.into_iter().map(Edit::Remove), false)?;
         }
         Ok(durable)
     }
@@ -132,14 +132,25 @@ impl<V: Serialize + DeserializeOwned + Clone> DurableMap<V> {
 
     /// Writes `edits` in one batch, syncs, then puts them in force.
     pub fn apply(&self, edits: impl IntoIterator<Item = Edit<V>>) -> Result<(), StopsError> {
+        self.write(|_| edits, true)
+    }
+
+    /// As [`Self::apply`], with the edits chosen from the entries in force
+    /// under the same lock as the write, so that no change made meanwhile
+    /// is undone by a choice made on a stale view.
+    pub fn apply_with<E: IntoIterator<Item = Edit<V>>>(
+        &self,
+        edits: impl FnOnce(&HashMap<String, V>) -> E,
+    ) -> Result<(), StopsError> {
         self.write(edits, true)
     }
 
-    /// Writes `edits` in one batch, syncs, then puts them in force; each
-    /// step passes its fault seam when `seams`.
-    fn write(
+    /// Writes the edits chosen from the entries in force in one batch,
+    /// syncs, then puts them in force; each step passes its fault seam when
+    /// `seams`.
+    fn write<E: IntoIterator<Item = Edit<V>>>(
         &self,
-        edits: impl IntoIterator<Item = Edit<V>>,
+        edits: impl FnOnce(&HashMap<String, V>) -> E,
         seams: bool,
     ) -> Result<(), StopsError> {
         let point = |name| {
@@ -152,7 +163,7 @@ impl<V: Serialize + DeserializeOwned + Clone> DurableMap<V> {
         let _one = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
         let mut batch = sled::Batch::default();
         let mut map = (**self.current.load()).clone();
-        for edit in edits {
+        for edit in edits(&map) {
             match edit {
                 Edit::Put(key, value) => {
                     let bytes = serde_json::to_vec(&value).map_err(|e| {

@@ -10,7 +10,6 @@
 //! atomic load.
 
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -185,9 +184,6 @@ impl From<Revocation> for Stored {
 #[derive(Debug)]
 pub struct Revocations {
     map: DurableMap<Revocation>,
-    /// Held by every change, from choosing the expired entries to the swap,
-    /// so that a revocation added meanwhile is never removed as expired.
-    changing: Mutex<()>,
 }
 
 impl Revocations {
@@ -195,7 +191,6 @@ impl Revocations {
     pub fn open(db: &sled::Db, data_dir: &Path, now_ms: i64) -> Result<Self, StopsError> {
         Ok(Self {
             map: DurableMap::open(db, TREE, data_dir, |r: &Revocation| r.expires_ms > now_ms)?,
-            changing: Mutex::new(()),
         })
     }
 
@@ -233,21 +228,20 @@ impl Revocations {
         revocations: impl IntoIterator<Item = Revocation>,
         now_ms: i64,
     ) -> Result<(), StopsError> {
-        let _one = self.changing.lock().unwrap_or_else(PoisonError::into_inner);
-        let expired: Vec<Edit<Revocation>> = self
-            .map
-            .all()
-            .iter()
-            .filter(|(_, r)| r.expires_ms <= now_ms)
-            .map(|(k, _)| Edit::Remove(k.clone()))
-            .collect();
-        self.map.apply(
+        // The expired ones are chosen under the map's own lock, so a
+        // revocation added meanwhile is never removed as expired.
+        self.map.apply_with(|current| {
+            let expired: Vec<Edit<Revocation>> = current
+                .iter()
+                .filter(|(_, r)| r.expires_ms <= now_ms)
+                .map(|(k, _)| Edit::Remove(k.clone()))
+                .collect();
             expired.into_iter().chain(
                 revocations
                     .into_iter()
                     .map(|r| Edit::Put(r.target.key(), r)),
-            ),
-        )
+            )
+        })
     }
 
     /// Every revocation in force: tokens by `jti`, then subjects, each in order.
