@@ -7,6 +7,9 @@
 #
 #   bench/instructions.sh BIN BARE_BIN HOME LUA SECS BODY   (bench/run.sh calls it)
 #
+# With TONGBAN_CALLGRIND_KEEP=DIR the callgrind outputs are kept in DIR, for
+# `callgrind_annotate --inclusive=yes DIR/gateway-SECS.cg` (where it goes).
+#
 # Prints "instructions bare N" and "instructions gateway N". Two functions
 # are left out of the counts: sled's lazy-static spin-wait (under valgrind
 # threads run one at a time, so a thread spinning on another's
@@ -50,6 +53,9 @@ run() {
   fi
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
+  if [ -n "${TONGBAN_CALLGRIND_KEEP:-}" ]; then
+    mkdir -p "$TONGBAN_CALLGRIND_KEEP" && cp "$out" "$TONGBAN_CALLGRIND_KEEP/"
+  fi
   echo "$n $(count "$out")"
 }
 

@@ -8,9 +8,12 @@
 #                                its table goes to target/bench-smoke.md
 #   bench/run.sh --out FILE      where the Markdown table goes (default: bench/results.md
 #                                for a full run, which keeps the project's figures)
-#   bench/run.sh --instructions  also instructions per request under callgrind
-#                                (bench/instructions.sh; about 2 minutes more;
-#                                the smoke mode always runs it, briefly)
+#   bench/run.sh --instructions  accepted (every run measures instructions per
+#                                request under callgrind, bench/instructions.sh:
+#                                about 2 minutes of a full run, seconds in smoke mode)
+#   bench/run.sh --instructions-only
+#                                only that: the bare server's and the gateway's
+#                                instructions per authorized lookup (about 3 minutes)
 #
 # Baselines, measured in the same run with the same load generator (wrk over
 # HTTPS, keep-alive, TLS 1.3) and the same response bytes:
@@ -29,6 +32,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --smoke) smoke=1 ;;
     --instructions) instructions=1 ;;
+    --instructions-only) instructions=2 ;;
     --out) out=$2; shift ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
@@ -45,6 +49,7 @@ else
   dur=10; few=1000; many=1000000; grants_many=10000; audit_events=2000000; audit_residents=1000000; denylist_entries=10000; suite_events=200000
 fi
 conns=64
+if [ "$instructions" = 2 ]; then many=$few; grants_many=10; denylist_entries=10; fi
 
 scripts/need-debian wrk valgrind nginx-light
 nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
@@ -236,6 +241,14 @@ port=$(free_port); start_gateway "$small" "$port"
 first_id=$(head -1 "$small/samples/gongan.hukou.jsonl" | python3 -c 'import json,sys; print(json.load(sys.stdin)["id_number"])')
 curl -sf --cacert "$ca" "${auth[@]}" "https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/$first_id" >"$work/body.json"
 echo "answer: $(wc -c <"$work/body.json") bytes" >&2
+if [ "$instructions" = 2 ]; then
+  stop_pid "$gw_pid"
+  echo "== instructions per request (callgrind, 20 s of load each)" >&2
+  fresh=$work/fresh; make_home "$fresh" "$few" 3
+  bash bench/instructions.sh "$bin" target/release/examples/bare_server "$fresh" "$lua" 20 "$work/body.json" |
+    awk '{ print } $2 == "bare" { b = $3 } $2 == "gateway" { g = $3 } END { if (b) printf "ratio %.2f\n", g / b }'
+  exit 0
+fi
 
 echo "== gateway: authorized lookup, denied, new connection per request" >&2
 url=https://127.0.0.1:$port/v1/datasets/gongan.hukou/records/
@@ -326,12 +339,10 @@ echo "== audit log: $audit_events events" >&2
 target/release/examples/audit_bench --events "$audit_events" --residents "$audit_residents" \
   --suite-events "$suite_events" >"$work/audit.md"
 
-if [ "$smoke" = 1 ] || [ "$instructions" = 1 ]; then
-  echo "== instructions per request (callgrind; slow: the servers run under valgrind)" >&2
-  ins_secs=20; [ "$smoke" = 1 ] && ins_secs=2
-  fresh=$work/fresh; make_home "$fresh" "$few" 3
-  bash bench/instructions.sh "$bin" target/release/examples/bare_server "$fresh" "$lua" "$ins_secs" "$work/body.json" | tee -a "$results" >&2
-fi
+echo "== instructions per request (callgrind; slow: the servers run under valgrind)" >&2
+ins_secs=20; [ "$smoke" = 1 ] && ins_secs=2
+fresh=$work/fresh; make_home "$fresh" "$few" 3
+bash bench/instructions.sh "$bin" target/release/examples/bare_server "$fresh" "$lua" "$ins_secs" "$work/body.json" | tee -a "$results" >&2
 
 python3 - "$results" "$work/audit.md" "$out" "$smoke" "$dur" "$conns" "$few" "$many" "$grants_many" "$(wc -c <"$work/body.json")" "$denylist_entries" "$denylist_ns" <<'PY'
 import sys, datetime, platform, os

@@ -25,9 +25,29 @@ use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::problem::{PathFault, Problem, ProblemType, QueryFault};
 
-/// What the TLS accept loop learned about the connection a request came on.
+/// The connection a request came on: one shared [`Connection`], cloned
+/// into each request as one reference count.
 #[derive(Debug, Clone, Default)]
-pub struct ConnInfo {
+pub struct ConnInfo(Arc<Connection>);
+
+impl ConnInfo {
+    /// Shares `connection` with the requests that come on it.
+    pub fn new(connection: Connection) -> Self {
+        Self(Arc::new(connection))
+    }
+}
+
+impl std::ops::Deref for ConnInfo {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.0
+    }
+}
+
+/// What the TLS accept loop learned about a connection, and what its
+/// requests remember across each other (the last verified token).
+#[derive(Debug, Default)]
+pub struct Connection {
     /// The peer's address.
     pub peer: Option<SocketAddr>,
     /// SHA-256 of the verified client certificate, if one was presented.
@@ -40,6 +60,8 @@ pub struct ConnInfo {
     pub writes: Option<Arc<WriteProgress>>,
     /// The department the client certificate names (its subject's CN).
     pub cert_department: Option<Arc<str>>,
+    /// The last token verified on this connection.
+    pub token_memo: crate::pipeline::authn::TokenMemo,
 }
 
 tokio::task_local! {

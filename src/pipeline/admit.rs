@@ -47,15 +47,20 @@ pub fn authenticate(
     headers: &HeaderMap,
     event: &mut EventBody,
 ) -> Result<Arc<Principal>, ApiError> {
-    let principal = gw
-        .auth
-        .authenticate(
-            headers
-                .get_all(header::AUTHORIZATION)
-                .iter()
-                .map(|v| v.as_bytes()),
-            |d| policy.knows_department(d),
-        )
+    let authorization = || {
+        headers
+            .get_all(header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes())
+    };
+    let known = |d: &str| policy.knows_department(d);
+    // On a connection, its memo of the last verified token.
+    let principal = crate::api::CONNECTION
+        .try_with(|c| {
+            gw.auth
+                .authenticate_on(authorization(), known, Some(&c.token_memo))
+        })
+        .unwrap_or_else(|_| gw.auth.authenticate(authorization(), known))
         .map_err(|e| ApiError::from(&e))?;
     event.dept = Some(principal.dept.to_string());
     event.subject = Some(principal.subject.clone());

@@ -252,13 +252,14 @@ pub async fn serve(
                 Some(Arc::<str>::from(cn))
             });
             let writes = Arc::new(crate::api::WriteProgress::default());
-            let info = ConnInfo {
+            let info = ConnInfo::new(crate::api::Connection {
                 peer: Some(peer),
                 cert_fingerprint,
                 cert_status,
                 writes: Some(writes.clone()),
                 cert_department,
-            };
+                token_memo: crate::pipeline::authn::TokenMemo::default(),
+            });
             // Each request is in flight from its arrival until its answer's
             // body is sent or dropped (the guard spans the handler, the
             // answer's body the rest), or until its future is dropped.

@@ -460,3 +460,72 @@ async fn a_deny_list_entry_outlives_every_token_it_names() {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
 }
+
+/// One keep-alive connection carrying the tokens of two callers in turn
+/// (a department's integration server pooling its connections): each
+/// request is answered and audited as its own caller, a token revoked
+/// while the connection remembers it is refused there, and one that
+/// expires is refused on the same connection too.
+#[tokio::test]
+async fn a_connection_remembers_a_token_without_trusting_it_for_anything_else() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let first = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let second = gw.token_with("minzheng", "clerk-008", &["dibao_reviewer"], 0, 40);
+    let tls = gw.client().connect().await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut lookup = async |tok: &str| {
+        let req = Request::get(format!("{HUKOU}/{id}"))
+            .header("host", "localhost")
+            .header("authorization", format!("Bearer {tok}"))
+            .header("x-purpose", "dibao_review")
+            .header("x-case-ref", "MZ-2026-1")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let resp = sender
+            .send_request(req)
+            .await
+            .expect("the connection stays open");
+        let status = resp.status();
+        let seq: u64 = resp.headers()["x-audit-seq"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let body: Value =
+            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        (status, body, seq)
+    };
+    for (tok, sub) in [
+        (&first, "clerk-007"),
+        (&first, "clerk-007"),
+        (&second, "clerk-008"),
+        (&first, "clerk-007"),
+        (&second, "clerk-008"),
+        (&second, "clerk-008"),
+    ] {
+        let (status, body, seq) = lookup(tok).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let event = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+        assert_eq!(event.subject.as_deref(), Some(sub));
+    }
+    let r = admin_post(
+        &gw,
+        "/v1/admin/revoked-tokens",
+        json!({"jti": jti_of(&second), "reason": "pasted into a chat"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let (status, body, _) = lookup(&second).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["type"], "/problems/token-revoked");
+    assert_eq!(lookup(&first).await.0, StatusCode::OK);
+    assert_eq!(lookup(&first).await.0, StatusCode::OK);
+    gw.clock.advance(std::time::Duration::from_secs(700));
+    let (status, body, _) = lookup(&first).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["type"], "/problems/token-expired");
+}
