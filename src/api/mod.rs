@@ -2,6 +2,7 @@
 //! request's audit event is appended before its answer leaves.
 
 pub mod admin;
+pub mod answer;
 pub mod audit;
 pub mod console;
 pub mod openapi;
@@ -399,6 +400,14 @@ pub enum Answer {
         proof: Option<Box<Map<String, Value>>>,
     },
     /// Anything else (CSV, NDJSON streams), sent as it is.
+    /// A lookup's answer, typed; its `audit` is filled in once the event
+    /// is durable.
+    Record {
+        /// The answer.
+        answer: Box<answer::RecordAnswer>,
+        /// Claims to sign into its proof, as for [`Answer::Json`].
+        proof: Option<Box<Map<String, Value>>>,
+    },
     Raw {
         /// `Content-Type`.
         content_type: &'static str,
@@ -423,7 +432,7 @@ impl Answer {
     fn status(&self) -> StatusCode {
         match self {
             Self::Json { status, .. } => *status,
-            Self::Raw { .. } => StatusCode::OK,
+            Self::Raw { .. } | Self::Record { .. } => StatusCode::OK,
         }
     }
 }
@@ -551,23 +560,25 @@ async fn finish_events(
     let slot: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let mut result = result;
     let finalize: Option<crate::audit::writer::Finalizer> = match &mut result {
-        Ok(Answer::Json { proof, .. }) => proof.take().map(|claims| {
-            let keys = gw.answer_keys.clone();
-            let slot = slot.clone();
-            let mut claims = *claims;
-            Box::new(move |first: u64, last: u64| {
-                claims.insert("audit_seq".into(), json!(first));
-                if last > first {
-                    claims.insert("last_seq".into(), json!(last));
-                }
-                let jws = keys.sign(&claims);
-                let hash = crate::proof::proof_hash(&jws);
-                if let Ok(mut s) = slot.lock() {
-                    *s = Some(jws);
-                }
-                hash
-            }) as crate::audit::writer::Finalizer
-        }),
+        Ok(Answer::Json { proof, .. } | Answer::Record { proof, .. }) => {
+            proof.take().map(|claims| {
+                let keys = gw.answer_keys.clone();
+                let slot = slot.clone();
+                let mut claims = *claims;
+                Box::new(move |first: u64, last: u64| {
+                    claims.insert("audit_seq".into(), json!(first));
+                    if last > first {
+                        claims.insert("last_seq".into(), json!(last));
+                    }
+                    let jws = keys.sign(&claims);
+                    let hash = crate::proof::proof_hash(&jws);
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(jws);
+                    }
+                    hash
+                }) as crate::audit::writer::Finalizer
+            })
+        }
         _ => None,
     };
     let mut response = match gw.audit.append_finalized(events, finalize).await {
@@ -650,31 +661,21 @@ impl Answer {
                     json!({"seq": seq, "request_id": request_id})
                 };
                 body.insert("audit".into(), audit);
-                // One buffer sized for a typical answer: no regrowth while serializing.
-                let mut bytes = Vec::with_capacity(1024);
-                let mut response = match serde_json::to_writer(&mut bytes, &body) {
-                    Ok(()) => {
-                        let mut r = (status, bytes).into_response();
-                        r.headers_mut().insert(
-                            header::CONTENT_TYPE,
-                            HeaderValue::from_static("application/json"),
-                        );
-                        r
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "an answer could not be serialized");
-                        StatusCode::INTERNAL_SERVER_ERROR.into_response()
-                    }
-                };
+                let mut response = json_response(status, &body, signed);
                 if let Some(v) = etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
                     response.headers_mut().insert(header::ETAG, v);
                 }
-                if signed {
-                    response
-                        .headers_mut()
-                        .insert("preference-applied", HeaderValue::from_static("signed"));
-                }
                 response
+            }
+            Answer::Record { mut answer, .. } => {
+                let signed = proof.is_some();
+                answer.proof = proof;
+                answer.audit = answer::AuditRef {
+                    last_seq: (last_seq > seq).then_some(last_seq),
+                    request_id: request_id.to_owned(),
+                    seq,
+                };
+                json_response(StatusCode::OK, &answer, signed)
             }
             Answer::Raw {
                 content_type,
@@ -694,6 +695,33 @@ impl Answer {
             }
         }
     }
+}
+
+/// `body` serialized as a JSON answer (`Preference-Applied: signed` when it
+/// carries a proof).
+fn json_response(status: StatusCode, body: &impl serde::Serialize, signed: bool) -> Response {
+    // One buffer sized for a typical answer: no regrowth while serializing.
+    let mut bytes = Vec::with_capacity(1024);
+    let mut response = match serde_json::to_writer(&mut bytes, body) {
+        Ok(()) => {
+            let mut r = (status, bytes).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "an answer could not be serialized");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
+    if signed {
+        response
+            .headers_mut()
+            .insert("preference-applied", HeaderValue::from_static("signed"));
+    }
+    response
 }
 
 async fn no_route(

@@ -179,58 +179,12 @@ pub struct Problem {
     pub audit_seq: Option<u64>,
 }
 
-/// Where the request was recorded in the audit log.
-#[derive(Debug, ToSchema)]
-pub struct AuditRef {
-    /// Sequence number of the request's audit event.
-    pub seq: u64,
-    /// For a batch: the last of its consecutive events (one per resident).
-    #[schema(nullable = false)]
-    pub last_seq: Option<u64>,
-    /// The request's id (also in `X-Request-Id`).
-    pub request_id: String,
-}
-
-/// The grant an answer was given under.
-#[derive(Debug, ToSchema)]
-pub struct GrantRef {
-    /// Grant id.
-    pub id: String,
-    /// Grant version.
-    pub version: u32,
-}
+pub use super::answer::{AuditRef, GrantRef, RecordAnswer};
 
 /// A record value: text, number, boolean, or null when the owner holds none.
 #[derive(Debug, ToSchema)]
 #[schema(value_type = Value)]
 pub struct FieldValue(pub Value);
-
-/// `GET /v1/datasets/{dataset}/records/{resident_id}`: the granted fields only.
-#[derive(Debug, ToSchema)]
-pub struct RecordAnswer {
-    /// The dataset.
-    pub dataset: String,
-    /// The resident ID, masked.
-    #[schema(example = "110101********9455")]
-    pub resident: String,
-    /// The purpose named in `X-Purpose`.
-    pub purpose: String,
-    /// The case reference named in `X-Case-Ref`.
-    #[schema(required = true)]
-    pub case_ref: Option<String>,
-    /// The grant that allowed it.
-    pub grant: GrantRef,
-    /// Version of the policy set that decided.
-    pub policy_version: String,
-    /// Exactly the granted fields (masked where the grant says so).
-    pub record: BTreeMap<String, FieldValue>,
-    /// With `Prefer: signed`, or under a grant that requires it: a compact
-    /// JWS (EdDSA) of what was disclosed, verifiable with `/.well-known/jwks.json`.
-    #[schema(nullable = false)]
-    pub proof: Option<String>,
-    /// The audit event.
-    pub audit: AuditRef,
-}
 
 /// A comparison of a verification.
 #[derive(Debug, ToSchema)]

@@ -131,9 +131,9 @@ fn target(
     })
 }
 
-/// Admits (department limit, decision, the operation's own check, the
-/// grant's quota), then fetches the record.
-async fn decide_and_fetch(
+/// Admits: department limit, decision, the operation's own check, the
+/// grant's quota.
+async fn decide(
     gw: &Gateway,
     policy: &CompiledPolicy,
     event: &mut EventBody,
@@ -141,7 +141,7 @@ async fn decide_and_fetch(
     operation: Operation,
     requested: Option<&[FieldName]>,
     check: impl FnOnce(&Allowance) -> Result<(), ApiError>,
-) -> Result<(Allowance, Record), ApiError> {
+) -> Result<Allowance, ApiError> {
     let ask = admit::Ask {
         principal: &t.principal,
         dataset: &t.dataset,
@@ -151,24 +151,48 @@ async fn decide_and_fetch(
         requested,
         residents: 1,
     };
-    let allowance = admit::grant(gw, policy, event, &ask, check).await?;
-    let dataset = &t.dataset;
-    let ctx = FetchContext {
+    admit::grant(gw, policy, event, &ask, check).await
+}
+
+/// What a provider is told about the request it serves.
+fn fetch_context<'a>(event: &'a EventBody, t: &'a Target) -> FetchContext<'a> {
+    FetchContext {
         request_id: &event.request_id,
         trace_id: t.trace_id.as_deref(),
         consumer: t.principal.dept.as_str(),
         purpose: t.purpose.as_str(),
-    };
-    let (spec, provider) = provider_of(gw, policy, dataset)?;
+    }
+}
+
+/// The refusal when the owner holds no record of the resident.
+fn no_record(dataset: &DatasetId) -> ApiError {
+    ApiError::from(Problem::ResidentNotFound {
+        dataset: dataset.to_string(),
+    })
+}
+
+/// Admits (see [`decide`]), then fetches the record.
+async fn decide_and_fetch(
+    gw: &Gateway,
+    policy: &CompiledPolicy,
+    event: &mut EventBody,
+    t: &Target,
+    operation: Operation,
+    requested: Option<&[FieldName]>,
+    check: impl FnOnce(&Allowance) -> Result<(), ApiError>,
+) -> Result<(Allowance, Record), ApiError> {
+    let allowance = decide(gw, policy, event, t, operation, requested, check).await?;
+    let (spec, provider) = provider_of(gw, policy, &t.dataset)?;
     let record = provider
-        .fetch_fields(ctx, spec, &t.resident, &allowance.fields)
+        .fetch_fields(
+            fetch_context(event, t),
+            spec,
+            &t.resident,
+            &allowance.fields,
+        )
         .await
         .map_err(|e| provider_error(&e))?
-        .ok_or_else(|| {
-            ApiError::from(Problem::ResidentNotFound {
-                dataset: dataset.to_string(),
-            })
-        })?;
+        .ok_or_else(|| no_record(&t.dataset))?;
     Ok((allowance, record))
 }
 
@@ -223,7 +247,7 @@ async fn run_lookup(
     let t = target(gw, &policy, event, headers, path)?;
     let Query(params) = params.map_err(|e| bad_query(&e))?;
     let requested = params.fields.as_deref().map(parse_fields).transpose()?;
-    let (allowance, record) = decide_and_fetch(
+    let allowance = decide(
         gw,
         &policy,
         event,
@@ -233,16 +257,58 @@ async fn run_lookup(
         |_| Ok(()),
     )
     .await?;
-    let disclosed = minimize(record, &allowance.fields);
-    event.fields = disclosed.keys().cloned().collect();
-    let mut body = answer_head(&t, &allowance, &policy);
-    body.insert("record".into(), Value::Object(disclosed));
-    let proof = wants_proof(headers, &allowance).then(|| {
+    let (spec, provider) = provider_of(gw, &policy, &t.dataset)?;
+    let disclosure = provider
+        .fetch_disclosed(
+            fetch_context(event, &t),
+            spec,
+            &t.resident,
+            &allowance.fields,
+        )
+        .await
+        .map_err(|e| provider_error(&e))?
+        .ok_or_else(|| no_record(&t.dataset))?;
+    event.fields = disclosure.names;
+    let grant = &allowance.grant;
+    let answer = super::answer::RecordAnswer {
+        audit: super::answer::AuditRef {
+            last_seq: None,
+            request_id: String::new(),
+            seq: 0,
+        },
+        case_ref: t.case_ref.as_ref().map(|c| c.as_str().to_owned()),
+        dataset: t.dataset.to_string(),
+        grant: super::answer::GrantRef {
+            id: grant.id().to_string(),
+            version: grant.version(),
+        },
+        policy_version: policy.version().to_owned(),
+        proof: None,
+        purpose: t.purpose.as_str().to_owned(),
+        record: disclosure.record,
+        resident: t.resident.masked(),
+    };
+    // A signed answer attests the answer as returned: its claims are read
+    // from the same members.
+    let proof = if wants_proof(headers, &allowance) {
+        let mut body = answer_head(&t, &allowance, &policy);
+        let record: Value = serde_json::from_str(answer.record.get()).map_err(|e| {
+            provider_error(&ProviderError::BadRecord {
+                dataset: t.dataset.clone(),
+                message: format!("the disclosed record cannot be read back ({e})"),
+            })
+        })?;
+        body.insert("record".into(), record);
         let mut c = claims(gw, event, &t.principal, Operation::Lookup, &body);
         c.insert("resident_id".into(), json!(t.resident_as_sent));
-        c
-    });
-    Ok(answer(body, proof))
+        Some(c)
+    } else {
+        None
+    };
+    Ok(Answer::Record {
+        answer: Box::new(answer),
+        proof,
+    })
 }
 
 /// Body of a verification.

@@ -12,6 +12,67 @@ use crate::policy::model::Mask;
 /// A record as stored or as an upstream returns it.
 pub type Record = Map<String, Value>;
 
+/// The granted fields of one record, masked where the grant says, as the
+/// JSON object a lookup answer carries (members in name order), and the
+/// names of the fields it holds (what the audit event records).
+#[derive(Debug)]
+pub struct Disclosure {
+    /// The rendered object.
+    pub record: Box<serde_json::value::RawValue>,
+    /// The fields disclosed, in name order.
+    pub names: Vec<String>,
+}
+
+impl Disclosure {
+    /// A minimized record, rendered.
+    pub fn of(record: &Record) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            record: serde_json::value::to_raw_value(record)?,
+            names: record.keys().cloned().collect(),
+        })
+    }
+}
+
+/// Renders what a scan of a stored record picked: `picked[i]` is the stored
+/// JSON text of `fields[i]` (if the record has it). Unmasked values are
+/// copied as stored; masked ones are masked as [`minimize`] masks them. The
+/// result holds exactly what [`minimize`] of the same record holds.
+pub fn render(
+    fields: &[Disclosed],
+    picked: &[Option<&serde_json::value::RawValue>],
+) -> Result<Disclosure, serde_json::Error> {
+    let mut order: Vec<usize> = (0..fields.len())
+        .filter(|i| picked.get(*i).is_some_and(Option::is_some))
+        .collect();
+    order.sort_unstable_by(|a, b| fields[*a].name.as_str().cmp(fields[*b].name.as_str()));
+    let mut out = String::with_capacity(256);
+    let mut names = Vec::with_capacity(order.len());
+    out.push('{');
+    for (n, i) in order.into_iter().enumerate() {
+        let (f, Some(Some(raw))) = (&fields[i], picked.get(i)) else {
+            continue;
+        };
+        if n > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(f.name.as_str())?);
+        out.push(':');
+        match f.mask {
+            None => out.push_str(raw.get()),
+            Some(mask) => {
+                let value: Value = serde_json::from_str(raw.get())?;
+                out.push_str(&serde_json::to_string(&apply_mask(mask, &value))?);
+            }
+        }
+        names.push(f.name.to_string());
+    }
+    out.push('}');
+    Ok(Disclosure {
+        record: serde_json::value::RawValue::from_string(out)?,
+        names,
+    })
+}
+
 /// The record cut down to `fields`, masks applied. Absent fields stay absent.
 /// The granted values are moved out of `record`; the rest is dropped with it.
 pub fn minimize(mut record: Record, fields: &[Disclosed]) -> Record {

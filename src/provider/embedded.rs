@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::RwLock;
 
 use crate::domain::{DatasetId, ResidentId};
-use crate::pipeline::minimize::Record;
+use crate::pipeline::minimize::{Disclosure, Record};
 
 use super::{DataProvider, FetchContext, ProviderError, ProviderFuture};
 use crate::policy::Disclosed;
@@ -66,6 +66,30 @@ impl EmbeddedStore {
                 dataset: dataset.clone(),
                 message: format!("stored record is not a JSON object ({})", e.classify_name()),
             })
+    }
+
+    /// The granted `fields` of a resident's record, picked in one scan of
+    /// the stored bytes (which validates the whole record) and rendered.
+    pub fn get_disclosed(
+        &self,
+        dataset: &DatasetId,
+        id: &ResidentId,
+        fields: &[Disclosed],
+    ) -> Result<Option<Disclosure>, ProviderError> {
+        let Some(bytes) = self.tree(dataset)?.get(id.as_str())? else {
+            return Ok(None);
+        };
+        let bad = |e: serde_json::Error| ProviderError::BadRecord {
+            dataset: dataset.clone(),
+            message: format!("stored record is not a JSON object ({})", e.classify_name()),
+        };
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let picked = serde::Deserializer::deserialize_map(&mut de, Pick(fields))
+            .and_then(|picked| de.end().map(|()| picked))
+            .map_err(bad)?;
+        crate::pipeline::minimize::render(fields, &picked)
+            .map(Some)
+            .map_err(bad)
     }
 
     /// Adds `records` (replacing the dataset's other records if `replace`),
@@ -145,6 +169,32 @@ impl<'de> serde::de::Visitor<'de> for Fields<'_> {
     }
 }
 
+/// Picks the stored JSON text of each granted field; every other member is
+/// still read through, so a damaged record is refused whole. A member named
+/// twice counts as its last occurrence, as a decoded map would.
+struct Pick<'f>(&'f [Disclosed]);
+
+impl<'de> serde::de::Visitor<'de> for Pick<'_> {
+    type Value = Vec<Option<&'de serde_json::value::RawValue>>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut picked = vec![None; self.0.len()];
+        while let Some(Key(name)) = map.next_key()? {
+            match self.0.iter().position(|f| f.name.as_str() == name) {
+                Some(i) => picked[i] = Some(map.next_value()?),
+                None => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(picked)
+    }
+}
+
 /// A member name, borrowed from the stored bytes unless it holds an escape.
 struct Key<'de>(std::borrow::Cow<'de, str>);
 
@@ -202,6 +252,17 @@ impl DataProvider for EmbeddedStore {
         fields: &'a [Disclosed],
     ) -> ProviderFuture<'a, Option<Record>> {
         let result = self.get_fields(&dataset.spec.id, resident, Some(fields));
+        Box::pin(std::future::ready(result))
+    }
+
+    fn fetch_disclosed<'a>(
+        &'a self,
+        _ctx: FetchContext<'a>,
+        dataset: &'a Dataset,
+        resident: &'a ResidentId,
+        fields: &'a [Disclosed],
+    ) -> ProviderFuture<'a, Option<Disclosure>> {
+        let result = self.get_disclosed(&dataset.spec.id, resident, fields);
         Box::pin(std::future::ready(result))
     }
 
@@ -273,6 +334,69 @@ mod tests {
         assert_eq!(hidden.len(), 1);
     }
 
+    /// The one-scan disclosure holds exactly what decoding the record and
+    /// minimizing it holds (masked the same, in the same order, the last of
+    /// a member named twice), whatever the record looks like.
+    #[test]
+    fn a_disclosure_picked_in_one_scan_equals_the_minimized_record() {
+        use crate::pipeline::minimize::{Disclosure, minimize};
+        use crate::policy::model::Mask;
+        let records: [&[u8]; 4] = [
+            br#"{"name":"\u5f20\u4e09","gender":"1","h\u0069dden":{"deep":[1,2,{"x":null}]},"household_id":"H1","id_number":"110101199810229455"}"#,
+            r#"{"household_id":"H2","name":"欧阳小明","name":"司马光","gender":2.50,"mobile":"13812345678","address":"北京市朝阳区建国路88号"}"#.as_bytes(),
+            br#" { "name" : null , "mobile" : 13812345678 , "extra" : [ ] } "#,
+            br#"{}"#,
+        ];
+        let mut fields = wanted(&[
+            "name",
+            "household_id",
+            "gender",
+            "hidden",
+            "absent",
+            "mobile",
+            "id_number",
+            "address",
+        ]);
+        fields[0].mask = Some(Mask::Name);
+        fields[5].mask = Some(Mask::Mobile);
+        fields[6].mask = Some(Mask::IdNumber);
+        fields[7].mask = Some(Mask::Address);
+        for raw in records {
+            let (store, dataset, id) = store_with(raw);
+            let picked = store
+                .get_disclosed(&dataset, &id, &fields)
+                .unwrap()
+                .unwrap();
+            let decoded = store.get(&dataset, &id).unwrap().unwrap();
+            let expected = Disclosure::of(&minimize(decoded, &fields)).unwrap();
+            let text = String::from_utf8_lossy(raw);
+            assert_eq!(picked.names, expected.names, "{text}");
+            let a: serde_json::Value = serde_json::from_str(picked.record.get()).unwrap();
+            let b: serde_json::Value = serde_json::from_str(expected.record.get()).unwrap();
+            assert_eq!(a, b, "{text}");
+            // Members in name order, as a decoded map writes them.
+            let order: Vec<&String> = a.as_object().unwrap().keys().collect();
+            let mut sorted = order.clone();
+            sorted.sort();
+            assert_eq!(order, sorted);
+            assert!(picked.record.get().starts_with('{'), "{text}");
+        }
+        // Nothing but granted fields, and masks applied.
+        let (store, dataset, id) = store_with(records[1]);
+        let d = store
+            .get_disclosed(&dataset, &id, &fields)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(d.record.get()).unwrap(),
+            json!({"name": "司马*", "household_id": "H2", "gender": 2.5, "mobile": "138****5678", "address": "北京市朝阳区"})
+        );
+        assert_eq!(
+            d.names,
+            ["address", "gender", "household_id", "mobile", "name"]
+        );
+    }
+
     #[test]
     fn a_damaged_record_is_refused_even_where_it_is_not_decoded() {
         for raw in [
@@ -284,6 +408,14 @@ mod tests {
             let (store, dataset, id) = store_with(raw);
             let err = store
                 .get_fields(&dataset, &id, Some(&wanted(&["name"])))
+                .unwrap_err();
+            assert!(
+                matches!(err, ProviderError::BadRecord { .. }),
+                "{}: {err}",
+                String::from_utf8_lossy(raw)
+            );
+            let err = store
+                .get_disclosed(&dataset, &id, &wanted(&["name"]))
                 .unwrap_err();
             assert!(
                 matches!(err, ProviderError::BadRecord { .. }),

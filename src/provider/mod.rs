@@ -16,7 +16,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use crate::domain::{DatasetId, ResidentId};
-use crate::pipeline::minimize::Record;
+use crate::pipeline::minimize::{Disclosure, Record};
 use crate::policy::Disclosed;
 use crate::policy::load::Dataset;
 use crate::policy::model::ProviderSpec;
@@ -108,6 +108,29 @@ pub trait DataProvider: Send + Sync + std::fmt::Debug {
     ) -> ProviderFuture<'a, Option<Record>> {
         let _ = fields;
         self.fetch(ctx, dataset, resident)
+    }
+
+    /// The granted `fields` of the resident's record, minimized and
+    /// rendered for a lookup answer. The embedded store picks them in one
+    /// scan of the stored bytes; other providers fetch and minimize.
+    fn fetch_disclosed<'a>(
+        &'a self,
+        ctx: FetchContext<'a>,
+        dataset: &'a Dataset,
+        resident: &'a ResidentId,
+        fields: &'a [Disclosed],
+    ) -> ProviderFuture<'a, Option<Disclosure>> {
+        Box::pin(async move {
+            let Some(record) = self.fetch_fields(ctx, dataset, resident, fields).await? else {
+                return Ok(None);
+            };
+            Disclosure::of(&crate::pipeline::minimize::minimize(record, fields))
+                .map(Some)
+                .map_err(|e| ProviderError::BadRecord {
+                    dataset: dataset.spec.id.clone(),
+                    message: format!("the record cannot be rendered ({e})"),
+                })
+        })
     }
 
     /// The records of many residents, in the order asked.
