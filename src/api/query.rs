@@ -28,7 +28,7 @@ use crate::pipeline::admit::{
     self, authenticate, check_department_limit, dataset_of, parse_fields, purpose_and_case,
 };
 use crate::pipeline::authn::Principal;
-use crate::pipeline::minimize::{Record, minimize};
+use crate::pipeline::minimize::minimize;
 use crate::pipeline::verify::{Condition, MAX_CONDITIONS, check_condition, evaluate};
 use crate::policy::CompiledPolicy;
 use crate::policy::decide::Allowance;
@@ -132,7 +132,7 @@ fn target(
 }
 
 /// Admits: department limit, decision, the operation's own check, the
-/// grant's quota.
+/// grant's quota (then the caller fetches from [`provider_of`]).
 async fn decide(
     gw: &Gateway,
     policy: &CompiledPolicy,
@@ -169,31 +169,6 @@ fn no_record(dataset: &DatasetId) -> ApiError {
     ApiError::from(Problem::ResidentNotFound {
         dataset: dataset.to_string(),
     })
-}
-
-/// Admits (see [`decide`]), then fetches the record.
-async fn decide_and_fetch(
-    gw: &Gateway,
-    policy: &CompiledPolicy,
-    event: &mut EventBody,
-    t: &Target,
-    operation: Operation,
-    requested: Option<&[FieldName]>,
-    check: impl FnOnce(&Allowance) -> Result<(), ApiError>,
-) -> Result<(Allowance, Record), ApiError> {
-    let allowance = decide(gw, policy, event, t, operation, requested, check).await?;
-    let (spec, provider) = provider_of(gw, policy, &t.dataset)?;
-    let record = provider
-        .fetch_fields(
-            fetch_context(event, t),
-            spec,
-            &t.resident,
-            &allowance.fields,
-        )
-        .await
-        .map_err(|e| provider_error(&e))?
-        .ok_or_else(|| no_record(&t.dataset))?;
-    Ok((allowance, record))
 }
 
 /// The catalog entry of `dataset` and the provider that answers for it.
@@ -395,7 +370,7 @@ async fn run_verify(
     // never a value held.
     event.fields = fields.iter().map(ToString::to_string).collect();
     let admit = |allowance: &Allowance| admit_verify(gw, &t, &conditions, allowance);
-    let (allowance, record) = decide_and_fetch(
+    let allowance = decide(
         gw,
         &policy,
         event,
@@ -405,6 +380,17 @@ async fn run_verify(
         admit,
     )
     .await?;
+    let (spec, provider) = provider_of(gw, &policy, &t.dataset)?;
+    let record = provider
+        .fetch_fields(
+            fetch_context(event, &t),
+            spec,
+            &t.resident,
+            &allowance.fields,
+        )
+        .await
+        .map_err(|e| provider_error(&e))?
+        .ok_or_else(|| no_record(&t.dataset))?;
     let outcomes = evaluate(&record, &conditions);
     event.detail = Some(json!({"predicates": conditions, "results": outcomes}).to_string());
     let all = outcomes.iter().all(|o| o.matches);

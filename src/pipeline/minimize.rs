@@ -64,7 +64,7 @@ pub fn render(
                 out.push_str(&serde_json::to_string(&apply_mask(mask, &value))?);
             }
         }
-        names.push(f.name.to_string());
+        names.push(f.name.as_str().to_owned());
     }
     out.push('}');
     Ok(Disclosure {

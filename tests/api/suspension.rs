@@ -28,39 +28,53 @@ async fn admin_post(gw: &TestGateway, path: &str, body: Value) -> crate::helpers
         .unwrap()
 }
 
+/// A keep-alive connection to the gateway.
+async fn keep_alive(gw: &TestGateway) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let tls = gw.client().connect().await.unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+/// A lookup of `id` for a 低保 review on `sender`'s connection: the status,
+/// the body and the audit sequence number.
+async fn lookup_on(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    id: &str,
+    tok: &str,
+) -> (StatusCode, Value, u64) {
+    let req = Request::get(format!("{HUKOU}/{id}"))
+        .header("host", "localhost")
+        .header("authorization", format!("Bearer {tok}"))
+        .header("x-purpose", "dibao_review")
+        .header("x-case-ref", "MZ-2026-1")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = sender
+        .send_request(req)
+        .await
+        .expect("the connection stays open");
+    let status = resp.status();
+    let seq: u64 = resp.headers()["x-audit-seq"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    (status, body, seq)
+}
+
 #[tokio::test]
 async fn a_suspended_department_is_refused_on_an_open_connection_until_resumed() {
     let gw = TestGateway::start().await;
     let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
     let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
     // One keep-alive connection, opened before the suspension.
-    let tls = gw.client().connect().await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut lookup = async || {
-        let req = Request::get(format!("{HUKOU}/{id}"))
-            .header("host", "localhost")
-            .header("authorization", format!("Bearer {tok}"))
-            .header("x-purpose", "dibao_review")
-            .header("x-case-ref", "MZ-2026-1")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = sender
-            .send_request(req)
-            .await
-            .expect("the connection stays open");
-        let status = resp.status();
-        let seq: u64 = resp.headers()["x-audit-seq"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let body: Value =
-            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        (status, body, seq)
-    };
+    let mut sender = keep_alive(&gw).await;
+    let mut lookup = async || lookup_on(&mut sender, &id, &tok).await;
     assert_eq!(lookup().await.0, StatusCode::OK);
 
     let r = admin_post(
@@ -472,33 +486,8 @@ async fn a_connection_remembers_a_token_without_trusting_it_for_anything_else() 
     let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
     let first = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
     let second = gw.token_with("minzheng", "clerk-008", &["dibao_reviewer"], 0, 40);
-    let tls = gw.client().connect().await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut lookup = async |tok: &str| {
-        let req = Request::get(format!("{HUKOU}/{id}"))
-            .header("host", "localhost")
-            .header("authorization", format!("Bearer {tok}"))
-            .header("x-purpose", "dibao_review")
-            .header("x-case-ref", "MZ-2026-1")
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        let resp = sender
-            .send_request(req)
-            .await
-            .expect("the connection stays open");
-        let status = resp.status();
-        let seq: u64 = resp.headers()["x-audit-seq"]
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        let body: Value =
-            serde_json::from_slice(&resp.into_body().collect().await.unwrap().to_bytes()).unwrap();
-        (status, body, seq)
-    };
+    let mut sender = keep_alive(&gw).await;
+    let mut lookup = async |tok: &str| lookup_on(&mut sender, &id, tok).await;
     for (tok, sub) in [
         (&first, "clerk-007"),
         (&first, "clerk-007"),
