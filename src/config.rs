@@ -330,10 +330,11 @@ pub struct AuditConfig {
     /// Most events written in one group commit. Default 512.
     #[serde(default = "default_max_batch")]
     pub max_batch: usize,
-    /// Under load, how long (microseconds) a group commit waits for more
-    /// events before it writes, so that one flush and sync serve more
-    /// requests. Only when the previous group held more than one event: an
-    /// idle gateway never waits. Default 200; 0 turns it off.
+    /// The longest (microseconds) a group commit waits for requests still
+    /// on their way to it, so that one write and sync serve more of them:
+    /// a group closes as soon as none is on its way, or when its oldest
+    /// request has waited this long. An idle gateway never waits. Default
+    /// 300; 0 writes each group as soon as it is taken.
     #[serde(default = "default_group_wait_us")]
     pub group_wait_us: u64,
     /// Sign a checkpoint at least every this many events. Default 10000.
@@ -642,7 +643,7 @@ fn default_max_batch() -> usize {
 }
 
 fn default_group_wait_us() -> u64 {
-    200
+    300
 }
 fn default_checkpoint_every() -> u64 {
     10_000

@@ -295,7 +295,7 @@ impl std::fmt::Debug for DeadlineBody {
 }
 
 /// Per-request facts gathered before any stage runs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RequestContext {
     /// Random id, returned in `X-Request-Id` and recorded in the audit event.
     pub request_id: String,
@@ -307,6 +307,9 @@ pub struct RequestContext {
     pub conn: ConnInfo,
     /// The W3C trace id from a valid `traceparent` header, for logs and upstreams.
     pub trace_id: Option<String>,
+    /// Counts the request as on its way to the audit writer until its
+    /// event is queued (a group waits for it, briefly).
+    pub in_flight: crate::audit::writer::InFlight,
 }
 
 /// The trace id of a W3C `traceparent` (`00-<32 hex>-<16 hex>-<2 hex>`), if valid.
@@ -368,6 +371,7 @@ impl FromRequestParts<Arc<Gateway>> for RequestContext {
                 .cloned()
                 .unwrap_or_default(),
             trace_id: trace_id(parts.headers.get("traceparent")),
+            in_flight: gw.audit.in_flight(),
         })
     }
 }
@@ -514,6 +518,7 @@ async fn finish_events(
         && let Some(peer) = ctx.conn.peer
         && !gw.unauthenticated.admit(peer.ip())
     {
+        ctx.in_flight.release();
         gw.metrics.unauthenticated_limited.inc();
         let mut e = ApiError::from(Problem::UnauthenticatedRateLimited {
             spec: gw.unauthenticated.spec().to_string(),
@@ -581,7 +586,11 @@ async fn finish_events(
         }
         _ => None,
     };
-    let mut response = match gw.audit.append_finalized(events, finalize).await {
+    let mut response = match gw
+        .audit
+        .append_on_way(events, finalize, Some(&ctx.in_flight))
+        .await
+    {
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "audit append failed; answering 503");
             ApiError::audit_unavailable().to_response(Some(&ctx.request_id), None)

@@ -206,7 +206,29 @@ impl From<EventV1> for Event {
     }
 }
 
+/// An event body encoded by the request that made it (off the writer's
+/// thread): its part of the event's canonical bytes, less its last member,
+/// `proof`, which the writer may still set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedBody {
+    bytes: Vec<u8>,
+    /// The proof to record (the body's last member).
+    pub proof: Option<Hash>,
+}
+
 impl EventBody {
+    /// Its canonical encoding, for the writer to frame.
+    pub fn encode(&self) -> EncodedBody {
+        let mut bytes = postcard::to_allocvec(self).unwrap_or_default();
+        // `proof` ends the encoding: `None` is one byte, `Some` one and 32.
+        let tail = if self.proof.is_some() { 33 } else { 1 };
+        bytes.truncate(bytes.len().saturating_sub(tail));
+        EncodedBody {
+            bytes,
+            proof: self.proof,
+        }
+    }
+
     /// An event of the gateway itself (no request): a policy reload, say.
     pub fn system(time_ms: i64, kind: EventKind, operation: &str) -> Self {
         Self {
@@ -279,6 +301,37 @@ impl Event {
         (bytes, hash)
     }
 
+    /// The stored value and hash of the event `version`, `seq`, `node` (its
+    /// postcard encoding, [`encode_node`]), `prev_hash` and `body`: the same
+    /// bytes [`Self::seal`] gives for that event, framed from the body the
+    /// request encoded.
+    pub fn seal_encoded(
+        version: u8,
+        seq: u64,
+        node: &[u8],
+        prev_hash: &Hash,
+        body: &EncodedBody,
+    ) -> (Vec<u8>, Hash) {
+        let mut out = Vec::with_capacity(1 + 10 + node.len() + 32 + body.bytes.len() + 33 + 32);
+        out.push(version);
+        let mut varint = [0u8; 10];
+        let n = postcard::to_slice(&seq, &mut varint).map_or(0, |s| s.len());
+        out.extend_from_slice(&varint[..n]);
+        out.extend_from_slice(node);
+        out.extend_from_slice(prev_hash);
+        out.extend_from_slice(&body.bytes);
+        match &body.proof {
+            None => out.push(0),
+            Some(p) => {
+                out.push(1);
+                out.extend_from_slice(p);
+            }
+        }
+        let hash = suite_of(version).hash(&out);
+        out.extend_from_slice(&hash);
+        (out, hash)
+    }
+
     /// Splits a stored value into the event, its recorded hash and the hash
     /// recomputed from its bytes (they differ if the value was altered).
     pub fn open(stored: &[u8]) -> Result<(Self, Hash, Hash), DecodeError> {
@@ -304,6 +357,11 @@ impl Event {
         let recomputed = suite_of(event.version).hash(bytes);
         Ok((event, rec, recomputed))
     }
+}
+
+/// A node id as the canonical bytes hold it.
+pub fn encode_node(node: &str) -> Vec<u8> {
+    postcard::to_allocvec(node).unwrap_or_default()
 }
 
 /// SHA-256 of `bytes`.
@@ -384,6 +442,50 @@ pub(crate) mod tests {
         assert_eq!(event.version, 1);
         assert_eq!(event.body, b, "read as written, with no proof");
         assert_eq!(recorded, recomputed, "its hash is over the bytes as stored");
+    }
+
+    #[test]
+    fn an_event_framed_from_its_encoded_body_is_the_event_sealed() {
+        for (n, version, proof) in [
+            (1, FORMAT_VERSION, None),
+            (2, FORMAT_VERSION, Some([7u8; 32])),
+            (300, FORMAT_VERSION_GM, Some([0u8; 32])),
+            (70_000, FORMAT_VERSION_GM, None),
+        ] {
+            let mut b = body(n);
+            b.proof = proof;
+            b.detail = (n > 100).then(|| "x".repeat(200));
+            let event = Event {
+                version,
+                seq: u64::from(n) * 1_000_003,
+                node: format!("node-{n}"),
+                prev_hash: [n as u8; 32],
+                body: b,
+            };
+            let framed = Event::seal_encoded(
+                version,
+                event.seq,
+                &encode_node(&event.node),
+                &event.prev_hash,
+                &event.body.encode(),
+            );
+            assert_eq!(framed, event.seal(), "event {n}");
+            // A proof set after encoding, as the writer sets it.
+            let mut later = event.body.clone();
+            later.proof = None;
+            let mut encoded = later.encode();
+            encoded.proof = event.body.proof;
+            assert_eq!(
+                Event::seal_encoded(
+                    version,
+                    event.seq,
+                    &encode_node(&event.node),
+                    &event.prev_hash,
+                    &encoded
+                ),
+                event.seal()
+            );
+        }
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! The group-committing audit writer.
 //!
-//! One thread owns appends. Requests hand it an event body and wait; the
-//! thread takes everything that is queued (up to `max_batch`), numbers and
-//! chains the events, appends them with their block summaries and (every
-//! `checkpoint_every` events) a signed checkpoint to the write-ahead file
-//! ([`super::wal`]) as one record, `fdatasync`s it once (by default), inserts
-//! the same into sled, then releases every waiting request. Many requests
-//! share one sync; none is acknowledged before its event is durable. If the
+//! One thread owns appends. Requests hand it their event bodies already
+//! encoded ([`EncodedBody`], on the request's own thread) and wait; the
+//! thread takes everything that is queued (up to `max_batch`), frames,
+//! numbers, chains and hashes the events, appends them with their block
+//! summaries and (every `checkpoint_every` events) a signed checkpoint to
+//! the write-ahead file ([`super::wal`]) as one record, `fdatasync`s it once
+//! (by default), inserts the same into sled, then releases every waiting
+//! request with one wake of the task that answers them. Many requests
+//! share one sync; none is acknowledged before its event is durable.
+//!
+//! A group closes as soon as no request that will append is still on its
+//! way (the gateway counts them: [`InFlight`]), or once its oldest request
+//! has waited `group_wait` (default 300 µs), or when it is full; never on a
+//! fixed sleep. An idle gateway writes each request's event at once. If the
 //! write fails, every request of that group gets an error (the caller answers
 //! 503 and sends no data) and nothing of the group is kept; if sled then
 //! refuses the inserts of a durable group, the writer stops taking events
@@ -17,7 +24,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -25,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::blocks::{BlockSummary, block_of};
 use super::checkpoint::{CheckpointSigner, SignedCheckpoint};
-use super::event::{Event, EventBody, Hash};
+use super::event::{EncodedBody, Event, EventBody, Hash};
 use super::store::{AuditError, AuditStore, SealedEvent, sync_db_file};
 use super::wal::{self, Wal};
 use crate::clock::Clock;
@@ -34,16 +41,75 @@ use crate::metrics::Metrics;
 
 type Ack = oneshot::Sender<Result<u64, Arc<AuditError>>>;
 
+/// A group's answers to its requests, handed to the task that sends them.
+type Acks = Vec<(Ack, Result<u64, Arc<AuditError>>)>;
+
+/// A request that will append an event and has not yet handed it to the
+/// writer: while any is counted, a group waits for it (at most
+/// `group_wait`). Counted from creation until [`InFlight::release`] or drop.
+#[derive(Debug)]
+pub struct InFlight {
+    shared: Arc<OnWay>,
+    counted: AtomicBool,
+}
+
+/// The count of requests on their way, and how to wake the writer when the
+/// last one goes away without appending.
+#[derive(Debug)]
+struct OnWay {
+    count: AtomicUsize,
+    wake: mpsc::Sender<Msg>,
+}
+
+impl InFlight {
+    /// No longer on its way: it will append nothing (a group waiting for
+    /// it is told, if it was the last one).
+    pub fn release(&self) {
+        if self.uncount() {
+            let _ = self.shared.wake.try_send(Msg::Wake);
+        }
+    }
+
+    /// Uncounts it; whether it was the last one on its way.
+    fn uncount(&self) -> bool {
+        self.hand_over() && self.shared.count.fetch_sub(1, Ordering::AcqRel) == 1
+    }
+
+    /// Hands its place in the count to the message that carries its
+    /// events: the writer uncounts it when it takes them, so that it never
+    /// sees a request neither queued nor counted. Whether it was counted.
+    fn hand_over(&self) -> bool {
+        self.counted.swap(false, Ordering::AcqRel)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Called by the writer once a request's events have their sequence numbers
 /// (first, last) and before they are sealed: returns the hash to record in
 /// each of them (a signed answer that names those numbers).
 pub type Finalizer = Box<dyn FnOnce(u64, u64) -> Hash + Send>;
 
 enum Msg {
-    /// Events to append together; the ack carries the first one's sequence number.
-    Append(Vec<EventBody>, Ack, Option<Finalizer>),
+    /// Events to append together, encoded, with their bodies (for the
+    /// block summaries and the resident index), when they were sent and
+    /// whether their request is counted on its way ([`InFlight`]); the ack
+    /// carries the first one's sequence number.
+    Append(
+        Vec<(EncodedBody, EventBody)>,
+        Ack,
+        Option<Finalizer>,
+        Instant,
+        bool,
+    ),
     /// Sign a checkpoint of the head if it moved; reply with the last checkpoint's seq.
     Checkpoint(Option<oneshot::Sender<u64>>),
+    /// The last request on its way went away without appending.
+    Wake,
     Stop,
 }
 
@@ -51,6 +117,7 @@ enum Msg {
 #[derive(Debug)]
 pub struct AuditWriter {
     tx: mpsc::Sender<Msg>,
+    on_way: Arc<OnWay>,
     healthy: Arc<AtomicBool>,
     durable: Arc<AtomicU64>,
     stats: Arc<WriterStats>,
@@ -84,7 +151,7 @@ pub struct WriterOptions {
     pub durability: Durability,
     /// Most events per group.
     pub max_batch: usize,
-    /// How long a group waits for more events after a group of more than one.
+    /// The longest a group waits for requests still on their way.
     pub group_wait: Duration,
     /// Sign a checkpoint at least every this many events.
     pub checkpoint_every: u64,
@@ -158,6 +225,23 @@ impl AuditWriter {
             }
         }
         let (tx, rx) = mpsc::channel(options.max_batch.saturating_mul(8).max(64));
+        let on_way = Arc::new(OnWay {
+            count: AtomicUsize::new(0),
+            wake: tx.clone(),
+        });
+        // The task that answers a group's requests: one wake per group from
+        // this thread, the answers then sent on the runtime's own threads.
+        let acker = tokio::runtime::Handle::try_current().ok().map(|handle| {
+            let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Acks>();
+            handle.spawn(async move {
+                while let Some(acks) = ack_rx.recv().await {
+                    for (ack, result) in acks {
+                        let _ = ack.send(result);
+                    }
+                }
+            });
+            ack_tx
+        });
         let healthy = Arc::new(AtomicBool::new(true));
         // What is in the store at start survived whatever ended the last run.
         let durable = Arc::new(AtomicU64::new(head.0));
@@ -182,6 +266,7 @@ impl AuditWriter {
                 .name("audit-wal-retire".into())
                 .spawn(move || retire_segments(&db, &data_dir, sync, &retired))?
         };
+        let options_node = options.node.clone();
         let mut state = State {
             store,
             data_dir: data_dir.to_owned(),
@@ -198,17 +283,28 @@ impl AuditWriter {
             healthy: healthy.clone(),
             durable: durable.clone(),
             stats: stats.clone(),
+            on_way: on_way.clone(),
+            acker,
+            node: super::event::encode_node(&options_node),
         };
         // The first event of a new epoch says so, for the officers' search.
         if let Some(event) = suite_change {
             let (ack, _) = oneshot::channel();
-            let _ = tx.try_send(Msg::Append(vec![event], ack, None));
+            let encoded = event.encode();
+            let _ = tx.try_send(Msg::Append(
+                vec![(encoded, event)],
+                ack,
+                None,
+                Instant::now(),
+                false,
+            ));
         }
         let thread = std::thread::Builder::new()
             .name("audit-writer".into())
             .spawn(move || state.run(rx))?;
         Ok(Self {
             tx,
+            on_way,
             healthy,
             durable,
             stats,
@@ -234,13 +330,42 @@ impl AuditWriter {
         bodies: Vec<EventBody>,
         finalize: Option<Finalizer>,
     ) -> Result<u64, Arc<AuditError>> {
+        self.append_on_way(bodies, finalize, None).await
+    }
+
+    /// As [`Self::append_finalized`] for a request counted by `in_flight`,
+    /// released once its events are queued.
+    pub async fn append_on_way(
+        &self,
+        bodies: Vec<EventBody>,
+        finalize: Option<Finalizer>,
+        in_flight: Option<&InFlight>,
+    ) -> Result<u64, Arc<AuditError>> {
+        // Encoded here, on the request's thread, not on the writer's.
+        let events = bodies.into_iter().map(|b| (b.encode(), b)).collect();
         let (ack, done) = oneshot::channel();
-        self.tx
-            .send(Msg::Append(bodies, ack, finalize))
-            .await
-            .map_err(|_| Arc::new(AuditError::WriterStopped))?;
+        let counted = in_flight.is_some_and(InFlight::hand_over);
+        let sent = self
+            .tx
+            .send(Msg::Append(events, ack, finalize, Instant::now(), counted))
+            .await;
+        if sent.is_err() {
+            if counted {
+                self.on_way.count.fetch_sub(1, Ordering::AcqRel);
+            }
+            return Err(Arc::new(AuditError::WriterStopped));
+        }
         done.await
             .map_err(|_| Arc::new(AuditError::WriterStopped))?
+    }
+
+    /// Counts a request that will append an event until it has (see [`InFlight`]).
+    pub fn in_flight(&self) -> InFlight {
+        self.on_way.count.fetch_add(1, Ordering::AcqRel);
+        InFlight {
+            shared: self.on_way.clone(),
+            counted: AtomicBool::new(true),
+        }
     }
 
     /// Signs a checkpoint of the current head (if it moved since the last one)
@@ -283,7 +408,7 @@ impl AuditWriter {
 }
 
 /// A request's events waiting for the group commit.
-type Pending = (Vec<EventBody>, Ack, Option<Finalizer>);
+type Pending = (Vec<(EncodedBody, EventBody)>, Ack, Option<Finalizer>);
 
 /// What one turn of the writer loop collected besides events.
 #[derive(Default)]
@@ -292,18 +417,25 @@ struct Round {
     checkpoint: bool,
     waiting: Vec<oneshot::Sender<u64>>,
     events: usize,
+    /// When the longest-waiting request of the group sent its events.
+    oldest: Option<Instant>,
 }
 
 impl Round {
-    fn take(&mut self, msg: Option<Msg>, batch: &mut Vec<Pending>) {
+    fn take(&mut self, msg: Option<Msg>, batch: &mut Vec<Pending>, on_way: &OnWay) {
         match msg {
             None | Some(Msg::Stop) => self.stop = true,
+            Some(Msg::Wake) => {}
             Some(Msg::Checkpoint(ack)) => {
                 self.checkpoint = true;
                 self.waiting.extend(ack);
             }
-            Some(Msg::Append(bodies, ack, finalize)) => {
+            Some(Msg::Append(bodies, ack, finalize, sent, counted)) => {
+                if counted {
+                    on_way.count.fetch_sub(1, Ordering::AcqRel);
+                }
                 self.events += bodies.len();
+                self.oldest = Some(self.oldest.map_or(sent, |o| o.min(sent)));
                 batch.push((bodies, ack, finalize));
             }
         }
@@ -328,38 +460,79 @@ struct State {
     healthy: Arc<AtomicBool>,
     durable: Arc<AtomicU64>,
     stats: Arc<WriterStats>,
+    /// Requests on their way to append (see [`InFlight`]).
+    on_way: Arc<OnWay>,
+    /// The task that answers requests, if the writer runs beside a runtime.
+    acker: Option<mpsc::UnboundedSender<Acks>>,
+    /// This node's id as the canonical bytes hold it.
+    node: Vec<u8>,
 }
 
 impl State {
     fn run(&mut self, mut rx: mpsc::Receiver<Msg>) {
         let mut batch: Vec<Pending> = Vec::with_capacity(self.options.max_batch);
+        // Only to wait for the queue with a deadline.
+        let waiter = match tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+        {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::error!(error = %e, "the audit writer cannot wait for its queue: taking no events");
+                self.healthy.store(false, Ordering::Release);
+                return;
+            }
+        };
+        // Whether the last group served more than one request: then requests
+        // arrive faster than a group is written, and one that is not yet
+        // counted on its way is likely to come within `group_wait`.
         let mut busy = false;
         loop {
             let mut round = Round::default();
-            round.take(rx.blocking_recv(), &mut batch);
-            // Under load (the last group served several requests), wait a
-            // moment for more: one flush and sync then serve a larger group.
-            let deadline = busy.then(|| Instant::now() + self.options.group_wait);
+            round.take(waiter.block_on(rx.recv()), &mut batch, &self.on_way);
             loop {
                 while !round.stop && round.events < self.options.max_batch {
                     match rx.try_recv() {
-                        Ok(msg) => round.take(Some(msg), &mut batch),
+                        Ok(msg) => round.take(Some(msg), &mut batch, &self.on_way),
                         Err(_) => break,
                     }
                 }
-                let left = deadline.map_or(Duration::ZERO, |d| {
-                    d.saturating_duration_since(Instant::now())
-                });
-                if round.stop
-                    || round.checkpoint
-                    || round.events >= self.options.max_batch
-                    || left.is_zero()
-                {
+                if round.stop || round.checkpoint || round.events >= self.options.max_batch {
                     break;
                 }
-                // One sleep for the rest of the wait (polling in short
-                // sleeps cost a context switch each), then take what came.
-                std::thread::sleep(left);
+                // Not busy and no request on its way: nothing to wait for.
+                if !busy && self.on_way.count.load(Ordering::Acquire) == 0 {
+                    break;
+                }
+                let left = round.oldest.map_or(Duration::ZERO, |o| {
+                    (o + self.options.group_wait).saturating_duration_since(Instant::now())
+                });
+                if left.is_zero() {
+                    break;
+                }
+                if busy {
+                    // Under load, requests not yet counted are likely to
+                    // come: look again in a moment (sleeping, not woken per
+                    // request: a wake costs a context switch each), and
+                    // close once a look finds nothing new and none on its way.
+                    let before = round.events;
+                    std::thread::sleep(left.min(LOOK_AGAIN));
+                    while round.events < self.options.max_batch {
+                        match rx.try_recv() {
+                            Ok(msg) => round.take(Some(msg), &mut batch, &self.on_way),
+                            Err(_) => break,
+                        }
+                    }
+                    if round.events == before && self.on_way.count.load(Ordering::Acquire) == 0 {
+                        break;
+                    }
+                    continue;
+                }
+                // A request is on its way: take it when it comes.
+                match waiter.block_on(async { tokio::time::timeout(left, rx.recv()).await }) {
+                    Ok(msg) => round.take(msg, &mut batch, &self.on_way),
+                    Err(_) => break,
+                }
             }
             busy = round.events > 1;
             let Round {
@@ -376,7 +549,7 @@ impl State {
                 rx.close();
                 // Requests that raced the stop are refused, never silently dropped.
                 while let Ok(msg) = rx.try_recv() {
-                    if let Msg::Append(_, ack, _) = msg {
+                    if let Msg::Append(_, ack, _, _, _) = msg {
                         let _ = ack.send(Err(Arc::new(AuditError::WriterStopped)));
                     }
                 }
@@ -399,8 +572,9 @@ impl State {
             if let Some(f) = finalize.take() {
                 if n > 0 {
                     let hash = f(next_first, next_first + n - 1);
-                    for b in bodies.iter_mut() {
-                        b.proof = Some(hash);
+                    for (encoded, body) in bodies.iter_mut() {
+                        encoded.proof = Some(hash);
+                        body.proof = Some(hash);
                     }
                 }
             }
@@ -410,25 +584,18 @@ impl State {
         // failed group is refused, never retried, so nothing needs them after).
         let counts: Vec<u64> = batch.iter().map(|(b, _, _)| b.len() as u64).collect();
         let version = super::event::format_version(self.signer.suite());
-        for body in batch.iter_mut().flat_map(|(bodies, _, _)| bodies.drain(..)) {
+        for (encoded, body) in batch.iter_mut().flat_map(|(bodies, _, _)| bodies.drain(..)) {
             seq += 1;
-            let event = Event {
-                version,
-                seq,
-                node: self.options.node.clone(),
-                prev_hash: prev,
-                body,
-            };
-            let (stored, hash) = event.seal();
+            let (stored, hash) = Event::seal_encoded(version, seq, &self.node, &prev, &encoded);
             prev = hash;
-            sealed.push((seq, stored, event.body.resident));
+            sealed.push((seq, stored, body.resident));
             if block_of(seq) != block.0 {
                 summaries.push(std::mem::replace(
                     &mut block,
                     (block_of(seq), BlockSummary::default()),
                 ));
             }
-            block.1.add(seq, &event.body);
+            block.1.add(seq, &body);
         }
         if !sealed.is_empty() {
             summaries.push(block.clone());
@@ -496,19 +663,39 @@ impl State {
                 self.stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
                 self.store.index_committed(&sealed);
                 let mut next = first;
+                let mut acks = Vec::with_capacity(batch.len());
                 for ((_, ack, _), n) in batch.drain(..).zip(counts) {
-                    let _ = ack.send(Ok(next));
+                    acks.push((ack, Ok(next)));
                     next += n;
                 }
+                self.answer(acks);
                 self.rotate_if_due();
             }
             Err(e) => {
                 tracing::error!(error = %e, events = batch.len(), "audit group commit failed: refusing these requests");
                 self.healthy.store(false, Ordering::Release);
-                for (_, ack, _) in batch.drain(..) {
-                    let _ = ack.send(Err(e.clone()));
-                }
+                let acks = batch
+                    .drain(..)
+                    .map(|(_, ack, _)| (ack, Err(e.clone())))
+                    .collect();
+                self.answer(acks);
             }
+        }
+    }
+
+    /// Answers a group's requests: one wake of the answering task, or each
+    /// request from here if there is none (the task has stopped, or the
+    /// writer runs without a runtime).
+    fn answer(&self, acks: Acks) {
+        let acks = match &self.acker {
+            Some(tx) => match tx.send(acks) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(acks)) => acks,
+            },
+            None => acks,
+        };
+        for (ack, result) in acks {
+            let _ = ack.send(result);
         }
     }
 
@@ -565,6 +752,9 @@ impl State {
     }
 }
 
+/// Under load, how often a group still open looks for more requests.
+const LOOK_AGAIN: Duration = Duration::from_micros(50);
+
 /// A write-ahead segment ends at this size,
 const ROTATE_BYTES: u64 = 8 << 20;
 /// or this long after it began (then sled is flushed and it is removed).
@@ -592,5 +782,103 @@ fn retire_segments(
         if let Err(e) = done {
             tracing::error!(error = %e, "flushing the audit store behind the write-ahead file failed: keeping its segments");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::tests::body;
+
+    fn writer(dir: &Path, group_wait: Duration) -> (AuditWriter, AuditStore) {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        let store = AuditStore::open(&db, dir).unwrap();
+        let signer = Arc::new(CheckpointSigner::open(dir).unwrap());
+        let writer = AuditWriter::start(
+            store.clone(),
+            dir,
+            signer,
+            Arc::new(Metrics::new()),
+            WriterOptions {
+                node: "node-1".into(),
+                durability: Durability::Flush,
+                max_batch: 512,
+                group_wait,
+                checkpoint_every: 10_000,
+                checkpoint_interval: Duration::from_secs(3600),
+                clock: Clock::system(),
+            },
+        )
+        .unwrap();
+        (writer, store)
+    }
+
+    /// With nothing on its way, a group is written at once, however long
+    /// `group_wait` is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_idle_writer_writes_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, store) = writer(dir.path(), Duration::from_secs(30));
+        let seq = tokio::time::timeout(Duration::from_secs(10), w.append(body(1)))
+            .await
+            .expect("written without waiting for group_wait")
+            .unwrap();
+        assert_eq!(seq, 1);
+        assert_eq!(store.get(1).unwrap().unwrap().body, body(1));
+        w.close().await;
+    }
+
+    /// A group waits for a request counted on its way, and takes its event
+    /// when it comes: one group, one sync, for both.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_waits_for_a_request_on_its_way_and_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Arc::new(writer(dir.path(), Duration::from_secs(30)).0);
+        let coming = w.in_flight();
+        let first = tokio::spawn({
+            let w = w.clone();
+            async move { w.append(body(1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            !first.is_finished(),
+            "the group waits for the request on its way"
+        );
+        let second = w.append_on_way(vec![body(2)], None, Some(&coming)).await;
+        assert_eq!(second.unwrap(), 2);
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        assert_eq!(w.stats().batches.load(Ordering::Relaxed), 1, "one group");
+        w.close().await;
+    }
+
+    /// A request that never comes holds a group only `group_wait`; one
+    /// that goes away without appending holds it no longer.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_waits_at_most_group_wait_and_not_for_a_request_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = writer(dir.path(), Duration::from_millis(200));
+        let never = w.in_flight();
+        let seq = tokio::time::timeout(Duration::from_secs(10), w.append(body(1)))
+            .await
+            .expect("written once its oldest request waited group_wait")
+            .unwrap();
+        assert_eq!(seq, 1);
+        drop(never);
+        let w = Arc::new(writer(tempfile::tempdir().unwrap().path(), Duration::from_secs(30)).0);
+        let gone = w.in_flight();
+        let first = tokio::spawn({
+            let w = w.clone();
+            async move { w.append(body(1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!first.is_finished());
+        drop(gone);
+        let seq = tokio::time::timeout(Duration::from_secs(10), first)
+            .await
+            .expect("written once no request is on its way")
+            .unwrap()
+            .unwrap();
+        assert_eq!(seq, 1);
+        w.close().await;
     }
 }
