@@ -337,60 +337,131 @@ impl Access<'_> {
         );
     }
 
-    /// The line as tracing's formatter writes it, at `now`.
+    /// The line as tracing's formatter writes it, at `now`: written piece
+    /// by piece (no formatting machinery but for the rare value that needs
+    /// escaping), the timestamp's seconds formatted once per second.
     pub fn format(&self, json: bool, now: time::OffsetDateTime) -> String {
-        use std::fmt::Write as _;
-        let mut out = String::with_capacity(256);
-        let _ = write!(
-            out,
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-            now.year(),
-            u8::from(now.month()),
-            now.day(),
-            now.hour(),
-            now.minute(),
-            now.second(),
-            now.microsecond()
-        );
+        let mut out = String::with_capacity(320);
+        let mut n = itoa::Buffer::new();
         if json {
-            let stamp = std::mem::take(&mut out);
-            let _ = write!(
-                out,
-                "{{\"timestamp\":\"{stamp}\",\"level\":\"INFO\",\"fields\":{{\"request_id\":{},\"trace_id\":{},\"operation\":{},\"dept\":{},\"decision\":{},\"reason\":{},\"status\":{},\"recorded_status\":{},\"events\":{},\"latency_us\":{}}},\"target\":\"tongban::access\"}}",
-                json_str(self.request_id),
-                json_str(self.trace_id),
-                json_str(self.operation),
-                json_str(self.dept),
-                json_str(self.decision),
-                json_str(self.reason),
-                self.status,
-                self.recorded_status,
-                self.events,
-                self.latency_us
-            );
+            out.push_str("{\"timestamp\":\"");
+            timestamp(&mut out, now);
+            out.push_str("\",\"level\":\"INFO\",\"fields\":{\"request_id\":");
+            json_str(&mut out, self.request_id);
+            out.push_str(",\"trace_id\":");
+            json_str(&mut out, self.trace_id);
+            out.push_str(",\"operation\":");
+            json_str(&mut out, self.operation);
+            out.push_str(",\"dept\":");
+            json_str(&mut out, self.dept);
+            out.push_str(",\"decision\":");
+            json_str(&mut out, self.decision);
+            out.push_str(",\"reason\":");
+            json_str(&mut out, self.reason);
+            out.push_str(",\"status\":");
+            out.push_str(n.format(self.status));
+            out.push_str(",\"recorded_status\":");
+            out.push_str(n.format(self.recorded_status));
+            out.push_str(",\"events\":");
+            out.push_str(n.format(self.events));
+            out.push_str(",\"latency_us\":");
+            out.push_str(n.format(self.latency_us));
+            out.push_str("},\"target\":\"tongban::access\"}");
         } else {
-            let _ = write!(
-                out,
-                "  INFO tongban::access: request_id={} trace_id={:?} operation={} dept={:?} decision={:?} reason={:?} status={} recorded_status={} events={} latency_us={}",
-                self.request_id,
-                self.trace_id,
-                self.operation,
-                self.dept,
-                self.decision,
-                self.reason,
-                self.status,
-                self.recorded_status,
-                self.events,
-                self.latency_us
-            );
+            timestamp(&mut out, now);
+            out.push_str("  INFO tongban::access: request_id=");
+            out.push_str(self.request_id);
+            out.push_str(" trace_id=");
+            debug_str(&mut out, self.trace_id);
+            out.push_str(" operation=");
+            out.push_str(self.operation);
+            out.push_str(" dept=");
+            debug_str(&mut out, self.dept);
+            out.push_str(" decision=");
+            debug_str(&mut out, self.decision);
+            out.push_str(" reason=");
+            debug_str(&mut out, self.reason);
+            out.push_str(" status=");
+            out.push_str(n.format(self.status));
+            out.push_str(" recorded_status=");
+            out.push_str(n.format(self.recorded_status));
+            out.push_str(" events=");
+            out.push_str(n.format(self.events));
+            out.push_str(" latency_us=");
+            out.push_str(n.format(self.latency_us));
         }
         out.push('\n');
         out
     }
 }
 
-fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+/// Whether `s` needs no escaping, in JSON or Rust's `Debug`: printable
+/// ASCII without quotes or backslashes.
+fn plain(s: &str) -> bool {
+    s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+}
+
+/// `s` as a JSON string.
+fn json_str(out: &mut String, s: &str) {
+    if plain(s) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        out.push_str(&serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()));
+    }
+}
+
+/// `s` as tracing writes a `&str` field (its `Debug`).
+fn debug_str(out: &mut String, s: &str) {
+    use std::fmt::Write as _;
+    if plain(s) {
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        let _ = write!(out, "{s:?}");
+    }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, the seconds formatted once per second
+/// per thread.
+fn timestamp(out: &mut String, now: time::OffsetDateTime) {
+    use std::cell::RefCell;
+    use std::fmt::Write as _;
+    thread_local! {
+        static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+    }
+    let second = now.unix_timestamp();
+    SECOND.with(|cell| {
+        let mut cached = cell.borrow_mut();
+        if cached.0 != second {
+            cached.1.clear();
+            let _ = write!(
+                cached.1,
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                now.year(),
+                u8::from(now.month()),
+                now.day(),
+                now.hour(),
+                now.minute(),
+                now.second()
+            );
+            cached.0 = second;
+        }
+        out.push_str(&cached.1);
+    });
+    let micros = now.microsecond();
+    out.push('.');
+    let mut digits = [b'0'; 6];
+    let mut rest = micros;
+    for d in digits.iter_mut().rev() {
+        *d = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    out.push_str(std::str::from_utf8(&digits).unwrap_or("000000"));
+    out.push('Z');
 }
 
 #[cfg(test)]
@@ -433,6 +504,40 @@ mod access_tests {
         }
     }
 
+    /// The timestamp, its seconds formatted once per second, is the full
+    /// formatting of each moment: within a second, across seconds, back.
+    #[test]
+    fn the_cached_seconds_never_stand_for_another_second() {
+        let at = |unix: i64, micros: u32| {
+            time::OffsetDateTime::from_unix_timestamp(unix)
+                .unwrap()
+                .replace_microsecond(micros)
+                .unwrap()
+        };
+        for now in [
+            at(1_800_000_000, 0),
+            at(1_800_000_000, 999_999),
+            at(1_800_000_001, 7),
+            at(1_800_000_000, 123_456),
+            at(951_782_399, 500_000),
+            at(951_782_400, 1),
+        ] {
+            let mut ours = String::new();
+            timestamp(&mut ours, now);
+            let full = format!(
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+                now.year(),
+                u8::from(now.month()),
+                now.day(),
+                now.hour(),
+                now.minute(),
+                now.second(),
+                now.microsecond()
+            );
+            assert_eq!(ours, full);
+        }
+    }
+
     #[test]
     fn the_direct_line_is_the_line_tracing_writes() {
         let lines = [
@@ -459,6 +564,19 @@ mod access_tests {
                 recorded_status: 401,
                 events: 1,
                 latency_us: 0,
+            },
+            // Plain ASCII but for a quote, a backslash, a tab.
+            Access {
+                request_id: "y",
+                trace_id: "say \"no\"",
+                operation: "lookup",
+                dept: "back\\slash",
+                decision: "deny",
+                reason: "tab\there",
+                status: 400,
+                recorded_status: 400,
+                events: 18_446_744_073_709_551_615,
+                latency_us: 18_446_744_073_709_551_615,
             },
         ];
         for a in &lines {
