@@ -55,6 +55,16 @@ fn officer(gw: &Gateway, headers: &HeaderMap, event: &mut EventBody) -> Result<(
     staff(gw, headers, event, PRIVACY_OFFICER).map(|_| ())
 }
 
+/// Waits until the store holds every event acknowledged so far (the
+/// applier files them in sled behind the writer): an officer's read then
+/// misses none. A store that stays behind is answered 503.
+async fn caught_up(gw: &Gateway) -> Result<(), ApiError> {
+    gw.audit.caught_up().await.map_err(|e| {
+        tracing::error!(error = %e, "an officer's read found the audit store behind its write-ahead file");
+        ApiError::audit_unavailable()
+    })
+}
+
 fn bad_param(fault: QueryFault) -> ApiError {
     ApiError::from(Problem::InvalidQuery(fault))
 }
@@ -247,6 +257,7 @@ async fn run_search(
     headers: &HeaderMap,
 ) -> Result<Answer, ApiError> {
     officer(gw, headers, event)?;
+    caught_up(gw).await?;
     let Query(p) = params.map_err(|e| bad_query(&e))?;
     let filter = filter_from(gw, &p)?;
     event.resident = filter.resident;
@@ -316,6 +327,7 @@ async fn one_event(
     let mut event = ctx.event(EventKind::AuditReview, "audit.event");
     let result = async {
         officer(&gw, &headers, &mut event)?;
+        caught_up(&gw).await?;
         let Path(seq) = path.map_err(|e| bad_path(&e))?;
         let seq: u64 = seq
             .parse()
@@ -398,6 +410,7 @@ async fn disclosures(
     let mut event = ctx.event(EventKind::AuditReview, "audit.disclosures");
     let result = async {
         officer(&gw, &headers, &mut event)?;
+        caught_up(&gw).await?;
         let Path(raw) = path.map_err(|e| bad_path(&e))?;
         let id = ResidentId::parse(&raw).map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Resident, e)))?;
         let pseudonym = gw.pseudonyms.pseudonym(&id);
@@ -526,6 +539,7 @@ async fn verify(
     let mut event = ctx.event(EventKind::AuditReview, "audit.verify");
     let result = async {
         officer(&gw, &headers, &mut event)?;
+        caught_up(&gw).await?;
         let store = gw.audit_store.clone();
         let keys = gw.checkpoint_signer.keyring();
         let report = blocking(move || store.verify(Some(&keys))).await?;
@@ -640,6 +654,7 @@ async fn run_export(
     delivered: Delivered,
 ) -> Result<Answer, ApiError> {
     officer(gw, headers, event)?;
+    caught_up(gw).await?;
     let Query(p) = params.map_err(|e| bad_query(&e))?;
     let format = match p.format.as_deref() {
         None | Some("ndjson") => ExportFormat::Ndjson,
@@ -699,6 +714,8 @@ async fn run_export(
         .checkpoint_now()
         .await
         .map_err(|_| ApiError::audit_unavailable())?;
+    // That checkpoint, and every event it covers, filed.
+    caught_up(gw).await?;
     let store = gw.audit_store.clone();
     let range = blocking(move || q::seq_range(&store, from, to, covered)).await?;
     let store = gw.audit_store.clone();
@@ -936,6 +953,7 @@ async fn stats(
     let mut event = ctx.event(EventKind::AuditReview, "audit.stats");
     let result = async {
         officer(&gw, &headers, &mut event)?;
+        caught_up(&gw).await?;
         let Query(p) = params.map_err(|e| bad_query(&e))?;
         let offset = gw.utc_offset;
         let now = gw.clock.unix_millis();

@@ -1067,7 +1067,7 @@ pub struct Readiness {
     #[schema(value_type = Option<Object>)]
     pub providers: Option<Value>,
     /// Cluster mode: the node, the PostgreSQL policy version it enforces, and
-    /// its audit shipping (`durable_seq`, `shipped_seq`, `lag_events`,
+    /// its audit shipping (`durable_seq`, `applied_seq`, `shipped_seq`, `lag_events`,
     /// `error`); null on a single node.
     #[schema(value_type = Option<Object>)]
     pub cluster: Option<Value>,

@@ -254,6 +254,7 @@ fn cluster_readiness(gw: &Gateway) -> serde_json::Value {
         "policy_version": c.applied(),
         "audit_shipping": {
             "durable_seq": durable,
+            "applied_seq": gw.audit.applied_seq(),
             "shipped_seq": shipped,
             "lag_events": durable.saturating_sub(shipped),
             "error": c.shipping.error(),

@@ -2,6 +2,7 @@
 //! sled store, its write-ahead file, the group-committing writer and
 //! resident pseudonyms.
 
+pub mod applier;
 pub mod blocks;
 pub mod chain;
 pub mod checkpoint;

@@ -8,9 +8,11 @@
 //! segments), `audit/blocks` (block number → [`BlockSummary`]),
 //! `audit/checkpoints` (seq → signed checkpoint) and `audit/meta`.
 //!
-//! Block summaries are plain inserts written in the same group commit as
-//! their events, after them. A group commit is durable once its record is in
-//! the write-ahead file ([`super::wal`]); opening the store first replays
+//! A group commit is durable once its record is in the write-ahead file
+//! ([`super::wal`]); the applier ([`super::applier`]) then files its events
+//! here (one or more chunks per group, keyed by the group's first sequence
+//! number, so that filing a record again writes the same keys), block
+//! summaries after them, and checkpoints. Opening the store first replays
 //! what that file holds (an unclean stop), then re-derives whatever block
 //! summaries are missing, and the resident index's tail from the events after
 //! its last sealed segment.
@@ -51,6 +53,9 @@ pub enum AuditError {
     /// The writer has stopped; nothing can be made durable.
     #[error("the audit writer is not running")]
     WriterStopped,
+    /// sled has not filed every durable event (it refused them, or is slow).
+    #[error("the audit store is behind its write-ahead file")]
+    Behind,
 }
 
 /// An event ready to store: sequence number, stored bytes, resident pseudonym.
@@ -357,6 +362,23 @@ impl AuditStore {
         entries
     }
 
+    /// The sled entries of a write-ahead record: its sealed events filed in
+    /// event chunks, everything else as it is. (Block summaries and the
+    /// resident index are re-derived after a replay.)
+    fn from_record(entries: Vec<Entry>) -> Vec<Entry> {
+        let mut sealed: Vec<SealedEvent> = Vec::new();
+        let mut out = Vec::with_capacity(entries.len());
+        for (tree, key, value) in entries {
+            match tree {
+                Tree::Sealed => sealed.push((key_seq(&key), value, None)),
+                _ => out.push((tree, key, value)),
+            }
+        }
+        let mut all = Self::entries(&sealed, &[], None);
+        all.extend(out);
+        all
+    }
+
     /// Inserts a group commit's entries (no flush: the write-ahead file made them durable).
     pub(crate) fn apply(&self, entries: Vec<Entry>) -> Result<(), AuditError> {
         for (tree, key, value) in entries {
@@ -364,6 +386,8 @@ impl AuditStore {
                 Tree::Events => &self.events,
                 Tree::Blocks => &self.blocks,
                 Tree::Checkpoints => &self.checkpoints,
+                // Filed in chunks by `from_record`; never inserted as is.
+                Tree::Sealed => continue,
             };
             tree.insert(key, value)?;
         }
@@ -383,7 +407,7 @@ impl AuditStore {
         let mut applied = 0u64;
         for record in replay.records {
             if record.seq > anchor {
-                self.apply(record.entries)?;
+                self.apply(Self::from_record(record.entries))?;
                 applied += 1;
             }
         }

@@ -1,13 +1,17 @@
 //! The audit log's write-ahead file: where a group commit becomes durable.
 //!
-//! Each group commit writes one record holding exactly what it then inserts
-//! into sled (its event chunks, block summaries and checkpoint), appends it
-//! to the current segment file in `<data_dir>/audit-wal/` and syncs that file
-//! (`fdatasync`) from the writer thread itself; only then are the sled
-//! inserts made and the requests answered. sled is flushed in the background
-//! instead of once per group: every second or so the writer starts a new
-//! segment and a thread of its own flushes sled, syncs its file, and removes
-//! the segments whose records sled now holds.
+//! Each group commit writes one record holding its sealed events (each
+//! event's stored bytes under its sequence number) and its checkpoint,
+//! appends it to the current segment file in `<data_dir>/audit-wal/` and
+//! syncs that file (`fdatasync`) from the writer thread itself; then the
+//! requests are answered. sled is not on that path: the applier
+//! ([`super::applier`]) derives the event chunks, block summaries and
+//! resident index from the same events and inserts them behind the writer,
+//! and every second or so, once it has applied a segment's records, a thread
+//! of its own flushes sled, syncs its file, and removes the segments whose
+//! records sled now holds. (Records written before the applier hold the
+//! sled entries themselves: event chunks, block summaries, checkpoint; a
+//! replay reads both.)
 //!
 //! Segment files are reused: a removed segment becomes a spare (at most
 //! [`SPARES`]), and the next segment is a spare renamed, written over from
@@ -50,6 +54,9 @@ pub(crate) enum Tree {
     Events = 0,
     Blocks = 1,
     Checkpoints = 2,
+    /// One sealed event: key its sequence number (big-endian), value its
+    /// stored bytes (the store files it in an event chunk).
+    Sealed = 3,
 }
 
 impl Tree {
@@ -58,6 +65,7 @@ impl Tree {
             0 => Some(Self::Events),
             1 => Some(Self::Blocks),
             2 => Some(Self::Checkpoints),
+            3 => Some(Self::Sealed),
             _ => None,
         }
     }
@@ -68,7 +76,17 @@ pub(crate) type Entry = (Tree, Vec<u8>, Vec<u8>);
 
 /// Frames a group's entries as one record of segment `segment`; `seq` is
 /// the highest sequence number it covers.
+#[cfg(test)]
 pub(crate) fn encode(segment: u64, seq: u64, entries: &[Entry]) -> Vec<u8> {
+    let parts: Vec<(Tree, &[u8], &[u8])> = entries
+        .iter()
+        .map(|(t, k, v)| (*t, k.as_slice(), v.as_slice()))
+        .collect();
+    encode_parts(segment, seq, &parts)
+}
+
+/// As [`encode`], from borrowed entries.
+pub(crate) fn encode_parts(segment: u64, seq: u64, entries: &[(Tree, &[u8], &[u8])]) -> Vec<u8> {
     let size = 8 + entries
         .iter()
         .map(|(_, k, v)| 9 + k.len() + v.len())
@@ -470,8 +488,14 @@ impl Wal {
     }
 
     /// Frames a group's entries as a record of the segment it goes to.
+    #[cfg(test)]
     pub(crate) fn record(&self, seq: u64, entries: &[Entry]) -> Vec<u8> {
         encode(self.number + u64::from(self.ended), seq, entries)
+    }
+
+    /// As [`Self::record`], from borrowed entries.
+    pub(crate) fn record_parts(&self, seq: u64, entries: &[(Tree, &[u8], &[u8])]) -> Vec<u8> {
+        encode_parts(self.number + u64::from(self.ended), seq, entries)
     }
 
     /// Bytes in the current segment.
@@ -516,11 +540,6 @@ impl Wal {
     /// The current segment's number.
     pub(crate) fn number(&self) -> u64 {
         self.number
-    }
-
-    /// The segment directory.
-    pub(crate) fn dir(&self) -> &Path {
-        &self.dir
     }
 }
 

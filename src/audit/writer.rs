@@ -3,26 +3,32 @@
 //! One thread owns appends. Requests hand it their event bodies already
 //! encoded ([`EncodedBody`], on the request's own thread) and wait; the
 //! thread takes everything that is queued (up to `max_batch`), frames,
-//! numbers, chains and hashes the events, appends them with their block
-//! summaries and (every `checkpoint_every` events) a signed checkpoint to
-//! the write-ahead file ([`super::wal`]) as one record, `fdatasync`s it once
-//! (by default), inserts the same into sled, then releases every waiting
-//! request with one wake of the task that answers them. Many requests
-//! share one sync; none is acknowledged before its event is durable.
+//! numbers, chains and hashes the events, appends them and (every
+//! `checkpoint_every` events) a signed checkpoint to the write-ahead file
+//! ([`super::wal`]) as one record, `fdatasync`s it once (by default),
+//! publishes the durable sequence number, releases every waiting request
+//! with one wake of the task that answers them, and hands the group to the
+//! applier ([`super::applier`]), which files it in sled behind. Many
+//! requests share one sync; none is acknowledged before its event is
+//! durable, and only the write-ahead file is on that path.
 //!
 //! A group closes as soon as no request that will append is still on its
 //! way (the gateway counts them: [`InFlight`]), or once its oldest request
 //! has waited `group_wait` (default 300 µs), or when it is full; never on a
-//! fixed sleep. An idle gateway writes each request's event at once. If the
-//! write fails, every request of that group gets an error (the caller answers
-//! 503 and sends no data) and nothing of the group is kept; if sled then
-//! refuses the inserts of a durable group, the writer stops taking events
-//! (a restart replays them). sled itself is flushed by a thread of its own
-//! about once a second, which then removes the write-ahead segments sled
-//! holds. A ticker also asks for a checkpoint every `checkpoint_secs`, and
-//! stopping signs a last one.
+//! fixed sleep. An idle gateway writes each request's event at once.
+//!
+//! If the write fails, every request of that group gets an error (the
+//! caller answers 503 and sends no data) and nothing of the group is kept:
+//! the failed write is cut off the segment again, and the next group is
+//! written after the last good record (if even the cut fails, the file
+//! refuses every later group, and the gateway stays unready until a
+//! restart). While the applier is behind (sled refused a durable group),
+//! the writer refuses new groups the same way, until it has caught up.
+//! About once a second the writer starts a new write-ahead segment; the
+//! applier removes the old one once sled holds it. A ticker also asks for a
+//! checkpoint every `checkpoint_secs`, and stopping signs a last one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
@@ -30,11 +36,11 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::blocks::{BlockSummary, block_of};
+use super::applier::{Applier, Group, Progress, Work};
 use super::checkpoint::{CheckpointSigner, SignedCheckpoint};
 use super::event::{EncodedBody, Event, EventBody, Hash};
 use super::store::{AuditError, AuditStore, SealedEvent, sync_db_file};
-use super::wal::{self, Wal};
+use super::wal::{self, Tree, Wal};
 use crate::clock::Clock;
 use crate::config::Durability;
 use crate::metrics::Metrics;
@@ -120,6 +126,7 @@ pub struct AuditWriter {
     on_way: Arc<OnWay>,
     healthy: Arc<AtomicBool>,
     durable: Arc<AtomicU64>,
+    progress: Arc<Progress>,
     stats: Arc<WriterStats>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
@@ -174,11 +181,6 @@ impl AuditWriter {
         let sync = matches!(options.durability, Durability::Fdatasync);
         let wal = Wal::create(&data_dir.join(wal::DIR), sync)?;
         let head = store.head()?;
-        let block = block_of(head.0 + 1);
-        // Opening the store summarized every block up to the head
-        // (`recover_blocks`), so none here means the head ends a block and
-        // the next event starts a new one.
-        let summary = store.block(block)?.unwrap_or_default();
         let mut last_checkpoint = store.last_checkpoint_seq()?;
         let mut suite_change = None;
         // A change of suite (audit.suite) ends the current epoch: its last
@@ -259,23 +261,13 @@ impl AuditWriter {
                 }
             });
         }
-        let (retire, retired) = std::sync::mpsc::channel();
-        let retirer = {
-            let (db, data_dir) = (store.db().clone(), data_dir.to_owned());
-            std::thread::Builder::new()
-                .name("audit-wal-retire".into())
-                .spawn(move || retire_segments(&db, &data_dir, sync, &retired))?
-        };
+        let applier = Applier::start(store, data_dir, sync, head.0)?;
+        let progress = applier.progress().clone();
         let options_node = options.node.clone();
         let mut state = State {
-            store,
-            data_dir: data_dir.to_owned(),
-            sync,
             wal,
-            retire: Some((retire, retirer)),
-            broken: None,
+            applier,
             head,
-            block: (block, summary),
             last_checkpoint,
             signer,
             metrics,
@@ -307,6 +299,7 @@ impl AuditWriter {
             on_way,
             healthy,
             durable,
+            progress,
             stats,
             thread: std::sync::Mutex::new(Some(thread)),
         })
@@ -379,15 +372,31 @@ impl AuditWriter {
         done.await.map_err(|_| AuditError::WriterStopped)
     }
 
-    /// Whether the last group commit succeeded and the thread is running.
+    /// Whether the last group commit succeeded, the store is not behind
+    /// the write-ahead file, and the thread is running.
     pub fn is_healthy(&self) -> bool {
-        self.healthy.load(Ordering::Acquire) && !self.tx.is_closed()
+        self.healthy.load(Ordering::Acquire) && !self.progress.is_behind() && !self.tx.is_closed()
     }
 
     /// The last sequence number known durable: events up to it are in the
-    /// store and synced (one read above it may still be unsynced).
+    /// write-ahead file and synced (one read above it may still be unsynced).
     pub fn durable_seq(&self) -> u64 {
         self.durable.load(Ordering::Acquire)
+    }
+
+    /// The last sequence number filed in sled, with every event before it:
+    /// what the store's readers (and the cluster's shipper) see.
+    pub fn applied_seq(&self) -> u64 {
+        self.progress.applied()
+    }
+
+    /// Waits until the store holds every event durable now: a reader that
+    /// waits for this first misses no acknowledged event. At most ten
+    /// seconds (then the store is behind: [`AuditError::Behind`]).
+    pub async fn caught_up(&self) -> Result<(), AuditError> {
+        self.progress
+            .reach(self.durable_seq(), Duration::from_secs(10))
+            .await
     }
 
     /// Counters of the writer's work.
@@ -443,16 +452,10 @@ impl Round {
 }
 
 struct State {
-    store: AuditStore,
-    data_dir: PathBuf,
-    sync: bool,
     wal: Wal,
-    /// Segments ended go to the thread that flushes sled and removes them.
-    retire: Option<(std::sync::mpsc::Sender<u64>, JoinHandle<()>)>,
-    /// Set when sled refused the inserts of a durable group: no more groups.
-    broken: Option<Arc<AuditError>>,
+    /// Files durable groups in sled, behind.
+    applier: Applier,
     head: (u64, Hash),
-    block: (u64, BlockSummary),
     last_checkpoint: u64,
     signer: Arc<CheckpointSigner>,
     metrics: Arc<Metrics>,
@@ -563,9 +566,6 @@ impl State {
     fn commit(&mut self, batch: &mut Vec<Pending>, force_checkpoint: bool) {
         let (mut seq, mut prev) = self.head;
         let first = seq + 1;
-        let mut sealed: Vec<SealedEvent> = Vec::with_capacity(batch.len());
-        let mut summaries = Vec::new();
-        let mut block = self.block.clone();
         let mut next_first = first;
         for (bodies, _, finalize) in batch.iter_mut() {
             let n = bodies.len() as u64;
@@ -583,22 +583,16 @@ impl State {
         // Each request's count, before its bodies move into their events (a
         // failed group is refused, never retried, so nothing needs them after).
         let counts: Vec<u64> = batch.iter().map(|(b, _, _)| b.len() as u64).collect();
+        let events = counts.iter().sum::<u64>() as usize;
+        let mut sealed: Vec<SealedEvent> = Vec::with_capacity(events);
+        let mut bodies: Vec<EventBody> = Vec::with_capacity(events);
         let version = super::event::format_version(self.signer.suite());
         for (encoded, body) in batch.iter_mut().flat_map(|(bodies, _, _)| bodies.drain(..)) {
             seq += 1;
             let (stored, hash) = Event::seal_encoded(version, seq, &self.node, &prev, &encoded);
             prev = hash;
             sealed.push((seq, stored, body.resident));
-            if block_of(seq) != block.0 {
-                summaries.push(std::mem::replace(
-                    &mut block,
-                    (block_of(seq), BlockSummary::default()),
-                ));
-            }
-            block.1.add(seq, &body);
-        }
-        if !sealed.is_empty() {
-            summaries.push(block.clone());
+            bodies.push(body);
         }
         let due = seq > self.last_checkpoint
             && (force_checkpoint || seq - self.last_checkpoint >= self.options.checkpoint_every);
@@ -615,34 +609,35 @@ impl State {
         });
 
         let started = Instant::now();
-        let entries = AuditStore::entries(&sealed, &summaries, checkpoint.as_ref());
-        let record = self.wal.record(seq, &entries);
         let syncs = self.wal.syncs();
-        let result = match &self.broken {
-            Some(e) => Err(e.clone()),
-            None => self.wal.append(&record).map_err(|e| Arc::new(e.into())),
+        let result = if self.applier.progress().is_behind() {
+            // The store is behind the write-ahead file: no new group until
+            // it has caught up (readiness says so meanwhile).
+            Err(Arc::new(AuditError::Behind))
+        } else {
+            let keys: Vec<[u8; 8]> = sealed.iter().map(|(s, _, _)| s.to_be_bytes()).collect();
+            let encoded_checkpoint = checkpoint
+                .as_ref()
+                .map(|cp| (cp.checkpoint.seq.to_be_bytes(), cp.encode()));
+            let mut parts: Vec<(Tree, &[u8], &[u8])> = sealed
+                .iter()
+                .zip(&keys)
+                .map(|((_, stored, _), key)| (Tree::Sealed, key.as_slice(), stored.as_slice()))
+                .collect();
+            if let Some((key, value)) = &encoded_checkpoint {
+                parts.push((Tree::Checkpoints, key.as_slice(), value.as_slice()));
+            }
+            let record = self.wal.record_parts(seq, &parts);
+            self.wal.append(&record).map_err(|e| Arc::new(e.into()))
         };
         if self.wal.syncs() > syncs {
             self.stats.syncs.store(self.wal.syncs(), Ordering::Relaxed);
             self.stats.synced_through.store(seq, Ordering::Release);
         }
-        // Durable from here on: the same inserts into sled.
-        let result = result.and_then(|()| {
-            crate::faults::point(&self.data_dir, "audit.apply")
-                .map_err(AuditError::from)
-                .and_then(|()| self.store.apply(entries))
-                .map_err(|e| {
-                let e = Arc::new(e);
-                tracing::error!(error = %e, "sled refused a durable audit group: taking no more events until a restart replays the write-ahead file");
-                self.broken = Some(e.clone());
-                e
-            })
-        });
         match result {
             Ok(()) => {
                 self.head = (seq, prev);
                 self.durable.store(seq, Ordering::Release);
-                self.block = block;
                 if checkpoint.is_some() {
                     self.last_checkpoint = seq;
                     self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
@@ -661,7 +656,6 @@ impl State {
                     .fetch_add(sealed.len() as u64, Ordering::Relaxed);
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
-                self.store.index_committed(&sealed);
                 let mut next = first;
                 let mut acks = Vec::with_capacity(batch.len());
                 for ((_, ack, _), n) in batch.drain(..).zip(counts) {
@@ -669,11 +663,21 @@ impl State {
                     next += n;
                 }
                 self.answer(acks);
+                self.applier.send(Work::Group(Group {
+                    events: sealed,
+                    bodies,
+                    checkpoint: checkpoint.map(Box::new),
+                    through: seq,
+                }));
                 self.rotate_if_due();
             }
             Err(e) => {
                 tracing::error!(error = %e, events = batch.len(), "audit group commit failed: refusing these requests");
-                self.healthy.store(false, Ordering::Release);
+                // A store behind is unready by itself, until it catches up;
+                // a failed write until a group is written again.
+                if !matches!(*e, AuditError::Behind) {
+                    self.healthy.store(false, Ordering::Release);
+                }
                 let acks = batch
                     .drain(..)
                     .map(|(_, ack, _)| (ack, Err(e.clone())))
@@ -699,56 +703,24 @@ impl State {
         }
     }
 
-    /// Ends the current segment once it is large or old enough, and hands
-    /// it to the thread that flushes sled and removes what sled holds.
+    /// Ends the current segment once it is large or old enough, and tells
+    /// the applier (which removes it once sled holds its records).
     fn rotate_if_due(&mut self) {
         if self.wal.len() < ROTATE_BYTES && (self.wal.len() == 0 || self.wal.age() < ROTATE_AGE) {
             return;
         }
         match self.wal.rotate() {
-            Ok(ended) => {
-                if let Some((tx, _)) = &self.retire {
-                    let _ = tx.send(ended);
-                }
-            }
+            Ok(ended) => self.applier.send(Work::SegmentEnded(ended)),
             Err(e) => {
                 tracing::error!(error = %e, "starting a new audit write-ahead segment failed: appending to the current one");
             }
         }
     }
 
-    /// At a stop: flushes sled and removes every segment (sled holds them all).
+    /// At a stop: the applier files what is pending, flushes sled and
+    /// removes every segment (sled then holds them all).
     fn finish(&mut self) {
-        if let Some((tx, thread)) = self.retire.take() {
-            drop(tx);
-            let _ = thread.join();
-        }
-        if self.broken.is_some() {
-            return; // the segments are what a restart replays
-        }
-        let done = self
-            .store
-            .db()
-            .flush()
-            .map_err(AuditError::from)
-            .and_then(|_| self.sync_db())
-            .and_then(|()| {
-                Ok(wal::remove_through(
-                    self.wal.dir(),
-                    self.wal.number(),
-                    false,
-                )?)
-            });
-        if let Err(e) = done {
-            tracing::error!(error = %e, "flushing the audit store at stop failed: the next start replays the write-ahead file");
-        }
-    }
-
-    fn sync_db(&self) -> Result<(), AuditError> {
-        if self.sync {
-            sync_db_file(&self.data_dir)?;
-        }
-        Ok(())
+        self.applier.stop(self.wal.number());
     }
 }
 
@@ -759,31 +731,6 @@ const LOOK_AGAIN: Duration = Duration::from_micros(50);
 const ROTATE_BYTES: u64 = 8 << 20;
 /// or this long after it began (then sled is flushed and it is removed).
 const ROTATE_AGE: Duration = Duration::from_secs(1);
-
-/// The retiring thread: for each ended segment, flushes sled (and syncs its
-/// file), then removes the segments up to it. A failure keeps them; the
-/// next round, or the next start's replay, covers them.
-fn retire_segments(
-    db: &sled::Db,
-    data_dir: &Path,
-    sync: bool,
-    ended: &std::sync::mpsc::Receiver<u64>,
-) {
-    let dir = data_dir.join(wal::DIR);
-    while let Ok(mut through) = ended.recv() {
-        while let Ok(n) = ended.try_recv() {
-            through = through.max(n);
-        }
-        let done = db
-            .flush()
-            .map_err(AuditError::from)
-            .and_then(|_| if sync { sync_db_file(data_dir) } else { Ok(()) })
-            .and_then(|()| Ok(wal::remove_through(&dir, through, true)?));
-        if let Err(e) = done {
-            tracing::error!(error = %e, "flushing the audit store behind the write-ahead file failed: keeping its segments");
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -824,7 +771,54 @@ mod tests {
             .expect("written without waiting for group_wait")
             .unwrap();
         assert_eq!(seq, 1);
+        w.caught_up().await.unwrap();
         assert_eq!(store.get(1).unwrap().unwrap().body, body(1));
+        w.close().await;
+    }
+
+    /// sled refusing a durable group: the writer answers it (it is
+    /// durable), then says it is unhealthy and refuses new groups until
+    /// the applier has filed it; nothing durable is lost or filed twice.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_refused_filing_stops_appends_until_the_applier_has_caught_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, store) = writer(dir.path(), Duration::ZERO);
+        assert_eq!(w.append(body(1)).await.unwrap(), 1);
+        w.caught_up().await.unwrap();
+        let failing = Arc::new(AtomicBool::new(true));
+        let plan = failing.clone();
+        let _armed = crate::faults::arm(dir.path(), move |point| {
+            (point == "audit.apply" && plan.load(Ordering::SeqCst))
+                .then_some(crate::faults::Fault::Fail)
+        });
+        assert_eq!(w.append(body(2)).await.unwrap(), 2, "durable, so answered");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.is_healthy() {
+            assert!(
+                Instant::now() < deadline,
+                "the writer never said it is behind"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(matches!(
+            *w.append(body(3)).await.unwrap_err(),
+            AuditError::Behind
+        ));
+        assert_eq!(w.applied_seq(), 1, "the refused group is not filed");
+        failing.store(false, Ordering::SeqCst);
+        while !w.is_healthy() {
+            assert!(Instant::now() < deadline, "the applier never caught up");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            w.append(body(4)).await.unwrap(),
+            3,
+            "the refused group took no number"
+        );
+        w.caught_up().await.unwrap();
+        assert_eq!(store.get(2).unwrap().unwrap().body, body(2));
+        assert_eq!(store.get(3).unwrap().unwrap().body, body(4));
+        assert!(store.indexes_consistent().unwrap());
         w.close().await;
     }
 

@@ -486,13 +486,15 @@ pub fn spawn_audit_shipper(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
         let keys = gw.checkpoint_signer.keyring().to_pem();
         let mut backoff = SHIP_EVERY;
         loop {
-            let durable = gw.audit.durable_seq();
+            // Only what the store holds: the applier files durable events
+            // behind the writer.
+            let applied = gw.audit.applied_seq();
             let result = cluster
                 .store
                 .ship_audit(
                     &cluster.node_id,
                     &gw.audit_store,
-                    durable,
+                    applied,
                     &keys,
                     &cluster.shipping,
                     SHIP_BATCH,

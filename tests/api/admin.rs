@@ -140,7 +140,7 @@ async fn a_valid_edit_is_audited_written_and_in_force_at_once() {
     );
 
     // An audit event with author, before and after; and a history entry with a diff.
-    let e = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    let e = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
     assert_eq!(e.kind, tongban::audit::EventKind::PolicyAdmin);
     assert_eq!(e.subject.as_deref(), Some("admin-1"));
     let detail: Value = serde_json::from_str(e.detail.as_deref().unwrap()).unwrap();

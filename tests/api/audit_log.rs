@@ -58,8 +58,8 @@ async fn every_request_leaves_exactly_one_event_with_its_decision() {
         let r = gw.get(&path, token, purpose, case).await;
         assert_eq!(r.status.as_u16(), status, "{}", r.text);
         let event = gw
-            .gw
-            .audit_store
+            .store()
+            .await
             .get(r.audit_seq())
             .unwrap()
             .expect("event is durable before the answer");
@@ -69,10 +69,10 @@ async fn every_request_leaves_exactly_one_event_with_its_decision() {
         seqs.push(r.audit_seq());
     }
     assert_eq!(seqs, (1..=5).collect::<Vec<u64>>());
-    assert_eq!(gw.gw.audit_store.len(), 5);
+    assert_eq!(gw.store().await.len(), 5);
     let report = gw
-        .gw
-        .audit_store
+        .store()
+        .await
         .verify(Some(&gw.gw.checkpoint_signer.keyring()))
         .unwrap();
     assert!(report.ok(), "{report:?}");
@@ -94,7 +94,7 @@ async fn an_allowed_lookup_records_who_what_why_but_no_values() {
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    let e = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    let e = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
     assert_eq!(e.dept.as_deref(), Some("minzheng"));
     assert_eq!(e.subject.as_deref(), Some("clerk-007"));
     assert_eq!(e.roles, ["dibao_reviewer"]);
@@ -112,7 +112,7 @@ async fn an_allowed_lookup_records_who_what_why_but_no_values() {
     assert!(e.source.starts_with("127.0.0.1:"));
 
     // The stored bytes hold neither the ID nor any value of the record.
-    let tree = gw.gw.audit_store.events_tree();
+    let tree = gw.store().await.events_tree();
     for item in tree.iter() {
         let (_, value) = item.unwrap();
         let bytes = value.as_ref();
@@ -286,4 +286,73 @@ async fn a_failed_write_ahead_append_answers_503_with_no_data_and_the_next_group
     drop(armed);
     let ready = gw.client().request("GET", "/readyz", &[]).await.unwrap();
     assert_eq!(ready.status, StatusCode::OK);
+}
+
+/// sled refusing durable events (the applier's inserts) takes nothing
+/// acknowledged away: the answer already given stands, the gateway turns
+/// unready and refuses new requests with 503 until the applier has filed
+/// what it holds (it tries again every second), then serves again, and an
+/// officer finds the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_refusing_durable_events_makes_the_gateway_unready_until_they_are_filed() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let path = format!("/v1/datasets/gongan.hukou/records/{id}");
+    let lookup = || gw.get(&path, Some(&tok), Some("dibao_review"), Some("MZ-1"));
+    assert_eq!(lookup().await.status, StatusCode::OK);
+    gw.store().await;
+    let ready = async || {
+        gw.client()
+            .request("GET", "/readyz", &[])
+            .await
+            .unwrap()
+            .status
+    };
+    let until = async |want: StatusCode| {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while ready().await != want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "readyz never answered {want}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    };
+
+    let failing = Arc::new(AtomicBool::new(true));
+    let plan = failing.clone();
+    let _armed = tongban::faults::arm(&gw.gw.config.data_dir, move |point| {
+        (point == "audit.apply" && plan.load(Ordering::SeqCst))
+            .then_some(tongban::faults::Fault::Fail)
+    });
+    let durable = lookup().await;
+    assert_eq!(durable.status, StatusCode::OK, "durable before it is filed");
+    until(StatusCode::SERVICE_UNAVAILABLE).await;
+    let refused = lookup().await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(refused.problem_type(), Some("/problems/audit-unavailable"));
+    assert!(!refused.text.contains("hukou_address"), "no data");
+
+    // An officer's read waits for the store to hold every acknowledged
+    // event: asked while it is behind, it is answered once it has caught up.
+    let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    let event_path = format!("/v1/audit/events/{}", durable.audit_seq());
+    let read = gw.get(&event_path, Some(&officer), None, None);
+    let recover = async {
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        failing.store(false, Ordering::SeqCst);
+    };
+    let (found, ()) = tokio::join!(read, recover);
+    assert_eq!(found.status, StatusCode::OK, "{}", found.text);
+    assert_eq!(found.body["request_id"], durable.request_id());
+    until(StatusCode::OK).await;
+    let again = lookup().await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.text);
+    assert_eq!(
+        again.audit_seq(),
+        durable.audit_seq() + 2,
+        "after the officer's read"
+    );
+    assert!(gw.store().await.indexes_consistent().unwrap());
 }

@@ -146,7 +146,7 @@ async fn search_filters_find_exactly_the_matching_events_and_are_audited() {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let r = officer_get(&gw, "/v1/audit/events?decision=maybe").await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    let review = gw.gw.audit_store.get(6).unwrap().unwrap();
+    let review = gw.store().await.get(6).unwrap().unwrap();
     assert_eq!(review.body.kind, tongban::audit::EventKind::AuditReview);
     assert_eq!(review.body.subject.as_deref(), Some("officer-1"));
     assert!(
@@ -208,21 +208,12 @@ async fn pagination_has_no_gaps_or_duplicates_while_events_arrive() {
             None => break,
         }
     }
+    let store = gw.store().await;
     let expected: Vec<u64> = before
         .iter()
         .rev()
         .copied()
-        .filter(|s| {
-            gw.gw
-                .audit_store
-                .get(*s)
-                .unwrap()
-                .unwrap()
-                .body
-                .dept
-                .as_deref()
-                == Some("minzheng")
-        })
+        .filter(|s| store.get(*s).unwrap().unwrap().body.dept.as_deref() == Some("minzheng"))
         .collect();
     assert_eq!(seen, expected);
     let r = officer_get(&gw, "/v1/audit/events?cursor=bm9wZQ").await;
@@ -678,7 +669,7 @@ async fn an_export_dropped_mid_stream_is_not_counted_as_exported() {
             .unwrap();
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     }
-    assert_eq!(gw.gw.audit_store.exported_through().unwrap(), 0);
+    assert_eq!(gw.store().await.exported_through().unwrap(), 0);
 
     let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
     let mut tls = gw.client().connect().await.unwrap();
@@ -699,7 +690,7 @@ async fn an_export_dropped_mid_stream_is_not_counted_as_exported() {
     drop(tls);
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
-        gw.gw.audit_store.exported_through().unwrap(),
+        gw.store().await.exported_through().unwrap(),
         0,
         "an export the client dropped mid-stream counts as exported"
     );
@@ -708,7 +699,7 @@ async fn an_export_dropped_mid_stream_is_not_counted_as_exported() {
     let r = officer_get(&gw, "/v1/audit/export").await;
     assert_eq!(r.status, StatusCode::OK);
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while gw.gw.audit_store.exported_through().unwrap() < 10_000 {
+    while gw.store().await.exported_through().unwrap() < 10_000 {
         assert!(
             std::time::Instant::now() < deadline,
             "a whole export was not recorded"

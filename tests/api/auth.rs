@@ -90,7 +90,7 @@ async fn bad_tokens_are_refused_with_401_and_audited() {
             "{what}"
         );
         expected_events += 1;
-        let event = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap();
+        let event = gw.store().await.get(r.audit_seq()).unwrap().unwrap();
         assert_eq!(event.body.status, 401, "{what}");
         assert_eq!(event.body.outcome, tongban::audit::Outcome::Deny);
         assert_eq!(
@@ -98,7 +98,7 @@ async fn bad_tokens_are_refused_with_401_and_audited() {
             "{what}: no identity is recorded for a refused token"
         );
     }
-    assert_eq!(gw.gw.audit_store.len(), expected_events);
+    assert_eq!(gw.store().await.len(), expected_events);
 
     // Schemes and headers.
     for (what, headers) in [

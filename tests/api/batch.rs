@@ -58,8 +58,9 @@ async fn each_id_gets_its_answer_and_its_audit_event() {
     let first = r.body["audit"]["seq"].as_u64().unwrap();
     let last = r.body["audit"]["last_seq"].as_u64().unwrap();
     assert_eq!(last - first, 4);
+    let store = gw.store().await;
     let events: Vec<_> = (first..=last)
-        .map(|s| gw.gw.audit_store.get(s).unwrap().unwrap().body)
+        .map(|s| store.get(s).unwrap().unwrap().body)
         .collect();
     let pseudonym = |id: &str| {
         gw.gw
@@ -141,7 +142,7 @@ async fn batches_are_bounded_by_the_grant_and_the_gateway() {
     .await;
     assert_eq!(r.problem_type(), Some("/problems/batch-too-large"));
     // Not granted: one event for the refusal, nothing disclosed.
-    let before = gw.gw.audit_store.len();
+    let before = gw.store().await.len();
     let r = batch(
         &gw,
         "minzheng",
@@ -151,7 +152,7 @@ async fn batches_are_bounded_by_the_grant_and_the_gateway() {
     )
     .await;
     assert_eq!(r.problem_type(), Some("/problems/operation-not-granted"));
-    assert_eq!(gw.gw.audit_store.len(), before + 1);
+    assert_eq!(gw.store().await.len(), before + 1);
 }
 
 #[tokio::test]

@@ -352,11 +352,12 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
     .await;
     let change = &h.body["changes"][0];
     assert_eq!(change["author"], "shujuju/admin-1", "{}", h.text);
-    let e =
-        c.gw.audit_store
-            .get(change["seq"].as_u64().unwrap())
-            .unwrap()
-            .unwrap();
+    let e = c
+        .store()
+        .await
+        .get(change["seq"].as_u64().unwrap())
+        .unwrap()
+        .unwrap();
     assert_eq!(e.node, "node-c");
     assert_eq!(e.body.operation, "policy.sync");
     assert!(
@@ -1153,12 +1154,13 @@ async fn an_emergency_stop_on_one_node_stops_the_department_on_every_node() {
         .clone();
     assert_eq!(yibao["suspended"], true, "{}", r.text);
     assert_eq!(yibao["suspension"]["by"], "shujuju/admin-1", "{}", r.text);
-    let synced =
-        b.gw.audit_store
-            .events_desc(1, u64::MAX)
-            .map(|e| e.unwrap().1)
-            .find(|e| e.body.operation == "policy.sync")
-            .expect("B audited the stop it applied");
+    let synced = b
+        .store()
+        .await
+        .events_desc(1, u64::MAX)
+        .map(|e| e.unwrap().1)
+        .find(|e| e.body.operation == "policy.sync")
+        .expect("B audited the stop it applied");
     let detail = synced.body.detail.unwrap();
     assert!(
         detail.contains("\"action\":\"suspend\"") && detail.contains("\"node\":\"node-a\""),
@@ -1390,18 +1392,19 @@ async fn a_stale_resumption_from_a_cut_off_node_does_not_lift_a_later_suspension
             "the stale resumption lifted the suspension"
         );
     }
-    let recorded =
-        b.gw.audit_store
-            .events_desc(1, u64::MAX)
-            .map(|e| e.unwrap().1)
-            .find(|e| {
-                e.body.operation == "policy.sync"
-                    && e.body
-                        .detail
-                        .as_deref()
-                        .is_some_and(|d| d.contains("\"action\":\"resume\""))
-            })
-            .expect("B recorded the stale resumption");
+    let recorded = b
+        .store()
+        .await
+        .events_desc(1, u64::MAX)
+        .map(|e| e.unwrap().1)
+        .find(|e| {
+            e.body.operation == "policy.sync"
+                && e.body
+                    .detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("\"action\":\"resume\""))
+        })
+        .expect("B recorded the stale resumption");
     assert!(
         recorded
             .body

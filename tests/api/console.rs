@@ -10,7 +10,7 @@ use crate::helpers::TestGateway;
 async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
     let gw = TestGateway::start().await;
     let client = gw.client();
-    let before = gw.gw.audit_store.len();
+    let before = gw.store().await.len();
     for (path, kind) in [
         ("/console/", "text/html"),
         ("/console/app.js", "text/javascript"),
@@ -50,7 +50,7 @@ async fn the_console_is_served_from_the_binary_with_a_strict_policy() {
     assert!(r.status.is_redirection());
     assert_eq!(r.headers["location"], "/console/");
     assert_eq!(
-        gw.gw.audit_store.len(),
+        gw.store().await.len(),
         before,
         "static pages are not audit events"
     );

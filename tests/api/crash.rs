@@ -371,6 +371,91 @@ async fn a_stop_before_any_step_of_the_audit_writes_loses_no_acknowledged_event(
     }
 }
 
+/// A gateway stopped after groups' write-ahead syncs and before the
+/// applier files them in sled (`audit.apply`): the requests were answered,
+/// and after the restart (which replays the file) an officer's search finds
+/// every acknowledged event, and each by its number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_between_the_write_ahead_sync_and_the_applier_hides_no_acknowledged_event_from_a_search()
+ {
+    let (base, _) = demo_home();
+    let grant = base.path().join("policies/grants/renshe-pension.toml");
+    let text = std::fs::read_to_string(&grant).unwrap();
+    std::fs::write(
+        &grant,
+        text.replace("quota = \"600/min\"", "quota = \"100000/min\""),
+    )
+    .unwrap();
+    let addr = free_addr();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = crate::helpers::mint(
+        base.path(),
+        "renshe",
+        "batch-1",
+        &["pension_clerk"],
+        now,
+        3600,
+    );
+    let ids = sample_ids(base.path(), "gongan.hukou", 20);
+    let home = copy_home(base.path());
+    let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+    let child = spawn_with_fault(
+        home.path(),
+        addr,
+        &[("TONGBAN_FAULT_EXIT", "audit.apply#8".to_owned())],
+    );
+    let (acked, status) =
+        load_then_stop(child, &client, &token, &ids, Duration::from_secs(10)).await;
+    assert_eq!(
+        status.code(),
+        Some(tongban::faults::EXIT_STATUS),
+        "stopped before the applier filed its eighth batch ({} acknowledged)",
+        acked.len()
+    );
+    assert!(acked.len() >= 7, "{} acknowledged", acked.len());
+
+    let mut child = spawn_gateway(home.path(), addr);
+    wait_ready(&client).await;
+    let officer = crate::helpers::mint(
+        home.path(),
+        "shujuju",
+        "officer-1",
+        &["privacy_officer"],
+        now,
+        600,
+    );
+    let auth = vec![("authorization".to_owned(), format!("Bearer {officer}"))];
+    let r = client
+        .request("GET", "/v1/audit/events?consumer=renshe&limit=1000", &auth)
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let found: std::collections::HashSet<String> = r.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["request_id"].as_str().unwrap().to_owned())
+        .collect();
+    for (seq, request_id) in &acked {
+        assert!(
+            found.contains(request_id),
+            "acknowledged event {seq} ({request_id}) is missing from the search"
+        );
+        let one = client
+            .request("GET", &format!("/v1/audit/events/{seq}"), &auth)
+            .await
+            .unwrap();
+        assert_eq!(one.status, StatusCode::OK, "{}", one.text);
+        assert_eq!(one.body["request_id"].as_str(), Some(request_id.as_str()));
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_all_there(home.path(), &acked, "stopped before the applier");
+}
+
 /// Waits for `child` to exit, at most `secs` seconds (then kills it and fails).
 fn exit_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitStatus {
     let deadline = Instant::now() + Duration::from_secs(secs);

@@ -55,8 +55,8 @@ async fn a_change_of_suite_starts_a_new_epoch_and_the_whole_log_verifies_online_
     );
     // The new epoch opens with an event that says what changed.
     let first_gm = gw
-        .gw
-        .audit_store
+        .store()
+        .await
         .get(epochs[1]["first_seq"].as_u64().unwrap())
         .unwrap()
         .unwrap();
@@ -107,7 +107,7 @@ async fn a_change_of_suite_starts_a_new_epoch_and_the_whole_log_verifies_online_
     }
 
     // The checkpoint at the change names both keys and both signed it.
-    let cps = gw.gw.audit_store.checkpoints().unwrap();
+    let cps = gw.store().await.checkpoints().unwrap();
     let handover: Vec<_> = cps
         .iter()
         .filter(|c| c.checkpoint.previous.is_some())

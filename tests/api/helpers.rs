@@ -48,6 +48,17 @@ pub fn demo_home() -> (TempDir, Config) {
 }
 
 impl TestGateway {
+    /// The audit store once it holds every event acknowledged so far (the
+    /// applier files them behind the writer, as officers' reads wait for).
+    pub async fn store(&self) -> &tongban::audit::AuditStore {
+        self.gw
+            .audit
+            .caught_up()
+            .await
+            .expect("the audit store catches up");
+        &self.gw.audit_store
+    }
+
     /// A gateway on the demo home, as `tongban demo` sets it up.
     pub async fn start() -> Self {
         Self::start_with(|_, _| {}).await

@@ -60,7 +60,7 @@ async fn a_client_that_trickles_its_body_gets_408_and_is_audited() {
         .trim()
         .parse()
         .unwrap();
-    let event = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+    let event = gw.store().await.get(seq).unwrap().unwrap().body;
     assert_eq!(event.reason.as_deref(), Some("request-timeout"));
     assert_eq!(event.dept.as_deref(), Some("renshe"));
     assert_eq!(event.status, 408);
@@ -70,7 +70,7 @@ async fn a_client_that_trickles_its_body_gets_408_and_is_audited() {
 async fn malformed_and_mistyped_bodies_are_refused_before_any_lookup() {
     let gw = TestGateway::start().await;
     let tok = gw.token("renshe", "clerk-1", &["pension_clerk"]);
-    let before = gw.gw.audit_store.len();
+    let before = gw.store().await.len();
     let path = format!("{HUKOU}:batch");
     let cases = [
         ("{\"resident_ids\": [", "invalid-body"),
@@ -116,9 +116,9 @@ async fn malformed_and_mistyped_bodies_are_refused_before_any_lookup() {
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(r.problem_type(), Some("/problems/body-too-large"));
     // Every refusal was audited, and none disclosed anything.
-    assert_eq!(gw.gw.audit_store.len(), before + 9);
+    assert_eq!(gw.store().await.len(), before + 9);
     for seq in before + 1..=before + 9 {
-        let e = gw.gw.audit_store.get(seq as u64).unwrap().unwrap().body;
+        let e = gw.store().await.get(seq as u64).unwrap().unwrap().body;
         assert!(e.fields.is_empty() && e.resident.is_none(), "{e:?}");
     }
 }

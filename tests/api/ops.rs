@@ -389,16 +389,16 @@ async fn shutdown_finishes_requests_in_flight_and_flushes_the_log() {
     assert!(!answered.is_empty());
     for (seq, request_id) in answered {
         let e = gw
-            .gw
-            .audit_store
+            .store()
+            .await
             .get(seq)
             .unwrap()
             .expect("every answered request is in the log");
         assert_eq!(e.body.request_id, request_id);
     }
     let report = gw
-        .gw
-        .audit_store
+        .store()
+        .await
         .verify(Some(&gw.gw.checkpoint_signer.keyring()))
         .unwrap();
     assert!(
@@ -516,7 +516,7 @@ async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
     .await;
     let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
     let path = format!("/v1/datasets/gongan.hukou/records/{id}");
-    let before = gw.gw.audit_store.len();
+    let before = gw.store().await.len();
     let mut statuses = std::collections::BTreeMap::new();
     for i in 0..100 {
         let junk = ("authorization".to_owned(), format!("Bearer junk.{i}.x"));
@@ -534,7 +534,7 @@ async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
     assert_eq!(statuses.get(&401), Some(&20), "{statuses:?}");
     assert_eq!(statuses.get(&429), Some(&80), "{statuses:?}");
     assert_eq!(
-        gw.gw.audit_store.len(),
+        gw.store().await.len(),
         before + 20,
         "only the refusals within the limit"
     );
@@ -568,8 +568,8 @@ async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
     // The minute's summary: one event for the source, with the count.
     gw.gw.write_unauthenticated_summaries().await;
     let summary = gw
-        .gw
-        .audit_store
+        .store()
+        .await
         .events_desc(1, u64::MAX)
         .map(|e| e.unwrap().1)
         .find(|e| e.body.operation == "unauthenticated.summary")
@@ -578,7 +578,7 @@ async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
     let detail: serde_json::Value =
         serde_json::from_str(summary.body.detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["count"], 81, "{detail}");
-    assert_eq!(gw.gw.audit_store.len(), before + 22);
+    assert_eq!(gw.store().await.len(), before + 22);
 }
 
 /// Below the data directory's low-water mark the gateway says it is not
@@ -729,7 +729,7 @@ async fn behind_a_trusted_balancer_the_proxy_header_names_the_caller() {
         .parse()
         .unwrap();
     let _ = resp.into_body().collect().await;
-    let event = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+    let event = gw.store().await.get(seq).unwrap().unwrap().body;
     assert_eq!(event.source, "203.0.113.7:4000");
 
     // The trusted peer's own connection without a header: refused.

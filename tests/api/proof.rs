@@ -66,18 +66,18 @@ async fn a_signed_lookup_carries_a_proof_that_verifies_and_is_in_the_log() {
     );
     assert_eq!(claims["audit_seq"], json!(r.audit_seq()));
     assert_eq!(claims["node"], json!(gw.gw.config.node_id));
-    let event = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    let event = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
     assert_eq!(event.proof, Some(tongban::proof::proof_hash(&proof)));
     // And the chain still verifies with proofs in it.
-    assert!(gw.gw.audit_store.verify(None).unwrap().ok());
+    assert!(gw.store().await.verify(None).unwrap().ok());
 
     // Unasked, an optional grant answers unsigned and records no proof.
     let plain = lookup(&gw, &id, None).await;
     assert!(plain.body.get("proof").is_none());
     assert!(plain.headers.get("preference-applied").is_none());
     let event = gw
-        .gw
-        .audit_store
+        .store()
+        .await
         .get(plain.audit_seq())
         .unwrap()
         .unwrap()
@@ -184,7 +184,7 @@ async fn a_grant_that_requires_signing_signs_every_answer_verify_and_batch_too()
     assert_eq!(claims["last_seq"], b.body["audit"]["last_seq"]);
     let first = b.audit_seq();
     for seq in first..=first + 1 {
-        let e = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+        let e = gw.store().await.get(seq).unwrap().unwrap().body;
         assert_eq!(
             e.proof,
             Some(tongban::proof::proof_hash(proof)),

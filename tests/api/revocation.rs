@@ -204,7 +204,7 @@ async fn a_connection_opened_before_the_revocation_is_refused_at_its_next_reques
                 .ends_with("/client-certificate-revoked"),
             "{version}: {body}"
         );
-        let event = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+        let event = gw.store().await.get(seq).unwrap().unwrap().body;
         assert_eq!(event.operation, "client-certificate-revoked");
         assert!(event.cert_fingerprint.is_some());
     }

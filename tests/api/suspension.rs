@@ -85,7 +85,7 @@ async fn a_suspended_department_is_refused_on_an_open_connection_until_resumed()
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["suspended"], true);
-    let suspend_event = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    let suspend_event = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
     assert_eq!(suspend_event.operation, "policy.suspend");
     assert!(suspend_event.detail.unwrap().contains("SEC-7"));
 
@@ -96,7 +96,7 @@ async fn a_suspended_department_is_refused_on_an_open_connection_until_resumed()
         !body.to_string().contains("SEC-7"),
         "the reason is for administrators"
     );
-    let refused = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+    let refused = gw.store().await.get(seq).unwrap().unwrap().body;
     assert_eq!(refused.reason.as_deref(), Some("department-suspended"));
     assert_eq!(refused.dept.as_deref(), Some("minzheng"));
     assert!(refused.fields.is_empty());
@@ -271,14 +271,14 @@ async fn revoked_tokens_are_refused_though_valid_and_cached() {
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let added = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    let added = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
     assert_eq!(added.operation, "policy.revoke_token");
     let refused = ask(&leaked).await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "{}", refused.text);
     assert_eq!(refused.problem_type(), Some("/problems/token-revoked"));
     let e = gw
-        .gw
-        .audit_store
+        .store()
+        .await
         .get(refused.audit_seq())
         .unwrap()
         .unwrap()
@@ -390,7 +390,7 @@ async fn a_suspended_departments_batch_is_refused_with_no_data() {
         let name = gw.sample_record("gongan.hukou", id)["name"].clone();
         assert!(!r.text.contains(name.as_str().unwrap()), "no record left");
     }
-    let event = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    let event = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
     assert_eq!(event.status, 403);
     assert!(event.fields.is_empty());
 }
@@ -498,7 +498,7 @@ async fn a_connection_remembers_a_token_without_trusting_it_for_anything_else() 
     ] {
         let (status, body, seq) = lookup(tok).await;
         assert_eq!(status, StatusCode::OK, "{body}");
-        let event = gw.gw.audit_store.get(seq).unwrap().unwrap().body;
+        let event = gw.store().await.get(seq).unwrap().unwrap().body;
         assert_eq!(event.subject.as_deref(), Some(sub));
     }
     let r = admin_post(

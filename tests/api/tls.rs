@@ -35,7 +35,7 @@ async fn required_client_certificates_refuse_strangers_and_record_fingerprints()
         Some((chain, key)),
     );
     assert!(stranger.request("GET", &path, &headers).await.is_err());
-    assert_eq!(gw.gw.audit_store.len(), 0, "nothing reached the gateway");
+    assert_eq!(gw.store().await.len(), 0, "nothing reached the gateway");
 
     // The department's own certificate: served, and its fingerprint is in the event.
     let r = gw
@@ -50,7 +50,7 @@ async fn required_client_certificates_refuse_strangers_and_record_fingerprints()
         .next()
         .unwrap()
         .unwrap();
-    let event = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap();
+    let event = gw.store().await.get(r.audit_seq()).unwrap().unwrap();
     assert_eq!(
         event.body.cert_fingerprint,
         Some(tongban::audit::event::sha256(der.as_ref()))
@@ -66,8 +66,8 @@ async fn optional_mode_serves_callers_without_certificates() {
     let r = gw.get("/v1/catalog", Some(&tok), None, None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(
-        gw.gw
-            .audit_store
+        gw.store()
+            .await
             .get(r.audit_seq())
             .unwrap()
             .unwrap()
@@ -166,7 +166,7 @@ async fn a_certificate_and_a_token_must_name_the_same_caller() {
             Some("/problems/certificate-department-mismatch")
         );
         assert!(!r.text.contains("hukou_address"));
-        let event = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+        let event = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
         assert_eq!(event.status, 401, "refused and audited");
     }
 

@@ -169,8 +169,8 @@ async fn lookup(gw: &TestGateway, id: &str) -> TestResponse {
         .unwrap()
 }
 
-fn event_of(gw: &TestGateway, r: &TestResponse) -> tongban::audit::EventBody {
-    gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body
+async fn event_of(gw: &TestGateway, r: &TestResponse) -> tongban::audit::EventBody {
+    gw.store().await.get(r.audit_seq()).unwrap().unwrap().body
 }
 
 #[tokio::test]
@@ -202,7 +202,7 @@ async fn the_reference_upstream_answers_over_mutual_tls_and_only_granted_fields_
         r.body["record"],
         json!({"property_count": held["property_count"]})
     );
-    let e = event_of(&gw, &r);
+    let e = event_of(&gw, &r).await;
     assert_eq!(e.fields, vec!["property_count".to_owned()]);
     // Not held by the owner: 404, as from the embedded store.
     let r = lookup(&gw, "11010519491231002X").await;
@@ -239,7 +239,7 @@ async fn an_upstream_refuses_a_gateway_without_its_client_certificate() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.problem_type(), Some("/problems/upstream-unavailable"));
     assert_eq!(r.body["dataset"], DATASET);
-    let e = event_of(&gw, &r);
+    let e = event_of(&gw, &r).await;
     assert_eq!(e.reason.as_deref(), Some("upstream-unavailable"));
     assert_eq!(e.status, 503);
     assert!(e.fields.is_empty());
@@ -331,7 +331,7 @@ async fn a_slow_upstream_times_out_and_a_down_one_fails_fast_then_recovers() {
     assert_eq!(r.problem_type(), Some("/problems/upstream-timeout"));
     assert!(started.elapsed() < Duration::from_millis(1500));
     assert_eq!(
-        event_of(&gw, &r).reason.as_deref(),
+        event_of(&gw, &r).await.reason.as_deref(),
         Some("upstream-timeout")
     );
 

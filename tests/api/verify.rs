@@ -84,7 +84,7 @@ async fn a_verify_only_field_is_checked_without_disclosing_it() {
     assert!(!r.text.contains(record["employer"].as_str().unwrap()));
 
     // Audited with the fields checked and the outcomes, not the values.
-    let e = gw.gw.audit_store.get(r.audit_seq()).unwrap().unwrap().body;
+    let e = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
     assert_eq!(e.operation, "verify");
     assert_eq!(
         e.fields,
@@ -264,8 +264,8 @@ async fn bisecting_a_verify_only_value_recovers_nothing_beyond_the_grants_predic
 
     // Every verify event records the predicates asked, never a value held.
     let e = gw
-        .gw
-        .audit_store
+        .store()
+        .await
         .get(r.audit_seq() - 1)
         .unwrap()
         .unwrap()
