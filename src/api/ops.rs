@@ -224,7 +224,13 @@ fn readiness(gw: &Gateway, details: bool) -> (StatusCode, Json<serde_json::Value
             "policy_version": policy.version(),
             "grants": policy.set.grants.len(),
             "datasets": policy.set.datasets.len(),
-            "audit_writer": if writer_ok { "healthy" } else { "failed" },
+            "audit_writer": if writer_ok {
+                "healthy"
+            } else if gw.audit.is_behind() {
+                "behind"
+            } else {
+                "failed"
+            },
             "disk": {
                 "free_mb": disk_free.map(|b| b >> 20),
                 "low_water_mb": low_water,

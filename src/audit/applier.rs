@@ -5,10 +5,11 @@
 //! path. This thread owns the rest: it takes the writer's groups in order
 //! (several at a time when they queue), inserts their event chunks, block
 //! summaries and checkpoints into sled and their residents into the
-//! resident index, then advances the applied sequence number
-//! ([`Progress`]). Officers' reads wait until it reaches the durable number
-//! they saw at their start ([`Progress::reach`]), so a search never misses
-//! an acknowledged event. Write-ahead segments are removed only behind it:
+//! resident index, then advances the applied sequence number and group
+//! count ([`Progress`]). Officers' reads wait until it has filed every group
+//! durable at their start ([`Progress::reach`]), checkpoint-only groups
+//! included, so a search never misses an acknowledged event or a signed
+//! checkpoint. Write-ahead segments are removed only behind it:
 //! once it has applied an ended segment's records, a thread of its own
 //! flushes sled, syncs its file and removes the segment.
 //!
@@ -34,7 +35,9 @@ use super::wal;
 
 /// How often a refused batch is tried again.
 const RETRY: Duration = Duration::from_secs(1);
-/// Most groups filed in one batch.
+/// Most groups filed in one batch, and most waiting for the applier: a
+/// writer ahead by more waits (sled slower than the write-ahead file holds
+/// the commit path back rather than memory growing without bound).
 const MAX_GROUPS: usize = 256;
 
 /// A durable group, for the applier.
@@ -48,6 +51,8 @@ pub(crate) struct Group {
     pub checkpoint: Option<Box<SignedCheckpoint>>,
     /// The highest sequence number it covers.
     pub through: u64,
+    /// Its number among the writer's durable groups (from 1 in each run).
+    pub number: u64,
 }
 
 /// What the writer hands the applier, in order.
@@ -67,21 +72,23 @@ pub(crate) enum Work {
 /// How far the applier got, for the writer, readiness and readers.
 #[derive(Debug)]
 pub struct Progress {
-    applied: tokio::sync::watch::Sender<u64>,
+    /// The highest sequence number filed, and how many of this run's
+    /// durable groups are filed (a group may hold only a checkpoint).
+    applied: tokio::sync::watch::Sender<(u64, u64)>,
     behind: AtomicBool,
 }
 
 impl Progress {
     fn new(applied: u64) -> Self {
         Self {
-            applied: tokio::sync::watch::Sender::new(applied),
+            applied: tokio::sync::watch::Sender::new((applied, 0)),
             behind: AtomicBool::new(false),
         }
     }
 
     /// The highest sequence number filed in sled (with everything before it).
     pub fn applied(&self) -> u64 {
-        *self.applied.borrow()
+        self.applied.borrow().0
     }
 
     /// Whether sled refused a batch the applier has not yet filed.
@@ -89,10 +96,11 @@ impl Progress {
         self.behind.load(Ordering::Acquire)
     }
 
-    /// Waits until every event up to `seq` is filed, at most `within`.
-    pub async fn reach(&self, seq: u64, within: Duration) -> Result<(), AuditError> {
+    /// Waits until the first `groups` durable groups of this run are
+    /// filed, at most `within`.
+    pub async fn reach(&self, groups: u64, within: Duration) -> Result<(), AuditError> {
         let mut rx = self.applied.subscribe();
-        match tokio::time::timeout(within, rx.wait_for(|a| *a >= seq)).await {
+        match tokio::time::timeout(within, rx.wait_for(|a| a.1 >= groups)).await {
             Ok(Ok(_)) => Ok(()),
             _ => Err(AuditError::Behind),
         }
@@ -127,7 +135,7 @@ impl Applier {
                 .name("audit-wal-retire".into())
                 .spawn(move || retire_segments(&db, &data_dir, sync, &retired))?
         };
-        let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+        let (tx, rx) = std::sync::mpsc::sync_channel(MAX_GROUPS);
         let state = State {
             store,
             data_dir: data_dir.to_owned(),
@@ -163,8 +171,9 @@ impl Applier {
         }
     }
 
-    /// Files what is pending, flushes sled and removes the write-ahead
-    /// segments through `segment` (unless behind), and stops.
+    /// Tries once more to file what is pending; then, unless something is
+    /// still not filed, flushes sled and removes the write-ahead segments
+    /// through `segment`; and stops.
     pub(crate) fn stop(&mut self, segment: u64) {
         self.send(Work::Stop { segment });
         if let Some(thread) = self.thread.take() {
@@ -215,7 +224,8 @@ impl State {
                 match work {
                     Work::Group(g) => {
                         self.pending.push(g);
-                        if self.pending.len() >= MAX_GROUPS {
+                        // (While behind, the retry's interval decides.)
+                        if self.pending.len() >= MAX_GROUPS && !self.progress.is_behind() {
                             self.file();
                         }
                     }
@@ -247,6 +257,7 @@ impl State {
         let mut summaries = Vec::new();
         let mut entries = Vec::new();
         let mut through = 0;
+        let mut number = 0;
         let mut events = false;
         for g in &self.pending {
             entries.extend(AuditStore::entries(&g.events, &[], g.checkpoint.as_deref()));
@@ -261,6 +272,7 @@ impl State {
                 events = true;
             }
             through = through.max(g.through);
+            number = number.max(g.number);
         }
         if events {
             summaries.push(block.clone());
@@ -277,7 +289,7 @@ impl State {
                 for g in self.pending.drain(..) {
                     self.store.index_committed(&g.events);
                 }
-                self.progress.applied.send_replace(through);
+                self.progress.applied.send_replace((through, number));
                 if self.progress.behind.swap(false, Ordering::AcqRel) {
                     tracing::warn!(
                         through,

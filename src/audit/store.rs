@@ -190,8 +190,8 @@ impl AuditStore {
         }
     }
 
-    /// Indexes the stored events the resident index has not seen (at open,
-    /// and after a failed group commit that may have stored part of a group).
+    /// Indexes the stored events the resident index has not seen (at open:
+    /// events replayed, or filed by a run that stopped before indexing them).
     pub(crate) fn catch_up_index(&self) -> Result<(), AuditError> {
         let from = self.residents.indexed_through() + 1;
         let mut pending = Vec::new();
@@ -323,8 +323,9 @@ impl AuditStore {
         Ok(verify_log(anchor, events, &checkpoints, keys)?)
     }
 
-    /// What a group commit inserts, in order: its event chunks, block
-    /// summaries and checkpoint (the writer logs them ahead, then applies them).
+    /// What filing a group inserts, in order: its event chunks, block
+    /// summaries and checkpoint (the applier files them behind the
+    /// write-ahead file; a replay files a record's events the same way).
     pub(crate) fn entries(
         batch: &[SealedEvent],
         summaries: &[(u64, BlockSummary)],

@@ -126,6 +126,8 @@ pub struct AuditWriter {
     on_way: Arc<OnWay>,
     healthy: Arc<AtomicBool>,
     durable: Arc<AtomicU64>,
+    /// Durable groups of this run (what [`Self::caught_up`] waits for).
+    committed: Arc<AtomicU64>,
     progress: Arc<Progress>,
     stats: Arc<WriterStats>,
     thread: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -262,6 +264,7 @@ impl AuditWriter {
             });
         }
         let applier = Applier::start(store, data_dir, sync, head.0)?;
+        let committed = Arc::new(AtomicU64::new(0));
         let progress = applier.progress().clone();
         let options_node = options.node.clone();
         let mut state = State {
@@ -274,6 +277,7 @@ impl AuditWriter {
             options,
             healthy: healthy.clone(),
             durable: durable.clone(),
+            committed: committed.clone(),
             stats: stats.clone(),
             on_way: on_way.clone(),
             acker,
@@ -299,6 +303,7 @@ impl AuditWriter {
             on_way,
             healthy,
             durable,
+            committed,
             progress,
             stats,
             thread: std::sync::Mutex::new(Some(thread)),
@@ -390,13 +395,22 @@ impl AuditWriter {
         self.progress.applied()
     }
 
-    /// Waits until the store holds every event durable now: a reader that
-    /// waits for this first misses no acknowledged event. At most ten
-    /// seconds (then the store is behind: [`AuditError::Behind`]).
+    /// Waits until the store holds every group durable now (events and
+    /// checkpoints): a reader that waits for this first misses no
+    /// acknowledged event and no signed checkpoint. At most ten seconds
+    /// (then the store is behind: [`AuditError::Behind`]).
     pub async fn caught_up(&self) -> Result<(), AuditError> {
         self.progress
-            .reach(self.durable_seq(), Duration::from_secs(10))
+            .reach(
+                self.committed.load(Ordering::Acquire),
+                Duration::from_secs(10),
+            )
             .await
+    }
+
+    /// Whether sled refused durable events not yet filed.
+    pub fn is_behind(&self) -> bool {
+        self.progress.is_behind()
     }
 
     /// Counters of the writer's work.
@@ -462,6 +476,8 @@ struct State {
     options: WriterOptions,
     healthy: Arc<AtomicBool>,
     durable: Arc<AtomicU64>,
+    /// Durable groups of this run.
+    committed: Arc<AtomicU64>,
     stats: Arc<WriterStats>,
     /// Requests on their way to append (see [`InFlight`]).
     on_way: Arc<OnWay>,
@@ -656,6 +672,10 @@ impl State {
                     .fetch_add(sealed.len() as u64, Ordering::Relaxed);
                 let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
                 self.stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
+                // Counted before any request is answered: a reader that
+                // starts after an answer waits for this group.
+                let number = self.committed.load(Ordering::Acquire) + 1;
+                self.committed.store(number, Ordering::Release);
                 let mut next = first;
                 let mut acks = Vec::with_capacity(batch.len());
                 for ((_, ack, _), n) in batch.drain(..).zip(counts) {
@@ -668,14 +688,16 @@ impl State {
                     bodies,
                     checkpoint: checkpoint.map(Box::new),
                     through: seq,
+                    number,
                 }));
                 self.rotate_if_due();
             }
             Err(e) => {
-                tracing::error!(error = %e, events = batch.len(), "audit group commit failed: refusing these requests");
-                // A store behind is unready by itself, until it catches up;
-                // a failed write until a group is written again.
+                // A store behind is unready by itself (the applier said so,
+                // once), until it catches up; a failed write until a group
+                // is written again.
                 if !matches!(*e, AuditError::Behind) {
+                    tracing::error!(error = %e, events = batch.len(), "audit group commit failed: refusing these requests");
                     self.healthy.store(false, Ordering::Release);
                 }
                 let acks = batch
@@ -729,7 +751,8 @@ const LOOK_AGAIN: Duration = Duration::from_micros(50);
 
 /// A write-ahead segment ends at this size,
 const ROTATE_BYTES: u64 = 8 << 20;
-/// or this long after it began (then sled is flushed and it is removed).
+/// or this long after it began (it is removed once the applier has filed
+/// its records and sled is flushed).
 const ROTATE_AGE: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
@@ -773,6 +796,34 @@ mod tests {
         assert_eq!(seq, 1);
         w.caught_up().await.unwrap();
         assert_eq!(store.get(1).unwrap().unwrap().body, body(1));
+        w.close().await;
+    }
+
+    /// A reader waits for a checkpoint the writer signed, though it holds
+    /// no event (the sequence number does not move): an export after it
+    /// finds the checkpoint it was promised.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_reader_waits_for_a_checkpoint_not_yet_filed() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, store) = writer(dir.path(), Duration::ZERO);
+        assert_eq!(w.append(body(1)).await.unwrap(), 1);
+        w.caught_up().await.unwrap();
+        let failing = Arc::new(AtomicBool::new(true));
+        let plan = failing.clone();
+        let _armed = crate::faults::arm(dir.path(), move |point| {
+            (point == "audit.apply" && plan.load(Ordering::SeqCst))
+                .then_some(crate::faults::Fault::Fail)
+        });
+        assert_eq!(w.checkpoint_now().await.unwrap(), 1);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(500), w.caught_up())
+                .await
+                .is_err(),
+            "the checkpoint is not filed yet: the reader waits"
+        );
+        failing.store(false, Ordering::SeqCst);
+        w.caught_up().await.unwrap();
+        assert_eq!(store.last_checkpoint_seq().unwrap(), 1);
         w.close().await;
     }
 

@@ -2,9 +2,10 @@
 //! that streams this node's durable events there, and the reader that
 //! verifies each node's copy (`tongban audit verify --cluster`).
 //!
-//! Each node's own sled chain stays the record that requests wait for
-//! (fail-closed, durable before an answer leaves). The shipper copies what
-//! is durable, in order, a bounded batch at a time: each batch is one
+//! Each node's own chain stays the record that requests wait for
+//! (fail-closed, durable in its write-ahead file before an answer leaves).
+//! The shipper copies what the node's applier has filed in sled, in order,
+//! a bounded batch at a time: each batch is one
 //! transaction that inserts its events (`ON CONFLICT DO NOTHING`: shipping
 //! is at-least-once, the table holds each `(node_id, seq)` once), the
 //! checkpoints they reach, and the node's new shipped-through mark, so a
@@ -226,8 +227,9 @@ impl Columns {
 }
 
 impl PolicyStore {
-    /// Ships the next batch (at most `max` events) of this node's durable
-    /// events, with the checkpoints they reach. Returns how many it shipped.
+    /// Ships the next batch (at most `max` events) of this node's events
+    /// filed in its store through `durable` (the applier's applied number),
+    /// with the checkpoints they reach. Returns how many it shipped.
     pub async fn ship_audit(
         &self,
         node_id: &str,

@@ -469,10 +469,11 @@ pub fn spawn_cluster_heartbeat(gw: Arc<Gateway>, listen: String) -> tokio::task:
 
 /// Most events in one shipping transaction.
 const SHIP_BATCH: u64 = 1000;
-/// How often the shipper looks for new durable events when it has caught up.
+/// How often the shipper looks for new filed events when it has caught up.
 const SHIP_EVERY: Duration = Duration::from_millis(200);
 
-/// In cluster mode: copies this node's durable audit events into
+/// In cluster mode: copies this node's audit events (those the applier has
+/// filed, with everything before them) into
 /// PostgreSQL (`cluster::audit`), in order, `SHIP_BATCH` at a time, and
 /// again every `SHIP_EVERY` once caught up. While PostgreSQL is away it
 /// retries with backoff (up to 5 s); nothing is held in memory meanwhile:

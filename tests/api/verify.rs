@@ -76,8 +76,12 @@ async fn a_verify_only_field_is_checked_without_disclosing_it() {
         [base >= 3000, insured, !record["monthly_pension"].is_null()]
     );
     assert!(r.body.get("record").is_none());
+    // Not in the answer (its audit reference aside: a random request id
+    // may hold any run of digits).
+    let mut answer = r.body.clone();
+    answer.as_object_mut().unwrap().remove("audit");
     assert!(
-        !r.text.contains(&base.to_string()),
+        !answer.to_string().contains(&base.to_string()),
         "the value left the gateway: {}",
         r.text
     );
