@@ -108,7 +108,10 @@ mod armed {
                 .append(true)
                 .open(path)
             {
-                let _ = writeln!(f, "{name}");
+                // One write per line (O_APPEND): points reached on two
+                // threads at once (the writer's and the applier's) never
+                // interleave within a line.
+                let _ = f.write_all(format!("{name}\n").as_bytes());
             }
         }
         if let Some((at, n, seen)) = exit_at() {
