@@ -164,10 +164,13 @@ fn fetch_context<'a>(event: &'a EventBody, t: &'a Target) -> FetchContext<'a> {
     }
 }
 
-/// The refusal when the owner holds no record of the resident.
-fn no_record(dataset: &DatasetId) -> ApiError {
-    ApiError::from(Problem::ResidentNotFound {
-        dataset: dataset.to_string(),
+/// A provider's answer about the target's resident: its failure logged
+/// and refused, no record 404.
+fn found<T>(answer: Result<Option<T>, ProviderError>, t: &Target) -> Result<T, ApiError> {
+    answer.map_err(|e| provider_error(&e))?.ok_or_else(|| {
+        ApiError::from(Problem::ResidentNotFound {
+            dataset: t.dataset.to_string(),
+        })
     })
 }
 
@@ -233,16 +236,17 @@ async fn run_lookup(
     )
     .await?;
     let (spec, provider) = provider_of(gw, &policy, &t.dataset)?;
-    let disclosure = provider
-        .fetch_disclosed(
-            fetch_context(event, &t),
-            spec,
-            &t.resident,
-            &allowance.fields,
-        )
-        .await
-        .map_err(|e| provider_error(&e))?
-        .ok_or_else(|| no_record(&t.dataset))?;
+    let disclosure = found(
+        provider
+            .fetch_disclosed(
+                fetch_context(event, &t),
+                spec,
+                &t.resident,
+                &allowance.fields,
+            )
+            .await,
+        &t,
+    )?;
     event.fields = disclosure.names;
     let grant = &allowance.grant;
     let answer = super::answer::RecordAnswer {
@@ -381,16 +385,17 @@ async fn run_verify(
     )
     .await?;
     let (spec, provider) = provider_of(gw, &policy, &t.dataset)?;
-    let record = provider
-        .fetch_fields(
-            fetch_context(event, &t),
-            spec,
-            &t.resident,
-            &allowance.fields,
-        )
-        .await
-        .map_err(|e| provider_error(&e))?
-        .ok_or_else(|| no_record(&t.dataset))?;
+    let record = found(
+        provider
+            .fetch_fields(
+                fetch_context(event, &t),
+                spec,
+                &t.resident,
+                &allowance.fields,
+            )
+            .await,
+        &t,
+    )?;
     let outcomes = evaluate(&record, &conditions);
     event.detail = Some(json!({"predicates": conditions, "results": outcomes}).to_string());
     let all = outcomes.iter().all(|o| o.matches);

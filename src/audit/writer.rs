@@ -783,6 +783,17 @@ mod tests {
         (writer, store)
     }
 
+    /// Makes sled refuse the applier's filing under `dir` while the flag is set.
+    fn refuse_filing(dir: &Path) -> (Arc<AtomicBool>, crate::faults::Armed) {
+        let failing = Arc::new(AtomicBool::new(true));
+        let plan = failing.clone();
+        let armed = crate::faults::arm(dir, move |point| {
+            (point == "audit.apply" && plan.load(Ordering::SeqCst))
+                .then_some(crate::faults::Fault::Fail)
+        });
+        (failing, armed)
+    }
+
     /// With nothing on its way, a group is written at once, however long
     /// `group_wait` is.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -808,12 +819,7 @@ mod tests {
         let (w, store) = writer(dir.path(), Duration::ZERO);
         assert_eq!(w.append(body(1)).await.unwrap(), 1);
         w.caught_up().await.unwrap();
-        let failing = Arc::new(AtomicBool::new(true));
-        let plan = failing.clone();
-        let _armed = crate::faults::arm(dir.path(), move |point| {
-            (point == "audit.apply" && plan.load(Ordering::SeqCst))
-                .then_some(crate::faults::Fault::Fail)
-        });
+        let (failing, _armed) = refuse_filing(dir.path());
         assert_eq!(w.checkpoint_now().await.unwrap(), 1);
         assert!(
             tokio::time::timeout(Duration::from_millis(500), w.caught_up())
@@ -836,12 +842,7 @@ mod tests {
         let (w, store) = writer(dir.path(), Duration::ZERO);
         assert_eq!(w.append(body(1)).await.unwrap(), 1);
         w.caught_up().await.unwrap();
-        let failing = Arc::new(AtomicBool::new(true));
-        let plan = failing.clone();
-        let _armed = crate::faults::arm(dir.path(), move |point| {
-            (point == "audit.apply" && plan.load(Ordering::SeqCst))
-                .then_some(crate::faults::Fault::Fail)
-        });
+        let (failing, _armed) = refuse_filing(dir.path());
         assert_eq!(w.append(body(2)).await.unwrap(), 2, "durable, so answered");
         let deadline = Instant::now() + Duration::from_secs(10);
         while w.is_healthy() {

@@ -258,6 +258,30 @@ fn assert_all_there(home: &std::path::Path, acked: &[(u64, String)], what: &str)
     assert!(store.indexes_consistent().unwrap(), "{what}");
 }
 
+/// A demo home whose pension grant's quota lets one client look up as fast
+/// as it goes, a clerk's token for it, and sample residents.
+fn busy_home() -> (tempfile::TempDir, String, Vec<String>) {
+    let (base, _) = demo_home();
+    let grant = base.path().join("policies/grants/renshe-pension.toml");
+    let text = std::fs::read_to_string(&grant).unwrap();
+    std::fs::write(
+        &grant,
+        text.replace("quota = \"600/min\"", "quota = \"100000/min\""),
+    )
+    .unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = crate::helpers::mint(
+        base.path(),
+        "renshe",
+        "batch-1",
+        &["pension_clerk"],
+        now,
+        3600,
+    );
+    let ids = sample_ids(base.path(), "gongan.hukou", 20);
+    (base, token, ids)
+}
+
 /// The crash-step test: the audit log's durable writes (a group's append
 /// and sync, the inserts behind it, a rotation to a new or a reused segment
 /// file, the retiring of segments sled holds, the clean stop) are walked
@@ -266,15 +290,8 @@ fn assert_all_there(home: &std::path::Path, acked: &[(u64, String)], what: &str)
 /// event acknowledged before the stop is there and the chain verifies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_before_any_step_of_the_audit_writes_loses_no_acknowledged_event() {
-    let (base, _) = demo_home();
     // Lookups as fast as one client goes, for seconds: above the demo's quota.
-    let grant = base.path().join("policies/grants/renshe-pension.toml");
-    let text = std::fs::read_to_string(&grant).unwrap();
-    std::fs::write(
-        &grant,
-        text.replace("quota = \"600/min\"", "quota = \"100000/min\""),
-    )
-    .unwrap();
+    let (base, token, ids) = busy_home();
     // A spare segment file left by an earlier life, longer than any segment
     // of these runs: the first segment is a reused file whose tail still
     // holds bytes of its past, the second a new file, the third the first's
@@ -286,16 +303,6 @@ async fn a_stop_before_any_step_of_the_audit_writes_loses_no_acknowledged_event(
         .collect();
     std::fs::write(wal_dir.join(format!("spare-{:016}.wal", 1)), past).unwrap();
     let addr = free_addr();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let token = crate::helpers::mint(
-        base.path(),
-        "renshe",
-        "batch-1",
-        &["pension_clerk"],
-        now,
-        3600,
-    );
-    let ids = sample_ids(base.path(), "gongan.hukou", 20);
     // Long enough for two rotations (a segment ends a second after it
     // began; the second one reuses the file the first retired).
     let load = Duration::from_millis(2600);
@@ -378,25 +385,9 @@ async fn a_stop_before_any_step_of_the_audit_writes_loses_no_acknowledged_event(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_between_the_write_ahead_sync_and_the_applier_hides_no_acknowledged_event_from_a_search()
  {
-    let (base, _) = demo_home();
-    let grant = base.path().join("policies/grants/renshe-pension.toml");
-    let text = std::fs::read_to_string(&grant).unwrap();
-    std::fs::write(
-        &grant,
-        text.replace("quota = \"600/min\"", "quota = \"100000/min\""),
-    )
-    .unwrap();
+    let (base, token, ids) = busy_home();
     let addr = free_addr();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let token = crate::helpers::mint(
-        base.path(),
-        "renshe",
-        "batch-1",
-        &["pension_clerk"],
-        now,
-        3600,
-    );
-    let ids = sample_ids(base.path(), "gongan.hukou", 20);
     let home = copy_home(base.path());
     let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
     let child = spawn_with_fault(
