@@ -266,7 +266,7 @@ impl AuditWriter {
         let applier = Applier::start(store, data_dir, sync, head.0)?;
         let committed = Arc::new(AtomicU64::new(0));
         let progress = applier.progress().clone();
-        let options_node = options.node.clone();
+        let node = super::event::encode_node(&options.node);
         let mut state = State {
             wal,
             applier,
@@ -281,7 +281,7 @@ impl AuditWriter {
             stats: stats.clone(),
             on_way: on_way.clone(),
             acker,
-            node: super::event::encode_node(&options_node),
+            node,
         };
         // The first event of a new epoch says so, for the officers' search.
         if let Some(event) = suite_change {
@@ -509,6 +509,9 @@ impl State {
         loop {
             let mut round = Round::default();
             round.take(waiter.block_on(rx.recv()), &mut batch, &self.on_way);
+            // Under load: how many events the group held when it last
+            // looked again for more.
+            let mut looked = None;
             loop {
                 while !round.stop && round.events < self.options.max_batch {
                     match rx.try_recv() {
@@ -519,8 +522,11 @@ impl State {
                 if round.stop || round.checkpoint || round.events >= self.options.max_batch {
                     break;
                 }
-                // Not busy and no request on its way: nothing to wait for.
-                if !busy && self.on_way.count.load(Ordering::Acquire) == 0 {
+                // No request on its way, and not busy, or under load a look
+                // found nothing new: nothing to wait for.
+                if self.on_way.count.load(Ordering::Acquire) == 0
+                    && (!busy || looked == Some(round.events))
+                {
                     break;
                 }
                 let left = round.oldest.map_or(Duration::ZERO, |o| {
@@ -534,17 +540,8 @@ impl State {
                     // come: look again in a moment (sleeping, not woken per
                     // request: a wake costs a context switch each), and
                     // close once a look finds nothing new and none on its way.
-                    let before = round.events;
+                    looked = Some(round.events);
                     std::thread::sleep(left.min(LOOK_AGAIN));
-                    while round.events < self.options.max_batch {
-                        match rx.try_recv() {
-                            Ok(msg) => round.take(Some(msg), &mut batch, &self.on_way),
-                            Err(_) => break,
-                        }
-                    }
-                    if round.events == before && self.on_way.count.load(Ordering::Acquire) == 0 {
-                        break;
-                    }
                     continue;
                 }
                 // A request is on its way: take it when it comes.
