@@ -403,15 +403,15 @@ pub enum Answer {
         /// sequence numbers are known; the proof is added as `proof`.
         proof: Option<Box<Map<String, Value>>>,
     },
-    /// Anything else (CSV, NDJSON streams), sent as it is.
-    /// A lookup's answer, typed; its `audit` is filled in once the event
-    /// is durable.
-    Record {
+    /// A record route's answer, typed; its `audit` is filled in once the
+    /// events are durable.
+    Typed {
         /// The answer.
-        answer: Box<answer::RecordAnswer>,
+        answer: Box<answer::Typed>,
         /// Claims to sign into its proof, as for [`Answer::Json`].
         proof: Option<Box<Map<String, Value>>>,
     },
+    /// Anything else (CSV, NDJSON streams), sent as it is.
     Raw {
         /// `Content-Type`.
         content_type: &'static str,
@@ -433,10 +433,18 @@ impl Answer {
         }
     }
 
+    /// 200 with a record route's typed answer, and the claims of its proof.
+    pub fn typed(answer: answer::Typed, proof: Option<Box<Map<String, Value>>>) -> Self {
+        Self::Typed {
+            answer: Box::new(answer),
+            proof,
+        }
+    }
+
     fn status(&self) -> StatusCode {
         match self {
             Self::Json { status, .. } => *status,
-            Self::Raw { .. } | Self::Record { .. } => StatusCode::OK,
+            Self::Raw { .. } | Self::Typed { .. } => StatusCode::OK,
         }
     }
 }
@@ -565,7 +573,7 @@ async fn finish_events(
     let slot: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let mut result = result;
     let finalize: Option<crate::audit::writer::Finalizer> = match &mut result {
-        Ok(Answer::Json { proof, .. } | Answer::Record { proof, .. }) => {
+        Ok(Answer::Json { proof, .. } | Answer::Typed { proof, .. }) => {
             proof.take().map(|claims| {
                 let keys = gw.answer_keys.clone();
                 let slot = slot.clone();
@@ -676,14 +684,14 @@ impl Answer {
                 }
                 response
             }
-            Answer::Record { mut answer, .. } => {
+            Answer::Typed { mut answer, .. } => {
                 let signed = proof.is_some();
-                answer.proof = proof;
-                answer.audit = answer::AuditRef {
+                let audit = answer::AuditRef {
                     last_seq: (last_seq > seq).then_some(last_seq),
                     request_id: request_id.to_owned(),
                     seq,
                 };
+                answer.seal(audit, proof);
                 json_response(StatusCode::OK, &answer, signed)
             }
             Answer::Raw {

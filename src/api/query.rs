@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -18,6 +18,9 @@ use serde_json::{Map, Value, json};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::answer::{
+    AuditRef, BatchAnswer, BatchItem, BatchStatus, GrantRef, RecordAnswer, Typed, VerifyAnswer,
+};
 use super::openapi as doc;
 use super::{Answer, RequestContext, bad_path, bad_query, finish, finish_batch, json_body};
 use crate::audit::{EventBody, EventKind};
@@ -28,8 +31,9 @@ use crate::pipeline::admit::{
     self, authenticate, check_department_limit, dataset_of, parse_fields, purpose_and_case,
 };
 use crate::pipeline::authn::Principal;
+use crate::pipeline::minimize::Disclosure;
 use crate::pipeline::minimize::minimize;
-use crate::pipeline::verify::{Condition, MAX_CONDITIONS, check_condition, evaluate};
+use crate::pipeline::verify::{Condition, MAX_CONDITIONS, Outcome, check_condition, evaluate};
 use crate::policy::CompiledPolicy;
 use crate::policy::decide::Allowance;
 use crate::policy::model::Operation;
@@ -74,7 +78,7 @@ pub(crate) struct LookupParams {
         ("traceparent" = Option<String>, Header, description = "W3C trace context; its trace id is logged and passed to upstream providers"),
     ),
     responses(
-        (status = 200, description = "The granted fields", body = doc::RecordAnswer),
+        (status = 200, description = "The granted fields", body = RecordAnswer),
         (status = 404, description = "Unknown dataset, or no record of this resident", body = doc::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -198,20 +202,46 @@ fn provider_error(e: &ProviderError) -> ApiError {
     ApiError::from_provider(e)
 }
 
-/// The members every record answer starts with.
-fn answer_head(t: &Target, allowance: &Allowance, policy: &CompiledPolicy) -> Map<String, Value> {
-    let grant = &allowance.grant;
-    let mut body = Map::new();
-    body.insert("dataset".into(), json!(t.dataset));
-    body.insert("resident".into(), json!(t.resident.masked()));
-    body.insert("purpose".into(), json!(t.purpose));
-    body.insert("case_ref".into(), json!(t.case_ref));
-    body.insert(
-        "grant".into(),
-        json!({"id": grant.id(), "version": grant.version()}),
-    );
-    body.insert("policy_version".into(), json!(policy.version()));
-    body
+/// The members every record answer shares: what was asked, and under
+/// which grant and policy it was answered.
+struct Head {
+    case_ref: Option<String>,
+    dataset: String,
+    grant: GrantRef,
+    policy_version: String,
+    purpose: String,
+}
+
+impl Head {
+    fn of(
+        dataset: &DatasetId,
+        purpose: &Purpose,
+        case_ref: Option<&CaseRef>,
+        allowance: &Allowance,
+        policy: &CompiledPolicy,
+    ) -> Self {
+        let grant = &allowance.grant;
+        Self {
+            case_ref: case_ref.map(|c| c.as_str().to_owned()),
+            dataset: dataset.to_string(),
+            grant: GrantRef {
+                id: grant.id().to_string(),
+                version: grant.version(),
+            },
+            policy_version: policy.version().to_owned(),
+            purpose: purpose.as_str().to_owned(),
+        }
+    }
+
+    fn for_target(t: &Target, allowance: &Allowance, policy: &CompiledPolicy) -> Self {
+        Self::of(
+            &t.dataset,
+            &t.purpose,
+            t.case_ref.as_ref(),
+            allowance,
+            policy,
+        )
+    }
 }
 
 async fn run_lookup(
@@ -248,52 +278,41 @@ async fn run_lookup(
         &t,
     )?;
     event.fields = disclosure.names;
-    let grant = &allowance.grant;
-    let answer = super::answer::RecordAnswer {
-        audit: super::answer::AuditRef {
-            last_seq: None,
-            request_id: String::new(),
-            seq: 0,
-        },
-        case_ref: t.case_ref.as_ref().map(|c| c.as_str().to_owned()),
-        dataset: t.dataset.to_string(),
-        grant: super::answer::GrantRef {
-            id: grant.id().to_string(),
-            version: grant.version(),
-        },
-        policy_version: policy.version().to_owned(),
+    let Head {
+        case_ref,
+        dataset,
+        grant,
+        policy_version,
+        purpose,
+    } = Head::for_target(&t, &allowance, &policy);
+    let answer = Typed::Record(RecordAnswer {
+        audit: AuditRef::pending(),
+        case_ref,
+        dataset,
+        grant,
+        policy_version,
         proof: None,
-        purpose: t.purpose.as_str().to_owned(),
+        purpose,
         record: disclosure.record,
         resident: t.resident.masked(),
-    };
-    // A signed answer attests the answer as returned: its claims are read
-    // from the same members.
-    let proof = if wants_proof(headers, &allowance) {
-        let mut body = answer_head(&t, &allowance, &policy);
-        let record: Value = serde_json::from_str(answer.record.get()).map_err(|e| {
-            provider_error(&ProviderError::BadRecord {
-                dataset: t.dataset.clone(),
-                message: format!("the disclosed record cannot be read back ({e})"),
-            })
-        })?;
-        body.insert("record".into(), record);
-        let mut c = claims(gw, event, &t.principal, Operation::Lookup, &body);
-        c.insert("resident_id".into(), json!(t.resident_as_sent));
-        Some(c)
-    } else {
-        None
-    };
-    Ok(Answer::Record {
-        answer: Box::new(answer),
-        proof,
-    })
+    });
+    let proof = wants_proof(headers, &allowance)
+        .then(|| claims(gw, event, &t.principal, Operation::Lookup, &answer))
+        .transpose()?
+        .map(|mut c| {
+            c.insert("resident_id".into(), json!(t.resident_as_sent));
+            c
+        });
+    Ok(Answer::typed(answer, proof))
 }
 
 /// Body of a verification.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = VerifyRequest)]
 pub(crate) struct VerifyBody {
+    /// 1 to 16 conditions.
+    #[schema(min_items = 1, max_items = 16)]
     conditions: Vec<Condition>,
 }
 
@@ -313,9 +332,9 @@ pub(crate) struct VerifyBody {
         ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号)"),
         ("Prefer" = Option<String>, Header, description = "`signed` (RFC 7240): add a signed answer (`proof`) and `Preference-Applied: signed`"),
     ),
-    request_body = doc::VerifyRequest,
+    request_body = VerifyBody,
     responses(
-        (status = 200, description = "One outcome per condition", body = doc::VerifyAnswer),
+        (status = 200, description = "One outcome per condition", body = VerifyAnswer),
         (status = 404, description = "Unknown dataset, or no record of this resident", body = doc::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit", body = doc::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = doc::Problem, content_type = "application/problem+json"),
@@ -396,18 +415,50 @@ async fn run_verify(
             .await,
         &t,
     )?;
-    let outcomes = evaluate(&record, &conditions);
-    event.detail = Some(json!({"predicates": conditions, "results": outcomes}).to_string());
-    let all = outcomes.iter().all(|o| o.matches);
-    let mut body = answer_head(&t, &allowance, &policy);
-    body.insert("results".into(), json!(outcomes));
-    body.insert("match".into(), json!(all));
-    let proof = wants_proof(headers, &allowance).then(|| {
-        let mut c = claims(gw, event, &t.principal, Operation::Verify, &body);
-        c.insert("resident_id".into(), json!(t.resident_as_sent));
-        c
+    let results = evaluate(&record, &conditions);
+    event.detail = Some(verify_detail(&conditions, &results));
+    let Head {
+        case_ref,
+        dataset,
+        grant,
+        policy_version,
+        purpose,
+    } = Head::for_target(&t, &allowance, &policy);
+    let answer = Typed::Verify(VerifyAnswer {
+        audit: AuditRef::pending(),
+        case_ref,
+        dataset,
+        grant,
+        matches: results.iter().all(|o| o.matches),
+        policy_version,
+        proof: None,
+        purpose,
+        resident: t.resident.masked(),
+        results,
     });
-    Ok(answer(body, proof))
+    let proof = wants_proof(headers, &allowance)
+        .then(|| claims(gw, event, &t.principal, Operation::Verify, &answer))
+        .transpose()?
+        .map(|mut c| {
+            c.insert("resident_id".into(), json!(t.resident_as_sent));
+            c
+        });
+    Ok(Answer::typed(answer, proof))
+}
+
+/// A verification's audit detail: the predicates asked (the caller's own
+/// values, or the grant's thresholds) and the outcomes, never a value held.
+fn verify_detail(predicates: &[Condition], results: &[Outcome]) -> String {
+    #[derive(serde::Serialize)]
+    struct Detail<'a> {
+        predicates: &'a [Condition],
+        results: &'a [Outcome],
+    }
+    serde_json::to_string(&Detail {
+        predicates,
+        results,
+    })
+    .unwrap_or_default()
 }
 
 /// What a verify request may ask under `allowance`: of a verify-only field
@@ -496,11 +547,16 @@ fn verifies_today(gw: &Gateway, grant: &str, resident: &[u8; 16], today: time::D
 }
 
 /// Body of a batch.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = BatchRequest)]
 pub(crate) struct BatchBody {
+    /// Resident IDs, answered in this order (at most the grant's and the gateway's batch limit).
+    #[schema(min_items = 1)]
     resident_ids: Vec<String>,
+    /// A subset of the granted fields (minimum necessary).
     #[serde(default)]
+    #[schema(value_type = Option<Vec<String>>)]
     fields: Option<Vec<FieldName>>,
 }
 
@@ -520,9 +576,9 @@ pub(crate) struct BatchBody {
         ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号)"),
         ("Prefer" = Option<String>, Header, description = "`signed` (RFC 7240): add a signed answer (`proof`) and `Preference-Applied: signed`"),
     ),
-    request_body = doc::BatchRequest,
+    request_body = BatchBody,
     responses(
-        (status = 200, description = "One answer per ID", body = doc::BatchAnswer),
+        (status = 200, description = "One answer per ID", body = BatchAnswer),
         (status = 404, description = "Unknown dataset", body = doc::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit", body = doc::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = doc::Problem, content_type = "application/problem+json"),
@@ -593,7 +649,6 @@ async fn run_batch(
         Ok(())
     })
     .await?;
-    let grant = &allowance.grant;
 
     let parsed: Vec<Result<ResidentId, crate::domain::InvalidId>> = resident_ids
         .iter()
@@ -622,7 +677,13 @@ async fn run_batch(
         let id = match parsed {
             Ok(id) => id,
             Err(err) => {
-                results.push(json!({"index": index, "status": "invalid_id", "detail": err.reason}));
+                results.push(BatchItem {
+                    detail: Some(err.reason.to_string()),
+                    index,
+                    record: None,
+                    resident: None,
+                    status: BatchStatus::InvalidId,
+                });
                 e.status = 400;
                 e.outcome = crate::audit::Outcome::Deny;
                 e.reason = Some(ProblemType::InvalidResidentId.slug().into());
@@ -631,41 +692,60 @@ async fn run_batch(
             }
         };
         e.resident = Some(gw.pseudonyms.pseudonym(&id));
-        let record = records.next().flatten();
-        match record {
+        e.outcome = crate::audit::Outcome::Allow;
+        let (record, status) = match records.next().flatten() {
             Some(record) => {
-                let disclosed = minimize(record, &allowance.fields);
-                e.fields = disclosed.keys().cloned().collect();
+                let disclosed =
+                    Disclosure::of(&minimize(record, &allowance.fields)).map_err(|err| {
+                        provider_error(&ProviderError::BadRecord {
+                            dataset: dataset.clone(),
+                            message: format!("the record cannot be rendered ({err})"),
+                        })
+                    })?;
+                e.fields = disclosed.names;
                 e.status = 200;
-                e.outcome = crate::audit::Outcome::Allow;
-                results.push(json!({"index": index, "resident": id.masked(), "status": "found", "record": disclosed}));
+                (Some(disclosed.record), BatchStatus::Found)
             }
             None => {
                 e.status = 404;
-                e.outcome = crate::audit::Outcome::Allow;
                 e.reason = Some(ProblemType::ResidentNotFound.slug().into());
-                results
-                    .push(json!({"index": index, "resident": id.masked(), "status": "not_found"}));
+                (None, BatchStatus::NotFound)
             }
-        }
+        };
+        results.push(BatchItem {
+            detail: None,
+            index,
+            record,
+            resident: Some(id.masked()),
+            status,
+        });
         per_resident.push(e);
     }
-    let mut body = Map::new();
-    body.insert("dataset".into(), json!(dataset));
-    body.insert("purpose".into(), json!(purpose));
-    body.insert("case_ref".into(), json!(case_ref));
-    body.insert(
-        "grant".into(),
-        json!({"id": grant.id(), "version": grant.version()}),
-    );
-    body.insert("policy_version".into(), json!(policy.version()));
-    body.insert("results".into(), Value::Array(results));
-    let proof = wants_proof(headers, &allowance).then(|| {
-        let mut c = claims(gw, event, &principal, Operation::Batch, &body);
-        c.insert("resident_ids".into(), json!(resident_ids));
-        c
+    let Head {
+        case_ref,
+        dataset,
+        grant,
+        policy_version,
+        purpose,
+    } = Head::of(&dataset, &purpose, case_ref.as_ref(), &allowance, &policy);
+    let answer = Typed::Batch(BatchAnswer {
+        audit: AuditRef::pending(),
+        case_ref,
+        dataset,
+        grant,
+        policy_version,
+        proof: None,
+        purpose,
+        results,
     });
-    Ok(answer(body, proof))
+    let proof = wants_proof(headers, &allowance)
+        .then(|| claims(gw, event, &principal, Operation::Batch, &answer))
+        .transpose()?
+        .map(|mut c| {
+            c.insert("resident_ids".into(), json!(resident_ids));
+            c
+        });
+    Ok(Answer::typed(answer, proof))
 }
 
 /// Whether to sign the answer: the caller asked (`Prefer: signed`, RFC 7240)
@@ -681,14 +761,19 @@ fn wants_proof(headers: &HeaderMap, allowance: &Allowance) -> bool {
 }
 
 /// What a signed answer attests, besides the audit sequence numbers the
-/// writer adds: who asked, why, under which grant, and the answer as returned.
+/// writer adds: who asked, why, under which grant, and the answer as
+/// returned (its claims are read from the answer's own members).
 fn claims(
     gw: &Gateway,
     event: &EventBody,
     principal: &Principal,
     operation: Operation,
-    body: &Map<String, Value>,
-) -> Box<Map<String, Value>> {
+    answer: &Typed,
+) -> Result<Box<Map<String, Value>>, ApiError> {
+    let body = serde_json::to_value(answer).map_err(|e| {
+        tracing::error!(error = %e, "an answer could not be read for its proof");
+        ApiError::from(Problem::ProviderFailed)
+    })?;
     let mut c = Map::new();
     c.insert(
         "iss".into(),
@@ -721,16 +806,7 @@ fn claims(
             c.insert(key.into(), v.clone());
         }
     }
-    Box::new(c)
-}
-
-fn answer(body: Map<String, Value>, proof: Option<Box<Map<String, Value>>>) -> Answer {
-    Answer::Json {
-        status: StatusCode::OK,
-        body,
-        etag: None,
-        proof,
-    }
+    Ok(Box::new(c))
 }
 
 /// The datasets and fields the caller may use, for which purposes, under which grants.

@@ -19,8 +19,8 @@ use crate::policy::model::FieldType;
 /// Most conditions in one request.
 pub const MAX_CONDITIONS: usize = 16;
 
-/// A comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// A comparison of a verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub enum Comparison {
     /// The field equals the value.
     #[serde(rename = "equals")]
@@ -42,17 +42,20 @@ pub enum Comparison {
 /// Verify requests a grant allows per resident and day, unless it says otherwise.
 pub const DEFAULT_BUDGET_PER_RESIDENT_DAY: u32 = 5;
 
-/// One condition, as a caller sends it, or as a grant names it among its
-/// `verify_predicates`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+/// One condition on a field, as a caller sends it, or as a grant names it
+/// among its `verify_predicates`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"field": "marital_status", "op": "equals", "value": "已婚"}))]
 pub struct Condition {
-    /// The field.
+    /// A field of the dataset.
+    #[schema(value_type = String, pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub field: FieldName,
     /// The comparison.
     pub op: Comparison,
-    /// The value to compare with (not for `exists`).
+    /// What to compare with, of the field's type (an array for `in`; none for `exists`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Value, required = false)]
     pub value: Option<Value>,
 }
 
@@ -76,8 +79,10 @@ impl Condition {
     }
 }
 
-/// The answer to one condition: its field, its comparison, and whether it holds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The outcome of one condition: its field, its comparison, and whether it
+/// holds; never the value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[schema(as = ConditionOutcome)]
 pub struct Outcome {
     /// The field.
     pub field: String,

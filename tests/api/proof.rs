@@ -155,6 +155,11 @@ async fn a_grant_that_requires_signing_signs_every_answer_verify_and_batch_too()
     assert_eq!(v.status, StatusCode::OK, "{}", v.text);
     let (_, claims) = tongban::proof::verify(v.body["proof"].as_str().unwrap(), &keys).unwrap();
     assert_eq!(claims["results"], v.body["results"]);
+    assert_eq!(claims["match"], v.body["match"]);
+    for member in ["case_ref", "dataset", "grant", "policy_version", "purpose"] {
+        assert_eq!(claims[member], v.body[member], "{member}");
+    }
+    assert_eq!(claims["resident_id"], shebao);
     assert_eq!(claims["operation"], "verify");
     assert!(claims.get("record").is_none());
 
