@@ -8,6 +8,7 @@ pub mod console;
 pub mod openapi;
 pub mod ops;
 pub mod query;
+pub mod request_id;
 
 use std::future::Future as _;
 use std::net::SocketAddr;
@@ -25,6 +26,7 @@ use crate::audit::{EventBody, EventKind, Outcome};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::problem::{PathFault, Problem, ProblemType, QueryFault};
+pub use request_id::RequestId;
 
 /// The connection a request came on: one shared [`Connection`], cloned
 /// into each request as one reference count.
@@ -297,8 +299,8 @@ impl std::fmt::Debug for DeadlineBody {
 /// Per-request facts gathered before any stage runs.
 #[derive(Debug)]
 pub struct RequestContext {
-    /// Random id, returned in `X-Request-Id` and recorded in the audit event.
-    pub request_id: String,
+    /// Returned in `X-Request-Id` and recorded in the audit event.
+    pub request_id: RequestId,
     /// When the request arrived (monotonic).
     pub started: Instant,
     /// When the request arrived, ms since the epoch.
@@ -332,28 +334,6 @@ pub fn trace_id(traceparent: Option<&axum::http::HeaderValue>) -> Option<String>
     ok.then(|| parts[1].to_owned())
 }
 
-/// A request id: 48 random bits drawn once per process, then a 48-bit
-/// counter. Unique within a process (it would take 2^48 requests to wrap)
-/// and, with overwhelming probability, across processes and nodes; it
-/// correlates, it is not a secret.
-fn next_request_id() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static PREFIX: std::sync::OnceLock<[u8; 6]> = std::sync::OnceLock::new();
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let prefix = PREFIX.get_or_init(|| {
-        let mut bytes = [0u8; 6];
-        // The system RNG does not fail on Linux; a zero prefix would still be unique per process.
-        let _ =
-            aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bytes);
-        bytes
-    });
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let mut id = [0u8; 12];
-    id[..6].copy_from_slice(prefix);
-    id[6..].copy_from_slice(&n.to_be_bytes()[2..]);
-    crate::policy::load::hex(&id)
-}
-
 impl FromRequestParts<Arc<Gateway>> for RequestContext {
     type Rejection = std::convert::Infallible;
 
@@ -362,7 +342,7 @@ impl FromRequestParts<Arc<Gateway>> for RequestContext {
         gw: &Arc<Gateway>,
     ) -> Result<Self, Self::Rejection> {
         Ok(Self {
-            request_id: next_request_id(),
+            request_id: RequestId::next(),
             started: Instant::now(),
             time_ms: gw.clock.unix_millis(),
             conn: parts
@@ -376,11 +356,24 @@ impl FromRequestParts<Arc<Gateway>> for RequestContext {
     }
 }
 
+/// The request's headers, moved out of the request rather than copied: the
+/// last extractor of a handler that reads them (after [`RequestContext`]).
+#[derive(Debug)]
+pub struct Headers(pub axum::http::HeaderMap);
+
+impl<S: Send + Sync> FromRequestParts<S> for Headers {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(std::mem::take(&mut parts.headers)))
+    }
+}
+
 impl RequestContext {
     /// A fresh audit event for this request.
-    pub fn event(&self, kind: EventKind, operation: &str) -> EventBody {
+    pub fn event(&self, kind: EventKind, operation: &'static str) -> EventBody {
         let mut e = EventBody::system(self.time_ms, kind, operation);
-        e.request_id.clone_from(&self.request_id);
+        e.request_id.push_str(&self.request_id);
         e.cert_fingerprint = self.conn.cert_fingerprint;
         e.source = self.conn.peer.map(|p| p.to_string()).unwrap_or_default();
         e.outcome = Outcome::Deny;
@@ -547,7 +540,7 @@ async fn finish_events(
         Err(e) => {
             event.status = e.status().as_u16();
             event.outcome = e.outcome();
-            event.reason = Some(e.slug().to_owned());
+            event.reason = Some(e.slug().into());
             event.fields.clear();
         }
     }
@@ -775,25 +768,4 @@ pub(crate) fn bad_query(e: &axum::extract::rejection::QueryRejection) -> ApiErro
 /// 400 for a path whose segments cannot be read (bad percent-encoding, not UTF-8).
 pub(crate) fn bad_path(e: &axum::extract::rejection::PathRejection) -> ApiError {
     ApiError::from(Problem::InvalidPath(PathFault::Unreadable(e.body_text())))
-}
-
-#[cfg(test)]
-mod request_id_tests {
-    use super::next_request_id;
-
-    #[test]
-    fn request_ids_are_24_hex_characters_and_never_repeat() {
-        let ids: std::collections::HashSet<String> =
-            (0..10_000).map(|_| next_request_id()).collect();
-        assert_eq!(ids.len(), 10_000);
-        assert!(ids.iter().all(|id| {
-            id.len() == 24
-                && id
-                    .bytes()
-                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-        }));
-        // One process, one prefix.
-        let prefixes: std::collections::HashSet<&str> = ids.iter().map(|id| &id[..12]).collect();
-        assert_eq!(prefixes.len(), 1);
-    }
 }

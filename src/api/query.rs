@@ -22,7 +22,9 @@ use super::answer::{
     AuditRef, BatchAnswer, BatchItem, BatchStatus, GrantRef, RecordAnswer, Typed, VerifyAnswer,
 };
 use super::openapi as doc;
-use super::{Answer, RequestContext, bad_path, bad_query, finish, finish_batch, json_body};
+use super::{
+    Answer, Headers, RequestContext, bad_path, bad_query, finish, finish_batch, json_body,
+};
 use crate::audit::{EventBody, EventKind};
 use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
 use crate::error::ApiError;
@@ -87,7 +89,7 @@ async fn lookup(
     ctx: RequestContext,
     path: Result<Path<(String, String)>, PathRejection>,
     params: Result<Query<LookupParams>, QueryRejection>,
-    headers: HeaderMap,
+    Headers(headers): Headers,
 ) -> Response {
     let mut event = ctx.event(EventKind::Query, Operation::Lookup.as_str());
     let result = run_lookup(&gw, &mut event, path, params, &headers).await;
@@ -344,7 +346,7 @@ async fn verify(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
     path: Result<Path<(String, String)>, PathRejection>,
-    headers: HeaderMap,
+    Headers(headers): Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut event = ctx.event(EventKind::Query, Operation::Verify.as_str());
@@ -588,7 +590,7 @@ async fn batch(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
-    headers: HeaderMap,
+    Headers(headers): Headers,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut event = ctx.event(EventKind::Query, Operation::Batch.as_str());
@@ -820,7 +822,7 @@ fn claims(
 async fn catalog(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
-    headers: HeaderMap,
+    Headers(headers): Headers,
 ) -> Response {
     let mut event = ctx.event(EventKind::Query, "catalog");
     let result = run_catalog(&gw, &mut event, &headers).await;

@@ -12,6 +12,8 @@
 //! version) says which, so the bytes describe themselves. The bytes include
 //! `prev_hash`, which chains each event to the one before.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 /// The format version written in every event of the `international` suite.
@@ -91,8 +93,9 @@ pub struct EventBody {
     pub request_id: String,
     /// What kind of request.
     pub kind: EventKind,
-    /// The operation (`lookup`, `catalog`, …).
-    pub operation: String,
+    /// The operation (`lookup`, `catalog`, …): a name of the gateway's own,
+    /// borrowed for the requests it answers.
+    pub operation: Cow<'static, str>,
     /// The caller's department, once authenticated.
     pub dept: Option<String>,
     /// The caller's subject, once authenticated.
@@ -116,7 +119,7 @@ pub struct EventBody {
     /// The decision.
     pub outcome: Outcome,
     /// The problem type slug for refusals and failures.
-    pub reason: Option<String>,
+    pub reason: Option<Cow<'static, str>>,
     /// The grant that decided, with its version.
     pub grant: Option<(String, u32)>,
     /// The policy set version in force.
@@ -182,7 +185,7 @@ impl From<EventV1> for Event {
                 time_ms: b.time_ms,
                 request_id: b.request_id,
                 kind: b.kind,
-                operation: b.operation,
+                operation: b.operation.into(),
                 dept: b.dept,
                 subject: b.subject,
                 roles: b.roles,
@@ -194,7 +197,7 @@ impl From<EventV1> for Event {
                 case_ref: b.case_ref,
                 fields: b.fields,
                 outcome: b.outcome,
-                reason: b.reason,
+                reason: b.reason.map(Cow::Owned),
                 grant: b.grant,
                 policy_version: b.policy_version,
                 status: b.status,
@@ -230,12 +233,12 @@ impl EventBody {
     }
 
     /// An event of the gateway itself (no request): a policy reload, say.
-    pub fn system(time_ms: i64, kind: EventKind, operation: &str) -> Self {
+    pub fn system(time_ms: i64, kind: EventKind, operation: &'static str) -> Self {
         Self {
             time_ms,
             request_id: String::new(),
             kind,
-            operation: operation.to_owned(),
+            operation: operation.into(),
             dept: None,
             subject: None,
             roles: Vec::new(),
@@ -415,7 +418,7 @@ pub(crate) mod tests {
                 time_ms: b.time_ms,
                 request_id: b.request_id.clone(),
                 kind: b.kind,
-                operation: b.operation.clone(),
+                operation: b.operation.to_string(),
                 dept: b.dept.clone(),
                 subject: b.subject.clone(),
                 roles: b.roles.clone(),
@@ -427,7 +430,7 @@ pub(crate) mod tests {
                 case_ref: b.case_ref.clone(),
                 fields: b.fields.clone(),
                 outcome: b.outcome,
-                reason: b.reason.clone(),
+                reason: b.reason.clone().map(Cow::into_owned),
                 grant: b.grant.clone(),
                 policy_version: b.policy_version.clone(),
                 status: b.status,

@@ -346,7 +346,7 @@ impl Disclosure {
             case_ref: b.case_ref.clone(),
             fields: b.fields.clone(),
             grant: b.grant.as_ref().map(|(id, v)| format!("{id}@{v}")),
-            operation: b.operation.clone(),
+            operation: b.operation.to_string(),
             proof: b.proof.map(|p| hex(&p)),
         })
     }

@@ -14,6 +14,7 @@
 //! decoded from them; verification recomputes the chain from the bytes and
 //! checks that the columns say what the bytes say.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -207,7 +208,7 @@ impl Columns {
             .push(i64::try_from(seq).map_err(|_| Unshippable::Beyond(seq))?);
         self.time_ms.push(b.time_ms);
         self.kind.push(kind_str(b.kind));
-        self.operation.push(b.operation);
+        self.operation.push(b.operation.into_owned());
         self.dept.push(b.dept);
         self.subject.push(b.subject);
         self.dataset.push(b.dataset);
@@ -215,7 +216,7 @@ impl Columns {
         self.purpose.push(b.purpose);
         self.case_ref.push(b.case_ref);
         self.outcome.push(b.outcome.as_str());
-        self.reason.push(b.reason);
+        self.reason.push(b.reason.map(Cow::into_owned));
         self.status.push(i32::from(b.status));
         self.grant_id.push(b.grant.map(|(g, _)| g));
         self.fields
