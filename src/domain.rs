@@ -51,20 +51,27 @@ fn check_code(s: &str, max: usize) -> Result<(), &'static str> {
 macro_rules! code_newtype {
     ($(#[$doc:meta])* $name:ident, $what:literal, $check:expr) => {
         $(#[$doc])*
+        ///
+        /// Held shared: a copy is a reference count, not an allocation.
         #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
 
         impl $name {
             /// Parses and validates.
             pub fn parse(s: &str) -> Result<Self, InvalidId> {
                 let check: fn(&str) -> Result<(), &'static str> = $check;
                 check(s).map_err(|reason| InvalidId::new($what, s, reason))?;
-                Ok(Self(s.to_owned()))
+                Ok(Self(s.into()))
             }
 
             /// The identifier as text.
             pub fn as_str(&self) -> &str {
                 &self.0
+            }
+
+            /// The identifier as shared text.
+            pub fn shared(&self) -> std::sync::Arc<str> {
+                self.0.clone()
             }
         }
 

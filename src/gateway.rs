@@ -567,8 +567,8 @@ impl Gateway {
                 .filter(|((_, node, _), _)| *node != cluster.node_id)
                 .map(|((id, node, change), applied)| {
                     let mut e = EventBody::system(time_ms, EventKind::PolicyAdmin, "policy.sync");
-                    e.dept = Some(self.config.operator_department.clone());
-                    e.subject = Some(format!("cluster (node {node})"));
+                    e.dept = Some(self.config.operator_department.as_str().into());
+                    e.subject = Some(format!("cluster (node {node})").into());
                     e.status = 200;
                     e.outcome = Outcome::Allow;
                     e.detail = Some(
@@ -800,9 +800,9 @@ impl Gateway {
             .iter()
             .map(|c| {
                 let mut e = EventBody::system(time_ms, EventKind::PolicyAdmin, origin.operation);
-                e.dept = Some(self.config.operator_department.clone());
-                e.subject = Some(origin.subject.clone());
-                e.policy_version = Some(set.version.clone());
+                e.dept = Some(self.config.operator_department.as_str().into());
+                e.subject = Some(origin.subject.as_str().into());
+                e.policy_version = Some(set.version.as_str().into());
                 e.status = 200;
                 e.outcome = Outcome::Allow;
                 let mut detail = serde_json::json!({"kind": c.kind, "id": c.id, "before": c.before, "after": c.after});

@@ -749,7 +749,7 @@ fn prepare_change<'g>(
         _ => None,
     };
     event.detail = Some(json!({"action": action, "kind": kind, "id": id, "version": version, "before": prepared.before, "after": prepared.after, "access": access}).to_string());
-    event.policy_version = Some(prepared.set.version.clone());
+    event.policy_version = Some(prepared.set.version.as_str().into());
     let entry = HistoryEntry {
         seq: 0,
         time_ms: gw.clock.unix_millis(),

@@ -65,6 +65,18 @@ pub struct Connection {
     pub cert_department: Option<Arc<str>>,
     /// The last token verified on this connection.
     pub token_memo: crate::pipeline::authn::TokenMemo,
+    /// The peer's address as its events record it, written once.
+    pub source: std::sync::OnceLock<crate::audit::event::Text>,
+}
+
+impl Connection {
+    /// The peer's address as text (empty if unknown), formatted once per
+    /// connection.
+    pub fn source(&self) -> crate::audit::event::Text {
+        self.source
+            .get_or_init(|| self.peer.map(|p| p.to_string()).unwrap_or_default().into())
+            .clone()
+    }
 }
 
 tokio::task_local! {
@@ -375,7 +387,7 @@ impl RequestContext {
         let mut e = EventBody::system(self.time_ms, kind, operation);
         e.request_id.push_str(&self.request_id);
         e.cert_fingerprint = self.conn.cert_fingerprint;
-        e.source = self.conn.peer.map(|p| p.to_string()).unwrap_or_default();
+        e.source = self.conn.source();
         e.outcome = Outcome::Deny;
         e
     }

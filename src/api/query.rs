@@ -117,7 +117,7 @@ fn target(
     headers: &HeaderMap,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Target, ApiError> {
-    event.policy_version = Some(policy.version().to_owned());
+    event.policy_version = Some(policy.version_text());
     let principal = authenticate(gw, policy, headers, event)?;
     let Path((dataset, resident_raw)) = path.map_err(|e| bad_path(&e))?;
     let resident = resident_raw.as_str();
@@ -393,7 +393,7 @@ async fn run_verify(
     }
     // The event records the predicates asked (the grant's own thresholds),
     // never a value held.
-    event.fields = fields.iter().map(ToString::to_string).collect();
+    event.fields = fields.iter().map(FieldName::shared).collect();
     let admit = |allowance: &Allowance| admit_verify(gw, &t, &conditions, allowance);
     let allowance = decide(
         gw,
@@ -540,7 +540,11 @@ fn verifies_today(gw: &Gateway, grant: &str, resident: &[u8; 16], today: time::D
         // Charged requests: answered, or asked of a resident with no record.
         if event.body.operation == "verify"
             && matches!(event.body.status, 200 | 404)
-            && event.body.grant.as_ref().is_some_and(|(g, _)| g == grant)
+            && event
+                .body
+                .grant
+                .as_ref()
+                .is_some_and(|(g, _)| &**g == grant)
         {
             n += 1;
         }
@@ -608,7 +612,7 @@ async fn run_batch(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Answer, ApiError> {
     let policy = gw.policy.snapshot();
-    event.policy_version = Some(policy.version().to_owned());
+    event.policy_version = Some(policy.version_text());
     let principal = authenticate(gw, &policy, headers, event)?;
     let Path(dataset) = path.map_err(|e| bad_path(&e))?;
     let dataset = dataset_of(&dataset, event)?;
@@ -835,7 +839,7 @@ async fn run_catalog(
     headers: &HeaderMap,
 ) -> Result<Answer, ApiError> {
     let policy = gw.policy.snapshot();
-    event.policy_version = Some(policy.version().to_owned());
+    event.policy_version = Some(policy.version_text());
     let principal = authenticate(gw, &policy, headers, event)?;
     check_department_limit(gw, &policy, &principal).await?;
     let today = gw.today();

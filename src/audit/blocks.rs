@@ -69,10 +69,10 @@ impl BlockSummary {
         self.last_seq = seq;
         self.min_time_ms = self.min_time_ms.min(e.time_ms);
         self.max_time_ms = self.max_time_ms.max(e.time_ms);
-        let put = |set: &mut BTreeSet<String>, v: &Option<String>| {
+        let put = |set: &mut BTreeSet<String>, v: &Option<crate::audit::event::Text>| {
             if let Some(v) = v {
-                if !set.contains(v) {
-                    set.insert(v.clone());
+                if !set.contains(&**v) {
+                    set.insert(v.to_string());
                 }
             }
         };

@@ -84,6 +84,11 @@ impl Outcome {
     }
 }
 
+/// Text an event shares with what it names (a department, a grant, a
+/// field, the policy version): a copy is a reference count. Encoded as a
+/// string, like any other.
+pub type Text = std::sync::Arc<str>;
+
 /// What a request fills in; the writer adds sequence number, node and chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventBody {
@@ -97,33 +102,33 @@ pub struct EventBody {
     /// borrowed for the requests it answers.
     pub operation: Cow<'static, str>,
     /// The caller's department, once authenticated.
-    pub dept: Option<String>,
+    pub dept: Option<Text>,
     /// The caller's subject, once authenticated.
-    pub subject: Option<String>,
+    pub subject: Option<Text>,
     /// The caller's roles, once authenticated.
-    pub roles: Vec<String>,
+    pub roles: Vec<Text>,
     /// SHA-256 fingerprint of the verified client certificate, if any.
     pub cert_fingerprint: Option<Hash>,
     /// The peer address.
-    pub source: String,
+    pub source: Text,
     /// The dataset asked for.
-    pub dataset: Option<String>,
+    pub dataset: Option<Text>,
     /// The resident, as a keyed pseudonym (never the ID itself).
     pub resident: Option<[u8; 16]>,
     /// The stated purpose.
-    pub purpose: Option<String>,
+    pub purpose: Option<Text>,
     /// The stated case reference.
     pub case_ref: Option<String>,
     /// Names of the fields that left the gateway (empty unless data left).
-    pub fields: Vec<String>,
+    pub fields: Vec<Text>,
     /// The decision.
     pub outcome: Outcome,
     /// The problem type slug for refusals and failures.
     pub reason: Option<Cow<'static, str>>,
     /// The grant that decided, with its version.
-    pub grant: Option<(String, u32)>,
+    pub grant: Option<(Text, u32)>,
     /// The policy set version in force.
-    pub policy_version: Option<String>,
+    pub policy_version: Option<Text>,
     /// The HTTP status answered.
     pub status: u16,
     /// Time from arrival to decision, microseconds.
@@ -143,20 +148,20 @@ struct EventBodyV1 {
     request_id: String,
     kind: EventKind,
     operation: String,
-    dept: Option<String>,
-    subject: Option<String>,
-    roles: Vec<String>,
+    dept: Option<Text>,
+    subject: Option<Text>,
+    roles: Vec<Text>,
     cert_fingerprint: Option<Hash>,
-    source: String,
-    dataset: Option<String>,
+    source: Text,
+    dataset: Option<Text>,
     resident: Option<[u8; 16]>,
-    purpose: Option<String>,
+    purpose: Option<Text>,
     case_ref: Option<String>,
-    fields: Vec<String>,
+    fields: Vec<Text>,
     outcome: Outcome,
     reason: Option<String>,
-    grant: Option<(String, u32)>,
-    policy_version: Option<String>,
+    grant: Option<(Text, u32)>,
+    policy_version: Option<Text>,
     status: u16,
     latency_us: u32,
     detail: Option<String>,
@@ -243,7 +248,7 @@ impl EventBody {
             subject: None,
             roles: Vec::new(),
             cert_fingerprint: None,
-            source: String::new(),
+            source: Text::from(""),
             dataset: None,
             resident: None,
             purpose: None,

@@ -43,7 +43,9 @@ impl EventFilter {
     /// Whether one event matches.
     pub fn matches(&self, e: &Event) -> bool {
         let b = &e.body;
-        let eq = |want: &Option<String>, have: &Option<String>| want.is_none() || want == have;
+        let eq = |want: &Option<String>, have: &Option<super::event::Text>| {
+            want.as_deref().is_none_or(|w| have.as_deref() == Some(w))
+        };
         self.resident.is_none_or(|r| b.resident == Some(r))
             && eq(&self.consumer, &b.dept)
             && eq(&self.subject, &b.subject)
@@ -339,12 +341,12 @@ impl Disclosure {
             seq: e.seq,
             time_ms: b.time_ms,
             time: format_time(b.time_ms, offset),
-            consumer: b.dept.clone().unwrap_or_default(),
-            subject: b.subject.clone().unwrap_or_default(),
-            dataset: b.dataset.clone().unwrap_or_default(),
-            purpose: b.purpose.clone().unwrap_or_default(),
+            consumer: b.dept.as_deref().unwrap_or_default().to_owned(),
+            subject: b.subject.as_deref().unwrap_or_default().to_owned(),
+            dataset: b.dataset.as_deref().unwrap_or_default().to_owned(),
+            purpose: b.purpose.as_deref().unwrap_or_default().to_owned(),
             case_ref: b.case_ref.clone(),
-            fields: b.fields.clone(),
+            fields: b.fields.iter().map(ToString::to_string).collect(),
             grant: b.grant.as_ref().map(|(id, v)| format!("{id}@{v}")),
             operation: b.operation.to_string(),
             proof: b.proof.map(|p| hex(&p)),

@@ -209,16 +209,16 @@ impl Columns {
         self.time_ms.push(b.time_ms);
         self.kind.push(kind_str(b.kind));
         self.operation.push(b.operation.into_owned());
-        self.dept.push(b.dept);
-        self.subject.push(b.subject);
-        self.dataset.push(b.dataset);
+        self.dept.push(b.dept.as_deref().map(str::to_owned));
+        self.subject.push(b.subject.as_deref().map(str::to_owned));
+        self.dataset.push(b.dataset.as_deref().map(str::to_owned));
         self.resident.push(b.resident.map(|r| r.to_vec()));
-        self.purpose.push(b.purpose);
+        self.purpose.push(b.purpose.as_deref().map(str::to_owned));
         self.case_ref.push(b.case_ref);
         self.outcome.push(b.outcome.as_str());
         self.reason.push(b.reason.map(Cow::into_owned));
         self.status.push(i32::from(b.status));
-        self.grant_id.push(b.grant.map(|(g, _)| g));
+        self.grant_id.push(b.grant.map(|(g, _)| g.to_string()));
         self.fields
             .push(serde_json::to_string(&b.fields).unwrap_or_else(|_| "[]".into()));
         self.request_id.push(b.request_id);

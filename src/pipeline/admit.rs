@@ -31,7 +31,7 @@ use axum::http::{HeaderMap, header};
 
 use crate::audit::EventBody;
 use crate::cluster::limits::LimitKey;
-use crate::domain::{CaseRef, DatasetId, FieldName, Purpose};
+use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, Role};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::pipeline::authn::Principal;
@@ -62,9 +62,9 @@ pub fn authenticate(
         })
         .unwrap_or_else(|_| gw.auth.authenticate(authorization(), known))
         .map_err(|e| ApiError::from(&e))?;
-    event.dept = Some(principal.dept.to_string());
+    event.dept = Some(principal.dept.shared());
     event.subject = Some(principal.subject.clone());
-    event.roles = principal.roles.iter().map(ToString::to_string).collect();
+    event.roles = principal.roles.iter().map(Role::shared).collect();
     if revoked(gw, &principal) {
         return Err(ApiError::from(&crate::pipeline::authn::AuthError::Revoked));
     }
@@ -128,7 +128,7 @@ pub fn staff(
     role: &str,
 ) -> Result<Arc<Principal>, ApiError> {
     let policy = gw.policy.snapshot();
-    event.policy_version = Some(policy.version().to_owned());
+    event.policy_version = Some(policy.version_text());
     let principal = authenticate(gw, &policy, headers, event)?;
     let operator = &gw.config.operator_department;
     if !principal.has_role(role) || principal.dept.as_str() != operator {
@@ -216,7 +216,7 @@ pub fn purpose_and_case(
         .ok_or_else(|| ApiError::from(Problem::PurposeRequired))?;
     let purpose = Purpose::parse(purpose)
         .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Purpose, e)))?;
-    event.purpose = Some(purpose.to_string());
+    event.purpose = Some(purpose.shared());
     let case_ref = single_header(headers, "x-case-ref")?
         .map(|c| {
             CaseRef::parse(c).map_err(|e| ApiError::from(Problem::InvalidId(IdInput::CaseRef, e)))
@@ -230,7 +230,7 @@ pub fn purpose_and_case(
 pub fn dataset_of(raw: &str, event: &mut EventBody) -> Result<DatasetId, ApiError> {
     let dataset = DatasetId::parse(raw)
         .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Dataset, e)))?;
-    event.dataset = Some(dataset.to_string());
+    event.dataset = Some(dataset.shared());
     Ok(dataset)
 }
 
@@ -294,7 +294,7 @@ pub async fn grant(
         Decision::Deny(d) => return Err(ApiError::from(&d)),
     };
     let grant = &allowance.grant;
-    event.grant = Some((grant.id().to_string(), grant.version()));
+    event.grant = Some((grant.id().shared(), grant.version()));
     // 7. What the operation itself may ask under the grant, before the
     // quota is charged.
     check(&allowance)?;

@@ -23,7 +23,7 @@ pub struct Principal {
     /// The caller's department (`dept` claim).
     pub dept: DeptId,
     /// The person or system (`sub` claim).
-    pub subject: String,
+    pub subject: crate::audit::event::Text,
     /// The caller's roles (`roles` claim).
     pub roles: Vec<Role>,
     /// The issuer that vouched for it.
@@ -524,7 +524,7 @@ impl Authenticator {
         Ok((
             Principal {
                 dept,
-                subject: c.sub,
+                subject: c.sub.into(),
                 roles,
                 issuer: iss,
                 expires: c.exp,
@@ -787,7 +787,7 @@ mod tests {
         let a = authenticator(&i, 8192);
         let memo = TokenMemo::default();
         let t = token(&i, "a", json!({"exp": NOW + 10}));
-        assert_eq!(check_on(&a, &t, &memo).unwrap().subject, "a");
+        assert_eq!(&*check_on(&a, &t, &memo).unwrap().subject, "a");
         // Served from the memo: the same principal, not a copy.
         let first = check_on(&a, &t, &memo).unwrap();
         assert!(Arc::ptr_eq(&first, &check_on(&a, &t, &memo).unwrap()));

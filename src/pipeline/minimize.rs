@@ -20,7 +20,7 @@ pub struct Disclosure {
     /// The rendered object.
     pub record: Box<serde_json::value::RawValue>,
     /// The fields disclosed, in name order.
-    pub names: Vec<String>,
+    pub names: Vec<crate::audit::event::Text>,
 }
 
 impl Disclosure {
@@ -28,7 +28,7 @@ impl Disclosure {
     pub fn of(record: &Record) -> Result<Self, serde_json::Error> {
         Ok(Self {
             record: serde_json::value::to_raw_value(record)?,
-            names: record.keys().cloned().collect(),
+            names: record.keys().map(|k| k.as_str().into()).collect(),
         })
     }
 }
@@ -64,7 +64,7 @@ pub fn render(
                 out.push_str(&serde_json::to_string(&apply_mask(mask, &value))?);
             }
         }
-        names.push(f.name.as_str().to_owned());
+        names.push(f.name.shared());
     }
     out.push('}');
     Ok(Disclosure {

@@ -108,7 +108,7 @@ impl UnauthenticatedLimit {
             .into_iter()
             .map(|(source, count)| {
                 let mut e = EventBody::system(now, EventKind::Other, "unauthenticated.summary");
-                e.source = source.to_string();
+                e.source = source.to_string().into();
                 e.status = 429;
                 e.outcome = Outcome::Deny;
                 e.reason = Some(ProblemType::UnauthenticatedRateLimited.slug().into());
@@ -142,6 +142,6 @@ mod tests {
         assert!(limit.admit("10.0.0.1".parse().unwrap()));
         let summaries = limit.take_summaries();
         assert_eq!(summaries.len(), 1);
-        assert_eq!(summaries[0].source, "2001:db8:1:2::");
+        assert_eq!(&*summaries[0].source, "2001:db8:1:2::");
     }
 }

@@ -38,6 +38,8 @@ pub struct CompiledPolicy {
     pub(super) by_consumer: HashMap<DeptId, HashMap<DatasetId, Vec<Candidate>>>,
     grants: HashMap<GrantId, Arc<CompiledGrant>>,
     dept_limits: HashMap<DeptId, Arc<RateLimit>>,
+    /// The set's version, shared with the events that name it.
+    version: crate::audit::event::Text,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +98,7 @@ impl CompiledPolicy {
             })
             .collect();
         Self {
+            version: set.version.as_str().into(),
             set,
             by_consumer,
             grants,
@@ -106,6 +109,11 @@ impl CompiledPolicy {
     /// The policy version in force.
     pub fn version(&self) -> &str {
         &self.set.version
+    }
+
+    /// The policy version in force, shared (for an event).
+    pub fn version_text(&self) -> crate::audit::event::Text {
+        self.version.clone()
     }
 
     /// Whether the department is registered.

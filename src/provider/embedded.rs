@@ -392,7 +392,7 @@ mod tests {
             json!({"name": "司马*", "household_id": "H2", "gender": 2.5, "mobile": "138****5678", "address": "北京市朝阳区"})
         );
         assert_eq!(
-            d.names,
+            d.names.iter().map(|n| &**n).collect::<Vec<_>>(),
             ["address", "gender", "household_id", "mobile", "name"]
         );
     }

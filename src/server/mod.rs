@@ -259,6 +259,7 @@ pub async fn serve(
                 writes: Some(writes.clone()),
                 cert_department,
                 token_memo: crate::pipeline::authn::TokenMemo::default(),
+                source: std::sync::OnceLock::new(),
             });
             // Each request is in flight from its arrival until its answer's
             // body is sent or dropped (the guard spans the handler, the

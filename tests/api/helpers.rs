@@ -468,3 +468,8 @@ enum Sender {
     H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
     H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
 }
+
+/// An event's names (roles, fields) as text, to compare with literals.
+pub(crate) fn texts(names: &[std::sync::Arc<str>]) -> Vec<&str> {
+    names.iter().map(|n| &**n).collect()
+}

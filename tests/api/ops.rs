@@ -574,7 +574,7 @@ async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
         .map(|e| e.unwrap().1)
         .find(|e| e.body.operation == "unauthenticated.summary")
         .expect("a summary event");
-    assert_eq!(summary.body.source, "127.0.0.1");
+    assert_eq!(&*summary.body.source, "127.0.0.1");
     let detail: serde_json::Value =
         serde_json::from_str(summary.body.detail.as_deref().unwrap()).unwrap();
     assert_eq!(detail["count"], 81, "{detail}");
@@ -730,7 +730,7 @@ async fn behind_a_trusted_balancer_the_proxy_header_names_the_caller() {
         .unwrap();
     let _ = resp.into_body().collect().await;
     let event = gw.store().await.get(seq).unwrap().unwrap().body;
-    assert_eq!(event.source, "203.0.113.7:4000");
+    assert_eq!(&*event.source, "203.0.113.7:4000");
 
     // The trusted peer's own connection without a header: refused.
     assert!(gw.client().request("GET", "/healthz", &[]).await.is_err());

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestGateway, TestResponse};
+use crate::helpers::{TestGateway, TestResponse, texts};
 
 /// `caller` is (department, role); `record` is (dataset, resident ID); `why` is (purpose, case reference).
 async fn verify(
@@ -91,7 +91,7 @@ async fn a_verify_only_field_is_checked_without_disclosing_it() {
     let e = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
     assert_eq!(e.operation, "verify");
     assert_eq!(
-        e.fields,
+        texts(&e.fields),
         ["contribution_base", "insured_status", "monthly_pension"]
     );
     let detail = e.detail.unwrap();
