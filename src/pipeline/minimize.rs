@@ -45,32 +45,43 @@ pub fn render(
         .filter(|i| picked.get(*i).is_some_and(Option::is_some))
         .collect();
     order.sort_unstable_by(|a, b| fields[*a].name.as_str().cmp(fields[*b].name.as_str()));
-    let mut out = String::with_capacity(256);
+    let mut out = Vec::with_capacity(256);
     let mut names = Vec::with_capacity(order.len());
-    out.push('{');
+    out.push(b'{');
     for (n, i) in order.into_iter().enumerate() {
         let (f, Some(Some(raw))) = (&fields[i], picked.get(i)) else {
             continue;
         };
         if n > 0 {
-            out.push(',');
+            out.push(b',');
         }
-        out.push_str(&serde_json::to_string(f.name.as_str())?);
-        out.push(':');
+        out.extend_from_slice(f.key.as_bytes());
         match f.mask {
-            None => out.push_str(raw.get()),
-            Some(mask) => {
-                let value: Value = serde_json::from_str(raw.get())?;
-                out.push_str(&serde_json::to_string(&apply_mask(mask, &value))?);
-            }
+            None => out.extend_from_slice(raw.get().as_bytes()),
+            Some(mask) => write_masked(mask, raw.get(), &mut out)?,
         }
         names.push(f.name.shared());
     }
-    out.push('}');
+    out.push(b'}');
+    let text = String::from_utf8(out).map_err(serde::de::Error::custom)?;
     Ok(Disclosure {
-        record: serde_json::value::RawValue::from_string(out)?,
+        record: serde_json::value::RawValue::from_string(text)?,
         names,
     })
+}
+
+/// Writes the stored JSON value `raw` masked into `out`, as [`apply_mask`]
+/// masks it: null stays null, a string is masked, anything else redacted.
+fn write_masked(mask: Mask, raw: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+    match serde_json::from_str::<Option<String>>(raw) {
+        Ok(None) => out.extend_from_slice(b"null"),
+        Ok(Some(s)) => match mask_text(mask, &s) {
+            Some(masked) => serde_json::to_writer(&mut *out, &masked)?,
+            None => serde_json::to_writer(&mut *out, REDACTED)?,
+        },
+        Err(_) => serde_json::to_writer(&mut *out, REDACTED)?,
+    }
+    Ok(())
 }
 
 /// The record cut down to `fields`, masks applied. Absent fields stay absent.
@@ -97,43 +108,50 @@ const COMPOUND_SURNAMES: &[&str] = &[
 
 /// Applies one mask. A value of an unexpected shape is redacted, not passed through.
 pub fn apply_mask(mask: Mask, value: &Value) -> Value {
-    let Some(s) = value.as_str() else {
-        return if value.is_null() {
-            Value::Null
-        } else {
-            redacted()
-        };
-    };
-    let chars: Vec<char> = s.chars().collect();
-    let masked = match mask {
-        Mask::IdNumber if chars.len() >= 11 => {
-            let head: String = chars[..6].iter().collect();
-            let tail: String = chars[chars.len() - 4..].iter().collect();
-            format!("{head}{}{tail}", "*".repeat(chars.len() - 10))
+    match value {
+        Value::Null => Value::Null,
+        Value::String(s) => {
+            Value::String(mask_text(mask, s).unwrap_or_else(|| REDACTED.to_owned()))
         }
-        Mask::Mobile if chars.len() == 11 && chars.iter().all(char::is_ascii_digit) => {
-            let head: String = chars[..3].iter().collect();
-            let tail: String = chars[7..].iter().collect();
-            format!("{head}****{tail}")
-        }
-        Mask::Name if !chars.is_empty() => {
-            let surname = COMPOUND_SURNAMES
-                .iter()
-                .find(|c| s.starts_with(*c) && chars.len() > 2)
-                .map_or_else(|| chars[0].to_string(), |c| (*c).to_owned());
-            format!("{surname}*")
-        }
-        Mask::Address => return address_to_district(s).map_or_else(redacted, Value::String),
-        Mask::Year if chars.len() >= 4 && chars[..4].iter().all(char::is_ascii_digit) => {
-            chars[..4].iter().collect()
-        }
-        _ => return redacted(),
-    };
-    Value::String(masked)
+        _ => Value::String(REDACTED.to_owned()),
+    }
 }
 
-fn redacted() -> Value {
-    Value::String("***".to_owned())
+/// What a value the mask cannot apply to becomes.
+const REDACTED: &str = "***";
+
+/// The masked text, or `None` where the mask does not fit the text (it is
+/// then redacted).
+fn mask_text(mask: Mask, s: &str) -> Option<String> {
+    let chars = s.chars().count();
+    // Where the character at `index` starts (the end, one past the last).
+    let at = |index: usize| s.char_indices().nth(index).map_or(s.len(), |(i, _)| i);
+    match mask {
+        Mask::IdNumber if chars >= 11 => {
+            let mut out = String::with_capacity(s.len());
+            out.push_str(&s[..at(6)]);
+            out.extend(std::iter::repeat_n('*', chars - 10));
+            out.push_str(&s[at(chars - 4)..]);
+            Some(out)
+        }
+        // Eleven ASCII digits: its characters are its bytes.
+        Mask::Mobile if chars == 11 && s.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(format!("{}****{}", &s[..3], &s[7..]))
+        }
+        Mask::Name if chars > 0 => {
+            let surname = COMPOUND_SURNAMES
+                .iter()
+                .find(|c| s.starts_with(*c) && chars > 2)
+                .map_or_else(|| &s[..at(1)], |c| *c);
+            Some(format!("{surname}*"))
+        }
+        Mask::Address => address_to_district(s),
+        // Four ASCII digits first: its first four characters are its first four bytes.
+        Mask::Year if chars >= 4 && s.bytes().take(4).all(|b| b.is_ascii_digit()) => {
+            Some(s[..4].to_owned())
+        }
+        _ => None,
+    }
 }
 
 /// The address up to and including its district (区/县/旗, or a county-level
@@ -224,10 +242,7 @@ mod tests {
     use serde_json::json;
 
     fn d(name: &str, mask: Option<Mask>) -> Disclosed {
-        Disclosed {
-            name: FieldName::parse(name).unwrap(),
-            mask,
-        }
+        Disclosed::new(FieldName::parse(name).unwrap(), mask)
     }
 
     #[test]
@@ -324,6 +339,28 @@ mod tests {
     }
 
     proptest! {
+        /// A mask written into an answer's bytes is the mask applied to the
+        /// value: for any text (quotes, escapes, control characters, CJK,
+        /// surnames, digits) and for values that are not text.
+        #[test]
+        fn a_mask_written_into_the_answer_is_the_mask_applied(
+            text in prop_oneof![
+                "\\PC{0,24}",
+                "[0-9X]{0,20}",
+                "(欧阳|司马|张|王)[一-龥]{0,3}",
+                "[\"\\\\\u{0}-\u{1f}a-z]{0,8}",
+            ],
+            other in prop_oneof![Just(json!(null)), Just(json!(13_812_345_678_u64)), Just(json!(true)), Just(json!([1])), Just(json!({"a": "b"}))],
+            mask in proptest::sample::select(vec![Mask::IdNumber, Mask::Mobile, Mask::Name, Mask::Address, Mask::Year, Mask::Redact]),
+        ) {
+            for value in [Value::String(text.clone()), other.clone()] {
+                let mut out = Vec::new();
+                write_masked(mask, &value.to_string(), &mut out).unwrap();
+                let written: Value = serde_json::from_slice(&out).unwrap();
+                prop_assert_eq!(written, apply_mask(mask, &value), "{:?} of {}", mask, value);
+            }
+        }
+
         /// For any address built of a province, a city, a district (each
         /// may be missing), a street or town and a compound or building,
         /// the mask keeps a prefix that never reaches the street or the

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use time::Date;
 
 use super::index::{Candidate, CompiledGrant, CompiledPolicy};
-use super::load::Grant;
-use super::model::{Mask, Operation, SharingClass};
+use super::load::{Dataset, Grant};
+use super::model::{AccessSpec, Mask, Operation, SharingClass};
 use crate::domain::{CaseRef, DatasetId, DeptId, FieldName, GrantId, Purpose, Role};
 
 type CandidateFilter<'a> = dyn Fn(&Candidate) -> bool + 'a;
@@ -51,7 +51,7 @@ pub struct Allowance {
     /// The grant that allowed it.
     pub grant: Arc<CompiledGrant>,
     /// The fields to disclose, in catalog order, each with its mask.
-    pub fields: Vec<Disclosed>,
+    pub fields: Arc<[Disclosed]>,
 }
 
 /// One field that may leave, and how.
@@ -61,6 +61,49 @@ pub struct Disclosed {
     pub name: FieldName,
     /// The mask to apply, if any.
     pub mask: Option<Mask>,
+    /// The field's member name in JSON, with its colon (`"name":`),
+    /// rendered once.
+    pub key: Arc<str>,
+}
+
+impl Disclosed {
+    /// `name`, masked by `mask` if one is given.
+    pub fn new(name: FieldName, mask: Option<Mask>) -> Self {
+        let quoted = serde_json::to_string(name.as_str()).unwrap_or_default();
+        Self {
+            key: format!("{quoted}:").into(),
+            name,
+            mask,
+        }
+    }
+}
+
+/// Whether `access` lets `field` out, and with which mask: `Some(None)` in
+/// clear, `Some(Some(mask))` masked, `None` not at all. Verification
+/// discloses nothing, so a verify-only field counts when `verifying`.
+fn disclosable(access: &AccessSpec, field: &FieldName, verifying: bool) -> Option<Option<Mask>> {
+    if access.fields.contains(field) || (verifying && access.verify_only.contains(field)) {
+        Some(None)
+    } else {
+        access.masked.get(field).map(|m| Some(*m))
+    }
+}
+
+/// Every field of `dataset` that `access` lets out, in catalog order: what
+/// a query that names no fields is given (compiled once per grant).
+pub(super) fn disclosures(
+    dataset: &Dataset,
+    access: &AccessSpec,
+    verifying: bool,
+) -> Arc<[Disclosed]> {
+    dataset
+        .spec
+        .fields
+        .iter()
+        .filter_map(|f| {
+            disclosable(access, &f.name, verifying).map(|mask| Disclosed::new(f.name.clone(), mask))
+        })
+        .collect()
 }
 
 /// Why a query was denied.
@@ -326,16 +369,9 @@ impl CompiledPolicy {
         let mut field_denial = None;
         for c in &candidates {
             let access = &c.grant.grant.spec.access[c.access];
-            // Verification discloses nothing, so verify-only fields count too.
             let verifying = req.operation == Operation::Verify;
-            let disclosable = |f: &FieldName| {
-                if access.fields.contains(f) || (verifying && access.verify_only.contains(f)) {
-                    Some(None)
-                } else {
-                    access.masked.get(f).map(|m| Some(*m))
-                }
-            };
-            let fields: Vec<Disclosed> = match req.requested {
+            let every = if verifying { &c.verify } else { &c.lookup };
+            let fields: Arc<[Disclosed]> = match req.requested {
                 Some(requested)
                     if verifying && requested.iter().any(|f| access.masked.contains_key(f)) =>
                 {
@@ -348,7 +384,10 @@ impl CompiledPolicy {
                     continue;
                 }
                 Some(requested) => {
-                    if let Some(missing) = requested.iter().find(|f| disclosable(f).is_none()) {
+                    if let Some(missing) = requested
+                        .iter()
+                        .find(|f| disclosable(access, f, verifying).is_none())
+                    {
                         let reason = if access.verify_only.contains(missing) {
                             DenyReason::FieldVerifyOnly
                         } else {
@@ -357,30 +396,13 @@ impl CompiledPolicy {
                         field_denial.get_or_insert((reason, Some(missing.clone()), *c));
                         continue;
                     }
-                    dataset
-                        .spec
-                        .fields
+                    every
                         .iter()
-                        .filter(|f| requested.contains(&f.name))
-                        .filter_map(|f| {
-                            disclosable(&f.name).map(|mask| Disclosed {
-                                name: f.name.clone(),
-                                mask,
-                            })
-                        })
+                        .filter(|d| requested.contains(&d.name))
+                        .cloned()
                         .collect()
                 }
-                None => dataset
-                    .spec
-                    .fields
-                    .iter()
-                    .filter_map(|f| {
-                        disclosable(&f.name).map(|mask| Disclosed {
-                            name: f.name.clone(),
-                            mask,
-                        })
-                    })
-                    .collect(),
+                None => every.clone(),
             };
             if fields.is_empty() && req.operation != Operation::Verify {
                 field_denial.get_or_insert((DenyReason::NoFieldsGranted, None, *c));

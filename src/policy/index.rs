@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::decide::{Disclosed, disclosures};
 use super::load::{Grant, PolicySet};
 use crate::clock::Clock;
 use crate::domain::{DatasetId, DeptId, GrantId};
@@ -46,6 +47,10 @@ pub struct CompiledPolicy {
 pub(super) struct Candidate {
     pub(super) grant: Arc<CompiledGrant>,
     pub(super) access: usize,
+    /// Every field this access lets a lookup or batch have, in catalog order.
+    pub(super) lookup: Arc<[Disclosed]>,
+    /// Every field it lets a verification check (verify-only ones too).
+    pub(super) verify: Arc<[Disclosed]>,
 }
 
 impl CompiledPolicy {
@@ -72,6 +77,10 @@ impl CompiledPolicy {
                 limit,
             });
             for (access, a) in grant.spec.access.iter().enumerate() {
+                let (lookup, verify) = match set.datasets.get(&a.dataset) {
+                    Some(d) => (disclosures(d, a, false), disclosures(d, a, true)),
+                    None => (Arc::from([]), Arc::from([])),
+                };
                 by_consumer
                     .entry(grant.spec.consumer.clone())
                     .or_default()
@@ -80,6 +89,8 @@ impl CompiledPolicy {
                     .push(Candidate {
                         grant: compiled.clone(),
                         access,
+                        lookup,
+                        verify,
                     });
             }
             grants.insert(grant.spec.id.clone(), compiled);

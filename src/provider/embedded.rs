@@ -300,10 +300,7 @@ mod tests {
     fn wanted(names: &[&str]) -> Vec<Disclosed> {
         names
             .iter()
-            .map(|n| Disclosed {
-                name: FieldName::parse(n).unwrap(),
-                mask: None,
-            })
+            .map(|n| Disclosed::new(FieldName::parse(n).unwrap(), None))
             .collect()
     }
 
