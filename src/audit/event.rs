@@ -227,7 +227,8 @@ pub struct EncodedBody {
 impl EventBody {
     /// Its canonical encoding, for the writer to frame.
     pub fn encode(&self) -> EncodedBody {
-        let mut bytes = postcard::to_allocvec(self).unwrap_or_default();
+        let sized = Vec::with_capacity(self.encoded_len_bound());
+        let mut bytes = postcard::to_extend(self, sized).unwrap_or_default();
         // `proof` ends the encoding: `None` is one byte, `Some` one and 32.
         let tail = if self.proof.is_some() { 33 } else { 1 };
         bytes.truncate(bytes.len().saturating_sub(tail));
@@ -235,6 +236,30 @@ impl EventBody {
             bytes,
             proof: self.proof,
         }
+    }
+
+    /// At least the length of its encoding, so that encoding it takes one
+    /// allocation: each text with a length of up to 10 bytes, and 96 bytes
+    /// for the rest (time, kind, fingerprint, resident, numbers, tags).
+    fn encoded_len_bound(&self) -> usize {
+        let text = |s: &str| s.len() + 10;
+        let opt = |s: &Option<Text>| s.as_deref().map_or(1, |s| 1 + text(s));
+        let all = |v: &[Text]| v.iter().map(|s| text(s)).sum::<usize>() + 10;
+        96 + text(&self.request_id)
+            + text(&self.operation)
+            + opt(&self.dept)
+            + opt(&self.subject)
+            + all(&self.roles)
+            + text(&self.source)
+            + opt(&self.dataset)
+            + opt(&self.purpose)
+            + self.case_ref.as_deref().map_or(1, |s| 1 + text(s))
+            + all(&self.fields)
+            + self.reason.as_deref().map_or(1, |s| 1 + text(s))
+            + self.grant.as_ref().map_or(1, |(g, _)| 6 + text(g))
+            + opt(&self.policy_version)
+            + self.detail.as_deref().map_or(1, |s| 1 + text(s))
+            + 33
     }
 
     /// An event of the gateway itself (no request): a policy reload, say.
@@ -450,6 +475,34 @@ pub(crate) mod tests {
         assert_eq!(event.version, 1);
         assert_eq!(event.body, b, "read as written, with no proof");
         assert_eq!(recorded, recomputed, "its hash is over the bytes as stored");
+    }
+
+    #[test]
+    fn a_body_is_encoded_into_one_allocation_of_its_bound() {
+        let mut full = body(1);
+        full.cert_fingerprint = Some([3; 32]);
+        full.reason = Some("token-invalid".into());
+        full.detail = Some("x".repeat(300));
+        full.fields = (0..40).map(|i| format!("field_{i}").into()).collect();
+        full.proof = Some([9; 32]);
+        for b in [
+            body(1),
+            full,
+            EventBody::system(0, EventKind::Other, "start"),
+        ] {
+            let whole = postcard::to_allocvec(&b).unwrap();
+            assert!(
+                whole.len() <= b.encoded_len_bound(),
+                "{} > bound",
+                whole.len()
+            );
+            let encoded = b.encode();
+            assert_eq!(
+                encoded.bytes.capacity(),
+                b.encoded_len_bound(),
+                "no regrowth"
+            );
+        }
     }
 
     #[test]

@@ -71,7 +71,9 @@ pub fn render(
 }
 
 /// Writes the stored JSON value `raw` masked into `out`, as [`apply_mask`]
-/// masks it: null stays null, a string is masked, anything else redacted.
+/// masks it: null stays null, a string is masked, a value of another type
+/// redacted. A value that cannot be read (a lone surrogate in a string,
+/// say) is an error, as it is when the record is decoded whole.
 fn write_masked(mask: Mask, raw: &str, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
     match serde_json::from_str::<Option<String>>(raw) {
         Ok(None) => out.extend_from_slice(b"null"),
@@ -79,7 +81,9 @@ fn write_masked(mask: Mask, raw: &str, out: &mut Vec<u8>) -> Result<(), serde_js
             Some(masked) => serde_json::to_writer(&mut *out, &masked)?,
             None => serde_json::to_writer(&mut *out, REDACTED)?,
         },
-        Err(_) => serde_json::to_writer(&mut *out, REDACTED)?,
+        // Another type than text: redacted.
+        Err(e) if e.is_data() => serde_json::to_writer(&mut *out, REDACTED)?,
+        Err(e) => return Err(e),
     }
     Ok(())
 }

@@ -335,6 +335,24 @@ mod tests {
     /// minimizing it holds (masked the same, in the same order, the last of
     /// a member named twice), whatever the record looks like.
     #[test]
+    fn a_masked_value_that_cannot_be_read_fails_the_lookup_as_a_whole_decode_does() {
+        use crate::policy::model::Mask;
+        // A lone surrogate: valid JSON syntax, not a string Rust can hold.
+        let (store, dataset, id) = store_with(br#"{"name":"\ud800","mobile":"13812345678"}"#);
+        let mut fields = wanted(&["name", "mobile"]);
+        fields[0].mask = Some(Mask::Name);
+        assert!(
+            store.get(&dataset, &id).is_err(),
+            "a whole decode refuses it"
+        );
+        let picked = store.get_disclosed(&dataset, &id, &fields);
+        assert!(
+            matches!(picked, Err(ProviderError::BadRecord { .. })),
+            "{picked:?}"
+        );
+    }
+
+    #[test]
     fn a_disclosure_picked_in_one_scan_equals_the_minimized_record() {
         use crate::pipeline::minimize::{Disclosure, minimize};
         use crate::policy::model::Mask;
