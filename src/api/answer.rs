@@ -7,6 +7,7 @@ use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use super::openapi::FieldValue;
+use crate::audit::event::Text;
 use crate::pipeline::verify::Outcome;
 
 /// Where the request was recorded in the audit log.
@@ -26,7 +27,8 @@ pub struct AuditRef {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct GrantRef {
     /// Grant id.
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: Text,
     /// Grant version.
     pub version: u32,
 }
@@ -40,18 +42,21 @@ pub struct RecordAnswer {
     #[schema(required = true)]
     pub case_ref: Option<String>,
     /// The dataset.
-    pub dataset: String,
+    #[schema(value_type = String)]
+    pub dataset: Text,
     /// The grant that allowed it.
     pub grant: GrantRef,
     /// Version of the policy set that decided.
-    pub policy_version: String,
+    #[schema(value_type = String)]
+    pub policy_version: Text,
     /// With `Prefer: signed`, or under a grant that requires it: a compact
     /// JWS (EdDSA) of what was disclosed, verifiable with `/.well-known/jwks.json`.
     #[schema(nullable = false)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
     /// The purpose named in `X-Purpose`.
-    pub purpose: String,
+    #[schema(value_type = String)]
+    pub purpose: Text,
     /// Exactly the granted fields (masked where the grant says so).
     #[schema(value_type = std::collections::BTreeMap<String, FieldValue>)]
     pub record: Box<RawValue>,
@@ -70,21 +75,24 @@ pub struct VerifyAnswer {
     #[schema(required = true)]
     pub case_ref: Option<String>,
     /// The dataset.
-    pub dataset: String,
+    #[schema(value_type = String)]
+    pub dataset: Text,
     /// The grant that allowed it.
     pub grant: GrantRef,
     /// Whether every condition holds.
     #[serde(rename = "match")]
     pub matches: bool,
     /// Version of the policy set that decided.
-    pub policy_version: String,
+    #[schema(value_type = String)]
+    pub policy_version: Text,
     /// With `Prefer: signed`, or under a grant that requires it: a compact
     /// JWS (EdDSA) of what was disclosed, verifiable with `/.well-known/jwks.json`.
     #[schema(nullable = false)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
     /// The purpose named in `X-Purpose`.
-    pub purpose: String,
+    #[schema(value_type = String)]
+    pub purpose: Text,
     /// The resident ID, masked.
     #[schema(example = "110101********9455")]
     pub resident: String,
@@ -101,18 +109,21 @@ pub struct BatchAnswer {
     #[schema(required = true)]
     pub case_ref: Option<String>,
     /// The dataset.
-    pub dataset: String,
+    #[schema(value_type = String)]
+    pub dataset: Text,
     /// The grant that allowed it.
     pub grant: GrantRef,
     /// Version of the policy set that decided.
-    pub policy_version: String,
+    #[schema(value_type = String)]
+    pub policy_version: Text,
     /// With `Prefer: signed`, or under a grant that requires it: a compact
     /// JWS (EdDSA) of what was disclosed, verifiable with `/.well-known/jwks.json`.
     #[schema(nullable = false)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proof: Option<String>,
     /// The purpose named in `X-Purpose`.
-    pub purpose: String,
+    #[schema(value_type = String)]
+    pub purpose: Text,
     /// One per ID, in the order sent.
     pub results: Vec<BatchItem>,
 }

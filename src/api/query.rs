@@ -25,6 +25,7 @@ use super::openapi as doc;
 use super::{
     Answer, Headers, RequestContext, bad_path, bad_query, finish, finish_batch, json_body,
 };
+use crate::audit::event::Text;
 use crate::audit::{EventBody, EventKind};
 use crate::domain::{CaseRef, DatasetId, FieldName, Purpose, ResidentId};
 use crate::error::ApiError;
@@ -208,10 +209,10 @@ fn provider_error(e: &ProviderError) -> ApiError {
 /// which grant and policy it was answered.
 struct Head {
     case_ref: Option<String>,
-    dataset: String,
+    dataset: Text,
     grant: GrantRef,
-    policy_version: String,
-    purpose: String,
+    policy_version: Text,
+    purpose: Text,
 }
 
 impl Head {
@@ -225,13 +226,13 @@ impl Head {
         let grant = &allowance.grant;
         Self {
             case_ref: case_ref.map(|c| c.as_str().to_owned()),
-            dataset: dataset.to_string(),
+            dataset: dataset.shared(),
             grant: GrantRef {
-                id: grant.id().to_string(),
+                id: grant.id().shared(),
                 version: grant.version(),
             },
-            policy_version: policy.version().to_owned(),
-            purpose: purpose.as_str().to_owned(),
+            policy_version: policy.version_text(),
+            purpose: purpose.shared(),
         }
     }
 
