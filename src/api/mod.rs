@@ -151,47 +151,91 @@ async fn client_certificate_guard(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    let revoked = req
-        .extensions()
+    match at_the_door(&gw, req.headers(), req.extensions()) {
+        None => {
+            let conn = req
+                .extensions()
+                .get::<ConnInfo>()
+                .cloned()
+                .unwrap_or_default();
+            CONNECTION.scope(conn, next.run(req)).await
+        }
+        Some(refusal) => refuse_at_the_door(&gw, req.into_parts().0, refusal).await,
+    }
+}
+
+/// Serves a request outside the router as its layers would: refused at the
+/// door, or served by `serve` within its connection's scope.
+pub(crate) async fn through_the_door<F: std::future::Future<Output = Response>>(
+    gw: &Gateway,
+    parts: Parts,
+    serve: impl FnOnce(Parts) -> F,
+) -> Response {
+    if let Some(refusal) = at_the_door(gw, &parts.headers, &parts.extensions) {
+        return refuse_at_the_door(gw, parts, refusal).await;
+    }
+    let conn = parts
+        .extensions
+        .get::<ConnInfo>()
+        .cloned()
+        .unwrap_or_default();
+    CONNECTION.scope(conn, serve(parts)).await
+}
+
+/// Why a request is answered before any route looks at it.
+#[derive(Debug, Clone, Copy)]
+enum AtTheDoor {
+    /// Its connection's client certificate no longer passes.
+    Revoked,
+    /// Its headers take this many bytes, over the limit.
+    HeadersTooLarge(usize),
+}
+
+/// What every request passes before its route: its connection's client
+/// certificate still passes, and its headers are within the limit (the
+/// same bound over HTTP/1.1 and HTTP/2, answered as a problem).
+fn at_the_door(
+    gw: &Gateway,
+    headers: &axum::http::HeaderMap,
+    extensions: &axum::http::Extensions,
+) -> Option<AtTheDoor> {
+    let revoked = extensions
         .get::<ConnInfo>()
         .and_then(|c| c.cert_status.as_ref())
         .is_some_and(|s| !s.still_valid());
-    // The same bound over HTTP/1.1 and HTTP/2, answered as a problem.
-    let header_bytes: usize = req
-        .headers()
+    if revoked {
+        return Some(AtTheDoor::Revoked);
+    }
+    let header_bytes: usize = headers
         .iter()
         .map(|(k, v)| k.as_str().len() + v.len())
         .sum();
-    let too_large = header_bytes > gw.config.limits.max_header_bytes;
-    if !revoked && !too_large {
-        let conn = req
-            .extensions()
-            .get::<ConnInfo>()
-            .cloned()
-            .unwrap_or_default();
-        return CONNECTION.scope(conn, next.run(req)).await;
-    }
-    let http1 = req.version() < axum::http::Version::HTTP_2;
-    let (mut parts, _) = req.into_parts();
-    let Ok(ctx) = RequestContext::from_request_parts(&mut parts, &gw).await;
-    let (event, e) = if revoked {
-        (
+    (header_bytes > gw.config.limits.max_header_bytes)
+        .then_some(AtTheDoor::HeadersTooLarge(header_bytes))
+}
+
+/// The answer to a request refused at the door, audited; on HTTP/1.1 the
+/// connection is closed.
+async fn refuse_at_the_door(gw: &Gateway, parts: Parts, refusal: AtTheDoor) -> Response {
+    let http1 = parts.version < axum::http::Version::HTTP_2;
+    let ctx = RequestContext::of(&parts, gw);
+    let (event, e) = match refusal {
+        AtTheDoor::Revoked => (
             ctx.event(
                 EventKind::Other,
                 ProblemType::ClientCertificateRevoked.slug(),
             ),
             ApiError::from(Problem::ClientCertificateRevoked),
-        )
-    } else {
-        (
+        ),
+        AtTheDoor::HeadersTooLarge(bytes) => (
             ctx.event(EventKind::Other, ProblemType::HeadersTooLarge.slug()),
             ApiError::from(Problem::HeadersTooLarge {
-                bytes: header_bytes,
+                bytes,
                 limit: gw.config.limits.max_header_bytes,
             }),
-        )
+        ),
     };
-    let mut response = finish(&gw, &ctx, event, Err(e)).await;
+    let mut response = finish(gw, &ctx, event, Err(e)).await;
     if http1 {
         response.headers_mut().insert(
             axum::http::header::CONNECTION,
@@ -353,18 +397,7 @@ impl FromRequestParts<Arc<Gateway>> for RequestContext {
         parts: &mut Parts,
         gw: &Arc<Gateway>,
     ) -> Result<Self, Self::Rejection> {
-        Ok(Self {
-            request_id: RequestId::next(),
-            started: Instant::now(),
-            time_ms: gw.clock.unix_millis(),
-            conn: parts
-                .extensions
-                .get::<ConnInfo>()
-                .cloned()
-                .unwrap_or_default(),
-            trace_id: trace_id(parts.headers.get("traceparent")),
-            in_flight: gw.audit.in_flight(),
-        })
+        Ok(Self::of(parts, gw))
     }
 }
 
@@ -382,6 +415,22 @@ impl<S: Send + Sync> FromRequestParts<S> for Headers {
 }
 
 impl RequestContext {
+    /// The context of a request that has just arrived.
+    pub fn of(parts: &Parts, gw: &Gateway) -> Self {
+        Self {
+            request_id: RequestId::next(),
+            started: Instant::now(),
+            time_ms: gw.clock.unix_millis(),
+            conn: parts
+                .extensions
+                .get::<ConnInfo>()
+                .cloned()
+                .unwrap_or_default(),
+            trace_id: trace_id(parts.headers.get("traceparent")),
+            in_flight: gw.audit.in_flight(),
+        }
+    }
+
     /// A fresh audit event for this request.
     pub fn event(&self, kind: EventKind, operation: &'static str) -> EventBody {
         let mut e = EventBody::system(self.time_ms, kind, operation);

@@ -97,6 +97,39 @@ async fn lookup(
     finish(&gw, &ctx, event, result).await
 }
 
+/// The dataset and resident ID of a plain lookup, `GET
+/// /v1/datasets/{dataset}/records/{resident_id}` with no percent-encoding in
+/// its path, which [`serve_lookup`] serves without the router. Every other
+/// request goes through the router, to the same handler for a lookup.
+pub fn plain_lookup<B>(req: &axum::http::Request<B>) -> Option<(String, String)> {
+    if req.method() != axum::http::Method::GET {
+        return None;
+    }
+    let rest = req.uri().path().strip_prefix("/v1/datasets/")?;
+    let (dataset, rest) = rest.split_once('/')?;
+    let resident = rest.strip_prefix("records/")?;
+    let plain = |s: &str| !s.is_empty() && !s.contains(['/', '%']);
+    (plain(dataset) && plain(resident)).then(|| (dataset.to_owned(), resident.to_owned()))
+}
+
+/// Serves a plain lookup (see [`plain_lookup`]) as the router would: the
+/// same checks at the door, the same extractors and handler, without the
+/// router's layers, routing and boxing. A lookup reads no body.
+pub async fn serve_lookup<B>(
+    gw: Arc<Gateway>,
+    req: axum::http::Request<B>,
+    target: (String, String),
+) -> Response {
+    let (parts, _body) = req.into_parts();
+    super::through_the_door(&gw.clone(), parts, |mut parts| async move {
+        let ctx = RequestContext::of(&parts, &gw);
+        let params = Query::try_from_uri(&parts.uri);
+        let headers = std::mem::take(&mut parts.headers);
+        lookup(State(gw), ctx, Ok(Path(target)), params, Headers(headers)).await
+    })
+    .await
+}
+
 /// What every record operation names: who, which record, for what.
 struct Target {
     principal: Arc<Principal>,

@@ -265,13 +265,20 @@ pub async fn serve(
             // body is sent or dropped (the guard spans the handler, the
             // answer's body the rest), or until its future is dropped.
             let of_connection = activity.clone();
+            let gw = guard.gw.clone();
             let service = tower::service_fn(move |mut req: Request<Incoming>| {
                 req.extensions_mut().insert(info.clone());
                 let in_flight = phases::InFlight::new(of_connection.clone());
                 let app = app.clone();
                 let activity = of_connection.clone();
+                let gw = gw.clone();
                 async move {
-                    let res = tower::ServiceExt::oneshot(app, req).await;
+                    // A plain lookup, the hot path, is served without the
+                    // router; everything else through it.
+                    let res = match crate::api::query::plain_lookup(&req) {
+                        Some(target) => Ok(crate::api::query::serve_lookup(gw, req, target).await),
+                        None => tower::ServiceExt::oneshot(app, req).await,
+                    };
                     let res = res.map(|res: axum::response::Response| {
                         res.map(|inner| {
                             axum::body::Body::new(phases::EndGuard::new(inner, activity))

@@ -485,3 +485,91 @@ async fn a_lookup_by_a_role_the_grant_lacks_is_refused() {
     let name = gw.sample_record("gongan.hukou", id)["name"].clone();
     assert!(!r.text.contains(name.as_str().unwrap()));
 }
+
+/// A plain lookup is served without the router; the same lookup with a
+/// percent-encoded path goes through it. Both answer alike: the same
+/// record, the same refusals, the same headers, the same refusal at the
+/// door for oversized headers (and the connection closed).
+#[tokio::test]
+async fn a_lookup_served_without_the_router_answers_as_the_router_does() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let plain = format!("{HUKOU}/{id}");
+    let routed = format!("/v1/datasets/gongan%2Ehukou/records/{id}");
+    let headers = |purpose: Option<&str>| {
+        let mut h = vec![("authorization".to_owned(), format!("Bearer {tok}"))];
+        if let Some(p) = purpose {
+            h.push(("x-purpose".to_owned(), p.to_owned()));
+            h.push(("x-case-ref".to_owned(), "MZ-2026-000123".to_owned()));
+        }
+        h
+    };
+    let big = {
+        let mut h = headers(Some("dibao_review"));
+        h.push(("x-big".to_owned(), "a".repeat(40 * 1024)));
+        h
+    };
+    type Named = Vec<(String, String)>;
+    let cases: Vec<(&str, String, Named)> = vec![
+        ("answered", String::new(), headers(Some("dibao_review"))),
+        (
+            "fields named",
+            "?fields=name,hukou_status".into(),
+            headers(Some("dibao_review")),
+        ),
+        ("no purpose", String::new(), headers(None)),
+        (
+            "unknown parameter",
+            "?field=name".into(),
+            headers(Some("dibao_review")),
+        ),
+        (
+            "purpose not granted",
+            String::new(),
+            headers(Some("tax_audit")),
+        ),
+        ("headers too large", String::new(), big),
+    ];
+    for (case, query, h) in cases {
+        let mut answers = Vec::new();
+        for path in [&plain, &routed] {
+            let r = gw
+                .client()
+                .request("GET", &format!("{path}{query}"), &h)
+                .await
+                .unwrap();
+            let mut body = r.body.clone();
+            if let Some(o) = body.as_object_mut() {
+                o.remove("audit");
+                o.remove("request_id");
+                o.remove("audit_seq");
+                o.remove("instance");
+            }
+            let named: BTreeSet<String> = r
+                .headers
+                .keys()
+                .map(|k| k.as_str().to_owned())
+                .filter(|k| k != "date" && k != "content-length")
+                .collect();
+            let close = r
+                .headers
+                .get("connection")
+                .map(|v| v.to_str().unwrap().to_owned());
+            answers.push((r.status, body, named, close));
+        }
+        assert_eq!(answers[0], answers[1], "{case}");
+    }
+    let r = gw
+        .get(
+            &plain,
+            Some(&tok),
+            Some("dibao_review"),
+            Some("MZ-2026-000123"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let e = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
+    assert_eq!(e.operation, "lookup");
+    assert_eq!(e.dataset.as_deref(), Some("gongan.hukou"));
+}

@@ -185,6 +185,14 @@ async fn a_connection_opened_before_the_revocation_is_refused_at_its_next_reques
                 .await
                 .unwrap(),
         ),
+        (
+            "HTTP/2, a lookup (served without the router)",
+            h2.send_request(request(
+                "https://localhost/v1/datasets/gongan.hukou/records/110101199810229455",
+            ))
+            .await
+            .unwrap(),
+        ),
     ] {
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{version}");
         if version == "HTTP/1.1" {
