@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 
 use tongban::clock::Clock;
 use tongban::config::{Config, LogFormat};
-use tongban::demo::{self, DemoOptions};
+use tongban::dev::demo::{self, DemoOptions};
 use tongban::domain::DatasetId;
 use tongban::gateway::Gateway;
 use tongban::policy::load::load_dir;
@@ -420,14 +420,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => {
             let target = match (dept, serial, cert) {
-                (Some(d), None, None) => tongban::devpki::RevokeTarget::Department(d),
-                (None, Some(s), None) => tongban::devpki::RevokeTarget::Serial(s),
-                (None, None, Some(c)) => tongban::devpki::RevokeTarget::File(c),
+                (Some(d), None, None) => tongban::dev::devpki::RevokeTarget::Department(d),
+                (None, Some(s), None) => tongban::dev::devpki::RevokeTarget::Serial(s),
+                (None, None, Some(c)) => tongban::dev::devpki::RevokeTarget::File(c),
                 _ => bail!("name the certificate with one of --dept, --serial or --cert"),
             };
-            let reason = tongban::devpki::revocation_reason(&reason)
+            let reason = tongban::dev::devpki::revocation_reason(&reason)
                 .with_context(|| format!("\"{reason}\" is not a revocation reason"))?;
-            let done = tongban::devpki::revoke(&home, &target, reason)?;
+            let done = tongban::dev::devpki::revoke(&home, &target, reason)?;
             println!(
                 "{} serial {} in {} (CRL number {}, {} listed); a gateway with it in tls.client_crls refuses the certificate from its next handshake, and at the next request on connections already open",
                 if done.already {
@@ -445,7 +445,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Cert {
             command: CertCommand::Issue { home, dept, days },
         } => {
-            let issued = tongban::devpki::issue_client(&home, &dept, days)?;
+            let issued = tongban::dev::devpki::issue_client(&home, &dept, days)?;
             println!(
                 "issued {} (key {}), serial {}, valid {days} days",
                 issued.cert.display(),
@@ -484,7 +484,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     println!(
                         "密钥 key: {}；凭证哈希 proof hash (in the audit event): {}",
                         header["kid"].as_str().unwrap_or("?"),
-                        tongban::policy::load::hex(&tongban::proof::proof_hash(&jws))
+                        tongban::domain::hex(&tongban::proof::proof_hash(&jws))
                     );
                     Ok(ExitCode::SUCCESS)
                 }
@@ -645,7 +645,7 @@ pub(crate) fn mint(
     let key =
         std::fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    Ok(tongban::devpki::mint_token(
+    Ok(tongban::dev::devpki::mint_token(
         &key,
         &issuer.issuer,
         &issuer.audience,

@@ -70,7 +70,7 @@ impl std::fmt::Debug for AnswerKeys {
 }
 
 fn kid_of(public: &[u8]) -> String {
-    crate::policy::load::hex(&sha256(public)[..8])
+    crate::domain::hex(&sha256(public)[..8])
 }
 
 /// Makes a new key in `data_dir/answer-keys/` and makes it the one that

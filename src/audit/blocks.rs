@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use serde::{Deserialize, Serialize};
 
 use super::event::{EventBody, Outcome};
-use super::query::EventFilter;
+use super::filter::EventFilter;
 
 /// Events per block.
 pub const BLOCK_EVENTS: u64 = 4096;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::checkpoint::{Keyring, SignedCheckpoint};
 use super::event::{Event, GENESIS, Hash, suite_of};
 use super::suite::Suite;
-use crate::policy::load::hex;
+use crate::domain::hex;
 
 /// The first place where the chain does not hold.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -463,7 +463,7 @@ impl CheckpointSigner {
 
 /// The key id of a raw public key.
 pub fn key_id(public_key: &[u8]) -> String {
-    crate::policy::load::hex(&super::event::sha256(public_key)[..8])
+    crate::domain::hex(&super::event::sha256(public_key)[..8])
 }
 
 #[cfg(test)]

@@ -23,7 +23,7 @@ use super::checkpoint::{Keyring, SignedCheckpoint};
 use super::event::{Event, Hash, suite_of};
 use super::query::{event_json, format_time};
 use super::suite::Suite;
-use crate::policy::load::hex;
+use crate::domain::hex;
 
 /// Export formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

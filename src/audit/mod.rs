@@ -8,6 +8,7 @@ pub mod chain;
 pub mod checkpoint;
 pub mod event;
 pub mod export;
+pub mod filter;
 pub mod pseudonym;
 pub mod query;
 pub mod residents;

@@ -55,7 +55,7 @@ impl Pseudonymizer {
     /// any resident): nodes of a cluster compare it, since they must share the key.
     pub fn fingerprint(&self) -> String {
         let tag = hmac::sign(&self.key, b"tongban pseudonym key fingerprint");
-        crate::policy::load::hex(&tag.as_ref()[..8])
+        crate::domain::hex(&tag.as_ref()[..8])
     }
 
     /// The pseudonym of one resident.

@@ -72,7 +72,7 @@ pub fn prune(
     };
     let events = through - anchor;
     if !dry_run {
-        let record = json!({"time_ms": now_ms, "from": anchor + 1, "through": through, "events": events, "anchor_hash": crate::policy::load::hex(&hash)});
+        let record = json!({"time_ms": now_ms, "from": anchor + 1, "through": through, "events": events, "anchor_hash": crate::domain::hex(&hash)});
         store.prune_through(through, hash, &record.to_string())?;
     }
     Ok(PruneReport {

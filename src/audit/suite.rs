@@ -106,7 +106,7 @@ impl PublicKey {
     /// The key id recorded in checkpoints: the first 8 bytes of the SHA-256
     /// of the raw key, hex (an identifier, not a security function).
     pub fn key_id(&self) -> String {
-        crate::policy::load::hex(&super::event::sha256(&self.raw)[..8])
+        crate::domain::hex(&super::event::sha256(&self.raw)[..8])
     }
 
     /// Whether `signature` over `message` verifies with this key.
@@ -319,11 +319,11 @@ mod tests {
     fn sm3_matches_the_standards_examples() {
         // GM/T 0004-2012, appendix A: "abc" and "abcd" × 16.
         assert_eq!(
-            crate::policy::load::hex(&sm3(b"abc")),
+            crate::domain::hex(&sm3(b"abc")),
             "66c7f0f462eeedd9d1f2d46bdc10e4e24167c4875cf2f7a2297da02b8f4ba8e0"
         );
         assert_eq!(
-            crate::policy::load::hex(&sm3("abcd".repeat(16).as_bytes())),
+            crate::domain::hex(&sm3("abcd".repeat(16).as_bytes())),
             "debe9ff92275b8a138604889c18e5a4d6fdb70e5387e5765293dcba39c0c5732"
         );
     }

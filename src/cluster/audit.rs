@@ -27,7 +27,7 @@ use crate::audit::AuditStore;
 use crate::audit::chain::{BrokenLink, ChainVerifier, VerifyReport};
 use crate::audit::checkpoint::{Keyring, SignedCheckpoint};
 use crate::audit::event::{Event, EventKind, GENESIS, Hash};
-use crate::audit::query::EventFilter;
+use crate::audit::filter::EventFilter;
 
 /// The tables of the central copy (created with the others at start).
 pub(super) const AUDIT_SCHEMA: &str = "

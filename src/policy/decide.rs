@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use time::Date;
 
-use super::index::{Candidate, CompiledGrant, CompiledPolicy};
-use super::load::{Dataset, Grant};
-use super::model::{AccessSpec, Mask, Operation, SharingClass};
+pub use super::index::Disclosed;
+use super::index::{Candidate, CompiledGrant, CompiledPolicy, disclosable};
+use super::load::Grant;
+use super::model::{Operation, SharingClass};
 use crate::domain::{CaseRef, DatasetId, DeptId, FieldName, GrantId, Purpose, Role};
 
 type CandidateFilter<'a> = dyn Fn(&Candidate) -> bool + 'a;
@@ -52,58 +53,6 @@ pub struct Allowance {
     pub grant: Arc<CompiledGrant>,
     /// The fields to disclose, in catalog order, each with its mask.
     pub fields: Arc<[Disclosed]>,
-}
-
-/// One field that may leave, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Disclosed {
-    /// The field.
-    pub name: FieldName,
-    /// The mask to apply, if any.
-    pub mask: Option<Mask>,
-    /// The field's member name in JSON, with its colon (`"name":`),
-    /// rendered once.
-    pub key: Arc<str>,
-}
-
-impl Disclosed {
-    /// `name`, masked by `mask` if one is given.
-    pub fn new(name: FieldName, mask: Option<Mask>) -> Self {
-        let quoted = serde_json::to_string(name.as_str()).unwrap_or_default();
-        Self {
-            key: format!("{quoted}:").into(),
-            name,
-            mask,
-        }
-    }
-}
-
-/// Whether `access` lets `field` out, and with which mask: `Some(None)` in
-/// clear, `Some(Some(mask))` masked, `None` not at all. Verification
-/// discloses nothing, so a verify-only field counts when `verifying`.
-fn disclosable(access: &AccessSpec, field: &FieldName, verifying: bool) -> Option<Option<Mask>> {
-    if access.fields.contains(field) || (verifying && access.verify_only.contains(field)) {
-        Some(None)
-    } else {
-        access.masked.get(field).map(|m| Some(*m))
-    }
-}
-
-/// Every field of `dataset` that `access` lets out, in catalog order: what
-/// a query that names no fields is given (compiled once per grant).
-pub(super) fn disclosures(
-    dataset: &Dataset,
-    access: &AccessSpec,
-    verifying: bool,
-) -> Arc<[Disclosed]> {
-    dataset
-        .spec
-        .fields
-        .iter()
-        .filter_map(|f| {
-            disclosable(access, &f.name, verifying).map(|mask| Disclosed::new(f.name.clone(), mask))
-        })
-        .collect()
 }
 
 /// Why a query was denied.

@@ -13,8 +13,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::diff::{AccessChange, diff};
-use super::load::{PolicyError, PolicySet, PolicySources, hex, validate};
+use super::load::{PolicyError, PolicySet, PolicySources, validate};
 use super::model::{DatasetSpec, GrantSpec, GrantsFile};
+use crate::domain::hex;
 use crate::domain::{DatasetId, GrantId};
 
 /// What is being changed.

@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::decide::{Disclosed, disclosures};
-use super::load::{Grant, PolicySet};
+use super::load::{Dataset, Grant, PolicySet};
+use super::model::{AccessSpec, Mask};
 use crate::clock::Clock;
-use crate::domain::{DatasetId, DeptId, GrantId};
+use crate::domain::{DatasetId, DeptId, FieldName, GrantId};
 use crate::pipeline::rate_limit::{RateLimit, RateSpec};
 
 /// A grant ready to decide with: the validated grant and its quota limiter.
@@ -51,6 +51,62 @@ pub(super) struct Candidate {
     pub(super) lookup: Arc<[Disclosed]>,
     /// Every field it lets a verification check (verify-only ones too).
     pub(super) verify: Arc<[Disclosed]>,
+}
+
+/// One field that may leave, and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Disclosed {
+    /// The field.
+    pub name: FieldName,
+    /// The mask to apply, if any.
+    pub mask: Option<Mask>,
+    /// The field's member name in JSON, with its colon (`"name":`),
+    /// rendered once.
+    pub key: Arc<str>,
+}
+
+impl Disclosed {
+    /// `name`, masked by `mask` if one is given.
+    pub fn new(name: FieldName, mask: Option<Mask>) -> Self {
+        let quoted = serde_json::to_string(name.as_str()).unwrap_or_default();
+        Self {
+            key: format!("{quoted}:").into(),
+            name,
+            mask,
+        }
+    }
+}
+
+/// Whether `access` lets `field` out, and with which mask: `Some(None)` in
+/// clear, `Some(Some(mask))` masked, `None` not at all. Verification
+/// discloses nothing, so a verify-only field counts when `verifying`.
+pub(super) fn disclosable(
+    access: &AccessSpec,
+    field: &FieldName,
+    verifying: bool,
+) -> Option<Option<Mask>> {
+    if access.fields.contains(field) || (verifying && access.verify_only.contains(field)) {
+        Some(None)
+    } else {
+        access.masked.get(field).map(|m| Some(*m))
+    }
+}
+
+/// Every field of `dataset` that `access` lets out, in catalog order: what
+/// a query that names no fields is given (compiled once per grant).
+pub(super) fn disclosures(
+    dataset: &Dataset,
+    access: &AccessSpec,
+    verifying: bool,
+) -> Arc<[Disclosed]> {
+    dataset
+        .spec
+        .fields
+        .iter()
+        .filter_map(|f| {
+            disclosable(access, &f.name, verifying).map(|mask| Disclosed::new(f.name.clone(), mask))
+        })
+        .collect()
 }
 
 impl CompiledPolicy {

@@ -15,7 +15,7 @@ use super::model::{
     DatasetSpec, Department, DepartmentsFile, FieldSpec, GrantSpec, GrantsFile, Operation,
     Sensitivity, SharingClass,
 };
-use crate::domain::{DatasetId, DeptId, FieldName, GrantId};
+use crate::domain::{DatasetId, DeptId, FieldName, GrantId, hex};
 use crate::pipeline::rate_limit::RateSpec;
 
 /// Roles of the data bureau that must never be able to read resident records.
@@ -509,24 +509,8 @@ fn parse_day(s: &str, what: &str, problems: &mut Vec<String>) -> Option<Date> {
     }
 }
 
-/// Lower-case hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn hex_is_lower_case_two_digits_a_byte() {
-        assert_eq!(super::hex(&[0x00, 0x0f, 0xa0, 0xff, 0x5c]), "000fa0ff5c");
-        assert_eq!(super::hex(&[]), "");
-    }
 
     use super::*;
 

@@ -509,7 +509,7 @@ fn span_id() -> String {
     let mut id = [0u8; 8];
     let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut id);
     id[0] |= 1;
-    crate::policy::load::hex(&id)
+    crate::domain::hex(&id)
 }
 
 /// An upstream's state as its circuit breaker sees it.

@@ -30,8 +30,8 @@ use x509_parser::revocation_list::CertificateRevocationList;
 use super::tls::{TlsError, read_certs};
 use crate::audit::event::sha256;
 use crate::config::{ClientAuth, StaleCrl, TlsConfig};
+use crate::domain::hex;
 use crate::metrics::{CertRefusalLabels, CrlLabels, Metrics};
-use crate::policy::load::hex;
 
 /// The metrics the client-certificate checks report to.
 #[derive(Debug, Clone)]

@@ -427,7 +427,7 @@ pub fn spawn_cluster_heartbeat(gw: Arc<Gateway>, listen: String) -> tokio::task:
         };
         let mut random = [0u8; 8];
         let _ = aws_lc_rs::rand::fill(&mut random);
-        let instance = crate::policy::load::hex(&random);
+        let instance = crate::domain::hex(&random);
         let started_ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));

@@ -12,7 +12,7 @@ use crate::helpers::TestGateway;
 fn claims(gw: &TestGateway) -> Value {
     let now = gw.clock.unix_secs();
     json!({
-        "iss": tongban::demo::DEMO_ISSUER, "aud": tongban::demo::DEMO_AUDIENCE,
+        "iss": tongban::dev::demo::DEMO_ISSUER, "aud": tongban::dev::demo::DEMO_AUDIENCE,
         "sub": "clerk-007", "dept": "minzheng", "roles": ["dibao_reviewer"],
         "iat": now, "exp": now + 600,
     })
@@ -58,7 +58,7 @@ async fn bad_tokens_are_refused_with_401_and_audited() {
         ("stripped signature", format!("{h}.{p}.")),
         ("HS256 signed with the public key", jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims(&gw), &EncodingKey::from_secret(&public_pem)).unwrap()),
         ("signed by another key", jsonwebtoken::encode(&Header::new(Algorithm::ES256), &claims(&gw), &EncodingKey::from_ec_pem(other_key.as_bytes()).unwrap()).unwrap()),
-        ("payload swapped", format!("{h}.{}.{}", B64.encode(serde_json::to_vec(&json!({"iss": tongban::demo::DEMO_ISSUER, "aud": "tongban", "sub": "x", "dept": "gongan", "roles": ["dibao_reviewer"], "exp": 9_999_999_999_i64})).unwrap()), good.rsplit('.').next().unwrap())),
+        ("payload swapped", format!("{h}.{}.{}", B64.encode(serde_json::to_vec(&json!({"iss": tongban::dev::demo::DEMO_ISSUER, "aud": "tongban", "sub": "x", "dept": "gongan", "roles": ["dibao_reviewer"], "exp": 9_999_999_999_i64})).unwrap()), good.rsplit('.').next().unwrap())),
         ("expired", gw.token_with("minzheng", "clerk-007", &["dibao_reviewer"], -7200, 600)),
         ("not yet valid", gw.token_with("minzheng", "clerk-007", &["dibao_reviewer"], 3600, 600)),
         ("wrong issuer", with(&gw, |c| { c.insert("iss".into(), json!("someone-else")); })),

@@ -17,7 +17,7 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::json;
 
-use tongban::devpki;
+use tongban::dev::devpki;
 
 use crate::cluster::{text, tongban};
 use crate::helpers::{Client, TestResponse, demo_home, mint, sample_ids};

@@ -53,10 +53,10 @@ async fn sigkill_mid_load_loses_no_acknowledged_event() {
 
     let key = std::fs::read(home.path().join("keys/issuer.pem")).unwrap();
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let token = tongban::devpki::mint_token(
+    let token = tongban::dev::devpki::mint_token(
         &key,
-        tongban::demo::DEMO_ISSUER,
-        tongban::demo::DEMO_AUDIENCE,
+        tongban::dev::demo::DEMO_ISSUER,
+        tongban::dev::demo::DEMO_AUDIENCE,
         "renshe",
         "batch-1",
         &["pension_clerk".to_owned()],

@@ -19,8 +19,8 @@ use tokio_rustls::TlsConnector;
 
 use tongban::clock::Clock;
 use tongban::config::Config;
-use tongban::demo::{self, DemoOptions};
-use tongban::devpki;
+use tongban::dev::demo::{self, DemoOptions};
+use tongban::dev::devpki;
 use tongban::gateway::Gateway;
 
 /// Residents generated for each test home: enough for every sample dataset.

@@ -311,7 +311,7 @@ async fn a_renewed_certificate_is_served_to_new_connections_while_open_ones_go_o
     let home = gw.home.path();
     std::fs::remove_file(home.join("certs/server.pem")).unwrap();
     std::fs::remove_file(home.join("certs/server-key.pem")).unwrap();
-    tongban::devpki::ensure(home, &[]).unwrap();
+    tongban::dev::devpki::ensure(home, &[]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if served_certificate(&gw).await != before {
@@ -546,7 +546,7 @@ async fn an_unauthenticated_flood_is_summarised_not_audited_one_by_one() {
     let bound = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
         &serde_json::json!({
-            "iss": tongban::demo::DEMO_ISSUER, "aud": tongban::demo::DEMO_AUDIENCE,
+            "iss": tongban::dev::demo::DEMO_ISSUER, "aud": tongban::dev::demo::DEMO_AUDIENCE,
             "sub": "clerk-007", "dept": "minzheng", "roles": ["dibao_reviewer"],
             "iat": now, "exp": now + 600, "cnf": {"x5t#S256": "A".repeat(43)},
         }),

@@ -205,10 +205,10 @@ async fn after_tongban_keys_rotate_old_proofs_still_verify_and_new_ones_use_the_
     let addr = free_addr();
     let client = crate::helpers::Client::new(addr, &home.path().join("certs/ca.pem"), None);
     let key = std::fs::read(home.path().join("keys/issuer.pem")).unwrap();
-    let token = tongban::devpki::mint_token(
+    let token = tongban::dev::devpki::mint_token(
         &key,
-        tongban::demo::DEMO_ISSUER,
-        tongban::demo::DEMO_AUDIENCE,
+        tongban::dev::demo::DEMO_ISSUER,
+        tongban::dev::demo::DEMO_AUDIENCE,
         "minzheng",
         "clerk-007",
         &["dibao_reviewer".to_owned()],

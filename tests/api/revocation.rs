@@ -23,7 +23,7 @@ fn tongban(args: &[&str]) -> std::process::Output {
 }
 
 fn client_of(gw: &TestGateway, dept: &str) -> Client {
-    let (cert, key) = tongban::devpki::DevPkiPaths::client(gw.home.path(), dept);
+    let (cert, key) = tongban::dev::devpki::DevPkiPaths::client(gw.home.path(), dept);
     Client::new(
         gw.addr,
         &gw.home.path().join("certs/ca.pem"),
@@ -222,7 +222,7 @@ async fn a_connection_opened_before_the_revocation_is_refused_at_its_next_reques
 /// A CRL over `home`'s development CA, with the given validity.
 fn crl_signed_by_home_ca(home: &Path, next_update: OffsetDateTime) -> String {
     let this_update = OffsetDateTime::now_utc() - time::Duration::hours(2);
-    tongban::devpki::empty_crl(home, 100, this_update, next_update).unwrap()
+    tongban::dev::devpki::empty_crl(home, 100, this_update, next_update).unwrap()
 }
 
 #[tokio::test]

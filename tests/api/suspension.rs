@@ -177,10 +177,10 @@ async fn a_suspension_survives_a_restart() {
     let client = crate::helpers::Client::new(addr, &home.path().join("certs/ca.pem"), None);
     let key = std::fs::read(home.path().join("keys/issuer.pem")).unwrap();
     let token = |dept: &str, role: &str| {
-        tongban::devpki::mint_token(
+        tongban::dev::devpki::mint_token(
             &key,
-            tongban::demo::DEMO_ISSUER,
-            tongban::demo::DEMO_AUDIENCE,
+            tongban::dev::demo::DEMO_ISSUER,
+            tongban::dev::demo::DEMO_AUDIENCE,
             dept,
             "someone",
             &[role.to_owned()],

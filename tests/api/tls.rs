@@ -24,7 +24,7 @@ async fn required_client_certificates_refuse_strangers_and_record_fingerprints()
     assert!(gw.client().request("GET", &path, &headers).await.is_err());
 
     // A certificate from another CA: refused.
-    let (cert, key) = tongban::devpki::foreign_client_cert("minzheng").unwrap();
+    let (cert, key) = tongban::dev::devpki::foreign_client_cert("minzheng").unwrap();
     let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .unwrap();
@@ -44,7 +44,7 @@ async fn required_client_certificates_refuse_strangers_and_record_fingerprints()
         .await
         .unwrap();
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let (cert_path, _) = tongban::devpki::DevPkiPaths::client(gw.home.path(), "minzheng");
+    let (cert_path, _) = tongban::dev::devpki::DevPkiPaths::client(gw.home.path(), "minzheng");
     let der = CertificateDer::pem_file_iter(cert_path)
         .unwrap()
         .next()
@@ -108,7 +108,7 @@ fn the_demo_ca_publishes_a_revocation_list_the_server_certificate_names() {
 
 /// The SHA-256 thumbprint of a department's demo client certificate.
 fn thumbprint(gw: &TestGateway, dept: &str) -> [u8; 32] {
-    let (cert_path, _) = tongban::devpki::DevPkiPaths::client(gw.home.path(), dept);
+    let (cert_path, _) = tongban::dev::devpki::DevPkiPaths::client(gw.home.path(), dept);
     let der = CertificateDer::pem_file_iter(cert_path)
         .unwrap()
         .next()
@@ -178,7 +178,7 @@ async fn a_certificate_and_a_token_must_name_the_same_caller() {
         signed(
             &gw,
             &serde_json::json!({
-                "iss": tongban::demo::DEMO_ISSUER, "aud": tongban::demo::DEMO_AUDIENCE,
+                "iss": tongban::dev::demo::DEMO_ISSUER, "aud": tongban::dev::demo::DEMO_AUDIENCE,
                 "sub": "clerk-007", "dept": "minzheng", "roles": ["dibao_reviewer"],
                 "iat": now, "exp": now + 600, "cnf": {"x5t#S256": t},
             }),
@@ -251,7 +251,7 @@ async fn an_issuer_vouches_only_for_its_departments_and_staff_roles() {
         jsonwebtoken::encode(
             &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
             &serde_json::json!({
-                "iss": "https://idp.yibao.example", "aud": tongban::demo::DEMO_AUDIENCE,
+                "iss": "https://idp.yibao.example", "aud": tongban::dev::demo::DEMO_AUDIENCE,
                 "sub": "x-1", "dept": dept, "roles": roles, "iat": now, "exp": now + 600,
             }),
             &jsonwebtoken::EncodingKey::from_ec_pem(private.as_bytes()).unwrap(),

@@ -225,7 +225,7 @@ async fn an_upstream_refuses_a_gateway_without_its_client_certificate() {
             })))
         },
         |config, home| {
-            let (cert, key) = tongban::devpki::foreign_client_cert("impostor").unwrap();
+            let (cert, key) = tongban::dev::devpki::foreign_client_cert("impostor").unwrap();
             std::fs::write(home.join("impostor.pem"), cert).unwrap();
             std::fs::write(home.join("impostor-key.pem"), key).unwrap();
             let up = config.upstream.as_mut().unwrap();

@@ -254,7 +254,7 @@ fn issue_client_with(
     Ok(IssuedClient {
         cert: cert_path,
         key: key_path,
-        serial: crate::policy::load::hex(&serial.to_bytes()),
+        serial: crate::domain::hex(&serial.to_bytes()),
     })
 }
 
@@ -488,7 +488,7 @@ pub fn revoke(
     let crl = sign_crl(&issuer, crl_number, now, revoked)?;
     write(&paths.crl, &crl, false)?;
     Ok(Revocation {
-        serial: crate::policy::load::hex(&serial),
+        serial: crate::domain::hex(&serial),
         crl_number,
         listed,
         already,
@@ -536,7 +536,7 @@ pub fn mint_token(
         "iat": now,
         "nbf": now,
         "exp": now + ttl_secs,
-        "jti": crate::policy::load::hex(&jti),
+        "jti": crate::domain::hex(&jti),
     });
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),

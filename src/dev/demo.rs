@@ -7,11 +7,11 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::devpki;
+use crate::dev::devpki;
+use crate::dev::sample;
 use crate::domain::DatasetId;
 use crate::policy::load::load_dir;
 use crate::provider::EmbeddedStore;
-use crate::sample;
 
 /// The demo issuer's `iss`.
 pub const DEMO_ISSUER: &str = "tongban-demo-issuer";
@@ -22,51 +22,51 @@ pub const DEMO_AUDIENCE: &str = "tongban";
 pub const SAMPLE_POLICIES: &[(&str, &str)] = &[
     (
         "departments.toml",
-        include_str!("../policies/departments.toml"),
+        include_str!("../../policies/departments.toml"),
     ),
     (
         "datasets/gongan.hukou.toml",
-        include_str!("../policies/datasets/gongan.hukou.toml"),
+        include_str!("../../policies/datasets/gongan.hukou.toml"),
     ),
     (
         "datasets/renshe.shebao.toml",
-        include_str!("../policies/datasets/renshe.shebao.toml"),
+        include_str!("../../policies/datasets/renshe.shebao.toml"),
     ),
     (
         "datasets/minzheng.hunyin.toml",
-        include_str!("../policies/datasets/minzheng.hunyin.toml"),
+        include_str!("../../policies/datasets/minzheng.hunyin.toml"),
     ),
     (
         "datasets/minzheng.dibao.toml",
-        include_str!("../policies/datasets/minzheng.dibao.toml"),
+        include_str!("../../policies/datasets/minzheng.dibao.toml"),
     ),
     (
         "datasets/ziranziyuan.budongchan.toml",
-        include_str!("../policies/datasets/ziranziyuan.budongchan.toml"),
+        include_str!("../../policies/datasets/ziranziyuan.budongchan.toml"),
     ),
     (
         "datasets/weijian.bingli.toml",
-        include_str!("../policies/datasets/weijian.bingli.toml"),
+        include_str!("../../policies/datasets/weijian.bingli.toml"),
     ),
     (
         "grants/minzheng-dibao.toml",
-        include_str!("../policies/grants/minzheng-dibao.toml"),
+        include_str!("../../policies/grants/minzheng-dibao.toml"),
     ),
     (
         "grants/renshe-pension.toml",
-        include_str!("../policies/grants/renshe-pension.toml"),
+        include_str!("../../policies/grants/renshe-pension.toml"),
     ),
     (
         "grants/renshe-survivor.toml",
-        include_str!("../policies/grants/renshe-survivor.toml"),
+        include_str!("../../policies/grants/renshe-survivor.toml"),
     ),
     (
         "grants/yibao-enroll.toml",
-        include_str!("../policies/grants/yibao-enroll.toml"),
+        include_str!("../../policies/grants/yibao-enroll.toml"),
     ),
     (
         "grants/jiaoyu-admission.toml",
-        include_str!("../policies/grants/jiaoyu-admission.toml"),
+        include_str!("../../policies/grants/jiaoyu-admission.toml"),
     ),
 ];
 
