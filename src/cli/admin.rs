@@ -160,7 +160,7 @@ pub(crate) fn run(command: AdminCommand) -> Result<ExitCode> {
 /// A time as the API takes it: RFC 3339 as given, or a duration from now
 /// (`90m`, `12h`, `7d`).
 fn absolute_time(text: &str) -> Result<String> {
-    let Some(seconds) = super::super::duration_secs(text) else {
+    let Some(seconds) = super::duration_secs(text) else {
         // Not a duration: an RFC 3339 time or a date, for the gateway to check.
         return Ok(text.to_owned());
     };
@@ -241,7 +241,7 @@ impl Connection {
 /// A five-minute administrator token from a demo home's issuer key.
 fn demo_admin_token(home: &Path, config: &Config) -> Result<String> {
     let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    super::super::mint(
+    super::token::mint(
         home,
         &config.operator_department,
         &format!("cli:{user}"),

@@ -18,7 +18,7 @@ use tongban::audit::{AuditStore, Outcome, Pseudonymizer, retention};
 use tongban::config::Config;
 use tongban::domain::ResidentId;
 
-use super::super::{Target, open_db};
+use super::{Target, open_db};
 
 #[derive(Subcommand)]
 pub(crate) enum AuditCommand {

@@ -1,17 +1,127 @@
-//! `tongban policy push DIR` and `tongban policy pull DIR`: moving a policy
-//! set between files (kept in git by a deployment pipeline) and the cluster's
-//! PostgreSQL, where every node applies each new version within a second.
+//! `tongban policy`: `check` and `diff` of policy directories, and `push DIR`
+//! and `pull DIR`, moving a policy set between files (kept in git by a
+//! deployment pipeline) and the cluster's PostgreSQL, where every node
+//! applies each new version within a second.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+
+use super::Target;
 
 use tongban::cluster::{ChangeMeta, PolicyStore};
 use tongban::config::{ClusterConfig, Config};
 use tongban::policy::diff::diff;
 use tongban::policy::edit::apply_files;
 use tongban::policy::load::{load_dir, validate};
+
+#[derive(Subcommand)]
+pub(crate) enum PolicyCommand {
+    /// Validate a policy directory; exits non-zero with every error found.
+    Check {
+        /// The directory holding departments.toml, datasets/ and grants/.
+        dir: PathBuf,
+    },
+    /// Print what access changes from one policy directory to another:
+    /// who gains or loses which fields.
+    Diff {
+        /// The policy set before.
+        before: PathBuf,
+        /// The policy set after.
+        after: PathBuf,
+    },
+    /// Cluster mode: validate a policy directory and store it in PostgreSQL
+    /// as the next version; every node puts it in force within a second.
+    /// Prints the access it changes.
+    Push {
+        /// The directory holding departments.toml, datasets/ and grants/.
+        dir: PathBuf,
+        /// The gateway whose [cluster] section names the database.
+        #[command(flatten)]
+        target: Target,
+        /// Who pushes, for the history (default: $USER@host).
+        #[arg(long)]
+        author: Option<String>,
+        /// Push only if PostgreSQL's newest version is this one (a pipeline's
+        /// guard against overwriting an edit made since it pulled).
+        #[arg(long)]
+        expect_version: Option<i64>,
+    },
+    /// Cluster mode: write the newest policy version (or --version N) from
+    /// PostgreSQL into a directory, which then holds exactly that set.
+    Pull {
+        /// The directory to write (created if missing).
+        dir: PathBuf,
+        /// The gateway whose [cluster] section names the database.
+        #[command(flatten)]
+        target: Target,
+        /// An older version instead of the newest.
+        #[arg(long)]
+        version: Option<i64>,
+    },
+}
+
+/// Runs a `tongban policy` subcommand.
+pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
+    match command {
+        PolicyCommand::Check { dir } => match load_dir(&dir) {
+            Ok(set) => {
+                println!(
+                    "{}: valid: {} departments, {} datasets, {} grants (version {})",
+                    dir.display(),
+                    set.departments.len(),
+                    set.datasets.len(),
+                    set.grants.len(),
+                    set.version
+                );
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("{e}");
+                }
+                eprintln!("{}: {} error(s)", dir.display(), errors.len());
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        PolicyCommand::Diff { before, after } => {
+            let load = |dir: &Path| {
+                load_dir(dir).map_err(|errs| {
+                    anyhow::anyhow!(
+                        "{} is not valid:\n{}",
+                        dir.display(),
+                        errs.iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                })
+            };
+            let (a, b) = (load(&before)?, load(&after)?);
+            let changes = tongban::policy::diff::diff(&a, &b);
+            if changes.is_empty() {
+                println!("no access changes ({} → {})", a.version, b.version);
+            }
+            for c in &changes {
+                println!("{c}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Push {
+            dir,
+            target,
+            author,
+            expect_version,
+        } => push(&target.load()?, &dir, author, expect_version),
+        PolicyCommand::Pull {
+            dir,
+            target,
+            version,
+        } => pull(&target.load()?, &dir, version),
+    }
+}
 
 fn cluster(config: &Config) -> Result<&ClusterConfig> {
     config.cluster.as_ref().context(
