@@ -29,69 +29,6 @@ use crate::audit::checkpoint::{Keyring, SignedCheckpoint};
 use crate::audit::event::{Event, EventKind, GENESIS, Hash};
 use crate::audit::filter::EventFilter;
 
-/// The tables of the central copy (created with the others at start).
-pub(super) const AUDIT_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tongban_audit_event (
-    node_id       text NOT NULL,
-    seq           bigint NOT NULL,
-    time          timestamptz NOT NULL,
-    kind          text NOT NULL,
-    operation     text NOT NULL,
-    dept          text,
-    subject       text,
-    dataset       text,
-    resident      bytea,
-    purpose       text,
-    case_ref      text,
-    outcome       text NOT NULL,
-    reason        text,
-    status        integer NOT NULL,
-    grant_id      text,
-    fields        jsonb NOT NULL,
-    request_id    text NOT NULL,
-    stored        bytea NOT NULL,
-    PRIMARY KEY (node_id, seq, time)
-) PARTITION BY RANGE (time);
-CREATE INDEX IF NOT EXISTS tongban_audit_event_resident
-    ON tongban_audit_event (resident, time) WHERE resident IS NOT NULL;
-CREATE INDEX IF NOT EXISTS tongban_audit_event_time
-    ON tongban_audit_event (time DESC, node_id COLLATE \"C\" DESC, seq DESC);
-CREATE INDEX IF NOT EXISTS tongban_audit_event_dept
-    ON tongban_audit_event (dept, time DESC) WHERE dept IS NOT NULL;
-CREATE TABLE IF NOT EXISTS tongban_audit_checkpoint (
-    node_id text NOT NULL,
-    seq     bigint NOT NULL,
-    signed  bytea NOT NULL,
-    PRIMARY KEY (node_id, seq)
-);
-CREATE TABLE IF NOT EXISTS tongban_audit_shipped (
-    node_id     text PRIMARY KEY,
-    through_seq bigint NOT NULL,
-    anchor_seq  bigint NOT NULL,
-    anchor_hash bytea NOT NULL,
-    updated_at  timestamptz NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tongban_audit_exported (
-    node_id     text PRIMARY KEY,
-    through_seq bigint NOT NULL,
-    updated_at  timestamptz NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tongban_audit_prune (
-    id          bigserial PRIMARY KEY,
-    pruned_at   timestamptz NOT NULL DEFAULT now(),
-    partition   text NOT NULL,
-    node_id     text NOT NULL,
-    through_seq bigint NOT NULL,
-    anchor_hash bytea NOT NULL,
-    events      bigint NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tongban_audit_key (
-    node_id    text NOT NULL,
-    public_pem text NOT NULL,
-    PRIMARY KEY (node_id, public_pem)
-);
-";
-
 /// Serializes the creation of monthly partitions across nodes.
 const LOCK_PARTITION: i64 = 0x746f_6e67_6261_6e03;
 

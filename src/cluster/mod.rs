@@ -12,6 +12,7 @@
 
 pub mod audit;
 pub mod limits;
+mod schema;
 pub mod stops;
 pub mod store;
 

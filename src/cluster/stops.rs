@@ -14,16 +14,6 @@ use super::store::{ClusterError, PolicyStore};
 use crate::stops::revocation::Revocation;
 use crate::stops::suspension::Suspension;
 
-/// The log of stops (created with the other tables at start).
-pub(super) const STOPS_SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tongban_stop_change (
-    id           bigserial PRIMARY KEY,
-    change       jsonb NOT NULL,
-    node_id      text NOT NULL,
-    committed_at timestamptz NOT NULL DEFAULT now()
-);
-";
-
 /// Serializes appends, so ids are committed in order and a node reading
 /// `id > mark` never skips one committed late.
 const LOCK_STOPS: i64 = 0x746f_6e67_6261_6e04;

@@ -18,48 +18,6 @@ use crate::policy::PolicySources;
 const LOCK_MIGRATE: i64 = 0x746f_6e67_6261_6e01;
 const LOCK_POLICY: i64 = 0x746f_6e67_6261_6e02;
 
-/// The schema, created if missing (each node runs it at start, one at a time).
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tongban_schema (
-    component text PRIMARY KEY,
-    version   integer NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tongban_policy_version (
-    version      bigint PRIMARY KEY CHECK (version > 0),
-    content_hash text NOT NULL,
-    files        jsonb NOT NULL,
-    committed_at timestamptz NOT NULL DEFAULT now(),
-    node_id      text NOT NULL,
-    author       text NOT NULL,
-    action       text NOT NULL,
-    summary      text NOT NULL
-);
-CREATE TABLE IF NOT EXISTS tongban_node (
-    node_id        text PRIMARY KEY,
-    instance       text NOT NULL,
-    listen         text NOT NULL,
-    software       text NOT NULL,
-    started_at     timestamptz NOT NULL,
-    heartbeat_at   timestamptz NOT NULL,
-    heartbeat_secs integer NOT NULL,
-    policy_version bigint NOT NULL,
-    audit_head     bigint NOT NULL DEFAULT 0,
-    audit_shipped  bigint NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS tongban_answer_key (
-    kid           text PRIMARY KEY,
-    node_id       text NOT NULL,
-    jwk           jsonb NOT NULL,
-    registered_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE TABLE IF NOT EXISTS tongban_cluster_meta (
-    key   text PRIMARY KEY,
-    value text NOT NULL
-);
-INSERT INTO tongban_schema (component, version) VALUES ('policy', 1), ('node', 1)
-    ON CONFLICT (component) DO NOTHING;
-";
-
 /// One version of the policy set, as the cluster's history lists it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct VersionRow {
@@ -307,9 +265,10 @@ impl PolicyStore {
         let client = self.pool.get().await?;
         client
             .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {SCHEMA} {} {} COMMIT;",
-                super::audit::AUDIT_SCHEMA,
-                super::stops::STOPS_SCHEMA
+                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {} {} {} COMMIT;",
+                super::schema::POLICY_SCHEMA,
+                super::schema::AUDIT_SCHEMA,
+                super::schema::STOPS_SCHEMA
             ))
             .await?;
         Ok(())
