@@ -332,14 +332,8 @@ async fn run_lookup(
         record: disclosure.record,
         resident: t.resident.masked(),
     });
-    let proof = wants_proof(headers, &allowance)
-        .then(|| claims(gw, event, &t.principal, Operation::Lookup, &answer))
-        .transpose()?
-        .map(|mut c| {
-            c.insert("resident_id".into(), json!(t.resident_as_sent));
-            c
-        });
-    Ok(Answer::typed(answer, proof))
+    let asked = ("resident_id", json!(t.resident_as_sent));
+    signed(gw, event, headers, &allowance, &t.principal, answer, asked)
 }
 
 /// Body of a verification.
@@ -472,14 +466,8 @@ async fn run_verify(
         resident: t.resident.masked(),
         results,
     });
-    let proof = wants_proof(headers, &allowance)
-        .then(|| claims(gw, event, &t.principal, Operation::Verify, &answer))
-        .transpose()?
-        .map(|mut c| {
-            c.insert("resident_id".into(), json!(t.resident_as_sent));
-            c
-        });
-    Ok(Answer::typed(answer, proof))
+    let asked = ("resident_id", json!(t.resident_as_sent));
+    signed(gw, event, headers, &allowance, &t.principal, answer, asked)
 }
 
 /// A verification's audit detail: the predicates asked (the caller's own
@@ -778,14 +766,33 @@ async fn run_batch(
         purpose,
         results,
     });
-    let proof = wants_proof(headers, &allowance)
-        .then(|| claims(gw, event, &principal, Operation::Batch, &answer))
-        .transpose()?
-        .map(|mut c| {
-            c.insert("resident_ids".into(), json!(resident_ids));
-            c
-        });
-    Ok(Answer::typed(answer, proof))
+    let asked = ("resident_ids", json!(resident_ids));
+    signed(gw, event, headers, &allowance, &principal, answer, asked)
+}
+
+/// The typed answer, with the claims of its proof when it is to be signed
+/// ([`wants_proof`]): [`claims`] plus `asked`, what the caller named (the
+/// resident ID or IDs as sent).
+fn signed(
+    gw: &Gateway,
+    event: &EventBody,
+    headers: &HeaderMap,
+    allowance: &Allowance,
+    principal: &Principal,
+    answer: Typed,
+    (member, value): (&str, Value),
+) -> Result<Answer, ApiError> {
+    if !wants_proof(headers, allowance) {
+        return Ok(Answer::typed(answer, None));
+    }
+    let operation = match &answer {
+        Typed::Record(_) => Operation::Lookup,
+        Typed::Verify(_) => Operation::Verify,
+        Typed::Batch(_) => Operation::Batch,
+    };
+    let mut c = claims(gw, event, principal, operation, &answer)?;
+    c.insert(member.into(), value);
+    Ok(Answer::typed(answer, Some(c)))
 }
 
 /// Whether to sign the answer: the caller asked (`Prefer: signed`, RFC 7240)
