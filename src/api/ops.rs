@@ -189,7 +189,7 @@ fn operator_staff(gw: &Gateway, headers: &axum::http::HeaderMap) -> bool {
             |d| policy.knows_department(d),
         )
         .is_ok_and(|p| {
-            let fingerprint = crate::api::CONNECTION
+            let fingerprint = crate::pipeline::connection::CONNECTION
                 .try_with(|c| c.cert_fingerprint)
                 .ok()
                 .flatten();

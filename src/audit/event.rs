@@ -41,8 +41,7 @@ pub fn suite_of(version: u8) -> crate::audit::suite::Suite {
     }
 }
 
-/// A 32-byte digest (SHA-256 or SM3).
-pub type Hash = [u8; 32];
+pub use super::suite::{Hash, sha256};
 
 /// The all-zero hash that the first event of a chain points back to.
 pub const GENESIS: Hash = [0; 32];
@@ -461,14 +460,6 @@ impl Event {
 /// A node id as the canonical bytes hold it.
 pub fn encode_node(node: &str) -> Vec<u8> {
     postcard::to_allocvec(node).unwrap_or_default()
-}
-
-/// SHA-256 of `bytes`.
-pub fn sha256(bytes: &[u8]) -> Hash {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
 }
 
 #[cfg(test)]

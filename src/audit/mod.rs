@@ -15,6 +15,7 @@ pub mod residents;
 pub mod retention;
 pub mod store;
 pub mod suite;
+pub mod tree;
 pub mod wal;
 pub mod writer;
 

@@ -30,7 +30,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::store::{AuditError, key_seq};
+use super::tree::{AuditError, key_seq};
 
 /// Sequence numbers per sealed segment.
 pub const SEGMENT_EVENTS: u64 = 65_536;

@@ -17,6 +17,9 @@
 //! summaries are missing, and the resident index's tail from the events after
 //! its last sealed segment.
 
+pub use super::tree::AuditError;
+pub(crate) use super::tree::key_seq;
+
 use std::path::Path;
 
 use super::blocks::{BlockSummary, block_of, block_range};
@@ -32,31 +35,6 @@ const CHECKPOINTS: &str = "audit/checkpoints";
 const META: &str = "audit/meta";
 const ANCHOR: &[u8] = b"anchor";
 const EXPORTED_THROUGH: &[u8] = b"exported_through";
-
-/// The audit store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum AuditError {
-    /// sled reported an error.
-    #[error("audit store: {0}")]
-    Store(#[from] sled::Error),
-    /// The log file could not be synced.
-    #[error("audit log sync: {0}")]
-    Sync(#[from] std::io::Error),
-    /// A stored event could not be decoded.
-    #[error("audit event {seq}: {message}")]
-    Corrupt {
-        /// Its sequence number.
-        seq: u64,
-        /// What is wrong.
-        message: String,
-    },
-    /// The writer has stopped; nothing can be made durable.
-    #[error("the audit writer is not running")]
-    WriterStopped,
-    /// sled has not filed every durable event (it refused them, or is slow).
-    #[error("the audit store is behind its write-ahead file")]
-    Behind,
-}
 
 /// An event ready to store: sequence number, stored bytes, resident pseudonym.
 pub(crate) type SealedEvent = (u64, Vec<u8>, Option<[u8; 16]>);
@@ -663,14 +641,6 @@ fn split_chunk(first: u64, body: &[u8]) -> Result<Vec<(u64, &[u8])>, AuditError>
         rest = tail;
     }
     Ok(out)
-}
-
-/// A big-endian sequence number from a key (shorter keys are left-padded).
-pub(crate) fn key_seq(bytes: &[u8]) -> u64 {
-    let mut b = [0u8; 8];
-    let n = bytes.len().min(8);
-    b[8 - n..].copy_from_slice(&bytes[..n]);
-    u64::from_be_bytes(b)
 }
 
 #[cfg(test)]

@@ -18,7 +18,16 @@ use serde::{Deserialize, Serialize};
 use sm2::dsa::signature::{Signer, Verifier};
 use sm2::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePrivateKey, EncodePublicKey, der};
 
-use super::event::Hash;
+/// A 32-byte digest (SHA-256 or SM3).
+pub type Hash = [u8; 32];
+
+/// SHA-256 of `bytes`.
+pub fn sha256(bytes: &[u8]) -> Hash {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
 
 /// The signer ID of GM/T 0009-2012 (used when none is agreed).
 pub const SM2_DEFAULT_ID: &str = "1234567812345678";
@@ -55,7 +64,7 @@ impl Suite {
     /// The chain hash of `bytes`.
     pub fn hash(self, bytes: &[u8]) -> Hash {
         match self {
-            Self::International => super::event::sha256(bytes),
+            Self::International => sha256(bytes),
             Self::Gm => sm3(bytes),
         }
     }
@@ -106,7 +115,7 @@ impl PublicKey {
     /// The key id recorded in checkpoints: the first 8 bytes of the SHA-256
     /// of the raw key, hex (an identifier, not a security function).
     pub fn key_id(&self) -> String {
-        crate::domain::hex(&super::event::sha256(&self.raw)[..8])
+        crate::domain::hex(&sha256(&self.raw)[..8])
     }
 
     /// Whether `signature` over `message` verifies with this key.

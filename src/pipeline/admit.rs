@@ -55,7 +55,7 @@ pub fn authenticate(
     };
     let known = |d: &str| policy.knows_department(d);
     // On a connection, its memo of the last verified token.
-    let principal = crate::api::CONNECTION
+    let principal = crate::pipeline::connection::CONNECTION
         .try_with(|c| {
             gw.auth
                 .authenticate_on(authorization(), known, Some(&c.token_memo))
@@ -100,7 +100,7 @@ pub fn bind_to_connection(
     principal: &Principal,
     fingerprint: Option<[u8; 32]>,
 ) -> Result<(), ApiError> {
-    let cert_department = crate::api::CONNECTION
+    let cert_department = crate::pipeline::connection::CONNECTION
         .try_with(|c| c.cert_department.clone())
         .ok()
         .flatten();

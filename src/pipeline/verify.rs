@@ -9,75 +9,20 @@
 //! is what the mask hides). Free thresholds would let repeated questions
 //! bisect the value.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use crate::domain::FieldName;
 use crate::pipeline::minimize::Record;
 use crate::policy::model::FieldType;
+use crate::policy::predicate::same;
+pub use crate::policy::predicate::{Comparison, Condition};
 
 /// Most conditions in one request.
 pub const MAX_CONDITIONS: usize = 16;
 
-/// A comparison of a verification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub enum Comparison {
-    /// The field equals the value.
-    #[serde(rename = "equals")]
-    Equals,
-    /// The field is one of the values (an array).
-    #[serde(rename = "in")]
-    In,
-    /// The field is at least the value (numbers and dates).
-    #[serde(rename = ">=")]
-    AtLeast,
-    /// The field is at most the value (numbers and dates).
-    #[serde(rename = "<=")]
-    AtMost,
-    /// The field has a value.
-    #[serde(rename = "exists")]
-    Exists,
-}
-
 /// Verify requests a grant allows per resident and day, unless it says otherwise.
 pub const DEFAULT_BUDGET_PER_RESIDENT_DAY: u32 = 5;
-
-/// One condition on a field, as a caller sends it, or as a grant names it
-/// among its `verify_predicates`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(example = json!({"field": "marital_status", "op": "equals", "value": "已婚"}))]
-pub struct Condition {
-    /// A field of the dataset.
-    #[schema(value_type = String, pattern = "^[a-z][a-z0-9_]{0,63}$")]
-    pub field: FieldName,
-    /// The comparison.
-    pub op: Comparison,
-    /// What to compare with, of the field's type (an array for `in`; none for `exists`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Value, required = false)]
-    pub value: Option<Value>,
-}
-
-impl Condition {
-    /// Whether this condition asks exactly what `predicate` names: the same
-    /// field and comparison, and the same value (the same set, for `in`).
-    pub fn is(&self, predicate: &Condition) -> bool {
-        if self.field != predicate.field || self.op != predicate.op {
-            return false;
-        }
-        match (&self.value, &predicate.value) {
-            (Some(Value::Array(a)), Some(Value::Array(b))) => {
-                a.len() == b.len()
-                    && a.iter().all(|x| b.iter().any(|y| same(x, y)))
-                    && b.iter().all(|y| a.iter().any(|x| same(x, y)))
-            }
-            (Some(a), Some(b)) => same(a, b) && same(b, a),
-            (None, None) => true,
-            _ => false,
-        }
-    }
-}
 
 /// The outcome of one condition: its field, its comparison, and whether it
 /// holds; never the value.
@@ -275,14 +220,6 @@ pub fn evaluate(record: &Record, conditions: &[Condition]) -> Vec<Outcome> {
 }
 
 /// Equality, with numbers compared by value and lists by membership.
-fn same(have: &Value, want: &Value) -> bool {
-    match (have, want) {
-        (Value::Number(a), Value::Number(b)) => a.as_f64() == b.as_f64(),
-        (Value::Array(items), w) => items.iter().any(|i| i == w),
-        (a, b) => a == b,
-    }
-}
-
 fn order(have: &Value, want: &Value) -> Option<std::cmp::Ordering> {
     match (have, want) {
         (Value::Number(a), Value::Number(b)) => a.as_f64()?.partial_cmp(&b.as_f64()?),

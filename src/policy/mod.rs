@@ -8,6 +8,7 @@ pub mod history;
 pub mod index;
 pub mod load;
 pub mod model;
+pub mod predicate;
 
 use std::sync::Arc;
 

@@ -260,7 +260,7 @@ pub struct AccessSpec {
     /// set of values), e.g. `{ field = "contribution_base", op = ">=",
     /// value = 3000 }` for the 低保 income test. Nothing else may be asked of them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub verify_predicates: Vec<crate::pipeline::verify::Condition>,
+    pub verify_predicates: Vec<super::predicate::Condition>,
 }
 
 /// An operation on a dataset.

@@ -27,7 +27,7 @@ use rustls::{
 use x509_parser::prelude::FromDer;
 use x509_parser::revocation_list::CertificateRevocationList;
 
-use super::tls::{TlsError, read_certs};
+use super::pem::{TlsError, read_certs};
 use crate::audit::event::sha256;
 use crate::config::{ClientAuth, StaleCrl, TlsConfig};
 use crate::domain::hex;

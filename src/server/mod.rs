@@ -7,6 +7,7 @@
 //! their requests up to a deadline, then flush and stop the audit writer.
 
 pub mod client_trust;
+pub mod pem;
 mod phases;
 pub mod proxy_protocol;
 pub mod tls;
