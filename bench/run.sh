@@ -460,6 +460,13 @@ if bad:
     add("")
     add(f"Warning: socket errors or unexpected statuses in {', '.join(bad)}; see the wrk logs.")
 text = "\n".join(lines) + "\n"
-open(out, "w").write(text)
+# The dated history below the table is kept from the file written before.
+history = ""
+if os.path.exists(out):
+    previous = open(out).read()
+    at = previous.find("\n## History\n")
+    if at >= 0:
+        history = previous[at:]
+open(out, "w").write(text.rstrip("\n") + "\n" + history)
 print(text)
 PY

@@ -1,7 +1,7 @@
 //! The one conversion from errors to `application/problem+json` (RFC 9457).
 //!
 //! Every refusal and failure the gateway answers is an [`ApiError`]: a stable
-//! `type` (`/problems/<slug>`, documented in the README), a `title`, a
+//! `type` (`/problems/<slug>`, documented in docs/integrating.md), a `title`, a
 //! `detail` that tells the caller what to fix, and never data the caller may
 //! not see. What each problem says is in [`crate::problem`].
 

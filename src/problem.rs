@@ -4,7 +4,7 @@
 //! `type`, `/problems/<slug>`), the HTTP status and the title in English and
 //! Chinese. [`Problem`] is one occurrence: its type and the typed parameters
 //! its detail is built from, in either language. Nothing outside this file
-//! writes a slug, a title or a detail sentence; the README's table of
+//! writes a slug, a title or a detail sentence; docs/integrating.md's table of
 //! problem types is checked against [`ProblemType::ALL`].
 
 use axum::http::StatusCode;
@@ -742,7 +742,7 @@ impl Problem {
                 "send the body as application/json".into()
             }
             Self::BodyTooLarge(text) | Self::RequestTimeout(text) => text.clone(),
-            Self::NoSuchRoute => "the gateway serves no resource at this path; see the README for its routes".into(),
+            Self::NoSuchRoute => "the gateway serves no resource at this path; see docs/integrating.md for its routes".into(),
             Self::MethodNotAllowed => "this resource does not answer that method".into(),
             Self::ConditionCount { max } => format!("send 1 to {max} conditions"),
             Self::InvalidCondition(e) => e.to_string(),
@@ -938,7 +938,7 @@ impl Problem {
             Self::UnsupportedMediaType { toml: false } => "请以 application/json 发送请求体".into(),
             Self::BodyTooLarge(text) => format!("请求体超过上限：{text}"),
             Self::RequestTimeout(text) => format!("请求体未在时限内送达：{text}"),
-            Self::NoSuchRoute => "网关在此路径下没有资源；路由列表见 README".into(),
+            Self::NoSuchRoute => "网关在此路径下没有资源；路由列表见 docs/integrating.md".into(),
             Self::MethodNotAllowed => "此资源不响应该方法".into(),
             Self::ConditionCount { max } => format!("请发送 1 到 {max} 个条件"),
             Self::InvalidCondition(e) => e.zh(),
@@ -1230,10 +1230,10 @@ fn deny_zh(d: &DenyDetail) -> String {
     }
 }
 
-/// The README's table of problem types, checked against the enum.
-pub fn documented_slugs(readme: &str) -> Vec<String> {
+/// docs/integrating.md's table of problem types, checked against the enum.
+pub fn documented_slugs(doc: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for line in readme.lines().filter(|l| l.starts_with("| `/problems/")) {
+    for line in doc.lines().filter(|l| l.starts_with("| `/problems/")) {
         let cell = line.split('|').nth(1).unwrap_or("");
         for part in cell.split(',') {
             let slug = part
@@ -1264,28 +1264,28 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_problem_type_and_no_other() {
-        let readme = include_str!("../README.md");
-        let documented = documented_slugs(readme);
+    fn the_docs_list_every_problem_type_and_no_other() {
+        let docs = include_str!("../docs/integrating.md");
+        let documented = documented_slugs(docs);
         for t in ProblemType::ALL {
             assert!(
                 documented.iter().any(|d| d == t.slug()),
-                "/problems/{} is missing from the README's table",
+                "/problems/{} is missing from docs/integrating.md's table",
                 t.slug()
             );
         }
         for d in &documented {
             assert!(
                 ProblemType::from_slug(d).is_some(),
-                "the README lists /problems/{d}, which the gateway never answers"
+                "docs/integrating.md lists /problems/{d}, which the gateway never answers"
             );
         }
     }
 
     #[test]
-    fn the_readme_gives_each_problem_its_status() {
-        let readme = include_str!("../README.md");
-        for line in readme.lines().filter(|l| l.starts_with("| `/problems/")) {
+    fn the_docs_give_each_problem_its_status() {
+        let docs = include_str!("../docs/integrating.md");
+        for line in docs.lines().filter(|l| l.starts_with("| `/problems/")) {
             let cells: Vec<&str> = line.split('|').collect();
             let slugs = documented_slugs(line);
             let statuses: Vec<u16> = cells[2]
@@ -1298,7 +1298,7 @@ mod tests {
                 assert_eq!(
                     documented,
                     Some(t.status().as_u16()),
-                    "README: /problems/{slug}"
+                    "docs/integrating.md: /problems/{slug}"
                 );
             }
         }

@@ -139,7 +139,7 @@ pub const GATEWAY_CLIENT: &str = "tongban-gateway";
 pub fn demo_config_text(listen: std::net::SocketAddr) -> String {
     format!(
         r#"# tongban configuration written by `tongban demo`: for development only.
-# Every key is described in the README ("Configuration reference").
+# Every key is described in docs/operating.md ("Configuration reference").
 node_id = "demo-1"
 listen = "{listen}"
 data_dir = "data"
@@ -175,7 +175,7 @@ suite = "international"
 
 # Calling departments' own APIs (a dataset whose catalog entry says
 # provider = {{ kind = "http", base_url = "https://…" }}). Try it with
-# `tongban provider serve --home <this home> …` (see the README).
+# `tongban provider serve --home <this home> …` (see docs/integrating.md).
 [upstream]
 ca = "certs/ca.pem"
 client_cert = "certs/clients/{GATEWAY_CLIENT}.pem"

@@ -61,7 +61,7 @@ pub struct DatasetSpec {
 pub enum ProviderSpec {
     /// Records imported into the gateway's own store (`tongban import`).
     Embedded,
-    /// The owning department's REST API (see the README's upstream contract),
+    /// The owning department's REST API (see the upstream contract in docs/integrating.md),
     /// called over mutual TLS with the gateway's client certificate.
     Http {
         /// `https://host:port/path`: the contract's routes are under it.

@@ -1,6 +1,6 @@
 //! Upstream providers: the owning department's own REST API.
 //!
-//! The contract an upstream implements (also in the README):
+//! The contract an upstream implements (also in docs/integrating.md):
 //!
 //! - `GET {base_url}/records/{resident_id}`: 200 with the record as a JSON
 //!   object (field name to value), or 404 if the department holds none.
