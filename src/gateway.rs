@@ -298,41 +298,8 @@ impl Gateway {
             (Some(set), _) => (set, None),
             (None, None) => return Err(StartError::Config("no policy set to start with".into())),
             (None, Some((store, head))) => {
-                let cluster = Cluster::new(
-                    &config.node_id,
-                    store,
-                    config.cluster.as_ref().map_or(5, |c| c.policy_check_secs),
-                    config.cluster.as_ref().map_or(2, |c| c.heartbeat_secs),
-                    match &config.cluster {
-                        Some(c) => crate::cluster::limits::ClusterLimits::new(c)
-                            .map_err(|e| StartError::Config(format!("[cluster]: {e}")))?,
-                        None => return Err(StartError::Config("no [cluster] section".into())),
-                    },
-                    db.open_tree("cluster/policy")?,
-                );
-                let (version, sources) = match head {
-                    Ok(Some(v)) => (v.version, v.sources),
-                    Ok(None) => {
-                        return Err(StartError::Config(format!(
-                            "PostgreSQL ({}) holds no policy set yet: store one with `tongban policy push DIR --config FILE`",
-                            cluster.store.url
-                        )));
-                    }
-                    Err(e) => match cluster.cached() {
-                        Some((version, sources)) => {
-                            tracing::warn!(error = %e, version, "starting with the policy version this node applied last; PostgreSQL will be asked again");
-                            (version, sources)
-                        }
-                        None => {
-                            return Err(StartError::Config(format!(
-                                "{e}; and this node has applied no policy version it could start with"
-                            )));
-                        }
-                    },
-                };
-                let set = validate(sources.clone()).map_err(StartError::Policy)?;
-                cluster.set_applied(version, &sources)?;
-                (set, Some(Arc::new(cluster)))
+                let (set, cluster) = start_cluster(&config, &db, store, head)?;
+                (set, Some(cluster))
             }
         };
         let policy = CompiledPolicy::compile(set, |d| dept_rates.rate(d), None, &clock);
@@ -369,17 +336,7 @@ impl Gateway {
             &config.data_dir,
             checkpoint_signer.clone(),
             metrics.clone(),
-            WriterOptions {
-                node: config.node_id.clone(),
-                durability: config.audit.durability,
-                max_batch: config.audit.max_batch,
-                group_wait: std::time::Duration::from_micros(
-                    config.audit.group_wait_us.min(100_000),
-                ),
-                checkpoint_every: config.audit.checkpoint_every,
-                checkpoint_interval: std::time::Duration::from_secs(config.audit.checkpoint_secs),
-                clock: clock.clone(),
-            },
+            writer_options(&config, &clock),
         )?;
         let policy_history = History::open(&db)?;
         let suspensions = crate::stops::suspension::Suspensions::open(&db, &config.data_dir)?;
@@ -388,33 +345,7 @@ impl Gateway {
             &config.data_dir,
             clock.unix_millis(),
         )?;
-        let upstreams = match &config.upstream {
-            Some(up) => Some(
-                crate::provider::Upstreams::new(up, &config.node_id, metrics.clone())
-                    .map_err(|e| StartError::Config(format!("[upstream]: {e}")))?,
-            ),
-            None => {
-                let wanting: Vec<String> = policy
-                    .set
-                    .datasets
-                    .values()
-                    .filter(|d| {
-                        matches!(
-                            d.spec.provider,
-                            Some(crate::policy::model::ProviderSpec::Http { .. })
-                        )
-                    })
-                    .map(|d| d.spec.id.to_string())
-                    .collect();
-                if !wanting.is_empty() {
-                    return Err(StartError::Config(format!(
-                        "datasets {} name an http provider, but tongban.toml has no [upstream] section (the gateway's client certificate and the upstreams' CA)",
-                        wanting.join(", ")
-                    )));
-                }
-                None
-            }
-        };
+        let upstreams = upstreams(&config, &policy, &metrics)?;
         let providers = Providers::new(EmbeddedStore::new(db), upstreams);
         Ok(Arc::new(Self {
             config,
@@ -942,4 +873,99 @@ fn changed_entries(old: &PolicySet, new: &PolicySet) -> Vec<EntryChange> {
         }
     }
     out
+}
+
+/// In cluster mode, the node's cluster and the policy set it starts with:
+/// PostgreSQL's newest version, or, while PostgreSQL cannot be reached, the
+/// version this node applied last.
+fn start_cluster(
+    config: &Config,
+    db: &sled::Db,
+    store: PolicyStore,
+    head: Result<Option<StoredVersion>, ClusterError>,
+) -> Result<(PolicySet, Arc<Cluster>), StartError> {
+    let cluster = Cluster::new(
+        &config.node_id,
+        store,
+        config.cluster.as_ref().map_or(5, |c| c.policy_check_secs),
+        config.cluster.as_ref().map_or(2, |c| c.heartbeat_secs),
+        match &config.cluster {
+            Some(c) => crate::cluster::limits::ClusterLimits::new(c)
+                .map_err(|e| StartError::Config(format!("[cluster]: {e}")))?,
+            None => return Err(StartError::Config("no [cluster] section".into())),
+        },
+        db.open_tree("cluster/policy")?,
+    );
+    let (version, sources) = match head {
+        Ok(Some(v)) => (v.version, v.sources),
+        Ok(None) => {
+            return Err(StartError::Config(format!(
+                "PostgreSQL ({}) holds no policy set yet: store one with `tongban policy push DIR --config FILE`",
+                cluster.store.url
+            )));
+        }
+        Err(e) => match cluster.cached() {
+            Some((version, sources)) => {
+                tracing::warn!(error = %e, version, "starting with the policy version this node applied last; PostgreSQL will be asked again");
+                (version, sources)
+            }
+            None => {
+                return Err(StartError::Config(format!(
+                    "{e}; and this node has applied no policy version it could start with"
+                )));
+            }
+        },
+    };
+    let set = validate(sources.clone()).map_err(StartError::Policy)?;
+    cluster.set_applied(version, &sources)?;
+    Ok((set, Arc::new(cluster)))
+}
+
+/// The owners' own APIs, if `[upstream]` is configured; a catalog that
+/// names an http provider without it does not start.
+fn upstreams(
+    config: &Config,
+    policy: &CompiledPolicy,
+    metrics: &Arc<Metrics>,
+) -> Result<Option<crate::provider::Upstreams>, StartError> {
+    Ok(match &config.upstream {
+        Some(up) => Some(
+            crate::provider::Upstreams::new(up, &config.node_id, metrics.clone())
+                .map_err(|e| StartError::Config(format!("[upstream]: {e}")))?,
+        ),
+        None => {
+            let wanting: Vec<String> = policy
+                .set
+                .datasets
+                .values()
+                .filter(|d| {
+                    matches!(
+                        d.spec.provider,
+                        Some(crate::policy::model::ProviderSpec::Http { .. })
+                    )
+                })
+                .map(|d| d.spec.id.to_string())
+                .collect();
+            if !wanting.is_empty() {
+                return Err(StartError::Config(format!(
+                    "datasets {} name an http provider, but tongban.toml has no [upstream] section (the gateway's client certificate and the upstreams' CA)",
+                    wanting.join(", ")
+                )));
+            }
+            None
+        }
+    })
+}
+
+/// The audit writer's options from `[audit]`.
+fn writer_options(config: &Config, clock: &Clock) -> WriterOptions {
+    WriterOptions {
+        node: config.node_id.clone(),
+        durability: config.audit.durability,
+        max_batch: config.audit.max_batch,
+        group_wait: std::time::Duration::from_micros(config.audit.group_wait_us.min(100_000)),
+        checkpoint_every: config.audit.checkpoint_every,
+        checkpoint_interval: std::time::Duration::from_secs(config.audit.checkpoint_secs),
+        clock: clock.clone(),
+    }
 }

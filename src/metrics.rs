@@ -84,82 +84,205 @@ struct HotRoute {
     latency: Histogram,
 }
 
-/// Every metric of the gateway.
-#[derive(Debug)]
-pub struct Metrics {
-    registry: Registry,
-    /// The record routes' handles, resolved at start: the latency series of
-    /// each, and its counter of answered (`allow`, 200) requests. Other
-    /// label sets are looked up in their family.
-    hot: Vec<HotRoute>,
+/// Declares every metric once: its field, type and constructor, its name
+/// and help in the exposition. The registry lists them in this order.
+macro_rules! metrics {
+    ($(
+        $(#[doc = $doc:literal])*
+        $field:ident: $ty:ty = $init:expr => $name:literal, $help:literal;
+    )*) => {
+        /// Every metric of the gateway.
+        #[derive(Debug)]
+        pub struct Metrics {
+            registry: Registry,
+            /// The record routes' handles, resolved at start: the latency series of
+            /// each, and its counter of answered (`allow`, 200) requests. Other
+            /// label sets are looked up in their family.
+            hot: Vec<HotRoute>,
+            $( $(#[doc = $doc])* pub $field: $ty, )*
+        }
+
+        impl Metrics {
+            /// All metrics, registered.
+            pub fn new() -> Self {
+                let mut registry = Registry::with_prefix("tongban");
+                let mut metrics = Self {
+                    $( $field: {
+                        let metric: $ty = $init;
+                        registry.register($name, $help, metric.clone());
+                        metric
+                    }, )*
+                    hot: Vec::new(),
+                    registry: Registry::default(),
+                };
+                metrics.registry = registry;
+                metrics.hot = hot_routes(&metrics.requests, &metrics.latency);
+                metrics
+            }
+        }
+    };
+}
+
+metrics! {
     /// Requests answered.
-    pub requests: Family<RequestLabels, Counter>,
+    requests: Family<RequestLabels, Counter> = Family::default()
+        => "requests",
+        "Requests answered, by operation, decision and status";
     /// Time from arrival to the audit event being durable, seconds.
-    pub latency: Family<OperationLabels, Histogram>,
+    latency: Family<OperationLabels, Histogram> =
+        Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_05, 2.0, 18)))
+        => "request_duration_seconds",
+        "Time from arrival to a durable audit event, by operation";
     /// Requests refused by a rate limit.
-    pub rate_limited: Family<LimitLabels, Counter>,
+    rate_limited: Family<LimitLabels, Counter> = Family::default()
+        => "rate_limited",
+        "Requests refused by a department limit or grant quota";
     /// Events per audit group commit.
-    pub audit_batch_size: Histogram,
+    audit_batch_size: Histogram = Histogram::new(exponential_buckets(1.0, 2.0, 14))
+        => "audit_batch_events",
+        "Events per audit group commit";
     /// Time to write and sync one group commit, seconds.
-    pub audit_flush_seconds: Histogram,
+    audit_flush_seconds: Histogram = Histogram::new(exponential_buckets(0.000_02, 2.0, 16))
+        => "audit_flush_seconds",
+        "Time to write and sync one audit group commit";
     /// Checkpoints signed.
-    pub audit_checkpoints: Counter,
+    audit_checkpoints: Counter = Counter::default()
+        => "audit_checkpoints",
+        "Signed audit checkpoints";
     /// Whether the audit writer is healthy (1) or failed (0).
-    pub audit_writer_up: Gauge,
+    audit_writer_up: Gauge = Gauge::default()
+        => "audit_writer_up",
+        "1 while the audit writer is healthy";
     /// TLS handshakes that failed or timed out.
-    pub tls_handshake_failures: Counter,
+    tls_handshake_failures: Counter = Counter::default()
+        => "tls_handshake_failures",
+        "TLS handshakes that failed or timed out";
     /// Client certificates refused at the handshake, by reason.
-    pub client_certs_refused: Family<CertRefusalLabels, Counter>,
+    client_certs_refused: Family<CertRefusalLabels, Counter> = Family::default()
+        => "tls_client_certs_refused",
+        "Client certificates refused at the TLS handshake, by reason";
     /// Next-update time (Unix seconds) of each CRL in force.
-    pub crl_next_update: Family<CrlLabels, Gauge>,
+    crl_next_update: Family<CrlLabels, Gauge> = Family::default()
+        => "tls_crl_next_update_timestamp_seconds",
+        "When each client-certificate CRL in force must be replaced (Unix time)";
     /// Revoked serials listed by each CRL in force.
-    pub crl_revoked: Family<CrlLabels, Gauge>,
+    crl_revoked: Family<CrlLabels, Gauge> = Family::default()
+        => "tls_crl_revoked_certificates",
+        "Revoked certificates listed by each client-certificate CRL in force";
     /// CRL (and client CA) reloads refused; the lists in force stayed.
-    pub crl_reload_failures: Counter,
+    crl_reload_failures: Counter = Counter::default()
+        => "tls_crl_reload_failures",
+        "CRL or client CA reloads refused (the lists in force stayed)";
     /// Cluster mode: the PostgreSQL policy version this node enforces.
-    pub cluster_policy_version: Gauge,
+    cluster_policy_version: Gauge = Gauge::default()
+        => "cluster_policy_version",
+        "Cluster mode: the PostgreSQL policy version this node enforces (0 on a single node)";
     /// Cluster mode: checks for a new policy version that failed (PostgreSQL
     /// unreachable, a version that does not validate here).
-    pub cluster_sync_failures: Counter,
+    cluster_sync_failures: Counter = Counter::default()
+        => "cluster_policy_sync_failures",
+        "Cluster mode: failed checks for a new policy version (the set in force stayed)";
     /// Cluster mode: the last audit event of this node in PostgreSQL.
-    pub cluster_audit_shipped: Gauge,
+    cluster_audit_shipped: Gauge = Gauge::default()
+        => "cluster_audit_shipped_seq",
+        "Cluster mode: the last audit event of this node copied to PostgreSQL";
     /// Cluster mode: durable audit events of this node not yet in PostgreSQL.
-    pub cluster_audit_lag: Gauge,
+    cluster_audit_lag: Gauge = Gauge::default()
+        => "cluster_audit_lag_events",
+        "Cluster mode: durable audit events of this node not yet in PostgreSQL";
     /// Cluster mode: shipping attempts that failed.
-    pub cluster_audit_ship_failures: Counter,
+    cluster_audit_ship_failures: Counter = Counter::default()
+        => "cluster_audit_ship_failures",
+        "Cluster mode: failed attempts to copy audit events to PostgreSQL (they are retried)";
     /// Cluster mode with Redis: whether Redis counts the limits (1) or the
     /// node decides alone with its share (0).
-    pub cluster_redis_up: Gauge,
+    cluster_redis_up: Gauge = Gauge::default()
+        => "cluster_redis_up",
+        "Cluster mode with Redis: 1 while Redis counts the rate limits, 0 while this node enforces its share";
     /// Cluster mode: limit checks this node decided alone (Redis away or not configured).
-    pub cluster_limit_fallbacks: Counter,
+    cluster_limit_fallbacks: Counter = Counter::default()
+        => "cluster_limit_fallbacks",
+        "Cluster mode: rate-limit checks this node decided alone with its share";
     /// Cluster mode: the live nodes a limit is shared by when a node decides alone.
-    pub cluster_limit_share: Gauge,
+    cluster_limit_share: Gauge = Gauge::default()
+        => "cluster_limit_share",
+        "Cluster mode: live nodes sharing each rate limit when a node decides alone";
     /// Open connections.
-    pub connections_open: Gauge,
+    connections_open: Gauge = Gauge::default()
+        => "connections_open",
+        "Open client connections";
     /// Connections refused because the connection limit was reached.
-    pub connections_refused: Counter,
+    connections_refused: Counter = Counter::default()
+        => "connections_refused",
+        "Connections refused at the connection limit";
     /// Connections closed for waiting too long (before a first request, or
     /// idle between requests).
-    pub connections_idle_closed: Counter,
+    connections_idle_closed: Counter = Counter::default()
+        => "connections_idle_closed",
+        "Connections closed for waiting too long before or between requests";
     /// Connections refused because their source had too many open.
-    pub connections_refused_per_source: Counter,
+    connections_refused_per_source: Counter = Counter::default()
+        => "connections_refused_per_source",
+        "Connections refused because their source address had limits.max_connections_per_source open";
     /// Refusals before authentication past their source's limit (counted
     /// into summary events, not audited one by one).
-    pub unauthenticated_limited: Counter,
+    unauthenticated_limited: Counter = Counter::default()
+        => "unauthenticated_limited",
+        "Refusals before authentication past their source's limit (summarised, not audited one by one)";
     /// Free space of the data directory's file system, bytes.
-    pub data_disk_free_bytes: Gauge,
+    data_disk_free_bytes: Gauge = Gauge::default()
+        => "data_disk_free_bytes",
+        "Free space of the data directory's file system";
     /// The policy version in force (value 1, version as a label).
-    pub policy_info: Family<PolicyLabels, Gauge>,
+    policy_info: Family<PolicyLabels, Gauge> = Family::default()
+        => "policy_info",
+        "The policy version in force";
     /// Reloads of the policy directory refused since start.
-    pub policy_reload_failures: Gauge,
+    policy_reload_failures: Gauge = Gauge::default()
+        => "policy_reload_failures",
+        "Reloads of the policy directory refused since start";
     /// Whether each upstream-provided dataset's circuit is closed (1) or open (0).
-    pub provider_up: Family<DatasetLabels, Gauge>,
+    provider_up: Family<DatasetLabels, Gauge> = Family::default()
+        => "provider_up",
+        "1 while an upstream-provided dataset's circuit is closed";
     /// Calls to upstream providers, by dataset and outcome.
-    pub provider_calls: Family<ProviderCallLabels, Counter>,
+    provider_calls: Family<ProviderCallLabels, Counter> = Family::default()
+        => "provider_calls",
+        "Calls to upstream providers, by dataset and outcome";
     /// Time an upstream took to answer, by dataset.
-    pub provider_seconds: Family<DatasetLabels, Histogram>,
+    provider_seconds: Family<DatasetLabels, Histogram> =
+        Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.000_5, 2.0, 14)))
+        => "provider_duration_seconds",
+        "Time an upstream provider took to answer, by dataset";
     /// Fields an upstream returned that the catalog does not know (dropped).
-    pub provider_dropped_fields: Family<DatasetLabels, Counter>,
+    provider_dropped_fields: Family<DatasetLabels, Counter> = Family::default()
+        => "provider_dropped_fields",
+        "Fields an upstream returned that its catalog entry does not have (dropped)";
+}
+
+/// The record routes' handles.
+fn hot_routes(
+    requests: &Family<RequestLabels, Counter>,
+    latency: &Family<OperationLabels, Histogram>,
+) -> Vec<HotRoute> {
+    ["lookup", "verify", "batch", "catalog"]
+        .into_iter()
+        .map(|operation| HotRoute {
+            operation,
+            answered: requests
+                .get_or_create(&RequestLabels {
+                    operation: operation.to_owned(),
+                    decision: "allow".to_owned(),
+                    status: 200,
+                })
+                .clone(),
+            latency: latency
+                .get_or_create(&OperationLabels {
+                    operation: operation.to_owned(),
+                })
+                .clone(),
+        })
+        .collect()
 }
 
 impl Default for Metrics {
@@ -169,261 +292,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// All metrics, registered.
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("tongban");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "Requests answered, by operation, decision and status",
-            requests.clone(),
-        );
-        let latency = Family::<OperationLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_05, 2.0, 18))
-        });
-        registry.register(
-            "request_duration_seconds",
-            "Time from arrival to a durable audit event, by operation",
-            latency.clone(),
-        );
-        let rate_limited = Family::<LimitLabels, Counter>::default();
-        registry.register(
-            "rate_limited",
-            "Requests refused by a department limit or grant quota",
-            rate_limited.clone(),
-        );
-        let audit_batch_size = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        registry.register(
-            "audit_batch_events",
-            "Events per audit group commit",
-            audit_batch_size.clone(),
-        );
-        let audit_flush_seconds = Histogram::new(exponential_buckets(0.000_02, 2.0, 16));
-        registry.register(
-            "audit_flush_seconds",
-            "Time to write and sync one audit group commit",
-            audit_flush_seconds.clone(),
-        );
-        let audit_checkpoints = Counter::default();
-        registry.register(
-            "audit_checkpoints",
-            "Signed audit checkpoints",
-            audit_checkpoints.clone(),
-        );
-        let audit_writer_up = Gauge::default();
-        registry.register(
-            "audit_writer_up",
-            "1 while the audit writer is healthy",
-            audit_writer_up.clone(),
-        );
-        let tls_handshake_failures = Counter::default();
-        registry.register(
-            "tls_handshake_failures",
-            "TLS handshakes that failed or timed out",
-            tls_handshake_failures.clone(),
-        );
-        let client_certs_refused = Family::<CertRefusalLabels, Counter>::default();
-        registry.register(
-            "tls_client_certs_refused",
-            "Client certificates refused at the TLS handshake, by reason",
-            client_certs_refused.clone(),
-        );
-        let crl_next_update = Family::<CrlLabels, Gauge>::default();
-        registry.register(
-            "tls_crl_next_update_timestamp_seconds",
-            "When each client-certificate CRL in force must be replaced (Unix time)",
-            crl_next_update.clone(),
-        );
-        let crl_revoked = Family::<CrlLabels, Gauge>::default();
-        registry.register(
-            "tls_crl_revoked_certificates",
-            "Revoked certificates listed by each client-certificate CRL in force",
-            crl_revoked.clone(),
-        );
-        let crl_reload_failures = Counter::default();
-        registry.register(
-            "tls_crl_reload_failures",
-            "CRL or client CA reloads refused (the lists in force stayed)",
-            crl_reload_failures.clone(),
-        );
-        let cluster_policy_version = Gauge::default();
-        registry.register(
-            "cluster_policy_version",
-            "Cluster mode: the PostgreSQL policy version this node enforces (0 on a single node)",
-            cluster_policy_version.clone(),
-        );
-        let cluster_sync_failures = Counter::default();
-        registry.register(
-            "cluster_policy_sync_failures",
-            "Cluster mode: failed checks for a new policy version (the set in force stayed)",
-            cluster_sync_failures.clone(),
-        );
-        let cluster_audit_shipped = Gauge::default();
-        registry.register(
-            "cluster_audit_shipped_seq",
-            "Cluster mode: the last audit event of this node copied to PostgreSQL",
-            cluster_audit_shipped.clone(),
-        );
-        let cluster_audit_lag = Gauge::default();
-        registry.register(
-            "cluster_audit_lag_events",
-            "Cluster mode: durable audit events of this node not yet in PostgreSQL",
-            cluster_audit_lag.clone(),
-        );
-        let cluster_audit_ship_failures = Counter::default();
-        registry.register(
-            "cluster_audit_ship_failures",
-            "Cluster mode: failed attempts to copy audit events to PostgreSQL (they are retried)",
-            cluster_audit_ship_failures.clone(),
-        );
-        let cluster_redis_up = Gauge::default();
-        registry.register(
-            "cluster_redis_up",
-            "Cluster mode with Redis: 1 while Redis counts the rate limits, 0 while this node enforces its share",
-            cluster_redis_up.clone(),
-        );
-        let cluster_limit_fallbacks = Counter::default();
-        registry.register(
-            "cluster_limit_fallbacks",
-            "Cluster mode: rate-limit checks this node decided alone with its share",
-            cluster_limit_fallbacks.clone(),
-        );
-        let cluster_limit_share = Gauge::default();
-        registry.register(
-            "cluster_limit_share",
-            "Cluster mode: live nodes sharing each rate limit when a node decides alone",
-            cluster_limit_share.clone(),
-        );
-        let connections_open = Gauge::default();
-        registry.register(
-            "connections_open",
-            "Open client connections",
-            connections_open.clone(),
-        );
-        let connections_refused = Counter::default();
-        registry.register(
-            "connections_refused",
-            "Connections refused at the connection limit",
-            connections_refused.clone(),
-        );
-        let connections_idle_closed = Counter::default();
-        registry.register(
-            "connections_idle_closed",
-            "Connections closed for waiting too long before or between requests",
-            connections_idle_closed.clone(),
-        );
-        let connections_refused_per_source = Counter::default();
-        registry.register(
-            "connections_refused_per_source",
-            "Connections refused because their source address had limits.max_connections_per_source open",
-            connections_refused_per_source.clone(),
-        );
-        let unauthenticated_limited = Counter::default();
-        registry.register(
-            "unauthenticated_limited",
-            "Refusals before authentication past their source's limit (summarised, not audited one by one)",
-            unauthenticated_limited.clone(),
-        );
-        let data_disk_free_bytes = Gauge::default();
-        registry.register(
-            "data_disk_free_bytes",
-            "Free space of the data directory's file system",
-            data_disk_free_bytes.clone(),
-        );
-        let policy_info = Family::<PolicyLabels, Gauge>::default();
-        registry.register(
-            "policy_info",
-            "The policy version in force",
-            policy_info.clone(),
-        );
-        let policy_reload_failures = Gauge::default();
-        registry.register(
-            "policy_reload_failures",
-            "Reloads of the policy directory refused since start",
-            policy_reload_failures.clone(),
-        );
-        let provider_up = Family::<DatasetLabels, Gauge>::default();
-        registry.register(
-            "provider_up",
-            "1 while an upstream-provided dataset's circuit is closed",
-            provider_up.clone(),
-        );
-        let provider_calls = Family::<ProviderCallLabels, Counter>::default();
-        registry.register(
-            "provider_calls",
-            "Calls to upstream providers, by dataset and outcome",
-            provider_calls.clone(),
-        );
-        let provider_seconds = Family::<DatasetLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.000_5, 2.0, 14))
-        });
-        registry.register(
-            "provider_duration_seconds",
-            "Time an upstream provider took to answer, by dataset",
-            provider_seconds.clone(),
-        );
-        let provider_dropped_fields = Family::<DatasetLabels, Counter>::default();
-        registry.register(
-            "provider_dropped_fields",
-            "Fields an upstream returned that its catalog entry does not have (dropped)",
-            provider_dropped_fields.clone(),
-        );
-        let hot = ["lookup", "verify", "batch", "catalog"]
-            .into_iter()
-            .map(|operation| HotRoute {
-                operation,
-                answered: requests
-                    .get_or_create(&RequestLabels {
-                        operation: operation.to_owned(),
-                        decision: "allow".to_owned(),
-                        status: 200,
-                    })
-                    .clone(),
-                latency: latency
-                    .get_or_create(&OperationLabels {
-                        operation: operation.to_owned(),
-                    })
-                    .clone(),
-            })
-            .collect();
-        Self {
-            hot,
-            provider_up,
-            provider_calls,
-            provider_seconds,
-            provider_dropped_fields,
-            registry,
-            requests,
-            latency,
-            rate_limited,
-            audit_batch_size,
-            audit_flush_seconds,
-            audit_checkpoints,
-            audit_writer_up,
-            tls_handshake_failures,
-            client_certs_refused,
-            crl_next_update,
-            crl_revoked,
-            crl_reload_failures,
-            cluster_policy_version,
-            cluster_sync_failures,
-            cluster_audit_shipped,
-            cluster_audit_lag,
-            cluster_audit_ship_failures,
-            cluster_redis_up,
-            cluster_limit_fallbacks,
-            cluster_limit_share,
-            connections_open,
-            connections_refused,
-            unauthenticated_limited,
-            data_disk_free_bytes,
-            connections_idle_closed,
-            connections_refused_per_source,
-            policy_info,
-            policy_reload_failures,
-        }
-    }
-
     /// Records one answered request.
     pub fn observe_request(
         &self,

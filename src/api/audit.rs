@@ -708,6 +708,20 @@ async fn run_export(
             this_node: gw.config.node_id.clone(),
         }));
     }
+    local_export(gw, from, to, format, delivered).await
+}
+
+/// An export of this node's log: every event in the window (extended to
+/// the checkpoint that covers its last one), after the header line and the
+/// checkpoints, streamed from the store a thousand events at a time.
+async fn local_export(
+    gw: &Arc<Gateway>,
+    from: Option<i64>,
+    to: Option<i64>,
+    format: ExportFormat,
+    delivered: Delivered,
+) -> Result<Answer, ApiError> {
+    let offset = gw.utc_offset;
     // Every exported event must be covered by a signed checkpoint.
     let covered = gw
         .audit
@@ -721,54 +735,41 @@ async fn run_export(
     let store = gw.audit_store.clone();
     let (lo, hi, prelude) = match range {
         None => (1, 0, String::new()),
-        Some((lo, hi)) => {
-            let s = store.clone();
-            let (checkpoints, first) = blocking(move || {
-                let cps = s.checkpoints()?;
-                let first = s.get(lo)?;
-                Ok((cps, first))
-            })
-            .await?;
-            let prev = first.as_ref().map(|e| e.prev_hash).unwrap_or([0; 32]);
-            // Extend to the first checkpoint at or after `hi`, so the tail is covered.
-            let hi = checkpoints
-                .iter()
-                .map(|c| c.checkpoint.seq)
-                .find(|s| *s >= hi)
-                .unwrap_or(hi);
-            let mut prelude = String::new();
-            if format == ExportFormat::Ndjson {
-                let suites = export_suites(
-                    first.as_ref(),
-                    checkpoints
-                        .iter()
-                        .filter(|c| c.checkpoint.seq >= lo && c.checkpoint.seq <= hi),
-                );
-                prelude.push_str(&header_line(
-                    &gw.config.node_id,
-                    (lo - 1, prev),
-                    offset,
-                    &gw.checkpoint_signer.key_id(),
-                    &suites,
-                ));
-            } else {
-                prelude.push_str(&csv_header());
-            }
-            for cp in checkpoints
-                .iter()
-                .filter(|c| c.checkpoint.seq >= lo && c.checkpoint.seq <= hi)
-            {
-                prelude.push_str(&checkpoint_record(cp, offset, format));
-            }
-            (lo, hi, prelude)
-        }
+        Some((lo, hi)) => export_prelude(gw, &store, (lo, hi), format).await?,
     };
     let prelude = if prelude.is_empty() && format == ExportFormat::Csv {
         csv_header()
     } else {
         prelude
     };
-    let chunks = futures_util::stream::unfold(Some(lo), move |next| {
+    let chunks = event_chunks(store, (lo, hi), offset, format, delivered);
+    let head =
+        futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(prelude)) });
+    let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(head, chunks));
+    let (content_type, ext) = match format {
+        ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
+        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
+    };
+    Ok(Answer::Raw {
+        content_type,
+        filename: Some(format!(
+            "tongban-audit-{}-{lo}-{hi}.{ext}",
+            gw.config.node_id
+        )),
+        body,
+    })
+}
+
+/// The events `lo..=hi`, streamed in order a thousand at a time; once the
+/// last is handed over and delivered, the range is marked exported.
+fn event_chunks(
+    store: crate::audit::AuditStore,
+    (lo, hi): (u64, u64),
+    offset: time::UtcOffset,
+    format: ExportFormat,
+    delivered: Delivered,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::io::Error>> {
+    futures_util::stream::unfold(Some(lo), move |next| {
         let store = store.clone();
         let delivered = delivered.clone();
         async move {
@@ -801,22 +802,58 @@ async fn run_export(
             .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
             Some((text.map(Bytes::from), Some(end + 1)))
         }
-    });
-    let head =
-        futures_util::stream::once(async move { Ok::<_, std::io::Error>(Bytes::from(prelude)) });
-    let body = axum::body::Body::from_stream(futures_util::StreamExt::chain(head, chunks));
-    let (content_type, ext) = match format {
-        ExportFormat::Ndjson => ("application/x-ndjson", "ndjson"),
-        ExportFormat::Csv => ("text/csv; charset=utf-8", "csv"),
-    };
-    Ok(Answer::Raw {
-        content_type,
-        filename: Some(format!(
-            "tongban-audit-{}-{lo}-{hi}.{ext}",
-            gw.config.node_id
-        )),
-        body,
     })
+}
+
+/// What precedes an export's events: the header line (NDJSON) or row
+/// (CSV), then the checkpoints in the range. The range is extended to the
+/// first checkpoint at or after `hi`, so that its tail is covered.
+async fn export_prelude(
+    gw: &Arc<Gateway>,
+    store: &crate::audit::AuditStore,
+    (lo, hi): (u64, u64),
+    format: ExportFormat,
+) -> Result<(u64, u64, String), ApiError> {
+    let offset = gw.utc_offset;
+    let s = store.clone();
+    let (checkpoints, first) = blocking(move || {
+        let cps = s.checkpoints()?;
+        let first = s.get(lo)?;
+        Ok((cps, first))
+    })
+    .await?;
+    let prev = first.as_ref().map(|e| e.prev_hash).unwrap_or([0; 32]);
+    // Extend to the first checkpoint at or after `hi`, so the tail is covered.
+    let hi = checkpoints
+        .iter()
+        .map(|c| c.checkpoint.seq)
+        .find(|s| *s >= hi)
+        .unwrap_or(hi);
+    let mut prelude = String::new();
+    if format == ExportFormat::Ndjson {
+        let suites = export_suites(
+            first.as_ref(),
+            checkpoints
+                .iter()
+                .filter(|c| c.checkpoint.seq >= lo && c.checkpoint.seq <= hi),
+        );
+        prelude.push_str(&header_line(
+            &gw.config.node_id,
+            (lo - 1, prev),
+            offset,
+            &gw.checkpoint_signer.key_id(),
+            &suites,
+        ));
+    } else {
+        prelude.push_str(&csv_header());
+    }
+    for cp in checkpoints
+        .iter()
+        .filter(|c| c.checkpoint.seq >= lo && c.checkpoint.seq <= hi)
+    {
+        prelude.push_str(&checkpoint_record(cp, offset, format));
+    }
+    Ok((lo, hi, prelude))
 }
 
 /// An export of the central copy: one section per node (NDJSON: a header

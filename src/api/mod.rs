@@ -454,45 +454,10 @@ async fn finish_events(
     result: Result<Answer, ApiError>,
     after_audit: impl AfterAudit,
 ) -> Response {
-    // A refusal before authentication, past its source's limit: counted for
-    // the minute's summary event, not audited on its own, answered at once.
-    // Before admission: no principal yet, or a token refused after all
-    // (revoked, bound to another certificate, of another department than
-    // the certificate's), or a suspended department.
-    let before_admission = result.as_ref().is_err_and(|e| {
-        event.dept.is_none()
-            || e.status() == StatusCode::UNAUTHORIZED
-            || e.kind() == ProblemType::DepartmentSuspended
-    });
-    if before_admission
-        && let Some(peer) = ctx.conn.peer
-        && !gw.unauthenticated.admit(peer.ip())
-    {
-        ctx.in_flight.release();
-        gw.metrics.unauthenticated_limited.inc();
-        let mut e = ApiError::from(Problem::UnauthenticatedRateLimited {
-            spec: gw.unauthenticated.spec().to_string(),
-        });
-        e.retry_after = Some(gw.unauthenticated.spec().per.as_secs().max(1));
-        let mut response = e.to_response(Some(&ctx.request_id), None);
-        if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
-            response.headers_mut().insert("x-request-id", v);
-        }
-        return response;
+    if let Some(refused) = summarised_refusal(gw, ctx, &event, &result) {
+        return refused;
     }
-    match &result {
-        Ok(answer) => {
-            event.status = answer.status().as_u16();
-            event.outcome = Outcome::Allow;
-            event.reason = None;
-        }
-        Err(e) => {
-            event.status = e.status().as_u16();
-            event.outcome = e.outcome();
-            event.reason = Some(e.slug().into());
-            event.fields.clear();
-        }
-    }
+    record_outcome(&mut event, &result);
     let latency_us = u32::try_from(ctx.started.elapsed().as_micros()).unwrap_or(u32::MAX);
     event.latency_us = latency_us;
     let (operation, status, outcome) = (event.operation.clone(), event.status, event.outcome);
@@ -514,28 +479,7 @@ async fn finish_events(
     // records its hash in them, so the log names every proof it issued.
     let slot: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let mut result = result;
-    let finalize: Option<crate::audit::writer::Finalizer> = match &mut result {
-        Ok(Answer::Json { proof, .. } | Answer::Typed { proof, .. }) => {
-            proof.take().map(|claims| {
-                let keys = gw.answer_keys.clone();
-                let slot = slot.clone();
-                let mut claims = *claims;
-                Box::new(move |first: u64, last: u64| {
-                    claims.insert("audit_seq".into(), json!(first));
-                    if last > first {
-                        claims.insert("last_seq".into(), json!(last));
-                    }
-                    let jws = keys.sign(&claims);
-                    let hash = crate::proof::proof_hash(&jws);
-                    if let Ok(mut s) = slot.lock() {
-                        *s = Some(jws);
-                    }
-                    hash
-                }) as crate::audit::writer::Finalizer
-            })
-        }
-        _ => None,
-    };
+    let finalize = proof_finalizer(gw, &mut result, &slot);
     let mut response = match gw
         .audit
         .append_on_way(events, finalize, Some(&ctx.in_flight))
@@ -593,6 +537,94 @@ async fn finish_events(
     }
     .log();
     response
+}
+
+/// A refusal before authentication, from a source past its limit: counted
+/// for the minute's summary event instead of audited on its own, and
+/// answered at once (429). `None` for every other result.
+fn summarised_refusal(
+    gw: &Gateway,
+    ctx: &RequestContext,
+    event: &EventBody,
+    result: &Result<Answer, ApiError>,
+) -> Option<Response> {
+    // A refusal before authentication, past its source's limit: counted for
+    // the minute's summary event, not audited on its own, answered at once.
+    // Before admission: no principal yet, or a token refused after all
+    // (revoked, bound to another certificate, of another department than
+    // the certificate's), or a suspended department.
+    let before_admission = result.as_ref().is_err_and(|e| {
+        event.dept.is_none()
+            || e.status() == StatusCode::UNAUTHORIZED
+            || e.kind() == ProblemType::DepartmentSuspended
+    });
+    if !before_admission {
+        return None;
+    }
+    let peer = ctx.conn.peer?;
+    if gw.unauthenticated.admit(peer.ip()) {
+        return None;
+    }
+    ctx.in_flight.release();
+    gw.metrics.unauthenticated_limited.inc();
+    let mut e = ApiError::from(Problem::UnauthenticatedRateLimited {
+        spec: gw.unauthenticated.spec().to_string(),
+    });
+    e.retry_after = Some(gw.unauthenticated.spec().per.as_secs().max(1));
+    let mut response = e.to_response(Some(&ctx.request_id), None);
+    if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    Some(response)
+}
+
+/// The request's outcome, as its event records it.
+fn record_outcome(event: &mut EventBody, result: &Result<Answer, ApiError>) {
+    match result {
+        Ok(answer) => {
+            event.status = answer.status().as_u16();
+            event.outcome = Outcome::Allow;
+            event.reason = None;
+        }
+        Err(e) => {
+            event.status = e.status().as_u16();
+            event.outcome = e.outcome();
+            event.reason = Some(e.slug().into());
+            event.fields.clear();
+        }
+    }
+}
+
+/// For a signed answer, what the audit writer runs once the request's
+/// events are numbered: it signs the proof, naming them, leaves it in
+/// `slot` and returns its hash for the events to record.
+fn proof_finalizer(
+    gw: &Gateway,
+    result: &mut Result<Answer, ApiError>,
+    slot: &Arc<std::sync::Mutex<Option<String>>>,
+) -> Option<crate::audit::writer::Finalizer> {
+    match result {
+        Ok(Answer::Json { proof, .. } | Answer::Typed { proof, .. }) => {
+            proof.take().map(|claims| {
+                let keys = gw.answer_keys.clone();
+                let slot = Arc::clone(slot);
+                let mut claims = *claims;
+                Box::new(move |first: u64, last: u64| {
+                    claims.insert("audit_seq".into(), json!(first));
+                    if last > first {
+                        claims.insert("last_seq".into(), json!(last));
+                    }
+                    let jws = keys.sign(&claims);
+                    let hash = crate::proof::proof_hash(&jws);
+                    if let Ok(mut s) = slot.lock() {
+                        *s = Some(jws);
+                    }
+                    hash
+                }) as crate::audit::writer::Finalizer
+            })
+        }
+        _ => None,
+    }
 }
 
 impl Answer {

@@ -699,7 +699,49 @@ async fn run_batch(
         .await
         .map_err(|e| provider_error(&e))?
         .into_iter();
-    let mut results = Vec::with_capacity(resident_ids.len());
+    let results = batch_items(
+        gw,
+        event,
+        per_resident,
+        parsed,
+        &mut records,
+        &allowance,
+        &dataset,
+    )?;
+    let Head {
+        case_ref,
+        dataset,
+        grant,
+        policy_version,
+        purpose,
+    } = Head::of(&dataset, &purpose, case_ref.as_ref(), &allowance, &policy);
+    let answer = Typed::Batch(BatchAnswer {
+        audit: AuditRef::pending(),
+        case_ref,
+        dataset,
+        grant,
+        policy_version,
+        proof: None,
+        purpose,
+        results,
+    });
+    let asked = ("resident_ids", json!(resident_ids));
+    signed(gw, event, headers, &allowance, &principal, answer, asked)
+}
+
+/// Each resident's answer in a batch, in the order sent, with the event
+/// that records it: an invalid ID refused on its own, a found record
+/// minimized, a missing one reported not found.
+fn batch_items(
+    gw: &Gateway,
+    event: &EventBody,
+    per_resident: &mut Vec<EventBody>,
+    parsed: Vec<Result<ResidentId, crate::domain::InvalidId>>,
+    records: &mut impl Iterator<Item = Option<crate::pipeline::minimize::Record>>,
+    allowance: &Allowance,
+    dataset: &DatasetId,
+) -> Result<Vec<BatchItem>, ApiError> {
+    let mut results = Vec::with_capacity(parsed.len());
     for (index, parsed) in parsed.into_iter().enumerate() {
         let mut e = event.clone();
         let id = match parsed {
@@ -749,25 +791,7 @@ async fn run_batch(
         });
         per_resident.push(e);
     }
-    let Head {
-        case_ref,
-        dataset,
-        grant,
-        policy_version,
-        purpose,
-    } = Head::of(&dataset, &purpose, case_ref.as_ref(), &allowance, &policy);
-    let answer = Typed::Batch(BatchAnswer {
-        audit: AuditRef::pending(),
-        case_ref,
-        dataset,
-        grant,
-        policy_version,
-        proof: None,
-        purpose,
-        results,
-    });
-    let asked = ("resident_ids", json!(resident_ids));
-    signed(gw, event, headers, &allowance, &principal, answer, asked)
+    Ok(results)
 }
 
 /// The typed answer, with the claims of its proof when it is to be signed

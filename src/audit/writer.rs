@@ -170,6 +170,87 @@ pub struct WriterOptions {
     pub clock: Clock,
 }
 
+/// A change of suite (`audit.suite`) ends the current epoch: its last
+/// event gets a checkpoint naming the new suite, signed by both keys, before
+/// any event of the new suite is written. Returns the event that says so,
+/// the first of the new epoch; `None` when the suite is unchanged.
+fn hand_over_suite(
+    store: &AuditStore,
+    data_dir: &Path,
+    signer: &CheckpointSigner,
+    clock: &Clock,
+    head: (u64, Hash),
+) -> Result<Option<EventBody>, AuditError> {
+    let Some(last) = store.get(head.0)? else {
+        return Ok(None);
+    };
+    let current = super::event::suite_of(last.version);
+    if current == signer.suite() {
+        return Ok(None);
+    }
+    // Named for the node that wrote the head event (the one
+    // whose chain this is, should `node_id` change too).
+    let cp = signer.sign_handover(current, &last.node, head.0, head.1, clock.unix_millis())?;
+    store.apply(AuditStore::entries(&[], &[], Some(&cp)))?;
+    store.db().flush()?;
+    sync_db_file(data_dir)?;
+    let mut event = EventBody::system(
+        clock.unix_millis(),
+        super::EventKind::Other,
+        "audit.suite_change",
+    );
+    event.detail = Some(
+        serde_json::json!({
+            "from": current.name(),
+            "to": signer.suite().name(),
+            "checkpoint_seq": head.0,
+            "previous_key_id": cp.checkpoint.previous.as_ref().map(|p| p.key_id.clone()),
+            "key_id": cp.checkpoint.key_id,
+        })
+        .to_string(),
+    );
+    tracing::info!(
+        from = current.name(),
+        to = signer.suite().name(),
+        seq = head.0,
+        "audit suite changed: a new epoch starts after a checkpoint signed by both keys"
+    );
+    Ok(Some(event))
+}
+
+/// The task that answers a group's requests: one wake per group from the
+/// writer thread, the answers then sent on the runtime's own threads.
+fn spawn_acker() -> Option<mpsc::UnboundedSender<Acks>> {
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Acks>();
+    handle.spawn(async move {
+        while let Some(acks) = ack_rx.recv().await {
+            for (ack, result) in acks {
+                let _ = ack.send(result);
+            }
+        }
+    });
+    Some(ack_tx)
+}
+
+/// Asks the writer for a checkpoint every `interval` (at least 100 ms); it
+/// signs one only if events arrived since the last.
+fn spawn_checkpoint_ticker(tx: mpsc::Sender<Msg>, interval: Duration) {
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+        return;
+    };
+    handle.spawn(async move {
+        let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            if tx.send(Msg::Checkpoint(None)).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
 impl AuditWriter {
     /// Starts the writer thread on `store`; `data_dir` is the sled directory
     /// (the write-ahead file is in it, and its `db` file is synced).
@@ -184,85 +265,21 @@ impl AuditWriter {
         let wal = Wal::create(&data_dir.join(wal::DIR), sync)?;
         let head = store.head()?;
         let mut last_checkpoint = store.last_checkpoint_seq()?;
-        let mut suite_change = None;
-        // A change of suite (audit.suite) ends the current epoch: its last
-        // event gets a checkpoint naming the new suite, signed by both keys,
-        // before any event of the new suite is written.
-        if let Some(last) = store.get(head.0)? {
-            let current = super::event::suite_of(last.version);
-            if current != signer.suite() {
-                // Named for the node that wrote the head event (the one
-                // whose chain this is, should `node_id` change too).
-                let cp = signer.sign_handover(
-                    current,
-                    &last.node,
-                    head.0,
-                    head.1,
-                    options.clock.unix_millis(),
-                )?;
-                store.apply(AuditStore::entries(&[], &[], Some(&cp)))?;
-                store.db().flush()?;
-                sync_db_file(data_dir)?;
-                last_checkpoint = head.0;
-                let mut event = EventBody::system(
-                    options.clock.unix_millis(),
-                    super::EventKind::Other,
-                    "audit.suite_change",
-                );
-                event.detail = Some(
-                    serde_json::json!({
-                        "from": current.name(),
-                        "to": signer.suite().name(),
-                        "checkpoint_seq": head.0,
-                        "previous_key_id": cp.checkpoint.previous.as_ref().map(|p| p.key_id.clone()),
-                        "key_id": cp.checkpoint.key_id,
-                    })
-                    .to_string(),
-                );
-                suite_change = Some(event);
-                tracing::info!(
-                    from = current.name(),
-                    to = signer.suite().name(),
-                    seq = head.0,
-                    "audit suite changed: a new epoch starts after a checkpoint signed by both keys"
-                );
-            }
+        let suite_change = hand_over_suite(&store, data_dir, &signer, &options.clock, head)?;
+        if suite_change.is_some() {
+            last_checkpoint = head.0;
         }
         let (tx, rx) = mpsc::channel(options.max_batch.saturating_mul(8).max(64));
         let on_way = Arc::new(OnWay {
             count: AtomicUsize::new(0),
             wake: tx.clone(),
         });
-        // The task that answers a group's requests: one wake per group from
-        // this thread, the answers then sent on the runtime's own threads.
-        let acker = tokio::runtime::Handle::try_current().ok().map(|handle| {
-            let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<Acks>();
-            handle.spawn(async move {
-                while let Some(acks) = ack_rx.recv().await {
-                    for (ack, result) in acks {
-                        let _ = ack.send(result);
-                    }
-                }
-            });
-            ack_tx
-        });
+        let acker = spawn_acker();
         let healthy = Arc::new(AtomicBool::new(true));
         // What is in the store at start survived whatever ended the last run.
         let durable = Arc::new(AtomicU64::new(head.0));
         let stats = Arc::new(WriterStats::default());
-        if let Ok(handle) = tokio::runtime::Handle::try_current() {
-            let (tick_tx, interval) = (tx.clone(), options.checkpoint_interval);
-            handle.spawn(async move {
-                let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
-                ticker.tick().await;
-                loop {
-                    ticker.tick().await;
-                    if tick_tx.send(Msg::Checkpoint(None)).await.is_err() {
-                        break;
-                    }
-                }
-            });
-        }
+        spawn_checkpoint_ticker(tx.clone(), options.checkpoint_interval);
         let applier = Applier::start(store, data_dir, sync, head.0)?;
         let committed = Arc::new(AtomicU64::new(0));
         let progress = applier.progress().clone();
@@ -465,6 +482,26 @@ impl Round {
     }
 }
 
+/// Runs each signed answer's finalizer with the sequence numbers its
+/// events will have (the group's first is `first`), and records the hash
+/// of the proof it signed in those events.
+fn finalize_proofs(batch: &mut [Pending], first: u64) {
+    let mut next_first = first;
+    for (bodies, _, finalize) in batch.iter_mut() {
+        let n = bodies.len() as u64;
+        if let Some(f) = finalize.take() {
+            if n > 0 {
+                let hash = f(next_first, next_first + n - 1);
+                for (encoded, body) in bodies.iter_mut() {
+                    encoded.proof = Some(hash);
+                    body.proof = Some(hash);
+                }
+            }
+        }
+        next_first += n;
+    }
+}
+
 struct State {
     wal: Wal,
     /// Files durable groups in sled, behind.
@@ -579,20 +616,7 @@ impl State {
     fn commit(&mut self, batch: &mut Vec<Pending>, force_checkpoint: bool) {
         let (mut seq, mut prev) = self.head;
         let first = seq + 1;
-        let mut next_first = first;
-        for (bodies, _, finalize) in batch.iter_mut() {
-            let n = bodies.len() as u64;
-            if let Some(f) = finalize.take() {
-                if n > 0 {
-                    let hash = f(next_first, next_first + n - 1);
-                    for (encoded, body) in bodies.iter_mut() {
-                        encoded.proof = Some(hash);
-                        body.proof = Some(hash);
-                    }
-                }
-            }
-            next_first += n;
-        }
+        finalize_proofs(batch, first);
         // Each request's count, before its bodies move into their events (a
         // failed group is refused, never retried, so nothing needs them after).
         let counts: Vec<u64> = batch.iter().map(|(b, _, _)| b.len() as u64).collect();
@@ -623,26 +647,7 @@ impl State {
 
         let started = Instant::now();
         let syncs = self.wal.syncs();
-        let result = if self.applier.progress().is_behind() {
-            // The store is behind the write-ahead file: no new group until
-            // it has caught up (readiness says so meanwhile).
-            Err(Arc::new(AuditError::Behind))
-        } else {
-            let keys: Vec<[u8; 8]> = sealed.iter().map(|(s, _, _)| s.to_be_bytes()).collect();
-            let encoded_checkpoint = checkpoint
-                .as_ref()
-                .map(|cp| (cp.checkpoint.seq.to_be_bytes(), cp.encode()));
-            let mut parts: Vec<(Tree, &[u8], &[u8])> = sealed
-                .iter()
-                .zip(&keys)
-                .map(|((_, stored, _), key)| (Tree::Sealed, key.as_slice(), stored.as_slice()))
-                .collect();
-            if let Some((key, value)) = &encoded_checkpoint {
-                parts.push((Tree::Checkpoints, key.as_slice(), value.as_slice()));
-            }
-            let record = self.wal.record_parts(seq, &parts);
-            self.wal.append(&record).map_err(|e| Arc::new(e.into()))
-        };
+        let result = self.write_group(seq, &sealed, checkpoint.as_ref());
         if self.wal.syncs() > syncs {
             self.stats.syncs.store(self.wal.syncs(), Ordering::Relaxed);
             self.stats.synced_through.store(seq, Ordering::Release);
@@ -653,22 +658,8 @@ impl State {
                 self.durable.store(seq, Ordering::Release);
                 if checkpoint.is_some() {
                     self.last_checkpoint = seq;
-                    self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.audit_checkpoints.inc();
                 }
-                if !sealed.is_empty() {
-                    self.metrics.audit_batch_size.observe(sealed.len() as f64);
-                    self.metrics
-                        .audit_flush_seconds
-                        .observe(started.elapsed().as_secs_f64());
-                }
-                self.healthy.store(true, Ordering::Release);
-                self.stats.batches.fetch_add(1, Ordering::Relaxed);
-                self.stats
-                    .events
-                    .fetch_add(sealed.len() as u64, Ordering::Relaxed);
-                let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-                self.stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
+                self.count_group(sealed.len(), checkpoint.is_some(), started);
                 // Counted before any request is answered: a reader that
                 // starts after an answer waits for this group.
                 let number = self.committed.load(Ordering::Acquire) + 1;
@@ -704,6 +695,58 @@ impl State {
                 self.answer(acks);
             }
         }
+    }
+
+    /// Writes a group's record (its sealed events and checkpoint) to the
+    /// write-ahead file, synced as `durability` says; refused while the
+    /// store is behind the file.
+    fn write_group(
+        &mut self,
+        seq: u64,
+        sealed: &[SealedEvent],
+        checkpoint: Option<&SignedCheckpoint>,
+    ) -> Result<(), Arc<AuditError>> {
+        if self.applier.progress().is_behind() {
+            // The store is behind the write-ahead file: no new group until
+            // it has caught up (readiness says so meanwhile).
+            Err(Arc::new(AuditError::Behind))
+        } else {
+            let keys: Vec<[u8; 8]> = sealed.iter().map(|(s, _, _)| s.to_be_bytes()).collect();
+            let encoded_checkpoint = checkpoint
+                .as_ref()
+                .map(|cp| (cp.checkpoint.seq.to_be_bytes(), cp.encode()));
+            let mut parts: Vec<(Tree, &[u8], &[u8])> = sealed
+                .iter()
+                .zip(&keys)
+                .map(|((_, stored, _), key)| (Tree::Sealed, key.as_slice(), stored.as_slice()))
+                .collect();
+            if let Some((key, value)) = &encoded_checkpoint {
+                parts.push((Tree::Checkpoints, key.as_slice(), value.as_slice()));
+            }
+            let record = self.wal.record_parts(seq, &parts);
+            self.wal.append(&record).map_err(|e| Arc::new(e.into()))
+        }
+    }
+
+    /// Counts a written group in the metrics and the writer's statistics.
+    fn count_group(&self, events: usize, checkpointed: bool, started: Instant) {
+        if checkpointed {
+            self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            self.metrics.audit_checkpoints.inc();
+        }
+        if events > 0 {
+            self.metrics.audit_batch_size.observe(events as f64);
+            self.metrics
+                .audit_flush_seconds
+                .observe(started.elapsed().as_secs_f64());
+        }
+        self.healthy.store(true, Ordering::Release);
+        self.stats.batches.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .events
+            .fetch_add(events as u64, Ordering::Relaxed);
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.stats.flush_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
     /// Answers a group's requests: one wake of the answering task, or each

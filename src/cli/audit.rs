@@ -195,332 +195,363 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             export: Some(file),
             pubkey,
             ..
-        } => {
-            if pubkey.is_empty() {
-                bail!("--pubkey is required with --export");
-            }
-            let mut key = Keyring::default();
-            for path in &pubkey {
-                let pem = std::fs::read_to_string(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                let found = Keyring::from_pem(&pem);
-                if found.is_empty() {
-                    bail!(
-                        "{} holds no Ed25519 or SM2 public key (PEM)",
-                        path.display()
-                    );
-                }
-                key.extend(found);
-            }
-            let reader = std::io::BufReader::new(
-                std::fs::File::open(&file)
-                    .with_context(|| format!("cannot open {}", file.display()))?,
-            );
-            let reports = verify_export(reader, &key)?;
-            // One chain: its report, as always; a cluster's export: one per node.
-            if let [report] = reports.as_slice() {
-                println!("{}", serde_json::to_string_pretty(report)?);
-            } else {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&serde_json::json!({ "sections": reports }))?
-                );
-            }
-            let mut intact = true;
-            for report in &reports {
-                let node = match (&report.node, reports.len()) {
-                    (Some(n), 2..) => format!(" of node {n}"),
-                    _ => String::new(),
-                };
-                if report.ok() {
-                    eprintln!(
-                        "export{node} intact: {} events ({}..={}), {} checkpoints verified; {}{}",
-                        report.chain.checked,
-                        report.chain.anchor_seq + 1,
-                        report.chain.head_seq,
-                        report.chain.checkpoints_checked,
-                        epochs_line(&report.chain.epochs),
-                        if report.uncovered_tail > 0 {
-                            format!(
-                                "; WARNING: the last {} events are not covered by a signed checkpoint",
-                                report.uncovered_tail
-                            )
-                        } else {
-                            String::new()
-                        }
-                    );
-                } else {
-                    intact = false;
-                    if let Some(b) = &report.chain.broken {
-                        eprintln!("export{node} BROKEN at event {}: {}", b.seq, b.problem);
-                    }
-                    for p in &report.problems {
-                        eprintln!("export{node} problem: {p}");
-                    }
-                }
-            }
-            Ok(if intact {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        } => verify_export_file(file, pubkey),
         AuditCommand::Verify {
             target,
             cluster: true,
             pubkey,
             ..
         } => verify_cluster(&target.load()?, &pubkey),
-        AuditCommand::Verify { target, .. } => {
-            let o = open(&target)?;
-            let signer = CheckpointSigner::open(&o.config.data_dir)?;
-            let report = o.store.verify(Some(&signer.keyring()))?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            if report.ok() {
-                eprintln!(
-                    "audit chain intact: {} events after anchor {}, head {} ({}), {} checkpoints verified; {}",
-                    report.checked,
-                    report.anchor_seq,
-                    report.head_seq,
-                    report.head_hash,
-                    report.checkpoints_checked,
-                    epochs_line(&report.epochs)
-                );
-                Ok(ExitCode::SUCCESS)
-            } else {
-                if let Some(b) = &report.broken {
-                    eprintln!("audit chain BROKEN at event {}: {}", b.seq, b.problem);
-                }
-                Ok(ExitCode::FAILURE)
-            }
-        }
+        AuditCommand::Verify { target, .. } => verify_local(target),
         AuditCommand::Search {
             target,
             filter,
             limit,
-        } => {
-            let o = open(&target)?;
-            let f = EventFilter {
-                resident: match &filter.resident {
-                    Some(r) => Some(
-                        Pseudonymizer::open(&o.config.data_dir)?.pseudonym(&ResidentId::parse(r)?),
-                    ),
-                    None => None,
-                },
-                consumer: filter.consumer,
-                subject: filter.subject,
-                dataset: filter.dataset,
-                purpose: filter.purpose,
-                decision: match filter.decision.as_deref() {
-                    None => None,
-                    Some("allow") => Some(Outcome::Allow),
-                    Some("deny") => Some(Outcome::Deny),
-                    Some("error") => Some(Outcome::Error),
-                    Some(d) => bail!("--decision {d}: expected allow, deny or error"),
-                },
-                from_ms: time_arg(filter.from.as_deref(), o.offset, false)?,
-                to_ms: time_arg(filter.to.as_deref(), o.offset, true)?,
-                node: None,
-            };
-            let page = q::search(&o.store, &f, None, limit)?;
-            let mut out = std::io::stdout().lock();
-            for (e, h) in &page.events {
-                writeln!(out, "{}", event_json(e, h, o.offset))?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => search(target, filter, limit),
         AuditCommand::Disclosures {
             target,
             resident,
             format,
-        } => {
-            let o = open(&target)?;
-            let id = ResidentId::parse(&resident)?;
-            let pseudonym = Pseudonymizer::open(&o.config.data_dir)?.pseudonym(&id);
-            let list = q::disclosures(&o.store, &pseudonym, o.offset)?;
-            match format.as_str() {
-                "json" => println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"resident": id.masked(), "count": list.len(), "disclosures": list})
-                    )?
-                ),
-                "csv" => {
-                    let mut w = csv::Writer::from_writer(std::io::stdout().lock());
-                    w.write_record([
-                        "time", "consumer", "subject", "purpose", "case_ref", "dataset", "fields",
-                        "grant", "seq",
-                    ])?;
-                    for d in &list {
-                        w.write_record(
-                            [
-                                d.time.as_str(),
-                                &d.consumer,
-                                &d.subject,
-                                &d.purpose,
-                                d.case_ref.as_deref().unwrap_or(""),
-                                &d.dataset,
-                                &d.fields.join(";"),
-                                d.grant.as_deref().unwrap_or(""),
-                                &d.seq.to_string(),
-                            ]
-                            .map(|c| tongban::audit::export::spreadsheet_safe(c).into_owned()),
-                        )?;
-                    }
-                    w.flush()?;
-                }
-                other => bail!("--format {other}: expected json or csv"),
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        } => disclosures(target, resident, format),
         AuditCommand::Export {
             target,
             from,
             to,
             format,
             output,
-        } => {
-            let o = open(&target)?;
-            let format = match format.as_str() {
-                "ndjson" => ExportFormat::Ndjson,
-                "csv" => ExportFormat::Csv,
-                other => bail!("--format {other}: expected ndjson or csv"),
-            };
-            let from = time_arg(from.as_deref(), o.offset, false)?;
-            let to = time_arg(to.as_deref(), o.offset, true)?;
-            let covered = o.store.last_checkpoint_seq()?;
-            // Offline, the tail after the last checkpoint is exported too; the verifier reports it as uncovered.
-            let range = q::seq_range(&o.store, from, to, u64::MAX)?;
-            let key_id =
-                CheckpointSigner::open_suite(&o.config.data_dir, o.config.audit.suite)?.key_id();
-            let mut out: Box<dyn Write> = match &output {
-                Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
-                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-            };
-            write_export(
-                &o.store,
-                range,
-                format,
-                o.offset,
-                &o.config.node_id,
-                &key_id,
-                &mut out,
-            )?;
-            out.flush()?;
-            if let Some((lo, hi)) = range {
-                eprintln!(
-                    "exported events {lo}..={hi}{}",
-                    if hi > covered {
-                        format!(" (events after {covered} are not yet covered by a checkpoint)")
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCommand::Stats { target, from, to } => {
-            let o = open(&target)?;
-            let to = time_arg(to.as_deref(), o.offset, true)?.unwrap_or_else(now_ms);
-            let from = time_arg(from.as_deref(), o.offset, false)?.unwrap_or(to - 7 * 86_400_000);
-            let stats = q::stats(&o.store, from, to, o.offset, &FlagRules::default())?;
-            println!("{}", serde_json::to_string_pretty(&stats)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCommand::Keygen { target, suite } => {
-            let config = target.load()?;
-            let suite = Suite::parse(&suite)
-                .with_context(|| format!("--suite {suite}: expected gm or international"))?;
-            let file = match suite {
-                Suite::Gm => SM2_KEY_FILE,
-                Suite::International => ED25519_KEY_FILE,
-            };
-            let path = config.data_dir.join(file);
-            if path.exists() {
-                bail!(
-                    "{} exists already; a checkpoint key is never replaced (the checkpoints it signed need it)",
-                    path.display()
-                );
-            }
-            std::fs::create_dir_all(&config.data_dir)?;
-            let signer = CheckpointSigner::open_suite(&config.data_dir, suite)?;
-            eprintln!(
-                "{} key {} written to {} (mode 0600); set audit.suite = \"{}\" to sign with it",
-                suite.signature_name(),
-                signer.key_id(),
-                path.display(),
-                suite.name()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCommand::Pubkey { target } => {
-            let config = target.load()?;
-            print!(
-                "{}",
-                CheckpointSigner::open(&config.data_dir)?.public_key_pem()
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+        } => export(target, from, to, format, output),
+        AuditCommand::Stats { target, from, to } => stats(target, from, to),
+        AuditCommand::Keygen { target, suite } => keygen(target, suite),
+        AuditCommand::Pubkey { target } => pubkey(target),
         AuditCommand::Prune {
             target,
             dry_run,
             cluster: true,
-        } => {
-            let config = target.load()?;
-            let cc = config.cluster.as_ref().context(
-                "the configuration has no [cluster] section: --cluster prunes the nodes' copies in PostgreSQL",
-            )?;
-            let Some(days) = config.audit.retention_days else {
-                bail!(
-                    "audit.retention_days is not set: the central copy keeps everything, nothing is pruned"
-                );
-            };
-            let cutoff = now_ms() - i64::from(days) * 86_400_000;
-            let report = tokio::runtime::Builder::new_current_thread()
+        } => prune_central(target, dry_run),
+        AuditCommand::Prune {
+            target, dry_run, ..
+        } => prune_local(target, dry_run),
+    }
+}
+
+/// `audit verify --export FILE --pubkey KEY…`: an export verified offline,
+/// a report per chain on standard output and a verdict on standard error.
+fn verify_export_file(file: PathBuf, pubkey: Vec<PathBuf>) -> Result<ExitCode> {
+    if pubkey.is_empty() {
+        bail!("--pubkey is required with --export");
+    }
+    let mut key = Keyring::default();
+    for path in &pubkey {
+        let pem = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let found = Keyring::from_pem(&pem);
+        if found.is_empty() {
+            bail!(
+                "{} holds no Ed25519 or SM2 public key (PEM)",
+                path.display()
+            );
+        }
+        key.extend(found);
+    }
+    let reader = std::io::BufReader::new(
+        std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?,
+    );
+    let reports = verify_export(reader, &key)?;
+    // One chain: its report, as always; a cluster's export: one per node.
+    if let [report] = reports.as_slice() {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "sections": reports }))?
+        );
+    }
+    let mut intact = true;
+    for report in &reports {
+        let node = match (&report.node, reports.len()) {
+            (Some(n), 2..) => format!(" of node {n}"),
+            _ => String::new(),
+        };
+        if report.ok() {
+            eprintln!(
+                "export{node} intact: {} events ({}..={}), {} checkpoints verified; {}{}",
+                report.chain.checked,
+                report.chain.anchor_seq + 1,
+                report.chain.head_seq,
+                report.chain.checkpoints_checked,
+                epochs_line(&report.chain.epochs),
+                if report.uncovered_tail > 0 {
+                    format!(
+                        "; WARNING: the last {} events are not covered by a signed checkpoint",
+                        report.uncovered_tail
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        } else {
+            intact = false;
+            if let Some(b) = &report.chain.broken {
+                eprintln!("export{node} BROKEN at event {}: {}", b.seq, b.problem);
+            }
+            for p in &report.problems {
+                eprintln!("export{node} problem: {p}");
+            }
+        }
+    }
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `audit verify`: this node's chain and checkpoints.
+fn verify_local(target: Target) -> Result<ExitCode> {
+    let o = open(&target)?;
+    let signer = CheckpointSigner::open(&o.config.data_dir)?;
+    let report = o.store.verify(Some(&signer.keyring()))?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if report.ok() {
+        eprintln!(
+            "audit chain intact: {} events after anchor {}, head {} ({}), {} checkpoints verified; {}",
+            report.checked,
+            report.anchor_seq,
+            report.head_seq,
+            report.head_hash,
+            report.checkpoints_checked,
+            epochs_line(&report.epochs)
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        if let Some(b) = &report.broken {
+            eprintln!("audit chain BROKEN at event {}: {}", b.seq, b.problem);
+        }
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+/// `audit search`: events, newest first, as JSON Lines.
+fn search(target: Target, filter: FilterArgs, limit: usize) -> Result<ExitCode> {
+    let o = open(&target)?;
+    let f = EventFilter {
+        resident: match &filter.resident {
+            Some(r) => {
+                Some(Pseudonymizer::open(&o.config.data_dir)?.pseudonym(&ResidentId::parse(r)?))
+            }
+            None => None,
+        },
+        consumer: filter.consumer,
+        subject: filter.subject,
+        dataset: filter.dataset,
+        purpose: filter.purpose,
+        decision: match filter.decision.as_deref() {
+            None => None,
+            Some("allow") => Some(Outcome::Allow),
+            Some("deny") => Some(Outcome::Deny),
+            Some("error") => Some(Outcome::Error),
+            Some(d) => bail!("--decision {d}: expected allow, deny or error"),
+        },
+        from_ms: time_arg(filter.from.as_deref(), o.offset, false)?,
+        to_ms: time_arg(filter.to.as_deref(), o.offset, true)?,
+        node: None,
+    };
+    let page = q::search(&o.store, &f, None, limit)?;
+    let mut out = std::io::stdout().lock();
+    for (e, h) in &page.events {
+        writeln!(out, "{}", event_json(e, h, o.offset))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit disclosures`: one resident's disclosure report, JSON or CSV.
+fn disclosures(target: Target, resident: String, format: String) -> Result<ExitCode> {
+    let o = open(&target)?;
+    let id = ResidentId::parse(&resident)?;
+    let pseudonym = Pseudonymizer::open(&o.config.data_dir)?.pseudonym(&id);
+    let list = q::disclosures(&o.store, &pseudonym, o.offset)?;
+    match format.as_str() {
+        "json" => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &serde_json::json!({"resident": id.masked(), "count": list.len(), "disclosures": list})
+            )?
+        ),
+        "csv" => {
+            let mut w = csv::Writer::from_writer(std::io::stdout().lock());
+            w.write_record([
+                "time", "consumer", "subject", "purpose", "case_ref", "dataset", "fields", "grant",
+                "seq",
+            ])?;
+            for d in &list {
+                w.write_record(
+                    [
+                        d.time.as_str(),
+                        &d.consumer,
+                        &d.subject,
+                        &d.purpose,
+                        d.case_ref.as_deref().unwrap_or(""),
+                        &d.dataset,
+                        &d.fields.join(";"),
+                        d.grant.as_deref().unwrap_or(""),
+                        &d.seq.to_string(),
+                    ]
+                    .map(|c| tongban::audit::export::spreadsheet_safe(c).into_owned()),
+                )?;
+            }
+            w.flush()?;
+        }
+        other => bail!("--format {other}: expected json or csv"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit export`: events with the checkpoints that cover them.
+fn export(
+    target: Target,
+    from: Option<String>,
+    to: Option<String>,
+    format: String,
+    output: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let o = open(&target)?;
+    let format = match format.as_str() {
+        "ndjson" => ExportFormat::Ndjson,
+        "csv" => ExportFormat::Csv,
+        other => bail!("--format {other}: expected ndjson or csv"),
+    };
+    let from = time_arg(from.as_deref(), o.offset, false)?;
+    let to = time_arg(to.as_deref(), o.offset, true)?;
+    let covered = o.store.last_checkpoint_seq()?;
+    // Offline, the tail after the last checkpoint is exported too; the verifier reports it as uncovered.
+    let range = q::seq_range(&o.store, from, to, u64::MAX)?;
+    let key_id = CheckpointSigner::open_suite(&o.config.data_dir, o.config.audit.suite)?.key_id();
+    let mut out: Box<dyn Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(std::fs::File::create(path)?)),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    write_export(
+        &o.store,
+        range,
+        format,
+        o.offset,
+        &o.config.node_id,
+        &key_id,
+        &mut out,
+    )?;
+    out.flush()?;
+    if let Some((lo, hi)) = range {
+        eprintln!(
+            "exported events {lo}..={hi}{}",
+            if hi > covered {
+                format!(" (events after {covered} are not yet covered by a checkpoint)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit stats`: counts per day and anomaly flags.
+fn stats(target: Target, from: Option<String>, to: Option<String>) -> Result<ExitCode> {
+    let o = open(&target)?;
+    let to = time_arg(to.as_deref(), o.offset, true)?.unwrap_or_else(now_ms);
+    let from = time_arg(from.as_deref(), o.offset, false)?.unwrap_or(to - 7 * 86_400_000);
+    let stats = q::stats(&o.store, from, to, o.offset, &FlagRules::default())?;
+    println!("{}", serde_json::to_string_pretty(&stats)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit keygen`: a checkpoint key for a suite, never replacing one.
+fn keygen(target: Target, suite: String) -> Result<ExitCode> {
+    let config = target.load()?;
+    let suite = Suite::parse(&suite)
+        .with_context(|| format!("--suite {suite}: expected gm or international"))?;
+    let file = match suite {
+        Suite::Gm => SM2_KEY_FILE,
+        Suite::International => ED25519_KEY_FILE,
+    };
+    let path = config.data_dir.join(file);
+    if path.exists() {
+        bail!(
+            "{} exists already; a checkpoint key is never replaced (the checkpoints it signed need it)",
+            path.display()
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir)?;
+    let signer = CheckpointSigner::open_suite(&config.data_dir, suite)?;
+    eprintln!(
+        "{} key {} written to {} (mode 0600); set audit.suite = \"{}\" to sign with it",
+        suite.signature_name(),
+        signer.key_id(),
+        path.display(),
+        suite.name()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit pubkey`: the keys that verify this node's checkpoints.
+fn pubkey(target: Target) -> Result<ExitCode> {
+    let config = target.load()?;
+    print!(
+        "{}",
+        CheckpointSigner::open(&config.data_dir)?.public_key_pem()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit prune --cluster`: retention of the central copy in PostgreSQL.
+fn prune_central(target: Target, dry_run: bool) -> Result<ExitCode> {
+    let config = target.load()?;
+    let cc = config.cluster.as_ref().context(
+        "the configuration has no [cluster] section: --cluster prunes the nodes' copies in PostgreSQL",
+    )?;
+    let Some(days) = config.audit.retention_days else {
+        bail!(
+            "audit.retention_days is not set: the central copy keeps everything, nothing is pruned"
+        );
+    };
+    let cutoff = now_ms() - i64::from(days) * 86_400_000;
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(async {
+            tongban::cluster::PolicyStore::new(cc)?
+                .prune_central(cutoff, dry_run)
+                .await
+        })?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit prune`: retention of this node's log.
+fn prune_local(target: Target, dry_run: bool) -> Result<ExitCode> {
+    let o = open(&target)?;
+    let Some(days) = o.config.audit.retention_days else {
+        bail!("audit.retention_days is not set: the log keeps everything, nothing is pruned");
+    };
+    let now = now_ms();
+    let cutoff = now - i64::from(days) * 86_400_000;
+    // In cluster mode only what PostgreSQL holds may go (else the
+    // central copy would have a gap).
+    let shipped = match &o.config.cluster {
+        None => None,
+        Some(cc) => Some(
+            tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?
                 .block_on(async {
                     tongban::cluster::PolicyStore::new(cc)?
-                        .prune_central(cutoff, dry_run)
+                        .shipped_through(&cc.node_id)
                         .await
-                })?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(ExitCode::SUCCESS)
-        }
-        AuditCommand::Prune {
-            target, dry_run, ..
-        } => {
-            let o = open(&target)?;
-            let Some(days) = o.config.audit.retention_days else {
-                bail!(
-                    "audit.retention_days is not set: the log keeps everything, nothing is pruned"
-                );
-            };
-            let now = now_ms();
-            let cutoff = now - i64::from(days) * 86_400_000;
-            // In cluster mode only what PostgreSQL holds may go (else the
-            // central copy would have a gap).
-            let shipped = match &o.config.cluster {
-                None => None,
-                Some(cc) => Some(
-                    tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()?
-                        .block_on(async {
-                            tongban::cluster::PolicyStore::new(cc)?
-                                .shipped_through(&cc.node_id)
-                                .await
-                        })
-                        .context(
-                            "in cluster mode pruning needs PostgreSQL, to know what it holds",
-                        )?,
-                ),
-            };
-            let report = retention::prune(&o.store, cutoff, now, dry_run, shipped)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            Ok(ExitCode::SUCCESS)
-        }
-    }
+                })
+                .context("in cluster mode pruning needs PostgreSQL, to know what it holds")?,
+        ),
+    };
+    let report = retention::prune(&o.store, cutoff, now, dry_run, shipped)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `audit verify --cluster`: every node's central copy, a JSON report per

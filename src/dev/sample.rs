@@ -157,94 +157,7 @@ pub fn generate(residents: usize, seed: u64) -> SampleData {
     let mut used: HashSet<String> = HashSet::new();
 
     while people.len() < residents {
-        let area = usize::try_from(rng.next() % AREAS.len() as u64).unwrap_or(0);
-        let (code, place, _) = AREAS[area];
-        let hh_no = households.len() + 1;
-        let address = format!(
-            "{place}{}{}号{}栋{}单元{}室",
-            rng.pick(STREETS),
-            rng.range(1, 300),
-            rng.range(1, 30),
-            rng.range(1, 6),
-            rng.range(101, 2802)
-        );
-        let mut household = Household {
-            area,
-            id: format!("{code}{hh_no:08}"),
-            address,
-            members: Vec::new(),
-            dibao: rng.chance(5),
-        };
-        let surname = (*rng.pick(SURNAMES)).to_owned();
-        let head_male = rng.chance(70);
-        let head_year = rng.range(1945, 1998);
-        let head = add_person(
-            &mut rng,
-            &mut people,
-            &mut used,
-            code,
-            &surname,
-            head_male,
-            head_year,
-            "户主",
-        );
-        household.members.push(head);
-
-        if head_year < 1998 && rng.chance(70) {
-            let spouse_surname = (*rng.pick(SURNAMES)).to_owned();
-            let year = (head_year + rng.range(-5, 5)).min(2000);
-            let spouse = add_person(
-                &mut rng,
-                &mut people,
-                &mut used,
-                code,
-                &spouse_surname,
-                !head_male,
-                year,
-                "配偶",
-            );
-            people[head].spouse = Some(spouse);
-            people[spouse].spouse = Some(head);
-            household.members.push(spouse);
-            for _ in 0..rng.range(0, 3) {
-                let year = head_year + rng.range(22, 36);
-                if year > 2024 {
-                    break;
-                }
-                let male = rng.chance(50);
-                let child = add_person(
-                    &mut rng,
-                    &mut people,
-                    &mut used,
-                    code,
-                    &surname,
-                    male,
-                    year,
-                    if male { "子" } else { "女" },
-                );
-                household.members.push(child);
-            }
-        }
-        if head_year > 1965 && rng.chance(15) {
-            let male = rng.chance(50);
-            let year = head_year - rng.range(24, 32);
-            let parent_surname = if male {
-                surname.clone()
-            } else {
-                (*rng.pick(SURNAMES)).to_owned()
-            };
-            let parent = add_person(
-                &mut rng,
-                &mut people,
-                &mut used,
-                code,
-                &parent_surname,
-                male,
-                year,
-                if male { "父亲" } else { "母亲" },
-            );
-            household.members.push(parent);
-        }
+        let household = household(&mut rng, &mut people, &mut used, households.len() + 1);
         households.push(household);
     }
 
@@ -255,6 +168,97 @@ pub fn generate(residents: usize, seed: u64) -> SampleData {
         }
     }
     data
+}
+
+/// One household, number `hh_no`: a head, often a spouse and children,
+/// sometimes a parent, all registered at one address.
+fn household(
+    rng: &mut Rng,
+    people: &mut Vec<Person>,
+    used: &mut HashSet<String>,
+    hh_no: usize,
+) -> Household {
+    let area = usize::try_from(rng.next() % AREAS.len() as u64).unwrap_or(0);
+    let (code, place, _) = AREAS[area];
+    let address = format!(
+        "{place}{}{}号{}栋{}单元{}室",
+        rng.pick(STREETS),
+        rng.range(1, 300),
+        rng.range(1, 30),
+        rng.range(1, 6),
+        rng.range(101, 2802)
+    );
+    let mut household = Household {
+        area,
+        id: format!("{code}{hh_no:08}"),
+        address,
+        members: Vec::new(),
+        dibao: rng.chance(5),
+    };
+    let surname = (*rng.pick(SURNAMES)).to_owned();
+    let head_male = rng.chance(70);
+    let head_year = rng.range(1945, 1998);
+    let head = add_person(
+        rng, people, used, code, &surname, head_male, head_year, "户主",
+    );
+    household.members.push(head);
+
+    if head_year < 1998 && rng.chance(70) {
+        let spouse_surname = (*rng.pick(SURNAMES)).to_owned();
+        let year = (head_year + rng.range(-5, 5)).min(2000);
+        let spouse = add_person(
+            rng,
+            people,
+            used,
+            code,
+            &spouse_surname,
+            !head_male,
+            year,
+            "配偶",
+        );
+        people[head].spouse = Some(spouse);
+        people[spouse].spouse = Some(head);
+        household.members.push(spouse);
+        for _ in 0..rng.range(0, 3) {
+            let year = head_year + rng.range(22, 36);
+            if year > 2024 {
+                break;
+            }
+            let male = rng.chance(50);
+            let child = add_person(
+                rng,
+                people,
+                used,
+                code,
+                &surname,
+                male,
+                year,
+                if male { "子" } else { "女" },
+            );
+            household.members.push(child);
+        }
+    }
+    if head_year > 1965 && rng.chance(15) {
+        let male = rng.chance(50);
+        let year = head_year - rng.range(24, 32);
+        let parent_surname = if male {
+            surname.clone()
+        } else {
+            (*rng.pick(SURNAMES)).to_owned()
+        };
+        let parent = add_person(
+            rng,
+            people,
+            used,
+            code,
+            &parent_surname,
+            male,
+            year,
+            if male { "父亲" } else { "母亲" },
+        );
+        household.members.push(parent);
+    }
+    household
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -214,31 +214,43 @@ pub enum DenyDetail {
 
 impl CompiledPolicy {
     /// Decides a query. Pure: no I/O, no clock reads beyond `req.today`.
+    ///
+    /// In three steps: the dataset and the consumer's grants for it, the
+    /// grants narrowed by purpose, role, operation and validity, then the
+    /// first grant that gives the fields asked (and whose case-reference
+    /// rule the request meets). Each step's refusal names the grant nearest
+    /// to allowing it.
     pub fn decide(&self, req: &DecisionRequest<'_>) -> Decision {
-        let deny = |reason, detail: DenyDetail, nearest: Option<&Candidate>| {
-            Decision::Deny(Denial {
-                reason,
-                detail,
-                nearest: nearest.map(|c| c.grant.id().clone()),
-            })
+        let all = match self.grants_for(req) {
+            Ok(all) => all,
+            Err(denial) => return Decision::Deny(denial),
         };
+        match narrow(all, req) {
+            Ok(candidates) => pick(&candidates, req),
+            Err(denial) => Decision::Deny(denial),
+        }
+    }
+
+    /// The consumer's grants for the dataset, once the dataset is known,
+    /// shared, and has every field asked.
+    fn grants_for(&self, req: &DecisionRequest<'_>) -> Result<&[Candidate], Denial> {
         let Some(dataset) = self.set.datasets.get(req.dataset) else {
-            return deny(
+            return Err(deny(
                 DenyReason::UnknownDataset,
                 DenyDetail::UnknownDataset {
                     dataset: req.dataset.to_string(),
                 },
                 None,
-            );
+            ));
         };
         if dataset.spec.class == SharingClass::None {
-            return deny(
+            return Err(deny(
                 DenyReason::DatasetNotShared,
                 DenyDetail::NotShared {
                     dataset: req.dataset.to_string(),
                 },
                 None,
-            );
+            ));
         }
         if let Some(unknown) = req
             .requested
@@ -246,175 +258,198 @@ impl CompiledPolicy {
             .flatten()
             .find(|f| !dataset.fields.contains_key(*f))
         {
-            return deny(
+            return Err(deny(
                 DenyReason::UnknownField,
                 DenyDetail::UnknownField {
                     field: unknown.to_string(),
                     dataset: req.dataset.to_string(),
                 },
                 None,
-            );
+            ));
         }
         let Some(all) = self
             .by_consumer
             .get(req.consumer.as_str())
             .and_then(|m| m.get(req.dataset.as_str()))
         else {
-            return deny(
+            return Err(deny(
                 DenyReason::NoGrant,
                 DenyDetail::NoGrant {
                     consumer: req.consumer.to_string(),
                     dataset: req.dataset.to_string(),
                 },
                 None,
-            );
+            ));
         };
+        Ok(all)
+    }
+}
 
-        let stages: [(DenyReason, &CandidateFilter<'_>); 4] = [
-            (DenyReason::PurposeNotGranted, &|c| {
-                c.grant.grant.spec.purposes.contains(req.purpose)
-            }),
-            (DenyReason::RoleNotGranted, &|c| {
-                c.grant
-                    .grant
-                    .spec
-                    .roles
-                    .iter()
-                    .any(|r| req.roles.contains(r))
-            }),
-            (DenyReason::OperationNotGranted, &|c| {
-                c.grant.grant.spec.operations.contains(&req.operation)
-            }),
-            (DenyReason::GrantNotInForce, &|c| {
-                in_force(&c.grant.grant, req.today)
-            }),
-        ];
-        let mut candidates: Vec<&Candidate> = all.iter().collect();
-        for (reason, keep) in stages {
-            let nearest = candidates.first().copied();
-            candidates.retain(|c| keep(c));
-            if candidates.is_empty() {
-                let detail = match reason {
-                    DenyReason::PurposeNotGranted => DenyDetail::PurposeNotGranted {
-                        purpose: req.purpose.to_string(),
-                        consumer: req.consumer.to_string(),
-                        dataset: req.dataset.to_string(),
-                    },
-                    DenyReason::RoleNotGranted => DenyDetail::RoleNotGranted {
-                        dataset: req.dataset.to_string(),
-                        purpose: req.purpose.to_string(),
-                    },
-                    DenyReason::OperationNotGranted => DenyDetail::OperationNotGranted {
-                        operation: req.operation,
-                        dataset: req.dataset.to_string(),
-                        purpose: req.purpose.to_string(),
-                    },
-                    _ => not_in_force_detail(nearest.map(|c| &c.grant.grant), req.today),
-                };
-                return deny(reason, detail, nearest);
-            }
-        }
+/// A denial, naming the grant nearest to allowing the request.
+fn deny(reason: DenyReason, detail: DenyDetail, nearest: Option<&Candidate>) -> Denial {
+    Denial {
+        reason,
+        detail,
+        nearest: nearest.map(|c| c.grant.id().clone()),
+    }
+}
 
-        let mut field_denial = None;
-        for c in &candidates {
-            let access = &c.grant.grant.spec.access[c.access];
-            let verifying = req.operation == Operation::Verify;
-            let every = if verifying { &c.verify } else { &c.lookup };
-            let fields: Arc<[Disclosed]> = match req.requested {
-                Some(requested)
-                    if verifying && requested.iter().any(|f| access.masked.contains_key(f)) =>
-                {
-                    let masked = requested.iter().find(|f| access.masked.contains_key(*f));
-                    field_denial.get_or_insert((
-                        DenyReason::FieldMaskedNotVerifiable,
-                        masked.cloned(),
-                        *c,
-                    ));
-                    continue;
-                }
-                Some(requested) => {
-                    if let Some(missing) = requested
-                        .iter()
-                        .find(|f| disclosable(access, f, verifying).is_none())
-                    {
-                        let reason = if access.verify_only.contains(missing) {
-                            DenyReason::FieldVerifyOnly
-                        } else {
-                            DenyReason::FieldNotGranted
-                        };
-                        field_denial.get_or_insert((reason, Some(missing.clone()), *c));
-                        continue;
-                    }
-                    every
-                        .iter()
-                        .filter(|d| requested.contains(&d.name))
-                        .cloned()
-                        .collect()
-                }
-                None => every.clone(),
+/// The grants whose purposes, roles, operations and validity admit the
+/// request, in order; the first of these tests that leaves none refuses.
+fn narrow<'c>(
+    all: &'c [Candidate],
+    req: &DecisionRequest<'_>,
+) -> Result<Vec<&'c Candidate>, Denial> {
+    let stages: [(DenyReason, &CandidateFilter<'_>); 4] = [
+        (DenyReason::PurposeNotGranted, &|c| {
+            c.grant.grant.spec.purposes.contains(req.purpose)
+        }),
+        (DenyReason::RoleNotGranted, &|c| {
+            c.grant
+                .grant
+                .spec
+                .roles
+                .iter()
+                .any(|r| req.roles.contains(r))
+        }),
+        (DenyReason::OperationNotGranted, &|c| {
+            c.grant.grant.spec.operations.contains(&req.operation)
+        }),
+        (DenyReason::GrantNotInForce, &|c| {
+            in_force(&c.grant.grant, req.today)
+        }),
+    ];
+    let mut candidates: Vec<&Candidate> = all.iter().collect();
+    for (reason, keep) in stages {
+        let nearest = candidates.first().copied();
+        candidates.retain(|c| keep(c));
+        if candidates.is_empty() {
+            let detail = match reason {
+                DenyReason::PurposeNotGranted => DenyDetail::PurposeNotGranted {
+                    purpose: req.purpose.to_string(),
+                    consumer: req.consumer.to_string(),
+                    dataset: req.dataset.to_string(),
+                },
+                DenyReason::RoleNotGranted => DenyDetail::RoleNotGranted {
+                    dataset: req.dataset.to_string(),
+                    purpose: req.purpose.to_string(),
+                },
+                DenyReason::OperationNotGranted => DenyDetail::OperationNotGranted {
+                    operation: req.operation,
+                    dataset: req.dataset.to_string(),
+                    purpose: req.purpose.to_string(),
+                },
+                _ => not_in_force_detail(nearest.map(|c| &c.grant.grant), req.today),
             };
-            if fields.is_empty() && req.operation != Operation::Verify {
-                field_denial.get_or_insert((DenyReason::NoFieldsGranted, None, *c));
+            return Err(deny(reason, detail, nearest));
+        }
+    }
+    Ok(candidates)
+}
+
+/// The first candidate that gives the fields asked, if its case-reference
+/// rule is met; otherwise the refusal of the first candidate that fell
+/// through on its fields.
+fn pick(candidates: &[&Candidate], req: &DecisionRequest<'_>) -> Decision {
+    let mut field_denial = None;
+    for c in candidates {
+        let access = &c.grant.grant.spec.access[c.access];
+        let verifying = req.operation == Operation::Verify;
+        let every = if verifying { &c.verify } else { &c.lookup };
+        let fields: Arc<[Disclosed]> = match req.requested {
+            Some(requested)
+                if verifying && requested.iter().any(|f| access.masked.contains_key(f)) =>
+            {
+                let masked = requested.iter().find(|f| access.masked.contains_key(*f));
+                field_denial.get_or_insert((
+                    DenyReason::FieldMaskedNotVerifiable,
+                    masked.cloned(),
+                    *c,
+                ));
                 continue;
             }
-            if c.grant.grant.spec.conditions.case_ref_required && req.case_ref.is_none() {
-                return deny(
-                    DenyReason::CaseRefRequired,
-                    DenyDetail::CaseRefRequired {
+            Some(requested) => {
+                if let Some(missing) = requested
+                    .iter()
+                    .find(|f| disclosable(access, f, verifying).is_none())
+                {
+                    let reason = if access.verify_only.contains(missing) {
+                        DenyReason::FieldVerifyOnly
+                    } else {
+                        DenyReason::FieldNotGranted
+                    };
+                    field_denial.get_or_insert((reason, Some(missing.clone()), *c));
+                    continue;
+                }
+                every
+                    .iter()
+                    .filter(|d| requested.contains(&d.name))
+                    .cloned()
+                    .collect()
+            }
+            None => every.clone(),
+        };
+        if fields.is_empty() && req.operation != Operation::Verify {
+            field_denial.get_or_insert((DenyReason::NoFieldsGranted, None, *c));
+            continue;
+        }
+        if c.grant.grant.spec.conditions.case_ref_required && req.case_ref.is_none() {
+            return Decision::Deny(deny(
+                DenyReason::CaseRefRequired,
+                DenyDetail::CaseRefRequired {
+                    grant: c.grant.id().to_string(),
+                },
+                Some(c),
+            ));
+        }
+        if let (Some(re), Some(case)) = (&c.grant.grant.case_ref_pattern, req.case_ref) {
+            if !re.is_match(case.as_str()) {
+                return Decision::Deny(deny(
+                    DenyReason::CaseRefFormat,
+                    DenyDetail::CaseRefFormat {
                         grant: c.grant.id().to_string(),
+                        pattern: c
+                            .grant
+                            .grant
+                            .spec
+                            .conditions
+                            .case_ref_pattern
+                            .clone()
+                            .unwrap_or_default(),
                     },
                     Some(c),
-                );
+                ));
             }
-            if let (Some(re), Some(case)) = (&c.grant.grant.case_ref_pattern, req.case_ref) {
-                if !re.is_match(case.as_str()) {
-                    return deny(
-                        DenyReason::CaseRefFormat,
-                        DenyDetail::CaseRefFormat {
-                            grant: c.grant.id().to_string(),
-                            pattern: c
-                                .grant
-                                .grant
-                                .spec
-                                .conditions
-                                .case_ref_pattern
-                                .clone()
-                                .unwrap_or_default(),
-                        },
-                        Some(c),
-                    );
-                }
-            }
-            return Decision::Allow(Allowance {
-                grant: c.grant.clone(),
-                fields,
-            });
         }
-        // Every candidate fell through on its fields: `field_denial` is set,
-        // since `candidates` is not empty here.
-        let Some((reason, field, nearest)) = field_denial else {
-            return deny(DenyReason::NoGrant, DenyDetail::NoGrantApplies, None);
-        };
-        let detail = match (reason, field) {
-            (DenyReason::FieldVerifyOnly, Some(f)) => DenyDetail::FieldVerifyOnly {
-                field: f.to_string(),
-            },
-            (DenyReason::FieldMaskedNotVerifiable, Some(f)) => DenyDetail::FieldMasked {
-                field: f.to_string(),
-            },
-            (DenyReason::FieldNotGranted, Some(f)) => DenyDetail::FieldNotGranted {
-                field: f.to_string(),
-                dataset: req.dataset.to_string(),
-                purpose: req.purpose.to_string(),
-            },
-            _ => DenyDetail::NoFieldsGranted {
-                grant: nearest.grant.id().to_string(),
-                dataset: req.dataset.to_string(),
-                operation: req.operation,
-            },
-        };
-        deny(reason, detail, Some(nearest))
+        return Decision::Allow(Allowance {
+            grant: c.grant.clone(),
+            fields,
+        });
     }
+    // Every candidate fell through on its fields: `field_denial` is set,
+    // since `candidates` is not empty here.
+    let Some((reason, field, nearest)) = field_denial else {
+        return Decision::Deny(deny(DenyReason::NoGrant, DenyDetail::NoGrantApplies, None));
+    };
+    let detail = match (reason, field) {
+        (DenyReason::FieldVerifyOnly, Some(f)) => DenyDetail::FieldVerifyOnly {
+            field: f.to_string(),
+        },
+        (DenyReason::FieldMaskedNotVerifiable, Some(f)) => DenyDetail::FieldMasked {
+            field: f.to_string(),
+        },
+        (DenyReason::FieldNotGranted, Some(f)) => DenyDetail::FieldNotGranted {
+            field: f.to_string(),
+            dataset: req.dataset.to_string(),
+            purpose: req.purpose.to_string(),
+        },
+        _ => DenyDetail::NoFieldsGranted {
+            grant: nearest.grant.id().to_string(),
+            dataset: req.dataset.to_string(),
+            operation: req.operation,
+        },
+    };
+    Decision::Deny(deny(reason, detail, Some(nearest)))
 }
 
 fn in_force(grant: &Grant, today: Date) -> bool {

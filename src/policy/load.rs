@@ -12,8 +12,8 @@ use time::Date;
 use time::macros::format_description;
 
 use super::model::{
-    DatasetSpec, Department, DepartmentsFile, FieldSpec, GrantSpec, GrantsFile, Operation,
-    Sensitivity, SharingClass,
+    AccessSpec, DatasetSpec, Department, DepartmentsFile, FieldSpec, GrantSpec, GrantsFile,
+    Operation, Sensitivity, SharingClass,
 };
 use crate::domain::{DatasetId, DeptId, FieldName, GrantId, hex};
 use crate::pipeline::rate_limit::RateSpec;
@@ -138,17 +138,47 @@ pub struct PolicySet {
     pub sources: PolicySources,
 }
 
-/// Parses and validates a set of policy sources, reporting every error found.
-pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
-    let mut errors = Vec::new();
-    let mut err = |file: &str, entry: Option<String>, message: String| {
-        errors.push(PolicyError {
+/// Every problem found in a set of sources, located.
+#[derive(Default)]
+struct Problems(Vec<PolicyError>);
+
+impl Problems {
+    fn add(&mut self, file: &str, entry: Option<String>, message: String) {
+        self.0.push(PolicyError {
             file: file.to_owned(),
             entry,
             message,
         });
-    };
+    }
+}
 
+/// What the policy files declare, parsed but not yet checked together.
+type Parsed<'s> = (
+    BTreeMap<DeptId, Department>,
+    BTreeMap<DatasetId, Dataset>,
+    Vec<(&'s String, GrantSpec)>,
+);
+
+/// Parses and validates a set of policy sources, reporting every error found.
+pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
+    let mut errors = Problems::default();
+    let (departments, datasets, grant_specs) = parse_files(&sources, &mut errors);
+    check_datasets(&departments, &datasets, &mut errors);
+    let grants = check_grants(grant_specs, &departments, &datasets, &mut errors);
+    if !errors.0.is_empty() {
+        return Err(errors.0);
+    }
+    Ok(PolicySet {
+        version: sources.version(),
+        departments,
+        datasets,
+        grants,
+        sources,
+    })
+}
+
+/// Each file parsed by its place: `departments.toml`, `datasets/`, `grants/`.
+fn parse_files<'s>(sources: &'s PolicySources, errors: &mut Problems) -> Parsed<'s> {
     let mut departments = BTreeMap::new();
     let mut datasets = BTreeMap::new();
     let mut grant_specs = Vec::new();
@@ -159,11 +189,11 @@ pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
                     for d in parsed.departments {
                         let entry = Some(format!("department \"{}\"", d.id));
                         if departments.insert(d.id.clone(), d).is_some() {
-                            err(file, entry, "duplicate department id".into());
+                            errors.add(file, entry, "duplicate department id".into());
                         }
                     }
                 }
-                Err(e) => err(file, None, syntax(&e)),
+                Err(e) => errors.add(file, None, syntax(&e)),
             }
         } else if file.starts_with("datasets/") {
             match toml::from_str::<DatasetSpec>(text) {
@@ -171,38 +201,47 @@ pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
                     let entry = Some(format!("dataset \"{}\"", spec.id));
                     let expected = format!("datasets/{}.toml", spec.id);
                     if *file != expected {
-                        err(file, entry.clone(), format!("must be stored as {expected}"));
+                        errors.add(file, entry.clone(), format!("must be stored as {expected}"));
                     }
-                    let fields = dataset_fields(&spec, &mut |m| err(file, entry.clone(), m));
+                    let fields = dataset_fields(&spec, &mut |m| errors.add(file, entry.clone(), m));
                     let dataset = Dataset {
                         spec,
                         file: file.clone(),
                         fields,
                     };
                     if datasets.insert(dataset.spec.id.clone(), dataset).is_some() {
-                        err(file, entry, "duplicate dataset id".into());
+                        errors.add(file, entry, "duplicate dataset id".into());
                     }
                 }
-                Err(e) => err(file, None, syntax(&e)),
+                Err(e) => errors.add(file, None, syntax(&e)),
             }
         } else if file.starts_with("grants/") {
             match toml::from_str::<GrantsFile>(text) {
                 Ok(parsed) if parsed.grants.is_empty() => {
-                    err(file, None, "holds no [[grant]] entry".into());
+                    errors.add(file, None, "holds no [[grant]] entry".into());
                 }
                 Ok(parsed) => grant_specs.extend(parsed.grants.into_iter().map(|g| (file, g))),
-                Err(e) => err(file, None, syntax(&e)),
+                Err(e) => errors.add(file, None, syntax(&e)),
             }
         }
     }
     if departments.is_empty() && !sources.files.contains_key("departments.toml") {
-        err("departments.toml", None, "is missing".into());
+        errors.add("departments.toml", None, "is missing".into());
     }
 
+    (departments, datasets, grant_specs)
+}
+
+/// Each dataset against its id and the departments.
+fn check_datasets(
+    departments: &BTreeMap<DeptId, Department>,
+    datasets: &BTreeMap<DatasetId, Dataset>,
+    errors: &mut Problems,
+) {
     for dataset in datasets.values() {
         let entry = Some(format!("dataset \"{}\"", dataset.spec.id));
         if dataset.spec.owner.as_str() != dataset.spec.id.owner() {
-            err(
+            errors.add(
                 &dataset.file,
                 entry.clone(),
                 format!(
@@ -213,10 +252,10 @@ pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
             );
         }
         if let Some(problem) = dataset.spec.provider.as_ref().and_then(provider_problem) {
-            err(&dataset.file, entry.clone(), problem);
+            errors.add(&dataset.file, entry.clone(), problem);
         }
         if !departments.contains_key(&dataset.spec.owner) {
-            err(
+            errors.add(
                 &dataset.file,
                 entry,
                 format!(
@@ -226,18 +265,26 @@ pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
             );
         }
     }
+}
 
+/// Each grant against the departments and the catalog; ids unique.
+fn check_grants(
+    grant_specs: Vec<(&String, GrantSpec)>,
+    departments: &BTreeMap<DeptId, Department>,
+    datasets: &BTreeMap<DatasetId, Dataset>,
+    errors: &mut Problems,
+) -> BTreeMap<GrantId, Grant> {
     let mut grants = BTreeMap::new();
     for (file, spec) in grant_specs {
         let entry = format!("grant \"{}\"", spec.id);
         let mut problems = Vec::new();
-        let grant = check_grant(spec, file, &departments, &datasets, &mut problems);
+        let grant = check_grant(spec, file, departments, datasets, &mut problems);
         for m in problems {
-            err(file, Some(entry.clone()), m);
+            errors.add(file, Some(entry.clone()), m);
         }
         if let Some(grant) = grant {
             if let Some(previous) = grants.insert(grant.spec.id.clone(), grant) {
-                err(
+                errors.add(
                     file,
                     Some(entry),
                     format!("duplicate grant id (also in {})", previous.file),
@@ -245,17 +292,7 @@ pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
             }
         }
     }
-
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(PolicySet {
-        version: sources.version(),
-        departments,
-        datasets,
-        grants,
-        sources,
-    })
+    grants
 }
 
 /// What is wrong with a dataset's provider, if anything.
@@ -318,42 +355,17 @@ fn dataset_fields(
     fields
 }
 
-fn check_grant(
-    spec: GrantSpec,
-    file: &str,
-    departments: &BTreeMap<DeptId, Department>,
-    datasets: &BTreeMap<DatasetId, Dataset>,
-    problems: &mut Vec<String>,
-) -> Option<Grant> {
-    if !departments.contains_key(&spec.consumer) {
-        problems.push(format!(
-            "consumer \"{}\" is not in departments.toml",
-            spec.consumer
-        ));
-    }
-    if spec.roles.is_empty() {
-        problems.push("roles is empty: name at least one role".into());
-    }
-    for role in &spec.roles {
-        if STAFF_ROLES.contains(&role.as_str()) {
-            problems.push(format!(
-                "role \"{role}\" is a data bureau staff role and may not read resident records"
-            ));
-        }
-    }
-    if spec.purposes.is_empty() {
-        problems.push("purposes is empty: name at least one purpose".into());
-    }
-    if spec.operations.is_empty() {
-        problems.push("operations is empty: name at least one of lookup, verify, batch".into());
-    }
-    if spec.basis.trim().is_empty() {
-        problems.push("basis is empty: name the statutory duty this sharing serves".into());
-    }
-    if spec.access.is_empty() {
-        problems.push("access is empty: name at least one dataset".into());
-    }
-    let c = &spec.conditions;
+/// A grant's conditions that are parsed once, at load.
+struct ParsedConditions {
+    valid_from: Option<Date>,
+    valid_until: Option<Date>,
+    quota: Option<RateSpec>,
+    case_ref_pattern: Option<regex::Regex>,
+}
+
+/// Parses a grant's validity window, quota and case-reference pattern,
+/// reporting what does not parse.
+fn parse_conditions(c: &super::model::Conditions, problems: &mut Vec<String>) -> ParsedConditions {
     let valid_from = c
         .valid_from
         .as_deref()
@@ -392,6 +404,56 @@ fn check_grant(
             }
         }
     });
+    ParsedConditions {
+        valid_from,
+        valid_until,
+        quota,
+        case_ref_pattern,
+    }
+}
+
+fn check_grant(
+    spec: GrantSpec,
+    file: &str,
+    departments: &BTreeMap<DeptId, Department>,
+    datasets: &BTreeMap<DatasetId, Dataset>,
+    problems: &mut Vec<String>,
+) -> Option<Grant> {
+    if !departments.contains_key(&spec.consumer) {
+        problems.push(format!(
+            "consumer \"{}\" is not in departments.toml",
+            spec.consumer
+        ));
+    }
+    if spec.roles.is_empty() {
+        problems.push("roles is empty: name at least one role".into());
+    }
+    for role in &spec.roles {
+        if STAFF_ROLES.contains(&role.as_str()) {
+            problems.push(format!(
+                "role \"{role}\" is a data bureau staff role and may not read resident records"
+            ));
+        }
+    }
+    if spec.purposes.is_empty() {
+        problems.push("purposes is empty: name at least one purpose".into());
+    }
+    if spec.operations.is_empty() {
+        problems.push("operations is empty: name at least one of lookup, verify, batch".into());
+    }
+    if spec.basis.trim().is_empty() {
+        problems.push("basis is empty: name the statutory duty this sharing serves".into());
+    }
+    if spec.access.is_empty() {
+        problems.push("access is empty: name at least one dataset".into());
+    }
+    let c = &spec.conditions;
+    let ParsedConditions {
+        valid_from,
+        valid_until,
+        quota,
+        case_ref_pattern,
+    } = parse_conditions(c, problems);
     if c.case_ref_pattern.is_some() && !c.case_ref_required {
         problems.push("case_ref_pattern is set but case_ref_required is not".into());
     }
@@ -407,79 +469,9 @@ fn check_grant(
                 access.dataset
             ));
         }
-        let Some(dataset) = datasets.get(&access.dataset) else {
-            problems.push(format!("dataset {} is not in the catalog", access.dataset));
-            continue;
-        };
-        if dataset.spec.class == SharingClass::None {
-            problems.push(format!(
-                "dataset {} is of class none (不予共享) and cannot be granted",
-                access.dataset
-            ));
-        }
-        let mut named = BTreeSet::new();
-        let all = access
-            .fields
-            .iter()
-            .chain(access.masked.keys())
-            .chain(&access.verify_only);
-        for field in all {
-            if !named.insert(field) {
-                problems.push(format!(
-                    "field \"{field}\" is listed more than once among fields, masked and verify_only"
-                ));
-            }
-            match dataset.fields.get(field) {
-                None => problems.push(format!(
-                    "field \"{field}\" is not in dataset {}",
-                    access.dataset
-                )),
-                Some(f) if f.sensitivity == Sensitivity::Sensitive && !c.case_ref_required => {
-                    problems.push(format!(
-                        "field \"{field}\" is sensitive personal information: conditions.case_ref_required must be true"
-                    ));
-                }
-                Some(_) => {}
-            }
-        }
-        for (field, mask) in &access.masked {
-            if let Some(f) = dataset.fields.get(field) {
-                if !mask.applies_to(f.kind) {
-                    problems.push(format!(
-                        "mask {mask:?} cannot be applied to field \"{field}\" of type {:?}",
-                        f.kind
-                    ));
-                }
-            }
-        }
-        if named.is_empty() {
-            problems.push(format!("grants no field of dataset {}", access.dataset));
-        }
-        if !access.verify_only.is_empty() && !spec.operations.contains(&Operation::Verify) {
-            problems.push(format!(
-                "verify_only fields of {} need the verify operation",
-                access.dataset
-            ));
-        }
-        for p in &access.verify_predicates {
-            let kind = dataset.fields.get(&p.field).map(|f| f.kind);
-            if !access.verify_only.contains(&p.field) {
-                problems.push(format!(
-                    "verify_predicates: field \"{}\" is not among verify_only (a disclosed field may be verified freely; a masked one not at all)",
-                    p.field
-                ));
-            } else if let Some(kind) = kind
-                && let Err(e) = crate::pipeline::verify::check_condition(p, kind)
-            {
-                problems.push(format!("verify_predicates: {e}"));
-            }
-        }
-        for field in &access.verify_only {
-            if !access.verify_predicates.iter().any(|p| p.field == *field) {
-                problems.push(format!(
-                    "verify_only field \"{field}\" has no verify_predicates: name what verify may ask of it, e.g. {{ field = \"{field}\", op = \">=\", value = … }}"
-                ));
-            }
+        match datasets.get(&access.dataset) {
+            Some(dataset) => check_access(access, dataset, &spec, problems),
+            None => problems.push(format!("dataset {} is not in the catalog", access.dataset)),
         }
     }
     if c.verify_budget_per_resident_day == Some(0) {
@@ -496,6 +488,86 @@ fn check_grant(
         })
     } else {
         None
+    }
+}
+
+/// One `access` entry of a grant against its dataset.
+fn check_access(
+    access: &AccessSpec,
+    dataset: &Dataset,
+    spec: &GrantSpec,
+    problems: &mut Vec<String>,
+) {
+    let c = &spec.conditions;
+    if dataset.spec.class == SharingClass::None {
+        problems.push(format!(
+            "dataset {} is of class none (不予共享) and cannot be granted",
+            access.dataset
+        ));
+    }
+    let mut named = BTreeSet::new();
+    let all = access
+        .fields
+        .iter()
+        .chain(access.masked.keys())
+        .chain(&access.verify_only);
+    for field in all {
+        if !named.insert(field) {
+            problems.push(format!(
+                "field \"{field}\" is listed more than once among fields, masked and verify_only"
+            ));
+        }
+        match dataset.fields.get(field) {
+            None => problems.push(format!(
+                "field \"{field}\" is not in dataset {}",
+                access.dataset
+            )),
+            Some(f) if f.sensitivity == Sensitivity::Sensitive && !c.case_ref_required => {
+                problems.push(format!(
+                    "field \"{field}\" is sensitive personal information: conditions.case_ref_required must be true"
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for (field, mask) in &access.masked {
+        if let Some(f) = dataset.fields.get(field) {
+            if !mask.applies_to(f.kind) {
+                problems.push(format!(
+                    "mask {mask:?} cannot be applied to field \"{field}\" of type {:?}",
+                    f.kind
+                ));
+            }
+        }
+    }
+    if named.is_empty() {
+        problems.push(format!("grants no field of dataset {}", access.dataset));
+    }
+    if !access.verify_only.is_empty() && !spec.operations.contains(&Operation::Verify) {
+        problems.push(format!(
+            "verify_only fields of {} need the verify operation",
+            access.dataset
+        ));
+    }
+    for p in &access.verify_predicates {
+        let kind = dataset.fields.get(&p.field).map(|f| f.kind);
+        if !access.verify_only.contains(&p.field) {
+            problems.push(format!(
+                "verify_predicates: field \"{}\" is not among verify_only (a disclosed field may be verified freely; a masked one not at all)",
+                p.field
+            ));
+        } else if let Some(kind) = kind
+            && let Err(e) = crate::pipeline::verify::check_condition(p, kind)
+        {
+            problems.push(format!("verify_predicates: {e}"));
+        }
+    }
+    for field in &access.verify_only {
+        if !access.verify_predicates.iter().any(|p| p.field == *field) {
+            problems.push(format!(
+                "verify_only field \"{field}\" has no verify_predicates: name what verify may ask of it, e.g. {{ field = \"{field}\", op = \">=\", value = … }}"
+            ));
+        }
     }
 }
 

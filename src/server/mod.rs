@@ -7,6 +7,7 @@
 //! their requests up to a deadline, then flush and stop the audit writer.
 
 pub mod client_trust;
+mod connection;
 pub mod pem;
 mod phases;
 pub mod proxy_protocol;
@@ -17,17 +18,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::Request;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tokio_rustls::TlsAcceptor;
 
-use crate::api::{ConnInfo, build_app};
-use crate::audit::event::sha256;
 use crate::gateway::Gateway;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +39,7 @@ pub enum ServeError {
 
 /// Counts an open connection, and holds its place under the connection
 /// limit, for as long as it lives.
-struct OpenConnection {
+pub(super) struct OpenConnection {
     gw: Arc<Gateway>,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
@@ -70,54 +63,13 @@ pub async fn serve(
     )?);
     log_crls(&tls_state.crls(), "start");
     let cert_reloader = spawn_tls_reloader(tls_state.clone(), gw.metrics.clone());
-    // The minute's summaries of refusals before authentication past their limit.
-    let summaries = {
-        let gw = gw.clone();
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            every.tick().await;
-            loop {
-                every.tick().await;
-                gw.write_unauthenticated_summaries().await;
-            }
-        })
-    };
-    let metrics_server = match gw.config.metrics_listen {
-        Some(addr) => {
-            let l = TcpListener::bind(addr).await?;
-            tracing::info!(addr = %addr, "serving /metrics over plain HTTP");
-            let router = crate::api::ops::metrics_router(gw.clone());
-            Some(tokio::spawn(async move {
-                let _ = axum::serve(l, router).await;
-            }))
-        }
-        None => None,
-    };
+    let summaries = spawn_unauthenticated_summaries(gw.clone());
+    let metrics_server = spawn_metrics_server(&gw).await?;
     let connections = Arc::new(tokio::sync::Semaphore::new(
         gw.config.limits.max_connections.max(1),
     ));
-    let app = build_app(gw.clone());
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(gw.config.limits.header_timeout_secs))
-        .max_buf_size(64 * 1024);
-    builder
-        .http2()
-        .max_concurrent_streams(256)
-        // The same bound on headers as HTTP/1.1's buffer; hyper's defaults
-        // already limit rapid stream resets (CVE-2023-44487).
-        .max_header_list_size(64 * 1024)
-        // Pings find peers that went away without closing.
-        .keep_alive_interval(Some(Duration::from_secs(30)))
-        .keep_alive_timeout(Duration::from_secs(20))
-        .timer(TokioTimer::new());
-    let per_source = Arc::new(phases::PerSource::default());
+    let shared = Arc::new(connection::Shared::new(&gw, tls_state));
     let registry = Arc::new(phases::Registry::default());
-    let limits = gw.config.limits.clone();
-    let first_request = Duration::from_secs(limits.first_request_timeout_secs.max(1));
-    let trusted: Arc<Vec<proxy_protocol::Cidr>> = Arc::new(limits.trusted_proxies.clone());
     let graceful = GracefulShutdown::new();
     let heartbeat = gw.cluster.is_some().then(|| {
         let listen = listener
@@ -149,168 +101,28 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let permit = match connections.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            // At the limit: the connection idle the longest makes room (an
-            // idle one holds a slot it does not use); with every connection
-            // busy, the new one is closed at once rather than queued.
-            Err(_) if registry.close_oldest_idle() => {
-                match tokio::time::timeout(
-                    Duration::from_millis(500),
-                    connections.clone().acquire_owned(),
-                )
-                .await
-                {
-                    Ok(Ok(permit)) => permit,
-                    _ => {
-                        gw.metrics.connections_refused.inc();
-                        drop(tcp);
-                        continue;
-                    }
-                }
-            }
-            Err(_) => {
-                gw.metrics.connections_refused.inc();
-                drop(tcp);
-                continue;
-            }
+        let Some(permit) = take_slot(&connections, &registry).await else {
+            gw.metrics.connections_refused.inc();
+            drop(tcp);
+            continue;
         };
         gw.metrics.connections_open.inc();
         let open = OpenConnection {
             gw: gw.clone(),
             _permit: permit,
         };
-        let (per_source, trusted) = (per_source.clone(), trusted.clone());
         let activity = Arc::new(phases::Activity::new());
         let (registered, close) = registry.register(activity.clone());
-        let max_per_source = limits.max_connections_per_source.max(1);
-        let idle = (
-            Duration::from_secs(limits.keepalive_idle_secs.max(1)),
-            Duration::from_secs(limits.http2_idle_timeout_secs.max(1)),
-        );
         let _ = tcp.set_nodelay(true);
-        let tls = tls_state.current();
-        let tls_state = tls_state.clone();
-        let app = app.clone();
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let guard = open;
-            let _registered = registered;
-            let (mut tcp, mut peer) = (tcp, peer);
-            // Behind a trusted balancer, the client is who its PROXY header names.
-            if trusted.iter().any(|c| c.contains(peer.ip())) {
-                match tokio::time::timeout(
-                    first_request,
-                    proxy_protocol::read_client_address(&mut tcp, peer),
-                )
-                .await
-                {
-                    Ok(Ok(client)) => peer = client,
-                    Ok(Err(e)) => {
-                        tracing::debug!(peer = %peer, error = %e, "a trusted proxy's connection refused");
-                        return;
-                    }
-                    Err(_) => return,
-                }
-            }
-            let Some(_source) = per_source.admit(peer.ip(), max_per_source) else {
-                // One source may not hold every slot.
-                guard.gw.metrics.connections_refused_per_source.inc();
-                return;
-            };
-            let acceptor = TlsAcceptor::from(tls.config.clone());
-            let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(stream)) => stream,
-                Ok(Err(e)) => {
-                    guard.gw.metrics.tls_handshake_failures.inc();
-                    tracing::debug!(peer = %peer, error = %e, "TLS handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    guard.gw.metrics.tls_handshake_failures.inc();
-                    tracing::debug!(peer = %peer, "TLS handshake timed out");
-                    return;
-                }
-            };
-            if let Err(e) = tls.recheck_resumed(stream.get_ref().1) {
-                guard.gw.metrics.tls_handshake_failures.inc();
-                tracing::debug!(peer = %peer, error = %e, "resumed session refused: its client certificate no longer passes");
-                return;
-            }
-            let certs = stream.get_ref().1.peer_certificates();
-            let cert_fingerprint = certs
-                .and_then(|certs| certs.first())
-                .map(|cert| sha256(cert.as_ref()));
-            let cert_status = certs.filter(|c| !c.is_empty()).map(|chain| {
-                Arc::new(tls::CertCheck::new(chain, tls_state.clone(), &tls))
-                    as Arc<dyn crate::api::ClientCertStatus>
-            });
-            // The department a client certificate names: its subject's CN.
-            let cert_department = certs.and_then(|c| c.first()).and_then(|cert| {
-                let (_, parsed) = x509_parser::parse_x509_certificate(cert.as_ref()).ok()?;
-                let cn = parsed.subject().iter_common_name().next()?.as_str().ok()?;
-                Some(Arc::<str>::from(cn))
-            });
-            let writes = Arc::new(crate::api::WriteProgress::default());
-            let info = ConnInfo::new(crate::api::Connection {
-                peer: Some(peer),
-                cert_fingerprint,
-                cert_status,
-                writes: Some(writes.clone()),
-                cert_department,
-                token_memo: crate::pipeline::authn::TokenMemo::default(),
-                source: std::sync::OnceLock::new(),
-            });
-            // Each request is in flight from its arrival until its answer's
-            // body is sent or dropped (the guard spans the handler, the
-            // answer's body the rest), or until its future is dropped.
-            let of_connection = activity.clone();
-            let gw = guard.gw.clone();
-            let service = tower::service_fn(move |mut req: Request<Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                let in_flight = phases::InFlight::new(of_connection.clone());
-                let app = app.clone();
-                let activity = of_connection.clone();
-                let gw = gw.clone();
-                async move {
-                    // A plain lookup, the hot path, is served without the
-                    // router; everything else through it.
-                    let res = match crate::api::query::plain_lookup(&req) {
-                        Some(target) => Ok(crate::api::query::serve_lookup(gw, req, target).await),
-                        None => tower::ServiceExt::oneshot(app, req).await,
-                    };
-                    let res = res.map(|res: axum::response::Response| {
-                        res.map(|inner| {
-                            axum::body::Body::new(phases::EndGuard::new(inner, activity))
-                        })
-                    });
-                    drop(in_flight);
-                    res
-                }
-            });
-            let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2".as_slice());
-            let conn = builder.serve_connection_with_upgrades(
-                TokioIo::new(tracked::Tracked::new(stream, writes)),
-                TowerToHyperService::new(service),
-            );
-            let idle_limit = if http2 { idle.1 } else { idle.0 };
-            tokio::select! {
-                served = watcher.watch(conn) => {
-                    if let Err(e) = served {
-                        tracing::debug!(peer = %peer, error = %e, "connection ended with an error");
-                    }
-                }
-                () = activity.idle_for_too_long(first_request, idle_limit) => {
-                    // Dropping the connection closes it.
-                    guard.gw.metrics.connections_idle_closed.inc();
-                }
-                () = close.notified() => {
-                    // The idle connection of longest standing, at the limit.
-                    guard.gw.metrics.connections_idle_closed.inc();
-                }
-            }
-        });
+        let accepted = connection::Accepted {
+            open,
+            registered,
+            close,
+            activity,
+            tls: shared.tls_state.current(),
+            watcher: graceful.watcher(),
+        };
+        tokio::spawn(connection::serve(shared.clone(), accepted, tcp, peer));
     }
 
     drop(listener);
@@ -335,6 +147,55 @@ pub async fn serve(
     gw.shutdown().await;
     tracing::info!("audit log flushed; stopped");
     Ok(())
+}
+
+/// A place under the connection limit. At the limit, the connection idle
+/// the longest makes room (an idle one holds a slot it does not use); with
+/// every connection busy, none (the new one is closed at once rather than
+/// queued).
+async fn take_slot(
+    connections: &Arc<tokio::sync::Semaphore>,
+    registry: &phases::Registry,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    match connections.clone().try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) if registry.close_oldest_idle() => tokio::time::timeout(
+            Duration::from_millis(500),
+            connections.clone().acquire_owned(),
+        )
+        .await
+        .ok()
+        .and_then(Result::ok),
+        Err(_) => None,
+    }
+}
+
+/// Every minute, the summaries of refusals before authentication past
+/// their limit.
+fn spawn_unauthenticated_summaries(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            gw.write_unauthenticated_summaries().await;
+        }
+    })
+}
+
+/// `/metrics` over plain HTTP on `metrics_listen`, if configured.
+async fn spawn_metrics_server(
+    gw: &Arc<Gateway>,
+) -> Result<Option<tokio::task::JoinHandle<()>>, ServeError> {
+    let Some(addr) = gw.config.metrics_listen else {
+        return Ok(None);
+    };
+    let l = TcpListener::bind(addr).await?;
+    tracing::info!(addr = %addr, "serving /metrics over plain HTTP");
+    let router = crate::api::ops::metrics_router(gw.clone());
+    Ok(Some(tokio::spawn(async move {
+        let _ = axum::serve(l, router).await;
+    })))
 }
 
 /// How often watched files (policies, certificate) are checked for changes.

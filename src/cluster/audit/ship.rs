@@ -69,6 +69,46 @@ async fn ensure_partition(
     Ok(())
 }
 
+/// At the shipper's first batch: where PostgreSQL says this node's copy
+/// ends (events and checkpoints), and the node's checkpoint keys registered
+/// for `audit verify --cluster`.
+async fn resume(
+    client: &tokio_postgres::Client,
+    node_id: &str,
+    keys_pem: &str,
+    state: &ShipState,
+) -> Result<(), ClusterError> {
+    let row = client
+        .query_opt(
+            "SELECT through_seq FROM tongban_audit_shipped WHERE node_id = $1",
+            &[&node_id],
+        )
+        .await?;
+    let through: i64 = row.map_or(0, |r| r.get(0));
+    state
+        .shipped
+        .store(u64::try_from(through).unwrap_or(0), Ordering::Release);
+    let cp: i64 = client
+        .query_one(
+            "SELECT coalesce(max(seq), 0) FROM tongban_audit_checkpoint WHERE node_id = $1",
+            &[&node_id],
+        )
+        .await?
+        .get(0);
+    state
+        .shipped_checkpoint
+        .store(u64::try_from(cp).unwrap_or(0), Ordering::Release);
+    client
+        .execute(
+            "INSERT INTO tongban_audit_key (node_id, public_pem) VALUES ($1, $2)
+             ON CONFLICT DO NOTHING",
+            &[&node_id, &keys_pem],
+        )
+        .await?;
+    state.resumed.store(true, Ordering::Release);
+    Ok(())
+}
+
 impl PolicyStore {
     /// Ships the next batch (at most `max` events) of this node's events
     /// filed in its store through `durable` (the applier's applied number),
@@ -84,34 +124,7 @@ impl PolicyStore {
     ) -> Result<u64, ClusterError> {
         let mut client = self.pool().get().await?;
         if !state.resumed.load(Ordering::Acquire) {
-            let row = client
-                .query_opt(
-                    "SELECT through_seq FROM tongban_audit_shipped WHERE node_id = $1",
-                    &[&node_id],
-                )
-                .await?;
-            let through: i64 = row.map_or(0, |r| r.get(0));
-            state
-                .shipped
-                .store(u64::try_from(through).unwrap_or(0), Ordering::Release);
-            let cp: i64 = client
-                .query_one(
-                    "SELECT coalesce(max(seq), 0) FROM tongban_audit_checkpoint WHERE node_id = $1",
-                    &[&node_id],
-                )
-                .await?
-                .get(0);
-            state
-                .shipped_checkpoint
-                .store(u64::try_from(cp).unwrap_or(0), Ordering::Release);
-            client
-                .execute(
-                    "INSERT INTO tongban_audit_key (node_id, public_pem) VALUES ($1, $2)
-                     ON CONFLICT DO NOTHING",
-                    &[&node_id, &keys_pem],
-                )
-                .await?;
-            state.resumed.store(true, Ordering::Release);
+            resume(&client, node_id, keys_pem, state).await?;
         }
         let shipped = state.shipped.load(Ordering::Acquire);
         let shipped_cp = state.shipped_checkpoint.load(Ordering::Acquire);
