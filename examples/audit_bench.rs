@@ -119,6 +119,70 @@ fn percentile(mut v: Vec<Duration>, p: f64) -> Duration {
     v.get(i).copied().unwrap_or_default()
 }
 
+/// Appends `events` events of `residents` residents through the writer, in
+/// groups of 2,048, four groups in flight.
+async fn fill_log(writer: &Arc<AuditWriter>, events: u64, residents: u64) -> anyhow::Result<()> {
+    let start_ms = 1_780_000_000_000;
+    let mut rng = Rng(42);
+    let chunk = 2048u64;
+    let mut pending = Vec::new();
+    let mut i = 0;
+    while i < events {
+        let n = chunk.min(events - i);
+        let bodies: Vec<EventBody> = (i..i + n)
+            .map(|k| body(&mut rng, k, residents, start_ms))
+            .collect();
+        let w = writer.clone();
+        pending.push(tokio::spawn(async move { w.append_many(bodies).await }));
+        if pending.len() >= 4 {
+            pending
+                .remove(0)
+                .await?
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        i += n;
+    }
+    for p in pending {
+        p.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(())
+}
+
+/// The first page's time of searches by resident (200 residents known to
+/// have events; with how many events they found) and by consumer and
+/// decision (block summaries, 7 departments).
+fn search_times(
+    store: &AuditStore,
+    residents: u64,
+) -> anyhow::Result<(Vec<Duration>, usize, Vec<Duration>)> {
+    // Search by resident: the first page (50) for residents known to have events.
+    let mut by_resident = Vec::new();
+    let mut found = 0usize;
+    for k in 0..200u64 {
+        let f = EventFilter {
+            resident: Some(pseudonym((k * 4_999) % residents)),
+            ..EventFilter::default()
+        };
+        let t = Instant::now();
+        let page = search(store, &f, None, 50)?;
+        by_resident.push(t.elapsed());
+        found += page.events.len();
+    }
+    // Search by consumer and decision (block summaries): the first page.
+    let mut by_consumer = Vec::new();
+    for d in DEPTS.iter().take(7) {
+        let f = EventFilter {
+            consumer: Some((*d).into()),
+            decision: Some(Outcome::Deny),
+            ..EventFilter::default()
+        };
+        let t = Instant::now();
+        search(store, &f, None, 50)?;
+        by_consumer.push(t.elapsed());
+    }
+    Ok((by_resident, found, by_consumer))
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let mut events: u64 = 10_000_000;
@@ -142,30 +206,8 @@ async fn main() -> anyhow::Result<()> {
     let signer = Arc::new(CheckpointSigner::open(dir.path())?);
     let writer = Arc::new(start_writer(&store, dir.path(), &signer)?);
 
-    let start_ms = 1_780_000_000_000;
     let fill = Instant::now();
-    let mut rng = Rng(42);
-    let chunk = 2048u64;
-    let mut pending = Vec::new();
-    let mut i = 0;
-    while i < events {
-        let n = chunk.min(events - i);
-        let bodies: Vec<EventBody> = (i..i + n)
-            .map(|k| body(&mut rng, k, residents, start_ms))
-            .collect();
-        let w = writer.clone();
-        pending.push(tokio::spawn(async move { w.append_many(bodies).await }));
-        if pending.len() >= 4 {
-            pending
-                .remove(0)
-                .await?
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-        }
-        i += n;
-    }
-    for p in pending {
-        p.await?.map_err(|e| anyhow::anyhow!("{e}"))?;
-    }
+    fill_log(&writer, events, residents).await?;
     let fill_secs = fill.elapsed().as_secs_f64();
     let stats = writer.stats();
     let write_us = stats
@@ -177,31 +219,7 @@ async fn main() -> anyhow::Result<()> {
     db.flush()?;
     let disk = dir_size(dir.path());
 
-    // Search by resident: the first page (50) for residents known to have events.
-    let mut by_resident = Vec::new();
-    let mut found = 0usize;
-    for k in 0..200u64 {
-        let f = EventFilter {
-            resident: Some(pseudonym((k * 4_999) % residents)),
-            ..EventFilter::default()
-        };
-        let t = Instant::now();
-        let page = search(&store, &f, None, 50)?;
-        by_resident.push(t.elapsed());
-        found += page.events.len();
-    }
-    // Search by consumer and decision (block summaries): the first page.
-    let mut by_consumer = Vec::new();
-    for d in DEPTS.iter().take(7) {
-        let f = EventFilter {
-            consumer: Some((*d).into()),
-            decision: Some(Outcome::Deny),
-            ..EventFilter::default()
-        };
-        let t = Instant::now();
-        search(&store, &f, None, 50)?;
-        by_consumer.push(t.elapsed());
-    }
+    let (by_resident, found, by_consumer) = search_times(&store, residents)?;
     let t = Instant::now();
     let report = store.verify(Some(&signer.keyring()))?;
     let verify_secs = t.elapsed().as_secs_f64();

@@ -364,20 +364,25 @@ fields = ["marital_status"]
     assert_eq!(r.body["grants"], json!(["minzheng-dibao-shebao"]));
 }
 
+/// A JSON body POSTed by the administrator.
+async fn post_json(gw: &TestGateway, path: &str, body: &Value) -> TestResponse {
+    call(
+        gw,
+        "POST",
+        path,
+        Some(("application/json", body.to_string())),
+        &[],
+    )
+    .await
+}
+
 #[tokio::test]
 async fn validate_and_decide_explain_without_changing_anything() {
     let gw = TestGateway::start().await;
     let (mut grant, _) = get_grant(&gw, "yibao-enroll-hukou").await;
     grant["access"][0]["fields"] = json!(["name", "phone"]);
     let body = json!({"changes": [{"action": "put_grant", "grant": grant}]});
-    let r = call(
-        &gw,
-        "POST",
-        "/v1/admin/validate",
-        Some(("application/json", body.to_string())),
-        &[],
-    )
-    .await;
+    let r = post_json(&gw, "/v1/admin/validate", &body).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["valid"], true);
     let changes = r.body["access_changes"].as_array().unwrap();
@@ -389,26 +394,14 @@ async fn validate_and_decide_explain_without_changing_anything() {
     );
     assert_eq!(yibao_fields(&gw).await.1, 1, "validation applies nothing");
     let body = json!({"changes": [{"action": "delete_dataset", "id": "gongan.hukou"}]});
-    let r = call(
-        &gw,
-        "POST",
-        "/v1/admin/validate",
-        Some(("application/json", body.to_string())),
-        &[],
-    )
-    .await;
+    let r = post_json(&gw, "/v1/admin/validate", &body).await;
     assert_eq!(r.body["valid"], false);
 
     let ask = |purpose: &str, roles: Value| json!({"dept": "minzheng", "roles": roles, "dataset": "gongan.hukou", "operation": "lookup", "purpose": purpose, "case_ref": "MZ-1"});
-    let r = call(
+    let r = post_json(
         &gw,
-        "POST",
         "/v1/admin/decide",
-        Some((
-            "application/json",
-            ask("dibao_review", json!(["dibao_reviewer"])).to_string(),
-        )),
-        &[],
+        &ask("dibao_review", json!(["dibao_reviewer"])),
     )
     .await;
     assert_eq!(r.body["decision"], "allow", "{}", r.text);
@@ -420,29 +413,19 @@ async fn validate_and_decide_explain_without_changing_anything() {
             .iter()
             .any(|f| f["name"] == "id_number" && f["mask"] == "id_number")
     );
-    let r = call(
+    let r = post_json(
         &gw,
-        "POST",
         "/v1/admin/decide",
-        Some((
-            "application/json",
-            ask("dibao_review", json!(["archivist"])).to_string(),
-        )),
-        &[],
+        &ask("dibao_review", json!(["archivist"])),
     )
     .await;
     assert_eq!(r.body["decision"], "deny");
     assert_eq!(r.body["reason"], "role-not-granted");
     assert_eq!(r.body["nearest_grant"], "minzheng-dibao-hukou");
-    let r = call(
+    let r = post_json(
         &gw,
-        "POST",
         "/v1/admin/decide",
-        Some((
-            "application/json",
-            ask("school_admission", json!(["dibao_reviewer"])).to_string(),
-        )),
-        &[],
+        &ask("school_admission", json!(["dibao_reviewer"])),
     )
     .await;
     assert_eq!(r.body["reason"], "purpose-not-granted");
@@ -450,25 +433,11 @@ async fn validate_and_decide_explain_without_changing_anything() {
     q["dept"] = json!("jiaoyu");
     q["case_ref"] = json!("JY-2026-0001");
     q["date"] = json!("2026-10-01");
-    let r = call(
-        &gw,
-        "POST",
-        "/v1/admin/decide",
-        Some(("application/json", q.to_string())),
-        &[],
-    )
-    .await;
+    let r = post_json(&gw, "/v1/admin/decide", &q).await;
     assert_eq!(r.body["reason"], "grant-not-in-force", "{}", r.text);
     q["date"] = json!("2026-05-01");
     q["case_ref"] = json!("MZ-2026-1");
-    let r = call(
-        &gw,
-        "POST",
-        "/v1/admin/decide",
-        Some(("application/json", q.to_string())),
-        &[],
-    )
-    .await;
+    let r = post_json(&gw, "/v1/admin/decide", &q).await;
     assert_eq!(r.body["reason"], "case-ref-format", "{}", r.text);
 }
 

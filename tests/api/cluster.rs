@@ -70,6 +70,18 @@ fn push(home: &Path, dir: &Path, extra: &[&str]) -> std::process::Output {
     tongban(&args)
 }
 
+fn pull(home: &Path, dir: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "policy",
+        "pull",
+        dir.to_str().unwrap(),
+        "--home",
+        home.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tongban(&args)
+}
+
 pub(crate) fn text(out: &std::process::Output) -> String {
     format!(
         "{}{}",
@@ -121,6 +133,25 @@ async fn wait_for_fields(gw: &TestGateway, want: &[&str], limit: Duration) -> Du
     }
 }
 
+/// A node whose resident pseudonym key is not the cluster's refuses to
+/// start (its events could not be found with the others').
+async fn a_node_with_another_pseudonym_key_refuses_to_start(pg: &Postgres) {
+    let (_ok_home, ok_config) = cluster_home(pg, "node-b");
+    let gw = Gateway::start(ok_config, Clock::system()).await.unwrap();
+    gw.shutdown().await;
+    drop(gw);
+    let (_other, other_config) = cluster_home(pg, "node-c");
+    std::fs::write(other_config.data_dir.join("pseudonym.key"), [9u8; 32]).unwrap();
+    let err = Gateway::start(other_config, Clock::system())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pseudonym key") && err.contains("not the cluster's"),
+        "{err}"
+    );
+}
+
 #[tokio::test]
 async fn push_and_pull_move_a_policy_set_between_files_and_postgresql() {
     let pg = Postgres::start();
@@ -134,13 +165,7 @@ async fn push_and_pull_move_a_policy_set_between_files_and_postgresql() {
         .to_string();
     assert!(err.contains("tongban policy push"), "{err}");
     // pull has nothing to give.
-    let out = tongban(&[
-        "policy",
-        "pull",
-        "/tmp/none",
-        "--home",
-        home.path().to_str().unwrap(),
-    ]);
+    let out = pull(home.path(), Path::new("/tmp/none"), &[]);
     assert!(
         !out.status.success() && text(&out).contains("no policy set"),
         "{}",
@@ -203,13 +228,7 @@ async fn push_and_pull_move_a_policy_set_between_files_and_postgresql() {
         "# left from before",
     )
     .unwrap();
-    let out = tongban(&[
-        "policy",
-        "pull",
-        pulled.path().to_str().unwrap(),
-        "--home",
-        home.path().to_str().unwrap(),
-    ]);
+    let out = pull(home.path(), pulled.path(), &[]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("version 2"), "{}", text(&out));
     assert_eq!(
@@ -218,49 +237,20 @@ async fn push_and_pull_move_a_policy_set_between_files_and_postgresql() {
     );
     assert!(!pulled.path().join("grants/stale.toml").exists());
     // An older version on request.
-    let out = tongban(&[
-        "policy",
-        "pull",
-        pulled.path().to_str().unwrap(),
-        "--home",
-        home.path().to_str().unwrap(),
-        "--version",
-        "1",
-    ]);
+    let out = pull(home.path(), pulled.path(), &["--version", "1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert_eq!(
         PolicySources::read_dir(pulled.path()).unwrap(),
         PolicySources::read_dir(&policies).unwrap()
     );
 
-    // A node whose resident pseudonym key is not the cluster's refuses to
-    // start (its events could not be found with the others').
-    let (_ok_home, ok_config) = cluster_home(&pg, "node-b");
-    let gw = Gateway::start(ok_config, Clock::system()).await.unwrap();
-    gw.shutdown().await;
-    drop(gw);
-    let (_other, other_config) = cluster_home(&pg, "node-c");
-    std::fs::write(other_config.data_dir.join("pseudonym.key"), [9u8; 32]).unwrap();
-    let err = Gateway::start(other_config, Clock::system())
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(
-        err.contains("pseudonym key") && err.contains("not the cluster's"),
-        "{err}"
-    );
+    a_node_with_another_pseudonym_key_refuses_to_start(&pg).await;
 
     // A row whose files were altered in PostgreSQL is refused, not applied.
     pg.psql(
         "UPDATE tongban_policy_version SET files = jsonb_set(files, '{departments.toml}', '\"x\"') WHERE version = 2",
     );
-    let out = tongban(&[
-        "policy",
-        "pull",
-        pulled.path().to_str().unwrap(),
-        "--home",
-        home.path().to_str().unwrap(),
-    ]);
+    let out = pull(home.path(), pulled.path(), &[]);
     assert!(
         !out.status.success() && text(&out).contains("version 2 in PostgreSQL cannot be read"),
         "{}",
@@ -280,44 +270,9 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-#[tokio::test]
-async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
-    let pg = Postgres::start();
-    let (a, mut b) = two_nodes(&pg).await;
-    let (home_c, config_c) = cluster_home(&pg, "node-c");
-    let c = node(home_c, config_c).await;
-    let all = ["name", "gender", "birth_date", "hukou_address"];
-    for gw in [&a, &b, &c] {
-        assert_eq!(yibao_fields(gw).await, (set(&all), 1));
-    }
-    // Let B and C's listeners connect.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-
-    // An administrator edits the grant on A.
-    let (mut grant, etag) = get_grant(&a, "yibao-enroll-hukou").await;
-    assert_eq!(
-        get_grant(&c, "yibao-enroll-hukou").await.1,
-        etag,
-        "ETags are the same on every node"
-    );
-    grant["access"][0]["fields"] = json!(["name", "gender"]);
-    grant["access"][0]["masked"] = json!({});
-    let r = put_yibao_grant(&a, &grant, &etag).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let new_etag = r.headers["etag"].to_str().unwrap().to_owned();
-    assert_eq!(yibao_fields(&a).await, (set(&["name", "gender"]), 2));
-    // Enforced by C (and B) within a second.
-    let took = wait_for_fields(&c, &["name", "gender"], Duration::from_secs(1)).await;
-    println!("node C enforced the edit after {took:?}");
-    wait_for_fields(&b, &["name", "gender"], Duration::from_secs(1)).await;
-    assert_eq!(
-        pg.psql(
-            "SELECT node_id, author, action, summary FROM tongban_policy_version WHERE version = 2"
-        ),
-        "node-a|shujuju/admin-1|put|put grant yibao-enroll-hukou"
-    );
-    // The cluster's history is the same on every node: C lists A's change.
-    let v = call(&c, "GET", "/v1/admin/cluster/versions", None, &[]).await;
+/// The cluster's history is the same on every node: C lists A's change.
+async fn the_cluster_history_is_the_same_on_every_node(c: &TestGateway) {
+    let v = call(c, "GET", "/v1/admin/cluster/versions", None, &[]).await;
     assert_eq!(v.status, StatusCode::OK, "{}", v.text);
     let versions = v.body["versions"].as_array().unwrap();
     assert_eq!(versions.len(), 2, "{}", v.text);
@@ -336,14 +291,13 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
         "{}",
         v.text
     );
-    // The ETag moved everywhere: the old one cannot overwrite on C.
-    assert_eq!(get_grant(&c, "yibao-enroll-hukou").await.1, new_etag);
-    let r = put_yibao_grant(&c, &grant, &etag).await;
-    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.text);
-    // C audited the change it applied, with the author, before it enforced it,
-    // and its history shows who made it.
+}
+
+/// C audited the change it applied, with the author, before it enforced it,
+/// and its history shows who made it.
+async fn c_audited_the_change_it_applied(c: &TestGateway) {
     let h = call(
-        &c,
+        c,
         "GET",
         "/v1/admin/history?kind=grant&id=yibao-enroll-hukou",
         None,
@@ -367,11 +321,13 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
             .unwrap()
             .contains("\"cluster_version\":2")
     );
+}
 
-    // Every node registered, alive, enforcing the newest version.
+/// Every node registered, alive, enforcing the newest version.
+async fn every_node_registered_alive_and_current(b: &TestGateway) {
     let deadline = Instant::now() + Duration::from_secs(5);
     let r = loop {
-        let r = call(&b, "GET", "/v1/admin/cluster", None, &[]).await;
+        let r = call(b, "GET", "/v1/admin/cluster", None, &[]).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text);
         let current = r.body["nodes"]
             .as_array()
@@ -415,7 +371,51 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
         ]
         .map(|(n, a, v, l)| (n.to_owned(), a, v, l))
     );
+}
 
+#[tokio::test]
+async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
+    let pg = Postgres::start();
+    let (a, mut b) = two_nodes(&pg).await;
+    let (home_c, config_c) = cluster_home(&pg, "node-c");
+    let c = node(home_c, config_c).await;
+    let all = ["name", "gender", "birth_date", "hukou_address"];
+    for gw in [&a, &b, &c] {
+        assert_eq!(yibao_fields(gw).await, (set(&all), 1));
+    }
+    // Let B and C's listeners connect.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // An administrator edits the grant on A.
+    let (mut grant, etag) = get_grant(&a, "yibao-enroll-hukou").await;
+    assert_eq!(
+        get_grant(&c, "yibao-enroll-hukou").await.1,
+        etag,
+        "ETags are the same on every node"
+    );
+    grant["access"][0]["fields"] = json!(["name", "gender"]);
+    grant["access"][0]["masked"] = json!({});
+    let r = put_yibao_grant(&a, &grant, &etag).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let new_etag = r.headers["etag"].to_str().unwrap().to_owned();
+    assert_eq!(yibao_fields(&a).await, (set(&["name", "gender"]), 2));
+    // Enforced by C (and B) within a second.
+    let took = wait_for_fields(&c, &["name", "gender"], Duration::from_secs(1)).await;
+    println!("node C enforced the edit after {took:?}");
+    wait_for_fields(&b, &["name", "gender"], Duration::from_secs(1)).await;
+    assert_eq!(
+        pg.psql(
+            "SELECT node_id, author, action, summary FROM tongban_policy_version WHERE version = 2"
+        ),
+        "node-a|shujuju/admin-1|put|put grant yibao-enroll-hukou"
+    );
+    the_cluster_history_is_the_same_on_every_node(&c).await;
+    // The ETag moved everywhere: the old one cannot overwrite on C.
+    assert_eq!(get_grant(&c, "yibao-enroll-hukou").await.1, new_etag);
+    let r = put_yibao_grant(&c, &grant, &etag).await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.text);
+    c_audited_the_change_it_applied(&c).await;
+    every_node_registered_alive_and_current(&b).await;
     // A version committed without a notification (a lost one) is still
     // picked up by the periodic check (every second here).
     pg.psql(
@@ -548,6 +548,71 @@ fn acknowledged_in_central(pg: &Postgres, node: &str, seqs: &[u64]) -> u64 {
     .unwrap()
 }
 
+/// The central copy verifies, node by node.
+/// Altered columns, bytes, checkpoints and removed rows are named.
+fn the_central_copy_verifies_node_by_node(pg: &Postgres, home: &Path, head_b: u64) {
+    let verify = |home: &Path| {
+        tongban(&[
+            "audit",
+            "verify",
+            "--cluster",
+            "--home",
+            home.to_str().unwrap(),
+        ])
+    };
+    let out = verify(home);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("node node-a: intact")
+            && text(&out).contains(&format!("node node-b: intact: {head_b} events after anchor 0, head {head_b}, 1 checkpoints verified")),
+        "{}",
+        text(&out)
+    );
+    // One altered column of one row: the node and the sequence are named.
+    let dept = pg.psql("SELECT dept FROM tongban_audit_event WHERE node_id = 'node-b' AND seq = 7");
+    pg.psql("UPDATE tongban_audit_event SET dept = 'gongan' WHERE node_id = 'node-b' AND seq = 7");
+    let out = verify(home);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("node node-b: BROKEN at event 7"),
+        "{}",
+        text(&out)
+    );
+    assert!(text(&out).contains("node node-a: intact"), "{}", text(&out));
+    pg.psql(&format!(
+        "UPDATE tongban_audit_event SET dept = '{dept}' WHERE node_id = 'node-b' AND seq = 7"
+    ));
+    assert!(verify(home).status.success());
+    // A checkpoint's row altered: its signature no longer verifies.
+    pg.psql("UPDATE tongban_audit_checkpoint SET signed = set_byte(signed, length(signed) - 1, get_byte(signed, length(signed) - 1) # 1) WHERE node_id = 'node-b'");
+    let out = verify(home);
+    assert!(
+        !out.status.success()
+            && text(&out).contains(&format!("node node-b: BROKEN at event {head_b}")),
+        "{}",
+        text(&out)
+    );
+    // Altered bytes, and a removed row.
+    for (sql, named) in [
+        (
+            "UPDATE tongban_audit_event SET stored = set_byte(stored, 20, get_byte(stored, 20) # 1) WHERE node_id = 'node-a' AND seq = 3",
+            "node node-a: BROKEN at event 3",
+        ),
+        (
+            "DELETE FROM tongban_audit_event WHERE node_id = 'node-b' AND seq = 9",
+            "node node-b: BROKEN at event",
+        ),
+    ] {
+        pg.psql(sql);
+        let out = verify(home);
+        assert!(
+            !out.status.success() && text(&out).contains(named),
+            "{}",
+            text(&out)
+        );
+    }
+}
+
 #[tokio::test]
 async fn every_nodes_audit_chain_is_copied_to_postgresql_once_and_verified_there() {
     let mut pg = Postgres::start();
@@ -612,67 +677,7 @@ async fn every_nodes_audit_chain_is_copied_to_postgresql_once_and_verified_there
         acked_b.len() as u64
     );
 
-    // The central copy verifies, node by node.
-    let verify = |home: &Path| {
-        tongban(&[
-            "audit",
-            "verify",
-            "--cluster",
-            "--home",
-            home.to_str().unwrap(),
-        ])
-    };
-    let out = verify(a.home.path());
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("node node-a: intact")
-            && text(&out).contains(&format!("node node-b: intact: {head_b} events after anchor 0, head {head_b}, 1 checkpoints verified")),
-        "{}",
-        text(&out)
-    );
-    // One altered column of one row: the node and the sequence are named.
-    let dept = pg.psql("SELECT dept FROM tongban_audit_event WHERE node_id = 'node-b' AND seq = 7");
-    pg.psql("UPDATE tongban_audit_event SET dept = 'gongan' WHERE node_id = 'node-b' AND seq = 7");
-    let out = verify(a.home.path());
-    assert!(!out.status.success(), "{}", text(&out));
-    assert!(
-        text(&out).contains("node node-b: BROKEN at event 7"),
-        "{}",
-        text(&out)
-    );
-    assert!(text(&out).contains("node node-a: intact"), "{}", text(&out));
-    pg.psql(&format!(
-        "UPDATE tongban_audit_event SET dept = '{dept}' WHERE node_id = 'node-b' AND seq = 7"
-    ));
-    assert!(verify(a.home.path()).status.success());
-    // A checkpoint's row altered: its signature no longer verifies.
-    pg.psql("UPDATE tongban_audit_checkpoint SET signed = set_byte(signed, length(signed) - 1, get_byte(signed, length(signed) - 1) # 1) WHERE node_id = 'node-b'");
-    let out = verify(a.home.path());
-    assert!(
-        !out.status.success()
-            && text(&out).contains(&format!("node node-b: BROKEN at event {head_b}")),
-        "{}",
-        text(&out)
-    );
-    // Altered bytes, and a removed row.
-    for (sql, named) in [
-        (
-            "UPDATE tongban_audit_event SET stored = set_byte(stored, 20, get_byte(stored, 20) # 1) WHERE node_id = 'node-a' AND seq = 3",
-            "node node-a: BROKEN at event 3",
-        ),
-        (
-            "DELETE FROM tongban_audit_event WHERE node_id = 'node-b' AND seq = 9",
-            "node node-b: BROKEN at event",
-        ),
-    ] {
-        pg.psql(sql);
-        let out = verify(a.home.path());
-        assert!(
-            !out.status.success() && text(&out).contains(named),
-            "{}",
-            text(&out)
-        );
-    }
+    the_central_copy_verifies_node_by_node(&pg, a.home.path(), head_b);
 }
 
 /// How many of `n` yibao lookups spread over `nodes` (in turn) are admitted.
@@ -893,6 +898,109 @@ async fn search_all(gw: &TestGateway, query: &str, limit: usize) -> Vec<(String,
     out
 }
 
+/// Statistics count both nodes (the window is wide: each test node's
+/// clock stands still at its start).
+async fn statistics_count_both_nodes(a: &TestGateway) {
+    let r = officer_get(a, "/v1/audit/stats?from=2000-01-01&to=2100-01-01").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let days = r.body["days"].as_object().unwrap();
+    let by_node = |n: &str| -> u64 {
+        days.values()
+            .map(|d| d["by_node"][n].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert!(
+        by_node("node-a") >= 11 && by_node("node-b") >= 9,
+        "{}",
+        r.text
+    );
+    let yibao: u64 = days
+        .values()
+        .map(|d| d["by_consumer"]["yibao"].as_u64().unwrap_or(0))
+        .sum();
+    assert_eq!(yibao, 20, "{}", r.text);
+}
+
+/// An export of the central copy: one section per node, each verified
+/// offline with that node's key; a removed event is named with its node.
+async fn an_export_of_the_central_copy_verifies_per_node(
+    pg: &Postgres,
+    a: &TestGateway,
+    b: &TestGateway,
+) {
+    for gw in [a, b] {
+        checkpoint_shipped(pg, gw).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut keys = Vec::new();
+    for gw in [a, b] {
+        let key = officer_get(gw, "/v1/audit/checkpoint-key").await;
+        let file = dir.path().join(format!("{}.pem", gw.gw.config.node_id));
+        std::fs::write(&file, &key.text).unwrap();
+        keys.push(file);
+    }
+    let verify = |file: &Path| {
+        let mut args = vec!["audit", "verify", "--export", file.to_str().unwrap()];
+        for k in &keys {
+            args.extend(["--pubkey", k.to_str().unwrap()]);
+        }
+        tongban(&args)
+    };
+    for format in ["ndjson", "csv"] {
+        let r = officer_get(b, &format!("/v1/audit/export?format={format}")).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        let file = dir.path().join(format!("cluster.{format}"));
+        std::fs::write(&file, &r.text).unwrap();
+        let out = verify(&file);
+        assert!(out.status.success(), "{format}: {}", text(&out));
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let sections = report["sections"].as_array().unwrap();
+        assert_eq!(sections.len(), 2, "{report}");
+        assert_eq!(sections[0]["node"], "node-a");
+        assert_eq!(sections[1]["node"], "node-b");
+        for s in sections {
+            assert_eq!(s["uncovered_tail"], 0, "{s}");
+            assert!(s["chain"]["checked"].as_u64().unwrap() >= 9, "{s}");
+        }
+        // One of node-b's events removed.
+        let kept: Vec<&str> = r
+            .text
+            .lines()
+            .filter(|l| {
+                !(l.contains("\"node\":\"node-b\"") && l.contains("\"seq\":5,")
+                    || l.starts_with("event,5,") && l.contains(",node-b,"))
+            })
+            .collect();
+        assert_eq!(
+            kept.len() + 1,
+            r.text.lines().count(),
+            "{format}: the line was not found"
+        );
+        std::fs::write(&file, kept.join("\n") + "\n").unwrap();
+        let out = verify(&file);
+        assert!(!out.status.success(), "{format}: {}", text(&out));
+        assert!(
+            text(&out)
+                .contains("export of node node-b BROKEN at event 6: events 5 to 5 are missing")
+                && text(&out).contains("export of node node-a intact"),
+            "{format}: {}",
+            text(&out)
+        );
+    }
+    // One node's section alone.
+    let r = officer_get(a, "/v1/audit/export?node=node-b").await;
+    assert!(
+        r.text
+            .lines()
+            .next()
+            .unwrap()
+            .contains("\"node\":\"node-b\""),
+        "{}",
+        r.text
+    );
+    assert!(!r.text.contains("\"node\":\"node-a\""));
+}
+
 #[tokio::test]
 async fn officers_search_count_and_export_every_nodes_events() {
     let mut pg = Postgres::start();
@@ -964,100 +1072,9 @@ async fn officers_search_count_and_export_every_nodes_events() {
     let r = officer_get(&a, &format!("/v1/audit/events?scope=node&cursor={c}")).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
 
-    // Statistics count both nodes (the window is wide: each test node's
-    // clock stands still at its start).
-    let r = officer_get(&a, "/v1/audit/stats?from=2000-01-01&to=2100-01-01").await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-    let days = r.body["days"].as_object().unwrap();
-    let by_node = |n: &str| -> u64 {
-        days.values()
-            .map(|d| d["by_node"][n].as_u64().unwrap_or(0))
-            .sum()
-    };
-    assert!(
-        by_node("node-a") >= 11 && by_node("node-b") >= 9,
-        "{}",
-        r.text
-    );
-    let yibao: u64 = days
-        .values()
-        .map(|d| d["by_consumer"]["yibao"].as_u64().unwrap_or(0))
-        .sum();
-    assert_eq!(yibao, 20, "{}", r.text);
+    statistics_count_both_nodes(&a).await;
 
-    // An export of the central copy: one section per node, each verified
-    // offline with that node's key; a removed event is named with its node.
-    for gw in [&a, &b] {
-        checkpoint_shipped(&pg, gw).await;
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut keys = Vec::new();
-    for gw in [&a, &b] {
-        let key = officer_get(gw, "/v1/audit/checkpoint-key").await;
-        let file = dir.path().join(format!("{}.pem", gw.gw.config.node_id));
-        std::fs::write(&file, &key.text).unwrap();
-        keys.push(file);
-    }
-    let verify = |file: &Path| {
-        let mut args = vec!["audit", "verify", "--export", file.to_str().unwrap()];
-        for k in &keys {
-            args.extend(["--pubkey", k.to_str().unwrap()]);
-        }
-        tongban(&args)
-    };
-    for format in ["ndjson", "csv"] {
-        let r = officer_get(&b, &format!("/v1/audit/export?format={format}")).await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
-        let file = dir.path().join(format!("cluster.{format}"));
-        std::fs::write(&file, &r.text).unwrap();
-        let out = verify(&file);
-        assert!(out.status.success(), "{format}: {}", text(&out));
-        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let sections = report["sections"].as_array().unwrap();
-        assert_eq!(sections.len(), 2, "{report}");
-        assert_eq!(sections[0]["node"], "node-a");
-        assert_eq!(sections[1]["node"], "node-b");
-        for s in sections {
-            assert_eq!(s["uncovered_tail"], 0, "{s}");
-            assert!(s["chain"]["checked"].as_u64().unwrap() >= 9, "{s}");
-        }
-        // One of node-b's events removed.
-        let kept: Vec<&str> = r
-            .text
-            .lines()
-            .filter(|l| {
-                !(l.contains("\"node\":\"node-b\"") && l.contains("\"seq\":5,")
-                    || l.starts_with("event,5,") && l.contains(",node-b,"))
-            })
-            .collect();
-        assert_eq!(
-            kept.len() + 1,
-            r.text.lines().count(),
-            "{format}: the line was not found"
-        );
-        std::fs::write(&file, kept.join("\n") + "\n").unwrap();
-        let out = verify(&file);
-        assert!(!out.status.success(), "{format}: {}", text(&out));
-        assert!(
-            text(&out)
-                .contains("export of node node-b BROKEN at event 6: events 5 to 5 are missing")
-                && text(&out).contains("export of node node-a intact"),
-            "{format}: {}",
-            text(&out)
-        );
-    }
-    // One node's section alone.
-    let r = officer_get(&a, "/v1/audit/export?node=node-b").await;
-    assert!(
-        r.text
-            .lines()
-            .next()
-            .unwrap()
-            .contains("\"node\":\"node-b\""),
-        "{}",
-        r.text
-    );
-    assert!(!r.text.contains("\"node\":\"node-a\""));
+    an_export_of_the_central_copy_verifies_per_node(&pg, &a, &b).await;
 
     // PostgreSQL away: cluster-wide reads say so; this node's own still work.
     pg.stop();

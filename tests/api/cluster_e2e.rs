@@ -140,15 +140,71 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
     let (first, _) = demo_home();
     let base = tempfile::tempdir().unwrap();
 
-    // One home, copied for each node: the same CA, issuer, policies, sample
-    // data and resident pseudonym key; each node its own id, port, data and
-    // checkpoint key.
+    let mut nodes = node_homes(first.path(), base.path(), &pg, &redis);
+    let cfg = |n: &Node| n.home.join("tongban.toml").to_str().unwrap().to_owned();
+    let out = tongban(&[
+        "policy",
+        "push",
+        nodes[0].home.join("policies").to_str().unwrap(),
+        "--config",
+        &cfg(&nodes[0]),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    for n in &mut nodes {
+        n.start();
+    }
+    for n in &nodes {
+        n.wait_ready().await;
+    }
+    let home = nodes[0].home.clone();
+    let clerk = token(&home, "minzheng", "clerk-007", &["dibao_reviewer"]);
+    let ids = sample_ids(&home, "renshe.shebao", 12);
+
+    let nodes = Arc::new(tokio::sync::RwLock::new(nodes));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = mixed_load(&nodes, &stop, &clerk, &ids);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+
+    // B killed mid-load, and restarted.
+    {
+        let mut w = nodes.write().await;
+        w[1].kill9();
+        w[1].start();
+    }
+    nodes.read().await[1].wait_ready().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    edit_on_a_enforced_on_c(&nodes.read().await, &home, &clerk, &ids).await;
+    shared_department_limit(&nodes.read().await, &home).await;
+    stop.store(true, Ordering::Release);
+    let mut acked = Vec::new();
+    for t in load {
+        acked.extend(t.await.unwrap());
+    }
+    let through: BTreeSet<&str> = acked.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        through.len(),
+        3,
+        "acknowledged requests through {through:?}"
+    );
+
+    let r = nodes.read().await;
+    every_copy_complete(&r, &pg, &acked).await;
+    report_covers_every_node(&r, &home, &ids).await;
+    through_nginx(&r, &home, &clerk, &ids, &pg).await;
+    central_copy_verifies(&r, &pg);
+}
+
+/// One home, copied for each node: the same CA, issuer, policies, sample
+/// data and resident pseudonym key; each node its own id, port, data and
+/// checkpoint key.
+fn node_homes(first: &Path, base: &Path, pg: &Postgres, redis: &Redis) -> Vec<Node> {
     let mut nodes = Vec::new();
     for name in NODES {
-        let home = base.path().join(name);
+        let home = base.join(name);
         let st = Command::new("cp")
             .arg("-a")
-            .arg(first.path())
+            .arg(first)
             .arg(&home)
             .status()
             .unwrap();
@@ -183,33 +239,22 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
             child: None,
         });
     }
-    let cfg = |n: &Node| n.home.join("tongban.toml").to_str().unwrap().to_owned();
-    let out = tongban(&[
-        "policy",
-        "push",
-        nodes[0].home.join("policies").to_str().unwrap(),
-        "--config",
-        &cfg(&nodes[0]),
-    ]);
-    assert!(out.status.success(), "{}", text(&out));
-    for n in &mut nodes {
-        n.start();
-    }
-    for n in &nodes {
-        n.wait_ready().await;
-    }
-    let home = nodes[0].home.clone();
-    let clerk = token(&home, "minzheng", "clerk-007", &["dibao_reviewer"]);
-    let ids = sample_ids(&home, "renshe.shebao", 12);
+    nodes
+}
 
-    // The mixed load: 低保 reviewers through every node, lookups that
-    // disclose and lookups that are refused (a resident with no record), a
-    // request without a case reference, until told to stop.
-    let nodes = Arc::new(tokio::sync::RwLock::new(nodes));
-    let stop = Arc::new(AtomicBool::new(false));
+/// The mixed load: 低保 reviewers through every node, lookups that
+/// disclose and lookups that are refused (a resident with no record), a
+/// request without a case reference, until told to stop.
+fn mixed_load(
+    nodes: &Shared,
+    stop: &Arc<AtomicBool>,
+    clerk: &str,
+    ids: &[String],
+) -> Vec<tokio::task::JoinHandle<Vec<(String, u64)>>> {
     let mut load = Vec::new();
     for i in 0..3 {
-        let (nodes, stop, clerk, ids) = (nodes.clone(), stop.clone(), clerk.clone(), ids.clone());
+        let (nodes, stop, clerk, ids) =
+            (nodes.clone(), stop.clone(), clerk.to_owned(), ids.to_vec());
         load.push(tokio::spawn(async move {
             let mut acked: Vec<(String, u64)> = Vec::new();
             let mut n = 0usize;
@@ -244,68 +289,59 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
             acked
         }));
     }
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    load
+}
 
-    // B killed mid-load, and restarted.
-    {
-        let mut w = nodes.write().await;
-        w[1].kill9();
-        w[1].start();
-    }
-    nodes.read().await[1].wait_ready().await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    // An administrator edits a grant on A; C enforces it within a second.
-    {
-        let r = nodes.read().await;
-        let admin = token(&home, "shujuju", "admin-1", &["policy_admin"]);
-        let auth = vec![("authorization".to_owned(), format!("Bearer {admin}"))];
-        let got = r[0]
-            .client()
-            .request("GET", "/v1/admin/grants/minzheng-dibao-shebao", &auth)
-            .await
-            .unwrap();
-        assert_eq!(got.status, StatusCode::OK, "{}", got.text);
-        let etag = got.headers["etag"].to_str().unwrap().to_owned();
-        let mut grant = got.body["grant"].clone();
-        grant["access"][0]["fields"] = json!(["insured_status"]);
-        let mut h = auth.clone();
-        h.push(("if-match".to_owned(), etag));
-        h.push(("content-type".to_owned(), "application/json".to_owned()));
-        let put = r[0]
-            .client()
-            .request_with_body(
-                "PUT",
-                "/v1/admin/grants/minzheng-dibao-shebao",
-                &h,
-                Bytes::from(grant.to_string()),
-            )
-            .await
-            .unwrap();
-        assert_eq!(put.status, StatusCode::OK, "{}", put.text);
-        let edited = Instant::now();
-        loop {
-            let a = shebao(&r[2], &clerk, &ids[0]).await.unwrap();
-            assert_eq!(a.status, StatusCode::OK, "{}", a.text);
-            if a.body["record"].get("monthly_pension").is_none() {
-                break;
-            }
-            assert!(
-                edited.elapsed() < Duration::from_secs(1),
-                "node C still discloses monthly_pension {:?} after the edit on A",
-                edited.elapsed()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+/// An administrator edits a grant on A; C enforces it within a second.
+async fn edit_on_a_enforced_on_c(r: &[Node], home: &Path, clerk: &str, ids: &[String]) {
+    let admin = token(home, "shujuju", "admin-1", &["policy_admin"]);
+    let auth = vec![("authorization".to_owned(), format!("Bearer {admin}"))];
+    let got = r[0]
+        .client()
+        .request("GET", "/v1/admin/grants/minzheng-dibao-shebao", &auth)
+        .await
+        .unwrap();
+    assert_eq!(got.status, StatusCode::OK, "{}", got.text);
+    let etag = got.headers["etag"].to_str().unwrap().to_owned();
+    let mut grant = got.body["grant"].clone();
+    grant["access"][0]["fields"] = json!(["insured_status"]);
+    let mut h = auth.clone();
+    h.push(("if-match".to_owned(), etag));
+    h.push(("content-type".to_owned(), "application/json".to_owned()));
+    let put = r[0]
+        .client()
+        .request_with_body(
+            "PUT",
+            "/v1/admin/grants/minzheng-dibao-shebao",
+            &h,
+            Bytes::from(grant.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    let edited = Instant::now();
+    loop {
+        let a = shebao(&r[2], clerk, &ids[0]).await.unwrap();
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+        if a.body["record"].get("monthly_pension").is_none() {
+            break;
         }
-        println!("node C enforced the edit after {:?}", edited.elapsed());
+        assert!(
+            edited.elapsed() < Duration::from_secs(1),
+            "node C still discloses monthly_pension {:?} after the edit on A",
+            edited.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    println!("node C enforced the edit after {:?}", edited.elapsed());
+}
 
-    // A department limit of 30 a minute, across the three nodes (Redis).
-    let yibao = token(&home, "yibao", "clerk-2", &["enrollment_clerk"]);
-    let hukou = sample_ids(&home, "gongan.hukou", 1).remove(0);
+/// A department limit of 30 a minute, across the three nodes (Redis).
+async fn shared_department_limit(r: &[Node], home: &Path) {
+    let yibao = token(home, "yibao", "clerk-2", &["enrollment_clerk"]);
+    let hukou = sample_ids(home, "gongan.hukou", 1).remove(0);
     let mut admitted = 0;
     {
-        let r = nodes.read().await;
         for i in 0..90 {
             let a = r[i % 3]
                 .client()
@@ -325,21 +361,10 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
     }
     println!("yibao: {admitted} of 90 admitted at 30/min over three nodes");
     assert!((27..=33).contains(&admitted), "{admitted} admitted");
+}
 
-    stop.store(true, Ordering::Release);
-    let mut acked = Vec::new();
-    for t in load {
-        acked.extend(t.await.unwrap());
-    }
-    let through: BTreeSet<&str> = acked.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(
-        through.len(),
-        3,
-        "acknowledged requests through {through:?}"
-    );
-
-    // Every node's copy complete: each acknowledged request exactly once.
-    let r = nodes.read().await;
+/// Every node's copy complete: each acknowledged request exactly once.
+async fn every_copy_complete(r: &[Node], pg: &Postgres, acked: &[(String, u64)]) {
     for n in r.iter() {
         let start = Instant::now();
         loop {
@@ -380,9 +405,11 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
         acked.len(),
         rows
     );
+}
 
-    // A disclosure report on any node covers the lookups through all three.
-    let officer = token(&home, "shujuju", "officer-1", &["privacy_officer"]);
+/// A disclosure report on any node covers the lookups through all three.
+async fn report_covers_every_node(r: &[Node], home: &Path, ids: &[String]) {
+    let officer = token(home, "shujuju", "officer-1", &["privacy_officer"]);
     let report = r[2]
         .client()
         .request(
@@ -400,10 +427,12 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
         .map(|d| d["node"].as_str().unwrap())
         .collect();
     assert_eq!(via, NODES.into_iter().collect(), "{}", report.text);
+}
 
-    // Through the sample nginx configuration (TLS passthrough): requests
-    // spread over the nodes, and a department's client certificate still
-    // reaches them (its fingerprint is in the events).
+/// Through the sample nginx configuration (TLS passthrough): requests
+/// spread over the nodes, and a department's client certificate still
+/// reaches them (its fingerprint is in the events).
+async fn through_nginx(r: &[Node], home: &Path, clerk: &str, ids: &[String], pg: &Postgres) {
     let nginx_dir = tempfile::tempdir().unwrap();
     let nginx_port = free_port();
     let sample = std::fs::read_to_string(concat!(
@@ -442,7 +471,7 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let (cert, key) = devpki::DevPkiPaths::client(&home, "minzheng");
+    let (cert, key) = devpki::DevPkiPaths::client(home, "minzheng");
     let front = Client::new(
         SocketAddr::from(([127, 0, 0, 1], nginx_port)),
         &home.join("certs/ca.pem"),
@@ -454,7 +483,7 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
             .request(
                 "GET",
                 &format!("/v1/datasets/renshe.shebao/records/{id}"),
-                &headers(&clerk, "dibao_review", Some("MZ-2026-000123")),
+                &headers(clerk, "dibao_review", Some("MZ-2026-000123")),
             )
             .await
             .unwrap();
@@ -500,8 +529,11 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
         behind.len() >= 2,
         "nginx sent every connection to {behind:?}"
     );
+}
 
-    // The central copy verifies per node; one altered row is named.
+/// The central copy verifies per node; one altered row is named.
+fn central_copy_verifies(r: &[Node], pg: &Postgres) {
+    let cfg = |n: &Node| n.home.join("tongban.toml").to_str().unwrap().to_owned();
     let verify = || tongban(&["audit", "verify", "--cluster", "--config", &cfg(&r[0])]);
     let out = verify();
     assert!(out.status.success(), "{}", text(&out));
@@ -523,3 +555,6 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
         text(&out)
     );
 }
+
+/// The nodes, shared by the load and the test.
+type Shared = Arc<tokio::sync::RwLock<Vec<Node>>>;

@@ -43,36 +43,22 @@ pub(crate) fn free_addr() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_mid_load_loses_no_acknowledged_event() {
-    let (home, config) = demo_home();
-    let addr = free_addr();
-    let mut child = spawn_gateway(home.path(), addr);
-    let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
-    wait_ready(&client).await;
-
-    let key = std::fs::read(home.path().join("keys/issuer.pem")).unwrap();
-    let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let token = tongban::dev::devpki::mint_token(
-        &key,
-        tongban::dev::demo::DEMO_ISSUER,
-        tongban::dev::demo::DEMO_AUDIENCE,
-        "renshe",
-        "batch-1",
-        &["pension_clerk".to_owned()],
-        now,
-        600,
-    )
-    .unwrap();
-    let ids = sample_ids(home.path(), "gongan.hukou", 50);
-    let acked: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
-    let stop = Arc::new(AtomicBool::new(false));
+/// Eight workers looking up residents until `stop` or the gateway goes
+/// away; each acknowledged lookup's audit sequence number and request id
+/// go to `acked`.
+fn lookup_workers(
+    client: &Client,
+    token: &str,
+    ids: &[String],
+    acked: &Arc<Mutex<Vec<(u64, String)>>>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     let mut workers = Vec::new();
     for w in 0..8 {
         let (client, token, ids, acked, stop) = (
             client.clone(),
-            token.clone(),
-            ids.clone(),
+            token.to_owned(),
+            ids.to_vec(),
             acked.clone(),
             stop.clone(),
         );
@@ -98,6 +84,34 @@ async fn sigkill_mid_load_loses_no_acknowledged_event() {
             }
         }));
     }
+    workers
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_load_loses_no_acknowledged_event() {
+    let (home, config) = demo_home();
+    let addr = free_addr();
+    let mut child = spawn_gateway(home.path(), addr);
+    let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+    wait_ready(&client).await;
+
+    let key = std::fs::read(home.path().join("keys/issuer.pem")).unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let token = tongban::dev::devpki::mint_token(
+        &key,
+        tongban::dev::demo::DEMO_ISSUER,
+        tongban::dev::demo::DEMO_AUDIENCE,
+        "renshe",
+        "batch-1",
+        &["pension_clerk".to_owned()],
+        now,
+        600,
+    )
+    .unwrap();
+    let ids = sample_ids(home.path(), "gongan.hukou", 50);
+    let acked: Arc<Mutex<Vec<(u64, String)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let workers = lookup_workers(&client, &token, &ids, &acked, &stop);
     let deadline = Instant::now() + Duration::from_secs(60);
     while acked.lock().await.len() < 150 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -463,6 +477,90 @@ fn exit_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitSt
     }
 }
 
+/// The change whose durable write stops at `point`: an edit of the grant
+/// (`policy.*`, read as `before`) or a suspension (`stops.*`).
+async fn change_that_stops(
+    client: &Client,
+    point: &str,
+    auth: &(String, String),
+    before: &crate::helpers::TestResponse,
+) {
+    let grant = "/v1/admin/grants/minzheng-dibao-hukou";
+    if point.starts_with("policy.") {
+        let mut body = before.body["grant"].clone();
+        body["conditions"]["quota"] = "77/min".into();
+        let etag = before.headers["etag"].to_str().unwrap().to_owned();
+        let headers = [
+            auth.clone(),
+            ("if-match".to_owned(), etag),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ];
+        let _ = client
+            .request_with_body("PUT", grant, &headers, bytes::Bytes::from(body.to_string()))
+            .await;
+    } else {
+        let headers = [
+            auth.clone(),
+            ("content-type".to_owned(), "application/json".to_owned()),
+        ];
+        let _ = client
+            .request_with_body(
+                "POST",
+                "/v1/admin/departments/minzheng/suspend",
+                &headers,
+                bytes::Bytes::from(r#"{"reason":"crash test"}"#),
+            )
+            .await;
+    }
+}
+
+/// A stop before each step of a checkpoint key's write leaves the key
+/// whole or absent, and a home that starts.
+async fn key_writes_stopped_at_each_step(base: &std::path::Path, addr: SocketAddr) {
+    let keygen = |home: &std::path::Path, fault: Option<String>| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tongban"));
+        c.args(["audit", "keygen", "--suite", "gm", "--home"])
+            .arg(home);
+        if let Some(f) = fault {
+            c.env("TONGBAN_FAULT_EXIT", f);
+        }
+        c.output().unwrap()
+    };
+    for point in ["key.write", "key.sync", "key.rename", "key.dir_sync"] {
+        let home = copy_home(base);
+        // The demo made one; the home signs with the international suite.
+        std::fs::remove_file(home.path().join("data/audit-checkpoint-sm2.pem")).unwrap();
+        let out = keygen(home.path(), Some(format!("{point}#1")));
+        assert_eq!(
+            out.status.code(),
+            Some(tongban::faults::EXIT_STATUS),
+            "{point}: not stopped at the step"
+        );
+        let key = home.path().join("data/audit-checkpoint-sm2.pem");
+        if point == "key.dir_sync" {
+            assert!(key.exists(), "{point}: renamed before the stop");
+        } else {
+            assert!(!key.exists(), "{point}: no part of a key");
+            let out = keygen(home.path(), None);
+            assert!(
+                out.status.success(),
+                "{point}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+        let mut child = spawn_with_fault(home.path(), addr, &[]);
+        wait_ready(&client).await;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(
+            exit_within(&mut child, 20, point).success(),
+            "{point}: clean stop"
+        );
+    }
+}
+
 /// The other durable writes walked step by step: a policy edit through the
 /// admin API (temporary file, sync, rename, directory sync), a suspension
 /// (insert, flush, file sync) and a checkpoint key written by
@@ -508,32 +606,7 @@ async fn a_stop_before_any_step_of_a_policy_edit_a_suspension_or_a_key_write_lea
             .await
             .unwrap();
         assert_eq!(before.status, StatusCode::OK, "{}", before.text);
-        if point.starts_with("policy.") {
-            let mut body = before.body["grant"].clone();
-            body["conditions"]["quota"] = "77/min".into();
-            let etag = before.headers["etag"].to_str().unwrap().to_owned();
-            let headers = [
-                auth.clone(),
-                ("if-match".to_owned(), etag),
-                ("content-type".to_owned(), "application/json".to_owned()),
-            ];
-            let _ = client
-                .request_with_body("PUT", grant, &headers, bytes::Bytes::from(body.to_string()))
-                .await;
-        } else {
-            let headers = [
-                auth.clone(),
-                ("content-type".to_owned(), "application/json".to_owned()),
-            ];
-            let _ = client
-                .request_with_body(
-                    "POST",
-                    "/v1/admin/departments/minzheng/suspend",
-                    &headers,
-                    bytes::Bytes::from(r#"{"reason":"crash test"}"#),
-                )
-                .await;
-        }
+        change_that_stops(&client, point, &auth, &before).await;
         let status = exit_within(&mut child, 10, point);
         assert_eq!(
             status.code(),
@@ -572,46 +645,5 @@ async fn a_stop_before_any_step_of_a_policy_edit_a_suspension_or_a_key_write_lea
         );
     }
 
-    let keygen = |home: &std::path::Path, fault: Option<String>| {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_tongban"));
-        c.args(["audit", "keygen", "--suite", "gm", "--home"])
-            .arg(home);
-        if let Some(f) = fault {
-            c.env("TONGBAN_FAULT_EXIT", f);
-        }
-        c.output().unwrap()
-    };
-    for point in ["key.write", "key.sync", "key.rename", "key.dir_sync"] {
-        let home = copy_home(base.path());
-        // The demo made one; the home signs with the international suite.
-        std::fs::remove_file(home.path().join("data/audit-checkpoint-sm2.pem")).unwrap();
-        let out = keygen(home.path(), Some(format!("{point}#1")));
-        assert_eq!(
-            out.status.code(),
-            Some(tongban::faults::EXIT_STATUS),
-            "{point}: not stopped at the step"
-        );
-        let key = home.path().join("data/audit-checkpoint-sm2.pem");
-        if point == "key.dir_sync" {
-            assert!(key.exists(), "{point}: renamed before the stop");
-        } else {
-            assert!(!key.exists(), "{point}: no part of a key");
-            let out = keygen(home.path(), None);
-            assert!(
-                out.status.success(),
-                "{point}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
-        let mut child = spawn_with_fault(home.path(), addr, &[]);
-        wait_ready(&client).await;
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        assert!(
-            exit_within(&mut child, 20, point).success(),
-            "{point}: clean stop"
-        );
-    }
+    key_writes_stopped_at_each_step(base.path(), addr).await;
 }

@@ -177,10 +177,15 @@ fn openssl(args: &[&str]) -> std::process::Output {
 #[test]
 fn sm2_checkpoints_and_sm3_hashes_interoperate_with_openssl() {
     let dir = tempfile::tempdir().unwrap();
-    let p = |name: &str| dir.path().join(name).to_str().unwrap().to_owned();
     let distid = format!("distid:{SM2_DEFAULT_ID}");
+    let hash = sm3_as_openssl_hashes(dir.path());
+    our_checkpoint_verifies_in_openssl(dir.path(), hash, &distid);
+    openssl_key_and_signature_verify_in_the_gateway(dir.path(), &distid);
+}
 
-    // SM3: an event of the gm suite hashes as OpenSSL's SM3 does.
+/// SM3: an event of the gm suite hashes as OpenSSL's SM3 does.
+fn sm3_as_openssl_hashes(dir: &Path) -> [u8; 32] {
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     let event = Event {
         version: FORMAT_VERSION_GM,
         seq: 1,
@@ -208,10 +213,15 @@ fn sm2_checkpoints_and_sm3_hashes_interoperate_with_openssl() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(std::fs::read(p("event.sm3")).unwrap(), hash.to_vec());
+    hash
+}
 
-    // A checkpoint the gateway signs verifies with OpenSSL…
-    std::fs::create_dir_all(dir.path().join("ours")).unwrap();
-    let ours = CheckpointSigner::open_suite(&dir.path().join("ours"), Suite::Gm).unwrap();
+/// A checkpoint the gateway signs verifies with OpenSSL
+/// (and not over other bytes).
+fn our_checkpoint_verifies_in_openssl(dir: &Path, hash: [u8; 32], distid: &str) {
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    std::fs::create_dir_all(dir.join("ours")).unwrap();
+    let ours = CheckpointSigner::open_suite(&dir.join("ours"), Suite::Gm).unwrap();
     let cp = ours.sign("node-1", 42, hash, 1_780_000_000_000);
     std::fs::write(p("cp.msg"), cp.checkpoint.signed_bytes()).unwrap();
     std::fs::write(p("cp.sig"), &cp.signature).unwrap();
@@ -238,7 +248,7 @@ fn sm2_checkpoints_and_sm3_hashes_interoperate_with_openssl() {
             "-digest",
             "sm3",
             "-pkeyopt",
-            &distid,
+            distid,
         ])
     };
     let out = verify(&p("cp.msg"));
@@ -248,15 +258,18 @@ fn sm2_checkpoints_and_sm3_hashes_interoperate_with_openssl() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    // …and not over other bytes.
+    // And not over other bytes.
     let mut other = cp.checkpoint.clone();
     other.seq = 43;
     std::fs::write(p("other.msg"), other.signed_bytes()).unwrap();
     assert!(!verify(&p("other.msg")).status.success());
+}
 
-    // A key OpenSSL made is one the gateway loads, and a checkpoint OpenSSL
-    // signs with it verifies in the gateway.
-    let theirs_dir = dir.path().join("theirs");
+/// A key OpenSSL made is one the gateway loads, and a checkpoint OpenSSL
+/// signs with it verifies in the gateway.
+fn openssl_key_and_signature_verify_in_the_gateway(dir: &Path, distid: &str) {
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
+    let theirs_dir = dir.join("theirs");
     std::fs::create_dir_all(&theirs_dir).unwrap();
     let key_path = theirs_dir.join(SM2_KEY_FILE);
     let out = openssl(&[
@@ -300,7 +313,7 @@ fn sm2_checkpoints_and_sm3_hashes_interoperate_with_openssl() {
         "-digest",
         "sm3",
         "-pkeyopt",
-        &distid,
+        distid,
     ]);
     assert!(
         out.status.success(),

@@ -93,141 +93,47 @@ async fn a_field_subset_can_be_asked_for_and_others_are_refused() {
     assert_eq!(r.problem_type(), Some("/problems/field-not-granted"));
 }
 
+/// A refused lookup: path, purpose, case reference, status, problem slug.
+type Case = (
+    String,
+    Option<&'static str>,
+    Option<&'static str>,
+    StatusCode,
+    &'static str,
+);
+
+/// Lookups that are refused, one per way to be refused, for the resident
+/// `id` (and `bad_check`, the same ID with a wrong check digit).
+#[rustfmt::skip]
+fn refusal_cases(id: &str, bad_check: &str) -> Vec<Case> {
+    vec![
+        (format!("{HUKOU}/{id}"), None, Some("MZ-1"), StatusCode::BAD_REQUEST, "purpose-required"),
+        (format!("{HUKOU}/{id}"), Some("school_admission"), Some("MZ-1"), StatusCode::FORBIDDEN, "purpose-not-granted"),
+        (format!("{HUKOU}/{id}"), Some("dibao_review"), None, StatusCode::BAD_REQUEST, "case-ref-required"),
+        (format!("{HUKOU}/{id}?fields=marital_status"), Some("dibao_review"), Some("MZ-1"), StatusCode::BAD_REQUEST, "unknown-field"),
+        (format!("/v1/datasets/weijian.bingli/records/{id}"), Some("dibao_review"), Some("MZ-1"), StatusCode::FORBIDDEN, "dataset-not-shared"),
+        (format!("/v1/datasets/minzheng.hunyin/records/{id}"), Some("dibao_review"), Some("MZ-1"), StatusCode::FORBIDDEN, "no-grant"),
+        (format!("/v1/datasets/gongan.nosuch/records/{id}"), Some("dibao_review"), Some("MZ-1"), StatusCode::NOT_FOUND, "unknown-dataset"),
+        (format!("{HUKOU}/{bad_check}"), Some("dibao_review"), Some("MZ-1"), StatusCode::BAD_REQUEST, "invalid-resident-id"),
+        (format!("{HUKOU}/11010519491231002X"), Some("dibao_review"), Some("MZ-1"), StatusCode::NOT_FOUND, "resident-not-found"),
+        (format!("{HUKOU}/{id}"), Some("Dibao Review"), Some("MZ-1"), StatusCode::BAD_REQUEST, "invalid-purpose"),
+        (format!("{HUKOU}/{id}"), Some("dibao-review"), Some("MZ-1"), StatusCode::BAD_REQUEST, "invalid-purpose"),
+        (format!("{HUKOU}/{id}"), Some("dibao_review"), Some("MZ 1"), StatusCode::BAD_REQUEST, "invalid-case-ref"),
+        (format!("{HUKOU}/..%2F..%2Fetc%2Fpasswd"), Some("dibao_review"), Some("MZ-1"), StatusCode::BAD_REQUEST, "invalid-resident-id"),
+        (format!("/v1/datasets/..%2Fgongan.hukou/records/{id}"), Some("dibao_review"), Some("MZ-1"), StatusCode::BAD_REQUEST, "invalid-dataset-id"),
+        (format!("{HUKOU}/{id}%00"), Some("dibao_review"), Some("MZ-1"), StatusCode::BAD_REQUEST, "invalid-resident-id"),
+        (format!("{HUKOU}/{id}?colour=red"), Some("dibao_review"), Some("MZ-1"), StatusCode::BAD_REQUEST, "invalid-query"),
+        ("/v1/nothing/here".to_owned(), Some("dibao_review"), Some("MZ-1"), StatusCode::NOT_FOUND, "no-such-route"),
+    ]
+}
+
 #[tokio::test]
 async fn refusals_are_problem_json_with_stable_types() {
     let gw = TestGateway::start().await;
     let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
     let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
     let bad_check = format!("{}{}", &id[..17], if id.ends_with('0') { "1" } else { "0" });
-    // (path, purpose, case reference, status, problem slug)
-    type Case<'a> = (
-        String,
-        Option<&'a str>,
-        Option<&'a str>,
-        StatusCode,
-        &'a str,
-    );
-    let cases: Vec<Case<'_>> = vec![
-        (
-            format!("{HUKOU}/{id}"),
-            None,
-            Some("MZ-1"),
-            StatusCode::BAD_REQUEST,
-            "purpose-required",
-        ),
-        (
-            format!("{HUKOU}/{id}"),
-            Some("school_admission"),
-            Some("MZ-1"),
-            StatusCode::FORBIDDEN,
-            "purpose-not-granted",
-        ),
-        (
-            format!("{HUKOU}/{id}"),
-            Some("dibao_review"),
-            None,
-            StatusCode::BAD_REQUEST,
-            "case-ref-required",
-        ),
-        (
-            format!("{HUKOU}/{id}?fields=marital_status"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::BAD_REQUEST,
-            "unknown-field",
-        ),
-        (
-            format!("/v1/datasets/weijian.bingli/records/{id}"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::FORBIDDEN,
-            "dataset-not-shared",
-        ),
-        (
-            format!("/v1/datasets/minzheng.hunyin/records/{id}"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::FORBIDDEN,
-            "no-grant",
-        ),
-        (
-            format!("/v1/datasets/gongan.nosuch/records/{id}"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::NOT_FOUND,
-            "unknown-dataset",
-        ),
-        (
-            format!("{HUKOU}/{bad_check}"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::BAD_REQUEST,
-            "invalid-resident-id",
-        ),
-        (
-            format!("{HUKOU}/11010519491231002X"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::NOT_FOUND,
-            "resident-not-found",
-        ),
-        (
-            format!("{HUKOU}/{id}"),
-            Some("Dibao Review"),
-            Some("MZ-1"),
-            StatusCode::BAD_REQUEST,
-            "invalid-purpose",
-        ),
-        (
-            format!("{HUKOU}/{id}"),
-            Some("dibao-review"),
-            Some("MZ-1"),
-            StatusCode::BAD_REQUEST,
-            "invalid-purpose",
-        ),
-        (
-            format!("{HUKOU}/{id}"),
-            Some("dibao_review"),
-            Some("MZ 1"),
-            StatusCode::BAD_REQUEST,
-            "invalid-case-ref",
-        ),
-        (
-            format!("{HUKOU}/..%2F..%2Fetc%2Fpasswd"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::BAD_REQUEST,
-            "invalid-resident-id",
-        ),
-        (
-            format!("/v1/datasets/..%2Fgongan.hukou/records/{id}"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::BAD_REQUEST,
-            "invalid-dataset-id",
-        ),
-        (
-            format!("{HUKOU}/{id}%00"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::BAD_REQUEST,
-            "invalid-resident-id",
-        ),
-        (
-            format!("{HUKOU}/{id}?colour=red"),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::BAD_REQUEST,
-            "invalid-query",
-        ),
-        (
-            "/v1/nothing/here".to_owned(),
-            Some("dibao_review"),
-            Some("MZ-1"),
-            StatusCode::NOT_FOUND,
-            "no-such-route",
-        ),
-    ];
+    let cases = refusal_cases(&id, &bad_check);
     for (path, purpose, case, status, slug) in cases {
         let r = gw.get(&path, Some(&tok), purpose, case).await;
         assert_eq!(r.status, status, "{path} {purpose:?}: {}", r.text);
