@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroU64, NonZeroUsize};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -78,8 +79,9 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ClusterConfig {
     /// This node's id, unique in the cluster; recorded in every audit event
-    /// (it replaces the top-level `node_id`).
-    pub node_id: String,
+    /// (it replaces the top-level `node_id`): 1 to 64 of a-z, 0-9, '.', '_'
+    /// and '-'.
+    pub node_id: NodeId,
     /// `postgres://user@host:port/db` or the key/value form
     /// (`host=... user=... dbname=...`). A password may be in it, but is
     /// better given by `postgres_password_env`; it is never logged.
@@ -95,22 +97,22 @@ pub struct ClusterConfig {
     pub postgres_ca: Option<PathBuf>,
     /// Connections in the pool for admin edits and policy reads. Default 4.
     #[serde(default = "default_pool_size")]
-    pub pool_size: usize,
+    pub pool_size: NonZeroUsize,
     /// Giving up on connecting to PostgreSQL after this long, ms. Default 3000.
     #[serde(default = "default_pg_connect_timeout_ms")]
-    pub connect_timeout_ms: u64,
+    pub connect_timeout_ms: NonZeroU64,
     /// Statements that take longer are cancelled by PostgreSQL, ms. Default 5000.
     #[serde(default = "default_statement_timeout_ms")]
     pub statement_timeout_ms: u64,
     /// How often a node compares its policy version with PostgreSQL's, in
     /// case a notification was missed, seconds. Default 5.
     #[serde(default = "default_policy_check_secs")]
-    pub policy_check_secs: u64,
+    pub policy_check_secs: NonZeroU64,
     /// How often the node reports itself (address, policy version) in
     /// PostgreSQL, seconds; a node silent for three intervals is listed as
     /// not alive. Default 2.
     #[serde(default = "default_heartbeat_secs")]
-    pub heartbeat_secs: u64,
+    pub heartbeat_secs: NonZeroU64,
     /// `redis://host:port/db`: per-department limits and grant quotas are
     /// then counted in Redis for the whole cluster. Without it, or while
     /// Redis cannot be reached, each node enforces its share (the quota
@@ -205,9 +207,11 @@ pub fn redact_url(url: &str) -> String {
         .join(" ")
 }
 
-/// TLS settings (TLS 1.2 and 1.3 only, AEAD cipher suites only).
+/// TLS settings (TLS 1.2 and 1.3 only, AEAD cipher suites only). Read
+/// through [`TlsFile`], so that client certificates are never asked for
+/// without a CA to check them, nor revocation lists given without them.
 #[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "TlsFile")]
 pub struct TlsConfig {
     /// Server certificate chain, PEM.
     pub cert: PathBuf,
@@ -231,6 +235,54 @@ pub struct TlsConfig {
     /// loaded) or `accept` (keep using it, warn in the log and metrics).
     #[serde(default)]
     pub stale_crl: StaleCrl,
+}
+
+/// `[tls]` as written, before its rules across keys are checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TlsFile {
+    /// Server certificate chain, PEM.
+    cert: PathBuf,
+    /// Server private key, PEM (PKCS#8, SEC1 or PKCS#1).
+    key: PathBuf,
+    /// Client certificates: `off`, `optional` or `required`. Default `optional`.
+    #[serde(default)]
+    client_auth: ClientAuth,
+    /// CA certificates (PEM) that client certificates must chain to; needed unless `client_auth = "off"`.
+    #[serde(default)]
+    client_ca: Option<PathBuf>,
+    /// Certificate revocation lists (PEM or DER files) issued by the client
+    /// CA(s). With any listed, a client certificate whose issuer has no CRL
+    /// here is refused (its status is unknown). Reloaded on change and on
+    /// SIGHUP; a CRL that does not parse, is not signed by a client CA, or is
+    /// past its next update is refused and the one in force stays.
+    #[serde(default)]
+    client_crls: Vec<PathBuf>,
+    /// A CRL in force that passes its next-update time: `refuse` (the
+    /// default: certificates it covers are refused until a fresh CRL is
+    /// loaded) or `accept` (keep using it, warn in the log and metrics).
+    #[serde(default)]
+    stale_crl: StaleCrl,
+}
+
+impl TryFrom<TlsFile> for TlsConfig {
+    type Error = Rule;
+    fn try_from(t: TlsFile) -> Result<Self, Rule> {
+        if t.client_auth != ClientAuth::Off && t.client_ca.is_none() {
+            return Err(Rule::ClientCaNeeded);
+        }
+        if !t.client_crls.is_empty() && t.client_auth == ClientAuth::Off {
+            return Err(Rule::CrlsWithoutClientCertificates);
+        }
+        Ok(Self {
+            cert: t.cert,
+            key: t.key,
+            client_auth: t.client_auth,
+            client_ca: t.client_ca,
+            client_crls: t.client_crls,
+            stale_crl: t.stale_crl,
+        })
+    }
 }
 
 /// What a CRL past its next-update time means for the certificates it covers.
@@ -329,7 +381,7 @@ pub struct AuditConfig {
     pub durability: Durability,
     /// Most events written in one group commit. Default 512.
     #[serde(default = "default_max_batch")]
-    pub max_batch: usize,
+    pub max_batch: NonZeroUsize,
     /// The longest (microseconds) a group commit waits for requests still
     /// on their way to it, so that one write and sync serve more of them:
     /// a group closes as soon as none is on its way, or when its oldest
@@ -339,15 +391,15 @@ pub struct AuditConfig {
     pub group_wait_us: u64,
     /// Sign a checkpoint at least every this many events. Default 10000.
     #[serde(default = "default_checkpoint_every")]
-    pub checkpoint_every: u64,
+    pub checkpoint_every: NonZeroU64,
     /// And at least this often (seconds) while events arrive. Default 60.
     #[serde(default = "default_checkpoint_secs")]
-    pub checkpoint_secs: u64,
+    pub checkpoint_secs: NonZeroU64,
     /// Days events are kept before `tongban audit prune` may remove them (only
     /// once exported and covered by a signed checkpoint). At least 183
     /// (Cybersecurity Law Art. 21); absent: keep everything (the default).
     #[serde(default)]
-    pub retention_days: Option<u32>,
+    pub retention_days: Option<RetentionDays>,
     /// Free space (MiB) of the data directory's file system below which the
     /// gateway reports itself unready (`/readyz` 503), before a full disk
     /// stops the audit log. Default 512.
@@ -381,6 +433,81 @@ fn default_disk_low_water_mb() -> u64 {
 
 /// The shortest retention the gateway accepts, in days (six months).
 pub const MIN_RETENTION_DAYS: u32 = 183;
+
+/// A cluster node's id: 1 to 64 of a-z, 0-9, '.', '_' and '-'.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct NodeId(String);
+
+impl NodeId {
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for NodeId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for NodeId {
+    type Error = Rule;
+    fn try_from(id: String) -> Result<Self, Rule> {
+        let ok = !id.is_empty()
+            && id.len() <= 64
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+        if ok {
+            Ok(Self(id))
+        } else {
+            Err(Rule::NodeId(id))
+        }
+    }
+}
+
+impl From<NodeId> for String {
+    fn from(id: NodeId) -> String {
+        id.0
+    }
+}
+
+/// A retention period in days, at least [`MIN_RETENTION_DAYS`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
+pub struct RetentionDays(u32);
+
+impl RetentionDays {
+    /// The days.
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
+impl TryFrom<u32> for RetentionDays {
+    type Error = Rule;
+    fn try_from(days: u32) -> Result<Self, Rule> {
+        if days < MIN_RETENTION_DAYS {
+            return Err(Rule::RetentionTooShort(days));
+        }
+        Ok(Self(days))
+    }
+}
+
+impl From<RetentionDays> for u32 {
+    fn from(days: RetentionDays) -> u32 {
+        days.0
+    }
+}
 
 /// How far an acknowledged audit event has been pushed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -511,7 +638,7 @@ pub struct UpstreamConfig {
     pub max_idle_per_host: usize,
     /// Most requests in flight to one upstream; more wait their turn. Default 64.
     #[serde(default = "default_max_in_flight")]
-    pub max_in_flight: usize,
+    pub max_in_flight: NonZeroUsize,
     /// Retries of a read after a connection failure (never after the request
     /// was sent). Default 1.
     #[serde(default = "default_retries")]
@@ -519,13 +646,13 @@ pub struct UpstreamConfig {
     /// Consecutive failures (connection, timeout, 5xx) that open an
     /// upstream's circuit. Default 5.
     #[serde(default = "default_breaker_failures")]
-    pub breaker_failures: u32,
+    pub breaker_failures: NonZeroU32,
     /// How long an open circuit refuses at once before one trial call, in seconds. Default 10.
     #[serde(default = "default_breaker_open_secs")]
     pub breaker_open_secs: u64,
     /// Single lookups in flight for one batch to an upstream without a batch route. Default 8.
     #[serde(default = "default_batch_concurrency")]
-    pub batch_concurrency: usize,
+    pub batch_concurrency: NonZeroUsize,
 }
 
 fn default_connect_timeout_ms() -> u64 {
@@ -534,20 +661,20 @@ fn default_connect_timeout_ms() -> u64 {
 fn default_max_idle() -> usize {
     16
 }
-fn default_max_in_flight() -> usize {
-    64
+fn default_max_in_flight() -> NonZeroUsize {
+    NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN)
 }
 fn default_retries() -> u32 {
     1
 }
-fn default_breaker_failures() -> u32 {
-    5
+fn default_breaker_failures() -> NonZeroU32 {
+    NonZeroU32::new(5).unwrap_or(NonZeroU32::MIN)
 }
 fn default_breaker_open_secs() -> u64 {
     10
 }
-fn default_batch_concurrency() -> usize {
-    8
+fn default_batch_concurrency() -> NonZeroUsize {
+    NonZeroUsize::new(8).unwrap_or(NonZeroUsize::MIN)
 }
 
 /// Logging.
@@ -570,20 +697,20 @@ pub enum LogFormat {
     Json,
 }
 
-fn default_pool_size() -> usize {
-    4
+fn default_pool_size() -> NonZeroUsize {
+    NonZeroUsize::new(4).unwrap_or(NonZeroUsize::MIN)
 }
-fn default_pg_connect_timeout_ms() -> u64 {
-    3000
+fn default_pg_connect_timeout_ms() -> NonZeroU64 {
+    NonZeroU64::new(3000).unwrap_or(NonZeroU64::MIN)
 }
 fn default_statement_timeout_ms() -> u64 {
     5000
 }
-fn default_policy_check_secs() -> u64 {
-    5
+fn default_policy_check_secs() -> NonZeroU64 {
+    NonZeroU64::new(5).unwrap_or(NonZeroU64::MIN)
 }
-fn default_heartbeat_secs() -> u64 {
-    2
+fn default_heartbeat_secs() -> NonZeroU64 {
+    NonZeroU64::new(2).unwrap_or(NonZeroU64::MIN)
 }
 fn default_redis_timeout_ms() -> u64 {
     100
@@ -612,16 +739,21 @@ fn default_utc_offset() -> CalendarOffset {
 #[serde(try_from = "String", into = "String")]
 pub struct CalendarOffset(pub time::UtcOffset);
 
-impl TryFrom<String> for CalendarOffset {
-    type Error = String;
+/// A `utc_offset` not of the form `+08:00`.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("utc_offset \"{0}\" is not of the form +08:00")]
+pub struct OffsetError(String);
 
-    fn try_from(s: String) -> Result<Self, String> {
+impl TryFrom<String> for CalendarOffset {
+    type Error = OffsetError;
+
+    fn try_from(s: String) -> Result<Self, OffsetError> {
         time::UtcOffset::parse(
             &s,
             time::macros::format_description!("[offset_hour sign:mandatory]:[offset_minute]"),
         )
         .map(Self)
-        .map_err(|_| format!("utc_offset \"{s}\" is not of the form +08:00"))
+        .map_err(|_| OffsetError(s))
     }
 }
 
@@ -638,18 +770,18 @@ fn default_leeway() -> u64 {
 fn default_dept_rate() -> String {
     "6000/min".to_owned()
 }
-fn default_max_batch() -> usize {
-    512
+fn default_max_batch() -> NonZeroUsize {
+    NonZeroUsize::new(512).unwrap_or(NonZeroUsize::MIN)
 }
 
 fn default_group_wait_us() -> u64 {
     300
 }
-fn default_checkpoint_every() -> u64 {
-    10_000
+fn default_checkpoint_every() -> NonZeroU64 {
+    NonZeroU64::new(10_000).unwrap_or(NonZeroU64::MIN)
 }
-fn default_checkpoint_secs() -> u64 {
-    60
+fn default_checkpoint_secs() -> NonZeroU64 {
+    NonZeroU64::new(60).unwrap_or(NonZeroU64::MIN)
 }
 fn default_operator() -> String {
     "shujuju".to_owned()
@@ -747,7 +879,7 @@ impl Config {
             message: rule.to_string(),
         })?;
         if let Some(c) = &config.cluster {
-            config.node_id = c.node_id.clone();
+            config.node_id = c.node_id.to_string();
         }
         Ok(config)
     }
@@ -784,61 +916,20 @@ impl Config {
         }
     }
 
-    /// Checks what serde cannot: cross-field rules and minimums.
+    /// Checks the rules across sections that reading cannot: an issuer to
+    /// accept tokens from, and one node id in cluster mode. (Every rule
+    /// within a section is checked as it is read.)
     pub fn check(&self) -> Result<(), Rule> {
         if self.issuers.is_empty() {
             return Err(Rule::NoIssuer);
         }
-        if self.tls.client_auth != ClientAuth::Off && self.tls.client_ca.is_none() {
-            return Err(Rule::ClientCaNeeded);
-        }
-        if !self.tls.client_crls.is_empty() && self.tls.client_auth == ClientAuth::Off {
-            return Err(Rule::CrlsWithoutClientCertificates);
-        }
         if let Some(c) = &self.cluster {
-            let id_ok = !c.node_id.is_empty()
-                && c.node_id.len() <= 64
-                && c.node_id
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
-            if !id_ok {
-                return Err(Rule::NodeId(c.node_id.clone()));
-            }
-            if self.node_id != default_node_id() && self.node_id != c.node_id {
+            if self.node_id != default_node_id() && self.node_id != c.node_id.as_str() {
                 return Err(Rule::NodeIdsDiffer {
                     top: self.node_id.clone(),
-                    cluster: c.node_id.clone(),
+                    cluster: c.node_id.to_string(),
                 });
             }
-            if c.pool_size == 0
-                || c.connect_timeout_ms == 0
-                || c.policy_check_secs == 0
-                || c.heartbeat_secs == 0
-            {
-                return Err(Rule::AtLeastOne(
-                    "cluster.pool_size, cluster.connect_timeout_ms, cluster.policy_check_secs and cluster.heartbeat_secs",
-                ));
-            }
-        }
-        if self.audit.max_batch == 0 {
-            return Err(Rule::AtLeastOne("audit.max_batch"));
-        }
-        if self.audit.checkpoint_every == 0 || self.audit.checkpoint_secs == 0 {
-            return Err(Rule::AtLeastOne(
-                "audit.checkpoint_every and audit.checkpoint_secs",
-            ));
-        }
-        if let Some(days) = self.audit.retention_days
-            && days < MIN_RETENTION_DAYS
-        {
-            return Err(Rule::RetentionTooShort(days));
-        }
-        if let Some(up) = &self.upstream
-            && (up.max_in_flight == 0 || up.batch_concurrency == 0 || up.breaker_failures == 0)
-        {
-            return Err(Rule::AtLeastOne(
-                "upstream.max_in_flight, upstream.batch_concurrency and upstream.breaker_failures",
-            ));
         }
         Ok(())
     }
@@ -873,15 +964,15 @@ mod tests {
             assert_eq!(redact_url(url), want);
         }
         let c = ClusterConfig {
-            node_id: "node-a".into(),
+            node_id: NodeId::try_from("node-a".to_owned()).unwrap(),
             postgres_url: "postgres://tongban:s3cret@db/t".into(),
             postgres_password_env: None,
             postgres_ca: None,
-            pool_size: 4,
-            connect_timeout_ms: 1000,
+            pool_size: NonZeroUsize::new(4).unwrap(),
+            connect_timeout_ms: NonZeroU64::new(1000).unwrap(),
             statement_timeout_ms: 1000,
-            policy_check_secs: 5,
-            heartbeat_secs: 2,
+            policy_check_secs: NonZeroU64::new(5).unwrap(),
+            heartbeat_secs: NonZeroU64::new(2).unwrap(),
             redis_url: Some("redis://:r3dis@cache:6379/0".into()),
             redis_password_env: None,
             redis_timeout_ms: 100,
@@ -898,7 +989,7 @@ mod tests {
     /// the reason, and written back as they were given.
     #[test]
     fn ranges_rates_and_offsets_are_checked_as_they_are_read() {
-        let base = "issuer = []\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n";
+        let base = "issuer = []\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_auth = \"off\"\n";
         for (bad, says) in [
             ("utc_offset = \"8\"\n", "+08:00"),
             ("[limits]\ntrusted_proxies = [\"10.0.0.0/33\"]\n", "prefix"),
@@ -938,5 +1029,61 @@ mod tests {
             "100/10s".parse().unwrap()
         );
         assert_eq!(defaults.utc_offset(), time::macros::offset!(+8));
+    }
+
+    /// Settings that must be at least 1, a retention under the legal
+    /// minimum, a malformed node id and contradictory TLS settings cannot be
+    /// read: the error names the key and the rule.
+    #[test]
+    fn zeros_and_a_short_retention_are_refused_as_they_are_read() {
+        let base = "issuer = []\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_auth = \"off\"\n";
+        for (bad, key, says) in [
+            ("[audit]\nmax_batch = 0\n", "max_batch", "nonzero"),
+            (
+                "[audit]\ncheckpoint_every = 0\n",
+                "checkpoint_every",
+                "nonzero",
+            ),
+            (
+                "[audit]\ncheckpoint_secs = 0\n",
+                "checkpoint_secs",
+                "nonzero",
+            ),
+            ("[audit]\nretention_days = 90\n", "retention_days", "183"),
+            (
+                "[cluster]\nnode_id = \"a\"\npostgres_url = \"postgres://h/d\"\npool_size = 0\n",
+                "pool_size",
+                "nonzero",
+            ),
+            (
+                "[cluster]\nnode_id = \"a\"\npostgres_url = \"postgres://h/d\"\nheartbeat_secs = 0\n",
+                "heartbeat_secs",
+                "nonzero",
+            ),
+            (
+                "[cluster]\nnode_id = \"Node A\"\npostgres_url = \"postgres://h/d\"\n",
+                "node_id",
+                "1 to 64 of a-z",
+            ),
+        ] {
+            let err = toml::from_str::<Config>(&format!("{base}{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key) && err.contains(says), "{bad}: {err}");
+        }
+        // Across the keys of [tls].
+        for (tls, says) in [
+            ("client_auth = \"required\"\n", "tls.client_ca is needed"),
+            (
+                "client_auth = \"off\"\nclient_crls = [\"c.crl\"]\n",
+                "tls.client_crls needs client certificates",
+            ),
+        ] {
+            let text = format!("issuer = []\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\n{tls}");
+            let err = toml::from_str::<Config>(&text).unwrap_err().to_string();
+            assert!(err.contains(says), "{tls}: {err}");
+        }
+        let ok: Config = toml::from_str(&format!("{base}[audit]\nretention_days = 183\n")).unwrap();
+        assert_eq!(ok.audit.retention_days.map(RetentionDays::get), Some(183));
     }
 }

@@ -205,7 +205,7 @@ impl Gateway {
             return Self::open(config, clock);
         };
         config.check()?;
-        config.node_id = cc.node_id.clone();
+        config.node_id = cc.node_id.to_string();
         let store = PolicyStore::new(&cc)?;
         std::fs::create_dir_all(&config.data_dir)?;
         let fingerprint = Pseudonymizer::open(&config.data_dir)?.fingerprint();
@@ -245,6 +245,7 @@ impl Gateway {
         let Some(cluster) = &self.cluster else {
             return Ok(());
         };
+        // `jwks` always holds a `keys` array.
         let own = self.answer_keys.jwks()["keys"]
             .as_array()
             .cloned()
@@ -887,8 +888,14 @@ fn start_cluster(
     let cluster = Cluster::new(
         &config.node_id,
         store,
-        config.cluster.as_ref().map_or(5, |c| c.policy_check_secs),
-        config.cluster.as_ref().map_or(2, |c| c.heartbeat_secs),
+        config
+            .cluster
+            .as_ref()
+            .map_or(5, |c| c.policy_check_secs.get()),
+        config
+            .cluster
+            .as_ref()
+            .map_or(2, |c| c.heartbeat_secs.get()),
         match &config.cluster {
             Some(c) => crate::cluster::limits::ClusterLimits::new(c)
                 .map_err(|e| StartError::Config(format!("[cluster]: {e}")))?,
@@ -962,10 +969,10 @@ fn writer_options(config: &Config, clock: &Clock) -> WriterOptions {
     WriterOptions {
         node: config.node_id.clone(),
         durability: config.audit.durability,
-        max_batch: config.audit.max_batch,
+        max_batch: config.audit.max_batch.get(),
         group_wait: std::time::Duration::from_micros(config.audit.group_wait_us.min(100_000)),
-        checkpoint_every: config.audit.checkpoint_every,
-        checkpoint_interval: std::time::Duration::from_secs(config.audit.checkpoint_secs),
+        checkpoint_every: config.audit.checkpoint_every.get(),
+        checkpoint_interval: std::time::Duration::from_secs(config.audit.checkpoint_secs.get()),
         clock: clock.clone(),
     }
 }

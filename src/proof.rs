@@ -205,7 +205,10 @@ pub fn verify(jws: &str, jwks: &Value) -> Result<(Value, Map<String, Value>), St
     if jwk["kty"] != "OKP" || jwk["crv"] != "Ed25519" {
         return Err(format!("key {kid} is not an Ed25519 key"));
     }
-    let public = decode(jwk["x"].as_str().unwrap_or_default(), "key")?;
+    let x = jwk["x"]
+        .as_str()
+        .ok_or_else(|| format!("key {kid} has no public key (x)"))?;
+    let public = decode(x, "key")?;
     let signature = decode(s, "signature")?;
     UnparsedPublicKey::new(&ED25519, &public)
         .verify(format!("{h}.{p}").as_bytes(), &signature)

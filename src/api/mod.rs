@@ -41,6 +41,7 @@ async fn client_certificate_guard(
 ) -> Response {
     match at_the_door(&gw, req.headers(), req.extensions()) {
         None => {
+            // Only a request made in-process lacks it: no peer, no certificate.
             let conn = req
                 .extensions()
                 .get::<ConnInfo>()
@@ -62,6 +63,7 @@ pub(crate) async fn through_the_door<F: std::future::Future<Output = Response>>(
     if let Some(refusal) = at_the_door(gw, &parts.headers, &parts.extensions) {
         return refuse_at_the_door(gw, parts, refusal).await;
     }
+    // Only a request made in-process lacks it: no peer, no certificate.
     let conn = parts
         .extensions
         .get::<ConnInfo>()
@@ -309,6 +311,7 @@ impl RequestContext {
             request_id: RequestId::next(),
             started: Instant::now(),
             time_ms: gw.clock.unix_millis(),
+            // In-process requests only: no peer, no certificate.
             conn: parts
                 .extensions
                 .get::<ConnInfo>()

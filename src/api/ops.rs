@@ -236,6 +236,7 @@ fn readiness(gw: &Gateway, details: bool) -> (StatusCode, Json<serde_json::Value
                 "low_water_mb": low_water,
                 "state": if disk_ok { "ok" } else { "low" },
             },
+            // A poisoned lock (a reload that panicked) reads as no reload yet.
             "policy_reload": gw.reload_status.read().map(|s| s.clone()).unwrap_or_default(),
             "providers": providers(gw, &policy),
             "cluster": cluster_readiness(gw),

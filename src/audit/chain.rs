@@ -205,6 +205,7 @@ impl ChainVerifier {
                 c.node, self.node
             )));
         }
+        // No suite yet (no event checked): names none, so the check below fails.
         let covered = self.suite.map(Suite::name).unwrap_or_default();
         let signed_in = c
             .previous

@@ -165,6 +165,7 @@ pub fn event_record(event: &Event, hash: &Hash, offset: UtcOffset, format: Expor
                 Value::Object(o) => format!(
                     "{}@{}",
                     o.get("id").and_then(Value::as_str).unwrap_or(""),
+                    // Shown as written; the chain, not this cell, is what is verified.
                     o.get("version")
                         .map(ToString::to_string)
                         .unwrap_or_default()
@@ -461,6 +462,7 @@ impl<'k> Walk<'k> {
 
     fn finish(mut self, node: Option<String>) -> ExportReport {
         self.checkpoints.sort_by_key(|c| c.checkpoint.seq);
+        // No header line: walked from the genesis, so the first event names the gap.
         let verifier = self.verifier.unwrap_or_default();
         let head = verifier.head();
         let last_cp = verifier.report(None).last_checkpoint.unwrap_or(0);

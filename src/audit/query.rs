@@ -266,6 +266,8 @@ impl Disclosure {
         if b.kind != EventKind::Query || b.outcome != Outcome::Allow || b.fields.is_empty() {
             return None;
         }
+        // An allowed query records its department, subject, dataset and
+        // purpose before its decision, so none of these is empty here.
         Some(Self {
             node: e.node.clone(),
             seq: e.seq,
@@ -535,6 +537,7 @@ impl<'r> StatsBuilder<'r> {
         spikes.sort();
         for ((who, day), mut refs) in spikes {
             let count = refs.len() as u64;
+            // A caller with no earlier day has no history.
             let mut past: Vec<u64> = history
                 .get(&who)
                 .map(|h| h.values().copied().collect())
@@ -562,6 +565,7 @@ impl<'r> StatsBuilder<'r> {
                     start += 1;
                 }
                 if end + 1 - start >= rules.burst_denials {
+                    // RFC 3339 begins with the date (an unformattable time is "").
                     let day = format_time(list[start].0, offset)
                         .get(..10)
                         .unwrap_or_default()

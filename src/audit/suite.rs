@@ -148,6 +148,7 @@ impl PublicKey {
                 der.extend_from_slice(&self.raw);
                 pem_block("PUBLIC KEY", &der)
             }
+            // `raw` comes from a parsed SM2 key (a PEM read, or the signer's own).
             Suite::Gm => sm2::PublicKey::from_sec1_bytes(&self.raw)
                 .ok()
                 .and_then(|k| k.to_public_key_pem(Default::default()).ok())

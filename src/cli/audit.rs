@@ -512,7 +512,7 @@ fn prune_central(target: Target, dry_run: bool) -> Result<ExitCode> {
             "audit.retention_days is not set: the central copy keeps everything, nothing is pruned"
         );
     };
-    let cutoff = now_ms() - i64::from(days) * 86_400_000;
+    let cutoff = now_ms() - i64::from(days.get()) * 86_400_000;
     let report = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
@@ -532,7 +532,7 @@ fn prune_local(target: Target, dry_run: bool) -> Result<ExitCode> {
         bail!("audit.retention_days is not set: the log keeps everything, nothing is pruned");
     };
     let now = now_ms();
-    let cutoff = now - i64::from(days) * 86_400_000;
+    let cutoff = now - i64::from(days.get()) * 86_400_000;
     // In cluster mode only what PostgreSQL holds may go (else the
     // central copy would have a gap).
     let shipped = match &o.config.cluster {

@@ -137,7 +137,12 @@ pub(crate) fn proof(command: ProofCommand) -> Result<ExitCode> {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let jws = match serde_json::from_str::<serde_json::Value>(&text) {
-                Ok(v) => v["proof"].as_str().map(str::to_owned).unwrap_or_default(),
+                Ok(v) => v["proof"].as_str().map(str::to_owned).with_context(|| {
+                    format!(
+                        "{} is JSON without a \"proof\" member: ask for the answer with `Prefer: signed`",
+                        file.display()
+                    )
+                })?,
                 Err(_) => text.trim().to_owned(),
             };
             let set: serde_json::Value = serde_json::from_str(

@@ -138,6 +138,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Who pushed: `--author`, else `$USER@host`.
 fn default_author() -> String {
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    // Without /etc/hostname the author is the user alone (below).
     let host = std::fs::read_to_string("/etc/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_default();

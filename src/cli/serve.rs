@@ -108,6 +108,7 @@ fn print_walkthrough(home: &Path, addr: SocketAddr) -> Result<()> {
         8 * 3600,
     )?;
     let sample = std::fs::read_to_string(home.join("samples/gongan.hukou.jsonl"))?;
+    // A home without samples prints the command with an empty ID to fill in.
     let id = sample
         .lines()
         .next()

@@ -215,7 +215,7 @@ impl PolicyStore {
             })?;
             pg.password(password);
         }
-        pg.connect_timeout(Duration::from_millis(config.connect_timeout_ms));
+        pg.connect_timeout(Duration::from_millis(config.connect_timeout_ms.get()));
         pg.application_name(format!("tongban {}", config.node_id));
         pg.options(format!(
             "-c statement_timeout={} -c idle_in_transaction_session_timeout={}",
@@ -243,9 +243,9 @@ impl PolicyStore {
             Tls::Plain => Manager::from_config(pg.clone(), NoTls, manager_config),
             Tls::Rustls(t) => Manager::from_config(pg.clone(), t.clone(), manager_config),
         };
-        let timeout = Some(Duration::from_millis(config.connect_timeout_ms));
+        let timeout = Some(Duration::from_millis(config.connect_timeout_ms.get()));
         let pool = Pool::builder(manager)
-            .max_size(config.pool_size)
+            .max_size(config.pool_size.get())
             .runtime(Runtime::Tokio1)
             .wait_timeout(timeout)
             .create_timeout(timeout)

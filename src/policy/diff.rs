@@ -47,6 +47,7 @@ pub fn access_map(set: &PolicySet) -> BTreeMap<AccessKey, AccessFields> {
                         fields.insert(f.to_string(), "plain".into());
                     }
                     for (f, m) in &access.masked {
+                        // A mask serializes as its name.
                         let mask = serde_json::to_value(m)
                             .ok()
                             .and_then(|v| v.as_str().map(str::to_owned))

@@ -158,6 +158,7 @@ pub fn prepare(current: &PolicySet, change: &Change) -> Result<Prepared, EditErr
             let existing = current.datasets.get(&d.id);
             before = existing.map(|e| dataset_toml(&e.spec));
             let file = format!("datasets/{}.toml", d.id);
+            // A new dataset's file has no leading comment to keep.
             let keep = existing
                 .and_then(|e| sources.files.get(&e.file))
                 .map(|t| header(t))

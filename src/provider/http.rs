@@ -153,12 +153,12 @@ impl Upstreams {
                     base,
                     client: self.client.clone(),
                     breaker: Breaker::new(
-                        self.config.breaker_failures,
+                        self.config.breaker_failures.get(),
                         Duration::from_secs(self.config.breaker_open_secs.max(1)),
                     ),
-                    permits: tokio::sync::Semaphore::new(self.config.max_in_flight),
+                    permits: tokio::sync::Semaphore::new(self.config.max_in_flight.get()),
                     retries: self.config.retries,
-                    batch_concurrency: self.config.batch_concurrency,
+                    batch_concurrency: self.config.batch_concurrency.get(),
                     user_agent: self.user_agent.clone(),
                     metrics: self.metrics.clone(),
                 })

@@ -19,15 +19,31 @@ pub struct Cidr {
     bits: u8,
 }
 
+/// Why an address range does not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidrError {
+    /// Not an IP address.
+    #[error("\"{0}\" is not an address or address/prefix")]
+    NotAnAddress(String),
+    /// A prefix longer than the address.
+    #[error("\"{given}\": the prefix must be 0 to {max}")]
+    Prefix {
+        /// What was given.
+        given: String,
+        /// The address's length in bits.
+        max: u8,
+    },
+}
+
 impl std::str::FromStr for Cidr {
-    type Err = String;
+    type Err = CidrError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (ip, bits) = s.split_once('/').unwrap_or((s, ""));
         let net: IpAddr = ip
             .trim()
             .parse()
-            .map_err(|_| format!("\"{s}\" is not an address or address/prefix"))?;
+            .map_err(|_| CidrError::NotAnAddress(s.to_owned()))?;
         let max = if net.is_ipv4() { 32 } else { 128 };
         let bits = if bits.is_empty() {
             max
@@ -36,16 +52,19 @@ impl std::str::FromStr for Cidr {
                 .parse::<u8>()
                 .ok()
                 .filter(|b| *b <= max)
-                .ok_or_else(|| format!("\"{s}\": the prefix must be 0 to {max}"))?
+                .ok_or_else(|| CidrError::Prefix {
+                    given: s.to_owned(),
+                    max,
+                })?
         };
         Ok(Self { net, bits })
     }
 }
 
 impl TryFrom<String> for Cidr {
-    type Error = String;
+    type Error = CidrError;
 
-    fn try_from(s: String) -> Result<Self, String> {
+    fn try_from(s: String) -> Result<Self, CidrError> {
         s.parse()
     }
 }

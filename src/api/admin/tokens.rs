@@ -144,6 +144,7 @@ pub(super) async fn revoke_token(
     })();
     match prepared {
         Ok(denial) => {
+            // `denial_json` builds an object.
             let body = denial_json(&gw, &denial)
                 .as_object()
                 .cloned()
