@@ -851,9 +851,6 @@ pub enum Rule {
         /// The cluster's.
         cluster: String,
     },
-    /// Settings that must be at least 1.
-    #[error("{0} must be at least 1")]
-    AtLeastOne(&'static str),
     /// A retention shorter than the law allows.
     #[error(
         "audit.retention_days = {0} is shorter than the legal minimum of {MIN_RETENTION_DAYS} days (six months, Cybersecurity Law Art. 21)"
