@@ -17,11 +17,117 @@ pub struct InvalidId {
     /// The offending input, cut to a safe length.
     pub value: String,
     /// What is wrong with it.
-    pub reason: &'static str,
+    pub reason: IdFault,
+}
+
+/// What is wrong with an identifier, said in English (its `Display`) or
+/// Chinese ([`IdFault::zh`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdFault {
+    /// Nothing was given.
+    Empty,
+    /// A code must start with a lower-case letter.
+    CodeStart,
+    /// Longer than allowed.
+    TooLong,
+    /// A code's characters.
+    CodeChars,
+    /// A dataset id without its owner.
+    NotOwnerDotName,
+    /// A grant id's length.
+    GrantLength,
+    /// A grant id's first character.
+    GrantStart,
+    /// A grant id's characters.
+    GrantChars,
+    /// A case reference's length.
+    CaseRefLength,
+    /// A case reference's characters.
+    CaseRefChars,
+    /// A case reference's percent-encoding.
+    CaseRefEncoding,
+    /// A resident ID's length.
+    ResidentLength,
+    /// A resident ID's first 17 characters.
+    ResidentDigits,
+    /// A resident ID's check character's form.
+    ResidentLast,
+    /// A resident ID's area code.
+    ResidentProvince,
+    /// A resident ID's birth date.
+    ResidentBirthDate,
+    /// A resident ID's check character.
+    ResidentCheck,
+    /// The 17-digit body an ID is built from.
+    ResidentBody,
+}
+
+impl IdFault {
+    /// In English.
+    pub fn en(self) -> &'static str {
+        match self {
+            Self::Empty => "it is empty",
+            Self::CodeStart => "it must start with a lower-case letter",
+            Self::TooLong => "it is too long",
+            Self::CodeChars => "only lower-case letters, digits and '_' are allowed",
+            Self::NotOwnerDotName => "it must be <department>.<name>",
+            Self::GrantLength => "it must have 1 to 96 characters",
+            Self::GrantStart => "it must start with a lower-case letter or digit",
+            Self::GrantChars => "only lower-case letters, digits, '-', '_' and '.' are allowed",
+            Self::CaseRefLength => "it must have 1 to 64 characters",
+            Self::CaseRefChars => {
+                "only letters, digits, '-', '_', '/', '.', ':', '#' and the brackets of a document number (〔〕()（）[]【】) are allowed"
+            }
+            Self::CaseRefEncoding => {
+                "it is not percent-encoded UTF-8 (RFC 3986: send a Chinese case reference as %E6%B0%91…)"
+            }
+            Self::ResidentLength => "it must have exactly 18 characters",
+            Self::ResidentDigits => "the first 17 characters must be digits",
+            Self::ResidentLast => "the last character must be a digit or X",
+            Self::ResidentProvince => "the area code names no province",
+            Self::ResidentBirthDate => "the birth date is not a plausible date",
+            Self::ResidentCheck => "the check character does not match (ISO 7064 MOD 11-2)",
+            Self::ResidentBody => "the body must have 17 digits",
+        }
+    }
+
+    /// In Chinese.
+    pub fn zh(self) -> &'static str {
+        match self {
+            Self::Empty => "不能为空",
+            Self::CodeStart => "必须以小写字母开头",
+            Self::TooLong => "过长",
+            Self::CodeChars => "只能包含小写字母、数字和“_”",
+            Self::NotOwnerDotName => "必须为“部门.名称”的形式",
+            Self::GrantLength => "长度须为 1 至 96 个字符",
+            Self::GrantStart => "必须以小写字母或数字开头",
+            Self::GrantChars => "只能包含小写字母、数字和“-”“_”“.”",
+            Self::CaseRefLength => "长度须为 1 至 64 个字符",
+            Self::CaseRefChars => {
+                "只能包含文字、数字、“-”“_”“/”“.”“:”“#”和文号所用的括号（〔〕()（）[]【】）"
+            }
+            Self::CaseRefEncoding => {
+                "不是按 UTF-8 百分号编码的文本（RFC 3986：中文办件编号须编码为 %E6%B0%91… 的形式发送）"
+            }
+            Self::ResidentLength => "必须为 18 位",
+            Self::ResidentDigits => "前 17 位必须为数字",
+            Self::ResidentLast => "最后一位必须为数字或 X",
+            Self::ResidentProvince => "行政区划代码不对应任何省份",
+            Self::ResidentBirthDate => "出生日期不是有效日期",
+            Self::ResidentCheck => "校验码不符（ISO 7064 MOD 11-2）",
+            Self::ResidentBody => "本体码必须为 17 位数字",
+        }
+    }
+}
+
+impl fmt::Display for IdFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.en())
+    }
 }
 
 impl InvalidId {
-    fn new(what: &'static str, value: &str, reason: &'static str) -> Self {
+    fn new(what: &'static str, value: &str, reason: IdFault) -> Self {
         Self {
             what,
             value: value.chars().take(40).collect(),
@@ -32,18 +138,18 @@ impl InvalidId {
 
 /// A lower-case code: a letter, then letters, digits or `_` (department ids,
 /// roles, purpose codes, field names).
-fn check_code(s: &str, max: usize) -> Result<(), &'static str> {
+fn check_code(s: &str, max: usize) -> Result<(), IdFault> {
     let mut chars = s.chars();
     match chars.next() {
-        None => return Err("it is empty"),
-        Some(c) if !c.is_ascii_lowercase() => return Err("it must start with a lower-case letter"),
+        None => return Err(IdFault::Empty),
+        Some(c) if !c.is_ascii_lowercase() => return Err(IdFault::CodeStart),
         Some(_) => {}
     }
     if s.len() > max {
-        return Err("it is too long");
+        return Err(IdFault::TooLong);
     }
     if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') {
-        return Err("only lower-case letters, digits and '_' are allowed");
+        return Err(IdFault::CodeChars);
     }
     Ok(())
 }
@@ -59,7 +165,7 @@ macro_rules! code_newtype {
         impl $name {
             /// Parses and validates.
             pub fn parse(s: &str) -> Result<Self, InvalidId> {
-                let check: fn(&str) -> Result<(), &'static str> = $check;
+                let check: fn(&str) -> Result<(), IdFault> = $check;
                 check(s).map_err(|reason| InvalidId::new($what, s, reason))?;
                 Ok(Self(s.into()))
             }
@@ -131,7 +237,7 @@ code_newtype!(
     DatasetId,
     "dataset id",
     |s| {
-        let (owner, name) = s.split_once('.').ok_or("it must be <department>.<name>")?;
+        let (owner, name) = s.split_once('.').ok_or(IdFault::NotOwnerDotName)?;
         check_code(owner, 32)?;
         check_code(name, 64)
     }
@@ -142,37 +248,69 @@ code_newtype!(
     "grant id",
     |s| {
         if s.is_empty() || s.len() > 96 {
-            return Err("it must have 1 to 96 characters");
+            return Err(IdFault::GrantLength);
         }
         if !s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-            return Err("it must start with a lower-case letter or digit");
+            return Err(IdFault::GrantStart);
         }
         if !s
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_' || c == '.')
         {
-            return Err("only lower-case letters, digits, '-', '_' and '.' are allowed");
+            return Err(IdFault::GrantChars);
         }
         Ok(())
     }
 );
 code_newtype!(
-    /// A case reference (办件编号): letters, digits and `-_/.:#`, at most 64 characters.
+    /// A case reference (办件编号): letters (Chinese too), digits, `-_/.:#`
+    /// and the brackets of a document number (`民低保〔2026〕123号`), at most
+    /// 64 characters.
     CaseRef,
     "case reference",
     |s| {
         if s.is_empty() || s.chars().count() > 64 {
-            return Err("it must have 1 to 64 characters");
+            return Err(IdFault::CaseRefLength);
         }
-        if !s
-            .chars()
-            .all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '/' | '.' | ':' | '#'))
-        {
-            return Err("only letters, digits and '-', '_', '/', '.', ':', '#' are allowed");
+        if !s.chars().all(|c| {
+            c.is_alphanumeric()
+                || matches!(
+                    c,
+                    '-' | '_' | '/' | '.' | ':' | '#' | '〔' | '〕' | '(' | ')' | '（' | '）' | '[' | ']' | '【' | '】'
+                )
+        }) {
+            return Err(IdFault::CaseRefChars);
         }
         Ok(())
     }
 );
+
+impl CaseRef {
+    /// A case reference as `X-Case-Ref` carries it: plain ASCII, or
+    /// percent-encoded UTF-8 (RFC 3986), decoded before it is checked, so a
+    /// 文号 such as `民低保〔2026〕123号` is sent as `%E6%B0%91…`. A `%` not
+    /// followed by two hex digits, or bytes that are not UTF-8, are refused.
+    pub fn from_header(raw: &str) -> Result<Self, InvalidId> {
+        if !raw.contains('%') {
+            return Self::parse(raw);
+        }
+        let bytes = raw.as_bytes();
+        let well_formed = bytes.iter().enumerate().all(|(i, b)| {
+            *b != b'%'
+                || (bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+                    && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+        });
+        let decoded = percent_encoding::percent_decode_str(raw).decode_utf8();
+        match decoded {
+            Ok(text) if well_formed => Self::parse(&text),
+            _ => Err(InvalidId::new(
+                "case reference",
+                raw,
+                IdFault::CaseRefEncoding,
+            )),
+        }
+    }
+}
 
 impl DatasetId {
     /// The department that owns the dataset (the part before the dot).
@@ -204,27 +342,25 @@ impl ResidentId {
         let err = |reason| InvalidId::new("resident ID", s, reason);
         let bytes = s.as_bytes();
         if bytes.len() != 18 || !s.is_ascii() {
-            return Err(err("it must have exactly 18 characters"));
+            return Err(err(IdFault::ResidentLength));
         }
         if !bytes[..17].iter().all(u8::is_ascii_digit) {
-            return Err(err("the first 17 characters must be digits"));
+            return Err(err(IdFault::ResidentDigits));
         }
         let last = bytes[17].to_ascii_uppercase();
         if !(last.is_ascii_digit() || last == b'X') {
-            return Err(err("the last character must be a digit or X"));
+            return Err(err(IdFault::ResidentLast));
         }
         let digits: Vec<u32> = bytes[..17].iter().map(|b| u32::from(b - b'0')).collect();
         let province = (digits[0] * 10 + digits[1]) as u8;
         if !PROVINCES.contains(&province) {
-            return Err(err("the area code names no province"));
+            return Err(err(IdFault::ResidentProvince));
         }
         if birth_date(&digits).is_none() {
-            return Err(err("the birth date is not a plausible date"));
+            return Err(err(IdFault::ResidentBirthDate));
         }
         if check_char(&digits) != last {
-            return Err(err(
-                "the check character does not match (ISO 7064 MOD 11-2)",
-            ));
+            return Err(err(IdFault::ResidentCheck));
         }
         let mut normal = s.to_owned();
         normal.make_ascii_uppercase();
@@ -239,11 +375,7 @@ impl ResidentId {
             .map(|b| u32::from(b - b'0'))
             .collect();
         if digits.len() != 17 || body17.len() != 17 {
-            return Err(InvalidId::new(
-                "resident ID",
-                body17,
-                "the body must have 17 digits",
-            ));
+            return Err(InvalidId::new("resident ID", body17, IdFault::ResidentBody));
         }
         let full = format!("{body17}{}", char::from(check_char(&digits)));
         Self::parse(&full)
@@ -334,7 +466,7 @@ mod tests {
     #[test]
     fn rejects_wrong_check_character() {
         let err = ResidentId::parse("110105194912310021").unwrap_err();
-        assert!(err.reason.contains("check character"));
+        assert!(err.reason.to_string().contains("check character"));
     }
 
     #[test]
@@ -360,6 +492,23 @@ mod tests {
         assert!(CaseRef::parse("MZ-2026-000123").is_ok());
         assert!(CaseRef::parse("a b").is_err());
         assert!(CaseRef::parse("a\0b").is_err());
+        // A 文号, sent percent-encoded as UTF-8.
+        let wenhao = "民低保〔2026〕123号";
+        let sent: String =
+            percent_encoding::utf8_percent_encode(wenhao, percent_encoding::NON_ALPHANUMERIC)
+                .to_string();
+        assert_eq!(CaseRef::from_header(&sent).unwrap().as_str(), wenhao);
+        assert_eq!(
+            CaseRef::from_header("MZ-2026-000123").unwrap().as_str(),
+            "MZ-2026-000123"
+        );
+        for bad in ["%E6%B0", "%ZZ", "MZ%", "%20", "%00", "%E6%B0%91%"] {
+            let e = CaseRef::from_header(bad).unwrap_err();
+            assert!(
+                matches!(e.reason, IdFault::CaseRefEncoding | IdFault::CaseRefChars),
+                "{bad}: {e}"
+            );
+        }
         assert_eq!(DatasetId::parse("gongan.hukou").unwrap().owner(), "gongan");
     }
 }

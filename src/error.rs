@@ -138,9 +138,13 @@ impl ApiError {
         })
     }
 
-    /// The response body as JSON.
+    /// The response body as JSON, in English.
     pub fn body(&self, request_id: Option<&str>, audit_seq: Option<u64>) -> Value {
-        let lang = Lang::En;
+        self.body_in(Lang::En, request_id, audit_seq)
+    }
+
+    /// The response body as JSON, its title and detail in `lang`.
+    pub fn body_in(&self, lang: Lang, request_id: Option<&str>, audit_seq: Option<u64>) -> Value {
         let kind = self.kind();
         let mut body = json!({
             "type": format!("{PROBLEM_BASE}{}", kind.slug()),
@@ -160,15 +164,32 @@ impl ApiError {
         body
     }
 
-    /// The full response.
+    /// The full response, in English.
     pub fn to_response(&self, request_id: Option<&str>, audit_seq: Option<u64>) -> Response {
-        let body = serde_json::to_vec(&self.body(request_id, audit_seq)).unwrap_or_default();
+        self.to_response_in(Lang::En, request_id, audit_seq)
+    }
+
+    /// The full response, its title and detail in `lang` (named in
+    /// `Content-Language`).
+    pub fn to_response_in(
+        &self,
+        lang: Lang,
+        request_id: Option<&str>,
+        audit_seq: Option<u64>,
+    ) -> Response {
+        let body =
+            serde_json::to_vec(&self.body_in(lang, request_id, audit_seq)).unwrap_or_default();
         let mut resp = (self.status(), body).into_response();
         let h = resp.headers_mut();
         h.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
+        h.insert(
+            header::CONTENT_LANGUAGE,
+            HeaderValue::from_static(lang.tag()),
+        );
+        h.insert(header::VARY, HeaderValue::from_static("Accept-Language"));
         if let Some(value) = self
             .www_authenticate
             .as_deref()

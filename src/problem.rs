@@ -24,6 +24,39 @@ pub enum Lang {
     Zh,
 }
 
+impl Lang {
+    /// The language an `Accept-Language` header prefers: Chinese when a
+    /// `zh` range has a higher weight than every `en` range (the first of
+    /// equals wins), English otherwise, and without the header.
+    pub fn negotiate(accept_language: Option<&str>) -> Self {
+        let mut best = (Self::En, 0.0_f32);
+        for range in accept_language.unwrap_or("").split(',') {
+            let mut parts = range.split(';');
+            let tag = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q=")?.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            let lang = match tag.split('-').next() {
+                Some("zh") => Self::Zh,
+                Some("en") => Self::En,
+                _ => continue,
+            };
+            if q > best.1 {
+                best = (lang, q);
+            }
+        }
+        best.0
+    }
+
+    /// The `Content-Language` of an answer told in it.
+    pub fn tag(self) -> &'static str {
+        match self {
+            Self::En => "en",
+            Self::Zh => "zh",
+        }
+    }
+}
+
 macro_rules! problem_types {
     ($($variant:ident $slug:literal $status:ident $en:literal $zh:literal;)*) => {
         /// A problem type: its slug, status and titles.
@@ -907,7 +940,7 @@ impl Problem {
                     IdInput::Department => "部门标识",
                     IdInput::Grant => "授权标识",
                 };
-                format!("{what}无效：{}", e.reason)
+                format!("{what}无效：{}", e.reason.zh())
             }
             Self::TooManyFields { max } => format!("最多可列出 {max} 个字段"),
             Self::InvalidQuery(fault) => match fault {
@@ -1301,6 +1334,29 @@ mod tests {
                     "docs/integrating.md: /problems/{slug}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn accept_language_chooses_chinese_only_when_it_is_preferred() {
+        for (header, want) in [
+            (None, Lang::En),
+            (Some(""), Lang::En),
+            (Some("zh"), Lang::Zh),
+            (Some("zh-CN"), Lang::Zh),
+            (Some("ZH-Hans-CN"), Lang::Zh),
+            (Some("zh-CN,zh;q=0.9,en;q=0.8"), Lang::Zh),
+            (Some("en-US,en;q=0.9,zh-CN;q=0.8"), Lang::En),
+            (Some("en;q=0.5, zh;q=0.6"), Lang::Zh),
+            (Some("zh;q=0.5, en;q=0.5"), Lang::Zh),
+            (Some("en;q=0.5, zh;q=0.5"), Lang::En),
+            (Some("zh;q=0"), Lang::En),
+            (Some("fr-FR, de"), Lang::En),
+            (Some("*"), Lang::En),
+            (Some("zh;q=nonsense"), Lang::Zh),
+            (Some(";;;,,,"), Lang::En),
+        ] {
+            assert_eq!(Lang::negotiate(header), want, "{header:?}");
         }
     }
 

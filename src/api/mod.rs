@@ -255,6 +255,8 @@ pub struct RequestContext {
     pub conn: ConnInfo,
     /// The W3C trace id from a valid `traceparent` header, for logs and upstreams.
     pub trace_id: Option<String>,
+    /// The language its refusals are told in (`Accept-Language`).
+    pub lang: crate::problem::Lang,
     /// Counts the request as on its way to the audit writer until its
     /// event is queued (a group waits for it, briefly).
     pub in_flight: crate::audit::writer::InFlight,
@@ -318,6 +320,12 @@ impl RequestContext {
                 .cloned()
                 .unwrap_or_default(),
             trace_id: trace_id(parts.headers.get("traceparent")),
+            lang: crate::problem::Lang::negotiate(
+                parts
+                    .headers
+                    .get(header::ACCEPT_LANGUAGE)
+                    .and_then(|v| v.to_str().ok()),
+            ),
             in_flight: gw.audit.in_flight(),
         }
     }
@@ -490,7 +498,7 @@ async fn finish_events(
     {
         Err(e) => {
             tracing::error!(request_id = %ctx.request_id, error = %e, "audit append failed; answering 503");
-            ApiError::audit_unavailable().to_response(Some(&ctx.request_id), None)
+            ApiError::audit_unavailable().to_response_in(ctx.lang, Some(&ctx.request_id), None)
         }
         Ok(seq) => {
             let result = match result {
@@ -502,7 +510,7 @@ async fn finish_events(
                 Ok(answer) => {
                     answer.into_response_with(seq, seq + count - 1, &ctx.request_id, proof)
                 }
-                Err(e) => e.to_response(Some(&ctx.request_id), Some(seq)),
+                Err(e) => e.to_response_in(ctx.lang, Some(&ctx.request_id), Some(seq)),
             };
             response
                 .headers_mut()
@@ -574,7 +582,7 @@ fn summarised_refusal(
         spec: gw.unauthenticated.spec().to_string(),
     });
     e.retry_after = Some(gw.unauthenticated.spec().per.as_secs().max(1));
-    let mut response = e.to_response(Some(&ctx.request_id), None);
+    let mut response = e.to_response_in(ctx.lang, Some(&ctx.request_id), None);
     if let Ok(v) = HeaderValue::from_str(&ctx.request_id) {
         response.headers_mut().insert("x-request-id", v);
     }

@@ -26,7 +26,8 @@ const TAG_OPS: &str = "ops";
             Every request under /v1 is authenticated (bearer JWT, optionally a client certificate), \
             decided against the grants, minimized to the granted fields, rate limited, and written \
             to a tamper-evident audit log before its answer leaves. Every refusal is \
-            application/problem+json with a stable `type` (/problems/<slug>, listed in docs/integrating.md).",
+            application/problem+json with a stable `type` (/problems/<slug>, listed in docs/integrating.md); \
+            its title and detail are in Chinese when Accept-Language prefers zh.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     tags(

@@ -219,7 +219,8 @@ pub fn purpose_and_case(
     event.purpose = Some(purpose.shared());
     let case_ref = single_header(headers, "x-case-ref")?
         .map(|c| {
-            CaseRef::parse(c).map_err(|e| ApiError::from(Problem::InvalidId(IdInput::CaseRef, e)))
+            CaseRef::from_header(c)
+                .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::CaseRef, e)))
         })
         .transpose()?;
     event.case_ref = case_ref.as_ref().map(ToString::to_string);

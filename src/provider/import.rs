@@ -41,7 +41,7 @@ const MAX_ERRORS: usize = 100;
 pub enum RecordError {
     /// `id_number` is not a valid resident ID.
     #[error("id_number: {0}")]
-    InvalidId(&'static str),
+    InvalidId(crate::domain::IdFault),
     /// `id_number` is not a string.
     #[error("id_number must be a string")]
     IdNotText,

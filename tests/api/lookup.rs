@@ -479,3 +479,111 @@ async fn a_lookup_served_without_the_router_answers_as_the_router_does() {
     assert_eq!(e.operation, "lookup");
     assert_eq!(e.dataset.as_deref(), Some("gongan.hukou"));
 }
+
+/// A 文号 (`民低保〔2026〕123号`) is a case reference: sent percent-encoded
+/// as UTF-8 in `X-Case-Ref`, decoded before it is checked, answered and
+/// audited as the 文号 itself. A malformed encoding is refused.
+#[tokio::test]
+async fn a_chinese_document_number_is_a_case_reference_sent_percent_encoded() {
+    use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let wenhao = "民低保〔2026〕123号";
+    let sent = utf8_percent_encode(wenhao, NON_ALPHANUMERIC).to_string();
+    let path = format!("{HUKOU}/{id}");
+    let r = gw
+        .get(&path, Some(&tok), Some("dibao_review"), Some(&sent))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["case_ref"], wenhao, "{}", r.text);
+    let event = gw.store().await.get(r.audit_seq()).unwrap().unwrap();
+    assert_eq!(event.body.case_ref.as_deref(), Some(wenhao));
+    // Plain ASCII is taken as it is.
+    let r = gw
+        .get(
+            &path,
+            Some(&tok),
+            Some("dibao_review"),
+            Some("MZ-2026-000123"),
+        )
+        .await;
+    assert_eq!(r.body["case_ref"], "MZ-2026-000123", "{}", r.text);
+    for bad in ["%E6%B0", "%ZZ", "MZ%2", "%E6%B0%91%", "%20MZ", "%00"] {
+        let r = gw
+            .get(&path, Some(&tok), Some("dibao_review"), Some(bad))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}: {}", r.text);
+        assert_eq!(
+            r.problem_type(),
+            Some("/problems/invalid-case-ref"),
+            "{bad}: {}",
+            r.text
+        );
+        assert!(
+            !r.text.contains("hukou_address\":"),
+            "no record data in a refusal"
+        );
+    }
+}
+
+/// Refusals are told in Chinese when `Accept-Language` prefers it (title
+/// and detail, `Content-Language: zh`), in English otherwise; the `type`
+/// is the same in both.
+#[tokio::test]
+async fn refusals_are_told_in_chinese_when_the_caller_prefers_it() {
+    use tongban::problem::{Lang, Problem, ProblemType};
+
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    for (accept, lang) in [
+        (None, Lang::En),
+        (Some("zh-CN,zh;q=0.9,en;q=0.8"), Lang::Zh),
+        (Some("zh"), Lang::Zh),
+        (Some("en-US,en;q=0.9,zh;q=0.5"), Lang::En),
+        (Some("zh;q=0, en;q=0.1"), Lang::En),
+        (Some("fr, *"), Lang::En),
+    ] {
+        let mut headers = vec![("authorization".to_owned(), format!("Bearer {tok}"))];
+        if let Some(a) = accept {
+            headers.push(("accept-language".to_owned(), a.to_owned()));
+        }
+        let r = gw
+            .client()
+            .request("GET", &format!("{HUKOU}/{id}"), &headers)
+            .await
+            .unwrap();
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{accept:?}: {}", r.text);
+        assert_eq!(r.problem_type(), Some("/problems/purpose-required"));
+        assert_eq!(r.headers["content-language"], lang.tag(), "{accept:?}");
+        assert_eq!(
+            r.body["title"],
+            ProblemType::PurposeRequired.title(lang),
+            "{accept:?}"
+        );
+        assert_eq!(
+            r.body["detail"],
+            Problem::PurposeRequired.detail(lang),
+            "{accept:?}"
+        );
+    }
+    // An invalid ID's fault is told in Chinese too, not left in English.
+    let bad_check = format!("{}{}", &id[..17], if id.ends_with('0') { "1" } else { "0" });
+    let headers = [
+        ("authorization".to_owned(), format!("Bearer {tok}")),
+        ("x-purpose".to_owned(), "dibao_review".to_owned()),
+        ("x-case-ref".to_owned(), "MZ-1".to_owned()),
+        ("accept-language".to_owned(), "zh-CN".to_owned()),
+    ];
+    let r = gw
+        .client()
+        .request("GET", &format!("{HUKOU}/{bad_check}"), &headers)
+        .await
+        .unwrap();
+    assert_eq!(r.problem_type(), Some("/problems/invalid-resident-id"));
+    let detail = r.body["detail"].as_str().unwrap();
+    assert!(detail.contains("校验码不符"), "{detail}");
+    assert!(!detail.contains("check character"), "{detail}");
+}
