@@ -131,6 +131,15 @@ pub struct ClusterConfig {
     /// wins. Default 5.
     #[serde(default = "default_stop_clock_skew_secs")]
     pub stop_clock_skew_secs: u64,
+    /// On a clean stop, how long the node goes on shipping its last events
+    /// and its shutdown checkpoint to PostgreSQL before it exits, seconds
+    /// (0: not at all). Default 10.
+    #[serde(default = "default_shutdown_ship_secs")]
+    pub shutdown_ship_secs: u64,
+}
+
+fn default_shutdown_ship_secs() -> u64 {
+    10
 }
 
 fn default_stop_clock_skew_secs() -> u64 {
@@ -153,6 +162,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("redis_password_env", &self.redis_password_env)
             .field("redis_timeout_ms", &self.redis_timeout_ms)
             .field("stop_clock_skew_secs", &self.stop_clock_skew_secs)
+            .field("shutdown_ship_secs", &self.shutdown_ship_secs)
             .finish()
     }
 }
@@ -974,6 +984,7 @@ mod tests {
             redis_password_env: None,
             redis_timeout_ms: 100,
             stop_clock_skew_secs: 5,
+            shutdown_ship_secs: 10,
         };
         let debug = format!("{c:?}");
         assert!(

@@ -235,9 +235,7 @@ impl PolicyStore {
             }
         };
         let manager_config = ManagerConfig {
-            // A connection handed back inside a transaction (a request that
-            // failed half-way) is rolled back before anyone else gets it.
-            recycling_method: RecyclingMethod::Custom("ROLLBACK".into()),
+            recycling_method: RecyclingMethod::Custom(RECYCLE_CHECK.into()),
         };
         let manager = match &tls {
             Tls::Plain => Manager::from_config(pg.clone(), NoTls, manager_config),
@@ -260,12 +258,14 @@ impl PolicyStore {
         &self.pool
     }
 
-    /// Creates the tables if they are missing.
+    /// Creates the tables if they are missing (quietly: PostgreSQL's notice
+    /// that each one exists already is not asked for).
     pub async fn migrate(&self) -> Result<(), ClusterError> {
         let client = self.pool.get().await?;
         client
             .batch_execute(&format!(
-                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {} {} {} COMMIT;",
+                "BEGIN; SET LOCAL client_min_messages = warning; \
+                 SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {} {} {} COMMIT;",
                 super::schema::POLICY_SCHEMA,
                 super::schema::AUDIT_SCHEMA,
                 super::schema::STOPS_SCHEMA
@@ -503,8 +503,19 @@ impl PolicyStore {
     }
 }
 
+/// Run on a pooled connection before it is handed out again. A connection
+/// handed back inside a transaction (a request that failed or was dropped
+/// half-way) must not be reused: inside a transaction `now()` is the
+/// transaction's start and differs from `statement_timestamp()`, so this
+/// divides by zero (or fails at once if the transaction is aborted), and
+/// the pool closes the connection instead, which rolls the transaction
+/// back. Outside a transaction the two are equal by definition and the
+/// check is one quiet round trip, where a `ROLLBACK` would make PostgreSQL
+/// warn "there is no transaction in progress" on every reuse.
+pub const RECYCLE_CHECK: &str = "SELECT 1 / (now() = statement_timestamp())::int";
+
 /// An open change: the policy lock is held until [`ChangeTx::commit`] or
-/// [`ChangeTx::rollback`] (or the connection is recycled, which rolls back).
+/// [`ChangeTx::rollback`] (or is dropped, which rolls back).
 pub struct ChangeTx {
     /// Taken when the transaction ends.
     client: Option<deadpool_postgres::Object>,

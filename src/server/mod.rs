@@ -145,8 +145,63 @@ pub async fn serve(
     }
     gw.write_unauthenticated_summaries().await;
     gw.shutdown().await;
+    ship_before_exit(&gw).await;
     tracing::info!("audit log flushed; stopped");
     Ok(())
+}
+
+/// In cluster mode, after the audit writer has signed its shutdown
+/// checkpoint: ships what PostgreSQL does not hold yet (the last events and
+/// that checkpoint), so that the central copy is signed through this node's
+/// last event, within `cluster.shutdown_ship_secs`. What is left is logged;
+/// the next start ships it.
+async fn ship_before_exit(gw: &Gateway) {
+    let (Some(cluster), Some(cc)) = (&gw.cluster, &gw.config.cluster) else {
+        return;
+    };
+    if cc.shutdown_ship_secs == 0 {
+        return;
+    }
+    let keys = gw.checkpoint_signer.keyring().to_pem();
+    let ship = async {
+        loop {
+            let shipped = cluster
+                .store
+                .ship_audit(
+                    &cluster.node_id,
+                    &gw.audit_store,
+                    gw.audit.applied_seq(),
+                    &keys,
+                    &cluster.shipping,
+                    SHIP_BATCH,
+                )
+                .await;
+            match shipped {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let outcome = tokio::time::timeout(Duration::from_secs(cc.shutdown_ship_secs), ship).await;
+    let through = cluster
+        .shipping
+        .shipped
+        .load(std::sync::atomic::Ordering::Acquire);
+    match outcome {
+        Ok(Ok(())) => tracing::info!(
+            shipped = through,
+            "the central audit copy holds this node's last events and its shutdown checkpoint"
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, shipped = through, "the last audit events were not copied to PostgreSQL before the stop; they are shipped at the next start");
+        }
+        Err(_) => tracing::warn!(
+            shipped = through,
+            secs = cc.shutdown_ship_secs,
+            "cluster.shutdown_ship_secs passed before the last audit events were copied to PostgreSQL; they are shipped at the next start"
+        ),
+    }
 }
 
 /// A place under the connection limit. At the limit, the connection idle

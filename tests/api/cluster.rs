@@ -1439,3 +1439,61 @@ async fn a_stale_resumption_from_a_cut_off_node_does_not_lift_a_later_suspension
     wait_for_status(&b, StatusCode::OK, Duration::from_secs(2)).await;
     assert_eq!(yibao_status(&a).await.0, StatusCode::OK);
 }
+
+/// A clean stop signs the node's last event (the shutdown checkpoint) and
+/// ships it, with the events PostgreSQL lacked, before the node exits: the
+/// central copy verifies, signed through the node's last event.
+#[tokio::test]
+async fn a_clean_stop_leaves_the_central_copy_signed_through_the_last_event() {
+    let pg = Postgres::start();
+    let (mut a, b) = two_nodes(&pg).await;
+    lookups(&a, 5).await;
+    wait_shipped(&a, Duration::from_secs(5)).await;
+    // And a few the shipper may not have reached before the stop.
+    lookups(&a, 3).await;
+    a.stop().await;
+    let (head, _) = a.gw.audit_store.head().unwrap();
+    assert_eq!(central(&pg, "node-a").2, head, "every event is shipped");
+    let signed: u64 = pg
+        .psql("SELECT coalesce(max(seq), 0) FROM tongban_audit_checkpoint WHERE node_id = 'node-a'")
+        .parse()
+        .unwrap();
+    assert_eq!(signed, head, "the shutdown checkpoint is in PostgreSQL");
+    let out = tongban(&[
+        "audit",
+        "verify",
+        "--cluster",
+        "--home",
+        b.home.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let reports: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let node_a = reports
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["node_id"] == "node-a")
+        .unwrap();
+    assert_eq!(node_a["report"]["head_seq"], head, "{node_a}");
+    assert_eq!(node_a["report"]["last_checkpoint"], head, "{node_a}");
+}
+
+/// The check a pooled connection passes before it is handed out again is
+/// quiet outside a transaction (where a `ROLLBACK` warned on every reuse),
+/// and fails inside an open one (in an aborted one every statement fails),
+/// so that such a connection is closed rather than reused (closing it rolls
+/// its transaction back and frees its locks).
+#[tokio::test]
+async fn a_pooled_connection_inside_a_transaction_is_never_handed_out_again() {
+    use tongban::cluster::store::RECYCLE_CHECK;
+    let pg = Postgres::start();
+    assert_eq!(pg.psql(RECYCLE_CHECK), "1");
+    // Each command its own message, as the pool's check follows the work.
+    let open = pg.try_session(&["BEGIN", "SELECT pg_advisory_xact_lock(7)", RECYCLE_CHECK]);
+    assert!(
+        open.as_ref().is_err_and(|e| e.contains("division by zero")),
+        "{open:?}"
+    );
+    let after_commit = pg.try_session(&["BEGIN", "SELECT 1", "COMMIT", RECYCLE_CHECK]);
+    assert_eq!(after_commit.as_deref(), Ok("1\n1"));
+}

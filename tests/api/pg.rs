@@ -153,18 +153,32 @@ impl Postgres {
 
     /// Runs SQL through psql, returning what it printed (unaligned, no headers).
     pub fn psql(&self, sql: &str) -> String {
+        match self.try_psql(sql) {
+            Ok(out) => out,
+            Err(e) => panic!("psql {sql}: {e}"),
+        }
+    }
+
+    /// Runs `sql` in psql (stopping at the first error): its output, or its
+    /// error message.
+    pub fn try_psql(&self, sql: &str) -> Result<String, String> {
+        self.try_session(&[sql])
+    }
+
+    /// Runs each command as its own message, in one session, stopping at
+    /// the first error: the output, or the error message.
+    pub fn try_session(&self, commands: &[&str]) -> Result<String, String> {
         let out = Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .arg(self.url())
-            .args(["-c", sql])
+            .args(commands.iter().flat_map(|c| ["-c", c]))
             .output()
             .expect("psql runs");
-        assert!(
-            out.status.success(),
-            "psql {sql}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        }
     }
 }
 

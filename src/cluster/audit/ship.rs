@@ -60,7 +60,8 @@ async fn ensure_partition(
     };
     client
         .batch_execute(&format!(
-            "SELECT pg_advisory_xact_lock({LOCK_PARTITION});
+            "SET LOCAL client_min_messages = warning;
+             SELECT pg_advisory_xact_lock({LOCK_PARTITION});
              CREATE TABLE IF NOT EXISTS tongban_audit_event_y{year:04}m{month:02}
                PARTITION OF tongban_audit_event
                FOR VALUES FROM ('{year:04}-{month:02}-01 00:00:00+00') TO ('{ny:04}-{nm:02}-01 00:00:00+00');"
