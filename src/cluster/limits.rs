@@ -215,11 +215,43 @@ impl Redis {
         let wait = tokio::time::timeout(self.timeout, call)
             .await
             .map_err(|_| format!("no answer within {} ms", self.timeout.as_millis()))?
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| describe(&e))?;
         Ok(match wait {
             0 => Ok(()),
             w if w < 0 => Err(spec.per),
             w => Err(Duration::from_micros(u64::try_from(w).unwrap_or(0))),
         })
+    }
+}
+
+/// What a Redis error says to an operator: a refused login is named as
+/// such, with where the password comes from.
+fn describe(e: &redis::RedisError) -> String {
+    if e.kind() == redis::ErrorKind::AuthenticationFailed {
+        format!(
+            "Redis refused the login ({e}): check the password (the variable redis_password_env names, or the URL's)"
+        )
+    } else {
+        e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_redis_login_is_named_as_such() {
+        let refused = redis::RedisError::from((
+            redis::ErrorKind::AuthenticationFailed,
+            "WRONGPASS invalid username-password pair",
+        ));
+        let said = describe(&refused);
+        assert!(
+            said.starts_with("Redis refused the login") && said.contains("redis_password_env"),
+            "{said}"
+        );
+        let other = redis::RedisError::from((redis::ErrorKind::Io, "connection refused"));
+        assert!(!describe(&other).contains("refused the login"));
     }
 }

@@ -73,6 +73,12 @@ pub enum ClusterError {
     /// PostgreSQL cannot be reached (or the pool timed out).
     #[error("PostgreSQL cannot be reached: {0}")]
     Unavailable(String),
+    /// PostgreSQL answered, and refused the login: a wrong or missing
+    /// password, or a role or database it does not know.
+    #[error(
+        "PostgreSQL refused the login: {0} (the password is read from the variable cluster.postgres_password_env names, or from postgres_url)"
+    )]
+    LoginRefused(String),
     /// PostgreSQL refused a statement.
     #[error("PostgreSQL: {0}")]
     Database(String),
@@ -99,6 +105,11 @@ pub enum ClusterError {
 impl From<tokio_postgres::Error> for ClusterError {
     fn from(e: tokio_postgres::Error) -> Self {
         match e.as_db_error() {
+            // Class 28 (invalid authorization specification): the password,
+            // or what pg_hba.conf allows; 3D000: no such database.
+            Some(db) if db.code().code().starts_with("28") || db.code().code() == "3D000" => {
+                Self::LoginRefused(format!("{} ({})", db.message(), db.code().code()))
+            }
             Some(db) => Self::Database(format!("{} ({})", db.message(), db.code().code())),
             None if e.is_closed() => Self::Unavailable("the connection was closed".into()),
             None => {
@@ -107,6 +118,12 @@ impl From<tokio_postgres::Error> for ClusterError {
                 while let Some(s) = source {
                     message = format!("{message}: {s}");
                     source = s.source();
+                }
+                // The server asked for a password and none is configured.
+                if message.ends_with("password missing") {
+                    return Self::LoginRefused(
+                        "it asks for a password, and none is configured".into(),
+                    );
                 }
                 Self::Unavailable(message)
             }

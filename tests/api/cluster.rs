@@ -1497,3 +1497,45 @@ async fn a_pooled_connection_inside_a_transaction_is_never_handed_out_again() {
     let after_commit = pg.try_session(&["BEGIN", "SELECT 1", "COMMIT", RECYCLE_CHECK]);
     assert_eq!(after_commit.as_deref(), Ok("1\n1"));
 }
+
+/// A login PostgreSQL refuses (no password given where one is asked for, a
+/// wrong one) is named as such, with where the password is read from, and
+/// never as a server that cannot be reached.
+#[tokio::test]
+async fn a_refused_postgresql_login_says_so() {
+    use tongban::cluster::PolicyStore;
+    use tongban::config::ClusterConfig;
+
+    let pg = Postgres::start();
+    pg.psql("CREATE ROLE pwuser LOGIN PASSWORD 'right'");
+    pg.psql("GRANT ALL ON SCHEMA public TO pwuser");
+    pg.require_password("pwuser");
+    let store = |url: String| {
+        let cc: ClusterConfig = toml::from_str(&format!(
+            "node_id = \"node-a\"\npostgres_url = \"{url}\"\nconnect_timeout_ms = 3000\n"
+        ))
+        .unwrap();
+        PolicyStore::new(&cc).unwrap()
+    };
+    for (password, says) in [
+        (None, "it asks for a password, and none is configured"),
+        (Some("wrong"), "28P01"),
+    ] {
+        let err = store(pg.url_as("pwuser", password))
+            .migrate()
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("PostgreSQL refused the login")
+                && err.contains(says)
+                && err.contains("postgres_password_env")
+                && !err.contains("cannot be reached"),
+            "{password:?}: {err}"
+        );
+    }
+    store(pg.url_as("pwuser", Some("right")))
+        .migrate()
+        .await
+        .unwrap();
+}

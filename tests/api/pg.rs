@@ -134,6 +134,27 @@ impl Postgres {
         format!("postgres://tongban@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// The URL for `role`, with `password` if given.
+    pub fn url_as(&self, role: &str, password: Option<&str>) -> String {
+        match password {
+            Some(p) => format!("postgres://{role}:{p}@127.0.0.1:{}/postgres", self.port),
+            None => format!("postgres://{role}@127.0.0.1:{}/postgres", self.port),
+        }
+    }
+
+    /// Makes `role` log in over TCP with its password (SCRAM), as Debian's
+    /// PostgreSQL does for every role, and reloads the server.
+    pub fn require_password(&self, role: &str) {
+        let hba = self.dir.path().join("data/pg_hba.conf");
+        let rest = std::fs::read_to_string(&hba).unwrap();
+        std::fs::write(
+            &hba,
+            format!("host all {role} 127.0.0.1/32 scram-sha-256\n{rest}"),
+        )
+        .unwrap();
+        self.psql("SELECT pg_reload_conf()");
+    }
+
     /// Stops the server (fast shutdown) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
