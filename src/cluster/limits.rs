@@ -141,6 +141,23 @@ impl ClusterLimits {
         self.redis.as_ref().map(|r| !r.down.load(Ordering::Acquire))
     }
 
+    /// Asks Redis for a PING within its timeout: `None` without Redis,
+    /// else whether it answered, or what it said instead.
+    pub async fn ping(&self) -> Option<Result<(), String>> {
+        let r = self.redis.as_ref()?;
+        let mut conn = r.conn.clone();
+        let answer = tokio::time::timeout(
+            r.timeout.max(Duration::from_millis(500)),
+            redis::cmd("PING").query_async::<String>(&mut conn),
+        )
+        .await;
+        Some(match answer {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(describe(&e)),
+            Err(_) => Err(format!("no answer within {} ms", r.timeout.as_millis())),
+        })
+    }
+
     /// Sets how many live nodes share a quota when a node decides alone.
     pub fn set_share(&self, live_nodes: u32) {
         self.share.store(live_nodes.max(1), Ordering::Release);

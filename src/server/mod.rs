@@ -81,6 +81,7 @@ pub async fn serve(
             spawn_audit_shipper(gw.clone()),
         )
     });
+    log_cluster_start(&gw).await;
     let reloader = if gw.cluster.is_some() {
         spawn_cluster_follower(gw.clone())
     } else {
@@ -202,6 +203,30 @@ async fn ship_before_exit(gw: &Gateway) {
             "cluster.shutdown_ship_secs passed before the last audit events were copied to PostgreSQL; they are shipped at the next start"
         ),
     }
+}
+
+/// In cluster mode, one line at start: the node, the policy version it
+/// enforces, and whether PostgreSQL and Redis answer.
+async fn log_cluster_start(gw: &Gateway) {
+    let Some(cluster) = &gw.cluster else {
+        return;
+    };
+    let postgresql = match cluster.store.head_version().await {
+        Ok(head) => format!("reachable (newest version {head})"),
+        Err(e) => format!("not reachable ({e})"),
+    };
+    let redis = match cluster.limits.ping().await {
+        None => "not configured (each node enforces its share of each limit)".to_owned(),
+        Some(Ok(())) => "reachable".to_owned(),
+        Some(Err(e)) => format!("not reachable ({e}); this node enforces its share of each limit"),
+    };
+    tracing::info!(
+        node = %cluster.node_id,
+        policy_version = cluster.applied(),
+        postgresql = %postgresql,
+        redis = %redis,
+        "cluster node started"
+    );
 }
 
 /// A place under the connection limit. At the limit, the connection idle

@@ -533,13 +533,23 @@ async fn through_nginx(r: &[Node], home: &Path, clerk: &str, ids: &[String], pg:
     );
 }
 
-/// After all that load, no node's log holds a line per request or per
-/// pooled connection from PostgreSQL (a `ROLLBACK` on each reuse made it
+/// Each node's log names, at its start, the node, its policy version and
+/// whether PostgreSQL and Redis answer; and after all that load it holds no
+/// line per request or per pooled connection from PostgreSQL (a `ROLLBACK` on each reuse made it
 /// warn "there is no transaction in progress"), nor the notices of tables
 /// that exist already, which every start used to print.
 fn logs_are_quiet(r: &[Node]) {
     for n in r {
         let log = std::fs::read_to_string(n.home.join("node.log")).unwrap();
+        // And each start says, in one line, what the node took and found.
+        assert!(
+            log.lines().any(|l| l.contains("cluster node started")
+                && l.contains(&format!("node={}", n.name))
+                && l.contains("postgresql=reachable (newest version")
+                && l.contains("redis=reachable")),
+            "{}: no start line in\n{log}",
+            n.name
+        );
         for noise in [
             "there is no transaction in progress",
             "already exists, skipping",
