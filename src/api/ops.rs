@@ -259,6 +259,7 @@ fn cluster_readiness(gw: &Gateway) -> serde_json::Value {
     json!({
         "node_id": c.node_id,
         "policy_version": c.applied(),
+        "policy_files_differ": c.policy_files_differ.load(std::sync::atomic::Ordering::Acquire),
         "audit_shipping": {
             "durable_seq": durable,
             "applied_seq": gw.audit.applied_seq(),

@@ -45,6 +45,9 @@ pub struct Cluster {
     pub limits: limits::ClusterLimits,
     /// Every node's answer-signing public keys, as PostgreSQL last listed them.
     pub answer_keys: std::sync::RwLock<Vec<serde_json::Value>>,
+    /// Whether this node's `policies/` files differ from the version it
+    /// enforces, as last compared (at start and on SIGHUP).
+    pub policy_files_differ: std::sync::atomic::AtomicBool,
     applied: AtomicI64,
     cache: sled::Tree,
 }
@@ -74,6 +77,7 @@ impl Cluster {
             shipping: audit::ShipState::default(),
             limits,
             answer_keys: std::sync::RwLock::new(Vec::new()),
+            policy_files_differ: std::sync::atomic::AtomicBool::new(false),
             applied: AtomicI64::new(0),
             cache,
         }
@@ -96,6 +100,30 @@ impl Cluster {
         self.cache.insert("head", value)?;
         self.cache.flush()?;
         Ok(())
+    }
+
+    /// Compares the files of `dir` with the version in force: in cluster
+    /// mode a node serves PostgreSQL's version, never its own files, so a
+    /// hand edit there is said to take no effect (with the commands that
+    /// reconcile the two), not ignored in silence. A missing directory is
+    /// nothing to compare.
+    pub fn compare_policy_files(&self, dir: &std::path::Path) {
+        let Ok(local) = PolicySources::read_dir(dir) else {
+            return;
+        };
+        let Some((version, sources)) = self.cached() else {
+            return;
+        };
+        let differ = local != sources;
+        self.policy_files_differ
+            .store(differ, std::sync::atomic::Ordering::Release);
+        if differ {
+            tracing::warn!(
+                dir = %dir.display(),
+                version,
+                "the policy files here differ from the version this node enforces (PostgreSQL's); they take no effect in cluster mode: `tongban policy pull` writes the version in force here, `tongban policy push` makes these files the next version"
+            );
+        }
     }
 
     /// The last version this node applied, kept in its data directory.

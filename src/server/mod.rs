@@ -87,6 +87,7 @@ pub async fn serve(
     } else {
         spawn_policy_reloader(gw.clone())
     };
+    let hangups = spawn_policy_file_comparer(gw.clone());
     tokio::pin!(shutdown);
 
     loop {
@@ -128,6 +129,7 @@ pub async fn serve(
 
     drop(listener);
     reloader.abort();
+    hangups.abort();
     cert_reloader.abort();
     summaries.abort();
     if let Some((beat, shipper)) = heartbeat {
@@ -211,6 +213,7 @@ async fn log_cluster_start(gw: &Gateway) {
     let Some(cluster) = &gw.cluster else {
         return;
     };
+    cluster.compare_policy_files(&gw.config.policies_dir);
     let postgresql = match cluster.store.head_version().await {
         Ok(head) => format!("reachable (newest version {head})"),
         Err(e) => format!("not reachable ({e})"),
@@ -630,6 +633,23 @@ fn stamps(paths: &[std::path::PathBuf]) -> Vec<FileStamp> {
                 .map(|m| (p.clone(), m.len(), m.modified().ok()))
         })
         .collect()
+}
+
+/// In cluster mode, on SIGHUP (which on a single node reloads the policy
+/// files): compares this node's policy files with the version it enforces
+/// and says so if they differ, since in cluster mode they take no effect.
+fn spawn_policy_file_comparer(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(cluster) = gw.cluster.clone() else {
+            return;
+        };
+        let mut hup = Hangup::new();
+        loop {
+            hup.next().await;
+            let (cluster, dir) = (cluster.clone(), gw.config.policies_dir.clone());
+            let _ = tokio::task::spawn_blocking(move || cluster.compare_policy_files(&dir)).await;
+        }
+    })
 }
 
 /// SIGHUP, where there is such a thing.

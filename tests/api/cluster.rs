@@ -1539,3 +1539,23 @@ async fn a_refused_postgresql_login_says_so() {
         .await
         .unwrap();
 }
+
+/// In cluster mode a node serves PostgreSQL's version, never its own policy
+/// files: a node whose files differ says so (in its log, and in `/readyz`),
+/// rather than ignoring them in silence; one whose files are the version in
+/// force does not.
+#[tokio::test]
+async fn a_node_whose_policy_files_differ_from_the_cluster_says_so() {
+    let pg = Postgres::start();
+    let (a, _b) = two_nodes(&pg).await;
+    let (home_c, config_c) = cluster_home(&pg, "node-c");
+    let grant = config_c.policies_dir.join("grants/yibao-enroll.toml");
+    let text = std::fs::read_to_string(&grant).unwrap();
+    std::fs::write(&grant, text.replace(", \"birth_date\"", "")).unwrap();
+    let c = node(home_c, config_c).await;
+    let differ = |r: &TestResponse| r.body["cluster"]["policy_files_differ"].clone();
+    assert_eq!(differ(&a.readiness().await), false);
+    assert_eq!(differ(&c.readiness().await), true);
+    // And it serves the cluster's version, not its files.
+    assert!(yibao_fields(&c).await.0.contains("birth_date"));
+}
