@@ -153,6 +153,26 @@ pub async fn serve(
     Ok(())
 }
 
+/// Ships the next batch of what the store holds (the applier files durable
+/// events behind the writer) to the central copy: how many it shipped.
+async fn ship_next(
+    gw: &Gateway,
+    cluster: &crate::cluster::Cluster,
+    keys: &str,
+) -> Result<u64, crate::cluster::ClusterError> {
+    cluster
+        .store
+        .ship_audit(
+            &cluster.node_id,
+            &gw.audit_store,
+            gw.audit.applied_seq(),
+            keys,
+            &cluster.shipping,
+            SHIP_BATCH,
+        )
+        .await
+}
+
 /// In cluster mode, after the audit writer has signed its shutdown
 /// checkpoint: ships what PostgreSQL does not hold yet (the last events and
 /// that checkpoint), so that the central copy is signed through this node's
@@ -168,18 +188,7 @@ async fn ship_before_exit(gw: &Gateway) {
     let keys = gw.checkpoint_signer.keyring().to_pem();
     let ship = async {
         loop {
-            let shipped = cluster
-                .store
-                .ship_audit(
-                    &cluster.node_id,
-                    &gw.audit_store,
-                    gw.audit.applied_seq(),
-                    &keys,
-                    &cluster.shipping,
-                    SHIP_BATCH,
-                )
-                .await;
-            match shipped {
+            match ship_next(gw, cluster, &keys).await {
                 Ok(0) => return Ok(()),
                 Ok(_) => {}
                 Err(e) => return Err(e.to_string()),
@@ -440,20 +449,7 @@ pub fn spawn_audit_shipper(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
         let keys = gw.checkpoint_signer.keyring().to_pem();
         let mut backoff = SHIP_EVERY;
         loop {
-            // Only what the store holds: the applier files durable events
-            // behind the writer.
-            let applied = gw.audit.applied_seq();
-            let result = cluster
-                .store
-                .ship_audit(
-                    &cluster.node_id,
-                    &gw.audit_store,
-                    applied,
-                    &keys,
-                    &cluster.shipping,
-                    SHIP_BATCH,
-                )
-                .await;
+            let result = ship_next(&gw, &cluster, &keys).await;
             let shipped = cluster
                 .shipping
                 .shipped
