@@ -72,6 +72,7 @@ for n in 1 2 3; do
     port=$(free_port); echo "$port" >"$h/port"
     sed -i -e '/^node_id/d' -e "s|^listen = .*|listen = \"127.0.0.1:$port\"|" "$h/tongban.toml"
     printf '\n[cluster]\nnode_id = "node-%s"\npostgres_url = "postgres://tongban@127.0.0.1:%s/%s"\n' "$i" "$pg_port" "$db" >>"$h/tongban.toml"
+    "$bin" keys init --config "$h/tongban.toml" >/dev/null   # this node's own checkpoint key
     homes+=("$h")
   done
   "$bin" policy push "${homes[0]}/policies" --config "${homes[0]}/tongban.toml" >/dev/null

@@ -216,7 +216,7 @@ impl Gateway {
             let cluster_key = store.claim_meta("pseudonym_key", &fingerprint).await?;
             if cluster_key != fingerprint {
                 return Ok(Err(format!(
-                    "this node's pseudonym key ({}/pseudonym.key, fingerprint {fingerprint}) is not the cluster's (fingerprint {cluster_key}): every node must hold the same key, so that a resident's events are found on every node; copy pseudonym.key from a node of the cluster into this node's data directory",
+                    "this node's pseudonym key ({}/pseudonym.key, fingerprint {fingerprint}) is not the cluster's (fingerprint {cluster_key}): every node must hold the same key, so that a resident's events are found on every node; copy pseudonym.key from a node of the cluster into this node's data directory (the one file `tongban keys init` names as shared; every other key stays this node's own)",
                     config.data_dir.display()
                 )));
             }

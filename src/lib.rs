@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod faults;
 pub mod gateway;
+pub mod keys;
 pub mod logsink;
 pub mod metrics;
 pub mod pipeline;

@@ -54,6 +54,16 @@ struct Key {
     created_ms: i64,
 }
 
+/// Makes the first answer-signing key under `data_dir` if there is none;
+/// returns its key id if it made one. Only `tongban keys init` (and the
+/// demo through it) calls this.
+pub fn make_missing(data_dir: &Path) -> Result<Option<String>, KeyError> {
+    if data_dir.join(DIR).join("current").exists() {
+        return Ok(None);
+    }
+    rotate(data_dir).map(Some)
+}
+
 /// The answer-signing keys of a gateway: the current one signs, all are published.
 pub struct AnswerKeys {
     current: usize,
@@ -91,13 +101,17 @@ pub fn rotate(data_dir: &Path) -> Result<String, KeyError> {
 }
 
 impl AnswerKeys {
-    /// Loads the keys under `data_dir`, making the first one if there is none.
+    /// Loads the keys under `data_dir`. None is an error naming `tongban
+    /// keys init`: starting never makes a key.
     pub fn open(data_dir: &Path) -> Result<Self, KeyError> {
         let dir = data_dir.join(DIR);
-        if !dir.join("current").exists() {
-            rotate(data_dir)?;
-        }
         let current_path = dir.join("current");
+        if !current_path.exists() {
+            return Err(file_err(
+                &dir,
+                crate::keys::missing(&dir, crate::keys::Kind::Answer),
+            ));
+        }
         let current_kid = std::fs::read_to_string(&current_path)
             .map_err(|e| file_err(&current_path, e))?
             .trim()
@@ -274,6 +288,13 @@ mod tests {
     #[test]
     fn a_proof_verifies_until_a_byte_changes_and_survives_rotation() {
         let dir = tempfile::tempdir().unwrap();
+        let err = AnswerKeys::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("tongban keys init"), "{err}");
+        assert!(make_missing(dir.path()).unwrap().is_some());
+        assert!(
+            make_missing(dir.path()).unwrap().is_none(),
+            "never a second"
+        );
         let keys = AnswerKeys::open(dir.path()).unwrap();
         let mut claims = Map::new();
         claims.insert("dataset".into(), json!("gongan.hukou"));
@@ -290,6 +311,7 @@ mod tests {
         assert!(verify(&format!("{}.{forged}.{}", parts[0], parts[2]), &keys.jwks()).is_err());
         // Another key under the same kid fails.
         let other_dir = tempfile::tempdir().unwrap();
+        make_missing(other_dir.path()).unwrap();
         let other = AnswerKeys::open(other_dir.path()).unwrap();
         let mut jwks = other.jwks();
         jwks["keys"][0]["kid"] = json!(keys.kid());

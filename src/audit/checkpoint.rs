@@ -333,23 +333,20 @@ pub const ED25519_KEY_FILE: &str = "audit-checkpoint.key";
 pub const SM2_KEY_FILE: &str = "audit-checkpoint-sm2.pem";
 
 impl CheckpointSigner {
-    /// Loads the keys under `dir` with the default suite active, creating
-    /// the Ed25519 key if there is none.
+    /// Loads the keys under `dir` with the default suite active.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
         Self::open_suite(dir, Suite::International)
     }
 
-    /// Loads the keys under `dir` with `suite` active, creating its key if
-    /// there is none.
+    /// Loads the keys under `dir` with `suite` active. A missing key is an
+    /// error naming `tongban keys init` (or `tongban audit keygen --suite gm`
+    /// for a suite being taken up): starting never makes a key.
     pub fn open_suite(dir: &Path, suite: Suite) -> std::io::Result<Self> {
         let path = dir.join(ED25519_KEY_FILE);
         let pkcs8 = match std::fs::read(&path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                    .map_err(|_| std::io::Error::other("cannot generate an Ed25519 key"))?;
-                write_private(&path, doc.as_ref())?;
-                doc.as_ref().to_vec()
+                return Err(crate::keys::missing(&path, crate::keys::Kind::Checkpoint));
             }
             Err(e) => return Err(e),
         };
@@ -363,7 +360,13 @@ impl CheckpointSigner {
         let sm2 = if sm2_path.exists() {
             Some(SigningKey::sm2_from_pem(&sm2_path)?)
         } else if suite == Suite::Gm {
-            Some(SigningKey::sm2_generate(&sm2_path)?)
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "audit.suite is gm, but there is no SM2 checkpoint key at {}: `tongban audit keygen --suite gm` makes one",
+                    sm2_path.display()
+                ),
+            ));
         } else {
             None
         };
@@ -372,6 +375,34 @@ impl CheckpointSigner {
             sm2,
             active: suite,
         })
+    }
+
+    /// Makes the checkpoint key of `suite` under `dir` if there is none (the
+    /// Ed25519 key always: every log's first epoch is signed with it), never
+    /// replacing one; returns the files it wrote. Only `tongban keys init`,
+    /// `tongban audit keygen` and `tongban demo` call it.
+    pub fn make_missing(dir: &Path, suite: Suite) -> std::io::Result<Vec<std::path::PathBuf>> {
+        let mut made = Vec::new();
+        let path = dir.join(ED25519_KEY_FILE);
+        if !path.exists() {
+            let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                .map_err(|_| std::io::Error::other("cannot generate an Ed25519 key"))?;
+            write_private(&path, doc.as_ref())?;
+            made.push(path);
+        }
+        let sm2_path = dir.join(SM2_KEY_FILE);
+        if suite == Suite::Gm && !sm2_path.exists() {
+            SigningKey::sm2_generate(&sm2_path)?;
+            made.push(sm2_path);
+        }
+        Ok(made)
+    }
+
+    /// Makes the missing keys of `suite` under `dir`, then loads them (tests
+    /// and tools that start from an empty directory).
+    pub fn make_and_open(dir: &Path, suite: Suite) -> std::io::Result<Self> {
+        Self::make_missing(dir, suite)?;
+        Self::open_suite(dir, suite)
     }
 
     /// The suite that signs new checkpoints.
@@ -473,7 +504,7 @@ mod tests {
     #[test]
     fn checkpoints_verify_with_their_key_only() {
         let dir = tempfile::tempdir().unwrap();
-        let signer = CheckpointSigner::open(dir.path()).unwrap();
+        let signer = CheckpointSigner::make_and_open(dir.path(), Suite::International).unwrap();
         let cp = signer.sign("node-1", 42, [9; 32], 1);
         assert!(cp.check(&signer.keyring()).is_ok());
         let pem = signer.public_key_pem();
@@ -482,7 +513,11 @@ mod tests {
         let mut forged = cp.clone();
         forged.checkpoint.seq = 43;
         assert!(forged.check(&signer.keyring()).is_err());
-        let other = CheckpointSigner::open(tempfile::tempdir().unwrap().path()).unwrap();
+        let other = CheckpointSigner::make_and_open(
+            tempfile::tempdir().unwrap().path(),
+            Suite::International,
+        )
+        .unwrap();
         assert!(cp.check(&other.keyring()).is_err());
         // The same key is loaded again from the data directory.
         assert_eq!(
@@ -493,9 +528,33 @@ mod tests {
     }
 
     #[test]
+    fn starting_never_makes_a_key_and_making_never_replaces_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = CheckpointSigner::open(dir.path()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound);
+        assert!(err.to_string().contains("tongban keys init"), "{err}");
+        assert!(!dir.path().join(ED25519_KEY_FILE).exists());
+        let made = CheckpointSigner::make_missing(dir.path(), Suite::International).unwrap();
+        assert_eq!(made, vec![dir.path().join(ED25519_KEY_FILE)]);
+        let first = CheckpointSigner::open(dir.path()).unwrap().keyring();
+        // gm is taken up with its own key, and only then.
+        let err = CheckpointSigner::open_suite(dir.path(), Suite::Gm).unwrap_err();
+        assert!(err.to_string().contains("audit keygen --suite gm"), "{err}");
+        let made = CheckpointSigner::make_missing(dir.path(), Suite::Gm).unwrap();
+        assert_eq!(made, vec![dir.path().join(SM2_KEY_FILE)]);
+        assert!(
+            CheckpointSigner::make_missing(dir.path(), Suite::Gm)
+                .unwrap()
+                .is_empty()
+        );
+        let after = CheckpointSigner::open(dir.path()).unwrap().keyring();
+        assert_eq!(after.keys()[0], first.keys()[0]);
+    }
+
+    #[test]
     fn version_1_checkpoints_still_decode_and_verify() {
         let dir = tempfile::tempdir().unwrap();
-        let signer = CheckpointSigner::open(dir.path()).unwrap();
+        let signer = CheckpointSigner::make_and_open(dir.path(), Suite::International).unwrap();
         let mut cp = signer.sign("node-1", 7, [3; 32], 1);
         cp.checkpoint.version = 1;
         let SigningKey::Ed25519(key) = signer.key(Suite::International).unwrap() else {
@@ -511,7 +570,7 @@ mod tests {
     #[test]
     fn a_handover_needs_both_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let gm = CheckpointSigner::open_suite(dir.path(), Suite::Gm).unwrap();
+        let gm = CheckpointSigner::make_and_open(dir.path(), Suite::Gm).unwrap();
         let cp = gm
             .sign_handover(Suite::International, "n", 5, [1; 32], 2)
             .unwrap();

@@ -13,6 +13,10 @@ use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 use crate::domain::ResidentId;
 
+/// The key's file in the data directory: the one key every node of a
+/// cluster must share.
+pub const KEY_FILE: &str = "pseudonym.key";
+
 /// Derives pseudonyms with the data directory's key.
 #[derive(Debug)]
 pub struct Pseudonymizer {
@@ -20,28 +24,38 @@ pub struct Pseudonymizer {
 }
 
 impl Pseudonymizer {
-    /// Loads `dir/pseudonym.key`, creating a random one if there is none.
+    /// Loads `dir/pseudonym.key`. A missing key is an error naming
+    /// `tongban keys init`: a new key would cut every earlier disclosure off
+    /// from its resident, so starting never makes one.
     pub fn open(dir: &Path) -> std::io::Result<Self> {
-        let path = dir.join("pseudonym.key");
-        let secret = match std::fs::read(&path) {
-            Ok(bytes) if bytes.len() == 32 => bytes,
-            Ok(_) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{} is not a 32-byte key", path.display()),
-                ));
-            }
+        let path = dir.join(KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) if bytes.len() == 32 => Ok(Self::from_secret(&bytes)),
+            Ok(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{} is not a 32-byte key", path.display()),
+            )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut secret = vec![0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut secret)
-                    .map_err(|_| std::io::Error::other("no system randomness"))?;
-                write_private(&path, &secret)?;
-                secret
+                Err(crate::keys::missing(&path, crate::keys::Kind::Pseudonym))
             }
-            Err(e) => return Err(e),
-        };
-        Ok(Self::from_secret(&secret))
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Makes `dir/pseudonym.key` if there is none, never replacing one;
+    /// returns the file if it wrote it. Only `tongban keys init` (and the
+    /// demo through it) calls this.
+    pub fn make_missing(dir: &Path) -> std::io::Result<Option<std::path::PathBuf>> {
+        let path = dir.join(KEY_FILE);
+        if path.exists() {
+            return Ok(None);
+        }
+        let mut secret = vec![0u8; 32];
+        SystemRandom::new()
+            .fill(&mut secret)
+            .map_err(|_| std::io::Error::other("no system randomness"))?;
+        write_private(&path, &secret)?;
+        Ok(Some(path))
     }
 
     /// A pseudonymizer over a given secret.

@@ -803,7 +803,10 @@ mod tests {
     fn writer(dir: &Path, group_wait: Duration) -> (AuditWriter, AuditStore) {
         let db = sled::Config::new().path(dir).open().unwrap();
         let store = AuditStore::open(&db, dir).unwrap();
-        let signer = Arc::new(CheckpointSigner::open(dir).unwrap());
+        let signer = Arc::new(
+            CheckpointSigner::make_and_open(dir, crate::audit::suite::Suite::International)
+                .unwrap(),
+        );
         let writer = AuditWriter::start(
             store.clone(),
             dir,

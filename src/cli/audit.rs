@@ -480,6 +480,7 @@ fn keygen(target: Target, suite: String) -> Result<ExitCode> {
         );
     }
     std::fs::create_dir_all(&config.data_dir)?;
+    CheckpointSigner::make_missing(&config.data_dir, suite)?;
     let signer = CheckpointSigner::open_suite(&config.data_dir, suite)?;
     eprintln!(
         "{} key {} written to {} (mode 0600); set audit.suite = \"{}\" to sign with it",

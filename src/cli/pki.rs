@@ -50,6 +50,14 @@ pub(crate) enum CertCommand {
 
 #[derive(Subcommand)]
 pub(crate) enum KeysCommand {
+    /// Make every key a new gateway needs that is not there yet (the
+    /// resident pseudonym key, the checkpoint key of audit.suite, the first
+    /// answer-signing key), never replacing one, and list them, naming the
+    /// one every node of a cluster must share. Starting never makes a key.
+    Init {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Make a new answer-signing key the one that signs; earlier public keys
     /// stay published. Takes effect when the gateway (re)starts.
     Rotate {
@@ -119,6 +127,13 @@ pub(crate) fn cert(command: CertCommand) -> Result<ExitCode> {
 /// Runs a `tongban keys` subcommand.
 pub(crate) fn keys(command: KeysCommand) -> Result<ExitCode> {
     match command {
+        KeysCommand::Init { target } => {
+            let config = target.load()?;
+            let files = tongban::keys::init(&config.data_dir, &[config.audit.suite])
+                .with_context(|| format!("keys in {}", config.data_dir.display()))?;
+            print_keys(&config.data_dir, &files);
+            Ok(ExitCode::SUCCESS)
+        }
         KeysCommand::Rotate { target } => {
             let config = target.load()?;
             let kid = tongban::proof::rotate(&config.data_dir)?;
@@ -128,6 +143,40 @@ pub(crate) fn keys(command: KeysCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Lists a data directory's key files as `tongban keys init` left them,
+/// then the ones a cluster's nodes must share (the files to copy to a
+/// node before its first start).
+pub(crate) fn print_keys(data_dir: &std::path::Path, files: &[tongban::keys::KeyFile]) {
+    println!("keys in {} (mode 0600):", data_dir.display());
+    for f in files {
+        let suite = match f.path.file_name().and_then(|n| n.to_str()) {
+            Some(tongban::audit::checkpoint::ED25519_KEY_FILE) => " (Ed25519)",
+            Some(tongban::audit::checkpoint::SM2_KEY_FILE) => " (SM2, audit.suite = \"gm\")",
+            _ => "",
+        };
+        println!(
+            "  {:5} {}  {}{suite}{}",
+            if f.made { "made" } else { "kept" },
+            f.path.display(),
+            f.kind.what(),
+            if f.kind.shared() {
+                ": the same file on every node of a cluster"
+            } else {
+                ": this node's own"
+            }
+        );
+    }
+    let shared: Vec<String> = files
+        .iter()
+        .filter(|f| f.kind.shared())
+        .map(|f| f.path.display().to_string())
+        .collect();
+    println!(
+        "for a cluster, copy {} to each other node's data directory before its first start, then run `tongban keys init` there",
+        shared.join(" and ")
+    );
 }
 
 /// Runs a `tongban proof` subcommand.

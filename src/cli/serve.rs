@@ -33,9 +33,10 @@ pub(crate) fn demo(
         listen: listen.unwrap_or(DemoOptions::default().listen),
         residents,
     };
-    let config = demo::prepare_home(&home, &options)?;
+    let (config, keys) = demo::prepare_home(&home, &options)?;
     if no_serve {
         println!("demo home ready in {}", home.display());
+        super::pki::print_keys(&config.data_dir, &keys);
         return Ok(ExitCode::SUCCESS);
     }
     init_logging(config.log.format);

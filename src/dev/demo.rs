@@ -184,8 +184,12 @@ client_key = "certs/clients/{GATEWAY_CLIENT}-key.pem"
     )
 }
 
-/// Writes whatever is missing under `home` and returns its configuration.
-pub fn prepare_home(home: &Path, options: &DemoOptions) -> Result<Config, DemoError> {
+/// Writes whatever is missing under `home` and returns its configuration
+/// and its key files (made or kept, as `tongban keys init` reports them).
+pub fn prepare_home(
+    home: &Path,
+    options: &DemoOptions,
+) -> Result<(Config, Vec<crate::keys::KeyFile>), DemoError> {
     std::fs::create_dir_all(home).map_err(io_err(home))?;
     let config_path = home.join("tongban.toml");
     if !config_path.exists() {
@@ -247,13 +251,15 @@ pub fn prepare_home(home: &Path, options: &DemoOptions) -> Result<Config, DemoEr
             out.flush().map_err(io_err(&path))?;
         }
     }
-    // The checkpoint keys of both audit suites, so that `audit.suite = "gm"`
-    // is one line away (the Ed25519 key is made here too if missing).
-    std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
-    crate::audit::checkpoint::CheckpointSigner::open_suite(
+    // Every key, through `tongban keys init`'s own code: the checkpoint keys
+    // of both audit suites, so that `audit.suite = "gm"` is one line away.
+    let keys = crate::keys::init(
         &config.data_dir,
-        crate::audit::suite::Suite::Gm,
+        &[
+            crate::audit::suite::Suite::International,
+            crate::audit::suite::Suite::Gm,
+        ],
     )
     .map_err(io_err(&config.data_dir))?;
-    Ok(config)
+    Ok((config, keys))
 }

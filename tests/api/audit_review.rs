@@ -513,7 +513,11 @@ async fn an_export_verifies_offline_and_any_change_to_it_fails() {
     let r = officer_get(&gw, "/v1/audit/export").await;
     let file = dir.path().join("export.ndjson");
     std::fs::write(&file, &r.text).unwrap();
-    let other = tongban::audit::checkpoint::CheckpointSigner::open(dir.path()).unwrap();
+    let other = tongban::audit::checkpoint::CheckpointSigner::make_and_open(
+        dir.path(),
+        tongban::audit::suite::Suite::International,
+    )
+    .unwrap();
     std::fs::write(&key_file, other.public_key_pem()).unwrap();
     let out = verify_export_file(&file, &key_file);
     assert!(!out.status.success(), "a foreign key verified the export");

@@ -178,3 +178,86 @@ fn a_verify_only_field_without_predicates_is_refused_at_load_with_its_place() {
         "{stderr}"
     );
 }
+
+/// Starting never makes a key: a gateway whose pseudonym key or checkpoint
+/// key is gone refuses to start, naming `tongban keys init`, and makes no
+/// new one; `keys init` makes what is missing, keeps the rest, and names
+/// the file a cluster's nodes share.
+#[test]
+fn a_missing_key_stops_the_start_and_keys_init_makes_only_what_is_missing() {
+    let (home, config) = demo_home();
+    let home_arg = home.path().to_str().unwrap();
+    let data = &config.data_dir;
+    let checkpoint = std::fs::read(data.join("audit-checkpoint.key")).unwrap();
+    for (file, what) in [
+        ("pseudonym.key", "resident pseudonym key"),
+        ("audit-checkpoint.key", "audit checkpoint key"),
+    ] {
+        let saved = std::fs::read(data.join(file)).unwrap();
+        std::fs::remove_file(data.join(file)).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tongban"))
+            .args(["serve", "--home", home_arg])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while child.try_wait().unwrap().is_none() {
+            if started.elapsed() > std::time::Duration::from_secs(20) {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                panic!("started without its {what}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(what) && stderr.contains("tongban keys init"),
+            "{stderr}"
+        );
+        assert!(!data.join(file).exists(), "{file} was made at start");
+        std::fs::write(data.join(file), saved).unwrap();
+    }
+
+    std::fs::remove_file(data.join("pseudonym.key")).unwrap();
+    let out = tongban(&["keys", "init", "--home", home_arg]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    let line = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.contains(name))
+            .unwrap_or_else(|| panic!("no line for {name}: {stdout}"))
+            .to_owned()
+    };
+    assert!(
+        line("pseudonym.key").trim_start().starts_with("made"),
+        "{stdout}"
+    );
+    assert!(
+        line("pseudonym.key").contains("every node of a cluster"),
+        "{stdout}"
+    );
+    assert!(
+        line("audit-checkpoint.key")
+            .trim_start()
+            .starts_with("kept"),
+        "{stdout}"
+    );
+    assert!(
+        line("answer-keys").trim_start().starts_with("kept"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("copy {}", data.join("pseudonym.key").display())),
+        "{stdout}"
+    );
+    assert_eq!(
+        std::fs::read(data.join("audit-checkpoint.key")).unwrap(),
+        checkpoint,
+        "a kept key is unchanged"
+    );
+    assert_eq!(std::fs::read(data.join("pseudonym.key")).unwrap().len(), 32);
+}

@@ -147,7 +147,9 @@ async fn a_node_with_another_pseudonym_key_refuses_to_start(pg: &Postgres) {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("pseudonym key") && err.contains("not the cluster's"),
+        err.contains("pseudonym key")
+            && err.contains("not the cluster's")
+            && err.contains("copy pseudonym.key"),
         "{err}"
     );
 }

@@ -211,9 +211,12 @@ fn node_homes(first: &Path, base: &Path, pg: &Postgres, redis: &Redis) -> Vec<No
             .status()
             .unwrap();
         assert!(st.success());
+        // Each node its own checkpoint and answer-signing keys, made by
+        // `tongban keys init` (below), which keeps the shared pseudonym key.
         for key in ["audit-checkpoint.key", "audit-checkpoint-sm2.pem"] {
             let _ = std::fs::remove_file(home.join("data").join(key));
         }
+        std::fs::remove_dir_all(home.join("data/answer-keys")).unwrap();
         std::fs::write(home.join("data/pseudonym.key"), [7u8; 32]).unwrap();
         let port = free_port();
         let text: String = std::fs::read_to_string(home.join("tongban.toml"))
@@ -234,6 +237,8 @@ fn node_homes(first: &Path, base: &Path, pg: &Postgres, redis: &Redis) -> Vec<No
             redis.url()
         );
         std::fs::write(home.join("tongban.toml"), text).unwrap();
+        let out = tongban(&["keys", "init", "--home", home.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", crate::cluster::text(&out));
         nodes.push(Node {
             name,
             home,

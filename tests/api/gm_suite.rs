@@ -221,7 +221,7 @@ fn sm3_as_openssl_hashes(dir: &Path) -> [u8; 32] {
 fn our_checkpoint_verifies_in_openssl(dir: &Path, hash: [u8; 32], distid: &str) {
     let p = |name: &str| dir.join(name).to_str().unwrap().to_owned();
     std::fs::create_dir_all(dir.join("ours")).unwrap();
-    let ours = CheckpointSigner::open_suite(&dir.join("ours"), Suite::Gm).unwrap();
+    let ours = CheckpointSigner::make_and_open(&dir.join("ours"), Suite::Gm).unwrap();
     let cp = ours.sign("node-1", 42, hash, 1_780_000_000_000);
     std::fs::write(p("cp.msg"), cp.checkpoint.signed_bytes()).unwrap();
     std::fs::write(p("cp.sig"), &cp.signature).unwrap();
@@ -296,7 +296,7 @@ fn openssl_key_and_signature_verify_in_the_gateway(dir: &Path, distid: &str) {
     let their_pub = PublicKey::all_from_pem(&std::fs::read_to_string(p("theirs.pub.pem")).unwrap());
     assert_eq!(their_pub.len(), 1);
     assert_eq!(their_pub[0].suite, Suite::Gm);
-    let theirs = CheckpointSigner::open_suite(&theirs_dir, Suite::Gm).unwrap();
+    let theirs = CheckpointSigner::make_and_open(&theirs_dir, Suite::Gm).unwrap();
     let mut cp = theirs.sign("node-1", 7, [9; 32], 1_780_000_000_000);
     assert_eq!(cp.checkpoint.key_id, their_pub[0].key_id());
     std::fs::write(p("theirs.msg"), cp.checkpoint.signed_bytes()).unwrap();

@@ -43,7 +43,7 @@ pub fn demo_home() -> (TempDir, Config) {
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         residents: RESIDENTS,
     };
-    let config = demo::prepare_home(home.path(), &options).expect("demo home");
+    let (config, _) = demo::prepare_home(home.path(), &options).expect("demo home");
     (home, config)
 }
 
