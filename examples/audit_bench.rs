@@ -203,7 +203,10 @@ async fn main() -> anyhow::Result<()> {
         .cache_capacity(512 * 1024 * 1024)
         .open()?;
     let store = AuditStore::open(&db, dir.path())?;
-    let signer = Arc::new(CheckpointSigner::open(dir.path())?);
+    let signer = Arc::new(CheckpointSigner::make_and_open(
+        dir.path(),
+        tongban::audit::suite::Suite::International,
+    )?);
     let writer = Arc::new(start_writer(&store, dir.path(), &signer)?);
 
     let fill = Instant::now();
@@ -313,7 +316,7 @@ async fn verify_rate(suite: Suite, events: u64, residents: u64) -> anyhow::Resul
         .cache_capacity(256 * 1024 * 1024)
         .open()?;
     let store = AuditStore::open(&db, dir.path())?;
-    let signer = Arc::new(CheckpointSigner::open_suite(dir.path(), suite)?);
+    let signer = Arc::new(CheckpointSigner::make_and_open(dir.path(), suite)?);
     let writer = start_writer(&store, dir.path(), &signer)?;
     let mut rng = Rng(7);
     let mut i = 0;

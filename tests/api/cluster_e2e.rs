@@ -163,7 +163,7 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
 
     let nodes = Arc::new(tokio::sync::RwLock::new(nodes));
     let stop = Arc::new(AtomicBool::new(false));
-    let load = mixed_load(&nodes, &stop, &clerk, &ids);
+    let load = mixed_load(&nodes, NODES.len(), &stop, &clerk, &ids);
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
     // B killed mid-load, and restarted.
@@ -194,6 +194,62 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
     report_covers_every_node(&r, &home, &ids).await;
     through_nginx(&r, &home, &clerk, &ids, &pg).await;
     central_copy_verifies(&r, &pg);
+    logs_are_quiet(&r);
+}
+
+/// The two nodes `docs/cluster.md` brings up behind nginx, checked as the
+/// three nodes above are: a mixed load through both, every acknowledged
+/// request in PostgreSQL once, a disclosure report naming both, lookups
+/// through the guide's nginx spread over both with the department's client
+/// certificate, and logs that say what each node took and nothing per
+/// request. `checks/cluster_guide.sh` runs it after following the guide,
+/// with `TONGBAN_GUIDE_DIR` naming the guide's directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "checks/cluster_guide.sh runs it against the cluster docs/cluster.md brings up"]
+async fn the_guides_two_nodes_behind_nginx() {
+    let dir = PathBuf::from(
+        std::env::var("TONGBAN_GUIDE_DIR").expect("TONGBAN_GUIDE_DIR: the guide's directory"),
+    );
+    let env = std::fs::read_to_string(dir.join("cluster.env")).unwrap();
+    let password = env
+        .lines()
+        .find_map(|l| l.strip_prefix("TONGBAN_PG_PASSWORD="))
+        .expect("the guide's PostgreSQL password");
+    let pg = Postgres::running_at("postgres://tongban@127.0.0.1:5432/tongban", password);
+    let nodes: Vec<Node> = ["node-a", "node-b"]
+        .into_iter()
+        .map(|name| {
+            let home = dir.join(name);
+            let config = tongban::config::Config::load(&home.join("tongban.toml")).unwrap();
+            Node {
+                name,
+                home,
+                addr: config.listen,
+                child: None,
+            }
+        })
+        .collect();
+    for n in &nodes {
+        n.wait_ready().await;
+    }
+    let home = nodes[0].home.clone();
+    let clerk = token(&home, "minzheng", "clerk-007", &["dibao_reviewer"]);
+    let ids = sample_ids(&home, "renshe.shebao", 12);
+    let nodes = Arc::new(tokio::sync::RwLock::new(nodes));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = mixed_load(&nodes, 2, &stop, &clerk, &ids);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Release);
+    let mut acked = Vec::new();
+    for t in load {
+        acked.extend(t.await.unwrap());
+    }
+    let r = nodes.read().await;
+    every_copy_complete(&r, &pg, &acked).await;
+    report_covers_every_node(&r, &home, &ids).await;
+    // nginx as the guide configured it: port 443.
+    let request_ids = through_front(443, &home, &clerk, &ids).await;
+    spread_with_certificates(&r, &request_ids, &pg).await;
     logs_are_quiet(&r);
 }
 
@@ -254,12 +310,13 @@ fn node_homes(first: &Path, base: &Path, pg: &Postgres, redis: &Redis) -> Vec<No
 /// request without a case reference, until told to stop.
 fn mixed_load(
     nodes: &Shared,
+    count: usize,
     stop: &Arc<AtomicBool>,
     clerk: &str,
     ids: &[String],
 ) -> Vec<tokio::task::JoinHandle<Vec<(String, u64)>>> {
     let mut load = Vec::new();
-    for i in 0..3 {
+    for i in 0..count {
         let (nodes, stop, clerk, ids) =
             (nodes.clone(), stop.clone(), clerk.to_owned(), ids.to_vec());
         load.push(tokio::spawn(async move {
@@ -268,10 +325,10 @@ fn mixed_load(
             while !stop.load(Ordering::Acquire) {
                 n += 1;
                 let id = &ids[n % ids.len()];
-                let r = {
+                let (name, r) = {
                     let nodes = nodes.read().await;
                     let node = &nodes[i];
-                    if n % 7 == 0 {
+                    let r = if n % 7 == 0 {
                         node.client()
                             .request(
                                 "GET",
@@ -281,12 +338,13 @@ fn mixed_load(
                             .await
                     } else {
                         shebao(node, &clerk, id).await
-                    }
+                    };
+                    (node.name, r)
                 };
                 match r {
                     // Acknowledged: it carries its audit sequence number.
                     Ok(r) if r.headers.contains_key("x-audit-seq") => {
-                        acked.push((NODES[i].to_owned(), r.audit_seq()));
+                        acked.push((name.to_owned(), r.audit_seq()));
                     }
                     Ok(r) => panic!("answer without an audit sequence number: {}", r.text),
                     // B is down for a moment.
@@ -388,7 +446,7 @@ async fn every_copy_complete(r: &[Node], pg: &Postgres, acked: &[(String, u64)])
         pg.psql("SELECT count(*), count(DISTINCT (node_id, seq)) FROM tongban_audit_event");
     let (rows, distinct) = counts.split_once('|').unwrap();
     assert_eq!(rows, distinct, "a (node, seq) is in PostgreSQL twice");
-    for name in NODES {
+    for name in r.iter().map(|n| n.name) {
         let seqs: Vec<String> = acked
             .iter()
             .filter(|(n, _)| n == name)
@@ -417,7 +475,7 @@ async fn every_copy_complete(r: &[Node], pg: &Postgres, acked: &[(String, u64)])
 /// A disclosure report on any node covers the lookups through all three.
 async fn report_covers_every_node(r: &[Node], home: &Path, ids: &[String]) {
     let officer = token(home, "shujuju", "officer-1", &["privacy_officer"]);
-    let report = r[2]
+    let report = r[r.len() - 1]
         .client()
         .request(
             "GET",
@@ -433,12 +491,11 @@ async fn report_covers_every_node(r: &[Node], home: &Path, ids: &[String]) {
         .iter()
         .map(|d| d["node"].as_str().unwrap())
         .collect();
-    assert_eq!(via, NODES.into_iter().collect(), "{}", report.text);
+    assert_eq!(via, r.iter().map(|n| n.name).collect(), "{}", report.text);
 }
 
-/// Through the sample nginx configuration (TLS passthrough): requests
-/// spread over the nodes, and a department's client certificate still
-/// reaches them (its fingerprint is in the events).
+/// Through the sample nginx configuration (TLS passthrough), started here
+/// in front of the nodes: [`through_front`].
 async fn through_nginx(r: &[Node], home: &Path, clerk: &str, ids: &[String], pg: &Postgres) {
     let nginx_dir = tempfile::tempdir().unwrap();
     let nginx_port = free_port();
@@ -478,9 +535,21 @@ async fn through_nginx(r: &[Node], home: &Path, clerk: &str, ids: &[String], pg:
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let request_ids = through_front(nginx_port, home, clerk, ids).await;
+    // SIGTERM (fast shutdown): the workers go with the master.
+    let _ = Command::new("kill")
+        .args(["-TERM", &nginx.id().to_string()])
+        .status();
+    let _ = nginx.wait();
+    spread_with_certificates(r, &request_ids, pg).await;
+}
+
+/// Six lookups through the front at `port` (nginx), with a department's
+/// client certificate: their request ids.
+async fn through_front(port: u16, home: &Path, clerk: &str, ids: &[String]) -> Vec<String> {
     let (cert, key) = devpki::DevPkiPaths::client(home, "minzheng");
     let front = Client::new(
-        SocketAddr::from(([127, 0, 0, 1], nginx_port)),
+        SocketAddr::from(([127, 0, 0, 1], port)),
         &home.join("certs/ca.pem"),
         Some((cert, key)),
     );
@@ -497,11 +566,12 @@ async fn through_nginx(r: &[Node], home: &Path, clerk: &str, ids: &[String], pg:
         assert_eq!(a.status, StatusCode::OK, "{}", a.text);
         request_ids.push(a.request_id());
     }
-    // SIGTERM (fast shutdown): the workers go with the master.
-    let _ = Command::new("kill")
-        .args(["-TERM", &nginx.id().to_string()])
-        .status();
-    let _ = nginx.wait();
+    request_ids
+}
+
+/// The requests went to more than one node, and the department's client
+/// certificate reached each (its fingerprint is in the events).
+async fn spread_with_certificates(r: &[Node], request_ids: &[String], pg: &Postgres) {
     for n in r.iter() {
         let start = Instant::now();
         while n.readiness().await.body["cluster"]["audit_shipping"]["lag_events"] != 0 {
@@ -571,7 +641,7 @@ fn central_copy_verifies(r: &[Node], pg: &Postgres) {
     let verify = || tongban(&["audit", "verify", "--cluster", "--config", &cfg(&r[0])]);
     let out = verify();
     assert!(out.status.success(), "{}", text(&out));
-    for name in NODES {
+    for name in r.iter().map(|n| n.name) {
         assert!(
             text(&out).contains(&format!("node {name}: intact")),
             "{}",

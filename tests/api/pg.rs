@@ -15,6 +15,8 @@ pub struct Postgres {
     dir: TempDir,
     child: Option<Child>,
     bin: PathBuf,
+    /// A server this test did not start: its database URL and password.
+    elsewhere: Option<(String, String)>,
 }
 
 fn is_root() -> bool {
@@ -81,9 +83,22 @@ impl Postgres {
             dir,
             child: None,
             bin,
+            elsewhere: None,
         };
         pg.run();
         pg
+    }
+
+    /// A server that runs already (the one `docs/cluster.md` sets up):
+    /// queried at `url` with `password`, never started or stopped here.
+    pub fn running_at(url: &str, password: &str) -> Self {
+        Self {
+            port: 0,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+            bin: crate::requires::postgres_bin(),
+            elsewhere: Some((url.to_owned(), password.to_owned())),
+        }
     }
 
     fn run(&mut self) {
@@ -131,6 +146,9 @@ impl Postgres {
 
     /// The connection string of the `tongban` superuser's database.
     pub fn url(&self) -> String {
+        if let Some((url, _)) = &self.elsewhere {
+            return url.clone();
+        }
         format!("postgres://tongban@127.0.0.1:{}/postgres", self.port)
     }
 
@@ -189,7 +207,11 @@ impl Postgres {
     /// Runs each command as its own message, in one session, stopping at
     /// the first error: the output, or the error message.
     pub fn try_session(&self, commands: &[&str]) -> Result<String, String> {
-        let out = Command::new(self.bin.join("psql"))
+        let mut psql = Command::new(self.bin.join("psql"));
+        if let Some((_, password)) = &self.elsewhere {
+            psql.env("PGPASSWORD", password);
+        }
+        let out = psql
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
             .arg(self.url())
             .args(commands.iter().flat_map(|c| ["-c", c]))
