@@ -195,6 +195,43 @@ async fn three_nodes_under_load_one_killed_and_restarted() {
     through_nginx(&r, &home, &clerk, &ids, &pg).await;
     central_copy_verifies(&r, &pg);
     logs_are_quiet(&r);
+    a_hand_edit_and_sighup_are_told(&r[2]).await;
+}
+
+/// A hand edit of a node's policy files, then SIGHUP (which on a single
+/// node reloads them): the node says the files take no effect, naming
+/// `policy pull` and `policy push`, and `/readyz` shows it.
+async fn a_hand_edit_and_sighup_are_told(n: &Node) {
+    let differ = |r: TestResponse| r.body["cluster"]["policy_files_differ"].clone();
+    assert_eq!(differ(n.readiness().await), false, "{}", n.name);
+    let grant = n.home.join("policies/grants/yibao-enroll.toml");
+    let text = std::fs::read_to_string(&grant).unwrap();
+    std::fs::write(&grant, text.replace(", \"birth_date\"", "")).unwrap();
+    let pid = n.child.as_ref().unwrap().id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let start = Instant::now();
+    while differ(n.readiness().await) != true {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "{}: no difference seen after SIGHUP",
+            n.name
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = std::fs::read_to_string(n.home.join("node.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("differ from the version this node enforces")
+                && l.contains("tongban policy pull")
+                && l.contains("tongban policy push")),
+        "{log}"
+    );
 }
 
 /// The two nodes `docs/cluster.md` brings up behind nginx, checked as the
