@@ -353,6 +353,73 @@ pub struct IssuerConfig {
     /// none. Other roles open only what grants give them and are not limited here.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The issuer's JWK Set over HTTPS (verified with `jwks_ca`): keys are
+    /// chosen by the token's `kid`, refreshed every `jwks_refresh_secs` and
+    /// when a token names a key not in the set. Instead of `public_key`.
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// A JWK Set in a file, reloaded when it changes and on SIGHUP.
+    /// Instead of `public_key`.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// true: find the JWK Set through OpenID Connect discovery
+    /// (`<issuer>/.well-known/openid-configuration`, whose `issuer` must be
+    /// this one). The issuer must then be an `https://` URL.
+    #[serde(default)]
+    pub discovery: bool,
+    /// The CA certificate(s) (PEM) the identity provider's HTTPS server is
+    /// verified with; required with `jwks_url` and `discovery`.
+    #[serde(default)]
+    pub jwks_ca: Option<PathBuf>,
+    /// How often the JWK Set is fetched again, in seconds. Default 300.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: NonZeroU64,
+    /// The least time between two fetches, in seconds, however many tokens
+    /// name unknown keys. Default 30.
+    #[serde(default = "default_jwks_min_refetch")]
+    pub jwks_min_refetch_secs: u64,
+    /// How long the last JWK Set fetched keeps verifying tokens while the
+    /// identity provider cannot be reached, in seconds; past it the
+    /// issuer's tokens are refused (503 `token-keys-unavailable`). Default 86400.
+    #[serde(default = "default_jwks_stale_max")]
+    pub jwks_stale_max_secs: u64,
+    /// Where in the token its department, roles and subject are (dotted
+    /// paths, e.g. Keycloak's `realm_access.roles`).
+    #[serde(default)]
+    pub claims: ClaimNames,
+}
+
+/// Where an issuer's tokens carry the caller's department, roles and
+/// subject: claim names, or dotted paths into nested claims.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClaimNames {
+    /// The department id (default `dept`).
+    pub department: String,
+    /// The roles, an array of strings (default `roles`).
+    pub roles: String,
+    /// The person or system (default `sub`).
+    pub subject: String,
+}
+
+impl Default for ClaimNames {
+    fn default() -> Self {
+        Self {
+            department: "dept".into(),
+            roles: "roles".into(),
+            subject: "sub".into(),
+        }
+    }
+}
+
+fn default_jwks_refresh() -> NonZeroU64 {
+    NonZeroU64::new(300).unwrap_or(NonZeroU64::MIN)
+}
+fn default_jwks_min_refetch() -> u64 {
+    30
+}
+fn default_jwks_stale_max() -> u64 {
+    86_400
 }
 
 fn default_max_token_lifetime() -> u64 {
@@ -909,8 +976,15 @@ impl Config {
             fix(crl);
         }
         for issuer in &mut self.issuers {
-            if let Some(key) = &mut issuer.public_key {
-                fix(key);
+            for path in [
+                &mut issuer.public_key,
+                &mut issuer.jwks_file,
+                &mut issuer.jwks_ca,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                fix(path);
             }
         }
         if let Some(up) = &mut self.upstream {

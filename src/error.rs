@@ -39,6 +39,8 @@ impl From<Problem> for ApiError {
             retry_after: None,
         };
         match &e.problem {
+            // Not the caller's token but the gateway's view of its issuer: no challenge.
+            Problem::Token(AuthError::KeysUnavailable) => e.retry_after = Some(30),
             Problem::Token(auth) => {
                 let mut challenge = "Bearer realm=\"tongban\"".to_owned();
                 if let Some(code) = auth.bearer_error() {

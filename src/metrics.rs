@@ -76,6 +76,13 @@ pub struct CrlLabels {
     pub issuer: String,
 }
 
+/// A token issuer (its `iss`, from the configuration).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct IssuerLabels {
+    /// The issuer.
+    pub issuer: String,
+}
+
 /// One record route's metric handles.
 #[derive(Debug)]
 struct HotRoute {
@@ -173,6 +180,14 @@ metrics! {
     crl_reload_failures: Counter = Counter::default()
         => "tls_crl_reload_failures",
         "CRL or client CA reloads refused (the lists in force stayed)";
+    /// When each issuer's published key set was last fetched (Unix seconds).
+    token_keys_fetched: Family<IssuerLabels, Gauge> = Family::default()
+        => "token_keys_fetched_timestamp_seconds",
+        "When each token issuer's published key set was last fetched or read (Unix time; alert well before jwks_stale_max_secs)";
+    /// Fetches of a published key set that failed (the set in force stayed).
+    token_keys_fetch_failures: Family<IssuerLabels, Counter> = Family::default()
+        => "token_keys_fetch_failures",
+        "Fetches of a token issuer's published key set that failed (the set in force stayed)";
     /// Cluster mode: the PostgreSQL policy version this node enforces.
     cluster_policy_version: Gauge = Gauge::default()
         => "cluster_policy_version",

@@ -101,6 +101,7 @@ problem_types! {
     CertificateDepartmentMismatch "certificate-department-mismatch" UNAUTHORIZED "The client certificate names another department" "客户端证书属于另一部门";
     CertificateBindingMismatch "certificate-binding-mismatch" UNAUTHORIZED "The token is bound to another client certificate" "令牌绑定的是另一张客户端证书";
     ClientCertificateRevoked "client-certificate-revoked" UNAUTHORIZED "The client certificate is no longer trusted" "客户端证书已不再受信任";
+    TokenKeysUnavailable "token-keys-unavailable" SERVICE_UNAVAILABLE "The token issuer's keys cannot be fetched" "无法获取令牌签发方的密钥";
     // The request's form.
     InvalidHeader "invalid-header" BAD_REQUEST "A request header is missing or malformed" "请求头缺失或格式错误";
     HeadersTooLarge "headers-too-large" REQUEST_HEADER_FIELDS_TOO_LARGE "The request headers are too large" "请求头过大";
@@ -637,6 +638,7 @@ impl Problem {
                 AuthError::Revoked => T::TokenRevoked,
                 AuthError::UnknownDepartment => T::UnknownDepartment,
                 AuthError::OutOfScope(_) => T::IssuerOutOfScope,
+                AuthError::KeysUnavailable => T::TokenKeysUnavailable,
                 _ => T::TokenInvalid,
             },
             Self::CertificateDepartmentMismatch { .. } => T::CertificateDepartmentMismatch,
@@ -1129,6 +1131,8 @@ fn auth_zh(e: &AuthError) -> String {
         AuthError::UnknownDepartment => "令牌所属部门未登记".into(),
         AuthError::Revoked => "令牌已被吊销".into(),
         AuthError::OutOfScope(what) => format!("签发方无权为此作证：{what}"),
+        AuthError::UnknownKey => "令牌的密钥标识不在其签发方公布的密钥中".into(),
+        AuthError::KeysUnavailable => "目前无法获取令牌签发方公布的密钥".into(),
     }
 }
 

@@ -41,6 +41,7 @@ async fn client_certificate_guard(
 ) -> Response {
     match at_the_door(&gw, req.headers(), req.extensions()) {
         None => {
+            published_keys_for(&gw, req.headers()).await;
             // Only a request made in-process lacks it: no peer, no certificate.
             let conn = req
                 .extensions()
@@ -63,6 +64,7 @@ pub(crate) async fn through_the_door<F: std::future::Future<Output = Response>>(
     if let Some(refusal) = at_the_door(gw, &parts.headers, &parts.extensions) {
         return refuse_at_the_door(gw, parts, refusal).await;
     }
+    published_keys_for(gw, &parts.headers).await;
     // Only a request made in-process lacks it: no peer, no certificate.
     let conn = parts
         .extensions
@@ -70,6 +72,19 @@ pub(crate) async fn through_the_door<F: std::future::Future<Output = Response>>(
         .cloned()
         .unwrap_or_default();
     CONNECTION.scope(conn, serve(parts)).await
+}
+
+/// A token whose issuer publishes its keys, naming a key the published set
+/// lacks: the set is fetched again before the token is verified (at most
+/// once per `jwks_min_refetch_secs`). Nothing when no issuer publishes keys.
+async fn published_keys_for(gw: &Gateway, headers: &axum::http::HeaderMap) {
+    if gw.auth.publishes_keys() {
+        let authorization = headers
+            .get_all(axum::http::header::AUTHORIZATION)
+            .iter()
+            .map(|v| v.as_bytes());
+        gw.auth.fetch_keys_for(authorization).await;
+    }
 }
 
 /// Why a request is answered before any route looks at it.

@@ -920,6 +920,13 @@ pub struct Readiness {
     /// its state (`up`, `down`, `trial`), consecutive failures and last error.
     #[schema(value_type = Option<Object>)]
     pub providers: Option<Value>,
+    /// Per issuer that publishes its keys (`jwks_url`, `jwks_file`,
+    /// `discovery`): `issuer`, `source`, the key ids in force (`kids`),
+    /// `age_secs` since the set was fetched, `usable` (false past
+    /// `jwks_stale_max_secs`: its tokens get 503 `token-keys-unavailable`)
+    /// and `last_error`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub token_keys: Option<Value>,
     /// Cluster mode: the node, the PostgreSQL policy version it enforces, and
     /// its audit shipping (`durable_seq`, `applied_seq`, `shipped_seq`, `lag_events`,
     /// `error`); null on a single node.

@@ -239,6 +239,10 @@ fn readiness(gw: &Gateway, details: bool) -> (StatusCode, Json<serde_json::Value
             // A poisoned lock (a reload that panicked) reads as no reload yet.
             "policy_reload": gw.reload_status.read().map(|s| s.clone()).unwrap_or_default(),
             "providers": providers(gw, &policy),
+            // Issuers that publish their keys: which, how old, and whether
+            // their tokens are verified now (an issuer's do not make the
+            // gateway unready: the others' still are).
+            "token_keys": gw.auth.key_sources(),
             "cluster": cluster_readiness(gw),
         })),
     )

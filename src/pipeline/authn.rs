@@ -13,6 +13,8 @@ use base64::Engine as _;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::Deserialize;
 
+use super::jwks::{JwksSource, JwksStatus};
+
 use crate::clock::Clock;
 use crate::config::IssuerConfig;
 use crate::domain::{DeptId, Role};
@@ -103,6 +105,13 @@ pub enum AuthError {
     /// The issuer may not vouch for this department or role.
     #[error("{0}")]
     OutOfScope(String),
+    /// The token names a key (`kid`) its issuer's published set lacks.
+    #[error("the token's key id is not among its issuer's published keys")]
+    UnknownKey,
+    /// The issuer's published keys could not be fetched for longer than
+    /// `jwks_stale_max_secs`: its tokens cannot be verified now.
+    #[error("the token issuer's published keys cannot be fetched now")]
+    KeysUnavailable,
 }
 
 impl AuthError {
@@ -116,28 +125,48 @@ impl AuthError {
     }
 }
 
-#[derive(Debug, Deserialize)]
-struct Claims {
-    sub: String,
-    exp: i64,
-    #[serde(default)]
-    nbf: Option<i64>,
-    dept: String,
+/// Where an issuer's tokens carry the department, roles and subject:
+/// each a path of claim names (`realm_access.roles` is `["realm_access", "roles"]`).
+struct ClaimPaths {
+    department: Vec<String>,
     roles: Vec<String>,
-    #[serde(default)]
-    jti: Option<String>,
-    #[serde(default)]
-    iat: Option<i64>,
-    #[serde(default)]
-    cnf: Option<Confirmation>,
+    subject: Vec<String>,
+    /// Whether these are the gateway's own names (`dept`, `roles`, `sub`):
+    /// then a value in `roles` that is not a role code refuses the token;
+    /// under an identity provider's own path such values (its built-in
+    /// roles) are left out.
+    own_names: bool,
 }
 
-/// RFC 7800 `cnf`: the key the token is bound to; here the client
-/// certificate's SHA-256 thumbprint (RFC 8705 `x5t#S256`).
-#[derive(Debug, Deserialize)]
-struct Confirmation {
-    #[serde(rename = "x5t#S256", default)]
-    x5t_s256: Option<String>,
+impl ClaimPaths {
+    fn new(c: &crate::config::ClaimNames) -> Result<Self, String> {
+        let path = |what: &str, p: &str| {
+            let parts: Vec<String> = p.split('.').map(str::to_owned).collect();
+            if parts.iter().any(String::is_empty) {
+                Err(format!(
+                    "claims.{what} \"{p}\" is not a dotted path of claim names"
+                ))
+            } else {
+                Ok(parts)
+            }
+        };
+        Ok(Self {
+            department: path("department", &c.department)?,
+            roles: path("roles", &c.roles)?,
+            subject: path("subject", &c.subject)?,
+            own_names: *c == crate::config::ClaimNames::default(),
+        })
+    }
+}
+
+/// The claim at `path` in `claims`.
+fn claim_at<'a>(
+    claims: &'a serde_json::Map<String, serde_json::Value>,
+    path: &[String],
+) -> Option<&'a serde_json::Value> {
+    let (first, rest) = path.split_first()?;
+    rest.iter()
+        .try_fold(claims.get(first)?, |v, name| v.get(name))
 }
 
 #[derive(Deserialize)]
@@ -148,7 +177,11 @@ struct IssuerOnly {
 
 struct TrustedIssuer {
     validation: Validation,
+    /// Keys configured by file or secret (none when the issuer publishes a set).
     keys: Vec<(Algorithm, DecodingKey)>,
+    /// The issuer's published keys, when it publishes them.
+    jwks: Option<Arc<JwksSource>>,
+    claims: ClaimPaths,
     leeway: i64,
     max_lifetime: i64,
     /// The departments it may name; `None`: every registered one but the operator's.
@@ -168,6 +201,8 @@ pub struct TokenMemo(Mutex<Option<Memo>>);
 
 struct Memo {
     authenticator: u64,
+    /// The key epoch the token was verified in.
+    epoch: u64,
     token: Box<[u8]>,
     principal: Arc<Principal>,
 }
@@ -179,25 +214,30 @@ impl std::fmt::Debug for TokenMemo {
 }
 
 impl TokenMemo {
-    fn get(&self, authenticator: u64, token: &[u8]) -> Option<Arc<Principal>> {
+    fn get(&self, authenticator: u64, epoch: u64, token: &[u8]) -> Option<Arc<Principal>> {
         let memo = self.0.lock().ok()?;
         let m = memo.as_ref()?;
         (m.authenticator == authenticator
+            && m.epoch == epoch
             && m.token.len() == token.len()
             && aws_lc_rs::constant_time::verify_slices_are_equal(&m.token, token).is_ok())
         .then(|| m.principal.clone())
     }
 
-    fn put(&self, authenticator: u64, token: &[u8], principal: Arc<Principal>) {
+    fn put(&self, authenticator: u64, epoch: u64, token: &[u8], principal: Arc<Principal>) {
         if let Ok(mut memo) = self.0.lock() {
             *memo = Some(Memo {
                 authenticator,
+                epoch,
                 token: token.into(),
                 principal,
             });
         }
     }
 }
+
+/// One shard of the verified-token cache: token hash → (key epoch, principal).
+type CacheShard = Mutex<HashMap<[u8; 32], (u64, Arc<Principal>)>>;
 
 /// Tells authenticators apart (a memo is only trusted by its own).
 static AUTHENTICATORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -209,7 +249,13 @@ pub struct Authenticator {
     id: u64,
     issuers: HashMap<String, TrustedIssuer>,
     operator: String,
-    cache: Vec<Mutex<HashMap<[u8; 32], Arc<Principal>>>>,
+    /// Verified tokens, with the key epoch they were verified in.
+    cache: Vec<CacheShard>,
+    /// Moves on whenever a published key set changes: a token verified in
+    /// an earlier epoch is verified again (its key may be withdrawn).
+    epoch: Arc<std::sync::atomic::AtomicU64>,
+    /// The issuers that publish their keys.
+    sources: Vec<Arc<JwksSource>>,
     max_token_bytes: usize,
     /// Verified tokens kept per shard (`CACHE_PER_SHARD`; smaller in tests).
     cache_per_shard: usize,
@@ -244,71 +290,46 @@ impl Authenticator {
         clock: Clock,
     ) -> Result<Self, IssuerError> {
         let mut issuers = HashMap::new();
+        let epoch = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut sources = Vec::new();
         for c in configs {
             let fail = |message: String| IssuerError {
                 issuer: c.issuer.clone(),
                 message,
             };
-            let mut keys = Vec::new();
-            let pem = match &c.public_key {
-                Some(path) => Some(std::fs::read(path).map_err(|e| {
-                    fail(format!("public key {} cannot be read: {e}", path.display()))
-                })?),
-                None => None,
-            };
-            for name in &c.algorithms {
-                let alg: Algorithm = name
-                    .parse()
-                    .map_err(|_| fail(format!("unknown algorithm {name}")))?;
-                let key = match alg {
-                    Algorithm::HS256 => {
-                        let var = c.hs256_secret_env.as_deref().ok_or_else(|| {
-                            fail("HS256 needs hs256_secret_env naming the secret's variable".into())
-                        })?;
-                        let secret = std::env::var(var)
-                            .map_err(|_| fail(format!("environment variable {var} is not set")))?;
-                        if secret.len() < 32 {
-                            return Err(fail(format!(
-                                "the HS256 secret in {var} is shorter than 32 bytes"
-                            )));
-                        }
-                        DecodingKey::from_secret(secret.as_bytes())
-                    }
-                    Algorithm::ES256 | Algorithm::RS256 | Algorithm::EdDSA => {
-                        let pem = pem
-                            .as_deref()
-                            .ok_or_else(|| fail(format!("{name} needs public_key")))?;
-                        let key = match alg {
-                            Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
-                            Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
-                            _ => DecodingKey::from_ed_pem(pem),
-                        };
-                        key.map_err(|e| fail(format!("public key is not a {name} key: {e}")))?
-                    }
-                    _ => {
-                        return Err(fail(format!(
-                            "algorithm {name} is not supported; use ES256, RS256, EdDSA or HS256"
-                        )));
-                    }
-                };
-                keys.push((alg, key));
-            }
-            if keys.is_empty() {
+            let algorithms = c
+                .algorithms
+                .iter()
+                .map(|name| {
+                    name.parse::<Algorithm>()
+                        .map_err(|_| fail(format!("unknown algorithm {name}")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let jwks = JwksSource::from_config(c, &algorithms, epoch.clone(), clock.clone())
+                .map_err(fail)?
+                .map(Arc::new);
+            let claims = ClaimPaths::new(&c.claims).map_err(fail)?;
+            let keys = configured_keys(c, &algorithms, jwks.is_some()).map_err(fail)?;
+            let Some(&first) = algorithms.first() else {
                 return Err(fail("algorithms is empty".into()));
-            }
-            let mut validation = Validation::new(keys[0].0);
-            validation.algorithms = keys.iter().map(|(a, _)| *a).collect();
+            };
+            let mut validation = Validation::new(first);
+            validation.algorithms.clone_from(&algorithms);
             validation.set_issuer(&[&c.issuer]);
             validation.set_audience(&[&c.audience]);
-            validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+            // The subject is checked where the claim mapping puts it.
+            validation.set_required_spec_claims(&["exp", "iss", "aud"]);
             // Time is checked against the gateway's clock, on every use.
             validation.validate_exp = false;
             validation.validate_nbf = false;
+            sources.extend(jwks.clone());
             issuers.insert(
                 c.issuer.clone(),
                 TrustedIssuer {
                     validation,
                     keys,
+                    jwks: jwks.clone(),
+                    claims,
                     leeway: i64::try_from(c.leeway_secs).unwrap_or(i64::MAX),
                     max_lifetime: i64::try_from(c.max_token_lifetime_secs).unwrap_or(i64::MAX),
                     departments: c.departments.as_ref().map(|d| d.iter().cloned().collect()),
@@ -323,6 +344,8 @@ impl Authenticator {
             cache: (0..CACHE_SHARDS)
                 .map(|_| Mutex::new(HashMap::new()))
                 .collect(),
+            epoch,
+            sources,
             max_token_bytes,
             cache_per_shard: CACHE_PER_SHARD,
             clock,
@@ -355,12 +378,14 @@ impl Authenticator {
         if token.len() > self.max_token_bytes {
             return Err(AuthError::TooLarge(self.max_token_bytes));
         }
-        let principal = match memo.and_then(|m| m.get(self.id, token)) {
+        // Read before any key is: see `verified`.
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Acquire);
+        let principal = match memo.and_then(|m| m.get(self.id, epoch, token)) {
             Some(p) => p,
             None => {
-                let p = self.verified(token)?;
+                let p = self.verified(token, epoch)?;
                 if let Some(memo) = memo {
-                    memo.put(self.id, token, p.clone());
+                    memo.put(self.id, epoch, token, p.clone());
                 }
                 p
             }
@@ -376,14 +401,20 @@ impl Authenticator {
     }
 
     /// The principal of a token from the cache of verified tokens, or
-    /// verified now (and cached once it is valid).
-    fn verified(&self, token: &[u8]) -> Result<Arc<Principal>, AuthError> {
+    /// verified now (and cached once it is valid). `epoch` was read before
+    /// any key: a token verified with a key a new set withdrew is cached
+    /// under the epoch before the change, and so verified again after it.
+    fn verified(&self, token: &[u8], epoch: u64) -> Result<Arc<Principal>, AuthError> {
         let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token);
         let mut key = [0u8; 32];
         key.copy_from_slice(digest.as_ref());
         let shard = &self.cache[usize::from(key[0]) % CACHE_SHARDS];
 
-        let cached = shard.lock().ok().and_then(|m| m.get(&key).cloned());
+        let cached = shard.lock().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|(e, _)| *e == epoch)
+                .map(|(_, p)| p.clone())
+        });
         let principal = match cached {
             Some(p) => p,
             None => {
@@ -398,12 +429,12 @@ impl Authenticator {
                 if let Ok(mut m) = shard.lock() {
                     if m.len() >= self.cache_per_shard {
                         let now = self.clock.unix_secs();
-                        m.retain(|_, v| v.expires > now);
+                        m.retain(|_, (e, v)| *e == epoch && v.expires > now);
                         if m.len() >= self.cache_per_shard {
                             m.clear();
                         }
                     }
-                    m.insert(key, p.clone());
+                    m.insert(key, (epoch, p.clone()));
                 }
                 p
             }
@@ -417,6 +448,11 @@ impl Authenticator {
         let Some(issuer) = self.issuers.get(&p.issuer) else {
             return Err(AuthError::UnknownIssuer);
         };
+        // A cached token too: past the stale bound, the issuer's keys are
+        // not trusted to have verified it.
+        if issuer.jwks.as_ref().is_some_and(|j| j.keys().is_none()) {
+            return Err(AuthError::KeysUnavailable);
+        }
         let dept = p.dept.as_str();
         let named = match &issuer.departments {
             Some(list) => list.contains(dept),
@@ -459,13 +495,30 @@ impl Authenticator {
         // verified claims are checked against it again by jsonwebtoken.
         let iss = peek_issuer(token).ok_or(AuthError::Malformed)?;
         let issuer = self.issuers.get(&iss).ok_or(AuthError::UnknownIssuer)?;
-        let key = issuer
-            .keys
-            .iter()
-            .find(|(alg, _)| *alg == header.alg)
-            .map(|(_, key)| key)
-            .ok_or_else(|| AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)))?;
-        let data = jsonwebtoken::decode::<Claims>(token, key, &issuer.validation).map_err(|e| {
+        if !issuer.validation.algorithms.contains(&header.alg) {
+            return Err(AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)));
+        }
+        let published = match &issuer.jwks {
+            Some(source) => Some(source.keys().ok_or(AuthError::KeysUnavailable)?),
+            None => None,
+        };
+        let key = match &published {
+            Some(set) => set
+                .key(header.kid.as_deref(), header.alg)
+                .ok_or(AuthError::UnknownKey)?,
+            None => issuer
+                .keys
+                .iter()
+                .find(|(alg, _)| *alg == header.alg)
+                .map(|(_, key)| key)
+                .ok_or_else(|| AuthError::AlgorithmNotAllowed(format!("{:?}", header.alg)))?,
+        };
+        let data = jsonwebtoken::decode::<serde_json::Map<String, serde_json::Value>>(
+            token,
+            key,
+            &issuer.validation,
+        )
+        .map_err(|e| {
             use jsonwebtoken::errors::ErrorKind as K;
             match e.kind() {
                 K::InvalidSignature
@@ -482,7 +535,7 @@ impl Authenticator {
                 _ => AuthError::Malformed,
             }
         })?;
-        let c = data.claims;
+        let c = Claims::read(&data.claims, &issuer.claims)?;
         // A token lives at most the issuer's maximum (from iat, and from now):
         // a deny-list entry that lives that long outlives every token it names.
         let longest = issuer.max_lifetime.saturating_add(issuer.leeway);
@@ -493,48 +546,220 @@ impl Authenticator {
                 issuer.max_lifetime
             )));
         }
-        let dept = DeptId::parse(&c.dept).map_err(|_| AuthError::UnknownDepartment)?;
-        let roles = c
-            .roles
-            .iter()
-            .map(|r| Role::parse(r))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|_| {
-                AuthError::BadClaim("roles holds a value that is not a role code".into())
-            })?;
-        if c.sub.is_empty() || c.sub.len() > 128 || c.sub.chars().any(char::is_control) {
-            return Err(AuthError::BadClaim(
-                "sub must be 1 to 128 printable characters".into(),
-            ));
-        }
-        let bound_certificate = match c.cnf.and_then(|cnf| cnf.x5t_s256) {
-            None => None,
-            Some(t) => Some(
-                base64::engine::general_purpose::URL_SAFE_NO_PAD
-                    .decode(t.trim_end_matches('='))
-                    .ok()
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| {
-                        AuthError::BadClaim(
-                            "cnf.x5t#S256 must be the base64url SHA-256 thumbprint of a certificate".into(),
-                        )
-                    })?,
-            ),
-        };
         Ok((
             Principal {
-                dept,
+                dept: c.dept,
                 subject: c.sub.into(),
-                roles,
+                roles: c.roles,
                 issuer: iss,
                 expires: c.exp,
                 token_id: c.jti,
                 issued_at: c.iat,
-                bound_certificate,
+                bound_certificate: c.bound_certificate,
             },
             c.nbf,
         ))
     }
+
+    /// Whether any issuer publishes its keys (then a token naming an
+    /// unknown key may wait for a fetch: [`Self::fetch_keys_for`]).
+    pub fn publishes_keys(&self) -> bool {
+        !self.sources.is_empty()
+    }
+
+    /// Before a token is verified: if its issuer publishes its keys and the
+    /// set lacks the key the token names (or has none yet), fetch the set
+    /// now, at most once per `jwks_min_refetch_secs`, so that a key the
+    /// identity provider just began signing with is accepted at once.
+    pub async fn fetch_keys_for<'a>(&self, mut headers: impl Iterator<Item = &'a [u8]>) {
+        let Some(token) = headers.next().and_then(strip_bearer) else {
+            return;
+        };
+        if token.len() > self.max_token_bytes {
+            return;
+        }
+        let Ok(header) = jsonwebtoken::decode_header(token) else {
+            return;
+        };
+        let Some(source) = peek_issuer(token)
+            .and_then(|iss| self.issuers.get(&iss))
+            .and_then(|i| i.jwks.clone())
+        else {
+            return;
+        };
+        let known = source.keys().is_some_and(|set| match &header.kid {
+            Some(kid) => set.has(kid),
+            None => set.key(None, header.alg).is_some(),
+        });
+        if !known {
+            source.refetch_for_unknown_kid().await;
+        }
+    }
+
+    /// The issuers' published key sets.
+    pub fn key_sets(&self) -> &[Arc<JwksSource>] {
+        &self.sources
+    }
+
+    /// The published key sets' state, for `/readyz`.
+    pub fn key_sources(&self) -> Vec<JwksStatus> {
+        self.sources.iter().map(|s| s.status()).collect()
+    }
+}
+
+/// The claims the gateway reads, from wherever the issuer puts them.
+struct Claims {
+    sub: String,
+    exp: i64,
+    nbf: Option<i64>,
+    dept: DeptId,
+    roles: Vec<Role>,
+    jti: Option<String>,
+    iat: Option<i64>,
+    bound_certificate: Option<[u8; 32]>,
+}
+
+impl Claims {
+    fn read(
+        claims: &serde_json::Map<String, serde_json::Value>,
+        paths: &ClaimPaths,
+    ) -> Result<Self, AuthError> {
+        let bad = |m: String| AuthError::BadClaim(m);
+        let name = |p: &[String]| p.join(".");
+        let time = |n: &str| match claims.get(n) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| bad(format!("{n} must be a number of seconds"))),
+        };
+        let exp = time("exp")?.ok_or_else(|| bad("exp is required".into()))?;
+        let text = |p: &[String]| match claim_at(claims, p) {
+            None => Err(bad(format!("{} is required", name(p)))),
+            Some(v) => v
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| bad(format!("{} must be a string", name(p)))),
+        };
+        let sub = text(&paths.subject)?;
+        let dept =
+            DeptId::parse(&text(&paths.department)?).map_err(|_| AuthError::UnknownDepartment)?;
+        let roles = match claim_at(claims, &paths.roles) {
+            None => return Err(bad(format!("{} is required", name(&paths.roles)))),
+            Some(v) => v
+                .as_array()
+                .ok_or_else(|| bad("roles must be an array of role codes".into()))?,
+        };
+        let mut parsed = Vec::with_capacity(roles.len());
+        for r in roles {
+            let role = r.as_str().map(Role::parse);
+            match role {
+                Some(Ok(role)) => parsed.push(role),
+                // An identity provider's own roles (`default-roles-…`) are left out.
+                _ if !paths.own_names => {}
+                _ => {
+                    return Err(bad("roles holds a value that is not a role code".into()));
+                }
+            }
+        }
+        if sub.is_empty() || sub.len() > 128 || sub.chars().any(char::is_control) {
+            return Err(bad(format!(
+                "{} must be 1 to 128 printable characters",
+                name(&paths.subject)
+            )));
+        }
+        let jti = match claims.get("jti") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .ok_or_else(|| bad("jti must be a string".into()))?
+                    .to_owned(),
+            ),
+        };
+        let bound_certificate = match claims.get("cnf").and_then(|c| c.get("x5t#S256")) {
+            None => None,
+            Some(t) => Some(
+                t.as_str()
+                    .and_then(|t| {
+                        base64::engine::general_purpose::URL_SAFE_NO_PAD
+                            .decode(t.trim_end_matches('='))
+                            .ok()
+                    })
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        bad("cnf.x5t#S256 must be the base64url SHA-256 thumbprint of a certificate".into())
+                    })?,
+            ),
+        };
+        Ok(Self {
+            sub,
+            exp,
+            nbf: time("nbf")?,
+            dept,
+            roles: parsed,
+            jti,
+            iat: time("iat")?,
+            bound_certificate,
+        })
+    }
+}
+
+/// The keys an issuer configures itself (a PEM file, an HS256 secret), per
+/// algorithm; none for the asymmetric algorithms when it publishes a set.
+fn configured_keys(
+    c: &IssuerConfig,
+    algorithms: &[Algorithm],
+    published: bool,
+) -> Result<Vec<(Algorithm, DecodingKey)>, String> {
+    let mut keys = Vec::new();
+    let pem = match &c.public_key {
+        Some(path) => Some(
+            std::fs::read(path)
+                .map_err(|e| format!("public key {} cannot be read: {e}", path.display()))?,
+        ),
+        None => None,
+    };
+    for (name, &alg) in c.algorithms.iter().zip(algorithms) {
+        let key = match alg {
+            Algorithm::HS256 => {
+                let var = c.hs256_secret_env.as_deref().ok_or_else(|| {
+                    String::from("HS256 needs hs256_secret_env naming the secret's variable")
+                })?;
+                let secret = std::env::var(var)
+                    .map_err(|_| format!("environment variable {var} is not set"))?;
+                if secret.len() < 32 {
+                    return Err(format!(
+                        "the HS256 secret in {var} is shorter than 32 bytes"
+                    ));
+                }
+                DecodingKey::from_secret(secret.as_bytes())
+            }
+            // The issuer's published set holds these.
+            Algorithm::ES256 | Algorithm::RS256 | Algorithm::EdDSA if published => {
+                continue;
+            }
+            Algorithm::ES256 | Algorithm::RS256 | Algorithm::EdDSA => {
+                let pem = pem.as_deref().ok_or_else(|| {
+                    format!(
+                        "{name} needs public_key, or a JWK Set (jwks_url, jwks_file or discovery)"
+                    )
+                })?;
+                let key = match alg {
+                    Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
+                    Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+                    _ => DecodingKey::from_ed_pem(pem),
+                };
+                key.map_err(|e| format!("public key is not a {name} key: {e}"))?
+            }
+            _ => {
+                return Err(format!(
+                    "algorithm {name} is not supported; use ES256, RS256, EdDSA or HS256"
+                ));
+            }
+        };
+        keys.push((alg, key));
+    }
+    Ok(keys)
 }
 
 fn strip_bearer(value: &[u8]) -> Option<&[u8]> {

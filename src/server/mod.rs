@@ -88,6 +88,7 @@ pub async fn serve(
         spawn_policy_reloader(gw.clone())
     };
     let hangups = spawn_policy_file_comparer(gw.clone());
+    let key_refreshers = spawn_key_refreshers(&gw);
     tokio::pin!(shutdown);
 
     loop {
@@ -130,6 +131,9 @@ pub async fn serve(
     drop(listener);
     reloader.abort();
     hangups.abort();
+    for r in key_refreshers {
+        r.abort();
+    }
     cert_reloader.abort();
     summaries.abort();
     if let Some((beat, shipper)) = heartbeat {
@@ -646,6 +650,48 @@ fn spawn_policy_file_comparer(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
             let _ = tokio::task::spawn_blocking(move || cluster.compare_policy_files(&dir)).await;
         }
     })
+}
+
+/// Keeps each issuer's published key set fresh: fetched at once, then
+/// every `jwks_refresh_secs` (a file: when it changes) and on SIGHUP.
+fn spawn_key_refreshers(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
+    gw.auth
+        .key_sets()
+        .iter()
+        .map(|source| {
+            let source = source.clone();
+            let labels = crate::metrics::IssuerLabels {
+                issuer: source.issuer().to_owned(),
+            };
+            let fetched = gw.metrics.token_keys_fetched.get_or_create(&labels).clone();
+            let failures = gw
+                .metrics
+                .token_keys_fetch_failures
+                .get_or_create(&labels)
+                .clone();
+            tokio::spawn(async move {
+                let mut triggers = Triggers::new(None);
+                loop {
+                    source.refresh().await;
+                    let status = source.status();
+                    fetched.set(status.fetched);
+                    failures.inc_by(status.failures.saturating_sub(failures.get()));
+                    match source.file() {
+                        Some(path) => {
+                            let path = [path.to_owned()];
+                            triggers.next(|| stamps(&path)).await;
+                        }
+                        None => {
+                            tokio::select! {
+                                () = tokio::time::sleep(source.period()) => {}
+                                () = triggers.hup.next() => {}
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
 }
 
 /// SIGHUP, where there is such a thing.

@@ -16,6 +16,7 @@ mod crash;
 mod gm_suite;
 mod helpers;
 mod hostile;
+mod jwks;
 mod lookup;
 mod ops;
 mod pg;
