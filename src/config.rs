@@ -69,6 +69,10 @@ pub struct Config {
     /// directory.
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
+    /// The file this configuration was read from (none when built in
+    /// code): read again for the settings that change without a restart.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// Cluster mode (`[cluster]`): the policy set lives in PostgreSQL, every
@@ -948,6 +952,7 @@ impl Config {
         })?;
         let base = path.parent().unwrap_or_else(|| Path::new("."));
         config.resolve_paths(base);
+        config.source = Some(path.to_owned());
         config.check().map_err(|rule| ConfigError::Invalid {
             path: path.to_owned(),
             message: rule.to_string(),

@@ -116,7 +116,9 @@ pub struct Gateway {
     /// Refusals before authentication, per source address.
     pub unauthenticated: crate::pipeline::unauthenticated::UnauthenticatedLimit,
     /// The keys that sign answers (signed answers, 免提交).
-    pub answer_keys: Arc<crate::proof::AnswerKeys>,
+    /// The answer-signing keys, swapped whole when `tongban keys rotate`
+    /// makes another current (read again on its change and on SIGHUP).
+    pub answer_keys: arc_swap::ArcSwap<crate::proof::AnswerKeys>,
     /// Prometheus metrics.
     pub metrics: Arc<Metrics>,
     /// The history of policy changes.
@@ -129,7 +131,9 @@ pub struct Gateway {
     pub reload_status: std::sync::RwLock<ReloadStatus>,
     /// Cluster mode: the shared policy set in PostgreSQL.
     pub cluster: Option<Arc<Cluster>>,
-    dept_rates: DeptRates,
+    /// The department limits of `tongban.toml`, read again on its change
+    /// and on SIGHUP ([`Gateway::reload_rate_limits`]).
+    dept_rates: arc_swap::ArcSwap<DeptRates>,
 }
 
 /// Where a new policy set came from, for its audit events and history.
@@ -156,7 +160,7 @@ pub struct ReloadStatus {
     pub failures: u64,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct DeptRates {
     default: RateSpec,
     named: BTreeMap<String, RateSpec>,
@@ -174,6 +178,18 @@ impl DeptRates {
             named.insert(dept.clone(), parse(&format!("departments.{dept}"), rate)?);
         }
         Ok(Self { default, named })
+    }
+
+    /// The limits as the configuration spells them.
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "per_department": self.default.to_string(),
+            "departments": self
+                .named
+                .iter()
+                .map(|(d, r)| (d.clone(), serde_json::json!(r.to_string())))
+                .collect::<serde_json::Map<_, _>>(),
+        })
     }
 
     fn rate(&self, dept: &DeptId) -> RateSpec {
@@ -246,7 +262,7 @@ impl Gateway {
             return Ok(());
         };
         // `jwks` always holds a `keys` array.
-        let own = self.answer_keys.jwks()["keys"]
+        let own = self.answer_keys.load().jwks()["keys"]
             .as_array()
             .cloned()
             .unwrap_or_default();
@@ -261,7 +277,7 @@ impl Gateway {
     /// The JWK Set that verifies signed answers: this node's keys, and in
     /// cluster mode every other node's too.
     pub fn jwks(&self) -> serde_json::Value {
-        let mut set = self.answer_keys.jwks();
+        let mut set = self.answer_keys.load().jwks();
         if let (Some(cluster), Some(keys)) = (&self.cluster, set["keys"].as_array_mut()) {
             let others = cluster
                 .answer_keys
@@ -321,7 +337,7 @@ impl Gateway {
             &config.data_dir,
             config.audit.suite,
         )?);
-        let answer_keys = Arc::new(
+        let answer_keys = arc_swap::ArcSwap::from_pointee(
             crate::proof::AnswerKeys::open(&config.data_dir)
                 .map_err(|e| StartError::Config(format!("answer-signing keys: {e}")))?,
         );
@@ -370,7 +386,7 @@ impl Gateway {
             stops_lock: tokio::sync::Mutex::new(()),
             reload_status: std::sync::RwLock::new(ReloadStatus::default()),
             cluster,
-            dept_rates,
+            dept_rates: arc_swap::ArcSwap::from_pointee(dept_rates),
         }))
     }
 
@@ -382,12 +398,59 @@ impl Gateway {
     /// Compiles a validated set against the one in force (keeping limiters).
     pub fn compile(&self, set: PolicySet) -> CompiledPolicy {
         let current = self.policy.snapshot();
-        CompiledPolicy::compile(
-            set,
-            |d| self.dept_rates.rate(d),
+        let rates = self.dept_rates.load();
+        CompiledPolicy::compile(set, |d| rates.rate(d), Some(&current), &self.clock)
+    }
+
+    /// Reads the department limits of `tongban.toml` again (on its change
+    /// and on SIGHUP). Changed limits are audited (`config.rate_limits`,
+    /// durable first) and put in force in one swap of the compiled policy,
+    /// with fresh limiters for the departments whose limit changed; a file
+    /// that does not load leaves the limits in force. Returns whether they
+    /// changed.
+    pub async fn reload_rate_limits(&self, trigger: &str) -> Result<bool, String> {
+        let Some(path) = &self.config.source else {
+            return Ok(false);
+        };
+        let fresh = Config::load(path).map_err(|e| e.to_string())?;
+        let rates = DeptRates::from_config(&fresh).map_err(|e| e.to_string())?;
+        let _guard = self.policy_lock.lock().await;
+        let before = self.dept_rates.load_full();
+        if *before == rates {
+            return Ok(false);
+        }
+        let mut event = EventBody::system(
+            self.clock.unix_millis(),
+            EventKind::PolicyAdmin,
+            "config.rate_limits",
+        );
+        event.dept = Some(self.config.operator_department.as_str().into());
+        event.subject = Some(format!("configuration ({trigger})").into());
+        event.status = 200;
+        event.outcome = Outcome::Allow;
+        event.detail = Some(
+            serde_json::json!({
+                "before": before.describe(),
+                "after": rates.describe(),
+            })
+            .to_string(),
+        );
+        self.audit
+            .append_many(vec![event])
+            .await
+            .map_err(|e| format!("the change cannot be audited, so it is not applied: {e}"))?;
+        self.dept_rates.store(Arc::new(rates));
+        let current = self.policy.snapshot();
+        let rates = self.dept_rates.load();
+        let compiled = CompiledPolicy::compile(
+            current.set.clone(),
+            |d| rates.rate(d),
             Some(&current),
             &self.clock,
-        )
+        );
+        self.policy.swap(compiled);
+        tracing::info!(trigger, "department rate limits changed and are in force");
+        Ok(true)
     }
 
     /// Re-reads the policy directory after a hand edit (file change or
@@ -758,12 +821,8 @@ impl Gateway {
             })?
         };
         let version = set.version.clone();
-        let compiled = CompiledPolicy::compile(
-            set,
-            |d| self.dept_rates.rate(d),
-            Some(&current),
-            &self.clock,
-        );
+        let rates = self.dept_rates.load();
+        let compiled = CompiledPolicy::compile(set, |d| rates.rate(d), Some(&current), &self.clock);
         self.policy.swap(compiled);
         for (i, c) in changes.into_iter().enumerate() {
             let entry = HistoryEntry {

@@ -23,7 +23,8 @@ use serde_json::{Map, Value, json};
 use crate::audit::event::{Hash, sha256};
 use crate::audit::pseudonym::write_private;
 
-const DIR: &str = "answer-keys";
+/// The answer-signing keys' directory under the data directory.
+pub const DIR: &str = "answer-keys";
 /// The JWS `typ` of a proof.
 pub const PROOF_TYPE: &str = "tongban-proof+jwt";
 

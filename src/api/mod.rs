@@ -632,7 +632,7 @@ fn proof_finalizer(
     match result {
         Ok(Answer::Json { proof, .. } | Answer::Typed { proof, .. }) => {
             proof.take().map(|claims| {
-                let keys = gw.answer_keys.clone();
+                let keys = gw.answer_keys.load_full();
                 let slot = Arc::clone(slot);
                 let mut claims = *claims;
                 Box::new(move |first: u64, last: u64| {

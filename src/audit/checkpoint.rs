@@ -325,12 +325,18 @@ pub struct CheckpointSigner {
     ed25519: SigningKey,
     sm2: Option<SigningKey>,
     active: Suite,
+    /// The public halves of keys rotated out (`tongban audit rotate-key`):
+    /// the checkpoints they signed still verify.
+    retired: Vec<PublicKey>,
 }
 
 /// Where the Ed25519 key lives (PKCS#8 DER, mode 0600).
 pub const ED25519_KEY_FILE: &str = "audit-checkpoint.key";
 /// Where the SM2 key lives (PKCS#8 PEM, mode 0600).
 pub const SM2_KEY_FILE: &str = "audit-checkpoint-sm2.pem";
+/// Where keys rotated out are kept (`<key id>.key`, `<key id>-sm2.pem`):
+/// their public halves verify the checkpoints they signed.
+pub const RETIRED_DIR: &str = "audit-checkpoint-retired";
 
 impl CheckpointSigner {
     /// Loads the keys under `dir` with the default suite active.
@@ -374,6 +380,49 @@ impl CheckpointSigner {
             ed25519: SigningKey::Ed25519(ed25519),
             sm2,
             active: suite,
+            retired: retired_keys(dir)?,
+        })
+    }
+
+    /// Begins a rotation of `suite`'s key under `dir`: a new key is written
+    /// beside the active one, and the active one is kept among the retired
+    /// keys. Nothing changes for the gateway until [`Rotation::finish`]; a
+    /// stop in between leaves the old key active (and the new one beside it,
+    /// replaced by the next rotation).
+    pub fn begin_rotation(dir: &Path, suite: Suite) -> std::io::Result<Rotation> {
+        let signer = Self::open_suite(dir, suite)?;
+        let active_path = dir.join(match suite {
+            Suite::International => ED25519_KEY_FILE,
+            Suite::Gm => SM2_KEY_FILE,
+        });
+        let new_path = active_path.with_extension("new");
+        let new = match suite {
+            Suite::International => {
+                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                    .map_err(|_| std::io::Error::other("cannot generate an Ed25519 key"))?;
+                write_private(&new_path, doc.as_ref())?;
+                let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
+                    .map_err(|_| std::io::Error::other("cannot read the key just generated"))?;
+                SigningKey::Ed25519(pair)
+            }
+            Suite::Gm => SigningKey::sm2_generate(&new_path)?,
+        };
+        let old = signer.key(suite).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotFound, format!("no {suite} key"))
+        })?;
+        let retired = dir.join(RETIRED_DIR);
+        std::fs::create_dir_all(&retired)?;
+        let kept = retired.join(match suite {
+            Suite::International => format!("{}.key", old.public_key().key_id()),
+            Suite::Gm => format!("{}-sm2.pem", old.public_key().key_id()),
+        });
+        write_private(&kept, &std::fs::read(&active_path)?)?;
+        Ok(Rotation {
+            signer,
+            suite,
+            new,
+            new_path,
+            active_path,
         })
     }
 
@@ -427,11 +476,17 @@ impl CheckpointSigner {
         self.active_key().public_key().key_id()
     }
 
-    /// The public keys of every suite this node has keys for.
+    /// The public keys of every suite this node has keys for, and of the
+    /// keys it rotated out.
     pub fn keyring(&self) -> Keyring {
         let mut keys = vec![self.ed25519.public_key()];
         if let Some(k) = &self.sm2 {
             keys.push(k.public_key());
+        }
+        for k in &self.retired {
+            if keys.iter().all(|have| have.key_id() != k.key_id()) {
+                keys.push(k.clone());
+            }
         }
         Keyring::new(keys)
     }
@@ -490,6 +545,98 @@ impl CheckpointSigner {
         cp.previous_signature = Some(old.sign(&bytes));
         Ok(cp)
     }
+}
+
+/// A checkpoint key rotation under way ([`CheckpointSigner::begin_rotation`]).
+#[derive(Debug)]
+pub struct Rotation {
+    signer: CheckpointSigner,
+    suite: Suite,
+    new: SigningKey,
+    new_path: std::path::PathBuf,
+    active_path: std::path::PathBuf,
+}
+
+impl Rotation {
+    /// The key rotated out.
+    pub fn old_key_id(&self) -> String {
+        self.signer.key_id()
+    }
+
+    /// The key rotated in.
+    pub fn new_key_id(&self) -> String {
+        self.new.public_key().key_id()
+    }
+
+    /// The checkpoint that hands the chain over at its head `(seq, hash)`:
+    /// it names the new key and the old one, and both sign it, as at a
+    /// change of suite.
+    pub fn handover(
+        &self,
+        node: &str,
+        seq: u64,
+        head_hash: Hash,
+        time_ms: i64,
+    ) -> SignedCheckpoint {
+        let old = self.signer.active_key();
+        let checkpoint = Checkpoint {
+            version: CHECKPOINT_VERSION,
+            node: node.to_owned(),
+            seq,
+            head_hash,
+            time_ms,
+            suite: self.suite.name().to_owned(),
+            key_id: self.new_key_id(),
+            previous: Some(PreviousKey {
+                suite: self.suite.name().to_owned(),
+                key_id: old.public_key().key_id(),
+            }),
+        };
+        let bytes = checkpoint.signed_bytes();
+        SignedCheckpoint {
+            signature: self.new.sign(&bytes),
+            previous_signature: Some(old.sign(&bytes)),
+            checkpoint,
+        }
+    }
+
+    /// Makes the new key the active one (an atomic rename, then a sync of
+    /// the directory).
+    pub fn finish(self) -> std::io::Result<()> {
+        std::fs::rename(&self.new_path, &self.active_path)?;
+        if let Some(dir) = self.active_path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    }
+}
+
+/// The public halves of the keys under `dir`'s retired directory.
+fn retired_keys(dir: &Path) -> std::io::Result<Vec<PublicKey>> {
+    let retired = dir.join(RETIRED_DIR);
+    let entries = match std::fs::read_dir(&retired) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut keys = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.ends_with("-sm2.pem") {
+            keys.push(SigningKey::sm2_from_pem(&path)?.public_key());
+        } else if name.ends_with(".key") {
+            let pair = Ed25519KeyPair::from_pkcs8(&std::fs::read(&path)?).map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{} is not an Ed25519 PKCS#8 key", path.display()),
+                )
+            })?;
+            keys.push(SigningKey::Ed25519(pair).public_key());
+        }
+    }
+    keys.sort_by_key(PublicKey::key_id);
+    Ok(keys)
 }
 
 /// The key id of a raw public key.

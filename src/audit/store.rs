@@ -546,6 +546,55 @@ impl AuditStore {
     }
 }
 
+/// What `tongban audit rotate-key` did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyRotation {
+    /// The suite whose key was rotated.
+    pub suite: String,
+    /// The key rotated out (kept among the retired keys).
+    pub old_key_id: String,
+    /// The key that signs from now on.
+    pub new_key_id: String,
+    /// The head the handover checkpoint (signed by both) covers; none for
+    /// an empty log.
+    pub handover_seq: Option<u64>,
+}
+
+impl AuditStore {
+    /// Rotates the checkpoint key of `suite` under `data_dir` (run while
+    /// the gateway is stopped): a new key, the old one kept among the
+    /// retired keys, and at the head a checkpoint naming both and signed by
+    /// both, as at a change of suite, durable before the new key is made
+    /// the active one.
+    pub fn rotate_checkpoint_key(
+        &self,
+        data_dir: &Path,
+        suite: super::suite::Suite,
+        time_ms: i64,
+    ) -> Result<KeyRotation, AuditError> {
+        let rotation = super::checkpoint::CheckpointSigner::begin_rotation(data_dir, suite)?;
+        let (seq, hash) = self.head()?;
+        let handover_seq = match self.get(seq)? {
+            Some(last) => {
+                let cp = rotation.handover(&last.node, seq, hash, time_ms);
+                self.apply(Self::entries(&[], &[], Some(&cp)))?;
+                self.db().flush()?;
+                sync_db_file(data_dir)?;
+                Some(seq)
+            }
+            None => None,
+        };
+        let report = KeyRotation {
+            suite: suite.name().to_owned(),
+            old_key_id: rotation.old_key_id(),
+            new_key_id: rotation.new_key_id(),
+            handover_seq,
+        };
+        rotation.finish()?;
+        Ok(report)
+    }
+}
+
 /// `fdatasync`s sled's file in `data_dir` (sled's own flush does not reach
 /// the device's cache).
 pub(crate) fn sync_db_file(data_dir: &Path) -> Result<(), AuditError> {

@@ -106,6 +106,15 @@ pub(crate) enum AuditCommand {
         #[arg(long, default_value = "gm")]
         suite: String,
     },
+    /// Rotate the checkpoint key of audit.suite (while the gateway is
+    /// stopped): a new key signs from now on; the old one is kept among the
+    /// retired keys (data/audit-checkpoint-retired/), so the checkpoints it
+    /// signed still verify, and the last event gets a checkpoint signed by
+    /// both, as at a change of suite.
+    RotateKey {
+        #[command(flatten)]
+        target: Target,
+    },
     /// Remove events past the retention period that are exported and checkpointed.
     Prune {
         #[command(flatten)]
@@ -223,6 +232,7 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Stats { target, from, to } => stats(target, from, to),
         AuditCommand::Keygen { target, suite } => keygen(target, suite),
         AuditCommand::Pubkey { target } => pubkey(target),
+        AuditCommand::RotateKey { target } => rotate_key(target),
         AuditCommand::Prune {
             target,
             dry_run,
@@ -488,6 +498,27 @@ fn keygen(target: Target, suite: String) -> Result<ExitCode> {
         signer.key_id(),
         path.display(),
         suite.name()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `audit rotate-key`: a new checkpoint key, handed over to by the old one.
+fn rotate_key(target: Target) -> Result<ExitCode> {
+    let o = open(&target)?;
+    let done = o
+        .store
+        .rotate_checkpoint_key(&o.config.data_dir, o.config.audit.suite, now_ms())?;
+    println!("{}", serde_json::to_string_pretty(&done)?);
+    eprintln!(
+        "checkpoint key {} ({}) now signs; {} is kept in {}/{} and still verifies what it signed{}. `tongban audit pubkey` prints both: give verifiers the new public key",
+        done.new_key_id,
+        done.suite,
+        done.old_key_id,
+        o.config.data_dir.display(),
+        tongban::audit::checkpoint::RETIRED_DIR,
+        done.handover_seq
+            .map(|s| format!("; the checkpoint at event {s} is signed by both"))
+            .unwrap_or_default()
     );
     Ok(ExitCode::SUCCESS)
 }

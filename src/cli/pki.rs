@@ -59,7 +59,7 @@ pub(crate) enum KeysCommand {
         target: Target,
     },
     /// Make a new answer-signing key the one that signs; earlier public keys
-    /// stay published. Takes effect when the gateway (re)starts.
+    /// stay published. A running gateway takes it up within a second.
     Rotate {
         #[command(flatten)]
         target: Target,
@@ -138,7 +138,7 @@ pub(crate) fn keys(command: KeysCommand) -> Result<ExitCode> {
             let config = target.load()?;
             let kid = tongban::proof::rotate(&config.data_dir)?;
             println!(
-                "answer-signing key {kid} now signs; earlier keys stay in /.well-known/jwks.json. Restart the gateway to use it."
+                "answer-signing key {kid} is current; a running gateway signs with it within a second (or at SIGHUP), and earlier keys stay in /.well-known/jwks.json"
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -305,9 +305,15 @@ impl Authenticator {
                         .map_err(|_| fail(format!("unknown algorithm {name}")))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let jwks = JwksSource::from_config(c, &algorithms, epoch.clone(), clock.clone())
+            // A published set, or the PEM file: both read again while serving.
+            let jwks = match JwksSource::from_config(c, &algorithms, epoch.clone(), clock.clone())
                 .map_err(fail)?
-                .map(Arc::new);
+            {
+                Some(set) => Some(set),
+                None => JwksSource::from_pem(c, &algorithms, epoch.clone(), clock.clone())
+                    .map_err(fail)?,
+            }
+            .map(Arc::new);
             let claims = ClaimPaths::new(&c.claims).map_err(fail)?;
             let keys = configured_keys(c, &algorithms, jwks.is_some()).map_err(fail)?;
             let Some(&first) = algorithms.first() else {
@@ -450,7 +456,7 @@ impl Authenticator {
         };
         // A cached token too: past the stale bound, the issuer's keys are
         // not trusted to have verified it.
-        if issuer.jwks.as_ref().is_some_and(|j| j.keys().is_none()) {
+        if issuer.jwks.as_ref().is_some_and(|j| !j.usable()) {
             return Err(AuthError::KeysUnavailable);
         }
         let dept = p.dept.as_str();
@@ -564,7 +570,7 @@ impl Authenticator {
     /// Whether any issuer publishes its keys (then a token naming an
     /// unknown key may wait for a fetch: [`Self::fetch_keys_for`]).
     pub fn publishes_keys(&self) -> bool {
-        !self.sources.is_empty()
+        self.sources.iter().any(|s| s.refetches())
     }
 
     /// Before a token is verified: if its issuer publishes its keys and the
@@ -584,6 +590,7 @@ impl Authenticator {
         let Some(source) = peek_issuer(token)
             .and_then(|iss| self.issuers.get(&iss))
             .and_then(|i| i.jwks.clone())
+            .filter(|s| s.refetches())
         else {
             return;
         };

@@ -53,6 +53,8 @@ enum Origin {
     /// A file, and the modification time it was last read at.
     File {
         path: PathBuf,
+        /// A JWK Set (`jwks_file`), or one PEM public key (`public_key`).
+        pem: bool,
         modified: Mutex<Option<std::time::SystemTime>>,
     },
 }
@@ -61,8 +63,9 @@ enum Origin {
 pub struct Key {
     alg: Algorithm,
     key: DecodingKey,
-    /// As published (a changed key under the same `kid` is a change of the set).
-    jwk: Jwk,
+    /// As published, the JWK or the PEM text (a changed key under the same
+    /// `kid` is a change of the set).
+    published: String,
 }
 
 impl std::fmt::Debug for Key {
@@ -77,6 +80,8 @@ impl std::fmt::Debug for Key {
 #[derive(Default, Debug)]
 pub struct KeySet {
     keys: HashMap<String, Key>,
+    /// One PEM key per algorithm: a token's `kid` is not looked at.
+    any_kid: bool,
     /// When the set was last fetched or read (unix seconds; 0: never).
     fetched: i64,
 }
@@ -85,6 +90,7 @@ impl KeySet {
     /// The key for a token's `kid` and algorithm. A token without `kid`
     /// is verified only when the set holds exactly one key of its algorithm.
     pub fn key(&self, kid: Option<&str>, alg: Algorithm) -> Option<&DecodingKey> {
+        let kid = if self.any_kid { None } else { kid };
         match kid {
             Some(kid) => self.keys.get(kid).filter(|k| k.alg == alg).map(|k| &k.key),
             None => {
@@ -163,6 +169,77 @@ pub struct JwksStatus {
 }
 
 impl JwksSource {
+    /// The keys of an issuer configured with `public_key`: the PEM file,
+    /// read here (a start with a file that does not load fails) and again
+    /// when it changes and on SIGHUP, as a `jwks_file` is.
+    pub fn from_pem(
+        c: &IssuerConfig,
+        algorithms: &[Algorithm],
+        epoch: Arc<AtomicU64>,
+        clock: Clock,
+    ) -> Result<Option<Self>, String> {
+        let Some(path) = &c.public_key else {
+            return Ok(None);
+        };
+        let asymmetric: Vec<Algorithm> = algorithms
+            .iter()
+            .copied()
+            .filter(|a| *a != Algorithm::HS256)
+            .collect();
+        if asymmetric.is_empty() {
+            return Ok(None);
+        }
+        let source = Self::new(
+            c,
+            Origin::File {
+                path: path.clone(),
+                pem: true,
+                modified: Mutex::new(None),
+            },
+            asymmetric,
+            epoch,
+            clock,
+        );
+        source.reload_file()?;
+        Ok(Some(source))
+    }
+
+    fn new(
+        c: &IssuerConfig,
+        origin: Origin,
+        algorithms: Vec<Algorithm>,
+        epoch: Arc<AtomicU64>,
+        clock: Clock,
+    ) -> Self {
+        Self {
+            issuer: c.issuer.clone(),
+            origin,
+            algorithms,
+            refresh: Duration::from_secs(c.jwks_refresh_secs.get()),
+            min_refetch_secs: i64::try_from(c.jwks_min_refetch_secs).unwrap_or(i64::MAX),
+            stale_max_secs: i64::try_from(c.jwks_stale_max_secs).unwrap_or(i64::MAX),
+            current: ArcSwap::from_pointee(KeySet::default()),
+            fetching: tokio::sync::Mutex::new(()),
+            last_attempt: AtomicI64::new(i64::MIN),
+            last_error: Mutex::new(None),
+            failures: AtomicU64::new(0),
+            epoch,
+            clock,
+        }
+    }
+
+    /// Whether a token naming a key the set lacks is worth fetching the
+    /// set again for (a published set; not a PEM file).
+    pub fn refetches(&self) -> bool {
+        !matches!(self.origin, Origin::File { pem: true, .. })
+    }
+
+    /// Whether the issuer's tokens can be verified now (cheap: a file's
+    /// keys are always there once the start read them).
+    pub fn usable(&self) -> bool {
+        matches!(self.origin, Origin::File { .. }) || self.keys().is_some()
+    }
+
     /// The source an issuer configures, if it configures one: its HTTPS
     /// client is built (and a file read) here; nothing is fetched yet.
     pub fn from_config(
@@ -193,6 +270,7 @@ impl JwksSource {
             },
             (None, Some(path), false) => Origin::File {
                 path: path.clone(),
+                pem: false,
                 modified: Mutex::new(None),
             },
             _ => {
@@ -202,21 +280,7 @@ impl JwksSource {
                 );
             }
         };
-        let source = Self {
-            issuer: c.issuer.clone(),
-            origin,
-            algorithms: algorithms.to_vec(),
-            refresh: Duration::from_secs(c.jwks_refresh_secs.get()),
-            min_refetch_secs: i64::try_from(c.jwks_min_refetch_secs).unwrap_or(i64::MAX),
-            stale_max_secs: i64::try_from(c.jwks_stale_max_secs).unwrap_or(i64::MAX),
-            current: ArcSwap::from_pointee(KeySet::default()),
-            fetching: tokio::sync::Mutex::new(()),
-            last_attempt: AtomicI64::new(i64::MIN),
-            last_error: Mutex::new(None),
-            failures: AtomicU64::new(0),
-            epoch,
-            clock,
-        };
+        let source = Self::new(c, origin, algorithms.to_vec(), epoch, clock);
         // A file is there at start, or the start fails: it is the operator's own.
         if matches!(source.origin, Origin::File { .. }) {
             source.reload_file()?;
@@ -290,11 +354,14 @@ impl JwksSource {
     fn install(&self, keys: HashMap<String, Key>) {
         let old = self.current.load();
         let same = old.keys.len() == keys.len()
-            && keys
-                .iter()
-                .all(|(kid, k)| old.keys.get(kid).is_some_and(|o| o.jwk == k.jwk));
+            && keys.iter().all(|(kid, k)| {
+                old.keys
+                    .get(kid)
+                    .is_some_and(|o| o.published == k.published)
+            });
         self.current.store(Arc::new(KeySet {
             keys,
+            any_kid: matches!(self.origin, Origin::File { pem: true, .. }),
             fetched: self.clock.unix_secs(),
         }));
         if !same {
@@ -306,20 +373,32 @@ impl JwksSource {
 
     /// Reads the file again if it changed since it was last read.
     fn reload_file(&self) -> Result<(), String> {
-        let Origin::File { path, modified } = &self.origin else {
+        let Origin::File {
+            path,
+            pem,
+            modified,
+        } = &self.origin
+        else {
             return Ok(());
         };
+        let what = if *pem { "public key" } else { "jwks_file" };
         let now = std::fs::metadata(path)
             .and_then(|m| m.modified())
-            .map_err(|e| format!("jwks_file {}: {e}", path.display()))?;
+            .map_err(|e| format!("{what} {} cannot be read: {e}", path.display()))?;
         let mut seen = modified.lock().unwrap_or_else(|p| p.into_inner());
         if *seen == Some(now) {
             return Ok(());
         }
         let read = std::fs::read(path)
-            .map_err(|e| format!("jwks_file {}: {e}", path.display()))
-            .and_then(|b| parse_set(&b, &self.algorithms))
-            .map_err(|e| format!("jwks_file {}: {e}", path.display()));
+            .map_err(|e| format!("{what} {} cannot be read: {e}", path.display()))
+            .and_then(|b| {
+                if *pem {
+                    parse_pem(&b, &self.algorithms)
+                } else {
+                    parse_set(&b, &self.algorithms)
+                        .map_err(|e| format!("jwks_file {}: {e}", path.display()))
+                }
+            });
         match read {
             Ok(keys) => {
                 *seen = Some(now);
@@ -327,7 +406,7 @@ impl JwksSource {
                 Ok(())
             }
             Err(e) => {
-                tracing::warn!(issuer = %self.issuer, error = %e, "the issuer's JWK Set file does not load; the set in force stays");
+                tracing::warn!(issuer = %self.issuer, error = %e, "the issuer's key file does not load; the keys in force stay");
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
                 Err(e)
             }
@@ -518,7 +597,18 @@ pub fn parse_set(bytes: &[u8], pinned: &[Algorithm]) -> Result<HashMap<String, K
             continue;
         };
         let kid = jwk.common.key_id.clone().unwrap_or_default();
-        if keys.insert(kid.clone(), Key { alg, key, jwk }).is_some() {
+        let published = serde_json::to_string(&jwk).unwrap_or_default();
+        if keys
+            .insert(
+                kid.clone(),
+                Key {
+                    alg,
+                    key,
+                    published,
+                },
+            )
+            .is_some()
+        {
             return Err(format!("the JWK Set holds the key id \"{kid}\" twice"));
         }
     }
@@ -531,6 +621,28 @@ pub fn parse_set(bytes: &[u8], pinned: &[Algorithm]) -> Result<HashMap<String, K
                 .collect::<Vec<_>>()
                 .join(", ")
         ));
+    }
+    Ok(keys)
+}
+
+/// One PEM public key as the key of each pinned asymmetric algorithm.
+fn parse_pem(pem: &[u8], pinned: &[Algorithm]) -> Result<HashMap<String, Key>, String> {
+    let mut keys = HashMap::new();
+    for &alg in pinned {
+        let key = match alg {
+            Algorithm::ES256 => DecodingKey::from_ec_pem(pem),
+            Algorithm::RS256 => DecodingKey::from_rsa_pem(pem),
+            _ => DecodingKey::from_ed_pem(pem),
+        }
+        .map_err(|e| format!("public key is not a {alg:?} key: {e}"))?;
+        keys.insert(
+            format!("{alg:?}"),
+            Key {
+                alg,
+                key,
+                published: String::from_utf8_lossy(pem).into_owned(),
+            },
+        );
     }
     Ok(keys)
 }
@@ -621,6 +733,7 @@ mod tests {
         let one = json!({"keys": [ec_key("a")]});
         let set = KeySet {
             keys: parse_set(one.to_string().as_bytes(), &[Algorithm::ES256]).unwrap(),
+            any_kid: false,
             fetched: 1,
         };
         assert!(set.key(None, Algorithm::ES256).is_some());
@@ -633,6 +746,7 @@ mod tests {
         let two = json!({"keys": [ec_key("a"), ec_key("b")]});
         let set = KeySet {
             keys: parse_set(two.to_string().as_bytes(), &[Algorithm::ES256]).unwrap(),
+            any_kid: false,
             fetched: 1,
         };
         assert!(set.key(None, Algorithm::ES256).is_none());

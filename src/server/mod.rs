@@ -87,8 +87,7 @@ pub async fn serve(
     } else {
         spawn_policy_reloader(gw.clone())
     };
-    let hangups = spawn_policy_file_comparer(gw.clone());
-    let key_refreshers = spawn_key_refreshers(&gw);
+    let reloaders = spawn_reloaders(&gw);
     tokio::pin!(shutdown);
 
     loop {
@@ -130,8 +129,7 @@ pub async fn serve(
 
     drop(listener);
     reloader.abort();
-    hangups.abort();
-    for r in key_refreshers {
+    for r in reloaders {
         r.abort();
     }
     cert_reloader.abort();
@@ -652,6 +650,20 @@ fn spawn_policy_file_comparer(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
     })
 }
 
+/// What reads files (and fetches key sets) again while the gateway serves,
+/// each on its files' change and on SIGHUP: in cluster mode the policy-file
+/// comparison; the issuers' keys; the answer-signing key; the department
+/// rate limits.
+fn spawn_reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut tasks = vec![
+        spawn_policy_file_comparer(gw.clone()),
+        spawn_answer_key_reloader(gw.clone()),
+        spawn_rate_limit_reloader(gw.clone()),
+    ];
+    tasks.extend(spawn_key_refreshers(gw));
+    tasks
+}
+
 /// Keeps each issuer's published key set fresh: fetched at once, then
 /// every `jwks_refresh_secs` (a file: when it changes) and on SIGHUP.
 fn spawn_key_refreshers(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
@@ -692,6 +704,54 @@ fn spawn_key_refreshers(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
             })
         })
         .collect()
+}
+
+/// Takes up the answer-signing key `tongban keys rotate` made current
+/// without a restart: `answer-keys/current` is read again when it changes
+/// and on SIGHUP; keys that do not load leave the ones in force.
+fn spawn_answer_key_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let current = [gw.config.data_dir.join(crate::proof::DIR).join("current")];
+        let mut triggers = Triggers::new(Some(stamps(&current)));
+        loop {
+            let why = triggers.next(|| stamps(&current)).await;
+            match crate::proof::AnswerKeys::open(&gw.config.data_dir) {
+                Ok(keys) if keys.kid() != gw.answer_keys.load().kid() => {
+                    tracing::info!(
+                        kid = keys.kid(),
+                        trigger = why,
+                        "answer-signing key now signs; earlier keys stay published"
+                    );
+                    gw.answer_keys.store(Arc::new(keys));
+                    if let Err(e) = gw.sync_answer_keys().await {
+                        tracing::warn!(error = %e, "the new answer-signing key is registered in PostgreSQL with the next heartbeat");
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "answer-signing keys do not load; the ones in force stay");
+                }
+            }
+        }
+    })
+}
+
+/// Reads the department rate limits of `tongban.toml` again when the file
+/// changes and on SIGHUP ([`Gateway::reload_rate_limits`]).
+fn spawn_rate_limit_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(path) = gw.config.source.clone() else {
+            return;
+        };
+        let file = [path];
+        let mut triggers = Triggers::new(Some(stamps(&file)));
+        loop {
+            let why = triggers.next(|| stamps(&file)).await;
+            if let Err(e) = gw.reload_rate_limits(why).await {
+                tracing::error!(trigger = why, error = %e, "the rate limits of the configuration file do not load; the limits in force stay");
+            }
+        }
+    })
 }
 
 /// SIGHUP, where there is such a thing.

@@ -699,3 +699,75 @@ async fn edits_by_non_administrators_are_refused_without_waiting_on_the_policy_l
         }
     }
 }
+
+/// A department limit changed in `tongban.toml` takes effect without a
+/// restart (file change; SIGHUP does the same), audited before it is in
+/// force; a file that does not load leaves the limits in force.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_department_limit_changed_in_the_configuration_needs_no_restart() {
+    let gw = TestGateway::start().await;
+    let yibao = gw.token("yibao", "clerk-2", &["enrollment_clerk"]);
+    let id = gw.sample_ids("gongan.hukou", 1).remove(0);
+    let path = format!("/v1/datasets/gongan.hukou/records/{id}");
+    let lookup = || {
+        gw.get(
+            &path,
+            Some(&yibao),
+            Some("medical_insurance_enrollment"),
+            None,
+        )
+    };
+    for _ in 0..5 {
+        assert_eq!(lookup().await.status, StatusCode::OK);
+    }
+    let file = gw.home.path().join("tongban.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        format!("{text}\n[rate_limit.departments]\nyibao = \"2/min\"\n"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let r = lookup().await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            break;
+        }
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new limit is not in force"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Recorded before it was in force, with what changed.
+    let store = gw.store().await;
+    let (head, _) = store.head().unwrap();
+    let change = (1..=head)
+        .rev()
+        .filter_map(|s| store.get(s).unwrap())
+        .find(|e| e.body.operation == "config.rate_limits")
+        .expect("the change is audited");
+    let detail: Value = serde_json::from_str(change.body.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["after"]["departments"]["yibao"], "2/min", "{detail}");
+    assert_eq!(detail["before"]["departments"], json!({}), "{detail}");
+    // Another department is not limited by yibao's change.
+    let mz = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw
+        .get(
+            &format!("/v1/datasets/gongan.hukou/records/{id}"),
+            Some(&mz),
+            Some("dibao_review"),
+            Some("MZ-2026-1"),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // A broken file leaves the limits in force.
+    std::fs::write(
+        &file,
+        format!("{text}\n[rate_limit.departments]\nyibao = \"often\"\n"),
+    )
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(lookup().await.status, StatusCode::TOO_MANY_REQUESTS);
+}

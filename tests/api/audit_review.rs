@@ -9,6 +9,7 @@ use hyper::StatusCode;
 use serde_json::Value;
 
 use crate::helpers::{TestGateway, TestResponse};
+use tongban::audit::checkpoint::Keyring;
 use tongban::audit::suite::Suite;
 
 const HUKOU: &str = "/v1/datasets/gongan.hukou/records";
@@ -785,4 +786,134 @@ async fn csv_cells_that_a_spreadsheet_would_run_are_written_as_text() {
 /// A checkpoint interval in events.
 fn every(events: u64) -> std::num::NonZeroU64 {
     std::num::NonZeroU64::new(events).unwrap()
+}
+
+/// `tongban audit rotate-key`: a new checkpoint key signs from then on, the
+/// old one is kept and still verifies what it signed, and the head at the
+/// rotation is signed by both. An export verifies with both public keys,
+/// and not with the new one alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_checkpoint_key_hands_the_chain_over() {
+    let mut gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = every(3)).await;
+    traffic(&gw).await;
+    gw.stop().await;
+    let config = gw.gw.config.clone();
+    let clock = gw.clock.clone();
+    let home = gw.take_home();
+    drop(gw);
+    let h = home.path().to_str().unwrap().to_owned();
+
+    let out = tongban(&["audit", "rotate-key", "--home", &h]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let done: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (old, new) = (
+        done["old_key_id"].as_str().unwrap().to_owned(),
+        done["new_key_id"].as_str().unwrap().to_owned(),
+    );
+    assert_ne!(old, new);
+    let handover = done["handover_seq"].as_u64().expect("the log has a head");
+    assert!(
+        config
+            .data_dir
+            .join("audit-checkpoint-retired")
+            .join(format!("{old}.key"))
+            .exists()
+    );
+
+    // Served again: new checkpoints are the new key's.
+    let gw = TestGateway::start_on(home, config, clock).await;
+    traffic(&gw).await;
+    let mut gw = gw;
+    gw.stop().await;
+    let home = gw.take_home();
+    drop(gw);
+    let out = tongban(&["audit", "verify", "--home", &h]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let export = home.path().join("export.ndjson");
+    let out = tongban(&[
+        "audit",
+        "export",
+        "--home",
+        &h,
+        "--output",
+        export.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let checkpoints: Vec<Value> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["type"] == "checkpoint")
+        .collect();
+    let signed_by = |id: &str| {
+        checkpoints
+            .iter()
+            .filter(|c| c["key_id"] == id)
+            .map(|c| c["seq"].as_u64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        signed_by(&old).iter().all(|s| *s < handover),
+        "{checkpoints:?}"
+    );
+    assert!(
+        signed_by(&new).iter().all(|s| *s >= handover),
+        "{checkpoints:?}"
+    );
+    assert!(signed_by(&new).len() >= 2, "{checkpoints:?}");
+    let at = checkpoints
+        .iter()
+        .find(|c| c["seq"].as_u64() == Some(handover))
+        .expect("the handover checkpoint");
+    assert_eq!(at["previous"]["key_id"], old.as_str());
+    assert_eq!(at["key_id"], new.as_str());
+
+    verifies_with_both_keys_only(home.path(), &h, &export, &old, &new);
+}
+
+/// An export across a rotation verifies with `audit pubkey`'s keys (the
+/// old and the new), and not with the new key alone.
+fn verifies_with_both_keys_only(
+    dir: &std::path::Path,
+    h: &str,
+    export: &std::path::Path,
+    old: &str,
+    new: &str,
+) {
+    // `audit pubkey` prints both Ed25519 keys (and the demo's SM2 key).
+    let both = dir.join("both.pem");
+    let out = tongban(&["audit", "pubkey", "--home", h]);
+    std::fs::write(&both, &out.stdout).unwrap();
+    let keys = Keyring::from_pem(&String::from_utf8_lossy(&out.stdout));
+    assert!(keys.find(old).is_some() && keys.find(new).is_some());
+    let out = verify_export_file(export, &both);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The new key alone does not verify what the old one signed.
+    let only_new = dir.join("new.pem");
+    let new_key: Vec<_> = keys
+        .keys()
+        .iter()
+        .filter(|k| k.key_id() == new)
+        .cloned()
+        .collect();
+    std::fs::write(&only_new, Keyring::new(new_key).to_pem()).unwrap();
+    let out = verify_export_file(export, &only_new);
+    assert!(!out.status.success(), "verified without the old key");
 }

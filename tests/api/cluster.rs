@@ -1343,8 +1343,12 @@ async fn the_central_copy_drops_only_old_months_exported_and_checkpointed() {
 async fn a_proof_signed_by_one_node_verifies_with_the_key_set_of_another() {
     let pg = Postgres::start();
     let (a, b) = two_nodes(&pg).await;
-    let own_a = a.gw.answer_keys.kid().to_owned();
-    assert_ne!(own_a, b.gw.answer_keys.kid(), "each node has its own key");
+    let own_a = a.gw.answer_keys.load().kid().to_owned();
+    assert_ne!(
+        own_a,
+        b.gw.answer_keys.load().kid(),
+        "each node has its own key"
+    );
     // A started first: B's set lists both at once, A's after a heartbeat.
     let set_b = jwks(&b).await;
     let kids = |set: &serde_json::Value| -> Vec<String> {
@@ -1364,7 +1368,7 @@ async fn a_proof_signed_by_one_node_verifies_with_the_key_set_of_another() {
     let start = Instant::now();
     loop {
         let set_a = jwks(&a).await;
-        if kids(&set_a).contains(&b.gw.answer_keys.kid().to_owned()) {
+        if kids(&set_a).contains(&b.gw.answer_keys.load().kid().to_owned()) {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(5), "{set_a}");

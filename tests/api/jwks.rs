@@ -237,7 +237,16 @@ async fn an_identity_provider_that_rotates_its_keys_needs_no_restart() {
     let fresh = keycloak_token(&gw, &issuer, &k2, Some("k2"));
     assert_eq!(lookup(&gw, &fresh).await.status, StatusCode::OK);
     let ready = gw.readiness().await;
-    let keys = &ready.body["token_keys"][0];
+    let of_idp = |body: &Value| {
+        body["token_keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|k| k["issuer"] == issuer.as_str())
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let keys = &of_idp(&ready.body);
     assert_eq!(keys["issuer"], issuer.as_str(), "{}", ready.text);
     assert_eq!(keys["kids"], json!(["k2"]));
     assert_eq!(keys["usable"], true);
@@ -271,7 +280,7 @@ async fn an_identity_provider_that_rotates_its_keys_needs_no_restart() {
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(r.problem_type(), Some("/problems/token-keys-unavailable"));
     assert!(r.headers.contains_key("retry-after"));
-    assert_eq!(gw.readiness().await.body["token_keys"][0]["usable"], false);
+    assert_eq!(of_idp(&gw.readiness().await.body)["usable"], false);
     // The demo issuer's tokens are untouched by another issuer's trouble.
     let clerk = gw.token("minzheng", "clerk-008", &["dibao_reviewer"]);
     assert_eq!(lookup(&gw, &clerk).await.status, StatusCode::OK);
@@ -398,4 +407,45 @@ fn an_issuer_configuration_that_cannot_work_is_refused_at_start() {
         &|c| c.claims.roles = "realm_access..roles".into(),
         "claims.roles",
     );
+}
+
+/// An issuer's `public_key` file is read again when it changes: the
+/// identity provider's new key verifies at once, without a restart, and a
+/// token of the key it replaced is refused, the one verified (and cached)
+/// before too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_public_key_file_takes_effect_without_a_restart() {
+    let gw = TestGateway::start().await;
+    let old = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    assert_eq!(lookup(&gw, &old).await.status, StatusCode::OK);
+
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let public = gw.home.path().join("keys/issuer.pub.pem");
+    std::fs::write(&public, pair.public_key_pem()).unwrap();
+    let now = gw.clock.unix_secs();
+    let new = tongban::dev::devpki::mint_token(
+        pair.serialize_pem().as_bytes(),
+        tongban::dev::demo::DEMO_ISSUER,
+        DEMO_AUDIENCE,
+        "minzheng",
+        "clerk-007",
+        &["dibao_reviewer".to_owned()],
+        now,
+        300,
+    )
+    .unwrap();
+    let start = Instant::now();
+    while lookup(&gw, &new).await.status != StatusCode::OK {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the new key was not read"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = lookup(&gw, &old).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text);
+    // A file that does not load leaves the key in force.
+    std::fs::write(&public, "-----BEGIN PUBLIC KEY-----\nnot a key\n").unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(lookup(&gw, &new).await.status, StatusCode::OK);
 }
