@@ -49,6 +49,8 @@ const MAX_ANSWER_BYTES: usize = 8 * 1024 * 1024;
 const BATCH_CHUNK: usize = 500;
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The client every upstream shares, swapped whole on a reload.
+type SharedClient = Arc<arc_swap::ArcSwap<HttpsClient>>;
 
 /// The upstream client could not be set up from its configuration.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +72,8 @@ pub enum UpstreamSetupError {
 /// (datasets can be switched to an upstream by a policy edit).
 #[derive(Debug)]
 pub struct Upstreams {
-    client: HttpsClient,
+    /// Swapped whole when the client certificate, its key or the CA change.
+    client: SharedClient,
     config: UpstreamConfig,
     user_agent: String,
     metrics: Arc<Metrics>,
@@ -84,53 +87,7 @@ impl Upstreams {
         node: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Self, UpstreamSetupError> {
-        let file_err = |path: &std::path::Path, reason: String| UpstreamSetupError::File {
-            path: path.display().to_string(),
-            reason,
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        let cas = CertificateDer::pem_file_iter(&config.ca)
-            .map_err(|e| file_err(&config.ca, e.to_string()))?;
-        for cert in cas {
-            let cert = cert.map_err(|e| file_err(&config.ca, e.to_string()))?;
-            roots
-                .add(cert)
-                .map_err(|e| file_err(&config.ca, e.to_string()))?;
-        }
-        if roots.is_empty() {
-            return Err(file_err(&config.ca, "holds no certificate".into()));
-        }
-        let chain = CertificateDer::pem_file_iter(&config.client_cert)
-            .map_err(|e| file_err(&config.client_cert, e.to_string()))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| file_err(&config.client_cert, e.to_string()))?;
-        if chain.is_empty() {
-            return Err(file_err(&config.client_cert, "holds no certificate".into()));
-        }
-        let key = PrivateKeyDer::from_pem_file(&config.client_key)
-            .map_err(|e| file_err(&config.client_key, e.to_string()))?;
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_client_auth_cert(chain, key)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_millis(
-            config.connect_timeout_ms.max(1),
-        )));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(config.max_idle_per_host)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .build(https);
+        let client = Arc::new(arc_swap::ArcSwap::from_pointee(build_client(config)?));
         Ok(Self {
             client,
             config: config.clone(),
@@ -166,17 +123,86 @@ impl Upstreams {
             .clone()
     }
 
+    /// Builds the client again from the certificate, key and CA files and
+    /// swaps it in: new calls use it, calls under way finish on the old one.
+    /// Files that do not load leave the client in force.
+    pub fn reload_tls(&self) -> Result<(), UpstreamSetupError> {
+        self.client.store(Arc::new(build_client(&self.config)?));
+        Ok(())
+    }
+
+    /// The files the client is built from.
+    pub fn tls_files(&self) -> Vec<std::path::PathBuf> {
+        vec![
+            self.config.ca.clone(),
+            self.config.client_cert.clone(),
+            self.config.client_key.clone(),
+        ]
+    }
+
     /// The health of the upstream at `base_url`, as its breaker sees it.
     pub fn health(&self, base_url: &str) -> UpstreamHealth {
         self.upstream(base_url).breaker.health()
     }
 }
 
+/// The HTTPS client of every upstream: the upstreams' CA, the gateway's
+/// client certificate and key (read from their files now), HTTP/1.1.
+fn build_client(config: &UpstreamConfig) -> Result<HttpsClient, UpstreamSetupError> {
+    let file_err = |path: &std::path::Path, reason: String| UpstreamSetupError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(&config.ca)
+        .map_err(|e| file_err(&config.ca, e.to_string()))?;
+    for cert in cas {
+        let cert = cert.map_err(|e| file_err(&config.ca, e.to_string()))?;
+        roots
+            .add(cert)
+            .map_err(|e| file_err(&config.ca, e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(file_err(&config.ca, "holds no certificate".into()));
+    }
+    let chain = CertificateDer::pem_file_iter(&config.client_cert)
+        .map_err(|e| file_err(&config.client_cert, e.to_string()))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(&config.client_cert, e.to_string()))?;
+    if chain.is_empty() {
+        return Err(file_err(&config.client_cert, "holds no certificate".into()));
+    }
+    let key = PrivateKeyDer::from_pem_file(&config.client_key)
+        .map_err(|e| file_err(&config.client_key, e.to_string()))?;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)?;
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_millis(
+        config.connect_timeout_ms.max(1),
+    )));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(config.max_idle_per_host)
+        .pool_idle_timeout(Duration::from_secs(30))
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https))
+}
+
 /// One upstream API.
 #[derive(Debug)]
 pub struct Upstream {
     base: String,
-    client: HttpsClient,
+    client: SharedClient,
     breaker: Breaker,
     permits: tokio::sync::Semaphore,
     retries: u32,
@@ -260,9 +286,10 @@ impl Upstream {
         let started = Instant::now();
         let attempt = async {
             let _permit = self.permits.acquire().await.ok();
+            let client = self.client.load_full();
             let mut tries = 0;
             loop {
-                match self.client.request(make()?).await {
+                match client.request(make()?).await {
                     Ok(resp) => {
                         let status = resp.status();
                         let body = Limited::new(resp.into_body(), MAX_ANSWER_BYTES)

@@ -659,6 +659,7 @@ fn spawn_reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
         spawn_policy_file_comparer(gw.clone()),
         spawn_answer_key_reloader(gw.clone()),
         spawn_rate_limit_reloader(gw.clone()),
+        spawn_upstream_tls_reloader(gw.clone()),
     ];
     tasks.extend(spawn_key_refreshers(gw));
     tasks
@@ -730,6 +731,38 @@ fn spawn_answer_key_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
                 Ok(_) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "answer-signing keys do not load; the ones in force stay");
+                }
+            }
+        }
+    })
+}
+
+/// Builds the upstream client again when the gateway's client certificate,
+/// its key or the upstreams' CA change, and on SIGHUP; files that do not
+/// load (half-written, key and certificate not matching) leave the client
+/// in force.
+fn spawn_upstream_tls_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let Some(files) = gw
+            .providers
+            .upstreams()
+            .map(crate::provider::Upstreams::tls_files)
+        else {
+            return;
+        };
+        let mut triggers = Triggers::new(Some(stamps(&files)));
+        loop {
+            let why = triggers.next(|| stamps(&files)).await;
+            let Some(upstreams) = gw.providers.upstreams() else {
+                return;
+            };
+            match upstreams.reload_tls() {
+                Ok(()) => tracing::info!(
+                    trigger = why,
+                    "the upstream client certificate and CA are reloaded"
+                ),
+                Err(e) => {
+                    tracing::error!(trigger = why, error = %e, "the upstream client certificate or CA does not load; the ones in force stay");
                 }
             }
         }

@@ -457,3 +457,52 @@ async fn batches_use_the_upstream_batch_route_or_bounded_single_calls() {
         assert_eq!(last - first + 1, 4, "one audit event per resident");
     }
 }
+
+/// The gateway's client certificate for upstreams is read again when its
+/// files change: an upstream that refused the old one answers once the
+/// certificate it trusts is in place, without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_upstream_client_certificate_needs_no_restart() {
+    let (gw, _up) = gateway_with_upstream(
+        DEFAULT,
+        |_| {
+            scripted(Arc::new(Mutex::new(Script {
+                status: 200,
+                body: json!({"property_count": 1}),
+                ..Script::default()
+            })))
+        },
+        |config, home| {
+            let (cert, key) = tongban::dev::devpki::foreign_client_cert("impostor").unwrap();
+            std::fs::write(home.join("client.pem"), cert).unwrap();
+            std::fs::write(home.join("client-key.pem"), key).unwrap();
+            let up = config.upstream.as_mut().unwrap();
+            up.client_cert = home.join("client.pem");
+            up.client_key = home.join("client-key.pem");
+        },
+    )
+    .await;
+    let id = gw.sample_ids(DATASET, 1)[0].clone();
+    let r = lookup(&gw, &id).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+
+    // The renewed certificate, from the CA the upstream trusts: key first,
+    // then the certificate, as a deployment tool writes them.
+    let home = gw.home.path();
+    let (cert, key) = tongban::dev::devpki::DevPkiPaths::client(home, "tongban-gateway");
+    std::fs::copy(key, home.join("client-key.pem")).unwrap();
+    std::fs::copy(cert, home.join("client.pem")).unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        let r = lookup(&gw, &id).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "still refused: {}",
+            r.text
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
