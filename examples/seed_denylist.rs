@@ -19,7 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = PathBuf::from(arg("--data")?);
     let count: usize = arg("--count")?.parse()?;
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp() * 1000;
-    let db = sled::open(&data)?;
+    let db = tongban::datadir::open_path(&data)?;
     let list = Revocations::open(&db, &data, now_ms)?;
     let mut entries = Vec::with_capacity(count);
     for i in 0..count {

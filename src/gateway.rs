@@ -307,10 +307,11 @@ impl Gateway {
             None
         };
         std::fs::create_dir_all(&config.data_dir)?;
-        let db = sled::Config::new()
-            .path(&config.data_dir)
-            .cache_capacity(config.cache_mb.saturating_mul(1024 * 1024))
-            .open()?;
+        let db = crate::datadir::open(
+            &sled::Config::new()
+                .path(&config.data_dir)
+                .cache_capacity(config.cache_mb.saturating_mul(1024 * 1024)),
+        )?;
         let (set, cluster) = match (from_files, cluster) {
             (Some(set), _) => (set, None),
             (None, None) => return Err(StartError::Config("no policy set to start with".into())),

@@ -397,14 +397,7 @@ impl CheckpointSigner {
         });
         let new_path = active_path.with_extension("new");
         let new = match suite {
-            Suite::International => {
-                let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                    .map_err(|_| std::io::Error::other("cannot generate an Ed25519 key"))?;
-                write_private(&new_path, doc.as_ref())?;
-                let pair = Ed25519KeyPair::from_pkcs8(doc.as_ref())
-                    .map_err(|_| std::io::Error::other("cannot read the key just generated"))?;
-                SigningKey::Ed25519(pair)
-            }
+            Suite::International => SigningKey::Ed25519(generate_ed25519(&new_path)?),
             Suite::Gm => SigningKey::sm2_generate(&new_path)?,
         };
         let old = signer.key(suite).ok_or_else(|| {
@@ -434,9 +427,7 @@ impl CheckpointSigner {
         let mut made = Vec::new();
         let path = dir.join(ED25519_KEY_FILE);
         if !path.exists() {
-            let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
-                .map_err(|_| std::io::Error::other("cannot generate an Ed25519 key"))?;
-            write_private(&path, doc.as_ref())?;
+            generate_ed25519(&path)?;
             made.push(path);
         }
         let sm2_path = dir.join(SM2_KEY_FILE);
@@ -609,6 +600,15 @@ impl Rotation {
         }
         Ok(())
     }
+}
+
+/// A new Ed25519 key, written to `path` (PKCS#8, mode 0600).
+fn generate_ed25519(path: &Path) -> std::io::Result<Ed25519KeyPair> {
+    let doc = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+        .map_err(|_| std::io::Error::other("cannot generate an Ed25519 key"))?;
+    write_private(path, doc.as_ref())?;
+    Ed25519KeyPair::from_pkcs8(doc.as_ref())
+        .map_err(|_| std::io::Error::other("cannot read the key just generated"))
 }
 
 /// The public halves of the keys under `dir`'s retired directory.

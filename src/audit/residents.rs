@@ -371,7 +371,7 @@ mod tests {
 
     fn index() -> (tempfile::TempDir, ResidentIndex) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
         let meta = db.open_tree("audit/meta").unwrap();
         (dir, ResidentIndex::open(&db, &meta).unwrap())
     }
@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn reopening_keeps_sealed_segments_and_reindexing_is_idempotent() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
         let meta = db.open_tree("audit/meta").unwrap();
         let index = ResidentIndex::open(&db, &meta).unwrap();
         let n = SEGMENT_EVENTS + 5;
@@ -431,7 +431,7 @@ mod tests {
     #[test]
     fn a_log_indexed_per_event_before_segments_is_still_searched() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
         let meta = db.open_tree("audit/meta").unwrap();
         let legacy = db.open_tree(LEGACY).unwrap();
         for seq in [2u64, 5, 9] {

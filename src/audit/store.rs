@@ -724,7 +724,7 @@ mod tests {
     #[test]
     fn opening_replays_the_write_ahead_file_above_the_anchor() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
         let store = AuditStore::open(&db, dir.path()).unwrap();
         let events = sealed(5);
         // Events 1-2 reached sled; 3-5 were durable in the write-ahead file
@@ -770,7 +770,7 @@ mod tests {
     #[test]
     fn only_an_export_that_joins_the_exported_ones_moves_the_mark() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
         let store = AuditStore::open(&db, dir.path()).unwrap();
         store.mark_exported(5, 10).unwrap();
         assert_eq!(

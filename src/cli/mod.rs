@@ -150,7 +150,7 @@ pub(crate) fn open_db(dir: &Path) -> Result<sled::Db> {
     if !dir.join("db").exists() && !dir.join("conf").exists() {
         bail!("{} holds no gateway data", dir.display());
     }
-    sled::open(dir).with_context(|| {
+    tongban::datadir::open_path(dir).with_context(|| {
         format!(
             "cannot open {} (is the gateway still running? stop it first)",
             dir.display()

@@ -182,7 +182,7 @@ pub(crate) fn import_file(
     };
     let id = spec.spec.id.clone();
     std::fs::create_dir_all(&config.data_dir)?;
-    let db = sled::open(&config.data_dir).with_context(|| {
+    let db = tongban::datadir::open_path(&config.data_dir).with_context(|| {
         format!(
             "cannot open {} (is the gateway running?)",
             config.data_dir.display()

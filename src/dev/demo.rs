@@ -224,7 +224,8 @@ pub fn prepare_home(
         })?;
         let data = sample::generate(options.residents, sample::DEMO_SEED);
         std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
-        let db = sled::open(&config.data_dir).map_err(|e| DemoError::Store(e.to_string()))?;
+        let db = crate::datadir::open_path(&config.data_dir)
+            .map_err(|e| DemoError::Store(e.to_string()))?;
         let store = EmbeddedStore::new(db);
         std::fs::create_dir_all(&samples).map_err(io_err(&samples))?;
         for (dataset, records) in &data.datasets {

@@ -24,11 +24,8 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey};
-use rustls::pki_types::CertificateDer;
-use rustls::pki_types::pem::PemObject;
 
 use crate::clock::Clock;
 use crate::config::IssuerConfig;
@@ -504,37 +501,13 @@ fn client(c: &IssuerConfig) -> Result<HttpsClient, String> {
         .jwks_ca
         .as_ref()
         .ok_or("jwks_url and discovery need jwks_ca: the CA the identity provider's certificate is verified with")?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in
-        CertificateDer::pem_file_iter(ca).map_err(|e| format!("jwks_ca {}: {e}", ca.display()))?
-    {
-        let cert = cert.map_err(|e| format!("jwks_ca {}: {e}", ca.display()))?;
-        roots
-            .add(cert)
-            .map_err(|e| format!("jwks_ca {}: {e}", ca.display()))?;
-    }
-    if roots.is_empty() {
-        return Err(format!("jwks_ca {} holds no certificate", ca.display()));
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+    let roots =
+        crate::tls_client::roots(ca).map_err(|e| format!("jwks_ca {}: {e}", ca.display()))?;
+    let tls = crate::tls_client::builder()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_connect_timeout(Some(FETCH_TIMEOUT));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(https))
+    Ok(crate::tls_client::client(tls, FETCH_TIMEOUT, 1))
 }
 
 /// GET `url`: its body if the answer is 200, within the size and time bounds.

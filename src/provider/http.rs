@@ -29,7 +29,6 @@ use hyper::{Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{Map, Value, json};
@@ -153,18 +152,10 @@ fn build_client(config: &UpstreamConfig) -> Result<HttpsClient, UpstreamSetupErr
         path: path.display().to_string(),
         reason,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    let cas = CertificateDer::pem_file_iter(&config.ca)
-        .map_err(|e| file_err(&config.ca, e.to_string()))?;
-    for cert in cas {
-        let cert = cert.map_err(|e| file_err(&config.ca, e.to_string()))?;
-        roots
-            .add(cert)
-            .map_err(|e| file_err(&config.ca, e.to_string()))?;
-    }
-    if roots.is_empty() {
-        return Err(file_err(&config.ca, "holds no certificate".into()));
-    }
+    let roots = crate::tls_client::roots(&config.ca).map_err(|e| UpstreamSetupError::File {
+        path: config.ca.display().to_string(),
+        reason: e,
+    })?;
     let chain = CertificateDer::pem_file_iter(&config.client_cert)
         .map_err(|e| file_err(&config.client_cert, e.to_string()))?
         .collect::<Result<Vec<_>, _>>()
@@ -174,28 +165,14 @@ fn build_client(config: &UpstreamConfig) -> Result<HttpsClient, UpstreamSetupErr
     }
     let key = PrivateKeyDer::from_pem_file(&config.client_key)
         .map_err(|e| file_err(&config.client_key, e.to_string()))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
+    let tls = crate::tls_client::builder()?
         .with_root_certificates(roots)
         .with_client_auth_cert(chain, key)?;
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_millis(
-        config.connect_timeout_ms.max(1),
-    )));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_only()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(config.max_idle_per_host)
-        .pool_idle_timeout(Duration::from_secs(30))
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(https))
+    Ok(crate::tls_client::client(
+        tls,
+        Duration::from_millis(config.connect_timeout_ms.max(1)),
+        config.max_idle_per_host,
+    ))
 }
 
 /// One upstream API.

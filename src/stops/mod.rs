@@ -197,7 +197,7 @@ mod tests {
     fn an_entry_survives_a_reopen_and_an_unreadable_one_stops_the_start() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::datadir::open_path(dir.path()).unwrap();
             let m: DurableMap<u32> = DurableMap::open(&db, "t", dir.path(), |_| true).unwrap();
             m.apply([Edit::Put("a".into(), 1), Edit::Put("b".into(), 2)])
                 .unwrap();
@@ -206,7 +206,7 @@ mod tests {
             assert_eq!(m.get("b"), None);
         }
         {
-            let db = sled::open(dir.path()).unwrap();
+            let db = crate::datadir::open_path(dir.path()).unwrap();
             let m: DurableMap<u32> = DurableMap::open(&db, "t", dir.path(), |_| true).unwrap();
             assert_eq!(m.all().len(), 1);
             // An expired entry is dropped at open, from the disk too.

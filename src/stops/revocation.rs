@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn a_subject_revocation_refuses_tokens_issued_before_it_and_expires() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
         let list = Revocations::open(&db, dir.path(), 0).unwrap();
         assert!(list.refuses(None, "clerk", Some(1), 0).is_none());
         list.add(
@@ -370,7 +370,7 @@ mod tests {
     #[test]
     fn concurrent_adds_never_drop_a_fresh_revocation_as_expired() {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
         let list = std::sync::Arc::new(Revocations::open(&db, dir.path(), 0).unwrap());
         let threads: Vec<_> = (0..6)
             .map(|t| {

@@ -364,7 +364,7 @@ mod tests {
 
     fn store() -> (tempfile::TempDir, Suspensions) {
         let dir = tempfile::tempdir().unwrap();
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
         let s = Suspensions::open(&db, dir.path()).unwrap();
         (dir, s)
     }
@@ -458,7 +458,7 @@ mod tests {
         }
         assert_eq!(s.all().len(), 160, "every suspension saved is in force");
         drop(s);
-        let db = sled::open(dir.path()).unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
         let again = Suspensions::open(&db, dir.path()).unwrap();
         assert_eq!(again.all().len(), 160);
     }

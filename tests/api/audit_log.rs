@@ -194,7 +194,7 @@ async fn audit_verify_cli_finds_an_altered_event() {
         String::from_utf8_lossy(&out.stderr)
     );
     {
-        let db = sled::open(&data_dir).unwrap();
+        let db = tongban::datadir::open_path(&data_dir).unwrap();
         let events = db.open_tree("audit/events").unwrap();
         let key = 3u64.to_be_bytes();
         let mut value = events.get(key).unwrap().unwrap().to_vec();

@@ -313,7 +313,7 @@ pub(crate) async fn stop_and_take_home(
     // The gateway's threads let go of the database soon after the stop;
     // under a loaded machine that can take seconds.
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while sled::open(&data).is_err() && std::time::Instant::now() < deadline {
+    while tongban::datadir::open_path(&data).is_err() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     (home, config)
@@ -405,7 +405,7 @@ async fn alteration_deletion_reordering_and_truncation_are_each_detected() {
         assert_eq!(report["epochs"].as_array().unwrap().len(), 1, "{report}");
         assert_eq!(report["epochs"][0]["suite"], suite.name(), "{report}");
         {
-            let db = sled::open(&config.data_dir).unwrap();
+            let db = tongban::datadir::open_path(&config.data_dir).unwrap();
             tamper(
                 &db.open_tree("audit/events").unwrap(),
                 &db.open_tree("audit/checkpoints").unwrap(),

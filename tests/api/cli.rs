@@ -81,7 +81,7 @@ fn import_reports_bad_rows_by_line_and_imports_nothing_then_all() {
     assert!(!stderr.contains("line 1:"), "{stderr}");
 
     let count = |config: &tongban::config::Config| {
-        let db = sled::open(&config.data_dir).unwrap();
+        let db = tongban::datadir::open_path(&config.data_dir).unwrap();
         let store = tongban::provider::EmbeddedStore::new(db);
         store
             .get(

@@ -149,7 +149,7 @@ async fn sigkill_mid_load_loses_no_acknowledged_event() {
         .unwrap()
         .count();
     assert_eq!(left, 0, "a clean stop leaves no write-ahead segment");
-    let db = sled::open(&config.data_dir).unwrap();
+    let db = tongban::datadir::open_path(&config.data_dir).unwrap();
     let store = AuditStore::open(&db, &config.data_dir).unwrap();
     for (seq, request_id) in &acked {
         let event = store
@@ -252,7 +252,7 @@ fn copy_home(base: &std::path::Path) -> tempfile::TempDir {
 /// chain and indexes verify.
 fn assert_all_there(home: &std::path::Path, acked: &[(u64, String)], what: &str) {
     let data = home.join("data");
-    let db = sled::open(&data).unwrap();
+    let db = tongban::datadir::open_path(&data).unwrap();
     let store = AuditStore::open(&db, &data).unwrap();
     let mut seqs = std::collections::HashSet::new();
     for (seq, request_id) in acked {

@@ -140,7 +140,7 @@ async fn a_suite_change_without_a_handover_checkpoint_is_refused_by_the_verifier
     let (home, config) = stop_and_take_home(gw).await;
     // Remove the checkpoint that hands over from one key to the other.
     {
-        let db = sled::open(&config.data_dir).unwrap();
+        let db = tongban::datadir::open_path(&config.data_dir).unwrap();
         let tree = db.open_tree("audit/checkpoints").unwrap();
         let mut removed = 0;
         for item in &tree {

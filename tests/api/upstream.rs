@@ -213,6 +213,17 @@ async fn the_reference_upstream_answers_over_mutual_tls_and_only_granted_fields_
     assert_eq!(ready.body["providers"][DATASET]["kind"], "http");
 }
 
+/// The gateway presents a certificate of a CA the upstream does not trust
+/// (`client.pem`, `client-key.pem` in its home).
+fn present_a_foreign_certificate(config: &mut Config, home: &Path) {
+    let (cert, key) = tongban::dev::devpki::foreign_client_cert("impostor").unwrap();
+    std::fs::write(home.join("client.pem"), cert).unwrap();
+    std::fs::write(home.join("client-key.pem"), key).unwrap();
+    let up = config.upstream.as_mut().unwrap();
+    up.client_cert = home.join("client.pem");
+    up.client_key = home.join("client-key.pem");
+}
+
 #[tokio::test]
 async fn an_upstream_refuses_a_gateway_without_its_client_certificate() {
     let (gw, _up) = gateway_with_upstream(
@@ -224,14 +235,7 @@ async fn an_upstream_refuses_a_gateway_without_its_client_certificate() {
                 ..Script::default()
             })))
         },
-        |config, home| {
-            let (cert, key) = tongban::dev::devpki::foreign_client_cert("impostor").unwrap();
-            std::fs::write(home.join("impostor.pem"), cert).unwrap();
-            std::fs::write(home.join("impostor-key.pem"), key).unwrap();
-            let up = config.upstream.as_mut().unwrap();
-            up.client_cert = home.join("impostor.pem");
-            up.client_key = home.join("impostor-key.pem");
-        },
+        present_a_foreign_certificate,
     )
     .await;
     let id = gw.sample_ids(DATASET, 1)[0].clone();
@@ -472,14 +476,7 @@ async fn a_renewed_upstream_client_certificate_needs_no_restart() {
                 ..Script::default()
             })))
         },
-        |config, home| {
-            let (cert, key) = tongban::dev::devpki::foreign_client_cert("impostor").unwrap();
-            std::fs::write(home.join("client.pem"), cert).unwrap();
-            std::fs::write(home.join("client-key.pem"), key).unwrap();
-            let up = config.upstream.as_mut().unwrap();
-            up.client_cert = home.join("client.pem");
-            up.client_key = home.join("client-key.pem");
-        },
+        present_a_foreign_certificate,
     )
     .await;
     let id = gw.sample_ids(DATASET, 1)[0].clone();
