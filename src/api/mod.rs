@@ -7,6 +7,7 @@ pub mod audit;
 pub mod console;
 pub mod openapi;
 pub mod ops;
+pub mod problems;
 pub mod query;
 pub mod request_id;
 
@@ -154,6 +155,7 @@ async fn refuse_at_the_door(gw: &Gateway, parts: Parts, refusal: AtTheDoor) -> R
 fn routes(metrics_here: bool) -> utoipa_axum::router::OpenApiRouter<Arc<Gateway>> {
     utoipa_axum::router::OpenApiRouter::new()
         .merge(ops::router(metrics_here))
+        .merge(problems::router())
         .merge(query::router())
         .merge(audit::router())
         .merge(admin::router())

@@ -459,6 +459,7 @@ async fn the_openapi_document_describes_every_route_with_its_security_and_refusa
         ("/metrics", "get"),
         ("/openapi.json", "get"),
         ("/.well-known/jwks.json", "get"),
+        ("/problems/{slug}", "get"),
     ];
     let documented: usize = paths
         .values()
@@ -759,4 +760,57 @@ async fn at_the_limit_the_oldest_idle_connection_makes_room() {
     let mut buf = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(3), oldest.read_to_end(&mut buf)).await;
     assert!(read.is_ok(), "the oldest idle connection stayed open");
+}
+
+/// Every refusal's `type` resolves: `GET /problems/<slug>` says what
+/// happened and what to do, in the language asked for first and the other
+/// after; an unknown slug is 404; the text is escaped HTML, not markup.
+#[tokio::test]
+async fn every_problem_type_resolves_to_a_page_in_chinese_and_english() {
+    use tongban::problem::{Lang, ProblemType};
+    let gw = TestGateway::start().await;
+    let zh = [("accept-language".to_owned(), "zh-CN,zh;q=0.9".to_owned())];
+    for t in ProblemType::ALL {
+        let path = format!("/problems/{}", t.slug());
+        let r = gw.client().request("GET", &path, &zh).await.unwrap();
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert_eq!(r.headers["content-language"], "zh");
+        assert!(
+            r.headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let [en, zh_advice] = tongban::api::problems::advice(*t);
+        let escape = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+                .replace('"', "&quot;")
+        };
+        let (at_zh, at_en) = (
+            r.text.find(&escape(zh_advice)).expect("the Chinese advice"),
+            r.text.find(&escape(en)).expect("the English advice"),
+        );
+        assert!(at_zh < at_en, "{path}: Chinese first when asked for");
+        assert!(r.text.contains(&escape(t.title(Lang::Zh))), "{path}");
+        assert!(r.text.contains(&t.status().as_u16().to_string()), "{path}");
+    }
+    let r = gw.get("/problems/token-missing", None, None, None).await;
+    assert_eq!(r.headers["content-language"], "en");
+    assert!(r.text.contains("Bearer &lt;JWT&gt;") && !r.text.contains("<JWT>"));
+    assert_eq!(
+        r.headers["content-security-policy"],
+        "default-src 'none'; style-src 'unsafe-inline'"
+    );
+    let r = gw.get("/problems/no-such-thing", None, None, None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // A real refusal's type, followed.
+    let refusal = gw
+        .get("/v1/datasets/gongan.hukou/records/x", None, None, None)
+        .await;
+    let page = gw
+        .get(refusal.problem_type().unwrap(), None, None, None)
+        .await;
+    assert_eq!(page.status, StatusCode::OK, "{}", refusal.text);
 }
