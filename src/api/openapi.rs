@@ -14,6 +14,8 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, ResponseBuilder};
 use utoipa::{Modify, ToSchema};
 
+use crate::problem::ProblemType;
+
 /// The tag of the operations routes, which need no token and are not audited.
 const TAG_OPS: &str = "ops";
 
@@ -89,6 +91,12 @@ impl Modify for Conventions {
                         .add("client_certificate", Vec::<String>::new()),
                 ]);
                 add_refusals(op);
+                let records = op
+                    .tags
+                    .as_ref()
+                    .is_some_and(|t| t.iter().any(|t| t == "records"));
+                add_problem_types(op, records);
+                add_response_headers(op);
             }
         }
     }
@@ -157,6 +165,206 @@ fn add_refusals(op: &mut Operation) {
             .responses
             .entry(status.to_owned())
             .or_insert_with(|| problem_response(description).into());
+    }
+}
+
+/// Where a problem type can come from.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// Any audited operation: authentication, the request's form, limits,
+    /// stops, the audit log.
+    Any,
+    /// The department routes: catalog, lookup, verify, batch.
+    Records,
+    /// The staff routes: audit review and administration.
+    Staff,
+    /// The router's own answers (no such route, method not allowed).
+    Router,
+}
+
+fn family(t: ProblemType) -> Family {
+    use ProblemType as T;
+    match t {
+        T::NoSuchRoute | T::MethodNotAllowed => Family::Router,
+        T::PurposeRequired
+        | T::InvalidPurpose
+        | T::InvalidCaseRef
+        | T::InvalidDatasetId
+        | T::InvalidFieldList
+        | T::InvalidCondition
+        | T::PredicateNotGranted
+        | T::VerifyBudgetExhausted
+        | T::BatchTooLarge
+        | T::UnknownDataset
+        | T::UnknownField
+        | T::CaseRefRequired
+        | T::CaseRefFormat
+        | T::DatasetNotShared
+        | T::NoGrant
+        | T::PurposeNotGranted
+        | T::RoleNotGranted
+        | T::OperationNotGranted
+        | T::GrantNotInForce
+        | T::FieldVerifyOnly
+        | T::FieldNotGranted
+        | T::FieldMaskedNotVerifiable
+        | T::NoFieldsGranted
+        | T::ResidentNotFound
+        | T::ProviderFailed
+        | T::UpstreamUnavailable
+        | T::UpstreamTimeout
+        | T::UpstreamInvalidAnswer => Family::Records,
+        T::RoleRequired
+        | T::InvalidDepartment
+        | T::InvalidGrantId
+        | T::AuditReadFailed
+        | T::ClusterUnavailable
+        | T::EventNotFound
+        | T::NotACluster
+        | T::DepartmentNotFound
+        | T::CannotSuspendOperator
+        | T::SuspensionNotStored
+        | T::InvalidRevocation
+        | T::InvalidReason
+        | T::IdMismatch
+        | T::GrantNotFound
+        | T::DatasetNotFound
+        | T::VersionNotFound
+        | T::PreconditionRequired
+        | T::PreconditionFailed
+        | T::InvalidPolicy
+        | T::DatasetInUse
+        | T::PolicyWriteFailed
+        | T::PolicyChangedElsewhere
+        | T::HistoryReadFailed => Family::Staff,
+        T::TokenMissing
+        | T::TokenInvalid
+        | T::TokenExpired
+        | T::TokenRevoked
+        | T::UnknownDepartment
+        | T::IssuerOutOfScope
+        | T::CertificateDepartmentMismatch
+        | T::CertificateBindingMismatch
+        | T::ClientCertificateRevoked
+        | T::TokenKeysUnavailable
+        | T::InvalidHeader
+        | T::HeadersTooLarge
+        | T::InvalidResidentId
+        | T::InvalidQuery
+        | T::InvalidPath
+        | T::InvalidBody
+        | T::UnsupportedMediaType
+        | T::BodyTooLarge
+        | T::RequestTimeout
+        | T::RateLimited
+        | T::UnauthenticatedRateLimited
+        | T::DepartmentSuspended
+        | T::AuditUnavailable => Family::Any,
+    }
+}
+
+/// Lists, on each refusal status of an operation, the problem types it can
+/// answer with (`x-problem-types`, and in the description): those of every
+/// audited operation and those of its family (department or staff routes).
+fn add_problem_types(op: &mut Operation, records: bool) {
+    use utoipa::openapi::RefOr;
+    let mine = if records {
+        Family::Records
+    } else {
+        Family::Staff
+    };
+    let mut by_status: BTreeMap<String, Vec<&'static str>> = BTreeMap::new();
+    for t in ProblemType::ALL {
+        let f = family(*t);
+        if f == Family::Any || f == mine {
+            by_status
+                .entry(t.status().as_u16().to_string())
+                .or_default()
+                .push(t.slug());
+        }
+    }
+    for (status, slugs) in by_status {
+        let entry = op
+            .responses
+            .responses
+            .entry(status)
+            .or_insert_with(|| problem_response("Refused; see `type`").into());
+        if let RefOr::T(response) = entry {
+            let list = slugs
+                .iter()
+                .map(|s| format!("`/problems/{s}`"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            response.description = format!("{} Types: {list}.", response.description);
+            let types: Vec<String> = slugs.iter().map(|s| format!("/problems/{s}")).collect();
+            response
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert("x-problem-types".to_owned(), serde_json::json!(types));
+        }
+    }
+}
+
+/// The headers an audited operation's answers carry: `X-Request-Id` and
+/// `X-Audit-Seq` on every one, `WWW-Authenticate` on 401, `Retry-After` on
+/// 429 and 503, `Preference-Applied` on a department route's 200.
+fn add_response_headers(op: &mut Operation) {
+    use utoipa::openapi::{HeaderBuilder, ObjectBuilder, RefOr, Type};
+    let header = |kind: Type, description: &str| -> RefOr<utoipa::openapi::Header> {
+        RefOr::T(
+            HeaderBuilder::new()
+                .schema(Some(ObjectBuilder::new().schema_type(kind)))
+                .description(Some(description))
+                .build(),
+        )
+    };
+    let records = op
+        .tags
+        .as_ref()
+        .is_some_and(|t| t.iter().any(|t| t == "records"));
+    for (status, entry) in &mut op.responses.responses {
+        let RefOr::T(response) = entry else {
+            continue;
+        };
+        let headers = &mut response.headers;
+        headers.insert(
+            "X-Request-Id".into(),
+            header(
+                Type::String,
+                "The request's id, as recorded in its audit event (also `request_id` in a problem)",
+            ),
+        );
+        headers.insert(
+            "X-Audit-Seq".into(),
+            header(
+                Type::Integer,
+                "The sequence number of the audit event that records this answer or refusal",
+            ),
+        );
+        match status.as_str() {
+            "401" => {
+                headers.insert(
+                    "WWW-Authenticate".into(),
+                    header(
+                        Type::String,
+                        "Bearer realm=\"tongban\", with error and error_description (RFC 6750)",
+                    ),
+                );
+            }
+            "429" | "503" => {
+                headers.insert(
+                    "Retry-After".into(),
+                    header(Type::Integer, "Seconds to wait before trying again"),
+                );
+            }
+            "200" if records => {
+                headers.insert(
+                    "Preference-Applied".into(),
+                    header(Type::String, "`signed` when the answer carries a proof (asked with `Prefer: signed`, or required by the grant)"),
+                );
+            }
+            _ => {}
+        }
     }
 }
 
@@ -940,5 +1148,13 @@ pub fn document(paths: OpenApi) -> OpenApi {
     doc.merge(paths);
     Conventions.modify(&mut doc);
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.servers = Some(vec![
+        utoipa::openapi::ServerBuilder::new()
+            .url("/")
+            .description(Some(
+                "This gateway: the address /openapi.json was fetched from (https://<gateway>)",
+            ))
+            .build(),
+    ]);
     doc
 }

@@ -814,3 +814,69 @@ async fn every_problem_type_resolves_to_a_page_in_chinese_and_english() {
         .await;
     assert_eq!(page.status, StatusCode::OK, "{}", refusal.text);
 }
+
+/// The OpenAPI document carries what an integrator's generated client needs
+/// besides the bodies: on each refusal status the problem types it can
+/// answer with, the response headers, and a server.
+#[tokio::test]
+async fn the_openapi_document_names_each_operations_problem_types_and_headers() {
+    use tongban::problem::ProblemType;
+    let gw = TestGateway::start().await;
+    let doc = gw.get("/openapi.json", None, None, None).await.body;
+    assert_eq!(doc["servers"][0]["url"], "/");
+    let lookup = &doc["paths"]["/v1/datasets/{dataset}/records/{resident_id}"]["get"]["responses"];
+    let types = |responses: &serde_json::Value, status: &str| -> Vec<String> {
+        responses[status]["x-problem-types"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{status}: {}", responses[status]))
+            .iter()
+            .map(|t| t.as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert!(types(lookup, "401").contains(&"/problems/token-missing".to_owned()));
+    assert!(types(lookup, "403").contains(&"/problems/no-grant".to_owned()));
+    assert!(types(lookup, "404").contains(&"/problems/resident-not-found".to_owned()));
+    assert!(!types(lookup, "403").contains(&"/problems/role-required".to_owned()));
+    for (status, header) in [
+        ("200", "X-Request-Id"),
+        ("200", "X-Audit-Seq"),
+        ("200", "Preference-Applied"),
+        ("401", "WWW-Authenticate"),
+        ("429", "Retry-After"),
+        ("503", "Retry-After"),
+        ("403", "X-Audit-Seq"),
+    ] {
+        assert!(
+            lookup[status]["headers"][header].is_object(),
+            "lookup {status} lacks {header}"
+        );
+    }
+    let put = &doc["paths"]["/v1/admin/grants/{id}"]["put"]["responses"];
+    assert!(types(put, "412").contains(&"/problems/precondition-failed".to_owned()));
+    assert!(!types(put, "403").contains(&"/problems/no-grant".to_owned()));
+    // Every problem type an operation can give is named by one.
+    let named: std::collections::BTreeSet<String> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .values()
+        .flat_map(|item| item.as_object().unwrap().values())
+        .flat_map(|op| {
+            op["responses"]
+                .as_object()
+                .into_iter()
+                .flat_map(|r| r.values())
+        })
+        .flat_map(|r| r["x-problem-types"].as_array().cloned().unwrap_or_default())
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect();
+    for t in ProblemType::ALL {
+        if matches!(t, ProblemType::NoSuchRoute | ProblemType::MethodNotAllowed) {
+            continue;
+        }
+        assert!(
+            named.contains(&format!("/problems/{}", t.slug())),
+            "{} is named by no operation",
+            t.slug()
+        );
+    }
+}
