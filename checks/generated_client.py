@@ -66,7 +66,7 @@ def main():
 
         v = verify.sync("renshe.shebao", rid, client=clerk, x_purpose="dibao_review", x_case_ref="MZ-2026-000123",
                         body=VerifyRequest(conditions=[
-                            Condition(field="contribution_base", op=Comparison(">="), value=3000)]))
+                            Condition(field="contribution_base", op=Comparison.AT_LEAST, value=3000)]))
         results.append((isinstance(v, VerifyAnswer)
                         and v.results[0].match == (rec["contribution_base"] >= 3000),
                         f"verify: a typed yes or no per condition ({type(v).__name__})"))

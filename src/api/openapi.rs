@@ -76,6 +76,7 @@ impl Modify for Conventions {
                 deprecated: None,
             },
         );
+        name_symbolic_enums(components);
         for item in openapi.paths.paths.values_mut() {
             for op in operations(item) {
                 let ops_route = op
@@ -165,6 +166,49 @@ fn add_refusals(op: &mut Operation) {
             .responses
             .entry(status.to_owned())
             .or_insert_with(|| problem_response(description).into());
+    }
+}
+
+/// Code-friendly names for the values of a string enum that are not
+/// identifiers (the comparisons `>=` and `<=`): `x-enum-varnames`, which
+/// client generators use for the enum's members (`AT_LEAST`, not `VALUE_2`).
+fn name_symbolic_enums(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::{RefOr, Schema};
+    for schema in components.schemas.values_mut() {
+        let RefOr::T(Schema::Object(object)) = schema else {
+            continue;
+        };
+        let Some(values) = &object.enum_values else {
+            continue;
+        };
+        let texts: Vec<&str> = values.iter().filter_map(Value::as_str).collect();
+        let symbolic = |t: &str| !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if texts.len() != values.len() || !texts.iter().any(|t| symbolic(t)) {
+            continue;
+        }
+        let names: Vec<String> = texts
+            .iter()
+            .map(|t| match *t {
+                ">=" => "AT_LEAST".to_owned(),
+                "<=" => "AT_MOST".to_owned(),
+                ">" => "GREATER_THAN".to_owned(),
+                "<" => "LESS_THAN".to_owned(),
+                other => other
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_uppercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        object
+            .extensions
+            .get_or_insert_with(Default::default)
+            .insert("x-enum-varnames".to_owned(), serde_json::json!(names));
     }
 }
 
@@ -295,7 +339,10 @@ fn add_problem_types(op: &mut Operation, records: bool) {
                 .map(|s| format!("`/problems/{s}`"))
                 .collect::<Vec<_>>()
                 .join(", ");
-            response.description = format!("{} Types: {list}.", response.description);
+            response.description = format!(
+                "{}. Types: {list}.",
+                response.description.trim_end_matches('.')
+            );
             let types: Vec<String> = slugs.iter().map(|s| format!("/problems/{s}")).collect();
             response
                 .extensions
