@@ -100,6 +100,7 @@ impl Modify for Conventions {
                 add_response_headers(op);
             }
         }
+        close_request_bodies(openapi);
     }
 }
 
@@ -166,6 +167,38 @@ fn add_refusals(op: &mut Operation) {
             .responses
             .entry(status.to_owned())
             .or_insert_with(|| problem_response(description).into());
+    }
+}
+
+/// `additionalProperties: false` on every JSON request body's schema: the
+/// gateway refuses a body with a member it does not know (`invalid-body`),
+/// so a generated client must not send one.
+fn close_request_bodies(openapi: &mut OpenApi) {
+    use utoipa::openapi::schema::AdditionalProperties;
+    use utoipa::openapi::{RefOr, Schema};
+    let mut names = std::collections::BTreeSet::new();
+    for item in openapi.paths.paths.values_mut() {
+        for op in operations(item) {
+            let Some(RefOr::T(body)) = &op.request_body else {
+                continue;
+            };
+            let Some(RefOr::T(content)) = body.content.get("application/json") else {
+                continue;
+            };
+            if let Some(RefOr::Ref(r)) = &content.schema {
+                if let Some(name) = r.ref_location.strip_prefix("#/components/schemas/") {
+                    names.insert(name.to_owned());
+                }
+            }
+        }
+    }
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    for name in names {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(&name) {
+            object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
+        }
     }
 }
 

@@ -856,6 +856,19 @@ async fn the_openapi_document_names_each_operations_problem_types_and_headers() 
         serde_json::json!(["EQUALS", "IN", "AT_LEAST", "AT_MOST", "EXISTS"]),
         "code-friendly names, in the order of the values"
     );
+    // Bodies with a member the gateway does not know are refused: said so.
+    for body in [
+        "BatchRequest",
+        "VerifyRequest",
+        "RevokeRequest",
+        "SuspendRequest",
+        "DecideRequest",
+    ] {
+        assert_eq!(
+            doc["components"]["schemas"][body]["additionalProperties"], false,
+            "{body}"
+        );
+    }
     let put = &doc["paths"]["/v1/admin/grants/{id}"]["put"]["responses"];
     assert!(types(put, "412").contains(&"/problems/precondition-failed".to_owned()));
     assert!(!types(put, "403").contains(&"/problems/no-grant".to_owned()));
