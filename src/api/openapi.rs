@@ -524,16 +524,53 @@ pub struct CatalogEntry {
     /// Roles that may use it.
     pub roles: Vec<String>,
     /// The grant's conditions (case reference, validity, quota, batch size).
-    #[schema(value_type = Object)]
-    pub conditions: Value,
+    pub conditions: CatalogConditions,
     /// Whether today is within the grant's validity.
     pub in_force: bool,
     /// The fields, and how each is disclosed.
     pub fields: Vec<CatalogField>,
     /// What `verify` may ask of the `verify_only` fields: each condition
     /// exactly as listed (`field`, `op`, `value`); nothing else of them.
-    #[schema(value_type = Vec<Object>)]
-    pub verify_predicates: Vec<Value>,
+    pub verify_predicates: Vec<crate::policy::predicate::Condition>,
+}
+
+/// A grant's conditions, as the catalog shows them: what a query under it
+/// must carry and how far it reaches. An absent member is no condition.
+#[derive(Debug, ToSchema)]
+pub struct CatalogConditions {
+    /// A case reference (办件编号, `X-Case-Ref`) must be named on every query.
+    pub case_ref_required: bool,
+    /// The form a case reference must have (a regular expression matched
+    /// against the whole reference).
+    #[schema(nullable = false)]
+    pub case_ref_pattern: Option<String>,
+    /// First day the grant is in force (inclusive, `YYYY-MM-DD`, the gateway's time zone).
+    #[schema(nullable = false)]
+    pub valid_from: Option<String>,
+    /// Last day the grant is in force (inclusive).
+    #[schema(nullable = false)]
+    pub valid_until: Option<String>,
+    /// The grant's rate quota, e.g. `120/min`.
+    #[schema(nullable = false)]
+    pub quota: Option<String>,
+    /// The largest batch allowed.
+    #[schema(nullable = false)]
+    pub batch_limit: Option<u32>,
+    /// Verify requests per resident and day.
+    #[schema(nullable = false)]
+    pub verify_budget_per_resident_day: Option<u32>,
+    /// `required`: every answer under the grant is signed (absent: signed
+    /// when asked with `Prefer: signed`).
+    #[schema(nullable = false)]
+    pub signed_answers: Option<SignedAnswersRequired>,
+}
+
+/// The one value `signed_answers` shows in the catalog.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum SignedAnswersRequired {
+    /// Every answer is signed.
+    Required,
 }
 
 /// `GET /v1/catalog`.

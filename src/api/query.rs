@@ -81,7 +81,16 @@ pub(crate) struct LookupParams {
         ("traceparent" = Option<String>, Header, description = "W3C trace context; its trace id is logged and passed to upstream providers"),
     ),
     responses(
-        (status = 200, description = "The granted fields", body = RecordAnswer),
+        (status = 200, description = "The granted fields", body = RecordAnswer, example = json!({
+            "dataset": "gongan.hukou",
+            "resident": "110101********9455",
+            "record": {"name": "张三", "hukou_status": "正常", "hukou_address": "北京市东城区**街道"},
+            "purpose": "dibao_review",
+            "case_ref": "MZ-2026-000123",
+            "grant": {"id": "minzheng-dibao-hukou", "version": 3},
+            "policy_version": "9f2c41d07ab3e815",
+            "audit": {"seq": 1042, "request_id": "01JF3K7Q8X2M4N6P8R0T2V4X6Z"}
+        })),
         (status = 404, description = "Unknown dataset, or no record of this resident", body = doc::Problem, content_type = "application/problem+json"),
     ),
 )]
@@ -362,9 +371,27 @@ pub(crate) struct VerifyBody {
         ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号): ASCII as it is, or percent-encoded UTF-8 (RFC 3986)"),
         ("Prefer" = Option<String>, Header, description = "`signed` (RFC 7240): add a signed answer (`proof`) and `Preference-Applied: signed`"),
     ),
-    request_body = VerifyBody,
+    request_body(content = VerifyBody, example = json!({"conditions": [
+        {"field": "contribution_base", "op": ">=", "value": 3000},
+        {"field": "insured_status", "op": "in", "value": ["参保缴费", "暂停缴费"]},
+        {"field": "monthly_pension", "op": "exists"}
+    ]})),
     responses(
-        (status = 200, description = "One outcome per condition", body = VerifyAnswer),
+        (status = 200, description = "One outcome per condition", body = VerifyAnswer, example = json!({
+            "dataset": "renshe.shebao",
+            "resident": "110101********9455",
+            "match": false,
+            "results": [
+                {"field": "contribution_base", "op": ">=", "match": true},
+                {"field": "insured_status", "op": "in", "match": true},
+                {"field": "monthly_pension", "op": "exists", "match": false}
+            ],
+            "purpose": "dibao_review",
+            "case_ref": "MZ-2026-000123",
+            "grant": {"id": "minzheng-dibao-shebao", "version": 2},
+            "policy_version": "9f2c41d07ab3e815",
+            "audit": {"seq": 1043, "request_id": "01JF3K7R2B4D6F8H0K2M4P6R8T"}
+        })),
         (status = 404, description = "Unknown dataset, or no record of this resident", body = doc::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit", body = doc::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = doc::Problem, content_type = "application/problem+json"),
@@ -604,9 +631,23 @@ pub(crate) struct BatchBody {
         ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号): ASCII as it is, or percent-encoded UTF-8 (RFC 3986)"),
         ("Prefer" = Option<String>, Header, description = "`signed` (RFC 7240): add a signed answer (`proof`) and `Preference-Applied: signed`"),
     ),
-    request_body = BatchBody,
+    request_body(content = BatchBody, example = json!({
+        "resident_ids": ["110101199810229455", "11010519491231002X"],
+        "fields": ["name", "hukou_status"]
+    })),
     responses(
-        (status = 200, description = "One answer per ID", body = BatchAnswer),
+        (status = 200, description = "One answer per ID", body = BatchAnswer, example = json!({
+            "dataset": "gongan.hukou",
+            "results": [
+                {"index": 0, "status": "found", "resident": "110101********9455", "record": {"name": "张三", "hukou_status": "正常"}},
+                {"index": 1, "status": "not_found", "resident": "110105********002X", "detail": "the owner holds no record of this resident"}
+            ],
+            "purpose": "pension_eligibility",
+            "case_ref": null,
+            "grant": {"id": "renshe-pension-hukou", "version": 1},
+            "policy_version": "9f2c41d07ab3e815",
+            "audit": {"seq": 1044, "last_seq": 1045, "request_id": "01JF3K7S5C7E9G1J3L5N7Q9S1U"}
+        })),
         (status = 404, description = "Unknown dataset", body = doc::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Body over the limit", body = doc::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Body is not application/json", body = doc::Problem, content_type = "application/problem+json"),
@@ -886,7 +927,28 @@ fn claims(
     path = "/v1/catalog",
     tag = "records",
     operation_id = "catalog",
-    responses((status = 200, description = "What the caller's department and roles may use", body = doc::CatalogAnswer)),
+    responses((status = 200, description = "What the caller's department and roles may use", body = doc::CatalogAnswer, example = json!({
+        "department": "minzheng",
+        "policy_version": "9f2c41d07ab3e815",
+        "datasets": [{
+            "dataset": "renshe.shebao",
+            "title": "社会保险参保信息",
+            "owner": "renshe",
+            "class": "conditional",
+            "grant": {"id": "minzheng-dibao-shebao", "version": 2, "title": "低保审核核查社保参保情况", "basis": "《社会救助暂行办法》第十一条"},
+            "purposes": ["dibao_review"],
+            "operations": ["lookup", "verify"],
+            "roles": ["dibao_reviewer"],
+            "conditions": {"case_ref_required": true, "case_ref_pattern": "MZ-\\d{4}-\\d{6}", "quota": "600/min"},
+            "in_force": true,
+            "fields": [
+                {"name": "insured_status", "title": "参保状态", "type": "string", "sensitivity": "personal", "disclosure": "plain"},
+                {"name": "contribution_base", "title": "缴费基数", "type": "integer", "sensitivity": "sensitive", "disclosure": "verify_only"}
+            ],
+            "verify_predicates": [{"field": "contribution_base", "op": ">=", "value": 3000}]
+        }],
+        "audit": {"seq": 1041, "request_id": "01JF3K7P4W0Y2A4C6E8G0J2L4N"}
+    }))),
 )]
 async fn catalog(
     State(gw): State<Arc<Gateway>>,

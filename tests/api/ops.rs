@@ -898,3 +898,76 @@ async fn the_openapi_document_names_each_operations_problem_types_and_headers() 
         );
     }
 }
+
+/// The department operations (catalog, lookup, verify, batch) carry a full
+/// example of their answer and of their body, each naming what its schema
+/// requires and nothing else; the catalog's conditions and verify
+/// predicates are typed.
+#[tokio::test]
+async fn the_department_operations_have_full_examples_and_typed_conditions() {
+    let gw = TestGateway::start().await;
+    let doc = gw.get("/openapi.json", None, None, None).await.body;
+    let schema = |r: &serde_json::Value| -> serde_json::Value {
+        let name = r["$ref"]
+            .as_str()
+            .unwrap()
+            .rsplit('/')
+            .next()
+            .unwrap()
+            .to_owned();
+        doc["components"]["schemas"][name].clone()
+    };
+    let fits = |example: &serde_json::Value, schema: &serde_json::Value, what: &str| {
+        let example = example
+            .as_object()
+            .unwrap_or_else(|| panic!("{what}: no example"));
+        let props = schema["properties"].as_object().unwrap();
+        for key in example.keys() {
+            assert!(
+                props.contains_key(key),
+                "{what}: {key} is not in the schema"
+            );
+        }
+        for req in schema["required"].as_array().into_iter().flatten() {
+            assert!(
+                example.contains_key(req.as_str().unwrap()),
+                "{what}: {req} is missing"
+            );
+        }
+    };
+    for (path, method) in [
+        ("/v1/catalog", "get"),
+        ("/v1/datasets/{dataset}/records/{resident_id}", "get"),
+        (
+            "/v1/datasets/{dataset}/records/{resident_id}/verify",
+            "post",
+        ),
+        ("/v1/datasets/{dataset}/records:batch", "post"),
+    ] {
+        let op = &doc["paths"][path][method];
+        let ok = &op["responses"]["200"]["content"]["application/json"];
+        fits(
+            &ok["example"],
+            &schema(&ok["schema"]),
+            &format!("{method} {path} 200"),
+        );
+        if method == "post" {
+            let body = &op["requestBody"]["content"]["application/json"];
+            fits(
+                &body["example"],
+                &schema(&body["schema"]),
+                &format!("{method} {path} body"),
+            );
+        }
+    }
+    // The catalog's conditions and verify predicates are typed.
+    let entry = &doc["components"]["schemas"]["CatalogEntry"]["properties"];
+    assert_eq!(
+        entry["conditions"]["$ref"],
+        "#/components/schemas/CatalogConditions"
+    );
+    assert_eq!(
+        entry["verify_predicates"]["items"]["$ref"],
+        "#/components/schemas/Condition"
+    );
+}
