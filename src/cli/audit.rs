@@ -18,6 +18,7 @@ use tongban::audit::{AuditStore, Outcome, Pseudonymizer, retention};
 use tongban::config::Config;
 use tongban::domain::ResidentId;
 
+use super::online::{Connection, block_on, call_blocking, call_raw};
 use super::{Target, open_db};
 
 #[derive(Subcommand)]
@@ -40,6 +41,17 @@ pub(crate) enum AuditCommand {
         /// with --pubkey if given, else with the keys the nodes registered.
         #[arg(long, conflicts_with = "export")]
         cluster: bool,
+        /// Verify through a running gateway (https://host:port) instead of
+        /// opening its data directory: GET /v1/audit/verify with a privacy
+        /// officer's token (--token-file, or TONGBAN_TOKEN).
+        #[arg(long, conflicts_with_all = ["export", "cluster"], requires = "ca")]
+        url: Option<String>,
+        /// With --url: the CA certificate(s) the gateway's certificate chains to.
+        #[arg(long, requires = "url")]
+        ca: Option<PathBuf>,
+        /// With --url: a file holding the token (else TONGBAN_TOKEN).
+        #[arg(long, requires = "url")]
+        token_file: Option<PathBuf>,
     },
     /// Search events, newest first (JSON Lines).
     Search {
@@ -78,6 +90,17 @@ pub(crate) enum AuditCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// Export through a running gateway (https://host:port) instead of
+        /// opening its data directory: GET /v1/audit/export with a privacy
+        /// officer's token (--token-file, or TONGBAN_TOKEN).
+        #[arg(long, requires = "ca")]
+        url: Option<String>,
+        /// With --url: the CA certificate(s) the gateway's certificate chains to.
+        #[arg(long, requires = "url")]
+        ca: Option<PathBuf>,
+        /// With --url: a file holding the token (else TONGBAN_TOKEN).
+        #[arg(long, requires = "url")]
+        token_file: Option<PathBuf>,
     },
     /// Counts per day and anomaly flags.
     Stats {
@@ -211,6 +234,12 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             pubkey,
             ..
         } => verify_cluster(&target.load()?, &pubkey),
+        AuditCommand::Verify {
+            url: Some(url),
+            ca,
+            token_file,
+            ..
+        } => verify_online(Connection::to(url, ca, token_file)),
         AuditCommand::Verify { target, .. } => verify_local(target),
         AuditCommand::Search {
             target,
@@ -223,11 +252,28 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             format,
         } => disclosures(target, resident, format),
         AuditCommand::Export {
+            url: Some(url),
+            ca,
+            token_file,
+            from,
+            to,
+            format,
+            output,
+            ..
+        } => export_online(
+            Connection::to(url, ca, token_file),
+            from.as_deref(),
+            to.as_deref(),
+            &format,
+            output,
+        ),
+        AuditCommand::Export {
             target,
             from,
             to,
             format,
             output,
+            ..
         } => export(target, from, to, format, output),
         AuditCommand::Stats { target, from, to } => stats(target, from, to),
         AuditCommand::Keygen { target, suite } => keygen(target, suite),
@@ -314,6 +360,79 @@ fn verify_export_file(file: PathBuf, pubkey: Vec<PathBuf>) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `audit verify --url`: the chain verified by the running gateway itself
+/// (`GET /v1/audit/verify`); the report as it answers, the verdict on stderr.
+fn verify_online(conn: Connection) -> Result<ExitCode> {
+    let target = conn.resolve("privacy_officer")?;
+    let (status, report) = call_blocking(&target, "GET", "/v1/audit/verify", None)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !status.is_success() {
+        bail!(
+            "the gateway refused: {status} {} ({})",
+            report["type"].as_str().unwrap_or("?"),
+            report["detail"].as_str().unwrap_or("")
+        );
+    }
+    let intact = report["verdict"] == "intact";
+    eprintln!(
+        "{} (verified by the gateway while it serves: {} events after anchor {}, head {}, {} checkpoints)",
+        if intact {
+            "audit chain intact"
+        } else {
+            "audit chain BROKEN"
+        },
+        report["checked"],
+        report["anchor_seq"],
+        report["head_seq"],
+        report["checkpoints_checked"]
+    );
+    Ok(if intact {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `audit export --url`: the export the running gateway streams
+/// (`GET /v1/audit/export`), written as it came; verify it offline with
+/// `audit verify --export FILE --pubkey KEY`.
+fn export_online(
+    conn: Connection,
+    from: Option<&str>,
+    to: Option<&str>,
+    format: &str,
+    output: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let target = conn.resolve("privacy_officer")?;
+    let mut query = vec![format!("format={}", enc(format))];
+    for (k, v) in [("from", from), ("to", to)] {
+        if let Some(v) = v {
+            query.push(format!("{k}={}", enc(v)));
+        }
+    }
+    let path = format!("/v1/audit/export?{}", query.join("&"));
+    let (status, bytes) = block_on(call_raw(&target, "GET", &path, None))?;
+    if !status.is_success() {
+        let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        bail!(
+            "the gateway refused: {status} {} ({})",
+            problem["type"].as_str().unwrap_or("?"),
+            problem["detail"].as_str().unwrap_or("")
+        );
+    }
+    match &output {
+        Some(path) => std::fs::write(path, &bytes)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => std::io::stdout().lock().write_all(&bytes)?,
+    }
+    eprintln!("exported {} bytes through {}", bytes.len(), target.url());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn enc(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// `audit verify`: this node's chain and checkpoints.

@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod audit;
+pub(crate) mod online;
 pub(crate) mod pki;
 pub(crate) mod policy;
 pub(crate) mod provider;

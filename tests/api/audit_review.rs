@@ -917,3 +917,90 @@ fn verifies_with_both_keys_only(
     let out = verify_export_file(export, &only_new);
     assert!(!out.status.success(), "verified without the old key");
 }
+
+/// Verification and export while the gateway serves, with the command line
+/// as the client of its routes (`--url`, a privacy officer's token in
+/// `TONGBAN_TOKEN`): the verdict, and an export that then verifies offline.
+/// Another role's token, or none, is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_export_work_through_a_running_gateway() {
+    let gw = TestGateway::start_with(|c, _| c.audit.checkpoint_every = every(3)).await;
+    traffic(&gw).await;
+    let url = format!("https://{}", gw.addr);
+    let ca = gw.home.path().join("certs/ca.pem");
+    let home = gw.home.path().to_path_buf();
+    let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    let clerk = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let run = |args: Vec<String>, token: Option<String>| {
+        tokio::task::spawn_blocking(move || {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_tongban"));
+            c.args(args).env_remove("TONGBAN_TOKEN");
+            if let Some(t) = token {
+                c.env("TONGBAN_TOKEN", t);
+            }
+            c.output().unwrap()
+        })
+    };
+    let verify = |token: Option<String>| {
+        run(
+            vec![
+                "audit".into(),
+                "verify".into(),
+                "--url".into(),
+                url.clone(),
+                "--ca".into(),
+                ca.to_str().unwrap().into(),
+            ],
+            token,
+        )
+    };
+    let out = verify(Some(officer.clone())).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("audit chain intact"), "{stderr}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["verdict"], "intact");
+    let out = verify(Some(clerk)).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("role-required"),
+        "{stderr}"
+    );
+    let out = verify(None).await.unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("TONGBAN_TOKEN"),
+        "{stderr}"
+    );
+
+    let file = home.join("online-export.ndjson");
+    let out = run(
+        vec![
+            "audit".into(),
+            "export".into(),
+            "--url".into(),
+            url.clone(),
+            "--ca".into(),
+            ca.to_str().unwrap().into(),
+            "--output".into(),
+            file.to_str().unwrap().into(),
+        ],
+        Some(officer),
+    )
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key = home.join("pub.pem");
+    let pubkey = tongban(&["audit", "pubkey", "--home", home.to_str().unwrap()]);
+    std::fs::write(&key, &pubkey.stdout).unwrap();
+    let out = verify_export_file(&file, &key);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
