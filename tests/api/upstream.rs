@@ -224,9 +224,10 @@ fn present_a_foreign_certificate(config: &mut Config, home: &Path) {
     up.client_key = home.join("client-key.pem");
 }
 
-#[tokio::test]
-async fn an_upstream_refuses_a_gateway_without_its_client_certificate() {
-    let (gw, _up) = gateway_with_upstream(
+/// A gateway presenting a certificate its upstream does not trust, and the
+/// refused lookup (503) of a sample resident.
+async fn refused_for_a_foreign_certificate() -> (TestGateway, Upstream, String, TestResponse) {
+    let (gw, up) = gateway_with_upstream(
         DEFAULT,
         |_| {
             scripted(Arc::new(Mutex::new(Script {
@@ -241,6 +242,12 @@ async fn an_upstream_refuses_a_gateway_without_its_client_certificate() {
     let id = gw.sample_ids(DATASET, 1)[0].clone();
     let r = lookup(&gw, &id).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    (gw, up, id, r)
+}
+
+#[tokio::test]
+async fn an_upstream_refuses_a_gateway_without_its_client_certificate() {
+    let (gw, _up, _id, r) = refused_for_a_foreign_certificate().await;
     assert_eq!(r.problem_type(), Some("/problems/upstream-unavailable"));
     assert_eq!(r.body["dataset"], DATASET);
     let e = event_of(&gw, &r).await;
@@ -467,21 +474,7 @@ async fn batches_use_the_upstream_batch_route_or_bounded_single_calls() {
 /// certificate it trusts is in place, without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_renewed_upstream_client_certificate_needs_no_restart() {
-    let (gw, _up) = gateway_with_upstream(
-        DEFAULT,
-        |_| {
-            scripted(Arc::new(Mutex::new(Script {
-                status: 200,
-                body: json!({"property_count": 1}),
-                ..Script::default()
-            })))
-        },
-        present_a_foreign_certificate,
-    )
-    .await;
-    let id = gw.sample_ids(DATASET, 1)[0].clone();
-    let r = lookup(&gw, &id).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    let (gw, _up, id, _refused) = refused_for_a_foreign_certificate().await;
 
     // The renewed certificate, from the CA the upstream trusts: key first,
     // then the certificate, as a deployment tool writes them.
