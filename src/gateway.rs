@@ -125,6 +125,9 @@ pub struct Gateway {
     pub policy_history: History,
     /// Serializes every change of the policy in force (admin edits, reloads).
     pub policy_lock: tokio::sync::Mutex<()>,
+    /// Held for writing by a retention prune, for reading by a chain
+    /// verification: a verification never sees the chain's start move.
+    pub audit_prune_lock: tokio::sync::RwLock<()>,
     /// Serializes the cluster's stops: sharing this node's, applying the log.
     stops_lock: tokio::sync::Mutex<()>,
     /// The outcome of the last reload from files (or from PostgreSQL).
@@ -384,6 +387,7 @@ impl Gateway {
             metrics,
             policy_history,
             policy_lock: tokio::sync::Mutex::new(()),
+            audit_prune_lock: tokio::sync::RwLock::new(()),
             stops_lock: tokio::sync::Mutex::new(()),
             reload_status: std::sync::RwLock::new(ReloadStatus::default()),
             cluster,

@@ -159,6 +159,7 @@ problem_types! {
     EventNotFound "event-not-found" NOT_FOUND "No such audit event" "没有此审计事件";
     // Administration.
     NotACluster "not-a-cluster" CONFLICT "This gateway is a single node" "此网关为单节点";
+    RetentionNotSet "retention-not-set" CONFLICT "No retention period is configured" "未配置保留期限";
     DepartmentNotFound "department-not-found" NOT_FOUND "No such department" "没有此部门";
     CannotSuspendOperator "cannot-suspend-operator" CONFLICT "The operator department cannot be suspended" "运营部门不能被暂停";
     SuspensionNotStored "suspension-not-stored" INTERNAL_SERVER_ERROR "The change could not be stored" "变更无法保存";
@@ -567,6 +568,8 @@ pub enum Problem {
     },
     /// A cluster-only route on a single node.
     NotACluster,
+    /// Pruning was asked for, but `audit.retention_days` is not set.
+    RetentionNotSet,
     /// No such department.
     DepartmentNotFound {
         /// The id.
@@ -689,6 +692,7 @@ impl Problem {
             }
             Self::EventNotFound { .. } => T::EventNotFound,
             Self::NotACluster => T::NotACluster,
+            Self::RetentionNotSet => T::RetentionNotSet,
             Self::DepartmentNotFound { .. } => T::DepartmentNotFound,
             Self::CannotSuspendOperator => T::CannotSuspendOperator,
             Self::SuspensionNotStored(_) => T::SuspensionNotStored,
@@ -862,6 +866,7 @@ impl Problem {
                 format!("node {node} has no audit event with sequence number {seq}")
             }
             Self::NotACluster => "policy versions are kept in PostgreSQL in cluster mode; on a single node read /v1/admin/history".into(),
+            Self::RetentionNotSet => "audit.retention_days is not set: the log keeps everything, and nothing is pruned".into(),
             Self::DepartmentNotFound { id } => {
                 format!("department {id} is not in departments.toml")
             }
@@ -1051,6 +1056,9 @@ impl Problem {
             Self::EventNotFound { node, seq } => format!("节点 {node} 没有序号为 {seq} 的审计事件"),
             Self::NotACluster => {
                 "策略版本在集群模式下保存在 PostgreSQL 中；单节点请读取 /v1/admin/history".into()
+            }
+            Self::RetentionNotSet => {
+                "未设置 audit.retention_days：日志全部保留，不清理任何事件".into()
             }
             Self::DepartmentNotFound { id } => format!("部门 {id} 不在 departments.toml 中"),
             Self::CannotSuspendOperator => "其管理员必须始终能够恢复其他部门".into(),

@@ -51,14 +51,18 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
 }
 
 /// Authenticates a privacy officer of the operator department.
-fn officer(gw: &Gateway, headers: &HeaderMap, event: &mut EventBody) -> Result<(), ApiError> {
+pub(crate) fn officer(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    event: &mut EventBody,
+) -> Result<(), ApiError> {
     staff(gw, headers, event, PRIVACY_OFFICER).map(|_| ())
 }
 
 /// Waits until the store holds every event acknowledged so far (the
 /// applier files them in sled behind the writer): an officer's read then
 /// misses none. A store that stays behind is answered 503.
-async fn caught_up(gw: &Gateway) -> Result<(), ApiError> {
+pub(crate) async fn caught_up(gw: &Gateway) -> Result<(), ApiError> {
     gw.audit.caught_up().await.map_err(|e| {
         tracing::error!(error = %e, "an officer's read found the audit store behind its write-ahead file");
         ApiError::audit_unavailable()
@@ -214,7 +218,7 @@ fn decode_cursor(s: &str) -> Result<u64, ApiError> {
         .ok_or_else(|| bad_param(QueryFault::Cursor { cluster: false }))
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, crate::audit::AuditError> + Send + 'static,
 ) -> Result<T, ApiError> {
     match tokio::task::spawn_blocking(f).await {
@@ -540,6 +544,8 @@ async fn verify(
     let result = async {
         officer(&gw, &headers, &mut event)?;
         caught_up(&gw).await?;
+        // Never in the middle of a prune (the chain's start moves).
+        let _unpruned = gw.audit_prune_lock.read().await;
         let store = gw.audit_store.clone();
         let keys = gw.checkpoint_signer.keyring();
         let report = blocking(move || store.verify(Some(&keys))).await?;

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod problems;
 pub mod query;
 pub mod request_id;
+pub mod retention;
 
 use std::future::Future as _;
 use std::sync::Arc;
@@ -158,6 +159,7 @@ fn routes(metrics_here: bool) -> utoipa_axum::router::OpenApiRouter<Arc<Gateway>
         .merge(problems::router())
         .merge(query::router())
         .merge(audit::router())
+        .merge(retention::router())
         .merge(admin::router())
 }
 

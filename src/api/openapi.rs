@@ -298,6 +298,7 @@ fn family(t: ProblemType) -> Family {
         | T::ClusterUnavailable
         | T::EventNotFound
         | T::NotACluster
+        | T::RetentionNotSet
         | T::DepartmentNotFound
         | T::CannotSuspendOperator
         | T::SuspensionNotStored
@@ -739,6 +740,25 @@ pub enum Verdict {
     Intact,
     /// See `broken` for the first bad link.
     Broken,
+}
+
+/// `POST /v1/audit/prune`.
+#[derive(Debug, ToSchema)]
+pub struct PruneAnswer {
+    /// The chain's anchor before (0, or the last event pruned before).
+    pub anchor_before: u64,
+    /// The last event removed (the new anchor); null if none was.
+    pub through: Option<u64>,
+    /// Events removed (with `dry_run`: that would be).
+    pub events: u64,
+    /// What held the prune back at `through`: the retention period, not yet
+    /// exported, not yet covered by a signed checkpoint, not yet copied to
+    /// PostgreSQL.
+    pub limited_by: String,
+    /// Whether nothing was removed on purpose.
+    pub dry_run: bool,
+    /// This request's audit event.
+    pub audit: AuditRef,
 }
 
 /// `GET /v1/audit/verify`.

@@ -266,6 +266,10 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "This gateway is a single node; the cluster routes apply only in cluster mode.",
             "本网关为单节点；集群相关路由仅适用于集群模式。",
         ],
+        T::RetentionNotSet => [
+            "The gateway keeps its whole log: set audit.retention_days (at least 183) in its configuration before pruning.",
+            "网关保留全部日志：请先在配置中设置 audit.retention_days（至少 183 天）再清理。",
+        ],
         T::DepartmentNotFound => [
             "Name a department registered in the policy (GET /v1/admin/departments).",
             "请指定策略中已登记的部门（GET /v1/admin/departments）。",

@@ -139,6 +139,8 @@ pub(crate) enum AuditCommand {
         target: Target,
     },
     /// Remove events past the retention period that are exported and checkpointed.
+    /// With --url, through a running gateway (POST /v1/audit/prune, a privacy
+    /// officer's token), under the same rules.
     Prune {
         #[command(flatten)]
         target: Target,
@@ -147,8 +149,17 @@ pub(crate) enum AuditCommand {
         dry_run: bool,
         /// Retention of the cluster's central copy in PostgreSQL (whole
         /// monthly partitions), instead of this node's log.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "url")]
         cluster: bool,
+        /// Prune through a running gateway (https://host:port).
+        #[arg(long, requires = "ca")]
+        url: Option<String>,
+        /// With --url: the CA certificate(s) the gateway's certificate chains to.
+        #[arg(long, requires = "url")]
+        ca: Option<PathBuf>,
+        /// With --url: a file holding the token (else TONGBAN_TOKEN).
+        #[arg(long, requires = "url")]
+        token_file: Option<PathBuf>,
     },
 }
 
@@ -280,9 +291,17 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
         AuditCommand::Pubkey { target } => pubkey(target),
         AuditCommand::RotateKey { target } => rotate_key(target),
         AuditCommand::Prune {
+            url: Some(url),
+            ca,
+            token_file,
+            dry_run,
+            ..
+        } => prune_online(Connection::to(url, ca, token_file), dry_run),
+        AuditCommand::Prune {
             target,
             dry_run,
             cluster: true,
+            ..
         } => prune_central(target, dry_run),
         AuditCommand::Prune {
             target, dry_run, ..
@@ -393,6 +412,23 @@ fn verify_online(conn: Connection) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// `audit prune --url`: retention pruning done by the running gateway
+/// (`POST /v1/audit/prune`), under the rules of the local prune.
+fn prune_online(conn: Connection, dry_run: bool) -> Result<ExitCode> {
+    let target = conn.resolve("privacy_officer")?;
+    let path = format!("/v1/audit/prune?dry_run={dry_run}");
+    let (status, report) = call_blocking(&target, "POST", &path, None)?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    if !status.is_success() {
+        bail!(
+            "the gateway refused: {status} {} ({})",
+            report["type"].as_str().unwrap_or("?"),
+            report["detail"].as_str().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `audit export --url`: the export the running gateway streams

@@ -1004,3 +1004,109 @@ async fn verify_and_export_work_through_a_running_gateway() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Retention pruning while the gateway serves (`POST /v1/audit/prune`, the
+/// command line's `--url`), under the local prune's rules: a dry run
+/// removes nothing; after an export the old events go, the chain verifies
+/// from its new anchor, and the prune is itself audited. A clerk is
+/// refused, and a gateway without a retention period says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_gateway_prunes_under_the_retention_rules() {
+    let gw = TestGateway::start_with(|c, _| {
+        c.audit.retention_days = Some(183.try_into().unwrap());
+        c.audit.checkpoint_every = every(2);
+    })
+    .await;
+    traffic(&gw).await;
+    let export = officer_get(&gw, "/v1/audit/export").await;
+    assert_eq!(export.status, StatusCode::OK, "{}", export.text);
+    gw.clock.advance(Duration::from_secs(200 * 86_400));
+    let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    let auth = vec![("authorization".to_owned(), format!("Bearer {officer}"))];
+    let prune = |path: &'static str| {
+        let auth = auth.clone();
+        let client = gw.client();
+        async move { client.request("POST", path, &auth).await.unwrap() }
+    };
+    let dry = prune("/v1/audit/prune?dry_run=true").await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.text);
+    assert!(dry.body["events"].as_u64().unwrap() > 0, "{}", dry.text);
+    let verified = officer_get(&gw, "/v1/audit/verify").await;
+    assert_eq!(verified.body["anchor_seq"], 0, "a dry run removed nothing");
+
+    let url = format!("https://{}", gw.addr);
+    let ca = gw.home.path().join("certs/ca.pem");
+    let token = officer.clone();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_tongban"))
+            .args([
+                "audit",
+                "prune",
+                "--url",
+                &url,
+                "--ca",
+                ca.to_str().unwrap(),
+            ])
+            .env("TONGBAN_TOKEN", token)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let through = report["through"].as_u64().expect("events were pruned");
+    assert_eq!(report["events"], dry.body["events"], "{report}");
+    let verified = officer_get(&gw, "/v1/audit/verify").await;
+    assert_eq!(verified.body["verdict"], "intact", "{}", verified.text);
+    assert_eq!(verified.body["anchor_seq"], through);
+    let event = gw
+        .store()
+        .await
+        .get(report["audit"]["seq"].as_u64().unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.body.operation, "audit.prune");
+    assert!(
+        event
+            .body
+            .detail
+            .unwrap()
+            .contains(&format!("\"through\":{through}"))
+    );
+
+    let clerk = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw
+        .client()
+        .request(
+            "POST",
+            "/v1/audit/prune",
+            &[("authorization".to_owned(), format!("Bearer {clerk}"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r.problem_type(),
+        Some("/problems/role-required"),
+        "{}",
+        r.text
+    );
+
+    let keeps_all = TestGateway::start().await;
+    let officer = keeps_all.token("shujuju", "officer-1", &["privacy_officer"]);
+    let r = keeps_all
+        .client()
+        .request(
+            "POST",
+            "/v1/audit/prune",
+            &[("authorization".to_owned(), format!("Bearer {officer}"))],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/retention-not-set"));
+}

@@ -460,6 +460,7 @@ async fn the_openapi_document_describes_every_route_with_its_security_and_refusa
         ("/openapi.json", "get"),
         ("/.well-known/jwks.json", "get"),
         ("/problems/{slug}", "get"),
+        ("/v1/audit/prune", "post"),
     ];
     let documented: usize = paths
         .values()
