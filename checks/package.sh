@@ -64,8 +64,9 @@ grep -q '^ExecStart=tongban serve --config /etc/tongban/tongban.toml$' /usr/lib/
   fail "the unit does not start the installed binary"
 cd /var/lib/tongban
 runuser -u tongban -- tongban demo --home /var/lib/tongban/demo --no-serve
-runuser -u tongban -- tongban keys init --home /var/lib/tongban/demo | grep -q "kept .*pseudonym.key" ||
-  fail "keys init did not keep the demo's keys"
+# The whole output first: grep -q would close the pipe at its first match.
+kept=$(runuser -u tongban -- tongban keys init --home /var/lib/tongban/demo)
+grep -q "kept .*pseudonym.key" <<<"$kept" || fail "keys init did not keep the demo's keys: $kept"
 [ "$(stat -c '%U %a' /var/lib/tongban/demo/data/pseudonym.key)" = "tongban 600" ] ||
   fail "the pseudonym key: $(stat -c '%U %a' /var/lib/tongban/demo/data/pseudonym.key)"
 cd - >/dev/null
