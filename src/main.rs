@@ -1,6 +1,7 @@
 //! The `tongban` command: serve, demo, token, policy, audit, import.
 #![forbid(unsafe_code)]
 
+#[macro_use]
 mod cli;
 
 use std::process::ExitCode;
@@ -48,7 +49,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             ttl,
         } => {
             let ttl = cli::token::parse_ttl(&ttl)?;
-            println!("{}", cli::token::mint(&home, &dept, &sub, &roles, ttl)?);
+            out!("{}", cli::token::mint(&home, &dept, &sub, &roles, ttl)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => cli::policy::run(command),

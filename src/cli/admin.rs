@@ -107,7 +107,7 @@ pub(crate) fn run(command: AdminCommand) -> Result<ExitCode> {
     let target = conn.resolve("policy_admin")?;
     let (status, answer) = super::online::call_blocking(&target, method, &path, body)?;
     if status.is_success() {
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        out!("{}", serde_json::to_string_pretty(&answer)?);
         Ok(ExitCode::SUCCESS)
     } else {
         let title = answer["title"].as_str().unwrap_or("refused");

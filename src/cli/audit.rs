@@ -334,9 +334,9 @@ fn verify_export_file(file: PathBuf, pubkey: Vec<PathBuf>) -> Result<ExitCode> {
     let reports = verify_export(reader, &key)?;
     // One chain: its report, as always; a cluster's export: one per node.
     if let [report] = reports.as_slice() {
-        println!("{}", serde_json::to_string_pretty(report)?);
+        out!("{}", serde_json::to_string_pretty(report)?);
     } else {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({ "sections": reports }))?
         );
@@ -386,7 +386,7 @@ fn verify_export_file(file: PathBuf, pubkey: Vec<PathBuf>) -> Result<ExitCode> {
 fn verify_online(conn: Connection) -> Result<ExitCode> {
     let target = conn.resolve("privacy_officer")?;
     let (status, report) = call_blocking(&target, "GET", "/v1/audit/verify", None)?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    out!("{}", serde_json::to_string_pretty(&report)?);
     if !status.is_success() {
         bail!(
             "the gateway refused: {status} {} ({})",
@@ -420,7 +420,7 @@ fn prune_online(conn: Connection, dry_run: bool) -> Result<ExitCode> {
     let target = conn.resolve("privacy_officer")?;
     let path = format!("/v1/audit/prune?dry_run={dry_run}");
     let (status, report) = call_blocking(&target, "POST", &path, None)?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    out!("{}", serde_json::to_string_pretty(&report)?);
     if !status.is_success() {
         bail!(
             "the gateway refused: {status} {} ({})",
@@ -476,7 +476,7 @@ fn verify_local(target: Target) -> Result<ExitCode> {
     let o = open(&target)?;
     let signer = CheckpointSigner::open(&o.config.data_dir)?;
     let report = o.store.verify(Some(&signer.keyring()))?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    out!("{}", serde_json::to_string_pretty(&report)?);
     if report.ok() {
         eprintln!(
             "audit chain intact: {} events after anchor {}, head {} ({}), {} checkpoints verified; {}",
@@ -536,7 +536,7 @@ fn disclosures(target: Target, resident: String, format: String) -> Result<ExitC
     let pseudonym = Pseudonymizer::open(&o.config.data_dir)?.pseudonym(&id);
     let list = q::disclosures(&o.store, &pseudonym, o.offset)?;
     match format.as_str() {
-        "json" => println!(
+        "json" => out!(
             "{}",
             serde_json::to_string_pretty(
                 &serde_json::json!({"resident": id.masked(), "count": list.len(), "disclosures": list})
@@ -624,7 +624,7 @@ fn stats(target: Target, from: Option<String>, to: Option<String>) -> Result<Exi
     let to = time_arg(to.as_deref(), o.offset, true)?.unwrap_or_else(now_ms);
     let from = time_arg(from.as_deref(), o.offset, false)?.unwrap_or(to - 7 * 86_400_000);
     let stats = q::stats(&o.store, from, to, o.offset, &FlagRules::default())?;
-    println!("{}", serde_json::to_string_pretty(&stats)?);
+    out!("{}", serde_json::to_string_pretty(&stats)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -663,7 +663,7 @@ fn rotate_key(target: Target) -> Result<ExitCode> {
     let done = o
         .store
         .rotate_checkpoint_key(&o.config.data_dir, o.config.audit.suite, now_ms())?;
-    println!("{}", serde_json::to_string_pretty(&done)?);
+    out!("{}", serde_json::to_string_pretty(&done)?);
     eprintln!(
         "checkpoint key {} ({}) now signs; {} is kept in {}/{} and still verifies what it signed{}. `tongban audit pubkey` prints both: give verifiers the new public key",
         done.new_key_id,
@@ -681,9 +681,11 @@ fn rotate_key(target: Target) -> Result<ExitCode> {
 /// `audit pubkey`: the keys that verify this node's checkpoints.
 fn pubkey(target: Target) -> Result<ExitCode> {
     let config = target.load()?;
-    print!(
+    out!(
         "{}",
-        CheckpointSigner::open(&config.data_dir)?.public_key_pem()
+        CheckpointSigner::open(&config.data_dir)?
+            .public_key_pem()
+            .trim_end()
     );
     Ok(ExitCode::SUCCESS)
 }
@@ -708,7 +710,7 @@ fn prune_central(target: Target, dry_run: bool) -> Result<ExitCode> {
                 .prune_central(cutoff, dry_run)
                 .await
         })?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    out!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -737,7 +739,7 @@ fn prune_local(target: Target, dry_run: bool) -> Result<ExitCode> {
         ),
     };
     let report = retention::prune(&o.store, cutoff, now, dry_run, shipped)?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    out!("{}", serde_json::to_string_pretty(&report)?);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -766,7 +768,7 @@ fn verify_cluster(config: &Config, pubkeys: &[PathBuf]) -> Result<ExitCode> {
             let store = tongban::cluster::PolicyStore::new(cc)?;
             store.verify_audit(keys.as_ref()).await
         })?;
-    println!("{}", serde_json::to_string_pretty(&reports)?);
+    out!("{}", serde_json::to_string_pretty(&reports)?);
     if reports.is_empty() {
         eprintln!("no node has shipped audit events to PostgreSQL yet");
     }

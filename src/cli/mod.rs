@@ -1,6 +1,22 @@
 //! The `tongban` binary's command line: its subcommands and their
 //! families, one file each.
 
+/// `println!` for a command's answer: a reader that has gone (`… | head`)
+/// ends the command quietly, as any Unix tool does, where `println!` would
+/// panic on the broken pipe; another failure to write is an error (exit 1).
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("tongban: cannot write the answer: {e}");
+            std::process::exit(1);
+        }
+    }};
+}
+
 pub(crate) mod admin;
 pub(crate) mod audit;
 pub(crate) mod online;

@@ -97,7 +97,7 @@ pub(crate) fn cert(command: CertCommand) -> Result<ExitCode> {
             let reason = tongban::dev::devpki::revocation_reason(&reason)
                 .with_context(|| format!("\"{reason}\" is not a revocation reason"))?;
             let done = tongban::dev::devpki::revoke(&home, &target, reason)?;
-            println!(
+            out!(
                 "{} serial {} in {} (CRL number {}, {} listed); a gateway with it in tls.client_crls refuses the certificate from its next handshake, and at the next request on connections already open",
                 if done.already {
                     "already revoked:"
@@ -113,7 +113,7 @@ pub(crate) fn cert(command: CertCommand) -> Result<ExitCode> {
         }
         CertCommand::Issue { home, dept, days } => {
             let issued = tongban::dev::devpki::issue_client(&home, &dept, days)?;
-            println!(
+            out!(
                 "issued {} (key {}), serial {}, valid {days} days",
                 issued.cert.display(),
                 issued.key.display(),
@@ -137,7 +137,7 @@ pub(crate) fn keys(command: KeysCommand) -> Result<ExitCode> {
         KeysCommand::Rotate { target } => {
             let config = target.load()?;
             let kid = tongban::proof::rotate(&config.data_dir)?;
-            println!(
+            out!(
                 "answer-signing key {kid} is current; a running gateway signs with it within a second (or at SIGHUP), and earlier keys stay in /.well-known/jwks.json"
             );
             Ok(ExitCode::SUCCESS)
@@ -149,14 +149,14 @@ pub(crate) fn keys(command: KeysCommand) -> Result<ExitCode> {
 /// then the ones a cluster's nodes must share (the files to copy to a
 /// node before its first start).
 pub(crate) fn print_keys(data_dir: &std::path::Path, files: &[tongban::keys::KeyFile]) {
-    println!("keys in {} (mode 0600):", data_dir.display());
+    out!("keys in {} (mode 0600):", data_dir.display());
     for f in files {
         let suite = match f.path.file_name().and_then(|n| n.to_str()) {
             Some(tongban::audit::checkpoint::ED25519_KEY_FILE) => " (Ed25519)",
             Some(tongban::audit::checkpoint::SM2_KEY_FILE) => " (SM2, audit.suite = \"gm\")",
             _ => "",
         };
-        println!(
+        out!(
             "  {:5} {}  {}{suite}{}",
             if f.made { "made" } else { "kept" },
             f.path.display(),
@@ -173,7 +173,7 @@ pub(crate) fn print_keys(data_dir: &std::path::Path, files: &[tongban::keys::Key
         .filter(|f| f.kind.shared())
         .map(|f| f.path.display().to_string())
         .collect();
-    println!(
+    out!(
         "for a cluster, copy {} to each other node's data directory before its first start, then run `tongban keys init` there",
         shared.join(" and ")
     );
@@ -201,8 +201,8 @@ pub(crate) fn proof(command: ProofCommand) -> Result<ExitCode> {
             .with_context(|| format!("{} is not a JWK Set", jwks.display()))?;
             match tongban::proof::verify(&jws, &set) {
                 Ok((header, claims)) => {
-                    println!("{}", tongban::proof::describe(&claims));
-                    println!(
+                    out!("{}", tongban::proof::describe(&claims));
+                    out!(
                         "密钥 key: {}；凭证哈希 proof hash (in the audit event): {}",
                         header["kid"].as_str().unwrap_or("?"),
                         tongban::domain::hex(&tongban::proof::proof_hash(&jws))

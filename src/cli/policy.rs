@@ -68,7 +68,7 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
     match command {
         PolicyCommand::Check { dir } => match load_dir(&dir) {
             Ok(set) => {
-                println!(
+                out!(
                     "{}: valid: {} departments, {} datasets, {} grants (version {})",
                     dir.display(),
                     set.departments.len(),
@@ -102,10 +102,10 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
             let (a, b) = (load(&before)?, load(&after)?);
             let changes = tongban::policy::diff::diff(&a, &b);
             if changes.is_empty() {
-                println!("no access changes ({} → {})", a.version, b.version);
+                out!("no access changes ({} → {})", a.version, b.version);
             }
             for c in &changes {
-                println!("{c}");
+                out!("{c}");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -187,7 +187,7 @@ pub(crate) fn push(
             if head.sources == set.sources {
                 let version = head.version;
                 tx.rollback().await;
-                println!(
+                out!(
                     "{}: unchanged, version {version} already holds this set ({})",
                     dir.display(),
                     set.version
@@ -197,10 +197,10 @@ pub(crate) fn push(
             match validate(head.sources.clone()) {
                 Ok(before) => {
                     for change in diff(&before, &set) {
-                        println!("  {change}");
+                        out!("  {change}");
                     }
                 }
-                Err(_) => println!("  (version {} does not validate here)", head.version),
+                Err(_) => out!("  (version {} does not validate here)", head.version),
             }
         }
         let meta = ChangeMeta {
@@ -215,7 +215,7 @@ pub(crate) fn push(
             ),
         };
         let version = tx.commit(&set.sources, &meta).await?;
-        println!(
+        out!(
             "{}: pushed as version {version} ({}; {} departments, {} datasets, {} grants)",
             dir.display(),
             set.version,
@@ -268,7 +268,7 @@ pub(crate) fn pull(config: &Config, dir: &Path, version: Option<i64>) -> Result<
         }
     }
     apply_files(dir, &writes).with_context(|| format!("cannot write {}", dir.display()))?;
-    println!(
+    out!(
         "{}: version {} ({}, {} files), committed by {} through {}",
         dir.display(),
         stored.version,

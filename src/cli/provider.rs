@@ -157,7 +157,7 @@ fn provider_serve(
     let count = rows.len();
     let app = tongban::provider::serve::router(&spec, rows);
     init_logging(tongban::config::LogFormat::Text);
-    println!(
+    out!(
         "tongban provider: {count} record(s) of {} on https://{listen} (mutual TLS; the client certificate must come from {})\n\n\
          Point the dataset at it in its catalog entry:\n\n  \
          provider = {{ kind = \"http\", base_url = \"https://{listen}\" }}\n",
@@ -190,7 +190,7 @@ pub(crate) fn import_file(
     })?;
     let store = EmbeddedStore::new(db);
     store.import(&id, &rows, replace)?;
-    println!(
+    out!(
         "imported {} record(s) into {id} ({} now held)",
         rows.len(),
         store.count(&id)?

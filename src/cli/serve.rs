@@ -35,7 +35,7 @@ pub(crate) fn demo(
     };
     let (config, keys) = demo::prepare_home(&home, &options)?;
     if no_serve {
-        println!("demo home ready in {}", home.display());
+        out!("demo home ready in {}", home.display());
         super::pki::print_keys(&config.data_dir, &keys);
         return Ok(ExitCode::SUCCESS);
     }
@@ -117,7 +117,7 @@ fn print_walkthrough(home: &Path, addr: SocketAddr) -> Result<()> {
         .and_then(|v| v["id_number"].as_str().map(str::to_owned))
         .unwrap_or_default();
     let home = home.display();
-    println!(
+    out!(
         "\ntongban demo: serving https://{addr} (Ctrl-C to stop)\n\n\
          A token for 民政局 clerk-007 (role dibao_reviewer), valid 8 hours:\n\n  TOKEN={token}\n\n\
          Look up a resident for a 低保 review case:\n\n  \

@@ -261,3 +261,20 @@ fn a_missing_key_stops_the_start_and_keys_init_makes_only_what_is_missing() {
     );
     assert_eq!(std::fs::read(data.join("pseudonym.key")).unwrap().len(), 32);
 }
+
+/// A command whose reader has gone (`tongban … | head`) ends quietly with
+/// success, as any Unix tool does, instead of panicking on the broken pipe.
+#[test]
+fn a_closed_standard_output_ends_a_command_quietly() {
+    let (home, _) = demo_home();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_tongban"))
+        .args(["keys", "init", "--home", home.path().to_str().unwrap()])
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+}
