@@ -93,6 +93,21 @@ pub struct SignedCheckpoint {
 }
 
 impl Checkpoint {
+    /// What `key` attests of the head `(seq, head_hash)` of `node`'s chain:
+    /// its suite and key id, no previous key.
+    fn of(key: &SigningKey, node: &str, seq: u64, head_hash: Hash, time_ms: i64) -> Self {
+        Self {
+            version: CHECKPOINT_VERSION,
+            node: node.to_owned(),
+            seq,
+            head_hash,
+            time_ms,
+            suite: key.suite().name().to_owned(),
+            key_id: key.public_key().key_id(),
+            previous: None,
+        }
+    }
+
     fn v1(&self) -> CheckpointV1 {
         CheckpointV1 {
             version: self.version,
@@ -412,7 +427,6 @@ impl CheckpointSigner {
         write_private(&kept, &std::fs::read(&active_path)?)?;
         Ok(Rotation {
             signer,
-            suite,
             new,
             new_path,
             active_path,
@@ -490,16 +504,7 @@ impl CheckpointSigner {
     /// Signs a checkpoint of the head `(seq, hash)` with the active key.
     pub fn sign(&self, node: &str, seq: u64, head_hash: Hash, time_ms: i64) -> SignedCheckpoint {
         let key = self.active_key();
-        let checkpoint = Checkpoint {
-            version: CHECKPOINT_VERSION,
-            node: node.to_owned(),
-            seq,
-            head_hash,
-            time_ms,
-            suite: key.suite().name().to_owned(),
-            key_id: key.public_key().key_id(),
-            previous: None,
-        };
+        let checkpoint = Checkpoint::of(key, node, seq, head_hash, time_ms);
         let signature = key.sign(&checkpoint.signed_bytes());
         SignedCheckpoint {
             checkpoint,
@@ -526,15 +531,14 @@ impl CheckpointSigner {
                 ),
             )
         })?;
-        let mut cp = self.sign(node, seq, head_hash, time_ms);
-        cp.checkpoint.previous = Some(PreviousKey {
-            suite: from.name().to_owned(),
-            key_id: old.public_key().key_id(),
-        });
-        let bytes = cp.checkpoint.signed_bytes();
-        cp.signature = self.active_key().sign(&bytes);
-        cp.previous_signature = Some(old.sign(&bytes));
-        Ok(cp)
+        Ok(handed_over(
+            self.active_key(),
+            old,
+            node,
+            seq,
+            head_hash,
+            time_ms,
+        ))
     }
 }
 
@@ -542,7 +546,6 @@ impl CheckpointSigner {
 #[derive(Debug)]
 pub struct Rotation {
     signer: CheckpointSigner,
-    suite: Suite,
     new: SigningKey,
     new_path: std::path::PathBuf,
     active_path: std::path::PathBuf,
@@ -569,26 +572,14 @@ impl Rotation {
         head_hash: Hash,
         time_ms: i64,
     ) -> SignedCheckpoint {
-        let old = self.signer.active_key();
-        let checkpoint = Checkpoint {
-            version: CHECKPOINT_VERSION,
-            node: node.to_owned(),
+        handed_over(
+            &self.new,
+            self.signer.active_key(),
+            node,
             seq,
             head_hash,
             time_ms,
-            suite: self.suite.name().to_owned(),
-            key_id: self.new_key_id(),
-            previous: Some(PreviousKey {
-                suite: self.suite.name().to_owned(),
-                key_id: old.public_key().key_id(),
-            }),
-        };
-        let bytes = checkpoint.signed_bytes();
-        SignedCheckpoint {
-            signature: self.new.sign(&bytes),
-            previous_signature: Some(old.sign(&bytes)),
-            checkpoint,
-        }
+        )
     }
 
     /// Makes the new key the active one (an atomic rename, then a sync of
@@ -609,6 +600,30 @@ fn generate_ed25519(path: &Path) -> std::io::Result<Ed25519KeyPair> {
     write_private(path, doc.as_ref())?;
     Ed25519KeyPair::from_pkcs8(doc.as_ref())
         .map_err(|_| std::io::Error::other("cannot read the key just generated"))
+}
+
+/// The checkpoint of the head `(seq, head_hash)` that hands the chain over
+/// from `old` to `new` (a change of suite, or a rotation of the key): it
+/// names both keys and both sign it.
+fn handed_over(
+    new: &SigningKey,
+    old: &SigningKey,
+    node: &str,
+    seq: u64,
+    head_hash: Hash,
+    time_ms: i64,
+) -> SignedCheckpoint {
+    let mut checkpoint = Checkpoint::of(new, node, seq, head_hash, time_ms);
+    checkpoint.previous = Some(PreviousKey {
+        suite: old.suite().name().to_owned(),
+        key_id: old.public_key().key_id(),
+    });
+    let bytes = checkpoint.signed_bytes();
+    SignedCheckpoint {
+        signature: new.sign(&bytes),
+        previous_signature: Some(old.sign(&bytes)),
+        checkpoint,
+    }
 }
 
 /// The public halves of the keys under `dir`'s retired directory.

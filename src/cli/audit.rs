@@ -18,7 +18,7 @@ use tongban::audit::{AuditStore, Outcome, Pseudonymizer, retention};
 use tongban::config::Config;
 use tongban::domain::ResidentId;
 
-use super::online::{Connection, block_on, call_blocking, call_raw};
+use super::online::{Connection, block_on, call_blocking, call_raw, refused};
 use super::{Target, open_db};
 
 #[derive(Subcommand)]
@@ -29,7 +29,7 @@ pub(crate) enum AuditCommand {
         #[command(flatten)]
         target: Target,
         /// An export (NDJSON or CSV) to verify instead of the live log.
-        #[arg(long, requires = "pubkey")]
+        #[arg(long, requires = "pubkey", conflicts_with = "url")]
         export: Option<PathBuf>,
         /// The checkpoint public keys (PEM: Ed25519 and/or SM2, as `tongban
         /// audit pubkey` prints them); may be given more than once.
@@ -39,19 +39,11 @@ pub(crate) enum AuditCommand {
         /// altered or removed row, checkpoint signatures valid) and report
         /// per node; runs while the gateways serve. Checkpoints are checked
         /// with --pubkey if given, else with the keys the nodes registered.
-        #[arg(long, conflicts_with = "export")]
+        #[arg(long, conflicts_with_all = ["export", "url"])]
         cluster: bool,
-        /// Verify through a running gateway (https://host:port) instead of
-        /// opening its data directory: GET /v1/audit/verify with a privacy
-        /// officer's token (--token-file, or TONGBAN_TOKEN).
-        #[arg(long, conflicts_with_all = ["export", "cluster"], requires = "ca")]
-        url: Option<String>,
-        /// With --url: the CA certificate(s) the gateway's certificate chains to.
-        #[arg(long, requires = "url")]
-        ca: Option<PathBuf>,
-        /// With --url: a file holding the token (else TONGBAN_TOKEN).
-        #[arg(long, requires = "url")]
-        token_file: Option<PathBuf>,
+        /// With --url, verified by the running gateway (GET /v1/audit/verify).
+        #[command(flatten)]
+        online: Online,
     },
     /// Search events, newest first (JSON Lines).
     Search {
@@ -90,17 +82,9 @@ pub(crate) enum AuditCommand {
         /// Write here instead of standard output.
         #[arg(long)]
         output: Option<PathBuf>,
-        /// Export through a running gateway (https://host:port) instead of
-        /// opening its data directory: GET /v1/audit/export with a privacy
-        /// officer's token (--token-file, or TONGBAN_TOKEN).
-        #[arg(long, requires = "ca")]
-        url: Option<String>,
-        /// With --url: the CA certificate(s) the gateway's certificate chains to.
-        #[arg(long, requires = "url")]
-        ca: Option<PathBuf>,
-        /// With --url: a file holding the token (else TONGBAN_TOKEN).
-        #[arg(long, requires = "url")]
-        token_file: Option<PathBuf>,
+        /// With --url, streamed by the running gateway (GET /v1/audit/export).
+        #[command(flatten)]
+        online: Online,
     },
     /// Counts per day and anomaly flags.
     Stats {
@@ -151,16 +135,33 @@ pub(crate) enum AuditCommand {
         /// monthly partitions), instead of this node's log.
         #[arg(long, conflicts_with = "url")]
         cluster: bool,
-        /// Prune through a running gateway (https://host:port).
-        #[arg(long, requires = "ca")]
-        url: Option<String>,
-        /// With --url: the CA certificate(s) the gateway's certificate chains to.
-        #[arg(long, requires = "url")]
-        ca: Option<PathBuf>,
-        /// With --url: a file holding the token (else TONGBAN_TOKEN).
-        #[arg(long, requires = "url")]
-        token_file: Option<PathBuf>,
+        /// With --url, done by the running gateway (POST /v1/audit/prune).
+        #[command(flatten)]
+        online: Online,
     },
+}
+
+/// A running gateway an `audit` command works through instead of opening
+/// its data directory, with a privacy officer's token.
+#[derive(clap::Args)]
+pub(crate) struct Online {
+    /// The gateway (https://host:port).
+    #[arg(long, requires = "ca")]
+    url: Option<String>,
+    /// With --url: the CA certificate(s) the gateway's certificate chains to.
+    #[arg(long, requires = "url")]
+    ca: Option<PathBuf>,
+    /// With --url: a file holding the token (else TONGBAN_TOKEN).
+    #[arg(long, requires = "url")]
+    token_file: Option<PathBuf>,
+}
+
+impl Online {
+    /// The connection, when --url names one.
+    fn connection(self) -> Option<Connection> {
+        let url = self.url?;
+        Some(Connection::to(url, self.ca, self.token_file))
+    }
 }
 
 /// Search filters, as in `GET /v1/audit/events`.
@@ -245,13 +246,10 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             pubkey,
             ..
         } => verify_cluster(&target.load()?, &pubkey),
-        AuditCommand::Verify {
-            url: Some(url),
-            ca,
-            token_file,
-            ..
-        } => verify_online(Connection::to(url, ca, token_file)),
-        AuditCommand::Verify { target, .. } => verify_local(target),
+        AuditCommand::Verify { target, online, .. } => match online.connection() {
+            Some(conn) => verify_online(conn),
+            None => verify_local(target),
+        },
         AuditCommand::Search {
             target,
             filter,
@@ -263,49 +261,30 @@ pub(crate) fn run(command: AuditCommand) -> Result<ExitCode> {
             format,
         } => disclosures(target, resident, format),
         AuditCommand::Export {
-            url: Some(url),
-            ca,
-            token_file,
-            from,
-            to,
-            format,
-            output,
-            ..
-        } => export_online(
-            Connection::to(url, ca, token_file),
-            from.as_deref(),
-            to.as_deref(),
-            &format,
-            output,
-        ),
-        AuditCommand::Export {
             target,
             from,
             to,
             format,
             output,
-            ..
-        } => export(target, from, to, format, output),
+            online,
+        } => match online.connection() {
+            Some(conn) => export_online(conn, from.as_deref(), to.as_deref(), &format, output),
+            None => export(target, from, to, format, output),
+        },
         AuditCommand::Stats { target, from, to } => stats(target, from, to),
         AuditCommand::Keygen { target, suite } => keygen(target, suite),
         AuditCommand::Pubkey { target } => pubkey(target),
         AuditCommand::RotateKey { target } => rotate_key(target),
         AuditCommand::Prune {
-            url: Some(url),
-            ca,
-            token_file,
-            dry_run,
-            ..
-        } => prune_online(Connection::to(url, ca, token_file), dry_run),
-        AuditCommand::Prune {
             target,
             dry_run,
-            cluster: true,
-            ..
-        } => prune_central(target, dry_run),
-        AuditCommand::Prune {
-            target, dry_run, ..
-        } => prune_local(target, dry_run),
+            cluster,
+            online,
+        } => match online.connection() {
+            Some(conn) => prune_online(conn, dry_run),
+            None if cluster => prune_central(target, dry_run),
+            None => prune_local(target, dry_run),
+        },
     }
 }
 
@@ -388,11 +367,7 @@ fn verify_online(conn: Connection) -> Result<ExitCode> {
     let (status, report) = call_blocking(&target, "GET", "/v1/audit/verify", None)?;
     out!("{}", serde_json::to_string_pretty(&report)?);
     if !status.is_success() {
-        bail!(
-            "the gateway refused: {status} {} ({})",
-            report["type"].as_str().unwrap_or("?"),
-            report["detail"].as_str().unwrap_or("")
-        );
+        return Err(refused(status, &report));
     }
     let intact = report["verdict"] == "intact";
     eprintln!(
@@ -422,11 +397,7 @@ fn prune_online(conn: Connection, dry_run: bool) -> Result<ExitCode> {
     let (status, report) = call_blocking(&target, "POST", &path, None)?;
     out!("{}", serde_json::to_string_pretty(&report)?);
     if !status.is_success() {
-        bail!(
-            "the gateway refused: {status} {} ({})",
-            report["type"].as_str().unwrap_or("?"),
-            report["detail"].as_str().unwrap_or("")
-        );
+        return Err(refused(status, &report));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -452,11 +423,7 @@ fn export_online(
     let (status, bytes) = block_on(call_raw(&target, "GET", &path, None))?;
     if !status.is_success() {
         let problem: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-        bail!(
-            "the gateway refused: {status} {} ({})",
-            problem["type"].as_str().unwrap_or("?"),
-            problem["detail"].as_str().unwrap_or("")
-        );
+        return Err(refused(status, &problem));
     }
     match &output {
         Some(path) => std::fs::write(path, &bytes)

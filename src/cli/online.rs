@@ -206,6 +206,15 @@ pub(crate) fn call_blocking(
     Ok((status, answer))
 }
 
+/// A refusal of the gateway as an error: its status, problem type and detail.
+pub(crate) fn refused(status: hyper::StatusCode, problem: &Value) -> anyhow::Error {
+    anyhow::anyhow!(
+        "the gateway refused: {status} {} ({})",
+        problem["type"].as_str().unwrap_or("?"),
+        problem["detail"].as_str().unwrap_or("")
+    )
+}
+
 /// Runs `f` on a one-thread runtime of its own.
 pub(crate) fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()

@@ -719,12 +719,13 @@ fn configured_keys(
     published: bool,
 ) -> Result<Vec<(Algorithm, DecodingKey)>, String> {
     let mut keys = Vec::new();
-    let pem = match &c.public_key {
-        Some(path) => Some(
+    // A published set (or the PEM file's own source) holds the asymmetric keys.
+    let pem = match (&c.public_key, published) {
+        (Some(path), false) => Some(
             std::fs::read(path)
                 .map_err(|e| format!("public key {} cannot be read: {e}", path.display()))?,
         ),
-        None => None,
+        _ => None,
     };
     for (name, &alg) in c.algorithms.iter().zip(algorithms) {
         let key = match alg {
