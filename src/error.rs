@@ -65,6 +65,7 @@ impl From<Problem> for ApiError {
             | Problem::UpstreamInvalidAnswer { dataset } => {
                 e.extra.insert("dataset".into(), json!(dataset));
             }
+            Problem::IdempotencyKeyInFlight => e.retry_after = Some(1),
             Problem::AuditUnavailable
             | Problem::CentralAuditUnavailable(_)
             | Problem::PolicyStoreUnavailable => e.retry_after = Some(5),

@@ -113,6 +113,9 @@ pub struct Gateway {
     pub suspensions: crate::stops::suspension::Suspensions,
     /// Verify requests per grant, resident and day.
     pub verify_budget: crate::pipeline::verify::Budget,
+    /// The `Idempotency-Key`s of the last 24 hours (in PostgreSQL in
+    /// cluster mode).
+    pub idempotency: Arc<crate::pipeline::idempotency::Idempotency>,
     /// Refusals before authentication, per source address.
     pub unauthenticated: crate::pipeline::unauthenticated::UnauthenticatedLimit,
     /// The keys that sign answers (signed answers, 免提交).
@@ -366,6 +369,14 @@ impl Gateway {
             &config.data_dir,
             clock.unix_millis(),
         )?;
+        let idempotency = Arc::new(match &cluster {
+            Some(c) => crate::pipeline::idempotency::Idempotency::cluster(c.clone()),
+            None => crate::pipeline::idempotency::Idempotency::local(
+                &db,
+                &config.data_dir,
+                &config.node_id,
+            )?,
+        });
         let upstreams = upstreams(&config, &policy, &metrics)?;
         let providers = Providers::new(EmbeddedStore::new(db), upstreams);
         Ok(Arc::new(Self {
@@ -382,6 +393,7 @@ impl Gateway {
             suspensions,
             revocations,
             verify_budget: crate::pipeline::verify::Budget::default(),
+            idempotency,
             unauthenticated,
             answer_keys,
             metrics,

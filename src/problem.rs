@@ -126,6 +126,8 @@ problem_types! {
     PredicateNotGranted "predicate-not-granted" FORBIDDEN "The grant does not allow this question" "授权不允许此核验问题";
     VerifyBudgetExhausted "verify-budget-exhausted" TOO_MANY_REQUESTS "The day's verifications of this resident are used up" "今日对该居民的核验次数已用完";
     BatchTooLarge "batch-too-large" BAD_REQUEST "The batch is too large" "批量请求过大";
+    IdempotencyKeyReused "idempotency-key-reused" UNPROCESSABLE_ENTITY "The idempotency key was used for another request" "幂等键已用于另一请求";
+    IdempotencyKeyInFlight "idempotency-key-in-flight" CONFLICT "The request with this idempotency key is still being answered" "使用此幂等键的请求仍在处理中";
     // The decision.
     UnknownDataset "unknown-dataset" NOT_FOUND "No such dataset" "没有此数据集";
     UnknownField "unknown-field" BAD_REQUEST "No such field" "没有此字段";
@@ -232,6 +234,11 @@ pub enum HeaderFault {
     Repeated,
     /// Not UTF-8 text.
     NotText,
+    /// An `Idempotency-Key` that is not 1 to `max` visible ASCII characters.
+    IdempotencyKey {
+        /// The longest key.
+        max: usize,
+    },
 }
 
 /// What is wrong with one parameter of a query string.
@@ -343,6 +350,8 @@ pub enum ClusterRead {
     Export,
     /// The statistics.
     Statistics,
+    /// An idempotency key, honoured on every node.
+    IdempotencyKey,
 }
 
 /// What is wrong with a revocation.
@@ -467,6 +476,10 @@ pub enum Problem {
     InvalidCondition(ConditionError),
     /// Two conditions on one field.
     ConditionRepeated,
+    /// An `Idempotency-Key` sent before with another request.
+    IdempotencyKeyReused,
+    /// An `Idempotency-Key` whose first request is still being answered.
+    IdempotencyKeyInFlight,
     /// A condition on a field the dataset does not have.
     UnknownConditionField {
         /// The field.
@@ -672,6 +685,8 @@ impl Problem {
                 T::InvalidCondition
             }
             Self::UnknownConditionField { .. } => T::UnknownField,
+            Self::IdempotencyKeyReused => T::IdempotencyKeyReused,
+            Self::IdempotencyKeyInFlight => T::IdempotencyKeyInFlight,
             Self::PredicateNotGranted { .. } => T::PredicateNotGranted,
             Self::VerifyBudgetExhausted { .. } => T::VerifyBudgetExhausted,
             Self::BatchEmpty | Self::BatchTooLarge { .. } => T::BatchTooLarge,
@@ -738,6 +753,9 @@ impl Problem {
             Self::InvalidHeader { name, fault } => match fault {
                 HeaderFault::Repeated => format!("header {name} appears more than once"),
                 HeaderFault::NotText => format!("header {name} is not UTF-8 text"),
+                HeaderFault::IdempotencyKey { max } => format!(
+                    "header {name} must be 1 to {max} visible ASCII characters, bare or in double quotes"
+                ),
             },
             Self::HeadersTooLarge { bytes, limit } => {
                 format!("the request's headers hold {bytes} bytes; at most {limit} are read")
@@ -788,6 +806,8 @@ impl Problem {
             Self::ConditionRepeated => {
                 "ask at most one condition of each field in a request".into()
             }
+            Self::IdempotencyKeyReused => "this Idempotency-Key was sent in the last 24 hours with another request (another dataset, resident, purpose, case reference or body); a retry sends exactly the first request, and a new request takes a new key".into(),
+            Self::IdempotencyKeyInFlight => "the first request with this Idempotency-Key is still being answered; retry after a moment".into(),
             Self::UnknownConditionField { field, dataset } => {
                 format!("field \"{field}\" is not a field of dataset {dataset}")
             }
@@ -856,6 +876,7 @@ impl Problem {
                     ClusterRead::DisclosureReport => "a disclosure report",
                     ClusterRead::Export => "an export of the cluster",
                     ClusterRead::Statistics => "the statistics",
+                    ClusterRead::IdempotencyKey => "an idempotency key",
                 };
                 format!(
                     "{what} covers every node, from PostgreSQL, which cannot be read now; try again later"
@@ -930,6 +951,9 @@ impl Problem {
             Self::InvalidHeader { name, fault } => match fault {
                 HeaderFault::Repeated => format!("请求头 {name} 出现了不止一次"),
                 HeaderFault::NotText => format!("请求头 {name} 不是 UTF-8 文本"),
+                HeaderFault::IdempotencyKey { max } => {
+                    format!("请求头 {name} 须为 1 到 {max} 个可见 ASCII 字符，可加双引号")
+                }
             },
             Self::HeadersTooLarge { bytes, limit } => {
                 format!("请求头共 {bytes} 字节；最多读取 {limit} 字节")
@@ -983,6 +1007,8 @@ impl Problem {
             Self::ConditionCount { max } => format!("请发送 1 到 {max} 个条件"),
             Self::InvalidCondition(e) => e.zh(),
             Self::ConditionRepeated => "每个字段在一次请求中最多一个条件".into(),
+            Self::IdempotencyKeyReused => "此 Idempotency-Key 在过去 24 小时内已用于另一请求（数据集、居民、用途、办件编号或请求体不同）；重试须原样发送首次请求，新请求须用新的幂等键".into(),
+            Self::IdempotencyKeyInFlight => "使用此 Idempotency-Key 的首次请求仍在处理中；请稍后重试".into(),
             Self::UnknownConditionField { field, dataset } => {
                 format!("字段“{field}”不是数据集 {dataset} 的字段")
             }
@@ -1047,6 +1073,7 @@ impl Problem {
                     ClusterRead::DisclosureReport => "披露报告",
                     ClusterRead::Export => "集群日志导出",
                     ClusterRead::Statistics => "统计",
+                    ClusterRead::IdempotencyKey => "幂等键",
                 };
                 format!("{what}覆盖所有节点，需读取 PostgreSQL，而它目前无法读取；请稍后再试")
             }

@@ -465,15 +465,16 @@ where
 /// As [`finish`] for a request that discloses records of many residents (a
 /// batch): on success `per_resident` are appended instead of `event`, one per
 /// resident, in one group commit, so disclosure reports stay exact. On a
-/// refusal, `event` alone records it.
+/// refusal, `event` alone records it. `after_audit` as for [`finish_then`].
 pub async fn finish_batch(
     gw: &Gateway,
     ctx: &RequestContext,
     event: EventBody,
     per_resident: Vec<EventBody>,
     result: Result<Answer, ApiError>,
+    after_audit: impl AfterAudit,
 ) -> Response {
-    finish_events(gw, ctx, event, per_resident, result, |_| async { Ok(()) }).await
+    finish_events(gw, ctx, event, per_resident, result, after_audit).await
 }
 
 async fn finish_events(

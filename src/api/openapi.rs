@@ -272,6 +272,8 @@ fn family(t: ProblemType) -> Family {
         | T::PredicateNotGranted
         | T::VerifyBudgetExhausted
         | T::BatchTooLarge
+        | T::IdempotencyKeyReused
+        | T::IdempotencyKeyInFlight
         | T::UnknownDataset
         | T::UnknownField
         | T::CaseRefRequired
@@ -295,7 +297,6 @@ fn family(t: ProblemType) -> Family {
         | T::InvalidDepartment
         | T::InvalidGrantId
         | T::AuditReadFailed
-        | T::ClusterUnavailable
         | T::EventNotFound
         | T::NotACluster
         | T::RetentionNotSet
@@ -337,7 +338,8 @@ fn family(t: ProblemType) -> Family {
         | T::RateLimited
         | T::UnauthenticatedRateLimited
         | T::DepartmentSuspended
-        | T::AuditUnavailable => Family::Any,
+        | T::AuditUnavailable
+        | T::ClusterUnavailable => Family::Any,
     }
 }
 
@@ -388,7 +390,8 @@ fn add_problem_types(op: &mut Operation, records: bool) {
 
 /// The headers an audited operation's answers carry: `X-Request-Id` and
 /// `X-Audit-Seq` on every one, `WWW-Authenticate` on 401, `Retry-After` on
-/// 429 and 503, `Preference-Applied` on a department route's 200.
+/// 429 and 503 (and on a records route's 409), `Preference-Applied` on a
+/// department route's 200, `Idempotent-Replayed` on a verify's or batch's.
 fn add_response_headers(op: &mut Operation) {
     use utoipa::openapi::{HeaderBuilder, ObjectBuilder, RefOr, Type};
     let header = |kind: Type, description: &str| -> RefOr<utoipa::openapi::Header> {
@@ -403,6 +406,7 @@ fn add_response_headers(op: &mut Operation) {
         .tags
         .as_ref()
         .is_some_and(|t| t.iter().any(|t| t == "records"));
+    let keyed = matches!(op.operation_id.as_deref(), Some("verify" | "batch"));
     for (status, entry) in &mut op.responses.responses {
         let RefOr::T(response) = entry else {
             continue;
@@ -432,6 +436,12 @@ fn add_response_headers(op: &mut Operation) {
                     ),
                 );
             }
+            "409" if records => {
+                headers.insert(
+                    "Retry-After".into(),
+                    header(Type::Integer, "Seconds to wait before sending the same request again (`idempotency-key-in-flight`)"),
+                );
+            }
             "429" | "503" => {
                 headers.insert(
                     "Retry-After".into(),
@@ -443,6 +453,12 @@ fn add_response_headers(op: &mut Operation) {
                     "Preference-Applied".into(),
                     header(Type::String, "`signed` when the answer carries a proof (asked with `Prefer: signed`, or required by the grant)"),
                 );
+                if keyed {
+                    headers.insert(
+                        "Idempotent-Replayed".into(),
+                        header(Type::String, "`true` when the answer replays a request answered before under the same `Idempotency-Key` (asked and checked again, not charged again)"),
+                    );
+                }
             }
             _ => {}
         }

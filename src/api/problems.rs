@@ -154,6 +154,14 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "Send at most the number of residents the detail gives per batch; split larger ones.",
             "每批最多发送 detail 给出的居民数量；请拆分更大的批次。",
         ],
+        T::IdempotencyKeyReused => [
+            "A retry must repeat the first request exactly (dataset, resident, purpose, case reference, body) under its key; a new request takes a new key (a UUID per request is usual).",
+            "重试须在同一幂等键下原样重复首次请求（数据集、居民、用途、办件编号、请求体）；新请求须使用新的幂等键（通常每个请求一个 UUID）。",
+        ],
+        T::IdempotencyKeyInFlight => [
+            "Wait for Retry-After and send the same request again under the same key: it is then answered as a replay, without charging the quota again.",
+            "请等待 Retry-After 之后，以同一幂等键原样再次发送：届时按重放应答，不再计入配额。",
+        ],
         T::UnknownDataset => [
             "The dataset is not in the catalog; GET /v1/catalog lists the datasets you may use.",
             "该数据集不在目录中；GET /v1/catalog 列出了可使用的数据集。",

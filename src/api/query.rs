@@ -23,7 +23,8 @@ use super::answer::{
 };
 use super::openapi as doc;
 use super::{
-    Answer, Headers, RequestContext, bad_path, bad_query, finish, finish_batch, json_body,
+    Answer, Headers, RequestContext, bad_path, bad_query, finish, finish_batch, finish_then,
+    json_body,
 };
 use crate::audit::event::Text;
 use crate::audit::{EventBody, EventKind};
@@ -34,6 +35,7 @@ use crate::pipeline::admit::{
     self, authenticate, check_department_limit, dataset_of, parse_fields, purpose_and_case,
 };
 use crate::pipeline::authn::Principal;
+use crate::pipeline::idempotency::{self, Retry};
 use crate::pipeline::minimize::Disclosure;
 use crate::pipeline::minimize::minimize;
 use crate::pipeline::verify::{Condition, MAX_CONDITIONS, Outcome, check_condition, evaluate};
@@ -149,6 +151,9 @@ struct Target {
     trace_id: Option<String>,
     /// The resident ID exactly as the caller sent it (for a signed answer).
     resident_as_sent: String,
+    /// Whether the grant's quota (and a verify's budget) is charged: not
+    /// for the replay of an idempotent retry.
+    charged: bool,
 }
 
 /// Authenticates, parses the path and the purpose headers, and records each in
@@ -177,6 +182,7 @@ fn target(
         case_ref,
         trace_id: super::trace_id(headers.get("traceparent")),
         resident_as_sent: resident_raw,
+        charged: true,
     })
 }
 
@@ -199,6 +205,7 @@ async fn decide(
         operation,
         requested,
         residents: 1,
+        charged: t.charged,
     };
     admit::grant(gw, policy, event, &ask, check).await
 }
@@ -345,6 +352,47 @@ async fn run_lookup(
     signed(gw, event, headers, &allowance, &t.principal, answer, asked)
 }
 
+/// The audit operation of a replayed request.
+const REPLAY: &str = "replay";
+
+/// The idempotency stage ([`idempotency::admit`]): a request that repeats
+/// an answered one is recorded as a replay.
+async fn retried(
+    gw: &Gateway,
+    event: &mut EventBody,
+    principal: &Principal,
+    headers: &HeaderMap,
+    request: &[&[u8]],
+    retry: &mut Retry,
+) -> Result<(), ApiError> {
+    idempotency::admit(gw, principal, headers, request, retry).await?;
+    if retry.replay().is_some() {
+        event.operation = REPLAY.into();
+    }
+    Ok(())
+}
+
+/// What an idempotency key's request digest covers: the operation, the
+/// dataset, the resident (of a verify), the purpose, the case reference and
+/// the body as parsed (so a retry that reorders members is the same).
+fn request_of<'a>(
+    operation: Operation,
+    dataset: &'a DatasetId,
+    resident: Option<&'a ResidentId>,
+    purpose: &'a Purpose,
+    case_ref: Option<&'a CaseRef>,
+    body: &'a [u8],
+) -> [&'a [u8]; 6] {
+    [
+        operation.as_str().as_bytes(),
+        dataset.as_str().as_bytes(),
+        resident.map_or(&b""[..], |r| r.as_str().as_bytes()),
+        purpose.as_str().as_bytes(),
+        case_ref.map_or(&b"\0"[..], |c| c.as_str().as_bytes()),
+        body,
+    ]
+}
+
 /// Body of a verification.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -370,6 +418,7 @@ pub(crate) struct VerifyBody {
         ("X-Purpose" = String, Header, description = "Purpose code (用途)", pattern = "^[a-z][a-z0-9_]{0,63}$"),
         ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号): ASCII as it is, or percent-encoded UTF-8 (RFC 3986)"),
         ("Prefer" = Option<String>, Header, description = "`signed` (RFC 7240): add a signed answer (`proof`) and `Preference-Applied: signed`"),
+        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY_DOC, pattern = "^[!#-\\[\\]-~]{1,255}$", example = "6f1c2e9a-1b7d-4c4e-9a51-3d2f0c8b7e10"),
     ),
     request_body(content = VerifyBody, example = json!({"conditions": [
         {"field": "contribution_base", "op": ">=", "value": 3000},
@@ -405,19 +454,41 @@ async fn verify(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let mut event = ctx.event(EventKind::Query, Operation::Verify.as_str());
-    let result = run_verify(&gw, &mut event, path, &headers, body).await;
-    finish(&gw, &ctx, event, result).await
+    let mut retry = Retry::default();
+    let result = run_verify(&gw, &mut event, &mut retry, path, &headers, body).await;
+    let replayed = retry.replay().is_some();
+    let response = finish_then(&gw, &ctx, event, result, async |seq| {
+        retry.answered(seq, seq).await;
+        Ok(())
+    })
+    .await;
+    mark_replayed(response, replayed)
+}
+
+/// The `Idempotency-Key` header, as the OpenAPI document describes it.
+const IDEMPOTENCY_KEY_DOC: &str = "A key of the caller's choosing (1 to 255 visible ASCII characters, e.g. a UUID), to retry safely: within 24 hours the same request under the same key is checked again (token, stops, grant) and answered again without charging the quota a second time (`Idempotent-Replayed: true`); the same key with another request is refused (`idempotency-key-reused`)";
+
+/// A replay's answer says so (`Idempotent-Replayed: true`).
+fn mark_replayed(mut response: Response, replayed: bool) -> Response {
+    if replayed && response.status().is_success() {
+        response.headers_mut().insert(
+            "idempotent-replayed",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    response
 }
 
 async fn run_verify(
     gw: &Gateway,
     event: &mut EventBody,
+    retry: &mut Retry,
     path: Result<Path<(String, String)>, PathRejection>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Answer, ApiError> {
     let policy = gw.policy.snapshot();
-    let t = target(gw, &policy, event, headers, path)?;
+    let mut t = target(gw, &policy, event, headers, path)?;
     let VerifyBody { conditions } = json_body(headers, body)?;
     if conditions.is_empty() || conditions.len() > MAX_CONDITIONS {
         return Err(Problem::ConditionCount {
@@ -449,6 +520,17 @@ async fn run_verify(
     // The event records the predicates asked (the grant's own thresholds),
     // never a value held.
     event.fields = fields.iter().map(FieldName::shared).collect();
+    let asked = serde_json::to_vec(&conditions).unwrap_or_default();
+    let request = request_of(
+        Operation::Verify,
+        &t.dataset,
+        Some(&t.resident),
+        &t.purpose,
+        t.case_ref.as_ref(),
+        &asked,
+    );
+    retried(gw, event, &t.principal, headers, &request, retry).await?;
+    t.charged = retry.charges();
     let admit = |allowance: &Allowance| admit_verify(gw, &t, &conditions, allowance);
     let allowance = decide(
         gw,
@@ -473,7 +555,11 @@ async fn run_verify(
         &t,
     )?;
     let results = evaluate(&record, &conditions);
-    event.detail = Some(verify_detail(&conditions, &results));
+    let detail = verify_detail(&conditions, &results);
+    event.detail = Some(match retry.replay() {
+        Some(first) => first.detail(Operation::Verify, Some(&detail)),
+        None => detail,
+    });
     let Head {
         case_ref,
         dataset,
@@ -542,6 +628,9 @@ fn admit_verify(
             }
             .into());
         }
+    }
+    if !t.charged {
+        return Ok(());
     }
     let limit = spec
         .conditions
@@ -630,6 +719,7 @@ pub(crate) struct BatchBody {
         ("X-Purpose" = String, Header, description = "Purpose code (用途)", pattern = "^[a-z][a-z0-9_]{0,63}$"),
         ("X-Case-Ref" = Option<String>, Header, description = "Case reference (办件编号): ASCII as it is, or percent-encoded UTF-8 (RFC 3986)"),
         ("Prefer" = Option<String>, Header, description = "`signed` (RFC 7240): add a signed answer (`proof`) and `Preference-Applied: signed`"),
+        ("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY_DOC, pattern = "^[!#-\\[\\]-~]{1,255}$", example = "0b8e5d3c-2f41-4a6e-8c7d-91e2a4f6b3d5"),
     ),
     request_body(content = BatchBody, example = json!({
         "resident_ids": ["110101199810229455", "11010519491231002X"],
@@ -662,14 +752,32 @@ async fn batch(
 ) -> Response {
     let mut event = ctx.event(EventKind::Query, Operation::Batch.as_str());
     let mut per_resident = Vec::new();
-    let result = run_batch(&gw, &mut event, &mut per_resident, path, &headers, body).await;
-    finish_batch(&gw, &ctx, event, per_resident, result).await
+    let mut retry = Retry::default();
+    let result = run_batch(
+        &gw,
+        &mut event,
+        &mut per_resident,
+        &mut retry,
+        path,
+        &headers,
+        body,
+    )
+    .await;
+    let replayed = retry.replay().is_some();
+    let events = per_resident.len().max(1) as u64;
+    let response = finish_batch(&gw, &ctx, event, per_resident, result, async move |seq| {
+        retry.answered(seq, seq + events - 1).await;
+        Ok(())
+    })
+    .await;
+    mark_replayed(response, replayed)
 }
 
 async fn run_batch(
     gw: &Gateway,
     event: &mut EventBody,
     per_resident: &mut Vec<EventBody>,
+    retry: &mut Retry,
     path: Result<Path<String>, PathRejection>,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -684,22 +792,23 @@ async fn run_batch(
         resident_ids,
         fields,
     } = json_body(headers, body)?;
-    let too_large = |limit: usize, by: BatchLimit| {
-        ApiError::from(Problem::BatchTooLarge {
-            sent: resident_ids.len(),
-            limit,
-            by,
-        })
-    };
-    if resident_ids.is_empty() {
+    let (sent, max) = (resident_ids.len(), gw.config.limits.max_batch_ids);
+    if sent == 0 {
         return Err(Problem::BatchEmpty.into());
     }
-    if resident_ids.len() > gw.config.limits.max_batch_ids {
-        return Err(too_large(
-            gw.config.limits.max_batch_ids,
-            BatchLimit::Gateway,
-        ));
+    if sent > max {
+        return Err(too_large(sent, max, BatchLimit::Gateway));
     }
+    let asked = serde_json::to_vec(&(&resident_ids, &fields)).unwrap_or_default();
+    let request = request_of(
+        Operation::Batch,
+        &dataset,
+        None,
+        &purpose,
+        case_ref.as_ref(),
+        &asked,
+    );
+    retried(gw, event, &principal, headers, &request, retry).await?;
     let ask = admit::Ask {
         principal: &principal,
         dataset: &dataset,
@@ -708,12 +817,14 @@ async fn run_batch(
         operation: Operation::Batch,
         requested: fields.as_deref(),
         residents: u32::try_from(resident_ids.len()).unwrap_or(u32::MAX),
+        charged: retry.charges(),
     };
     let allowance = admit::grant(gw, &policy, event, &ask, |allowance| {
         let grant = &allowance.grant;
         let limit = grant.grant.spec.conditions.batch_limit.unwrap_or(0) as usize;
-        if resident_ids.len() > limit {
-            return Err(too_large(limit, BatchLimit::Grant(grant.id().to_string())));
+        if sent > limit {
+            let by = BatchLimit::Grant(grant.id().to_string());
+            return Err(too_large(sent, limit, by));
         }
         Ok(())
     })
@@ -749,6 +860,7 @@ async fn run_batch(
         &allowance,
         &dataset,
     )?;
+    one_replay_event(event, per_resident, retry.replay());
     let Head {
         case_ref,
         dataset,
@@ -768,6 +880,32 @@ async fn run_batch(
     });
     let asked = ("resident_ids", json!(resident_ids));
     signed(gw, event, headers, &allowance, &principal, answer, asked)
+}
+
+/// A batch of `sent` IDs over the `limit` of the gateway or the grant.
+fn too_large(sent: usize, limit: usize, by: BatchLimit) -> ApiError {
+    ApiError::from(Problem::BatchTooLarge { sent, limit, by })
+}
+
+/// A batch's replay (one that repeats `first`) is recorded by one event
+/// instead of one per resident: the fields that left, and the first
+/// request's events (which name each resident).
+fn one_replay_event(
+    event: &mut EventBody,
+    per_resident: &mut Vec<EventBody>,
+    first: Option<&idempotency::First>,
+) {
+    let Some(first) = first else { return };
+    let mut fields: Vec<Text> = per_resident
+        .iter()
+        .flat_map(|e| e.fields.iter().cloned())
+        .collect();
+    fields.sort();
+    fields.dedup();
+    event.fields = fields;
+    let residents = json!({"residents": per_resident.len()}).to_string();
+    event.detail = Some(first.detail(Operation::Batch, Some(&residents)));
+    per_resident.clear();
 }
 
 /// Each resident's answer in a batch, in the order sent, with the event

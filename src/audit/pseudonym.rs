@@ -72,6 +72,24 @@ impl Pseudonymizer {
         crate::domain::hex(&tag.as_ref()[..8])
     }
 
+    /// A keyed digest of `parts` under the label `domain` (each part
+    /// length-prefixed, so no two lists of parts collide): a hash kept at
+    /// rest that no one without the key can test a guessed resident ID
+    /// against. Never equal to a pseudonym (those are of an ID alone).
+    pub fn digest(&self, domain: &str, parts: &[&[u8]]) -> [u8; 32] {
+        let mut ctx = hmac::Context::with_key(&self.key);
+        ctx.update(b"tongban ");
+        ctx.update(domain.as_bytes());
+        ctx.update(&[0]);
+        for part in parts {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+        let mut out = [0u8; 32];
+        out.copy_from_slice(ctx.sign().as_ref());
+        out
+    }
+
     /// The pseudonym of one resident.
     pub fn pseudonym(&self, id: &ResidentId) -> [u8; 16] {
         let tag = hmac::sign(&self.key, id.as_str().as_bytes());

@@ -115,3 +115,17 @@ CREATE TABLE IF NOT EXISTS tongban_stop_change (
     committed_at timestamptz NOT NULL DEFAULT now()
 );
 ";
+
+/// Idempotency keys of verify and batch requests (keyed hashes only): a
+/// reservation while `first_seq` is empty, then the first request's events.
+pub(super) const IDEMPOTENCY_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tongban_idempotency (
+    key       bytea PRIMARY KEY,
+    request   bytea NOT NULL,
+    node_id   text NOT NULL,
+    at_ms     bigint NOT NULL,
+    first_seq bigint,
+    last_seq  bigint
+);
+CREATE INDEX IF NOT EXISTS tongban_idempotency_at ON tongban_idempotency (at_ms);
+";

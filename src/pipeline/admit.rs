@@ -19,7 +19,9 @@
 //!    Redis is configured ([`check_department_limit`]);
 //! 6. decide: the grant and the fields it gives ([`crate::policy::decide`]);
 //! 7. the operation's own check: a verify's predicates and budget, a batch's
-//!    size (passed in by the handler);
+//!    size (passed in by the handler); before it, for a verify or batch
+//!    naming an `Idempotency-Key`, whether it repeats an answered request
+//!    ([`crate::pipeline::idempotency`]);
 //! 8. grant quota: the grant's quota, charged for every resident asked.
 //!
 //! The staff routes (audit, admin) stop after 3 with [`staff`], which also
@@ -265,6 +267,9 @@ pub struct Ask<'a> {
     pub requested: Option<&'a [FieldName]>,
     /// How many residents the request is about (the quota charged).
     pub residents: u32,
+    /// Whether the grant's quota is charged: not for the replay of an
+    /// idempotent retry ([`crate::pipeline::idempotency`]).
+    pub charged: bool,
 }
 
 /// Stages 5 to 8: the department limit, the decision (recording the grant
@@ -299,8 +304,9 @@ pub async fn grant(
     // 7. What the operation itself may ask under the grant, before the
     // quota is charged.
     check(&allowance)?;
-    // 8. The grant's quota, for every resident asked.
-    if let Some(quota) = &grant.limit {
+    // 8. The grant's quota, for every resident asked (once: a replay of an
+    // idempotent retry is not charged again).
+    if let Some(quota) = grant.limit.as_ref().filter(|_| ask.charged) {
         let n = ask.residents;
         gw.check_limit(LimitKey::Grant(grant.id().as_str()), quota, n)
             .await

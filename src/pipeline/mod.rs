@@ -7,6 +7,7 @@
 pub mod admit;
 pub mod authn;
 pub mod connection;
+pub mod idempotency;
 pub mod jwks;
 pub mod minimize;
 pub mod rate_limit;

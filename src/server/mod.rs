@@ -63,7 +63,7 @@ pub async fn serve(
     )?);
     log_crls(&tls_state.crls(), "start");
     let cert_reloader = spawn_tls_reloader(tls_state.clone(), gw.metrics.clone());
-    let summaries = spawn_unauthenticated_summaries(gw.clone());
+    let summaries = spawn_housekeeping(gw.clone());
     let metrics_server = spawn_metrics_server(&gw).await?;
     let connections = Arc::new(tokio::sync::Semaphore::new(
         gw.config.limits.max_connections.max(1),
@@ -265,14 +265,24 @@ async fn take_slot(
 }
 
 /// Every minute, the summaries of refusals before authentication past
-/// their limit.
-fn spawn_unauthenticated_summaries(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+/// their limit; every hour, the removal of idempotency keys past their
+/// 24 hours.
+fn spawn_housekeeping(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         every.tick().await;
-        loop {
+        for minute in 1u64.. {
             every.tick().await;
             gw.write_unauthenticated_summaries().await;
+            if minute % 60 == 0 {
+                match gw.idempotency.purge(gw.clock.unix_millis()).await {
+                    Ok(n) if n > 0 => {
+                        tracing::info!(removed = n, "idempotency keys past 24 hours removed");
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "idempotency keys could not be purged"),
+                }
+            }
         }
     })
 }

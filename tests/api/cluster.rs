@@ -1565,3 +1565,76 @@ async fn a_node_whose_policy_files_differ_from_the_cluster_says_so() {
     // And it serves the cluster's version, not its files.
     assert!(yibao_fields(&c).await.0.contains("birth_date"));
 }
+
+/// A verify by the 低保 clerk under `key`, on `gw`.
+async fn keyed_verify(gw: &TestGateway, key: &str, field: &str) -> TestResponse {
+    let id = gw.sample_ids("renshe.shebao", 1)[0].clone();
+    let tok = gw.token("minzheng", "clerk-1", &["dibao_reviewer"]);
+    let headers = [
+        ("authorization".to_owned(), format!("Bearer {tok}")),
+        ("x-purpose".to_owned(), "dibao_review".to_owned()),
+        ("x-case-ref".to_owned(), "MZ-2026-1".to_owned()),
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("idempotency-key".to_owned(), key.to_owned()),
+    ];
+    let body = json!({"conditions": [{"field": field, "op": "exists"}]});
+    gw.client()
+        .request_with_body(
+            "POST",
+            &format!("/v1/datasets/renshe.shebao/records/{id}/verify"),
+            &headers,
+            bytes::Bytes::from(body.to_string()),
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_idempotency_key_is_honoured_on_every_node_through_postgresql() {
+    let mut pg = Postgres::start();
+    let (a, b) = two_nodes(&pg).await;
+    let first = keyed_verify(&a, "k-1", "monthly_pension").await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.text);
+    assert!(!first.headers.contains_key("idempotent-replayed"));
+
+    // The retry reaches the other node: a replay naming node A's event.
+    let retry = keyed_verify(&b, "k-1", "monthly_pension").await;
+    assert_eq!(retry.status, StatusCode::OK, "{}", retry.text);
+    assert_eq!(retry.headers["idempotent-replayed"], "true");
+    let e = b
+        .store()
+        .await
+        .get(retry.audit_seq())
+        .unwrap()
+        .unwrap()
+        .body;
+    assert_eq!(e.operation, "replay");
+    let detail: serde_json::Value = serde_json::from_str(e.detail.as_deref().unwrap()).unwrap();
+    assert_eq!(detail["replay_of"]["node"], "node-a");
+    assert_eq!(detail["replay_of"]["first_seq"], first.audit_seq());
+    // Another question under the key is refused on either node.
+    let other = keyed_verify(&b, "k-1", "insured_status").await;
+    assert_eq!(
+        other.problem_type(),
+        Some("/problems/idempotency-key-reused")
+    );
+
+    // PostgreSQL holds digests only: no key, subject or resident in clear.
+    let id = a.sample_ids("renshe.shebao", 1)[0].clone();
+    let rows = pg.psql("SELECT key, request, node_id FROM tongban_idempotency");
+    assert!(rows.contains("node-a"), "{rows}");
+    for clear in ["k-1", "clerk-1", id.as_str(), "monthly_pension"] {
+        assert!(!rows.contains(clear), "{clear} at rest: {rows}");
+    }
+
+    // Without PostgreSQL a key cannot be honoured: refused, not charged
+    // twice; a request without a key is served as before.
+    pg.stop();
+    let r = keyed_verify(&a, "k-2", "monthly_pension").await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/cluster-unavailable"));
+    assert!(r.headers.contains_key("retry-after"));
+    let hukou = a.sample_ids("gongan.hukou", 1)[0].clone();
+    let unkeyed = lookup(&a, &hukou, None).await;
+    assert_eq!(unkeyed.status, StatusCode::OK, "{}", unkeyed.text);
+}

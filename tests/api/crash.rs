@@ -647,3 +647,72 @@ async fn a_stop_before_any_step_of_a_policy_edit_a_suspension_or_a_key_write_lea
 
     key_writes_stopped_at_each_step(base.path(), addr).await;
 }
+
+/// A stop before each step of an idempotency key's record (after the
+/// request's event is durable, before the answer leaves) leaves a home
+/// that starts; the unanswered request's retry is answered (as a first
+/// request), and its next retry is a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_before_any_step_of_an_idempotency_record_leaves_a_home_that_starts() {
+    let (base, _) = demo_home();
+    let addr = free_addr();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let clerk = crate::helpers::mint(
+        base.path(),
+        "minzheng",
+        "clerk-1",
+        &["dibao_reviewer"],
+        now,
+        3600,
+    );
+    let id = sample_ids(base.path(), "renshe.shebao", 1)[0].clone();
+    let path = format!("/v1/datasets/renshe.shebao/records/{id}/verify");
+    let headers = [
+        ("authorization".to_owned(), format!("Bearer {clerk}")),
+        ("x-purpose".to_owned(), "dibao_review".to_owned()),
+        ("x-case-ref".to_owned(), "MZ-2026-1".to_owned()),
+        ("content-type".to_owned(), "application/json".to_owned()),
+        ("idempotency-key".to_owned(), "crash-1".to_owned()),
+    ];
+    let body = bytes::Bytes::from(r#"{"conditions":[{"field":"monthly_pension","op":"exists"}]}"#);
+    for point in ["idempotency.insert", "idempotency.sync"] {
+        let home = copy_home(base.path());
+        let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+        let mut child = spawn_with_fault(
+            home.path(),
+            addr,
+            &[("TONGBAN_FAULT_EXIT", format!("{point}#1"))],
+        );
+        wait_ready(&client).await;
+        let unanswered = client
+            .request_with_body("POST", &path, &headers, body.clone())
+            .await;
+        assert!(unanswered.is_err(), "{point}: answered: {unanswered:?}");
+        assert_eq!(
+            exit_within(&mut child, 10, point).code(),
+            Some(tongban::faults::EXIT_STATUS),
+            "{point}: not stopped at the step"
+        );
+
+        let mut child = spawn_with_fault(home.path(), addr, &[]);
+        wait_ready(&client).await;
+        let retry = client
+            .request_with_body("POST", &path, &headers, body.clone())
+            .await
+            .unwrap();
+        assert_eq!(retry.status, StatusCode::OK, "{point}: {}", retry.text);
+        let again = client
+            .request_with_body("POST", &path, &headers, body.clone())
+            .await
+            .unwrap();
+        assert_eq!(again.status, StatusCode::OK, "{point}: {}", again.text);
+        assert_eq!(again.headers["idempotent-replayed"], "true", "{point}");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(
+            exit_within(&mut child, 20, point).success(),
+            "{point}: clean stop"
+        );
+    }
+}

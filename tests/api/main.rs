@@ -16,6 +16,7 @@ mod crash;
 mod gm_suite;
 mod helpers;
 mod hostile;
+mod idempotency;
 mod jwks;
 mod lookup;
 mod ops;

@@ -852,6 +852,22 @@ async fn the_openapi_document_names_each_operations_problem_types_and_headers() 
             "lookup {status} lacks {header}"
         );
     }
+    // A verify names its Idempotency-Key, what a replay says, and the
+    // problems of a key.
+    let verify = &doc["paths"]["/v1/datasets/{dataset}/records/{resident_id}/verify"]["post"];
+    let params: Vec<&str> = verify["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert!(params.contains(&"Idempotency-Key"), "{params:?}");
+    let responses = &verify["responses"];
+    assert!(responses["200"]["headers"]["Idempotent-Replayed"].is_object());
+    assert!(lookup["200"]["headers"]["Idempotent-Replayed"].is_null());
+    assert!(types(responses, "422").contains(&"/problems/idempotency-key-reused".to_owned()));
+    assert!(types(responses, "409").contains(&"/problems/idempotency-key-in-flight".to_owned()));
+    assert!(responses["409"]["headers"]["Retry-After"].is_object());
     assert_eq!(
         doc["components"]["schemas"]["Comparison"]["x-enum-varnames"],
         serde_json::json!(["EQUALS", "IN", "AT_LEAST", "AT_MOST", "EXISTS"]),
