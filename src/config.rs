@@ -624,6 +624,16 @@ pub struct LimitsConfig {
     /// are in, in seconds (408 after). Default 30.
     #[serde(default = "default_body_timeout")]
     pub body_timeout_secs: u64,
+    /// Largest body of an online import of records
+    /// (`/v1/admin/datasets/{id}/records`), in bytes: it is written to the
+    /// data directory as it arrives, never held in memory. Default
+    /// 4294967296 (4 GiB).
+    #[serde(default = "default_max_import_bytes")]
+    pub max_import_bytes: u64,
+    /// Longest an online import's body may take to arrive, in seconds.
+    /// Default 3600.
+    #[serde(default = "default_import_timeout")]
+    pub import_timeout_secs: u64,
     /// Most bytes of request headers (names and values), HTTP/1.1 and
     /// HTTP/2 alike: more get 431 `headers-too-large`. Default 32768
     /// (the connection's own buffer ends at 64 KiB).
@@ -681,6 +691,14 @@ fn default_max_header_bytes() -> usize {
     32 * 1024
 }
 
+fn default_max_import_bytes() -> u64 {
+    4 << 30
+}
+
+fn default_import_timeout() -> u64 {
+    3600
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
@@ -688,6 +706,8 @@ impl Default for LimitsConfig {
             max_token_bytes: default_max_token(),
             header_timeout_secs: default_header_timeout(),
             body_timeout_secs: default_body_timeout(),
+            max_import_bytes: default_max_import_bytes(),
+            import_timeout_secs: default_import_timeout(),
             max_connections: default_max_connections(),
             max_batch_ids: default_max_batch_ids(),
             max_header_bytes: default_max_header_bytes(),
@@ -972,34 +992,38 @@ impl Config {
         };
         fix(&mut self.data_dir);
         fix(&mut self.policies_dir);
-        fix(&mut self.tls.cert);
-        fix(&mut self.tls.key);
-        if let Some(ca) = &mut self.tls.client_ca {
-            fix(ca);
+        for p in self.files_mut() {
+            fix(p);
         }
-        for crl in &mut self.tls.client_crls {
-            fix(crl);
-        }
+    }
+
+    /// Every file the configuration names: TLS, issuer keys, upstream
+    /// certificates, the cluster's CA.
+    pub fn files_named(&self) -> Vec<PathBuf> {
+        let mut copy = self.clone();
+        copy.files_mut().into_iter().map(|p| p.clone()).collect()
+    }
+
+    fn files_mut(&mut self) -> Vec<&mut PathBuf> {
+        let mut out = vec![&mut self.tls.cert, &mut self.tls.key];
+        out.extend(self.tls.client_ca.as_mut());
+        out.extend(self.tls.client_crls.iter_mut());
         for issuer in &mut self.issuers {
-            for path in [
-                &mut issuer.public_key,
-                &mut issuer.jwks_file,
-                &mut issuer.jwks_ca,
-            ]
-            .into_iter()
-            .flatten()
-            {
-                fix(path);
-            }
+            out.extend(
+                [
+                    &mut issuer.public_key,
+                    &mut issuer.jwks_file,
+                    &mut issuer.jwks_ca,
+                ]
+                .into_iter()
+                .flatten(),
+            );
         }
         if let Some(up) = &mut self.upstream {
-            fix(&mut up.ca);
-            fix(&mut up.client_cert);
-            fix(&mut up.client_key);
+            out.extend([&mut up.ca, &mut up.client_cert, &mut up.client_key]);
         }
-        if let Some(ca) = self.cluster.as_mut().and_then(|c| c.postgres_ca.as_mut()) {
-            fix(ca);
-        }
+        out.extend(self.cluster.as_mut().and_then(|c| c.postgres_ca.as_mut()));
+        out
     }
 
     /// Checks the rules across sections that reading cannot: an issuer to

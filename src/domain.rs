@@ -443,8 +443,37 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
+/// Fills `out` from hex text of exactly its length (either case);
+/// whether the text was that.
+pub fn unhex(text: &str, out: &mut [u8]) -> bool {
+    let digits = text.as_bytes();
+    if digits.len() != out.len() * 2 {
+        return false;
+    }
+    let value = |c: u8| char::from(c).to_digit(16);
+    for (i, byte) in out.iter_mut().enumerate() {
+        let (Some(hi), Some(lo)) = (value(digits[2 * i]), value(digits[2 * i + 1])) else {
+            return false;
+        };
+        *byte = u8::try_from(hi * 16 + lo).unwrap_or(0);
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn unhex_reads_what_hex_writes() {
+        let mut out = [0u8; 5];
+        assert!(super::unhex(
+            &super::hex(&[0x00, 0x0f, 0xa0, 0xff, 0x5c]),
+            &mut out
+        ));
+        assert_eq!(out, [0x00, 0x0f, 0xa0, 0xff, 0x5c]);
+        assert!(!super::unhex("0g", &mut [0u8; 1]));
+        assert!(!super::unhex("00", &mut [0u8; 2]));
+    }
+
     #[test]
     fn hex_is_lower_case_two_digits_a_byte() {
         assert_eq!(super::hex(&[0x00, 0x0f, 0xa0, 0xff, 0x5c]), "000fa0ff5c");

@@ -72,6 +72,9 @@ impl From<Problem> for ApiError {
             Problem::DatasetInUse { grants, .. } => {
                 e.extra.insert("grants".into(), json!(grants));
             }
+            Problem::InvalidRecords { errors } => {
+                e.extra.insert("errors".into(), json!(errors));
+            }
             _ => {}
         }
         e

@@ -131,6 +131,9 @@ pub struct Gateway {
     /// Held for writing by a retention prune, for reading by a chain
     /// verification: a verification never sees the chain's start move.
     pub audit_prune_lock: tokio::sync::RwLock<()>,
+    /// Held by an online import of records and by a backup: one at a time,
+    /// so a backup never holds half an import.
+    pub data_lock: tokio::sync::Mutex<()>,
     /// Serializes the cluster's stops: sharing this node's, applying the log.
     stops_lock: tokio::sync::Mutex<()>,
     /// The outcome of the last reload from files (or from PostgreSQL).
@@ -369,16 +372,13 @@ impl Gateway {
             &config.data_dir,
             clock.unix_millis(),
         )?;
-        let idempotency = Arc::new(match &cluster {
-            Some(c) => crate::pipeline::idempotency::Idempotency::cluster(c.clone()),
-            None => crate::pipeline::idempotency::Idempotency::local(
-                &db,
-                &config.data_dir,
-                &config.node_id,
-            )?,
-        });
+        let idempotency =
+            crate::pipeline::idempotency::Idempotency::open(cluster.as_ref(), &db, &config)?;
         let upstreams = upstreams(&config, &policy, &metrics)?;
-        let providers = Providers::new(EmbeddedStore::new(db), upstreams);
+        let providers = Providers::new(
+            EmbeddedStore::open(db, Some(config.data_dir.clone()))?,
+            upstreams,
+        );
         Ok(Arc::new(Self {
             config,
             clock,
@@ -400,6 +400,7 @@ impl Gateway {
             policy_history,
             policy_lock: tokio::sync::Mutex::new(()),
             audit_prune_lock: tokio::sync::RwLock::new(()),
+            data_lock: tokio::sync::Mutex::new(()),
             stops_lock: tokio::sync::Mutex::new(()),
             reload_status: std::sync::RwLock::new(ReloadStatus::default()),
             cluster,

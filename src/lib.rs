@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod backup;
 pub mod clock;
 pub mod cluster;
 pub mod config;

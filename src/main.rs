@@ -59,11 +59,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Command::Keys { command } => cli::pki::keys(command),
         Command::Proof { command } => cli::pki::proof(command),
         Command::Provider { command } => cli::provider::run(command),
+        Command::Backup { conn, keys, out } => cli::backup::backup(conn, keys, &out),
+        Command::Restore { from, home } => cli::backup::restore(&from, &home),
         Command::Import {
             target,
             dataset,
             replace,
             file,
-        } => cli::provider::import_file(&target.load()?, &dataset, replace, &file),
+            online,
+        } => match online.connection() {
+            Some(conn) => cli::provider::import_online(conn, &dataset, replace, &file),
+            None => cli::provider::import_file(&target.load()?, &dataset, replace, &file),
+        },
     }
 }

@@ -175,6 +175,9 @@ problem_types! {
     PreconditionFailed "precondition-failed" PRECONDITION_FAILED "The entry is not as the request expects" "条目状态与请求的前提不符";
     InvalidPolicy "invalid-policy" UNPROCESSABLE_ENTITY "The change would make the policy set invalid" "此变更会使策略集无效";
     DatasetInUse "dataset-in-use" CONFLICT "Grants still use this dataset" "仍有授权使用此数据集";
+    DatasetNotEmbedded "dataset-not-embedded" CONFLICT "The dataset is answered by its owner's own system" "该数据集由数据所有部门的系统提供";
+    InvalidRecords "invalid-records" UNPROCESSABLE_ENTITY "The records are not valid" "记录数据无效";
+    BackupFailed "backup-failed" INTERNAL_SERVER_ERROR "The backup could not be written" "无法写出备份";
     PolicyWriteFailed "policy-write-failed" INTERNAL_SERVER_ERROR "The change could not be written" "变更无法写入";
     PolicyChangedElsewhere "policy-changed-elsewhere" CONFLICT "The policy set changed on another node" "策略集已在另一节点变更";
     HistoryReadFailed "history-read-failed" INTERNAL_SERVER_ERROR "The history could not be read" "变更历史无法读取";
@@ -635,6 +638,27 @@ pub enum Problem {
         /// The grants.
         grants: Vec<String>,
     },
+    /// An import of records to a dataset an upstream answers.
+    DatasetNotEmbedded {
+        /// The dataset.
+        dataset: String,
+    },
+    /// An import with bad rows (each `line N: what`, never a value).
+    InvalidRecords {
+        /// The bad rows, at most 100.
+        errors: Vec<String>,
+    },
+    /// An import's body of another media type.
+    RecordsMediaType,
+    /// An import's body over `limits.max_import_bytes`.
+    ImportTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// An import could not be stored (the records in force are unchanged).
+    RecordsNotStored(String),
+    /// A backup could not be written.
+    BackupFailed(String),
     /// The change was recorded but could not be applied.
     PolicyWriteFailed,
     /// Another node committed a change while this one was prepared.
@@ -676,7 +700,12 @@ impl Problem {
             Self::InvalidQuery(_) => T::InvalidQuery,
             Self::InvalidPath(_) => T::InvalidPath,
             Self::InvalidBody(_) => T::InvalidBody,
-            Self::UnsupportedMediaType { .. } => T::UnsupportedMediaType,
+            Self::UnsupportedMediaType { .. } | Self::RecordsMediaType => T::UnsupportedMediaType,
+            Self::ImportTooLarge { .. } => T::BodyTooLarge,
+            Self::DatasetNotEmbedded { .. } => T::DatasetNotEmbedded,
+            Self::InvalidRecords { .. } => T::InvalidRecords,
+            Self::RecordsNotStored(_) => T::SuspensionNotStored,
+            Self::BackupFailed(_) => T::BackupFailed,
             Self::BodyTooLarge(_) => T::BodyTooLarge,
             Self::RequestTimeout(_) => T::RequestTimeout,
             Self::NoSuchRoute => T::NoSuchRoute,
@@ -927,6 +956,24 @@ impl Problem {
                 "dataset {dataset} is used by grants {}; change or delete them first",
                 grants.join(", ")
             ),
+            Self::DatasetNotEmbedded { dataset } => format!(
+                "dataset {dataset} is answered by its owner's own system (provider kind http); the gateway holds no records of it to import"
+            ),
+            Self::InvalidRecords { errors } => format!(
+                "nothing was imported: {} bad row(s) (at most 100 are listed in errors): {}",
+                errors.len(),
+                errors.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
+            ),
+            Self::RecordsMediaType => "send the records as application/x-ndjson (one JSON object per line) or text/csv (a header row; lists separated by ;)".into(),
+            Self::ImportTooLarge { limit } => format!(
+                "an import is read up to limits.max_import_bytes ({limit} bytes); nothing was imported"
+            ),
+            Self::RecordsNotStored(e) => {
+                format!("the records could not be stored ({e}); the records in force are unchanged")
+            }
+            Self::BackupFailed(e) => format!(
+                "the backup could not be written ({e}); nothing changed. Check the data directory's free space: a backup is written there before it is sent"
+            ),
             Self::PolicyWriteFailed => "the change was recorded but could not be written; nothing changed in force".into(),
             Self::PolicyChangedElsewhere => "another node committed a policy change while this one was prepared; this node enforces it now: read the entry again and retry".into(),
             Self::HistoryReadFailed(Some(e)) => e.clone(),
@@ -1127,6 +1174,22 @@ impl Problem {
             Self::DatasetInUse { dataset, grants } => format!(
                 "数据集 {dataset} 仍被授权 {} 使用；请先修改或删除这些授权",
                 grants.join("、")
+            ),
+            Self::DatasetNotEmbedded { dataset } => format!(
+                "数据集 {dataset} 由数据所有部门的系统提供（provider kind http），网关不保存其记录，无从导入"
+            ),
+            Self::InvalidRecords { errors } => format!(
+                "未导入任何记录：{} 行有误（errors 中最多列出 100 行）：{}",
+                errors.len(),
+                errors.iter().take(3).cloned().collect::<Vec<_>>().join("；")
+            ),
+            Self::RecordsMediaType => "请以 application/x-ndjson（每行一个 JSON 对象）或 text/csv（含表头行，列表用 ; 分隔）发送记录".into(),
+            Self::ImportTooLarge { limit } => {
+                format!("导入的数据最多读取 limits.max_import_bytes（{limit} 字节）；未导入任何记录")
+            }
+            Self::RecordsNotStored(e) => format!("记录无法保存（{e}）；现行记录未变"),
+            Self::BackupFailed(e) => format!(
+                "无法写出备份（{e}）；未做任何变更。请检查数据目录的剩余空间：备份先写入该目录再发送"
             ),
             Self::PolicyWriteFailed => "变更已记录但无法写入；现行策略未变".into(),
             Self::PolicyChangedElsewhere => {

@@ -183,6 +183,7 @@ pub fn build_app(gw: Arc<Gateway>) -> Router {
         ))
         .layer(axum::middleware::map_request(with_body_deadline(
             Duration::from_secs(gw.config.limits.body_timeout_secs.max(1)),
+            Duration::from_secs(gw.config.limits.import_timeout_secs.max(1)),
         )))
         .layer(axum::middleware::from_fn_with_state(
             gw.clone(),
@@ -196,9 +197,11 @@ pub fn build_app(gw: Arc<Gateway>) -> Router {
 #[error("the request body did not arrive within {0:?}")]
 pub struct BodyTimedOut(Duration);
 
-/// Wraps every request body that is still to come in a deadline.
+/// Wraps every request body that is still to come in a deadline: `import`
+/// for an online import of records, `limit` for every other.
 fn with_body_deadline(
     limit: Duration,
+    import: Duration,
 ) -> impl Fn(axum::extract::Request) -> std::future::Ready<axum::extract::Request>
 + Clone
 + Send
@@ -210,6 +213,9 @@ fn with_body_deadline(
             return std::future::ready(req);
         }
         let (parts, body) = req.into_parts();
+        let is_import = parts.uri.path().starts_with("/v1/admin/datasets/")
+            && parts.uri.path().ends_with("/records");
+        let limit = if is_import { import } else { limit };
         let body = axum::body::Body::new(DeadlineBody {
             inner: body,
             deadline: Box::pin(tokio::time::sleep(limit)),

@@ -313,6 +313,9 @@ fn family(t: ProblemType) -> Family {
         | T::PreconditionFailed
         | T::InvalidPolicy
         | T::DatasetInUse
+        | T::DatasetNotEmbedded
+        | T::InvalidRecords
+        | T::BackupFailed
         | T::PolicyWriteFailed
         | T::PolicyChangedElsewhere
         | T::HistoryReadFailed => Family::Staff,
@@ -1147,6 +1150,30 @@ pub struct DepartmentState {
     /// The suspension, if any.
     #[schema(required = true)]
     pub suspension: Option<SuspensionInfo>,
+    /// This request's audit event.
+    #[schema(nullable = false)]
+    pub audit: Option<AuditRef>,
+}
+
+/// An online import of records, in force.
+#[derive(Debug, ToSchema)]
+pub struct ImportAnswer {
+    /// The dataset.
+    pub dataset: String,
+    /// `replace` (PUT: the body is the whole set) or `merge` (POST).
+    pub mode: String,
+    /// `jsonl` or `csv`.
+    pub format: String,
+    /// Rows read (every one good).
+    pub rows: u64,
+    /// Records held before.
+    pub held_before: u64,
+    /// Records held now.
+    pub held_after: u64,
+    /// Bytes of the body.
+    pub bytes: u64,
+    /// SHA-256 of the body, hex (also in the audit event).
+    pub sha256: String,
     /// This request's audit event.
     #[schema(nullable = false)]
     pub audit: Option<AuditRef>,

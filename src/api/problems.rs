@@ -330,6 +330,18 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "Grants still name this dataset (listed in grants); change or delete them first.",
             "仍有授权引用此数据集（见 grants 列表）；请先修改或删除这些授权。",
         ],
+        T::DatasetNotEmbedded => [
+            "This dataset is answered by its owner's own system; its records are kept there. Import only datasets whose catalog entry has no http provider.",
+            "此数据集由数据所有部门的系统提供，记录保存在该系统中。只能导入目录中未配置 http 提供方的数据集。",
+        ],
+        T::InvalidRecords => [
+            "Correct the rows listed in errors (by line: an id_number that is not a valid ID, a field the dataset does not have, a value of the wrong type, an ID twice) and send the whole file again; nothing was imported.",
+            "请更正 errors 中按行列出的问题（身份证号无效、数据集没有的字段、类型不符的值、重复的身份证号），然后重新发送整个文件；本次未导入任何记录。",
+        ],
+        T::BackupFailed => [
+            "The gateway's log says why. A backup is written to the data directory before it is sent: make room there (it needs about the size of the backup), then ask again.",
+            "原因见网关日志。备份先写入数据目录再发送：请在该目录腾出空间（约为备份的大小）后重试。",
+        ],
         T::PolicyWriteFailed => [
             "The change was recorded but could not be applied. Read the policy again before retrying; tell the operator.",
             "更改已记录但未能应用。重试前请重新读取策略；并告知运营方。",

@@ -485,6 +485,54 @@ impl AuditStore {
         Ok(out)
     }
 
+    /// Records of earlier prunes with the sequence number each pruned
+    /// through, oldest first (for a backup).
+    pub fn prune_records_by_seq(&self) -> Result<Vec<(u64, String)>, AuditError> {
+        let mut out = Vec::new();
+        for item in self.meta.scan_prefix(b"prune:") {
+            let (k, v) = item?;
+            out.push((key_seq(&k[6..]), String::from_utf8_lossy(&v).into_owned()));
+        }
+        Ok(out)
+    }
+
+    /// Writes a backup's state into an empty store: the anchor the chain
+    /// starts after, the exported mark, the prune records.
+    pub fn restore_meta(
+        &self,
+        anchor: (u64, Hash),
+        exported_through: u64,
+        prunes: &[(u64, String)],
+    ) -> Result<(), AuditError> {
+        if anchor.0 > 0 {
+            let mut value = anchor.0.to_be_bytes().to_vec();
+            value.extend_from_slice(&anchor.1);
+            self.meta.insert(ANCHOR, value)?;
+        }
+        if exported_through > 0 {
+            self.meta
+                .insert(EXPORTED_THROUGH, &exported_through.to_be_bytes())?;
+        }
+        for (through, record) in prunes {
+            let mut key = b"prune:".to_vec();
+            key.extend_from_slice(&through.to_be_bytes());
+            self.meta.insert(key, record.as_bytes())?;
+        }
+        Ok(())
+    }
+
+    /// Files consecutive stored events of a backup (their index and block
+    /// summaries are derived when the store is opened again).
+    pub fn restore_events(&self, events: Vec<(u64, Vec<u8>)>) -> Result<(), AuditError> {
+        let sealed: Vec<SealedEvent> = events.into_iter().map(|(s, b)| (s, b, None)).collect();
+        self.apply(Self::entries(&sealed, &[], None))
+    }
+
+    /// Files a signed checkpoint of a backup.
+    pub fn restore_checkpoint(&self, cp: &SignedCheckpoint) -> Result<(), AuditError> {
+        self.apply(Self::entries(&[], &[], Some(cp)))
+    }
+
     /// Raw access for tests that tamper with the store.
     #[doc(hidden)]
     pub fn events_tree(&self) -> &sled::Tree {

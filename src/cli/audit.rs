@@ -18,7 +18,7 @@ use tongban::audit::{AuditStore, Outcome, Pseudonymizer, retention};
 use tongban::config::Config;
 use tongban::domain::ResidentId;
 
-use super::online::{Connection, block_on, call_blocking, call_raw, refused};
+use super::online::{Connection, Online, block_on, call_blocking, call_raw, refused};
 use super::{Target, open_db};
 
 #[derive(Subcommand)]
@@ -139,29 +139,6 @@ pub(crate) enum AuditCommand {
         #[command(flatten)]
         online: Online,
     },
-}
-
-/// A running gateway an `audit` command works through instead of opening
-/// its data directory, with a privacy officer's token.
-#[derive(clap::Args)]
-pub(crate) struct Online {
-    /// The gateway (https://host:port).
-    #[arg(long, requires = "ca")]
-    url: Option<String>,
-    /// With --url: the CA certificate(s) the gateway's certificate chains to.
-    #[arg(long, requires = "url")]
-    ca: Option<PathBuf>,
-    /// With --url: a file holding the token (else TONGBAN_TOKEN).
-    #[arg(long, requires = "url")]
-    token_file: Option<PathBuf>,
-}
-
-impl Online {
-    /// The connection, when --url names one.
-    fn connection(self) -> Option<Connection> {
-        let url = self.url?;
-        Some(Connection::to(url, self.ca, self.token_file))
-    }
 }
 
 /// Search filters, as in `GET /v1/audit/events`.

@@ -19,6 +19,7 @@ macro_rules! out {
 
 pub(crate) mod admin;
 pub(crate) mod audit;
+pub(crate) mod backup;
 pub(crate) mod online;
 pub(crate) mod pki;
 pub(crate) mod policy;
@@ -138,6 +139,39 @@ pub(crate) enum Command {
         replace: bool,
         /// The file (.csv, or .jsonl / .ndjson).
         file: PathBuf,
+        /// With --url, sent to the running gateway (PUT or POST
+        /// /v1/admin/datasets/{id}/records) with a policy administrator's
+        /// token: checked, audited and put in force while it serves.
+        #[command(flatten)]
+        online: online::Online,
+    },
+    /// Back up a running gateway into one file, while it serves: the audit
+    /// log through a checkpoint signed for the backup, the embedded
+    /// datasets, the stops, the policy history, the policies and the
+    /// configuration (the keys too with --keys), with a manifest of
+    /// checksums (GET /v1/admin/backup, a policy administrator's token).
+    Backup {
+        /// The gateway, and the token.
+        #[command(flatten)]
+        conn: online::Connection,
+        /// Include the keys of the data directory (the resident pseudonym
+        /// key, the checkpoint keys, the answer-signing keys): keep the
+        /// file as safe as the keys themselves.
+        #[arg(long)]
+        keys: bool,
+        /// The file to write (written beside it first, then renamed).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Build a new home from a backup: every entry checked against the
+    /// manifest first, the audit chain verified after.
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The new home (absent or empty).
+        #[arg(long)]
+        home: PathBuf,
     },
 }
 

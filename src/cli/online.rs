@@ -59,6 +59,30 @@ impl Connection {
     }
 }
 
+/// A running gateway a command (`audit verify`, `export`, `prune`,
+/// `import`) works through instead of opening its data directory, with a
+/// staff token.
+#[derive(clap::Args)]
+pub(crate) struct Online {
+    /// The gateway (https://host:port).
+    #[arg(long, requires = "ca")]
+    url: Option<String>,
+    /// With --url: the CA certificate(s) the gateway's certificate chains to.
+    #[arg(long, requires = "url")]
+    ca: Option<PathBuf>,
+    /// With --url: a file holding the token (else TONGBAN_TOKEN).
+    #[arg(long, requires = "url")]
+    token_file: Option<PathBuf>,
+}
+
+impl Online {
+    /// The connection, when --url names one.
+    pub(crate) fn connection(self) -> Option<Connection> {
+        let url = self.url?;
+        Some(Connection::to(url, self.ca, self.token_file))
+    }
+}
+
 impl Resolved {
     /// The gateway's base URL.
     pub(crate) fn url(&self) -> &str {
@@ -138,17 +162,12 @@ fn demo_token(home: &Path, config: &Config, role: &str) -> Result<String> {
     .context("no demo issuer key to sign with: give --token-file or TONGBAN_TOKEN")
 }
 
-/// `method path` with the token; the status and the body as it came.
-pub(crate) async fn call_raw(
-    target: &Resolved,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Result<(hyper::StatusCode, Bytes)> {
+/// The TLS configuration for `target`: its CA, and its client certificate if any.
+fn tls_config(target: &Resolved) -> Result<rustls::ClientConfig> {
     let roots = tongban::tls_client::roots(&target.ca)
         .map_err(|e| anyhow::anyhow!("{}: {e}", target.ca.display()))?;
     let builder = tongban::tls_client::builder()?.with_root_certificates(roots);
-    let tls = match &target.client {
+    Ok(match &target.client {
         Some((cert, key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .with_context(|| format!("cannot read {}", cert.display()))?
@@ -159,8 +178,109 @@ pub(crate) async fn call_raw(
             builder.with_client_auth_cert(chain, key)?
         }
         None => builder.with_no_client_auth(),
+    })
+}
+
+/// A file as a request body, read 64 KiB at a time as it is sent.
+type FileBody = http_body_util::StreamBody<
+    std::pin::Pin<
+        Box<
+            dyn futures_util::Stream<Item = std::io::Result<hyper::body::Frame<Bytes>>>
+                + Send
+                + 'static,
+        >,
+    >,
+>;
+
+fn file_body(file: tokio::fs::File) -> FileBody {
+    use tokio::io::AsyncReadExt as _;
+    let stream = futures_util::stream::unfold(Some(file), |file| async move {
+        let mut file = file?;
+        let mut buf = vec![0u8; 64 * 1024];
+        match file.read(&mut buf).await {
+            Ok(0) => None,
+            Ok(n) => {
+                buf.truncate(n);
+                Some((Ok(hyper::body::Frame::data(Bytes::from(buf))), Some(file)))
+            }
+            Err(e) => Some((Err(e), None)),
+        }
+    });
+    http_body_util::StreamBody::new(Box::pin(stream))
+}
+
+/// A long transfer: the request body streamed from `upload` (with its
+/// content type), the answer written to `download` as it comes when the
+/// gateway accepts (else read whole: a problem). The status, and the
+/// answer when it was not written out.
+pub(crate) async fn transfer(
+    target: &Resolved,
+    method: &str,
+    path: &str,
+    upload: Option<(&str, &Path)>,
+    download: Option<&Path>,
+) -> Result<(hyper::StatusCode, Bytes)> {
+    use tokio::io::AsyncWriteExt as _;
+    let client =
+        tongban::tls_client::client::<FileBody>(tls_config(target)?, Duration::from_secs(10), 0);
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{}{path}", target.url))
+        .header(
+            hyper::header::AUTHORIZATION,
+            format!("Bearer {}", target.token),
+        );
+    let body = match upload {
+        Some((content_type, file)) => {
+            request = request.header(hyper::header::CONTENT_TYPE, content_type);
+            let f = tokio::fs::File::open(file)
+                .await
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            request = request.header(hyper::header::CONTENT_LENGTH, f.metadata().await?.len());
+            file_body(f)
+        }
+        None => {
+            let empty: std::pin::Pin<Box<dyn futures_util::Stream<Item = _> + Send>> =
+                Box::pin(futures_util::stream::empty());
+            http_body_util::StreamBody::new(empty)
+        }
     };
-    let client = tongban::tls_client::client::<Full<Bytes>>(tls, Duration::from_secs(10), 0);
+    let response = client
+        .request(request.body(body)?)
+        .await
+        .with_context(|| format!("cannot reach {}", target.url))?;
+    let status = response.status();
+    let Some(out) = download.filter(|_| status.is_success()) else {
+        let bytes = Limited::new(response.into_body(), 1 << 24)
+            .collect()
+            .await
+            .map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?
+            .to_bytes();
+        return Ok((status, bytes));
+    };
+    let mut file = tokio::fs::File::create(out)
+        .await
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| anyhow::anyhow!("reading the answer: {e}"))?;
+        if let Ok(data) = frame.into_data() {
+            file.write_all(&data).await?;
+        }
+    }
+    file.sync_all().await?;
+    Ok((status, Bytes::new()))
+}
+
+/// `method path` with the token; the status and the body as it came.
+pub(crate) async fn call_raw(
+    target: &Resolved,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(hyper::StatusCode, Bytes)> {
+    let client =
+        tongban::tls_client::client::<Full<Bytes>>(tls_config(target)?, Duration::from_secs(10), 0);
     let mut request = hyper::Request::builder()
         .method(method)
         .uri(format!("{}{path}", target.url))

@@ -170,6 +170,41 @@ fn provider_serve(
     Ok(ExitCode::SUCCESS)
 }
 
+/// `import --url`: the file sent to the running gateway, which checks it,
+/// records it in the audit log and puts it in force.
+pub(crate) fn import_online(
+    conn: super::online::Connection,
+    dataset: &str,
+    replace: bool,
+    file: &Path,
+) -> Result<ExitCode> {
+    let target = conn.resolve("policy_admin")?;
+    let content_type = match file.extension().and_then(|e| e.to_str()) {
+        Some("csv") => "text/csv",
+        _ => "application/x-ndjson",
+    };
+    let method = if replace { "PUT" } else { "POST" };
+    let path = format!("/v1/admin/datasets/{dataset}/records");
+    let (status, bytes) = super::online::block_on(super::online::transfer(
+        &target,
+        method,
+        &path,
+        Some((content_type, file)),
+        None,
+    ))?;
+    let answer: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    if !status.is_success() {
+        if let Some(errors) = answer["errors"].as_array() {
+            for e in errors {
+                eprintln!("{}", e.as_str().unwrap_or_default());
+            }
+        }
+        return Err(super::online::refused(status, &answer));
+    }
+    out!("{}", serde_json::to_string_pretty(&answer)?);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn import_file(
     config: &Config,
     dataset: &str,
@@ -188,7 +223,7 @@ pub(crate) fn import_file(
             config.data_dir.display()
         )
     })?;
-    let store = EmbeddedStore::new(db);
+    let store = EmbeddedStore::new(db)?;
     store.import(&id, &rows, replace)?;
     out!(
         "imported {} record(s) into {id} ({} now held)",

@@ -226,7 +226,7 @@ pub fn prepare_home(
         std::fs::create_dir_all(&config.data_dir).map_err(io_err(&config.data_dir))?;
         let db = crate::datadir::open_path(&config.data_dir)
             .map_err(|e| DemoError::Store(e.to_string()))?;
-        let store = EmbeddedStore::new(db);
+        let store = EmbeddedStore::new(db).map_err(|e| DemoError::Store(e.to_string()))?;
         std::fs::create_dir_all(&samples).map_err(io_err(&samples))?;
         for (dataset, records) in &data.datasets {
             let Ok(id) = DatasetId::parse(dataset) else {

@@ -151,6 +151,19 @@ impl From<sled::Error> for StoreError {
 }
 
 impl Idempotency {
+    /// The keys of a cluster's node (in PostgreSQL) or of a single node
+    /// (in `db`).
+    pub fn open(
+        cluster: Option<&Arc<Cluster>>,
+        db: &sled::Db,
+        config: &crate::config::Config,
+    ) -> sled::Result<Arc<Self>> {
+        Ok(Arc::new(match cluster {
+            Some(c) => Self::cluster(c.clone()),
+            None => Self::local(db, &config.data_dir, &config.node_id)?,
+        }))
+    }
+
     /// A single node's keys, in the tree `idempotency` of `db`.
     pub fn local(db: &sled::Db, data_dir: &std::path::Path, node: &str) -> sled::Result<Self> {
         Ok(Self {

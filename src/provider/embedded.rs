@@ -1,7 +1,16 @@
-//! The embedded department store: one sled tree per dataset (`data/<dataset>`),
-//! keyed by the 18-character resident ID, values are the record as JSON.
+//! The embedded department store: one sled tree per dataset, keyed by the
+//! 18-character resident ID, values are the record as JSON.
+//!
+//! A dataset's records are a generation: `data/<dataset>` first, then
+//! `data/<dataset>@<n>` after each online import ([`EmbeddedStore::stage`]).
+//! An import fills the next generation beside the one in force, and puts
+//! it in force by one write of the pointer in `provider/generations`
+//! (synced) and one swap in memory: a lookup sees the old records or the
+//! new, never a mixture. Generations not in force (an import stopped
+//! half-way, a replaced one) are dropped at the next start or import.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::RwLock;
 
 use crate::domain::{DatasetId, ResidentId};
@@ -11,31 +20,198 @@ use super::{DataProvider, FetchContext, ProviderError, ProviderFuture};
 use crate::policy::Disclosed;
 use crate::policy::load::Dataset;
 
+/// The tree of the generation pointers.
+const GENERATIONS: &str = "provider/generations";
+
 /// Records held by the gateway on behalf of their owning departments.
 #[derive(Debug)]
 pub struct EmbeddedStore {
     db: sled::Db,
+    /// Where the database's file is, to sync it (`None`: flushed only).
+    data_dir: Option<PathBuf>,
+    generations: sled::Tree,
     trees: RwLock<HashMap<DatasetId, sled::Tree>>,
 }
 
+/// The name of `dataset`'s tree in generation `n`.
+fn tree_name(dataset: &DatasetId, n: u64) -> String {
+    if n == 0 {
+        format!("data/{dataset}")
+    } else {
+        format!("data/{dataset}@{n}")
+    }
+}
+
+/// A generation being filled by an import, not yet in force.
+#[derive(Debug)]
+pub struct Staged {
+    dataset: DatasetId,
+    generation: u64,
+    tree: sled::Tree,
+}
+
+impl Staged {
+    /// Adds (or replaces) one record.
+    pub fn insert(&self, id: &ResidentId, record: &Record) -> Result<(), ProviderError> {
+        let bytes = serde_json::to_vec(record).map_err(|e| ProviderError::BadRecord {
+            dataset: self.dataset.clone(),
+            message: e.to_string(),
+        })?;
+        self.tree.insert(id.as_str().as_bytes(), bytes)?;
+        Ok(())
+    }
+
+    /// How many records it holds.
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// Whether it holds none.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+}
+
 impl EmbeddedStore {
-    /// Uses the trees of `db`.
-    pub fn new(db: sled::Db) -> Self {
-        Self {
+    /// Uses the trees of `db` (whose file is synced by a commit, if
+    /// `data_dir` is given); drops the generations not in force.
+    pub fn new(db: sled::Db) -> Result<Self, sled::Error> {
+        Self::open(db, None)
+    }
+
+    /// As [`Self::new`], syncing the database in `data_dir` at a commit.
+    pub fn open(db: sled::Db, data_dir: Option<PathBuf>) -> Result<Self, sled::Error> {
+        let generations = db.open_tree(GENERATIONS)?;
+        let store = Self {
             db,
+            data_dir,
+            generations,
             trees: RwLock::new(HashMap::new()),
+        };
+        if let Err(e) = store.drop_stale(None) {
+            tracing::warn!(error = %e, "a dataset generation not in force could not be dropped");
         }
+        Ok(store)
+    }
+
+    /// The generation of `dataset` in force.
+    fn generation(&self, dataset: &DatasetId) -> Result<u64, sled::Error> {
+        Ok(self
+            .generations
+            .get(dataset.as_str())?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
+
+    /// Drops every dataset tree (of `only`, if given) that is not its
+    /// dataset's generation in force.
+    fn drop_stale(&self, only: Option<&DatasetId>) -> Result<(), sled::Error> {
+        for name in self.db.tree_names() {
+            let Ok(name) = std::str::from_utf8(&name) else {
+                continue;
+            };
+            let Some((dataset, n)) = name
+                .strip_prefix("data/")
+                .and_then(|rest| rest.split_once('@'))
+            else {
+                continue;
+            };
+            let (Ok(dataset), Ok(n)) = (DatasetId::parse(dataset), n.parse::<u64>()) else {
+                continue;
+            };
+            if only.is_some_and(|o| *o != dataset) {
+                continue;
+            }
+            if self.generation(&dataset)? != n {
+                self.db.drop_tree(name)?;
+            }
+        }
+        Ok(())
     }
 
     fn tree(&self, dataset: &DatasetId) -> Result<sled::Tree, sled::Error> {
         if let Some(tree) = self.trees.read().ok().and_then(|t| t.get(dataset).cloned()) {
             return Ok(tree);
         }
-        let tree = self.db.open_tree(format!("data/{dataset}"))?;
+        let tree = self
+            .db
+            .open_tree(tree_name(dataset, self.generation(dataset)?))?;
         if let Ok(mut trees) = self.trees.write() {
             trees.insert(dataset.clone(), tree.clone());
         }
         Ok(tree)
+    }
+
+    /// Begins the next generation of `dataset`: empty if `replace`, else a
+    /// copy of the records in force. Nothing changes for lookups until
+    /// [`Self::commit`]. The caller holds the gateway's import lock.
+    pub fn stage(&self, dataset: &DatasetId, replace: bool) -> Result<Staged, ProviderError> {
+        self.drop_stale(Some(dataset))?;
+        let current = self.tree(dataset)?;
+        let generation = self.generation(dataset)? + 1;
+        let name = tree_name(dataset, generation);
+        self.db.drop_tree(name.as_bytes())?;
+        let tree = self.db.open_tree(name)?;
+        if !replace {
+            for item in current.iter() {
+                let (k, v) = item?;
+                tree.insert(k, v)?;
+            }
+        }
+        Ok(Staged {
+            dataset: dataset.clone(),
+            generation,
+            tree,
+        })
+    }
+
+    /// Puts `staged` in force: its records are flushed and synced, then the
+    /// pointer is written and synced, then lookups read it. The generation
+    /// it replaces is dropped at the next import or start (a lookup may
+    /// still be reading it).
+    pub fn commit(&self, staged: Staged) -> Result<usize, ProviderError> {
+        let io = |e: std::io::Error| ProviderError::Store(sled::Error::Io(e));
+        let sync = || -> Result<(), ProviderError> {
+            self.db.flush()?;
+            if let Some(dir) = &self.data_dir {
+                crate::faults::point(dir, "data.sync").map_err(io)?;
+                std::fs::File::open(dir.join("db"))
+                    .and_then(|f| f.sync_data())
+                    .map_err(io)?;
+            }
+            Ok(())
+        };
+        sync()?;
+        if let Some(dir) = &self.data_dir {
+            crate::faults::point(dir, "data.pointer").map_err(io)?;
+        }
+        self.generations
+            .insert(staged.dataset.as_str(), &staged.generation.to_be_bytes())?;
+        sync()?;
+        let held = staged.tree.len();
+        if let Ok(mut trees) = self.trees.write() {
+            trees.insert(staged.dataset, staged.tree);
+        }
+        Ok(held)
+    }
+
+    /// Gives up `staged` (an import refused): its tree is dropped.
+    pub fn abandon(&self, staged: Staged) {
+        if let Err(e) = self
+            .db
+            .drop_tree(tree_name(&staged.dataset, staged.generation).as_bytes())
+        {
+            tracing::warn!(error = %e, "a refused import's records could not be dropped; the next start drops them");
+        }
+    }
+
+    /// Every record of `dataset` in force, key and stored bytes (for a backup).
+    pub fn records(
+        &self,
+        dataset: &DatasetId,
+    ) -> Result<impl Iterator<Item = Result<(sled::IVec, sled::IVec), sled::Error>>, ProviderError>
+    {
+        Ok(self.tree(dataset)?.iter())
     }
 
     /// Reads one record.
@@ -294,7 +470,7 @@ mod tests {
             .unwrap()
             .insert(id.as_str(), raw)
             .unwrap();
-        (EmbeddedStore::new(db), dataset, id)
+        (EmbeddedStore::new(db).unwrap(), dataset, id)
     }
 
     fn wanted(names: &[&str]) -> Vec<Disclosed> {

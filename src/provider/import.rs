@@ -126,11 +126,42 @@ pub fn check_type(kind: FieldType, value: &Value) -> Result<(), &'static str> {
     }
 }
 
+/// Where good rows go, one at a time (an error stops the reading).
+pub type Sink<'a> = dyn FnMut(ResidentId, Record) -> Result<(), String> + 'a;
+
 /// Reads JSON Lines (one object per line; blank lines skipped).
 pub fn read_jsonl(
     reader: impl BufRead,
     dataset: &Dataset,
 ) -> Result<Vec<(ResidentId, Record)>, Vec<RowError>> {
+    let mut good = Vec::new();
+    each_jsonl(reader, dataset, &mut |id, record| {
+        good.push((id, record));
+        Ok(())
+    })?;
+    Ok(good)
+}
+
+/// Reads CSV with a header row. Lists are `;`-separated; object lists are JSON.
+pub fn read_csv(
+    reader: impl std::io::Read,
+    dataset: &Dataset,
+) -> Result<Vec<(ResidentId, Record)>, Vec<RowError>> {
+    let mut good = Vec::new();
+    each_csv(reader, dataset, &mut |id, record| {
+        good.push((id, record));
+        Ok(())
+    })?;
+    Ok(good)
+}
+
+/// As [`read_jsonl`], handing each good row to `sink` as it is read (until
+/// the first bad one): how many rows, or the bad ones.
+pub fn each_jsonl(
+    reader: impl BufRead,
+    dataset: &Dataset,
+    sink: &mut Sink<'_>,
+) -> Result<usize, Vec<RowError>> {
     let mut rows = Rows::default();
     for (i, line) in reader.lines().enumerate() {
         let line_no = i + 1;
@@ -145,25 +176,26 @@ pub fn read_jsonl(
             continue;
         }
         match serde_json::from_str::<Value>(&line) {
-            Ok(Value::Object(obj)) => rows.add(line_no, check_record(dataset, obj)),
+            Ok(Value::Object(obj)) => rows.add(line_no, check_record(dataset, obj), sink),
             Ok(_) => rows.fail(line_no, "is not a JSON object".into()),
             Err(e) => rows.fail(
                 line_no,
                 format!("is not valid JSON (column {})", e.column()),
             ),
         }
-        if rows.errors.len() >= MAX_ERRORS {
+        if rows.full() {
             break;
         }
     }
     rows.finish()
 }
 
-/// Reads CSV with a header row. Lists are `;`-separated; object lists are JSON.
-pub fn read_csv(
+/// As [`read_csv`], handing each good row to `sink` as it is read.
+pub fn each_csv(
     reader: impl std::io::Read,
     dataset: &Dataset,
-) -> Result<Vec<(ResidentId, Record)>, Vec<RowError>> {
+    sink: &mut Sink<'_>,
+) -> Result<usize, Vec<RowError>> {
     let mut rows = Rows::default();
     let mut csv = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -226,9 +258,9 @@ pub fn read_csv(
         }
         match bad {
             Some(message) => rows.fail(line_no, message),
-            None => rows.add(line_no, check_record(dataset, obj)),
+            None => rows.add(line_no, check_record(dataset, obj), sink),
         }
-        if rows.errors.len() >= MAX_ERRORS {
+        if rows.full() {
             break;
         }
     }
@@ -237,9 +269,11 @@ pub fn read_csv(
 
 #[derive(Default)]
 struct Rows {
-    good: Vec<(ResidentId, Record)>,
+    count: usize,
     seen: HashSet<ResidentId>,
     errors: Vec<RowError>,
+    /// The sink failed: nothing more is read.
+    stopped: bool,
 }
 
 impl Rows {
@@ -247,22 +281,39 @@ impl Rows {
         self.errors.push(RowError { line, message });
     }
 
-    fn add(&mut self, line: usize, row: Result<(ResidentId, Record), RecordError>) {
+    /// Whether to stop reading: enough errors to report, or a sink failed.
+    fn full(&self) -> bool {
+        self.stopped || self.errors.len() >= MAX_ERRORS
+    }
+
+    fn add(
+        &mut self,
+        line: usize,
+        row: Result<(ResidentId, Record), RecordError>,
+        sink: &mut Sink<'_>,
+    ) {
         match row {
             Ok((id, record)) => {
-                if self.seen.insert(id.clone()) {
-                    self.good.push((id, record));
-                } else {
+                if !self.seen.insert(id.clone()) {
                     self.fail(line, format!("resident {} appears twice", id.masked()));
+                    return;
+                }
+                self.count += 1;
+                // After a bad row nothing is kept: the rest is only checked.
+                if self.errors.is_empty()
+                    && let Err(e) = sink(id, record)
+                {
+                    self.fail(line, format!("cannot be stored: {e}"));
+                    self.stopped = true;
                 }
             }
             Err(e) => self.fail(line, e.to_string()),
         }
     }
 
-    fn finish(self) -> Result<Vec<(ResidentId, Record)>, Vec<RowError>> {
+    fn finish(self) -> Result<usize, Vec<RowError>> {
         if self.errors.is_empty() {
-            Ok(self.good)
+            Ok(self.count)
         } else {
             Err(self.errors)
         }

@@ -169,6 +169,11 @@ impl Providers {
         }
     }
 
+    /// The embedded store (for imports and backups).
+    pub fn embedded(&self) -> &Arc<EmbeddedStore> {
+        &self.embedded
+    }
+
     /// The upstreams, if configured (for readiness and metrics).
     pub fn upstreams(&self) -> Option<&Upstreams> {
         self.upstreams.as_deref()

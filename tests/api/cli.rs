@@ -82,7 +82,7 @@ fn import_reports_bad_rows_by_line_and_imports_nothing_then_all() {
 
     let count = |config: &tongban::config::Config| {
         let db = tongban::datadir::open_path(&config.data_dir).unwrap();
-        let store = tongban::provider::EmbeddedStore::new(db);
+        let store = tongban::provider::EmbeddedStore::new(db).unwrap();
         store
             .get(
                 &tongban::domain::DatasetId::parse("gongan.hukou").unwrap(),

@@ -716,3 +716,93 @@ async fn a_stop_before_any_step_of_an_idempotency_record_leaves_a_home_that_star
         );
     }
 }
+
+/// A stop before each step of an online import's commit (the new
+/// generation's sync, the pointer's write, its sync) leaves a home that
+/// starts and answers with the old records or the new, never a mixture or
+/// none; the next import succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_before_any_step_of_an_import_leaves_the_old_records_or_the_new() {
+    let (base, _) = demo_home();
+    let addr = free_addr();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let mint = |dept, sub, role| crate::helpers::mint(base.path(), dept, sub, &[role], now, 3600);
+    let admin = mint("shujuju", "admin-1", "policy_admin");
+    let clerk = mint("renshe", "clerk-1", "pension_clerk");
+    let hukou = std::fs::read_to_string(base.path().join("samples/gongan.hukou.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(hukou.lines().next().unwrap()).unwrap();
+    let id = first["id_number"].as_str().unwrap().to_owned();
+    let import = |name: &str| {
+        let mut all: Vec<serde_json::Value> = hukou
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        all[0]["name"] = name.into();
+        let body: String = all.iter().map(|r| format!("{r}\n")).collect();
+        bytes::Bytes::from(body)
+    };
+    let import_headers = [
+        ("authorization".to_owned(), format!("Bearer {admin}")),
+        ("content-type".to_owned(), "application/x-ndjson".to_owned()),
+    ];
+    let lookup_headers = [
+        ("authorization".to_owned(), format!("Bearer {clerk}")),
+        ("x-purpose".to_owned(), "pension_eligibility".to_owned()),
+    ];
+    let path = "/v1/admin/datasets/gongan.hukou/records";
+    let lookup = format!("/v1/datasets/gongan.hukou/records/{id}?fields=name");
+    for point in ["data.sync#1", "data.pointer#1", "data.sync#2"] {
+        let home = copy_home(base.path());
+        let client = Client::new(addr, &home.path().join("certs/ca.pem"), None);
+        let mut child = spawn_with_fault(
+            home.path(),
+            addr,
+            &[("TONGBAN_FAULT_EXIT", point.to_owned())],
+        );
+        wait_ready(&client).await;
+        let old = client
+            .request("GET", &lookup, &lookup_headers)
+            .await
+            .unwrap();
+        assert_eq!(old.status, StatusCode::OK, "{point}: {}", old.text);
+        let unanswered = client
+            .request_with_body("PUT", path, &import_headers, import("中途"))
+            .await;
+        assert!(unanswered.is_err(), "{point}: answered: {unanswered:?}");
+        assert_eq!(
+            exit_within(&mut child, 20, point).code(),
+            Some(tongban::faults::EXIT_STATUS),
+            "{point}: not stopped at the step"
+        );
+
+        let mut child = spawn_with_fault(home.path(), addr, &[]);
+        wait_ready(&client).await;
+        let after = client
+            .request("GET", &lookup, &lookup_headers)
+            .await
+            .unwrap();
+        assert_eq!(after.status, StatusCode::OK, "{point}: {}", after.text);
+        let name = &after.body["record"]["name"];
+        assert!(
+            *name == old.body["record"]["name"] || *name == "中途",
+            "{point}: {name}"
+        );
+        let again = client
+            .request_with_body("PUT", path, &import_headers, import("之后"))
+            .await
+            .unwrap();
+        assert_eq!(again.status, StatusCode::OK, "{point}: {}", again.text);
+        let now = client
+            .request("GET", &lookup, &lookup_headers)
+            .await
+            .unwrap();
+        assert_eq!(now.body["record"]["name"], "之后", "{point}");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        assert!(
+            exit_within(&mut child, 20, point).success(),
+            "{point}: clean stop"
+        );
+    }
+}

@@ -461,6 +461,9 @@ async fn the_openapi_document_describes_every_route_with_its_security_and_refusa
         ("/.well-known/jwks.json", "get"),
         ("/problems/{slug}", "get"),
         ("/v1/audit/prune", "post"),
+        ("/v1/admin/datasets/{id}/records", "put"),
+        ("/v1/admin/datasets/{id}/records", "post"),
+        ("/v1/admin/backup", "get"),
     ];
     let documented: usize = paths
         .values()

@@ -6,6 +6,7 @@
 //! the audit log (durably, with before and after), and only then written to
 //! its file and swapped in, in one step.
 
+mod backup;
 mod change;
 mod cluster;
 mod datasets;
@@ -14,6 +15,7 @@ mod departments;
 mod entry;
 mod grants;
 mod history;
+mod records;
 mod tokens;
 mod validate;
 
@@ -61,6 +63,8 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(departments::suspend_department))
         .routes(routes!(departments::resume_department))
         .routes(routes!(tokens::list_revoked_tokens, tokens::revoke_token))
+        .routes(routes!(records::replace_records, records::import_records))
+        .routes(routes!(backup::backup))
 }
 
 fn admin(
@@ -124,6 +128,18 @@ pub(crate) fn parse_body<T: serde::de::DeserializeOwned>(
             .map_err(|e| bad_body(BodyFault::Toml(e.to_string().trim_end().to_owned()))),
         _ => Err(Problem::UnsupportedMediaType { toml }.into()),
     }
+}
+
+/// A streamed body that could not be read: too slow (408), or broken.
+fn body_error(e: &axum::Error) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<super::BodyTimedOut>() {
+            return ApiError::from(Problem::RequestTimeout(err.to_string()));
+        }
+        source = err.source();
+    }
+    bad_body(BodyFault::Unreadable(e.to_string()))
 }
 
 /// Whether the body failed because its deadline passed (see `with_body_deadline`).
