@@ -33,7 +33,7 @@ failed=0
 while read -r tag dept sub role; do
   echo "== schemathesis: $tag as $dept/$sub ($role)"
   tok=$(token "$dept" "$sub" "$role")
-  if ! "$venv/bin/schemathesis" --no-color run "https://127.0.0.1:$port/openapi.json" \
+  if ! PYTHONPATH=checks SCHEMATHESIS_HOOKS=schemathesis_hooks "$venv/bin/schemathesis" --no-color run "https://127.0.0.1:$port/openapi.json" \
       --tls-verify "$home/certs/ca.pem" \
       -H "Authorization: Bearer $tok" \
       --include-tag "$tag" \

@@ -248,6 +248,10 @@ fn put_len(w: &mut impl Write, bytes: &[u8]) -> std::io::Result<()> {
     w.write_all(bytes)
 }
 
+/// The largest record a backup holds (an event, a stored record, a
+/// checkpoint): a longer length is damage, not a reason to allocate.
+const MAX_RECORD: usize = 64 << 20;
+
 fn read_len(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len) {
@@ -255,7 +259,13 @@ fn read_len(r: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(e),
     }
-    let mut bytes = vec![0u8; u32::from_be_bytes(len) as usize];
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_RECORD {
+        return Err(std::io::Error::other(format!(
+            "a record of {len} bytes: the backup is damaged"
+        )));
+    }
+    let mut bytes = vec![0u8; len];
     r.read_exact(&mut bytes)?;
     Ok(Some(bytes))
 }
@@ -473,6 +483,38 @@ pub fn check(file: &Path) -> Result<Manifest, BackupError> {
         )));
     }
     Ok(manifest)
+}
+
+/// Removes what an import or a backup stopped half-way left in the data
+/// directory (`import-*.part`, `backup-*` files and staging directories):
+/// called at start, when no request can be using them.
+pub fn remove_leftovers(data_dir: &Path) {
+    let Ok(list) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in list.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let ours = (name.starts_with("import-") && name.ends_with(".part"))
+            || (name.starts_with("backup-")
+                && [".tar", ".tmp", ".parts"].iter().any(|e| name.ends_with(e)));
+        if !ours {
+            continue;
+        }
+        let path = entry.path();
+        let removed = if path.is_dir() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+        match removed {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), "removed what a stopped import or backup left");
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "cannot remove what a stopped import or backup left");
+            }
+        }
+    }
 }
 
 /// What a restore built.
@@ -721,4 +763,43 @@ fn write_config(
         Err(e) => missing.push(format!("tongban.toml: {e}")),
     }
     Ok(missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_stopped_import_or_backup_left_is_removed_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for f in [
+            "import-01ab.part",
+            "backup-01ab.tar",
+            "backup-01ab.tmp",
+            "db",
+            "pseudonym.key",
+            "import-notes.txt",
+        ] {
+            std::fs::write(d.join(f), b"x").unwrap();
+        }
+        std::fs::create_dir(d.join("backup-01ab.parts")).unwrap();
+        std::fs::write(d.join("backup-01ab.parts/0"), b"x").unwrap();
+        remove_leftovers(d);
+        let mut left: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["db", "import-notes.txt", "pseudonym.key"]);
+    }
+
+    #[test]
+    fn a_length_beyond_any_record_is_damage_not_an_allocation() {
+        let mut bytes: &[u8] = &[0xff, 0xff, 0xff, 0xff, 0];
+        assert!(read_len(&mut bytes).is_err());
+        let mut bytes: &[u8] = &[0, 0, 0, 2, b'o', b'k'];
+        assert_eq!(read_len(&mut bytes).unwrap().unwrap(), b"ok");
+        assert!(read_len(&mut bytes).unwrap().is_none());
+    }
 }

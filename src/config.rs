@@ -58,6 +58,9 @@ pub struct Config {
     /// Request limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Backups taken while serving (`tongban backup`).
+    #[serde(default)]
+    pub backup: BackupConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -599,6 +602,20 @@ pub enum Durability {
     Fdatasync,
     /// Written to the write-ahead file, not synced.
     Flush,
+}
+
+/// Backups taken through the API (`GET /v1/admin/backup`, `tongban backup`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    /// Whether such a backup may hold the keys of the data directory (the
+    /// resident pseudonym key, the checkpoint keys, the answer-signing
+    /// keys) when asked (`--keys`). Default false: whoever holds the
+    /// checkpoint key can sign a checkpoint over an altered log, so by
+    /// default the keys leave the machine only with the machine's own
+    /// access (copied from the data directory), never through the API.
+    #[serde(default)]
+    pub allow_keys: bool,
 }
 
 /// Limits on what a request may carry.

@@ -374,6 +374,7 @@ impl Gateway {
         )?;
         let idempotency =
             crate::pipeline::idempotency::Idempotency::open(cluster.as_ref(), &db, &config)?;
+        crate::backup::remove_leftovers(&config.data_dir);
         let upstreams = upstreams(&config, &policy, &metrics)?;
         let providers = Providers::new(
             EmbeddedStore::open(db, Some(config.data_dir.clone()))?,

@@ -178,6 +178,7 @@ problem_types! {
     DatasetNotEmbedded "dataset-not-embedded" CONFLICT "The dataset is answered by its owner's own system" "该数据集由数据所有部门的系统提供";
     InvalidRecords "invalid-records" UNPROCESSABLE_ENTITY "The records are not valid" "记录数据无效";
     BackupFailed "backup-failed" INTERNAL_SERVER_ERROR "The backup could not be written" "无法写出备份";
+    BackupKeysRefused "backup-keys-refused" FORBIDDEN "This gateway gives no keys out through its API" "本网关不通过接口提供密钥";
     PolicyWriteFailed "policy-write-failed" INTERNAL_SERVER_ERROR "The change could not be written" "变更无法写入";
     PolicyChangedElsewhere "policy-changed-elsewhere" CONFLICT "The policy set changed on another node" "策略集已在另一节点变更";
     HistoryReadFailed "history-read-failed" INTERNAL_SERVER_ERROR "The history could not be read" "变更历史无法读取";
@@ -659,6 +660,8 @@ pub enum Problem {
     RecordsNotStored(String),
     /// A backup could not be written.
     BackupFailed(String),
+    /// A backup with the keys, where `backup.allow_keys` is false.
+    BackupKeysRefused,
     /// The change was recorded but could not be applied.
     PolicyWriteFailed,
     /// Another node committed a change while this one was prepared.
@@ -706,6 +709,7 @@ impl Problem {
             Self::InvalidRecords { .. } => T::InvalidRecords,
             Self::RecordsNotStored(_) => T::SuspensionNotStored,
             Self::BackupFailed(_) => T::BackupFailed,
+            Self::BackupKeysRefused => T::BackupKeysRefused,
             Self::BodyTooLarge(_) => T::BodyTooLarge,
             Self::RequestTimeout(_) => T::RequestTimeout,
             Self::NoSuchRoute => T::NoSuchRoute,
@@ -974,6 +978,7 @@ impl Problem {
             Self::BackupFailed(e) => format!(
                 "the backup could not be written ({e}); nothing changed. Check the data directory's free space: a backup is written there before it is sent"
             ),
+            Self::BackupKeysRefused => "backup.allow_keys is false: a backup through the API holds no keys. Take one without keys, and copy the keys from the data directory with the machine's own access".into(),
             Self::PolicyWriteFailed => "the change was recorded but could not be written; nothing changed in force".into(),
             Self::PolicyChangedElsewhere => "another node committed a policy change while this one was prepared; this node enforces it now: read the entry again and retry".into(),
             Self::HistoryReadFailed(Some(e)) => e.clone(),
@@ -1191,6 +1196,7 @@ impl Problem {
             Self::BackupFailed(e) => format!(
                 "无法写出备份（{e}）；未做任何变更。请检查数据目录的剩余空间：备份先写入该目录再发送"
             ),
+            Self::BackupKeysRefused => "backup.allow_keys 为 false：通过接口取得的备份不含密钥。请取不含密钥的备份，并以本机权限从数据目录复制密钥".into(),
             Self::PolicyWriteFailed => "变更已记录但无法写入；现行策略未变".into(),
             Self::PolicyChangedElsewhere => {
                 "准备此变更时另一节点提交了策略变更；本节点已执行新策略：请重新读取条目后重试"

@@ -316,6 +316,7 @@ fn family(t: ProblemType) -> Family {
         | T::DatasetNotEmbedded
         | T::InvalidRecords
         | T::BackupFailed
+        | T::BackupKeysRefused
         | T::PolicyWriteFailed
         | T::PolicyChangedElsewhere
         | T::HistoryReadFailed => Family::Staff,

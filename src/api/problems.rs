@@ -342,6 +342,10 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "The gateway's log says why. A backup is written to the data directory before it is sent: make room there (it needs about the size of the backup), then ask again.",
             "原因见网关日志。备份先写入数据目录再发送：请在该目录腾出空间（约为备份的大小）后重试。",
         ],
+        T::BackupKeysRefused => [
+            "Take the backup without --keys, and copy the keys from the data directory with the machine's own access. To let backups through the API hold them, set backup.allow_keys = true in tongban.toml (whoever holds the checkpoint key can sign over an altered log).",
+            "请不带 --keys 取备份，并以本机权限从数据目录复制密钥。若要允许经接口取得的备份包含密钥，请在 tongban.toml 中设置 backup.allow_keys = true（持有检查点密钥者可为被篡改的日志签名）。",
+        ],
         T::PolicyWriteFailed => [
             "The change was recorded but could not be applied. Read the policy again before retrying; tell the operator.",
             "更改已记录但未能应用。重试前请重新读取策略；并告知运营方。",

@@ -106,7 +106,7 @@ async fn load(gw: &TestGateway, stop: &AtomicBool, acked: &Mutex<Vec<(u64, Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_load_restores_elsewhere_with_every_acknowledged_event() {
-    let gw = TestGateway::start().await;
+    let gw = TestGateway::start_with(|config, _| config.backup.allow_keys = true).await;
     let id0 = state_besides_the_log(&gw).await;
 
     let stop = AtomicBool::new(false);
@@ -310,6 +310,14 @@ async fn a_damaged_backup_restores_nothing_and_a_home_is_never_overwritten() {
     ]);
     assert!(!out.status.success());
     assert!(!target.exists(), "a damaged backup wrote a home");
+
+    // By default no key leaves through the API.
+    let tok = gw.token("shujuju", "admin-1", &["policy_admin"]);
+    let r = gw
+        .get("/v1/admin/backup?keys=true", Some(&tok), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/backup-keys-refused"));
 
     // A privacy officer cannot take one.
     let tok = gw.token("shujuju", "officer-1", &["privacy_officer"]);

@@ -28,8 +28,10 @@ use crate::problem::Problem;
 #[serde(deny_unknown_fields)]
 pub(crate) struct BackupParams {
     /// Include the keys of the data directory (the resident pseudonym key,
-    /// the checkpoint keys, the answer-signing keys). Default false: a
-    /// backup without them restores only beside the original keys.
+    /// the checkpoint keys, the answer-signing keys), where
+    /// `backup.allow_keys` is true (else 403 `backup-keys-refused`).
+    /// Default false: a backup without them restores beside the original
+    /// keys.
     keys: Option<bool>,
 }
 
@@ -61,6 +63,9 @@ pub(super) async fn backup(
         admin(&gw, &headers, &mut event)?;
         let Query(params) = params.map_err(|e| bad_query(&e))?;
         let keys = params.keys.unwrap_or(false);
+        if keys && !gw.config.backup.allow_keys {
+            return Err(Problem::BackupKeysRefused.into());
+        }
         // Writing a large log takes a while: the audit writer's groups do
         // not wait for this request's event.
         ctx.in_flight.release();

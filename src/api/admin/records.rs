@@ -83,7 +83,10 @@ impl Format {
     tag = "admin",
     operation_id = "admin_replace_records",
     params(("id" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$")),
-    request_body(content = String, description = "JSON Lines or CSV", content_type = "application/x-ndjson"),
+    request_body(description = "JSON Lines (one record per line) or CSV (a header row)", content(
+        (String = "application/x-ndjson", example = json!("{\"id_number\":\"110101199810229455\",\"name\":\"张三\",\"hukou_status\":\"正常\"}\n")),
+        (String = "text/csv", example = json!("id_number,name,hukou_status\n110101199810229455,张三,正常\n")),
+    )),
     responses(
         (status = 200, description = "Imported and in force", body = doc::ImportAnswer),
         (status = 404, description = "No such dataset", body = doc::Problem, content_type = "application/problem+json"),
@@ -114,7 +117,10 @@ pub(super) async fn replace_records(
     tag = "admin",
     operation_id = "admin_import_records",
     params(("id" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$")),
-    request_body(content = String, description = "JSON Lines or CSV", content_type = "application/x-ndjson"),
+    request_body(description = "JSON Lines (one record per line) or CSV (a header row)", content(
+        (String = "application/x-ndjson", example = json!("{\"id_number\":\"110101199810229455\",\"name\":\"张三\",\"hukou_status\":\"正常\"}\n")),
+        (String = "text/csv", example = json!("id_number,name,hukou_status\n110101199810229455,张三,正常\n")),
+    )),
     responses(
         (status = 200, description = "Imported and in force", body = doc::ImportAnswer),
         (status = 404, description = "No such dataset", body = doc::Problem, content_type = "application/problem+json"),
@@ -171,7 +177,7 @@ async fn import(
 
 /// Everything before the event: the caller, the dataset, the body spooled
 /// and checked into the next generation. Holds the import lock from the
-/// spool on (returned with the staged records, for the commit).
+/// check on (returned with the staged records, for the commit).
 async fn prepare<'g>(
     gw: &'g Gateway,
     ctx: &RequestContext,
@@ -199,10 +205,11 @@ async fn prepare<'g>(
         .into());
     }
     let format = Format::of(headers)?;
-    // A long upload does not hold the audit writer's groups back.
+    // A long upload holds back neither the audit writer's groups nor
+    // another import or a backup: the lock is taken once the body is in.
     ctx.in_flight.release();
-    let lock = gw.data_lock.lock().await;
     let spool = spool(gw, ctx, body).await?;
+    let lock = gw.data_lock.lock().await;
     let store = gw.providers.embedded().clone();
     let before = store.count(&dataset).map_err(|e| not_stored(&e))?;
     let file = spool.path.clone();
