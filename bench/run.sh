@@ -93,7 +93,7 @@ if extra > 0:
     grants = "".join(
         f'\n[[grant]]\nid = "bench-{i:05d}"\ntitle = "bench grant {i}"\nconsumer = "bench{i:05d}"\n'
         f'roles = ["bench_role"]\npurposes = ["bench_purpose_{i % 50}"]\noperations = ["lookup"]\n'
-        f'basis = "benchmark"\n\n[[grant.access]]\ndataset = "gongan.hukou"\nfields = ["name", "hukou_status"]\n'
+        f'basis = "benchmark"\n\n[grant.conditions]\ncase_ref_exempt_reason = "benchmark traffic"\n\n[[grant.access]]\ndataset = "gongan.hukou"\nfields = ["name", "hukou_status"]\n'
         for i in range(extra))
     (policies / "grants" / "bench.toml").write_text(grants)
 PY

@@ -87,6 +87,9 @@ const L = {
   grants: ['授权（谁可以为何用途查看哪些字段）', 'Grants (who may see which fields, for what)'],
   owner: ['提供部门', 'Owner'],
   class: ['共享类别', 'Sharing class'],
+  classUnconditional: ['无条件共享', 'unconditional'],
+  classConditional: ['有条件共享', 'conditional'],
+  classNone: ['不予共享', 'not shared'],
   roles: ['角色', 'Roles'],
   purposes: ['用途', 'Purposes'],
   operations: ['操作', 'Operations'],
@@ -240,6 +243,12 @@ function table(columns, rows) {
   return h('div', { class: 'table-wrap' }, h('table', {},
     h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c)))))));
+}
+
+// A sharing class in words (无条件共享 / 有条件共享 / 不予共享).
+function sharingClass(c) {
+  const key = { unconditional: 'classUnconditional', conditional: 'classConditional', none: 'classNone' }[c];
+  return key ? t(key) : c;
 }
 
 function tag(decision) {
@@ -577,7 +586,7 @@ async function catalog() {
   if (!ds.ok) return [...out, problem(ds)];
   if (!gs.ok) return [...out, problem(gs)];
   out.push(h('h2', {}, t('datasets')), table([t('dataset'), t('titleField'), t('owner'), t('class'), t('fields')],
-    ds.body.datasets.map((d) => [h('code', {}, d.id), d.title, d.owner, d.class, String(d.fields)])));
+    ds.body.datasets.map((d) => [h('code', {}, d.id), d.title, d.owner, sharingClass(d.class), String(d.fields)])));
   const details = await Promise.all(gs.body.grants.map((g) => api('GET', `/v1/admin/grants/${encodeURIComponent(g.id)}`)));
   out.push(h('h2', {}, t('grants')), table([t('grant'), t('consumer'), t('roles'), t('purposes'), t('operations'), t('fields'), t('version'), ''],
     details.filter((r) => r.ok).map((r) => {

@@ -561,6 +561,10 @@ pub struct CatalogEntry {
 pub struct CatalogConditions {
     /// A case reference (办件编号, `X-Case-Ref`) must be named on every query.
     pub case_ref_required: bool,
+    /// On a conditional dataset (有条件共享), why the grant needs no case
+    /// reference (a grant has this or `case_ref_required`).
+    #[schema(nullable = false)]
+    pub case_ref_exempt_reason: Option<String>,
     /// The form a case reference must have (a regular expression matched
     /// against the whole reference).
     #[schema(nullable = false)]

@@ -49,6 +49,10 @@ pub const SAMPLE_POLICIES: &[(&str, &str)] = &[
         include_str!("../../policies/datasets/weijian.bingli.toml"),
     ),
     (
+        "datasets/renshe.zhiye_zige.toml",
+        include_str!("../../policies/datasets/renshe.zhiye_zige.toml"),
+    ),
+    (
         "grants/minzheng-dibao.toml",
         include_str!("../../policies/grants/minzheng-dibao.toml"),
     ),
@@ -67,6 +71,10 @@ pub const SAMPLE_POLICIES: &[(&str, &str)] = &[
     (
         "grants/jiaoyu-admission.toml",
         include_str!("../../policies/grants/jiaoyu-admission.toml"),
+    ),
+    (
+        "grants/jiaoyu-teacher.toml",
+        include_str!("../../policies/grants/jiaoyu-teacher.toml"),
     ),
 ];
 

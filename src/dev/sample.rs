@@ -111,6 +111,17 @@ const ETHNICITIES: &[&str] = &[
     "维吾尔族",
 ];
 
+const QUALIFICATIONS: &[(&str, &str)] = &[
+    ("教师资格证（初级中学）", "—"),
+    ("教师资格证（小学）", "—"),
+    ("会计专业技术资格", "中级"),
+    ("执业药师职业资格", "—"),
+    ("电工", "高级工（三级）"),
+    ("中式烹调师", "中级工（四级）"),
+    ("育婴员", "五级"),
+    ("社会工作者职业资格", "助理社会工作师"),
+];
+
 const EMPLOYERS: &[&str] = &[
     "市第一人民医院",
     "华联商贸有限公司",
@@ -328,6 +339,31 @@ fn date(year: i64, rng: &mut Rng) -> String {
     format!("{year:04}-{:02}-{:02}", rng.range(1, 12), rng.range(1, 28))
 }
 
+/// A professional qualification certificate (职业资格证书) for about three
+/// adults in ten, from a generator of its own (seeded by the person's ID),
+/// so that every other dataset stays as it was.
+fn qualification(person: &Person) -> Option<Value> {
+    let seed = person
+        .id
+        .as_str()
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let mut own = Rng(seed);
+    if !own.chance(30) {
+        return None;
+    }
+    let (name, level) = *own.pick(QUALIFICATIONS);
+    let year = (person.birth_year + own.range(22, 40)).min(2025);
+    Some(json!({
+        "certificate_name": name,
+        "certificate_level": level,
+        "issued_on": date(year, &mut own),
+        "certificate_no": format!("{year}{:010}", own.range(1, 9_999_999_999)),
+    }))
+}
+
 fn add_records(rng: &mut Rng, data: &mut SampleData, people: &[Person], hh: &Household, p: usize) {
     let person = &people[p];
     let (_, place, province_abbr) = AREAS[hh.area];
@@ -418,6 +454,10 @@ fn add_records(rng: &mut Rng, data: &mut SampleData, people: &[Person], hh: &Hou
             "ziranziyuan.budongchan",
             json!({"property_count": count, "properties": properties}),
         );
+    }
+
+    if let Some(record) = qualification(person).filter(|_| age >= 22 && alive) {
+        push("renshe.zhiye_zige", record);
     }
 
     if hh.dibao {

@@ -562,7 +562,7 @@ mod tests {
     fn refusals_on_fields_and_validity_name_what_they_refuse() {
         let grant = |extra: &str| {
             format!(
-                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\", \"verify\"]\nbasis = \"b\"\n{extra}\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = [\"name\"]\nmasked = {{ phone = \"mobile\" }}\nverify_only = [\"birth_date\"]\nverify_predicates = [{{ field = \"birth_date\", op = \"exists\" }}]\n"
+                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\", \"verify\"]\nbasis = \"b\"\n[grant.conditions]\ncase_ref_exempt_reason = \"t\"\n{extra}\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = [\"name\"]\nmasked = {{ phone = \"mobile\" }}\nverify_only = [\"birth_date\"]\nverify_predicates = [{{ field = \"birth_date\", op = \"exists\" }}]\n"
             )
         };
         let today = time::macros::date!(2026 - 06 - 01);
@@ -615,9 +615,7 @@ mod tests {
             Decision::Allow(_)
         ));
 
-        let window = grant(
-            "[grant.conditions]\nvalid_from = \"2026-07-01\"\nvalid_until = \"2026-12-31\"\n",
-        );
+        let window = grant("valid_from = \"2026-07-01\"\nvalid_until = \"2026-12-31\"\n");
         let p = policy(&window).unwrap();
         let d = denied(ask(&p, Operation::Lookup, None, today));
         assert_eq!(d.reason, DenyReason::GrantNotInForce);
@@ -678,7 +676,7 @@ mod tests {
                 .map(|(f, m)| format!("{f} = \"{}\"", serde_json::to_value(m).unwrap().as_str().unwrap()))
                 .collect();
             let grant = format!(
-                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\", \"verify\"]\nbasis = \"b\"\n\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = {:?}\nmasked = {{ {} }}\nverify_only = {:?}\nverify_predicates = [{}]\n",
+                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\", \"verify\"]\nbasis = \"b\"\n\n[grant.conditions]\ncase_ref_exempt_reason = \"t\"\n\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = {:?}\nmasked = {{ {} }}\nverify_only = {:?}\nverify_predicates = [{}]\n",
                 plain, masked_toml.join(", "), verify,
                 verify.iter().map(|f| format!("{{ field = \"{f}\", op = \"exists\" }}")).collect::<Vec<_>>().join(", "),
             );
@@ -741,7 +739,7 @@ mod tests {
             let conditions = format!(
                 "[grant.conditions]\nbatch_limit = 10\n{}\n",
                 match case_rule {
-                    0 => String::new(),
+                    0 => "case_ref_exempt_reason = \"a rule without cases\"\n".to_owned(),
                     1 => "case_ref_required = true\n".to_owned(),
                     _ => format!("case_ref_required = true\ncase_ref_pattern = '{pattern}'\n"),
                 }

@@ -223,7 +223,7 @@ mod tests {
         sources.files.insert(
             "grants/test.toml".into(),
             format!(
-                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\"]\nbasis = \"b\"\n[grant.conditions]\nquota = \"{quota}\"\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = [\"name\"]\n"
+                "[[grant]]\nid = \"g\"\nconsumer = \"minzheng\"\nroles = [\"r\"]\npurposes = [\"p\"]\noperations = [\"lookup\"]\nbasis = \"b\"\n[grant.conditions]\ncase_ref_exempt_reason = \"t\"\nquota = \"{quota}\"\n[[grant.access]]\ndataset = \"gongan.hukou\"\nfields = [\"name\"]\n"
             ),
         );
         validate(sources).unwrap()

@@ -18,8 +18,9 @@ use super::model::{
 use crate::domain::{DatasetId, DeptId, FieldName, GrantId, hex};
 use crate::pipeline::rate_limit::RateSpec;
 
-/// Roles of the data bureau that must never be able to read resident records.
-pub const STAFF_ROLES: &[&str] = &["privacy_officer", "policy_admin"];
+/// The roles no grant may name (the one role model: staff, stewards,
+/// residents), see [`crate::pipeline::authn::STAFF_ROLES`].
+pub use crate::pipeline::authn::STAFF_ROLES;
 
 /// One problem found in a policy directory, with its place.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -431,7 +432,7 @@ fn check_grant(
     for role in &spec.roles {
         if STAFF_ROLES.contains(&role.as_str()) {
             problems.push(format!(
-                "role \"{role}\" is a data bureau staff role and may not read resident records"
+                "role \"{role}\" is reserved (privacy_officer, policy_admin, data_authority, data_steward, resident open the gateway's own surfaces) and may not appear in a grant"
             ));
         }
     }
@@ -456,6 +457,17 @@ fn check_grant(
     } = parse_conditions(c, problems);
     if c.case_ref_pattern.is_some() && !c.case_ref_required {
         problems.push("case_ref_pattern is set but case_ref_required is not".into());
+    }
+    if let Some(reason) = &c.case_ref_exempt_reason {
+        if c.case_ref_required {
+            problems.push(
+                "case_ref_exempt_reason is set but case_ref_required is true: a grant either requires a case reference or says why it needs none".into(),
+            );
+        }
+        let n = reason.trim().chars().count();
+        if n == 0 || n > 500 {
+            problems.push("case_ref_exempt_reason must be 1 to 500 characters".into());
+        }
     }
     if spec.operations.contains(&Operation::Batch) && c.batch_limit.is_none_or(|n| n == 0) {
         problems.push("batch is granted but conditions.batch_limit is not set (1 or more)".into());
@@ -502,6 +514,15 @@ fn check_access(
     if dataset.spec.class == SharingClass::None {
         problems.push(format!(
             "dataset {} is of class none (不予共享) and cannot be granted",
+            access.dataset
+        ));
+    }
+    if dataset.spec.class == SharingClass::Conditional
+        && !c.case_ref_required
+        && c.case_ref_exempt_reason.is_none()
+    {
+        problems.push(format!(
+            "dataset {} is conditional (有条件共享): set conditions.case_ref_required = true, or say why this grant needs no case reference in conditions.case_ref_exempt_reason",
             access.dataset
         ));
     }
@@ -672,12 +693,54 @@ mod tests {
     }
 
     #[test]
-    fn staff_roles_cannot_be_granted_records() {
+    fn reserved_roles_cannot_be_granted_records() {
+        for role in STAFF_ROLES {
+            let errs = with_edit(
+                "grants/yibao-enroll.toml",
+                "\"enrollment_clerk\"",
+                &format!("\"{role}\""),
+            );
+            assert!(
+                errs.iter()
+                    .any(|e| e.contains(&format!("role \"{role}\" is reserved"))),
+                "{role}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_conditional_grant_requires_a_case_reference_or_says_why_not() {
+        let reason = "case_ref_exempt_reason = \"参保登记在窗口即时办结，户籍核验先于受理，此时尚无办件编号\"\n";
+        // Neither: refused, naming the grant and the fix.
+        let errs = with_edit("grants/yibao-enroll.toml", reason, "");
+        assert_eq!(
+            errs,
+            [
+                "grants/yibao-enroll.toml: grant \"yibao-enroll-hukou\": dataset gongan.hukou is conditional (有条件共享): set conditions.case_ref_required = true, or say why this grant needs no case reference in conditions.case_ref_exempt_reason"
+            ]
+        );
+        // Both: refused.
         let errs = with_edit(
             "grants/yibao-enroll.toml",
-            "\"enrollment_clerk\"",
-            "\"privacy_officer\"",
+            reason,
+            &format!("{reason}case_ref_required = true\n"),
         );
-        assert!(errs.iter().any(|e| e.contains("staff role")), "{errs:?}");
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("either requires a case reference")),
+            "{errs:?}"
+        );
+        // An empty reason is no reason.
+        let errs = with_edit(
+            "grants/yibao-enroll.toml",
+            reason,
+            "case_ref_exempt_reason = \" \"\n",
+        );
+        assert!(errs.iter().any(|e| e.contains("1 to 500")), "{errs:?}");
+        // An unconditional dataset needs neither.
+        let s = sample();
+        let grant = &s.files["grants/jiaoyu-teacher.toml"];
+        assert!(!grant.contains("case_ref"), "{grant}");
+        assert!(validate(s).is_ok());
     }
 }

@@ -195,6 +195,12 @@ pub struct Conditions {
     /// A case reference (办件编号) must be named on every query.
     #[serde(default)]
     pub case_ref_required: bool,
+    /// Why a grant on a conditional dataset (有条件共享) needs no case
+    /// reference (a batch run that no single case stands behind, a counter
+    /// service done before a case exists): a grant on a conditional
+    /// dataset has `case_ref_required` or this, never neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub case_ref_exempt_reason: Option<String>,
     /// The form a case reference must have (a regular expression matched
     /// against the whole reference, e.g. `MZ-\\d{4}-\\d{6}` for 民政 case numbers).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -293,8 +293,8 @@ async fn grant_quota_gives_429() {
         let file = config.policies_dir.join("grants/yibao-enroll.toml");
         let text = std::fs::read_to_string(&file).unwrap();
         let text = text.replace(
-            "[[grant.access]]",
-            "[grant.conditions]\nquota = \"2/min\"\n\n[[grant.access]]",
+            "[grant.conditions]\n",
+            "[grant.conditions]\nquota = \"2/min\"\n",
         );
         std::fs::write(file, text).unwrap();
     })
@@ -586,4 +586,55 @@ async fn refusals_are_told_in_chinese_when_the_caller_prefers_it() {
     let detail = r.body["detail"].as_str().unwrap();
     assert!(detail.contains("校验码不符"), "{detail}");
     assert!(!detail.contains("check character"), "{detail}");
+}
+
+/// Sharing classes by construction: an unconditional dataset (无条件共享)
+/// is looked up without a case reference; the catalog names each entry's
+/// class, and a conditional one without a case reference says why.
+#[tokio::test]
+async fn an_unconditional_dataset_needs_no_case_reference_and_the_catalog_says_so() {
+    let gw = TestGateway::start().await;
+    let id = gw.sample_ids("renshe.zhiye_zige", 1)[0].clone();
+    let tok = gw.token("jiaoyu", "clerk-2", &["admissions_clerk"]);
+    let r = gw
+        .get(
+            &format!("/v1/datasets/renshe.zhiye_zige/records/{id}"),
+            Some(&tok),
+            Some("teacher_qualification"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert!(
+        r.body["record"]["certificate_name"].is_string(),
+        "{}",
+        r.text
+    );
+    assert!(r.body["record"].get("certificate_no").is_none());
+    let catalog = gw.get("/v1/catalog", Some(&tok), None, None).await;
+    let entries = catalog.body["datasets"].as_array().unwrap();
+    let teacher = entries
+        .iter()
+        .find(|e| e["dataset"] == "renshe.zhiye_zige")
+        .unwrap();
+    assert_eq!(teacher["class"], "unconditional");
+    let admission = entries
+        .iter()
+        .find(|e| e["dataset"] == "gongan.hukou")
+        .unwrap();
+    assert_eq!(admission["class"], "conditional");
+    assert_eq!(admission["conditions"]["case_ref_required"], true);
+
+    let tok = gw.token("yibao", "clerk-3", &["enrollment_clerk"]);
+    let catalog = gw.get("/v1/catalog", Some(&tok), None, None).await;
+    let enroll = &catalog.body["datasets"][0];
+    assert_eq!(enroll["class"], "conditional");
+    assert_eq!(enroll["conditions"]["case_ref_required"], false);
+    assert!(
+        enroll["conditions"]["case_ref_exempt_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("办件编号")),
+        "{}",
+        catalog.text
+    );
 }
