@@ -30,6 +30,7 @@ const L = {
   subject: ['经办人', 'Subject'],
   dataset: ['数据集', 'Dataset'],
   purpose: ['用途', 'Purpose'],
+  case_ref: ['办件编号', 'Case reference'],
   decision: ['决定', 'Decision'],
   any: ['（任意）', '(any)'],
   from: ['起', 'From'],
@@ -363,7 +364,7 @@ function signin() {
   return [h('h1', {}, t('signin')), h('p', {}, t('signinIntro')), form];
 }
 
-const FILTERS = ['resident', 'consumer', 'subject', 'dataset', 'purpose', 'decision', 'from', 'to', 'limit'];
+const FILTERS = ['resident', 'consumer', 'subject', 'dataset', 'purpose', 'case_ref', 'decision', 'from', 'to', 'limit'];
 
 async function auditSearch() {
   const q = query();

@@ -127,6 +127,7 @@ problem_types! {
     VerifyBudgetExhausted "verify-budget-exhausted" TOO_MANY_REQUESTS "The day's verifications of this resident are used up" "今日对该居民的核验次数已用完";
     BatchTooLarge "batch-too-large" BAD_REQUEST "The batch is too large" "批量请求过大";
     IdempotencyKeyReused "idempotency-key-reused" UNPROCESSABLE_ENTITY "The idempotency key was used for another request" "幂等键已用于另一请求";
+    OtherDepartmentsCase "other-departments-case" FORBIDDEN "Another department's case" "其他部门的办件";
     IdempotencyKeyInFlight "idempotency-key-in-flight" CONFLICT "The request with this idempotency key is still being answered" "使用此幂等键的请求仍在处理中";
     // The decision.
     UnknownDataset "unknown-dataset" NOT_FOUND "No such dataset" "没有此数据集";
@@ -356,6 +357,8 @@ pub enum ClusterRead {
     Statistics,
     /// An idempotency key, honoured on every node.
     IdempotencyKey,
+    /// A case's materials.
+    Case,
 }
 
 /// What is wrong with a revocation.
@@ -480,6 +483,11 @@ pub enum Problem {
     InvalidCondition(ConditionError),
     /// Two conditions on one field.
     ConditionRepeated,
+    /// A case of another department than the caller's.
+    OtherDepartmentsCase {
+        /// The department named.
+        consumer: String,
+    },
     /// An `Idempotency-Key` sent before with another request.
     IdempotencyKeyReused,
     /// An `Idempotency-Key` whose first request is still being answered.
@@ -719,6 +727,7 @@ impl Problem {
             }
             Self::UnknownConditionField { .. } => T::UnknownField,
             Self::IdempotencyKeyReused => T::IdempotencyKeyReused,
+            Self::OtherDepartmentsCase { .. } => T::OtherDepartmentsCase,
             Self::IdempotencyKeyInFlight => T::IdempotencyKeyInFlight,
             Self::PredicateNotGranted { .. } => T::PredicateNotGranted,
             Self::VerifyBudgetExhausted { .. } => T::VerifyBudgetExhausted,
@@ -841,6 +850,9 @@ impl Problem {
             }
             Self::IdempotencyKeyReused => "this Idempotency-Key was sent in the last 24 hours with another request (another dataset, resident, purpose, case reference or body); a retry sends exactly the first request, and a new request takes a new key".into(),
             Self::IdempotencyKeyInFlight => "the first request with this Idempotency-Key is still being answered; retry after a moment".into(),
+            Self::OtherDepartmentsCase { consumer } => format!(
+                "a case reference is unique only within its department: a department sees its own cases, and the cases of {consumer} are its own (and the privacy officers')"
+            ),
             Self::UnknownConditionField { field, dataset } => {
                 format!("field \"{field}\" is not a field of dataset {dataset}")
             }
@@ -910,6 +922,7 @@ impl Problem {
                     ClusterRead::Export => "an export of the cluster",
                     ClusterRead::Statistics => "the statistics",
                     ClusterRead::IdempotencyKey => "an idempotency key",
+                    ClusterRead::Case => "a case's materials",
                 };
                 format!(
                     "{what} covers every node, from PostgreSQL, which cannot be read now; try again later"
@@ -1061,6 +1074,9 @@ impl Problem {
             Self::ConditionRepeated => "每个字段在一次请求中最多一个条件".into(),
             Self::IdempotencyKeyReused => "此 Idempotency-Key 在过去 24 小时内已用于另一请求（数据集、居民、用途、办件编号或请求体不同）；重试须原样发送首次请求，新请求须用新的幂等键".into(),
             Self::IdempotencyKeyInFlight => "使用此 Idempotency-Key 的首次请求仍在处理中；请稍后重试".into(),
+            Self::OtherDepartmentsCase { consumer } => format!(
+                "办件编号只在本部门内唯一：各部门只能查看本部门的办件，{consumer} 的办件只有该部门（及隐私监督员）可以查看"
+            ),
             Self::UnknownConditionField { field, dataset } => {
                 format!("字段“{field}”不是数据集 {dataset} 的字段")
             }
@@ -1126,6 +1142,7 @@ impl Problem {
                     ClusterRead::Export => "集群日志导出",
                     ClusterRead::Statistics => "统计",
                     ClusterRead::IdempotencyKey => "幂等键",
+                    ClusterRead::Case => "办件材料清单",
                 };
                 format!("{what}覆盖所有节点，需读取 PostgreSQL，而它目前无法读取；请稍后再试")
             }

@@ -112,6 +112,9 @@ pub(crate) struct SearchParams {
     dataset: Option<String>,
     /// Purpose code.
     purpose: Option<String>,
+    /// Case reference (办件编号), exactly as recorded (a 文号 such as
+    /// `民低保〔2026〕123号` percent-encoded in the query, as any query value).
+    case_ref: Option<String>,
     /// `allow`, `deny` or `error`.
     decision: Option<String>,
     /// From this time: RFC 3339, or a day `YYYY-MM-DD` in the gateway's calendar.
@@ -148,6 +151,15 @@ fn filter_from(gw: &Gateway, p: &SearchParams) -> Result<EventFilter, ApiError> 
         subject: p.subject.clone(),
         dataset: p.dataset.clone(),
         purpose: p.purpose.clone(),
+        case_ref: p
+            .case_ref
+            .as_deref()
+            .map(|c| {
+                crate::domain::CaseRef::parse(c)
+                    .map(|c| c.to_string())
+                    .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::CaseRef, e)))
+            })
+            .transpose()?,
         decision,
         from_ms: p
             .from
@@ -176,7 +188,7 @@ fn cluster_scope<'g>(
 }
 
 /// PostgreSQL cannot serve a cluster-wide read now.
-fn central_unavailable(e: &crate::cluster::ClusterError, what: ClusterRead) -> ApiError {
+pub(crate) fn central_unavailable(e: &crate::cluster::ClusterError, what: ClusterRead) -> ApiError {
     tracing::error!(error = %e, "the central audit copy cannot be read");
     ApiError::from(Problem::CentralAuditUnavailable(what))
 }
@@ -492,6 +504,16 @@ async fn cluster_disclosures(
         .resident_events(pseudonym)
         .await
         .map_err(|e| central_unavailable(&e, ClusterRead::DisclosureReport))?;
+    Ok(merged(gw, &central, local))
+}
+
+/// The disclosures of the central copy's `central` events and this node's
+/// `local` ones not shipped yet, each once, newest first.
+pub(crate) fn merged(
+    gw: &Gateway,
+    central: &[crate::audit::event::Event],
+    local: Vec<q::Disclosure>,
+) -> Vec<q::Disclosure> {
     let mut seen = std::collections::BTreeSet::new();
     let mut list: Vec<q::Disclosure> = central
         .iter()
@@ -511,10 +533,10 @@ async fn cluster_disclosures(
             .then(a.node.cmp(&b.node))
             .then(b.seq.cmp(&a.seq))
     });
-    Ok(list)
+    list
 }
 
-fn field_title(dataset: Option<&crate::policy::load::Dataset>, field: &str) -> String {
+pub(crate) fn field_title(dataset: Option<&crate::policy::load::Dataset>, field: &str) -> String {
     dataset
         .and_then(|d| d.fields.get(field))
         .map(|f| {

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod answer;
 pub mod audit;
+pub mod cases;
 pub mod console;
 pub mod openapi;
 pub mod ops;
@@ -158,6 +159,7 @@ fn routes(metrics_here: bool) -> utoipa_axum::router::OpenApiRouter<Arc<Gateway>
         .merge(ops::router(metrics_here))
         .merge(problems::router())
         .merge(query::router())
+        .merge(cases::router())
         .merge(audit::router())
         .merge(retention::router())
         .merge(admin::router())

@@ -273,6 +273,7 @@ fn family(t: ProblemType) -> Family {
         | T::VerifyBudgetExhausted
         | T::BatchTooLarge
         | T::IdempotencyKeyReused
+        | T::OtherDepartmentsCase
         | T::IdempotencyKeyInFlight
         | T::UnknownDataset
         | T::UnknownField
@@ -1158,6 +1159,68 @@ pub struct DepartmentState {
     /// This request's audit event.
     #[schema(nullable = false)]
     pub audit: Option<AuditRef>,
+}
+
+/// `GET /v1/cases`: everything obtained under one case (免提交清单).
+#[derive(Debug, ToSchema)]
+pub struct CaseMaterials {
+    /// The case reference.
+    pub case_ref: String,
+    /// The department whose case it is.
+    pub consumer: String,
+    /// Its name.
+    pub consumer_name: String,
+    /// When the list was made.
+    pub generated_at: String,
+    /// How many materials.
+    pub count: u64,
+    /// Each disclosure under the case, oldest first.
+    pub materials: Vec<CaseMaterial>,
+    /// This request's audit event.
+    #[schema(nullable = false)]
+    pub audit: Option<AuditRef>,
+}
+
+/// One disclosure under a case.
+#[derive(Debug, ToSchema)]
+pub struct CaseMaterial {
+    /// When (the gateway's calendar).
+    pub time: String,
+    /// The department that holds the data.
+    pub owner: String,
+    /// Its name.
+    pub owner_name: String,
+    /// The dataset.
+    pub dataset: String,
+    /// Its title.
+    pub dataset_title: Option<String>,
+    /// The fields that left, with their titles.
+    pub fields: Vec<FieldTitle>,
+    /// Who asked (the token's subject).
+    pub subject: String,
+    /// The purpose.
+    pub purpose: String,
+    /// `lookup`, `verify`, `batch` or `replay`.
+    pub operation: String,
+    /// The grant that allowed it, `id@version`.
+    pub grant: Option<String>,
+    /// Whether a signed answer was issued.
+    pub signed: bool,
+    /// The signed answer's hash (hex), if one was.
+    pub proof: Option<String>,
+    /// The node whose chain holds the event.
+    pub node: String,
+    /// Its sequence number there.
+    pub seq: u64,
+}
+
+/// A field and its title.
+#[derive(Debug, ToSchema)]
+pub struct FieldTitle {
+    /// The field.
+    pub name: String,
+    /// `title name`, or the name.
+    pub title: String,
 }
 
 /// An online import of records, in force.

@@ -158,6 +158,10 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "A retry must repeat the first request exactly (dataset, resident, purpose, case reference, body) under its key; a new request takes a new key (a UUID per request is usual).",
             "重试须在同一幂等键下原样重复首次请求（数据集、居民、用途、办件编号、请求体）；新请求须使用新的幂等键（通常每个请求一个 UUID）。",
         ],
+        T::OtherDepartmentsCase => [
+            "Ask for your own department's cases (leave out consumer, or name your own department). A privacy officer of the operator department sees any department's.",
+            "请查询本部门的办件（不填 consumer，或填写本部门）。运营部门的隐私监督员可以查看任何部门的办件。",
+        ],
         T::IdempotencyKeyInFlight => [
             "Wait for Retry-After and send the same request again under the same key: it is then answered as a replay, without charging the quota again.",
             "请等待 Retry-After 之后，以同一幂等键原样再次发送：届时按重放应答，不再计入配额。",

@@ -17,6 +17,8 @@ pub struct EventFilter {
     pub dataset: Option<String>,
     /// The purpose.
     pub purpose: Option<String>,
+    /// The case reference (办件编号), exactly.
+    pub case_ref: Option<String>,
     /// The decision.
     pub decision: Option<Outcome>,
     /// Earliest time, ms (inclusive).
@@ -39,6 +41,10 @@ impl EventFilter {
             && eq(&self.subject, &b.subject)
             && eq(&self.dataset, &b.dataset)
             && eq(&self.purpose, &b.purpose)
+            && self
+                .case_ref
+                .as_deref()
+                .is_none_or(|c| b.case_ref.as_deref() == Some(c))
             && self.decision.is_none_or(|d| b.outcome == d)
             && self.from_ms.is_none_or(|f| b.time_ms >= f)
             && self.to_ms.is_none_or(|t| b.time_ms <= t)
@@ -56,6 +62,7 @@ impl EventFilter {
             ("subject", &self.subject),
             ("dataset", &self.dataset),
             ("purpose", &self.purpose),
+            ("case_ref", &self.case_ref),
             ("node", &self.node),
         ] {
             if let Some(v) = v {

@@ -4,6 +4,7 @@
 
 pub mod applier;
 pub mod blocks;
+pub mod cases;
 pub mod chain;
 pub mod checkpoint;
 pub mod event;

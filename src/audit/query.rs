@@ -59,6 +59,18 @@ pub fn search(
                 }
             }
         }
+    } else if let (Some(case_ref), Some(consumer)) = (&filter.case_ref, &filter.consumer) {
+        // A department's case: its exact index, newest first.
+        for seq in store.seqs_for_case(consumer, case_ref)?.into_iter().rev() {
+            if seq >= upper {
+                continue;
+            }
+            if let Some((event, hash)) = store.get_with_hash(seq)? {
+                if filter.matches(&event) && !take(event, hash) {
+                    break;
+                }
+            }
+        }
     } else if upper > 1 {
         let mut block = block_of(upper - 1);
         'blocks: loop {

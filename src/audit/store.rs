@@ -45,6 +45,7 @@ pub struct AuditStore {
     db: sled::Db,
     events: sled::Tree,
     residents: ResidentIndex,
+    cases: super::cases::CaseIndex,
     blocks: sled::Tree,
     checkpoints: sled::Tree,
     meta: sled::Tree,
@@ -59,12 +60,14 @@ impl AuditStore {
             db: db.clone(),
             events: db.open_tree(EVENTS)?,
             residents: ResidentIndex::open(db, &meta)?,
+            cases: super::cases::CaseIndex::open(db, &meta)?,
             blocks: db.open_tree(BLOCKS)?,
             checkpoints: db.open_tree(CHECKPOINTS)?,
             meta,
         };
         store.replay(data_dir)?;
         store.catch_up_index()?;
+        store.catch_up_cases()?;
         store.residents.seal_due()?;
         let repaired = store.recover_blocks()?;
         if repaired > 0 {
@@ -157,15 +160,50 @@ impl AuditStore {
         self.residents.seqs(pseudonym, before)
     }
 
-    /// Adds committed events to the resident index; seals a segment off the
-    /// commit path when one is due.
-    pub(crate) fn index_committed(&self, batch: &[SealedEvent]) {
+    /// Adds committed events to the resident index (sealing a segment off
+    /// the commit path when one is due) and to the case index (`bodies` in
+    /// the order of `batch`; what fails here is indexed at the next open).
+    pub(crate) fn index_committed(
+        &self,
+        batch: &[SealedEvent],
+        bodies: &[super::event::EventBody],
+    ) {
         if self
             .residents
             .add(batch.iter().map(|(seq, _, resident)| (*seq, *resident)))
         {
             self.residents.seal_in_background();
         }
+        let events = batch.iter().map(|(seq, _, _)| *seq).zip(bodies);
+        if let Err(e) = self.cases.add(events) {
+            tracing::warn!(error = %e, "the case index is behind; the next start catches it up");
+        }
+    }
+
+    /// The sequence numbers of the events `dept` recorded under `case_ref`,
+    /// oldest first.
+    pub fn seqs_for_case(&self, dept: &str, case_ref: &str) -> Result<Vec<u64>, AuditError> {
+        let (anchor, _) = self.anchor()?;
+        let mut seqs = self.cases.seqs(dept, case_ref)?;
+        seqs.retain(|s| *s > anchor);
+        Ok(seqs)
+    }
+
+    /// Indexes the cases of the stored events the case index has not seen.
+    fn catch_up_cases(&self) -> Result<(), AuditError> {
+        let from = self.cases.indexed_through()? + 1;
+        let mut pending = Vec::new();
+        for item in self.raw_events(from, u64::MAX) {
+            let (seq, value) = item?;
+            let (event, _, _) = open(seq, &value)?;
+            pending.push((seq, event.body));
+            if pending.len() >= 4096 {
+                self.cases.add(pending.iter().map(|(s, b)| (*s, b)))?;
+                pending.clear();
+            }
+        }
+        self.cases.add(pending.iter().map(|(s, b)| (*s, b)))?;
+        Ok(())
     }
 
     /// Indexes the stored events the resident index has not seen (at open:
@@ -463,6 +501,7 @@ impl AuditStore {
             self.events.remove(k)?;
         }
         self.residents.prune_through(through)?;
+        self.cases.prune_through(through)?;
         for item in self.blocks.iter() {
             let (k, value) = item?;
             if postcard::from_bytes::<BlockSummary>(&value)

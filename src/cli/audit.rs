@@ -159,6 +159,9 @@ pub(crate) struct FilterArgs {
     /// Purpose.
     #[arg(long)]
     purpose: Option<String>,
+    /// Case reference (办件编号), exactly.
+    #[arg(long)]
+    case_ref: Option<String>,
     /// allow, deny or error.
     #[arg(long)]
     decision: Option<String>,
@@ -454,6 +457,7 @@ fn search(target: Target, filter: FilterArgs, limit: usize) -> Result<ExitCode> 
         subject: filter.subject,
         dataset: filter.dataset,
         purpose: filter.purpose,
+        case_ref: filter.case_ref,
         decision: match filter.decision.as_deref() {
             None => None,
             Some("allow") => Some(Outcome::Allow),

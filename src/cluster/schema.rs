@@ -72,6 +72,8 @@ CREATE INDEX IF NOT EXISTS tongban_audit_event_time
     ON tongban_audit_event (time DESC, node_id COLLATE \"C\" DESC, seq DESC);
 CREATE INDEX IF NOT EXISTS tongban_audit_event_dept
     ON tongban_audit_event (dept, time DESC) WHERE dept IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tongban_audit_event_case
+    ON tongban_audit_event (dept, case_ref, time) WHERE case_ref IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tongban_audit_checkpoint (
     node_id text NOT NULL,
     seq     bigint NOT NULL,

@@ -1638,3 +1638,31 @@ async fn an_idempotency_key_is_honoured_on_every_node_through_postgresql() {
     let unkeyed = lookup(&a, &hukou, None).await;
     assert_eq!(unkeyed.status, StatusCode::OK, "{}", unkeyed.text);
 }
+
+#[tokio::test]
+async fn a_case_lists_what_every_node_obtained_under_it() {
+    let pg = Postgres::start();
+    let (a, b) = two_nodes(&pg).await;
+    let ids = a.sample_ids("gongan.hukou", 2);
+    // proof::lookup asks under case MZ-2026-7.
+    assert_eq!(lookup(&a, &ids[0], None).await.status, StatusCode::OK);
+    wait_shipped(&a, Duration::from_secs(10)).await;
+    assert_eq!(lookup(&b, &ids[1], None).await.status, StatusCode::OK);
+    // On B: A's from PostgreSQL, B's own (shipped or not).
+    let tok = b.token("minzheng", "clerk-9", &["dibao_reviewer"]);
+    let r = b
+        .get("/v1/cases?case_ref=MZ-2026-7", Some(&tok), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["count"], 2, "{}", r.text);
+    let nodes: Vec<&str> = r.body["materials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["node"].as_str().unwrap())
+        .collect();
+    assert!(
+        nodes.contains(&"node-a") && nodes.contains(&"node-b"),
+        "{nodes:?}"
+    );
+}

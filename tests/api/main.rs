@@ -9,6 +9,7 @@ mod audit_review;
 mod auth;
 mod backup;
 mod batch;
+mod cases;
 mod cli;
 mod cluster;
 mod cluster_e2e;

@@ -41,6 +41,34 @@ impl PolicyStore {
         Ok(out)
     }
 
+    /// Every node's events recorded by `dept` under `case_ref`, oldest
+    /// first, decoded from the sealed bytes (checked as a resident's are).
+    pub async fn case_events(
+        &self,
+        dept: &str,
+        case_ref: &str,
+    ) -> Result<Vec<Event>, ClusterError> {
+        let client = self.pool().get().await?;
+        let rows = client
+            .query(
+                "SELECT node_id, seq, stored FROM tongban_audit_event
+                  WHERE dept = $1 AND case_ref = $2 ORDER BY time, node_id, seq",
+                &[&dept, &case_ref],
+            )
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            let (event, _) = open_row(&r)?;
+            if event.body.dept.as_deref() != Some(dept)
+                || event.body.case_ref.as_deref() != Some(case_ref)
+            {
+                return Err(altered(&event.node, event.seq));
+            }
+            out.push(event);
+        }
+        Ok(out)
+    }
+
     /// Events of every node that match `filter`, newest first (by time, then
     /// node and sequence number, descending), strictly after `after` in that
     /// order, at most `limit`. Decoded from the sealed bytes; the filter is
@@ -66,6 +94,7 @@ impl PolicyStore {
             ("subject", &filter.subject),
             ("dataset", &filter.dataset),
             ("purpose", &filter.purpose),
+            ("case_ref", &filter.case_ref),
             ("node_id", &filter.node),
         ] {
             if let Some(v) = value {
