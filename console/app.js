@@ -18,6 +18,12 @@ const L = {
   loading: ['加载中…', 'Loading…'],
   navAudit: ['审计检索', 'Audit search'],
   navDisclosures: ['个人披露报告', 'Disclosure report'],
+  navCase: ['办件材料', 'Case materials'],
+  caseFor: ['办件材料清单（免提交清单）', 'Case materials (what the resident did not have to bring)'],
+  caseIntro: ['列出一个办件中经网关取得的全部材料：来自哪个部门、哪个数据集和字段、何时、由谁、依据哪项授权。办件编号只在本部门内唯一，请同时填写部门。', 'Everything obtained through the gateway under one case: from which department, which dataset and fields, when, by whom, under which grant. A case reference is unique only within its department: name the department too.'],
+  noMaterials: ['该办件没有取得任何材料。', 'Nothing was obtained under this case.'],
+  ownerDept: ['提供部门', 'Owner'],
+  signed: ['签名凭证', 'Signed'],
   navVerify: ['链校验', 'Verify chain'],
   navStats: ['统计', 'Statistics'],
   navCatalog: ['目录与授权', 'Catalog & grants'],
@@ -263,6 +269,7 @@ const PAGES = {
   audit: { role: 'privacy_officer', nav: 'navAudit', render: auditSearch },
   event: { role: 'privacy_officer', render: eventDetail },
   disclosures: { role: 'privacy_officer', nav: 'navDisclosures', render: disclosures },
+  case: { role: 'privacy_officer', nav: 'navCase', render: caseMaterials },
   verify: { role: 'privacy_officer', nav: 'navVerify', render: verify },
   stats: { role: 'privacy_officer', nav: 'navStats', render: stats },
   catalog: { role: 'policy_admin', nav: 'navCatalog', render: catalog },
@@ -469,6 +476,35 @@ async function disclosures() {
       b.disclosures.map((d) => [d.time, d.consumer_name || d.consumer, d.subject || '', d.purpose || '', d.case_ref || '',
         d.dataset_title || d.dataset, (d.fields || []).map((f) => f.title || f.name).join('；'), d.grant || '',
         h('a', { href: eventHref(d.seq, d.node) }, String(d.seq))])));
+  return out;
+}
+
+async function caseMaterials() {
+  const q = query();
+  const consumer = h('input', { name: 'consumer', autocomplete: 'off', value: q.get('consumer') || '' });
+  const caseRef = h('input', { name: 'case_ref', autocomplete: 'off', value: q.get('case_ref') || '' });
+  const form = h('form', { class: 'filters', onsubmit: (ev) => {
+    ev.preventDefault();
+    go('case', { consumer: consumer.value.trim(), case_ref: caseRef.value.trim() });
+  } },
+  field('c-consumer', t('consumer'), consumer), field('c-case', t('case_ref'), caseRef),
+  h('div', {}, h('button', { type: 'submit' }, t('show'))));
+  const out = [h('h1', {}, t('caseFor')), h('p', { class: 'noprint' }, t('caseIntro')), form];
+  if (!q.get('case_ref') || !q.get('consumer')) return out;
+  const params = new URLSearchParams({ case_ref: q.get('case_ref'), consumer: q.get('consumer') });
+  const r = await api('GET', `/v1/cases?${params}`);
+  if (!r.ok) return [...out, problem(r)];
+  const b = r.body;
+  out.push(
+    h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => window.print() }, t('print'))),
+    h('dl', { class: 'kv' }, h('dt', {}, t('consumer')), h('dd', {}, b.consumer_name || b.consumer),
+      h('dt', {}, t('case_ref')), h('dd', {}, b.case_ref), h('dt', {}, t('count')), h('dd', {}, String(b.count)),
+      h('dt', {}, t('generated')), h('dd', {}, b.generated_at)),
+    b.materials.length === 0 ? h('p', {}, t('noMaterials')) : table(
+      [t('time'), t('ownerDept'), t('dataset'), t('fields'), t('subject'), t('purpose'), t('grant'), t('signed'), t('seq')],
+      b.materials.map((m) => [m.time, m.owner_name || m.owner, m.dataset_title || m.dataset,
+        (m.fields || []).map((f) => f.title || f.name).join('；'), m.subject || '', m.purpose || '', m.grant || '',
+        m.signed ? '✓' : '', h('a', { href: eventHref(m.seq, m.node) }, String(m.seq))])));
   return out;
 }
 

@@ -156,6 +156,16 @@ try {
   check(!(await page.isVisible('header.top')), 'the printed report has no navigation');
   await page.emulateMedia({ media: 'screen' });
 
+  // The case's materials (免提交清单), printable.
+  await page.click('nav >> text=办件材料');
+  await page.fill('#c-consumer', 'minzheng');
+  await page.fill('#c-case', 'MZ-2026-0042');
+  await page.click('form.filters button[type=submit]');
+  await page.waitForSelector('table tbody tr');
+  const materials = await page.textContent('main');
+  check(materials.includes('公安局') && materials.includes('户籍'), 'a case lists the materials obtained under it, by owner and dataset');
+  await shot('05b-case');
+
   await page.click('nav >> text=链校验');
   await page.click('text=开始校验');
   await page.waitForSelector('#verdict');
