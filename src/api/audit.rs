@@ -160,6 +160,7 @@ fn filter_from(gw: &Gateway, p: &SearchParams) -> Result<EventFilter, ApiError> 
                     .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::CaseRef, e)))
             })
             .transpose()?,
+        owner: None,
         decision,
         from_ms: p
             .from
@@ -272,10 +273,12 @@ async fn run_search(
     params: Result<Query<SearchParams>, QueryRejection>,
     headers: &HeaderMap,
 ) -> Result<Answer, ApiError> {
-    officer(gw, headers, event)?;
+    // A data steward sees the use of its own department's datasets only.
+    let steward = crate::pipeline::admit::reviewer(gw, headers, event)?;
     caught_up(gw).await?;
     let Query(p) = params.map_err(|e| bad_query(&e))?;
-    let filter = filter_from(gw, &p)?;
+    let mut filter = filter_from(gw, &p)?;
+    filter.owner = steward.map(|d| d.to_string());
     event.resident = filter.resident;
     event.detail = Some(filter.describe());
     let limit = p.limit.unwrap_or(50);
@@ -1017,7 +1020,9 @@ async fn stats(
 ) -> Response {
     let mut event = ctx.event(EventKind::AuditReview, "audit.stats");
     let result = async {
-        officer(&gw, &headers, &mut event)?;
+        // A data steward counts the use of its own department's datasets only.
+        let steward =
+            crate::pipeline::admit::reviewer(&gw, &headers, &mut event)?.map(|d| d.to_string());
         caught_up(&gw).await?;
         let Query(p) = params.map_err(|e| bad_query(&e))?;
         let offset = gw.utc_offset;
@@ -1045,7 +1050,8 @@ async fn stats(
             Some(cluster) => {
                 let rules = FlagRules::default();
                 let mut builder = q::StatsBuilder::new(from, offset, &rules);
-                let window = builder.window(to);
+                let mut window = builder.window(to);
+                window.owner.clone_from(&steward);
                 cluster
                     .scan(&gw.audit_store, &window, |e| builder.add(e))
                     .await
@@ -1054,7 +1060,16 @@ async fn stats(
             }
             None => {
                 let store = gw.audit_store.clone();
-                blocking(move || q::stats(&store, from, to, offset, &FlagRules::default())).await?
+                blocking(move || {
+                    q::stats(
+                        &store,
+                        (from, to),
+                        steward.as_deref(),
+                        offset,
+                        &FlagRules::default(),
+                    )
+                })
+                .await?
             }
         };
         let mut body = Map::new();

@@ -840,6 +840,10 @@ pub struct DayStats {
     pub by_purpose: BTreeMap<String, u64>,
     /// By node whose chain holds the events.
     pub by_node: BTreeMap<String, u64>,
+    /// By the grant that decided.
+    pub by_grant: BTreeMap<String, u64>,
+    /// Distinct cases (department and case reference) named.
+    pub cases: u64,
 }
 
 /// `GET /v1/audit/stats`.

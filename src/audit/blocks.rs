@@ -95,6 +95,11 @@ impl BlockSummary {
         };
         has(&self.consumers, &f.consumer)
             && has(&self.datasets, &f.dataset)
+            && f.owner.as_deref().is_none_or(|o| {
+                self.datasets
+                    .iter()
+                    .any(|d| super::filter::owned_by(Some(d), o))
+            })
             && has(&self.purposes, &f.purpose)
             && self.subjects.as_ref().is_none_or(|s| has(s, &f.subject))
             && f.decision

@@ -19,6 +19,9 @@ pub struct EventFilter {
     pub purpose: Option<String>,
     /// The case reference (办件编号), exactly.
     pub case_ref: Option<String>,
+    /// The department whose datasets were asked for (a data steward's
+    /// scope): the dataset id's `<owner>.` prefix.
+    pub owner: Option<String>,
     /// The decision.
     pub decision: Option<Outcome>,
     /// Earliest time, ms (inclusive).
@@ -27,6 +30,13 @@ pub struct EventFilter {
     pub to_ms: Option<i64>,
     /// The node whose chain holds the event (cluster mode).
     pub node: Option<String>,
+}
+
+/// Whether `dataset` (`<owner>.<name>`) belongs to `owner`.
+pub fn owned_by(dataset: Option<&str>, owner: &str) -> bool {
+    dataset
+        .and_then(|d| d.split_once('.'))
+        .is_some_and(|(o, _)| o == owner)
 }
 
 impl EventFilter {
@@ -45,6 +55,10 @@ impl EventFilter {
                 .case_ref
                 .as_deref()
                 .is_none_or(|c| b.case_ref.as_deref() == Some(c))
+            && self
+                .owner
+                .as_deref()
+                .is_none_or(|o| owned_by(b.dataset.as_deref(), o))
             && self.decision.is_none_or(|d| b.outcome == d)
             && self.from_ms.is_none_or(|f| b.time_ms >= f)
             && self.to_ms.is_none_or(|t| b.time_ms <= t)
@@ -63,6 +77,7 @@ impl EventFilter {
             ("dataset", &self.dataset),
             ("purpose", &self.purpose),
             ("case_ref", &self.case_ref),
+            ("owner", &self.owner),
             ("node", &self.node),
         ] {
             if let Some(v) = v {

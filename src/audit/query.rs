@@ -322,6 +322,12 @@ pub struct DayStats {
     pub by_decision: BTreeMap<String, u64>,
     /// By node whose chain holds the events (one on a single node).
     pub by_node: BTreeMap<String, u64>,
+    /// By the grant that decided.
+    pub by_grant: BTreeMap<String, u64>,
+    /// Distinct cases (department and case reference) named.
+    pub cases: u64,
+    #[serde(skip)]
+    case_set: std::collections::BTreeSet<String>,
 }
 
 /// An unusual pattern.
@@ -377,13 +383,14 @@ impl Default for FlagRules {
 /// Statistics over `[from_ms, to_ms]` of one node's log.
 pub fn stats(
     store: &AuditStore,
-    from_ms: i64,
-    to_ms: i64,
+    (from_ms, to_ms): (i64, i64),
+    owner: Option<&str>,
     offset: UtcOffset,
     rules: &FlagRules,
 ) -> Result<Stats, AuditError> {
     let mut builder = StatsBuilder::new(from_ms, offset, rules);
-    let filter = builder.window(to_ms);
+    let mut filter = builder.window(to_ms);
+    filter.owner = owner.map(str::to_owned);
     let mut before = None;
     loop {
         let page = search(store, &filter, before, 4096)?;
@@ -485,6 +492,14 @@ impl<'r> StatsBuilder<'r> {
         bump(&mut d.by_consumer, b.dept.as_deref());
         bump(&mut d.by_dataset, b.dataset.as_deref());
         bump(&mut d.by_purpose, b.purpose.as_deref());
+        if let Some((grant, _)) = &b.grant {
+            bump(&mut d.by_grant, Some(grant));
+        }
+        if let (Some(dept), Some(case)) = (&b.dept, &b.case_ref) {
+            if d.case_set.insert(format!("{dept}\u{0}{case}")) {
+                d.cases += 1;
+            }
+        }
         bump(&mut d.by_decision, Some(b.outcome.as_str()));
         bump(&mut d.by_node, Some(&e.node));
         if disclosed {

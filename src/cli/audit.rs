@@ -458,6 +458,7 @@ fn search(target: Target, filter: FilterArgs, limit: usize) -> Result<ExitCode> 
         dataset: filter.dataset,
         purpose: filter.purpose,
         case_ref: filter.case_ref,
+        owner: None,
         decision: match filter.decision.as_deref() {
             None => None,
             Some("allow") => Some(Outcome::Allow),
@@ -571,7 +572,7 @@ fn stats(target: Target, from: Option<String>, to: Option<String>) -> Result<Exi
     let o = open(&target)?;
     let to = time_arg(to.as_deref(), o.offset, true)?.unwrap_or_else(now_ms);
     let from = time_arg(from.as_deref(), o.offset, false)?.unwrap_or(to - 7 * 86_400_000);
-    let stats = q::stats(&o.store, from, to, o.offset, &FlagRules::default())?;
+    let stats = q::stats(&o.store, (from, to), None, o.offset, &FlagRules::default())?;
     out!("{}", serde_json::to_string_pretty(&stats)?);
     Ok(ExitCode::SUCCESS)
 }

@@ -170,7 +170,7 @@ public_key = "keys/issuer.pub.pem"
 # The departments and staff roles this issuer may vouch for (the demo's one
 # issuer serves every department, the operator's staff too).
 departments = ["gongan", "minzheng", "renshe", "weijian", "yibao", "ziranziyuan", "jiaoyu", "shujuju"]
-roles = ["privacy_officer", "policy_admin"]
+roles = ["privacy_officer", "policy_admin", "data_steward"]
 
 [rate_limit]
 per_department = "6000/min"

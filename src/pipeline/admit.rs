@@ -144,6 +144,34 @@ pub fn staff(
     Ok(principal)
 }
 
+/// Who reviews the log: a privacy officer of the operator department
+/// (`None`: everything), or a `data_steward` of a department (its
+/// department: the use of that department's datasets only). Everyone
+/// else gets 403. Counted against the department limit on this node.
+pub fn reviewer(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    event: &mut EventBody,
+) -> Result<Option<crate::domain::DeptId>, ApiError> {
+    let policy = gw.policy.snapshot();
+    event.policy_version = Some(policy.version_text());
+    let principal = authenticate(gw, &policy, headers, event)?;
+    let operator = &gw.config.operator_department;
+    let scope = if principal.has_role("privacy_officer") && principal.dept.as_str() == operator {
+        None
+    } else if principal.has_role("data_steward") {
+        Some(principal.dept.clone())
+    } else {
+        return Err(Problem::RoleRequired {
+            role: "privacy_officer (or a department's data_steward)".to_owned(),
+            operator: operator.clone(),
+        }
+        .into());
+    };
+    check_department_limit_here(&policy, &principal)?;
+    Ok(scope)
+}
+
 pub async fn check_department_limit(
     gw: &Gateway,
     policy: &CompiledPolicy,

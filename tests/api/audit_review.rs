@@ -1110,3 +1110,80 @@ async fn a_serving_gateway_prunes_under_the_retention_rules() {
     assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text);
     assert_eq!(r.problem_type(), Some("/problems/retention-not-set"));
 }
+
+/// A department's data steward sees the use of its own datasets, by every
+/// consumer, and nothing of other departments' datasets.
+#[tokio::test]
+async fn a_data_steward_sees_the_use_of_its_own_datasets_only() {
+    let gw = TestGateway::start().await;
+    traffic(&gw).await;
+    // And a use of another department's dataset.
+    let id = gw.sample_ids("renshe.zhiye_zige", 1)[0].clone();
+    let teacher = gw.token("jiaoyu", "clerk-2", &["admissions_clerk"]);
+    let r = gw
+        .get(
+            &format!("/v1/datasets/renshe.zhiye_zige/records/{id}"),
+            Some(&teacher),
+            Some("teacher_qualification"),
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let steward = gw.token("gongan", "steward-1", &["data_steward"]);
+    let r = gw
+        .get("/v1/audit/events?limit=1000", Some(&steward), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let events = r.body["events"].as_array().unwrap();
+    assert!(!events.is_empty(), "{}", r.text);
+    assert!(
+        events.iter().all(|e| e["dataset"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("gongan."))),
+        "{}",
+        r.text
+    );
+    // Other consumers' use of its data is there.
+    assert!(events.iter().any(|e| e["consumer"] != "gongan"));
+    // A filter on another department's dataset finds nothing.
+    let r = gw
+        .get(
+            "/v1/audit/events?dataset=renshe.zhiye_zige",
+            Some(&steward),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 0, "{}", r.text);
+    let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    let all = gw
+        .get(
+            "/v1/audit/events?dataset=renshe.zhiye_zige",
+            Some(&officer),
+            None,
+            None,
+        )
+        .await;
+    assert!(!all.body["events"].as_array().unwrap().is_empty());
+
+    // The counts are of its datasets only, by grant and case too.
+    let r = gw.get("/v1/audit/stats", Some(&steward), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    for day in r.body["days"].as_object().unwrap().values() {
+        for dataset in day["by_dataset"].as_object().unwrap().keys() {
+            assert!(dataset.starts_with("gongan."), "{}", r.text);
+        }
+        assert!(day["by_grant"].is_object());
+    }
+    // Audited as a review, scoped.
+    let e = gw.store().await.get(r.audit_seq()).unwrap().unwrap().body;
+    assert_eq!(e.operation, "audit.stats");
+    assert_eq!(e.dept.as_deref(), Some("gongan"));
+
+    // The rest of the log's routes are the officers'.
+    let r = gw.get("/v1/audit/export", Some(&steward), None, None).await;
+    assert_eq!(r.problem_type(), Some("/problems/role-required"));
+    let clerk = gw.token("gongan", "clerk-1", &["hukou_clerk"]);
+    let r = gw.get("/v1/audit/events", Some(&clerk), None, None).await;
+    assert_eq!(r.problem_type(), Some("/problems/role-required"));
+}

@@ -1666,3 +1666,28 @@ async fn a_case_lists_what_every_node_obtained_under_it() {
         "{nodes:?}"
     );
 }
+
+#[tokio::test]
+async fn a_data_steward_searches_every_nodes_use_of_its_own_datasets() {
+    let pg = Postgres::start();
+    let (a, b) = two_nodes(&pg).await;
+    let id = a.sample_ids("gongan.hukou", 1)[0].clone();
+    assert_eq!(lookup(&a, &id, None).await.status, StatusCode::OK);
+    wait_shipped(&a, Duration::from_secs(10)).await;
+    let gongan = b.token("gongan", "steward-1", &["data_steward"]);
+    let r = b.get("/v1/audit/events", Some(&gongan), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let events = r.body["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["node"] == "node-a" && e["dataset"] == "gongan.hukou"),
+        "{}",
+        r.text
+    );
+    assert!(events.iter().all(|e| e["dataset"] == "gongan.hukou"));
+    let renshe = b.token("renshe", "steward-2", &["data_steward"]);
+    let r = b.get("/v1/audit/events", Some(&renshe), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["events"].as_array().unwrap().len(), 0, "{}", r.text);
+}

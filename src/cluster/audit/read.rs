@@ -104,6 +104,9 @@ impl PolicyStore {
         if let Some(d) = filter.decision {
             add("outcome = ?", Box::new(d.as_str().to_owned()));
         }
+        if let Some(owner) = &filter.owner {
+            add("starts_with(dataset, ?)", Box::new(format!("{owner}.")));
+        }
         // The same expression as the insert, so equal times compare equal.
         if let Some(from) = filter.from_ms {
             add("time >= to_timestamp(?::bigint / 1000.0)", Box::new(from));
