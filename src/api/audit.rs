@@ -69,7 +69,7 @@ pub(crate) async fn caught_up(gw: &Gateway) -> Result<(), ApiError> {
     })
 }
 
-fn bad_param(fault: QueryFault) -> ApiError {
+pub(crate) fn bad_param(fault: QueryFault) -> ApiError {
     ApiError::from(Problem::InvalidQuery(fault))
 }
 
@@ -77,7 +77,7 @@ fn expected(param: &'static str, values: &'static [&'static str]) -> ApiError {
     bad_param(QueryFault::Expected { param, values })
 }
 
-fn parse_time(
+pub(crate) fn parse_time(
     param: &'static str,
     s: &str,
     offset: UtcOffset,
@@ -177,7 +177,7 @@ fn filter_from(gw: &Gateway, p: &SearchParams) -> Result<EventFilter, ApiError> 
 }
 
 /// Whether a read covers the cluster (from PostgreSQL) or this node's log.
-fn cluster_scope<'g>(
+pub(crate) fn cluster_scope<'g>(
     gw: &'g Gateway,
     scope: Option<&str>,
 ) -> Result<Option<&'g crate::cluster::Cluster>, ApiError> {

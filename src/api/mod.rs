@@ -6,6 +6,7 @@ pub mod answer;
 pub mod audit;
 pub mod cases;
 pub mod console;
+pub mod evaluation;
 pub mod openapi;
 pub mod ops;
 pub mod problems;
@@ -160,6 +161,7 @@ fn routes(metrics_here: bool) -> utoipa_axum::router::OpenApiRouter<Arc<Gateway>
         .merge(problems::router())
         .merge(query::router())
         .merge(cases::router())
+        .merge(evaluation::router())
         .merge(audit::router())
         .merge(retention::router())
         .merge(admin::router())

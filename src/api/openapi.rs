@@ -1165,6 +1165,46 @@ pub struct DepartmentState {
     pub audit: Option<AuditRef>,
 }
 
+/// `GET /v1/audit/evaluation`: the evaluation (评估).
+#[derive(Debug, ToSchema)]
+pub struct EvaluationAnswer {
+    /// The window's start.
+    pub from: String,
+    /// Its end.
+    pub to: String,
+    /// One row per month and consumer → owner pair.
+    pub rows: Vec<EvaluationRow>,
+    /// This request's audit event.
+    #[schema(nullable = false)]
+    pub audit: Option<AuditRef>,
+}
+
+/// One month of one consumer → owner pair.
+#[derive(Debug, ToSchema)]
+pub struct EvaluationRow {
+    /// `YYYY-MM`, the gateway calendar.
+    pub month: String,
+    /// The consuming department.
+    pub consumer: String,
+    /// Its name.
+    pub consumer_name: String,
+    /// The department whose data it was.
+    pub owner: String,
+    /// Its name.
+    pub owner_name: String,
+    /// Distinct case references the consumer named on its disclosures of the owner's data.
+    pub cases: u64,
+    /// Distinct (case, dataset) pairs among lookups and batches that named a case:
+    /// materials obtained through the exchange instead of from the resident.
+    pub materials: u64,
+    /// Allowed verify requests (replays not counted again): answers given instead of paper certificates.
+    pub verify_answers: u64,
+    /// Lookup and batch disclosures that named no case.
+    pub without_case: u64,
+    /// Every disclosure counted.
+    pub disclosures: u64,
+}
+
 /// `GET /v1/cases`: everything obtained under one case (免提交清单).
 #[derive(Debug, ToSchema)]
 pub struct CaseMaterials {

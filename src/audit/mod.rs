@@ -7,6 +7,7 @@ pub mod blocks;
 pub mod cases;
 pub mod chain;
 pub mod checkpoint;
+pub mod evaluation;
 pub mod event;
 pub mod export;
 pub mod filter;

@@ -1187,3 +1187,73 @@ async fn a_data_steward_sees_the_use_of_its_own_datasets_only() {
     let r = gw.get("/v1/audit/events", Some(&clerk), None, None).await;
     assert_eq!(r.problem_type(), Some("/problems/role-required"));
 }
+
+/// The evaluation (评估) counts, per month and consumer → owner pair, the
+/// cases served, the materials obtained instead of from the resident, and
+/// the verify answers given instead of paper certificates.
+#[tokio::test]
+async fn the_evaluation_counts_cases_materials_and_verify_answers() {
+    let gw = TestGateway::start().await;
+    // Two lookups under one case (one material), one without a case.
+    traffic(&gw).await;
+    let shebao = gw.sample_ids("renshe.shebao", 1)[0].clone();
+    let mz = gw.token("minzheng", "clerk-007", &["dibao_reviewer"]);
+    let r = gw
+        .client()
+        .request_with_body(
+            "POST",
+            &format!("/v1/datasets/renshe.shebao/records/{shebao}/verify"),
+            &[
+                ("authorization".to_owned(), format!("Bearer {mz}")),
+                ("x-purpose".to_owned(), "dibao_review".to_owned()),
+                ("x-case-ref".to_owned(), "MZ-2026-1".to_owned()),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ],
+            bytes::Bytes::from(r#"{"conditions":[{"field":"insured_status","op":"exists"}]}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+
+    let r = officer_get(&gw, "/v1/audit/evaluation").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rows = r.body["rows"].as_array().unwrap();
+    let row = |consumer: &str, owner: &str| {
+        rows.iter()
+            .find(|r| r["consumer"] == consumer && r["owner"] == owner)
+            .unwrap_or_else(|| panic!("no {consumer} → {owner} row: {rows:?}"))
+    };
+    let mz_hukou = row("minzheng", "gongan");
+    assert_eq!(mz_hukou["cases"], 1);
+    assert_eq!(mz_hukou["materials"], 1);
+    assert_eq!(mz_hukou["disclosures"], 2);
+    assert_eq!(mz_hukou["verify_answers"], 0);
+    assert!(mz_hukou["owner_name"].as_str().unwrap().contains("公安局"));
+    let pension = row("renshe", "gongan");
+    assert_eq!(pension["without_case"], 1);
+    assert_eq!(pension["cases"], 0);
+    let verify = row("minzheng", "renshe");
+    assert_eq!(verify["verify_answers"], 1);
+    assert_eq!(verify["materials"], 0);
+    assert_eq!(verify["cases"], 1);
+
+    let csv = officer_get(&gw, "/v1/audit/evaluation?format=csv").await;
+    assert!(
+        csv.text.contains("免提交材料 Materials obtained"),
+        "{}",
+        csv.text
+    );
+    assert_eq!(csv.text.lines().count(), rows.len() + 1);
+
+    // A data steward's evaluation is of its own data.
+    let steward = gw.token("renshe", "steward-1", &["data_steward"]);
+    let r = gw
+        .get("/v1/audit/evaluation", Some(&steward), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let rows = r.body["rows"].as_array().unwrap();
+    assert!(
+        !rows.is_empty() && rows.iter().all(|r| r["owner"] == "renshe"),
+        "{rows:?}"
+    );
+}

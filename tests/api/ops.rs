@@ -465,6 +465,7 @@ async fn the_openapi_document_describes_every_route_with_its_security_and_refusa
         ("/v1/admin/datasets/{id}/records", "post"),
         ("/v1/admin/backup", "get"),
         ("/v1/cases", "get"),
+        ("/v1/audit/evaluation", "get"),
     ];
     let documented: usize = paths
         .values()

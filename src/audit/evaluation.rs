@@ -1,0 +1,211 @@
+//! The evaluation (评估): how much the exchange spares residents, per month
+//! and per consumer → owner department pair, counted from the log.
+//!
+//! Definitions (the README and docs/auditing.md state them the same way):
+//!
+//! - a **disclosure** is an allowed query event that let fields leave
+//!   (lookup, batch, verify, or a replay of one);
+//! - **cases served**: the distinct case references (办件) the consumer
+//!   named on its disclosures from the owner's datasets that month;
+//! - **materials obtained** (instead of from the resident): the distinct
+//!   pairs (case reference, dataset) among the month's lookup and batch
+//!   disclosures, and their replays, that named a case;
+//! - **verify answers** (instead of a paper certificate, 证明): the allowed
+//!   verify requests, their replays not counted again;
+//! - **without a case**: lookup and batch disclosures that named no case.
+//!
+//! A month is the gateway calendar's (`YYYY-MM`); the owner is the
+//! dataset id's `<owner>.` prefix.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+use time::UtcOffset;
+
+use super::event::{Event, EventKind, Outcome};
+
+/// One month of one consumer → owner pair.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Row {
+    /// `YYYY-MM`, the gateway calendar.
+    pub month: String,
+    /// The consuming department.
+    pub consumer: String,
+    /// The department whose data it was.
+    pub owner: String,
+    /// Distinct cases served.
+    pub cases: u64,
+    /// Distinct (case, dataset) materials obtained through the exchange.
+    pub materials: u64,
+    /// Verify answers given.
+    pub verify_answers: u64,
+    /// Lookup and batch disclosures that named no case.
+    pub without_case: u64,
+    /// Every disclosure counted.
+    pub disclosures: u64,
+}
+
+#[derive(Debug, Default)]
+struct Cell {
+    cases: BTreeSet<String>,
+    materials: BTreeSet<(String, String)>,
+    verify_answers: u64,
+    without_case: u64,
+    disclosures: u64,
+}
+
+/// The evaluation gathered one event at a time, in any order.
+#[derive(Debug)]
+pub struct Builder {
+    offset: UtcOffset,
+    cells: BTreeMap<(String, String, String), Cell>,
+}
+
+impl Builder {
+    /// Months in the calendar of `offset`.
+    pub fn new(offset: UtcOffset) -> Self {
+        Self {
+            offset,
+            cells: BTreeMap::new(),
+        }
+    }
+
+    /// Counts one event.
+    pub fn add(&mut self, e: &Event) {
+        let b = &e.body;
+        if b.kind != EventKind::Query || b.outcome != Outcome::Allow || b.fields.is_empty() {
+            return;
+        }
+        let (Some(consumer), Some(dataset)) = (&b.dept, &b.dataset) else {
+            return;
+        };
+        let owner = dataset.split('.').next().unwrap_or_default();
+        let month =
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(b.time_ms) * 1_000_000)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+                .to_offset(self.offset);
+        let month = format!("{:04}-{:02}", month.year(), u8::from(month.month()));
+        let cell = self
+            .cells
+            .entry((month, consumer.to_string(), owner.to_owned()))
+            .or_default();
+        cell.disclosures += 1;
+        // What a replay repeats (its detail names the first operation).
+        let operation = if b.operation == "replay" {
+            replayed(b.detail.as_deref())
+        } else {
+            Some(b.operation.as_ref())
+        };
+        if let Some(case) = &b.case_ref {
+            cell.cases.insert(case.clone());
+        }
+        match operation {
+            Some("verify") if b.operation != "replay" => cell.verify_answers += 1,
+            Some("lookup" | "batch") => match &b.case_ref {
+                Some(case) => {
+                    cell.materials.insert((case.clone(), dataset.to_string()));
+                }
+                None => cell.without_case += 1,
+            },
+            _ => {}
+        }
+    }
+
+    /// The rows, by month, consumer and owner.
+    pub fn finish(self) -> Vec<Row> {
+        self.cells
+            .into_iter()
+            .map(|((month, consumer, owner), c)| Row {
+                month,
+                consumer,
+                owner,
+                cases: c.cases.len() as u64,
+                materials: c.materials.len() as u64,
+                verify_answers: c.verify_answers,
+                without_case: c.without_case,
+                disclosures: c.disclosures,
+            })
+            .collect()
+    }
+}
+
+/// The operation a replay's detail names (`replay_of.operation`).
+fn replayed(detail: Option<&str>) -> Option<&'static str> {
+    let v: serde_json::Value = serde_json::from_str(detail?).ok()?;
+    match v["replay_of"]["operation"].as_str()? {
+        "verify" => Some("verify"),
+        "lookup" => Some("lookup"),
+        "batch" => Some("batch"),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::event::tests::body;
+
+    fn event(seq: u64, edit: impl FnOnce(&mut crate::audit::EventBody)) -> Event {
+        let mut b = body(u32::try_from(seq).unwrap());
+        b.kind = EventKind::Query;
+        b.outcome = Outcome::Allow;
+        b.fields = vec!["name".into()];
+        b.dept = Some("minzheng".into());
+        b.dataset = Some("gongan.hukou".into());
+        b.operation = "lookup".into();
+        b.time_ms = 1_780_000_000_000; // 2026-05-28
+        edit(&mut b);
+        Event {
+            version: crate::audit::event::FORMAT_VERSION,
+            seq,
+            node: "n1".into(),
+            prev_hash: [0; 32],
+            body: b,
+        }
+    }
+
+    #[test]
+    fn cases_materials_and_verify_answers_are_counted_as_defined() {
+        let mut e = Builder::new(UtcOffset::from_hms(8, 0, 0).unwrap());
+        let case = |c: &str| Some(c.to_owned());
+        e.add(&event(1, |b| b.case_ref = case("MZ-1")));
+        // The same material twice is one; another dataset of the case is another.
+        e.add(&event(2, |b| b.case_ref = case("MZ-1")));
+        e.add(&event(3, |b| {
+            b.case_ref = case("MZ-1");
+            b.dataset = Some("gongan.other".into());
+        }));
+        e.add(&event(4, |b| b.case_ref = case("MZ-2")));
+        e.add(&event(5, |b| b.case_ref = None));
+        e.add(&event(6, |b| {
+            b.operation = "verify".into();
+            b.case_ref = case("MZ-3");
+        }));
+        // A replay of the verify is not a second answer.
+        e.add(&event(7, |b| {
+            b.operation = "replay".into();
+            b.case_ref = case("MZ-3");
+            b.detail = Some(r#"{"replay_of":{"operation":"verify"}}"#.into());
+        }));
+        // Refused, or nothing left: not counted.
+        e.add(&event(8, |b| b.outcome = Outcome::Deny));
+        e.add(&event(9, |b| b.fields.clear()));
+        // Another owner, another month.
+        e.add(&event(10, |b| b.dataset = Some("renshe.shebao".into())));
+        e.add(&event(11, |b| b.time_ms += 10 * 86_400_000));
+        let rows = e.finish();
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        let may = &rows[0];
+        assert_eq!(
+            (may.month.as_str(), may.owner.as_str()),
+            ("2026-05", "gongan")
+        );
+        assert_eq!(may.cases, 3);
+        assert_eq!(may.materials, 3);
+        assert_eq!(may.verify_answers, 1);
+        assert_eq!(may.without_case, 1);
+        assert_eq!(may.disclosures, 7);
+        assert_eq!(rows[1].owner, "renshe");
+        assert_eq!(rows[2].month, "2026-06");
+    }
+}
