@@ -19,6 +19,14 @@ const L = {
   navAudit: ['审计检索', 'Audit search'],
   navDisclosures: ['个人披露报告', 'Disclosure report'],
   navCase: ['办件材料', 'Case materials'],
+  evaluation: ['评估：为居民免去的材料（近一年）', 'Evaluation: what the exchange spared residents (last year)'],
+  evaluationIntro: ['按月份和“调用部门 → 提供部门”统计：服务的办件、经网关取得而无需居民提交的材料（办件 × 数据集）、以核验代替的证明。定义见 README。', 'Per month and consumer → owner pair: cases served, materials obtained instead of from the resident (case × dataset), verify answers given instead of certificates. Definitions in the README.'],
+  month: ['月份', 'Month'],
+  pair: ['调用部门 → 提供部门', 'Consumer → owner'],
+  casesServed: ['服务办件', 'Cases'],
+  materials: ['免提交材料', 'Materials'],
+  verifyAnswers: ['核验代替证明', 'Verify answers'],
+  withoutCase: ['无办件编号', 'Without a case'],
   caseFor: ['办件材料清单（免提交清单）', 'Case materials (what the resident did not have to bring)'],
   caseIntro: ['列出一个办件中经网关取得的全部材料：来自哪个部门、哪个数据集和字段、何时、由谁、依据哪项授权。办件编号只在本部门内唯一，请同时填写部门。', 'Everything obtained through the gateway under one case: from which department, which dataset and fields, when, by whom, under which grant. A case reference is unique only within its department: name the department too.'],
   noMaterials: ['该办件没有取得任何材料。', 'Nothing was obtained under this case.'],
@@ -609,6 +617,17 @@ async function stats() {
   out.push(h('div', { class: 'grid2' },
     h('section', {}, h('h2', {}, t('byConsumer')), bars(sum('by_consumer'))),
     h('section', {}, h('h2', {}, t('byPurpose')), bars(sum('by_purpose')))));
+  const ev = await api('GET', '/v1/audit/evaluation');
+  out.push(h('h2', {}, t('evaluation')), h('p', {}, t('evaluationIntro')));
+  if (!ev.ok) out.push(problem(ev));
+  else {
+    const rows = ev.body.rows || [];
+    const max = Math.max(1, ...rows.map((x) => x.materials + x.verify_answers));
+    out.push(rows.length === 0 ? h('p', {}, t('noFlags')) : table(
+      [t('month'), t('pair'), t('casesServed'), t('materials'), t('verifyAnswers'), t('withoutCase'), ''],
+      rows.map((x) => [x.month, `${x.consumer_name || x.consumer} → ${x.owner_name || x.owner}`, String(x.cases),
+        String(x.materials), String(x.verify_answers), String(x.without_case), bar((x.materials + x.verify_answers) / max)])));
+  }
   out.push(h('h2', {}, t('flags')));
   const flags = r.body.flags || [];
   out.push(flags.length === 0 ? h('p', {}, t('noFlags')) : table([t('day'), t('kind'), t('consumer'), t('subject'), 'detail', t('events')],

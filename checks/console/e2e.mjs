@@ -175,6 +175,9 @@ try {
   await page.click('nav >> text=统计');
   await page.waitForSelector('svg.chart');
   check(await page.isVisible('svg.chart rect'), 'statistics are drawn as a chart');
+  await page.waitForSelector('text=免提交材料');
+  const evaluation = await page.textContent('main');
+  check(evaluation.includes('民政局') && evaluation.includes('公安局'), 'the evaluation shows what the exchange spared residents, by department pair');
   await shot('07-stats');
 
   await page.click('#lang');
