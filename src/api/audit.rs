@@ -69,6 +69,39 @@ pub(crate) async fn caught_up(gw: &Gateway) -> Result<(), ApiError> {
     })
 }
 
+/// Whether a report is asked for as CSV (`format=csv`) rather than JSON
+/// (`format=json`, the default).
+pub(crate) fn wants_csv(format: Option<&str>) -> Result<bool, ApiError> {
+    match format {
+        None | Some("json") => Ok(false),
+        Some("csv") => Ok(true),
+        Some(_) => Err(expected("format", &["json", "csv"])),
+    }
+}
+
+/// The window `[from, to]` of a report, in ms: `to` defaults to now, `from`
+/// to `default_days` before it; `from` after `to` is refused.
+pub(crate) fn window(
+    gw: &Gateway,
+    from: Option<&str>,
+    to: Option<&str>,
+    default_days: i64,
+) -> Result<(i64, i64), ApiError> {
+    let offset = gw.utc_offset;
+    let to = to
+        .map(|s| parse_time("to", s, offset, true))
+        .transpose()?
+        .unwrap_or_else(|| gw.clock.unix_millis());
+    let from = from
+        .map(|s| parse_time("from", s, offset, false))
+        .transpose()?
+        .unwrap_or(to - default_days * 86_400_000);
+    if from > to {
+        return Err(bad_param(QueryFault::FromAfterTo));
+    }
+    Ok((from, to))
+}
+
 pub(crate) fn bad_param(fault: QueryFault) -> ApiError {
     ApiError::from(Problem::InvalidQuery(fault))
 }
@@ -435,11 +468,7 @@ async fn disclosures(
         let pseudonym = gw.pseudonyms.pseudonym(&id);
         event.resident = Some(pseudonym);
         let Query(p) = params.map_err(|e| bad_query(&e))?;
-        let csv = match p.format.as_deref() {
-            None | Some("json") => false,
-            Some("csv") => true,
-            Some(_) => return Err(expected("format", &["json", "csv"])),
-        };
+        let csv = wants_csv(p.format.as_deref())?;
         event.detail = Some(format!("format={}", if csv { "csv" } else { "json" }));
         let store = gw.audit_store.clone();
         let offset = gw.utc_offset;
@@ -1026,21 +1055,7 @@ async fn stats(
         caught_up(&gw).await?;
         let Query(p) = params.map_err(|e| bad_query(&e))?;
         let offset = gw.utc_offset;
-        let now = gw.clock.unix_millis();
-        let to =
-            p.to.as_deref()
-                .map(|s| parse_time("to", s, offset, true))
-                .transpose()?
-                .unwrap_or(now);
-        let from = p
-            .from
-            .as_deref()
-            .map(|s| parse_time("from", s, offset, false))
-            .transpose()?
-            .unwrap_or(to - 7 * 86_400_000);
-        if from > to {
-            return Err(bad_param(QueryFault::FromAfterTo));
-        }
+        let (from, to) = window(&gw, p.from.as_deref(), p.to.as_deref(), 7)?;
         let scope = cluster_scope(&gw, p.scope.as_deref())?;
         event.detail = Some(format!(
             "from={from}&to={to}&scope={}",

@@ -29,7 +29,7 @@ use crate::domain::{CaseRef, DeptId};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
 use crate::pipeline::admit::{authenticate, check_department_limit};
-use crate::problem::{ClusterRead, IdInput, Problem, QueryFault};
+use crate::problem::{ClusterRead, IdInput, Problem};
 
 pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::new().routes(routes!(case))
@@ -118,17 +118,7 @@ async fn admit(
         .into());
     }
     check_department_limit(gw, &policy, &principal).await?;
-    let csv = match p.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => {
-            return Err(Problem::InvalidQuery(QueryFault::Expected {
-                param: "format",
-                values: &["json", "csv"],
-            })
-            .into());
-        }
-    };
+    let csv = super::audit::wants_csv(p.format.as_deref())?;
     event.detail =
         Some(json!({"consumer": consumer, "format": if csv { "csv" } else { "json" }}).to_string());
     Ok((consumer, case_ref, csv))

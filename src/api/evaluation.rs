@@ -16,9 +16,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::audit::{
-    bad_param, blocking, caught_up, central_unavailable, cluster_scope, parse_time,
-};
+use super::audit::{blocking, caught_up, central_unavailable, cluster_scope, wants_csv, window};
 use super::openapi as doc;
 use super::{Answer, RequestContext, bad_query, finish};
 use crate::audit::evaluation::{Builder, Row};
@@ -27,7 +25,7 @@ use crate::audit::query as q;
 use crate::audit::{EventBody, EventKind};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::problem::{ClusterRead, Problem, QueryFault};
+use crate::problem::ClusterRead;
 
 pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::new().routes(routes!(evaluation))
@@ -86,31 +84,8 @@ async fn run(
     caught_up(gw).await?;
     let Query(p) = params.map_err(|e| bad_query(&e))?;
     let offset = gw.utc_offset;
-    let to =
-        p.to.as_deref()
-            .map(|s| parse_time("to", s, offset, true))
-            .transpose()?
-            .unwrap_or_else(|| gw.clock.unix_millis());
-    let from = p
-        .from
-        .as_deref()
-        .map(|s| parse_time("from", s, offset, false))
-        .transpose()?
-        .unwrap_or(to - 365 * 86_400_000);
-    if from > to {
-        return Err(bad_param(QueryFault::FromAfterTo));
-    }
-    let csv = match p.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => {
-            return Err(Problem::InvalidQuery(QueryFault::Expected {
-                param: "format",
-                values: &["json", "csv"],
-            })
-            .into());
-        }
-    };
+    let (from, to) = window(gw, p.from.as_deref(), p.to.as_deref(), 365)?;
+    let csv = wants_csv(p.format.as_deref())?;
     let filter = EventFilter {
         from_ms: Some(from),
         to_ms: Some(to),
