@@ -183,6 +183,29 @@ fn key_files(data_dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The key files (and key directories, ending in `/`) a backup may hold.
+fn key_files_named() -> [String; 5] {
+    [
+        crate::audit::pseudonym::KEY_FILE.to_owned(),
+        crate::audit::checkpoint::ED25519_KEY_FILE.to_owned(),
+        crate::audit::checkpoint::SM2_KEY_FILE.to_owned(),
+        format!("{}/", crate::audit::checkpoint::RETIRED_DIR),
+        format!("{}/", crate::proof::DIR),
+    ]
+}
+
+/// Whether `name` is the key file `known`, or a plain file in the key
+/// directory `known` (ending in `/`).
+fn key_path_is(name: &str, known: &str) -> bool {
+    match known.strip_suffix('/') {
+        Some(dir) => name
+            .strip_prefix(dir)
+            .and_then(|r| r.strip_prefix('/'))
+            .is_some_and(|f| !f.is_empty() && !f.contains('/')),
+        None => name == known,
+    }
+}
+
 /// A file of the staging directory being written, hashed as it goes.
 struct Part {
     path: String,
@@ -321,7 +344,7 @@ pub fn write(src: &Sources<'_>, out: &Path) -> Result<Manifest, BackupError> {
         staging.put(&format!("policies/{file}"), text.as_bytes())?;
     }
     if let Some(config) = &src.config {
-        staging.put("config/tongban.toml", config.as_bytes())?;
+        staging.put("config/tongban.toml", redact(config).as_bytes())?;
     }
     if src.keys {
         for rel in key_files(src.data_dir) {
@@ -354,6 +377,30 @@ pub fn write(src: &Sources<'_>, out: &Path) -> Result<Manifest, BackupError> {
     }
     std::fs::rename(&tmp, out)?;
     Ok(manifest)
+}
+
+/// The configuration without the passwords a URL may hold
+/// (`postgres://user:password@…`, `redis://:password@…`): a backup is not
+/// where a password travels; the restore lists the URL to complete.
+fn redact(config: &str) -> String {
+    let mut out = String::with_capacity(config.len());
+    for line in config.split_inclusive('\n') {
+        match line.find("://") {
+            Some(scheme) => {
+                let rest = &line[scheme + 3..];
+                match (rest.find('@'), rest.find(':')) {
+                    (Some(at), Some(colon)) if colon < at => {
+                        out.push_str(&line[..scheme + 3 + colon + 1]);
+                        out.push_str("REDACTED");
+                        out.push_str(&rest[at..]);
+                    }
+                    _ => out.push_str(line),
+                }
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 fn append<W: Write>(
@@ -629,6 +676,11 @@ impl Destination<'_> {
             }
             std::io::copy(&mut entry, &mut std::fs::File::create(to)?)?;
         } else if let Some(name) = path.strip_prefix("keys/") {
+            // Only the keys a backup holds, never another file of the data
+            // directory (its database above all).
+            if !key_files_named().iter().any(|k| key_path_is(name, k)) {
+                return Err(invalid(format!("{path}: not a key a backup holds")));
+            }
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes)?;
             let to = data_dir.join(relative(name)?);
@@ -751,6 +803,11 @@ fn write_config(
         table.insert("policies_dir".into(), "policies".into());
         toml::to_string(&table).map_err(|e| invalid(e.to_string()))?
     };
+    if text.contains(":REDACTED@") {
+        missing.push(
+            "tongban.toml: a password in a URL (PostgreSQL, Redis) was left out of the backup (REDACTED): put it back, or give it through the environment".into(),
+        );
+    }
     std::fs::write(home.join("tongban.toml"), &text)?;
     match crate::config::Config::load(&home.join("tongban.toml")) {
         Ok(config) => {
@@ -792,6 +849,39 @@ mod tests {
             .collect();
         left.sort();
         assert_eq!(left, ["db", "import-notes.txt", "pseudonym.key"]);
+    }
+
+    #[test]
+    fn a_backup_holds_no_password_and_restores_only_known_keys() {
+        let config = "node_id = \"a\"\n[cluster]\npostgres_url = \"postgres://tongban:s3cret@db:5432/tongban\"\nredis_url = \"redis://:hunter2@cache:6379\"\nurl = \"https://example.org/x\"\n";
+        let r = redact(config);
+        assert!(!r.contains("s3cret") && !r.contains("hunter2"), "{r}");
+        assert!(
+            r.contains("postgres://tongban:REDACTED@db:5432/tongban"),
+            "{r}"
+        );
+        assert!(r.contains("https://example.org/x"));
+        for ok in [
+            "pseudonym.key",
+            "audit-checkpoint.key",
+            "answer-keys/k1.pem",
+            "audit-checkpoint-retired/old.key",
+        ] {
+            assert!(key_files_named().iter().any(|k| key_path_is(ok, k)), "{ok}");
+        }
+        for bad in [
+            "db",
+            "conf",
+            "answer-keys/",
+            "answer-keys/a/b",
+            "answer-keysx/k",
+            "../db",
+        ] {
+            assert!(
+                !key_files_named().iter().any(|k| key_path_is(bad, k)),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

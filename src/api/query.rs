@@ -860,7 +860,7 @@ async fn run_batch(
         &allowance,
         &dataset,
     )?;
-    one_replay_event(event, per_resident, retry.replay());
+    replay_events(per_resident, retry.replay());
     let Head {
         case_ref,
         dataset,
@@ -887,25 +887,15 @@ fn too_large(sent: usize, limit: usize, by: BatchLimit) -> ApiError {
     ApiError::from(Problem::BatchTooLarge { sent, limit, by })
 }
 
-/// A batch's replay (one that repeats `first`) is recorded by one event
-/// instead of one per resident: the fields that left, and the first
-/// request's events (which name each resident).
-fn one_replay_event(
-    event: &mut EventBody,
-    per_resident: &mut Vec<EventBody>,
-    first: Option<&idempotency::First>,
-) {
+/// A batch's replay (one that repeats `first`) is recorded as its first
+/// request was, one event per resident (so each resident's disclosure report
+/// lists it), each a `replay` naming the first request's events.
+fn replay_events(per_resident: &mut [EventBody], first: Option<&idempotency::First>) {
     let Some(first) = first else { return };
-    let mut fields: Vec<Text> = per_resident
-        .iter()
-        .flat_map(|e| e.fields.iter().cloned())
-        .collect();
-    fields.sort();
-    fields.dedup();
-    event.fields = fields;
-    let residents = json!({"residents": per_resident.len()}).to_string();
-    event.detail = Some(first.detail(Operation::Batch, Some(&residents)));
-    per_resident.clear();
+    let detail = first.detail(Operation::Batch, None);
+    for e in per_resident {
+        e.detail = Some(detail.clone());
+    }
 }
 
 /// Each resident's answer in a batch, in the order sent, with the event

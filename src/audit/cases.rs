@@ -21,6 +21,9 @@ const THROUGH: &[u8] = b"case_indexed_through";
 pub struct CaseIndex {
     tree: sled::Tree,
     meta: sled::Tree,
+    /// A group could not be indexed: the mark stays where it was, so the
+    /// next open indexes it (and every group after it) again.
+    gap: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn prefix(dept: &str, case_ref: &str) -> Vec<u8> {
@@ -38,6 +41,7 @@ impl CaseIndex {
         Ok(Self {
             tree: db.open_tree(TREE)?,
             meta: meta.clone(),
+            gap: std::sync::Arc::default(),
         })
     }
 
@@ -62,8 +66,12 @@ impl CaseIndex {
             }
         }
         if let Some(through) = through {
-            self.tree.apply_batch(batch)?;
-            if through > self.indexed_through()? {
+            use std::sync::atomic::Ordering;
+            if let Err(e) = self.tree.apply_batch(batch) {
+                self.gap.store(true, Ordering::Release);
+                return Err(e.into());
+            }
+            if !self.gap.load(Ordering::Acquire) && through > self.indexed_through()? {
                 self.meta.insert(THROUGH, &through.to_be_bytes())?;
             }
         }

@@ -258,7 +258,13 @@ pub(crate) async fn transfer(
             .to_bytes();
         return Ok((status, bytes));
     };
-    let mut file = tokio::fs::File::create(out)
+    // Readable by its owner only: a backup holds the whole audit log.
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(out)
         .await
         .with_context(|| format!("cannot write {}", out.display()))?;
     let mut body = response.into_body();

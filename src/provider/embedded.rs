@@ -110,12 +110,11 @@ impl EmbeddedStore {
             let Ok(name) = std::str::from_utf8(&name) else {
                 continue;
             };
-            let Some((dataset, n)) = name
-                .strip_prefix("data/")
-                .and_then(|rest| rest.split_once('@'))
-            else {
+            let Some(rest) = name.strip_prefix("data/") else {
                 continue;
             };
+            // `data/<dataset>` is generation 0.
+            let (dataset, n) = rest.split_once('@').unwrap_or((rest, "0"));
             let (Ok(dataset), Ok(n)) = (DatasetId::parse(dataset), n.parse::<u64>()) else {
                 continue;
             };
@@ -185,9 +184,24 @@ impl EmbeddedStore {
         if let Some(dir) = &self.data_dir {
             crate::faults::point(dir, "data.pointer").map_err(io)?;
         }
-        self.generations
+        let before = self
+            .generations
             .insert(staged.dataset.as_str(), &staged.generation.to_be_bytes())?;
-        sync()?;
+        if let Err(e) = sync() {
+            // Not known to be durable: the pointer goes back, lookups keep
+            // the records in force, and the import is refused.
+            let undo = match before {
+                Some(old) => self
+                    .generations
+                    .insert(staged.dataset.as_str(), old)
+                    .map(|_| ()),
+                None => self.generations.remove(staged.dataset.as_str()).map(|_| ()),
+            };
+            if let Err(u) = undo {
+                tracing::error!(error = %u, "an import's pointer could not be put back after a failed sync");
+            }
+            return Err(e);
+        }
         let held = staged.tree.len();
         if let Ok(mut trees) = self.trees.write() {
             trees.insert(staged.dataset, staged.tree);
@@ -461,6 +475,35 @@ mod tests {
     use super::*;
     use crate::domain::FieldName;
     use serde_json::json;
+
+    #[test]
+    fn an_import_puts_a_new_generation_in_force_and_the_next_drops_the_old() {
+        let (store, dataset, id) = store_with(br#"{"name":"old"}"#);
+        let names = |s: &EmbeddedStore| -> Vec<String> {
+            s.db.tree_names()
+                .iter()
+                .filter_map(|n| String::from_utf8(n.to_vec()).ok())
+                .filter(|n| n.starts_with("data/"))
+                .collect()
+        };
+        for (n, name) in [(1, "first"), (2, "second")] {
+            let staged = store.stage(&dataset, true).unwrap();
+            let mut record = Record::new();
+            record.insert("name".into(), json!(name));
+            staged.insert(&id, &record).unwrap();
+            assert_eq!(
+                store.get(&dataset, &id).unwrap().unwrap()["name"],
+                if n == 1 { "old" } else { "first" }
+            );
+            assert_eq!(store.commit(staged).unwrap(), 1);
+            assert_eq!(store.get(&dataset, &id).unwrap().unwrap()["name"], name);
+        }
+        // The third stage drops every generation but the one in force.
+        let staged = store.stage(&dataset, false).unwrap();
+        store.abandon(staged);
+        assert_eq!(names(&store), ["data/gongan.hukou@2"]);
+        assert_eq!(store.get(&dataset, &id).unwrap().unwrap()["name"], "second");
+    }
 
     fn store_with(raw: &[u8]) -> (EmbeddedStore, DatasetId, ResidentId) {
         let db = sled::Config::new().temporary(true).open().unwrap();

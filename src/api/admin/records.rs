@@ -20,7 +20,7 @@ use axum::body::Body;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, header};
-use axum::response::Response;
+use axum::response::{IntoResponse as _, Response};
 use http_body_util::BodyExt as _;
 use serde_json::{Map, json};
 use tokio::io::AsyncWriteExt as _;
@@ -104,7 +104,7 @@ pub(super) async fn replace_records(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    import(gw, ctx, method, path, headers, body).await
+    run_to_the_end(import(gw, ctx, method, path, headers, body)).await
 }
 
 /// Add or replace records of an embedded dataset by ID (数据导入，增量).
@@ -138,7 +138,19 @@ pub(super) async fn import_records(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    import(gw, ctx, method, path, headers, body).await
+    run_to_the_end(import(gw, ctx, method, path, headers, body)).await
+}
+
+/// Runs an import as a task of its own: a client that goes away (a reset
+/// stream, a timeout) does not cut it between its audit event and the
+/// swap, or let another import start while its work goes on.
+async fn run_to_the_end(
+    import: impl std::future::Future<Output = Response> + Send + 'static,
+) -> Response {
+    match tokio::spawn(import).await {
+        Ok(response) => response,
+        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn import(
