@@ -287,7 +287,7 @@ impl State {
             Ok(()) => {
                 self.block = block;
                 for g in self.pending.drain(..) {
-                    self.store.index_committed(&g.events, &g.bodies);
+                    self.store.index_committed(&g.events);
                 }
                 self.progress.applied.send_replace((through, number));
                 if self.progress.behind.swap(false, Ordering::AcqRel) {

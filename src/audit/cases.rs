@@ -5,11 +5,12 @@
 //! One sled tree, `audit/by_case`: a key per event, `dept 0x00 case_ref
 //! 0x00 seq` (big-endian), no value: a case's events are one prefix scan,
 //! oldest first. Neither a department id nor a case reference holds a
-//! zero byte. The applier adds a group's events after filing them; what a
-//! stop left unindexed is indexed at open, from the events after
-//! `case_indexed_through` (in `audit/meta`, written every 4096 events). A
-//! prune removes the entries of
-//! the events it removes.
+//! zero byte. The index is brought up to date when a case is read, from
+//! the events after `case_indexed_through` (in `audit/meta`): the request
+//! path and the applier never write it (an insert per event cost a fifth
+//! of a lookup's instructions), and a case read pays only for the events
+//! since the last one. A prune removes the entries of the events it
+//! removes.
 
 use super::event::EventBody;
 use super::tree::{AuditError, key_seq};
@@ -22,18 +23,9 @@ const THROUGH: &[u8] = b"case_indexed_through";
 pub struct CaseIndex {
     tree: sled::Tree,
     meta: sled::Tree,
-    /// A group could not be indexed: the mark stays where it was, so the
-    /// next open indexes it (and every group after it) again.
-    gap: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// The mark as last written (it is written every [`MARK_EVERY`]
-    /// events, not per group: on the applier's path a write per group
-    /// costs as much as the index itself; the next open indexes again what
-    /// came after it, which adding twice leaves as it was).
-    written: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Held while the index catches up with the log.
+    catching_up: std::sync::Arc<std::sync::Mutex<()>>,
 }
-
-/// Events between two writes of the mark.
-const MARK_EVERY: u64 = 4096;
 
 fn prefix(dept: &str, case_ref: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(dept.len() + case_ref.len() + 10);
@@ -47,12 +39,10 @@ fn prefix(dept: &str, case_ref: &str) -> Vec<u8> {
 impl CaseIndex {
     /// Opens the index tree.
     pub fn open(db: &sled::Db, meta: &sled::Tree) -> Result<Self, AuditError> {
-        let written = meta.get(THROUGH)?.map_or(0, |v| key_seq(&v));
         Ok(Self {
             tree: db.open_tree(TREE)?,
             meta: meta.clone(),
-            gap: std::sync::Arc::default(),
-            written: std::sync::Arc::new(written.into()),
+            catching_up: std::sync::Arc::default(),
         })
     }
 
@@ -61,16 +51,22 @@ impl CaseIndex {
         Ok(self.meta.get(THROUGH)?.map_or(0, |v| key_seq(&v)))
     }
 
-    /// Adds the events of a group (in sequence order), and moves the mark.
+    /// The lock a catch-up holds (one at a time).
+    pub fn catching_up(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.catching_up
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Adds events (in sequence order); adding one twice leaves the index
+    /// as it was.
     pub fn add<'a>(
         &self,
         events: impl IntoIterator<Item = (u64, &'a EventBody)>,
     ) -> Result<(), AuditError> {
         let mut batch = sled::Batch::default();
-        let mut through = None;
         let mut keys = 0;
         for (seq, body) in events {
-            through = Some(seq);
             if let (Some(dept), Some(case_ref)) = (&body.dept, &body.case_ref) {
                 let mut key = prefix(dept, case_ref);
                 key.extend_from_slice(&seq.to_be_bytes());
@@ -78,21 +74,15 @@ impl CaseIndex {
                 keys += 1;
             }
         }
-        use std::sync::atomic::Ordering;
-        let Some(through) = through else {
-            return Ok(());
-        };
         if keys > 0 {
-            if let Err(e) = self.tree.apply_batch(batch) {
-                self.gap.store(true, Ordering::Release);
-                return Err(e.into());
-            }
+            self.tree.apply_batch(batch)?;
         }
-        let written = self.written.load(Ordering::Acquire);
-        if !self.gap.load(Ordering::Acquire) && through >= written + MARK_EVERY {
-            self.meta.insert(THROUGH, &through.to_be_bytes())?;
-            self.written.store(through, Ordering::Release);
-        }
+        Ok(())
+    }
+
+    /// Records that every event through `through` is indexed.
+    pub fn mark(&self, through: u64) -> Result<(), AuditError> {
+        self.meta.insert(THROUGH, &through.to_be_bytes())?;
         Ok(())
     }
 
@@ -169,13 +159,8 @@ mod tests {
         assert_eq!(index.seqs("minzheng", "MZ-10").unwrap(), [2]);
         assert_eq!(index.seqs("jiaoyu", "MZ-1").unwrap(), [3]);
         assert!(index.seqs("minzheng", "MZ").unwrap().is_empty());
-        // The mark moves every 4096 events (the next open indexes the rest again).
-        assert_eq!(index.indexed_through().unwrap(), 0);
-        let many: Vec<EventBody> = (0..4096).map(|_| body("minzheng", None)).collect();
-        index
-            .add(many.iter().enumerate().map(|(i, b)| (i as u64 + 6, b)))
-            .unwrap();
-        assert_eq!(index.indexed_through().unwrap(), 4101);
+        index.mark(5).unwrap();
+        assert_eq!(index.indexed_through().unwrap(), 5);
         index.prune_through(2).unwrap();
         assert_eq!(index.seqs("minzheng", "MZ-1").unwrap(), [5]);
         assert!(index.seqs("minzheng", "MZ-10").unwrap().is_empty());

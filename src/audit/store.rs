@@ -67,7 +67,6 @@ impl AuditStore {
         };
         store.replay(data_dir)?;
         store.catch_up_index()?;
-        store.catch_up_cases()?;
         store.residents.seal_due()?;
         let repaired = store.recover_blocks()?;
         if repaired > 0 {
@@ -160,29 +159,21 @@ impl AuditStore {
         self.residents.seqs(pseudonym, before)
     }
 
-    /// Adds committed events to the resident index (sealing a segment off
-    /// the commit path when one is due) and to the case index (`bodies` in
-    /// the order of `batch`; what fails here is indexed at the next open).
-    pub(crate) fn index_committed(
-        &self,
-        batch: &[SealedEvent],
-        bodies: &[super::event::EventBody],
-    ) {
+    /// Adds committed events to the resident index; seals a segment off the
+    /// commit path when one is due.
+    pub(crate) fn index_committed(&self, batch: &[SealedEvent]) {
         if self
             .residents
             .add(batch.iter().map(|(seq, _, resident)| (*seq, *resident)))
         {
             self.residents.seal_in_background();
         }
-        let events = batch.iter().map(|(seq, _, _)| *seq).zip(bodies);
-        if let Err(e) = self.cases.add(events) {
-            tracing::warn!(error = %e, "the case index is behind; the next start catches it up");
-        }
     }
 
     /// The sequence numbers of the events `dept` recorded under `case_ref`,
-    /// oldest first.
+    /// oldest first (the case index first catches up with the log).
     pub fn seqs_for_case(&self, dept: &str, case_ref: &str) -> Result<Vec<u64>, AuditError> {
+        self.catch_up_cases()?;
         let (anchor, _) = self.anchor()?;
         let mut seqs = self.cases.seqs(dept, case_ref)?;
         seqs.retain(|s| *s > anchor);
@@ -191,18 +182,25 @@ impl AuditStore {
 
     /// Indexes the cases of the stored events the case index has not seen.
     fn catch_up_cases(&self) -> Result<(), AuditError> {
+        let _one = self.cases.catching_up();
         let from = self.cases.indexed_through()? + 1;
         let mut pending = Vec::new();
+        let mut through = None;
         for item in self.raw_events(from, u64::MAX) {
             let (seq, value) = item?;
             let (event, _, _) = open(seq, &value)?;
+            through = Some(seq);
             pending.push((seq, event.body));
             if pending.len() >= 4096 {
                 self.cases.add(pending.iter().map(|(s, b)| (*s, b)))?;
+                self.cases.mark(seq)?;
                 pending.clear();
             }
         }
         self.cases.add(pending.iter().map(|(s, b)| (*s, b)))?;
+        if let Some(through) = through {
+            self.cases.mark(through)?;
+        }
         Ok(())
     }
 
