@@ -106,17 +106,7 @@ async fn run(
             let store = gw.audit_store.clone();
             blocking(move || {
                 let mut builder = Builder::new(offset);
-                let mut before = None;
-                loop {
-                    let page = q::search(&store, &filter, before, 4096)?;
-                    for (e, _) in &page.events {
-                        builder.add(e);
-                    }
-                    match page.next_before {
-                        Some(b) => before = Some(b),
-                        None => break,
-                    }
-                }
+                q::scan(&store, &filter, |e| builder.add(e))?;
                 Ok(builder.finish())
             })
             .await?

@@ -391,18 +391,28 @@ pub fn stats(
     let mut builder = StatsBuilder::new(from_ms, offset, rules);
     let mut filter = builder.window(to_ms);
     filter.owner = owner.map(str::to_owned);
+    scan(store, &filter, |e| builder.add(e))?;
+    Ok(builder.finish())
+}
+
+/// Every event of this node's log that matches `filter`, newest first, a
+/// page at a time (the local twin of the cluster's `scan`).
+pub fn scan(
+    store: &AuditStore,
+    filter: &EventFilter,
+    mut each: impl FnMut(&Event),
+) -> Result<(), AuditError> {
     let mut before = None;
     loop {
-        let page = search(store, &filter, before, 4096)?;
+        let page = search(store, filter, before, 4096)?;
         for (e, _) in &page.events {
-            builder.add(e);
+            each(e);
         }
         match page.next_before {
             Some(b) => before = Some(b),
-            None => break,
+            None => return Ok(()),
         }
     }
-    Ok(builder.finish())
 }
 
 /// One event of one node's chain.
