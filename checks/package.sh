@@ -43,7 +43,7 @@ rm -rf target/debian
 cargo deb --no-build --quiet
 deb=$(ls target/debian/tongban_*.deb)
 contents=$(dpkg-deb --contents "$deb")
-for path in ./usr/bin/tongban ./etc/tongban/tongban.toml ./usr/lib/systemd/system/tongban.service ./usr/share/doc/tongban/README.md; do
+for path in ./usr/bin/tongban ./etc/tongban/tongban.toml ./etc/tongban/calendar.toml ./etc/tongban/anomaly.toml ./usr/lib/systemd/system/tongban.service ./usr/share/doc/tongban/README.md; do
   grep -q " $path\$" <<<"$contents" || fail "$deb lacks $path"
 done
 dpkg-deb --field "$deb" Conffiles 2>/dev/null | grep -q /etc/tongban/tongban.toml ||

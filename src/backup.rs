@@ -135,6 +135,10 @@ pub struct Sources<'a> {
     pub policies: &'a PolicySources,
     /// The configuration file's text, if the gateway was started from one.
     pub config: Option<String>,
+    /// The files it names that are configuration too: the working-day
+    /// calendar and the anomaly rules ([`CONFIG_FILES`]), each by its name
+    /// there, with its text.
+    pub config_files: Vec<(&'static str, String)>,
     /// The data directory (for its keys).
     pub data_dir: &'a Path,
     /// The node's id.
@@ -345,6 +349,9 @@ pub fn write(src: &Sources<'_>, out: &Path) -> Result<Manifest, BackupError> {
     }
     if let Some(config) = &src.config {
         staging.put("config/tongban.toml", redact(config).as_bytes())?;
+    }
+    for (name, text) in &src.config_files {
+        staging.put(&format!("config/{name}"), text.as_bytes())?;
     }
     if src.keys {
         for rel in key_files(src.data_dir) {
@@ -692,6 +699,11 @@ impl Destination<'_> {
             let mut text = String::new();
             entry.read_to_string(&mut text)?;
             return Ok(Some(text));
+        } else if let Some((_, name)) = path
+            .strip_prefix("config/")
+            .and_then(|n| CONFIG_FILES.iter().find(|(_, file)| *file == n))
+        {
+            std::io::copy(&mut entry, &mut std::fs::File::create(home.join(name))?)?;
         } else if let Some(name) = path
             .strip_prefix("data/")
             .and_then(|n| n.strip_suffix(".kv"))
@@ -774,6 +786,14 @@ fn restore_events(store: &AuditStore, r: &mut impl Read) -> Result<(), BackupErr
     Ok(())
 }
 
+/// The files beside the configuration a backup holds: (section, key) of
+/// `tongban.toml` that names it, and its name in the backup and in a
+/// restored home.
+pub const CONFIG_FILES: [((&str, &str), &str); 2] = [
+    (("calendar", "file"), "calendar.toml"),
+    (("alerts", "rules"), "anomaly.toml"),
+];
+
 /// Writes the restored home's `tongban.toml`: the backup's, with its data
 /// and policy directories the new home's. What the configuration names
 /// and the home lacks (TLS files, issuer keys) is listed.
@@ -796,12 +816,24 @@ fn write_config(
     let mut table: toml::Table =
         toml::from_str(text).map_err(|e| invalid(format!("config/tongban.toml: {e}")))?;
     let standard = |key: &str, value: &str| table.get(key).and_then(|v| v.as_str()) == Some(value);
-    let text = if standard("data_dir", "data") && standard("policies_dir", "policies") {
-        text.to_owned()
-    } else {
-        table.insert("data_dir".into(), "data".into());
-        table.insert("policies_dir".into(), "policies".into());
+    let mut rewrite = !(standard("data_dir", "data") && standard("policies_dir", "policies"));
+    table.insert("data_dir".into(), "data".into());
+    table.insert("policies_dir".into(), "policies".into());
+    // The calendar and the rules the backup holds are in the home, by their
+    // own names.
+    for ((section, key), name) in CONFIG_FILES {
+        let Some(t) = table.get_mut(section).and_then(|v| v.as_table_mut()) else {
+            continue;
+        };
+        if t.contains_key(key) && home.join(name).exists() {
+            rewrite |= t.get(key).and_then(|v| v.as_str()) != Some(name);
+            t.insert(key.into(), name.into());
+        }
+    }
+    let text = if rewrite {
         toml::to_string(&table).map_err(|e| invalid(e.to_string()))?
+    } else {
+        text.to_owned()
     };
     if text.contains(":REDACTED@") {
         missing.push(

@@ -61,6 +61,12 @@ pub struct Config {
     /// Backups taken while serving (`tongban backup`).
     #[serde(default)]
     pub backup: BackupConfig,
+    /// The working-day calendar (法定节假日 and 调休).
+    #[serde(default)]
+    pub calendar: CalendarConfig,
+    /// Anomaly flags: their thresholds, and where new ones are sent.
+    #[serde(default)]
+    pub alerts: AlertsConfig,
     /// Logging.
     #[serde(default)]
     pub log: LogConfig,
@@ -618,6 +624,77 @@ pub struct BackupConfig {
     pub allow_keys: bool,
 }
 
+/// The working-day calendar.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CalendarConfig {
+    /// The calendar file: each year's statutory holidays and make-up
+    /// working days (`deploy/calendar.toml` holds 2026's). Default: none,
+    /// Monday to Friday are the working days.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// Anomaly flags: thresholds, the check that raises them while serving,
+/// and the webhook new ones are posted to.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// The thresholds file (`deploy/anomaly.toml`). Default: none, the
+    /// built-in thresholds (those the example file spells out).
+    #[serde(default)]
+    pub rules: Option<PathBuf>,
+    /// How often today's flags are computed for the metrics and the
+    /// webhook, in seconds; 0 turns the check off. Default 300.
+    #[serde(default = "default_alert_interval")]
+    pub interval_secs: u64,
+    /// Where each new flag is posted (JSON, HTTPS only). Default: none.
+    #[serde(default)]
+    pub webhook_url: Option<String>,
+    /// The CA certificate(s) (PEM) the webhook's server is verified with;
+    /// required with `webhook_url`.
+    #[serde(default)]
+    pub webhook_ca: Option<PathBuf>,
+    /// Flags waiting to be posted; past it the newest are dropped and
+    /// counted (`tongban_alert_webhook_dropped_total`). Default 256.
+    #[serde(default = "default_alert_queue")]
+    pub webhook_queue: NonZeroUsize,
+    /// Attempts after the first, with doubling backoff from one second.
+    /// Default 5.
+    #[serde(default = "default_alert_retries")]
+    pub webhook_retries: u32,
+    /// The longest one post may take, in seconds. Default 10.
+    #[serde(default = "default_alert_timeout")]
+    pub webhook_timeout_secs: u64,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            rules: None,
+            interval_secs: default_alert_interval(),
+            webhook_url: None,
+            webhook_ca: None,
+            webhook_queue: default_alert_queue(),
+            webhook_retries: default_alert_retries(),
+            webhook_timeout_secs: default_alert_timeout(),
+        }
+    }
+}
+
+fn default_alert_interval() -> u64 {
+    300
+}
+fn default_alert_queue() -> NonZeroUsize {
+    NonZeroUsize::new(256).unwrap_or(NonZeroUsize::MIN)
+}
+fn default_alert_retries() -> u32 {
+    5
+}
+fn default_alert_timeout() -> u64 {
+    10
+}
+
 /// Limits on what a request may carry.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -974,6 +1051,11 @@ pub enum Rule {
         "audit.retention_days = {0} is shorter than the legal minimum of {MIN_RETENTION_DAYS} days (six months, Cybersecurity Law Art. 21)"
     )]
     RetentionTooShort(u32),
+    /// A webhook that is not HTTPS, or without the CA to verify it.
+    #[error(
+        "alerts.webhook_url must be an https:// URL and alerts.webhook_ca name the CA that verifies its server"
+    )]
+    WebhookNeedsHttpsAndCa,
 }
 
 impl Config {
@@ -1040,6 +1122,9 @@ impl Config {
             out.extend([&mut up.ca, &mut up.client_cert, &mut up.client_key]);
         }
         out.extend(self.cluster.as_mut().and_then(|c| c.postgres_ca.as_mut()));
+        out.extend(self.calendar.file.as_mut());
+        out.extend(self.alerts.rules.as_mut());
+        out.extend(self.alerts.webhook_ca.as_mut());
         out
     }
 
@@ -1049,6 +1134,14 @@ impl Config {
     pub fn check(&self) -> Result<(), Rule> {
         if self.issuers.is_empty() {
             return Err(Rule::NoIssuer);
+        }
+        if let Some(url) = &self.alerts.webhook_url {
+            let https = url
+                .parse::<hyper::Uri>()
+                .is_ok_and(|u| u.scheme_str() == Some("https") && u.host().is_some());
+            if !https || self.alerts.webhook_ca.is_none() {
+                return Err(Rule::WebhookNeedsHttpsAndCa);
+            }
         }
         if let Some(c) = &self.cluster {
             if self.node_id != default_node_id() && self.node_id != c.node_id.as_str() {

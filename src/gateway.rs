@@ -143,6 +143,9 @@ pub struct Gateway {
     /// The department limits of `tongban.toml`, read again on its change
     /// and on SIGHUP ([`Gateway::reload_rate_limits`]).
     dept_rates: arc_swap::ArcSwap<DeptRates>,
+    /// The anomaly thresholds and the working-day calendar, read again when
+    /// their files change and on SIGHUP.
+    pub flag_rules: arc_swap::ArcSwap<crate::audit::stats::FlagRules>,
 }
 
 /// Where a new policy set came from, for its audit events and history.
@@ -309,6 +312,8 @@ impl Gateway {
         config.check()?;
         let utc_offset = config.utc_offset();
         let dept_rates = DeptRates::from_config(&config)?;
+        let flag_rules =
+            crate::audit::stats::FlagRules::from_config(&config).map_err(StartError::Config)?;
         // A broken policy directory is reported before anything is opened.
         let from_files = if cluster.is_none() {
             Some(load_dir(&config.policies_dir).map_err(StartError::Policy)?)
@@ -351,13 +356,7 @@ impl Gateway {
             crate::proof::AnswerKeys::open(&config.data_dir)
                 .map_err(|e| StartError::Config(format!("answer-signing keys: {e}")))?,
         );
-        let metrics = Arc::new(Metrics::new());
-        if let Some(c) = &cluster {
-            metrics.cluster_policy_version.set(c.applied());
-            if c.limits.redis_up().is_some() {
-                metrics.cluster_redis_up.set(1);
-            }
-        }
+        let metrics = start_metrics(cluster.as_ref());
         let audit = AuditWriter::start(
             audit_store.clone(),
             &config.data_dir,
@@ -406,6 +405,7 @@ impl Gateway {
             reload_status: std::sync::RwLock::new(ReloadStatus::default()),
             cluster,
             dept_rates: arc_swap::ArcSwap::from_pointee(dept_rates),
+            flag_rules: arc_swap::ArcSwap::from_pointee(flag_rules),
         }))
     }
 
@@ -1043,6 +1043,19 @@ fn upstreams(
 }
 
 /// The audit writer's options from `[audit]`.
+/// The metrics at start: in cluster mode, the policy version applied and
+/// whether Redis answers.
+fn start_metrics(cluster: Option<&Arc<Cluster>>) -> Arc<Metrics> {
+    let metrics = Arc::new(Metrics::new());
+    if let Some(c) = cluster {
+        metrics.cluster_policy_version.set(c.applied());
+        if c.limits.redis_up().is_some() {
+            metrics.cluster_redis_up.set(1);
+        }
+    }
+    metrics
+}
+
 fn writer_options(config: &Config, clock: &Clock) -> WriterOptions {
     WriterOptions {
         node: config.node_id.clone(),

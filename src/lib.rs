@@ -10,6 +10,7 @@
 pub mod api;
 pub mod audit;
 pub mod backup;
+pub mod calendar;
 pub mod clock;
 pub mod cluster;
 pub mod config;

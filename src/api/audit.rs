@@ -26,7 +26,8 @@ use super::{Answer, RequestContext, bad_path, bad_query, finish};
 use crate::audit::export::{
     ExportFormat, checkpoint_record, csv_header, event_record, export_suites, header_line,
 };
-use crate::audit::query::{self as q, EventFilter, FlagRules, event_json};
+use crate::audit::query::{self as q, EventFilter, event_json};
+use crate::audit::stats::StatsBuilder;
 use crate::audit::{EventBody, EventKind, Outcome};
 use crate::cluster::audit::Position;
 use crate::domain::ResidentId;
@@ -1063,25 +1064,30 @@ async fn stats(
         ));
         let stats = match scope {
             Some(cluster) => {
-                let rules = FlagRules::default();
-                let mut builder = q::StatsBuilder::new(from, offset, &rules);
+                let rules = gw.flag_rules.load_full();
+                let mut builder = StatsBuilder::new(from, offset, &rules);
                 let mut window = builder.window(to);
                 window.owner.clone_from(&steward);
                 cluster
                     .scan(&gw.audit_store, &window, |e| builder.add(e))
                     .await
                     .map_err(|e| central_unavailable(&e, ClusterRead::Statistics))?;
-                builder.finish()
+                builder.finish(&gw.pseudonyms)
             }
             None => {
-                let store = gw.audit_store.clone();
+                let (store, rules, gw2) = (
+                    gw.audit_store.clone(),
+                    gw.flag_rules.load_full(),
+                    gw.clone(),
+                );
                 blocking(move || {
-                    q::stats(
+                    crate::audit::stats::stats(
                         &store,
                         (from, to),
                         steward.as_deref(),
                         offset,
-                        &FlagRules::default(),
+                        &rules,
+                        &gw2.pseudonyms,
                     )
                 })
                 .await?

@@ -15,6 +15,7 @@ pub mod pseudonym;
 pub mod query;
 pub mod residents;
 pub mod retention;
+pub mod stats;
 pub mod store;
 pub mod suite;
 pub mod tree;

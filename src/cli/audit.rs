@@ -12,7 +12,7 @@ use clap::Subcommand;
 use tongban::audit::chain::Epoch;
 use tongban::audit::checkpoint::{CheckpointSigner, ED25519_KEY_FILE, Keyring, SM2_KEY_FILE};
 use tongban::audit::export::{ExportFormat, verify_export, write_export};
-use tongban::audit::query::{self as q, EventFilter, FlagRules, event_json};
+use tongban::audit::query::{self as q, EventFilter, event_json};
 use tongban::audit::suite::Suite;
 use tongban::audit::{AuditStore, Outcome, Pseudonymizer, retention};
 use tongban::config::Config;
@@ -572,7 +572,10 @@ fn stats(target: Target, from: Option<String>, to: Option<String>) -> Result<Exi
     let o = open(&target)?;
     let to = time_arg(to.as_deref(), o.offset, true)?.unwrap_or_else(now_ms);
     let from = time_arg(from.as_deref(), o.offset, false)?.unwrap_or(to - 7 * 86_400_000);
-    let stats = q::stats(&o.store, (from, to), None, o.offset, &FlagRules::default())?;
+    let rules =
+        tongban::audit::stats::FlagRules::from_config(&o.config).map_err(|e| anyhow::anyhow!(e))?;
+    let ids = tongban::audit::pseudonym::Pseudonymizer::open(&o.config.data_dir)?;
+    let stats = tongban::audit::stats::stats(&o.store, (from, to), None, o.offset, &rules, &ids)?;
     out!("{}", serde_json::to_string_pretty(&stats)?);
     Ok(ExitCode::SUCCESS)
 }

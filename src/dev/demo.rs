@@ -175,6 +175,16 @@ roles = ["privacy_officer", "policy_admin", "data_steward"]
 [rate_limit]
 per_department = "6000/min"
 
+# Working days: 2026's statutory holidays and make-up working days (调休).
+[calendar]
+file = "calendar.toml"
+
+# Anomaly flags: thresholds, and the check that counts them in
+# tongban_anomaly_flags every interval. Add webhook_url and webhook_ca to
+# have each new flag posted.
+[alerts]
+rules = "anomaly.toml"
+
 [audit]
 durability = "fdatasync"
 # "gm": SM3 hash chain and SM2-signed checkpoints (国密, for 密评); the SM2 key
@@ -203,6 +213,15 @@ pub fn prepare_home(
     if !config_path.exists() {
         let text = demo_config_text(options.listen);
         std::fs::write(&config_path, text).map_err(io_err(&config_path))?;
+    }
+    for (name, text) in [
+        ("calendar.toml", include_str!("../../deploy/calendar.toml")),
+        ("anomaly.toml", include_str!("../../deploy/anomaly.toml")),
+    ] {
+        let path = home.join(name);
+        if !path.exists() {
+            std::fs::write(&path, text).map_err(io_err(&path))?;
+        }
     }
     let mut identities = DEMO_DEPARTMENTS.to_vec();
     identities.push(GATEWAY_CLIENT);

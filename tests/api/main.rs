@@ -4,6 +4,7 @@
 #![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 mod admin;
+mod alerts;
 mod audit_log;
 mod audit_review;
 mod auth;

@@ -130,6 +130,15 @@ async fn write(
             .source
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok());
+        let named = [
+            gw.config.calendar.file.as_ref(),
+            gw.config.alerts.rules.as_ref(),
+        ];
+        let config_files = crate::backup::CONFIG_FILES
+            .iter()
+            .zip(named)
+            .filter_map(|((_, name), path)| Some((*name, std::fs::read_to_string(path?).ok()?)))
+            .collect();
         let src = crate::backup::Sources {
             db: gw.audit_store.db(),
             audit: &gw.audit_store,
@@ -137,6 +146,7 @@ async fn write(
             datasets,
             policies: &policy.set.sources,
             config,
+            config_files,
             data_dir: &gw.config.data_dir,
             node_id: &gw.config.node_id,
             through,
