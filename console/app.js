@@ -95,6 +95,10 @@ const L = {
   byPurpose: ['按用途', 'By purpose'],
   flags: ['异常标记', 'Anomaly flags'],
   noFlags: ['没有异常标记。', 'No flags.'],
+  review: ['复核', 'Review'],
+  reviewed: ['已复核', 'Reviewed'],
+  reviewNote: ['复核意见', 'What you found'],
+  markReviewed: ['标记为已复核', 'Mark reviewed'],
   day: ['日期', 'Day'],
   kind: ['类型', 'Kind'],
   events: ['事件', 'Events'],
@@ -630,10 +634,30 @@ async function stats() {
   }
   out.push(h('h2', {}, t('flags')));
   const flags = r.body.flags || [];
-  out.push(flags.length === 0 ? h('p', {}, t('noFlags')) : table([t('day'), t('kind'), t('consumer'), t('subject'), 'detail', t('events')],
+  out.push(flags.length === 0 ? h('p', {}, t('noFlags')) : table([t('day'), t('kind'), t('consumer'), t('subject'), 'detail', t('events'), t('review')],
     flags.map((f) => [f.day, f.kind, f.consumer || '', f.subject || '', f.detail || '',
-      h('span', {}, (f.refs || (f.events || []).map((seq) => ({ seq }))).slice(0, 20).map((e) => [h('a', { href: eventHref(e.seq, e.node) }, `#${e.seq}`), ' '])) ])));
+      h('span', {}, (f.refs || (f.events || []).map((seq) => ({ seq }))).slice(0, 20).map((e) => [h('a', { href: eventHref(e.seq, e.node) }, `#${e.seq}`), ' '])),
+      reviewCell(f)])));
   return out;
+}
+
+// A flag's review mark, or the form that makes one (audited by the gateway).
+function reviewCell(f) {
+  const cell = h('div', { class: 'review' });
+  const shown = (rv) => {
+    cell.replaceChildren(h('strong', {}, `${t('reviewed')} `), h('span', {}, `${rv.by} · ${rv.at}`), h('div', {}, rv.note));
+  };
+  if (f.review) { shown(f.review); return cell; }
+  const note = h('input', { 'aria-label': t('reviewNote'), placeholder: t('reviewNote'), maxlength: '500' });
+  const msg = h('div');
+  const form = h('form', { class: 'inline' }, note, h('button', { type: 'submit' }, t('markReviewed')), msg);
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const r = await api('POST', `/v1/audit/flags/${encodeURIComponent(f.id)}/review`, { body: { note: note.value } });
+    if (r.ok) shown(r.body.review); else msg.replaceChildren(problem(r));
+  });
+  cell.append(form);
+  return cell;
 }
 
 async function catalog() {

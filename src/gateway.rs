@@ -146,6 +146,8 @@ pub struct Gateway {
     /// The anomaly thresholds and the working-day calendar, read again when
     /// their files change and on SIGHUP.
     pub flag_rules: arc_swap::ArcSwap<crate::audit::stats::FlagRules>,
+    /// Flag review marks, announced flags and the alert webhook.
+    pub alerts: crate::alerts::Alerts,
 }
 
 /// Where a new policy set came from, for its audit events and history.
@@ -374,6 +376,8 @@ impl Gateway {
         let idempotency =
             crate::pipeline::idempotency::Idempotency::open(cluster.as_ref(), &db, &config)?;
         crate::backup::remove_leftovers(&config.data_dir);
+        let alerts = crate::alerts::Alerts::open(cluster.as_ref(), &db, &config)
+            .map_err(StartError::Config)?;
         let upstreams = upstreams(&config, &policy, &metrics)?;
         let providers = Providers::new(
             EmbeddedStore::open(db, Some(config.data_dir.clone()))?,
@@ -406,6 +410,7 @@ impl Gateway {
             cluster,
             dept_rates: arc_swap::ArcSwap::from_pointee(dept_rates),
             flag_rules: arc_swap::ArcSwap::from_pointee(flag_rules),
+            alerts,
         }))
     }
 
@@ -469,6 +474,38 @@ impl Gateway {
         );
         self.policy.swap(compiled);
         tracing::info!(trigger, "department rate limits changed and are in force");
+        Ok(true)
+    }
+
+    /// Reads the anomaly rules and the working-day calendar again (their
+    /// files changed, or SIGHUP). A change is audited first
+    /// (`config.anomaly_rules`, with the rules before and after), then in
+    /// force; files that do not load leave the rules in force. Returns
+    /// whether they changed.
+    pub async fn reload_flag_rules(&self, trigger: &str) -> Result<bool, String> {
+        let fresh = crate::audit::stats::FlagRules::from_config(&self.config)?;
+        let _guard = self.policy_lock.lock().await;
+        let before = self.flag_rules.load_full();
+        if *before == fresh {
+            return Ok(false);
+        }
+        let mut event = EventBody::system(
+            self.clock.unix_millis(),
+            EventKind::PolicyAdmin,
+            "config.anomaly_rules",
+        );
+        event.dept = Some(self.config.operator_department.as_str().into());
+        event.subject = Some(format!("configuration ({trigger})").into());
+        event.status = 200;
+        event.outcome = Outcome::Allow;
+        event.detail = Some(
+            serde_json::json!({"before": before.describe(), "after": fresh.describe()}).to_string(),
+        );
+        self.audit
+            .append_many(vec![event])
+            .await
+            .map_err(|e| format!("the change cannot be audited, so it is not applied: {e}"))?;
+        self.flag_rules.store(Arc::new(fresh));
         Ok(true)
     }
 

@@ -7,6 +7,7 @@
 //! the answer) → [`api`] (JSON or problem+json). See `ARCHITECTURE.md`.
 #![forbid(unsafe_code)]
 
+pub mod alerts;
 pub mod api;
 pub mod audit;
 pub mod backup;

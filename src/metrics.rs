@@ -83,6 +83,15 @@ pub struct IssuerLabels {
     pub issuer: String,
 }
 
+/// Labels of an anomaly flag: its kind and department, never a person.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct FlagLabels {
+    /// `volume_spike`, `denial_burst` or `off_hours`.
+    pub kind: String,
+    /// The department (`unauthenticated` for callers without a token).
+    pub department: String,
+}
+
 /// One record route's metric handles.
 #[derive(Debug)]
 struct HotRoute {
@@ -273,6 +282,35 @@ metrics! {
     provider_dropped_fields: Family<DatasetLabels, Counter> = Family::default()
         => "provider_dropped_fields",
         "Fields an upstream returned that its catalog entry does not have (dropped)";
+    /// Today's anomaly flags, by kind and department (set by each check).
+    anomaly_flags: Family<FlagLabels, Gauge> = Family::default()
+        => "anomaly_flags",
+        "Anomaly flags raised today (local day), by kind and department, as of the last check";
+    /// Flags announced (counted once, posted to the webhook), by kind and department.
+    anomaly_flags_raised: Family<FlagLabels, Counter> = Family::default()
+        => "anomaly_flags_raised",
+        "New anomaly flags announced, by kind and department";
+    /// When the last check of today's flags finished, seconds since the epoch.
+    anomaly_check_timestamp: Gauge = Gauge::default()
+        => "anomaly_check_timestamp_seconds",
+        "When the last check of today's anomaly flags finished";
+    /// 1 when the working-day calendar holds today's year, 0 when it counts
+    /// Monday to Friday alone.
+    calendar_covers_today: Gauge = Gauge::default()
+        => "calendar_covers_today",
+        "1 when the working-day calendar holds this year's holidays and make-up working days";
+    /// Flags posted to the webhook.
+    alert_webhook_sent: Counter = Counter::default()
+        => "alert_webhook_sent",
+        "Anomaly flags posted to the alert webhook";
+    /// Flags the webhook did not accept after every retry.
+    alert_webhook_failed: Counter = Counter::default()
+        => "alert_webhook_failed",
+        "Anomaly flags the alert webhook did not accept after every retry";
+    /// Flags dropped because the webhook's queue was full.
+    alert_webhook_dropped: Counter = Counter::default()
+        => "alert_webhook_dropped",
+        "Anomaly flags dropped because the alert webhook's queue was full";
 }
 
 /// The record routes' handles.

@@ -160,6 +160,7 @@ problem_types! {
     AuditReadFailed "audit-read-failed" INTERNAL_SERVER_ERROR "The audit log could not be read" "审计日志无法读取";
     ClusterUnavailable "cluster-unavailable" SERVICE_UNAVAILABLE "The cluster's shared store cannot be reached" "集群共享存储无法访问";
     EventNotFound "event-not-found" NOT_FOUND "No such audit event" "没有此审计事件";
+    FlagNotFound "flag-not-found" NOT_FOUND "No such anomaly flag" "没有此异常标记";
     // Administration.
     NotACluster "not-a-cluster" CONFLICT "This gateway is a single node" "此网关为单节点";
     RetentionNotSet "retention-not-set" CONFLICT "No retention period is configured" "未配置保留期限";
@@ -591,6 +592,13 @@ pub enum Problem {
         /// The sequence number.
         seq: u64,
     },
+    /// No anomaly flag with this identity.
+    FlagNotFound {
+        /// The identity asked for.
+        id: String,
+    },
+    /// A review mark could not be stored.
+    ReviewNotStored(String),
     /// A cluster-only route on a single node.
     NotACluster,
     /// Pruning was asked for, but `audit.retention_days` is not set.
@@ -748,6 +756,8 @@ impl Problem {
                 T::ClusterUnavailable
             }
             Self::EventNotFound { .. } => T::EventNotFound,
+            Self::FlagNotFound { .. } => T::FlagNotFound,
+            Self::ReviewNotStored(_) => T::SuspensionNotStored,
             Self::NotACluster => T::NotACluster,
             Self::RetentionNotSet => T::RetentionNotSet,
             Self::DepartmentNotFound { .. } => T::DepartmentNotFound,
@@ -931,6 +941,12 @@ impl Problem {
             Self::PolicyStoreUnavailable => "PostgreSQL, which holds the cluster's policy set, cannot be reached now; nothing changed, and the policy in force stays".into(),
             Self::EventNotFound { node, seq } => {
                 format!("node {node} has no audit event with sequence number {seq}")
+            }
+            Self::FlagNotFound { id } => format!(
+                "no flag {id} is raised on its day under the rules in force (an id is kind:department:day:caller, as the statistics list it)"
+            ),
+            Self::ReviewNotStored(e) => {
+                format!("the review mark could not be written ({e}); it is recorded in the audit log only")
             }
             Self::NotACluster => "policy versions are kept in PostgreSQL in cluster mode; on a single node read /v1/admin/history".into(),
             Self::RetentionNotSet => "audit.retention_days is not set: the log keeps everything, and nothing is pruned".into(),
@@ -1150,6 +1166,10 @@ impl Problem {
                 "保存集群策略集的 PostgreSQL 目前无法访问；未做任何变更，现行策略不变".into()
             }
             Self::EventNotFound { node, seq } => format!("节点 {node} 没有序号为 {seq} 的审计事件"),
+            Self::FlagNotFound { id } => format!(
+                "按现行规则，当日没有异常标记 {id}（标识为 类型:部门:日期:调用方，与统计结果所列一致）"
+            ),
+            Self::ReviewNotStored(e) => format!("复核标记无法写入（{e}）；仅记入审计日志"),
             Self::NotACluster => {
                 "策略版本在集群模式下保存在 PostgreSQL 中；单节点请读取 /v1/admin/history".into()
             }

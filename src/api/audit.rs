@@ -1065,7 +1065,7 @@ async fn stats(
         let stats = match scope {
             Some(cluster) => {
                 let rules = gw.flag_rules.load_full();
-                let mut builder = StatsBuilder::new(from, offset, &rules);
+                let mut builder = StatsBuilder::new(from, offset, rules);
                 let mut window = builder.window(to);
                 window.owner.clone_from(&steward);
                 cluster
@@ -1086,7 +1086,7 @@ async fn stats(
                         (from, to),
                         steward.as_deref(),
                         offset,
-                        &rules,
+                        rules,
                         &gw2.pseudonyms,
                     )
                 })
@@ -1098,6 +1098,18 @@ async fn stats(
         body.insert("to".into(), json!(q::format_time(to, offset)));
         if let Value::Object(s) = serde_json::to_value(&stats).unwrap_or_default() {
             body.extend(s);
+        }
+        // Each flag with its review mark, if it has one.
+        let ids: Vec<String> = stats.flags.iter().map(|f| f.id.clone()).collect();
+        let marks = gw.alerts.reviews.of(&ids).await.map_err(|e| {
+            tracing::error!(error = %e, "flag review marks could not be read");
+            ApiError::from(Problem::AuditReadFailed { logged: true })
+        })?;
+        if let Some(Value::Array(flags)) = body.get_mut("flags") {
+            for f in flags.iter_mut() {
+                let mark = f["id"].as_str().and_then(|id| marks.get(id));
+                f["review"] = mark.map_or(Value::Null, |r| super::flags::review_json(r, offset));
+            }
         }
         Ok(Answer::ok(body))
     }

@@ -7,6 +7,7 @@ pub mod audit;
 pub mod cases;
 pub mod console;
 pub mod evaluation;
+pub mod flags;
 pub mod openapi;
 pub mod ops;
 pub mod problems;
@@ -161,6 +162,7 @@ fn routes(metrics_here: bool) -> utoipa_axum::router::OpenApiRouter<Arc<Gateway>
         .merge(problems::router())
         .merge(query::router())
         .merge(cases::router())
+        .merge(flags::router())
         .merge(evaluation::router())
         .merge(audit::router())
         .merge(retention::router())

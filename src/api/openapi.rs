@@ -299,6 +299,7 @@ fn family(t: ProblemType) -> Family {
         | T::InvalidGrantId
         | T::AuditReadFailed
         | T::EventNotFound
+        | T::FlagNotFound
         | T::NotACluster
         | T::RetentionNotSet
         | T::DepartmentNotFound
@@ -855,7 +856,8 @@ pub struct StatsAnswer {
     pub to: String,
     /// Per day (gateway calendar).
     pub days: BTreeMap<String, DayStats>,
-    /// Unusual patterns, each with the events that raised it.
+    /// Unusual patterns, each with the events that raised it, its stable
+    /// `id` and its `review` mark (or null).
     #[schema(value_type = Vec<Object>)]
     pub flags: Vec<Value>,
     /// This request's audit event.
@@ -1126,6 +1128,25 @@ pub struct RevokedToken {
 pub struct RevokedTokenList {
     /// The entries in force.
     pub entries: Vec<RevokedToken>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// A review mark's note.
+#[derive(Debug, ToSchema)]
+pub struct ReviewRequest {
+    /// What the reviewer found (1 to 500 characters; recorded in the audit log).
+    pub note: String,
+}
+
+/// A flag marked reviewed.
+#[derive(Debug, ToSchema)]
+pub struct FlagReview {
+    /// The flag's id.
+    pub id: String,
+    /// Who marked it (`department/subject`), when, and the note.
+    #[schema(value_type = Object)]
+    pub review: Value,
     /// This request's audit event.
     pub audit: AuditRef,
 }

@@ -274,6 +274,10 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "No audit event has this sequence number (or it was pruned under the retention rules).",
             "没有此序号的审计事件（或已按保留规则清理）。",
         ],
+        T::FlagNotFound => [
+            "Mark a flag the statistics list (GET /v1/audit/stats), by its id.",
+            "请按统计结果（GET /v1/audit/stats）所列标识复核异常标记。",
+        ],
         T::NotACluster => [
             "This gateway is a single node; the cluster routes apply only in cluster mode.",
             "本网关为单节点；集群相关路由仅适用于集群模式。",

@@ -73,7 +73,7 @@ pub struct Flag {
 
 /// Thresholds for the anomaly flags, and the calendar that says what is
 /// working time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlagRules {
     /// A subject's lookups in a day above `spike_factor ×` its daily median over the history window…
     pub spike_factor: u64,
@@ -182,6 +182,16 @@ impl FlagRules {
         Ok(rules)
     }
 
+    /// The thresholds and the calendar's years, for the audit event of a change.
+    pub fn describe(&self) -> serde_json::Value {
+        serde_json::json!({
+            "volume_spike": {"factor": self.spike_factor, "minimum": self.spike_min, "history_days": self.history_days},
+            "denial_burst": {"denials": self.burst_denials, "window_secs": self.burst_window_secs},
+            "off_hours": {"start_hour": self.working_hours.0, "end_hour": self.working_hours.1},
+            "calendar_years": self.calendar.years().map(|(y, _)| y).collect::<Vec<_>>(),
+        })
+    }
+
     /// The rules the configuration names: `[alerts] rules` (or the
     /// defaults) on `[calendar] file` (or Monday to Friday). A file that
     /// does not load is an error naming it.
@@ -211,7 +221,7 @@ pub fn stats(
     (from_ms, to_ms): (i64, i64),
     owner: Option<&str>,
     offset: UtcOffset,
-    rules: &FlagRules,
+    rules: Arc<FlagRules>,
     ids: &Pseudonymizer,
 ) -> Result<Stats, AuditError> {
     let mut builder = StatsBuilder::new(from_ms, offset, rules);
@@ -242,10 +252,10 @@ impl EventRef {
 /// Statistics gathered one event at a time, in any order (one node's log,
 /// or the cluster's central copy).
 #[derive(Debug, Clone)]
-pub struct StatsBuilder<'r> {
+pub struct StatsBuilder {
     from_ms: i64,
     offset: UtcOffset,
-    rules: &'r FlagRules,
+    rules: Arc<FlagRules>,
     days: BTreeMap<String, DayStats>,
     /// (subject key, day) → allowed disclosures
     lookups: HashMap<(String, String), Vec<EventRef>>,
@@ -256,10 +266,10 @@ pub struct StatsBuilder<'r> {
     off_hours: BTreeMap<(String, String), (Vec<EventRef>, crate::calendar::DayKind)>,
 }
 
-impl<'r> StatsBuilder<'r> {
+impl StatsBuilder {
     /// Statistics from `from_ms` on; events before it (within the history
     /// window) only set the baseline of the volume flags.
-    pub fn new(from_ms: i64, offset: UtcOffset, rules: &'r FlagRules) -> Self {
+    pub fn new(from_ms: i64, offset: UtcOffset, rules: Arc<FlagRules>) -> Self {
         Self {
             from_ms,
             offset,
@@ -284,7 +294,7 @@ impl<'r> StatsBuilder<'r> {
     /// Counts one event.
     pub fn add(&mut self, e: &Event) {
         let b = &e.body;
-        let rules = self.rules;
+        let rules = &self.rules;
         let local = OffsetDateTime::from_unix_timestamp_nanos(i128::from(b.time_ms) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
             .to_offset(self.offset);

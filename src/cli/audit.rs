@@ -575,7 +575,14 @@ fn stats(target: Target, from: Option<String>, to: Option<String>) -> Result<Exi
     let rules =
         tongban::audit::stats::FlagRules::from_config(&o.config).map_err(|e| anyhow::anyhow!(e))?;
     let ids = tongban::audit::pseudonym::Pseudonymizer::open(&o.config.data_dir)?;
-    let stats = tongban::audit::stats::stats(&o.store, (from, to), None, o.offset, &rules, &ids)?;
+    let stats = tongban::audit::stats::stats(
+        &o.store,
+        (from, to),
+        None,
+        o.offset,
+        std::sync::Arc::new(rules),
+        &ids,
+    )?;
     out!("{}", serde_json::to_string_pretty(&stats)?);
     Ok(ExitCode::SUCCESS)
 }

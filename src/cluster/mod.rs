@@ -11,6 +11,7 @@
 //! its data directory, so that it can start while PostgreSQL is down.
 
 pub mod audit;
+mod flags;
 mod idempotency;
 pub mod limits;
 mod schema;

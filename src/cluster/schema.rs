@@ -118,6 +118,23 @@ CREATE TABLE IF NOT EXISTS tongban_stop_change (
 );
 ";
 
+/// Anomaly flags marked reviewed, and the flags already announced (by the
+/// node that found them first).
+pub(super) const FLAGS_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tongban_flag_review (
+    id      text PRIMARY KEY,
+    by_whom text NOT NULL,
+    at_ms   bigint NOT NULL,
+    note    text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tongban_flag_announced (
+    id      text PRIMARY KEY,
+    node_id text NOT NULL,
+    at_ms   bigint NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tongban_flag_announced_at ON tongban_flag_announced (at_ms);
+";
+
 /// Idempotency keys of verify and batch requests (keyed hashes only): a
 /// reservation while `first_seq` is empty, then the first request's events.
 pub(super) const IDEMPOTENCY_SCHEMA: &str = "

@@ -282,11 +282,12 @@ impl PolicyStore {
         client
             .batch_execute(&format!(
                 "BEGIN; SET LOCAL client_min_messages = warning; \
-                 SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {} {} {} {} COMMIT;",
+                 SELECT pg_advisory_xact_lock({LOCK_MIGRATE}); {} {} {} {} {} COMMIT;",
                 super::schema::POLICY_SCHEMA,
                 super::schema::AUDIT_SCHEMA,
                 super::schema::STOPS_SCHEMA,
-                super::schema::IDEMPOTENCY_SCHEMA
+                super::schema::IDEMPOTENCY_SCHEMA,
+                super::schema::FLAGS_SCHEMA
             ))
             .await?;
         Ok(())

@@ -670,8 +670,16 @@ fn spawn_reloaders(gw: &Arc<Gateway>) -> Vec<tokio::task::JoinHandle<()>> {
         spawn_answer_key_reloader(gw.clone()),
         spawn_rate_limit_reloader(gw.clone()),
         spawn_upstream_tls_reloader(gw.clone()),
+        spawn_flag_rules_reloader(gw.clone()),
+        spawn_flag_check(gw.clone()),
     ];
     tasks.extend(spawn_key_refreshers(gw));
+    tasks.extend(
+        gw.alerts
+            .webhook
+            .as_ref()
+            .and_then(|hook| hook.spawn(gw.metrics.clone())),
+    );
     tasks
 }
 
@@ -774,6 +782,55 @@ fn spawn_upstream_tls_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> 
                 Err(e) => {
                     tracing::error!(trigger = why, error = %e, "the upstream client certificate or CA does not load; the ones in force stay");
                 }
+            }
+        }
+    })
+}
+
+/// Reads the anomaly rules and the working-day calendar again when their
+/// files change and on SIGHUP; files that do not load leave the rules in
+/// force (logged).
+fn spawn_flag_rules_reloader(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let files: Vec<_> = [&gw.config.calendar.file, &gw.config.alerts.rules]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .collect();
+        let mut triggers = Triggers::new(Some(stamps(&files)));
+        loop {
+            let why = triggers.next(|| stamps(&files)).await;
+            match gw.reload_flag_rules(why).await {
+                Ok(true) => tracing::info!(
+                    trigger = why,
+                    "the anomaly rules or the working-day calendar changed and are in force"
+                ),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(trigger = why, error = %e, "the anomaly rules or the working-day calendar do not load; the ones in force stay");
+                }
+            }
+        }
+    })
+}
+
+/// Every `alerts.interval_secs` (the first a few seconds after start):
+/// today's flags into the metrics, new ones announced
+/// ([`crate::alerts::check`]). A check that fails is logged; the next runs
+/// on time.
+fn spawn_flag_check(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let every = gw.config.alerts.interval_secs;
+        if every == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let mut ticks = tokio::time::interval(Duration::from_secs(every));
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            if let Err(e) = crate::alerts::check(&gw).await {
+                tracing::warn!(error = %e, "the check of today's anomaly flags failed; the next one runs on time");
             }
         }
     })

@@ -1691,3 +1691,77 @@ async fn a_data_steward_searches_every_nodes_use_of_its_own_datasets() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     assert_eq!(r.body["events"].as_array().unwrap().len(), 0, "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_flag_is_announced_by_one_node_and_its_review_shows_on_every_node() {
+    let pg = Postgres::start();
+    let (a, b) = two_nodes(&pg).await;
+    let id = a.sample_ids("gongan.hukou", 1)[0].clone();
+    let tok = a.token("minzheng", "clerk-5", &["dibao_reviewer"]);
+    // Ten refusals within a minute: a denial burst.
+    for _ in 0..10 {
+        let r = a
+            .get(
+                &format!("/v1/datasets/gongan.hukou/records/{id}"),
+                Some(&tok),
+                Some("no_such_purpose"),
+                Some("MZ-1"),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    }
+    wait_shipped(&a, Duration::from_secs(10)).await;
+    let on_a = tongban::alerts::check(&a.gw).await.unwrap();
+    let on_b = tongban::alerts::check(&b.gw).await.unwrap();
+    let burst = |flags: &[tongban::audit::stats::Flag]| {
+        flags
+            .iter()
+            .find(|f| f.kind == "denial_burst")
+            .map(|f| f.id.clone())
+    };
+    let flag = burst(&on_a).expect("node A finds the burst");
+    assert_eq!(
+        burst(&on_b),
+        Some(flag.clone()),
+        "node B finds the same flag"
+    );
+    let raised = |text: &str| {
+        text.contains(
+            "tongban_anomaly_flags_raised_total{kind=\"denial_burst\",department=\"minzheng\"} 1",
+        )
+    };
+    let metrics_a = a
+        .client()
+        .request("GET", "/metrics", &[])
+        .await
+        .unwrap()
+        .text;
+    let metrics_b = b
+        .client()
+        .request("GET", "/metrics", &[])
+        .await
+        .unwrap()
+        .text;
+    assert!(raised(&metrics_a), "A announced it");
+    assert!(!raised(&metrics_b), "B announced it again");
+
+    let officer = b.token("shujuju", "officer-1", &["privacy_officer"]);
+    let r = b
+        .client()
+        .request_with_body(
+            "POST",
+            &format!("/v1/audit/flags/{flag}/review"),
+            &[
+                ("authorization".to_owned(), format!("Bearer {officer}")),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ],
+            bytes::Bytes::from(r#"{"note":"测试用例"}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = officer_get(&a, "/v1/audit/stats").await;
+    let flags = r.body["flags"].as_array().unwrap();
+    let shown = flags.iter().find(|f| f["id"] == flag.as_str()).unwrap();
+    assert_eq!(shown["review"]["note"], "测试用例", "{}", r.text);
+}

@@ -224,14 +224,22 @@ async fn a_hand_edit_and_sighup_are_told(n: &Node) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let log = std::fs::read_to_string(n.home.join("node.log")).unwrap();
-    assert!(
-        log.lines()
-            .any(|l| l.contains("differ from the version this node enforces")
+    // The log is written by a thread of its own, up to 100 ms behind.
+    let told = |log: &str| {
+        log.lines().any(|l| {
+            l.contains("differ from the version this node enforces")
                 && l.contains("tongban policy pull")
-                && l.contains("tongban policy push")),
-        "{log}"
-    );
+                && l.contains("tongban policy push")
+        })
+    };
+    loop {
+        let log = std::fs::read_to_string(n.home.join("node.log")).unwrap();
+        if told(&log) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// The two nodes `docs/cluster.md` brings up behind nginx, checked as the

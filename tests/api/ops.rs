@@ -434,6 +434,7 @@ async fn the_openapi_document_describes_every_route_with_its_security_and_refusa
         ("/v1/audit/verify", "get"),
         ("/v1/audit/export", "get"),
         ("/v1/audit/stats", "get"),
+        ("/v1/audit/flags/{id}/review", "post"),
         ("/v1/audit/checkpoint-key", "get"),
         ("/v1/admin/grants", "get"),
         ("/v1/admin/grants/{id}", "get"),

@@ -1,0 +1,258 @@
+//! Anomaly flags while the gateway serves. Every `[alerts] interval_secs`
+//! the check computes today's flags (local day; the history before it is
+//! read once a day), sets `tongban_anomaly_flags` by kind and department,
+//! and announces each flag not seen before: `tongban_anomaly_flags_raised`
+//! counts it and the webhook, if configured, gets it. A flag is announced
+//! once, on the node that finds it first in cluster mode. Officers mark
+//! flags reviewed (`POST /v1/audit/flags/{id}/review`); the marks show in
+//! the statistics. Metrics and the webhook name kinds, departments and
+//! counts, never a person.
+
+pub mod reviews;
+pub mod webhook;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Value, json};
+use time::Date;
+
+use crate::audit::query::{EventFilter, format_time};
+use crate::audit::stats::{Flag, FlagRules, StatsBuilder};
+use crate::gateway::Gateway;
+use crate::metrics::FlagLabels;
+
+/// The marks, the webhook and what the last check left.
+#[derive(Debug)]
+pub struct Alerts {
+    /// Review marks and announced flags.
+    pub reviews: reviews::Reviews,
+    /// Where new flags are posted, if configured.
+    pub webhook: Option<Arc<webhook::Webhook>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Today's history, fed once: the day, the rules it was read under.
+    template: Option<(Date, Arc<FlagRules>, StatsBuilder)>,
+    /// The series set by the last check.
+    shown: BTreeSet<FlagLabels>,
+}
+
+impl Alerts {
+    /// The marks (in PostgreSQL in cluster mode, else in `db`) and the
+    /// webhook the configuration names.
+    pub fn open(
+        cluster: Option<&Arc<crate::cluster::Cluster>>,
+        db: &sled::Db,
+        config: &crate::config::Config,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            reviews: reviews::Reviews::open(cluster, db, &config.data_dir)
+                .map_err(|e| e.to_string())?,
+            webhook: webhook::Webhook::from_config(&config.alerts)?.map(Arc::new),
+            state: Mutex::default(),
+        })
+    }
+}
+
+/// Why a check could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// The audit log could not be read.
+    #[error("{0}")]
+    Read(String),
+    /// The marks could not be read or written.
+    #[error(transparent)]
+    Store(#[from] reviews::StoreError),
+}
+
+/// The statistics builder for `[from_ms, to_ms]` fed with every event of
+/// the window, from this node's log or the cluster's central copy.
+async fn feed(
+    gw: &Gateway,
+    mut builder: StatsBuilder,
+    filter: EventFilter,
+) -> Result<StatsBuilder, CheckError> {
+    gw.audit
+        .caught_up()
+        .await
+        .map_err(|e| CheckError::Read(e.to_string()))?;
+    match &gw.cluster {
+        Some(cluster) => {
+            cluster
+                .scan(&gw.audit_store, &filter, |e| builder.add(e))
+                .await
+                .map_err(|e| CheckError::Read(e.to_string()))?;
+            Ok(builder)
+        }
+        None => {
+            let store = gw.audit_store.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::audit::query::scan(&store, &filter, |e| builder.add(e)).map(|()| builder)
+            })
+            .await
+            .map_err(|e| CheckError::Read(e.to_string()))?
+            .map_err(|e| CheckError::Read(e.to_string()))
+        }
+    }
+}
+
+/// Today's flags (local day, up to now), computed afresh.
+pub async fn todays_flags(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
+    let now = gw.clock.now_utc().to_offset(gw.utc_offset);
+    let today = now.date();
+    let start_ms = i64::try_from(
+        now.replace_time(time::Time::MIDNIGHT)
+            .unix_timestamp_nanos()
+            / 1_000_000,
+    )
+    .unwrap_or(0);
+    let rules = gw.flag_rules.load_full();
+    let cached = {
+        let state = gw
+            .alerts
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        state
+            .template
+            .as_ref()
+            .filter(|(day, r, _)| *day == today && Arc::ptr_eq(r, &rules))
+            .map(|(_, _, b)| b.clone())
+    };
+    let template = match cached {
+        Some(b) => b,
+        None => {
+            let history = EventFilter {
+                from_ms: Some(start_ms - rules.history_days * 86_400_000),
+                to_ms: Some(start_ms - 1),
+                ..EventFilter::default()
+            };
+            let b = StatsBuilder::new(start_ms, gw.utc_offset, rules.clone());
+            let b = feed(gw, b, history).await?;
+            gw.alerts
+                .state
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .template = Some((today, rules.clone(), b.clone()));
+            b
+        }
+    };
+    let window = EventFilter {
+        from_ms: Some(start_ms),
+        to_ms: Some(gw.clock.unix_millis()),
+        ..EventFilter::default()
+    };
+    let builder = feed(gw, template, window).await?;
+    Ok(builder.finish(&gw.pseudonyms).flags)
+}
+
+/// The flags raised on `day` (local) under the rules in force; the
+/// history before it is read only `with_history` (the volume flags need it).
+pub async fn flags_of_day(
+    gw: &Gateway,
+    day: Date,
+    with_history: bool,
+) -> Result<Vec<Flag>, CheckError> {
+    let start_ms = i64::try_from(
+        day.midnight()
+            .assume_offset(gw.utc_offset)
+            .unix_timestamp_nanos()
+            / 1_000_000,
+    )
+    .unwrap_or(0);
+    let rules = gw.flag_rules.load_full();
+    let from = if with_history {
+        start_ms - rules.history_days * 86_400_000
+    } else {
+        start_ms
+    };
+    let window = EventFilter {
+        from_ms: Some(from),
+        to_ms: Some(start_ms + 86_400_000 - 1),
+        ..EventFilter::default()
+    };
+    let builder = StatsBuilder::new(start_ms, gw.utc_offset, rules);
+    let builder = feed(gw, builder, window).await?;
+    let day = day.to_string();
+    Ok(builder
+        .finish(&gw.pseudonyms)
+        .flags
+        .into_iter()
+        .filter(|f| f.day == day)
+        .collect())
+}
+
+/// One check: today's flags into the metrics, the new ones announced.
+pub async fn check(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
+    let flags = todays_flags(gw).await?;
+    let mut counts: BTreeMap<FlagLabels, i64> = BTreeMap::new();
+    for f in &flags {
+        *counts.entry(labels(f)).or_default() += 1;
+    }
+    {
+        let mut state = gw
+            .alerts
+            .state
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for gone in state.shown.iter().filter(|l| !counts.contains_key(*l)) {
+            gw.metrics.anomaly_flags.get_or_create(gone).set(0);
+        }
+        for (l, n) in &counts {
+            gw.metrics.anomaly_flags.get_or_create(l).set(*n);
+        }
+        state.shown = counts.keys().cloned().collect();
+    }
+    let now_ms = gw.clock.unix_millis();
+    for f in &flags {
+        if gw
+            .alerts
+            .reviews
+            .announce(&f.id, &gw.config.node_id, now_ms)
+            .await?
+        {
+            gw.metrics
+                .anomaly_flags_raised
+                .get_or_create(&labels(f))
+                .inc();
+            if let Some(hook) = &gw.alerts.webhook {
+                hook.offer(webhook_body(gw, f, now_ms), &gw.metrics);
+            }
+        }
+    }
+    // A flag's identity holds its day: two days back nothing is new again.
+    gw.alerts
+        .reviews
+        .forget_announced(now_ms - 2 * 86_400_000)
+        .await?;
+    let year = gw.clock.now_utc().to_offset(gw.utc_offset).year();
+    gw.metrics
+        .calendar_covers_today
+        .set(i64::from(gw.flag_rules.load().calendar.covers(year)));
+    gw.metrics.anomaly_check_timestamp.set(gw.clock.unix_secs());
+    Ok(flags)
+}
+
+fn labels(f: &Flag) -> FlagLabels {
+    FlagLabels {
+        kind: f.kind.to_owned(),
+        department: f.consumer.clone().unwrap_or_else(|| "-".into()),
+    }
+}
+
+/// What the webhook gets: the flag without the person.
+fn webhook_body(gw: &Gateway, f: &Flag, now_ms: i64) -> Value {
+    json!({
+        "id": f.id,
+        "kind": f.kind,
+        "department": f.consumer,
+        "day": f.day,
+        "detail": f.detail,
+        "events": f.refs.len(),
+        "node": gw.config.node_id,
+        "raised_at": format_time(now_ms, gw.utc_offset),
+    })
+}
