@@ -34,6 +34,20 @@ const L = {
   signed: ['签名凭证', 'Signed'],
   navVerify: ['链校验', 'Verify chain'],
   navStats: ['统计', 'Statistics'],
+  navObjections: ['居民异议', 'Objections'],
+  objectionsIntro: ['居民对本人数据使用提出的异议，按答复期限排列。答复后居民可在“我的数据”页看到。', "Residents' objections to uses of their data, due soonest first. Residents read the answers on their own page."],
+  objState: ['状态', 'State'],
+  objDue: ['答复期限', 'Due'],
+  objUse: ['所涉使用', 'Use objected to'],
+  objText: ['居民意见', "Resident's words"],
+  objReply: ['答复', 'Answer'],
+  objOverdue: ['已逾期', 'overdue'],
+  objSend: ['答复', 'Answer'],
+  objClose: ['答复并办结', 'Answer and close'],
+  objNone: ['没有待处理的异议。', 'No objections waiting.'],
+  open: ['处理中', 'open'],
+  answered: ['已答复', 'answered'],
+  closed: ['已办结', 'closed'],
   navCatalog: ['目录与授权', 'Catalog & grants'],
   navDecide: ['决策解释', 'Decision explainer'],
   navDepartments: ['部门与停用', 'Departments'],
@@ -284,6 +298,7 @@ const PAGES = {
   case: { role: 'privacy_officer', nav: 'navCase', render: caseMaterials },
   verify: { role: 'privacy_officer', nav: 'navVerify', render: verify },
   stats: { role: 'privacy_officer', nav: 'navStats', render: stats },
+  objections: { role: 'privacy_officer', nav: 'navObjections', render: objectionQueue },
   catalog: { role: 'policy_admin', nav: 'navCatalog', render: catalog },
   grant: { role: 'policy_admin', render: grantEditor },
   history: { role: 'policy_admin', render: history },
@@ -488,6 +503,42 @@ async function disclosures() {
       b.disclosures.map((d) => [d.time, d.consumer_name || d.consumer, d.subject || '', d.purpose || '', d.case_ref || '',
         d.dataset_title || d.dataset, (d.fields || []).map((f) => f.title || f.name).join('；'), d.grant || '',
         h('a', { href: eventHref(d.seq, d.node) }, String(d.seq))])));
+  return out;
+}
+
+// Residents' objections: the queue, each with its answer form.
+async function objectionQueue() {
+  const q = query();
+  const state = h('select', { id: 'o-state', name: 'state' },
+    ['', 'open', 'overdue', 'answered', 'closed'].map((s) => h('option', { value: s, selected: (q.get('state') || '') === s }, s ? (t(s) || s) : '—')));
+  const form = h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); go('objections', state.value ? { state: state.value } : {}); } },
+    field('o-state', t('objState'), state), h('div', {}, h('button', { type: 'submit' }, t('search'))));
+  const out = [h('h1', {}, t('navObjections')), h('p', {}, t('objectionsIntro')), form];
+  const r = await api('GET', `/v1/audit/objections${q.get('state') ? `?state=${encodeURIComponent(q.get('state'))}` : ''}`);
+  if (!r.ok) return [...out, problem(r)];
+  const list = r.body.objections || [];
+  if (list.length === 0) return [...out, h('p', {}, t('objNone'))];
+  const answer = (o) => {
+    if (o.state === 'closed') return o.reply ? h('span', {}, o.reply.text) : '';
+    const text = h('textarea', { 'aria-label': `${t('objReply')} ${o.id}`, maxlength: '500', rows: 3 });
+    const msg = h('div');
+    const send = async (close) => {
+      const a = await api('POST', `/v1/audit/objections/${encodeURIComponent(o.id)}/reply`, { body: { reply: text.value, close } });
+      // The same address: drawn again in place.
+      if (a.ok) render(); else msg.replaceChildren(problem(a));
+    };
+    return h('div', {}, o.reply ? h('p', {}, o.reply.text) : null, text,
+      h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => send(false) }, t('objSend')),
+        h('button', { type: 'button', class: 'secondary', onclick: () => send(true) }, t('objClose'))), msg);
+  };
+  out.push(table([t('objState'), t('objDue'), t('objUse'), t('objText'), t('objReply')], list.map((o) => {
+    const d = o.disclosure || {};
+    return [h('span', {}, t(o.state) || o.state, o.overdue ? h('strong', { class: 'bad' }, ` ${t('objOverdue')}`) : null),
+      o.due,
+      h('span', {}, d.department_name || d.department || '', h('br'), d.purpose_title || d.purpose || '', h('br'),
+        h('a', { href: eventHref(o.seq, o.node) }, `#${o.seq}`)),
+      o.text, answer(o)];
+  })));
   return out;
 }
 

@@ -64,6 +64,9 @@ pub struct Config {
     /// The working-day calendar (法定节假日 and 调休).
     #[serde(default)]
     pub calendar: CalendarConfig,
+    /// What residents see of their own record, and how often they may ask.
+    #[serde(default)]
+    pub residents: ResidentsConfig,
     /// Anomaly flags: their thresholds, and where new ones are sent.
     #[serde(default)]
     pub alerts: AlertsConfig,
@@ -332,12 +335,33 @@ pub enum ClientAuth {
     Required,
 }
 
+/// Whom an issuer's tokens name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssuerKind {
+    /// Departments' staff and systems (`dept`, `roles`, `sub`).
+    #[default]
+    Staff,
+    /// Residents, each token carrying the resident's ID number
+    /// (`resident_id_claim`): such a token opens only the resident's own
+    /// record (`/v1/me/…`) and holds the `resident` role alone.
+    Resident,
+}
+
 /// A trusted token issuer.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerConfig {
     /// The `iss` claim its tokens carry.
     pub issuer: String,
+    /// `staff` (default: departments' staff and systems) or `resident`
+    /// (a resident identity provider, e.g. the province's 一网通办 login).
+    #[serde(default)]
+    pub kind: IssuerKind,
+    /// With `kind = "resident"`: where its tokens carry the resident's
+    /// 18-digit ID number (a claim name or dotted path; required).
+    #[serde(default)]
+    pub resident_id_claim: Option<String>,
     /// The `aud` claim its tokens must carry for this gateway.
     pub audience: String,
     /// Algorithms accepted from this issuer: `ES256`, `RS256`, `EdDSA`, `HS256`.
@@ -622,6 +646,44 @@ pub struct BackupConfig {
     /// access (copied from the data directory), never through the API.
     #[serde(default)]
     pub allow_keys: bool,
+}
+
+/// Residents' own record (`/v1/me/…`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResidentsConfig {
+    /// How often one resident may call `/v1/me/…`. Default `30/min`.
+    #[serde(default = "default_resident_rate")]
+    pub rate: crate::pipeline::rate_limit::RateSpec,
+    /// Whether a resident's record names the person (`sub`) in the
+    /// department who asked. Default false: the department, purpose and
+    /// case are named, the clerk is not.
+    #[serde(default)]
+    pub show_clerk: bool,
+    /// Working days (on the working-day calendar) within which an
+    /// objection must be answered. Default 15.
+    #[serde(default = "default_objection_days")]
+    pub objection_answer_days: u32,
+}
+
+impl Default for ResidentsConfig {
+    fn default() -> Self {
+        Self {
+            rate: default_resident_rate(),
+            show_clerk: false,
+            objection_answer_days: default_objection_days(),
+        }
+    }
+}
+
+fn default_resident_rate() -> crate::pipeline::rate_limit::RateSpec {
+    crate::pipeline::rate_limit::RateSpec {
+        count: std::num::NonZeroU32::new(30).unwrap_or(std::num::NonZeroU32::MIN),
+        per: std::time::Duration::from_secs(60),
+    }
+}
+fn default_objection_days() -> u32 {
+    15
 }
 
 /// The working-day calendar.
@@ -1051,6 +1113,11 @@ pub enum Rule {
         "audit.retention_days = {0} is shorter than the legal minimum of {MIN_RETENTION_DAYS} days (six months, Cybersecurity Law Art. 21)"
     )]
     RetentionTooShort(u32),
+    /// A resident issuer without its ID claim, or with staff settings.
+    #[error(
+        "[[issuer]] {0}: kind = \"resident\" needs resident_id_claim, and takes neither departments nor roles (its tokens hold the resident role alone); resident_id_claim is for resident issuers only"
+    )]
+    ResidentIssuer(String),
     /// A webhook that is not HTTPS, or without the CA to verify it.
     #[error(
         "alerts.webhook_url must be an https:// URL and alerts.webhook_ca name the CA that verifies its server"
@@ -1135,6 +1202,13 @@ impl Config {
         if self.issuers.is_empty() {
             return Err(Rule::NoIssuer);
         }
+        for i in &self.issuers {
+            let resident = i.kind == IssuerKind::Resident;
+            let staff_settings = i.departments.is_some() || !i.roles.is_empty();
+            if resident == i.resident_id_claim.is_none() || (resident && staff_settings) {
+                return Err(Rule::ResidentIssuer(i.issuer.clone()));
+            }
+        }
         if let Some(url) = &self.alerts.webhook_url {
             let https = url
                 .parse::<hyper::Uri>()
@@ -1204,6 +1278,26 @@ mod tests {
             !debug.contains("s3cret") && debug.contains("***"),
             "{debug}"
         );
+    }
+
+    #[test]
+    fn a_resident_issuer_names_its_id_claim_and_nothing_of_staff() {
+        let base = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_auth = \"off\"\n[[issuer]]\nissuer = \"r\"\naudience = \"a\"\nalgorithms = [\"ES256\"]\n";
+        let check = |extra: &str| {
+            toml::from_str::<Config>(&format!("{base}{extra}"))
+                .unwrap()
+                .check()
+        };
+        assert!(check("kind = \"resident\"\nresident_id_claim = \"id_number\"\n").is_ok());
+        assert!(check("").is_ok());
+        for bad in [
+            "kind = \"resident\"\n",
+            "kind = \"resident\"\nresident_id_claim = \"id\"\nroles = [\"privacy_officer\"]\n",
+            "kind = \"resident\"\nresident_id_claim = \"id\"\ndepartments = [\"minzheng\"]\n",
+            "resident_id_claim = \"id\"\n",
+        ] {
+            assert!(matches!(check(bad), Err(Rule::ResidentIssuer(_))), "{bad}");
+        }
     }
 
     /// Values read as text are checked as they are read, with the line and

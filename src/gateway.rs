@@ -148,6 +148,10 @@ pub struct Gateway {
     pub flag_rules: arc_swap::ArcSwap<crate::audit::stats::FlagRules>,
     /// Flag review marks, announced flags and the alert webhook.
     pub alerts: crate::alerts::Alerts,
+    /// Each resident's limit on their own record.
+    pub resident_limit: crate::pipeline::resident::ResidentLimit,
+    /// Residents' objections and the officers' answers.
+    pub objections: crate::objections::Objections,
 }
 
 /// Where a new policy set came from, for its audit events and history.
@@ -317,11 +321,9 @@ impl Gateway {
         let flag_rules =
             crate::audit::stats::FlagRules::from_config(&config).map_err(StartError::Config)?;
         // A broken policy directory is reported before anything is opened.
-        let from_files = if cluster.is_none() {
-            Some(load_dir(&config.policies_dir).map_err(StartError::Policy)?)
-        } else {
-            None
-        };
+        let from_files = (cluster.is_none())
+            .then(|| load_dir(&config.policies_dir).map_err(StartError::Policy))
+            .transpose()?;
         std::fs::create_dir_all(&config.data_dir)?;
         let db = crate::datadir::open(
             &sled::Config::new()
@@ -376,8 +378,8 @@ impl Gateway {
         let idempotency =
             crate::pipeline::idempotency::Idempotency::open(cluster.as_ref(), &db, &config)?;
         crate::backup::remove_leftovers(&config.data_dir);
-        let alerts = crate::alerts::Alerts::open(cluster.as_ref(), &db, &config)
-            .map_err(StartError::Config)?;
+        let (alerts, resident_limit, objections) =
+            open_accountability(&config, &clock, cluster.as_ref(), &db)?;
         let upstreams = upstreams(&config, &policy, &metrics)?;
         let providers = Providers::new(
             EmbeddedStore::open(db, Some(config.data_dir.clone()))?,
@@ -411,6 +413,8 @@ impl Gateway {
             dept_rates: arc_swap::ArcSwap::from_pointee(dept_rates),
             flag_rules: arc_swap::ArcSwap::from_pointee(flag_rules),
             alerts,
+            resident_limit,
+            objections,
         }))
     }
 
@@ -1080,6 +1084,28 @@ fn upstreams(
 }
 
 /// The audit writer's options from `[audit]`.
+/// What answers to the people the log concerns: the flag marks and alerts,
+/// each resident's limit, the residents' objections.
+fn open_accountability(
+    config: &Config,
+    clock: &Clock,
+    cluster: Option<&Arc<Cluster>>,
+    db: &sled::Db,
+) -> Result<
+    (
+        crate::alerts::Alerts,
+        crate::pipeline::resident::ResidentLimit,
+        crate::objections::Objections,
+    ),
+    StartError,
+> {
+    Ok((
+        crate::alerts::Alerts::open(cluster, db, config).map_err(StartError::Config)?,
+        crate::pipeline::resident::ResidentLimit::new(config.residents.rate, clock),
+        crate::objections::Objections::open(cluster, db, &config.data_dir)?,
+    ))
+}
+
 /// The metrics at start: in cluster mode, the policy version applied and
 /// whether Redis answers.
 fn start_metrics(cluster: Option<&Arc<Cluster>>) -> Arc<Metrics> {

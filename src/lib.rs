@@ -24,6 +24,7 @@ pub mod gateway;
 pub mod keys;
 pub mod logsink;
 pub mod metrics;
+pub mod objections;
 pub mod pipeline;
 pub mod policy;
 pub mod problem;

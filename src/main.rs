@@ -46,10 +46,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dept,
             sub,
             roles,
+            resident,
             ttl,
         } => {
             let ttl = cli::token::parse_ttl(&ttl)?;
-            out!("{}", cli::token::mint(&home, &dept, &sub, &roles, ttl)?);
+            let token = match (resident, dept, sub) {
+                (Some(id), _, _) => cli::token::mint_resident(&home, &id, ttl)?,
+                (None, Some(dept), Some(sub)) => cli::token::mint(&home, &dept, &sub, &roles, ttl)?,
+                _ => anyhow::bail!("give --dept and --sub, or --resident"),
+            };
+            out!("{token}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Policy { command } => cli::policy::run(command),

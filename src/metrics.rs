@@ -299,6 +299,14 @@ metrics! {
     calendar_covers_today: Gauge = Gauge::default()
         => "calendar_covers_today",
         "1 when the working-day calendar holds this year's holidays and make-up working days";
+    /// Residents' objections not answered yet (as of the last check).
+    objections_open: Gauge = Gauge::default()
+        => "objections_open",
+        "Residents' objections not answered yet, as of the last check";
+    /// Open objections past their due day (as of the last check).
+    objections_overdue: Gauge = Gauge::default()
+        => "objections_overdue",
+        "Residents' objections open past their due day, as of the last check";
     /// Flags posted to the webhook.
     alert_webhook_sent: Counter = Counter::default()
         => "alert_webhook_sent",

@@ -161,6 +161,9 @@ problem_types! {
     ClusterUnavailable "cluster-unavailable" SERVICE_UNAVAILABLE "The cluster's shared store cannot be reached" "集群共享存储无法访问";
     EventNotFound "event-not-found" NOT_FOUND "No such audit event" "没有此审计事件";
     FlagNotFound "flag-not-found" NOT_FOUND "No such anomaly flag" "没有此异常标记";
+    DisclosureNotFound "disclosure-not-found" NOT_FOUND "No such use of your data" "没有此项数据使用记录";
+    ObjectionNotFound "objection-not-found" NOT_FOUND "No such objection" "没有此异议";
+    ObjectionConflict "objection-conflict" CONFLICT "The objection cannot be taken as it stands" "该异议目前无法受理";
     // Administration.
     NotACluster "not-a-cluster" CONFLICT "This gateway is a single node" "此网关为单节点";
     RetentionNotSet "retention-not-set" CONFLICT "No retention period is configured" "未配置保留期限";
@@ -315,6 +318,26 @@ pub enum BatchLimit {
     Gateway,
 }
 
+/// Why an objection cannot be lodged or answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ObjectionFault {
+    /// One about the same use is still open.
+    AlreadyOpen {
+        /// Its id.
+        id: String,
+    },
+    /// The resident has this many open.
+    TooMany {
+        /// The most open at once.
+        max: usize,
+    },
+    /// It is closed: no more answers.
+    Closed {
+        /// Its id.
+        id: String,
+    },
+}
+
 /// Which limit a request is over.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Limit {
@@ -330,6 +353,11 @@ pub enum Limit {
         /// The grant.
         grant: String,
         /// The quota as configured.
+        spec: String,
+    },
+    /// A resident's own limit on `/v1/me/…`.
+    Resident {
+        /// The limit as configured ("30/min").
         spec: String,
     },
     /// A grant's quota, for a batch of `n`.
@@ -599,6 +627,22 @@ pub enum Problem {
     },
     /// A review mark could not be stored.
     ReviewNotStored(String),
+    /// An objection names no disclosure of the resident's own record.
+    DisclosureNotFound {
+        /// The node named.
+        node: String,
+        /// The sequence number named.
+        seq: u64,
+    },
+    /// No objection with this id (for this caller).
+    ObjectionNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// An objection that cannot be lodged or answered as it stands.
+    ObjectionConflict(ObjectionFault),
+    /// An objection could not be stored.
+    ObjectionNotStored(String),
     /// A cluster-only route on a single node.
     NotACluster,
     /// Pruning was asked for, but `audit.retention_days` is not set.
@@ -757,6 +801,10 @@ impl Problem {
             }
             Self::EventNotFound { .. } => T::EventNotFound,
             Self::FlagNotFound { .. } => T::FlagNotFound,
+            Self::DisclosureNotFound { .. } => T::DisclosureNotFound,
+            Self::ObjectionNotFound { .. } => T::ObjectionNotFound,
+            Self::ObjectionConflict(_) => T::ObjectionConflict,
+            Self::ObjectionNotStored(_) => T::SuspensionNotStored,
             Self::ReviewNotStored(_) => T::SuspensionNotStored,
             Self::NotACluster => T::NotACluster,
             Self::RetentionNotSet => T::RetentionNotSet,
@@ -899,6 +947,9 @@ impl Problem {
                 Limit::GrantBatch { grant, spec, n } => {
                     format!("the quota of grant {grant} ({spec}) cannot cover {n} residents now")
                 }
+                Limit::Resident { spec } => {
+                    format!("a resident may ask for their own record {spec}; try again shortly")
+                }
             },
             Self::UnauthenticatedRateLimited { spec } => format!(
                 "more than {spec} requests without a valid token came from this address; they are counted, not served"
@@ -947,6 +998,22 @@ impl Problem {
             ),
             Self::ReviewNotStored(e) => {
                 format!("the review mark could not be written ({e}); it is recorded in the audit log only")
+            }
+            Self::DisclosureNotFound { node, seq } => format!(
+                "your record holds no use of your data numbered {seq} on node {node}: name one that GET /v1/me/disclosures lists"
+            ),
+            Self::ObjectionNotFound { id } => format!("there is no objection {id}"),
+            Self::ObjectionConflict(fault) => match fault {
+                ObjectionFault::AlreadyOpen { id } => {
+                    format!("objection {id} about this use is still open; it will be answered")
+                }
+                ObjectionFault::TooMany { max } => format!(
+                    "{max} of your objections are open; each will be answered before more are taken"
+                ),
+                ObjectionFault::Closed { id } => format!("objection {id} is closed"),
+            },
+            Self::ObjectionNotStored(e) => {
+                format!("the objection could not be written ({e}); nothing changed")
             }
             Self::NotACluster => "policy versions are kept in PostgreSQL in cluster mode; on a single node read /v1/admin/history".into(),
             Self::RetentionNotSet => "audit.retention_days is not set: the log keeps everything, and nothing is pruned".into(),
@@ -1127,6 +1194,7 @@ impl Problem {
                 Limit::GrantBatch { grant, spec, n } => {
                     format!("授权 {grant} 的配额（{spec}）目前不足以覆盖 {n} 位居民")
                 }
+                Limit::Resident { spec } => format!("查询本人记录的频率上限为 {spec}；请稍后再试"),
             },
             Self::UnauthenticatedRateLimited { spec } => {
                 format!("来自此地址的无有效令牌请求超过 {spec}；这些请求只计数，不予处理")
@@ -1170,6 +1238,20 @@ impl Problem {
                 "按现行规则，当日没有异常标记 {id}（标识为 类型:部门:日期:调用方，与统计结果所列一致）"
             ),
             Self::ReviewNotStored(e) => format!("复核标记无法写入（{e}）；仅记入审计日志"),
+            Self::DisclosureNotFound { node, seq } => format!(
+                "您的记录中没有节点 {node} 上序号为 {seq} 的数据使用：请指定 GET /v1/me/disclosures 所列的一项"
+            ),
+            Self::ObjectionNotFound { id } => format!("没有异议 {id}"),
+            Self::ObjectionConflict(fault) => match fault {
+                ObjectionFault::AlreadyOpen { id } => {
+                    format!("关于这项使用的异议 {id} 尚在处理中，将会得到答复")
+                }
+                ObjectionFault::TooMany { max } => {
+                    format!("您已有 {max} 项异议在处理中；答复之前暂不受理新的异议")
+                }
+                ObjectionFault::Closed { id } => format!("异议 {id} 已办结"),
+            },
+            Self::ObjectionNotStored(e) => format!("异议无法写入（{e}）；未做任何变更"),
             Self::NotACluster => {
                 "策略版本在集群模式下保存在 PostgreSQL 中；单节点请读取 /v1/admin/history".into()
             }

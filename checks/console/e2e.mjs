@@ -294,6 +294,55 @@ try {
   check(denied.status === 401 && denied.body.type.endsWith('/token-revoked'), 'a token denied in the console is refused');
   await shot('15-tokens');
 
+  // ---- a resident, on a phone: their own record, an objection
+  const residentToken = execFileSync(binary, ['token', '--home', home, '--resident', resident, '--ttl', '1h']).toString().trim();
+  const phone = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true });
+  const mp = await phone.newPage();
+  mp.on('console', (m) => {
+    if (m.type() === 'error' && !/^Failed to load resource: the server responded with a status of 4\d\d/.test(m.text())) problems.push(m.text());
+  });
+  mp.on('pageerror', (e) => problems.push(String(e)));
+  await mp.goto(`${base}/console/me`);
+  await mp.waitForSelector('#token');
+  await mp.fill('#token', residentToken);
+  await mp.click('button[type=submit]');
+  await mp.waitForSelector('article.card');
+  const mine = await mp.textContent('main');
+  check(mine.includes('民政局') && mine.includes('依据') && mine.includes('MZ-2026-0042') && !mine.includes('clerk-007'),
+    'a resident reads who used their data, why, on what basis and under which case, without the clerk');
+  check(!mine.includes(resident) && !mp.url().includes(resident), 'the full ID number is neither on the page nor in the address');
+  check(await mp.evaluate(() => document.documentElement.scrollWidth <= 390), 'the resident page fits a phone without sideways scrolling');
+  await mp.screenshot({ path: path.join(out, '17-resident-phone.png'), fullPage: true });
+  await mp.click('text=对这次使用提出异议');
+  await mp.fill('form.objection textarea', '我没有申请低保，为何查询我的户籍？');
+  await mp.click('form.objection button[type=submit]');
+  await mp.waitForSelector('.notice.ok');
+  check((await mp.textContent('.notice.ok')).includes('前答复'), 'the objection is taken with its due day');
+  await mp.screenshot({ path: path.join(out, '18-resident-objection.png'), fullPage: true });
+
+  // The officer answers it in the console; the resident reads the answer.
+  await page.click('#signout');
+  await page.waitForSelector('#token');
+  await page.fill('#token', officer);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#q-consumer');
+  await page.click('nav >> text=居民异议');
+  await page.waitForSelector('table tbody tr');
+  await shot('19-objections');
+  await page.fill('textarea[aria-label^="答复"]', '经核实，该查询用于您家庭成员的低保复核，符合规定。');
+  await page.click('button:text-is("答复")');
+  await page.waitForSelector('tbody >> text=已答复');
+  await mp.reload();
+  await mp.waitForSelector('.reply');
+  check((await mp.textContent('.reply')).includes('低保复核'), "the resident reads the officers' answer");
+  await mp.screenshot({ path: path.join(out, '20-resident-answered.png'), fullPage: true });
+  await phone.close();
+  await page.click('#signout');
+  await page.waitForSelector('#token');
+  await page.fill('#token', admin);
+  await page.click('button[type=submit]');
+  await page.waitForSelector('text=数据集目录');
+
   // A tablet.
   await page.setViewportSize({ width: 768, height: 1024 });
   await page.goto(`${base}/console/#/catalog`);

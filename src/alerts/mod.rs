@@ -228,6 +228,21 @@ pub async fn check(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
         .reviews
         .forget_announced(now_ms - 2 * 86_400_000)
         .await?;
+    let objections = gw
+        .objections
+        .list(None)
+        .await
+        .map_err(|e| CheckError::Read(e.to_string()))?;
+    let today = gw.today().to_string();
+    let open = objections
+        .iter()
+        .filter(|o| o.state == crate::objections::State::Open);
+    gw.metrics
+        .objections_open
+        .set(i64::try_from(open.clone().count()).unwrap_or(i64::MAX));
+    gw.metrics
+        .objections_overdue
+        .set(i64::try_from(open.filter(|o| today > o.due).count()).unwrap_or(i64::MAX));
     let year = gw.clock.now_utc().to_offset(gw.utc_offset).year();
     gw.metrics
         .calendar_covers_today

@@ -107,7 +107,7 @@ pub(crate) fn bad_param(fault: QueryFault) -> ApiError {
     ApiError::from(Problem::InvalidQuery(fault))
 }
 
-fn expected(param: &'static str, values: &'static [&'static str]) -> ApiError {
+pub(crate) fn expected(param: &'static str, values: &'static [&'static str]) -> ApiError {
     bad_param(QueryFault::Expected { param, values })
 }
 
@@ -471,12 +471,7 @@ async fn disclosures(
         let Query(p) = params.map_err(|e| bad_query(&e))?;
         let csv = wants_csv(p.format.as_deref())?;
         event.detail = Some(format!("format={}", if csv { "csv" } else { "json" }));
-        let store = gw.audit_store.clone();
-        let offset = gw.utc_offset;
-        let mut list = blocking(move || q::disclosures(&store, &pseudonym, offset)).await?;
-        if let Some(cluster) = &gw.cluster {
-            list = cluster_disclosures(&gw, cluster, &pseudonym, list).await?;
-        }
+        let list = resident_disclosures(&gw, pseudonym).await?;
         let policy = gw.policy.snapshot();
         let dept_name = |d: &str| policy.set.departments.get(d).map(|x| x.name.clone()).unwrap_or_default();
         let dataset = |d: &str| policy.set.datasets.get(d);
@@ -521,6 +516,21 @@ async fn disclosures(
     }
     .await;
     finish(&gw, &ctx, event, result).await
+}
+
+/// Every disclosure of the resident whose pseudonym is `pseudonym`, newest
+/// first: this node's, and in cluster mode every node's.
+pub(crate) async fn resident_disclosures(
+    gw: &Gateway,
+    pseudonym: [u8; 16],
+) -> Result<Vec<q::Disclosure>, ApiError> {
+    let store = gw.audit_store.clone();
+    let offset = gw.utc_offset;
+    let list = blocking(move || q::disclosures(&store, &pseudonym, offset)).await?;
+    match &gw.cluster {
+        Some(cluster) => cluster_disclosures(gw, cluster, &pseudonym, list).await,
+        None => Ok(list),
+    }
 }
 
 /// In cluster mode, a resident's disclosures through every node: the central

@@ -12,6 +12,9 @@ use axum::routing::get;
 const INDEX: &str = include_str!("../../console/index.html");
 const SCRIPT: &str = include_str!("../../console/app.js");
 const STYLE: &str = include_str!("../../console/app.css");
+const ME: &str = include_str!("../../console/me.html");
+const ME_SCRIPT: &str = include_str!("../../console/me.js");
+const ME_STYLE: &str = include_str!("../../console/me.css");
 
 /// The policy every console answer carries.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
@@ -57,5 +60,18 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route(
             "/console/app.css",
             get(|| async { asset("text/css; charset=utf-8", STYLE) }),
+        )
+        // A resident's own record, phone first.
+        .route(
+            "/console/me",
+            get(|| async { asset("text/html; charset=utf-8", ME) }),
+        )
+        .route(
+            "/console/me.js",
+            get(|| async { asset("text/javascript; charset=utf-8", ME_SCRIPT) }),
+        )
+        .route(
+            "/console/me.css",
+            get(|| async { asset("text/css; charset=utf-8", ME_STYLE) }),
         )
 }

@@ -8,6 +8,8 @@ pub mod cases;
 pub mod console;
 pub mod evaluation;
 pub mod flags;
+pub mod me;
+pub mod objections;
 pub mod openapi;
 pub mod ops;
 pub mod problems;
@@ -163,6 +165,8 @@ fn routes(metrics_here: bool) -> utoipa_axum::router::OpenApiRouter<Arc<Gateway>
         .merge(query::router())
         .merge(cases::router())
         .merge(flags::router())
+        .merge(me::router())
+        .merge(objections::router())
         .merge(evaluation::router())
         .merge(audit::router())
         .merge(retention::router())

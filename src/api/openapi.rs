@@ -35,6 +35,7 @@ const TAG_OPS: &str = "ops";
     tags(
         (name = "records", description = "Department systems: the catalog, lookups, verification (数据核验) and batches"),
         (name = "audit", description = "Privacy officers (role privacy_officer of the operator department): the audit log"),
+        (name = "residents", description = "Residents (a token of a resident issuer): their own record of use and their objections"),
         (name = "admin", description = "Policy administrators (role policy_admin of the operator department): catalog and grants"),
         (name = "ops", description = "Operators: health, readiness, metrics and this description; not audited"),
     ),
@@ -300,6 +301,9 @@ fn family(t: ProblemType) -> Family {
         | T::AuditReadFailed
         | T::EventNotFound
         | T::FlagNotFound
+        | T::DisclosureNotFound
+        | T::ObjectionNotFound
+        | T::ObjectionConflict
         | T::NotACluster
         | T::RetentionNotSet
         | T::DepartmentNotFound
@@ -754,6 +758,111 @@ pub struct DisclosureReport {
     pub count: u64,
     /// Oldest first.
     pub disclosures: Vec<Disclosure>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// `GET /v1/me/disclosures`.
+#[derive(Debug, ToSchema)]
+pub struct MyDisclosures {
+    /// The resident ID, masked.
+    pub resident: String,
+    /// When the record was read.
+    pub generated_at: String,
+    /// Number of uses.
+    pub count: u64,
+    /// Newest first: `time`, `department` and `department_name`, `purpose`
+    /// with the grant's `purpose_title` and legal `basis`, `case_ref`,
+    /// `dataset_title`, `fields` (titles), `operation` with `use_zh` and
+    /// `use_en` in words, `signed`; `clerk` only where the gateway is
+    /// configured to name clerks; `node` and `seq` name the use in an
+    /// objection.
+    #[schema(value_type = Vec<Object>)]
+    pub disclosures: Vec<Value>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// An objection's body.
+#[derive(Debug, ToSchema)]
+pub struct ObjectionRequest {
+    /// The node of the use objected to, as the record lists it (default: this node).
+    pub node: Option<String>,
+    /// The use's sequence number, as the record lists it.
+    pub seq: u64,
+    /// The resident's words (1 to 500 characters).
+    pub text: String,
+}
+
+/// One of my objections.
+#[derive(Debug, ToSchema)]
+pub struct MyObjection {
+    /// Its id.
+    pub id: String,
+    /// `open`, `answered` or `closed`.
+    pub state: String,
+    /// When it was lodged.
+    pub filed_at: String,
+    /// The last day an answer is due (working days on the gateway's calendar).
+    pub due: String,
+    /// Open past its due day.
+    pub overdue: bool,
+    /// The resident's words.
+    pub text: String,
+    /// The use objected to, as the record showed it.
+    #[schema(value_type = Object)]
+    pub disclosure: Value,
+    /// The answer (`text`, `at`), once there is one.
+    #[schema(value_type = Option<Object>)]
+    pub reply: Option<Value>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// `GET /v1/me/objections`.
+#[derive(Debug, ToSchema)]
+pub struct MyObjections {
+    /// How many.
+    pub count: u64,
+    /// Newest first, each as `POST /v1/me/objections` answers it.
+    #[schema(value_type = Vec<Object>)]
+    pub objections: Vec<Value>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// `GET /v1/audit/objections`.
+#[derive(Debug, ToSchema)]
+pub struct ObjectionQueue {
+    /// How many.
+    pub count: u64,
+    /// Due soonest first: as the resident sees each, with the resident's
+    /// pseudonym, the use's `node` and `seq`, and the answer's `by`.
+    #[schema(value_type = Vec<Object>)]
+    pub objections: Vec<Value>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// An answer to an objection.
+#[derive(Debug, ToSchema)]
+pub struct ObjectionReply {
+    /// The answer, for the resident (1 to 500 characters).
+    pub reply: String,
+    /// true: the objection is closed with this answer (default false: answered).
+    pub close: Option<bool>,
+}
+
+/// An answered objection, as the queue lists it.
+#[derive(Debug, ToSchema)]
+pub struct ObjectionAnswered {
+    /// Its id.
+    pub id: String,
+    /// `answered` or `closed`.
+    pub state: String,
+    /// The answer: `text`, `by`, `at`.
+    #[schema(value_type = Object)]
+    pub reply: Value,
     /// This request's audit event.
     pub audit: AuditRef,
 }

@@ -278,6 +278,18 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "Mark a flag the statistics list (GET /v1/audit/stats), by its id.",
             "请按统计结果（GET /v1/audit/stats）所列标识复核异常标记。",
         ],
+        T::DisclosureNotFound => [
+            "Object to a use your record lists (GET /v1/me/disclosures), by its node and seq.",
+            "请针对您的记录（GET /v1/me/disclosures）所列的某项使用提出异议，注明其 node 与 seq。",
+        ],
+        T::ObjectionNotFound => [
+            "Name an objection the list shows (GET /v1/me/objections, or GET /v1/audit/objections for officers).",
+            "请指定列表中的异议（居民：GET /v1/me/objections；隐私官：GET /v1/audit/objections）。",
+        ],
+        T::ObjectionConflict => [
+            "Wait for the open objection to be answered; a closed objection takes no further answer.",
+            "请等待尚在处理的异议得到答复；已办结的异议不再答复。",
+        ],
         T::NotACluster => [
             "This gateway is a single node; the cluster routes apply only in cluster mode.",
             "本网关为单节点；集群相关路由仅适用于集群模式。",

@@ -79,14 +79,18 @@ pub(crate) enum Command {
         #[arg(long, default_value = "demo-home")]
         home: PathBuf,
         /// Department id (`dept` claim).
-        #[arg(long)]
-        dept: String,
+        #[arg(long, required_unless_present = "resident")]
+        dept: Option<String>,
         /// Subject (`sub` claim): the person or system.
-        #[arg(long)]
-        sub: String,
+        #[arg(long, required_unless_present = "resident")]
+        sub: Option<String>,
         /// Roles, comma-separated.
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
+        /// A resident's token instead, from the home's resident issuer
+        /// (`kind = "resident"`), carrying this ID number.
+        #[arg(long, conflicts_with_all = ["dept", "sub", "roles"])]
+        resident: Option<String>,
         /// Lifetime: e.g. 90s, 30m, 1h, 2d.
         #[arg(long, default_value = "1h")]
         ttl: String,

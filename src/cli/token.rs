@@ -4,7 +4,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 
-use tongban::config::Config;
+use tongban::config::{Config, IssuerKind};
 
 use super::duration_secs;
 
@@ -31,8 +31,9 @@ pub(crate) fn mint(
     let config = Config::load(&home.join("tongban.toml"))?;
     let issuer = config
         .issuers
-        .first()
-        .context("the home's configuration names no issuer")?;
+        .iter()
+        .find(|i| i.kind == IssuerKind::Staff)
+        .context("the home's configuration names no staff issuer")?;
     let key_path = home.join("keys/issuer.pem");
     let key =
         std::fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
@@ -44,6 +45,35 @@ pub(crate) fn mint(
         dept,
         sub,
         roles,
+        now,
+        ttl,
+    )?)
+}
+
+/// A resident's development token: from the home's resident issuer (signed
+/// by the home's issuer key), carrying `id` in its `resident_id_claim`.
+pub(crate) fn mint_resident(home: &Path, id: &str, ttl: i64) -> Result<String> {
+    let id = tongban::domain::ResidentId::parse(id)
+        .map_err(|e| anyhow::anyhow!("--resident {id}: {e}"))?;
+    let config = Config::load(&home.join("tongban.toml"))?;
+    let issuer = config
+        .issuers
+        .iter()
+        .find(|i| i.kind == IssuerKind::Resident)
+        .context(
+            "the home's configuration names no resident issuer ([[issuer]] kind = \"resident\")",
+        )?;
+    let claim = issuer.resident_id_claim.as_deref().unwrap_or("sub");
+    let key_path = home.join("keys/issuer.pem");
+    let key =
+        std::fs::read(&key_path).with_context(|| format!("cannot read {}", key_path.display()))?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    Ok(tongban::dev::devpki::mint_resident_token(
+        &key,
+        &issuer.issuer,
+        &issuer.audience,
+        claim,
+        id.as_str(),
         now,
         ttl,
     )?)

@@ -14,6 +14,7 @@ pub mod audit;
 mod flags;
 mod idempotency;
 pub mod limits;
+mod objections;
 mod schema;
 pub mod stops;
 pub mod store;

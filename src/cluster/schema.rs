@@ -133,6 +133,13 @@ CREATE TABLE IF NOT EXISTS tongban_flag_announced (
     at_ms   bigint NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tongban_flag_announced_at ON tongban_flag_announced (at_ms);
+CREATE TABLE IF NOT EXISTS tongban_objection (
+    id       text PRIMARY KEY,
+    resident text NOT NULL,
+    filed_ms bigint NOT NULL,
+    doc      text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tongban_objection_resident ON tongban_objection (resident);
 ";
 
 /// Idempotency keys of verify and batch requests (keyed hashes only): a

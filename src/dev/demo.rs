@@ -17,6 +17,8 @@ use crate::provider::EmbeddedStore;
 pub const DEMO_ISSUER: &str = "tongban-demo-issuer";
 /// The demo audience.
 pub const DEMO_AUDIENCE: &str = "tongban";
+/// The demo's resident identity provider (its tokens carry `id_number`).
+pub const DEMO_RESIDENT_ISSUER: &str = "tongban-demo-residents";
 
 /// The sample policy files, embedded so the binary alone can set up a home.
 pub const SAMPLE_POLICIES: &[(&str, &str)] = &[
@@ -171,6 +173,18 @@ public_key = "keys/issuer.pub.pem"
 # issuer serves every department, the operator's staff too).
 departments = ["gongan", "minzheng", "renshe", "weijian", "yibao", "ziranziyuan", "jiaoyu", "shujuju"]
 roles = ["privacy_officer", "policy_admin", "data_steward"]
+
+# Residents sign in through the province's 一网通办 login, whose tokens carry
+# the ID number: they read only their own record (/v1/me/…, the console's
+# 我的数据 page). `tongban token --home <this home> --resident <ID>` mints one.
+[[issuer]]
+issuer = "{DEMO_RESIDENT_ISSUER}"
+kind = "resident"
+audience = "{DEMO_AUDIENCE}"
+algorithms = ["ES256"]
+public_key = "keys/issuer.pub.pem"
+resident_id_claim = "id_number"
+max_token_lifetime_secs = 3600
 
 [rate_limit]
 per_department = "6000/min"

@@ -512,7 +512,45 @@ pub fn foreign_client_cert(name: &str) -> Result<(String, String), rcgen::Error>
     Ok((cert.pem(), key.serialize_pem()))
 }
 
-/// Signs a development token with the ES256 issuer key (`keys/issuer.pem`).
+/// Signs a resident's development token with the ES256 issuer key
+/// (`keys/issuer.pem`).
+/// A resident's ES256 token: `iss`, `aud`, the ID number at the dotted
+/// `claim` (nested objects for a path), `iat`, `nbf`, `exp`, `jti`.
+pub fn mint_resident_token(
+    issuer_key_pem: &[u8],
+    issuer: &str,
+    audience: &str,
+    claim: &str,
+    id: &str,
+    now: i64,
+    ttl_secs: i64,
+) -> Result<String, jsonwebtoken::errors::Error> {
+    let key = jsonwebtoken::EncodingKey::from_ec_pem(issuer_key_pem)?;
+    let mut jti = [0u8; 8];
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut jti);
+    let mut value = serde_json::Value::String(id.to_owned());
+    let parts: Vec<&str> = claim.split('.').collect();
+    for name in parts.iter().skip(1).rev() {
+        value = serde_json::json!({ *name: value });
+    }
+    let mut claims = serde_json::json!({
+        "iss": issuer,
+        "aud": audience,
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_secs,
+        "jti": crate::domain::hex(&jti),
+    });
+    claims[parts[0]] = value;
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &key,
+    )
+}
+
+/// Signs a development token with the ES256 issuer key (`keys/issuer.pem`):
+/// a department's (`dept`, `roles`, `sub` …).
 #[allow(clippy::too_many_arguments)]
 pub fn mint_token(
     issuer_key_pem: &[u8],

@@ -39,7 +39,17 @@ pub struct Principal {
     /// The client certificate the token is bound to (`cnf.x5t#S256`,
     /// RFC 8705): its SHA-256 thumbprint.
     pub bound_certificate: Option<[u8; 32]>,
+    /// A resident's token (`kind = "resident"` issuer): the resident's ID
+    /// number. Such a principal's department is [`RESIDENTS`], its subject
+    /// is [`RESIDENTS`] too (never the token's `sub`, which may be the ID),
+    /// its one role `resident`; it opens only `/v1/me/…`.
+    pub resident: Option<crate::domain::ResidentId>,
 }
+
+/// The department and subject of every resident principal: not a
+/// department (policy validation refuses a department of this id), and the
+/// same for every resident, so that nothing about the resident is in them.
+pub const RESIDENTS: &str = "resident";
 
 /// Roles that open the gateway's own surfaces (the log, the policy, the
 /// sharing workflow, a resident's own record) rather than data through
@@ -188,6 +198,8 @@ struct TrustedIssuer {
     departments: Option<std::collections::HashSet<String>>,
     /// The staff roles it may assert.
     staff_roles: Vec<String>,
+    /// A resident issuer: where its tokens carry the resident's ID number.
+    resident_id: Option<Vec<String>>,
 }
 
 /// The last token verified on one connection and who it names: the next
@@ -340,6 +352,10 @@ impl Authenticator {
                     max_lifetime: i64::try_from(c.max_token_lifetime_secs).unwrap_or(i64::MAX),
                     departments: c.departments.as_ref().map(|d| d.iter().cloned().collect()),
                     staff_roles: c.roles.clone(),
+                    resident_id: c
+                        .resident_id_claim
+                        .as_deref()
+                        .map(|p| p.split('.').map(str::to_owned).collect()),
                 },
             );
         }
@@ -399,10 +415,52 @@ impl Authenticator {
         if principal.expires + self.leeway(&principal) <= self.clock.unix_secs() {
             return Err(AuthError::Expired);
         }
+        if principal.resident.is_some() {
+            return Err(AuthError::OutOfScope(format!(
+                "issuer {} vouches for residents, whose tokens open only their own record (/v1/me/…)",
+                principal.issuer
+            )));
+        }
         if !known_department(principal.dept.as_str()) {
             return Err(AuthError::UnknownDepartment);
         }
         self.check_scope(&principal)?;
+        Ok(principal)
+    }
+
+    /// Authenticates a resident's token (from a `kind = "resident"`
+    /// issuer); any other token is refused here, as a resident's is
+    /// everywhere else.
+    pub fn authenticate_resident<'a>(
+        &self,
+        mut headers: impl Iterator<Item = &'a [u8]>,
+    ) -> Result<Arc<Principal>, AuthError> {
+        let value = headers.next().ok_or(AuthError::Missing)?;
+        if headers.next().is_some() {
+            return Err(AuthError::NotBearer);
+        }
+        let token = strip_bearer(value).ok_or(AuthError::NotBearer)?;
+        if token.len() > self.max_token_bytes {
+            return Err(AuthError::TooLarge(self.max_token_bytes));
+        }
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::Acquire);
+        let principal = self.verified(token, epoch)?;
+        if principal.expires + self.leeway(&principal) <= self.clock.unix_secs() {
+            return Err(AuthError::Expired);
+        }
+        if principal.resident.is_none() {
+            return Err(AuthError::OutOfScope(format!(
+                "issuer {} vouches for departments' staff; /v1/me/… is a resident's own record, opened by a resident's token",
+                principal.issuer
+            )));
+        }
+        let issuer = self
+            .issuers
+            .get(&principal.issuer)
+            .ok_or(AuthError::UnknownIssuer)?;
+        if issuer.jwks.as_ref().is_some_and(|j| !j.usable()) {
+            return Err(AuthError::KeysUnavailable);
+        }
         Ok(principal)
     }
 
@@ -541,6 +599,9 @@ impl Authenticator {
                 _ => AuthError::Malformed,
             }
         })?;
+        if let Some(path) = &issuer.resident_id {
+            return Self::resident_principal(&data.claims, path, issuer, iss, &self.clock);
+        }
         let c = Claims::read(&data.claims, &issuer.claims)?;
         // A token lives at most the issuer's maximum (from iat, and from now):
         // a deny-list entry that lives that long outlives every token it names.
@@ -562,8 +623,69 @@ impl Authenticator {
                 token_id: c.jti,
                 issued_at: c.iat,
                 bound_certificate: c.bound_certificate,
+                resident: None,
             },
             c.nbf,
+        ))
+    }
+
+    /// The principal of a resident issuer's verified claims: the ID number
+    /// at `path` (valid, checksum included), `exp`, and the optional
+    /// `nbf`, `iat`, `jti`; nothing else of the token is kept.
+    fn resident_principal(
+        claims: &serde_json::Map<String, serde_json::Value>,
+        path: &[String],
+        issuer: &TrustedIssuer,
+        iss: String,
+        clock: &Clock,
+    ) -> Result<(Principal, Option<i64>), AuthError> {
+        let bad = |m: String| AuthError::BadClaim(m);
+        let time = |n: &str| match claims.get(n) {
+            None => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .map(Some)
+                .ok_or_else(|| bad(format!("{n} must be a number of seconds"))),
+        };
+        let exp = time("exp")?.ok_or_else(|| bad("exp is required".into()))?;
+        let iat = time("iat")?;
+        let name = path.join(".");
+        let id = claim_at(claims, path)
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| bad(format!("{name} (the resident's ID number) is required")))?;
+        let resident = crate::domain::ResidentId::parse(id)
+            .map_err(|_| bad(format!("{name} is not a valid resident ID number")))?;
+        let longest = issuer.max_lifetime.saturating_add(issuer.leeway);
+        let lifetime = iat.map_or(0, |iat| exp.saturating_sub(iat));
+        if exp.saturating_sub(clock.unix_secs()) > longest || lifetime > longest {
+            return Err(bad(format!(
+                "exp is more than {} seconds after iat or after now: this issuer's tokens may live at most that long",
+                issuer.max_lifetime
+            )));
+        }
+        let jti = match claims.get("jti") {
+            None => None,
+            Some(v) => Some(
+                v.as_str()
+                    .ok_or_else(|| bad("jti must be a string".into()))?
+                    .to_owned(),
+            ),
+        };
+        let residents = DeptId::parse(RESIDENTS).map_err(|_| AuthError::Malformed)?;
+        let role = Role::parse("resident").map_err(|_| AuthError::Malformed)?;
+        Ok((
+            Principal {
+                dept: residents,
+                subject: RESIDENTS.into(),
+                roles: vec![role],
+                issuer: iss,
+                expires: exp,
+                token_id: jti,
+                issued_at: iat,
+                bound_certificate: None,
+                resident: Some(resident),
+            },
+            time("nbf")?,
         ))
     }
 

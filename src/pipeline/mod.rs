@@ -11,5 +11,6 @@ pub mod idempotency;
 pub mod jwks;
 pub mod minimize;
 pub mod rate_limit;
+pub mod resident;
 pub mod unauthenticated;
 pub mod verify;

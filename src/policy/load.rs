@@ -189,6 +189,13 @@ fn parse_files<'s>(sources: &'s PolicySources, errors: &mut Problems) -> Parsed<
                 Ok(parsed) => {
                     for d in parsed.departments {
                         let entry = Some(format!("department \"{}\"", d.id));
+                        if d.id.as_str() == crate::pipeline::authn::RESIDENTS {
+                            errors.add(
+                                file,
+                                entry.clone(),
+                                "\"resident\" names every resident's token, not a department: choose another id".into(),
+                            );
+                        }
                         if departments.insert(d.id.clone(), d).is_some() {
                             errors.add(file, entry, "duplicate department id".into());
                         }

@@ -274,6 +274,7 @@ fn spawn_housekeeping(gw: Arc<Gateway>) -> tokio::task::JoinHandle<()> {
         for minute in 1u64.. {
             every.tick().await;
             gw.write_unauthenticated_summaries().await;
+            gw.resident_limit.forget_quiet();
             if minute % 60 == 0 {
                 match gw.idempotency.purge(gw.clock.unix_millis()).await {
                     Ok(n) if n > 0 => {

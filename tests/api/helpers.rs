@@ -139,6 +139,21 @@ impl TestGateway {
         )
     }
 
+    /// A resident's token from the demo's resident issuer, valid 10 minutes.
+    pub fn resident_token(&self, id: &str) -> String {
+        let key = std::fs::read(self.home.path().join("keys/issuer.pem")).expect("issuer key");
+        devpki::mint_resident_token(
+            &key,
+            demo::DEMO_RESIDENT_ISSUER,
+            demo::DEMO_AUDIENCE,
+            "id_number",
+            id,
+            self.clock.unix_secs(),
+            600,
+        )
+        .expect("token")
+    }
+
     /// The first `n` resident IDs of a sample dataset.
     pub fn sample_ids(&self, dataset: &str, n: usize) -> Vec<String> {
         sample_ids(self.home.path(), dataset, n)

@@ -27,6 +27,7 @@ mod pg;
 mod proof;
 mod records;
 mod requires;
+mod residents;
 mod revocation;
 mod suspension;
 mod tls;

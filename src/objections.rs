@@ -1,0 +1,209 @@
+//! Residents' objections (异议) against a use of their data (PIPL Art.
+//! 44–50), and the privacy officers' answers. An objection names one
+//! disclosure of the resident's own record and holds the resident's words;
+//! it is `open` until an officer answers (`answered`) or closes it
+//! (`closed`), and is due within `[residents] objection_answer_days`
+//! working days on the working-day calendar. Kept by id in a sled tree
+//! (synced before the answer leaves) on a single node, in PostgreSQL in
+//! cluster mode; residents are named by pseudonym only.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Cluster;
+
+/// Where an objection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    /// Lodged, not answered yet.
+    Open,
+    /// An officer answered; the resident may object again to the same use.
+    Answered,
+    /// Closed by an officer.
+    Closed,
+}
+
+impl State {
+    /// Its name in the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Answered => "answered",
+            Self::Closed => "closed",
+        }
+    }
+
+    /// The state of its name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "open" => Some(Self::Open),
+            "answered" => Some(Self::Answered),
+            "closed" => Some(Self::Closed),
+            _ => None,
+        }
+    }
+}
+
+/// An officer's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reply {
+    /// The answer, for the resident.
+    pub text: String,
+    /// Who answered (`department/subject`).
+    pub by: String,
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+}
+
+/// One objection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Objection {
+    /// Its id (`YYYYMMDD-` and 16 hex digits).
+    pub id: String,
+    /// The resident's pseudonym (hex).
+    pub resident: String,
+    /// The node whose log holds the disclosure objected to.
+    pub node: String,
+    /// The disclosure's sequence number there.
+    pub seq: u64,
+    /// What the disclosure was, as the resident's record showed it.
+    pub disclosure: serde_json::Value,
+    /// The resident's words.
+    pub text: String,
+    /// When it was lodged, ms since the epoch.
+    pub filed_ms: i64,
+    /// The last day an answer is due (`YYYY-MM-DD`, local).
+    pub due: String,
+    /// Where it stands.
+    pub state: State,
+    /// The officer's answer, once there is one.
+    pub reply: Option<Reply>,
+}
+
+/// Why objections cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// This node's store or disk.
+    #[error(transparent)]
+    Local(#[from] std::io::Error),
+    /// PostgreSQL.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::store::ClusterError),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        Self::Local(e.into())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Local(std::io::Error::other(e))
+    }
+}
+
+/// The objections.
+pub struct Objections {
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Objections {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Objections").finish_non_exhaustive()
+    }
+}
+
+enum Backend {
+    Local { tree: sled::Tree, data_dir: PathBuf },
+    Cluster(Arc<Cluster>),
+}
+
+impl Objections {
+    /// The objections of a cluster (in PostgreSQL) or of a single node (in `db`).
+    pub fn open(
+        cluster: Option<&Arc<Cluster>>,
+        db: &sled::Db,
+        data_dir: &std::path::Path,
+    ) -> sled::Result<Self> {
+        Ok(Self {
+            backend: match cluster {
+                Some(c) => Backend::Cluster(c.clone()),
+                None => Backend::Local {
+                    tree: db.open_tree("objections")?,
+                    data_dir: data_dir.to_owned(),
+                },
+            },
+        })
+    }
+
+    /// Keeps `o` (new or changed); durable when it returns.
+    pub async fn put(&self, o: &Objection) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Local { tree, data_dir } => {
+                tree.insert(o.id.as_bytes(), serde_json::to_vec(o)?)?;
+                tree.flush()?;
+                std::fs::File::open(data_dir.join("db"))?.sync_data()?;
+                Ok(())
+            }
+            Backend::Cluster(c) => Ok(c.store.objection_put(o).await?),
+        }
+    }
+
+    /// The objection `id`.
+    pub async fn get(&self, id: &str) -> Result<Option<Objection>, StoreError> {
+        match &self.backend {
+            Backend::Local { tree, .. } => Ok(match tree.get(id.as_bytes())? {
+                Some(bytes) => Some(serde_json::from_slice(&bytes)?),
+                None => None,
+            }),
+            Backend::Cluster(c) => Ok(c.store.objection_get(id).await?),
+        }
+    }
+
+    /// Every objection, or one resident's (by pseudonym, hex), newest first.
+    pub async fn list(&self, resident: Option<&str>) -> Result<Vec<Objection>, StoreError> {
+        let mut all = match &self.backend {
+            Backend::Local { tree, .. } => {
+                let mut out = Vec::new();
+                for item in tree.iter() {
+                    let (_, v) = item?;
+                    let o: Objection = serde_json::from_slice(&v)?;
+                    if resident.is_none_or(|r| r == o.resident) {
+                        out.push(o);
+                    }
+                }
+                out
+            }
+            Backend::Cluster(c) => c.store.objections(resident).await?,
+        };
+        all.sort_by(|a, b| b.filed_ms.cmp(&a.filed_ms).then(b.id.cmp(&a.id)));
+        Ok(all)
+    }
+}
+
+/// A new objection id: the local day and 64 random bits.
+pub fn new_id(day: time::Date) -> String {
+    let mut bits = [0u8; 8];
+    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bits);
+    format!(
+        "{:04}{:02}{:02}-{}",
+        day.year(),
+        u8::from(day.month()),
+        day.day(),
+        crate::domain::hex(&bits)
+    )
+}
+
+/// Whether `id` has the form of an objection id.
+pub fn well_formed(id: &str) -> bool {
+    id.len() == 25
+        && id.as_bytes()[8] == b'-'
+        && id[..8].bytes().all(|b| b.is_ascii_digit())
+        && id[9..]
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+}
