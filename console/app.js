@@ -13,7 +13,8 @@ const L = {
   tokenFile: ['从文件载入令牌', 'Load the token from a file'],
   badToken: ['这不是可读的 JWT。', 'This is not a readable JWT.'],
   expired: ['令牌已过期，请重新登录。', 'The token has expired; sign in again.'],
-  noRole: ['此令牌没有控制台角色（privacy_officer 或 policy_admin）。', 'This token holds no console role (privacy_officer or policy_admin).'],
+  noRole: ['此令牌没有控制台角色（privacy_officer、policy_admin 或 data_steward）。', 'This token holds no console role (privacy_officer, policy_admin or data_steward).'],
+  stewardNote: ['您是本部门数据的管理员：这里只显示对本部门数据集的使用。', "You are your department's data steward: only the use of your department's datasets is shown here."],
   refused: ['网关拒绝了请求', 'The gateway refused the request'],
   loading: ['加载中…', 'Loading…'],
   navAudit: ['审计检索', 'Audit search'],
@@ -292,12 +293,12 @@ function tag(decision) {
 
 const PAGES = {
   signin: { role: null, render: signin },
-  audit: { role: 'privacy_officer', nav: 'navAudit', render: auditSearch },
+  audit: { role: ['privacy_officer', 'data_steward'], nav: 'navAudit', render: auditSearch },
   event: { role: 'privacy_officer', render: eventDetail },
   disclosures: { role: 'privacy_officer', nav: 'navDisclosures', render: disclosures },
   case: { role: 'privacy_officer', nav: 'navCase', render: caseMaterials },
   verify: { role: 'privacy_officer', nav: 'navVerify', render: verify },
-  stats: { role: 'privacy_officer', nav: 'navStats', render: stats },
+  stats: { role: ['privacy_officer', 'data_steward'], nav: 'navStats', render: stats },
   objections: { role: 'privacy_officer', nav: 'navObjections', render: objectionQueue },
   catalog: { role: 'policy_admin', nav: 'navCatalog', render: catalog },
   grant: { role: 'policy_admin', render: grantEditor },
@@ -307,9 +308,17 @@ const PAGES = {
   tokens: { role: 'policy_admin', nav: 'navTokens', render: tokens },
 };
 
+// Whether the signed-in token's roles open `page` (a role, or any of several).
+function opens(page) {
+  return !page.role || [].concat(page.role).some((x) => roles().includes(x));
+}
+
+// A data steward (and not an officer) sees only their own department's datasets.
+const stewardOnly = () => roles().includes('data_steward') && !roles().includes('privacy_officer');
+
 function home() {
   const r = roles();
-  if (r.includes('privacy_officer')) return 'audit';
+  if (r.includes('privacy_officer') || r.includes('data_steward')) return 'audit';
   if (r.includes('policy_admin')) return 'catalog';
   return 'signin';
 }
@@ -322,7 +331,7 @@ function chrome(route) {
   const r = roles();
   if (S.token) {
     for (const [name, page] of Object.entries(PAGES)) {
-      if (page.nav && r.includes(page.role)) {
+      if (page.nav && opens(page)) {
         nav.append(h('a', { href: `#/${name}`, 'aria-current': name === route ? 'page' : null }, t(page.nav)));
       }
     }
@@ -354,7 +363,7 @@ async function render() {
     route = 'signin';
   }
   const page = PAGES[route];
-  if (!page || (page.role && !roles().includes(page.role))) {
+  if (!page || !opens(page)) {
     const to = home();
     if (route !== to) { go(to); return; }
   }
@@ -387,7 +396,7 @@ function signin() {
     if (!c) { msg.textContent = t('badToken'); return; }
     if (c.exp && c.exp * 1000 < Date.now()) { msg.textContent = t('expired'); return; }
     const r = Array.isArray(c.roles) ? c.roles : [];
-    if (!r.includes('privacy_officer') && !r.includes('policy_admin')) { msg.textContent = t('noRole'); return; }
+    if (!['privacy_officer', 'policy_admin', 'data_steward'].some((x) => r.includes(x))) { msg.textContent = t('noRole'); return; }
     S.token = token;
     sessionStorage.setItem('tongban.token', token);
     go(home());
@@ -417,7 +426,7 @@ async function auditSearch() {
   } },
   FILTERS.map((f) => field(`q-${f}`, t(f === 'limit' ? 'limit' : f), inputs[f])),
   h('div', {}, h('button', { type: 'submit' }, t('search'))));
-  const out = [h('h1', {}, t('navAudit')), form, h('p', { class: 'noprint' }, t('shareHint'))];
+  const out = [h('h1', {}, t('navAudit')), stewardOnly() ? h('p', { class: 'notice' }, t('stewardNote')) : null, form, h('p', { class: 'noprint' }, t('shareHint'))];
   const params = new URLSearchParams();
   for (const f of [...FILTERS, 'cursor']) if (q.get(f)) params.set(f, q.get(f));
   const r = await api('GET', `/v1/audit/events?${params}`);
@@ -425,7 +434,7 @@ async function auditSearch() {
   const events = r.body.events || [];
   out.push(events.length === 0 ? h('p', {}, t('noEvents')) : table(
     [t('seq'), t('time'), t('consumer'), t('subject'), t('operation'), t('dataset'), t('purpose'), t('decision'), t('status')],
-    events.map((e) => [h('a', { href: eventHref(e.seq, e.node) }, String(e.seq)), e.time, e.consumer || '', e.subject || '', e.operation, e.dataset || '', e.purpose || '', tag(e.decision), String(e.status)])));
+    events.map((e) => [stewardOnly() ? String(e.seq) : h('a', { href: eventHref(e.seq, e.node) }, String(e.seq)), e.time, e.consumer || '', e.subject || '', e.operation, e.dataset || '', e.purpose || '', tag(e.decision), String(e.status)])));
   if (r.body.next_cursor) {
     const next = Object.fromEntries(q.entries());
     next.cursor = r.body.next_cursor;
@@ -652,7 +661,7 @@ async function stats() {
   const to = h('input', { name: 'to', placeholder: 'YYYY-MM-DD', value: q.get('to') || '' });
   const form = h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); go('stats', { from: from.value.trim(), to: to.value.trim() }); } },
     field('s-from', t('from'), from), field('s-to', t('to'), to), h('div', {}, h('button', { type: 'submit' }, t('show2'))));
-  const out = [h('h1', {}, t('navStats')), h('p', {}, t('statsIntro')), form];
+  const out = [h('h1', {}, t('navStats')), stewardOnly() ? h('p', { class: 'notice' }, t('stewardNote')) : null, h('p', {}, t('statsIntro')), form];
   const params = new URLSearchParams();
   if (q.get('from')) params.set('from', q.get('from'));
   if (q.get('to')) params.set('to', q.get('to'));
@@ -699,6 +708,7 @@ function reviewCell(f) {
     cell.replaceChildren(h('strong', {}, `${t('reviewed')} `), h('span', {}, `${rv.by} · ${rv.at}`), h('div', {}, rv.note));
   };
   if (f.review) { shown(f.review); return cell; }
+  if (!roles().includes('privacy_officer')) return cell;
   const note = h('input', { 'aria-label': t('reviewNote'), placeholder: t('reviewNote'), maxlength: '500' });
   const msg = h('div');
   const form = h('form', { class: 'inline' }, note, h('button', { type: 'submit' }, t('markReviewed')), msg);

@@ -337,6 +337,21 @@ try {
   check((await mp.textContent('.reply')).includes('低保复核'), "the resident reads the officers' answer");
   await mp.screenshot({ path: path.join(out, '20-resident-answered.png'), fullPage: true });
   await phone.close();
+
+  // ---- the owner's data steward: the use of its own datasets only
+  await page.click('#signout');
+  await page.waitForSelector('#token');
+  await page.fill('#token', token('gongan', 'steward-1', 'data_steward'));
+  await page.click('button[type=submit]');
+  await page.waitForSelector('table tbody tr');
+  const owned = await page.$$eval('table tbody tr', (rows) => rows.map((r) => r.children[5].textContent));
+  check(owned.length > 0 && owned.every((d) => d === 'gongan.hukou'), "a data steward's search lists only the use of its own department's datasets");
+  check(await page.isVisible('text=本部门数据的管理员'), 'the steward is told the search is limited to its own data');
+  check(!(await page.isVisible('nav >> text=居民异议')) && !(await page.isVisible('nav >> text=个人披露报告')), "a steward sees no officers' pages");
+  await shot('21-steward-search');
+  await page.click('nav >> text=统计');
+  await page.waitForSelector('svg.chart');
+  await shot('22-steward-stats');
   await page.click('#signout');
   await page.waitForSelector('#token');
   await page.fill('#token', admin);

@@ -1765,3 +1765,60 @@ async fn a_flag_is_announced_by_one_node_and_its_review_shows_on_every_node() {
     let shown = flags.iter().find(|f| f["id"] == flag.as_str()).unwrap();
     assert_eq!(shown["review"]["note"], "测试用例", "{}", r.text);
 }
+
+#[tokio::test]
+async fn an_objection_lodged_on_one_node_is_answered_on_another() {
+    let pg = Postgres::start();
+    let (a, b) = two_nodes(&pg).await;
+    let id = a.sample_ids("gongan.hukou", 1)[0].clone();
+    assert_eq!(lookup(&a, &id, None).await.status, StatusCode::OK);
+    wait_shipped(&a, Duration::from_secs(10)).await;
+    // The resident reads the record on B: A's use is there, from PostgreSQL.
+    let me = b.resident_token(&id);
+    let r = b.get("/v1/me/disclosures", Some(&me), None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let use_ = &r.body["disclosures"][0];
+    assert_eq!(use_["node"], "node-a", "{}", r.text);
+    let send = |gw: &TestGateway, path: String, token: String, body: serde_json::Value| {
+        let client = gw.client();
+        async move {
+            client
+                .request_with_body(
+                    "POST",
+                    &path,
+                    &[
+                        ("authorization".to_owned(), format!("Bearer {token}")),
+                        ("content-type".to_owned(), "application/json".to_owned()),
+                    ],
+                    bytes::Bytes::from(body.to_string()),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    let r = send(
+        &b,
+        "/v1/me/objections".into(),
+        me.clone(),
+        serde_json::json!({"node": "node-a", "seq": use_["seq"], "text": "请说明用途"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let objection = r.body["id"].as_str().unwrap().to_owned();
+    // An officer on A finds it and answers; the resident reads it on B.
+    let officer = a.token("shujuju", "officer-1", &["privacy_officer"]);
+    let r = a
+        .get("/v1/audit/objections", Some(&officer), None, None)
+        .await;
+    assert_eq!(r.body["count"], 1, "{}", r.text);
+    let r = send(
+        &a,
+        format!("/v1/audit/objections/{objection}/reply"),
+        officer,
+        serde_json::json!({"reply": "用于低保复核"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = b.get("/v1/me/objections", Some(&me), None, None).await;
+    assert_eq!(r.body["objections"][0]["state"], "answered", "{}", r.text);
+}
