@@ -150,11 +150,15 @@ impl Calendar {
                     "year {year}: notice is empty; name the State Council notice the schedule comes from"
                 ));
             }
+            // A notice may reach into the years beside its own (the 2024
+            // 元旦 holiday began on 30 December 2023).
             let in_year = |d: Date, what: &str| {
-                if d.year() == year {
+                if (year - 1..=year + 1).contains(&d.year()) {
                     Ok(d)
                 } else {
-                    Err(format!("year {year}: {what} {d} is not in {year}"))
+                    Err(format!(
+                        "year {year}: {what} {d} is not in or beside {year}"
+                    ))
                 }
             };
             for h in &y.holiday {
@@ -381,10 +385,17 @@ mod tests {
         );
         refused(
             &format!(
-                "{year}[[year.holiday]]\nname = \"元旦\"\nfrom = 2027-01-01\nto = 2027-01-01\n"
+                "{year}[[year.holiday]]\nname = \"元旦\"\nfrom = 2028-01-01\nto = 2028-01-01\n"
             ),
-            "not in 2026",
+            "not in or beside 2026",
         );
+        // The 2024 notice: 元旦 from 30 December 2023, in the 2024 block.
+        let c = Calendar::parse("[[year]]\nyear = 2024\nnotice = \"n\"\n[[year.holiday]]\nname = \"元旦\"\nfrom = 2023-12-30\nto = 2024-01-01\n").unwrap();
+        assert_eq!(
+            c.day(date!(2023 - 12 - 30)),
+            DayKind::Holiday("元旦".into())
+        );
+        assert!(c.covers(2024) && !c.covers(2023));
         refused(
             &format!(
                 "{year}workdays = [2026-10-03]\n[[year.holiday]]\nname = \"国庆节\"\nfrom = 2026-10-01\nto = 2026-10-07\n"

@@ -1118,6 +1118,14 @@ pub enum Rule {
         "[[issuer]] {0}: kind = \"resident\" needs resident_id_claim, and takes neither departments nor roles (its tokens hold the resident role alone); resident_id_claim is for resident issuers only"
     )]
     ResidentIssuer(String),
+    /// Two issuers with the same `issuer`.
+    #[error(
+        "[[issuer]] {0} appears twice: each issuer once (a staff and a resident issuer need different iss values)"
+    )]
+    DuplicateIssuer(String),
+    /// An objection deadline out of range.
+    #[error("residents.objection_answer_days = {0}: from 1 to 60 working days")]
+    ObjectionDays(u32),
     /// A webhook that is not HTTPS, or without the CA to verify it.
     #[error(
         "alerts.webhook_url must be an https:// URL and alerts.webhook_ca name the CA that verifies its server"
@@ -1202,12 +1210,19 @@ impl Config {
         if self.issuers.is_empty() {
             return Err(Rule::NoIssuer);
         }
+        let mut seen = std::collections::BTreeSet::new();
         for i in &self.issuers {
+            if !seen.insert(i.issuer.as_str()) {
+                return Err(Rule::DuplicateIssuer(i.issuer.clone()));
+            }
             let resident = i.kind == IssuerKind::Resident;
             let staff_settings = i.departments.is_some() || !i.roles.is_empty();
             if resident == i.resident_id_claim.is_none() || (resident && staff_settings) {
                 return Err(Rule::ResidentIssuer(i.issuer.clone()));
             }
+        }
+        if !(1..=60).contains(&self.residents.objection_answer_days) {
+            return Err(Rule::ObjectionDays(self.residents.objection_answer_days));
         }
         if let Some(url) = &self.alerts.webhook_url {
             let https = url

@@ -118,8 +118,25 @@ impl std::fmt::Debug for Objections {
 }
 
 enum Backend {
-    Local { tree: sled::Tree, data_dir: PathBuf },
+    Local {
+        /// id → objection
+        tree: sled::Tree,
+        /// resident ‖ id → ()
+        by_resident: sled::Tree,
+        data_dir: PathBuf,
+        /// One change at a time: a check and its write are one step.
+        writing: tokio::sync::Mutex<()>,
+    },
     Cluster(Arc<Cluster>),
+}
+
+/// What became of an objection lodged.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Lodged {
+    /// Kept.
+    Taken,
+    /// One about the same use is open already: its id.
+    AlreadyOpen(String),
 }
 
 impl Objections {
@@ -134,22 +151,64 @@ impl Objections {
                 Some(c) => Backend::Cluster(c.clone()),
                 None => Backend::Local {
                     tree: db.open_tree("objections")?,
+                    by_resident: db.open_tree("objections_by_resident")?,
                     data_dir: data_dir.to_owned(),
+                    writing: tokio::sync::Mutex::new(()),
                 },
             },
         })
     }
 
-    /// Keeps `o` (new or changed); durable when it returns.
-    pub async fn put(&self, o: &Objection) -> Result<(), StoreError> {
+    /// Keeps a new objection, unless one about the same use is open (two
+    /// lodged at once: one is kept); durable when it returns.
+    pub async fn lodge(&self, o: &Objection) -> Result<Lodged, StoreError> {
         match &self.backend {
-            Backend::Local { tree, data_dir } => {
+            Backend::Local {
+                tree,
+                by_resident,
+                data_dir,
+                writing,
+            } => {
+                let _one = writing.lock().await;
+                let open = self
+                    .list(Some(&o.resident))
+                    .await?
+                    .into_iter()
+                    .find(|x| x.state == State::Open && x.node == o.node && x.seq == o.seq);
+                if let Some(x) = open {
+                    return Ok(Lodged::AlreadyOpen(x.id));
+                }
+                tree.insert(o.id.as_bytes(), serde_json::to_vec(o)?)?;
+                by_resident.insert(format!("{}/{}", o.resident, o.id).as_bytes(), &[])?;
+                tree.flush()?;
+                std::fs::File::open(data_dir.join("db"))?.sync_data()?;
+                Ok(Lodged::Taken)
+            }
+            Backend::Cluster(c) => Ok(c.store.objection_lodge(o).await?),
+        }
+    }
+
+    /// Keeps an objection's answer, unless it was closed meanwhile (false);
+    /// durable when it returns.
+    pub async fn answer(&self, o: &Objection) -> Result<bool, StoreError> {
+        match &self.backend {
+            Backend::Local {
+                tree,
+                data_dir,
+                writing,
+                ..
+            } => {
+                let _one = writing.lock().await;
+                match self.get(&o.id).await? {
+                    Some(x) if x.state != State::Closed => {}
+                    _ => return Ok(false),
+                }
                 tree.insert(o.id.as_bytes(), serde_json::to_vec(o)?)?;
                 tree.flush()?;
                 std::fs::File::open(data_dir.join("db"))?.sync_data()?;
-                Ok(())
+                Ok(true)
             }
-            Backend::Cluster(c) => Ok(c.store.objection_put(o).await?),
+            Backend::Cluster(c) => Ok(c.store.objection_answer(o).await?),
         }
     }
 
@@ -167,20 +226,33 @@ impl Objections {
     /// Every objection, or one resident's (by pseudonym, hex), newest first.
     pub async fn list(&self, resident: Option<&str>) -> Result<Vec<Objection>, StoreError> {
         let mut all = match &self.backend {
-            Backend::Local { tree, .. } => {
+            Backend::Local {
+                tree, by_resident, ..
+            } => {
                 let mut out = Vec::new();
-                for item in tree.iter() {
-                    let (_, v) = item?;
-                    let o: Objection = serde_json::from_slice(&v)?;
-                    if resident.is_none_or(|r| r == o.resident) {
-                        out.push(o);
+                match resident {
+                    // The resident's own, by the index.
+                    Some(r) => {
+                        for item in by_resident.scan_prefix(format!("{r}/").as_bytes()) {
+                            let (k, _) = item?;
+                            let id = k.get(r.len() + 1..).unwrap_or_default();
+                            if let Some(v) = tree.get(id)? {
+                                out.push(serde_json::from_slice(&v)?);
+                            }
+                        }
+                    }
+                    None => {
+                        for item in tree.iter() {
+                            let (_, v) = item?;
+                            out.push(serde_json::from_slice(&v)?);
+                        }
                     }
                 }
                 out
             }
             Backend::Cluster(c) => c.store.objections(resident).await?,
         };
-        all.sort_by(|a, b| b.filed_ms.cmp(&a.filed_ms).then(b.id.cmp(&a.id)));
+        all.sort_by(|a: &Objection, b| b.filed_ms.cmp(&a.filed_ms).then(b.id.cmp(&a.id)));
         Ok(all)
     }
 }

@@ -164,6 +164,8 @@ problem_types! {
     DisclosureNotFound "disclosure-not-found" NOT_FOUND "No such use of your data" "没有此项数据使用记录";
     ObjectionNotFound "objection-not-found" NOT_FOUND "No such objection" "没有此异议";
     ObjectionConflict "objection-conflict" CONFLICT "The objection cannot be taken as it stands" "该异议目前无法受理";
+    ObjectionNotStored "objection-not-stored" INTERNAL_SERVER_ERROR "The objection could not be stored" "异议无法保存";
+    ReviewNotStored "review-not-stored" INTERNAL_SERVER_ERROR "The review mark could not be stored" "复核标记无法保存";
     // Administration.
     NotACluster "not-a-cluster" CONFLICT "This gateway is a single node" "此网关为单节点";
     RetentionNotSet "retention-not-set" CONFLICT "No retention period is configured" "未配置保留期限";
@@ -625,8 +627,8 @@ pub enum Problem {
         /// The identity asked for.
         id: String,
     },
-    /// A review mark could not be stored.
-    ReviewNotStored(String),
+    /// A review mark could not be stored (the gateway's log says why).
+    ReviewNotStored,
     /// An objection names no disclosure of the resident's own record.
     DisclosureNotFound {
         /// The node named.
@@ -641,8 +643,8 @@ pub enum Problem {
     },
     /// An objection that cannot be lodged or answered as it stands.
     ObjectionConflict(ObjectionFault),
-    /// An objection could not be stored.
-    ObjectionNotStored(String),
+    /// An objection could not be read or stored (the gateway's log says why).
+    ObjectionNotStored,
     /// A cluster-only route on a single node.
     NotACluster,
     /// Pruning was asked for, but `audit.retention_days` is not set.
@@ -804,8 +806,8 @@ impl Problem {
             Self::DisclosureNotFound { .. } => T::DisclosureNotFound,
             Self::ObjectionNotFound { .. } => T::ObjectionNotFound,
             Self::ObjectionConflict(_) => T::ObjectionConflict,
-            Self::ObjectionNotStored(_) => T::SuspensionNotStored,
-            Self::ReviewNotStored(_) => T::SuspensionNotStored,
+            Self::ObjectionNotStored => T::ObjectionNotStored,
+            Self::ReviewNotStored => T::ReviewNotStored,
             Self::NotACluster => T::NotACluster,
             Self::RetentionNotSet => T::RetentionNotSet,
             Self::DepartmentNotFound { .. } => T::DepartmentNotFound,
@@ -996,8 +998,8 @@ impl Problem {
             Self::FlagNotFound { id } => format!(
                 "no flag {id} is raised on its day under the rules in force (an id is kind:department:day:caller, as the statistics list it)"
             ),
-            Self::ReviewNotStored(e) => {
-                format!("the review mark could not be written ({e}); it is recorded in the audit log only")
+            Self::ReviewNotStored => {
+                "the review mark could not be written; it is recorded in the audit log only, and the gateway's log names the cause".into()
             }
             Self::DisclosureNotFound { node, seq } => format!(
                 "your record holds no use of your data numbered {seq} on node {node}: name one that GET /v1/me/disclosures lists"
@@ -1012,8 +1014,8 @@ impl Problem {
                 ),
                 ObjectionFault::Closed { id } => format!("objection {id} is closed"),
             },
-            Self::ObjectionNotStored(e) => {
-                format!("the objection could not be written ({e}); nothing changed")
+            Self::ObjectionNotStored => {
+                "objections cannot be read or written now; nothing changed. Try again later".into()
             }
             Self::NotACluster => "policy versions are kept in PostgreSQL in cluster mode; on a single node read /v1/admin/history".into(),
             Self::RetentionNotSet => "audit.retention_days is not set: the log keeps everything, and nothing is pruned".into(),
@@ -1237,7 +1239,7 @@ impl Problem {
             Self::FlagNotFound { id } => format!(
                 "按现行规则，当日没有异常标记 {id}（标识为 类型:部门:日期:调用方，与统计结果所列一致）"
             ),
-            Self::ReviewNotStored(e) => format!("复核标记无法写入（{e}）；仅记入审计日志"),
+            Self::ReviewNotStored => "复核标记无法写入；仅记入审计日志，原因见网关日志".into(),
             Self::DisclosureNotFound { node, seq } => format!(
                 "您的记录中没有节点 {node} 上序号为 {seq} 的数据使用：请指定 GET /v1/me/disclosures 所列的一项"
             ),
@@ -1251,7 +1253,7 @@ impl Problem {
                 }
                 ObjectionFault::Closed { id } => format!("异议 {id} 已办结"),
             },
-            Self::ObjectionNotStored(e) => format!("异议无法写入（{e}）；未做任何变更"),
+            Self::ObjectionNotStored => "目前无法读写异议；未做任何变更，请稍后再试".into(),
             Self::NotACluster => {
                 "策略版本在集群模式下保存在 PostgreSQL 中；单节点请读取 /v1/admin/history".into()
             }

@@ -34,10 +34,21 @@ pub struct Alerts {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Today's history, fed once: the day, the rules it was read under.
-    template: Option<(Date, Arc<FlagRules>, StatsBuilder)>,
+    /// What the checks of today have read.
+    today: Option<Today>,
     /// The series set by the last check.
     shown: BTreeSet<FlagLabels>,
+}
+
+/// Today's checks: the history before today (read once), and on a single
+/// node the builder fed with every event through sequence number `through`.
+#[derive(Debug)]
+struct Today {
+    day: Date,
+    rules: Arc<FlagRules>,
+    history: StatsBuilder,
+    builder: Option<StatsBuilder>,
+    through: u64,
 }
 
 impl Alerts {
@@ -99,7 +110,12 @@ async fn feed(
     }
 }
 
-/// Today's flags (local day, up to now), computed afresh.
+/// Today's flags (local day, up to now). The history before today is read
+/// once a day (and again when the rules change). On a single node each
+/// check then feeds the builder only the events appended since the last
+/// one, so a check costs what arrived since, not the whole day; in cluster
+/// mode today's events are read again from PostgreSQL at each check (the
+/// nodes' events arrive there out of order).
 pub async fn todays_flags(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
     let now = gw.clock.now_utc().to_offset(gw.utc_offset);
     let today = now.date();
@@ -110,20 +126,19 @@ pub async fn todays_flags(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
     )
     .unwrap_or(0);
     let rules = gw.flag_rules.load_full();
-    let cached = {
-        let state = gw
+    let kept = {
+        let mut state = gw
             .alerts
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        state
-            .template
-            .as_ref()
-            .filter(|(day, r, _)| *day == today && Arc::ptr_eq(r, &rules))
-            .map(|(_, _, b)| b.clone())
+        match state.today.take() {
+            Some(t) if t.day == today && Arc::ptr_eq(&t.rules, &rules) => Some(t),
+            _ => None,
+        }
     };
-    let template = match cached {
-        Some(b) => b,
+    let mut t = match kept {
+        Some(t) => t,
         None => {
             let history = EventFilter {
                 from_ms: Some(start_ms - rules.history_days * 86_400_000),
@@ -131,22 +146,71 @@ pub async fn todays_flags(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
                 ..EventFilter::default()
             };
             let b = StatsBuilder::new(start_ms, gw.utc_offset, rules.clone());
-            let b = feed(gw, b, history).await?;
-            gw.alerts
-                .state
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .template = Some((today, rules.clone(), b.clone()));
-            b
+            Today {
+                day: today,
+                rules: rules.clone(),
+                history: feed(gw, b, history).await?,
+                builder: None,
+                through: 0,
+            }
         }
     };
-    let window = EventFilter {
-        from_ms: Some(start_ms),
-        to_ms: Some(gw.clock.unix_millis()),
-        ..EventFilter::default()
+    gw.audit
+        .caught_up()
+        .await
+        .map_err(|e| CheckError::Read(e.to_string()))?;
+    let builder = match &gw.cluster {
+        // This node's log, by sequence number: what was appended since the
+        // last check, or all of today at the first.
+        None => {
+            let store = gw.audit_store.clone();
+            let kept = t.builder.take();
+            let history = t.history.clone();
+            let through = t.through;
+            let (b, through) = tokio::task::spawn_blocking(move || {
+                let (head, _) = store.head()?;
+                let (mut b, from) = match kept {
+                    Some(b) => (b, through),
+                    // Everything before today's first event is history.
+                    None => {
+                        let range =
+                            crate::audit::query::seq_range(&store, Some(start_ms), None, head)?;
+                        (history, range.map_or(head, |(lo, _)| lo.saturating_sub(1)))
+                    }
+                };
+                for seq in from.saturating_add(1)..=head {
+                    if let Some(e) = store.get(seq)? {
+                        b.add(&e);
+                    }
+                }
+                Ok::<_, crate::audit::AuditError>((b, head.max(from)))
+            })
+            .await
+            .map_err(|e| CheckError::Read(e.to_string()))?
+            .map_err(|e| CheckError::Read(e.to_string()))?;
+            t.through = through;
+            b
+        }
+        // The cluster's copy: all of today again.
+        Some(_) => {
+            let window = EventFilter {
+                from_ms: Some(start_ms),
+                to_ms: Some(gw.clock.unix_millis()),
+                ..EventFilter::default()
+            };
+            feed(gw, t.history.clone(), window).await?
+        }
     };
-    let builder = feed(gw, template, window).await?;
-    Ok(builder.finish(&gw.pseudonyms).flags)
+    let flags = builder.flags(&gw.pseudonyms);
+    if gw.cluster.is_none() {
+        t.builder = Some(builder);
+    }
+    gw.alerts
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .today = Some(t);
+    Ok(flags)
 }
 
 /// The flags raised on `day` (local) under the rules in force; the
@@ -185,9 +249,26 @@ pub async fn flags_of_day(
         .collect())
 }
 
-/// One check: today's flags into the metrics, the new ones announced.
+/// One check: today's flags into the metrics, the new ones announced. The
+/// first check of a day (or after a start) also announces yesterday's
+/// flags not announced yet: those raised after its last check.
 pub async fn check(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
+    let today = gw.today();
+    let first_of_day = gw
+        .alerts
+        .state
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .today
+        .as_ref()
+        .is_none_or(|t| t.day != today);
     let flags = todays_flags(gw).await?;
+    let mut to_announce = flags.clone();
+    if first_of_day {
+        if let Some(yesterday) = today.previous_day() {
+            to_announce.extend(flags_of_day(gw, yesterday, true).await?);
+        }
+    }
     let mut counts: BTreeMap<FlagLabels, i64> = BTreeMap::new();
     for f in &flags {
         *counts.entry(labels(f)).or_default() += 1;
@@ -207,7 +288,7 @@ pub async fn check(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
         state.shown = counts.keys().cloned().collect();
     }
     let now_ms = gw.clock.unix_millis();
-    for f in &flags {
+    for f in &to_announce {
         if gw
             .alerts
             .reviews

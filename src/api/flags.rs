@@ -124,7 +124,7 @@ async fn review(
             finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
                 gw.alerts.reviews.mark(&id, &review).await.map_err(|e| {
                     tracing::error!(error = %e, "a flag review could not be stored");
-                    ApiError::from(Problem::ReviewNotStored(e.to_string()))
+                    ApiError::from(Problem::ReviewNotStored)
                 })
             })
             .await

@@ -26,7 +26,7 @@ use crate::audit::query as q;
 use crate::domain::hex;
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::objections::{Objection, State as ObjState};
+use crate::objections::{Lodged, Objection, State as ObjState};
 use crate::pipeline::resident;
 use crate::policy::CompiledPolicy;
 use crate::problem::{ObjectionFault, Problem};
@@ -152,7 +152,13 @@ async fn lodge_objection(
                 .unwrap_or_default();
             // Kept only once the event that records it is durable.
             finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
-                gw.objections.put(&o).await.map_err(|e| stored(&e))
+                match gw.objections.lodge(&o).await.map_err(|e| stored(&e))? {
+                    Lodged::Taken => Ok(()),
+                    // Another lodged at the same moment was kept.
+                    Lodged::AlreadyOpen(id) => {
+                        Err(Problem::ObjectionConflict(ObjectionFault::AlreadyOpen { id }).into())
+                    }
+                }
             })
             .await
         }
@@ -163,7 +169,7 @@ async fn lodge_objection(
 /// An objection store that failed.
 pub(crate) fn stored(e: &crate::objections::StoreError) -> ApiError {
     tracing::error!(error = %e, "objections could not be read or written");
-    ApiError::from(Problem::ObjectionNotStored(e.to_string()))
+    ApiError::from(Problem::ObjectionNotStored)
 }
 
 /// My objections and where each stands (`open`, `answered`, `closed`),

@@ -185,7 +185,12 @@ async fn reply(
             by: format!("{}/{}", who.dept, who.subject),
             at_ms: ctx.time_ms,
         });
-        event.detail = Some(json!({"objection": o.id, "state": o.state.as_str()}).to_string());
+        // The answer the resident is given is part of the record.
+        event.detail = Some(
+            json!({"objection": o.id, "resident": o.resident, "state": o.state.as_str(),
+                "reply": o.reply.as_ref().map(|r| r.text.clone())})
+            .to_string(),
+        );
         Ok(o)
     }
     .await;
@@ -196,7 +201,15 @@ async fn reply(
                 .cloned()
                 .unwrap_or_default();
             finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
-                gw.objections.put(&o).await.map_err(|e| stored(&e))
+                if gw.objections.answer(&o).await.map_err(|e| stored(&e))? {
+                    Ok(())
+                } else {
+                    // Closed by another officer at the same moment.
+                    Err(
+                        Problem::ObjectionConflict(ObjectionFault::Closed { id: o.id.clone() })
+                            .into(),
+                    )
+                }
             })
             .await
         }

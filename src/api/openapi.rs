@@ -304,6 +304,8 @@ fn family(t: ProblemType) -> Family {
         | T::DisclosureNotFound
         | T::ObjectionNotFound
         | T::ObjectionConflict
+        | T::ObjectionNotStored
+        | T::ReviewNotStored
         | T::NotACluster
         | T::RetentionNotSet
         | T::DepartmentNotFound

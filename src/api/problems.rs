@@ -290,6 +290,14 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "Wait for the open objection to be answered; a closed objection takes no further answer.",
             "请等待尚在处理的异议得到答复；已办结的异议不再答复。",
         ],
+        T::ObjectionNotStored => [
+            "The gateway could not keep the objection or its answer; nothing changed. Try again later; the operator finds the cause in the gateway's log.",
+            "网关无法保存异议或其答复，未做任何变更。请稍后再试；运营方可在网关日志中查到原因。",
+        ],
+        T::ReviewNotStored => [
+            "The review mark was recorded in the audit log but not kept; mark the flag again later.",
+            "复核标记已记入审计日志但未能保存；请稍后再次标记。",
+        ],
         T::NotACluster => [
             "This gateway is a single node; the cluster routes apply only in cluster mode.",
             "本网关为单节点；集群相关路由仅适用于集群模式。",

@@ -254,29 +254,41 @@ impl EventRef {
 #[derive(Debug, Clone)]
 pub struct StatsBuilder {
     from_ms: i64,
+    /// The start of `from_ms`'s local day: flags are per day, so the first
+    /// day's flags count the whole day, whatever its counts do.
+    flags_from_ms: i64,
     offset: UtcOffset,
     rules: Arc<FlagRules>,
     days: BTreeMap<String, DayStats>,
     /// (subject key, day) → allowed disclosures
-    lookups: HashMap<(String, String), Vec<EventRef>>,
-    history: HashMap<String, BTreeMap<String, u64>>,
-    /// (caller, day) → denials
+    lookups: HashMap<(String, String), Refs>,
+    /// subject key → day → disclosures, over the history and the window:
+    /// each day's volume is compared with the days before it.
+    daily: HashMap<String, BTreeMap<String, u64>>,
+    /// (caller, day) → denials, at most [`Self::denials_kept`] each
     denials: HashMap<(String, String), Vec<(i64, EventRef)>>,
     /// (subject key, day) → disclosures outside working time
-    off_hours: BTreeMap<(String, String), (Vec<EventRef>, crate::calendar::DayKind)>,
+    off_hours: BTreeMap<(String, String), (Refs, crate::calendar::DayKind)>,
 }
 
 impl StatsBuilder {
     /// Statistics from `from_ms` on; events before it (within the history
     /// window) only set the baseline of the volume flags.
     pub fn new(from_ms: i64, offset: UtcOffset, rules: Arc<FlagRules>) -> Self {
+        let flags_from_ms =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(from_ms) * 1_000_000)
+                .ok()
+                .map(|t| t.to_offset(offset).replace_time(time::Time::MIDNIGHT))
+                .and_then(|t| i64::try_from(t.unix_timestamp_nanos() / 1_000_000).ok())
+                .map_or(from_ms, |m| m.min(from_ms));
         Self {
             from_ms,
+            flags_from_ms,
             offset,
             rules,
             days: BTreeMap::new(),
             lookups: HashMap::new(),
-            history: HashMap::new(),
+            daily: HashMap::new(),
             denials: HashMap::new(),
             off_hours: BTreeMap::new(),
         }
@@ -285,7 +297,7 @@ impl StatsBuilder {
     /// The events to feed: the history window and `[from_ms, to_ms]`.
     pub fn window(&self, to_ms: i64) -> EventFilter {
         EventFilter {
-            from_ms: Some(self.from_ms - self.rules.history_days * 86_400_000),
+            from_ms: Some(self.flags_from_ms - self.rules.history_days * 86_400_000),
             to_ms: Some(to_ms),
             ..EventFilter::default()
         }
@@ -294,7 +306,6 @@ impl StatsBuilder {
     /// Counts one event.
     pub fn add(&mut self, e: &Event) {
         let b = &e.body;
-        let rules = &self.rules;
         let local = OffsetDateTime::from_unix_timestamp_nanos(i128::from(b.time_ms) * 1_000_000)
             .unwrap_or(OffsetDateTime::UNIX_EPOCH)
             .to_offset(self.offset);
@@ -306,13 +317,54 @@ impl StatsBuilder {
         );
         let disclosed =
             b.kind == EventKind::Query && b.outcome == Outcome::Allow && !b.fields.is_empty();
-        if b.time_ms < self.from_ms {
-            if disclosed {
-                *self.history.entry(who).or_default().entry(day).or_default() += 1;
-            }
+        if disclosed {
+            *self
+                .daily
+                .entry(who.clone())
+                .or_default()
+                .entry(day.clone())
+                .or_default() += 1;
+        }
+        if b.time_ms < self.flags_from_ms {
             return;
         }
-        let d = self.days.entry(day.clone()).or_default();
+        if b.time_ms >= self.from_ms {
+            self.count(e, &day);
+        }
+        if disclosed {
+            self.lookups
+                .entry((who.clone(), day.clone()))
+                .or_default()
+                .add(EventRef::of(e));
+            let hour = local.hour();
+            let rules = &self.rules;
+            let kind = rules.calendar.day(local.date());
+            if !kind.is_working() || hour < rules.working_hours.0 || hour >= rules.working_hours.1 {
+                self.off_hours
+                    .entry((who.clone(), day.clone()))
+                    .or_insert_with(|| (Refs::default(), kind))
+                    .0
+                    .add(EventRef::of(e));
+            }
+        }
+        if b.outcome == Outcome::Deny {
+            let caller = if b.dept.is_some() {
+                who
+            } else {
+                format!("unauthenticated/{}", source_address(&b.source))
+            };
+            let kept = self.denials_kept();
+            let list = self.denials.entry((caller, day)).or_default();
+            if list.len() < kept {
+                list.push((b.time_ms, EventRef::of(e)));
+            }
+        }
+    }
+
+    /// The day's counts of one event of the window.
+    fn count(&mut self, e: &Event, day: &str) {
+        let b = &e.body;
+        let d = self.days.entry(day.to_owned()).or_default();
         d.total += 1;
         let bump = |m: &mut BTreeMap<String, u64>, k: Option<&str>| {
             *m.entry(k.unwrap_or("-").to_owned()).or_default() += 1;
@@ -330,95 +382,98 @@ impl StatsBuilder {
         }
         bump(&mut d.by_decision, Some(b.outcome.as_str()));
         bump(&mut d.by_node, Some(&e.node));
-        if disclosed {
-            self.lookups
-                .entry((who.clone(), day.clone()))
-                .or_default()
-                .push(EventRef::of(e));
-            let hour = local.hour();
-            let kind = rules.calendar.day(local.date());
-            if !kind.is_working() || hour < rules.working_hours.0 || hour >= rules.working_hours.1 {
-                self.off_hours
-                    .entry((who.clone(), day.clone()))
-                    .or_insert_with(|| (Vec::new(), kind))
-                    .0
-                    .push(EventRef::of(e));
-            }
-        }
-        if b.outcome == Outcome::Deny {
-            let caller = if b.dept.is_some() {
-                who
-            } else {
-                format!("unauthenticated/{}", source_address(&b.source))
-            };
-            self.denials
-                .entry((caller, day))
-                .or_default()
-                .push((b.time_ms, EventRef::of(e)));
-        }
+    }
+
+    /// The denials kept per caller and day. With more than `denials`
+    /// times the windows in a day, some window holds a burst (pigeonhole),
+    /// so the ones kept are enough to find one, in bounded memory.
+    fn denials_kept(&self) -> usize {
+        let windows = 86_400_i64.div_euclid(self.rules.burst_window_secs.max(1)) + 1;
+        self.rules
+            .burst_denials
+            .saturating_mul(usize::try_from(windows).unwrap_or(usize::MAX))
+            .saturating_add(1)
     }
 
     /// The counts and the flags raised; `ids` keys the digest of the
     /// caller in each flag's identity.
     pub fn finish(self, ids: &Pseudonymizer) -> Stats {
-        let Self {
-            rules,
-            days,
-            lookups,
-            history,
-            denials,
-            off_hours,
-            ..
-        } = self;
+        let flags = self.flags(ids);
+        Stats {
+            days: self.days,
+            flags,
+        }
+    }
+
+    /// The flags raised by what was fed so far; the builder goes on
+    /// counting (the alert check feeds it each new event once).
+    pub fn flags(&self, ids: &Pseudonymizer) -> Vec<Flag> {
+        let rules = &self.rules;
         let split = |who: &str| {
             let (d, s) = who.split_once('/').unwrap_or((who, "-"));
             let opt = |v: &str| (v != "-").then(|| v.to_owned());
             (opt(d), opt(s))
         };
-        let flag = |kind, who: &str, day: String, detail: String, mut refs: Vec<EventRef>| {
-            let (consumer, subject) = split(who);
-            refs.truncate(100);
-            let digest = ids.digest("tongban flag caller", &[who.as_bytes()]);
-            Flag {
-                id: format!(
-                    "{kind}:{}:{day}:{}",
-                    consumer.as_deref().unwrap_or("-"),
-                    crate::domain::hex(&digest[..8])
-                ),
-                kind,
-                consumer,
-                subject,
-                day,
-                detail,
-                events: refs.iter().map(|r| r.seq).collect(),
-                refs,
-            }
-        };
+        let flag =
+            |kind: &'static str, who: &str, day: &str, detail: String, mut refs: Vec<EventRef>| {
+                let (consumer, subject) = split(who);
+                refs.truncate(MAX_REFS);
+                // Keyed by kind and day too: ids of one caller's flags cannot be
+                // linked across days or kinds by whoever receives them.
+                let digest = ids.digest(
+                    "tongban flag caller",
+                    &[kind.as_bytes(), day.as_bytes(), who.as_bytes()],
+                );
+                Flag {
+                    id: format!(
+                        "{kind}:{}:{day}:{}",
+                        consumer.as_deref().unwrap_or("-"),
+                        crate::domain::hex(&digest[..8])
+                    ),
+                    kind,
+                    consumer,
+                    subject,
+                    day: day.to_owned(),
+                    detail,
+                    events: refs.iter().map(|r| r.seq).collect(),
+                    refs,
+                }
+            };
         let mut flags = Vec::new();
-        let mut spikes: Vec<_> = lookups.into_iter().collect();
-        spikes.sort();
-        for ((who, day), mut refs) in spikes {
-            let count = refs.len() as u64;
-            // A caller with no earlier day has no history.
-            let mut past: Vec<u64> = history
-                .get(&who)
-                .map(|h| h.values().copied().collect())
+        let mut spikes: Vec<_> = self.lookups.iter().collect();
+        spikes.sort_by(|a, b| a.0.cmp(b.0));
+        for ((who, day), refs) in spikes {
+            let count = refs.count;
+            // The caller's days within the history before this one; a
+            // caller with no earlier day has no history.
+            let first = time::Date::parse(
+                day,
+                time::macros::format_description!("[year]-[month]-[day]"),
+            )
+            .ok()
+            .and_then(|d| d.checked_sub(time::Duration::days(rules.history_days)))
+            .map(|d| d.to_string())
+            .unwrap_or_default();
+            let mut past: Vec<u64> = self
+                .daily
+                .get(who)
+                .map(|h| h.range(first..day.clone()).map(|(_, n)| *n).collect())
                 .unwrap_or_default();
             past.sort_unstable();
             let median = past.get(past.len() / 2).copied().unwrap_or(0);
             let bar = (median * rules.spike_factor).max(rules.spike_min);
             if count > bar {
-                refs.sort();
                 let detail = format!(
                     "{count} disclosures in a day; daily median over the previous {} days: {median}",
                     rules.history_days
                 );
-                flags.push(flag("volume_spike", &who, day, detail, refs));
+                flags.push(flag("volume_spike", who, day, detail, refs.list()));
             }
         }
-        let mut denials: Vec<_> = denials.into_iter().collect();
-        denials.sort();
-        for ((caller, day), mut list) in denials {
+        let mut denials: Vec<_> = self.denials.iter().collect();
+        denials.sort_by(|a, b| a.0.cmp(b.0));
+        for ((caller, day), list) in denials {
+            let mut list = list.clone();
             list.sort_unstable();
             let window = rules.burst_window_secs * 1000;
             let mut start = 0;
@@ -436,14 +491,13 @@ impl StatsBuilder {
                         "{} or more denials within {} seconds",
                         rules.burst_denials, rules.burst_window_secs
                     );
-                    flags.push(flag("denial_burst", &caller, day.clone(), detail, refs));
+                    flags.push(flag("denial_burst", caller, day, detail, refs));
                     break;
                 }
             }
         }
-        for ((who, day), (mut refs, kind)) in off_hours {
-            refs.sort();
-            let (n, (start, end)) = (refs.len(), rules.working_hours);
+        for ((who, day), (refs, kind)) in &self.off_hours {
+            let (n, (start, end)) = (refs.count, rules.working_hours);
             let detail = match kind {
                 DayKind::Holiday(name) => format!("{n} disclosures on a holiday ({name})"),
                 DayKind::Weekend => format!("{n} disclosures on a weekend day"),
@@ -451,9 +505,35 @@ impl StatsBuilder {
                     "{n} disclosures on a working day outside working hours ({start:02}:00–{end:02}:00)"
                 ),
             };
-            flags.push(flag("off_hours", &who, day, detail, refs));
+            flags.push(flag("off_hours", who, day, detail, refs.list()));
         }
-        Stats { days, flags }
+        flags
+    }
+}
+
+/// The events a flag lists at most.
+const MAX_REFS: usize = 100;
+
+/// A count of events, and the first [`MAX_REFS`] of them (by node and
+/// sequence number): what a flag lists, in bounded memory however many
+/// events a caller makes in a day.
+#[derive(Debug, Clone, Default)]
+struct Refs {
+    count: u64,
+    kept: std::collections::BTreeSet<EventRef>,
+}
+
+impl Refs {
+    fn add(&mut self, r: EventRef) {
+        self.count += 1;
+        self.kept.insert(r);
+        if self.kept.len() > MAX_REFS {
+            self.kept.pop_last();
+        }
+    }
+
+    fn list(&self) -> Vec<EventRef> {
+        self.kept.iter().cloned().collect()
     }
 }
 
@@ -486,6 +566,96 @@ mod source_tests {
 #[cfg(test)]
 mod rules_tests {
     use super::*;
+
+    /// A denial by minzheng's `sub` at `time_ms`, as event `seq`.
+    fn denial(seq: u64, time_ms: i64, sub: &str) -> Event {
+        let mut body = crate::audit::EventBody::system(time_ms, EventKind::Query, "lookup");
+        body.dept = Some("minzheng".into());
+        body.subject = Some(sub.to_owned().into());
+        body.outcome = Outcome::Deny;
+        Event {
+            version: crate::audit::event::FORMAT_VERSION,
+            seq,
+            node: "n".into(),
+            prev_hash: crate::audit::event::GENESIS,
+            body,
+        }
+    }
+
+    /// A disclosure by minzheng's `sub` at `time_ms`, as event `seq`.
+    fn disclosure(seq: u64, time_ms: i64, sub: &str) -> Event {
+        let mut e = denial(seq, time_ms, sub);
+        e.body.outcome = Outcome::Allow;
+        e.body.fields = vec![crate::domain::FieldName::parse("name").unwrap().shared()];
+        e
+    }
+
+    #[test]
+    fn each_days_volume_is_compared_with_the_days_before_it() {
+        let rules = Arc::new(FlagRules {
+            spike_min: 5,
+            ..FlagRules::default()
+        });
+        let day = 86_400_000_i64;
+        let day1 = 1_789_948_800_000_i64 + 4 * 3_600_000;
+        // One disclosure on day 1 (history), fifty a day on days 2 to 6.
+        let mut events = vec![disclosure(1, day1, "c")];
+        for d in 1..6 {
+            for i in 0..50 {
+                let seq = 2 + u64::try_from(d * 50 + i).unwrap();
+                events.push(disclosure(seq, day1 + d * day + i, "c"));
+            }
+        }
+        let mut b = StatsBuilder::new(day1 - 4 * 3_600_000 + day, UtcOffset::UTC, rules);
+        for e in &events {
+            b.add(e);
+        }
+        let ids = Pseudonymizer::from_secret(&[7; 32]);
+        let days: Vec<String> = b
+            .flags(&ids)
+            .into_iter()
+            .filter(|f| f.kind == "volume_spike")
+            .map(|f| f.day)
+            .collect();
+        // The jump from 1 to 50 on day 2; days 3 to 6 are like the days before them.
+        assert_eq!(days, ["2026-09-22"], "{days:?}");
+    }
+
+    #[test]
+    fn a_flood_of_denials_is_kept_in_bounded_memory_and_still_flagged() {
+        let rules = Arc::new(FlagRules::default());
+        // Midnight (UTC), so that all of them fall on one day.
+        let day_ms = 1_789_948_800_000_i64;
+        let mut b = StatsBuilder::new(day_ms, UtcOffset::UTC, rules.clone());
+        let kept = b.denials_kept();
+        // 20 000 denials over the day, about 14 a minute.
+        for i in 0..20_000u64 {
+            let t = day_ms + i64::try_from(i % 1_400).unwrap() * 60_000;
+            b.add(&denial(i + 1, t, "clerk-1"));
+        }
+        let held = b.denials.values().map(Vec::len).max().unwrap_or(0);
+        assert!(
+            held <= kept,
+            "{held} denials held for a caller's day, more than {kept}"
+        );
+        let ids = Pseudonymizer::from_secret(&[7; 32]);
+        let flags = b.flags(&ids);
+        assert_eq!(
+            flags.iter().filter(|f| f.kind == "denial_burst").count(),
+            1,
+            "{flags:?}"
+        );
+        // A quiet caller with 9 denials in a minute raises nothing.
+        let mut quiet = StatsBuilder::new(day_ms, UtcOffset::UTC, rules);
+        for i in 0..9 {
+            quiet.add(&denial(
+                i + 1,
+                day_ms + i64::try_from(i).unwrap(),
+                "clerk-2",
+            ));
+        }
+        assert!(quiet.flags(&ids).is_empty());
+    }
 
     #[test]
     fn the_example_rules_file_spells_out_the_defaults() {

@@ -2,7 +2,7 @@
 //! columns it is found by (id, the resident's pseudonym).
 
 use super::store::{ClusterError, PolicyStore};
-use crate::objections::Objection;
+use crate::objections::{Lodged, Objection};
 
 fn decode(text: &str) -> Result<Objection, ClusterError> {
     serde_json::from_str(text).map_err(|e| {
@@ -11,18 +11,54 @@ fn decode(text: &str) -> Result<Objection, ClusterError> {
 }
 
 impl PolicyStore {
-    /// Keeps an objection (new or changed).
-    pub async fn objection_put(&self, o: &Objection) -> Result<(), ClusterError> {
+    /// Keeps a new objection, unless one about the same use is open (a
+    /// unique index on the open ones decides between two lodged at once).
+    pub async fn objection_lodge(&self, o: &Objection) -> Result<Lodged, ClusterError> {
         let doc = serde_json::to_string(o).map_err(|e| ClusterError::Database(e.to_string()))?;
+        let seq = i64::try_from(o.seq).unwrap_or(i64::MAX);
         let client = self.pool().get().await?;
-        client
+        let inserted = client
             .execute(
-                "INSERT INTO tongban_objection (id, resident, filed_ms, doc) VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (id) DO UPDATE SET doc = $4",
-                &[&o.id, &o.resident, &o.filed_ms, &doc],
+                "INSERT INTO tongban_objection (id, resident, node, seq, state, filed_ms, doc)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+                &[
+                    &o.id,
+                    &o.resident,
+                    &o.node,
+                    &seq,
+                    &o.state.as_str(),
+                    &o.filed_ms,
+                    &doc,
+                ],
             )
             .await?;
-        Ok(())
+        if inserted == 1 {
+            return Ok(Lodged::Taken);
+        }
+        let open = client
+            .query_opt(
+                "SELECT id FROM tongban_objection
+                  WHERE resident = $1 AND node = $2 AND seq = $3 AND state = 'open'",
+                &[&o.resident, &o.node, &seq],
+            )
+            .await?;
+        Ok(Lodged::AlreadyOpen(
+            open.map(|r| r.get(0)).unwrap_or_default(),
+        ))
+    }
+
+    /// Keeps an objection's answer, unless it is closed (false).
+    pub async fn objection_answer(&self, o: &Objection) -> Result<bool, ClusterError> {
+        let doc = serde_json::to_string(o).map_err(|e| ClusterError::Database(e.to_string()))?;
+        let client = self.pool().get().await?;
+        let n = client
+            .execute(
+                "UPDATE tongban_objection SET state = $2, doc = $3
+                  WHERE id = $1 AND state <> 'closed'",
+                &[&o.id, &o.state.as_str(), &doc],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// The objection `id`.

@@ -136,10 +136,15 @@ CREATE INDEX IF NOT EXISTS tongban_flag_announced_at ON tongban_flag_announced (
 CREATE TABLE IF NOT EXISTS tongban_objection (
     id       text PRIMARY KEY,
     resident text NOT NULL,
+    node     text NOT NULL,
+    seq      bigint NOT NULL,
+    state    text NOT NULL,
     filed_ms bigint NOT NULL,
     doc      text NOT NULL
 );
 CREATE INDEX IF NOT EXISTS tongban_objection_resident ON tongban_objection (resident);
+CREATE UNIQUE INDEX IF NOT EXISTS tongban_objection_open
+    ON tongban_objection (resident, node, seq) WHERE state = 'open';
 ";
 
 /// Idempotency keys of verify and batch requests (keyed hashes only): a

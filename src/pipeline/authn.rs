@@ -682,7 +682,7 @@ impl Authenticator {
                 expires: exp,
                 token_id: jti,
                 issued_at: iat,
-                bound_certificate: None,
+                bound_certificate: bound_certificate(claims)?,
                 resident: Some(resident),
             },
             time("nbf")?,
@@ -805,21 +805,7 @@ impl Claims {
                     .to_owned(),
             ),
         };
-        let bound_certificate = match claims.get("cnf").and_then(|c| c.get("x5t#S256")) {
-            None => None,
-            Some(t) => Some(
-                t.as_str()
-                    .and_then(|t| {
-                        base64::engine::general_purpose::URL_SAFE_NO_PAD
-                            .decode(t.trim_end_matches('='))
-                            .ok()
-                    })
-                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                    .ok_or_else(|| {
-                        bad("cnf.x5t#S256 must be the base64url SHA-256 thumbprint of a certificate".into())
-                    })?,
-            ),
-        };
+        let bound_certificate = bound_certificate(claims)?;
         Ok(Self {
             sub,
             exp,
@@ -830,6 +816,30 @@ impl Claims {
             iat: time("iat")?,
             bound_certificate,
         })
+    }
+}
+
+/// The client certificate a token is bound to (`cnf.x5t#S256`, RFC 8705),
+/// if it names one.
+fn bound_certificate(
+    claims: &serde_json::Map<String, serde_json::Value>,
+) -> Result<Option<[u8; 32]>, AuthError> {
+    match claims.get("cnf").and_then(|c| c.get("x5t#S256")) {
+        None => Ok(None),
+        Some(t) => t
+            .as_str()
+            .and_then(|t| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(t.trim_end_matches('='))
+                    .ok()
+            })
+            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+            .map(Some)
+            .ok_or_else(|| {
+                AuthError::BadClaim(
+                    "cnf.x5t#S256 must be the base64url SHA-256 thumbprint of a certificate".into(),
+                )
+            }),
     }
 }
 

@@ -1,8 +1,10 @@
 //! Admission of a resident to their own record (`/v1/me/…`): a token of a
 //! `kind = "resident"` issuer, not revoked, within the resident's own rate
 //! limit (`[residents] rate`). The resident's ID number is pseudonymized at
-//! once: events carry the pseudonym (as every event naming a resident
-//! does) and the subject `resident`, never the ID or the token's `sub`.
+//! once: a resident's own calls are recorded under the department
+//! `resident` and the subject `resident:<pseudonym>`, never the ID or the
+//! token's `sub`. They are not filed under the resident (the `resident`
+//! field stays empty): a resident reading their record does not add to it.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -85,13 +87,14 @@ pub fn admit(
         ));
     };
     let pseudonym = gw.pseudonyms.pseudonym(&id);
-    event.subject = Some(RESIDENTS.into());
+    // Admitted: a refusal from here on is the resident's, not a stranger's.
+    event.dept = Some(RESIDENTS.into());
+    event.subject = Some(format!("{RESIDENTS}:{}", crate::domain::hex(&pseudonym)).into());
     event.roles = principal
         .roles
         .iter()
         .map(crate::domain::Role::shared)
         .collect();
-    event.resident = Some(pseudonym);
     if super::admit::revoked(gw, &principal) {
         return Err(ApiError::from(&crate::pipeline::authn::AuthError::Revoked));
     }

@@ -374,3 +374,59 @@ async fn an_officer_marks_it_reviewed(gw: &TestGateway, id: &str) {
     assert_eq!(marks.len(), 1, "{events:?}");
     assert!(marks[0]["detail"].as_str().unwrap().contains(&id));
 }
+
+#[tokio::test]
+async fn each_check_reads_only_what_arrived_since_and_finds_what_a_full_count_finds() {
+    // 22:00 on a Monday: every disclosure is outside working hours.
+    let start = time::macros::datetime!(2026-10-12 22:00 +08:00);
+    let clock = tongban::clock::Clock::manual(start);
+    let gw = TestGateway::start_at(|c, _| c.alerts.interval_secs = 0, clock.clone()).await;
+    let day = time::macros::date!(2026 - 10 - 12);
+    for round in 0..3 {
+        for _ in 0..=round {
+            one_lookup(&gw).await;
+        }
+        clock.advance(Duration::from_secs(60));
+        let checked = tongban::alerts::check(&gw.gw).await.unwrap();
+        let full = tongban::alerts::flags_of_day(&gw.gw, day, true)
+            .await
+            .unwrap();
+        let view = |f: &[tongban::audit::stats::Flag]| {
+            let mut v: Vec<(String, String, Vec<u64>)> = f
+                .iter()
+                .map(|f| (f.id.clone(), f.detail.clone(), f.events.clone()))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(view(&checked), view(&full), "round {round}");
+        let n = (1..=round + 1).sum::<usize>();
+        assert!(
+            checked[0].detail.starts_with(&format!("{n} disclosures")),
+            "round {round}: {}",
+            checked[0].detail
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_flag_raised_after_the_days_last_check_is_announced_the_next_morning() {
+    // 19:00 on Monday 12 October: a check finds nothing.
+    let start = time::macros::datetime!(2026-10-12 19:00 +08:00);
+    let clock = tongban::clock::Clock::manual(start);
+    let gw = TestGateway::start_at(|c, _| c.alerts.interval_secs = 0, clock.clone()).await;
+    assert!(tongban::alerts::check(&gw.gw).await.unwrap().is_empty());
+    // A disclosure at 23:00, then nothing until the next morning's check.
+    clock.advance(Duration::from_secs(4 * 3600));
+    one_lookup(&gw).await;
+    clock.advance(Duration::from_secs(10 * 3600));
+    let today = tongban::alerts::check(&gw.gw).await.unwrap();
+    assert!(today.is_empty(), "{today:?}");
+    let text = metrics(&gw).await;
+    assert!(
+        text.contains(
+            r#"tongban_anomaly_flags_raised_total{kind="off_hours",department="minzheng"} 1"#
+        ),
+        "yesterday's late flag was not announced: {text}"
+    );
+}

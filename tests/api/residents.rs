@@ -85,7 +85,14 @@ async fn a_resident_reads_their_own_record_in_plain_words_without_the_clerk() {
         .find(|e| e["operation"] == "me.disclosures")
         .expect("the read is audited")
         .clone();
-    assert_eq!(read["subject"], "resident", "{read}");
+    // Under the pseudonym, and not filed under the resident: reading the
+    // record does not add to it.
+    assert!(
+        read["subject"].as_str().unwrap().starts_with("resident:"),
+        "{read}"
+    );
+    assert_eq!(read["consumer"], "resident", "{read}");
+    assert!(read["resident"].is_null(), "{read}");
     assert_eq!(read["decision"], "allow");
     assert!(!events.text.contains(&ids[0]));
 }
@@ -413,4 +420,54 @@ async fn the_answer_reaches_the_resident_and_a_closed_one_takes_no_more(
         )
         .await;
     assert_eq!(r.body["count"], 0, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_residents_refusals_are_theirs_not_a_strangers_and_a_bound_token_needs_its_certificate() {
+    let gw = TestGateway::start_with(|c, _| {
+        c.limits.unauthenticated_per_source = "2/min".parse().unwrap();
+    })
+    .await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let me = gw.resident_token(&id);
+    // Five objections to a use the record does not hold: each is told so,
+    // not counted against the source address as a stranger's refusals.
+    for _ in 0..5 {
+        let r = send(
+            &gw,
+            "POST",
+            "/v1/me/objections",
+            &me,
+            json!({"seq": 999_999, "text": "x"}),
+        )
+        .await;
+        assert_eq!(
+            r.problem_type(),
+            Some("/problems/disclosure-not-found"),
+            "{}",
+            r.text
+        );
+    }
+    // A token bound to a client certificate is refused over a connection
+    // without it.
+    let key = std::fs::read(gw.home.path().join("keys/issuer.pem")).unwrap();
+    let now = gw.clock.unix_secs();
+    let claims = json!({
+        "iss": tongban::dev::demo::DEMO_RESIDENT_ISSUER, "aud": tongban::dev::demo::DEMO_AUDIENCE,
+        "id_number": id, "iat": now, "exp": now + 600,
+        "cnf": {"x5t#S256": "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"},
+    });
+    let bound = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&key).unwrap(),
+    )
+    .unwrap();
+    let r = gw.get("/v1/me/disclosures", Some(&bound), None, None).await;
+    assert_eq!(
+        r.problem_type(),
+        Some("/problems/certificate-binding-mismatch"),
+        "{}",
+        r.text
+    );
 }
