@@ -67,6 +67,9 @@ pub struct Config {
     /// What residents see of their own record, and how often they may ask.
     #[serde(default)]
     pub residents: ResidentsConfig,
+    /// The sharing workflow's deadlines.
+    #[serde(default)]
+    pub sharing: SharingConfig,
     /// Anomaly flags: their thresholds, and where new ones are sent.
     #[serde(default)]
     pub alerts: AlertsConfig,
@@ -646,6 +649,38 @@ pub struct BackupConfig {
     /// access (copied from the data directory), never through the API.
     #[serde(default)]
     pub allow_keys: bool,
+}
+
+/// The sharing workflow's deadlines, in working days on the calendar.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharingConfig {
+    /// The data authority's review of a request. Default 2.
+    #[serde(default = "default_review_days")]
+    pub review_days: u32,
+    /// The owner's answer, from the review. Default 5.
+    #[serde(default = "default_answer_days")]
+    pub answer_days: u32,
+    /// The owner's answer to a data objection. Default 5.
+    #[serde(default = "default_answer_days")]
+    pub objection_days: u32,
+}
+
+impl Default for SharingConfig {
+    fn default() -> Self {
+        Self {
+            review_days: default_review_days(),
+            answer_days: default_answer_days(),
+            objection_days: default_answer_days(),
+        }
+    }
+}
+
+fn default_review_days() -> u32 {
+    2
+}
+fn default_answer_days() -> u32 {
+    5
 }
 
 /// Residents' own record (`/v1/me/…`).

@@ -152,6 +152,8 @@ pub struct Gateway {
     pub resident_limit: crate::pipeline::resident::ResidentLimit,
     /// Residents' objections and the officers' answers.
     pub objections: crate::objections::Objections,
+    /// Sharing requests (共享申请).
+    pub sharing: crate::sharing::Requests,
 }
 
 /// Where a new policy set came from, for its audit events and history.
@@ -378,7 +380,7 @@ impl Gateway {
         let idempotency =
             crate::pipeline::idempotency::Idempotency::open(cluster.as_ref(), &db, &config)?;
         crate::backup::remove_leftovers(&config.data_dir);
-        let (alerts, resident_limit, objections) =
+        let (alerts, resident_limit, objections, sharing) =
             open_accountability(&config, &clock, cluster.as_ref(), &db)?;
         let upstreams = upstreams(&config, &policy, &metrics)?;
         let providers = Providers::new(
@@ -415,6 +417,7 @@ impl Gateway {
             alerts,
             resident_limit,
             objections,
+            sharing,
         }))
     }
 
@@ -1096,6 +1099,7 @@ fn open_accountability(
         crate::alerts::Alerts,
         crate::pipeline::resident::ResidentLimit,
         crate::objections::Objections,
+        crate::sharing::Requests,
     ),
     StartError,
 > {
@@ -1103,6 +1107,7 @@ fn open_accountability(
         crate::alerts::Alerts::open(cluster, db, config).map_err(StartError::Config)?,
         crate::pipeline::resident::ResidentLimit::new(config.residents.rate, clock),
         crate::objections::Objections::open(cluster, db, &config.data_dir)?,
+        crate::sharing::Requests::open(cluster, db, &config.data_dir)?,
     ))
 }
 

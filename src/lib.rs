@@ -31,5 +31,6 @@ pub mod problem;
 pub mod proof;
 pub mod provider;
 pub mod server;
+pub mod sharing;
 pub mod stops;
 pub mod tls_client;

@@ -166,6 +166,11 @@ problem_types! {
     ObjectionConflict "objection-conflict" CONFLICT "The objection cannot be taken as it stands" "该异议目前无法受理";
     ObjectionNotStored "objection-not-stored" INTERNAL_SERVER_ERROR "The objection could not be stored" "异议无法保存";
     ReviewNotStored "review-not-stored" INTERNAL_SERVER_ERROR "The review mark could not be stored" "复核标记无法保存";
+    SharingRequestNotFound "sharing-request-not-found" NOT_FOUND "No such sharing request" "没有此共享申请";
+    SharingNotYours "sharing-not-yours" FORBIDDEN "This step of the sharing request is not yours" "该共享申请的这一步不由您办理";
+    SharingRequestState "sharing-request-state" CONFLICT "The sharing request is not waiting for this step" "该共享申请不在此环节";
+    InvalidSharingDecision "invalid-sharing-decision" BAD_REQUEST "The decision is not valid" "办理结果无效";
+    SharingNotStored "sharing-not-stored" INTERNAL_SERVER_ERROR "The sharing request could not be stored" "共享申请无法保存";
     // Administration.
     NotACluster "not-a-cluster" CONFLICT "This gateway is a single node" "此网关为单节点";
     RetentionNotSet "retention-not-set" CONFLICT "No retention period is configured" "未配置保留期限";
@@ -318,6 +323,58 @@ pub enum BatchLimit {
     Grant(String),
     /// The gateway's `limits.max_batch_ids`.
     Gateway,
+}
+
+/// Why a step of the sharing workflow is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharingFault {
+    /// The caller may not take this step.
+    NotYours {
+        /// Who may.
+        what: String,
+    },
+    /// The request is in another state.
+    NotWaiting {
+        /// The request.
+        id: String,
+        /// Its state.
+        state: String,
+    },
+    /// Not approve, refuse or return.
+    UnknownDecision {
+        /// What was sent.
+        decision: String,
+    },
+    /// An approval naming a field not asked for.
+    MoreThanAsked {
+        /// The field.
+        field: String,
+    },
+    /// A refusal or return without a reason.
+    ReasonRequired {
+        /// `refuse` or `return`.
+        decision: String,
+    },
+    /// A 不予共享 dataset asked for.
+    NotToBeShared {
+        /// The dataset.
+        dataset: String,
+    },
+}
+
+impl SharingFault {
+    /// Its problem type.
+    pub fn kind(&self) -> ProblemType {
+        match self {
+            Self::NotYours { .. } => ProblemType::SharingNotYours,
+            Self::NotWaiting { .. } => ProblemType::SharingRequestState,
+            Self::UnknownDecision { .. } | Self::MoreThanAsked { .. } => {
+                ProblemType::InvalidSharingDecision
+            }
+            Self::ReasonRequired { .. } => ProblemType::InvalidReason,
+            Self::NotToBeShared { .. } => ProblemType::DatasetNotShared,
+        }
+    }
 }
 
 /// Why an objection cannot be lodged or answered.
@@ -645,6 +702,15 @@ pub enum Problem {
     ObjectionConflict(ObjectionFault),
     /// An objection could not be read or stored (the gateway's log says why).
     ObjectionNotStored,
+    /// No sharing request with this id.
+    SharingRequestNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// A step of the sharing workflow refused.
+    Sharing(SharingFault),
+    /// Sharing requests could not be read or stored (the gateway's log says why).
+    SharingNotStored,
     /// A cluster-only route on a single node.
     NotACluster,
     /// Pruning was asked for, but `audit.retention_days` is not set.
@@ -807,6 +873,9 @@ impl Problem {
             Self::ObjectionNotFound { .. } => T::ObjectionNotFound,
             Self::ObjectionConflict(_) => T::ObjectionConflict,
             Self::ObjectionNotStored => T::ObjectionNotStored,
+            Self::SharingRequestNotFound { .. } => T::SharingRequestNotFound,
+            Self::Sharing(f) => f.kind(),
+            Self::SharingNotStored => T::SharingNotStored,
             Self::ReviewNotStored => T::ReviewNotStored,
             Self::NotACluster => T::NotACluster,
             Self::RetentionNotSet => T::RetentionNotSet,
@@ -1016,6 +1085,28 @@ impl Problem {
             },
             Self::ObjectionNotStored => {
                 "objections cannot be read or written now; nothing changed. Try again later".into()
+            }
+            Self::SharingRequestNotFound { id } => format!("there is no sharing request {id}"),
+            Self::Sharing(f) => match f {
+                SharingFault::NotYours { what } => what.clone(),
+                SharingFault::NotWaiting { id, state } => {
+                    format!("sharing request {id} is {state}, not waiting for this step")
+                }
+                SharingFault::UnknownDecision { decision } => {
+                    format!("decision \"{decision}\": expected approve, refuse or return")
+                }
+                SharingFault::MoreThanAsked { field } => {
+                    format!("field {field} was not asked for: an approval may give fewer fields, never more")
+                }
+                SharingFault::ReasonRequired { decision } => {
+                    format!("a decision to {decision} needs a reason (1 to 500 characters)")
+                }
+                SharingFault::NotToBeShared { dataset } => format!(
+                    "dataset {dataset} is not to be shared (不予共享): it cannot be asked for"
+                ),
+            },
+            Self::SharingNotStored => {
+                "sharing requests cannot be read or written now; nothing changed. Try again later".into()
             }
             Self::NotACluster => "policy versions are kept in PostgreSQL in cluster mode; on a single node read /v1/admin/history".into(),
             Self::RetentionNotSet => "audit.retention_days is not set: the log keeps everything, and nothing is pruned".into(),
@@ -1254,6 +1345,26 @@ impl Problem {
                 ObjectionFault::Closed { id } => format!("异议 {id} 已办结"),
             },
             Self::ObjectionNotStored => "目前无法读写异议；未做任何变更，请稍后再试".into(),
+            Self::SharingRequestNotFound { id } => format!("没有共享申请 {id}"),
+            Self::Sharing(f) => match f {
+                SharingFault::NotYours { what } => format!("无权办理此步骤（{what}）"),
+                SharingFault::NotWaiting { id, state } => {
+                    format!("共享申请 {id} 当前为 {state}，不在此环节")
+                }
+                SharingFault::UnknownDecision { decision } => {
+                    format!("办理结果“{decision}”无效：应为 approve、refuse 或 return")
+                }
+                SharingFault::MoreThanAsked { field } => {
+                    format!("字段 {field} 不在申请之列：批准只能少于申请，不能多于申请")
+                }
+                SharingFault::ReasonRequired { decision } => {
+                    format!("{decision} 须说明理由（1 到 500 个字符）")
+                }
+                SharingFault::NotToBeShared { dataset } => {
+                    format!("数据集 {dataset} 不予共享，不能申请")
+                }
+            },
+            Self::SharingNotStored => "目前无法读写共享申请；未做任何变更，请稍后再试".into(),
             Self::NotACluster => {
                 "策略版本在集群模式下保存在 PostgreSQL 中；单节点请读取 /v1/admin/history".into()
             }

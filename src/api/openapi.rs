@@ -36,6 +36,7 @@ const TAG_OPS: &str = "ops";
         (name = "records", description = "Department systems: the catalog, lookups, verification (数据核验) and batches"),
         (name = "audit", description = "Privacy officers (role privacy_officer of the operator department): the audit log"),
         (name = "residents", description = "Residents (a token of a resident issuer): their own record of use and their objections"),
+        (name = "sharing", description = "The sharing workflow: consuming departments file requests, the data authority reviews them, owners' data stewards answer them"),
         (name = "admin", description = "Policy administrators (role policy_admin of the operator department): catalog and grants"),
         (name = "ops", description = "Operators: health, readiness, metrics and this description; not audited"),
     ),
@@ -305,6 +306,11 @@ fn family(t: ProblemType) -> Family {
         | T::ObjectionNotFound
         | T::ObjectionConflict
         | T::ObjectionNotStored
+        | T::SharingRequestNotFound
+        | T::SharingNotYours
+        | T::SharingRequestState
+        | T::InvalidSharingDecision
+        | T::SharingNotStored
         | T::ReviewNotStored
         | T::NotACluster
         | T::RetentionNotSet
@@ -867,6 +873,74 @@ pub struct ObjectionAnswered {
     pub reply: Value,
     /// This request's audit event.
     pub audit: AuditRef,
+}
+
+/// A sharing request's body.
+#[derive(Debug, ToSchema)]
+pub struct SharingFile {
+    /// The use case (应用场景) the data serves (1 to 500 characters).
+    pub use_case: String,
+    /// The grant asked for, as a grant file holds it, without `id`,
+    /// `version` and `consumer` (the request names them): `title`,
+    /// `roles`, `purposes`, `operations`, `basis`, `conditions`, and
+    /// `access` naming one dataset.
+    #[schema(value_type = Object)]
+    pub grant: Value,
+}
+
+/// A sharing request.
+#[derive(Debug, ToSchema)]
+pub struct SharingRequest {
+    /// Its id.
+    pub id: String,
+    /// `filed`, `reviewed`, `approved`, `refused`, `returned` or `withdrawn`.
+    pub state: String,
+    /// The consuming department, the owner and the dataset.
+    pub consumer: String,
+    /// The department that owns the dataset.
+    pub owner: String,
+    /// The dataset.
+    pub dataset: String,
+    /// `conditional` (the owner answers) or `unconditional`.
+    pub class: String,
+    /// The use case.
+    pub use_case: String,
+    /// The grant asked for (with its provenance once approved).
+    #[schema(value_type = Object)]
+    pub grant: Value,
+    /// When it was filed; the review's and the answer's due days; whether one is late.
+    pub filed_at: String,
+    /// The last day of the review.
+    pub review_due: String,
+    /// The last day of the owner's answer, once reviewed.
+    pub answer_due: Option<String>,
+    /// Past its due day for the step it waits for.
+    pub overdue: bool,
+    /// Every step: action, by, at, reason.
+    #[schema(value_type = Vec<Object>)]
+    pub history: Vec<Value>,
+}
+
+/// `GET /v1/sharing/requests`.
+#[derive(Debug, ToSchema)]
+pub struct SharingList {
+    /// How many.
+    pub count: u64,
+    /// Newest first.
+    pub requests: Vec<SharingRequest>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// A decision on a sharing request.
+#[derive(Debug, ToSchema)]
+pub struct SharingDecision {
+    /// `approve`, `refuse` or `return`.
+    pub decision: String,
+    /// Why (required for `refuse` and `return`; 1 to 500 characters).
+    pub reason: Option<String>,
+    /// The owner's approval of fewer fields than asked.
+    pub fields: Option<Vec<String>>,
 }
 
 /// Verdict of a chain verification.

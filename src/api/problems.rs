@@ -298,6 +298,26 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "The review mark was recorded in the audit log but not kept; mark the flag again later.",
             "复核标记已记入审计日志但未能保存；请稍后再次标记。",
         ],
+        T::SharingRequestNotFound => [
+            "Name a request GET /v1/sharing/requests lists.",
+            "请指定 GET /v1/sharing/requests 所列的申请。",
+        ],
+        T::SharingNotYours => [
+            "The data authority (data_authority of the operator department) reviews requests; a data_steward of the owning department answers them; the consuming department files them.",
+            "共享申请由使用部门提出，由数据主管部门（运营部门的 data_authority）审核，由数据所属部门的 data_steward 答复。",
+        ],
+        T::SharingRequestState => [
+            "Read the request again (GET /v1/sharing/requests): it has moved on, or is not yet at this step.",
+            "请重新查看该申请（GET /v1/sharing/requests）：它已进入其他环节，或尚未到达此环节。",
+        ],
+        T::InvalidSharingDecision => [
+            "Send decision approve, refuse or return; an approval may name fewer fields than asked, never others.",
+            "办理结果应为 approve、refuse 或 return；批准时可以少于申请的字段，不能增加。",
+        ],
+        T::SharingNotStored => [
+            "The gateway could not keep the request; nothing changed. Try again later; the operator finds the cause in the gateway's log.",
+            "网关无法保存该申请，未做任何变更。请稍后再试；运营方可在网关日志中查到原因。",
+        ],
         T::NotACluster => [
             "This gateway is a single node; the cluster routes apply only in cluster mode.",
             "本网关为单节点；集群相关路由仅适用于集群模式。",

@@ -16,6 +16,7 @@ mod idempotency;
 pub mod limits;
 mod objections;
 mod schema;
+mod sharing;
 pub mod stops;
 pub mod store;
 

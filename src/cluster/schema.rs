@@ -145,6 +145,12 @@ CREATE TABLE IF NOT EXISTS tongban_objection (
 CREATE INDEX IF NOT EXISTS tongban_objection_resident ON tongban_objection (resident);
 CREATE UNIQUE INDEX IF NOT EXISTS tongban_objection_open
     ON tongban_objection (resident, node, seq) WHERE state = 'open';
+CREATE TABLE IF NOT EXISTS tongban_sharing_request (
+    id       text PRIMARY KEY,
+    state    text NOT NULL,
+    filed_ms bigint NOT NULL,
+    doc      text NOT NULL
+);
 ";
 
 /// Idempotency keys of verify and batch requests (keyed hashes only): a

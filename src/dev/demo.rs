@@ -172,7 +172,7 @@ public_key = "keys/issuer.pub.pem"
 # The departments and staff roles this issuer may vouch for (the demo's one
 # issuer serves every department, the operator's staff too).
 departments = ["gongan", "minzheng", "renshe", "weijian", "yibao", "ziranziyuan", "jiaoyu", "shujuju"]
-roles = ["privacy_officer", "policy_admin", "data_steward"]
+roles = ["privacy_officer", "policy_admin", "data_steward", "data_authority"]
 
 # Residents sign in through the province's 一网通办 login, whose tokens carry
 # the ID number: they read only their own record (/v1/me/…, the console's

@@ -182,6 +182,29 @@ pub struct GrantSpec {
     pub conditions: Conditions,
     /// What may be used of which dataset.
     pub access: Vec<AccessSpec>,
+    /// Where the grant came from, when a sharing request (共享申请) made it:
+    /// set by the sharing workflow only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// How a sharing request became a grant.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    /// The request.
+    pub request: String,
+    /// Who filed it (`department/subject`).
+    pub filed_by: String,
+    /// The data authority's reviewer (`department/subject`).
+    pub reviewed_by: String,
+    /// Who approved it: the owner's steward, or for unconditional data the
+    /// data authority's reviewer (`department/subject`).
+    pub approved_by: String,
+    /// When it was approved (RFC 3339).
+    pub approved_at: String,
+    /// The use case the request named.
+    pub use_case: String,
 }
 
 fn one() -> u32 {

@@ -29,6 +29,7 @@ mod records;
 mod requires;
 mod residents;
 mod revocation;
+mod sharing;
 mod suspension;
 mod tls;
 mod upstream;

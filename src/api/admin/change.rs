@@ -47,7 +47,7 @@ pub(super) struct Apply<'g> {
 }
 
 impl Apply<'_> {
-    async fn run(self, seq: u64, tx: Option<ChangeTx>) -> Result<(), ApiError> {
+    pub(super) async fn run(self, seq: u64, tx: Option<ChangeTx>) -> Result<(), ApiError> {
         let failed = |what: String| {
             tracing::error!(error = %what, "policy change could not be applied");
             ApiError::from(Problem::PolicyWriteFailed)

@@ -118,6 +118,9 @@ impl Entry for GrantSpec {
     }
     fn renumber(&mut self, current: Option<&Self>) {
         self.version = current.map_or(1, |g| g.version + 1);
+        // Provenance is the sharing workflow's to write: an edit keeps the
+        // grant's own, and cannot give one.
+        self.provenance = current.and_then(|g| g.provenance.clone());
     }
     fn put(self) -> Change {
         Change::PutGrant(Box::new(self))

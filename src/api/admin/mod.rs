@@ -16,6 +16,7 @@ mod entry;
 mod grants;
 mod history;
 mod records;
+mod sharing;
 mod tokens;
 mod validate;
 
@@ -65,6 +66,9 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(tokens::list_revoked_tokens, tokens::revoke_token))
         .routes(routes!(records::replace_records, records::import_records))
         .routes(routes!(backup::backup))
+        .routes(routes!(sharing::file_request, sharing::list_requests))
+        .routes(routes!(sharing::review_request))
+        .routes(routes!(sharing::answer_request))
 }
 
 fn admin(

@@ -1,0 +1,594 @@
+//! The sharing workflow's routes (`/v1/sharing/…`): a consuming department
+//! files a request (共享申请); the data authority reviews it; the owning
+//! department's data steward answers it. An approval becomes a grant
+//! through the administrators' edit path (validated as a whole, audited,
+//! then written or committed in the cluster's transaction), with its
+//! provenance; a request changes state only from the state it was decided
+//! in, so two answers at once cannot both take effect.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use super::change::{begin_cluster_change, lock_policy, prepare_change};
+use super::parse_body;
+use crate::api::openapi as doc;
+use crate::api::{Answer, RequestContext, bad_path, finish, finish_then};
+use crate::audit::EventKind;
+use crate::audit::query::format_time;
+use crate::domain::GrantId;
+use crate::error::ApiError;
+use crate::gateway::Gateway;
+use crate::pipeline::admit::authenticate;
+use crate::pipeline::authn::Principal;
+use crate::policy::edit::Change;
+use crate::policy::model::{GrantSpec, Provenance, SharingClass};
+use crate::problem::{Problem, SharingFault};
+use crate::sharing::{Request, State as ReqState, Step};
+
+/// The data authority's role (of the operator department).
+pub(super) const DATA_AUTHORITY: &str = "data_authority";
+/// An owner's steward role.
+pub(super) const DATA_STEWARD: &str = "data_steward";
+
+/// Who a caller is to the workflow.
+struct Caller {
+    principal: Arc<Principal>,
+    /// `department/subject`.
+    name: String,
+    /// Of the operator department with `data_authority`.
+    authority: bool,
+    /// Of the operator department, reading everything (officers, administrators).
+    overseer: bool,
+}
+
+fn caller(
+    gw: &Gateway,
+    headers: &HeaderMap,
+    event: &mut crate::audit::EventBody,
+) -> Result<Caller, ApiError> {
+    let policy = gw.policy.snapshot();
+    event.policy_version = Some(policy.version_text());
+    let principal = authenticate(gw, &policy, headers, event)?;
+    let operator = principal.dept.as_str() == gw.config.operator_department;
+    Ok(Caller {
+        name: format!("{}/{}", principal.dept, principal.subject),
+        authority: operator && principal.has_role(DATA_AUTHORITY),
+        overseer: operator
+            && ["privacy_officer", "policy_admin", DATA_AUTHORITY]
+                .iter()
+                .any(|r| principal.has_role(r)),
+        principal,
+    })
+}
+
+/// A request as the API shows it.
+fn request_json(r: &Request, gw: &Gateway) -> Value {
+    let today = gw.today().to_string();
+    let overdue = match r.state {
+        ReqState::Filed => today > r.review_due,
+        ReqState::Reviewed => r.answer_due.as_ref().is_some_and(|d| today > *d),
+        _ => false,
+    };
+    json!({
+        "id": r.id,
+        "state": r.state.as_str(),
+        "consumer": r.consumer,
+        "owner": r.owner,
+        "dataset": r.dataset,
+        "class": r.class,
+        "use_case": r.use_case,
+        "grant": r.grant,
+        "filed_at": format_time(r.filed_ms, gw.utc_offset),
+        "review_due": r.review_due,
+        "answer_due": r.answer_due,
+        "overdue": overdue,
+        "history": r.history.iter().map(|s| json!({
+            "action": s.action, "by": s.by, "at": format_time(s.at_ms, gw.utc_offset), "reason": s.reason,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+fn store_failed(e: &crate::sharing::StoreError) -> ApiError {
+    tracing::error!(error = %e, "sharing requests could not be read or written");
+    ApiError::from(Problem::SharingNotStored)
+}
+
+/// Body of a request: the grant asked for, without its id, version and
+/// consumer (the request names them), and the use case.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileBody {
+    use_case: String,
+    grant: Value,
+}
+
+/// File a sharing request (共享申请): the grant asked for, complete (title,
+/// roles, purposes, operations, legal basis, conditions, and one dataset's
+/// fields, masks, verify-only fields and predicates), and the use case. It
+/// is checked as a grant would be; a 不予共享 dataset cannot be asked for.
+#[utoipa::path(
+    post,
+    path = "/v1/sharing/requests",
+    tag = "sharing",
+    operation_id = "sharing_file",
+    request_body = doc::SharingFile,
+    responses(
+        (status = 201, description = "Filed", body = doc::SharingRequest),
+        (status = 403, description = "The dataset is not to be shared", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The grant asked for would not be valid; `errors` lists why", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(super) async fn file_request(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "sharing.file");
+    let prepared = async {
+        let who = caller(&gw, &headers, &mut event)?;
+        if who.principal.dept.as_str() == gw.config.operator_department {
+            return Err(Problem::Sharing(SharingFault::NotYours {
+                what: "a request is filed by the consuming department".into(),
+            })
+            .into());
+        }
+        let FileBody { use_case, grant } = parse_body(&headers, body, false)?;
+        let use_case = use_case.trim().to_owned();
+        if use_case.is_empty() || use_case.chars().count() > 500 {
+            return Err(ApiError::from(Problem::InvalidReason));
+        }
+        let today = gw.today();
+        let id = crate::sharing::new_id(today);
+        let (grant, owner, dataset, class) = asked_grant(&gw, &who, &id, grant)?;
+        let calendar = gw.flag_rules.load().calendar.clone();
+        let request = Request {
+            id,
+            consumer: who.principal.dept.to_string(),
+            owner,
+            dataset,
+            class: class.into(),
+            use_case,
+            grant,
+            state: ReqState::Filed,
+            filed_ms: ctx.time_ms,
+            review_due: calendar
+                .add_working_days(today, gw.config.sharing.review_days)
+                .to_string(),
+            answer_due: None,
+            history: vec![Step {
+                action: "filed".into(),
+                by: who.name,
+                at_ms: ctx.time_ms,
+                reason: None,
+            }],
+        };
+        event.detail = Some(
+            json!({"request": request.id, "dataset": request.dataset, "owner": request.owner})
+                .to_string(),
+        );
+        Ok(request)
+    }
+    .await;
+    match prepared {
+        Ok(r) => {
+            let body = request_json(&r, &gw)
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            let answer = Answer::Json {
+                status: axum::http::StatusCode::CREATED,
+                body,
+                etag: None,
+                proof: None,
+            };
+            finish_then(&gw, &ctx, event, Ok(answer), async |_| {
+                gw.sharing
+                    .put(&r, None)
+                    .await
+                    .map_err(|e| store_failed(&e))
+                    .map(|_| ())
+            })
+            .await
+        }
+        Err(e) => finish(&gw, &ctx, event, Err(e)).await,
+    }
+}
+
+/// The grant a request asks for: `grant` with the request's id and the
+/// caller's department, checked as an edit would be; with the dataset's
+/// owner, id and class. A 不予共享 dataset cannot be asked for.
+fn asked_grant(
+    gw: &Gateway,
+    who: &Caller,
+    id: &str,
+    grant: Value,
+) -> Result<(GrantSpec, String, String, &'static str), ApiError> {
+    let mut grant = grant;
+    if let Value::Object(g) = &mut grant {
+        g.insert(
+            "id".into(),
+            json!(format!("req-{}", id[3..].to_ascii_lowercase())),
+        );
+        g.insert("consumer".into(), json!(who.principal.dept.as_str()));
+        g.remove("version");
+        g.remove("provenance");
+    }
+    let grant: GrantSpec = serde_json::from_value(grant).map_err(|e| {
+        ApiError::from(Problem::InvalidPolicy {
+            errors: vec![format!("grant: {e}")],
+        })
+    })?;
+    let policy = gw.policy.snapshot();
+    let [access] = grant.access.as_slice() else {
+        return Err(Problem::InvalidPolicy {
+                errors: vec!["grant.access: a request asks for one dataset (file one request per owner's dataset)".into()],
+            }
+            .into());
+    };
+    let dataset = policy
+        .set
+        .datasets
+        .get(access.dataset.as_str())
+        .ok_or_else(|| {
+            ApiError::from(Problem::InvalidPolicy {
+                errors: vec![format!(
+                    "grant.access: dataset {} is not in the catalog",
+                    access.dataset
+                )],
+            })
+        })?;
+    let class = match dataset.spec.class {
+        SharingClass::None => {
+            return Err(Problem::Sharing(SharingFault::NotToBeShared {
+                dataset: access.dataset.to_string(),
+            })
+            .into());
+        }
+        SharingClass::Unconditional => "unconditional",
+        SharingClass::Conditional => "conditional",
+    };
+    // The grant must be valid as it is asked for: checked as an edit would be.
+    crate::policy::edit::prepare(&policy.set, &Change::PutGrant(Box::new(grant.clone())))
+        .map_err(|e| super::change::edit_error(e, "grant", grant.id.as_str()))?;
+    let (owner, dataset) = (dataset.spec.owner.to_string(), access.dataset.to_string());
+    Ok((grant, owner, dataset, class))
+}
+
+/// Sharing requests, newest first: a department's own (filed, or on its
+/// datasets for its data steward); every one for the data authority, the
+/// privacy officers and the administrators.
+#[utoipa::path(
+    get,
+    path = "/v1/sharing/requests",
+    tag = "sharing",
+    operation_id = "sharing_list",
+    responses((status = 200, description = "The requests", body = doc::SharingList)),
+)]
+pub(super) async fn list_requests(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "sharing.list");
+    let result = async {
+        let who = caller(&gw, &headers, &mut event)?;
+        let dept = who.principal.dept.to_string();
+        let steward = who.principal.has_role(DATA_STEWARD);
+        let all = gw.sharing.list().await.map_err(|e| store_failed(&e))?;
+        let mine: Vec<Value> = all
+            .iter()
+            .filter(|r| who.overseer || r.consumer == dept || (steward && r.owner == dept))
+            .map(|r| request_json(r, &gw))
+            .collect();
+        let mut body = Map::new();
+        body.insert("count".into(), json!(mine.len()));
+        body.insert("requests".into(), Value::Array(mine));
+        Ok::<_, ApiError>(Answer::ok(body))
+    }
+    .await;
+    finish(&gw, &ctx, event, result).await
+}
+
+/// A decision on a request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DecisionBody {
+    decision: String,
+    #[serde(default)]
+    reason: Option<String>,
+    /// The owner may approve fewer fields than asked.
+    #[serde(default)]
+    fields: Option<Vec<String>>,
+}
+
+/// Which step a decision is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    Review,
+    Answer,
+}
+
+/// The data authority's review (审核): `approve` (for unconditional data,
+/// the grant is made at once; otherwise the owner answers next),
+/// `refuse` or `return` (both with a `reason`).
+#[utoipa::path(
+    post,
+    path = "/v1/sharing/requests/{id}/review",
+    tag = "sharing",
+    operation_id = "sharing_review",
+    params(("id" = String, Path, description = "The request's id")),
+    request_body = doc::SharingDecision,
+    responses(
+        (status = 200, description = "Decided", body = doc::SharingRequest),
+        (status = 404, description = "No such request", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not waiting for this step", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(super) async fn review_request(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    decide(gw, ctx, path, headers, body, Stage::Review).await
+}
+
+/// The owner's answer (答复), by a `data_steward` of the department that
+/// owns the dataset: `approve` (optionally with `fields`, fewer than
+/// asked), `refuse` or `return` (both with a `reason`).
+#[utoipa::path(
+    post,
+    path = "/v1/sharing/requests/{id}/answer",
+    tag = "sharing",
+    operation_id = "sharing_answer",
+    params(("id" = String, Path, description = "The request's id")),
+    request_body = doc::SharingDecision,
+    responses(
+        (status = 200, description = "Decided", body = doc::SharingRequest),
+        (status = 403, description = "Not the owner's steward", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Not waiting for this step", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(super) async fn answer_request(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    decide(gw, ctx, path, headers, body, Stage::Answer).await
+}
+
+async fn decide(
+    gw: Arc<Gateway>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    stage: Stage,
+) -> Response {
+    let operation = if stage == Stage::Review {
+        "sharing.review"
+    } else {
+        "sharing.answer"
+    };
+    let mut event = ctx.event(EventKind::PolicyAdmin, operation);
+    let decided = async {
+        let who = caller(&gw, &headers, &mut event)?;
+        let Path(id) = path.map_err(|e| bad_path(&e))?;
+        let not_found = || ApiError::from(Problem::SharingRequestNotFound { id: id.clone() });
+        if !crate::sharing::well_formed(&id) {
+            return Err(not_found());
+        }
+        let DecisionBody { decision, reason, fields } = parse_body(&headers, body, false)?;
+        let reason = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+        if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+            return Err(Problem::InvalidReason.into());
+        }
+        let mut r = gw.sharing.get(&id).await.map_err(|e| store_failed(&e))?.ok_or_else(not_found)?;
+        let (waiting, allowed) = match stage {
+            Stage::Review => (ReqState::Filed, who.authority),
+            Stage::Answer => (
+                ReqState::Reviewed,
+                who.principal.has_role(DATA_STEWARD) && who.principal.dept.as_str() == r.owner,
+            ),
+        };
+        if !allowed {
+            return Err(Problem::Sharing(SharingFault::NotYours {
+                what: match stage {
+                    Stage::Review => "the data authority (data_authority of the operator department) reviews requests".into(),
+                    Stage::Answer => format!("a data_steward of {} answers requests for its data", r.owner),
+                },
+            })
+            .into());
+        }
+        if r.state != waiting {
+            return Err(Problem::Sharing(SharingFault::NotWaiting {
+                id: r.id.clone(),
+                state: r.state.as_str().into(),
+            })
+            .into());
+        }
+        let was = r.state;
+        apply_decision(&gw, &mut r, &who, stage, DecisionBody { decision, reason, fields }, ctx.time_ms)?;
+        Ok((r, was, who))
+    }
+    .await;
+    let (r, was, who) = match decided {
+        Ok(d) => d,
+        Err(e) => return finish(&gw, &ctx, event, Err(e)).await,
+    };
+    if r.state != ReqState::Approved {
+        event.detail = Some(json!({"request": r.id, "state": r.state.as_str()}).to_string());
+        let body = request_json(&r, &gw)
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+        return finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
+            kept(&gw, &r, was).await
+        })
+        .await;
+    }
+    // Approved: the grant through the administrators' edit path, under the policy lock.
+    let _guard = lock_policy(&gw).await;
+    let grant_id: GrantId = r.grant.id.clone();
+    let prepared = prepare_change(
+        &gw,
+        &who.principal,
+        &mut event,
+        Change::PutGrant(Box::new(r.grant.clone())),
+        "sharing.approve",
+    );
+    let (mut body, apply) = match prepared {
+        Ok(p) => p,
+        Err(e) => return finish(&gw, &ctx, event, Err(e)).await,
+    };
+    body.insert("request".into(), request_json(&r, &gw));
+    body.insert("grant_id".into(), json!(grant_id.as_str()));
+    let tx = match begin_cluster_change(&gw).await {
+        Ok(tx) => tx,
+        Err(e) => return finish(&gw, &ctx, event, Err(e)).await,
+    };
+    finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |seq| {
+        // The request first: a grant never appears for a request another
+        // answer changed meanwhile.
+        kept(&gw, &r, was).await?;
+        apply.run(seq, tx).await
+    })
+    .await
+}
+
+/// A decision's effect on the request (its state, history, and for an
+/// approval the grant's fields and provenance).
+fn apply_decision(
+    gw: &Gateway,
+    r: &mut Request,
+    who: &Caller,
+    stage: Stage,
+    d: DecisionBody,
+    now: i64,
+) -> Result<(), ApiError> {
+    let DecisionBody {
+        decision,
+        reason,
+        fields,
+    } = d;
+    let step = |action: &str, reason: Option<String>| Step {
+        action: action.into(),
+        by: who.name.clone(),
+        at_ms: now,
+        reason,
+    };
+    match decision.as_str() {
+        "refuse" | "return" => {
+            let Some(reason) = reason else {
+                return Err(Problem::Sharing(SharingFault::ReasonRequired { decision }).into());
+            };
+            r.state = if decision == "refuse" {
+                ReqState::Refused
+            } else {
+                ReqState::Returned
+            };
+            r.history.push(step(
+                if decision == "refuse" {
+                    "refused"
+                } else {
+                    "returned"
+                },
+                Some(reason),
+            ));
+        }
+        "approve" if stage == Stage::Review && r.class == "conditional" => {
+            r.state = ReqState::Reviewed;
+            let calendar = gw.flag_rules.load().calendar.clone();
+            r.answer_due = Some(
+                calendar
+                    .add_working_days(gw.today(), gw.config.sharing.answer_days)
+                    .to_string(),
+            );
+            r.history.push(step("reviewed", reason));
+        }
+        "approve" => {
+            if let Some(fields) = fields {
+                narrow(&mut r.grant, &fields)?;
+            }
+            if stage == Stage::Review {
+                r.history.push(step("reviewed", reason.clone()));
+            }
+            r.history.push(step("approved", reason));
+            r.state = ReqState::Approved;
+            let reviewed_by = r
+                .history
+                .iter()
+                .find(|s| s.action == "reviewed")
+                .map(|s| s.by.clone())
+                .unwrap_or_default();
+            r.grant.provenance = Some(Provenance {
+                request: r.id.clone(),
+                filed_by: r.history.first().map(|s| s.by.clone()).unwrap_or_default(),
+                reviewed_by,
+                approved_by: who.name.clone(),
+                approved_at: format_time(now, gw.utc_offset),
+                use_case: r.use_case.clone(),
+            });
+        }
+        _ => return Err(Problem::Sharing(SharingFault::UnknownDecision { decision }).into()),
+    }
+    Ok(())
+}
+
+/// Keeps the request's new state, from the state it was decided in.
+async fn kept(gw: &Gateway, r: &Request, was: ReqState) -> Result<(), ApiError> {
+    match gw.sharing.put(r, Some(was)).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Problem::Sharing(SharingFault::NotWaiting {
+            id: r.id.clone(),
+            state: "changed meanwhile".into(),
+        })
+        .into()),
+        Err(e) => Err(store_failed(&e)),
+    }
+}
+
+/// The owner approves `fields` only, a subset of those asked for.
+fn narrow(grant: &mut GrantSpec, fields: &[String]) -> Result<(), ApiError> {
+    let Some(access) = grant.access.first_mut() else {
+        return Ok(());
+    };
+    let asked: Vec<String> = access
+        .fields
+        .iter()
+        .map(ToString::to_string)
+        .chain(access.masked.keys().map(ToString::to_string))
+        .chain(access.verify_only.iter().map(ToString::to_string))
+        .collect();
+    if let Some(extra) = fields.iter().find(|f| !asked.contains(f)) {
+        return Err(Problem::Sharing(SharingFault::MoreThanAsked {
+            field: extra.clone(),
+        })
+        .into());
+    }
+    access
+        .fields
+        .retain(|f| fields.iter().any(|x| x == f.as_str()));
+    access
+        .masked
+        .retain(|f, _| fields.iter().any(|x| x == f.as_str()));
+    access
+        .verify_only
+        .retain(|f| fields.iter().any(|x| x == f.as_str()));
+    access
+        .verify_predicates
+        .retain(|p| fields.iter().any(|x| x == p.field.as_str()));
+    Ok(())
+}

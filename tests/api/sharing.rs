@@ -1,0 +1,300 @@
+//! The sharing workflow: a department files a request, the data authority
+//! reviews it, the owner's steward answers it, and an approval becomes a
+//! grant (with its provenance) under which a lookup then succeeds.
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde_json::{Value, json};
+
+use crate::helpers::{TestGateway, TestResponse};
+
+const BUDONGCHAN: &str = "/v1/datasets/ziranziyuan.budongchan/records";
+
+async fn post(gw: &TestGateway, path: &str, token: &str, body: Value) -> TestResponse {
+    gw.client()
+        .request_with_body(
+            "POST",
+            path,
+            &[
+                ("authorization".to_owned(), format!("Bearer {token}")),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ],
+            Bytes::from(body.to_string()),
+        )
+        .await
+        .unwrap()
+}
+
+/// yibao asks for the property count of ziranziyuan's real-estate register.
+fn budongchan_request(dataset: &str, field: &str) -> Value {
+    json!({
+        "use_case": "城乡居民医保参保缴费困难认定：核实名下不动产",
+        "grant": {
+            "title": "医保缴费困难认定核验不动产",
+            "roles": ["enrollment_clerk"],
+            "purposes": ["medical_insurance_enrollment"],
+            "operations": ["lookup"],
+            "basis": "《社会保险法》第二十五条",
+            "conditions": {"case_ref_required": true},
+            "access": [{"dataset": dataset, "fields": [field]}],
+        },
+    })
+}
+
+/// `r` is a refusal of type `slug`.
+fn refused_as(r: &TestResponse, slug: &str) {
+    assert_eq!(
+        r.problem_type(),
+        Some(format!("/problems/{slug}").as_str()),
+        "{}",
+        r.text
+    );
+}
+
+struct People {
+    yibao: String,
+    authority: String,
+    steward: String,
+    other_steward: String,
+}
+
+fn people(gw: &TestGateway) -> People {
+    People {
+        yibao: gw.token("yibao", "clerk-3", &["enrollment_clerk"]),
+        authority: gw.token("shujuju", "reviewer-1", &["data_authority"]),
+        steward: gw.token("ziranziyuan", "steward-1", &["data_steward"]),
+        other_steward: gw.token("gongan", "steward-2", &["data_steward"]),
+    }
+}
+
+async fn yibao_lookup(gw: &TestGateway, token: &str, id: &str) -> TestResponse {
+    gw.get(
+        &format!("{BUDONGCHAN}/{id}"),
+        Some(token),
+        Some("medical_insurance_enrollment"),
+        Some("YB-2026-1"),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_request_goes_from_filing_to_a_grant_and_a_lookup_then_succeeds() {
+    let gw = TestGateway::start().await;
+    let p = people(&gw);
+    let id = gw.sample_ids("ziranziyuan.budongchan", 1)[0].clone();
+    assert_eq!(
+        yibao_lookup(&gw, &p.yibao, &id).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    let r = post(
+        &gw,
+        "/v1/sharing/requests",
+        &p.yibao,
+        budongchan_request("ziranziyuan.budongchan", "property_count"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["state"], "filed");
+    assert_eq!(r.body["owner"], "ziranziyuan");
+    let req = r.body["id"].as_str().unwrap().to_owned();
+    let review = format!("/v1/sharing/requests/{req}/review");
+    let answer = format!("/v1/sharing/requests/{req}/answer");
+
+    // Only the data authority reviews; the owner cannot answer before it.
+    let r = post(&gw, &review, &p.steward, json!({"decision": "approve"})).await;
+    refused_as(&r, "sharing-not-yours");
+    let r = post(&gw, &answer, &p.steward, json!({"decision": "approve"})).await;
+    refused_as(&r, "sharing-request-state");
+    let r = post(
+        &gw,
+        &review,
+        &p.authority,
+        json!({"decision": "approve", "reason": "符合共享目录"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["state"], "reviewed",
+        "a conditional request waits for the owner"
+    );
+    assert!(r.body["answer_due"].is_string());
+    assert_eq!(
+        yibao_lookup(&gw, &p.yibao, &id).await.status,
+        StatusCode::FORBIDDEN
+    );
+
+    // A steward of another department cannot answer; the owner's can.
+    let r = post(
+        &gw,
+        &answer,
+        &p.other_steward,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    refused_as(&r, "sharing-not-yours");
+    let r = post(
+        &gw,
+        &answer,
+        &p.steward,
+        json!({"decision": "approve", "fields": ["name"]}),
+    )
+    .await;
+    refused_as(&r, "invalid-sharing-decision");
+    let r = post(&gw, &answer, &p.steward, json!({"decision": "approve"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let grant = r.body["grant_id"].as_str().unwrap().to_owned();
+    assert_eq!(r.body["request"]["state"], "approved");
+
+    // The grant is in force, with its provenance; the lookup succeeds.
+    let ok = yibao_lookup(&gw, &p.yibao, &id).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.text);
+    assert!(
+        ok.body["record"].get("property_count").is_some(),
+        "{}",
+        ok.text
+    );
+    the_grant_carries_its_provenance(&gw, &grant, &req).await;
+    // A decided request takes no second answer.
+    let r = post(
+        &gw,
+        &answer,
+        &p.steward,
+        json!({"decision": "refuse", "reason": "晚了"}),
+    )
+    .await;
+    refused_as(&r, "sharing-request-state");
+
+    each_side_sees_its_share(&gw, &p).await;
+}
+
+#[tokio::test]
+async fn refusals_need_a_reason_returns_go_back_and_unconditional_or_unshared_data_take_their_own_way()
+ {
+    let gw = TestGateway::start().await;
+    let p = people(&gw);
+    let file = |dataset: &'static str, field: &'static str| {
+        let (gw, tok) = (&gw, p.yibao.clone());
+        async move {
+            post(
+                gw,
+                "/v1/sharing/requests",
+                &tok,
+                budongchan_request(dataset, field),
+            )
+            .await
+        }
+    };
+    // A refusal needs a reason.
+    let r = file("ziranziyuan.budongchan", "property_count").await;
+    let review = format!(
+        "/v1/sharing/requests/{}/review",
+        r.body["id"].as_str().unwrap()
+    );
+    let r = post(&gw, &review, &p.authority, json!({"decision": "refuse"})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    let r = post(
+        &gw,
+        &review,
+        &p.authority,
+        json!({"decision": "refuse", "reason": "用途与数据不相称"}),
+    )
+    .await;
+    assert_eq!(r.body["state"], "refused", "{}", r.text);
+    // A return for changes.
+    let r = file("ziranziyuan.budongchan", "property_count").await;
+    let review = format!(
+        "/v1/sharing/requests/{}/review",
+        r.body["id"].as_str().unwrap()
+    );
+    let r = post(
+        &gw,
+        &review,
+        &p.authority,
+        json!({"decision": "return", "reason": "请补充办件编号规则"}),
+    )
+    .await;
+    assert_eq!(r.body["state"], "returned", "{}", r.text);
+    // Unconditional data: the review alone authorizes.
+    let r = file("renshe.zhiye_zige", "certificate_name").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    assert_eq!(r.body["class"], "unconditional");
+    let review = format!(
+        "/v1/sharing/requests/{}/review",
+        r.body["id"].as_str().unwrap()
+    );
+    let r = post(&gw, &review, &p.authority, json!({"decision": "approve"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["request"]["state"], "approved", "{}", r.text);
+    // 不予共享: refused at filing.
+    let r = file("weijian.bingli", "diagnoses").await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+    assert_eq!(r.problem_type(), Some("/problems/dataset-not-shared"));
+    // A grant that would not be valid is refused at filing, naming why.
+    let r = file("ziranziyuan.budongchan", "no_such_field").await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("no_such_field"), "{}", r.text);
+}
+
+/// The approved grant names its request and the people behind it; an
+/// administrator's edit keeps that, and cannot forge it.
+async fn the_grant_carries_its_provenance(gw: &TestGateway, grant: &str, req: &str) {
+    let admin = gw.token("shujuju", "admin-1", &["policy_admin"]);
+    let g = gw
+        .get(
+            &format!("/v1/admin/grants/{grant}"),
+            Some(&admin),
+            None,
+            None,
+        )
+        .await;
+    let prov = &g.body["grant"]["provenance"];
+    assert_eq!(prov["request"], req, "{}", g.text);
+    assert_eq!(prov["filed_by"], "yibao/clerk-3");
+    assert_eq!(prov["reviewed_by"], "shujuju/reviewer-1");
+    assert_eq!(prov["approved_by"], "ziranziyuan/steward-1");
+    // An administrator's edit keeps the provenance; it cannot be forged.
+    let mut edited = g.body["grant"].clone();
+    edited["title"] = json!("医保缴费困难认定核验不动产（改）");
+    edited["provenance"]["request"] = json!("SR-20260101-0000000000000000");
+    let put = gw
+        .client()
+        .request_with_body(
+            "PUT",
+            &format!("/v1/admin/grants/{grant}"),
+            &[
+                ("authorization".to_owned(), format!("Bearer {admin}")),
+                ("content-type".to_owned(), "application/json".to_owned()),
+                (
+                    "if-match".to_owned(),
+                    g.body["etag"].as_str().unwrap().to_owned(),
+                ),
+            ],
+            Bytes::from(edited.to_string()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text);
+    let g = gw
+        .get(
+            &format!("/v1/admin/grants/{grant}"),
+            Some(&admin),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(g.body["grant"]["provenance"]["request"], req, "{}", g.text);
+}
+
+/// Each side sees its own share of the list.
+async fn each_side_sees_its_share(gw: &TestGateway, p: &People) {
+    for (tok, n) in [
+        (&p.yibao, 1),
+        (&p.steward, 1),
+        (&p.other_steward, 0),
+        (&p.authority, 1),
+    ] {
+        let r = gw.get("/v1/sharing/requests", Some(tok), None, None).await;
+        assert_eq!(r.body["count"], n, "{}", r.text);
+    }
+}
