@@ -99,7 +99,7 @@ def main():
             ("minzheng's token over renshe's certificate", valid, cert("renshe"), path, "certificate-department-mismatch"),
             ("a token bound to a certificate, without it", bound, None, path, "certificate-binding-mismatch"),
             ("a token bound to minzheng's certificate, over renshe's", bound, cert("renshe"), path, "certificate-department-mismatch"),
-            ("a staff role the issuer may not vouch for", es256(with_(dept="shujuju", roles=["data_authority"])), None,
+            ("a staff role the issuer may not vouch for", es256(with_(dept="shujuju", roles=["resident"])), None,
              "/v1/audit/events", "issuer-out-of-scope"),
         ]
         for name, tok, client_cert, where, slug in identity:

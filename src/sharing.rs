@@ -32,6 +32,8 @@ pub enum State {
     Returned,
     /// Withdrawn by the consumer.
     Withdrawn,
+    /// Approved, then its grant revoked by the owner (with a reason).
+    Revoked,
 }
 
 impl State {
@@ -44,6 +46,7 @@ impl State {
             Self::Refused => "refused",
             Self::Returned => "returned",
             Self::Withdrawn => "withdrawn",
+            Self::Revoked => "revoked",
         }
     }
 }

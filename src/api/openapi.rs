@@ -932,6 +932,13 @@ pub struct SharingList {
     pub audit: AuditRef,
 }
 
+/// A revocation's reason.
+#[derive(Debug, ToSchema)]
+pub struct SharingRevoke {
+    /// Why (1 to 500 characters; recorded in the audit log and in the request's history).
+    pub reason: String,
+}
+
 /// A decision on a sharing request.
 #[derive(Debug, ToSchema)]
 pub struct SharingDecision {

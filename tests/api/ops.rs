@@ -433,6 +433,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/sharing/requests", "post"),
     ("/v1/sharing/requests/{id}/review", "post"),
     ("/v1/sharing/requests/{id}/answer", "post"),
+    ("/v1/sharing/grants/{id}/revoke", "post"),
     ("/v1/audit/checkpoint-key", "get"),
     ("/v1/admin/grants", "get"),
     ("/v1/admin/grants/{id}", "get"),

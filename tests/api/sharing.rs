@@ -298,3 +298,88 @@ async fn each_side_sees_its_share(gw: &TestGateway, p: &People) {
         assert_eq!(r.body["count"], n, "{}", r.text);
     }
 }
+
+/// A request filed by yibao, reviewed and approved: its id and its grant's.
+async fn approved(gw: &TestGateway, p: &People) -> (String, String) {
+    let r = post(
+        gw,
+        "/v1/sharing/requests",
+        &p.yibao,
+        budongchan_request("ziranziyuan.budongchan", "property_count"),
+    )
+    .await;
+    let req = r.body["id"].as_str().unwrap().to_owned();
+    let r = post(
+        gw,
+        &format!("/v1/sharing/requests/{req}/review"),
+        &p.authority,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = post(
+        gw,
+        &format!("/v1/sharing/requests/{req}/answer"),
+        &p.steward,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    (req, r.body["grant_id"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn the_owner_revokes_a_grant_on_its_data_and_the_consumer_reads_why() {
+    let gw = TestGateway::start().await;
+    let p = people(&gw);
+    let id = gw.sample_ids("ziranziyuan.budongchan", 1)[0].clone();
+    let (req, grant) = approved(&gw, &p).await;
+    assert_eq!(
+        yibao_lookup(&gw, &p.yibao, &id).await.status,
+        StatusCode::OK
+    );
+    let revoke = format!("/v1/sharing/grants/{grant}/revoke");
+    // Another department's steward, or the consumer, cannot; a reason is needed.
+    let r = post(&gw, &revoke, &p.other_steward, json!({"reason": "x"})).await;
+    refused_as(&r, "sharing-not-yours");
+    let r = post(&gw, &revoke, &p.yibao, json!({"reason": "x"})).await;
+    refused_as(&r, "sharing-not-yours");
+    let r = post(&gw, &revoke, &p.steward, json!({"reason": " "})).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text);
+    // A steward cannot revoke a grant on another department's data.
+    let r = post(
+        &gw,
+        "/v1/sharing/grants/minzheng-dibao-hukou/revoke",
+        &p.steward,
+        json!({"reason": "x"}),
+    )
+    .await;
+    refused_as(&r, "sharing-not-yours");
+    let r = post(
+        &gw,
+        &revoke,
+        &p.steward,
+        json!({"reason": "发现超范围使用"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // Ended at once; the consumer reads why in its request.
+    assert_eq!(
+        yibao_lookup(&gw, &p.yibao, &id).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let r = gw
+        .get("/v1/sharing/requests", Some(&p.yibao), None, None)
+        .await;
+    let mine = r.body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == req.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mine["state"], "revoked", "{mine}");
+    let last = mine["history"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["reason"], "发现超范围使用");
+    assert_eq!(last["by"], "ziranziyuan/steward-1");
+}

@@ -69,6 +69,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(sharing::file_request, sharing::list_requests))
         .routes(routes!(sharing::review_request))
         .routes(routes!(sharing::answer_request))
+        .routes(routes!(sharing::revoke_grant))
 }
 
 fn admin(

@@ -163,7 +163,19 @@ async fn import(
 ) -> Response {
     let replace = method == Method::PUT;
     let mut event = ctx.event(EventKind::PolicyAdmin, "data.import");
-    let prepared = prepare(&gw, &ctx, &mut event, replace, path, &headers, body).await;
+    let checked = check(&gw, &mut event, path, &headers);
+    let prepared = match checked {
+        Ok((dataset, spec, format)) => {
+            prepare(&gw, &ctx, replace, (dataset, spec, format), body).await
+        }
+        // Refused before the body is read: a bounded part of it is read
+        // anyway, so that the client, still sending, gets the answer
+        // rather than a closed connection.
+        Err(e) => {
+            drain(body).await;
+            Err(e)
+        }
+    };
     match prepared {
         Err(e) => finish(&gw, &ctx, event, Err(e)).await,
         Ok((staged, detail, lock)) => {
@@ -187,18 +199,21 @@ async fn import(
     }
 }
 
-/// Everything before the event: the caller, the dataset, the body spooled
-/// and checked into the next generation. Holds the import lock from the
-/// check on (returned with the staged records, for the commit).
-async fn prepare<'g>(
-    gw: &'g Gateway,
-    ctx: &RequestContext,
+/// Reads and drops up to 4 MiB of a refused body, for at most five seconds.
+async fn drain(body: Body) {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, 4 << 20);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), limited.collect()).await;
+}
+
+/// What is checked before the body is read: the caller, the dataset (an
+/// embedded one), the body's format.
+fn check(
+    gw: &Gateway,
     event: &mut crate::audit::EventBody,
-    replace: bool,
     path: Result<Path<String>, PathRejection>,
     headers: &HeaderMap,
-    body: Body,
-) -> Result<(Staged, serde_json::Value, tokio::sync::MutexGuard<'g, ()>), ApiError> {
+) -> Result<(DatasetId, crate::policy::load::Dataset, Format), ApiError> {
     admin(gw, headers, event)?;
     let dataset = DatasetId::parse(&path_id(path)?)
         .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Dataset, e)))?;
@@ -217,6 +232,19 @@ async fn prepare<'g>(
         .into());
     }
     let format = Format::of(headers)?;
+    Ok((dataset, spec, format))
+}
+
+/// Everything before the event, once [`check`]ed: the body spooled and
+/// checked into the next generation. Holds the import lock from the check
+/// on (returned with the staged records, for the commit).
+async fn prepare<'g>(
+    gw: &'g Gateway,
+    ctx: &RequestContext,
+    replace: bool,
+    (dataset, spec, format): (DatasetId, crate::policy::load::Dataset, Format),
+    body: Body,
+) -> Result<(Staged, serde_json::Value, tokio::sync::MutexGuard<'g, ()>), ApiError> {
     // A long upload holds back neither the audit writer's groups nor
     // another import or a backup: the lock is taken once the body is in.
     ctx.in_flight.release();

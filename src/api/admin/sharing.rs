@@ -592,3 +592,116 @@ fn narrow(grant: &mut GrantSpec, fields: &[String]) -> Result<(), ApiError> {
         .retain(|p| fields.iter().any(|x| x == p.field.as_str()));
     Ok(())
 }
+
+/// Body of a revocation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RevokeBody {
+    reason: String,
+}
+
+/// The owner revokes a grant on its data: a `data_steward` of the
+/// department that owns every dataset the grant opens ends it at once,
+/// with a reason (1 to 500 characters), through the administrators' edit
+/// path (audited first). The request the grant came from, if any, is
+/// marked `revoked` with the reason, where the consumer reads it.
+#[utoipa::path(
+    post,
+    path = "/v1/sharing/grants/{id}/revoke",
+    tag = "sharing",
+    operation_id = "sharing_revoke",
+    params(("id" = String, Path, description = "The grant's id")),
+    request_body = doc::SharingRevoke,
+    responses(
+        (status = 200, description = "Revoked; who loses access", body = doc::ChangeAnswer),
+        (status = 403, description = "Not the owner's steward", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such grant", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(super) async fn revoke_grant(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "sharing.revoke");
+    let checked = async {
+        let who = caller(&gw, &headers, &mut event)?;
+        let id = GrantId::parse(&super::path_id(path)?)
+            .map_err(|e| ApiError::from(Problem::InvalidId(crate::problem::IdInput::Grant, e)))?;
+        let RevokeBody { reason } = parse_body(&headers, body, false)?;
+        let reason = reason.trim().to_owned();
+        if reason.is_empty() || reason.chars().count() > 500 {
+            return Err(ApiError::from(Problem::InvalidReason));
+        }
+        let policy = gw.policy.snapshot();
+        let grant = policy
+            .set
+            .grants
+            .get(&id)
+            .ok_or_else(|| super::not_found("grant", id.as_str()))?;
+        let dept = who.principal.dept.as_str();
+        let owns_all = grant.spec.access.iter().all(|a| {
+            policy
+                .set
+                .datasets
+                .get(a.dataset.as_str())
+                .is_some_and(|d| d.spec.owner.as_str() == dept)
+        });
+        if !(who.principal.has_role(DATA_STEWARD) && owns_all) {
+            return Err(Problem::Sharing(SharingFault::NotYours {
+                what: "a data_steward of the department that owns every dataset the grant opens revokes it".into(),
+            })
+            .into());
+        }
+        let request = grant.spec.provenance.as_ref().map(|p| p.request.clone());
+        Ok((who, id, reason, request))
+    }
+    .await;
+    let (who, id, reason, request) = match checked {
+        Ok(c) => c,
+        Err(e) => return finish(&gw, &ctx, event, Err(e)).await,
+    };
+    let _guard = lock_policy(&gw).await;
+    let prepared = prepare_change(
+        &gw,
+        &who.principal,
+        &mut event,
+        Change::DeleteGrant(id),
+        "sharing.revoke",
+    );
+    let (body, apply) = match prepared {
+        Ok(p) => p,
+        Err(e) => return finish(&gw, &ctx, event, Err(e)).await,
+    };
+    // The reason is part of the record.
+    if let Some(Ok(Value::Object(mut d))) =
+        event.detail.as_deref().map(serde_json::from_str::<Value>)
+    {
+        d.insert("reason".into(), json!(reason));
+        d.insert("request".into(), json!(request));
+        event.detail = Some(Value::Object(d).to_string());
+    }
+    let tx = match begin_cluster_change(&gw).await {
+        Ok(tx) => tx,
+        Err(e) => return finish(&gw, &ctx, event, Err(e)).await,
+    };
+    let now = ctx.time_ms;
+    finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |seq| {
+        apply.run(seq, tx).await?;
+        // The consumer reads why in the request's history.
+        if let Some(rid) = request {
+            if let Ok(Some(mut r)) = gw.sharing.get(&rid).await {
+                let was = r.state;
+                r.state = ReqState::Revoked;
+                r.history.push(Step { action: "revoked".into(), by: who.name.clone(), at_ms: now, reason: Some(reason) });
+                if let Err(e) = kept(&gw, &r, was).await {
+                    tracing::warn!(request = %rid, error = ?e.kind(), "a revoked grant's request could not be marked revoked");
+                }
+            }
+        }
+        Ok(())
+    })
+    .await
+}
