@@ -55,3 +55,35 @@ mod tests {
         drop(again);
     }
 }
+
+/// `fdatasync`s sled's file in `data_dir`: sled's own flush does not reach
+/// the device's cache, so a store whose writes must survive a power cut
+/// syncs the file itself after flushing.
+pub fn sync_db_file(data_dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(data_dir.join("db"))?.sync_data()
+}
+
+/// Why one of the small stores kept in the data directory on a single node
+/// and in PostgreSQL in cluster mode (review marks, objections, sharing
+/// requests) cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// This node's store or disk.
+    #[error(transparent)]
+    Local(#[from] std::io::Error),
+    /// PostgreSQL.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::store::ClusterError),
+}
+
+impl From<sled::Error> for StoreError {
+    fn from(e: sled::Error) -> Self {
+        Self::Local(e.into())
+    }
+}
+
+impl From<serde_json::Error> for StoreError {
+    fn from(e: serde_json::Error) -> Self {
+        Self::Local(std::io::Error::other(e))
+    }
+}

@@ -83,28 +83,7 @@ pub struct Objection {
     pub reply: Option<Reply>,
 }
 
-/// Why objections cannot be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// This node's store or disk.
-    #[error(transparent)]
-    Local(#[from] std::io::Error),
-    /// PostgreSQL.
-    #[error(transparent)]
-    Cluster(#[from] crate::cluster::store::ClusterError),
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        Self::Local(e.into())
-    }
-}
-
-impl From<serde_json::Error> for StoreError {
-    fn from(e: serde_json::Error) -> Self {
-        Self::Local(std::io::Error::other(e))
-    }
-}
+pub use crate::datadir::StoreError;
 
 /// The objections.
 pub struct Objections {
@@ -181,7 +160,7 @@ impl Objections {
                 tree.insert(o.id.as_bytes(), serde_json::to_vec(o)?)?;
                 by_resident.insert(format!("{}/{}", o.resident, o.id).as_bytes(), &[])?;
                 tree.flush()?;
-                std::fs::File::open(data_dir.join("db"))?.sync_data()?;
+                crate::datadir::sync_db_file(data_dir)?;
                 Ok(Lodged::Taken)
             }
             Backend::Cluster(c) => Ok(c.store.objection_lodge(o).await?),
@@ -205,7 +184,7 @@ impl Objections {
                 }
                 tree.insert(o.id.as_bytes(), serde_json::to_vec(o)?)?;
                 tree.flush()?;
-                std::fs::File::open(data_dir.join("db"))?.sync_data()?;
+                crate::datadir::sync_db_file(data_dir)?;
                 Ok(true)
             }
             Backend::Cluster(c) => Ok(c.store.objection_answer(o).await?),

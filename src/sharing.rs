@@ -94,28 +94,7 @@ pub struct Request {
     pub history: Vec<Step>,
 }
 
-/// Why requests cannot be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// This node's store or disk.
-    #[error(transparent)]
-    Local(#[from] std::io::Error),
-    /// PostgreSQL.
-    #[error(transparent)]
-    Cluster(#[from] crate::cluster::store::ClusterError),
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        Self::Local(e.into())
-    }
-}
-
-impl From<serde_json::Error> for StoreError {
-    fn from(e: serde_json::Error) -> Self {
-        Self::Local(std::io::Error::other(e))
-    }
-}
+pub use crate::datadir::StoreError;
 
 /// The sharing requests.
 pub struct Requests {
@@ -176,7 +155,7 @@ impl Requests {
                     .is_ok();
                 if swapped {
                     tree.flush()?;
-                    std::fs::File::open(data_dir.join("db"))?.sync_data()?;
+                    crate::datadir::sync_db_file(data_dir)?;
                 }
                 Ok(swapped)
             }

@@ -168,22 +168,7 @@ pub async fn todays_flags(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
             let history = t.history.clone();
             let through = t.through;
             let (b, through) = tokio::task::spawn_blocking(move || {
-                let (head, _) = store.head()?;
-                let (mut b, from) = match kept {
-                    Some(b) => (b, through),
-                    // Everything before today's first event is history.
-                    None => {
-                        let range =
-                            crate::audit::query::seq_range(&store, Some(start_ms), None, head)?;
-                        (history, range.map_or(head, |(lo, _)| lo.saturating_sub(1)))
-                    }
-                };
-                for seq in from.saturating_add(1)..=head {
-                    if let Some(e) = store.get(seq)? {
-                        b.add(&e);
-                    }
-                }
-                Ok::<_, crate::audit::AuditError>((b, head.max(from)))
+                read_local(&store, kept, history, through, start_ms)
             })
             .await
             .map_err(|e| CheckError::Read(e.to_string()))?
@@ -211,6 +196,50 @@ pub async fn todays_flags(gw: &Gateway) -> Result<Vec<Flag>, CheckError> {
         .unwrap_or_else(PoisonError::into_inner)
         .today = Some(t);
     Ok(flags)
+}
+
+/// This node's log read for today's check: the events appended since
+/// `through` into the builder `kept`, or at the first check of the day
+/// all of today into `history`. With the head read.
+fn read_local(
+    store: &crate::audit::AuditStore,
+    kept: Option<StatsBuilder>,
+    history: StatsBuilder,
+    through: u64,
+    start_ms: i64,
+) -> Result<(StatsBuilder, u64), crate::audit::AuditError> {
+    let (head, _) = store.head()?;
+    // Chunk by chunk (each decoded once), newest first; the
+    // builder counts the same whatever the order.
+    let b = match kept {
+        // What was appended since the last check.
+        Some(mut b) => {
+            if head > through {
+                for item in store.events_desc(through + 1, head) {
+                    b.add(&item?.1);
+                }
+            }
+            b
+        }
+        // All of today: back from the head to a minute before
+        // midnight (events are appended in the order they
+        // arrive, give or take moments), today's only (the
+        // history holds the rest).
+        None => {
+            let mut b = history;
+            for item in store.events_desc(1, head) {
+                let e = item?.1;
+                if e.body.time_ms >= start_ms {
+                    b.add(&e);
+                } else if e.body.time_ms < start_ms - 60_000 {
+                    break;
+                }
+            }
+            b
+        }
+    };
+    let from = through;
+    Ok((b, head.max(from)))
 }
 
 /// The flags raised on `day` (local) under the rules in force; the

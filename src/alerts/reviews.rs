@@ -22,22 +22,7 @@ pub struct Review {
     pub note: String,
 }
 
-/// Why the marks cannot be read or written.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// This node's store or disk.
-    #[error(transparent)]
-    Local(#[from] std::io::Error),
-    /// PostgreSQL.
-    #[error(transparent)]
-    Cluster(#[from] crate::cluster::store::ClusterError),
-}
-
-impl From<sled::Error> for StoreError {
-    fn from(e: sled::Error) -> Self {
-        Self::Local(e.into())
-    }
-}
+pub use crate::datadir::StoreError;
 
 /// The review marks and the announced flags.
 pub struct Reviews {
@@ -88,7 +73,7 @@ impl Reviews {
                 let bytes = serde_json::to_vec(review).map_err(std::io::Error::other)?;
                 reviews.insert(id.as_bytes(), bytes)?;
                 reviews.flush()?;
-                std::fs::File::open(data_dir.join("db"))?.sync_data()?;
+                crate::datadir::sync_db_file(data_dir)?;
                 Ok(())
             }
             Backend::Cluster(c) => Ok(c.store.flag_review_put(id, review).await?),

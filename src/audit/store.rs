@@ -683,7 +683,7 @@ impl AuditStore {
 /// `fdatasync`s sled's file in `data_dir` (sled's own flush does not reach
 /// the device's cache).
 pub(crate) fn sync_db_file(data_dir: &Path) -> Result<(), AuditError> {
-    Ok(std::fs::File::open(data_dir.join("db"))?.sync_data()?)
+    Ok(crate::datadir::sync_db_file(data_dir)?)
 }
 
 fn open(seq: u64, value: &[u8]) -> Result<(Event, Hash, Hash), AuditError> {
