@@ -152,8 +152,8 @@ pub struct Gateway {
     pub resident_limit: crate::pipeline::resident::ResidentLimit,
     /// Residents' objections and the officers' answers.
     pub objections: crate::objections::Objections,
-    /// Sharing requests (共享申请).
-    pub sharing: crate::sharing::Requests,
+    /// The sharing workflow: requests (共享申请) and data objections (疑义).
+    pub sharing: crate::sharing::Workflow,
 }
 
 /// Where a new policy set came from, for its audit events and history.
@@ -1099,7 +1099,7 @@ fn open_accountability(
         crate::alerts::Alerts,
         crate::pipeline::resident::ResidentLimit,
         crate::objections::Objections,
-        crate::sharing::Requests,
+        crate::sharing::Workflow,
     ),
     StartError,
 > {
@@ -1107,7 +1107,7 @@ fn open_accountability(
         crate::alerts::Alerts::open(cluster, db, config).map_err(StartError::Config)?,
         crate::pipeline::resident::ResidentLimit::new(config.residents.rate, clock),
         crate::objections::Objections::open(cluster, db, &config.data_dir)?,
-        crate::sharing::Requests::open(cluster, db, &config.data_dir)?,
+        crate::sharing::Workflow::open(cluster, db, &config.data_dir)?,
     ))
 }
 

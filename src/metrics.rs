@@ -92,6 +92,23 @@ pub struct FlagLabels {
     pub department: String,
 }
 
+/// Labels of a sharing request waiting: the step (`review` by the data
+/// authority, `answer` by the owner) and the owning department.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct StepLabels {
+    /// `review` or `answer`.
+    pub step: &'static str,
+    /// The department that owns the dataset.
+    pub owner: String,
+}
+
+/// Labels of a data objection open: the owning department.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct OwnerLabels {
+    /// The department that owns the dataset.
+    pub owner: String,
+}
+
 /// One record route's metric handles.
 #[derive(Debug)]
 struct HotRoute {
@@ -307,6 +324,22 @@ metrics! {
     objections_overdue: Gauge = Gauge::default()
         => "objections_overdue",
         "Residents' objections open past their due day, as of the last check";
+    /// Sharing requests waiting, by step and owner (as of the last check).
+    sharing_requests_open: Family<StepLabels, Gauge> = Family::default()
+        => "sharing_requests_open",
+        "Sharing requests waiting for the data authority's review or the owner's answer, by step and owning department, as of the last check";
+    /// Those past their step's due day.
+    sharing_requests_overdue: Family<StepLabels, Gauge> = Family::default()
+        => "sharing_requests_overdue",
+        "Sharing requests past the due day of the step they wait for, by step and owning department, as of the last check";
+    /// Data objections not answered yet, by owner (as of the last check).
+    data_objections_open: Family<OwnerLabels, Gauge> = Family::default()
+        => "data_objections_open",
+        "Data objections (疑义) not answered yet, by owning department, as of the last check";
+    /// Those past their due day.
+    data_objections_overdue: Family<OwnerLabels, Gauge> = Family::default()
+        => "data_objections_overdue",
+        "Data objections open past their due day, by owning department, as of the last check";
     /// Flags posted to the webhook.
     alert_webhook_sent: Counter = Counter::default()
         => "alert_webhook_sent",

@@ -235,26 +235,3 @@ impl Objections {
         Ok(all)
     }
 }
-
-/// A new objection id: the local day and 64 random bits.
-pub fn new_id(day: time::Date) -> String {
-    let mut bits = [0u8; 8];
-    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bits);
-    format!(
-        "{:04}{:02}{:02}-{}",
-        day.year(),
-        u8::from(day.month()),
-        day.day(),
-        crate::domain::hex(&bits)
-    )
-}
-
-/// Whether `id` has the form of an objection id.
-pub fn well_formed(id: &str) -> bool {
-    id.len() == 25
-        && id.as_bytes()[8] == b'-'
-        && id[..8].bytes().all(|b| b.is_ascii_digit())
-        && id[9..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
-}

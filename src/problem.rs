@@ -171,6 +171,11 @@ problem_types! {
     SharingRequestState "sharing-request-state" CONFLICT "The sharing request is not waiting for this step" "该共享申请不在此环节";
     InvalidSharingDecision "invalid-sharing-decision" BAD_REQUEST "The decision is not valid" "办理结果无效";
     SharingNotStored "sharing-not-stored" INTERNAL_SERVER_ERROR "The sharing request could not be stored" "共享申请无法保存";
+    DataObjectionNotFound "data-objection-not-found" NOT_FOUND "No such data objection" "没有此数据疑义";
+    DataObjectionNotYours "data-objection-not-yours" FORBIDDEN "This data objection is not yours to report or answer" "该数据疑义不由您提出或答复";
+    DataObjectionAnswered "data-objection-answered" CONFLICT "The data objection is answered already" "该数据疑义已答复";
+    InvalidDataObjection "invalid-data-objection" BAD_REQUEST "The data objection is not valid" "数据疑义无效";
+    DataObjectionNotStored "data-objection-not-stored" INTERNAL_SERVER_ERROR "The data objection could not be stored" "数据疑义无法保存";
     // Administration.
     NotACluster "not-a-cluster" CONFLICT "This gateway is a single node" "此网关为单节点";
     RetentionNotSet "retention-not-set" CONFLICT "No retention period is configured" "未配置保留期限";
@@ -360,6 +365,11 @@ pub enum SharingFault {
         /// The dataset.
         dataset: String,
     },
+    /// A renewal whose grant ended meanwhile (revoked or removed).
+    RenewsGone {
+        /// The grant.
+        grant: String,
+    },
 }
 
 impl SharingFault {
@@ -367,7 +377,7 @@ impl SharingFault {
     pub fn kind(&self) -> ProblemType {
         match self {
             Self::NotYours { .. } => ProblemType::SharingNotYours,
-            Self::NotWaiting { .. } => ProblemType::SharingRequestState,
+            Self::NotWaiting { .. } | Self::RenewsGone { .. } => ProblemType::SharingRequestState,
             Self::UnknownDecision { .. } | Self::MoreThanAsked { .. } => {
                 ProblemType::InvalidSharingDecision
             }
@@ -711,6 +721,28 @@ pub enum Problem {
     Sharing(SharingFault),
     /// Sharing requests could not be read or stored (the gateway's log says why).
     SharingNotStored,
+    /// No data objection with this id (for this caller).
+    DataObjectionNotFound {
+        /// The id asked for.
+        id: String,
+    },
+    /// A data objection reported or answered by someone it is not for.
+    DataObjectionNotYours {
+        /// Who may.
+        what: String,
+    },
+    /// A data objection answered already.
+    DataObjectionAnswered {
+        /// Its id.
+        id: String,
+    },
+    /// A data objection or answer that is not valid.
+    InvalidDataObjection {
+        /// Why.
+        what: String,
+    },
+    /// Data objections could not be read or stored (the gateway's log says why).
+    DataObjectionNotStored,
     /// A cluster-only route on a single node.
     NotACluster,
     /// Pruning was asked for, but `audit.retention_days` is not set.
@@ -800,6 +832,7 @@ pub enum Problem {
 
 impl Problem {
     /// Its problem type.
+    #[allow(clippy::too_many_lines)] // one arm per problem, as a table
     pub fn kind(&self) -> ProblemType {
         use ProblemType as T;
         match self {
@@ -876,6 +909,11 @@ impl Problem {
             Self::SharingRequestNotFound { .. } => T::SharingRequestNotFound,
             Self::Sharing(f) => f.kind(),
             Self::SharingNotStored => T::SharingNotStored,
+            Self::DataObjectionNotFound { .. } => T::DataObjectionNotFound,
+            Self::DataObjectionNotYours { .. } => T::DataObjectionNotYours,
+            Self::DataObjectionAnswered { .. } => T::DataObjectionAnswered,
+            Self::InvalidDataObjection { .. } => T::InvalidDataObjection,
+            Self::DataObjectionNotStored => T::DataObjectionNotStored,
             Self::ReviewNotStored => T::ReviewNotStored,
             Self::NotACluster => T::NotACluster,
             Self::RetentionNotSet => T::RetentionNotSet,
@@ -1104,9 +1142,19 @@ impl Problem {
                 SharingFault::NotToBeShared { dataset } => format!(
                     "dataset {dataset} is not to be shared (不予共享): it cannot be asked for"
                 ),
+                SharingFault::RenewsGone { grant } => format!(
+                    "grant {grant}, which this request renews, is no longer in force (revoked or removed): file a new request"
+                ),
             },
             Self::SharingNotStored => {
                 "sharing requests cannot be read or written now; nothing changed. Try again later".into()
+            }
+            Self::DataObjectionNotFound { id } => format!("there is no data objection {id} for you"),
+            Self::DataObjectionNotYours { what } => what.clone(),
+            Self::DataObjectionAnswered { id } => format!("data objection {id} is answered already"),
+            Self::InvalidDataObjection { what } => what.clone(),
+            Self::DataObjectionNotStored => {
+                "data objections cannot be read or written now; nothing changed. Try again later".into()
             }
             Self::NotACluster => "policy versions are kept in PostgreSQL in cluster mode; on a single node read /v1/admin/history".into(),
             Self::RetentionNotSet => "audit.retention_days is not set: the log keeps everything, and nothing is pruned".into(),
@@ -1363,8 +1411,16 @@ impl Problem {
                 SharingFault::NotToBeShared { dataset } => {
                     format!("数据集 {dataset} 不予共享，不能申请")
                 }
+                SharingFault::RenewsGone { grant } => {
+                    format!("本申请续期的授权 {grant} 已不再有效（已撤销或删除），请重新申请")
+                }
             },
             Self::SharingNotStored => "目前无法读写共享申请；未做任何变更，请稍后再试".into(),
+            Self::DataObjectionNotFound { id } => format!("没有您可查看的数据疑义 {id}"),
+            Self::DataObjectionNotYours { what } => format!("无权办理（{what}）"),
+            Self::DataObjectionAnswered { id } => format!("数据疑义 {id} 已答复"),
+            Self::InvalidDataObjection { what } => format!("数据疑义无效：{what}"),
+            Self::DataObjectionNotStored => "目前无法读写数据疑义；未做任何变更，请稍后再试".into(),
             Self::NotACluster => {
                 "策略版本在集群模式下保存在 PostgreSQL 中；单节点请读取 /v1/admin/history".into()
             }

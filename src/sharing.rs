@@ -5,15 +5,11 @@
 //! `data_steward` answers within `answer_days` (unconditional data is
 //! authorized on the review alone). An approved request becomes a grant,
 //! through the same validated, audited path as an administrator's edit,
-//! with its provenance. Kept by id in a sled tree (synced) on a single
-//! node, in PostgreSQL in cluster mode.
-
-use std::path::PathBuf;
-use std::sync::Arc;
+//! with its provenance. A grant's validity ends; a renewal is a new
+//! request naming the grant it renews. Kept by id ([`crate::kept`]).
 
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Cluster;
 use crate::policy::model::GrantSpec;
 
 /// Where a request stands.
@@ -92,126 +88,53 @@ pub struct Request {
     pub answer_due: Option<String>,
     /// Every step, oldest first.
     pub history: Vec<Step>,
+    /// The grant this request renews (its consumer's, on the same
+    /// dataset): approved, the renewal replaces it under the same id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renews: Option<String>,
 }
 
-pub use crate::datadir::StoreError;
+pub use crate::kept::StoreError;
 
-/// The sharing requests.
-pub struct Requests {
-    backend: Backend,
-}
-
-impl std::fmt::Debug for Requests {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Requests").finish_non_exhaustive()
+impl crate::kept::Record for Request {
+    const TREE: &'static str = "sharing_requests";
+    const TABLE: &'static str = "tongban_sharing_request";
+    fn id(&self) -> &str {
+        &self.id
+    }
+    fn state(&self) -> &'static str {
+        self.state.as_str()
+    }
+    fn filed_ms(&self) -> i64 {
+        self.filed_ms
     }
 }
 
-enum Backend {
-    Local { tree: sled::Tree, data_dir: PathBuf },
-    Cluster(Arc<Cluster>),
+/// The sharing requests.
+pub type Requests = crate::kept::Kept<Request>;
+
+/// The prefix of a request's id.
+pub const ID_PREFIX: &str = "SR-";
+
+/// The sharing workflow's records: requests and data objections.
+#[derive(Debug)]
+pub struct Workflow {
+    /// Sharing requests (共享申请).
+    pub requests: Requests,
+    /// Data objections (疑义、纠错) to owners.
+    pub objections: crate::data_objections::DataObjections,
 }
 
-impl Requests {
-    /// The requests of a cluster (in PostgreSQL) or of a single node (in `db`).
+impl Workflow {
+    /// The records of a cluster (in PostgreSQL) or of a single node (in `db`).
     pub fn open(
-        cluster: Option<&Arc<Cluster>>,
+        cluster: Option<&std::sync::Arc<crate::cluster::Cluster>>,
         db: &sled::Db,
         data_dir: &std::path::Path,
     ) -> sled::Result<Self> {
         Ok(Self {
-            backend: match cluster {
-                Some(c) => Backend::Cluster(c.clone()),
-                None => Backend::Local {
-                    tree: db.open_tree("sharing_requests")?,
-                    data_dir: data_dir.to_owned(),
-                },
-            },
+            requests: Requests::open(cluster, db, data_dir)?,
+            objections: crate::data_objections::DataObjections::open(cluster, db, data_dir)?,
         })
     }
-
-    /// Keeps `r` (new or changed) if the stored one is still in `was`
-    /// (none: new); false if another change came first. Durable when it
-    /// returns.
-    pub async fn put(&self, r: &Request, was: Option<State>) -> Result<bool, StoreError> {
-        match &self.backend {
-            Backend::Local { tree, data_dir } => {
-                let old = match was {
-                    None => None,
-                    Some(_) => tree.get(r.id.as_bytes())?,
-                };
-                let matches = match (&old, was) {
-                    (None, None) => true,
-                    (Some(bytes), Some(state)) => {
-                        serde_json::from_slice::<Request>(bytes)?.state == state
-                    }
-                    _ => false,
-                };
-                if !matches {
-                    return Ok(false);
-                }
-                let swapped = tree
-                    .compare_and_swap(r.id.as_bytes(), old, Some(serde_json::to_vec(r)?))?
-                    .is_ok();
-                if swapped {
-                    tree.flush()?;
-                    crate::datadir::sync_db_file(data_dir)?;
-                }
-                Ok(swapped)
-            }
-            Backend::Cluster(c) => Ok(c.store.sharing_put(r, was.map(State::as_str)).await?),
-        }
-    }
-
-    /// The request `id`.
-    pub async fn get(&self, id: &str) -> Result<Option<Request>, StoreError> {
-        match &self.backend {
-            Backend::Local { tree, .. } => Ok(match tree.get(id.as_bytes())? {
-                Some(bytes) => Some(serde_json::from_slice(&bytes)?),
-                None => None,
-            }),
-            Backend::Cluster(c) => Ok(c.store.sharing_get(id).await?),
-        }
-    }
-
-    /// Every request, newest first.
-    pub async fn list(&self) -> Result<Vec<Request>, StoreError> {
-        let mut all: Vec<Request> = match &self.backend {
-            Backend::Local { tree, .. } => {
-                let mut out = Vec::new();
-                for item in tree.iter() {
-                    let (_, v) = item?;
-                    out.push(serde_json::from_slice(&v)?);
-                }
-                out
-            }
-            Backend::Cluster(c) => c.store.sharing_list().await?,
-        };
-        all.sort_by(|a, b| b.filed_ms.cmp(&a.filed_ms).then(b.id.cmp(&a.id)));
-        Ok(all)
-    }
-}
-
-/// A new request id: the local day and 64 random bits.
-pub fn new_id(day: time::Date) -> String {
-    let mut bits = [0u8; 8];
-    let _ = aws_lc_rs::rand::SecureRandom::fill(&aws_lc_rs::rand::SystemRandom::new(), &mut bits);
-    format!(
-        "SR-{:04}{:02}{:02}-{}",
-        day.year(),
-        u8::from(day.month()),
-        day.day(),
-        crate::domain::hex(&bits)
-    )
-}
-
-/// Whether `id` has the form of a request id.
-pub fn well_formed(id: &str) -> bool {
-    id.len() == 28
-        && id.starts_with("SR-")
-        && id.as_bytes()[11] == b'-'
-        && id[3..11].bytes().all(|b| b.is_ascii_digit())
-        && id[12..]
-            .bytes()
-            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
 }

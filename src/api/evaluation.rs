@@ -19,13 +19,13 @@ use utoipa_axum::routes;
 use super::audit::{blocking, caught_up, central_unavailable, cluster_scope, wants_csv, window};
 use super::openapi as doc;
 use super::{Answer, RequestContext, bad_query, finish};
-use crate::audit::evaluation::{Builder, Row};
+use crate::audit::evaluation::{Builder, Done, Row};
 use crate::audit::filter::EventFilter;
 use crate::audit::query as q;
 use crate::audit::{EventBody, EventKind};
 use crate::error::ApiError;
 use crate::gateway::Gateway;
-use crate::problem::ClusterRead;
+use crate::problem::{ClusterRead, Problem};
 
 pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
     OpenApiRouter::new().routes(routes!(evaluation))
@@ -93,26 +93,80 @@ async fn run(
         ..EventFilter::default()
     };
     event.detail = Some(filter.describe());
-    let rows = match cluster_scope(gw, p.scope.as_deref())? {
+    let mut builder = match cluster_scope(gw, p.scope.as_deref())? {
         Some(cluster) => {
             let mut builder = Builder::new(offset);
             cluster
                 .scan(&gw.audit_store, &filter, |e| builder.add(e))
                 .await
                 .map_err(|e| central_unavailable(&e, ClusterRead::Statistics))?;
-            builder.finish()
+            builder
         }
         None => {
             let store = gw.audit_store.clone();
             blocking(move || {
                 let mut builder = Builder::new(offset);
                 q::scan(&store, &filter, |e| builder.add(e))?;
-                Ok(builder.finish())
+                Ok(builder)
             })
             .await?
         }
     };
-    Ok(render(gw, &rows, (from, to), csv))
+    for d in workflow_done(gw, (from, to), steward.as_deref()).await? {
+        builder.add_done(&d);
+    }
+    Ok(render(gw, &builder.finish(), (from, to), csv))
+}
+
+/// The grants made and the data objections answered in the window (those
+/// on `owner`'s data only, for its steward), with the working days each took.
+async fn workflow_done(
+    gw: &Gateway,
+    (from, to): (i64, i64),
+    owner: Option<&str>,
+) -> Result<Vec<Done>, ApiError> {
+    let calendar = gw.flag_rules.load().calendar.clone();
+    let offset = gw.utc_offset;
+    let day = |ms: i64| {
+        time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            .to_offset(offset)
+            .date()
+    };
+    let within = |at: i64, o: &str| (from..to).contains(&at) && owner.is_none_or(|x| x == o);
+    let mut done = Vec::new();
+    let requests = gw.sharing.requests.list().await.map_err(|e| {
+        tracing::error!(error = %e, "sharing requests could not be read");
+        ApiError::from(Problem::SharingNotStored)
+    })?;
+    for r in requests {
+        let approved = r.history.iter().find(|s| s.action == "approved");
+        if let Some(s) = approved.filter(|s| within(s.at_ms, &r.owner)) {
+            done.push(Done {
+                at_ms: s.at_ms,
+                working_days: calendar.working_days_between(day(r.filed_ms), day(s.at_ms)),
+                consumer: r.consumer,
+                owner: r.owner,
+                grant: true,
+            });
+        }
+    }
+    let objections = gw.sharing.objections.list().await.map_err(|e| {
+        tracing::error!(error = %e, "data objections could not be read");
+        ApiError::from(Problem::DataObjectionNotStored)
+    })?;
+    for o in objections {
+        if let Some(a) = o.answer.as_ref().filter(|a| within(a.at_ms, &o.owner)) {
+            done.push(Done {
+                at_ms: a.at_ms,
+                working_days: calendar.working_days_between(day(o.filed_ms), day(a.at_ms)),
+                consumer: o.consumer,
+                owner: o.owner,
+                grant: false,
+            });
+        }
+    }
+    Ok(done)
 }
 
 fn render(gw: &Gateway, rows: &[Row], (from, to): (i64, i64), csv: bool) -> Answer {
@@ -138,6 +192,10 @@ fn render(gw: &Gateway, rows: &[Row], (from, to): (i64, i64), csv: bool) -> Answ
             "核验代替证明 Verify answers",
             "无办件编号 Without a case",
             "披露 Disclosures",
+            "新增授权 Grants made",
+            "授权平均工作日 Days to grant",
+            "答复疑义 Objections answered",
+            "答复平均工作日 Days to answer",
         ]);
         for r in rows {
             let _ = w.write_record([
@@ -151,6 +209,10 @@ fn render(gw: &Gateway, rows: &[Row], (from, to): (i64, i64), csv: bool) -> Answ
                 r.verify_answers.to_string(),
                 r.without_case.to_string(),
                 r.disclosures.to_string(),
+                r.grants_made.to_string(),
+                r.days_to_grant.map(|d| d.to_string()).unwrap_or_default(),
+                r.objections_answered.to_string(),
+                r.days_to_answer.map(|d| d.to_string()).unwrap_or_default(),
             ]);
         }
         return Answer::Raw {

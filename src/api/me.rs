@@ -127,7 +127,7 @@ async fn lodge_objection(
         let due = gw.flag_rules.load().calendar.add_working_days(today, days);
         let policy = gw.policy.snapshot();
         let o = Objection {
-            id: crate::objections::new_id(today),
+            id: crate::kept::new_id("", today),
             resident,
             node,
             seq,

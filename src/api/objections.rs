@@ -158,7 +158,7 @@ async fn reply(
         let who = staff(&gw, &headers, &mut event, PRIVACY_OFFICER)?;
         let Path(id) = path.map_err(|e| bad_path(&e))?;
         let not_found = || ApiError::from(Problem::ObjectionNotFound { id: id.clone() });
-        if !crate::objections::well_formed(&id) {
+        if !crate::kept::well_formed("", &id) {
             return Err(not_found());
         }
         let ReplyBody { reply, close } = parse_body(&headers, body, false)?;

@@ -261,6 +261,7 @@ enum Family {
     Router,
 }
 
+#[allow(clippy::too_many_lines)] // one arm per problem, as a table
 fn family(t: ProblemType) -> Family {
     use ProblemType as T;
     match t {
@@ -311,6 +312,11 @@ fn family(t: ProblemType) -> Family {
         | T::SharingRequestState
         | T::InvalidSharingDecision
         | T::SharingNotStored
+        | T::DataObjectionNotFound
+        | T::DataObjectionNotYours
+        | T::DataObjectionAnswered
+        | T::InvalidDataObjection
+        | T::DataObjectionNotStored
         | T::ReviewNotStored
         | T::NotACluster
         | T::RetentionNotSet
@@ -886,6 +892,10 @@ pub struct SharingFile {
     /// `access` naming one dataset.
     #[schema(value_type = Object)]
     pub grant: Value,
+    /// For a renewal, the grant it renews: the caller's department's grant
+    /// on this dataset alone. Approved, the renewal replaces that grant
+    /// under the same id (with its new validity).
+    pub renews: Option<String>,
 }
 
 /// A sharing request.
@@ -893,8 +903,11 @@ pub struct SharingFile {
 pub struct SharingRequest {
     /// Its id.
     pub id: String,
-    /// `filed`, `reviewed`, `approved`, `refused`, `returned` or `withdrawn`.
+    /// `filed`, `reviewed`, `approved`, `refused`, `returned`,
+    /// `withdrawn` or `revoked`.
     pub state: String,
+    /// For a renewal, the grant it renews.
+    pub renews: Option<String>,
     /// The consuming department, the owner and the dataset.
     pub consumer: String,
     /// The department that owns the dataset.
@@ -937,6 +950,80 @@ pub struct SharingList {
 pub struct SharingRevoke {
     /// Why (1 to 500 characters; recorded in the audit log and in the request's history).
     pub reason: String,
+}
+
+/// A data objection's report.
+#[derive(Debug, ToSchema)]
+pub struct DataObjectionFile {
+    /// The dataset.
+    pub dataset: String,
+    /// The field thought doubtful or wrong (one a grant in force shows the caller's role).
+    pub field: String,
+    /// The resident's 18-character ID number: sealed at rest, shown to the owner's data stewards only.
+    pub resident_id: String,
+    /// What seems wrong (1 to 1000 characters). Never a value of the record.
+    pub what: String,
+}
+
+/// A data objection.
+#[derive(Debug, ToSchema)]
+pub struct DataObjection {
+    /// Its id (`DO-YYYYMMDD-` and 16 hex digits).
+    pub id: String,
+    /// `open` or `answered`.
+    pub state: String,
+    /// The reporting department, and who reported it (`department/subject`).
+    pub consumer: String,
+    /// Who reported it.
+    pub filed_by: String,
+    /// The department that owns the dataset.
+    pub owner: String,
+    /// The dataset.
+    pub dataset: String,
+    /// The field.
+    pub field: String,
+    /// The resident ID masked (`110101********1234`).
+    pub resident_id_masked: String,
+    /// The resident ID, for the owner's data stewards only (null for everyone else).
+    pub resident_id: Option<String>,
+    /// What seems wrong.
+    pub what: String,
+    /// When it was reported.
+    pub filed_at: String,
+    /// The last day of the owner's answer (working days on the calendar).
+    pub due: String,
+    /// Open past its due day.
+    pub overdue: bool,
+    /// The owner's answer: `outcome` (`corrected`, `confirmed`, `not_ours`), `note`, `by`, `at`.
+    #[schema(value_type = Option<Object>)]
+    pub answer: Option<Value>,
+}
+
+/// `GET /v1/objections`.
+#[derive(Debug, ToSchema)]
+pub struct DataObjectionList {
+    /// How many.
+    pub count: u64,
+    /// Newest first.
+    pub objections: Vec<DataObjection>,
+    /// This request's audit event.
+    pub audit: AuditRef,
+}
+
+/// The owner's answer to a data objection.
+#[derive(Debug, ToSchema)]
+pub struct DataObjectionAnswer {
+    /// `corrected`, `confirmed` or `not_ours`.
+    pub outcome: String,
+    /// For the reporter (up to 500 characters; required with `not_ours`).
+    pub note: Option<String>,
+}
+
+/// A withdrawal by the consuming department.
+#[derive(Debug, ToSchema)]
+pub struct SharingWithdraw {
+    /// Why (optional; up to 500 characters; kept in the request's history).
+    pub reason: Option<String>,
 }
 
 /// A decision on a sharing request.
@@ -1416,6 +1503,14 @@ pub struct EvaluationRow {
     pub without_case: u64,
     /// Every disclosure counted.
     pub disclosures: u64,
+    /// Sharing requests approved into grants that month.
+    pub grants_made: u64,
+    /// Their mean working days from filing to approval (null without any).
+    pub days_to_grant: Option<f64>,
+    /// Data objections the owner answered that month.
+    pub objections_answered: u64,
+    /// Their mean working days from report to answer (null without any).
+    pub days_to_answer: Option<f64>,
 }
 
 /// `GET /v1/cases`: everything obtained under one case (免提交清单).

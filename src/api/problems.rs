@@ -318,6 +318,26 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "The gateway could not keep the request; nothing changed. Try again later; the operator finds the cause in the gateway's log.",
             "网关无法保存该申请，未做任何变更。请稍后再试；运营方可在网关日志中查到原因。",
         ],
+        T::DataObjectionNotFound => [
+            "Name a data objection GET /v1/objections lists for you.",
+            "请指定 GET /v1/objections 为您列出的数据疑义。",
+        ],
+        T::DataObjectionNotYours => [
+            "A department reports doubtful data only in a field a grant in force shows one of the caller's roles; a data_steward of the owning department answers.",
+            "只能对本部门在有效授权下、以本人角色可见的字段提出疑义；由数据所属部门的 data_steward 答复。",
+        ],
+        T::DataObjectionAnswered => [
+            "Read the objection again (GET /v1/objections): it is answered; report again if the answer does not settle it.",
+            "请重新查看该疑义（GET /v1/objections）：它已答复；如答复不能解决问题，可再次提出。",
+        ],
+        T::InvalidDataObjection => [
+            "Name a dataset and one of its fields, a valid resident ID and what seems wrong (1 to 1000 characters, no values); an answer is corrected, confirmed or not_ours.",
+            "请填写数据集及其字段、有效的身份证号和疑义说明（1 到 1000 个字符，不含数据值）；答复应为 corrected、confirmed 或 not_ours。",
+        ],
+        T::DataObjectionNotStored => [
+            "The gateway could not keep the objection or its answer; nothing changed. Try again later; the operator finds the cause in the gateway's log.",
+            "网关无法保存该疑义或其答复，未做任何变更。请稍后再试；运营方可在网关日志中查到原因。",
+        ],
         T::NotACluster => [
             "This gateway is a single node; the cluster routes apply only in cluster mode.",
             "本网关为单节点；集群相关路由仅适用于集群模式。",

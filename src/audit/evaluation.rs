@@ -14,6 +14,12 @@
 //!   verify requests, their replays not counted again;
 //! - **without a case**: lookup and batch disclosures that named no case.
 //!
+//! - **grants made** and **days to grant**: the sharing requests approved
+//!   that month, and the mean working days from filing to approval;
+//! - **objections answered** and **days to answer**: the data objections
+//!   the owner answered that month, and the mean working days from report
+//!   to answer.
+//!
 //! A month is the gateway calendar's (`YYYY-MM`); the owner is the
 //! dataset id's `<owner>.` prefix.
 
@@ -25,7 +31,7 @@ use time::UtcOffset;
 use super::event::{Event, EventKind, Outcome};
 
 /// One month of one consumer → owner pair.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Row {
     /// `YYYY-MM`, the gateway calendar.
     pub month: String,
@@ -43,6 +49,29 @@ pub struct Row {
     pub without_case: u64,
     /// Every disclosure counted.
     pub disclosures: u64,
+    /// Sharing requests approved into grants.
+    pub grants_made: u64,
+    /// Their mean working days from filing to approval (one decimal).
+    pub days_to_grant: Option<f64>,
+    /// Data objections the owner answered.
+    pub objections_answered: u64,
+    /// Their mean working days from report to answer (one decimal).
+    pub days_to_answer: Option<f64>,
+}
+
+/// A workflow item finished: a grant made, an objection answered.
+#[derive(Debug, Clone)]
+pub struct Done {
+    /// When, ms since the epoch.
+    pub at_ms: i64,
+    /// The consuming (reporting) department.
+    pub consumer: String,
+    /// The owning department.
+    pub owner: String,
+    /// A grant (else an objection's answer).
+    pub grant: bool,
+    /// Working days it took.
+    pub working_days: u32,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +81,14 @@ struct Cell {
     verify_answers: u64,
     without_case: u64,
     disclosures: u64,
+    grants: (u64, u64),
+    answers: (u64, u64),
+}
+
+/// The mean of `total` over `n`, to one decimal; none of nothing.
+fn mean((n, total): (u64, u64)) -> Option<f64> {
+    #[allow(clippy::cast_precision_loss)]
+    (n > 0).then(|| (total as f64 * 10.0 / n as f64).round() / 10.0)
 }
 
 /// The evaluation gathered one event at a time, in any order.
@@ -70,6 +107,29 @@ impl Builder {
         }
     }
 
+    fn month(&self, time_ms: i64) -> String {
+        let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(time_ms) * 1_000_000)
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
+            .to_offset(self.offset);
+        format!("{:04}-{:02}", t.year(), u8::from(t.month()))
+    }
+
+    /// Counts one finished workflow item.
+    pub fn add_done(&mut self, d: &Done) {
+        let month = self.month(d.at_ms);
+        let cell = self
+            .cells
+            .entry((month, d.consumer.clone(), d.owner.clone()))
+            .or_default();
+        let sums = if d.grant {
+            &mut cell.grants
+        } else {
+            &mut cell.answers
+        };
+        sums.0 += 1;
+        sums.1 += u64::from(d.working_days);
+    }
+
     /// Counts one event.
     pub fn add(&mut self, e: &Event) {
         let b = &e.body;
@@ -80,11 +140,7 @@ impl Builder {
             return;
         };
         let owner = dataset.split('.').next().unwrap_or_default();
-        let month =
-            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(b.time_ms) * 1_000_000)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-                .to_offset(self.offset);
-        let month = format!("{:04}-{:02}", month.year(), u8::from(month.month()));
+        let month = self.month(b.time_ms);
         let cell = self
             .cells
             .entry((month, consumer.to_string(), owner.to_owned()))
@@ -124,6 +180,10 @@ impl Builder {
                 verify_answers: c.verify_answers,
                 without_case: c.without_case,
                 disclosures: c.disclosures,
+                grants_made: c.grants.0,
+                days_to_grant: mean(c.grants),
+                objections_answered: c.answers.0,
+                days_to_answer: mean(c.answers),
             })
             .collect()
     }

@@ -8,8 +8,8 @@
 use std::io::Write;
 use std::path::Path;
 
-use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
+use aws_lc_rs::{aead, hmac};
 
 use crate::domain::ResidentId;
 
@@ -90,6 +90,51 @@ impl Pseudonymizer {
         out
     }
 
+    /// `plain` sealed (AES-256-GCM, a key derived from this one under the
+    /// label `domain`, a random nonce) and bound to `context` (the record
+    /// it belongs to: moved to another record it does not open), as hex.
+    /// Only a holder of the key opens it: what a store keeps of a resident
+    /// ID it must give back to someone.
+    pub fn seal(&self, domain: &str, context: &[u8], plain: &[u8]) -> Option<String> {
+        let key = self.sealing_key(domain)?;
+        let mut nonce = [0u8; aead::NONCE_LEN];
+        SystemRandom::new().fill(&mut nonce).ok()?;
+        let mut sealed = plain.to_vec();
+        key.seal_in_place_append_tag(
+            aead::Nonce::assume_unique_for_key(nonce),
+            aead::Aad::from(context),
+            &mut sealed,
+        )
+        .ok()?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        Some(crate::domain::hex(&out))
+    }
+
+    /// What [`Self::seal`] sealed under `domain` for `context`; none if it
+    /// was altered, moved or sealed under another key.
+    pub fn open_sealed(&self, domain: &str, context: &[u8], sealed: &str) -> Option<Vec<u8>> {
+        let key = self.sealing_key(domain)?;
+        let mut bytes = vec![0u8; sealed.len() / 2];
+        if bytes.len() < aead::NONCE_LEN + aead::AES_256_GCM.tag_len()
+            || !crate::domain::unhex(sealed, &mut bytes)
+        {
+            return None;
+        }
+        let (nonce, body) = bytes.split_at_mut(aead::NONCE_LEN);
+        let nonce = aead::Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let plain = key
+            .open_in_place(nonce, aead::Aad::from(context), body)
+            .ok()?;
+        Some(plain.to_vec())
+    }
+
+    fn sealing_key(&self, domain: &str) -> Option<aead::LessSafeKey> {
+        let secret = self.digest(domain, &[b"sealing key"]);
+        let key = aead::UnboundKey::new(&aead::AES_256_GCM, &secret).ok()?;
+        Some(aead::LessSafeKey::new(key))
+    }
+
     /// The pseudonym of one resident.
     pub fn pseudonym(&self, id: &ResidentId) -> [u8; 16] {
         let tag = hmac::sign(&self.key, id.as_str().as_bytes());
@@ -136,5 +181,29 @@ mod tests {
         let b = Pseudonymizer::from_secret(b"k2");
         assert_eq!(a.pseudonym(&id), a.pseudonym(&id));
         assert_ne!(a.pseudonym(&id), b.pseudonym(&id));
+    }
+
+    #[test]
+    fn sealed_text_opens_only_with_its_key_label_and_record() {
+        let a = Pseudonymizer::from_secret(b"k1");
+        let b = Pseudonymizer::from_secret(b"k2");
+        let id = b"11010519491231002X";
+        let sealed = a.seal("objection", b"DO-1", id).unwrap();
+        assert!(!sealed.contains("3131303130"), "the ID is not there in hex");
+        assert_ne!(
+            sealed,
+            a.seal("objection", b"DO-1", id).unwrap(),
+            "a fresh nonce"
+        );
+        assert_eq!(a.open_sealed("objection", b"DO-1", &sealed).unwrap(), id);
+        assert!(b.open_sealed("objection", b"DO-1", &sealed).is_none());
+        assert!(a.open_sealed("other", b"DO-1", &sealed).is_none());
+        assert!(a.open_sealed("objection", b"DO-2", &sealed).is_none());
+        let mut bent = sealed.clone().into_bytes();
+        bent[30] = if bent[30] == b'0' { b'1' } else { b'0' };
+        let bent = String::from_utf8(bent).unwrap();
+        assert!(a.open_sealed("objection", b"DO-1", &bent).is_none());
+        assert!(a.open_sealed("objection", b"DO-1", "00").is_none());
+        assert!(a.open_sealed("objection", b"DO-1", "zz").is_none());
     }
 }

@@ -13,10 +13,10 @@
 pub mod audit;
 mod flags;
 mod idempotency;
+mod kept;
 pub mod limits;
 mod objections;
 mod schema;
-mod sharing;
 pub mod stops;
 pub mod store;
 

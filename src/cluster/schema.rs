@@ -151,6 +151,12 @@ CREATE TABLE IF NOT EXISTS tongban_sharing_request (
     filed_ms bigint NOT NULL,
     doc      text NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tongban_data_objection (
+    id       text PRIMARY KEY,
+    state    text NOT NULL,
+    filed_ms bigint NOT NULL,
+    doc      text NOT NULL
+);
 ";
 
 /// Idempotency keys of verify and batch requests (keyed hashes only): a

@@ -453,8 +453,7 @@ fn pick(candidates: &[&Candidate], req: &DecisionRequest<'_>) -> Decision {
 }
 
 fn in_force(grant: &Grant, today: Date) -> bool {
-    grant.valid_from.is_none_or(|from| today >= from)
-        && grant.valid_until.is_none_or(|until| today <= until)
+    grant.in_force(today)
 }
 
 fn not_in_force_detail(grant: Option<&Grant>, today: Date) -> DenyDetail {

@@ -124,6 +124,14 @@ pub struct Grant {
     pub case_ref_pattern: Option<regex::Regex>,
 }
 
+impl Grant {
+    /// Whether it is in force on `today` (local).
+    pub fn in_force(&self, today: Date) -> bool {
+        self.valid_from.is_none_or(|from| today >= from)
+            && self.valid_until.is_none_or(|until| today <= until)
+    }
+}
+
 /// A whole, consistent policy set.
 #[derive(Debug, Clone)]
 pub struct PolicySet {

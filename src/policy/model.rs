@@ -205,6 +205,9 @@ pub struct Provenance {
     pub approved_at: String,
     /// The use case the request named.
     pub use_case: String,
+    /// For a renewal, the request the grant came from before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renews: Option<String>,
 }
 
 fn one() -> u32 {

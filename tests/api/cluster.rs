@@ -1822,3 +1822,110 @@ async fn an_objection_lodged_on_one_node_is_answered_on_another() {
     let r = b.get("/v1/me/objections", Some(&me), None, None).await;
     assert_eq!(r.body["objections"][0]["state"], "answered", "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_sharing_request_and_a_data_objection_move_across_nodes() {
+    use crate::sharing::{post, refused_as};
+    let pg = Postgres::start();
+    let (a, b) = two_nodes(&pg).await;
+    let yibao = a.token("yibao", "clerk-3", &["enrollment_clerk"]);
+    let authority = a.token("shujuju", "reviewer-1", &["data_authority"]);
+    let steward = a.token("ziranziyuan", "steward-1", &["data_steward"]);
+    let body = serde_json::json!({
+        "use_case": "医保参保缴费困难认定",
+        "grant": {
+            "title": "医保缴费困难认定核验不动产",
+            "roles": ["enrollment_clerk"],
+            "purposes": ["medical_insurance_enrollment"],
+            "operations": ["lookup"],
+            "basis": "《社会保险法》第二十五条",
+            "conditions": {"case_ref_required": true},
+            "access": [{"dataset": "ziranziyuan.budongchan", "fields": ["property_count"]}],
+        },
+    });
+    // Filed on A, reviewed on B, answered on A: the grant is in force on B.
+    let r = post(&a, "/v1/sharing/requests", &yibao, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let req = r.body["id"].as_str().unwrap().to_owned();
+    let review = format!("/v1/sharing/requests/{req}/review");
+    let r = post(
+        &b,
+        &review,
+        &b.token("shujuju", "reviewer-1", &["data_authority"]),
+        serde_json::json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    // The same step again, on the other node, finds it moved on.
+    let r = post(
+        &a,
+        &review,
+        &authority,
+        serde_json::json!({"decision": "approve"}),
+    )
+    .await;
+    refused_as(&r, "sharing-request-state");
+    let r = post(
+        &a,
+        &format!("/v1/sharing/requests/{req}/answer"),
+        &steward,
+        serde_json::json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = b
+        .get(
+            "/v1/sharing/requests",
+            Some(&b.token("yibao", "clerk-3", &["enrollment_clerk"])),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.body["requests"][0]["state"], "approved", "{}", r.text);
+
+    // A data objection reported on B: A's steward reads the resident ID
+    // (every node holds the same key) and answers; B's second answer is refused.
+    let reviewer = b.token("minzheng", "reviewer-7", &["dibao_reviewer"]);
+    let r = post(
+        &b,
+        "/v1/objections",
+        &reviewer,
+        serde_json::json!({
+            "dataset": "gongan.hukou", "field": "hukou_address",
+            "resident_id": "11010519491231002X", "what": "地址疑似过期",
+        }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let objection = r.body["id"].as_str().unwrap().to_owned();
+    let gongan = a.token("gongan", "steward-1", &["data_steward"]);
+    let r = a.get("/v1/objections", Some(&gongan), None, None).await;
+    assert_eq!(
+        r.body["objections"][0]["resident_id"], "11010519491231002X",
+        "{}",
+        r.text
+    );
+    let answer = format!("/v1/objections/{objection}/answer");
+    let r = post(
+        &a,
+        &answer,
+        &gongan,
+        serde_json::json!({"outcome": "confirmed"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = post(
+        &b,
+        &answer,
+        &b.token("gongan", "steward-1", &["data_steward"]),
+        serde_json::json!({"outcome": "corrected"}),
+    )
+    .await;
+    refused_as(&r, "data-objection-answered");
+    let r = b.get("/v1/objections", Some(&reviewer), None, None).await;
+    assert_eq!(
+        r.body["objections"][0]["answer"]["outcome"], "confirmed",
+        "{}",
+        r.text
+    );
+}

@@ -16,6 +16,7 @@ mod cluster;
 mod cluster_e2e;
 mod console;
 mod crash;
+mod data_objections;
 mod gm_suite;
 mod helpers;
 mod hostile;

@@ -2,6 +2,8 @@
 //! reviews it, the owner's steward answers it, and an approval becomes a
 //! grant (with its provenance) under which a lookup then succeeds.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde_json::{Value, json};
@@ -10,7 +12,7 @@ use crate::helpers::{TestGateway, TestResponse};
 
 const BUDONGCHAN: &str = "/v1/datasets/ziranziyuan.budongchan/records";
 
-async fn post(gw: &TestGateway, path: &str, token: &str, body: Value) -> TestResponse {
+pub(crate) async fn post(gw: &TestGateway, path: &str, token: &str, body: Value) -> TestResponse {
     gw.client()
         .request_with_body(
             "POST",
@@ -42,7 +44,7 @@ fn budongchan_request(dataset: &str, field: &str) -> Value {
 }
 
 /// `r` is a refusal of type `slug`.
-fn refused_as(r: &TestResponse, slug: &str) {
+pub(crate) fn refused_as(r: &TestResponse, slug: &str) {
     assert_eq!(
         r.problem_type(),
         Some(format!("/problems/{slug}").as_str()),
@@ -382,4 +384,264 @@ async fn the_owner_revokes_a_grant_on_its_data_and_the_consumer_reads_why() {
     let last = mine["history"].as_array().unwrap().last().unwrap().clone();
     assert_eq!(last["reason"], "发现超范围使用");
     assert_eq!(last["by"], "ziranziyuan/steward-1");
+}
+
+/// A renewal request naming `grant`, with a new validity end.
+fn renewal(grant: &str) -> Value {
+    let mut body = budongchan_request("ziranziyuan.budongchan", "property_count");
+    body["grant"]["conditions"]["valid_until"] = json!("2030-12-31");
+    body["renews"] = json!(grant);
+    body
+}
+
+/// Files `body` as yibao and has it reviewed: its id.
+async fn filed_and_reviewed(gw: &TestGateway, p: &People, body: Value) -> String {
+    let r = post(gw, "/v1/sharing/requests", &p.yibao, body).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let req = r.body["id"].as_str().unwrap().to_owned();
+    let r = post(
+        gw,
+        &format!("/v1/sharing/requests/{req}/review"),
+        &p.authority,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    req
+}
+
+#[tokio::test]
+async fn a_renewal_replaces_its_grant_and_never_brings_back_a_revoked_one() {
+    let gw = TestGateway::start().await;
+    let p = people(&gw);
+    let id = gw.sample_ids("ziranziyuan.budongchan", 1)[0].clone();
+    let (first, grant) = approved(&gw, &p).await;
+
+    // Only the consumer's own grant on the same dataset alone can be renewed.
+    let minzheng = gw.token("minzheng", "clerk-1", &["caseworker"]);
+    let r = post(&gw, "/v1/sharing/requests", &minzheng, renewal(&grant)).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    let r = post(
+        &gw,
+        "/v1/sharing/requests",
+        &p.yibao,
+        renewal("minzheng-dibao-hukou"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("renews"), "{}", r.text);
+
+    let req = filed_and_reviewed(&gw, &p, renewal(&grant)).await;
+    let r = post(
+        &gw,
+        &format!("/v1/sharing/requests/{req}/answer"),
+        &p.steward,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["grant_id"], grant.as_str(), "replaced under its id");
+    assert_eq!(r.body["request"]["renews"], grant.as_str());
+    let g = gw
+        .get(
+            &format!("/v1/admin/grants/{grant}"),
+            Some(&gw.token("shujuju", "admin-1", &["policy_admin"])),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(g.status, StatusCode::OK, "{}", g.text);
+    let spec = &g.body["grant"];
+    assert_eq!(spec["version"], 2, "{}", g.text);
+    assert_eq!(spec["conditions"]["valid_until"], "2030-12-31");
+    assert_eq!(spec["provenance"]["request"], req.as_str());
+    assert_eq!(spec["provenance"]["renews"], first.as_str());
+    assert_eq!(
+        yibao_lookup(&gw, &p.yibao, &id).await.status,
+        StatusCode::OK
+    );
+
+    // A renewal pending when the owner revokes cannot bring the grant back.
+    let again = filed_and_reviewed(&gw, &p, renewal(&grant)).await;
+    let r = post(
+        &gw,
+        &format!("/v1/sharing/grants/{grant}/revoke"),
+        &p.steward,
+        json!({"reason": "停止共享"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let r = post(
+        &gw,
+        &format!("/v1/sharing/requests/{again}/answer"),
+        &p.steward,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    refused_as(&r, "sharing-request-state");
+    assert!(r.text.contains(&grant), "{}", r.text);
+    assert_eq!(
+        yibao_lookup(&gw, &p.yibao, &id).await.status,
+        StatusCode::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn the_consumer_withdraws_its_own_request_until_it_is_decided() {
+    let gw = TestGateway::start().await;
+    let p = people(&gw);
+    let req = filed_and_reviewed(
+        &gw,
+        &p,
+        budongchan_request("ziranziyuan.budongchan", "property_count"),
+    )
+    .await;
+    let withdraw = format!("/v1/sharing/requests/{req}/withdraw");
+    // Another department's request is not found for it.
+    let minzheng = gw.token("minzheng", "clerk-1", &["caseworker"]);
+    let r = post(&gw, &withdraw, &minzheng, json!({})).await;
+    refused_as(&r, "sharing-request-not-found");
+    let r = post(&gw, &withdraw, &p.yibao, json!({"reason": "改由线下办理"})).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["state"], "withdrawn");
+    let last = r.body["history"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(last["action"], "withdrawn");
+    assert_eq!(last["reason"], "改由线下办理");
+    // Withdrawn, it takes no answer and no second withdrawal.
+    let r = post(
+        &gw,
+        &format!("/v1/sharing/requests/{req}/answer"),
+        &p.steward,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    refused_as(&r, "sharing-request-state");
+    let r = post(&gw, &withdraw, &p.yibao, json!({})).await;
+    refused_as(&r, "sharing-request-state");
+    // An approved request is not withdrawn: its grant is revoked by the owner.
+    let (approved_req, _) = approved(&gw, &p).await;
+    let r = post(
+        &gw,
+        &format!("/v1/sharing/requests/{approved_req}/withdraw"),
+        &p.yibao,
+        json!({}),
+    )
+    .await;
+    refused_as(&r, "sharing-request-state");
+}
+
+#[tokio::test]
+async fn a_review_turns_overdue_across_a_makeup_saturday_and_the_time_to_grant_is_counted() {
+    // 10:00 on Friday 9 October 2026. Two working days for the review:
+    // Saturday 10 (调休, worked) and Monday 12.
+    let start = time::macros::datetime!(2026-10-09 10:00 +08:00);
+    let clock = tongban::clock::Clock::manual(start);
+    let gw = TestGateway::start_at(|_, _| {}, clock.clone()).await;
+    let r = post(
+        &gw,
+        "/v1/sharing/requests",
+        &people(&gw).yibao,
+        budongchan_request("ziranziyuan.budongchan", "property_count"),
+    )
+    .await;
+    assert_eq!(r.body["review_due"], "2026-10-12", "{}", r.text);
+    let req = r.body["id"].as_str().unwrap().to_owned();
+    let metric = |text: &str, step: &str| {
+        let series =
+            format!(r#"tongban_sharing_requests_overdue{{step="{step}",owner="ziranziyuan"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(series.as_str()))
+            .map(str::to_owned)
+    };
+    // Monday 12, the last day: not overdue.
+    clock.advance(Duration::from_secs(3 * 86_400));
+    tongban::alerts::check(&gw.gw).await.unwrap();
+    let text = gw
+        .client()
+        .request("GET", "/metrics", &[])
+        .await
+        .unwrap()
+        .text;
+    assert_eq!(metric(&text, "review").as_deref(), Some("0"), "{text}");
+    assert!(text.contains(r#"tongban_sharing_requests_open{step="review",owner="ziranziyuan"} 1"#));
+    // Tuesday 13: overdue, in the request and in the metrics.
+    clock.advance(Duration::from_secs(86_400));
+    let p = people(&gw);
+    let r = gw
+        .get("/v1/sharing/requests", Some(&p.authority), None, None)
+        .await;
+    assert_eq!(r.body["requests"][0]["overdue"], true, "{}", r.text);
+    tongban::alerts::check(&gw.gw).await.unwrap();
+    let text = gw
+        .client()
+        .request("GET", "/metrics", &[])
+        .await
+        .unwrap()
+        .text;
+    assert_eq!(metric(&text, "review").as_deref(), Some("1"), "{text}");
+    // Reviewed Tuesday 13, answered Wednesday 14: four working days to grant.
+    let r = post(
+        &gw,
+        &format!("/v1/sharing/requests/{req}/review"),
+        &p.authority,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(r.body["answer_due"], "2026-10-20", "{}", r.text);
+    clock.advance(Duration::from_secs(86_400));
+    let p = people(&gw);
+    let r = post(
+        &gw,
+        &format!("/v1/sharing/requests/{req}/answer"),
+        &p.steward,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    tongban::alerts::check(&gw.gw).await.unwrap();
+    let text = gw
+        .client()
+        .request("GET", "/metrics", &[])
+        .await
+        .unwrap()
+        .text;
+    assert_eq!(metric(&text, "review").as_deref(), Some("0"), "{text}");
+    assert_eq!(metric(&text, "answer").as_deref(), Some("0"), "{text}");
+
+    let officer = gw.token("shujuju", "officer-1", &["privacy_officer"]);
+    let r = gw
+        .get(
+            "/v1/audit/evaluation?from=2026-10-01&to=2026-10-31",
+            Some(&officer),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let row = r.body["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["consumer"] == "yibao" && x["owner"] == "ziranziyuan")
+        .unwrap_or_else(|| panic!("{}", r.text))
+        .clone();
+    assert_eq!(row["month"], "2026-10");
+    assert_eq!(row["grants_made"], 1, "{row}");
+    assert_eq!(row["days_to_grant"], 4.0, "{row}");
+    // The owner's steward sees its own data's figures.
+    let r = gw
+        .get(
+            "/v1/audit/evaluation?from=2026-10-01&to=2026-10-31&format=csv",
+            Some(&p.steward),
+            None,
+            None,
+        )
+        .await;
+    assert!(r.text.contains("Days to grant"), "{}", r.text);
+    assert!(r.text.contains(",1,4,"), "{}", r.text);
 }

@@ -9,6 +9,7 @@
 mod backup;
 mod change;
 mod cluster;
+mod data_objections;
 mod datasets;
 mod decide;
 mod departments;
@@ -69,6 +70,12 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(sharing::file_request, sharing::list_requests))
         .routes(routes!(sharing::review_request))
         .routes(routes!(sharing::answer_request))
+        .routes(routes!(sharing::withdraw_request))
+        .routes(routes!(
+            data_objections::file_objection,
+            data_objections::list_objections
+        ))
+        .routes(routes!(data_objections::answer_objection))
         .routes(routes!(sharing::revoke_grant))
 }
 

@@ -38,17 +38,17 @@ pub(super) const DATA_AUTHORITY: &str = "data_authority";
 pub(super) const DATA_STEWARD: &str = "data_steward";
 
 /// Who a caller is to the workflow.
-struct Caller {
-    principal: Arc<Principal>,
+pub(super) struct Caller {
+    pub(super) principal: Arc<Principal>,
     /// `department/subject`.
-    name: String,
+    pub(super) name: String,
     /// Of the operator department with `data_authority`.
-    authority: bool,
+    pub(super) authority: bool,
     /// Of the operator department, reading everything (officers, administrators).
-    overseer: bool,
+    pub(super) overseer: bool,
 }
 
-fn caller(
+pub(super) fn caller(
     gw: &Gateway,
     headers: &HeaderMap,
     event: &mut crate::audit::EventBody,
@@ -83,6 +83,7 @@ fn request_json(r: &Request, gw: &Gateway) -> Value {
         "owner": r.owner,
         "dataset": r.dataset,
         "class": r.class,
+        "renews": r.renews,
         "use_case": r.use_case,
         "grant": r.grant,
         "filed_at": format_time(r.filed_ms, gw.utc_offset),
@@ -107,6 +108,8 @@ fn store_failed(e: &crate::sharing::StoreError) -> ApiError {
 pub(crate) struct FileBody {
     use_case: String,
     grant: Value,
+    #[serde(default)]
+    renews: Option<String>,
 }
 
 /// File a sharing request (共享申请): the grant asked for, complete (title,
@@ -140,14 +143,19 @@ pub(super) async fn file_request(
             })
             .into());
         }
-        let FileBody { use_case, grant } = parse_body(&headers, body, false)?;
+        let FileBody {
+            use_case,
+            grant,
+            renews,
+        } = parse_body(&headers, body, false)?;
         let use_case = use_case.trim().to_owned();
         if use_case.is_empty() || use_case.chars().count() > 500 {
             return Err(ApiError::from(Problem::InvalidReason));
         }
         let today = gw.today();
-        let id = crate::sharing::new_id(today);
-        let (grant, owner, dataset, class) = asked_grant(&gw, &who, &id, grant)?;
+        let id = crate::kept::new_id(crate::sharing::ID_PREFIX, today);
+        let (grant, owner, dataset, class) = asked_grant(&gw, &who, &id, grant, renews.as_deref())?;
+        let grant_id = grant.id.to_string();
         let calendar = gw.flag_rules.load().calendar.clone();
         let request = Request {
             id,
@@ -169,9 +177,10 @@ pub(super) async fn file_request(
                 at_ms: ctx.time_ms,
                 reason: None,
             }],
+            renews: renews.map(|_| grant_id.clone()),
         };
         event.detail = Some(
-            json!({"request": request.id, "dataset": request.dataset, "owner": request.owner})
+            json!({"request": request.id, "dataset": request.dataset, "owner": request.owner, "renews": request.renews})
                 .to_string(),
         );
         Ok(request)
@@ -191,6 +200,7 @@ pub(super) async fn file_request(
             };
             finish_then(&gw, &ctx, event, Ok(answer), async |_| {
                 gw.sharing
+                    .requests
                     .put(&r, None)
                     .await
                     .map_err(|e| store_failed(&e))
@@ -202,14 +212,17 @@ pub(super) async fn file_request(
     }
 }
 
-/// The grant a request asks for: `grant` with the request's id and the
-/// caller's department, checked as an edit would be; with the dataset's
-/// owner, id and class. A 不予共享 dataset cannot be asked for.
+/// The grant a request asks for: `grant` with the request's id (a
+/// renewal's: the id of the grant it renews) and the caller's department,
+/// checked as an edit would be; with the dataset's owner, id and class. A
+/// 不予共享 dataset cannot be asked for; a renewal renews a grant of the
+/// caller's department on the same dataset alone.
 fn asked_grant(
     gw: &Gateway,
     who: &Caller,
     id: &str,
     grant: Value,
+    renews: Option<&str>,
 ) -> Result<(GrantSpec, String, String, &'static str), ApiError> {
     let mut grant = grant;
     if let Value::Object(g) = &mut grant {
@@ -221,7 +234,7 @@ fn asked_grant(
         g.remove("version");
         g.remove("provenance");
     }
-    let grant: GrantSpec = serde_json::from_value(grant).map_err(|e| {
+    let mut grant: GrantSpec = serde_json::from_value(grant).map_err(|e| {
         ApiError::from(Problem::InvalidPolicy {
             errors: vec![format!("grant: {e}")],
         })
@@ -255,11 +268,43 @@ fn asked_grant(
         SharingClass::Unconditional => "unconditional",
         SharingClass::Conditional => "conditional",
     };
+    if let Some(old) = renews {
+        grant.id = renewed(
+            &policy.set,
+            who.principal.dept.as_str(),
+            old,
+            access.dataset.as_str(),
+        )
+        .ok_or_else(|| {
+            ApiError::from(Problem::InvalidPolicy {
+                errors: vec![format!(
+                    "renews: {old} is not a grant of {} on dataset {} alone",
+                    who.principal.dept, access.dataset
+                )],
+            })
+        })?;
+    }
     // The grant must be valid as it is asked for: checked as an edit would be.
     crate::policy::edit::prepare(&policy.set, &Change::PutGrant(Box::new(grant.clone())))
         .map_err(|e| super::change::edit_error(e, "grant", grant.id.as_str()))?;
     let (owner, dataset) = (dataset.spec.owner.to_string(), access.dataset.to_string());
     Ok((grant, owner, dataset, class))
+}
+
+/// The grant `old` if it is `consumer`'s and opens `dataset` alone: what
+/// a renewal may replace.
+fn renewed(
+    set: &crate::policy::PolicySet,
+    consumer: &str,
+    old: &str,
+    dataset: &str,
+) -> Option<GrantId> {
+    let id = GrantId::parse(old).ok()?;
+    let g = set.grants.get(&id)?;
+    (g.spec.consumer.as_str() == consumer
+        && g.spec.access.len() == 1
+        && g.spec.access[0].dataset.as_str() == dataset)
+        .then_some(id)
 }
 
 /// Sharing requests, newest first: a department's own (filed, or on its
@@ -282,7 +327,12 @@ pub(super) async fn list_requests(
         let who = caller(&gw, &headers, &mut event)?;
         let dept = who.principal.dept.to_string();
         let steward = who.principal.has_role(DATA_STEWARD);
-        let all = gw.sharing.list().await.map_err(|e| store_failed(&e))?;
+        let all = gw
+            .sharing
+            .requests
+            .list()
+            .await
+            .map_err(|e| store_failed(&e))?;
         let mine: Vec<Value> = all
             .iter()
             .filter(|r| who.overseer || r.consumer == dept || (steward && r.owner == dept))
@@ -387,7 +437,7 @@ async fn decide(
         let who = caller(&gw, &headers, &mut event)?;
         let Path(id) = path.map_err(|e| bad_path(&e))?;
         let not_found = || ApiError::from(Problem::SharingRequestNotFound { id: id.clone() });
-        if !crate::sharing::well_formed(&id) {
+        if !crate::kept::well_formed(crate::sharing::ID_PREFIX, &id) {
             return Err(not_found());
         }
         let DecisionBody { decision, reason, fields } = parse_body(&headers, body, false)?;
@@ -395,7 +445,7 @@ async fn decide(
         if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
             return Err(Problem::InvalidReason.into());
         }
-        let mut r = gw.sharing.get(&id).await.map_err(|e| store_failed(&e))?.ok_or_else(not_found)?;
+        let mut r = gw.sharing.requests.get(&id).await.map_err(|e| store_failed(&e))?.ok_or_else(not_found)?;
         let (waiting, allowed) = match stage {
             Stage::Review => (ReqState::Filed, who.authority),
             Stage::Answer => (
@@ -441,6 +491,10 @@ async fn decide(
     }
     // Approved: the grant through the administrators' edit path, under the policy lock.
     let _guard = lock_policy(&gw).await;
+    let mut r = r;
+    if let Err(e) = hold_renewal(&gw, &mut r) {
+        return finish(&gw, &ctx, event, Err(e)).await;
+    }
     let grant_id: GrantId = r.grant.id.clone();
     let prepared = prepare_change(
         &gw,
@@ -540,6 +594,7 @@ fn apply_decision(
                 approved_by: who.name.clone(),
                 approved_at: format_time(now, gw.utc_offset),
                 use_case: r.use_case.clone(),
+                renews: None,
             });
         }
         _ => return Err(Problem::Sharing(SharingFault::UnknownDecision { decision }).into()),
@@ -547,9 +602,28 @@ fn apply_decision(
     Ok(())
 }
 
+/// An approved renewal replaces the grant it renews, which must still be
+/// in force as it was asked for (a steward may have revoked it since: the
+/// renewal must not bring it back): its version follows that grant's, and
+/// its provenance names the request that grant came from.
+fn hold_renewal(gw: &Gateway, r: &mut Request) -> Result<(), ApiError> {
+    let Some(old) = r.renews.clone() else {
+        return Ok(());
+    };
+    let policy = gw.policy.snapshot();
+    let current = renewed(&policy.set, &r.consumer, &old, &r.dataset)
+        .and_then(|id| policy.set.grants.get(&id))
+        .ok_or_else(|| ApiError::from(Problem::Sharing(SharingFault::RenewsGone { grant: old })))?;
+    r.grant.version = current.spec.version + 1;
+    if let Some(p) = r.grant.provenance.as_mut() {
+        p.renews = current.spec.provenance.as_ref().map(|p| p.request.clone());
+    }
+    Ok(())
+}
+
 /// Keeps the request's new state, from the state it was decided in.
 async fn kept(gw: &Gateway, r: &Request, was: ReqState) -> Result<(), ApiError> {
-    match gw.sharing.put(r, Some(was)).await {
+    match gw.sharing.requests.put(r, Some(was.as_str())).await {
         Ok(true) => Ok(()),
         Ok(false) => Err(Problem::Sharing(SharingFault::NotWaiting {
             id: r.id.clone(),
@@ -692,7 +766,7 @@ pub(super) async fn revoke_grant(
         apply.run(seq, tx).await?;
         // The consumer reads why in the request's history.
         if let Some(rid) = request {
-            if let Ok(Some(mut r)) = gw.sharing.get(&rid).await {
+            if let Ok(Some(mut r)) = gw.sharing.requests.get(&rid).await {
                 let was = r.state;
                 r.state = ReqState::Revoked;
                 r.history.push(Step { action: "revoked".into(), by: who.name.clone(), at_ms: now, reason: Some(reason) });
@@ -702,6 +776,100 @@ pub(super) async fn revoke_grant(
             }
         }
         Ok(())
+    })
+    .await
+}
+
+/// Body of a withdrawal.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WithdrawBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// The consuming department withdraws its request (撤回) while it waits
+/// for a step or was returned for changes: any of its staff, with an
+/// optional reason kept in the request's history.
+#[utoipa::path(
+    post,
+    path = "/v1/sharing/requests/{id}/withdraw",
+    tag = "sharing",
+    operation_id = "sharing_withdraw",
+    params(("id" = String, Path, description = "The request's id")),
+    request_body = doc::SharingWithdraw,
+    responses(
+        (status = 200, description = "Withdrawn", body = doc::SharingRequest),
+        (status = 403, description = "Not the consuming department", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such request", body = doc::Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Decided already", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(super) async fn withdraw_request(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "sharing.withdraw");
+    let withdrawn = async {
+        let who = caller(&gw, &headers, &mut event)?;
+        let Path(id) = path.map_err(|e| bad_path(&e))?;
+        let not_found = || ApiError::from(Problem::SharingRequestNotFound { id: id.clone() });
+        if !crate::kept::well_formed(crate::sharing::ID_PREFIX, &id) {
+            return Err(not_found());
+        }
+        let WithdrawBody { reason } = parse_body(&headers, body, false)?;
+        let reason = reason
+            .map(|r| r.trim().to_owned())
+            .filter(|r| !r.is_empty());
+        if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+            return Err(Problem::InvalidReason.into());
+        }
+        let mut r = gw
+            .sharing
+            .requests
+            .get(&id)
+            .await
+            .map_err(|e| store_failed(&e))?
+            .ok_or_else(not_found)?;
+        // Another department's request is not found, as one that does not exist.
+        if r.consumer != who.principal.dept.as_str() {
+            return Err(not_found());
+        }
+        if !matches!(
+            r.state,
+            ReqState::Filed | ReqState::Reviewed | ReqState::Returned
+        ) {
+            return Err(Problem::Sharing(SharingFault::NotWaiting {
+                id: r.id.clone(),
+                state: r.state.as_str().into(),
+            })
+            .into());
+        }
+        let was = r.state;
+        r.state = ReqState::Withdrawn;
+        r.history.push(Step {
+            action: "withdrawn".into(),
+            by: who.name,
+            at_ms: ctx.time_ms,
+            reason,
+        });
+        event.detail = Some(json!({"request": r.id, "state": r.state.as_str()}).to_string());
+        Ok((r, was))
+    }
+    .await;
+    let (r, was) = match withdrawn {
+        Ok(w) => w,
+        Err(e) => return finish(&gw, &ctx, event, Err(e)).await,
+    };
+    let body = request_json(&r, &gw)
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
+        kept(&gw, &r, was).await
     })
     .await
 }
