@@ -13,7 +13,7 @@ const L = {
   tokenFile: ['从文件载入令牌', 'Load the token from a file'],
   badToken: ['这不是可读的 JWT。', 'This is not a readable JWT.'],
   expired: ['令牌已过期，请重新登录。', 'The token has expired; sign in again.'],
-  noRole: ['此令牌没有控制台角色（privacy_officer、policy_admin 或 data_steward）。', 'This token holds no console role (privacy_officer, policy_admin or data_steward).'],
+  noRole: ['此令牌没有任何角色。', 'This token holds no role.'],
   stewardNote: ['您是本部门数据的管理员：这里只显示对本部门数据集的使用。', "You are your department's data steward: only the use of your department's datasets is shown here."],
   refused: ['网关拒绝了请求', 'The gateway refused the request'],
   loading: ['加载中…', 'Loading…'],
@@ -178,6 +178,54 @@ const L = {
   noEntries: ['名单为空。', 'The list is empty.'],
   required: ['必填', 'required'],
   auditSeq: ['审计序号', 'Audit seq'],
+  navSharing: ['共享申请', 'Sharing requests'],
+  sharingIntro: ['使用部门提出共享申请；数据主管部门审核；数据所属部门答复（无条件共享的数据审核通过即授权）。期限按工作日计算。', 'A consuming department files a request; the data authority reviews it; the owning department answers (unconditional data is authorized on the review alone). Deadlines count working days.'],
+  fileRequest: ['提出共享申请', 'File a sharing request'],
+  useCase: ['应用场景', 'Use case'],
+  validUntil: ['有效期至', 'Valid until'],
+  renews: ['续期的授权编号（可选）', 'Grant renewed (optional)'],
+  fileIt: ['提交申请', 'File the request'],
+  filed: ['已提交', 'filed'],
+  reviewedState: ['已审核', 'reviewed'],
+  approved: ['已批准', 'approved'],
+  refusedState: ['未批准', 'refused'],
+  returned: ['已退回修改', 'returned'],
+  withdrawn: ['已撤回', 'withdrawn'],
+  revoked: ['已撤销授权', 'revoked'],
+  requestId: ['申请编号', 'Request'],
+  pairShort: ['使用 → 提供', 'Consumer → owner'],
+  due: ['期限', 'Due'],
+  lastStep: ['最近一步', 'Last step'],
+  act: ['办理', 'Act'],
+  approve: ['批准', 'approve'],
+  refuse: ['不予批准', 'refuse'],
+  returnIt: ['退回修改', 'return for changes'],
+  reasonHint: ['不予批准或退回时必填', 'required to refuse or return'],
+  submitReview: ['提交审核意见', 'Submit the review'],
+  submitAnswer: ['提交答复', 'Submit the answer'],
+  fieldsApproved: ['批准的字段', 'Fields approved'],
+  withdraw: ['撤回申请', 'Withdraw'],
+  revokeGrant: ['撤销授权', 'Revoke the grant'],
+  noRequests: ['没有共享申请。', 'No sharing requests.'],
+  filedOk: ['申请已提交，编号', 'Filed: request'],
+  reviewDue: ['审核期限', 'review due'],
+  chooseDataset: ['选择数据集', 'Choose a dataset'],
+  navDataObjections: ['数据疑义', 'Data objections'],
+  doIntro: ['使用部门对共享数据有疑义或发现错误时，报送数据所属部门核实；只能对本部门经查询取得的字段提出，须注明所依据的查询，不填写数据值。身份证号只向数据所属部门的数据管理员显示。', 'A consuming department that finds shared data doubtful or wrong reports it to the owner, which checks it; only for a field it was given, citing the lookup, never with a value. The ID number is shown to the owner\'s data stewards only.'],
+  reportIt: ['提出疑义', 'Report'],
+  what: ['疑义说明', 'What seems wrong'],
+  reporter: ['提出方', 'Reported by'],
+  outcome: ['核实结果', 'Outcome'],
+  corrected: ['已更正', 'corrected'],
+  confirmed: ['经核实无误', 'confirmed'],
+  not_ours: ['非本部门数据', 'not ours'],
+  note: ['说明', 'Note'],
+  noDataObjections: ['没有数据疑义。', 'No data objections.'],
+  reportedOk: ['疑义已报送，答复期限', 'Reported; answer due'],
+  disclosureSeq: ['所依据查询的审计序号', 'Audit seq of the lookup'],
+  disclosureSeqHint: ['查询应答的 X-Audit-Seq', "the lookup answer's X-Audit-Seq"],
+  disclosureNode: ['节点', 'Node'],
+  optional: ['可选', 'optional'],
 };
 
 const S = {
@@ -306,10 +354,13 @@ const PAGES = {
   decide: { role: 'policy_admin', nav: 'navDecide', render: decide },
   departments: { role: 'policy_admin', nav: 'navDepartments', render: departments },
   tokens: { role: 'policy_admin', nav: 'navTokens', render: tokens },
+  sharing: { role: '*', nav: 'navSharing', render: sharingRequests },
+  doubts: { role: '*', nav: 'navDataObjections', render: dataObjections },
 };
 
 // Whether the signed-in token's roles open `page` (a role, or any of several).
 function opens(page) {
+  if (page.role === '*') return !!S.token;
   return !page.role || [].concat(page.role).some((x) => roles().includes(x));
 }
 
@@ -320,6 +371,7 @@ function home() {
   const r = roles();
   if (r.includes('privacy_officer') || r.includes('data_steward')) return 'audit';
   if (r.includes('policy_admin')) return 'catalog';
+  if (S.token) return 'sharing';
   return 'signin';
 }
 
@@ -396,7 +448,7 @@ function signin() {
     if (!c) { msg.textContent = t('badToken'); return; }
     if (c.exp && c.exp * 1000 < Date.now()) { msg.textContent = t('expired'); return; }
     const r = Array.isArray(c.roles) ? c.roles : [];
-    if (!['privacy_officer', 'policy_admin', 'data_steward'].some((x) => r.includes(x))) { msg.textContent = t('noRole'); return; }
+    if (r.length === 0) { msg.textContent = t('noRole'); return; }
     S.token = token;
     sessionStorage.setItem('tongban.token', token);
     go(home());
@@ -983,6 +1035,183 @@ async function tokens() {
   const entries = r.body.entries || [];
   out.push(entries.length === 0 ? h('p', {}, t('noEntries')) : table([t('jti'), t('sub'), t('issuedBefore'), t('expires'), t('reason'), t('by')],
     entries.map((e) => [e.jti || '', e.sub || '', e.issued_before || '', e.expires || '', e.reason || '', e.by || ''])));
+  return out;
+}
+
+// ---------------------------------------------------------------- sharing
+
+// The operator department's own roles: they review and oversee, never file.
+const overseer = () => ['data_authority', 'privacy_officer', 'policy_admin'].some((x) => roles().includes(x));
+const myDept = () => (claims(S.token) || {}).dept || '';
+
+const REQUEST_STATES = { filed: 'filed', reviewed: 'reviewedState', approved: 'approved', refused: 'refusedState', returned: 'returned', withdrawn: 'withdrawn', revoked: 'revoked' };
+
+// A set of checkboxes, one per [value, label]; returns the element and a reader.
+function checkboxes(name, options, checked) {
+  const boxes = options.map(([v, label]) => {
+    const box = h('input', { type: 'checkbox', name, value: v, checked: checked.includes(v) });
+    return h('label', { class: 'check' }, box, ` ${label}`);
+  });
+  return [h('div', { class: 'checks', role: 'group' }, boxes), () => boxes.map((b) => b.firstChild).filter((b) => b.checked).map((b) => b.value)];
+}
+
+function fileForm(directory, done) {
+  const datasets = (directory.datasets || []).filter((d) => d.class !== 'none' && d.owner !== myDept());
+  const ds = h('select', { name: 'dataset' }, h('option', { value: '' }, t('chooseDataset')),
+    datasets.map((d) => h('option', { value: d.dataset, title: d.dataset }, `${d.title}（${d.owner_name || d.owner}，${sharingClass(d.class)}）`)));
+  const fieldBox = h('div');
+  let readFields = () => [];
+  ds.addEventListener('change', () => {
+    const d = datasets.find((x) => x.dataset === ds.value);
+    const [el, read] = checkboxes('fields', d ? d.fields.map((f) => [f.name, f.title || f.name]) : [], []);
+    readFields = read;
+    fieldBox.replaceChildren(el);
+  });
+  const inputs = {
+    title: h('input', { name: 'title' }), use_case: h('textarea', { name: 'use_case', rows: 2, maxlength: '500' }),
+    basis: h('input', { name: 'basis' }), purposes: h('input', { name: 'purposes' }), roles: h('input', { name: 'roles' }),
+    valid_until: h('input', { name: 'valid_until', type: 'date' }), renews: h('input', { name: 'renews', autocomplete: 'off' }),
+  };
+  const caseBox = h('input', { type: 'checkbox', name: 'case_ref_required', checked: true });
+  const [opsEl, readOps] = checkboxes('operations', [['lookup', 'lookup 查询'], ['verify', 'verify 核验'], ['batch', 'batch 批量']], ['lookup']);
+  const msg = h('div', { 'aria-live': 'polite' });
+  const form = h('form', { class: 'panel editor', onsubmit: async (ev) => {
+    ev.preventDefault();
+    const conditions = { case_ref_required: caseBox.checked };
+    if (inputs.valid_until.value) conditions.valid_until = inputs.valid_until.value;
+    const body = {
+      use_case: inputs.use_case.value.trim(),
+      grant: { title: inputs.title.value.trim(), roles: list(inputs.roles.value), purposes: list(inputs.purposes.value),
+        operations: readOps(), basis: inputs.basis.value.trim(), conditions, access: [{ dataset: ds.value, fields: readFields() }] },
+    };
+    if (inputs.renews.value.trim()) body.renews = inputs.renews.value.trim();
+    const r = await api('POST', '/v1/sharing/requests', { body });
+    if (!r.ok) { msg.replaceChildren(problem(r), (r.body && r.body.errors || []).length ? h('ul', {}, r.body.errors.map((e) => h('li', {}, e.message || String(e)))) : null); return; }
+    done(h('div', { class: 'notice ok', id: 'filed' }, `${t('filedOk')} ${r.body.id}（${t('reviewDue')} ${r.body.review_due}）`));
+  } },
+  field('f-dataset', t('dataset'), ds), h('div', { class: 'wide' }, h('span', { class: 'label' }, t('fields')), fieldBox),
+  field('f-title', t('titleField'), inputs.title), field('f-use', t('useCase'), inputs.use_case),
+  field('f-basis', t('basis'), inputs.basis), field('f-purposes', t('purposes'), inputs.purposes, t('commaHint')),
+  field('f-roles', t('roles'), inputs.roles, t('commaHint')), h('div', {}, h('span', { class: 'label' }, t('operations')), opsEl),
+  h('div', {}, h('label', {}, caseBox, ` ${t('caseRefRequired')}`)), field('f-until', t('validUntil'), inputs.valid_until),
+  field('f-renews', t('renews'), inputs.renews),
+  h('div', { class: 'wide' }, h('button', { type: 'submit' }, t('fileIt'))), msg);
+  return h('details', { class: 'noprint' }, h('summary', {}, t('fileRequest')), form);
+}
+
+// What the caller may do with request `r`: a form, or nothing.
+function requestActions(r) {
+  const path = (step) => `/v1/sharing/requests/${encodeURIComponent(r.id)}/${step}`;
+  const msg = h('div');
+  const send = async (p, body) => {
+    const a = await api('POST', p, { body });
+    if (a.ok) render(); else msg.replaceChildren(problem(a));
+  };
+  const decision = (step, withFields) => {
+    const sel = h('select', { 'aria-label': `${t('decision')} ${r.id}` }, [['approve', 'approve'], ['refuse', 'refuse'], ['return', 'returnIt']].map(([v, k]) => h('option', { value: v }, t(k))));
+    const reason = h('input', { 'aria-label': `${t('reason')} ${r.id}`, placeholder: t('reasonHint'), maxlength: '500' });
+    const a = (r.grant.access || [])[0] || {};
+    const asked = [...(a.fields || []), ...Object.keys(a.masked || {}), ...(a.verify_only || [])];
+    const [fieldsEl, readFields] = checkboxes(`fields-${r.id}`, asked.map((f) => [f, f]), asked);
+    return h('div', {}, sel, reason, withFields ? h('div', {}, h('span', { class: 'label' }, t('fieldsApproved')), fieldsEl) : null,
+      h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => {
+        const body = { decision: sel.value };
+        if (reason.value.trim()) body.reason = reason.value.trim();
+        if (withFields && sel.value === 'approve' && readFields().length < asked.length) body.fields = readFields();
+        send(path(step), body);
+      } }, t(step === 'review' ? 'submitReview' : 'submitAnswer'))), msg);
+  };
+  const r0 = roles();
+  if (r.state === 'filed' && r0.includes('data_authority')) return decision('review', false);
+  if (r.state === 'reviewed' && r0.includes('data_steward') && myDept() === r.owner) return decision('answer', true);
+  if (r.state === 'approved' && r0.includes('data_steward') && myDept() === r.owner) {
+    const reason = h('input', { 'aria-label': `${t('reason')} ${r.id}`, maxlength: '500' });
+    return h('div', {}, reason, h('div', { class: 'actions' }, h('button', { type: 'button', class: 'danger', onclick: () => {
+      send(`/v1/sharing/grants/${encodeURIComponent(r.grant.id)}/revoke`, { reason: reason.value.trim() });
+    } }, t('revokeGrant'))), msg);
+  }
+  if (['filed', 'reviewed', 'returned'].includes(r.state) && myDept() === r.consumer) {
+    return h('div', {}, h('button', { type: 'button', class: 'secondary', onclick: () => send(path('withdraw'), {}) }, t('withdraw')), msg);
+  }
+  return '';
+}
+
+async function sharingRequests() {
+  const out = [h('h1', {}, t('navSharing')), h('p', {}, t('sharingIntro'))];
+  const [dir, r] = await Promise.all([overseer() ? null : api('GET', '/v1/sharing/directory'), api('GET', '/v1/sharing/requests')]);
+  const flash = h('div', { id: 'flash' });
+  if (dir && dir.ok) out.push(fileForm(dir.body, (notice) => { render().then(() => { const f = document.getElementById('flash'); if (f) f.replaceChildren(notice); }); }));
+  out.push(flash);
+  if (!r.ok) return [...out, problem(r)];
+  const all = r.body.requests || [];
+  if (all.length === 0) return [...out, h('p', {}, t('noRequests'))];
+  out.push(table([t('requestId'), t('dataset'), t('pairShort'), t('state'), t('due'), t('lastStep'), t('act')], all.map((x) => {
+    const last = (x.history || [])[x.history.length - 1] || {};
+    const due = x.state === 'filed' ? x.review_due : x.state === 'reviewed' ? x.answer_due : '';
+    return [h('code', {}, x.id), h('span', { title: x.dataset }, x.grant && x.grant.title ? x.grant.title : x.dataset, h('br'), h('small', {}, x.use_case)),
+      `${x.consumer} → ${x.owner}`,
+      h('span', { class: 'req-state' }, t(REQUEST_STATES[x.state]) || x.state, x.overdue ? h('strong', { class: 'bad' }, ` ${t('objOverdue')}`) : null),
+      due || '', h('span', {}, last.action || '', last.by ? ` · ${last.by}` : '', last.reason ? h('br') : null, last.reason || ''),
+      requestActions(x)];
+  })));
+  return out;
+}
+
+async function dataObjections() {
+  const out = [h('h1', {}, t('navDataObjections')), h('p', {}, t('doIntro'))];
+  const [cat, r] = await Promise.all([overseer() ? null : api('GET', '/v1/catalog'), api('GET', '/v1/objections')]);
+  if (cat && cat.ok && (cat.body.datasets || []).length) {
+    const seen = cat.body.datasets;
+    const ds = h('select', { name: 'dataset' }, h('option', { value: '' }, t('chooseDataset')),
+      seen.map((d, i) => h('option', { value: String(i), title: d.dataset }, `${d.title}（${d.owner}）`)));
+    const fld = h('select', { name: 'field' });
+    ds.addEventListener('change', () => {
+      const d = seen[Number(ds.value)];
+      fld.replaceChildren(...(d ? d.fields : []).map((f) => h('option', { value: f.name, title: f.name }, f.title || f.name)));
+    });
+    const id = h('input', { name: 'resident_id', autocomplete: 'off', maxlength: '18', inputmode: 'text' });
+    const seq = h('input', { name: 'seq', type: 'number', min: 1 });
+    const node = h('input', { name: 'node', autocomplete: 'off' });
+    const what = h('textarea', { name: 'what', rows: 3, maxlength: '1000' });
+    const msg = h('div', { 'aria-live': 'polite' });
+    const form = h('form', { class: 'panel editor', onsubmit: async (ev) => {
+      ev.preventDefault();
+      const d = seen[Number(ds.value)];
+      const body = { dataset: d ? d.dataset : '', field: fld.value, resident_id: id.value.trim(), what: what.value.trim(), seq: Number(seq.value) || 0 };
+      if (node.value.trim()) body.node = node.value.trim();
+      const a = await api('POST', '/v1/objections', { body });
+      if (!a.ok) { msg.replaceChildren(problem(a)); return; }
+      id.value = '';
+      await render();
+      const f = document.getElementById('flash');
+      if (f) f.replaceChildren(h('div', { class: 'notice ok', id: 'reported' }, `${t('reportedOk')} ${a.body.due}（${a.body.id}）`));
+    } },
+    field('do-dataset', t('dataset'), ds), field('do-field', t('fields'), fld), field('do-resident', t('resident'), id),
+    field('do-seq', t('disclosureSeq'), seq, t('disclosureSeqHint')), field('do-node', t('disclosureNode'), node, t('optional')),
+    h('div', { class: 'wide' }, field('do-what', t('what'), what)), h('div', { class: 'wide' }, h('button', { type: 'submit' }, t('reportIt'))), msg);
+    out.push(h('details', { class: 'noprint' }, h('summary', {}, t('reportIt')), form));
+  }
+  out.push(h('div', { id: 'flash' }));
+  if (!r.ok) return [...out, problem(r)];
+  const all = r.body.objections || [];
+  if (all.length === 0) return [...out, h('p', {}, t('noDataObjections'))];
+  const answerCell = (o) => {
+    if (o.answer) return h('span', {}, t(o.answer.outcome) || o.answer.outcome, o.answer.note ? h('br') : null, o.answer.note || '', h('br'), h('small', {}, `${o.answer.by} · ${o.answer.at}`));
+    if (!(roles().includes('data_steward') && myDept() === o.owner)) return '';
+    const sel = h('select', { 'aria-label': `${t('outcome')} ${o.id}` }, ['corrected', 'confirmed', 'not_ours'].map((v) => h('option', { value: v }, t(v))));
+    const note = h('input', { 'aria-label': `${t('note')} ${o.id}`, maxlength: '500' });
+    const msg = h('div');
+    return h('div', {}, sel, note, h('div', { class: 'actions' }, h('button', { type: 'button', onclick: async () => {
+      const body = { outcome: sel.value };
+      if (note.value.trim()) body.note = note.value.trim();
+      const a = await api('POST', `/v1/objections/${encodeURIComponent(o.id)}/answer`, { body });
+      if (a.ok) render(); else msg.replaceChildren(problem(a));
+    } }, t('submitAnswer'))), msg);
+  };
+  out.push(table([t('requestId'), t('dataset'), t('resident'), t('what'), t('reporter'), t('state'), t('due'), t('outcome')], all.map((o) => [
+    h('code', {}, o.id), h('span', { title: o.dataset }, `${o.dataset} · ${o.field}`),
+    h('span', { class: 'mono' }, o.resident_id || o.resident_id_masked), o.what, `${o.filed_by}`,
+    h('span', {}, t(o.state) || o.state, o.overdue ? h('strong', { class: 'bad' }, ` ${t('objOverdue')}`) : null), o.due, answerCell(o)])));
   return out;
 }
 

@@ -1161,6 +1161,9 @@ pub enum Rule {
     /// An objection deadline out of range.
     #[error("residents.objection_answer_days = {0}: from 1 to 60 working days")]
     ObjectionDays(u32),
+    /// A sharing deadline out of range.
+    #[error("sharing.{0} = {1}: from 1 to 60 working days")]
+    SharingDays(&'static str, u32),
     /// A webhook that is not HTTPS, or without the CA to verify it.
     #[error(
         "alerts.webhook_url must be an https:// URL and alerts.webhook_ca name the CA that verifies its server"
@@ -1258,6 +1261,15 @@ impl Config {
         }
         if !(1..=60).contains(&self.residents.objection_answer_days) {
             return Err(Rule::ObjectionDays(self.residents.objection_answer_days));
+        }
+        for (key, days) in [
+            ("review_days", self.sharing.review_days),
+            ("answer_days", self.sharing.answer_days),
+            ("objection_days", self.sharing.objection_days),
+        ] {
+            if !(1..=60).contains(&days) {
+                return Err(Rule::SharingDays(key, days));
+            }
         }
         if let Some(url) = &self.alerts.webhook_url {
             let https = url
@@ -1399,6 +1411,30 @@ mod tests {
     /// Settings that must be at least 1, a retention under the legal
     /// minimum, a malformed node id and contradictory TLS settings cannot be
     /// read: the error names the key and the rule.
+    #[test]
+    fn deadlines_out_of_range_are_refused_naming_the_key() {
+        let base = "[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_auth = \"off\"\n[[issuer]]\nissuer = \"r\"\naudience = \"a\"\nalgorithms = [\"ES256\"]\n";
+        for (bad, says) in [
+            ("[sharing]\nreview_days = 0\n", "sharing.review_days = 0"),
+            ("[sharing]\nanswer_days = 61\n", "sharing.answer_days = 61"),
+            (
+                "[sharing]\nobjection_days = 0\n",
+                "sharing.objection_days = 0",
+            ),
+            (
+                "[residents]\nobjection_answer_days = 0\n",
+                "residents.objection_answer_days = 0",
+            ),
+        ] {
+            let config: Config = toml::from_str(&format!("{base}{bad}")).unwrap();
+            let err = config.check().unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let config: Config =
+            toml::from_str(&format!("{base}[sharing]\nreview_days = 60\n")).unwrap();
+        assert!(config.check().is_ok());
+    }
+
     #[test]
     fn zeros_and_a_short_retention_are_refused_as_they_are_read() {
         let base = "issuer = []\n[tls]\ncert = \"c.pem\"\nkey = \"k.pem\"\nclient_auth = \"off\"\n";

@@ -1,7 +1,9 @@
 //! Data objections (疑义、错误信息快速校核): a consuming department reports
 //! a shared record as doubtful or wrong to the department that owns it,
 //! naming the dataset, the field, the resident and what seems wrong (never
-//! a value: the gateway does not take one). The owner's data steward checks
+//! a value: the gateway does not take one), and the reporter's own
+//! disclosure of that field of that resident (its audit reference): only
+//! what a consumer was given can it report. The owner's data steward checks
 //! it in its own system and answers (`corrected`, `confirmed` or
 //! `not_ours`) within `[sharing] objection_days` working days; the reporter
 //! reads the answer. The resident ID reaches the owner's stewards only: it
@@ -90,12 +92,16 @@ pub struct DataObjection {
     pub dataset: String,
     /// The field thought wrong.
     pub field: String,
+    /// The node whose log holds the reporter's disclosure of it.
+    pub node: String,
+    /// That disclosure's sequence number there.
+    pub seq: u64,
     /// The resident's pseudonym (hex), as the audit log names them.
     pub resident: String,
     /// The resident ID masked (`110101********1234`), for everyone else.
     pub masked_id: String,
     /// The resident ID sealed for the owner's stewards ([`SEAL_LABEL`],
-    /// bound to the objection's id).
+    /// bound to [`DataObjection::seal_context`]).
     pub sealed_id: String,
     /// What seems wrong, in the reporter's words.
     pub what: String,
@@ -107,6 +113,15 @@ pub struct DataObjection {
     pub state: State,
     /// The owner's answer, once there is one.
     pub answer: Option<Answer>,
+}
+
+impl DataObjection {
+    /// What the resident ID is sealed for: this objection, its owner and
+    /// dataset (moved to another record, or with its owner changed in the
+    /// store, it does not open).
+    pub fn seal_context(&self) -> String {
+        format!("{}\n{}\n{}", self.id, self.owner, self.dataset)
+    }
 }
 
 impl crate::kept::Record for DataObjection {

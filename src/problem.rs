@@ -171,6 +171,7 @@ problem_types! {
     SharingRequestState "sharing-request-state" CONFLICT "The sharing request is not waiting for this step" "该共享申请不在此环节";
     InvalidSharingDecision "invalid-sharing-decision" BAD_REQUEST "The decision is not valid" "办理结果无效";
     SharingNotStored "sharing-not-stored" INTERNAL_SERVER_ERROR "The sharing request could not be stored" "共享申请无法保存";
+    RenewedGrantChanged "renewed-grant-changed" CONFLICT "The grant this request renews has changed or ended" "本申请续期的授权已变更或终止";
     DataObjectionNotFound "data-objection-not-found" NOT_FOUND "No such data objection" "没有此数据疑义";
     DataObjectionNotYours "data-objection-not-yours" FORBIDDEN "This data objection is not yours to report or answer" "该数据疑义不由您提出或答复";
     DataObjectionAnswered "data-objection-answered" CONFLICT "The data objection is answered already" "该数据疑义已答复";
@@ -365,10 +366,12 @@ pub enum SharingFault {
         /// The dataset.
         dataset: String,
     },
-    /// A renewal whose grant ended meanwhile (revoked or removed).
+    /// A renewal whose grant ended or changed since it was filed.
     RenewsGone {
         /// The grant.
         grant: String,
+        /// Ended (revoked or removed), or changed (its version).
+        changed: Option<u32>,
     },
 }
 
@@ -377,7 +380,8 @@ impl SharingFault {
     pub fn kind(&self) -> ProblemType {
         match self {
             Self::NotYours { .. } => ProblemType::SharingNotYours,
-            Self::NotWaiting { .. } | Self::RenewsGone { .. } => ProblemType::SharingRequestState,
+            Self::NotWaiting { .. } => ProblemType::SharingRequestState,
+            Self::RenewsGone { .. } => ProblemType::RenewedGrantChanged,
             Self::UnknownDecision { .. } | Self::MoreThanAsked { .. } => {
                 ProblemType::InvalidSharingDecision
             }
@@ -1142,9 +1146,10 @@ impl Problem {
                 SharingFault::NotToBeShared { dataset } => format!(
                     "dataset {dataset} is not to be shared (不予共享): it cannot be asked for"
                 ),
-                SharingFault::RenewsGone { grant } => format!(
-                    "grant {grant}, which this request renews, is no longer in force (revoked or removed): file a new request"
-                ),
+                SharingFault::RenewsGone { grant, changed } => match changed {
+                    None => format!("grant {grant}, which this request renews, is no longer in force (revoked or removed); the request is refused: file a new one"),
+                    Some(v) => format!("grant {grant}, which this request renews, changed since it was filed (now version {v}); the request is refused: file it again against the grant as it is"),
+                },
             },
             Self::SharingNotStored => {
                 "sharing requests cannot be read or written now; nothing changed. Try again later".into()
@@ -1411,9 +1416,10 @@ impl Problem {
                 SharingFault::NotToBeShared { dataset } => {
                     format!("数据集 {dataset} 不予共享，不能申请")
                 }
-                SharingFault::RenewsGone { grant } => {
-                    format!("本申请续期的授权 {grant} 已不再有效（已撤销或删除），请重新申请")
-                }
+                SharingFault::RenewsGone { grant, changed } => match changed {
+                    None => format!("本申请续期的授权 {grant} 已不再有效（已撤销或删除），申请不予批准，请重新申请"),
+                    Some(v) => format!("本申请续期的授权 {grant} 在申请后已变更（现为版本 {v}），申请不予批准，请按现行授权重新申请"),
+                },
             },
             Self::SharingNotStored => "目前无法读写共享申请；未做任何变更，请稍后再试".into(),
             Self::DataObjectionNotFound { id } => format!("没有您可查看的数据疑义 {id}"),

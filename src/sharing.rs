@@ -30,6 +30,9 @@ pub enum State {
     Withdrawn,
     /// Approved, then its grant revoked by the owner (with a reason).
     Revoked,
+    /// Approved, then its grant renewed by a later request (named in the
+    /// history), which the grant now comes from.
+    Renewed,
 }
 
 impl State {
@@ -43,6 +46,7 @@ impl State {
             Self::Returned => "returned",
             Self::Withdrawn => "withdrawn",
             Self::Revoked => "revoked",
+            Self::Renewed => "renewed",
         }
     }
 }
@@ -92,6 +96,11 @@ pub struct Request {
     /// dataset): approved, the renewal replaces it under the same id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub renews: Option<String>,
+    /// The version of that grant when the renewal was filed: approved, the
+    /// renewal replaces that version only (a grant changed since is not
+    /// overwritten).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renews_version: Option<u32>,
 }
 
 pub use crate::kept::StoreError;

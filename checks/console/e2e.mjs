@@ -352,6 +352,78 @@ try {
   await page.click('nav >> text=统计');
   await page.waitForSelector('svg.chart');
   await shot('22-steward-stats');
+
+  // ---- the sharing workflow: a consuming department files a request, the
+  // data authority reviews it, the owner's steward answers; then a data
+  // objection reported by a consumer and answered by the owner.
+  const signInAs = async (tok) => {
+    await page.click('#signout');
+    await page.waitForSelector('#token');
+    await page.fill('#token', tok);
+    await page.click('button[type=submit]');
+  };
+  const yibao = token('yibao', 'clerk-3', 'enrollment_clerk');
+  const owned1 = JSON.parse(readFileSync(path.join(home, 'samples/ziranziyuan.budongchan.jsonl'), 'utf8').split('\n')[0]).id_number;
+  const propertyLookup = () => request('GET', `/v1/datasets/ziranziyuan.budongchan/records/${owned1}`, {
+    headers: { Authorization: `Bearer ${yibao}`, 'X-Purpose': 'medical_insurance_enrollment', 'X-Case-Ref': 'YB-2026-0001' },
+  });
+  check((await propertyLookup()).status === 403, 'before any request, yibao may not read the real-estate register');
+  await signInAs(yibao);
+  await page.waitForSelector('summary >> text=提出共享申请');
+  await page.click('summary >> text=提出共享申请');
+  await page.selectOption('#f-dataset', 'ziranziyuan.budongchan');
+  await page.check('input[name=fields][value=property_count]');
+  await page.fill('#f-title', '医保缴费困难认定核验不动产');
+  await page.fill('#f-use', '城乡居民医保参保缴费困难认定：核实名下不动产');
+  await page.fill('#f-basis', '《社会保险法》第二十五条');
+  await page.fill('#f-purposes', 'medical_insurance_enrollment');
+  await page.fill('#f-roles', 'enrollment_clerk');
+  await page.click('form.editor button[type=submit]');
+  await page.waitForSelector('#filed');
+  check((await page.textContent('#filed')).includes('SR-') && (await page.textContent('table')).includes('已提交'), 'a consuming department files a sharing request in the console');
+  await shot('23-sharing-filed');
+  await signInAs(token('shujuju', 'reviewer-1', 'data_authority'));
+  await page.waitForSelector('button:text-is("提交审核意见")');
+  await page.click('button:text-is("提交审核意见")');
+  await page.waitForSelector('.req-state >> text=已审核');
+  check(true, 'the data authority approves the review in the console');
+  await shot('24-sharing-reviewed');
+  await signInAs(token('ziranziyuan', 'steward-7', 'data_steward'));
+  await page.click('nav >> text=共享申请');
+  await page.waitForSelector('button:text-is("提交答复")');
+  await page.click('button:text-is("提交答复")');
+  await page.waitForSelector('.req-state >> text=已批准');
+  check((await propertyLookup()).status === 200, "the owner's steward approves in the console, and the lookup is then served");
+  await shot('25-sharing-approved');
+
+  const reporter = token('minzheng', 'reviewer-9', 'dibao_reviewer');
+  await signInAs(reporter);
+  await page.click('nav >> text=数据疑义');
+  await page.waitForSelector('summary >> text=提出疑义');
+  await page.click('summary >> text=提出疑义');
+  const hukouOption = await page.$eval('#do-dataset option[title="gongan.hukou"]', (o) => o.value);
+  await page.selectOption('#do-dataset', hukouOption);
+  await page.selectOption('#do-field', 'hukou_address');
+  await page.fill('#do-resident', resident);
+  await page.fill('#do-seq', String(first.headers['x-audit-seq']));
+  await page.fill('#do-what', '户籍地址与申请人提交的居住证明不一致');
+  await page.click('form.editor button[type=submit]');
+  await page.waitForSelector('#reported');
+  check(!page.url().includes(resident) && !(await page.textContent('main')).includes(resident), 'a data objection is reported; the ID is neither in the address nor shown back to the reporter');
+  await shot('26-data-objection-reported');
+  await signInAs(token('gongan', 'steward-1', 'data_steward'));
+  await page.click('nav >> text=数据疑义');
+  await page.waitForSelector('button:text-is("提交答复")');
+  check((await page.textContent('table')).includes(resident), "the owner's steward sees the resident's ID to find the record");
+  await page.selectOption('select[aria-label^="核实结果"]', 'corrected');
+  await page.fill('input[aria-label^="说明"]', '已按户籍档案更正');
+  await page.click('button:text-is("提交答复")');
+  await page.waitForSelector('td >> text=已更正');
+  await shot('27-data-objection-answered');
+  await signInAs(reporter);
+  await page.click('nav >> text=数据疑义');
+  await page.waitForSelector('td >> text=已更正');
+  check((await page.textContent('table')).includes('已按户籍档案更正'), 'the reporter reads the answer');
   await page.click('#signout');
   await page.waitForSelector('#token');
   await page.fill('#token', admin);

@@ -312,6 +312,7 @@ fn family(t: ProblemType) -> Family {
         | T::SharingRequestState
         | T::InvalidSharingDecision
         | T::SharingNotStored
+        | T::RenewedGrantChanged
         | T::DataObjectionNotFound
         | T::DataObjectionNotYours
         | T::DataObjectionAnswered
@@ -908,6 +909,12 @@ pub struct SharingRequest {
     pub state: String,
     /// For a renewal, the grant it renews.
     pub renews: Option<String>,
+    /// For a renewal, that grant's version when it was filed (an approval
+    /// is refused if it changed since).
+    pub renews_version: Option<u32>,
+    /// For a renewal, that grant as it now is (null once it ended).
+    #[schema(value_type = Option<Object>)]
+    pub renews_current: Option<Value>,
     /// The consuming department, the owner and the dataset.
     pub consumer: String,
     /// The department that owns the dataset.
@@ -961,8 +968,13 @@ pub struct DataObjectionFile {
     pub field: String,
     /// The resident's 18-character ID number: sealed at rest, shown to the owner's data stewards only.
     pub resident_id: String,
-    /// What seems wrong (1 to 1000 characters). Never a value of the record.
+    /// What seems wrong (1 to 1000 characters). Never a value of the record or an ID number.
     pub what: String,
+    /// The node whose log holds the disclosure (default: this node): the
+    /// `audit` reference of the lookup that gave the field.
+    pub node: Option<String>,
+    /// That disclosure's sequence number (`audit.seq` of the lookup's answer).
+    pub seq: u64,
 }
 
 /// A data objection.
@@ -984,8 +996,12 @@ pub struct DataObjection {
     pub field: String,
     /// The resident ID masked (`110101********1234`).
     pub resident_id_masked: String,
-    /// The resident ID, for the owner's data stewards only (null for everyone else).
+    /// The resident ID, for the owner's data stewards only and while it is open (null otherwise).
     pub resident_id: Option<String>,
+    /// The reporter's disclosure it concerns: its node and sequence number.
+    pub node: String,
+    /// Its sequence number.
+    pub seq: u64,
     /// What seems wrong.
     pub what: String,
     /// When it was reported.
@@ -1017,6 +1033,18 @@ pub struct DataObjectionAnswer {
     pub outcome: String,
     /// For the reporter (up to 500 characters; required with `not_ours`).
     pub note: Option<String>,
+}
+
+/// `GET /v1/sharing/directory`: the sharing directory (共享目录).
+#[derive(Debug, ToSchema)]
+pub struct SharingDirectory {
+    /// Every dataset: `dataset`, `title`, `description`, `owner`,
+    /// `owner_name`, `class` (`unconditional`, `conditional`, `none`) and
+    /// `fields` (`name`, `title`, `type`, `sensitivity`).
+    #[schema(value_type = Vec<Object>)]
+    pub datasets: Vec<Value>,
+    /// This request's audit event.
+    pub audit: AuditRef,
 }
 
 /// A withdrawal by the consuming department.
@@ -1474,6 +1502,10 @@ pub struct EvaluationAnswer {
     pub to: String,
     /// One row per month and consumer → owner pair.
     pub rows: Vec<EvaluationRow>,
+    /// Whether the sharing workflow's figures (`grants_made`, `days_to_grant`,
+    /// `objections_answered`, `days_to_answer`) could be read; false: they are
+    /// left out (0 and null), the rest stands.
+    pub workflow_figures: bool,
     /// This request's audit event.
     #[schema(nullable = false)]
     pub audit: Option<AuditRef>,

@@ -318,6 +318,10 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "The gateway could not keep the request; nothing changed. Try again later; the operator finds the cause in the gateway's log.",
             "网关无法保存该申请，未做任何变更。请稍后再试；运营方可在网关日志中查到原因。",
         ],
+        T::RenewedGrantChanged => [
+            "The grant the renewal names was revoked, removed or changed after the request was filed; the request is refused. File a new request against the grant as it now is (GET /v1/catalog).",
+            "续期申请所针对的授权在申请后已被撤销、删除或变更，申请不予批准。请按现行授权（GET /v1/catalog）重新申请。",
+        ],
         T::DataObjectionNotFound => [
             "Name a data objection GET /v1/objections lists for you.",
             "请指定 GET /v1/objections 为您列出的数据疑义。",

@@ -15,7 +15,8 @@
 //! - **without a case**: lookup and batch disclosures that named no case.
 //!
 //! - **grants made** and **days to grant**: the sharing requests approved
-//!   that month, and the mean working days from filing to approval;
+//!   that month (renewals included), and the mean working days from filing
+//!   to approval;
 //! - **objections answered** and **days to answer**: the data objections
 //!   the owner answered that month, and the mean working days from report
 //!   to answer.

@@ -1883,16 +1883,26 @@ async fn a_sharing_request_and_a_data_objection_move_across_nodes() {
         .await;
     assert_eq!(r.body["requests"][0]["state"], "approved", "{}", r.text);
 
+    a_data_objection_moves_across_nodes(&a, &b).await;
+}
+
+/// A data objection reported on B: A's steward reads the resident ID
+/// (every node holds the same key) and answers; B's second answer is refused.
+async fn a_data_objection_moves_across_nodes(a: &TestGateway, b: &TestGateway) {
+    use crate::sharing::{post, refused_as};
     // A data objection reported on B: A's steward reads the resident ID
     // (every node holds the same key) and answers; B's second answer is refused.
+    let resident = b.sample_ids("gongan.hukou", 1)[0].clone();
+    let seen = lookup(b, &resident, None).await;
+    assert_eq!(seen.status, StatusCode::OK, "{}", seen.text);
     let reviewer = b.token("minzheng", "reviewer-7", &["dibao_reviewer"]);
     let r = post(
-        &b,
+        b,
         "/v1/objections",
         &reviewer,
         serde_json::json!({
             "dataset": "gongan.hukou", "field": "hukou_address",
-            "resident_id": "11010519491231002X", "what": "地址疑似过期",
+            "resident_id": resident, "what": "地址疑似过期", "seq": seen.audit_seq(),
         }),
     )
     .await;
@@ -1901,13 +1911,14 @@ async fn a_sharing_request_and_a_data_objection_move_across_nodes() {
     let gongan = a.token("gongan", "steward-1", &["data_steward"]);
     let r = a.get("/v1/objections", Some(&gongan), None, None).await;
     assert_eq!(
-        r.body["objections"][0]["resident_id"], "11010519491231002X",
+        r.body["objections"][0]["resident_id"],
+        resident.as_str(),
         "{}",
         r.text
     );
     let answer = format!("/v1/objections/{objection}/answer");
     let r = post(
-        &a,
+        a,
         &answer,
         &gongan,
         serde_json::json!({"outcome": "confirmed"}),
@@ -1915,7 +1926,7 @@ async fn a_sharing_request_and_a_data_objection_move_across_nodes() {
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = post(
-        &b,
+        b,
         &answer,
         &b.token("gongan", "steward-1", &["data_steward"]),
         serde_json::json!({"outcome": "corrected"}),

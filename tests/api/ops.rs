@@ -434,6 +434,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/sharing/requests/{id}/review", "post"),
     ("/v1/sharing/requests/{id}/answer", "post"),
     ("/v1/sharing/requests/{id}/withdraw", "post"),
+    ("/v1/sharing/directory", "get"),
     ("/v1/objections", "get"),
     ("/v1/objections", "post"),
     ("/v1/objections/{id}/answer", "post"),

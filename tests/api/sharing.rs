@@ -461,27 +461,89 @@ async fn a_renewal_replaces_its_grant_and_never_brings_back_a_revoked_one() {
         StatusCode::OK
     );
 
-    // A renewal pending when the owner revokes cannot bring the grant back.
-    let again = filed_and_reviewed(&gw, &p, renewal(&grant)).await;
+    // The request the grant came from before says it was renewed.
+    assert_eq!(state_of(&gw, &p, &first).await, "renewed");
+    a_renewal_neither_undoes_a_change_nor_brings_back_a_revoked_grant(&gw, &p, &grant, &id).await;
+}
+
+/// The state of request `req`, as the consumer reads it.
+async fn state_of(gw: &TestGateway, p: &People, req: &str) -> String {
+    let r = gw
+        .get("/v1/sharing/requests", Some(&p.yibao), None, None)
+        .await;
+    r.body["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == req)
+        .unwrap_or_else(|| panic!("{}", r.text))["state"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+async fn a_renewal_neither_undoes_a_change_nor_brings_back_a_revoked_grant(
+    gw: &TestGateway,
+    p: &People,
+    grant: &str,
+    id: &str,
+) {
+    // An administrator changes the grant after a renewal is filed: the
+    // renewal, approved, would undo that; it is refused, and leaves the queue.
+    let stale = filed_and_reviewed(gw, p, renewal(grant)).await;
+    let (mut spec, etag) = crate::admin::get_grant(gw, grant).await;
+    spec["title"] = json!("医保缴费困难认定核验不动产（管理员修订）");
+    let r = crate::admin::call(
+        gw,
+        "PUT",
+        &format!("/v1/admin/grants/{grant}"),
+        Some(("application/json", spec.to_string())),
+        &[("if-match", etag.as_str())],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let answer = |req: &str| format!("/v1/sharing/requests/{req}/answer");
     let r = post(
-        &gw,
+        gw,
+        &answer(&stale),
+        &p.steward,
+        json!({"decision": "approve"}),
+    )
+    .await;
+    refused_as(&r, "renewed-grant-changed");
+    assert_eq!(state_of(gw, p, &stale).await, "refused");
+    let (now, _) = crate::admin::get_grant(gw, grant).await;
+    assert_eq!(now["title"], "医保缴费困难认定核验不动产（管理员修订）");
+
+    // A renewal starting later than today is refused at filing.
+    let mut later = renewal(grant);
+    later["grant"]["conditions"]["valid_from"] = json!("2099-01-01");
+    let r = post(gw, "/v1/sharing/requests", &p.yibao, later).await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.text);
+    assert!(r.text.contains("valid_from"), "{}", r.text);
+
+    // A renewal pending when the owner revokes is refused with it; it
+    // cannot bring the grant back.
+    let again = filed_and_reviewed(gw, p, renewal(grant)).await;
+    let r = post(
+        gw,
         &format!("/v1/sharing/grants/{grant}/revoke"),
         &p.steward,
         json!({"reason": "停止共享"}),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(state_of(gw, p, &again).await, "refused");
     let r = post(
-        &gw,
-        &format!("/v1/sharing/requests/{again}/answer"),
+        gw,
+        &answer(&again),
         &p.steward,
         json!({"decision": "approve"}),
     )
     .await;
     refused_as(&r, "sharing-request-state");
-    assert!(r.text.contains(&grant), "{}", r.text);
     assert_eq!(
-        yibao_lookup(&gw, &p.yibao, &id).await.status,
+        yibao_lookup(gw, &p.yibao, id).await.status,
         StatusCode::FORBIDDEN
     );
 }
@@ -644,4 +706,42 @@ async fn a_review_turns_overdue_across_a_makeup_saturday_and_the_time_to_grant_i
         .await;
     assert!(r.text.contains("Days to grant"), "{}", r.text);
     assert!(r.text.contains(",1,4,"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn any_departments_staff_read_the_sharing_directory_without_values_or_addresses() {
+    let gw = TestGateway::start().await;
+    let p = people(&gw);
+    let r = gw
+        .get("/v1/sharing/directory", Some(&p.yibao), None, None)
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let datasets = r.body["datasets"].as_array().unwrap();
+    let budongchan = datasets
+        .iter()
+        .find(|d| d["dataset"] == "ziranziyuan.budongchan")
+        .unwrap();
+    assert_eq!(budongchan["owner"], "ziranziyuan");
+    assert!(
+        budongchan["owner_name"]
+            .as_str()
+            .unwrap()
+            .contains("自然资源"),
+        "{budongchan}"
+    );
+    assert!(
+        budongchan["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["name"] == "property_count" && f["title"].is_string())
+    );
+    // 不予共享 data is listed as such, to say why it cannot be asked for.
+    assert!(datasets.iter().any(|d| d["class"] == "none"), "{}", r.text);
+    for leak in ["provider", "url", "https://", "grants"] {
+        assert!(!r.text.contains(leak), "{leak} in {}", r.text);
+    }
+    // Only staff: no token, no directory.
+    let r = gw.get("/v1/sharing/directory", None, None, None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
 }

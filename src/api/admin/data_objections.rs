@@ -36,7 +36,8 @@ fn invalid(what: impl Into<String>) -> ApiError {
 }
 
 /// How a caller sees an objection: the owner's stewards with the resident
-/// ID, everyone else who may see it masked; none for anyone else.
+/// ID while it is open, everyone else who may see it (and the stewards once
+/// it is answered) masked; none for anyone else.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum View {
     Owner,
@@ -56,10 +57,10 @@ fn view(who: &Caller, o: &DataObjection) -> Option<View> {
 
 /// An objection as the API shows it to a caller with `view`.
 fn objection_json(gw: &Gateway, o: &DataObjection, view: View) -> Value {
-    let resident_id = (view == View::Owner).then(|| {
+    let resident_id = (view == View::Owner && o.state == ObjState::Open).then(|| {
         let opened = gw.pseudonyms.open_sealed(
             objections::SEAL_LABEL,
-            o.id.as_bytes(),
+            o.seal_context().as_bytes(),
             &o.sealed_id,
         );
         if opened.is_none() {
@@ -76,6 +77,8 @@ fn objection_json(gw: &Gateway, o: &DataObjection, view: View) -> Value {
         "owner": o.owner,
         "dataset": o.dataset,
         "field": o.field,
+        "node": o.node,
+        "seq": o.seq,
         "resident_id_masked": o.masked_id,
         "resident_id": resident_id.flatten(),
         "what": o.what,
@@ -96,6 +99,18 @@ pub(crate) struct ReportBody {
     field: String,
     resident_id: String,
     what: String,
+    #[serde(default)]
+    node: Option<String>,
+    seq: u64,
+}
+
+/// Whether `text` holds something shaped like a resident ID (17 digits and
+/// a check character): the free text of an objection or an answer says
+/// what seems wrong, never whom or which value.
+fn holds_an_id(text: &str) -> bool {
+    static ID: std::sync::LazyLock<Option<regex::Regex>> =
+        std::sync::LazyLock::new(|| regex::Regex::new(r"[0-9]{17}[0-9Xx]").ok());
+    ID.as_ref().is_none_or(|re| re.is_match(text))
 }
 
 /// Whether a grant in force today shows `field` of `dataset` to the
@@ -124,11 +139,70 @@ fn shown(
     })
 }
 
+/// The caller's department was given `field` of `dataset` about
+/// `resident` in the disclosure `(node, seq)`: otherwise the report is
+/// refused, the same way whether or not the resident or the event exists.
+async fn given(
+    gw: &Gateway,
+    who: &Caller,
+    resident: &ResidentId,
+    (node, seq): (&str, u64),
+    (dataset, field): (&str, &str),
+) -> Result<(), ApiError> {
+    crate::api::audit::caught_up(gw).await?;
+    let list =
+        crate::api::audit::resident_disclosures(gw, gw.pseudonyms.pseudonym(resident)).await?;
+    let found = list.iter().any(|d| {
+        d.node == node
+            && d.seq == seq
+            && d.consumer == who.principal.dept.as_str()
+            && d.dataset == dataset
+            && d.fields.iter().any(|f| f == field)
+    });
+    if found {
+        Ok(())
+    } else {
+        Err(Problem::DataObjectionNotYours {
+            what: format!(
+                "event {seq} of node {node} is not a disclosure of field {field} of this resident to your department: name the audit reference of the lookup that gave it"
+            ),
+        }
+        .into())
+    }
+}
+
+/// A new objection `o` with its due day and the resident ID sealed for it.
+fn sealed(
+    gw: &Gateway,
+    mut o: DataObjection,
+    resident: &ResidentId,
+) -> Result<DataObjection, ApiError> {
+    let calendar = gw.flag_rules.load().calendar.clone();
+    o.due = calendar
+        .add_working_days(gw.today(), gw.config.sharing.objection_days)
+        .to_string();
+    o.sealed_id = gw
+        .pseudonyms
+        .seal(
+            objections::SEAL_LABEL,
+            o.seal_context().as_bytes(),
+            resident.as_str().as_bytes(),
+        )
+        .ok_or_else(|| {
+            tracing::error!("a data objection's resident ID could not be sealed");
+            ApiError::from(Problem::DataObjectionNotStored)
+        })?;
+    Ok(o)
+}
+
 /// Report a record as doubtful or wrong (疑义、纠错) to the department that
-/// owns it: the dataset, the field, the resident ID and what seems wrong
-/// (1 to 1000 characters; never a value). Only a field a grant in force
-/// shows one of the caller's roles can be reported. The owner's data
-/// steward answers within `[sharing] objection_days` working days.
+/// owns it: the dataset, the field, the resident ID, what seems wrong (1
+/// to 1000 characters; never a value or an ID), and the audit reference
+/// (`node`, `seq`) of the caller's department's disclosure of that field of
+/// that resident (the `audit` of the lookup's answer). Only a field a grant
+/// in force shows one of the caller's roles, and that the department was
+/// given, can be reported. The owner's data steward answers within
+/// `[sharing] objection_days` working days.
 #[utoipa::path(
     post,
     path = "/v1/objections",
@@ -155,6 +229,8 @@ pub(super) async fn file_objection(
             field,
             resident_id,
             what,
+            node,
+            seq,
         } = parse_body(&headers, body, false)?;
         let resident = ResidentId::parse(resident_id.trim())
             .map_err(|e| ApiError::from(Problem::InvalidId(IdInput::Resident, e)))?;
@@ -172,8 +248,10 @@ pub(super) async fn file_objection(
             })?;
         event.dataset = Some(entry.spec.id.as_str().into());
         let what = what.trim().to_owned();
-        if what.is_empty() || what.chars().count() > 1000 {
-            return Err(invalid("what seems wrong is said in 1 to 1000 characters"));
+        if what.is_empty() || what.chars().count() > 1000 || holds_an_id(&what) {
+            return Err(invalid(
+                "what seems wrong is said in 1 to 1000 characters, without an ID number",
+            ));
         }
         let today = gw.today();
         if !shown(&policy, &who, today, &dataset, &field) {
@@ -182,34 +260,30 @@ pub(super) async fn file_objection(
             }
             .into());
         }
-        let id = crate::kept::new_id(objections::ID_PREFIX, today);
-        let sealed_id = gw
-            .pseudonyms
-            .seal(
-                objections::SEAL_LABEL,
-                id.as_bytes(),
-                resident.as_str().as_bytes(),
-            )
-            .ok_or_else(|| invalid("the resident ID could not be sealed"))?;
-        let calendar = gw.flag_rules.load().calendar.clone();
-        let o = DataObjection {
-            consumer: who.principal.dept.to_string(),
-            filed_by: who.name.clone(),
-            owner: entry.spec.owner.to_string(),
-            dataset,
-            field,
-            resident: crate::domain::hex(&gw.pseudonyms.pseudonym(&resident)),
-            masked_id: resident.masked(),
-            sealed_id,
-            what,
-            filed_ms: ctx.time_ms,
-            due: calendar
-                .add_working_days(today, gw.config.sharing.objection_days)
-                .to_string(),
-            state: ObjState::Open,
-            answer: None,
-            id,
-        };
+        let node = node.unwrap_or_else(|| gw.config.node_id.clone());
+        given(&gw, &who, &resident, (&node, seq), (&dataset, &field)).await?;
+        let o = sealed(
+            &gw,
+            DataObjection {
+                node,
+                seq,
+                consumer: who.principal.dept.to_string(),
+                filed_by: who.name.clone(),
+                owner: entry.spec.owner.to_string(),
+                dataset,
+                field,
+                resident: crate::domain::hex(&gw.pseudonyms.pseudonym(&resident)),
+                masked_id: resident.masked(),
+                sealed_id: String::new(),
+                what,
+                filed_ms: ctx.time_ms,
+                due: String::new(),
+                state: ObjState::Open,
+                answer: None,
+                id: crate::kept::new_id(objections::ID_PREFIX, today),
+            },
+            &resident,
+        )?;
         event.detail =
             Some(json!({"objection": o.id, "owner": o.owner, "field": o.field}).to_string());
         Ok((o, who))
@@ -231,12 +305,14 @@ pub(super) async fn file_objection(
         proof: None,
     };
     finish_then(&gw, &ctx, event, Ok(answer), async |_| {
-        gw.sharing
-            .objections
-            .put(&o, None)
-            .await
-            .map_err(|e| store_failed(&e))
-            .map(|_| ())
+        match gw.sharing.objections.put(&o, None).await {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                tracing::error!(objection = %o.id, "a new data objection's id is taken");
+                Err(ApiError::from(Problem::DataObjectionNotStored))
+            }
+            Err(e) => Err(store_failed(&e)),
+        }
     })
     .await
 }
@@ -266,17 +342,20 @@ pub(super) async fn list_objections(
             .list()
             .await
             .map_err(|e| store_failed(&e))?;
-        let mut opened = 0usize;
+        let mut opened = Vec::new();
         let mine: Vec<Value> = all
             .iter()
             .filter_map(|o| {
                 let v = view(&who, o)?;
-                opened += usize::from(v == View::Owner);
+                if v == View::Owner && o.state == ObjState::Open {
+                    opened.push(o.id.as_str());
+                }
                 Some(objection_json(&gw, o, v))
             })
             .collect();
-        // How many resident IDs this reading showed, for the record.
-        event.detail = Some(json!({"count": mine.len(), "resident_ids_shown": opened}).to_string());
+        // Whose resident IDs this reading showed, for the record.
+        event.detail =
+            Some(json!({"count": mine.len(), "resident_ids_shown_for": opened}).to_string());
         let mut body = Map::new();
         body.insert("count".into(), json!(mine.len()));
         body.insert("objections".into(), Value::Array(mine));
@@ -340,6 +419,9 @@ pub(super) async fn answer_objection(
         }
         if outcome == Outcome::NotOurs && note.is_none() {
             return Err(invalid("not_ours needs a note saying whose the record is"));
+        }
+        if note.as_deref().is_some_and(holds_an_id) {
+            return Err(invalid("a note says what was found, without an ID number"));
         }
         let mut o = gw
             .sharing

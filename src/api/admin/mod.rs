@@ -71,6 +71,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(sharing::review_request))
         .routes(routes!(sharing::answer_request))
         .routes(routes!(sharing::withdraw_request))
+        .routes(routes!(sharing::directory))
         .routes(routes!(
             data_objections::file_objection,
             data_objections::list_objections

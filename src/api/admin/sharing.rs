@@ -68,7 +68,9 @@ pub(super) fn caller(
     })
 }
 
-/// A request as the API shows it.
+/// A request as the API shows it; a renewal with the grant it would
+/// replace as it now is (`renews_current`), for the reviewer and the owner
+/// to see what changes.
 fn request_json(r: &Request, gw: &Gateway) -> Value {
     let today = gw.today().to_string();
     let overdue = match r.state {
@@ -84,6 +86,11 @@ fn request_json(r: &Request, gw: &Gateway) -> Value {
         "dataset": r.dataset,
         "class": r.class,
         "renews": r.renews,
+        "renews_version": r.renews_version,
+        "renews_current": r.renews.as_deref().and_then(|g| {
+            let id = GrantId::parse(g).ok()?;
+            gw.policy.snapshot().set.grants.get(&id).map(|g| json!(g.spec))
+        }),
         "use_case": r.use_case,
         "grant": r.grant,
         "filed_at": format_time(r.filed_ms, gw.utc_offset),
@@ -156,6 +163,9 @@ pub(super) async fn file_request(
         let id = crate::kept::new_id(crate::sharing::ID_PREFIX, today);
         let (grant, owner, dataset, class) = asked_grant(&gw, &who, &id, grant, renews.as_deref())?;
         let grant_id = grant.id.to_string();
+        let renews_version = renews
+            .as_ref()
+            .and_then(|_| gw.policy.snapshot().set.grants.get(&grant.id).map(|g| g.spec.version));
         let calendar = gw.flag_rules.load().calendar.clone();
         let request = Request {
             id,
@@ -178,6 +188,7 @@ pub(super) async fn file_request(
                 reason: None,
             }],
             renews: renews.map(|_| grant_id.clone()),
+            renews_version,
         };
         event.detail = Some(
             json!({"request": request.id, "dataset": request.dataset, "owner": request.owner, "renews": request.renews})
@@ -283,6 +294,22 @@ fn asked_grant(
                 )],
             })
         })?;
+        // It replaces the grant when approved: a later start would leave the
+        // consumer without access until then.
+        let today = gw.today().to_string();
+        if grant
+            .conditions
+            .valid_from
+            .as_ref()
+            .is_some_and(|from| *from > today)
+        {
+            return Err(Problem::InvalidPolicy {
+                errors: vec![format!(
+                    "grant.conditions.valid_from: a renewal takes effect when approved; leave valid_from unset or not after {today}"
+                )],
+            }
+            .into());
+        }
     }
     // The grant must be valid as it is asked for: checked as an edit would be.
     crate::policy::edit::prepare(&policy.set, &Change::PutGrant(Box::new(grant.clone())))
@@ -489,15 +516,32 @@ async fn decide(
         })
         .await;
     }
-    // Approved: the grant through the administrators' edit path, under the policy lock.
-    let _guard = lock_policy(&gw).await;
-    let mut r = r;
-    if let Err(e) = hold_renewal(&gw, &mut r) {
-        return finish(&gw, &ctx, event, Err(e)).await;
-    }
+    approve(&gw, &ctx, event, r, was, &who).await
+}
+
+/// An approval: the grant through the administrators' edit path, under the
+/// policy lock. A renewal whose grant ended or changed since filing is
+/// refused instead (kept so, with why, and answered 409).
+async fn approve(
+    gw: &Gateway,
+    ctx: &RequestContext,
+    mut event: crate::audit::EventBody,
+    mut r: Request,
+    was: ReqState,
+    who: &Caller,
+) -> Response {
+    let _guard = lock_policy(gw).await;
+    let before = match hold_renewal(gw, &mut r) {
+        Ok(before) => before,
+        Err(fault) => {
+            let e = ApiError::from(Problem::Sharing(fault));
+            refuse_stale(gw, &r.id, was, &e, ctx.time_ms).await;
+            return finish(gw, ctx, event, Err(e)).await;
+        }
+    };
     let grant_id: GrantId = r.grant.id.clone();
     let prepared = prepare_change(
-        &gw,
+        gw,
         &who.principal,
         &mut event,
         Change::PutGrant(Box::new(r.grant.clone())),
@@ -505,21 +549,70 @@ async fn decide(
     );
     let (mut body, apply) = match prepared {
         Ok(p) => p,
-        Err(e) => return finish(&gw, &ctx, event, Err(e)).await,
+        Err(e) => return finish(gw, ctx, event, Err(e)).await,
     };
-    body.insert("request".into(), request_json(&r, &gw));
+    body.insert("request".into(), request_json(&r, gw));
     body.insert("grant_id".into(), json!(grant_id.as_str()));
-    let tx = match begin_cluster_change(&gw).await {
+    let tx = match begin_cluster_change(gw).await {
         Ok(tx) => tx,
-        Err(e) => return finish(&gw, &ctx, event, Err(e)).await,
+        Err(e) => return finish(gw, ctx, event, Err(e)).await,
     };
-    finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |seq| {
+    finish_then(gw, ctx, event, Ok(Answer::ok(body)), async |seq| {
         // The request first: a grant never appears for a request another
         // answer changed meanwhile.
-        kept(&gw, &r, was).await?;
-        apply.run(seq, tx).await
+        kept(gw, &r, was).await?;
+        apply.run(seq, tx).await?;
+        // The request the renewed grant came from says so.
+        if let Some(earlier) = before {
+            mark(
+                gw,
+                &earlier,
+                &[ReqState::Approved],
+                ReqState::Renewed,
+                Step {
+                    action: "renewed".into(),
+                    by: who.name.clone(),
+                    at_ms: ctx.time_ms,
+                    reason: Some(format!("renewed by {}", r.id)),
+                },
+            )
+            .await;
+        }
+        Ok(())
     })
     .await
+}
+
+/// Moves request `id` from one of `from` to `to` with `step`, if it is
+/// still in one of them; a failure is logged (the change it follows took
+/// effect already).
+async fn mark(gw: &Gateway, id: &str, from: &[ReqState], to: ReqState, step: Step) {
+    match gw.sharing.requests.get(id).await {
+        Ok(Some(mut r)) if from.contains(&r.state) => {
+            let was = r.state;
+            r.state = to;
+            r.history.push(step);
+            if let Err(e) = kept(gw, &r, was).await {
+                tracing::warn!(request = %id, error = ?e.kind(), "a sharing request could not be marked {}", to.as_str());
+            }
+        }
+        Ok(_) => {}
+        Err(e) => {
+            tracing::warn!(request = %id, error = %e, "a sharing request could not be read to be marked");
+        }
+    }
+}
+
+/// A renewal refused because its grant ended or changed: kept `refused`,
+/// with the gateway's reason, so that it leaves the queue.
+async fn refuse_stale(gw: &Gateway, id: &str, was: ReqState, e: &ApiError, now: i64) {
+    let step = Step {
+        action: "refused".into(),
+        by: "tongban".into(),
+        at_ms: now,
+        reason: Some(e.detail(crate::problem::Lang::Zh)),
+    };
+    mark(gw, id, &[was], ReqState::Refused, step).await;
 }
 
 /// A decision's effect on the request (its state, history, and for an
@@ -603,22 +696,33 @@ fn apply_decision(
 }
 
 /// An approved renewal replaces the grant it renews, which must still be
-/// in force as it was asked for (a steward may have revoked it since: the
-/// renewal must not bring it back): its version follows that grant's, and
-/// its provenance names the request that grant came from.
-fn hold_renewal(gw: &Gateway, r: &mut Request) -> Result<(), ApiError> {
+/// in force, at the version it was filed against (a steward may have
+/// revoked it, an administrator narrowed it, since: the renewal must not
+/// bring it back or undo that): its version follows that grant's, and its
+/// provenance names the request that grant came from, which this returns.
+fn hold_renewal(gw: &Gateway, r: &mut Request) -> Result<Option<String>, SharingFault> {
     let Some(old) = r.renews.clone() else {
-        return Ok(());
+        return Ok(None);
     };
     let policy = gw.policy.snapshot();
     let current = renewed(&policy.set, &r.consumer, &old, &r.dataset)
         .and_then(|id| policy.set.grants.get(&id))
-        .ok_or_else(|| ApiError::from(Problem::Sharing(SharingFault::RenewsGone { grant: old })))?;
-    r.grant.version = current.spec.version + 1;
-    if let Some(p) = r.grant.provenance.as_mut() {
-        p.renews = current.spec.provenance.as_ref().map(|p| p.request.clone());
+        .ok_or_else(|| SharingFault::RenewsGone {
+            grant: old.clone(),
+            changed: None,
+        })?;
+    if r.renews_version.is_some_and(|v| v != current.spec.version) {
+        return Err(SharingFault::RenewsGone {
+            grant: old,
+            changed: Some(current.spec.version),
+        });
     }
-    Ok(())
+    r.grant.version = current.spec.version + 1;
+    let before = current.spec.provenance.as_ref().map(|p| p.request.clone());
+    if let Some(p) = r.grant.provenance.as_mut() {
+        p.renews.clone_from(&before);
+    }
+    Ok(before)
 }
 
 /// Keeps the request's new state, from the state it was decided in.
@@ -742,7 +846,7 @@ pub(super) async fn revoke_grant(
         &gw,
         &who.principal,
         &mut event,
-        Change::DeleteGrant(id),
+        Change::DeleteGrant(id.clone()),
         "sharing.revoke",
     );
     let (body, apply) = match prepared {
@@ -764,20 +868,58 @@ pub(super) async fn revoke_grant(
     let now = ctx.time_ms;
     finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |seq| {
         apply.run(seq, tx).await?;
-        // The consumer reads why in the request's history.
-        if let Some(rid) = request {
-            if let Ok(Some(mut r)) = gw.sharing.requests.get(&rid).await {
-                let was = r.state;
-                r.state = ReqState::Revoked;
-                r.history.push(Step { action: "revoked".into(), by: who.name.clone(), at_ms: now, reason: Some(reason) });
-                if let Err(e) = kept(&gw, &r, was).await {
-                    tracing::warn!(request = %rid, error = ?e.kind(), "a revoked grant's request could not be marked revoked");
-                }
-            }
-        }
+        after_revocation(&gw, &who.name, id.as_str(), request, &reason, now).await;
         Ok(())
     })
     .await
+}
+
+/// After a revocation: the request the grant came from is marked
+/// `revoked` with the reason, where the consumer reads it; a renewal of the
+/// grant still waiting is refused, there being nothing left to renew.
+async fn after_revocation(
+    gw: &Gateway,
+    by: &str,
+    id: &str,
+    request: Option<String>,
+    reason: &str,
+    now: i64,
+) {
+    let step = |action: &str, why: String| Step {
+        action: action.into(),
+        by: by.to_owned(),
+        at_ms: now,
+        reason: Some(why),
+    };
+    if let Some(rid) = request {
+        mark(
+            gw,
+            &rid,
+            &[ReqState::Approved],
+            ReqState::Revoked,
+            step("revoked", reason.to_owned()),
+        )
+        .await;
+    }
+    match gw.sharing.requests.list().await {
+        Ok(all) => {
+            for r in all.iter().filter(|r| {
+                r.renews.as_deref() == Some(id)
+                    && matches!(r.state, ReqState::Filed | ReqState::Reviewed)
+            }) {
+                let why = format!("续期的授权已由数据所属部门撤销：{reason}");
+                mark(
+                    gw,
+                    &r.id,
+                    &[r.state],
+                    ReqState::Refused,
+                    step("refused", why),
+                )
+                .await;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "renewals of a revoked grant could not be read"),
+    }
 }
 
 /// Body of a withdrawal.
@@ -872,4 +1014,56 @@ pub(super) async fn withdraw_request(
         kept(&gw, &r, was).await
     })
     .await
+}
+
+/// The sharing directory (共享目录): every dataset of the catalog, with
+/// its owner, sharing class and fields (names, titles, types,
+/// sensitivity), for any department's staff to see what it may ask for.
+/// Never a value, a provider's address or a grant of another department.
+#[utoipa::path(
+    get,
+    path = "/v1/sharing/directory",
+    tag = "sharing",
+    operation_id = "sharing_directory",
+    responses((status = 200, description = "The directory", body = doc::SharingDirectory)),
+)]
+pub(super) async fn directory(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    headers: HeaderMap,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "sharing.directory");
+    let result = caller(&gw, &headers, &mut event).map(|_| {
+        let policy = gw.policy.snapshot();
+        let name = |d: &str| {
+            policy
+                .set
+                .departments
+                .get(d)
+                .map(|x| x.name.clone())
+                .unwrap_or_default()
+        };
+        let datasets: Vec<Value> = policy
+            .set
+            .datasets
+            .values()
+            .map(|d| {
+                json!({
+                    "dataset": d.spec.id.as_str(),
+                    "title": d.spec.title,
+                    "description": d.spec.description,
+                    "owner": d.spec.owner.as_str(),
+                    "owner_name": name(d.spec.owner.as_str()),
+                    "class": d.spec.class,
+                    "fields": d.spec.fields.iter().map(|f| json!({
+                        "name": f.name.as_str(), "title": f.title, "type": f.kind, "sensitivity": f.sensitivity,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let mut body = Map::new();
+        body.insert("datasets".into(), Value::Array(datasets));
+        Answer::ok(body)
+    });
+    finish(&gw, &ctx, event, result).await
 }
