@@ -719,6 +719,7 @@ impl Gateway {
                 .revocations
                 .add(revocation.clone(), self.clock.unix_millis())
                 .map(|()| true),
+            StopChange::LiftTokens { id } => self.revocations.lift(id),
         }
     }
 
@@ -747,7 +748,7 @@ impl Gateway {
                         };
                         (dept, at, false)
                     }
-                    StopChange::DenyTokens { .. } => return true,
+                    StopChange::DenyTokens { .. } | StopChange::LiftTokens { .. } => return true,
                 };
                 let stamp = Stamp {
                     at_ms,
@@ -899,6 +900,7 @@ impl Gateway {
                 before: c.before,
                 after: c.after,
                 access: access.clone(),
+                reason: None,
             };
             if let Err(e) = self.policy_history.record(&entry) {
                 tracing::error!(error = %e, "policy history could not be recorded");

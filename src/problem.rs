@@ -171,6 +171,8 @@ problem_types! {
     SharingRequestState "sharing-request-state" CONFLICT "The sharing request is not waiting for this step" "该共享申请不在此环节";
     InvalidSharingDecision "invalid-sharing-decision" BAD_REQUEST "The decision is not valid" "办理结果无效";
     SharingNotStored "sharing-not-stored" INTERNAL_SERVER_ERROR "The sharing request could not be stored" "共享申请无法保存";
+    RevokedTokenNotFound "revoked-token-not-found" NOT_FOUND "No such deny-list entry in force" "拒绝名单中没有此条目";
+    NoChange "no-change" CONFLICT "The save changes nothing" "保存的内容没有任何变化";
     RenewedGrantChanged "renewed-grant-changed" CONFLICT "The grant this request renews has changed or ended" "本申请续期的授权已变更或终止";
     DataObjectionNotFound "data-objection-not-found" NOT_FOUND "No such data objection" "没有此数据疑义";
     DataObjectionNotYours "data-objection-not-yours" FORBIDDEN "This data objection is not yours to report or answer" "该数据疑义不由您提出或答复";
@@ -489,6 +491,8 @@ pub enum EntryKind {
     Grant,
     /// A dataset.
     Dataset,
+    /// An entry of the token deny-list.
+    RevokedToken,
 }
 
 impl EntryKind {
@@ -496,6 +500,7 @@ impl EntryKind {
         match self {
             Self::Grant => "grant",
             Self::Dataset => "dataset",
+            Self::RevokedToken => "deny-list entry",
         }
     }
 
@@ -503,6 +508,7 @@ impl EntryKind {
         match self {
             Self::Grant => "授权",
             Self::Dataset => "数据集",
+            Self::RevokedToken => "拒绝名单条目",
         }
     }
 }
@@ -773,6 +779,13 @@ pub enum Problem {
         /// The id in the path.
         path: String,
     },
+    /// A save that changes nothing.
+    NoChange {
+        /// Which kind.
+        kind: EntryKind,
+        /// The id.
+        id: String,
+    },
     /// No such grant or dataset.
     EntryNotFound {
         /// Which kind.
@@ -927,9 +940,11 @@ impl Problem {
             Self::InvalidRevocation(_) => T::InvalidRevocation,
             Self::InvalidReason => T::InvalidReason,
             Self::IdMismatch { .. } => T::IdMismatch,
+            Self::NoChange { .. } => T::NoChange,
             Self::EntryNotFound { kind, .. } => match kind {
                 EntryKind::Grant => T::GrantNotFound,
                 EntryKind::Dataset => T::DatasetNotFound,
+                EntryKind::RevokedToken => T::RevokedTokenNotFound,
             },
             Self::VersionNotFound { .. } => T::VersionNotFound,
             Self::PreconditionRequired => T::PreconditionRequired,
@@ -1184,6 +1199,10 @@ impl Problem {
                 format!("the body names {} {body}, the path {path}", kind.en())
             }
             Self::EntryNotFound { kind, id } => format!("there is no {} {id}", kind.en()),
+            Self::NoChange { kind, id } => format!(
+                "{} {id} as sent is the one in force: nothing was saved, and no version was made",
+                kind.en()
+            ),
             Self::VersionNotFound { grant, version } => {
                 format!("the history holds no version {version} of grant {grant}")
             }
@@ -1452,6 +1471,7 @@ impl Problem {
                 format!("请求体指明的{} 是 {body}，路径中是 {path}", kind.zh())
             }
             Self::EntryNotFound { kind, id } => format!("没有{} {id}", kind.zh()),
+            Self::NoChange { kind, id } => format!("提交的{} {id} 与现行内容相同：未保存，也未生成新版本", kind.zh()),
             Self::VersionNotFound { grant, version } => {
                 format!("变更历史中没有授权 {grant} 的第 {version} 版")
             }

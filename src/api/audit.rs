@@ -138,6 +138,13 @@ fn resident_pseudonym(gw: &Gateway, s: &str) -> Result<[u8; 16], ApiError> {
 pub(crate) struct SearchParams {
     /// A resident ID (matched through its pseudonym; never stored in clear).
     resident: Option<String>,
+    /// A resident's pseudonym, as events show it (32 hex digits): a search
+    /// whose link names no ID. Not with `resident`.
+    pseudonym: Option<String>,
+    /// Kinds of event, comma-separated: `query` (departments' requests),
+    /// `audit_review` (officers' and residents' reads), `policy_admin`
+    /// (administration and the sharing workflow), `other`. Default: every kind.
+    kind: Option<String>,
     /// Consumer department.
     consumer: Option<String>,
     /// The caller (`sub` of the token).
@@ -175,12 +182,37 @@ fn filter_from(gw: &Gateway, p: &SearchParams) -> Result<EventFilter, ApiError> 
         Some(_) => return Err(expected("decision", &["allow", "deny", "error"])),
     };
     let offset = gw.utc_offset;
+    let resident = match (p.resident.as_deref(), p.pseudonym.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(expected("pseudonym", &["absent when resident is given"]));
+        }
+        (Some(r), None) => Some(resident_pseudonym(gw, r)?),
+        (None, Some(h)) => {
+            let mut bytes = [0u8; 16];
+            if !crate::domain::unhex(h, &mut bytes) {
+                return Err(expected("pseudonym", &["32 hex digits, as events show it"]));
+            }
+            Some(bytes)
+        }
+        (None, None) => None,
+    };
+    let mut kinds = Vec::new();
+    for k in p
+        .kind
+        .as_deref()
+        .unwrap_or_default()
+        .split(',')
+        .filter(|k| !k.is_empty())
+    {
+        let kind = EventKind::parse(k.trim())
+            .ok_or_else(|| expected("kind", &["query", "audit_review", "policy_admin", "other"]))?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
     Ok(EventFilter {
-        resident: p
-            .resident
-            .as_deref()
-            .map(|r| resident_pseudonym(gw, r))
-            .transpose()?,
+        resident,
+        kinds,
         consumer: p.consumer.clone(),
         subject: p.subject.clone(),
         dataset: p.dataset.clone(),
@@ -477,14 +509,14 @@ async fn disclosures(
         let dataset = |d: &str| policy.set.datasets.get(d);
         if csv {
             let mut w = csv::Writer::from_writer(Vec::from("\u{feff}".as_bytes()));
-            let _ = w.write_record(["时间 Time", "部门 Department", "部门名称 Department name", "经办人 Person", "用途 Purpose", "办件编号 Case reference", "数据集 Dataset", "数据集名称 Dataset title", "字段 Fields", "授权 Grant", "审计序号 Audit seq", "签名凭证 Signed proof", "节点 Node"]);
+            let _ = w.write_record(["时间 Time", "部门 Department", "部门名称 Department name", "经办人 Person", "用途 Purpose", "办件编号 Case reference", "数据集 Dataset", "数据集名称 Dataset title", "字段 Fields", "授权 Grant", "审计序号 Audit seq", "签名凭证 Signed proof", "节点 Node", "使用方式 Kind of use"]);
             for d in &list {
                 let fields = d.fields.iter().map(|f| field_title(dataset(&d.dataset), f)).collect::<Vec<_>>().join("；");
                 let _ = w.write_record([
                     d.time.as_str(), &d.consumer, &dept_name(&d.consumer), &d.subject, &d.purpose,
                     d.case_ref.as_deref().unwrap_or(""), &d.dataset, &dataset(&d.dataset).map(|x| x.spec.title.clone()).unwrap_or_default(),
                     &fields, d.grant.as_deref().unwrap_or(""), &d.seq.to_string(),
-                    d.proof.as_deref().unwrap_or(""), &d.node,
+                    d.proof.as_deref().unwrap_or(""), &d.node, super::me::use_words(&d.operation).0,
                 ].map(|c| crate::audit::export::spreadsheet_safe(c).into_owned()));
             }
             let bytes = w.into_inner().unwrap_or_default();
@@ -503,6 +535,7 @@ async fn disclosures(
                     "dataset": d.dataset, "dataset_title": dataset(&d.dataset).map(|x| x.spec.title.clone()),
                     "fields": d.fields.iter().map(|f| json!({"name": f, "title": field_title(dataset(&d.dataset), f)})).collect::<Vec<_>>(),
                     "grant": d.grant,
+                    "use_zh": super::me::use_words(&d.operation).0, "use_en": super::me::use_words(&d.operation).1,
                     "signed": d.proof.is_some(), "proof": d.proof,
                 })
             })

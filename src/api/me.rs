@@ -210,7 +210,7 @@ async fn my_objections(
 }
 
 /// What a kind of use told the department, in words.
-fn use_words(operation: &str) -> (&'static str, &'static str) {
+pub(crate) fn use_words(operation: &str) -> (&'static str, &'static str) {
     match operation {
         "verify" => (
             "核验：只告知是否符合条件，未提供数据本身",

@@ -328,6 +328,8 @@ fn family(t: ProblemType) -> Family {
         | T::InvalidReason
         | T::IdMismatch
         | T::GrantNotFound
+        | T::RevokedTokenNotFound
+        | T::NoChange
         | T::DatasetNotFound
         | T::VersionNotFound
         | T::PreconditionRequired
@@ -744,8 +746,14 @@ pub struct Disclosure {
     pub dataset: String,
     /// Its title.
     pub dataset_title: String,
-    /// Operation.
+    /// `lookup` (the values were given), `verify` (only whether a
+    /// condition holds was told: the fields are the ones checked, not
+    /// given) or `batch`.
     pub operation: String,
+    /// That kind of use in words, Chinese.
+    pub use_zh: String,
+    /// The same, English.
+    pub use_en: String,
     /// Purpose.
     pub purpose: String,
     /// Case reference.
@@ -753,7 +761,7 @@ pub struct Disclosure {
     pub case_ref: Option<String>,
     /// `grant@version`.
     pub grant: String,
-    /// The fields disclosed.
+    /// The fields disclosed (for a verify: checked).
     pub fields: Vec<DisclosedField>,
     /// Whether a signed answer (proof) was issued with it.
     pub signed: bool,
@@ -1045,6 +1053,13 @@ pub struct SharingDirectory {
     pub datasets: Vec<Value>,
     /// This request's audit event.
     pub audit: AuditRef,
+}
+
+/// A deny-list entry's removal.
+#[derive(Debug, ToSchema)]
+pub struct LiftRequest {
+    /// Why it is lifted (optional; up to 500 characters; in the audit log).
+    pub reason: Option<String>,
 }
 
 /// A withdrawal by the consuming department.
@@ -1408,6 +1423,8 @@ pub struct RevokeRequest {
 /// A deny-list entry.
 #[derive(Debug, ToSchema)]
 pub struct RevokedToken {
+    /// Its id on the list (`jti:…` or `sub:…`): what `DELETE /v1/admin/revoked-tokens/{id}` names.
+    pub id: String,
     /// The token id.
     #[schema(required = true)]
     pub jti: Option<String>,

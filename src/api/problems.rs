@@ -378,6 +378,14 @@ pub fn advice(t: ProblemType) -> [&'static str; 2] {
             "No grant has this id; GET /v1/admin/grants lists them.",
             "没有此标识的授权；GET /v1/admin/grants 列出了全部授权。",
         ],
+        T::RevokedTokenNotFound => [
+            "No deny-list entry in force has this id (it expired, or was lifted); GET /v1/admin/revoked-tokens lists them with their ids.",
+            "拒绝名单中没有此标识的有效条目（已过期或已移除）；GET /v1/admin/revoked-tokens 列出了全部条目及其标识。",
+        ],
+        T::NoChange => [
+            "The entry as sent is the one in force: nothing was saved and no version was made. Change something, or leave it.",
+            "提交的内容与现行内容相同：未保存，也未生成新版本。请修改后再保存。",
+        ],
         T::DatasetNotFound => [
             "No dataset has this id; GET /v1/admin/datasets lists them.",
             "没有此标识的数据集；GET /v1/admin/datasets 列出了全部数据集。",

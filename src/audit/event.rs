@@ -72,6 +72,30 @@ pub enum Outcome {
     Error,
 }
 
+impl EventKind {
+    /// The name used in the API, in filters and in the central copy.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Query => "query",
+            Self::AuditReview => "audit_review",
+            Self::PolicyAdmin => "policy_admin",
+            Self::Other => "other",
+        }
+    }
+
+    /// The kind of its name.
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::Query,
+            Self::AuditReview,
+            Self::PolicyAdmin,
+            Self::Other,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
 impl Outcome {
     /// The name used in the API and in filters.
     pub fn as_str(self) -> &'static str {

@@ -1,7 +1,7 @@
 //! Filters of an audit search: what the store's block summaries, the
 //! officers' search and the cluster's reads all test events against.
 
-use super::event::{Event, Outcome, Text};
+use super::event::{Event, EventKind, Outcome, Text};
 use crate::domain::hex;
 
 /// Filters of an event search; every filter given must hold.
@@ -30,6 +30,9 @@ pub struct EventFilter {
     pub to_ms: Option<i64>,
     /// The node whose chain holds the event (cluster mode).
     pub node: Option<String>,
+    /// The kinds of event (any when empty): `query` alone leaves out the
+    /// officers' and administrators' own reads and changes.
+    pub kinds: Vec<EventKind>,
 }
 
 /// Whether `dataset` (`<owner>.<name>`) belongs to `owner`.
@@ -63,6 +66,7 @@ impl EventFilter {
             && self.from_ms.is_none_or(|f| b.time_ms >= f)
             && self.to_ms.is_none_or(|t| b.time_ms <= t)
             && self.node.as_ref().is_none_or(|n| *n == e.node)
+            && (self.kinds.is_empty() || self.kinds.contains(&b.kind))
     }
 
     /// A description for the audit event of the search itself (no resident ID).
@@ -92,6 +96,10 @@ impl EventFilter {
         }
         if let Some(t) = self.to_ms {
             parts.push(format!("to={t}"));
+        }
+        if !self.kinds.is_empty() {
+            let kinds: Vec<&str> = self.kinds.iter().map(|k| k.as_str()).collect();
+            parts.push(format!("kind={}", kinds.join(",")));
         }
         parts.join("&")
     }

@@ -171,6 +171,9 @@ pub(crate) struct FilterArgs {
     /// To (YYYY-MM-DD or RFC 3339).
     #[arg(long)]
     to: Option<String>,
+    /// Kinds of event, comma-separated: query, audit_review, policy_admin, other.
+    #[arg(long)]
+    kind: Option<String>,
 }
 
 struct Opened {
@@ -469,6 +472,18 @@ fn search(target: Target, filter: FilterArgs, limit: usize) -> Result<ExitCode> 
         from_ms: time_arg(filter.from.as_deref(), o.offset, false)?,
         to_ms: time_arg(filter.to.as_deref(), o.offset, true)?,
         node: None,
+        kinds: filter
+            .kind
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .filter(|k| !k.is_empty())
+            .map(|k| {
+                tongban::audit::EventKind::parse(k.trim()).with_context(|| {
+                    format!("--kind {k}: expected query, audit_review, policy_admin or other")
+                })
+            })
+            .collect::<Result<_>>()?,
     };
     let page = q::search(&o.store, &f, None, limit)?;
     let mut out = std::io::stdout().lock();

@@ -48,6 +48,9 @@ pub(crate) enum PolicyCommand {
         /// guard against overwriting an edit made since it pulled).
         #[arg(long)]
         expect_version: Option<i64>,
+        /// Why, for the history (kept with the version in PostgreSQL).
+        #[arg(long)]
+        reason: Option<String>,
     },
     /// Cluster mode: write the newest policy version (or --version N) from
     /// PostgreSQL into a directory, which then holds exactly that set.
@@ -114,7 +117,8 @@ pub(crate) fn run(command: PolicyCommand) -> Result<ExitCode> {
             target,
             author,
             expect_version,
-        } => push(&target.load()?, &dir, author, expect_version),
+            reason,
+        } => push(&target.load()?, &dir, author, expect_version, reason),
         PolicyCommand::Pull {
             dir,
             target,
@@ -155,8 +159,15 @@ pub(crate) fn push(
     dir: &Path,
     author: Option<String>,
     expect_version: Option<i64>,
+    reason: Option<String>,
 ) -> Result<ExitCode> {
     let cc = cluster(config)?;
+    let reason = reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        anyhow::bail!("--reason: at most 500 characters");
+    }
     let set = match load_dir(dir) {
         Ok(set) => set,
         Err(errors) => {
@@ -208,10 +219,11 @@ pub(crate) fn push(
             author: author.unwrap_or_else(default_author),
             action: "push".into(),
             summary: format!(
-                "push: {} departments, {} datasets, {} grants",
+                "push: {} departments, {} datasets, {} grants{}",
                 set.departments.len(),
                 set.datasets.len(),
-                set.grants.len()
+                set.grants.len(),
+                reason.map(|r| format!(": {r}")).unwrap_or_default()
             ),
         };
         let version = tx.commit(&set.sources, &meta).await?;

@@ -45,6 +45,11 @@ pub enum StopChange {
         #[serde(rename = "denial")]
         revocation: Revocation,
     },
+    /// A deny-list entry lifted before it expired.
+    LiftTokens {
+        /// The entry (`jti:…` or `sub:…`).
+        id: String,
+    },
 }
 
 impl PolicyStore {

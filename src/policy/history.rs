@@ -28,6 +28,9 @@ pub struct HistoryEntry {
     pub after: Option<String>,
     /// Access changes, one line each.
     pub access: Vec<String>,
+    /// Why, as the administrator said (`reason`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl HistoryEntry {

@@ -111,6 +111,12 @@ pub struct Revocation {
 }
 
 impl Revocation {
+    /// Its id on the deny-list: `jti:` and the token's id, or `sub:` and
+    /// the subject (one entry per token or subject).
+    pub fn id(&self) -> String {
+        self.target.key()
+    }
+
     /// The `jti` it names, if it names one token.
     pub fn jti(&self) -> Option<&str> {
         match &self.target {
@@ -242,6 +248,16 @@ impl Revocations {
                     .map(|r| Edit::Put(r.target.key(), r)),
             )
         })
+    }
+
+    /// Lifts the entry `id` (`jti:…` or `sub:…`, as [`Revocation::id`]
+    /// names it), durably; whether it was in force.
+    pub fn lift(&self, id: &str) -> Result<bool, StopsError> {
+        if !self.map.all().contains_key(id) {
+            return Ok(false);
+        }
+        self.map.apply([Edit::Remove(id.to_owned())])?;
+        Ok(true)
     }
 
     /// Every revocation in force: tokens by `jti`, then subjects, each in order.

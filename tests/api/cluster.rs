@@ -174,12 +174,21 @@ async fn push_and_pull_move_a_policy_set_between_files_and_postgresql() {
         text(&out)
     );
 
-    let out = push(home.path(), &policies, &["--author", "pipeline"]);
+    let out = push(
+        home.path(),
+        &policies,
+        &["--author", "pipeline", "--reason", "2026 年目录上线"],
+    );
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("pushed as version 1"), "{}", text(&out));
     assert_eq!(
         pg.psql("SELECT version, node_id, author, action FROM tongban_policy_version"),
         "1|cli|pipeline|push"
+    );
+    assert!(
+        pg.psql("SELECT summary FROM tongban_policy_version")
+            .ends_with(": 2026 年目录上线"),
+        "the reason is kept with the version"
     );
 
     // The same set again: nothing new.
@@ -431,7 +440,8 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
     let mut pg = pg;
     pg.stop();
     assert_eq!(yibao_fields(&a).await.0, set(&all));
-    let (grant, etag) = get_grant(&a, "yibao-enroll-hukou").await;
+    let (mut grant, etag) = get_grant(&a, "yibao-enroll-hukou").await;
+    grant["title"] = json!("医保参保登记核验户籍（数据库停机时的修改）");
     let r = put_yibao_grant(&a, &grant, &etag).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
     assert_eq!(
@@ -450,7 +460,6 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
 
     // PostgreSQL back: edits commit again and reach the restarted node.
     pg.restart();
-    let mut grant = grant;
     grant["access"][0]["fields"] = json!(["name"]);
     grant["access"][0]["masked"] = json!({});
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -1138,6 +1147,57 @@ async fn post_admin(gw: &TestGateway, path: &str, body: serde_json::Value) -> Te
     .await
 }
 
+/// A token revoked through B is refused by A; lifted through A, B serves
+/// it again.
+async fn a_token_denied_on_one_node_and_lifted_on_another(a: &TestGateway, b: &TestGateway) {
+    // A token revoked through B is refused by A.
+    let r = post_admin(
+        b,
+        "/v1/admin/revoked-tokens",
+        json!({"sub": "clerk-2", "reason": "token leaked"}),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    let start = Instant::now();
+    let old = a.token_with("yibao", "clerk-2", &["enrollment_clerk"], -60, 3600);
+    loop {
+        let id = a.sample_ids("gongan.hukou", 1).remove(0);
+        let r = yibao_lookup(a, &old, &id).await;
+        if r.status == StatusCode::UNAUTHORIZED {
+            assert_eq!(
+                r.problem_type(),
+                Some("/problems/token-revoked"),
+                "{}",
+                r.text
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(1), "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Lifted through A: B serves the token again.
+    let r = call(
+        a,
+        "DELETE",
+        "/v1/admin/revoked-tokens/sub:clerk-2",
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let old_b = b.token_with("yibao", "clerk-2", &["enrollment_clerk"], -60, 3600);
+    let start = Instant::now();
+    loop {
+        let id = b.sample_ids("gongan.hukou", 1).remove(0);
+        let r = yibao_lookup(b, &old_b, &id).await;
+        if r.status == StatusCode::OK {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(2), "{}", r.text);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn an_emergency_stop_on_one_node_stops_the_department_on_every_node() {
     let mut pg = Postgres::start();
@@ -1191,31 +1251,7 @@ async fn an_emergency_stop_on_one_node_stops_the_department_on_every_node() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     wait_for_status(&a, StatusCode::OK, Duration::from_secs(1)).await;
 
-    // A token revoked through B is refused by A.
-    let r = post_admin(
-        &b,
-        "/v1/admin/revoked-tokens",
-        json!({"sub": "clerk-2", "reason": "token leaked"}),
-    )
-    .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
-    let start = Instant::now();
-    let old = a.token_with("yibao", "clerk-2", &["enrollment_clerk"], -60, 3600);
-    loop {
-        let id = a.sample_ids("gongan.hukou", 1).remove(0);
-        let r = yibao_lookup(&a, &old, &id).await;
-        if r.status == StatusCode::UNAUTHORIZED {
-            assert_eq!(
-                r.problem_type(),
-                Some("/problems/token-revoked"),
-                "{}",
-                r.text
-            );
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(1), "{}", r.text);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    a_token_denied_on_one_node_and_lifted_on_another(&a, &b).await;
 
     // PostgreSQL away: a suspension through A is in force on A at once,
     // kept, and reaches B once PostgreSQL is back.
@@ -1244,6 +1280,13 @@ async fn an_emergency_stop_on_one_node_stops_the_department_on_every_node() {
     assert_eq!(
         yibao_status(&c).await.1.as_deref(),
         Some("/problems/department-suspended")
+    );
+    let r = call(&c, "GET", "/v1/admin/revoked-tokens", None, &[]).await;
+    assert_eq!(
+        r.body["entries"],
+        json!([]),
+        "the lifted entry stays lifted: {}",
+        r.text
     );
     let r = call(&c, "GET", "/v1/admin/cluster", None, &[]).await;
     assert_eq!(r.body["stops_pending"], 0, "{}", r.text);

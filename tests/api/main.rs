@@ -11,6 +11,7 @@ mod auth;
 mod backup;
 mod batch;
 mod cases;
+mod changes;
 mod cli;
 mod cluster;
 mod cluster_e2e;

@@ -435,6 +435,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("/v1/sharing/requests/{id}/answer", "post"),
     ("/v1/sharing/requests/{id}/withdraw", "post"),
     ("/v1/sharing/directory", "get"),
+    ("/v1/admin/revoked-tokens/{id}", "delete"),
     ("/v1/objections", "get"),
     ("/v1/objections", "post"),
     ("/v1/objections/{id}/answer", "post"),

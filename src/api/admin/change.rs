@@ -47,6 +47,20 @@ pub(super) struct Apply<'g> {
 }
 
 impl Apply<'_> {
+    /// The change with its reason: in its audit event and its history.
+    pub(super) fn with_reason(mut self, event: &mut EventBody, reason: Option<String>) -> Self {
+        if let Some(r) = &reason {
+            if let Some(Ok(Value::Object(mut d))) =
+                event.detail.as_deref().map(serde_json::from_str::<Value>)
+            {
+                d.insert("reason".into(), json!(r));
+                event.detail = Some(Value::Object(d).to_string());
+            }
+        }
+        self.entry.reason = reason;
+        self
+    }
+
     pub(super) async fn run(self, seq: u64, tx: Option<ChangeTx>) -> Result<(), ApiError> {
         let failed = |what: String| {
             tracing::error!(error = %what, "policy change could not be applied");
@@ -58,10 +72,16 @@ impl Apply<'_> {
                     node_id: cluster.node_id.clone(),
                     author: self.entry.author.clone(),
                     action: self.entry.action.clone(),
-                    summary: format!(
-                        "{} {} {}",
-                        self.entry.action, self.entry.kind, self.entry.id
-                    ),
+                    summary: match &self.entry.reason {
+                        Some(r) => format!(
+                            "{} {} {}: {r}",
+                            self.entry.action, self.entry.kind, self.entry.id
+                        ),
+                        None => format!(
+                            "{} {} {}",
+                            self.entry.action, self.entry.kind, self.entry.id
+                        ),
+                    },
                 };
                 let version = tx
                     .commit(&self.prepared.set.sources, &meta)
@@ -115,6 +135,7 @@ pub(super) fn prepare_change<'g>(
         before: prepared.before.clone(),
         after: prepared.after.clone(),
         access: access.clone(),
+        reason: None,
     };
     let mut body = Map::new();
     body.insert("kind".into(), json!(kind));

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
@@ -91,7 +91,7 @@ pub(super) async fn put_dataset(
     path = "/v1/admin/datasets/{id}",
     tag = "admin",
     operation_id = "admin_delete_dataset",
-    params(("id" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$", example = "gongan.hukou"), ("If-Match" = Option<String>, Header, description = "The ETag of the entry as you read it; required to replace or delete an existing entry")),
+    params(("id" = String, Path, description = "Dataset id", pattern = "^[a-z][a-z0-9_]{0,31}\\.[a-z][a-z0-9_]{0,63}$", example = "gongan.hukou"), ("If-Match" = Option<String>, Header, description = "The ETag of the entry as you read it; required to replace or delete an existing entry"), entry::ReasonParams),
     responses(
         (status = 200, description = "Deleted", body = doc::ChangeAnswer),
         (status = 404, description = "No such dataset", body = doc::Problem, content_type = "application/problem+json"),
@@ -104,7 +104,8 @@ pub(super) async fn delete_dataset(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
+    params: Result<Query<entry::ReasonParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    entry::delete::<DatasetSpec>(gw, ctx, path, headers).await
+    entry::delete::<DatasetSpec>(gw, ctx, path, params, headers).await
 }

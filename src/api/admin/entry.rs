@@ -12,8 +12,8 @@ use std::fmt::Display;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::Path;
-use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Serialize;
@@ -69,6 +69,8 @@ pub(super) trait Entry: Serialize + DeserializeOwned + Sized {
     fn toml(&self) -> String;
     /// Numbers a replacement of `current` (grants count their versions).
     fn renumber(&mut self, current: Option<&Self>);
+    /// Whether it says what `current` says (its number and provenance aside).
+    fn same_as(&self, current: &Self) -> bool;
     /// The change that stores it.
     fn put(self) -> Change;
     /// The change that removes the entry `id`.
@@ -122,6 +124,12 @@ impl Entry for GrantSpec {
         // grant's own, and cannot give one.
         self.provenance = current.and_then(|g| g.provenance.clone());
     }
+    fn same_as(&self, current: &Self) -> bool {
+        let mut mine = self.clone();
+        mine.version = current.version;
+        mine.provenance.clone_from(&current.provenance);
+        grant_toml(&mine) == grant_toml(current)
+    }
     fn put(self) -> Change {
         Change::PutGrant(Box::new(self))
     }
@@ -165,6 +173,9 @@ impl Entry for DatasetSpec {
         dataset_toml(self)
     }
     fn renumber(&mut self, _current: Option<&Self>) {}
+    fn same_as(&self, current: &Self) -> bool {
+        dataset_toml(self) == dataset_toml(current)
+    }
     fn put(self) -> Change {
         Change::PutDataset(Box::new(self))
     }
@@ -246,7 +257,7 @@ pub(super) async fn put<E: Entry>(
     let _guard = lock_policy(&gw).await;
     let result = (|| {
         let id = E::parse_id(&path_id(path)?)?;
-        let mut entry: E = parse_body(&headers, body, true)?;
+        let (mut entry, reason): (E, _) = entry_body(&headers, body)?;
         if *entry.id() != id {
             return Err(Problem::IdMismatch {
                 kind: E::KIND,
@@ -258,11 +269,19 @@ pub(super) async fn put<E: Entry>(
         let policy = gw.policy.snapshot();
         let current = E::find(&policy.set, &id).map(|(e, _)| e);
         check_precondition(&headers, current.map(E::etag).as_deref())?;
+        if current.is_some_and(|c| entry.same_as(c)) {
+            return Err(Problem::NoChange {
+                kind: E::KIND,
+                id: id.to_string(),
+            }
+            .into());
+        }
         entry.renumber(current);
         let created = current.is_none();
         let etag = entry.etag();
         let value = json!(entry);
         let (body, apply) = prepare_change(&gw, &who, &mut event, entry.put(), "put")?;
+        let apply = apply.with_reason(&mut event, reason);
         Ok((stored(body, E::NAME, value, etag, created), apply))
     })();
     respond_change(&gw, &ctx, event, result).await
@@ -273,6 +292,7 @@ pub(super) async fn delete<E: Entry>(
     gw: Arc<Gateway>,
     ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
+    params: Result<Query<ReasonParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
     let mut event = ctx.event(EventKind::PolicyAdmin, E::OPERATIONS.delete);
@@ -288,8 +308,64 @@ pub(super) async fn delete<E: Entry>(
         let (current, _) =
             E::find(&policy.set, &id).ok_or_else(|| not_found(E::NAME, &id.to_string()))?;
         check_precondition(&headers, Some(&current.etag()))?;
+        let Query(ReasonParams { reason }) = params.map_err(|e| crate::api::bad_query(&e))?;
+        let reason = super::reason(reason)?;
         let (body, apply) = prepare_change(&gw, &who, &mut event, E::delete(id), "delete")?;
-        Ok((Answer::ok(body), apply))
+        Ok((Answer::ok(body), apply.with_reason(&mut event, reason)))
     })();
     respond_change(&gw, &ctx, event, result).await
+}
+
+/// The optional reason of a change named in the query (`?reason=`), where
+/// the request has no body (a delete, a revert).
+#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ReasonParams {
+    /// Why (optional; up to 500 characters; in the audit log and the history).
+    reason: Option<String>,
+}
+
+/// A grant or dataset as a body holds it (JSON, or TOML), and the change's
+/// `reason` beside its members (optional; up to 500 characters).
+fn entry_body<E: Entry>(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(E, Option<String>), ApiError> {
+    let toml_body = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(';').next().unwrap_or("").trim() == "application/toml");
+    let not_text = || {
+        ApiError::from(Problem::InvalidBody(crate::problem::BodyFault::Json(
+            "reason: expected a string".into(),
+        )))
+    };
+    if toml_body {
+        let mut table: toml::Table = parse_body(headers, body, true)?;
+        let reason = match table.remove("reason") {
+            None => None,
+            Some(toml::Value::String(r)) => Some(r),
+            Some(_) => return Err(not_text()),
+        };
+        let entry = table.try_into().map_err(|e: toml::de::Error| {
+            ApiError::from(Problem::InvalidBody(crate::problem::BodyFault::Toml(
+                e.to_string().trim_end().to_owned(),
+            )))
+        })?;
+        Ok((entry, super::reason(reason)?))
+    } else {
+        let mut value: Value = parse_body(headers, body, false)?;
+        let reason = match value.as_object_mut().and_then(|o| o.remove("reason")) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(r)) => Some(r),
+            Some(_) => return Err(not_text()),
+        };
+        let entry = serde_json::from_value(value).map_err(|e| {
+            ApiError::from(Problem::InvalidBody(crate::problem::BodyFault::Json(
+                e.to_string(),
+            )))
+        })?;
+        Ok((entry, super::reason(reason)?))
+    }
 }

@@ -104,7 +104,7 @@ pub(super) async fn put_grant(
     path = "/v1/admin/grants/{id}",
     tag = "admin",
     operation_id = "admin_delete_grant",
-    params(("id" = String, Path, description = "Grant id", pattern = "^[a-z0-9][a-z0-9._-]{0,95}$", example = "minzheng-dibao-hukou"), ("If-Match" = Option<String>, Header, description = "The ETag of the entry as you read it; required to replace or delete an existing entry")),
+    params(("id" = String, Path, description = "Grant id", pattern = "^[a-z0-9][a-z0-9._-]{0,95}$", example = "minzheng-dibao-hukou"), ("If-Match" = Option<String>, Header, description = "The ETag of the entry as you read it; required to replace or delete an existing entry"), entry::ReasonParams),
     responses(
         (status = 200, description = "Deleted; who loses access", body = doc::ChangeAnswer),
         (status = 404, description = "No such grant", body = doc::Problem, content_type = "application/problem+json"),
@@ -116,9 +116,10 @@ pub(super) async fn delete_grant(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
+    params: Result<Query<entry::ReasonParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
-    entry::delete::<GrantSpec>(gw, ctx, path, headers).await
+    entry::delete::<GrantSpec>(gw, ctx, path, params, headers).await
 }
 
 /// Query of a revert.
@@ -128,6 +129,8 @@ pub(super) async fn delete_grant(
 pub(crate) struct RevertParams {
     /// The version to restore (from the history); stored as a new version.
     to: u32,
+    /// Why (optional; up to 500 characters; in the audit log and the history).
+    reason: Option<String>,
 }
 
 /// Restore an earlier version of a grant (needs `If-Match`).
@@ -162,6 +165,7 @@ pub(super) async fn revert_grant(
     let result = (|| {
         let id = <GrantSpec as entry::Entry>::parse_id(&path_id(path)?)?;
         let Query(p) = params.map_err(|e| bad_query(&e))?;
+        let reason = super::reason(p.reason.clone())?;
         let entry = gw
             .policy_history
             .grant_version(id.as_str(), p.to)
@@ -193,6 +197,7 @@ pub(super) async fn revert_grant(
             "revert",
         )?;
         body.insert("reverted_to".into(), json!(p.to));
+        let apply = apply.with_reason(&mut event, reason);
         Ok((stored(body, "grant", json!(spec), etag, false), apply))
     })();
     respond_change(&gw, &ctx, event, result).await

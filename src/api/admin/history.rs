@@ -60,7 +60,7 @@ pub(super) async fn history(
             .iter()
             .map(|e| {
                 json!({
-                    "seq": e.seq, "time": format_time(e.time_ms, gw.utc_offset), "author": e.author, "action": e.action,
+                    "seq": e.seq, "time": format_time(e.time_ms, gw.utc_offset), "author": e.author, "action": e.action, "reason": e.reason,
                     "kind": e.kind, "id": e.id, "version": e.version, "access_changes": e.access, "diff": e.diff(),
                     "before": e.before, "after": e.after,
                 })

@@ -65,6 +65,7 @@ pub(crate) fn router() -> OpenApiRouter<Arc<Gateway>> {
         .routes(routes!(departments::suspend_department))
         .routes(routes!(departments::resume_department))
         .routes(routes!(tokens::list_revoked_tokens, tokens::revoke_token))
+        .routes(routes!(tokens::lift_revoked_token))
         .routes(routes!(records::replace_records, records::import_records))
         .routes(routes!(backup::backup))
         .routes(routes!(sharing::file_request, sharing::list_requests))
@@ -92,17 +93,27 @@ fn bad_body(fault: BodyFault) -> ApiError {
     ApiError::from(Problem::InvalidBody(fault))
 }
 
-/// Which kind of entry a change names ("grant" or "dataset").
+/// Which kind of entry a change names ("grant", "dataset" or "revoked-token").
 fn entry_kind(kind: &str) -> EntryKind {
-    if kind == "grant" {
-        EntryKind::Grant
-    } else {
-        EntryKind::Dataset
+    match kind {
+        "grant" => EntryKind::Grant,
+        "revoked-token" => EntryKind::RevokedToken,
+        _ => EntryKind::Dataset,
     }
 }
 
 fn path_id(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     path.map(|Path(p)| p).map_err(|e| super::bad_path(&e))
+}
+
+/// An optional change reason (`reason` in an admin body): trimmed, none
+/// when empty, at most 500 characters.
+pub(crate) fn reason(text: Option<String>) -> Result<Option<String>, ApiError> {
+    let text = text.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+    if text.as_ref().is_some_and(|r| r.chars().count() > 500) {
+        return Err(Problem::InvalidReason.into());
+    }
+    Ok(text)
 }
 
 fn not_found(kind: &str, id: &str) -> ApiError {

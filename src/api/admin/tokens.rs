@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
@@ -40,7 +40,7 @@ pub(crate) struct RevokeBody {
 
 fn denial_json(gw: &Gateway, d: &Revocation) -> Value {
     json!({
-        "jti": d.jti(), "sub": d.sub(),
+        "id": d.id(), "jti": d.jti(), "sub": d.sub(),
         "issued_before": d.issued_before().map(|s| format_time(s * 1000, gw.utc_offset)),
         "expires": format_time(d.expires_ms, gw.utc_offset),
         "reason": d.reason, "by": d.by, "at": format_time(d.at_ms, gw.utc_offset),
@@ -160,6 +160,76 @@ pub(super) async fn revoke_token(
                     .add(denial.clone(), gw.clock.unix_millis())
                     .map_err(|e| suspension_store_failed(&e))?;
                 gw.share_stop(StopChange::DenyTokens { revocation: denial })
+                    .await;
+                Ok(())
+            })
+            .await
+        }
+        Err(e) => finish(&gw, &ctx, event, Err(e)).await,
+    }
+}
+
+/// Body of a deny-list entry's removal (optional).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LiftBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// Lifts a deny-list entry before it expires (`id` as the list names it:
+/// `jti:…` or `sub:…`), with an optional reason: audited, then in force on
+/// every node of a cluster, as the revocation was.
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/revoked-tokens/{id}",
+    tag = "admin",
+    operation_id = "admin_lift_revoked_token",
+    params(("id" = String, Path, description = "The entry's id (`jti:…` or `sub:…`)")),
+    request_body(content = doc::LiftRequest, description = "Optional"),
+    responses(
+        (status = 200, description = "Lifted: the entry as it was", body = doc::RevokedToken),
+        (status = 404, description = "No such entry in force", body = doc::Problem, content_type = "application/problem+json"),
+    ),
+)]
+pub(super) async fn lift_revoked_token(
+    State(gw): State<Arc<Gateway>>,
+    ctx: RequestContext,
+    path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let mut event = ctx.event(EventKind::PolicyAdmin, "policy.lift_revoked_token");
+    let prepared = (|| {
+        admin(&gw, &headers, &mut event)?;
+        let id = super::path_id(path)?;
+        let LiftBody { reason } = match &body {
+            Ok(b) if b.is_empty() => LiftBody::default(),
+            _ => parse_body(&headers, body, false)?,
+        };
+        let reason = super::reason(reason)?;
+        let entry = gw
+            .revocations
+            .all()
+            .into_iter()
+            .find(|d| d.id() == id)
+            .ok_or_else(|| super::not_found("revoked-token", &id))?;
+        let mut detail = denial_json(&gw, &entry);
+        detail["lift_reason"] = json!(reason);
+        event.detail = Some(detail.to_string());
+        Ok(entry)
+    })();
+    match prepared {
+        Ok(entry) => {
+            let body = denial_json(&gw, &entry)
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
+                gw.revocations
+                    .lift(&entry.id())
+                    .map_err(|e| suspension_store_failed(&e))?;
+                gw.share_stop(StopChange::LiftTokens { id: entry.id() })
                     .await;
                 Ok(())
             })

@@ -107,6 +107,10 @@ impl PolicyStore {
         if let Some(owner) = &filter.owner {
             add("starts_with(dataset, ?)", Box::new(format!("{owner}.")));
         }
+        if !filter.kinds.is_empty() {
+            let kinds: Vec<String> = filter.kinds.iter().map(|k| k.as_str().to_owned()).collect();
+            add("kind = ANY(?)", Box::new(kinds));
+        }
         // The same expression as the insert, so equal times compare equal.
         if let Some(from) = filter.from_ms {
             add("time >= to_timestamp(?::bigint / 1000.0)", Box::new(from));

@@ -304,12 +304,7 @@ async fn ship_batch(
 pub(super) const LOCK_PARTITION: i64 = 0x746f_6e67_6261_6e03;
 
 fn kind_str(kind: EventKind) -> &'static str {
-    match kind {
-        EventKind::Query => "query",
-        EventKind::AuditReview => "audit_review",
-        EventKind::PolicyAdmin => "policy_admin",
-        EventKind::Other => "other",
-    }
+    kind.as_str()
 }
 
 /// One event as rows of the central copy.
