@@ -178,6 +178,36 @@ const L = {
   noEntries: ['名单为空。', 'The list is empty.'],
   required: ['必填', 'required'],
   auditSeq: ['审计序号', 'Audit seq'],
+  networkDown: ['无法连接网关：请检查网络后重试。', 'The gateway cannot be reached: check the network and try again.'],
+  beijingTime: ['时间均为北京时间。', 'Times are Beijing time.'],
+  kindFilter: ['事件类型', 'Event kind'],
+  kind_query: ['部门查询', "departments' requests"],
+  kind_audit_review: ['审计与居民查阅', 'audit and residents\' reads'],
+  kind_policy_admin: ['管理与共享流程', 'administration and sharing'],
+  kind_other: ['其他', 'other'],
+  anyKind: ['全部类型（含控制台自身的查阅）', 'every kind (the console\'s own reads too)'],
+  today: ['今天', 'Today'],
+  last7: ['近 7 天', 'Last 7 days'],
+  thisMonth: ['本月', 'This month'],
+  onPage: ['本页 {n} 条', '{n} on this page'],
+  prevPage: ['上一页', 'Previous page'],
+  exportCsv: ['导出本时段（CSV，含签名检查点）', 'Export this period (CSV, with signed checkpoints)'],
+  exportNdjson: ['导出本时段（NDJSON，可离线校验）', 'Export this period (NDJSON, verifiable offline)'],
+  residentBy: ['居民（以假名检索，链接中不含身份证号）', 'A resident (searched by pseudonym; the link holds no ID)'],
+  clearResident: ['清除', 'Clear'],
+  useKind: ['使用方式', 'Kind of use'],
+  issuer: ['出具单位', 'Issued by'],
+  signedThrough: ['签名检查点覆盖至第 {n} 号事件', 'Signed checkpoints cover events up to #{n}'],
+  unsignedTail: ['其后 {n} 个事件尚待下一个签名检查点', 'the {n} events after it await the next signed checkpoint'],
+  noCheckpoint: ['尚无签名检查点：链尾未签名', 'No signed checkpoint yet: the tail is unsigned'],
+  verifiedAt: ['校验时间', 'Checked at'],
+  changeReason: ['变更理由', 'Reason for the change'],
+  noChangeSave: ['内容没有变化，未保存。', 'Nothing changed: nothing was saved.'],
+  lift: ['移除', 'Remove'],
+  liftConfirm: ['确定从拒绝名单移除 {id} 吗？相应令牌将重新被接受。', 'Remove {id} from the deny-list? Its tokens are accepted again.'],
+  flag_volume_spike: ['调用量突增', 'volume spike'],
+  flag_denial_burst: ['拒绝激增', 'denial burst'],
+  flag_off_hours: ['非工作时间调用', 'off hours'],
   navSharing: ['共享申请', 'Sharing requests'],
   sharingIntro: ['使用部门提出共享申请；数据主管部门审核；数据所属部门答复（无条件共享的数据审核通过即授权）。期限按工作日计算。', 'A consuming department files a request; the data authority reviews it; the owning department answers (unconditional data is authorized on the review alone). Deadlines count working days.'],
   fileRequest: ['提出共享申请', 'File a sharing request'],
@@ -275,16 +305,22 @@ function roles() {
 }
 
 async function api(method, path, opts = {}) {
-  const headers = { Authorization: `Bearer ${S.token}`, Accept: opts.accept || 'application/json' };
+  const headers = { Authorization: `Bearer ${S.token}`, Accept: opts.accept || 'application/json', 'Accept-Language': S.lang === 'zh' ? 'zh-CN' : 'en' };
   if (opts.body !== undefined) headers['Content-Type'] = 'application/json';
   Object.assign(headers, opts.headers || {});
-  const resp = await fetch(path, {
-    method,
-    headers,
-    body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
-    credentials: 'omit',
-    cache: 'no-store',
-  });
+  let resp;
+  try {
+    resp = await fetch(path, {
+      method,
+      headers,
+      body: opts.body === undefined ? undefined : JSON.stringify(opts.body),
+      credentials: 'omit',
+      cache: 'no-store',
+    });
+  } catch {
+    // A sentence, not `TypeError: Failed to fetch`.
+    return { status: 0, ok: false, headers: new Headers(), body: { title: t('networkDown') }, text: '' };
+  }
   if (opts.raw) return resp;
   const text = await resp.text();
   let body = null;
@@ -294,6 +330,7 @@ async function api(method, path, opts = {}) {
 
 function problem(r) {
   const b = r.body || {};
+  if (r.status === 0) return h('div', { class: 'notice bad', role: 'alert' }, b.title);
   return h('div', { class: 'notice bad', role: 'alert' },
     h('strong', {}, `${t('refused')} (${r.status}): `), b.title || r.text || '',
     b.detail ? h('div', {}, b.detail) : null,
@@ -335,6 +372,42 @@ function sharingClass(c) {
 
 function tag(decision) {
   return h('span', { class: `tag ${decision}` }, t(decision) || decision);
+}
+
+// Names for codes (departments, datasets, fields), from the sharing
+// directory any staff may read; loaded once per token.
+const N = { token: null, dept: {}, ds: {}, field: {} };
+async function loadNames() {
+  if (N.token === S.token) return;
+  const r = await api('GET', '/v1/sharing/directory');
+  if (!r.ok) return;
+  N.dept = Object.fromEntries((r.body.departments || []).map((d) => [d.id, d.name]));
+  N.ds = Object.fromEntries((r.body.datasets || []).map((d) => [d.dataset, d.title]));
+  N.field = Object.fromEntries((r.body.datasets || []).flatMap((d) => (d.fields || []).map((f) => [`${d.dataset}/${f.name}`, f.title])));
+  N.token = S.token;
+}
+// A code shown by its name, the code on hover.
+function named(code, name) {
+  if (!code) return '';
+  return name && name !== code ? h('span', { title: code, class: 'named' }, name) : code;
+}
+// A bilingual name (`民政局 Civil Affairs Bureau`) in the console's language.
+function inLang(name) {
+  const m = /^([^\x00-\x7f]\S*)\s+([\x00-\x7f].*)$/.exec(name || '');
+  if (!m) return name;
+  return S.lang === 'zh' ? m[1] : m[2];
+}
+const deptName = (c) => named(c, inLang(N.dept[c]));
+const dsName = (c) => named(c, N.ds[c]);
+const fieldNames = (ds, fields) => (fields || []).map((f) => N.field[`${ds}/${f}`] || f).join('；');
+// `2026-12-06T19:45:39.24+08:00` read as `2026-12-06 19:45:39`.
+function when(ts) {
+  const m = /^(\d{4}-\d{2}-\d{2})T(\d{2}:\d{2}:\d{2})/.exec(ts || '');
+  return m ? `${m[1]} ${m[2]}` : (ts || '');
+}
+// A local day as YYYY-MM-DD.
+function day(d) {
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 }
 
 // ---------------------------------------------------------------- pages
@@ -398,6 +471,7 @@ function chrome(route) {
 }
 
 let rendering = 0;
+let rendered = false;
 
 async function render() {
   // Only the latest navigation may fill the page: an earlier one that
@@ -423,9 +497,19 @@ async function render() {
   const main = document.getElementById('main');
   main.replaceChildren(h('p', {}, t('loading')));
   try {
+    if (S.token) await loadNames();
     const content = await (PAGES[route] || PAGES.signin).render(arg);
     if (mine !== rendering) return;
     main.replaceChildren(...[content].flat(Infinity).filter((x) => x !== null && x !== undefined && x !== false));
+    // Each view names itself in the tab; one reached by navigating takes
+    // the focus at its heading (a fresh load starts at the skip link).
+    const heading = main.querySelector('h1');
+    if (heading) {
+      document.title = `${heading.textContent} · ${t('title')}`;
+      heading.setAttribute('tabindex', '-1');
+      if (rendered) heading.focus({ preventScroll: true });
+    }
+    rendered = true;
   } catch (e) {
     if (mine !== rendering) return;
     main.replaceChildren(h('div', { class: 'notice bad', role: 'alert' }, String(e)));
@@ -459,39 +543,125 @@ function signin() {
   return [h('h1', {}, t('signin')), h('p', {}, t('signinIntro')), form];
 }
 
-const FILTERS = ['resident', 'consumer', 'subject', 'dataset', 'purpose', 'case_ref', 'decision', 'from', 'to', 'limit'];
+const FILTERS = ['consumer', 'subject', 'dataset', 'purpose', 'case_ref', 'decision', 'kind', 'from', 'to', 'limit'];
+const KINDS = ['query', 'audit_review', 'policy_admin', 'other'];
+
+// A code typed as its name (民政局 → minzheng) is searched by its code.
+function codeOf(map, typed) {
+  const v = typed.trim();
+  if (!v || map[v]) return v;
+  const exact = Object.entries(map).find(([, name]) => name === v || inLang(name) === v);
+  if (exact) return exact[0];
+  const some = Object.entries(map).filter(([, name]) => (name || '').includes(v));
+  return some.length === 1 ? some[0][0] : v;
+}
+
+// Downloads the signed export of a period, named by the period.
+async function exportPeriod(from, to, format, status) {
+  const params = new URLSearchParams({ format });
+  if (from) params.set('from', from);
+  if (to) params.set('to', to);
+  const resp = await api('GET', `/v1/audit/export?${params}`, { raw: true, accept: format === 'csv' ? 'text/csv' : 'application/x-ndjson' });
+  if (!resp.ok) {
+    const text = await resp.text();
+    let body = null;
+    try { body = JSON.parse(text); } catch { body = null; }
+    status.replaceChildren(problem({ status: resp.status, body, text }));
+    return;
+  }
+  const url = URL.createObjectURL(await resp.blob());
+  const a = h('a', { href: url, download: `audit-${from || 'start'}-${to || 'now'}.${format === 'csv' ? 'csv' : 'ndjson'}` });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
 
 async function auditSearch() {
   const q = query();
+  // The console's own reads stay out unless asked for.
+  if (!q.has('kind')) q.set('kind', 'query');
   const inputs = {};
   for (const f of FILTERS) {
-    inputs[f] = f === 'decision'
-      ? h('select', { name: f }, ['', 'allow', 'deny', 'error'].map((d) => h('option', { value: d }, d ? t(d) : t('any'))))
-      : h('input', { name: f, type: f === 'limit' ? 'number' : 'text', min: f === 'limit' ? 1 : null, max: f === 'limit' ? 1000 : null, placeholder: f === 'from' || f === 'to' ? 'YYYY-MM-DD' : '' });
+    if (f === 'decision') {
+      inputs[f] = h('select', { name: f }, ['', 'allow', 'deny', 'error'].map((d) => h('option', { value: d }, d ? t(d) : t('any'))));
+    } else if (f === 'kind') {
+      inputs[f] = h('select', { name: f }, [...KINDS.map((k) => h('option', { value: k }, t(`kind_${k}`))), h('option', { value: 'all' }, t('anyKind'))]);
+    } else {
+      const type = f === 'limit' ? 'number' : f === 'from' || f === 'to' ? 'date' : 'text';
+      const list = f === 'consumer' ? 'dl-dept' : f === 'dataset' ? 'dl-ds' : null;
+      inputs[f] = h('input', { name: f, type, list, min: f === 'limit' ? 1 : null, max: f === 'limit' ? 1000 : null, autocomplete: 'off' });
+    }
     inputs[f].value = q.get(f) || (f === 'limit' ? '50' : '');
   }
-  const form = h('form', { class: 'filters', role: 'search', onsubmit: (ev) => {
-    ev.preventDefault();
+  const resident = h('input', { name: 'resident', autocomplete: 'off', maxlength: '18' });
+  const lists = [h('datalist', { id: 'dl-dept' }, Object.entries(N.dept).map(([c, n]) => h('option', { value: n, label: c }))),
+    h('datalist', { id: 'dl-ds' }, Object.entries(N.ds).map(([c, n]) => h('option', { value: n, label: c })))];
+  const status = h('div', { 'aria-live': 'polite' });
+  const search = async (extra) => {
     const params = {};
     for (const f of FILTERS) params[f] = inputs[f].value.trim();
+    params.consumer = codeOf(N.dept, params.consumer);
+    params.dataset = codeOf(N.ds, params.dataset);
+    Object.assign(params, extra || {});
+    // The ID is sent once, by fetch, for its pseudonym; only that goes in the address.
+    if (resident.value.trim()) {
+      const r = await api('GET', `/v1/audit/events?${new URLSearchParams({ resident: resident.value.trim(), limit: '1' })}`);
+      if (!r.ok) { status.replaceChildren(problem(r)); return; }
+      params.pseudonym = r.body.pseudonym;
+    } else if (q.get('pseudonym')) {
+      params.pseudonym = q.get('pseudonym');
+    }
     go('audit', params);
-  } },
-  FILTERS.map((f) => field(`q-${f}`, t(f === 'limit' ? 'limit' : f), inputs[f])),
-  h('div', {}, h('button', { type: 'submit' }, t('search'))));
-  const out = [h('h1', {}, t('navAudit')), stewardOnly() ? h('p', { class: 'notice' }, t('stewardNote')) : null, form, h('p', { class: 'noprint' }, t('shareHint'))];
+  };
+  const quick = (label, from, to) => h('button', { type: 'button', class: 'secondary', onclick: () => { inputs.from.value = from; inputs.to.value = to; search(); } }, label);
+  const now = new Date();
+  const ranges = h('div', { class: 'quick' },
+    quick(t('today'), day(now), day(now)),
+    quick(t('last7'), day(new Date(now.getTime() - 6 * 86400000)), day(now)),
+    quick(t('thisMonth'), day(new Date(now.getFullYear(), now.getMonth(), 1)), day(now)));
+  const form = h('form', { class: 'filters', role: 'search', onsubmit: (ev) => { ev.preventDefault(); search(); } },
+    lists,
+    q.get('pseudonym')
+      ? h('div', { class: 'field' }, h('span', { class: 'label' }, t('residentBy')), h('code', {}, `${q.get('pseudonym').slice(0, 12)}…`), ' ',
+        h('button', { type: 'button', class: 'link', onclick: () => { const p = Object.fromEntries(q.entries()); delete p.pseudonym; delete p.cursor; delete p.back; go('audit', p); } }, t('clearResident')))
+      : field('q-resident', t('resident'), resident),
+    FILTERS.map((f) => field(`q-${f}`, t(f === 'limit' ? 'limit' : f === 'kind' ? 'kindFilter' : f), inputs[f])),
+    h('div', {}, h('button', { type: 'submit' }, t('search'))), ranges);
+  const out = [h('h1', {}, t('navAudit')), stewardOnly() ? h('p', { class: 'notice' }, t('stewardNote')) : null, form,
+    h('p', { class: 'noprint' }, t('shareHint'), ' ', t('beijingTime')), status];
   const params = new URLSearchParams();
-  for (const f of [...FILTERS, 'cursor']) if (q.get(f)) params.set(f, q.get(f));
+  for (const f of [...FILTERS, 'pseudonym', 'cursor']) if (q.get(f) && !(f === 'kind' && q.get(f) === 'all')) params.set(f, q.get(f));
   const r = await api('GET', `/v1/audit/events?${params}`);
   if (!r.ok) return [...out, problem(r)];
   const events = r.body.events || [];
+  out.push(h('p', { id: 'count' }, t('onPage', { n: events.length })));
   out.push(events.length === 0 ? h('p', {}, t('noEvents')) : table(
     [t('seq'), t('time'), t('consumer'), t('subject'), t('operation'), t('dataset'), t('purpose'), t('decision'), t('status')],
-    events.map((e) => [stewardOnly() ? String(e.seq) : h('a', { href: eventHref(e.seq, e.node) }, String(e.seq)), e.time, e.consumer || '', e.subject || '', e.operation, e.dataset || '', e.purpose || '', tag(e.decision), String(e.status)])));
+    events.map((e) => [stewardOnly() ? String(e.seq) : h('a', { href: eventHref(e.seq, e.node) }, String(e.seq)), when(e.time), deptName(e.consumer), e.subject || '', e.operation, dsName(e.dataset), e.purpose || '', tag(e.decision), String(e.status)])));
+  // Pages: the cursors walked so far ride in the address, so Back works too.
+  const back = (q.get('back') || '').split(',').filter(Boolean);
+  const nav = h('div', { class: 'actions' });
+  if (q.get('cursor')) {
+    const prev = Object.fromEntries(q.entries());
+    const last = back.pop();
+    if (last && last !== '-') prev.cursor = last; else delete prev.cursor;
+    prev.back = back.join(',');
+    nav.append(h('a', { class: 'button secondary', href: `#/audit?${new URLSearchParams(prev)}` }, t('prevPage')));
+  }
   if (r.body.next_cursor) {
     const next = Object.fromEntries(q.entries());
+    next.back = [...(q.get('back') || '').split(',').filter(Boolean), q.get('cursor') || '-'].join(',');
     next.cursor = r.body.next_cursor;
-    out.push(h('div', { class: 'actions' }, h('a', { class: 'button secondary', href: `#/audit?${new URLSearchParams(next)}` }, t('next'))));
+    nav.append(h('a', { class: 'button secondary', href: `#/audit?${new URLSearchParams(next)}` }, t('next')));
   }
+  const from = q.get('from') || '';
+  const to = q.get('to') || '';
+  if (!stewardOnly()) {
+    nav.append(h('button', { type: 'button', class: 'secondary', onclick: () => exportPeriod(from, to, 'csv', status) }, t('exportCsv')),
+      h('button', { type: 'button', class: 'secondary', onclick: () => exportPeriod(from, to, 'ndjson', status) }, t('exportNdjson')));
+  }
+  out.push(nav);
   return out;
 }
 
@@ -523,13 +693,21 @@ async function eventDetail(seq) {
   ];
 }
 
+// The ID a disclosure report is for: kept in this page's memory only,
+// never in the address (and so never in the history).
+let reportFor = '';
+
 async function disclosures() {
-  const q = query();
-  const input = h('input', { name: 'resident', autocomplete: 'off', value: q.get('resident') || '' });
-  const form = h('form', { class: 'filters', onsubmit: (ev) => { ev.preventDefault(); go('disclosures', { resident: input.value.trim() }); } },
-    field('d-resident', t('resident'), input), h('div', {}, h('button', { type: 'submit' }, t('show'))));
+  const input = h('input', { name: 'resident', autocomplete: 'off', maxlength: '18' });
+  const form = h('form', { class: 'filters', onsubmit: (ev) => {
+    ev.preventDefault();
+    reportFor = input.value.trim();
+    input.value = '';
+    render();
+  } },
+  field('d-resident', t('resident'), input), h('div', {}, h('button', { type: 'submit' }, t('show'))));
   const out = [h('h1', {}, t('disclosuresFor')), h('p', { class: 'noprint' }, t('disclosuresIntro')), form];
-  const resident = q.get('resident');
+  const resident = reportFor;
   if (!resident) return out;
   const path = `/v1/audit/residents/${encodeURIComponent(resident)}/disclosures`;
   const r = await api('GET', path);
@@ -553,17 +731,22 @@ async function disclosures() {
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   };
+  const c = claims(S.token) || {};
   out.push(
     h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => window.print() }, t('print')),
       h('button', { type: 'button', class: 'secondary', onclick: download }, t('csv'))),
     status,
-    h('dl', { class: 'kv' }, h('dt', {}, t('resident')), h('dd', {}, b.resident), h('dt', {}, t('count')), h('dd', {}, String(b.count)),
-      h('dt', {}, t('generated')), h('dd', {}, b.generated_at)),
-    b.disclosures.length === 0 ? h('p', {}, t('noDisclosures')) : table(
-      [t('time'), t('consumer'), t('subject'), t('purpose'), t('caseRef'), t('dataset'), t('fields'), t('grant'), t('seq')],
-      b.disclosures.map((d) => [d.time, d.consumer_name || d.consumer, d.subject || '', d.purpose || '', d.case_ref || '',
-        d.dataset_title || d.dataset, (d.fields || []).map((f) => f.title || f.name).join('；'), d.grant || '',
-        h('a', { href: eventHref(d.seq, d.node) }, String(d.seq))])));
+    h('div', { class: 'report' },
+      h('p', { class: 'printonly report-head' }, t('disclosuresFor')),
+      h('dl', { class: 'kv' }, h('dt', {}, t('resident')), h('dd', {}, b.resident), h('dt', {}, t('count')), h('dd', {}, String(b.count)),
+        h('dt', {}, t('generated')), h('dd', {}, `${when(b.generated_at)}（${t('beijingTime')}）`),
+        h('dt', {}, t('issuer')), h('dd', {}, inLang(N.dept[c.dept]) || c.dept || '')),
+      b.disclosures.length === 0 ? h('p', {}, t('noDisclosures')) : table(
+        [t('time'), t('consumer'), t('purpose'), t('caseRef'), t('dataset'), t('fields'), t('useKind'), t('subject'), t('grant'), t('seq')],
+        b.disclosures.map((d) => [when(d.time), named(d.consumer, inLang(d.consumer_name)), d.purpose || '', d.case_ref || '',
+          named(d.dataset, d.dataset_title), (d.fields || []).map((f) => f.title || f.name).join('；'),
+          h('span', { class: `use ${d.operation}` }, S.lang === 'zh' ? d.use_zh : d.use_en), d.subject || '', d.grant || '',
+          h('a', { href: eventHref(d.seq, d.node) }, String(d.seq))]))));
   return out;
 }
 
@@ -647,7 +830,10 @@ async function verify() {
       h('div', { class: `verdict ${ok ? 'ok' : 'bad'}`, role: 'status', id: 'verdict' }, ok ? t('intact') : t('broken')),
       h('dl', { class: 'kv' },
         h('dt', {}, t('checked')), h('dd', {}, String(b.checked)),
-        h('dt', {}, t('checkpoints')), h('dd', {}, String(b.checkpoints_checked)),
+        h('dt', {}, t('verifiedAt')), h('dd', {}, `${day(new Date())} ${new Date().toTimeString().slice(0, 8)}`),
+        h('dt', {}, t('checkpoints')), h('dd', { id: 'coverage' }, String(b.checkpoints_checked), ' · ',
+          b.last_checkpoint ? [t('signedThrough', { n: b.last_checkpoint }), b.head_seq > b.last_checkpoint ? `；${t('unsignedTail', { n: b.head_seq - b.last_checkpoint })}` : '']
+            : t('noCheckpoint')),
         h('dt', {}, t('head')), h('dd', {}, `${b.head_seq} `, h('code', {}, b.head_hash)),
         h('dt', {}, t('epochs')), h('dd', {}, (b.epochs || []).map((e) => `${e.suite} ${e.first_seq}–${e.last_seq}`).join('；')),
         b.broken ? [h('dt', {}, t('firstBroken')), h('dd', { class: 'error' }, h('a', { href: `#/event/${b.broken.seq}` }, `#${b.broken.seq}`), ` ${b.broken.problem}`)] : null));
@@ -747,7 +933,7 @@ async function stats() {
   out.push(h('h2', {}, t('flags')));
   const flags = r.body.flags || [];
   out.push(flags.length === 0 ? h('p', {}, t('noFlags')) : table([t('day'), t('kind'), t('consumer'), t('subject'), 'detail', t('events'), t('review')],
-    flags.map((f) => [f.day, f.kind, f.consumer || '', f.subject || '', f.detail || '',
+    flags.map((f) => [f.day, named(f.kind, t(`flag_${f.kind}`)), deptName(f.consumer), f.subject || '', f.detail || '',
       h('span', {}, (f.refs || (f.events || []).map((seq) => ({ seq }))).slice(0, 20).map((e) => [h('a', { href: eventHref(e.seq, e.node) }, `#${e.seq}`), ' '])),
       reviewCell(f)])));
   return out;
@@ -819,6 +1005,7 @@ async function grantEditor(id) {
     basis: h('textarea', { rows: 3 }),
     quota: h('input', { value: (original.conditions || {}).quota || '', placeholder: '120/min' }),
     caseRef: h('input', { type: 'checkbox', checked: !!(original.conditions || {}).case_ref_required }),
+    reason: h('input', { maxlength: '500', 'aria-required': 'true' }),
   };
   f.basis.value = original.basis || '';
   const ops = ['lookup', 'verify', 'batch'].map((op) => h('label', {}, h('input', { type: 'checkbox', name: 'op', value: op, checked: (original.operations || []).includes(op) }), ` ${op}`));
@@ -873,7 +1060,18 @@ async function grantEditor(id) {
   };
   const save = async () => {
     const g = build();
+    // The console always says why (the API leaves it optional for scripts).
+    if (!f.reason.value.trim()) {
+      document.getElementById('g-reason-error').textContent = `${t('changeReason')}: ${t('required')}`;
+      f.reason.focus();
+      return;
+    }
+    g.reason = f.reason.value.trim();
     const s = await api('PUT', `/v1/admin/grants/${encodeURIComponent(id)}`, { body: g, headers: { 'If-Match': etag } });
+    if (s.status === 409 && s.body && (s.body.type || '').endsWith('/no-change')) {
+      result.replaceChildren(h('div', { class: 'notice warn', role: 'status', id: 'no-change' }, t('noChangeSave')));
+      return;
+    }
     if (s.status === 412) {
       result.replaceChildren(h('div', { class: 'notice warn', role: 'alert', id: 'conflict' }, t('conflict'), ' ',
         h('button', { type: 'button', class: 'secondary', onclick: render }, t('reload'))));
@@ -888,6 +1086,9 @@ async function grantEditor(id) {
     clear();
     etag = s.headers.get('ETag') || s.body.etag || etag;
     const version = (s.body.grant && s.body.grant.version) || s.body.version;
+    f.reason.value = '';
+    const shown = document.getElementById('g-version');
+    if (shown) shown.textContent = `${t('version')} ${version}`;
     result.replaceChildren(h('div', { class: 'notice ok', role: 'status', id: 'saved' }, `${t('saved')} ${version}`, ...changes(s.body.access_changes)));
   };
   const form = h('form', { class: 'panel', onsubmit: (ev) => { ev.preventDefault(); save(); } },
@@ -900,6 +1101,7 @@ async function grantEditor(id) {
       field('g-quota', t('quota'), f.quota),
       h('div', {}, h('label', { for: 'g-case-ref' }, f.caseRef, ` ${t('caseRefRequired')}`)),
       h('div', { class: 'wide' }, field('g-basis', t('basis'), f.basis)),
+      h('div', { class: 'wide' }, field('g-reason', t('changeReason'), f.reason, t('required'))),
       access.map((a) => h('fieldset', { class: 'wide' }, h('legend', {}, `${t('dataset')} ${a.dataset}`),
         field(`g-fields-${a.i}`, t('fields'), a.fields, t('commaHint')),
         field(`g-verify-${a.i}`, t('verifyOnly'), a.verify, t('commaHint'))))),
@@ -909,7 +1111,7 @@ async function grantEditor(id) {
       h('button', { type: 'submit' }, t('save')),
       h('a', { href: `#/history?id=${encodeURIComponent(id)}` }, t('history'))));
   f.caseRef.id = 'g-case-ref';
-  return [h('h1', {}, `${t('editGrant')}: ${original.title}`), h('p', {}, h('code', {}, id), ` · ${t('version')} ${original.version || 1}`), form, result];
+  return [h('h1', {}, `${t('editGrant')}: ${original.title}`), h('p', {}, h('code', {}, id), ' · ', h('span', { id: 'g-version' }, `${t('version')} ${original.version || 1}`)), form, result];
 }
 
 function diffView(text) {
@@ -1033,8 +1235,15 @@ async function tokens() {
   out.push(form, result);
   if (!r.ok) return [...out, problem(r)];
   const entries = r.body.entries || [];
-  out.push(entries.length === 0 ? h('p', {}, t('noEntries')) : table([t('jti'), t('sub'), t('issuedBefore'), t('expires'), t('reason'), t('by')],
-    entries.map((e) => [e.jti || '', e.sub || '', e.issued_before || '', e.expires || '', e.reason || '', e.by || ''])));
+  const lift = async (e) => {
+    if (!window.confirm(t('liftConfirm', { id: e.id }))) return;
+    const a = await api('DELETE', `/v1/admin/revoked-tokens/${encodeURIComponent(e.id)}`);
+    if (!a.ok) { result.replaceChildren(problem(a)); return; }
+    render();
+  };
+  out.push(entries.length === 0 ? h('p', {}, t('noEntries')) : table([t('jti'), t('sub'), t('issuedBefore'), t('expires'), t('reason'), t('by'), ''],
+    entries.map((e) => [e.jti || '', e.sub || '', when(e.issued_before), when(e.expires), e.reason || '', e.by || '',
+      h('button', { type: 'button', class: 'secondary', 'aria-label': `${t('lift')} ${e.id}`, onclick: () => lift(e) }, t('lift'))])));
   return out;
 }
 
@@ -1149,7 +1358,7 @@ async function sharingRequests() {
     const last = (x.history || [])[x.history.length - 1] || {};
     const due = x.state === 'filed' ? x.review_due : x.state === 'reviewed' ? x.answer_due : '';
     return [h('code', {}, x.id), h('span', { title: x.dataset }, x.grant && x.grant.title ? x.grant.title : x.dataset, h('br'), h('small', {}, x.use_case)),
-      `${x.consumer} → ${x.owner}`,
+      h('span', {}, deptName(x.consumer), ' → ', deptName(x.owner)),
       h('span', { class: 'req-state' }, t(REQUEST_STATES[x.state]) || x.state, x.overdue ? h('strong', { class: 'bad' }, ` ${t('objOverdue')}`) : null),
       due || '', h('span', {}, last.action || '', last.by ? ` · ${last.by}` : '', last.reason ? h('br') : null, last.reason || ''),
       requestActions(x)];
@@ -1209,7 +1418,7 @@ async function dataObjections() {
     } }, t('submitAnswer'))), msg);
   };
   out.push(table([t('requestId'), t('dataset'), t('resident'), t('what'), t('reporter'), t('state'), t('due'), t('outcome')], all.map((o) => [
-    h('code', {}, o.id), h('span', { title: o.dataset }, `${o.dataset} · ${o.field}`),
+    h('code', {}, o.id), h('span', {}, dsName(o.dataset), ' · ', named(o.field, N.field[`${o.dataset}/${o.field}`])),
     h('span', { class: 'mono' }, o.resident_id || o.resident_id_masked), o.what, `${o.filed_by}`,
     h('span', {}, t(o.state) || o.state, o.overdue ? h('strong', { class: 'bad' }, ` ${t('objOverdue')}`) : null), o.due, answerCell(o)])));
   return out;

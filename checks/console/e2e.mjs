@@ -110,6 +110,9 @@ try {
   });
   page.on('pageerror', (e) => problems.push(String(e)));
   page.on('dialog', (d) => d.accept());
+  // No full ID number in any address the console goes to.
+  const addresses = [];
+  page.on('framenavigated', (f) => { if (f === page.mainFrame()) addresses.push(f.url()); });
   const shot = (name) => page.screenshot({ path: path.join(out, `${name}.png`), fullPage: true });
 
   // ---- privacy officer
@@ -124,11 +127,17 @@ try {
   const stored = await page.evaluate(() => ({ session: sessionStorage.getItem('tongban.token') !== null, local: Object.keys(localStorage).some((k) => localStorage.getItem(k).includes('.')) , cookie: document.cookie }));
   check(stored.session && !stored.local && stored.cookie === '', 'the token is in sessionStorage, not localStorage or a cookie');
 
-  await page.fill('#q-consumer', 'minzheng');
+  check(page.url().includes('kind=query') || (await page.inputValue('#q-kind')) === 'query', "the search leaves out the console's own reads by default");
+  await page.fill('#q-consumer', '民政局');
   await page.selectOption('#q-decision', 'allow');
   await page.click('form.filters button[type=submit]');
   await page.waitForSelector('table tbody tr');
-  check(page.url().includes('consumer=minzheng') && page.url().includes('decision=allow'), 'the filters are reflected in the URL');
+  check(page.url().includes('consumer=minzheng') && page.url().includes('decision=allow'), 'the filters are reflected in the URL, a department typed by its name searched by its code');
+  check(!(await page.textContent('table')).includes('audit.search'), "the officer's own searches are not listed");
+  check(/本页 \d+ 条/.test(await page.textContent('#count')), 'the result count is shown');
+  const exported = page.waitForEvent('download');
+  await page.click('text=导出本时段（CSV');
+  check((await exported).suggestedFilename().endsWith('.csv'), 'the period of a search exports as signed CSV');
   const shared = page.url();
   await shot('02-audit-search');
   await page.click('table tbody tr td a');
@@ -140,12 +149,20 @@ try {
   await page.waitForSelector('table tbody tr');
   check((await page.inputValue('#q-consumer')) === 'minzheng', 'a shared search link opens with its filters');
 
+  // A resident searched by ID: the address carries the pseudonym only.
+  await page.fill('#q-resident', resident);
+  await page.click('form.filters button[type=submit]');
+  await page.waitForURL(/pseudonym=/);
+  await page.waitForSelector('table tbody tr');
+  check(!page.url().includes(resident) && page.url().includes('pseudonym='), 'a resident is searched for without the ID in the address');
+
   await page.click('nav >> text=个人披露报告');
   await page.fill('#d-resident', resident);
   await page.click('form.filters button[type=submit]');
   await page.waitForSelector('table tbody tr');
   const report = await page.textContent('main');
   check(report.includes('民政局') && report.includes('MZ-2026-0042'), 'the disclosure report names the department and the case');
+  check(report.includes('查询：提供了下列信息') && !page.url().includes(resident), 'it says the kind of use, and the ID stays out of the address');
   await shot('04-disclosures');
   const download = page.waitForEvent('download');
   await page.click('text=下载 CSV');
@@ -154,6 +171,12 @@ try {
   await page.emulateMedia({ media: 'print' });
   await page.screenshot({ path: path.join(out, '05-disclosures-print.png'), fullPage: true });
   check(!(await page.isVisible('header.top')), 'the printed report has no navigation');
+  // A4 landscape less its margins is about 1030 CSS pixels: every column fits.
+  await page.setViewportSize({ width: 1030, height: 728 });
+  const clipped = await page.$$eval('.report th', (ths) => ths.filter((th) => th.getBoundingClientRect().right > 1031 || th.getBoundingClientRect().width < 24).map((th) => th.textContent));
+  check(clipped.length === 0 && (await page.$$('.report th')).length === 10, `every column of the report fits A4 landscape${clipped.length ? ': ' + clipped.join(', ') : ''}`);
+  await page.pdf({ path: path.join(out, '05-disclosures.pdf'), format: 'A4', landscape: true, printBackground: true });
+  await page.setViewportSize({ width: 1280, height: 800 });
   await page.emulateMedia({ media: 'screen' });
 
   // The case's materials (免提交清单), printable.
@@ -170,6 +193,7 @@ try {
   await page.click('text=开始校验');
   await page.waitForSelector('#verdict');
   check((await page.getAttribute('#verdict', 'class')).includes('ok') && (await page.textContent('#verdict')).includes('完整'), 'the chain verifies with a clear verdict');
+  check(/签名检查点覆盖至第 \d+ 号事件|尚无签名检查点/.test(await page.textContent('#coverage')), 'the chain check says how far the signed checkpoints reach');
   await shot('06-verify');
 
   await page.click('nav >> text=统计');
@@ -215,6 +239,7 @@ try {
   check((await page.textContent('#g-quota-error')).includes('lots'), 'an invalid quota is explained next to the quota field');
   check((await page.textContent('#g-fields-0-error')).includes('nosuchfield'), 'an unknown field is explained next to the fields');
   await shot('09-grant-invalid');
+  await page.fill('#g-reason', '调整配额');
   await page.click('button[type=submit]');
   await page.waitForSelector('text=有错误，未保存');
   check((await lookup()).body.record.gender !== undefined, 'nothing was saved');
@@ -228,8 +253,17 @@ try {
   await page.waitForSelector('#access-changes');
   check((await page.textContent('#access-changes')).includes('loses gender'), 'the preview shows who loses which field');
   await page.click('button[type=submit]');
+  await page.waitForSelector('#g-reason-error:not(:empty)');
+  check((await page.textContent('#g-reason-error')).includes('必填'), 'a save without a reason is not sent');
+  await page.fill('#g-reason', '低保审核不再需要性别');
+  await page.click('button[type=submit]');
   await page.waitForSelector('#saved');
+  check((await page.textContent('#g-version')).includes('2'), 'the version shown is the new one');
   await shot('10-grant-saved');
+  await page.fill('#g-reason', '再次保存');
+  await page.click('button[type=submit]');
+  await page.waitForSelector('#no-change');
+  check(true, 'a save that changes nothing is refused, and said so');
   const after = await lookup();
   check(after.status === 200 && !('gender' in after.body.record), 'the saved edit takes effect on the next department query');
 
@@ -243,6 +277,7 @@ try {
   });
   check(put.status === 200, 'another administrator saves the grant');
   await page.fill('#g-title', '低保审核查询户籍信息（本页修改）');
+  await page.fill('#g-reason', '改名称');
   await page.click('button[type=submit]');
   await page.waitForSelector('#conflict');
   check(true, 'the console reports the conflict instead of overwriting');
@@ -293,6 +328,9 @@ try {
   const denied = await lookup();
   check(denied.status === 401 && denied.body.type.endsWith('/token-revoked'), 'a token denied in the console is refused');
   await shot('15-tokens');
+  await page.click('button[aria-label="移除 sub:clerk-007"]');
+  await page.waitForSelector('text=名单为空');
+  check((await lookup()).status === 200, 'an entry removed in the console is served again');
 
   // ---- a resident, on a phone: their own record, an objection
   const residentToken = execFileSync(binary, ['token', '--home', home, '--resident', resident, '--ttl', '1h']).toString().trim();
@@ -344,7 +382,8 @@ try {
   await page.fill('#token', token('gongan', 'steward-1', 'data_steward'));
   await page.click('button[type=submit]');
   await page.waitForSelector('table tbody tr');
-  const owned = await page.$$eval('table tbody tr', (rows) => rows.map((r) => r.children[5].textContent));
+  // Datasets are shown by title, the code on hover.
+  const owned = await page.$$eval('table tbody tr', (rows) => rows.map((r) => { const c = r.children[5]; const named = c.querySelector('[title]'); return named ? named.title : c.textContent; }));
   check(owned.length > 0 && owned.every((d) => d === 'gongan.hukou'), "a data steward's search lists only the use of its own department's datasets");
   check(await page.isVisible('text=本部门数据的管理员'), 'the steward is told the search is limited to its own data');
   check(!(await page.isVisible('nav >> text=居民异议')) && !(await page.isVisible('nav >> text=个人披露报告')), "a steward sees no officers' pages");
@@ -436,6 +475,8 @@ try {
   await page.waitForSelector('text=数据集目录');
   await shot('16-catalog-tablet');
 
+  const withId = addresses.filter((u) => [resident, owned1].some((id) => decodeURIComponent(u).includes(id)));
+  check(addresses.length > 10 && withId.length === 0, `no 18-digit ID in any of the ${addresses.length} addresses the console went to${withId.length ? ': ' + withId.join(' ') : ''}`);
   check(problems.length === 0, `no script errors or CSP violations in the browser${problems.length ? ': ' + problems.join(' | ') : ''}`);
 } catch (e) {
   console.log(`FAIL ${e.stack || e}`);

@@ -387,6 +387,10 @@ async fn run_search(
         ),
     );
     body.insert("next_cursor".into(), json!(next_cursor));
+    // The resident searched for, as a pseudonym: what a link may carry.
+    if let Some(r) = filter.resident {
+        body.insert("pseudonym".into(), json!(crate::domain::hex(&r)));
+    }
     Ok(Answer::ok(body))
 }
 

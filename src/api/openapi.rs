@@ -714,6 +714,9 @@ pub struct SearchAnswer {
     /// Opaque cursor of the next (older) page; null at the end.
     #[schema(required = true)]
     pub next_cursor: Option<String>,
+    /// With a `resident` or `pseudonym` filter: the resident's pseudonym, for
+    /// a link (`pseudonym=`) that names no ID.
+    pub pseudonym: Option<String>,
     /// This request's audit event.
     pub audit: AuditRef,
 }
@@ -1051,6 +1054,9 @@ pub struct SharingDirectory {
     /// `fields` (`name`, `title`, `type`, `sensitivity`).
     #[schema(value_type = Vec<Object>)]
     pub datasets: Vec<Value>,
+    /// Every department: `id` and `name`.
+    #[schema(value_type = Vec<Object>)]
+    pub departments: Vec<Value>,
     /// This request's audit event.
     pub audit: AuditRef,
 }

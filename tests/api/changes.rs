@@ -269,6 +269,11 @@ async fn the_search_leaves_out_the_officers_own_reads_and_finds_a_resident_by_ps
         .as_str()
         .unwrap()
         .to_owned();
+    assert_eq!(
+        by_id.body["pseudonym"],
+        pseudonym.as_str(),
+        "the search names it for a link"
+    );
     let by_pseudonym = officer_get(
         &gw,
         &format!("/v1/audit/events?pseudonym={pseudonym}&kind=query"),

@@ -736,6 +736,16 @@ async fn any_departments_staff_read_the_sharing_directory_without_values_or_addr
             .iter()
             .any(|f| f["name"] == "property_count" && f["title"].is_string())
     );
+    // Departments by name, for showing names rather than codes.
+    assert!(
+        r.body["departments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["id"] == "minzheng" && d["name"].as_str().unwrap().starts_with("民政局")),
+        "{}",
+        r.text
+    );
     // 不予共享 data is listed as such, to say why it cannot be asked for.
     assert!(datasets.iter().any(|d| d["class"] == "none"), "{}", r.text);
     for leak in ["provider", "url", "https://", "grants"] {

@@ -1018,8 +1018,9 @@ pub(super) async fn withdraw_request(
 
 /// The sharing directory (共享目录): every dataset of the catalog, with
 /// its owner, sharing class and fields (names, titles, types,
-/// sensitivity), for any department's staff to see what it may ask for.
-/// Never a value, a provider's address or a grant of another department.
+/// sensitivity), and every department by name, for any department's staff
+/// to see what it may ask for, and for the console to show names rather
+/// than codes. Never a value, a provider's address or a grant.
 #[utoipa::path(
     get,
     path = "/v1/sharing/directory",
@@ -1061,8 +1062,15 @@ pub(super) async fn directory(
                 })
             })
             .collect();
+        let departments: Vec<Value> = policy
+            .set
+            .departments
+            .values()
+            .map(|d| json!({"id": d.id.as_str(), "name": d.name}))
+            .collect();
         let mut body = Map::new();
         body.insert("datasets".into(), Value::Array(datasets));
+        body.insert("departments".into(), Value::Array(departments));
         Answer::ok(body)
     });
     finish(&gw, &ctx, event, result).await
