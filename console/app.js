@@ -60,7 +60,7 @@ const L = {
   dataset: ['数据集', 'Dataset'],
   purpose: ['用途', 'Purpose'],
   case_ref: ['办件编号', 'Case reference'],
-  decision: ['决定', 'Decision'],
+  decision: ['结果', 'Decision'],
   any: ['（任意）', '(any)'],
   from: ['起', 'From'],
   to: ['止', 'To'],
@@ -80,7 +80,7 @@ const L = {
   grant: ['授权', 'Grant'],
   policyVersion: ['策略版本', 'Policy version'],
   fields: ['字段', 'Fields'],
-  caseRef: ['业务编号', 'Case reference'],
+  caseRef: ['办件编号', 'Case reference'],
   reason: ['原因', 'Reason'],
   previous: ['上一事件', 'Previous event'],
   disclosuresFor: ['个人数据披露报告', 'Disclosure report'],
@@ -149,6 +149,7 @@ const L = {
   author: ['修改人', 'Author'],
   action: ['动作', 'Action'],
   revert: ['撤销此变更', 'Revert this change'],
+  revertTo: ['恢复到版本 {v}（以新版本生效，记入审计日志）', 'Put version {v} back (in force as a new version, audited)'],
   revertConfirm: ['确定将授权 {id} 恢复到版本 {v} 吗？这会生效并记入审计日志。', 'Put grant {id} back to version {v}? It takes effect at once and is audited.'],
   reverted: ['已恢复，新版本', 'Reverted: now version'],
   noHistory: ['没有记录的变更。', 'No recorded changes.'],
@@ -178,6 +179,17 @@ const L = {
   noEntries: ['名单为空。', 'The list is empty.'],
   required: ['必填', 'required'],
   auditSeq: ['审计序号', 'Audit seq'],
+  chartAsTable: ['以表格查看图中数据', 'The chart as a table'],
+  validFrom: ['生效日期', 'Valid from'],
+  newGrantId: ['新授权编号', 'New grant id'],
+  saveAsNew: ['另存为新授权', 'Save as a new grant'],
+  deleteGrant: ['删除此授权', 'Delete this grant'],
+  deleteConfirm: ['确定删除授权 {id} 吗？其使用者将立即失去访问，并记入审计日志。', 'Delete grant {id}? Its consumer loses access at once; it is audited.'],
+  casePattern: ['办件编号格式（正则表达式）', 'Case reference pattern (regular expression)'],
+  batchLimit: ['批量上限', 'Batch limit'],
+  maskedFields: ['脱敏字段', 'Masked fields'],
+  predicates: ['核验条件', 'Verify predicates'],
+  expired: ['已失效', 'expired'],
   networkDown: ['无法连接网关：请检查网络后重试。', 'The gateway cannot be reached: check the network and try again.'],
   beijingTime: ['时间均为北京时间。', 'Times are Beijing time.'],
   kindFilter: ['事件类型', 'Event kind'],
@@ -358,10 +370,12 @@ function list(v) {
   return String(v || '').split(/[,，\s]+/).map((s) => s.trim()).filter(Boolean);
 }
 
-function table(columns, rows) {
+// A table; `classes`, if given, names a class for each column.
+function table(columns, rows, classes) {
+  const cls = (i) => (classes ? classes[i] || null : null);
   return h('div', { class: 'table-wrap' }, h('table', {},
-    h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
-    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c) => h('td', {}, c)))))));
+    h('thead', {}, h('tr', {}, columns.map((c, i) => h('th', { scope: 'col', class: cls(i) }, c)))),
+    h('tbody', {}, rows.map((r) => h('tr', {}, r.map((c, i) => h('td', { class: cls(i) }, c)))))));
 }
 
 // A sharing class in words (无条件共享 / 有条件共享 / 不予共享).
@@ -376,7 +390,7 @@ function tag(decision) {
 
 // Names for codes (departments, datasets, fields), from the sharing
 // directory any staff may read; loaded once per token.
-const N = { token: null, dept: {}, ds: {}, field: {} };
+const N = { token: null, dept: {}, ds: {}, field: {}, purpose: {} };
 async function loadNames() {
   if (N.token === S.token) return;
   const r = await api('GET', '/v1/sharing/directory');
@@ -384,6 +398,7 @@ async function loadNames() {
   N.dept = Object.fromEntries((r.body.departments || []).map((d) => [d.id, d.name]));
   N.ds = Object.fromEntries((r.body.datasets || []).map((d) => [d.dataset, d.title]));
   N.field = Object.fromEntries((r.body.datasets || []).flatMap((d) => (d.fields || []).map((f) => [`${d.dataset}/${f.name}`, f.title])));
+  N.purpose = Object.fromEntries((r.body.purposes || []).map((p) => [p.id, p.title]));
   N.token = S.token;
 }
 // A code shown by its name, the code on hover.
@@ -399,6 +414,7 @@ function inLang(name) {
 }
 const deptName = (c) => named(c, inLang(N.dept[c]));
 const dsName = (c) => named(c, N.ds[c]);
+const purposeName = (c) => named(c, N.purpose[c]);
 const fieldNames = (ds, fields) => (fields || []).map((f) => N.field[`${ds}/${f}`] || f).join('；');
 // `2026-12-06T19:45:39.24+08:00` read as `2026-12-06 19:45:39`.
 function when(ts) {
@@ -589,20 +605,22 @@ async function auditSearch() {
       inputs[f] = h('select', { name: f }, [...KINDS.map((k) => h('option', { value: k }, t(`kind_${k}`))), h('option', { value: 'all' }, t('anyKind'))]);
     } else {
       const type = f === 'limit' ? 'number' : f === 'from' || f === 'to' ? 'date' : 'text';
-      const list = f === 'consumer' ? 'dl-dept' : f === 'dataset' ? 'dl-ds' : null;
+      const list = f === 'consumer' ? 'dl-dept' : f === 'dataset' ? 'dl-ds' : f === 'purpose' ? 'dl-purpose' : null;
       inputs[f] = h('input', { name: f, type, list, min: f === 'limit' ? 1 : null, max: f === 'limit' ? 1000 : null, autocomplete: 'off' });
     }
     inputs[f].value = q.get(f) || (f === 'limit' ? '50' : '');
   }
   const resident = h('input', { name: 'resident', autocomplete: 'off', maxlength: '18' });
   const lists = [h('datalist', { id: 'dl-dept' }, Object.entries(N.dept).map(([c, n]) => h('option', { value: n, label: c }))),
-    h('datalist', { id: 'dl-ds' }, Object.entries(N.ds).map(([c, n]) => h('option', { value: n, label: c })))];
+    h('datalist', { id: 'dl-ds' }, Object.entries(N.ds).map(([c, n]) => h('option', { value: n, label: c }))),
+    h('datalist', { id: 'dl-purpose' }, Object.entries(N.purpose).map(([c, n]) => h('option', { value: n, label: c })))];
   const status = h('div', { 'aria-live': 'polite' });
   const search = async (extra) => {
     const params = {};
     for (const f of FILTERS) params[f] = inputs[f].value.trim();
     params.consumer = codeOf(N.dept, params.consumer);
     params.dataset = codeOf(N.ds, params.dataset);
+    params.purpose = codeOf(N.purpose, params.purpose);
     Object.assign(params, extra || {});
     // The ID is sent once, by fetch, for its pseudonym; only that goes in the address.
     if (resident.value.trim()) {
@@ -638,7 +656,7 @@ async function auditSearch() {
   out.push(h('p', { id: 'count' }, t('onPage', { n: events.length })));
   out.push(events.length === 0 ? h('p', {}, t('noEvents')) : table(
     [t('seq'), t('time'), t('consumer'), t('subject'), t('operation'), t('dataset'), t('purpose'), t('decision'), t('status')],
-    events.map((e) => [stewardOnly() ? String(e.seq) : h('a', { href: eventHref(e.seq, e.node) }, String(e.seq)), when(e.time), deptName(e.consumer), e.subject || '', e.operation, dsName(e.dataset), e.purpose || '', tag(e.decision), String(e.status)])));
+    events.map((e) => [stewardOnly() ? String(e.seq) : h('a', { href: eventHref(e.seq, e.node) }, String(e.seq)), when(e.time), deptName(e.consumer), e.subject || '', e.operation, dsName(e.dataset), purposeName(e.purpose), tag(e.decision), String(e.status)])));
   // Pages: the cursors walked so far ride in the address, so Back works too.
   const back = (q.get('back') || '').split(',').filter(Boolean);
   const nav = h('div', { class: 'actions' });
@@ -743,10 +761,12 @@ async function disclosures() {
         h('dt', {}, t('issuer')), h('dd', {}, inLang(N.dept[c.dept]) || c.dept || '')),
       b.disclosures.length === 0 ? h('p', {}, t('noDisclosures')) : table(
         [t('time'), t('consumer'), t('purpose'), t('caseRef'), t('dataset'), t('fields'), t('useKind'), t('subject'), t('grant'), t('seq')],
-        b.disclosures.map((d) => [when(d.time), named(d.consumer, inLang(d.consumer_name)), d.purpose || '', d.case_ref || '',
+        b.disclosures.map((d) => [when(d.time), named(d.consumer, inLang(d.consumer_name)), named(d.purpose, d.purpose_title), d.case_ref || '',
           named(d.dataset, d.dataset_title), (d.fields || []).map((f) => f.title || f.name).join('；'),
           h('span', { class: `use ${d.operation}` }, S.lang === 'zh' ? d.use_zh : d.use_en), d.subject || '', d.grant || '',
-          h('a', { href: eventHref(d.seq, d.node) }, String(d.seq))]))));
+          h('a', { href: eventHref(d.seq, d.node) }, String(d.seq))]),
+        // The person, grant and sequence are for officers: the printed report is the resident's.
+        [null, null, null, null, null, null, null, 'officer', 'officer', 'officer'])));
   return out;
 }
 
@@ -907,6 +927,12 @@ async function stats() {
   if (!r.ok) return [...out, problem(r)];
   const days = r.body.days || {};
   out.push(...chart(days));
+  // The chart's figures as a table, for a screen reader or a copy.
+  out.push(h('details', { class: 'chart-table' }, h('summary', {}, t('chartAsTable')),
+    table([t('day'), t('allow'), t('deny'), t('error'), t('total')], Object.keys(days).sort().map((d) => {
+      const by = days[d].by_decision || {};
+      return [d, String(by.allow || 0), String(by.deny || 0), String(by.error || 0), String(days[d].total)];
+    }))));
   const sum = (key) => {
     const acc = {};
     for (const d of Object.values(days)) for (const [k, n] of Object.entries(d[key] || {})) acc[k] = (acc[k] || 0) + n;
@@ -965,12 +991,15 @@ async function catalog() {
   if (!ds.ok) return [...out, problem(ds)];
   if (!gs.ok) return [...out, problem(gs)];
   out.push(h('h2', {}, t('datasets')), table([t('dataset'), t('titleField'), t('owner'), t('class'), t('fields')],
-    ds.body.datasets.map((d) => [h('code', {}, d.id), d.title, d.owner, sharingClass(d.class), String(d.fields)])));
+    ds.body.datasets.map((d) => [h('code', {}, d.id), d.title, deptName(d.owner), sharingClass(d.class), String(d.fields)])));
   const details = await Promise.all(gs.body.grants.map((g) => api('GET', `/v1/admin/grants/${encodeURIComponent(g.id)}`)));
   out.push(h('h2', {}, t('grants')), table([t('grant'), t('consumer'), t('roles'), t('purposes'), t('operations'), t('fields'), t('version'), ''],
     details.filter((r) => r.ok).map((r) => {
       const g = r.body.grant;
-      return [h('span', {}, g.title, h('br'), h('code', {}, g.id)), g.consumer, g.roles.join(', '), g.purposes.join(', '), g.operations.join(', '),
+      const until = (g.conditions || {}).valid_until;
+      const ended = until && until < day(new Date());
+      return [h('span', {}, g.title, ended ? h('strong', { class: 'tag deny', title: until }, ` ${t('expired')}`) : null, h('br'), h('code', {}, g.id)),
+        deptName(g.consumer), g.roles.join(', '), g.purposes.map((p) => N.purpose[p] || p).join('、'), g.operations.join(', '),
         h('span', {}, g.access.map((a) => h('div', {}, h('code', {}, a.dataset), ': ', a.fields.join(', '),
           a.verify_only && a.verify_only.length ? ` (${t('verifyOnly')}: ${a.verify_only.join(', ')})` : ''))),
         String(g.version || 1),
@@ -1006,15 +1035,38 @@ async function grantEditor(id) {
     quota: h('input', { value: (original.conditions || {}).quota || '', placeholder: '120/min' }),
     caseRef: h('input', { type: 'checkbox', checked: !!(original.conditions || {}).case_ref_required }),
     reason: h('input', { maxlength: '500', 'aria-required': 'true' }),
+    validFrom: h('input', { type: 'date', value: (original.conditions || {}).valid_from || '' }),
+    validUntil: h('input', { type: 'date', value: (original.conditions || {}).valid_until || '' }),
+    casePattern: h('input', { value: (original.conditions || {}).case_ref_pattern || '', placeholder: 'MZ-\\d{4}-\\d{6}' }),
+    batchLimit: h('input', { type: 'number', min: 1, value: (original.conditions || {}).batch_limit || '' }),
   };
   f.basis.value = original.basis || '';
   const ops = ['lookup', 'verify', 'batch'].map((op) => h('label', {}, h('input', { type: 'checkbox', name: 'op', value: op, checked: (original.operations || []).includes(op) }), ` ${op}`));
-  const access = original.access.map((a, i) => ({
-    fields: h('input', { value: a.fields.join(', ') }),
-    verify: h('input', { value: (a.verify_only || []).join(', ') }),
-    dataset: a.dataset,
-    i,
-  }));
+  // Each dataset's fields as a checklist with their titles (all of the
+  // catalog's, the granted ones ticked); masks and verify-only fields and
+  // predicates beside them.
+  const access = original.access.map((a, i) => {
+    const known = Object.keys(N.field).filter((k) => k.startsWith(`${a.dataset}/`)).map((k) => k.slice(a.dataset.length + 1));
+    const all = [...new Set([...known, ...a.fields])];
+    const boxes = all.map((name) => h('label', { class: 'check', title: name },
+      h('input', { type: 'checkbox', value: name, checked: a.fields.includes(name) }), ` ${N.field[`${a.dataset}/${name}`] || name}`));
+    return {
+      fields: h('input', { value: a.fields.join(', ') }),
+      boxes,
+      verify: h('input', { value: (a.verify_only || []).join(', ') }),
+      masked: h('input', { value: Object.entries(a.masked || {}).map(([k, v]) => `${k}=${v}`).join(', '), placeholder: 'id_number=id_number' }),
+      predicates: h('textarea', { rows: 2 }),
+      dataset: a.dataset,
+      i,
+    };
+  });
+  access.forEach((a) => {
+    a.predicates.value = JSON.stringify(original.access[a.i].verify_predicates || []);
+    // The checklist and the text say the same: either may be edited.
+    a.boxes.forEach((b) => b.firstChild.addEventListener('change', () => {
+      a.fields.value = a.boxes.map((x) => x.firstChild).filter((x) => x.checked).map((x) => x.value).join(', ');
+    }));
+  });
   const general = h('div', { id: 'g-general-error', class: 'field-error', 'aria-live': 'polite' });
   const result = h('div', { 'aria-live': 'polite', id: 'result' });
   const build = () => {
@@ -1029,7 +1081,18 @@ async function grantEditor(id) {
     g.conditions = g.conditions || {};
     if (f.quota.value.trim()) g.conditions.quota = f.quota.value.trim(); else delete g.conditions.quota;
     g.conditions.case_ref_required = f.caseRef.checked;
-    access.forEach((a) => { g.access[a.i].fields = list(a.fields.value); g.access[a.i].verify_only = list(a.verify.value); });
+    const cond = (key, value) => { if (value) g.conditions[key] = value; else delete g.conditions[key]; };
+    cond('valid_from', f.validFrom.value);
+    cond('valid_until', f.validUntil.value);
+    cond('case_ref_pattern', f.casePattern.value.trim());
+    cond('batch_limit', f.batchLimit.value ? Number(f.batchLimit.value) : null);
+    access.forEach((a) => {
+      const x = g.access[a.i];
+      x.fields = list(a.fields.value);
+      x.verify_only = list(a.verify.value);
+      x.masked = Object.fromEntries(list(a.masked.value).map((m) => m.split('=')).filter((kv) => kv.length === 2).map(([k, v]) => [k.trim(), v.trim()]));
+      try { x.verify_predicates = JSON.parse(a.predicates.value || '[]'); } catch { x.verify_predicates = a.predicates.value; }
+    });
     return g;
   };
   const clear = () => document.querySelectorAll('.field-error').forEach((e) => { e.textContent = ''; });
@@ -1091,6 +1154,31 @@ async function grantEditor(id) {
     if (shown) shown.textContent = `${t('version')} ${version}`;
     result.replaceChildren(h('div', { class: 'notice ok', role: 'status', id: 'saved' }, `${t('saved')} ${version}`, ...changes(s.body.access_changes)));
   };
+  const needReason = () => {
+    if (f.reason.value.trim()) return true;
+    document.getElementById('g-reason-error').textContent = `${t('changeReason')}: ${t('required')}`;
+    f.reason.focus();
+    return false;
+  };
+  // A new grant from this one (its provenance is the workflow's, not copied).
+  const newId = h('input', { id: 'g-new-id', autocomplete: 'off', placeholder: `${id}-2` });
+  const saveAsNew = async () => {
+    if (!needReason() || !newId.value.trim()) { newId.focus(); return; }
+    const g = build();
+    g.id = newId.value.trim();
+    delete g.provenance;
+    g.reason = f.reason.value.trim();
+    const s2 = await api('PUT', `/v1/admin/grants/${encodeURIComponent(g.id)}`, { body: g, headers: { 'If-None-Match': '*' } });
+    if (!s2.ok) { result.replaceChildren(problem(s2)); return; }
+    go(`grant/${encodeURIComponent(g.id)}`);
+  };
+  const remove = async () => {
+    if (!needReason()) return;
+    if (!window.confirm(t('deleteConfirm', { id }))) return;
+    const d = await api('DELETE', `/v1/admin/grants/${encodeURIComponent(id)}?${new URLSearchParams({ reason: f.reason.value.trim() })}`, { headers: { 'If-Match': etag } });
+    if (!d.ok) { result.replaceChildren(problem(d)); return; }
+    go('catalog');
+  };
   const form = h('form', { class: 'panel', onsubmit: (ev) => { ev.preventDefault(); save(); } },
     h('div', { class: 'editor' },
       field('g-title', t('titleField'), f.title),
@@ -1102,14 +1190,23 @@ async function grantEditor(id) {
       h('div', {}, h('label', { for: 'g-case-ref' }, f.caseRef, ` ${t('caseRefRequired')}`)),
       h('div', { class: 'wide' }, field('g-basis', t('basis'), f.basis)),
       h('div', { class: 'wide' }, field('g-reason', t('changeReason'), f.reason, t('required'))),
-      access.map((a) => h('fieldset', { class: 'wide' }, h('legend', {}, `${t('dataset')} ${a.dataset}`),
+      field('g-valid-from', t('validFrom'), f.validFrom), field('g-valid-until', t('validUntil'), f.validUntil),
+      field('g-case-pattern', t('casePattern'), f.casePattern), field('g-batch-limit', t('batchLimit'), f.batchLimit),
+      access.map((a) => h('fieldset', { class: 'wide' }, h('legend', {}, h('span', { title: a.dataset }, N.ds[a.dataset] || a.dataset)),
+        h('div', { class: 'checks', role: 'group', 'aria-label': t('fields') }, a.boxes),
         field(`g-fields-${a.i}`, t('fields'), a.fields, t('commaHint')),
-        field(`g-verify-${a.i}`, t('verifyOnly'), a.verify, t('commaHint'))))),
+        field(`g-masked-${a.i}`, t('maskedFields'), a.masked, 'field=mask'),
+        field(`g-verify-${a.i}`, t('verifyOnly'), a.verify, t('commaHint')),
+        field(`g-predicates-${a.i}`, t('predicates'), a.predicates, 'JSON')))),
     general,
     h('div', { class: 'actions' },
       h('button', { type: 'button', class: 'secondary', onclick: preview }, t('preview')),
       h('button', { type: 'submit' }, t('save')),
-      h('a', { href: `#/history?id=${encodeURIComponent(id)}` }, t('history'))));
+      h('a', { href: `#/history?id=${encodeURIComponent(id)}` }, t('history'))),
+    h('div', { class: 'actions' },
+      h('label', { for: 'g-new-id' }, t('newGrantId')), newId,
+      h('button', { type: 'button', class: 'secondary', onclick: saveAsNew }, t('saveAsNew')),
+      h('button', { type: 'button', class: 'danger', onclick: remove }, t('deleteGrant'))));
   f.caseRef.id = 'g-case-ref';
   return [h('h1', {}, `${t('editGrant')}: ${original.title}`), h('p', {}, h('code', {}, id), ' · ', h('span', { id: 'g-version' }, `${t('version')} ${original.version || 1}`)), form, result];
 }
@@ -1129,7 +1226,8 @@ async function history() {
   const changes = r.body.changes || [];
   if (changes.length === 0) return [...out, h('p', {}, t('noHistory'))];
   const result = h('div', { 'aria-live': 'polite', id: 'result' });
-  out.push(result);
+  const reason = h('input', { maxlength: '500', 'aria-required': 'true' });
+  out.push(field('h-reason', t('changeReason'), reason, t('required')), result);
   // The grant as this page saw it: a revert made from here must not
   // overwrite a change someone saved after the page was shown.
   const seen = {};
@@ -1141,8 +1239,14 @@ async function history() {
     const canRevert = c.kind === 'grant' && c.version && c.version > 1 && c.action !== 'delete';
     const revert = async () => {
       const to = c.version - 1;
+      if (!reason.value.trim()) {
+        document.getElementById('h-reason-error').textContent = `${t('changeReason')}: ${t('required')}`;
+        reason.focus();
+        return;
+      }
       if (!window.confirm(t('revertConfirm', { id: c.id, v: to }))) return;
-      const rv = await api('POST', `/v1/admin/grants/${encodeURIComponent(c.id)}/revert?to=${to}`, { headers: { 'If-Match': seen[c.id] || '*' } });
+      const q = new URLSearchParams({ to: String(to), reason: reason.value.trim() });
+      const rv = await api('POST', `/v1/admin/grants/${encodeURIComponent(c.id)}/revert?${q}`, { headers: { 'If-Match': seen[c.id] || '*' } });
       if (rv.status === 412) {
         result.replaceChildren(h('div', { class: 'notice warn', role: 'alert', id: 'conflict' }, t('conflict'), ' ',
           h('button', { type: 'button', class: 'secondary', onclick: render }, t('reload'))));
@@ -1150,14 +1254,18 @@ async function history() {
       }
       if (!rv.ok) { result.replaceChildren(problem(rv)); return; }
       const version = (rv.body.grant && rv.body.grant.version) || rv.body.version;
-      result.replaceChildren(h('div', { class: 'notice ok', role: 'status', id: 'reverted' }, `${t('reverted')} ${version}`));
+      // The list drawn again, with the revert in it, and said so.
+      await render();
+      const shown = document.getElementById('result');
+      if (shown) shown.replaceChildren(h('div', { class: 'notice ok', role: 'status', id: 'reverted' }, `${t('reverted')} ${version}`));
     };
     out.push(h('section', { class: 'panel' },
       h('h2', {}, `${c.kind} ${c.id} · ${t('version')} ${c.version ?? '—'} · ${c.action}`),
-      h('p', {}, `${t('time')}: ${c.time} · ${t('author')}: ${c.author}`),
-      (c.access_changes || []).length ? h('ul', {}, c.access_changes.map((l) => h('li', { class: 'mono' }, l))) : null,
+      h('p', {}, `${t('time')}: ${when(c.time)} · ${t('author')}: ${c.author}`, c.reason ? ` · ${t('changeReason')}: ${c.reason}` : ''),
+      h('h3', {}, t('accessChanges')),
+      (c.access_changes || []).length ? h('ul', {}, c.access_changes.map((l) => h('li', { class: 'mono' }, l))) : h('p', {}, t('noChange')),
       diffView(c.diff),
-      canRevert ? h('div', { class: 'actions' }, h('button', { type: 'button', class: 'danger', onclick: revert }, `${t('revert')} (→ ${t('version')} ${c.version - 1})`)) : null));
+      canRevert ? h('div', { class: 'actions' }, h('button', { type: 'button', class: 'danger', onclick: revert }, t('revertTo', { v: c.version - 1 }))) : null));
   }
   return out;
 }

@@ -517,7 +517,7 @@ async fn disclosures(
             for d in &list {
                 let fields = d.fields.iter().map(|f| field_title(dataset(&d.dataset), f)).collect::<Vec<_>>().join("；");
                 let _ = w.write_record([
-                    d.time.as_str(), &d.consumer, &dept_name(&d.consumer), &d.subject, &d.purpose,
+                    d.time.as_str(), &d.consumer, &dept_name(&d.consumer), &d.subject, policy.set.purposes.get(&d.purpose).unwrap_or(&d.purpose),
                     d.case_ref.as_deref().unwrap_or(""), &d.dataset, &dataset(&d.dataset).map(|x| x.spec.title.clone()).unwrap_or_default(),
                     &fields, d.grant.as_deref().unwrap_or(""), &d.seq.to_string(),
                     d.proof.as_deref().unwrap_or(""), &d.node, super::me::use_words(&d.operation).0,
@@ -535,7 +535,7 @@ async fn disclosures(
             .map(|d| {
                 json!({
                     "node": d.node, "seq": d.seq, "time": d.time, "consumer": d.consumer, "consumer_name": dept_name(&d.consumer),
-                    "subject": d.subject, "purpose": d.purpose, "case_ref": d.case_ref, "operation": d.operation,
+                    "subject": d.subject, "purpose": d.purpose, "purpose_title": policy.set.purposes.get(&d.purpose), "case_ref": d.case_ref, "operation": d.operation,
                     "dataset": d.dataset, "dataset_title": dataset(&d.dataset).map(|x| x.spec.title.clone()),
                     "fields": d.fields.iter().map(|f| json!({"name": f, "title": field_title(dataset(&d.dataset), f)})).collect::<Vec<_>>(),
                     "grant": d.grant,

@@ -244,7 +244,8 @@ pub(crate) fn plain(d: &q::Disclosure, policy: &CompiledPolicy, show_clerk: bool
         "department": d.consumer,
         "department_name": dept.map(|x| x.name.clone()),
         "purpose": d.purpose,
-        "purpose_title": grant.map(|g| g.spec.title.clone()),
+        // The purpose's own title; else the grant's, which says what it is for.
+        "purpose_title": policy.set.purposes.get(&d.purpose).cloned().or_else(|| grant.map(|g| g.spec.title.clone())),
         "basis": grant.map(|g| g.spec.basis.clone()),
         "case_ref": d.case_ref,
         "dataset": d.dataset,

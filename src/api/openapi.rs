@@ -759,6 +759,8 @@ pub struct Disclosure {
     pub use_en: String,
     /// Purpose.
     pub purpose: String,
+    /// Its title (`[[purpose]]` of departments.toml), if it has one.
+    pub purpose_title: Option<String>,
     /// Case reference.
     #[schema(required = true)]
     pub case_ref: Option<String>,
@@ -1057,6 +1059,9 @@ pub struct SharingDirectory {
     /// Every department: `id` and `name`.
     #[schema(value_type = Vec<Object>)]
     pub departments: Vec<Value>,
+    /// Every purpose with a title: `id` and `title`.
+    #[schema(value_type = Vec<Object>)]
+    pub purposes: Vec<Value>,
     /// This request's audit event.
     pub audit: AuditRef,
 }

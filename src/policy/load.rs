@@ -143,6 +143,8 @@ pub struct PolicySet {
     pub datasets: BTreeMap<DatasetId, Dataset>,
     /// The grants.
     pub grants: BTreeMap<GrantId, Grant>,
+    /// Purposes' titles, by code (`[[purpose]]` of `departments.toml`).
+    pub purposes: BTreeMap<String, String>,
     /// The sources it was built from.
     pub sources: PolicySources,
 }
@@ -174,6 +176,7 @@ pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
     let (departments, datasets, grant_specs) = parse_files(&sources, &mut errors);
     check_datasets(&departments, &datasets, &mut errors);
     let grants = check_grants(grant_specs, &departments, &datasets, &mut errors);
+    let purposes = purposes_of(&sources, &mut errors);
     if !errors.0.is_empty() {
         return Err(errors.0);
     }
@@ -182,8 +185,33 @@ pub fn validate(sources: PolicySources) -> Result<PolicySet, Vec<PolicyError>> {
         departments,
         datasets,
         grants,
+        purposes,
         sources,
     })
+}
+
+/// The purposes' titles `departments.toml` gives, each code once.
+fn purposes_of(sources: &PolicySources, errors: &mut Problems) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Some(text) = sources.files.get("departments.toml") else {
+        return out;
+    };
+    // Its syntax errors are reported where the departments are read.
+    let Ok(parsed) = toml::from_str::<DepartmentsFile>(text) else {
+        return out;
+    };
+    for p in parsed.purposes {
+        let entry = Some(format!("purpose \"{}\"", p.id));
+        let well_formed = crate::domain::Purpose::parse(&p.id).is_ok();
+        if !well_formed {
+            errors.add("departments.toml", entry, "is not a purpose code".into());
+        } else if p.title.trim().is_empty() {
+            errors.add("departments.toml", entry, "needs a title".into());
+        } else if out.insert(p.id.clone(), p.title).is_some() {
+            errors.add("departments.toml", entry, "duplicate purpose id".into());
+        }
+    }
+    out
 }
 
 /// Each file parsed by its place: `departments.toml`, `datasets/`, `grants/`.
@@ -642,6 +670,36 @@ mod tests {
             Ok(_) => panic!("the edit of {file} was accepted"),
             Err(errs) => errs.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    #[test]
+    fn purposes_have_titles_once_each() {
+        let set = validate(sample()).unwrap();
+        assert_eq!(set.purposes["dibao_review"], "最低生活保障审核");
+        let errs = with_edit(
+            "departments.toml",
+            "id = \"school_admission\"",
+            "id = \"dibao_review\"",
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("duplicate purpose id")),
+            "{errs:?}"
+        );
+        let errs = with_edit(
+            "departments.toml",
+            "title = \"教师资格认定\"",
+            "title = \" \"",
+        );
+        assert!(errs.iter().any(|e| e.contains("needs a title")), "{errs:?}");
+        let errs = with_edit(
+            "departments.toml",
+            "id = \"survivor_benefits\"",
+            "id = \"Survivor Benefits\"",
+        );
+        assert!(
+            errs.iter().any(|e| e.contains("not a purpose code")),
+            "{errs:?}"
+        );
     }
 
     #[test]

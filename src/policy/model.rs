@@ -19,6 +19,20 @@ pub struct DepartmentsFile {
     /// The departments, in any order.
     #[serde(rename = "department", default)]
     pub departments: Vec<Department>,
+    /// The purposes grants name, with their titles for people (optional:
+    /// a purpose without one is shown by its code).
+    #[serde(rename = "purpose", default, skip_serializing_if = "Vec::is_empty")]
+    pub purposes: Vec<PurposeTitle>,
+}
+
+/// A purpose (用途) grants name, with its title.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurposeTitle {
+    /// Its code, as `X-Purpose` carries it.
+    pub id: String,
+    /// Its title, for people (a resident reads it in their record).
+    pub title: String,
 }
 
 /// A department: an owner and/or consumer of data.

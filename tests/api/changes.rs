@@ -303,6 +303,10 @@ async fn the_disclosure_report_says_a_verify_told_only_whether_a_condition_holds
     let d = &r.body["disclosures"][0];
     assert_eq!(d["operation"], "lookup", "{}", r.text);
     assert!(d["use_zh"].as_str().unwrap().starts_with("查询"), "{d}");
+    assert_eq!(
+        d["purpose_title"], "最低生活保障审核",
+        "purposes are shown by title: {d}"
+    );
     let csv = officer_get(
         &gw,
         &format!("/v1/audit/residents/{id}/disclosures?format=csv"),

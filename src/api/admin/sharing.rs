@@ -1071,6 +1071,13 @@ pub(super) async fn directory(
         let mut body = Map::new();
         body.insert("datasets".into(), Value::Array(datasets));
         body.insert("departments".into(), Value::Array(departments));
+        let purposes: Vec<Value> = policy
+            .set
+            .purposes
+            .iter()
+            .map(|(id, title)| json!({"id": id, "title": title}))
+            .collect();
+        body.insert("purposes".into(), Value::Array(purposes));
         Answer::ok(body)
     });
     finish(&gw, &ctx, event, result).await
