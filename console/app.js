@@ -180,6 +180,11 @@ const L = {
   required: ['必填', 'required'],
   auditSeq: ['审计序号', 'Audit seq'],
   chartAsTable: ['以表格查看图中数据', 'The chart as a table'],
+  op_lookup: ['查询', 'lookup'],
+  op_verify: ['核验', 'verify'],
+  op_batch: ['批量查询', 'batch'],
+  op_catalog: ['查看目录', 'catalog'],
+  op_replay: ['重放', 'replay'],
   validFrom: ['生效日期', 'Valid from'],
   newGrantId: ['新授权编号', 'New grant id'],
   saveAsNew: ['另存为新授权', 'Save as a new grant'],
@@ -415,6 +420,7 @@ function inLang(name) {
 const deptName = (c) => named(c, inLang(N.dept[c]));
 const dsName = (c) => named(c, N.ds[c]);
 const purposeName = (c) => named(c, N.purpose[c]);
+const opName = (c) => named(c, L[`op_${c}`] ? t(`op_${c}`) : c);
 const fieldNames = (ds, fields) => (fields || []).map((f) => N.field[`${ds}/${f}`] || f).join('；');
 // `2026-12-06T19:45:39.24+08:00` read as `2026-12-06 19:45:39`.
 function when(ts) {
@@ -511,12 +517,16 @@ async function render() {
   }
   chrome(route);
   const main = document.getElementById('main');
-  main.replaceChildren(h('p', {}, t('loading')));
+  // Loading never blanks what is shown: it says so above it until the view is drawn.
+  main.setAttribute('aria-busy', 'true');
+  if (!main.firstChild) main.append(h('p', {}, t('loading')));
+  else main.prepend(h('p', { class: 'loading', role: 'status' }, t('loading')));
   try {
     if (S.token) await loadNames();
     const content = await (PAGES[route] || PAGES.signin).render(arg);
     if (mine !== rendering) return;
     main.replaceChildren(...[content].flat(Infinity).filter((x) => x !== null && x !== undefined && x !== false));
+    main.removeAttribute('aria-busy');
     // Each view names itself in the tab; one reached by navigating takes
     // the focus at its heading (a fresh load starts at the skip link).
     const heading = main.querySelector('h1');
@@ -656,7 +666,7 @@ async function auditSearch() {
   out.push(h('p', { id: 'count' }, t('onPage', { n: events.length })));
   out.push(events.length === 0 ? h('p', {}, t('noEvents')) : table(
     [t('seq'), t('time'), t('consumer'), t('subject'), t('operation'), t('dataset'), t('purpose'), t('decision'), t('status')],
-    events.map((e) => [stewardOnly() ? String(e.seq) : h('a', { href: eventHref(e.seq, e.node) }, String(e.seq)), when(e.time), deptName(e.consumer), e.subject || '', e.operation, dsName(e.dataset), purposeName(e.purpose), tag(e.decision), String(e.status)])));
+    events.map((e) => [stewardOnly() ? String(e.seq) : h('a', { href: eventHref(e.seq, e.node) }, String(e.seq)), when(e.time), deptName(e.consumer), e.subject || '', opName(e.operation), dsName(e.dataset), purposeName(e.purpose), tag(e.decision), String(e.status)])));
   // Pages: the cursors walked so far ride in the address, so Back works too.
   const back = (q.get('back') || '').split(',').filter(Boolean);
   const nav = h('div', { class: 'actions' });
@@ -749,7 +759,6 @@ async function disclosures() {
     a.remove();
     setTimeout(() => URL.revokeObjectURL(url), 10000);
   };
-  const c = claims(S.token) || {};
   out.push(
     h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => window.print() }, t('print')),
       h('button', { type: 'button', class: 'secondary', onclick: download }, t('csv'))),
@@ -758,7 +767,7 @@ async function disclosures() {
       h('p', { class: 'printonly report-head' }, t('disclosuresFor')),
       h('dl', { class: 'kv' }, h('dt', {}, t('resident')), h('dd', {}, b.resident), h('dt', {}, t('count')), h('dd', {}, String(b.count)),
         h('dt', {}, t('generated')), h('dd', {}, `${when(b.generated_at)}（${t('beijingTime')}）`),
-        h('dt', {}, t('issuer')), h('dd', {}, inLang(N.dept[c.dept]) || c.dept || '')),
+        h('dt', {}, t('issuer')), h('dd', { id: 'issuer' }, inLang(b.issued_by) || '')),
       b.disclosures.length === 0 ? h('p', {}, t('noDisclosures')) : table(
         [t('time'), t('consumer'), t('purpose'), t('caseRef'), t('dataset'), t('fields'), t('useKind'), t('subject'), t('grant'), t('seq')],
         b.disclosures.map((d) => [when(d.time), named(d.consumer, inLang(d.consumer_name)), named(d.purpose, d.purpose_title), d.case_ref || '',

@@ -699,6 +699,10 @@ pub struct ResidentsConfig {
     /// objection must be answered. Default 15.
     #[serde(default = "default_objection_days")]
     pub objection_answer_days: u32,
+    /// The body named at the head of a disclosure report handed to a
+    /// resident (出具单位). Default: the operator department's name.
+    #[serde(default)]
+    pub report_issuer: Option<String>,
 }
 
 impl Default for ResidentsConfig {
@@ -707,6 +711,7 @@ impl Default for ResidentsConfig {
             rate: default_resident_rate(),
             show_clerk: false,
             objection_answer_days: default_objection_days(),
+            report_issuer: None,
         }
     }
 }

@@ -163,6 +163,7 @@ try {
   const report = await page.textContent('main');
   check(report.includes('民政局') && report.includes('MZ-2026-0042'), 'the disclosure report names the department and the case');
   check(report.includes('查询：提供了下列信息') && !page.url().includes(resident), 'it says the kind of use, and the ID stays out of the address');
+  check((await page.textContent('#issuer')).includes('数据局'), 'the report names the issuing body');
   await shot('04-disclosures');
   const download = page.waitForEvent('download');
   await page.click('text=下载 CSV');
@@ -266,6 +267,12 @@ try {
   await page.click('button[type=submit]');
   await page.waitForSelector('#no-change');
   check(true, 'a save that changes nothing is refused, and said so');
+  // The gateway's own messages come in Chinese.
+  await page.goto(`${base}/console/#/grant/no-such-grant`);
+  await page.waitForSelector('.notice.bad');
+  check(/没有授权/.test(await page.textContent('.notice.bad')), "the gateway's messages are shown in Chinese");
+  await page.goto(`${base}/console/#/grant/minzheng-dibao-hukou`);
+  await page.waitForSelector('#g-reason');
   const after = await lookup();
   check(after.status === 200 && !('gender' in after.body.record), 'the saved edit takes effect on the next department query');
 

@@ -546,6 +546,8 @@ async fn disclosures(
             .collect();
         let mut body = Map::new();
         body.insert("resident".into(), json!(id.masked()));
+        let issuer = gw.config.residents.report_issuer.clone().unwrap_or_else(|| dept_name(&gw.config.operator_department));
+        body.insert("issued_by".into(), json!(issuer));
         body.insert("generated_at".into(), json!(q::format_time(gw.clock.unix_millis(), gw.utc_offset)));
         body.insert("count".into(), json!(items.len()));
         body.insert("disclosures".into(), Value::Array(items));

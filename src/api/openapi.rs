@@ -778,6 +778,9 @@ pub struct Disclosure {
 /// `GET /v1/audit/residents/{resident_id}/disclosures` (JSON).
 #[derive(Debug, ToSchema)]
 pub struct DisclosureReport {
+    /// The body named at the head of the report (`residents.report_issuer`,
+    /// default the operator department's name).
+    pub issued_by: String,
     /// The resident ID, masked.
     pub resident: String,
     /// When the report was made.

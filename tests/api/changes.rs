@@ -307,6 +307,11 @@ async fn the_disclosure_report_says_a_verify_told_only_whether_a_condition_holds
         d["purpose_title"], "最低生活保障审核",
         "purposes are shown by title: {d}"
     );
+    assert!(
+        r.body["issued_by"].as_str().unwrap().starts_with("数据局"),
+        "{}",
+        r.text
+    );
     let csv = officer_get(
         &gw,
         &format!("/v1/audit/residents/{id}/disclosures?format=csv"),
@@ -317,4 +322,15 @@ async fn the_disclosure_report_says_a_verify_told_only_whether_a_condition_holds
         "{}",
         csv.text
     );
+}
+
+#[tokio::test]
+async fn the_report_names_the_issuing_body_the_configuration_names() {
+    let gw = TestGateway::start_with(|c, _| {
+        c.residents.report_issuer = Some("某某市大数据中心".into());
+    })
+    .await;
+    let id = gw.sample_ids("gongan.hukou", 1)[0].clone();
+    let r = officer_get(&gw, &format!("/v1/audit/residents/{id}/disclosures")).await;
+    assert_eq!(r.body["issued_by"], "某某市大数据中心", "{}", r.text);
 }
