@@ -194,7 +194,8 @@ const L = {
   batchLimit: ['批量上限', 'Batch limit'],
   maskedFields: ['脱敏字段', 'Masked fields'],
   predicates: ['核验条件', 'Verify predicates'],
-  expired: ['已失效', 'expired'],
+  grantExpired: ['已失效', 'expired'],
+  liftReason: ['移除原因', 'Why it is removed'],
   networkDown: ['无法连接网关：请检查网络后重试。', 'The gateway cannot be reached: check the network and try again.'],
   beijingTime: ['时间均为北京时间。', 'Times are Beijing time.'],
   kindFilter: ['事件类型', 'Event kind'],
@@ -283,7 +284,8 @@ const S = {
 function t(key, vars) {
   const pair = L[key];
   let s = pair ? pair[S.lang === 'zh' ? 0 : 1] : key;
-  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replace(`{${k}}`, v);
+  // A function replacement: `$&` in a value is text, not a pattern.
+  if (vars) for (const [k, v] of Object.entries(vars)) s = s.replace(`{${k}}`, () => String(v));
   return s;
 }
 
@@ -538,6 +540,7 @@ async function render() {
     rendered = true;
   } catch (e) {
     if (mine !== rendering) return;
+    main.removeAttribute('aria-busy');
     main.replaceChildren(h('div', { class: 'notice bad', role: 'alert' }, String(e)));
   }
 }
@@ -582,13 +585,12 @@ function codeOf(map, typed) {
   return some.length === 1 ? some[0][0] : v;
 }
 
-// Downloads the signed export of a period, named by the period.
-async function exportPeriod(from, to, format, status) {
-  const params = new URLSearchParams({ format });
-  if (from) params.set('from', from);
-  if (to) params.set('to', to);
-  const resp = await api('GET', `/v1/audit/export?${params}`, { raw: true, accept: format === 'csv' ? 'text/csv' : 'application/x-ndjson' });
+// Downloads what `path` answers as the file `name`; a refusal is shown in `status`.
+async function download(path, accept, name, status) {
+  const resp = await api('GET', path, { raw: true, accept });
   if (!resp.ok) {
+    // A network failure comes back as a problem already.
+    if (resp.status === 0) { status.replaceChildren(problem(resp)); return; }
     const text = await resp.text();
     let body = null;
     try { body = JSON.parse(text); } catch { body = null; }
@@ -596,11 +598,21 @@ async function exportPeriod(from, to, format, status) {
     return;
   }
   const url = URL.createObjectURL(await resp.blob());
-  const a = h('a', { href: url, download: `audit-${from || 'start'}-${to || 'now'}.${format === 'csv' ? 'csv' : 'ndjson'}` });
+  const a = h('a', { href: url, download: name });
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// Downloads the signed export of a period, named by the period.
+function exportPeriod(from, to, format, status) {
+  // A copy to read: retention waits for the archive export made for it.
+  const params = new URLSearchParams({ format, archive: 'false' });
+  if (from) params.set('from', from);
+  if (to) params.set('to', to);
+  const ext = format === 'csv' ? 'csv' : 'ndjson';
+  return download(`/v1/audit/export?${params}`, format === 'csv' ? 'text/csv' : 'application/x-ndjson', `audit-${from || 'start'}-${to || 'now'}.${ext}`, status);
 }
 
 async function auditSearch() {
@@ -742,26 +754,11 @@ async function disclosures() {
   if (!r.ok) return [...out, problem(r)];
   const b = r.body;
   const status = h('div', { 'aria-live': 'polite' });
-  const download = async () => {
-    const resp = await api('GET', `${path}?format=csv`, { raw: true, accept: 'text/csv' });
-    if (!resp.ok) {
-      const text = await resp.text();
-      let body = null;
-      try { body = JSON.parse(text); } catch { body = null; }
-      status.replaceChildren(problem({ status: resp.status, body, text }));
-      return;
-    }
-    const url = URL.createObjectURL(await resp.blob());
-    // The file is named by the masked ID the gateway shows, never the full one.
-    const a = h('a', { href: url, download: `disclosures-${b.resident}.csv` });
-    document.body.append(a);
-    a.click();
-    a.remove();
-    setTimeout(() => URL.revokeObjectURL(url), 10000);
-  };
+  // The file is named by the masked ID the gateway shows, never the full one.
+  const csv = () => download(`${path}?format=csv`, 'text/csv', `disclosures-${b.resident}.csv`, status);
   out.push(
     h('div', { class: 'actions' }, h('button', { type: 'button', onclick: () => window.print() }, t('print')),
-      h('button', { type: 'button', class: 'secondary', onclick: download }, t('csv'))),
+      h('button', { type: 'button', class: 'secondary', onclick: csv }, t('csv'))),
     status,
     h('div', { class: 'report' },
       h('p', { class: 'printonly report-head' }, t('disclosuresFor')),
@@ -1007,7 +1004,7 @@ async function catalog() {
       const g = r.body.grant;
       const until = (g.conditions || {}).valid_until;
       const ended = until && until < day(new Date());
-      return [h('span', {}, g.title, ended ? h('strong', { class: 'tag deny', title: until }, ` ${t('expired')}`) : null, h('br'), h('code', {}, g.id)),
+      return [h('span', {}, g.title, ended ? h('strong', { class: 'tag deny', title: until }, ` ${t('grantExpired')}`) : null, h('br'), h('code', {}, g.id)),
         deptName(g.consumer), g.roles.join(', '), g.purposes.map((p) => N.purpose[p] || p).join('、'), g.operations.join(', '),
         h('span', {}, g.access.map((a) => h('div', {}, h('code', {}, a.dataset), ': ', a.fields.join(', '),
           a.verify_only && a.verify_only.length ? ` (${t('verifyOnly')}: ${a.verify_only.join(', ')})` : ''))),
@@ -1352,15 +1349,19 @@ async function tokens() {
   out.push(form, result);
   if (!r.ok) return [...out, problem(r)];
   const entries = r.body.entries || [];
-  const lift = async (e) => {
+  const lift = async (e, why) => {
+    if (!why.value.trim()) { why.focus(); result.replaceChildren(h('p', { class: 'error' }, `${t('liftReason')}: ${t('required')}`)); return; }
     if (!window.confirm(t('liftConfirm', { id: e.id }))) return;
-    const a = await api('DELETE', `/v1/admin/revoked-tokens/${encodeURIComponent(e.id)}`);
+    const a = await api('DELETE', `/v1/admin/revoked-tokens/${encodeURIComponent(e.id)}`, { body: { reason: why.value.trim() } });
     if (!a.ok) { result.replaceChildren(problem(a)); return; }
     render();
   };
   out.push(entries.length === 0 ? h('p', {}, t('noEntries')) : table([t('jti'), t('sub'), t('issuedBefore'), t('expires'), t('reason'), t('by'), ''],
-    entries.map((e) => [e.jti || '', e.sub || '', when(e.issued_before), when(e.expires), e.reason || '', e.by || '',
-      h('button', { type: 'button', class: 'secondary', 'aria-label': `${t('lift')} ${e.id}`, onclick: () => lift(e) }, t('lift'))])));
+    entries.map((e) => {
+      const why = h('input', { 'aria-label': `${t('liftReason')} ${e.id}`, placeholder: t('liftReason'), maxlength: '500' });
+      return [e.jti || '', e.sub || '', when(e.issued_before), when(e.expires), e.reason || '', e.by || '',
+        h('span', {}, why, h('button', { type: 'button', class: 'secondary', 'aria-label': `${t('lift')} ${e.id}`, onclick: () => lift(e, why) }, t('lift')))];
+    })));
   return out;
 }
 
@@ -1550,6 +1551,8 @@ document.getElementById('lang').addEventListener('click', () => {
 });
 document.getElementById('signout').addEventListener('click', () => {
   S.token = '';
+  // Nothing of the last officer's work stays for the next.
+  reportFor = '';
   sessionStorage.removeItem('tongban.token');
   go('signin');
 });

@@ -719,7 +719,7 @@ impl Gateway {
                 .revocations
                 .add(revocation.clone(), self.clock.unix_millis())
                 .map(|()| true),
-            StopChange::LiftTokens { id } => self.revocations.lift(id),
+            StopChange::LiftTokens { id, at_ms } => self.revocations.lift(id, *at_ms),
         }
     }
 

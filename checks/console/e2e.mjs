@@ -352,6 +352,7 @@ try {
   const denied = await lookup();
   check(denied.status === 401 && denied.body.type.endsWith('/token-revoked'), 'a token denied in the console is refused');
   await shot('15-tokens');
+  await page.fill('input[aria-label="移除原因 sub:clerk-007"]', '已更换密钥');
   await page.click('button[aria-label="移除 sub:clerk-007"]');
   await page.waitForSelector('text=名单为空');
   check((await lookup()).status === 200, 'an entry removed in the console is served again');

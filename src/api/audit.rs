@@ -683,6 +683,10 @@ pub(crate) struct ExportParams {
     /// `cluster` (default in cluster mode: the central copy in PostgreSQL)
     /// or `node` (this node's own log).
     scope: Option<String>,
+    /// `false`: a copy to read (the console's download), which retention
+    /// does not count as the range's archive. Default `true`: once
+    /// delivered, the range counts as exported.
+    archive: Option<bool>,
 }
 
 /// Export events with the signed checkpoints that cover them, streamed.
@@ -712,8 +716,11 @@ async fn export(
     let mut event = ctx.event(EventKind::AuditReview, "audit.export");
     // Over HTTP/2 a flush of the connection says nothing of one stream's
     // bytes (they wait on its flow-control window): such an export is
-    // served, but retention does not count it.
-    let delivered = if version >= axum::http::Version::HTTP_2 {
+    // served, but retention does not count it; nor a copy asked for as one.
+    let copy = params
+        .as_ref()
+        .is_ok_and(|Query(p)| p.archive == Some(false));
+    let delivered = if copy || version >= axum::http::Version::HTTP_2 {
         Delivered::Never
     } else {
         Delivered::After(ctx.conn.writes.clone())

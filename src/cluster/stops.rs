@@ -49,6 +49,10 @@ pub enum StopChange {
     LiftTokens {
         /// The entry (`jti:…` or `sub:…`).
         id: String,
+        /// When the denial lifted was made: a newer one of the same id
+        /// stays in force.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at_ms: Option<i64>,
     },
 }
 

@@ -251,13 +251,18 @@ impl Revocations {
     }
 
     /// Lifts the entry `id` (`jti:…` or `sub:…`, as [`Revocation::id`]
-    /// names it), durably; whether it was in force.
-    pub fn lift(&self, id: &str) -> Result<bool, StopsError> {
-        if !self.map.all().contains_key(id) {
-            return Ok(false);
-        }
-        self.map.apply([Edit::Remove(id.to_owned())])?;
-        Ok(true)
+    /// names it), durably, if the one in force is the one made at `at_ms`
+    /// (any, when none is named): a lift never removes a denial made after
+    /// the one it was asked for. Whether it removed one.
+    pub fn lift(&self, id: &str, at_ms: Option<i64>) -> Result<bool, StopsError> {
+        let mut lifted = false;
+        self.map.apply_with(|all| {
+            lifted = all
+                .get(id)
+                .is_some_and(|r| at_ms.is_none_or(|at| r.at_ms == at));
+            lifted.then(|| Edit::Remove(id.to_owned()))
+        })?;
+        Ok(lifted)
     }
 
     /// Every revocation in force: tokens by `jti`, then subjects, each in order.
@@ -327,6 +332,31 @@ mod tests {
         assert_eq!(
             (one.jti(), one.sub(), one.issued_before()),
             (Some("t-1"), None, None)
+        );
+    }
+
+    #[test]
+    fn a_lift_removes_the_denial_it_names_never_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::datadir::open_path(dir.path()).unwrap();
+        let list = Revocations::open(&db, dir.path(), 0).unwrap();
+        let deny = |at_ms| Revocation {
+            target: RevocationTarget::new(None, Some("clerk"), Some(100)).unwrap(),
+            expires_ms: 1_000_000,
+            reason: "r".into(),
+            by: "b".into(),
+            at_ms,
+        };
+        list.add(deny(1), 0).unwrap();
+        // Denied again before a lift of the first one arrives: it stays.
+        list.add(deny(5), 0).unwrap();
+        assert!(!list.lift("sub:clerk", Some(1)).unwrap());
+        assert!(list.refuses(None, "clerk", Some(1), 0).is_some());
+        assert!(list.lift("sub:clerk", Some(5)).unwrap());
+        assert!(list.refuses(None, "clerk", Some(1), 0).is_none());
+        assert!(
+            !list.lift("sub:clerk", None).unwrap(),
+            "nothing left to lift"
         );
     }
 

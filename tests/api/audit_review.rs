@@ -709,6 +709,12 @@ async fn an_export_dropped_mid_stream_is_not_counted_as_exported() {
         "an export the client dropped mid-stream counts as exported"
     );
 
+    // A copy asked for as one (the console's download), taken whole, does not.
+    let r = officer_get(&gw, "/v1/audit/export?archive=false").await;
+    assert_eq!(r.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(gw.store().await.exported_through().unwrap(), 0);
+
     // Taken whole, it counts.
     let r = officer_get(&gw, "/v1/audit/export").await;
     assert_eq!(r.status, StatusCode::OK);

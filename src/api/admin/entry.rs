@@ -323,7 +323,7 @@ pub(super) async fn delete<E: Entry>(
 #[into_params(parameter_in = Query)]
 pub(crate) struct ReasonParams {
     /// Why (optional; up to 500 characters; in the audit log and the history).
-    reason: Option<String>,
+    pub(crate) reason: Option<String>,
 }
 
 /// A grant or dataset as a body holds it (JSON, or TOML), and the change's
@@ -355,7 +355,8 @@ fn entry_body<E: Entry>(
         })?;
         Ok((entry, super::reason(reason)?))
     } else {
-        let mut value: Value = parse_body(headers, body, false)?;
+        // A body that is neither is refused naming both forms.
+        let mut value: Value = parse_body(headers, body, true)?;
         let reason = match value.as_object_mut().and_then(|o| o.remove("reason")) {
             None | Some(Value::Null) => None,
             Some(Value::String(r)) => Some(r),

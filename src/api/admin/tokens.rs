@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection};
-use axum::extract::{Path, State};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::Deserialize;
@@ -185,7 +185,7 @@ pub(crate) struct LiftBody {
     path = "/v1/admin/revoked-tokens/{id}",
     tag = "admin",
     operation_id = "admin_lift_revoked_token",
-    params(("id" = String, Path, description = "The entry's id (`jti:…` or `sub:…`)")),
+    params(("id" = String, Path, description = "The entry's id (`jti:…` or `sub:…`)"), super::entry::ReasonParams),
     request_body(content = doc::LiftRequest, description = "Optional"),
     responses(
         (status = 200, description = "Lifted: the entry as it was", body = doc::RevokedToken),
@@ -196,6 +196,7 @@ pub(super) async fn lift_revoked_token(
     State(gw): State<Arc<Gateway>>,
     ctx: RequestContext,
     path: Result<Path<String>, PathRejection>,
+    params: Result<Query<super::entry::ReasonParams>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -207,7 +208,8 @@ pub(super) async fn lift_revoked_token(
             Ok(b) if b.is_empty() => LiftBody::default(),
             _ => parse_body(&headers, body, false)?,
         };
-        let reason = super::reason(reason)?;
+        let Query(query) = params.map_err(|e| crate::api::bad_query(&e))?;
+        let reason = super::reason(reason.or(query.reason))?;
         let entry = gw
             .revocations
             .all()
@@ -226,11 +228,19 @@ pub(super) async fn lift_revoked_token(
                 .cloned()
                 .unwrap_or_default();
             finish_then(&gw, &ctx, event, Ok(Answer::ok(body)), async |_| {
-                gw.revocations
-                    .lift(&entry.id())
+                // Only the denial that was read: one made since stays.
+                let lifted = gw
+                    .revocations
+                    .lift(&entry.id(), Some(entry.at_ms))
                     .map_err(|e| suspension_store_failed(&e))?;
-                gw.share_stop(StopChange::LiftTokens { id: entry.id() })
-                    .await;
+                if !lifted {
+                    return Err(super::not_found("revoked-token", &entry.id()));
+                }
+                gw.share_stop(StopChange::LiftTokens {
+                    id: entry.id(),
+                    at_ms: Some(entry.at_ms),
+                })
+                .await;
                 Ok(())
             })
             .await
