@@ -369,7 +369,7 @@ function go(route, params) {
 
 function field(id, label, input, hint) {
   input.id = id;
-  return h('div', { class: 'field' }, h('label', { for: id }, label, hint ? ` (${hint})` : ''), input,
+  return h('div', { class: 'field' }, h('label', { for: id }, label, hint ? (S.lang === 'zh' ? `（${hint}）` : ` (${hint})`) : ''), input,
     h('p', { class: 'field-error', id: `${id}-error`, 'aria-live': 'polite' }));
 }
 
@@ -495,6 +495,8 @@ function chrome(route) {
 }
 
 let rendering = 0;
+// The view on the page (the route of the hash), to tell a redraw from a new view.
+let shownRoute = '';
 let rendered = false;
 
 async function render() {
@@ -519,10 +521,17 @@ async function render() {
   }
   chrome(route);
   const main = document.getElementById('main');
-  // Loading never blanks what is shown: it says so above it until the view is drawn.
+  // A view drawn again (after a save, an answer) stays as it was, inert,
+  // under a line saying it loads: loading never blanks a form. Another view
+  // starts from that line alone.
   main.setAttribute('aria-busy', 'true');
-  if (!main.firstChild) main.append(h('p', {}, t('loading')));
-  else main.prepend(h('p', { class: 'loading', role: 'status' }, t('loading')));
+  if (main.firstChild && route === shownRoute) {
+    for (const el of main.children) el.inert = true;
+    main.prepend(h('p', { class: 'loading', role: 'status' }, t('loading')));
+  } else {
+    main.replaceChildren(h('p', {}, t('loading')));
+  }
+  shownRoute = route;
   try {
     if (S.token) await loadNames();
     const content = await (PAGES[route] || PAGES.signin).render(arg);
@@ -768,7 +777,7 @@ async function disclosures() {
       b.disclosures.length === 0 ? h('p', {}, t('noDisclosures')) : table(
         [t('time'), t('consumer'), t('purpose'), t('caseRef'), t('dataset'), t('fields'), t('useKind'), t('subject'), t('grant'), t('seq')],
         b.disclosures.map((d) => [when(d.time), named(d.consumer, inLang(d.consumer_name)), named(d.purpose, d.purpose_title), d.case_ref || '',
-          named(d.dataset, d.dataset_title), (d.fields || []).map((f) => f.title || f.name).join('；'),
+          named(d.dataset, d.dataset_title), (d.fields || []).map((f) => N.field[`${d.dataset}/${f.name}`] || f.title || f.name).join('；'),
           h('span', { class: `use ${d.operation}` }, S.lang === 'zh' ? d.use_zh : d.use_en), d.subject || '', d.grant || '',
           h('a', { href: eventHref(d.seq, d.node) }, String(d.seq))]),
         // The person, grant and sequence are for officers: the printed report is the resident's.

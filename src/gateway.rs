@@ -167,6 +167,8 @@ struct Origin {
     action: String,
     /// The version in PostgreSQL, in cluster mode.
     cluster_version: Option<i64>,
+    /// Why, as the change's author said (a version of the cluster).
+    reason: Option<String>,
 }
 
 /// What the last reload of the policy directory did.
@@ -563,6 +565,7 @@ impl Gateway {
                 author: "files".into(),
                 action: "reload".into(),
                 cluster_version: None,
+                reason: None,
             },
         )
         .await
@@ -819,6 +822,7 @@ impl Gateway {
                     author: v.author,
                     action: v.action,
                     cluster_version: Some(v.version),
+                    reason: v.reason,
                 },
             )
             .await
@@ -900,7 +904,7 @@ impl Gateway {
                 before: c.before,
                 after: c.after,
                 access: access.clone(),
-                reason: None,
+                reason: origin.reason.clone(),
             };
             if let Err(e) = self.policy_history.record(&entry) {
                 tracing::error!(error = %e, "policy history could not be recorded");

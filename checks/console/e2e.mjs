@@ -119,6 +119,7 @@ try {
   await page.goto(`${base}/console/`);
   await page.waitForSelector('#token');
   await shot('01-signin');
+  check(!(await page.isVisible('#signout')), 'the sign-out button is hidden on the sign-in page');
   await page.fill('#token', officer);
   await page.click('button[type=submit]');
   await page.waitForSelector('#q-consumer');
@@ -220,6 +221,19 @@ try {
   await page.waitForSelector('nav >> text=统计');
   await page.keyboard.press('Tab');
   check((await page.evaluate(() => document.activeElement.className)) === 'skip', 'the first Tab stop is the skip link');
+  // The focus ring against the white page: WCAG's contrast ratio of at least 3:1.
+  await page.focus('#s-from');
+  await page.keyboard.press('Tab');
+  const ring = await page.evaluate(() => {
+    const lum = (rgb) => {
+      const [r, g, b] = rgb.match(/\d+/g).slice(0, 3).map((v) => { const c = Number(v) / 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; });
+      return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+    };
+    const style = getComputedStyle(document.activeElement);
+    return (1.05) / (lum(style.outlineColor) + 0.05);
+  });
+  check(ring >= 3, `the focus ring has at least 3:1 contrast against the page (${ring.toFixed(1)}:1)`);
+  check((await page.title()).startsWith('统计'), 'the tab title names the view');
 
   await page.click('#signout');
   await page.waitForSelector('#token');

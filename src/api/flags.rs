@@ -93,10 +93,7 @@ async fn review(
         let not_found = || ApiError::from(Problem::FlagNotFound { id: id.clone() });
         let day = flag_day(&id).ok_or_else(not_found)?;
         let ReviewBody { note } = parse_body(&headers, body, false)?;
-        let note = note.trim().to_owned();
-        if note.is_empty() || note.chars().count() > 500 {
-            return Err(Problem::InvalidReason.into());
-        }
+        let note = crate::api::admin::required_reason(&note)?;
         event.detail = Some(json!({"flag": id, "note": note}).to_string());
         let flags = crate::alerts::flags_of_day(&gw, day, id.starts_with("volume_spike:"))
             .await

@@ -94,10 +94,7 @@ async fn lodge_objection(
     let prepared = async {
         let me = resident::admit(&gw, &headers, &mut event)?;
         let ObjectionBody { node, seq, text } = parse_body(&headers, body, false)?;
-        let text = text.trim().to_owned();
-        if text.is_empty() || text.chars().count() > 500 {
-            return Err(ApiError::from(Problem::InvalidReason));
-        }
+        let text = crate::api::admin::required_reason(&text)?;
         let node = node.unwrap_or_else(|| gw.config.node_id.clone());
         caught_up(&gw).await?;
         let list = resident_disclosures(&gw, me.pseudonym).await?;

@@ -162,10 +162,7 @@ async fn reply(
             return Err(not_found());
         }
         let ReplyBody { reply, close } = parse_body(&headers, body, false)?;
-        let reply = reply.trim().to_owned();
-        if reply.is_empty() || reply.chars().count() > 500 {
-            return Err(Problem::InvalidReason.into());
-        }
+        let reply = crate::api::admin::required_reason(&reply)?;
         let mut o = gw
             .objections
             .get(&id)

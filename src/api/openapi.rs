@@ -1740,6 +1740,8 @@ pub struct ClusterVersion {
     pub action: String,
     /// What it changed, in a line.
     pub summary: String,
+    /// Why, as its author said (`reason`, `--reason`), if they did.
+    pub reason: Option<String>,
     /// The hash of its files.
     pub content_hash: String,
     /// The policy files it changed, added or removed against the version before.

@@ -219,12 +219,12 @@ pub(crate) fn push(
             author: author.unwrap_or_else(default_author),
             action: "push".into(),
             summary: format!(
-                "push: {} departments, {} datasets, {} grants{}",
+                "push: {} departments, {} datasets, {} grants",
                 set.departments.len(),
                 set.datasets.len(),
-                set.grants.len(),
-                reason.map(|r| format!(": {r}")).unwrap_or_default()
+                set.grants.len()
             ),
+            reason,
         };
         let version = tx.commit(&set.sources, &meta).await?;
         out!(

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS tongban_policy_version (
     action       text NOT NULL,
     summary      text NOT NULL
 );
+ALTER TABLE tongban_policy_version ADD COLUMN IF NOT EXISTS reason text;
 CREATE TABLE IF NOT EXISTS tongban_node (
     node_id        text PRIMARY KEY,
     instance       text NOT NULL,

@@ -35,6 +35,8 @@ pub struct VersionRow {
     pub action: String,
     /// What it changed, in a line.
     pub summary: String,
+    /// Why, as its author said.
+    pub reason: Option<String>,
     /// The policy files it changed, added or removed.
     pub changed_files: Vec<String>,
 }
@@ -157,6 +159,8 @@ pub struct StoredVersion {
     pub action: String,
     /// One line on what changed.
     pub summary: String,
+    /// Why, as its author said.
+    pub reason: Option<String>,
 }
 
 /// One heartbeat of a node.
@@ -192,6 +196,8 @@ pub struct ChangeMeta {
     pub action: String,
     /// One line on what changed.
     pub summary: String,
+    /// Why, as its author said.
+    pub reason: Option<String>,
 }
 
 #[derive(Clone)]
@@ -377,7 +383,7 @@ impl PolicyStore {
             .query(
                 "SELECT v.version, v.content_hash,
                         (extract(epoch FROM v.committed_at) * 1000)::bigint,
-                        v.node_id, v.author, v.action, v.summary,
+                        v.node_id, v.author, v.action, v.summary, v.reason,
                         coalesce((SELECT array_agg(k ORDER BY k) FROM (
                             SELECT e.key AS k FROM jsonb_each(v.files) e
                              WHERE p.files IS NULL OR p.files -> e.key IS DISTINCT FROM e.value
@@ -400,7 +406,8 @@ impl PolicyStore {
                 author: r.get(4),
                 action: r.get(5),
                 summary: r.get(6),
-                changed_files: r.get(7),
+                reason: r.get(7),
+                changed_files: r.get(8),
             })
             .collect())
     }
@@ -599,8 +606,8 @@ impl ChangeTx {
             client
                 .execute(
                     "INSERT INTO tongban_policy_version
-                       (version, content_hash, files, node_id, author, action, summary)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                       (version, content_hash, files, node_id, author, action, summary, reason)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                     &[
                         &version,
                         &sources.version(),
@@ -609,6 +616,7 @@ impl ChangeTx {
                         &meta.author,
                         &meta.action,
                         &meta.summary,
+                        &meta.reason,
                     ],
                 )
                 .await?;
@@ -653,7 +661,7 @@ async fn fetch(client: &Client, version: i64) -> Result<Option<StoredVersion>, C
         .query_opt(
             "SELECT content_hash, files::text,
                     (extract(epoch FROM committed_at) * 1000)::bigint,
-                    node_id, author, action, summary
+                    node_id, author, action, summary, reason
                FROM tongban_policy_version WHERE version = $1",
             &[&version],
         )
@@ -692,6 +700,7 @@ async fn fetch(client: &Client, version: i64) -> Result<Option<StoredVersion>, C
         author: row.get(4),
         action: row.get(5),
         summary: row.get(6),
+        reason: row.get(7),
     }))
 }
 

@@ -185,9 +185,9 @@ async fn push_and_pull_move_a_policy_set_between_files_and_postgresql() {
         pg.psql("SELECT version, node_id, author, action FROM tongban_policy_version"),
         "1|cli|pipeline|push"
     );
-    assert!(
-        pg.psql("SELECT summary FROM tongban_policy_version")
-            .ends_with(": 2026 年目录上线"),
+    assert_eq!(
+        pg.psql("SELECT reason FROM tongban_policy_version"),
+        "2026 年目录上线",
         "the reason is kept with the version"
     );
 
@@ -317,6 +317,11 @@ async fn c_audited_the_change_it_applied(c: &TestGateway) {
     .await;
     let change = &h.body["changes"][0];
     assert_eq!(change["author"], "shujuju/admin-1", "{}", h.text);
+    assert_eq!(
+        change["reason"], "参保登记只需姓名与性别",
+        "the reason reaches every node's history: {}",
+        h.text
+    );
     let e = c
         .store()
         .await
@@ -406,6 +411,7 @@ async fn an_edit_on_one_node_is_enforced_by_the_others_within_a_second() {
     );
     grant["access"][0]["fields"] = json!(["name", "gender"]);
     grant["access"][0]["masked"] = json!({});
+    grant["reason"] = json!("参保登记只需姓名与性别");
     let r = put_yibao_grant(&a, &grant, &etag).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let new_etag = r.headers["etag"].to_str().unwrap().to_owned();

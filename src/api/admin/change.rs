@@ -72,16 +72,11 @@ impl Apply<'_> {
                     node_id: cluster.node_id.clone(),
                     author: self.entry.author.clone(),
                     action: self.entry.action.clone(),
-                    summary: match &self.entry.reason {
-                        Some(r) => format!(
-                            "{} {} {}: {r}",
-                            self.entry.action, self.entry.kind, self.entry.id
-                        ),
-                        None => format!(
-                            "{} {} {}",
-                            self.entry.action, self.entry.kind, self.entry.id
-                        ),
-                    },
+                    reason: self.entry.reason.clone(),
+                    summary: format!(
+                        "{} {} {}",
+                        self.entry.action, self.entry.kind, self.entry.id
+                    ),
                 };
                 let version = tx
                     .commit(&self.prepared.set.sources, &meta)

@@ -146,6 +146,7 @@ pub(super) async fn cluster_versions(
                     "committed_at": format_time(v.committed_ms, gw.utc_offset),
                     "node_id": v.node_id,
                     "author": v.author,
+                    "reason": v.reason,
                     "action": v.action,
                     "summary": v.summary,
                     "content_hash": v.content_hash,

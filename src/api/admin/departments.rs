@@ -124,10 +124,7 @@ pub(super) async fn suspend_department(
             return Err(Problem::CannotSuspendOperator.into());
         }
         let SuspendBody { reason } = parse_body(&headers, body, false)?;
-        let reason = reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(Problem::InvalidReason.into());
-        }
+        let reason = super::required_reason(&reason)?;
         event.detail = Some(json!({"dept": dept, "reason": reason}).to_string());
         let suspension = crate::stops::suspension::Suspension {
             reason,

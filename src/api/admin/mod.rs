@@ -116,6 +116,16 @@ pub(crate) fn reason(text: Option<String>) -> Result<Option<String>, ApiError> {
     Ok(text)
 }
 
+/// A required text (a reason, a note, a reply): trimmed, 1 to 500
+/// characters.
+pub(crate) fn required_reason(text: &str) -> Result<String, ApiError> {
+    let text = text.trim();
+    if text.is_empty() || text.chars().count() > 500 {
+        return Err(Problem::InvalidReason.into());
+    }
+    Ok(text.to_owned())
+}
+
 fn not_found(kind: &str, id: &str) -> ApiError {
     ApiError::from(Problem::EntryNotFound {
         kind: entry_kind(kind),

@@ -155,10 +155,7 @@ pub(super) async fn file_request(
             grant,
             renews,
         } = parse_body(&headers, body, false)?;
-        let use_case = use_case.trim().to_owned();
-        if use_case.is_empty() || use_case.chars().count() > 500 {
-            return Err(ApiError::from(Problem::InvalidReason));
-        }
+        let use_case = super::required_reason(&use_case)?;
         let today = gw.today();
         let id = crate::kept::new_id(crate::sharing::ID_PREFIX, today);
         let (grant, owner, dataset, class) = asked_grant(&gw, &who, &id, grant, renews.as_deref())?;
@@ -468,10 +465,7 @@ async fn decide(
             return Err(not_found());
         }
         let DecisionBody { decision, reason, fields } = parse_body(&headers, body, false)?;
-        let reason = reason.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
-        if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-            return Err(Problem::InvalidReason.into());
-        }
+        let reason = super::reason(reason)?;
         let mut r = gw.sharing.requests.get(&id).await.map_err(|e| store_failed(&e))?.ok_or_else(not_found)?;
         let (waiting, allowed) = match stage {
             Stage::Review => (ReqState::Filed, who.authority),
@@ -809,10 +803,7 @@ pub(super) async fn revoke_grant(
         let id = GrantId::parse(&super::path_id(path)?)
             .map_err(|e| ApiError::from(Problem::InvalidId(crate::problem::IdInput::Grant, e)))?;
         let RevokeBody { reason } = parse_body(&headers, body, false)?;
-        let reason = reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(ApiError::from(Problem::InvalidReason));
-        }
+        let reason = super::required_reason(&reason)?;
         let policy = gw.policy.snapshot();
         let grant = policy
             .set
@@ -963,12 +954,7 @@ pub(super) async fn withdraw_request(
             return Err(not_found());
         }
         let WithdrawBody { reason } = parse_body(&headers, body, false)?;
-        let reason = reason
-            .map(|r| r.trim().to_owned())
-            .filter(|r| !r.is_empty());
-        if reason.as_ref().is_some_and(|r| r.chars().count() > 500) {
-            return Err(Problem::InvalidReason.into());
-        }
+        let reason = super::reason(reason)?;
         let mut r = gw
             .sharing
             .requests

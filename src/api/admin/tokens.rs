@@ -105,10 +105,7 @@ pub(super) async fn revoke_token(
                 }))
             })
         };
-        let reason = b.reason.trim().to_owned();
-        if reason.is_empty() || reason.chars().count() > 500 {
-            return Err(Problem::InvalidReason.into());
-        }
+        let reason = super::required_reason(&b.reason)?;
         let now = ctx.time_ms;
         // An entry outlives every token it can name: a token presented
         // later than that is refused for its exp anyway.
