@@ -334,3 +334,45 @@ async fn the_report_names_the_issuing_body_the_configuration_names() {
     let r = officer_get(&gw, &format!("/v1/audit/residents/{id}/disclosures")).await;
     assert_eq!(r.body["issued_by"], "某某市大数据中心", "{}", r.text);
 }
+
+#[tokio::test]
+async fn a_grant_read_as_toml_is_sent_back_as_it_was_read() {
+    let gw = TestGateway::start().await;
+    let (_, etag) = get_grant(&gw, GRANT).await;
+    let toml = call(
+        &gw,
+        "GET",
+        &format!("/v1/admin/grants/{GRANT}"),
+        None,
+        &[("accept", "application/toml")],
+    )
+    .await;
+    assert!(toml.text.starts_with("[[grant]]"), "{}", toml.text);
+    let edited = format!(
+        "reason = \"改名称\"\n{}",
+        toml.text
+            .replace("医保参保登记核验户籍", "医保参保登记核验户籍（TOML 修订）")
+    );
+    let r = call(
+        &gw,
+        "PUT",
+        &format!("/v1/admin/grants/{GRANT}"),
+        Some(("application/toml", edited)),
+        &[("if-match", etag.as_str())],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        r.body["grant"]["title"],
+        "医保参保登记核验户籍（TOML 修订）"
+    );
+    let h = call(
+        &gw,
+        "GET",
+        &format!("/v1/admin/history?id={GRANT}"),
+        None,
+        &[],
+    )
+    .await;
+    assert_eq!(h.body["changes"][0]["reason"], "改名称", "{}", h.text);
+}

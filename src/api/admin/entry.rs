@@ -343,6 +343,21 @@ fn entry_body<E: Entry>(
     };
     if toml_body {
         let mut table: toml::Table = parse_body(headers, body, true)?;
+        // A grant as its file holds it, and as a read with `Accept:
+        // application/toml` answers (`[[grant]]`, one of them), is taken
+        // as the grant itself: what was read can be sent back.
+        if E::NAME == "grant" && table.len() <= 2 {
+            if let Some(toml::Value::Array(list)) = table.get("grant") {
+                if let [toml::Value::Table(one)] = list.as_slice() {
+                    let one = one.clone();
+                    let reason = table.remove("reason");
+                    table = one;
+                    if let Some(r) = reason {
+                        table.insert("reason".into(), r);
+                    }
+                }
+            }
+        }
         let reason = match table.remove("reason") {
             None => None,
             Some(toml::Value::String(r)) => Some(r),
