@@ -11,11 +11,22 @@
 #   bash checks/mutants.sh MODULE...            only these (first column)
 #   bash checks/mutants.sh --in-diff BASE ...   only mutants on lines changed since commit BASE
 #   bash checks/mutants.sh --budget MINUTES ... the most one module may take (default 45)
+#   bash checks/mutants.sh --shard K/N ...      only the K-th of N parts of each module's
+#                                               mutants (K from 0), to spread a long module
+#                                               over sessions or machines
 #   bash checks/mutants.sh --list               the table
 #
-# Results: target/mutants/<module>/mutants.out/ (cargo-mutants' own files:
-# caught.txt, missed.txt, timeout.txt, unviable.txt) and one line per module
-# in target/mutants/summary.md.
+# Each module runs in two passes. The first tries every mutant against the
+# library's own tests (one small test binary: seconds to build and run); the
+# second tries only the mutants the first did not catch against all the
+# module's tests, the API and crash tests included. A mutant caught by the
+# library's tests is caught whatever else runs, so the two passes count
+# exactly what one pass over all the tests would, in a fraction of the time.
+#
+# Results: target/mutants/<module>[/shard-K-of-N]/{lib,all}/mutants.out/
+# (cargo-mutants' own files: caught.txt, missed.txt, timeout.txt,
+# unviable.txt), the mutants still missed after both passes in missed.txt
+# beside them, and one line per module (and shard) in target/mutants/summary.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,11 +44,19 @@ rate_limit  | src/pipeline/rate_limit.rs                     | --lib --test api 
 
 budget=45
 base=
+shard=
 wanted=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --budget) budget=$2; shift ;;
     --in-diff) base=$2; shift ;;
+    --shard)
+      shard=$2; shift
+      if ! [[ $shard =~ ^([0-9]+)/([0-9]+)$ ]] || [ "${BASH_REMATCH[1]}" -ge "${BASH_REMATCH[2]}" ]; then
+        echo "--shard takes K/N with 0 <= K < N, as 0/2 and 1/2" >&2
+        exit 2
+      fi
+      ;;
     --list) echo "$table" | sed '/^$/d'; exit 0 ;;
     -*) echo "unknown option $1" >&2; exit 2 ;;
     *) wanted+=("$1") ;;
@@ -60,26 +79,85 @@ if [ -n "$base" ]; then
   diff_args=(--in-diff "$out/changes.diff")
 fi
 
+# The names cargo-mutants printed in FILE, one per line, as anchored regular
+# expressions for --re: every character a regex gives meaning to is escaped.
+as_regexes() {
+  sed -e 's/[][\\.*^$+?(){}|#&~-]/\\&/g' -e 's/^/--re=^/' -e 's/$/$/' "$1"
+}
+count() { if [ -f "$1" ]; then grep -c . "$1" || true; else echo 0; fi; }
+# How many mutants a pass in DIR tried: every one ends in exactly one list.
+tried() { echo $(($(count "$1/caught.txt") + $(count "$1/missed.txt") + $(count "$1/timeout.txt") + $(count "$1/unviable.txt"))); }
+# Why a pass ended, from cargo-mutants' exit code (or timeout's 124), when the
+# pass did not try every mutant it was given: the summary says so rather
+# than counting the untried ones as caught.
+why() {
+  case "$1" in
+    124) echo "stopped at the budget" ;;
+    4) echo "the tests failed without any mutation" ;;
+    *) echo "cargo-mutants ended with $1" ;;
+  esac
+}
+
 while IFS='|' read -r name files targets filters; do
   name=$(echo "$name" | xargs)
   [ -n "$name" ] || continue
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " == *" $name "* ]]; then continue; fi
   file_args=()
   for f in $files; do file_args+=(--file "$f"); done
-  echo "== $name: $(echo $files) against $(echo $filters) (at most $budget minutes)" >&2
+  dir=$out/$name
+  label=$name
+  shard_args=()
+  if [ -n "$shard" ]; then
+    dir=$out/$name/shard-${shard%/*}-of-${shard#*/}
+    label="$name (part $shard)"
+    shard_args=(--shard "$shard")
+  fi
+  rm -rf "$dir/lib" "$dir/all" "$dir/missed.txt"
+  mkdir -p "$dir"
+  deadline=$(($(date +%s) + budget * 60))
+  echo "== $label: $(echo $files), first against the library's tests $(echo $filters) (at most $budget minutes in all)" >&2
+  expected=$(cargo mutants --list "${file_args[@]}" "${diff_args[@]}" "${shard_args[@]}" | grep -c . || true)
+  rc=0
   # shellcheck disable=SC2086
-  timeout "$((budget * 60))" cargo mutants --no-shuffle --jobs 1 --timeout 120 \
-    "${file_args[@]}" "${diff_args[@]}" --output "$out/$name" \
-    -- $targets -- $filters || true
-  count() {
-    local f="$out/$name/mutants.out/$1.txt"
-    if [ -f "$f" ]; then grep -c . "$f" || true; else echo 0; fi
-  }
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$name" "$(count caught)" "$(count missed)" \
-    "$(count timeout)" "$(count unviable)" "$(date -u +%Y-%m-%d)" >>"$summary"
-  if [ -s "$out/$name/mutants.out/missed.txt" ]; then
-    echo "missed in $name:" >&2
-    cat "$out/$name/mutants.out/missed.txt" >&2
+  timeout "$budget"m cargo mutants --no-shuffle --jobs 1 --timeout 60 \
+    "${file_args[@]}" "${diff_args[@]}" "${shard_args[@]}" --output "$dir/lib" \
+    -- --lib -- $filters || rc=$?
+  lib=$dir/lib/mutants.out
+  note=
+  if [ "$(tried "$lib")" -lt "$expected" ]; then
+    note="incomplete: $(tried "$lib") of $expected tried, $(why "$rc")"
+  fi
+  cat "$lib/missed.txt" "$lib/timeout.txt" 2>/dev/null | sed '/^$/d' >"$dir/again.txt"
+  caught=$(count "$lib/caught.txt")
+  unviable=$(count "$lib/unviable.txt")
+  if [ -s "$dir/again.txt" ]; then
+    left=$((deadline - $(date +%s)))
+    [ "$left" -gt 0 ] || left=1
+    mapfile -t again < <(as_regexes "$dir/again.txt")
+    echo "== $label: $(grep -c . "$dir/again.txt") not caught by the library's tests, now against $(echo $targets) $(echo $filters)" >&2
+    rc=0
+    # shellcheck disable=SC2086
+    timeout "$left" cargo mutants --no-shuffle --jobs 1 --timeout 120 \
+      "${file_args[@]}" "${again[@]}" --output "$dir/all" \
+      -- $targets -- $filters || rc=$?
+    all=$dir/all/mutants.out
+    if [ "$(tried "$all")" -lt "${#again[@]}" ]; then
+      note="${note:+$note; }second pass incomplete: $(tried "$all") of ${#again[@]} tried, $(why "$rc")"
+    fi
+    caught=$((caught + $(count "$all/caught.txt")))
+    unviable=$((unviable + $(count "$all/unviable.txt")))
+    cat "$all/missed.txt" 2>/dev/null | sed '/^$/d' >"$dir/missed.txt" || true
+    timeouts=$(count "$all/timeout.txt")
+  else
+    : >"$dir/missed.txt"
+    timeouts=0
+  fi
+  printf '| %s | %s | %s | %s | %s | %s%s |\n' "$label" "$caught" "$(count "$dir/missed.txt")" \
+    "$timeouts" "$unviable" "$(date -u +%Y-%m-%d)" "${note:+ ($note)}" >>"$summary"
+  [ -z "$note" ] || echo "$label: $note" >&2
+  if [ -s "$dir/missed.txt" ]; then
+    echo "missed in $label:" >&2
+    cat "$dir/missed.txt" >&2
   fi
 done <<<"$table"
 echo "summary: $summary" >&2

@@ -272,7 +272,7 @@ pub(crate) fn read_all(dir: &Path) -> io::Result<Replay> {
             // of their own is what a stop between two steps of a rotation
             // leaves (a file renamed in, nothing written to it yet): the end
             // of the log, as a torn last record is.
-            if i + 1 < found.len() && !only_residue(&found[i + 1..])? {
+            if !only_residue(&found[i + 1..])? {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
@@ -552,6 +552,11 @@ mod tests {
             (Tree::Events, vec![n; 8], vec![n; 40]),
             (Tree::Blocks, vec![n, 1], vec![]),
             (Tree::Checkpoints, vec![], vec![7; 3]),
+            (
+                Tree::Sealed,
+                u64::from(n).to_be_bytes().to_vec(),
+                vec![n; 12],
+            ),
         ]
     }
 
@@ -620,6 +625,61 @@ mod tests {
         let left = read_all(dir.path()).unwrap();
         assert_eq!(left.records.len(), 1);
         assert_eq!(left.last_segment, again.number());
+    }
+
+    #[test]
+    fn a_directory_that_cannot_be_read_is_an_error_not_an_empty_log() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            read_all(&dir.path().join("none"))
+                .unwrap()
+                .records
+                .is_empty()
+        );
+        // A file where the directory should be: reading it as a log with
+        // no records would lose every acknowledged event it should hold.
+        let file = dir.path().join("a-file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(read_all(&file).is_err());
+        assert!(Wal::create(&file, false).is_err());
+    }
+
+    #[test]
+    fn segments_removed_become_at_most_spares_spares() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), false).unwrap();
+        let mut ended = 0;
+        for n in 1..=5 {
+            wal.append(&wal.record(u64::from(n), &entries(n))).unwrap();
+            ended = wal.rotate().unwrap();
+        }
+        remove_through(dir.path(), ended, true).unwrap();
+        assert_eq!(spares(dir.path()).unwrap().len(), SPARES);
+        assert_eq!(segments(dir.path()).unwrap().len(), 1, "only the open one");
+    }
+
+    /// Every change of a name in the directory (a new segment, a spare
+    /// renamed in or out, a removal) is followed by a sync of the
+    /// directory, and its failure is the step's failure.
+    #[test]
+    fn names_are_synced_and_a_failed_directory_sync_fails_the_step() {
+        let dir = tempfile::tempdir().unwrap();
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let plan = failing.clone();
+        let _armed = crate::faults::arm(dir.path(), move |point| {
+            (point == "wal.dir_sync" && plan.load(std::sync::atomic::Ordering::SeqCst))
+                .then_some(crate::faults::Fault::Fail)
+        });
+        assert!(Wal::create(dir.path(), false).is_err(), "a new segment");
+        failing.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut wal = Wal::create(dir.path(), false).unwrap();
+        wal.append(&wal.record(1, &entries(1))).unwrap();
+        let ended = wal.rotate().unwrap();
+        failing.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            remove_through(dir.path(), ended, true).is_err(),
+            "a removal"
+        );
     }
 
     #[test]
