@@ -490,7 +490,11 @@ impl Wal {
     /// Frames a group's entries as a record of the segment it goes to.
     #[cfg(test)]
     pub(crate) fn record(&self, seq: u64, entries: &[Entry]) -> Vec<u8> {
-        encode(self.number + u64::from(self.ended), seq, entries)
+        let parts: Vec<(Tree, &[u8], &[u8])> = entries
+            .iter()
+            .map(|(t, k, v)| (*t, k.as_slice(), v.as_slice()))
+            .collect();
+        self.record_parts(seq, &parts)
     }
 
     /// As [`Self::record`], from borrowed entries.
@@ -642,6 +646,62 @@ mod tests {
         std::fs::write(&file, b"").unwrap();
         assert!(read_all(&file).is_err());
         assert!(Wal::create(&file, false).is_err());
+    }
+
+    /// What a segment counts of itself: its bytes (what decides when it
+    /// ends), its age, its syncs (one per synced append or end mark, none
+    /// when not syncing).
+    #[test]
+    fn a_segment_counts_its_bytes_its_age_and_its_syncs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(&dir.path().join("synced"), true).unwrap();
+        let first = wal.record(1, &entries(1));
+        let second = wal.record(2, &entries(2));
+        wal.append(&first).unwrap();
+        wal.append(&second).unwrap();
+        assert_eq!(wal.len(), (first.len() + second.len()) as u64);
+        assert_eq!(wal.syncs(), 2);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert!(wal.age() >= std::time::Duration::from_millis(50));
+        wal.rotate().unwrap();
+        assert_eq!(wal.syncs(), 3, "the end mark too");
+        assert_eq!(wal.len(), 0, "a new segment");
+        assert!(wal.age() < std::time::Duration::from_millis(50));
+
+        let mut unsynced = Wal::create(&dir.path().join("unsynced"), false).unwrap();
+        unsynced.append(&unsynced.record(1, &entries(1))).unwrap();
+        assert_eq!(unsynced.syncs(), 0);
+    }
+
+    /// A write whose sync fails is cut off again, and only it: the records
+    /// before it stay, and the next append follows them.
+    #[test]
+    fn a_failed_append_is_cut_off_and_only_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), true).unwrap();
+        wal.append(&wal.record(1, &entries(1))).unwrap();
+        wal.append(&wal.record(2, &entries(2))).unwrap();
+        let before = wal.len();
+        let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let plan = failing.clone();
+        let _armed = crate::faults::arm(dir.path(), move |point| {
+            (point == "wal.sync" && plan.load(std::sync::atomic::Ordering::SeqCst))
+                .then_some(crate::faults::Fault::Fail)
+        });
+        assert!(wal.append(&wal.record(3, &entries(3))).is_err());
+        assert_eq!(wal.len(), before);
+        let read = read_all(dir.path()).unwrap();
+        assert_eq!(read.records.len(), 2);
+        assert_eq!(read.unread_bytes, 0, "nothing of the failed write stays");
+        failing.store(false, std::sync::atomic::Ordering::SeqCst);
+        wal.append(&wal.record(4, &entries(4))).unwrap();
+        let seqs: Vec<u64> = read_all(dir.path())
+            .unwrap()
+            .records
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 4]);
     }
 
     #[test]
