@@ -38,7 +38,7 @@ authn       | src/pipeline/authn.rs src/pipeline/admit.rs    | --lib --test api 
 stops       | src/stops/mod.rs src/stops/suspension.rs src/stops/revocation.rs | --lib --test api | stops:: suspension:: revocation:: crash::a_stop_before_any_step_of_a_policy
 verify      | src/pipeline/verify.rs                         | --lib --test api | pipeline::verify verify::
 event       | src/audit/event.rs src/audit/chain.rs          | --lib --test api | audit:: audit_log:: audit_review:: gm_suite::
-writer      | src/audit/writer.rs src/audit/wal.rs           | --lib --test api | audit:: audit_log:: crash::
+writer      | src/audit/writer.rs src/audit/wal.rs           | --lib --test api | audit:: audit_log:: crash:: gm_suite::
 rate_limit  | src/pipeline/rate_limit.rs                     | --lib --test api | rate_limit lookup:: batch::
 '
 

@@ -801,6 +801,14 @@ mod tests {
     use crate::audit::event::tests::body;
 
     fn writer(dir: &Path, group_wait: Duration) -> (AuditWriter, AuditStore) {
+        writer_with(dir, group_wait, Duration::from_secs(3600))
+    }
+
+    fn writer_with(
+        dir: &Path,
+        group_wait: Duration,
+        checkpoint_interval: Duration,
+    ) -> (AuditWriter, AuditStore) {
         let db = sled::Config::new().path(dir).open().unwrap();
         let store = AuditStore::open(&db, dir).unwrap();
         let signer = Arc::new(
@@ -818,7 +826,7 @@ mod tests {
                 max_batch: 512,
                 group_wait,
                 checkpoint_every: 10_000,
-                checkpoint_interval: Duration::from_secs(3600),
+                checkpoint_interval,
                 clock: Clock::system(),
             },
         )
@@ -937,6 +945,31 @@ mod tests {
         assert_eq!(second.unwrap(), 2);
         assert_eq!(first.await.unwrap().unwrap(), 1);
         assert_eq!(w.stats().batches.load(Ordering::Relaxed), 1, "one group");
+        // Its events taken, it is no longer on its way: going away now
+        // counts nothing twice, and the next group waits for no one.
+        drop(coming);
+        let third = tokio::time::timeout(Duration::from_secs(10), w.append(body(3)))
+            .await
+            .expect("no request is on its way any more")
+            .unwrap();
+        assert_eq!(third, 3);
+        w.close().await;
+    }
+
+    /// While events arrive, a checkpoint is signed every
+    /// `checkpoint_interval`, however few events came.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkpoint_is_signed_every_interval_while_events_arrive() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, store) = writer_with(dir.path(), Duration::ZERO, Duration::from_millis(100));
+        assert_eq!(w.append(body(1)).await.unwrap(), 1);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.stats().checkpoints.load(Ordering::Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "no checkpoint was signed");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        w.caught_up().await.unwrap();
+        assert_eq!(store.last_checkpoint_seq().unwrap(), 1);
         w.close().await;
     }
 
