@@ -801,14 +801,20 @@ mod tests {
     use crate::audit::event::tests::body;
 
     fn writer(dir: &Path, group_wait: Duration) -> (AuditWriter, AuditStore) {
-        writer_with(dir, group_wait, Duration::from_secs(3600))
+        writer_with(dir, |o| o.group_wait = group_wait)
     }
 
-    fn writer_with(
-        dir: &Path,
-        group_wait: Duration,
-        checkpoint_interval: Duration,
-    ) -> (AuditWriter, AuditStore) {
+    fn writer_with(dir: &Path, set: impl FnOnce(&mut WriterOptions)) -> (AuditWriter, AuditStore) {
+        let mut options = WriterOptions {
+            node: "node-1".into(),
+            durability: Durability::Flush,
+            max_batch: 512,
+            group_wait: Duration::ZERO,
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(3600),
+            clock: Clock::system(),
+        };
+        set(&mut options);
         let db = sled::Config::new().path(dir).open().unwrap();
         let store = AuditStore::open(&db, dir).unwrap();
         let signer = Arc::new(
@@ -820,15 +826,7 @@ mod tests {
             dir,
             signer,
             Arc::new(Metrics::new()),
-            WriterOptions {
-                node: "node-1".into(),
-                durability: Durability::Flush,
-                max_batch: 512,
-                group_wait,
-                checkpoint_every: 10_000,
-                checkpoint_interval,
-                clock: Clock::system(),
-            },
+            options,
         )
         .unwrap();
         (writer, store)
@@ -856,9 +854,96 @@ mod tests {
             .expect("written without waiting for group_wait")
             .unwrap();
         assert_eq!(seq, 1);
+        assert_eq!(w.durable_seq(), 1);
         w.caught_up().await.unwrap();
+        assert_eq!(w.applied_seq(), 1);
         assert_eq!(store.get(1).unwrap().unwrap().body, body(1));
+        assert_eq!(store.last_checkpoint_seq().unwrap(), 0);
+        // Closing signs a last checkpoint, files it, and stops the thread:
+        // a later append is refused, never left waiting.
         w.close().await;
+        assert_eq!(store.last_checkpoint_seq().unwrap(), 1);
+        assert!(!w.is_healthy());
+        let late = tokio::time::timeout(Duration::from_secs(10), w.append(body(2)))
+            .await
+            .expect("refused at once");
+        assert!(matches!(*late.unwrap_err(), AuditError::WriterStopped));
+    }
+
+    /// A full group (`max_batch` events) is written at once, even with a
+    /// request still on its way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_group_is_written_without_waiting() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = writer_with(dir.path(), |o| {
+            o.max_batch = 1;
+            o.group_wait = Duration::from_secs(30);
+        });
+        let _coming = w.in_flight();
+        let seq = tokio::time::timeout(Duration::from_secs(10), w.append(body(1)))
+            .await
+            .expect("a full group waits for no one")
+            .unwrap();
+        assert_eq!(seq, 1);
+        w.close().await;
+    }
+
+    fn pending(bodies: &[u32], finalize: Option<Finalizer>) -> Pending {
+        let events = bodies
+            .iter()
+            .map(|n| {
+                let b = body(*n);
+                (b.encode(), b)
+            })
+            .collect();
+        (events, oneshot::channel().0, finalize)
+    }
+
+    /// Each signed answer's finalizer gets the numbers its own events will
+    /// have, and its hash goes into those events only.
+    #[test]
+    fn a_finalizer_gets_its_own_events_numbers_and_marks_only_them() {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let finalizer = |mark: u8| -> Option<Finalizer> {
+            let seen = seen.clone();
+            Some(Box::new(move |first, last| {
+                seen.lock().unwrap().push((first, last));
+                [mark; 32]
+            }))
+        };
+        let mut batch = vec![
+            pending(&[1, 2], None),
+            pending(&[3, 4, 5], finalizer(7)),
+            pending(&[], finalizer(8)),
+            pending(&[6], finalizer(9)),
+        ];
+        finalize_proofs(&mut batch, 11);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [(13, 15), (16, 16)],
+            "none for no event"
+        );
+        let proofs: Vec<Vec<Option<Hash>>> = batch
+            .iter()
+            .map(|(events, _, _)| {
+                events
+                    .iter()
+                    .map(|(encoded, body)| {
+                        assert_eq!(encoded.proof, body.proof);
+                        body.proof
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            proofs,
+            [
+                vec![None, None],
+                vec![Some([7; 32]); 3],
+                vec![],
+                vec![Some([9; 32])]
+            ]
+        );
     }
 
     /// A reader waits for a checkpoint the writer signed, though it holds
@@ -903,6 +988,8 @@ mod tests {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        assert!(w.is_behind());
+        assert_eq!(w.durable_seq(), 2);
         assert!(matches!(
             *w.append(body(3)).await.unwrap_err(),
             AuditError::Behind
@@ -913,12 +1000,14 @@ mod tests {
             assert!(Instant::now() < deadline, "the applier never caught up");
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        assert!(!w.is_behind());
         assert_eq!(
             w.append(body(4)).await.unwrap(),
             3,
             "the refused group took no number"
         );
         w.caught_up().await.unwrap();
+        assert_eq!(w.applied_seq(), 3);
         assert_eq!(store.get(2).unwrap().unwrap().body, body(2));
         assert_eq!(store.get(3).unwrap().unwrap().body, body(4));
         assert!(store.indexes_consistent().unwrap());
@@ -961,7 +1050,9 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_checkpoint_is_signed_every_interval_while_events_arrive() {
         let dir = tempfile::tempdir().unwrap();
-        let (w, store) = writer_with(dir.path(), Duration::ZERO, Duration::from_millis(100));
+        let (w, store) = writer_with(dir.path(), |o| {
+            o.checkpoint_interval = Duration::from_millis(100);
+        });
         assert_eq!(w.append(body(1)).await.unwrap(), 1);
         let deadline = Instant::now() + Duration::from_secs(10);
         while w.stats().checkpoints.load(Ordering::Relaxed) == 0 {
