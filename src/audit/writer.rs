@@ -888,6 +888,86 @@ mod tests {
         w.close().await;
     }
 
+    /// Requests queued while a group is being written go into the next
+    /// group together, at most `max_batch` events each.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_requests_share_groups_of_at_most_max_batch() {
+        for (max_batch, groups) in [(512, 2), (2, 4)] {
+            let dir = tempfile::tempdir().unwrap();
+            let (w, _) = writer_with(dir.path(), |o| o.max_batch = max_batch);
+            // The first group's write waits until the others are queued.
+            let gate = Arc::new(AtomicBool::new(true));
+            let reached = Arc::new(AtomicBool::new(false));
+            let (held, seen) = (gate.clone(), reached.clone());
+            let _armed = crate::faults::arm(dir.path(), move |point| {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while point == "wal.write" && held.load(Ordering::SeqCst) {
+                    seen.store(true, Ordering::SeqCst);
+                    assert!(Instant::now() < deadline, "the gate was never opened");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                None
+            });
+            let w = Arc::new(w);
+            let until = |what: &str, done: &dyn Fn() -> bool| {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                while !done() {
+                    assert!(Instant::now() < deadline, "{what}");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            };
+            let mut tasks = Vec::new();
+            for n in 1..=6 {
+                let w = w.clone();
+                tasks.push(tokio::spawn(async move { w.append(body(n)).await }));
+                if n == 1 {
+                    until("the first group never reached its write", &|| {
+                        reached.load(Ordering::SeqCst)
+                    });
+                }
+            }
+            until("the five never were queued", &|| {
+                w.tx.max_capacity() - w.tx.capacity() == 5
+            });
+            gate.store(false, Ordering::SeqCst);
+            let mut seqs = Vec::new();
+            for t in tasks {
+                seqs.push(t.await.unwrap().unwrap());
+            }
+            seqs.sort_unstable();
+            assert_eq!(seqs, [1, 2, 3, 4, 5, 6]);
+            assert_eq!(w.stats().events.load(Ordering::Relaxed), 6);
+            assert_eq!(
+                w.stats().batches.load(Ordering::Relaxed),
+                groups,
+                "max_batch {max_batch}: the first alone, then the five queued"
+            );
+            w.close().await;
+        }
+    }
+
+    /// A checkpoint asked for closes the group at once, though a request
+    /// is still on its way.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_checkpoint_asked_for_closes_the_group_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Arc::new(writer(dir.path(), Duration::from_secs(30)).0);
+        let _coming = w.in_flight();
+        let first = tokio::spawn({
+            let w = w.clone();
+            async move { w.append(body(1)).await }
+        });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!first.is_finished(), "the group waits for the one coming");
+        let covered = tokio::time::timeout(Duration::from_secs(10), w.checkpoint_now())
+            .await
+            .expect("the checkpoint waits for no one")
+            .unwrap();
+        assert_eq!(covered, 1);
+        assert_eq!(first.await.unwrap().unwrap(), 1);
+        w.close().await;
+    }
+
     fn pending(bodies: &[u32], finalize: Option<Finalizer>) -> Pending {
         let events = bodies
             .iter()
