@@ -968,6 +968,58 @@ mod tests {
         w.close().await;
     }
 
+    /// A checkpoint every `checkpoint_every` events, one when asked for,
+    /// and never a second one of the same head.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoints_come_every_checkpoint_every_events_and_once_per_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, store) = writer_with(dir.path(), |o| o.checkpoint_every = 3);
+        let signed = || w.stats().checkpoints.load(Ordering::Relaxed);
+        let mut after = Vec::new();
+        for n in 1..=7 {
+            w.append(body(n)).await.unwrap();
+            after.push(signed());
+        }
+        assert_eq!(after, [0, 0, 1, 1, 1, 2, 2]);
+        assert_eq!(w.checkpoint_now().await.unwrap(), 7);
+        assert_eq!(signed(), 3);
+        assert_eq!(
+            w.checkpoint_now().await.unwrap(),
+            7,
+            "the head did not move"
+        );
+        assert_eq!(signed(), 3);
+        w.caught_up().await.unwrap();
+        assert_eq!(store.last_checkpoint_seq().unwrap(), 7);
+        w.close().await;
+        assert_eq!(signed(), 3, "closing signs none for a head already signed");
+    }
+
+    /// With `durability = "fdatasync"` each group is synced before it is
+    /// answered, and the writer's statistics say so.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_syncing_writer_counts_a_sync_through_each_answered_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = writer_with(dir.path(), |o| o.durability = Durability::Fdatasync);
+        for n in 1..=3 {
+            let seq = w.append(body(n)).await.unwrap();
+            assert_eq!(w.stats().synced_through.load(Ordering::Acquire), seq);
+            // One per group, and one per segment ended (about each second).
+            assert!(w.stats().syncs.load(Ordering::Relaxed) >= u64::from(n));
+        }
+        w.close().await;
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = writer(dir.path(), Duration::ZERO);
+        w.append(body(1)).await.unwrap();
+        assert_eq!(
+            w.stats().syncs.load(Ordering::Relaxed),
+            0,
+            "durability = \"flush\""
+        );
+        assert_eq!(w.stats().synced_through.load(Ordering::Acquire), 0);
+        w.close().await;
+    }
+
     fn pending(bodies: &[u32], finalize: Option<Finalizer>) -> Pending {
         let events = bodies
             .iter()
