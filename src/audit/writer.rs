@@ -805,6 +805,14 @@ mod tests {
     }
 
     fn writer_with(dir: &Path, set: impl FnOnce(&mut WriterOptions)) -> (AuditWriter, AuditStore) {
+        writer_counted(dir, Arc::new(Metrics::new()), set)
+    }
+
+    fn writer_counted(
+        dir: &Path,
+        metrics: Arc<Metrics>,
+        set: impl FnOnce(&mut WriterOptions),
+    ) -> (AuditWriter, AuditStore) {
         let mut options = WriterOptions {
             node: "node-1".into(),
             durability: Durability::Flush,
@@ -821,14 +829,7 @@ mod tests {
             CheckpointSigner::make_and_open(dir, crate::audit::suite::Suite::International)
                 .unwrap(),
         );
-        let writer = AuditWriter::start(
-            store.clone(),
-            dir,
-            signer,
-            Arc::new(Metrics::new()),
-            options,
-        )
-        .unwrap();
+        let writer = AuditWriter::start(store.clone(), dir, signer, metrics, options).unwrap();
         (writer, store)
     }
 
@@ -1017,6 +1018,57 @@ mod tests {
             "durability = \"flush\""
         );
         assert_eq!(w.stats().synced_through.load(Ordering::Acquire), 0);
+        w.close().await;
+    }
+
+    /// The metrics count groups of events (a checkpoint alone is not a
+    /// group of events) and checkpoints.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_metrics_count_groups_of_events_and_checkpoints() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let (w, _) = writer_counted(dir.path(), metrics.clone(), |_| {});
+        w.append(body(1)).await.unwrap();
+        w.append_many(vec![body(2), body(3)]).await.unwrap();
+        w.checkpoint_now().await.unwrap();
+        let text = metrics.encode();
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+                .unwrap_or_else(|| panic!("{name} in {text}"))
+                .to_owned()
+        };
+        assert_eq!(value("tongban_audit_batch_events_count"), "2");
+        assert_eq!(value("tongban_audit_batch_events_sum"), "3.0");
+        assert_eq!(value("tongban_audit_flush_seconds_count"), "2");
+        assert_eq!(value("tongban_audit_checkpoints_total"), "1");
+        w.close().await;
+    }
+
+    /// A segment ends once it is about a second old (then the applier
+    /// removes it once sled holds it); not before.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_segment_ends_after_about_a_second_and_not_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let (w, _) = writer(dir.path(), Duration::ZERO);
+        let numbers = || -> Vec<u64> {
+            wal::segments(&dir.path().join(wal::DIR))
+                .unwrap()
+                .into_iter()
+                .map(|(n, _)| n)
+                .collect()
+        };
+        w.append(body(1)).await.unwrap();
+        w.append(body(2)).await.unwrap();
+        assert_eq!(numbers(), [1], "young and small: still the first");
+        tokio::time::sleep(ROTATE_AGE + Duration::from_millis(100)).await;
+        w.append(body(3)).await.unwrap();
+        // (The writer ends the segment right after answering.)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while numbers().last() != Some(&2) {
+            assert!(Instant::now() < deadline, "the first never ended");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         w.close().await;
     }
 
