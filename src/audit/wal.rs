@@ -619,6 +619,18 @@ mod tests {
         assert_eq!(bad, Some(0));
     }
 
+    /// A record longer than `RECORD_MAX` is not read, though its bytes are
+    /// all there and its checksum is right.
+    #[test]
+    fn a_record_longer_than_the_most_is_not_read() {
+        let value = vec![0; RECORD_MAX - 16];
+        let record = encode(1, 9, &[(Tree::Events, vec![], value)]);
+        assert_eq!(record.len(), 8 + RECORD_MAX + 1);
+        let (records, bad) = split(1, &record);
+        assert!(records.is_empty());
+        assert_eq!(bad, Some(0));
+    }
+
     #[test]
     fn a_new_writer_starts_after_the_segments_left() {
         let dir = tempfile::tempdir().unwrap();

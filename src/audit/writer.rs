@@ -864,6 +864,12 @@ mod tests {
         // a later append is refused, never left waiting.
         w.close().await;
         assert_eq!(store.last_checkpoint_seq().unwrap(), 1);
+        assert!(
+            wal::segments(&dir.path().join(wal::DIR))
+                .unwrap()
+                .is_empty(),
+            "sled holds it all: no segment is left to replay"
+        );
         assert!(!w.is_healthy());
         let late = tokio::time::timeout(Duration::from_secs(10), w.append(body(2)))
             .await
