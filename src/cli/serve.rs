@@ -50,13 +50,15 @@ pub(crate) fn serve(config: Config, listen: Option<SocketAddr>) -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async move {
+        // First: a stop asked for while the gateway starts is kept.
+        let stop = tongban::server::termination_signal();
         let addr = listen.unwrap_or(config.listen);
         let gw = Gateway::start(config, Clock::system()).await?;
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on {addr}"))?;
         tracing::info!(addr = %addr, policy = gw.policy.snapshot().version(), "tongban serving HTTPS");
-        tongban::server::serve(gw, listener, tongban::server::termination_signal()).await?;
+        tongban::server::serve(gw, listener, stop).await?;
         Ok(())
     })
 }

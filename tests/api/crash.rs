@@ -477,6 +477,38 @@ fn exit_within(child: &mut Child, secs: u64, what: &str) -> std::process::ExitSt
     }
 }
 
+/// A stop (SIGTERM) asked for while the gateway is still starting is a
+/// clean stop: the gateway finishes starting, stops as asked and exits 0,
+/// rather than dying by the signal with its audit writer unclosed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_asked_for_while_the_gateway_starts_is_a_clean_stop() {
+    let (home, _) = demo_home();
+    let addr = free_addr();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tongban"))
+        .args(["demo", "--home"])
+        .arg(home.path())
+        .args(["--listen", &addr.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("gateway starts");
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    // The first line the gateway logs as it starts: its token keys loaded.
+    let starting = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("signing keys changed"));
+    assert!(starting, "the gateway never said it was starting");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    // Read on, so that the gateway never waits on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    let status = exit_within(&mut child, 20, "a stop while starting");
+    assert_eq!(status.code(), Some(0), "{status:?}");
+}
+
 /// The change whose durable write stops at `point`: an edit of the grant
 /// (`policy.*`, read as `before`) or a suspension (`stops.*`).
 async fn change_that_stops(
