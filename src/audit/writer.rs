@@ -1056,6 +1056,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_segment_ends_after_about_a_second_and_not_before() {
         let dir = tempfile::tempdir().unwrap();
+        let opened = Instant::now();
         let (w, _) = writer(dir.path(), Duration::ZERO);
         let numbers = || -> Vec<u64> {
             wal::segments(&dir.path().join(wal::DIR))
@@ -1066,7 +1067,10 @@ mod tests {
         };
         w.append(body(1)).await.unwrap();
         w.append(body(2)).await.unwrap();
-        assert_eq!(numbers(), [1], "young and small: still the first");
+        // (Only if this machine took less than a second to get here.)
+        if opened.elapsed() < ROTATE_AGE {
+            assert_eq!(numbers(), [1], "young and small: still the first");
+        }
         tokio::time::sleep(ROTATE_AGE + Duration::from_millis(100)).await;
         w.append(body(3)).await.unwrap();
         // (The writer ends the segment right after answering.)

@@ -893,17 +893,28 @@ fn fingerprint(dir: &std::path::Path) -> Vec<FileStamp> {
     stamps(&paths)
 }
 
-/// Resolves on SIGTERM or SIGINT. The handlers are in place once this is
-/// called, not only once the future is first polled: a stop asked for
-/// while the gateway is still starting (or before its accept loop first
-/// looks) is kept, and the gateway stops cleanly as soon as it serves,
-/// instead of dying by the signal with its audit writer unclosed.
+/// Resolves on SIGTERM or SIGINT. On Unix the handlers are in place once
+/// this is called, not only once the future is first polled: a stop asked
+/// for while the gateway is still starting (or before its accept loop
+/// first looks) is kept, and the gateway stops cleanly as soon as it
+/// serves, instead of dying by the signal with its audit writer unclosed.
+///
+/// # Panics
+///
+/// Outside a Tokio runtime with its I/O driver (as `tokio::signal` does).
 pub fn termination_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{Signal, SignalKind, signal};
-        let term = signal(SignalKind::terminate()).ok();
-        let interrupt = signal(SignalKind::interrupt()).ok();
+        let register = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, signal = name, "cannot listen for the signal: it will not stop the gateway cleanly");
+                None
+            }
+        };
+        let term = register(SignalKind::terminate(), "SIGTERM");
+        let interrupt = register(SignalKind::interrupt(), "SIGINT");
         let wait = |s: Option<Signal>| async move {
             match s {
                 Some(mut s) => {

@@ -493,18 +493,31 @@ async fn a_stop_asked_for_while_the_gateway_starts_is_a_clean_stop() {
         .spawn()
         .expect("gateway starts");
     let stderr = child.stderr.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));
+    // Read on a thread of its own (to the end, so that the gateway never
+    // waits on a full pipe), handing over each line.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     // The first line the gateway logs as it starts: its token keys loaded.
-    let starting = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("signing keys changed"));
-    assert!(starting, "the gateway never said it was starting");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("signing keys changed") => break,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the gateway never said it was starting");
+            }
+        }
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
-    // Read on, so that the gateway never waits on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
     let status = exit_within(&mut child, 20, "a stop while starting");
     assert_eq!(status.code(), Some(0), "{status:?}");
 }
